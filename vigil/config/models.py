@@ -1,0 +1,240 @@
+"""Configuration as plain data: pydantic models with ``extra="forbid"`` and no I/O.
+
+Coordinates of zones, lines and masks are **normalized** to 0..1 of the frame's width and
+height, so one configuration survives a change of stream resolution. Every section has
+defaults that work out of the box; ``docs/configuration.md`` is the reference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vigil.types import Anchor, Direction
+
+NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectConfig(_Model):
+    """Object detection: which model, how often, which classes."""
+
+    model: str = Field(
+        "yolox-nano",
+        description="Registry name (see `vigil models list`), a path to an ONNX file, "
+        "or `motion` for the model-free moving-blob detector.",
+    )
+    fps: float = Field(5.0, gt=0, le=120, description="Frames per second to analyse.")
+    confidence: float = Field(0.3, gt=0, lt=1, description="Minimum detection score.")
+    nms_iou: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS suppresses.")
+    input_size: int | None = Field(
+        None, ge=32, le=2048, description="Network input side; default is the model's own."
+    )
+    labels: list[str] = Field(
+        default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck",
+                                 "dog", "cat"],
+        description="Class names to keep (people, vehicles, animals by default).",
+    )
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads.")
+
+
+class MotionConfig(_Model):
+    """The motion gate in front of the detector."""
+
+    enabled: bool = Field(True, description="Skip detection on frames without motion.")
+    width: int = Field(320, ge=32, le=1920, description="Width the luma plane is reduced to.")
+    threshold: int = Field(20, ge=1, le=255, description="Per-pixel luma difference that counts.")
+    min_area: float = Field(
+        0.0005, ge=0, le=1, description="Smallest motion blob, as a fraction of the frame."
+    )
+    alpha: float = Field(
+        0.05, gt=0, le=1, description="Running-average rate of the background model."
+    )
+    recalibrate: float = Field(
+        0.5, gt=0, le=1,
+        description="Fraction of changed pixels that means a global change (lights, IR switch): "
+        "the background is reset instead of reporting motion everywhere.",
+    )
+    masks: list[list[NormPoint]] = Field(
+        default_factory=list, description="Polygons where motion is ignored."
+    )
+    track_margin: float = Field(
+        0.25, ge=0, le=2, description="Regions around live tracks, grown by this fraction."
+    )
+
+
+class TrackerConfig(_Model):
+    """The per-camera multi-object tracker."""
+
+    high_threshold: float = Field(0.5, gt=0, lt=1, description="First-stage detection score.")
+    low_threshold: float = Field(0.1, ge=0, lt=1, description="Lowest score used at all.")
+    new_track_threshold: float = Field(0.6, gt=0, le=1, description="Score to start a track.")
+    match_iou: float = Field(0.2, gt=0, lt=1, description="Minimum IoU of a first-stage match.")
+    lost_seconds: float = Field(
+        1.5, gt=0, le=60, description="How long a lost track can be re-found."
+    )
+    min_hits: int = Field(2, ge=1, le=30, description="Matches before a track is confirmed.")
+
+
+class EventsConfig(_Model):
+    """How tracked objects and rule hits become events."""
+
+    min_duration: float = Field(
+        1.0, ge=0, description="An object must be tracked this long (s) to make an event."
+    )
+    debounce: float = Field(
+        2.0, ge=0, description="An event ends only after its object was gone this long (s)."
+    )
+    snapshots: bool = Field(True, description="Keep the best frame of each event.")
+
+
+class ZoneConfig(_Model):
+    """A polygon zone: enter/exit, dwell, loitering and occupancy."""
+
+    polygon: list[NormPoint] = Field(min_length=3)
+    labels: list[str] = Field(default_factory=list, description="Only these classes; [] = all.")
+    anchor: Anchor = Anchor.BOTTOM_CENTER
+    min_size: float = Field(
+        0.0, ge=0, le=1, description="Ignore boxes smaller than this fraction of the frame."
+    )
+    dwell: float | None = Field(None, gt=0, description="Seconds inside that raise a dwell event.")
+    loiter: float | None = Field(
+        None, gt=0, description="Seconds inside that count as loitering (an alert)."
+    )
+
+
+class LineConfig(_Model):
+    """A directed line segment from ``points[0]`` (A end) to ``points[1]`` (B end).
+
+    Side A is on the left when looking from the first point to the second (in image
+    coordinates, y down), side B on the right. Only crossings of the segment itself count.
+    """
+
+    points: tuple[NormPoint, NormPoint]
+    labels: list[str] = Field(default_factory=list)
+    anchor: Anchor = Anchor.BOTTOM_CENTER
+    min_size: float = Field(0.0, ge=0, le=1)
+    directions: list[Direction] = Field(
+        default_factory=lambda: [Direction.A_TO_B, Direction.B_TO_A],
+        description="Directions that raise events (both are always counted).",
+    )
+
+    @field_validator("points")
+    @classmethod
+    def _distinct(cls, v: tuple[NormPoint, NormPoint]) -> tuple[NormPoint, NormPoint]:
+        if v[0] == v[1]:
+            raise ValueError("a line needs two different points")
+        return v
+
+
+class RedactConfig(_Model):
+    """What is hidden in every image Vigil shows or exports."""
+
+    mode: Literal["faces", "people", "faces+people", "none"] = "faces"
+    style: Literal["blur", "pixelate", "fill"] = "blur"
+    margin: float = Field(0.2, ge=0, le=2, description="Box growth on each side, as a fraction.")
+    hold_frames: int = Field(
+        15, ge=0, le=1000, description="Frames a region stays hidden after last seen."
+    )
+    masks: list[list[NormPoint]] = Field(
+        default_factory=list, description="Polygons always blacked out."
+    )
+
+
+class SourceConfig(_Model):
+    url: str = Field(description="File path, rtsp://, rtsps://, http(s)://, or synthetic://.")
+    roles: list[Literal["detect", "record"]] = Field(
+        default_factory=lambda: ["detect", "record"]
+    )
+
+
+class CameraSettings(_Model):
+    """Settings a camera may override; unset fields come from the global defaults."""
+
+    detect: DetectConfig | None = None
+    motion: MotionConfig | None = None
+    tracker: TrackerConfig | None = None
+    events: EventsConfig | None = None
+    redact: RedactConfig | None = None
+
+
+class CameraConfig(CameraSettings):
+    sources: list[SourceConfig] = Field(min_length=1)
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict)
+    lines: dict[str, LineConfig] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class ResolvedCamera(_Model):
+    """A camera with global defaults merged in: every section present."""
+
+    name: str
+    sources: list[SourceConfig]
+    detect: DetectConfig
+    motion: MotionConfig
+    tracker: TrackerConfig
+    events: EventsConfig
+    redact: RedactConfig
+    zones: dict[str, ZoneConfig]
+    lines: dict[str, LineConfig]
+    enabled: bool = True
+
+
+class VigilConfig(_Model):
+    """The whole file. Top-level sections are defaults for every camera."""
+
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    redact: RedactConfig = Field(default_factory=RedactConfig)
+    zones: dict[str, ZoneConfig] = Field(
+        default_factory=dict, description="Zones for `vigil analyze` (and cameras without any)."
+    )
+    lines: dict[str, LineConfig] = Field(default_factory=dict)
+    cameras: dict[str, CameraConfig] = Field(default_factory=dict)
+    data_dir: Path = Field(Path("vigil-data"), description="Where recordings and the DB live.")
+
+    @model_validator(mode="after")
+    def _names(self) -> VigilConfig:
+        for name in self.cameras:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(
+                    f"camera name {name!r} may hold only letters, digits, '-' and '_'"
+                )
+        return self
+
+    def camera(self, name: str) -> ResolvedCamera:
+        """The named camera with global defaults merged in."""
+        cam = self.cameras[name]
+        return ResolvedCamera(
+            name=name,
+            sources=cam.sources,
+            detect=cam.detect or self.detect,
+            motion=cam.motion or self.motion,
+            tracker=cam.tracker or self.tracker,
+            events=cam.events or self.events,
+            redact=cam.redact or self.redact,
+            zones=cam.zones or self.zones,
+            lines=cam.lines or self.lines,
+            enabled=cam.enabled,
+        )
+
+    def for_source(self, url: str, name: str = "camera") -> ResolvedCamera:
+        """An ad-hoc camera for `vigil analyze`: the global sections plus top-level rules."""
+        return ResolvedCamera(
+            name=name,
+            sources=[SourceConfig(url=url)],
+            detect=self.detect,
+            motion=self.motion,
+            tracker=self.tracker,
+            events=self.events,
+            redact=self.redact,
+            zones=self.zones,
+            lines=self.lines,
+        )

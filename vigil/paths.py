@@ -1,0 +1,39 @@
+"""Where shared models and footage live, overridable by environment variables.
+
+The repository never contains model weights or footage; tests and benchmarks find them in the
+``shared`` folder beside the checkout (``../shared``), or wherever ``VIGIL_SHARED_DIR`` points.
+The product itself downloads models into a cache (see ``vigil.detect.models``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_dir() -> Path:
+    """Root of the shared material: ``$VIGIL_SHARED_DIR`` or ``<repo>/../shared``."""
+    env = os.environ.get("VIGIL_SHARED_DIR")
+    return Path(env) if env else (_REPO_ROOT.parent / "shared")
+
+
+def shared_models_dir() -> Path:
+    env = os.environ.get("VIGIL_MODELS_DIR")
+    return Path(env) if env else shared_dir() / "models"
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("VIGIL_DATA_DIR")
+    return Path(env) if env else shared_dir() / "data"
+
+
+def cache_dir() -> Path:
+    """Model cache: ``$VIGIL_CACHE_DIR``, else ``$XDG_CACHE_HOME/vigil``, else ``~/.cache/vigil``."""
+    env = os.environ.get("VIGIL_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "vigil"

@@ -1,0 +1,283 @@
+"""The types that cross stage boundaries: numpy and the standard library only.
+
+Coordinate frame: every box and point here is in **frame pixels** of the frame it came from
+(x to the right, y down, origin at the top-left corner), unless a docstring says "normalized".
+Times are seconds: media time (pts) for files, UNIX time (UTC) for live sources; `Frame.time`
+picks the right one so later stages never have to ask.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+ImageArray = npt.NDArray[np.uint8]
+
+#: Builds the BGR image of a frame, scaled to ``(width, height)`` when a size is given.
+BgrLoader = Callable[[tuple[int, int] | None], ImageArray]
+
+
+class Frame:
+    """One decoded video frame.
+
+    The luma plane is always present because the motion gate needs nothing else; the BGR image
+    is built on demand (colour conversion of a full frame costs more than decoding it), and
+    cached for the full size only, since scaled copies are asked for once, by the detector.
+    """
+
+    __slots__ = (
+        "_bgr",
+        "_loader",
+        "camera_id",
+        "height",
+        "live",
+        "luma",
+        "pts",
+        "seq",
+        "wall_time",
+        "width",
+    )
+
+    def __init__(
+        self,
+        *,
+        camera_id: str,
+        seq: int,
+        pts: float,
+        wall_time: float,
+        luma: ImageArray,
+        loader: BgrLoader,
+        live: bool = False,
+    ) -> None:
+        if luma.ndim != 2 or luma.dtype != np.uint8:
+            raise ValueError(f"luma must be a 2-D uint8 array, got {luma.dtype} {luma.shape}")
+        self.camera_id = camera_id
+        self.seq = seq
+        self.pts = pts
+        self.wall_time = wall_time
+        self.luma = luma
+        self.height, self.width = int(luma.shape[0]), int(luma.shape[1])
+        self.live = live
+        self._loader = loader
+        self._bgr: ImageArray | None = None
+
+    @classmethod
+    def from_bgr(
+        cls,
+        image: ImageArray,
+        *,
+        camera_id: str = "camera",
+        seq: int = 0,
+        pts: float = 0.0,
+        wall_time: float = 0.0,
+        live: bool = False,
+    ) -> Frame:
+        """Wrap an already decoded BGR image (tests, synthetic sources, still images)."""
+        import cv2
+
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be HxWx3 uint8 BGR, got {image.dtype} {image.shape}")
+        luma = np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+
+        def load(size: tuple[int, int] | None) -> ImageArray:
+            if size is None or size == (image.shape[1], image.shape[0]):
+                return image
+            return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+
+        frame = cls(
+            camera_id=camera_id, seq=seq, pts=pts, wall_time=wall_time, luma=luma,
+            loader=load, live=live,
+        )
+        frame._bgr = image
+        return frame
+
+    @property
+    def time(self) -> float:
+        """Event time base: UTC seconds for live sources, media seconds for files."""
+        return self.wall_time if self.live else self.pts
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` in pixels."""
+        return self.width, self.height
+
+    def bgr(self, size: tuple[int, int] | None = None) -> ImageArray:
+        """The frame as BGR uint8, at full size (cached) or scaled to ``size=(w, h)``."""
+        if size is not None and size != (self.width, self.height):
+            return self._loader(size)
+        if self._bgr is None:
+            self._bgr = self._loader(None)
+        return self._bgr
+
+
+def _as_float32_2d(value: Any, cols: int, name: str) -> FloatArray:
+    arr = np.asarray(value, dtype=np.float32)
+    if arr.size == 0:
+        return np.zeros((0, cols), dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != cols:
+        raise ValueError(f"{name} must have shape (n, {cols}), got {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+@dataclass(slots=True)
+class Detections:
+    """Columnar detections of one frame; rows are objects.
+
+    ``xyxy`` (n, 4) float32 frame pixels; ``confidence`` (n,) float32 in 0..1; ``class_id`` (n,)
+    int64 (index into the detector's class names); ``tracker_id`` (n,) int64, -1 until a tracker
+    assigned one. Index with a boolean mask or an index array to select rows.
+    """
+
+    xyxy: FloatArray
+    confidence: FloatArray = field(default_factory=lambda: np.zeros(0, np.float32))
+    class_id: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tracker_id: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self) -> None:
+        self.xyxy = _as_float32_2d(self.xyxy, 4, "xyxy")
+        n = self.xyxy.shape[0]
+        self.confidence = self._column(self.confidence, n, np.float32, 1.0, "confidence")
+        self.class_id = self._column(self.class_id, n, np.int64, 0, "class_id")
+        self.tracker_id = self._column(self.tracker_id, n, np.int64, -1, "tracker_id")
+
+    @staticmethod
+    def _column(value: Any, n: int, dtype: Any, default: float, name: str) -> Any:
+        arr = np.asarray(value, dtype=dtype).reshape(-1)
+        if arr.size == 0 and n > 0:
+            return np.full(n, default, dtype=dtype)
+        if arr.shape[0] != n:
+            raise ValueError(f"{name} has {arr.shape[0]} rows but xyxy has {n}")
+        return arr
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32))
+
+    @classmethod
+    def merge(cls, parts: Sequence[Detections]) -> Detections:
+        """Concatenate the rows of several ``Detections``."""
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.xyxy for p in parts]),
+            np.concatenate([p.confidence for p in parts]),
+            np.concatenate([p.class_id for p in parts]),
+            np.concatenate([p.tracker_id for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    def __getitem__(self, index: Any) -> Detections:
+        if isinstance(index, int | np.integer):
+            index = [int(index)]
+        return Detections(
+            self.xyxy[index], self.confidence[index], self.class_id[index], self.tracker_id[index]
+        )
+
+    @property
+    def area(self) -> FloatArray:
+        wh = np.clip(self.xyxy[:, 2:] - self.xyxy[:, :2], 0.0, None)
+        return np.asarray(wh[:, 0] * wh[:, 1], dtype=np.float32)
+
+    def anchors(self, anchor: Anchor) -> FloatArray:
+        """(n, 2) points of each box at ``anchor`` (bottom centre is where feet touch ground)."""
+        x1, y1, x2, y2 = self.xyxy.T
+        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+        xs = {"left": x1, "center": cx, "right": x2}
+        ys = {"top": y1, "center": cy, "bottom": y2}
+        vert, horiz = anchor.value.split("_") if "_" in anchor.value else ("center", "center")
+        return np.stack([xs[horiz], ys[vert]], axis=1).astype(np.float32)
+
+
+class Anchor(enum.StrEnum):
+    """The point of a box that stands for the object in zone and line rules."""
+
+    BOTTOM_CENTER = "bottom_center"
+    CENTER = "center"
+    TOP_CENTER = "top_center"
+    BOTTOM_LEFT = "bottom_left"
+    BOTTOM_RIGHT = "bottom_right"
+
+
+class RuleEventKind(enum.StrEnum):
+    ENTER = "enter"
+    EXIT = "exit"
+    DWELL = "dwell"
+    LOITER = "loiter"
+    CROSS = "cross"
+
+
+class Direction(enum.StrEnum):
+    """Which way an object crossed a line: from side A to side B or back (see rules.line)."""
+
+    A_TO_B = "a_to_b"
+    B_TO_A = "b_to_a"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEvent:
+    """What one rule saw one track do at one instant."""
+
+    rule_id: str
+    kind: RuleEventKind
+    camera_id: str
+    track_id: int
+    class_id: int
+    label: str
+    time: float
+    point: tuple[float, float]
+    direction: Direction | None = None
+    duration: float | None = None
+
+
+class EventState(enum.StrEnum):
+    START = "start"
+    UPDATE = "update"
+    END = "end"
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The best view of an event's object: the frame it came from and the box in it."""
+
+    seq: int
+    time: float
+    box: tuple[float, float, float, float]
+    score: float
+    image: ImageArray | None = None
+
+
+@dataclass(slots=True)
+class Event:
+    """The lifecycle record users see: one object doing something, from start to end.
+
+    ``start``/``end`` are in the camera's time base (media seconds for files, UTC seconds for
+    live sources, ``live`` tells which); ``end`` is None while the event is open.
+    """
+
+    id: str
+    camera_id: str
+    label: str
+    class_id: int
+    track_id: int
+    start: float
+    end: float | None
+    state: EventState
+    live: bool = False
+    zones: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    top_score: float = 0.0
+    snapshot: Snapshot | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end is None else self.end - self.start
