@@ -79,6 +79,14 @@ class TrackerConfig(_Model):
         1.5, gt=0, le=60, description="How long a lost track can be re-found."
     )
     min_hits: int = Field(2, ge=1, le=30, description="Matches before a track is confirmed.")
+    low_match_iou: float = Field(
+        0.5, gt=0, lt=1,
+        description="Minimum IoU of a second-stage match (low-score boxes keep tracks alive).",
+    )
+    direction_weight: float = Field(
+        0.2, ge=0, le=2,
+        description="Weight of the velocity-direction consistency bonus in the first stage.",
+    )
 
 
 class EventsConfig(_Model):

@@ -1,0 +1,406 @@
+"""A ByteTrack-class multi-object tracker with OC-SORT's observation-centric refinements.
+
+Per ``update`` (one processed frame at ``time`` seconds):
+
+1. Predict every track to ``time`` with the Kalman filter, over the real gap (frames may be
+   skipped).
+2. **High stage**: detections scoring >= ``high_threshold`` against all tracks (confirmed,
+   tentative and lost). Cost is ``1 - IoU`` minus OC-SORT's velocity-direction bonus (the
+   detection lies where the track was heading, weighted by the detection's score); pairs below
+   ``match_iou`` or of different classes are forbidden.
+3. **Low stage** (ByteTrack): detections between ``low_threshold`` and ``high_threshold``
+   against confirmed tracks still unmatched, IoU >= ``low_match_iou``. Low-score boxes are
+   mostly occluded people: they keep tracks alive instead of starting new ones.
+4. **Recovery stage** (OC-SORT's OCR): still unmatched tracks against still unmatched
+   high-score detections, using each track's *last observed box* instead of its prediction,
+   which rescues tracks whose velocity estimate went wrong while they were occluded.
+5. A track re-found after a gap is **re-updated from observations** (OC-SORT's ORU): its
+   filter is rewound to the last observation and replayed along a straight virtual path to the
+   new one, so the velocity that drifted during the occlusion is replaced by the observed one.
+6. Birth: unmatched high detections scoring >= ``new_track_threshold`` start tentative tracks;
+   a tentative track is confirmed (and gets an id) after ``min_hits`` matches and dies at its
+   first miss. Death: a confirmed track unmatched for more than ``lost_seconds`` (time, not
+   frames) is removed and its id reported in ``ended_ids``.
+
+State is a table of numpy columns (one row per live track), replaced — never extended — on
+each update, so memory is bounded by the number of live tracks. Ids come from a per-instance
+counter. Association is class-aware. No appearance features: Vigil never re-identifies people.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from vigil.config.models import TrackerConfig
+from vigil.errors import VigilError
+from vigil.track.kalman import KalmanBoxFilter
+from vigil.track.matching import (
+    class_gate,
+    direction_consistency,
+    iou_matrix,
+    linear_assignment,
+)
+from vigil.types import Detections
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+log = logging.getLogger(__name__)
+
+#: Observations kept per track for the direction estimate (a fixed-size ring: bounded state).
+HISTORY = 4
+#: Most virtual steps of an observation-centric re-update (bounds the cost of a long gap).
+MAX_REPLAY_STEPS = 30
+_FORBIDDEN = 1e6
+
+
+@dataclass(slots=True)
+class _Tracks:
+    """Live tracks as columns; row ``i`` of every array is one track."""
+
+    track_id: I64  # (n,) -1 while tentative
+    class_id: I64  # (n,)
+    score: F64  # (n,) last matched detection's confidence
+    mean: F64  # (n, 8) Kalman state, see kalman.py
+    cov: F64  # (n, 8, 8)
+    hits: I64  # (n,) matches so far
+    last_seen: F64  # (n,) time of the last match, seconds
+    obs: F64  # (n, HISTORY, 4) last observed xyxy boxes, newest last, NaN when unknown
+    obs_time: F64  # (n, HISTORY)
+    anchor_mean: F64  # (n, 8) state right after the last match (rewind point for ORU)
+    anchor_cov: F64  # (n, 8, 8)
+
+    @classmethod
+    def empty(cls) -> _Tracks:
+        return cls(
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros((0, 8)),
+            np.zeros((0, 8, 8)),
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros((0, HISTORY, 4)),
+            np.zeros((0, HISTORY)),
+            np.zeros((0, 8)),
+            np.zeros((0, 8, 8)),
+        )
+
+    def __len__(self) -> int:
+        return int(self.track_id.shape[0])
+
+    def _columns(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def take(self, index: I64 | B) -> _Tracks:
+        """A new table with the selected rows (copies: the old table can be dropped)."""
+        return _Tracks(**{k: v[index] for k, v in self._columns().items()})
+
+    def concat(self, other: _Tracks) -> _Tracks:
+        a, b = self._columns(), other._columns()
+        return _Tracks(**{k: np.concatenate([a[k], b[k]]) for k in a})
+
+    @property
+    def confirmed(self) -> B:
+        return self.track_id >= 0
+
+    def last_box(self) -> F64:
+        """(n, 4) last observed box of each track."""
+        return self.obs[:, -1, :]
+
+
+class ByteTracker:
+    """ByteTrack-class tracker implementing ``vigil.track.base.Tracker``.
+
+    ``frame_rate`` (frames/s of the analysed stream), when known, sets the nominal frame
+    interval used to replay a gap; otherwise the shortest gap seen so far stands for it.
+    """
+
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        frame_rate: float | None = None,
+        kalman: KalmanBoxFilter | None = None,
+    ) -> None:
+        if frame_rate is not None and not (math.isfinite(frame_rate) and frame_rate > 0):
+            raise VigilError(f"frame_rate must be a positive number of frames/s, got {frame_rate}")
+        # model_validate, not TrackerConfig(): mypy cannot see pydantic's field defaults.
+        self.config = config or TrackerConfig.model_validate({})
+        self.frame_rate = frame_rate
+        self.kalman = kalman or KalmanBoxFilter()
+        self.reset()
+
+    # ------------------------------------------------------------------ protocol
+    def reset(self) -> None:
+        self._tracks = _Tracks.empty()
+        self._next_id = 1
+        self._time: float | None = None
+        self._min_dt = 1.0 / self.frame_rate if self.frame_rate else math.inf
+        self._ended: list[int] = []
+
+    @property
+    def ended_ids(self) -> list[int]:
+        return list(self._ended)
+
+    def predicted(self) -> Detections:
+        t = self._tracks.take(self._tracks.confirmed)
+        return Detections(
+            self.kalman.to_xyxy(t.mean).astype(np.float32),
+            t.score.astype(np.float32),
+            t.class_id,
+            t.track_id,
+        )
+
+    def update(self, detections: Detections, time: float) -> Detections:
+        dt = self._advance(time)
+        tracks = self._tracks
+        if len(tracks) and dt > 0:
+            tracks.mean, tracks.cov = self.kalman.predict(tracks.mean, tracks.cov, dt)
+        cfg = self.config
+        conf = detections.confidence.astype(np.float64)
+        high = np.flatnonzero(conf >= cfg.high_threshold)
+        low = np.flatnonzero((conf >= cfg.low_threshold) & (conf < cfg.high_threshold))
+        track_of_det = np.full(len(detections), -1, np.int64)
+        all_rows = np.arange(len(tracks), dtype=np.int64)
+
+        pred = self.kalman.to_xyxy(tracks.mean)
+        rows, high_left = self._associate(
+            tracks, all_rows, pred, detections, high, cfg.match_iou, self._direction_bonus
+        )
+        self._record(track_of_det, rows)
+        free = self._unmatched_rows(all_rows, track_of_det)
+
+        active = free[tracks.confirmed[free]]
+        rows, _ = self._associate(tracks, active, pred, detections, low, cfg.low_match_iou, None)
+        self._record(track_of_det, rows)
+        free = self._unmatched_rows(all_rows, track_of_det)
+
+        rows, high_left = self._associate(
+            tracks, free, tracks.last_box(), detections, high_left, cfg.match_iou, None
+        )
+        self._record(track_of_det, rows)
+
+        self._apply_matches(tracks, detections, track_of_det, time)
+        self._tracks, id_of_det = self._prune_and_birth(
+            tracks, detections, track_of_det, high_left, time
+        )
+        return self._output(detections, id_of_det)
+
+    # ------------------------------------------------------------------ steps
+    def _advance(self, time: float) -> float:
+        """Seconds since the previous update (0 on the first and on a backwards clock)."""
+        if not math.isfinite(time):
+            raise VigilError(f"tracker time must be finite seconds, got {time}; pass Frame.time")
+        previous, self._time = self._time, time
+        if previous is None:
+            return 0.0
+        dt = time - previous
+        if dt < 0:
+            # A live clock stepped back (NTP): keep ages, don't predict backwards.
+            log.warning("tracker time went back by %.3f s; re-anchoring track ages", -dt)
+            self._tracks.last_seen += dt
+            self._tracks.obs_time += dt
+            return 0.0
+        if dt > 0:
+            self._min_dt = min(self._min_dt, dt)
+        return dt
+
+    def _direction_bonus(self, tracks: _Tracks, rows: I64, det_xyxy: F64, det_conf: F64) -> F64:
+        """(len(rows), m) OC-SORT direction-consistency bonus, weighted by detection score."""
+        if self.config.direction_weight == 0.0:
+            return np.zeros((len(rows), len(det_xyxy)))
+        obs = tracks.obs[rows]
+        centres = (obs[:, :, :2] + obs[:, :, 2:]) / 2.0
+        newest = centres[:, -1, :]
+        oldest = self._reference_centre(centres, tracks.obs_time[rows])
+        velocity = np.nan_to_num(newest - oldest)
+        det_c = (det_xyxy[:, :2] + det_xyxy[:, 2:]) / 2.0
+        score = direction_consistency(velocity, np.nan_to_num(newest), det_c)
+        return self.config.direction_weight * score * det_conf[None, :]
+
+    def _reference_centre(self, centres: F64, times: F64) -> F64:
+        """Per track, the centre observed about three frame intervals before the newest.
+
+        Falls back to the oldest observation kept; NaN where the track has only one.
+        """
+        horizon = 3.0 * (self._min_dt if math.isfinite(self._min_dt) else 0.0)
+        age = times[:, -1:] - times  # (n, HISTORY), NaN for missing entries
+        ok = np.nan_to_num(age, nan=-1.0) >= horizon - 1e-9
+        ok[:, -1] = False
+        known = ~np.isnan(times)
+        known[:, -1] = False
+        # Newest entry old enough, else the oldest known entry.
+        idx_ok = np.where(ok.any(axis=1), HISTORY - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+        idx_known = np.where(known.any(axis=1), np.argmax(known, axis=1), -1)
+        idx = np.where(idx_ok >= 0, idx_ok, idx_known)
+        out = np.full((centres.shape[0], 2), np.nan)
+        has = idx >= 0
+        out[has] = centres[np.flatnonzero(has), idx[has]]
+        return out
+
+    def _associate(  # noqa: PLR0917 - private; every argument is one table or column
+        self,
+        tracks: _Tracks,
+        rows: I64,
+        track_boxes: F64,
+        detections: Detections,
+        det_idx: I64,
+        min_iou: float,
+        bonus: Any,
+    ) -> tuple[I64, I64]:
+        """Match tracks ``rows`` to detections ``det_idx``.
+
+        Returns (len(det_idx),) track row per detection (-1 unmatched) paired with det_idx as
+        a (k, 2) array ``[det, row]``, and the detection indices left unmatched.
+        """
+        if len(rows) == 0 or len(det_idx) == 0:
+            return np.zeros((0, 2), np.int64), det_idx
+        det_xyxy = detections.xyxy[det_idx].astype(np.float64)
+        iou = iou_matrix(track_boxes[rows], det_xyxy)
+        cost = 1.0 - iou
+        if bonus is not None:
+            cost = cost - bonus(tracks, rows, det_xyxy, detections.confidence[det_idx])
+        cost = np.where(iou >= min_iou, cost, _FORBIDDEN)
+        cost = class_gate(cost, tracks.class_id[rows], detections.class_id[det_idx])
+        matches, _, free_cols = linear_assignment(cost, _FORBIDDEN / 2)
+        pairs = np.stack([det_idx[matches[:, 1]], rows[matches[:, 0]]], axis=1)
+        return pairs.astype(np.int64), det_idx[free_cols]
+
+    @staticmethod
+    def _record(track_of_det: I64, pairs: I64) -> None:
+        track_of_det[pairs[:, 0]] = pairs[:, 1]
+
+    @staticmethod
+    def _unmatched_rows(all_rows: I64, track_of_det: I64) -> I64:
+        return np.setdiff1d(all_rows, track_of_det[track_of_det >= 0]).astype(np.int64)
+
+    def _apply_matches(
+        self, tracks: _Tracks, detections: Detections, track_of_det: I64, time: float
+    ) -> None:
+        """Kalman-update matched tracks (replaying gaps first) and record the observations."""
+        det = np.flatnonzero(track_of_det >= 0)
+        if len(det) == 0:
+            return
+        rows = track_of_det[det]
+        boxes = detections.xyxy[det].astype(np.float64)
+        gap = time - tracks.last_seen[rows]
+        # A match after missed frames is replayed (ORU); the first frame's dt is unknown.
+        replay = (gap > 1.5 * self._min_dt) if math.isfinite(self._min_dt) else gap < 0
+        for row, box, g in zip(rows[replay], boxes[replay], gap[replay], strict=True):
+            self._replay(tracks, int(row), box, float(g))
+        normal = rows[~replay]
+        if len(normal):
+            tracks.mean[normal], tracks.cov[normal] = self.kalman.update(
+                tracks.mean[normal], tracks.cov[normal], boxes[~replay]
+            )
+        tracks.anchor_mean[rows] = tracks.mean[rows]
+        tracks.anchor_cov[rows] = tracks.cov[rows]
+        tracks.hits[rows] += 1
+        tracks.last_seen[rows] = time
+        tracks.score[rows] = detections.confidence[det]
+        tracks.obs[rows] = np.concatenate([tracks.obs[rows, 1:], boxes[:, None, :]], axis=1)
+        tracks.obs_time[rows] = np.concatenate(
+            [tracks.obs_time[rows, 1:], np.full((len(rows), 1), time)], axis=1
+        )
+
+    def _replay(self, tracks: _Tracks, row: int, box: F64, gap: float) -> None:
+        """Observation-centric re-update: rewind to the last observation, then walk a straight
+        virtual path of observations to ``box`` at the nominal frame interval."""
+        steps = int(min(max(round(gap / self._min_dt), 1), MAX_REPLAY_STEPS))
+        mean, cov = tracks.anchor_mean[row : row + 1], tracks.anchor_cov[row : row + 1]
+        start = tracks.last_box()[row]
+        for k in range(1, steps + 1):
+            virtual = start + (box - start) * (k / steps)
+            mean, cov = self.kalman.predict(mean, cov, gap / steps)
+            mean, cov = self.kalman.update(mean, cov, virtual[None, :])
+        tracks.mean[row], tracks.cov[row] = mean[0], cov[0]
+
+    def _prune_and_birth(
+        self,
+        tracks: _Tracks,
+        detections: Detections,
+        track_of_det: I64,
+        high_left: I64,
+        time: float,
+    ) -> tuple[_Tracks, I64]:
+        """Confirm, kill and create tracks.
+
+        Returns the new table (the old one is dropped) and the track id of each detection
+        (-1 where it is not part of a confirmed track).
+        """
+        cfg = self.config
+        matched = np.zeros(len(tracks), bool)
+        matched[track_of_det[track_of_det >= 0]] = True
+        promote = (~tracks.confirmed) & matched & (tracks.hits >= cfg.min_hits)
+        tracks.track_id[promote] = self._new_ids(int(promote.sum()))
+        id_of_det = np.full(len(detections), -1, np.int64)
+        det = np.flatnonzero(track_of_det >= 0)
+        id_of_det[det] = tracks.track_id[track_of_det[det]]
+        expired = tracks.confirmed & (time - tracks.last_seen > cfg.lost_seconds)
+        failed = (~tracks.confirmed) & ~matched
+        self._ended = [int(i) for i in tracks.track_id[expired]]
+        tracks = tracks.take(~(expired | failed))
+
+        born = high_left[detections.confidence[high_left] >= cfg.new_track_threshold]
+        if len(born):
+            new = self._new_tracks(detections[born], time)
+            id_of_det[born] = new.track_id
+            tracks = tracks.concat(new)
+        return tracks, id_of_det
+
+    def _new_tracks(self, dets: Detections, time: float) -> _Tracks:
+        n = len(dets)
+        boxes = dets.xyxy.astype(np.float64)
+        mean, cov = self.kalman.initiate(boxes)
+        obs = np.full((n, HISTORY, 4), np.nan)
+        obs[:, -1] = boxes
+        obs_time = np.full((n, HISTORY), np.nan)
+        obs_time[:, -1] = time
+        confirmed = self.config.min_hits <= 1
+        ids = self._new_ids(n) if confirmed else np.full(n, -1, np.int64)
+        return _Tracks(
+            ids,
+            dets.class_id.copy(),
+            dets.confidence.astype(np.float64),
+            mean,
+            cov,
+            np.ones(n, np.int64),
+            np.full(n, time),
+            obs,
+            obs_time,
+            mean.copy(),
+            cov.copy(),
+        )
+
+    def _new_ids(self, n: int) -> I64:
+        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        return ids
+
+    @staticmethod
+    def _output(detections: Detections, id_of_det: I64) -> Detections:
+        """Detections of confirmed tracks, with their ids, in input order."""
+        det = np.flatnonzero(id_of_det >= 0)
+        out = detections[det]
+        out.tracker_id = id_of_det[det].copy()
+        return out
+
+    # ------------------------------------------------------------------ introspection
+    def state_sizes(self) -> dict[str, int]:
+        """Sizes of everything the tracker holds (for boundedness tests and metrics)."""
+        t = self._tracks
+        return {
+            "tracks": len(t),
+            "confirmed": int(t.confirmed.sum()),
+            "lost": int((t.confirmed & (t.last_seen < (self._time or 0.0))).sum()),
+            "ended": len(self._ended),
+            "history": int(t.obs.shape[0] * t.obs.shape[1]),
+        }
