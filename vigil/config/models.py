@@ -131,6 +131,12 @@ class LineConfig(_Model):
         default_factory=lambda: [Direction.A_TO_B, Direction.B_TO_A],
         description="Directions that raise events (both are always counted).",
     )
+    hysteresis: float = Field(
+        0.01, ge=0, le=0.25,
+        description="Half-width of the band around the line, as a fraction of the frame "
+        "diagonal: a track must leave the band on the other side to count, so jitter on the "
+        "line counts once.",
+    )
 
     @field_validator("points")
     @classmethod
