@@ -158,6 +158,30 @@ class RedactConfig(_Model):
     masks: list[list[NormPoint]] = Field(
         default_factory=list, description="Polygons always blacked out."
     )
+    face_threshold: float = Field(
+        0.3, gt=0, lt=1,
+        description="CenterFace heatmap score that counts as a face; lower hides more "
+        "(a false positive only blurs a patch, a miss shows a face).",
+    )
+    face_scales: list[float] = Field(
+        default_factory=lambda: [1.0], min_length=1,
+        description="Face detection passes, as scales of the frame (capped by face_max_side); "
+        "add 2.0 to find faces under ~10 px in low-resolution streams, at 4x the cost.",
+    )
+    face_max_side: int = Field(
+        1280, ge=64, le=8192,
+        description="Long side (px) of the scale-1 face pass; larger frames are reduced to it.",
+    )
+    person_confidence: float = Field(
+        0.25, gt=0, lt=1, description="Detector score for a person box in people modes."
+    )
+
+    @field_validator("face_scales")
+    @classmethod
+    def _positive_scales(cls, v: list[float]) -> list[float]:
+        if any(s <= 0 or s > 4 for s in v):
+            raise ValueError("face scales must be in (0, 4]")
+        return v
 
 
 class SourceConfig(_Model):
