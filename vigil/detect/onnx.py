@@ -1,0 +1,336 @@
+"""YOLOX-family detector on ONNX Runtime, batched.
+
+The official YOLOX ONNX files declare a batch of 1 and end in three ``Reshape(x, [1, C, -1])``
+nodes (one per stride) followed by a ``Concat`` and a ``Transpose``. Making only the input's
+batch dimension dynamic is not enough: with ``N`` images that reshape folds the batch into the
+channel axis and the rows come out scrambled across images. So, at load time and in memory
+only, the leading ``1`` of those shape constants becomes ``0`` ("copy the input's
+dimension"), which turns the output into a proper ``(N, A, C)``; the test suite checks that a
+batch of four gives exactly what four single calls give.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from vigil.detect.labels import COCO, class_ids
+from vigil.detect.postprocess import (
+    YOLOX_STRIDES,
+    letterbox,
+    postprocess_yolox,
+    yolox_anchor_count,
+)
+from vigil.errors import ConfigError, ModelError
+from vigil.types import Detections, FloatArray, ImageArray
+
+log = logging.getLogger(__name__)
+
+#: Execution providers in order of preference; the first available ones are used.
+PROVIDER_PREFERENCE: tuple[str, ...] = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+#: ONNX Runtime log severity: 3 = errors only (it warns once per initializer otherwise).
+_ORT_LOG_ERRORS = 3
+_FIX = "download the official file with `vigil models pull yolox-nano` or pass --model PATH"
+
+
+def choose_providers(
+    requested: Sequence[str] | None = None, available: Sequence[str] | None = None
+) -> list[str]:
+    """The execution providers to use: ``requested`` if all are available, else by preference.
+
+    Without a request, every available provider of :data:`PROVIDER_PREFERENCE` is returned in
+    that order (ONNX Runtime falls back along the list node by node). A requested provider
+    that this ONNX Runtime build lacks raises ``ModelError`` listing the available ones.
+    """
+    have = list(ort.get_available_providers() if available is None else available)
+    if requested:
+        missing = [p for p in requested if p not in have]
+        if missing:
+            raise ModelError(
+                f"execution provider(s) {missing} are not in this ONNX Runtime build; "
+                f"available: {have} (install onnxruntime-gpu or onnxruntime-openvino for more)"
+            )
+        return list(requested)
+    chosen = [p for p in PROVIDER_PREFERENCE if p in have]
+    return chosen or ["CPUExecutionProvider"]
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    """Declared dims of a graph input/output: int when fixed, the symbol (or "?") when not."""
+    dims: list[int | str] = []
+    for dim in value.type.tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(int(dim.dim_value))
+        else:
+            dims.append(dim.dim_param or "?")
+    return dims
+
+
+def load_model(path: Path) -> onnx.ModelProto:
+    """Read an ONNX file; a missing or unparsable file raises ``ModelError`` naming it."""
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; {_FIX}")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError, truncated files, …: all mean "corrupt"
+        raise ModelError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); the file is "
+            f"corrupt or not ONNX: delete it and {_FIX}"
+        ) from exc
+
+
+class _Io:
+    """Names and declared shapes of a YOLOX graph's image input and raw output."""
+
+    def __init__(self, input_name: str, output_name: str, size: tuple[int, int] | None):
+        self.input_name = input_name
+        self.output_name = output_name
+        self.declared_size = size  # (w, h), or None when the model leaves it dynamic
+
+
+def inspect_yolox(model: onnx.ModelProto, path: Path, num_classes: int) -> _Io:
+    """Check that ``model`` looks like a YOLOX detector with ``num_classes`` classes.
+
+    Expected: one image input ``(batch, 3, h, w)`` and an output ``(batch, A, 5 + classes)``
+    with ``A`` the number of grid cells at strides 8/16/32. Raises ``ModelError`` naming the
+    file, what was found and the fix.
+    """
+    weights = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    outputs = list(model.graph.output)
+    found = (
+        f"inputs {[(i.name, _dims(i)) for i in inputs]}, "
+        f"outputs {[(o.name, _dims(o)) for o in outputs]}"
+    )
+    wrong = (
+        f"{path} is not a YOLOX detector: expected one input (1, 3, H, W) and an output "
+        f"(1, anchors, {5 + num_classes}), found {found}; {_FIX}"
+    )
+    if len(inputs) != 1 or not outputs:
+        raise ModelError(wrong)
+    in_dims, out_dims = _dims(inputs[0]), _dims(outputs[0])
+    if len(in_dims) != 4 or (isinstance(in_dims[1], int) and in_dims[1] != 3):
+        raise ModelError(wrong)
+    if len(out_dims) != 3 or (isinstance(out_dims[2], int) and out_dims[2] != 5 + num_classes):
+        raise ModelError(wrong)
+    size: tuple[int, int] | None = None
+    if isinstance(in_dims[2], int) and isinstance(in_dims[3], int):
+        size = (in_dims[3], in_dims[2])
+        rows = out_dims[1]
+        if isinstance(rows, int) and rows != yolox_anchor_count(size, YOLOX_STRIDES):
+            raise ModelError(wrong)
+    return _Io(inputs[0].name, outputs[0].name, size)
+
+
+def _constant_values(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """Tensors that feed nodes as constants: initializers and ``Constant`` node outputs."""
+    tensors = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    tensors[node.output[0]] = attr.t
+    return tensors
+
+
+def _unfold_batch_reshapes(model: onnx.ModelProto, channels: int) -> int:
+    """Turn ``Reshape(x, [1, channels, -1])`` into ``Reshape(x, [0, channels, -1])`` in place.
+
+    ``0`` keeps the input's batch dimension (Reshape's default ``allowzero=0``), so the head
+    no longer folds several images into one. Returns how many shapes were rewritten.
+    """
+    constants = _constant_values(model)
+    patched = 0
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        tensor = constants.get(node.input[1])
+        if tensor is None:
+            continue
+        shape = numpy_helper.to_array(tensor)
+        if shape.shape == (3,) and shape[0] == 1 and shape[1] == channels and shape[2] == -1:
+            new = np.array([0, channels, -1], dtype=shape.dtype)
+            tensor.CopyFrom(numpy_helper.from_array(new, name=tensor.name))
+            patched += 1
+    return patched
+
+
+def _set_dims(value: onnx.ValueInfoProto, dims: Sequence[int | str]) -> None:
+    shape = value.type.tensor_type.shape
+    for dim, new in zip(shape.dim, dims, strict=True):
+        if isinstance(new, str):
+            dim.dim_param = new
+        else:
+            dim.dim_value = new
+
+
+def prepare_batched(
+    model: onnx.ModelProto, io: _Io, size: tuple[int, int], num_classes: int
+) -> bool:
+    """Make ``model`` (in memory) take a dynamic batch at input ``size = (w, h)``.
+
+    Returns whether batches larger than 1 give per-image output rows; when the graph has
+    neither a dynamic batch nor the known YOLOX reshape, the caller runs one image at a time.
+    """
+    image_input = next(i for i in model.graph.input if i.name == io.input_name)
+    already_dynamic = not isinstance(_dims(image_input)[0], int)
+    patched = _unfold_batch_reshapes(model, 5 + num_classes)
+    _set_dims(image_input, ["batch", 3, size[1], size[0]])
+    output = next(o for o in model.graph.output if o.name == io.output_name)
+    _set_dims(output, ["batch", "anchors", 5 + num_classes])
+    # Intermediate shapes recorded for batch 1 would contradict the new dims.
+    del model.graph.value_info[:]
+    return already_dynamic or patched > 0
+
+
+class OnnxDetector:
+    """A YOLOX-family detector (nano … x) on ONNX Runtime.
+
+    ``confidence`` is the minimum ``objectness x class`` score, ``nms_iou`` the IoU above which
+    NMS suppresses a box of the same class. ``input_size`` (a multiple of 32) overrides the
+    model's square input side; by default the model's own is used. ``labels`` (class names,
+    Darknet aliases accepted) restricts what is reported; ``class_id`` still indexes the full
+    ``class_names``. ``max_batch`` images go through one ``session.run`` at most.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        confidence: float = 0.3,
+        nms_iou: float = 0.45,
+        input_size: int | None = None,
+        class_names: Sequence[str] = COCO,
+        threads: int = 1,
+        providers: Sequence[str] | None = None,
+        labels: Collection[str] | None = None,
+        max_batch: int = 8,
+    ) -> None:
+        if not 0.0 < confidence < 1.0 or not 0.0 < nms_iou < 1.0:
+            raise ConfigError(
+                f"confidence ({confidence}) and nms_iou ({nms_iou}) must be between 0 and 1"
+            )
+        if max_batch < 1 or threads < 1:
+            raise ConfigError(f"max_batch ({max_batch}) and threads ({threads}) must be >= 1")
+        self.path = Path(path)
+        self.confidence = float(confidence)
+        self.nms_iou = float(nms_iou)
+        self._class_names = tuple(class_names)
+        self._keep = None if labels is None else class_ids(labels, self._class_names)
+        model = load_model(self.path)
+        io = inspect_yolox(model, self.path, len(self._class_names))
+        self._input_size = self._pick_size(io, input_size)
+        batched = prepare_batched(model, io, self._input_size, len(self._class_names))
+        self.max_batch = max_batch if batched else 1
+        self._input_name, self._output_name = io.input_name, io.output_name
+        self._session = self._open_session(model, threads, providers)
+
+    def _pick_size(self, io: _Io, input_size: int | None) -> tuple[int, int]:
+        if input_size is None:
+            if io.declared_size is None:
+                raise ModelError(
+                    f"{self.path} leaves its input size open; set detect.input_size "
+                    f"(e.g. 416 or 640)"
+                )
+            return io.declared_size
+        if input_size < 32 or input_size % 32:
+            raise ConfigError(
+                f"detector input_size {input_size} must be a positive multiple of 32 "
+                f"(the largest YOLOX stride), e.g. 320, 416 or 640"
+            )
+        return (input_size, input_size)
+
+    def _open_session(
+        self, model: onnx.ModelProto, threads: int, providers: Sequence[str] | None
+    ) -> ort.InferenceSession:
+        ort.set_default_logger_severity(_ORT_LOG_ERRORS)
+        options = ort.SessionOptions()
+        options.log_severity_level = _ORT_LOG_ERRORS
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        chosen = choose_providers(providers)
+        try:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=chosen)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/… types
+            raise ModelError(
+                f"ONNX Runtime cannot load {self.path} ({exc}); the file may be damaged or "
+                f"need a newer onnxruntime: {_FIX}"
+            ) from exc
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        return self._class_names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self._input_size
+
+    @property
+    def providers(self) -> list[str]:
+        """Execution providers the session actually uses, best first."""
+        return list(self._session.get_providers())
+
+    def detect(self, image: ImageArray) -> Detections:
+        """Detections of one image; same as ``detect_batch([image])[0]``."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[ImageArray]) -> list[Detections]:
+        """See :meth:`vigil.detect.base.Detector.detect_batch`.
+
+        Up to ``max_batch`` images share one ``session.run``; longer sequences are chunked.
+        A malformed image (not ``(h, w, 3)`` uint8, or empty) raises ``ValueError``.
+        """
+        results: list[Detections] = []
+        for start in range(0, len(images), self.max_batch):
+            results.extend(self._run_chunk(images[start : start + self.max_batch]))
+        return results
+
+    def _run_chunk(self, images: Sequence[ImageArray]) -> list[Detections]:
+        prepared = [letterbox(image, self._input_size) for image in images]
+        batch = np.stack([blob for blob, _, _ in prepared])
+        raw = self._infer(batch)
+        return [
+            postprocess_yolox(
+                raw[i],
+                input_size=self._input_size,
+                scale=scale,
+                pad=pad,
+                image_size=(int(image.shape[1]), int(image.shape[0])),
+                confidence=self.confidence,
+                nms_iou=self.nms_iou,
+                keep_classes=self._keep,
+            )
+            for i, (image, (_, scale, pad)) in enumerate(zip(images, prepared, strict=True))
+        ]
+
+    def _infer(self, batch: FloatArray) -> FloatArray:
+        """Run ``(n, 3, h, w)`` through the model → ``(n, A, 5 + C)`` raw rows."""
+        try:
+            outputs: list[Any] = self._session.run(
+                [self._output_name], {self._input_name: batch}
+            )
+        except Exception as exc:
+            raise ModelError(f"inference with {self.path} failed: {exc}") from exc
+        raw = np.asarray(outputs[0], dtype=np.float32)
+        rows = yolox_anchor_count(self._input_size, YOLOX_STRIDES)
+        expected = (batch.shape[0], rows, 5 + len(self._class_names))
+        if raw.shape != expected:
+            raise ModelError(
+                f"{self.path} returned {raw.shape} for a batch of {batch.shape[0]}, expected "
+                f"{expected}: it is not a YOLOX model this decoder understands; {_FIX}"
+            )
+        return raw

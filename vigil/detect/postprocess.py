@@ -1,0 +1,271 @@
+"""YOLOX pre- and post-processing in pure numpy (plus ``cv2.resize`` for the letterbox).
+
+Coordinate frames, named the same everywhere in this module:
+
+* **image pixels**: the caller's image, ``(h, w, 3)``, origin top-left, x right, y down.
+* **input pixels**: the network input, ``(input_h, input_w)``; the image is scaled by
+  ``scale`` and placed at ``pad = (pad_x, pad_y)``, so
+  ``input = image * scale + pad`` and ``image = (input - pad) / scale``.
+
+YOLOX's official preprocessing (``yolox/data/data_augment.py: preproc``) keeps the aspect
+ratio, resizes with ``int(side * scale)`` and bilinear interpolation, puts the image in the
+**top-left** corner (pad only right and bottom, so ``pad == (0, 0)``) and fills the rest with
+114; channels stay BGR and values stay 0..255 (no normalisation). The models were evaluated
+that way, so that is the default here; ``center=True`` exists for other exports.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from vigil.types import Detections, FloatArray, ImageArray, IntArray
+
+#: The output strides of the YOLOX heads (P3, P4, P5).
+YOLOX_STRIDES: tuple[int, ...] = (8, 16, 32)
+#: Fill value of the letterbox border, as in YOLOX training.
+PAD_VALUE = 114
+#: ``exp`` of a larger log-size overflows float32; no real box is anywhere near it.
+_MAX_LOG_SIZE = 20.0
+#: Best-scoring candidates kept before NMS (bounds its cost on pathological outputs).
+MAX_CANDIDATES = 1000
+#: Most detections reported per image.
+MAX_DETECTIONS = 300
+
+Float64Array = npt.NDArray[np.float64]
+
+
+def letterbox(
+    image: ImageArray, size: tuple[int, int], *, center: bool = False
+) -> tuple[FloatArray, float, tuple[float, float]]:
+    """Scale ``image`` into a ``size = (width, height)`` canvas, keeping its aspect ratio.
+
+    Returns ``(blob, scale, (pad_x, pad_y))``: ``blob`` is ``(3, height, width)`` float32, BGR,
+    0..255, border filled with 114; ``scale`` maps image pixels to input pixels and ``pad`` is
+    where the scaled image's top-left corner sits (``(0, 0)`` unless ``center``).
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (h, w, 3) uint8 BGR, got {image.dtype} {image.shape}")
+    img_h, img_w = int(image.shape[0]), int(image.shape[1])
+    if img_h == 0 or img_w == 0:
+        raise ValueError(f"image has no pixels: shape {image.shape}")
+    in_w, in_h = size
+    scale = min(in_w / img_w, in_h / img_h)
+    # int() truncation as in YOLOX's preproc; at least one pixel so thin crops survive.
+    new_w, new_h = max(1, int(img_w * scale)), max(1, int(img_h * scale))
+    pad_x, pad_y = ((in_w - new_w) // 2, (in_h - new_h) // 2) if center else (0, 0)
+    canvas = np.full((in_h, in_w, 3), PAD_VALUE, dtype=np.uint8)
+    resized: ImageArray = image
+    if (new_w, new_h) != (img_w, img_h):
+        resized = np.asarray(
+            cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8
+        )
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    blob = np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32)
+    return blob, float(scale), (float(pad_x), float(pad_y))
+
+
+def to_image_coords(
+    xyxy: FloatArray,
+    scale: float,
+    pad: tuple[float, float],
+    image_size: tuple[int, int],
+) -> FloatArray:
+    """Map ``(n, 4)`` boxes from input pixels to image pixels and clip them to the image.
+
+    ``image_size`` is ``(width, height)``; clipped boxes lie in ``[0, width] x [0, height]``.
+    """
+    out = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4).copy()
+    out[:, [0, 2]] -= pad[0]
+    out[:, [1, 3]] -= pad[1]
+    out /= np.float32(scale)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0.0, float(image_size[0]))
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0.0, float(image_size[1]))
+    return out
+
+
+def to_input_coords(
+    xyxy: FloatArray, scale: float, pad: tuple[float, float]
+) -> FloatArray:
+    """Inverse of :func:`to_image_coords` without clipping: image pixels → input pixels."""
+    out = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4) * np.float32(scale)
+    out[:, [0, 2]] += pad[0]
+    out[:, [1, 3]] += pad[1]
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def yolox_grid(
+    input_size: tuple[int, int], strides: tuple[int, ...] = YOLOX_STRIDES
+) -> tuple[FloatArray, FloatArray]:
+    """Grid cell offsets ``(A, 2)`` (x, y) and their strides ``(A, 1)`` for one input size.
+
+    ``input_size`` is ``(width, height)``. Rows follow the model's output order: stride by
+    stride, and within a stride row-major (y outer, x inner), so
+    ``A = sum((height // s) * (width // s) for s in strides)`` (3549 at 416, 8400 at 640).
+    The arrays are cached and read-only.
+    """
+    in_w, in_h = input_size
+    grids: list[FloatArray] = []
+    steps: list[FloatArray] = []
+    for stride in strides:
+        cols, rows = in_w // stride, in_h // stride
+        xs, ys = np.meshgrid(np.arange(cols), np.arange(rows))
+        grids.append(np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32))
+        steps.append(np.full((rows * cols, 1), stride, dtype=np.float32))
+    grid, step = np.concatenate(grids), np.concatenate(steps)
+    grid.flags.writeable = False
+    step.flags.writeable = False
+    return grid, step
+
+
+def yolox_anchor_count(
+    input_size: tuple[int, int], strides: tuple[int, ...] = YOLOX_STRIDES
+) -> int:
+    """Number of output rows a YOLOX model gives for ``input_size = (width, height)``."""
+    return sum((input_size[1] // s) * (input_size[0] // s) for s in strides)
+
+
+def decode_yolox(
+    raw: FloatArray, input_size: tuple[int, int], strides: tuple[int, ...] = YOLOX_STRIDES
+) -> tuple[FloatArray, FloatArray]:
+    """Decode raw YOLOX rows ``(..., A, 5 + C)`` into boxes and per-class scores.
+
+    Each row is ``(x, y, log w, log h, objectness, C class scores)`` relative to its grid
+    cell: ``centre = (xy + grid) * stride``, ``size = exp(log_wh) * stride``, and
+    ``score = objectness * class score``. Returns ``(xyxy (..., A, 4), scores (..., A, C))``
+    in input pixels, float32.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    grid, step = yolox_grid(input_size, tuple(strides))
+    if raw.shape[-2] != grid.shape[0] or raw.shape[-1] < 6:
+        raise ValueError(
+            f"raw YOLOX output must be (..., {grid.shape[0]}, 5 + classes) for input "
+            f"{input_size}, got {raw.shape}"
+        )
+    return _decode(raw, grid, step)
+
+
+def _decode(
+    raw: FloatArray, grid: FloatArray, step: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The YOLOX decode of rows ``(..., k, 5 + C)`` whose cells are ``grid``/``step`` ``(k, ·)``."""
+    centre = (raw[..., 0:2] + grid) * step
+    half = np.exp(np.minimum(raw[..., 2:4], _MAX_LOG_SIZE)) * step / 2.0
+    xyxy = np.concatenate([centre - half, centre + half], axis=-1)
+    scores = raw[..., 4:5] * raw[..., 5:]
+    return xyxy.astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
+
+
+def box_iou(box: Float64Array, boxes: Float64Array) -> Float64Array:
+    """IoU of one ``(4,)`` xyxy box with each of ``(n, 4)`` boxes; 0 where the union is empty."""
+    ix1 = np.maximum(box[0], boxes[:, 0])
+    iy1 = np.maximum(box[1], boxes[:, 1])
+    ix2 = np.minimum(box[2], boxes[:, 2])
+    iy2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    iou: Float64Array = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou
+
+
+def nms(
+    xyxy: FloatArray,
+    scores: FloatArray,
+    class_id: IntArray,
+    iou_threshold: float,
+) -> IntArray:
+    """Class-aware greedy non-maximum suppression.
+
+    A box is dropped when a higher-scoring box **of the same class** overlaps it with IoU
+    strictly greater than ``iou_threshold`` (IoU exactly at the threshold is kept, as in
+    YOLOX's own ``nms``). Boxes of different classes never suppress each other, so a person
+    on a bicycle keeps both. Returns indices into the inputs, best score first (ties keep
+    input order). Each step compares one kept box with all remaining ones at once; IoU is
+    computed in float64 so a threshold hit exactly is not blurred by rounding.
+    """
+    n = int(np.asarray(scores).shape[0])
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    boxes = np.asarray(xyxy, dtype=np.float64).reshape(n, 4)
+    classes = np.asarray(class_id, dtype=np.int64).reshape(n)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best, rest = int(order[0]), order[1:]
+        keep.append(best)
+        overlap = box_iou(boxes[best], boxes[rest])
+        suppressed = (overlap > iou_threshold) & (classes[rest] == classes[best])
+        order = rest[~suppressed]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def select_candidates(
+    xyxy: FloatArray,
+    scores: FloatArray,
+    confidence: float,
+    keep_classes: Sequence[int] | None = None,
+    max_candidates: int = MAX_CANDIDATES,
+) -> tuple[FloatArray, FloatArray, IntArray]:
+    """Every (row, class) pair scoring at least ``confidence``, as separate candidates.
+
+    ``xyxy`` is ``(A, 4)``, ``scores`` ``(A, C)``. One row may yield several classes (as in
+    YOLOX's class-aware ``multiclass_nms``); ``keep_classes`` restricts the classes looked at.
+    At most ``max_candidates`` best are returned: ``(boxes (n, 4), confidence (n,), class_id
+    (n,))``.
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    if keep_classes is not None:
+        cls_index = np.asarray(keep_classes, dtype=np.int64)
+        scores = scores[:, cls_index]
+    rows, cols = np.nonzero(scores >= confidence)
+    conf = scores[rows, cols]
+    if conf.shape[0] > max_candidates:
+        top = np.argpartition(-conf, max_candidates - 1)[:max_candidates]
+        rows, cols, conf = rows[top], cols[top], conf[top]
+    cls = cols.astype(np.int64) if keep_classes is None else cls_index[cols]
+    return np.asarray(xyxy, dtype=np.float32)[rows], conf.astype(np.float32), cls
+
+
+def postprocess_yolox(
+    raw: FloatArray,
+    *,
+    input_size: tuple[int, int],
+    scale: float,
+    pad: tuple[float, float],
+    image_size: tuple[int, int],
+    confidence: float,
+    nms_iou: float,
+    keep_classes: Sequence[int] | None = None,
+    strides: tuple[int, ...] = YOLOX_STRIDES,
+    max_detections: int = MAX_DETECTIONS,
+) -> Detections:
+    """Raw rows ``(A, 5 + C)`` of one image → its ``Detections`` in image pixels.
+
+    Rows whose objectness is below ``confidence`` are dropped before decoding: class scores
+    are probabilities (≤ 1), so ``objectness * class`` cannot reach the threshold there, and
+    skipping them avoids scoring ~3500 x 80 pairs per image for nothing.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    grid_rows = yolox_anchor_count(input_size, strides)
+    if raw.ndim != 2 or raw.shape[0] != grid_rows:
+        raise ValueError(f"expected raw rows ({grid_rows}, 5 + classes), got {raw.shape}")
+    live = np.flatnonzero(raw[:, 4] >= confidence)
+    if live.size == 0:
+        return Detections.empty()
+    grid, step = yolox_grid(input_size, tuple(strides))
+    xyxy, scores = _decode(raw[live], grid[live], step[live])
+    boxes, conf, cls = select_candidates(xyxy, scores, confidence, keep_classes)
+    keep = nms(boxes, conf, cls, nms_iou)[:max_detections]
+    return Detections(
+        to_image_coords(boxes[keep], scale, pad, image_size),
+        conf[keep],
+        cls[keep],
+        np.full(keep.shape[0], -1, dtype=np.int64),
+    )
