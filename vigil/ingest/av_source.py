@@ -1,0 +1,470 @@
+"""Files and network streams decoded with PyAV (FFmpeg).
+
+One class serves every input FFmpeg reads: files of any container (GIF included), ``rtsp://``,
+``rtsps://``, ``http(s)://`` (HLS ``.m3u8`` too). Network sources reconnect with exponential
+backoff and detect stalls; files end.
+
+Costs drive the design: colour conversion of a full frame costs more than decoding it, so a
+:class:`~vigil.types.Frame` carries only the luma plane (copied out of the decoded YUV frame,
+no conversion) and keeps the decoded ``av`` frame to build BGR on demand, scaled and converted
+in one ``reformat`` call by FFmpeg's scaler.
+
+Every message and status names the source with its password masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from types import TracebackType
+from typing import Any, Self
+
+import av
+import av.error
+import cv2
+import numpy as np
+from av.container import InputContainer
+from av.video.frame import VideoFrame
+from av.video.stream import VideoStream
+
+from vigil.errors import SourceError
+from vigil.ingest.backoff import Backoff
+from vigil.ingest.base import (
+    SourceInfo,
+    SourceState,
+    SourceStatus,
+    StatusCallback,
+    is_network_url,
+    mask_credentials,
+)
+from vigil.types import BgrLoader, Frame, ImageArray
+
+log = logging.getLogger(__name__)
+
+#: Pixel formats whose first plane is an 8-bit luma plane (planar or semi-planar YUV, gray).
+_LUMA_FORMATS = frozenset({
+    "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
+    "yuvj440p", "yuv411p", "yuvj411p", "yuv410p", "yuva420p", "nv12", "nv21", "nv16", "gray",
+})
+
+#: AVCOL_RANGE_JPEG: luma already spans 0..255.
+_FULL_RANGE = 2
+
+#: Fallback frame rate when a stream declares none (only used when frames lack pts too).
+DEFAULT_FPS = 25.0
+
+
+class _StallError(SourceError):
+    """No frame within ``stall_timeout``: reported as ``stalled`` before reconnecting."""
+
+
+def _limited_to_full_lut() -> ImageArray:
+    """Lookup table from limited-range luma (16..235) to full range (0..255).
+
+    Most camera H.264 is limited range; expanding it makes luma agree with the gray image of
+    the BGR frame (and with GIF and MJPEG sources), so motion thresholds mean the same
+    everywhere. A table lookup costs a fraction of a colour conversion.
+    """
+    levels = (np.arange(256, dtype=np.float32) - 16.0) * (255.0 / 219.0)
+    return np.asarray(np.clip(np.rint(levels), 0, 255), dtype=np.uint8)
+
+
+_LUT = _limited_to_full_lut()
+
+
+def extract_luma(frame: VideoFrame) -> ImageArray:
+    """The frame's luma as a contiguous ``(height, width)`` uint8 array, full range.
+
+    For YUV formats the Y plane is copied out directly; planes carry line padding
+    (``line_size >= width``), so rows are cut to ``width``. Other formats (GIF's ``pal8`` and
+    ``bgra``, RGB) go through FFmpeg's scaler to ``gray``.
+    """
+    if frame.format.name not in _LUMA_FORMATS:
+        return np.ascontiguousarray(frame.reformat(format="gray").to_ndarray(), dtype=np.uint8)
+    plane = frame.planes[0]
+    rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.line_size * frame.height)
+    luma = rows.reshape(frame.height, plane.line_size)[:, : frame.width]
+    full_range = frame.format.name.startswith("yuvj") or frame.format.name == "gray"
+    if full_range or int(frame.color_range) == _FULL_RANGE:
+        return np.ascontiguousarray(luma)
+    return np.asarray(cv2.LUT(np.ascontiguousarray(luma), _LUT), dtype=np.uint8)
+
+
+def bgr_loader(frame: VideoFrame) -> BgrLoader:
+    """A loader building the BGR image of ``frame``, scaled in the same ``reformat`` call.
+
+    The closure keeps the decoded frame alive until the :class:`Frame` is dropped; that costs a
+    reference, not a copy.
+    """
+
+    def load(size: tuple[int, int] | None) -> ImageArray:
+        if size is None or size == (frame.width, frame.height):
+            image = frame.to_ndarray(format="bgr24")
+        else:
+            width, height = size
+            image = frame.reformat(
+                width=width, height=height, format="bgr24", interpolation="AREA"
+            ).to_ndarray()
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+    return load
+
+
+class AvSource:
+    """A video file or network stream, decoded by PyAV.
+
+    Args:
+        url: a file path or an FFmpeg URL (``rtsp://user:pass@host/path``, ``https://…m3u8``).
+        camera_id: carried into every frame and status.
+        live: whether frame times are wall-clock; default: True for network URLs.
+        reconnect: reopen after errors, stalls and end of stream; default: ``live``.
+            A file never needs it: it ends.
+        backoff: delays between reconnection attempts (default ``Backoff()``: 0.5 s doubling
+            up to 30 s, ±10 % jitter).
+        stall_timeout: seconds without a decoded frame after which a live stream counts as
+            stalled and is reopened; also FFmpeg's read timeout.
+        open_timeout: seconds allowed to open the source (default ``stall_timeout``).
+        max_attempts: reconnection attempts before giving up with ``SourceError``
+            (default: retry for ever, what a camera recorder must do).
+        options: FFmpeg demuxer options, e.g. ``{"rtsp_transport": "tcp"}``.
+        on_status: called with a :class:`SourceStatus` on every state change.
+
+    Frames: ``seq`` counts every decoded frame from 0 and keeps increasing across reconnects;
+    ``pts`` is seconds since the first frame (stream time base; ``seq / fps`` where a frame
+    has no pts); after a reconnect ``pts`` continues from the wall-clock time elapsed since
+    the first frame, because the camera restarts its own clock. ``wall_time`` is
+    ``time.time()`` at decode for live sources and ``start + pts`` for files.
+
+    ``close()`` may be called from another thread; the decoding thread then stops at the next
+    frame, or within ``stall_timeout`` when it is waiting for data.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        camera_id: str = "camera",
+        *,
+        live: bool | None = None,
+        reconnect: bool | None = None,
+        backoff: Backoff | None = None,
+        stall_timeout: float = 10.0,
+        open_timeout: float | None = None,
+        max_attempts: int | None = None,
+        options: dict[str, str] | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        if stall_timeout <= 0:
+            raise ValueError(f"stall_timeout must be > 0 seconds, got {stall_timeout}")
+        self.url = url
+        self.safe_url = mask_credentials(url)
+        self.camera_id = camera_id
+        self.network = is_network_url(url)
+        self.live = self.network if live is None else live
+        self.reconnect = self.live if reconnect is None else reconnect
+        self.backoff = backoff or Backoff()
+        self.stall_timeout = stall_timeout
+        self.open_timeout = open_timeout if open_timeout is not None else stall_timeout
+        self.max_attempts = max_attempts
+        self.options = dict(options or {})
+        self.on_status = on_status
+
+        self._container: InputContainer | None = None
+        self._stream: VideoStream | None = None
+        self._info: SourceInfo | None = None
+        self._closed = False
+        self._wake = threading.Event()
+        self._iterating_thread: int | None = None
+        self._state: SourceState | None = None
+        self._last_error: str | None = None
+        self._last_frame_time: float | None = None
+        # Frame timing across connections.
+        self._seq = 0
+        self._segment_frames = 0
+        self._first_pts: int | None = None
+        self._pts_offset = 0.0
+        self._start_wall: float | None = None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    @property
+    def status(self) -> SourceStatus:
+        """The current state (``connecting`` before the first ``open``)."""
+        return self._status(self._state or SourceState.CONNECTING)
+
+    def open(self) -> SourceInfo:
+        """Open the source (idempotent); raises ``SourceError`` naming the problem and the fix."""
+        if self._closed:
+            raise SourceError(f"{self.safe_url} was closed; create a new source to read it again")
+        if self._info is not None and self._container is not None:
+            return self._info
+        self._set_state(SourceState.CONNECTING)
+        try:
+            return self._connect()
+        except SourceError as exc:
+            self._set_state(SourceState.FAILED, str(exc))
+            raise
+
+    def frames(self) -> Iterator[Frame]:
+        """Decoded frames until the file ends, the source is closed or reconnection gives up."""
+        self.open()
+        self._iterating_thread = threading.get_ident()
+        try:
+            yield from self._run()
+        finally:
+            self._iterating_thread = None
+            self._close_container()
+
+    def close(self) -> None:
+        """Stop reading and release FFmpeg's resources; safe to call twice or from any thread."""
+        self._closed = True
+        self._wake.set()
+        # The decoding thread closes its own container: closing it under a running demuxer
+        # would free memory FFmpeg is using.
+        if self._iterating_thread in (None, threading.get_ident()):
+            self._close_container()
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AvSource({self.safe_url!r}, camera_id={self.camera_id!r}, live={self.live})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> SourceInfo:
+        try:
+            container = av.open(
+                self.url,
+                options=self.options,
+                timeout=(self.open_timeout, self.stall_timeout),
+            )
+        except (av.error.FFmpegError, OSError) as exc:
+            raise self._translate(exc, "open") from None
+        if not isinstance(container, InputContainer) or not container.streams.video:
+            container.close()
+            raise SourceError(
+                f"{self.safe_url} holds no video stream; give a video file or a camera's "
+                "video URL"
+            )
+        stream = container.streams.video[0]
+        # Frame and slice threads: PyAV decodes single-threaded unless asked.
+        stream.thread_type = "AUTO"
+        self._container, self._stream = container, stream
+        self._info = self._describe(stream)
+        self._first_pts = None
+        self._segment_frames = 0
+        if self._start_wall is not None and self.live:
+            # A reconnected camera restarts its clock; continue from the elapsed wall time.
+            self._pts_offset = time.time() - self._start_wall
+        return self._info
+
+    def _describe(self, stream: VideoStream) -> SourceInfo:
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        if not math.isfinite(fps) or fps <= 0 or fps > 1000:
+            fps = DEFAULT_FPS
+        frames = int(stream.frames or 0)
+        return SourceInfo(
+            url=self.safe_url,
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            fps=fps,
+            frame_count=frames if frames > 0 and not self.network else None,
+            live=self.live,
+        )
+
+    def _close_container(self) -> None:
+        container, self._container, self._stream = self._container, None, None
+        if container is not None:
+            try:
+                container.close()
+            except (av.error.FFmpegError, OSError) as exc:
+                # Closing a dead connection can fail; there is nothing left to release.
+                log.debug("closing %s: %s", self.safe_url, mask_credentials(str(exc)))
+
+    # -- decoding -----------------------------------------------------------------------------
+
+    def _run(self) -> Iterator[Frame]:
+        while not self._closed:
+            try:
+                yield from self._decode()
+            except SourceError as exc:
+                if self._closed:
+                    return
+                if not self.reconnect:
+                    self._set_state(SourceState.FAILED, str(exc))
+                    raise
+                error, stalled = str(exc), isinstance(exc, _StallError)
+            else:
+                if self._closed:
+                    return
+                if not self.reconnect:
+                    self._set_state(SourceState.ENDED)
+                    return
+                error, stalled = f"{self.safe_url}: the stream ended", False
+            self._close_container()
+            self._set_state(SourceState.STALLED if stalled else SourceState.RECONNECTING, error)
+            if not self._reconnect(error):
+                return
+
+    def _reconnect(self, error: str) -> bool:
+        """Reopen with backoff; False when closed meanwhile. Raises when attempts run out."""
+        while not self._closed:
+            if self.max_attempts is not None and self.backoff.attempts >= self.max_attempts:
+                self._set_state(SourceState.FAILED, error)
+                raise SourceError(
+                    f"{self.safe_url}: gave up after {self.backoff.attempts} reconnection "
+                    f"attempts; last error: {error}"
+                )
+            delay = self.backoff.next()
+            self._set_state(SourceState.RECONNECTING, error)
+            if self._wake.wait(delay):
+                return False
+            try:
+                self._connect()
+            except SourceError as exc:
+                error = str(exc)
+                continue
+            return True
+        return False
+
+    def _decode(self) -> Iterator[Frame]:
+        container, stream = self._container, self._stream
+        if container is None or stream is None:
+            raise SourceError(f"{self.safe_url} is not open")
+        last_frame = time.monotonic()
+        # Live: demux every stream so that the stall check runs even while only audio flows.
+        packets = container.demux() if self.network else container.demux(stream)
+        try:
+            for packet in packets:
+                if self._closed:
+                    return
+                if packet.stream.index != stream.index:
+                    if time.monotonic() - last_frame > self.stall_timeout:
+                        raise self._stalled()
+                    continue
+                for av_frame in self._decode_packet(packet):
+                    yield self._make_frame(av_frame, stream)
+                    last_frame = time.monotonic()
+                    if self._closed:
+                        return
+                if self.network and time.monotonic() - last_frame > self.stall_timeout:
+                    raise self._stalled()
+        except (av.error.ExitError, av.error.TimeoutError) as exc:
+            if self._closed:
+                return
+            raise self._stalled() from exc
+        except (av.error.FFmpegError, OSError) as exc:
+            if self._closed:
+                return
+            raise self._translate(exc, "read") from None
+
+    def _decode_packet(self, packet: av.Packet[Any]) -> list[VideoFrame]:
+        try:
+            return [f for f in packet.decode() if isinstance(f, VideoFrame)]
+        except av.error.InvalidDataError as exc:
+            # One corrupt packet (lost RTP data, a damaged file) costs a frame, not the source.
+            log.warning("%s: skipped a corrupt packet: %s", self.safe_url,
+                        mask_credentials(exc.strerror or str(exc)))
+            return []
+
+    def _make_frame(self, av_frame: VideoFrame, stream: VideoStream) -> Frame:
+        pts = self._pts_seconds(av_frame, stream)
+        now = time.time()
+        if self._start_wall is None:
+            self._start_wall = now - pts
+        frame = Frame(
+            camera_id=self.camera_id,
+            seq=self._seq,
+            pts=pts,
+            wall_time=now if self.live else self._start_wall + pts,
+            luma=extract_luma(av_frame),
+            loader=bgr_loader(av_frame),
+            live=self.live,
+        )
+        self._seq += 1
+        self._segment_frames += 1
+        self._last_frame_time = now
+        if self._state is not SourceState.STREAMING:
+            self.backoff.reset()
+            self._set_state(SourceState.STREAMING)
+        return frame
+
+    def _pts_seconds(self, av_frame: VideoFrame, stream: VideoStream) -> float:
+        time_base: Fraction | None = av_frame.time_base or stream.time_base
+        if av_frame.pts is None or time_base is None:
+            fps = self._info.fps if self._info else DEFAULT_FPS
+            return self._pts_offset + self._segment_frames / fps
+        if self._first_pts is None:
+            self._first_pts = av_frame.pts
+        return self._pts_offset + float((av_frame.pts - self._first_pts) * time_base)
+
+    # -- errors and status --------------------------------------------------------------------
+
+    def _stalled(self) -> SourceError:
+        return _StallError(
+            f"{self.safe_url} stalled: no frame for {self.stall_timeout:g} s; is the camera "
+            "still reachable?"
+        )
+
+    def _translate(self, exc: BaseException, action: str) -> SourceError:
+        """An FFmpeg error as a ``SourceError`` that names the source and the likely fix."""
+        reason = mask_credentials(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        where = f"cannot {action} {self.safe_url}: {reason}"
+        if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+            fix = "check the user name and password in the URL"
+        elif isinstance(exc, av.error.HTTPNotFoundError):
+            fix = "the server has no stream at this path; check the URL's path"
+        elif isinstance(exc, av.error.ProtocolNotFoundError):
+            fix = "FFmpeg cannot read this kind of URL; check the scheme (rtsp://, https://)"
+        elif self.network:
+            fix = "is the camera reachable? check host, port, path and credentials"
+        elif isinstance(exc, FileNotFoundError):
+            fix = "check the path"
+        elif isinstance(exc, IsADirectoryError):
+            fix = "give a video file, not a directory"
+        elif isinstance(exc, PermissionError):
+            fix = "check the file's permissions"
+        elif isinstance(exc, av.error.InvalidDataError):
+            fix = "FFmpeg cannot decode it: is it really a video file? check the path"
+        else:
+            fix = "check that the file is a readable video"
+        return SourceError(f"{where}; {fix}")
+
+    def _status(self, state: SourceState) -> SourceStatus:
+        return SourceStatus(
+            camera_id=self.camera_id,
+            url=self.safe_url,
+            state=state,
+            attempts=self.backoff.attempts,
+            last_error=self._last_error,
+            last_frame_time=self._last_frame_time,
+        )
+
+    def _set_state(self, state: SourceState, error: str | None = None) -> None:
+        if error is not None:
+            self._last_error = mask_credentials(error)
+        if state is self._state and state is not SourceState.RECONNECTING:
+            return
+        self._state = state
+        status = self._status(state)
+        if state in (SourceState.STALLED, SourceState.RECONNECTING, SourceState.FAILED):
+            log.warning("%s %s (attempt %d): %s", self.camera_id, state.value, status.attempts,
+                        status.last_error)
+        else:
+            log.info("%s %s", self.camera_id, state.value)
+        if self.on_status is not None:
+            self.on_status(status)
