@@ -13,8 +13,10 @@ was last seen. Which objects make events:
 
 In both cases ``start`` is the track's first-seen time, the event lists the zones and lines the
 track touched, and ``counts`` counts its rule hits as ``"<rule>:<kind>"`` (``"door:enter"``;
-crossings by direction, ``"gate:a_to_b"``). UPDATE is emitted when zones, lines or counts
-change, never merely because time passed or a better snapshot was found.
+crossings by direction, ``"gate:a_to_b"``). ``label`` is the class with the highest summed
+confidence over the track so far (detectors flip between "car" and "truck"). UPDATE is emitted
+when zones, lines, counts or the label change, never merely because time passed or a better
+snapshot was found.
 
 Ending. An event ENDs, with ``end`` = the last time its object was seen, when
 
@@ -154,6 +156,7 @@ class EventManager:
             self._open(track)
         self._take_snapshots(frame)
         changes = [self._publish(track, EventState.START) for track in opening]
+        self._relabel()
         ended = {int(t) for t in ended_ids}
         debounce = self.config.debounce
         ended |= {tid for tid, t in self._tracks.items() if now - t.last_seen > debounce}
@@ -223,6 +226,17 @@ class EventManager:
             t for t in self._tracks.values()
             if t.event is None and t.last_seen - t.first_seen >= least
         ]
+
+    def _relabel(self) -> None:
+        """Follow the track's majority class; a changed label is published as an UPDATE."""
+        for track in self._tracks.values():
+            event = track.event
+            if event is None:
+                continue
+            class_id = track.class_id()
+            if class_id != event.class_id:
+                event.class_id, event.label = class_id, label_of(self._class_names, class_id)
+                track.dirty = True
 
     def _open(self, track: _Track) -> None:
         """Give the track its event (published as START by the caller, after snapshots)."""
