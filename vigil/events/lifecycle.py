@@ -177,7 +177,9 @@ class EventManager:
             track.current = None
         for i in np.flatnonzero(tracked.tracker_id >= 0):
             tid = int(tracked.tracker_id[i])
-            track = self._tracks.setdefault(tid, _Track(tid, first_seen=now, last_seen=now))
+            known = self._tracks.get(tid)
+            track = known if known is not None else _Track(tid, first_seen=now, last_seen=now)
+            self._tracks[tid] = track
             confidence = float(tracked.confidence[i])
             class_id = int(tracked.class_id[i])
             box = tuple(float(v) for v in tracked.xyxy[i])

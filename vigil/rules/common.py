@@ -32,6 +32,10 @@ class Rule(Protocol):
         """Number of per-track entries held (bounded-state tests)."""
         ...
 
+    def track_ids(self) -> list[int]:
+        """Tracks this rule holds state for."""
+        ...
+
 
 def label_of(class_names: Sequence[str], class_id: int) -> str:
     """The class name of ``class_id``, or ``class_<id>`` when the detector gave no name."""

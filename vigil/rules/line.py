@@ -163,6 +163,10 @@ class LineRule:
             self._tracks.pop(int(tid), None)
         return []
 
+    def track_ids(self) -> list[int]:
+        """Tracks this rule holds state for."""
+        return list(self._tracks)
+
     def has_crossed(self, track_id: int) -> bool:
         """Whether this (still known) track has crossed the line at least once."""
         state = self._tracks.get(int(track_id))

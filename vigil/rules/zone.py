@@ -168,6 +168,10 @@ class ZoneRule:
                 )
         return events
 
+    def track_ids(self) -> list[int]:
+        """Tracks this rule holds state for (those inside)."""
+        return list(self._inside)
+
     def contains(self, track_id: int) -> bool:
         """Whether the track is inside the zone now."""
         return int(track_id) in self._inside
