@@ -55,6 +55,11 @@ class MotionConfig(_Model):
     alpha: float = Field(
         0.05, gt=0, le=1, description="Running-average rate of the background model."
     )
+    moving_alpha: float = Field(
+        0.005, ge=0, le=1,
+        description="Background rate under moving pixels: slow, so moving objects leave no "
+        "ghost trail, yet an object that stops is absorbed in time (0 = never).",
+    )
     recalibrate: float = Field(
         0.5, gt=0, le=1,
         description="Fraction of changed pixels that means a global change (lights, IR switch): "

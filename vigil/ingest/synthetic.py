@@ -17,12 +17,16 @@ from typing import Self
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from vigil.ingest.base import SourceInfo
 from vigil.types import Frame, ImageArray
 
 #: A box in frame pixels: ``(x1, y1, x2, y2)``.
 Box = tuple[float, float, float, float]
+
+#: Distinct sensor-noise frames rendered at start; frames pick one pseudo-randomly.
+_GRAIN_BANK = 8
 
 #: The line the default scene's objects cross, as normalized ``y``.
 DEFAULT_LINE_Y = 0.5
@@ -31,8 +35,10 @@ DEFAULT_DOWN_CROSSINGS = 3
 #: How often they cross it going up.
 DEFAULT_UP_CROSSINGS = 2
 
+#: Object colours (BGR), alternately far darker and far brighter than the background (grey
+#: levels 90..170), as people in dark or light clothes are.
 _PALETTE: tuple[tuple[int, int, int], ...] = (
-    (40, 40, 200), (200, 60, 30), (30, 170, 40), (20, 200, 230), (170, 40, 170),
+    (30, 25, 70), (230, 240, 250), (90, 30, 15), (40, 230, 250), (70, 20, 60),
 )
 
 
@@ -106,7 +112,7 @@ def default_scene(duration: float = 20.0, frame_size: tuple[int, int] = (640, 36
 
 def _background(width: int, height: int, rng: np.random.Generator) -> ImageArray:
     """A static textured scene: smooth shading, a few 'furniture' rectangles, fine grain."""
-    coarse = rng.uniform(80, 170, size=(max(2, height // 40), max(2, width // 40), 3))
+    coarse = rng.uniform(95, 165, size=(max(2, height // 40), max(2, width // 40), 3))
     image = np.asarray(
         cv2.resize(coarse.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC),
         dtype=np.float32,
@@ -115,7 +121,7 @@ def _background(width: int, height: int, rng: np.random.Generator) -> ImageArray
         x1, y1 = int(rng.integers(0, width - 8)), int(rng.integers(0, height - 8))
         x2 = min(width, x1 + int(rng.integers(width // 20, width // 5)))
         y2 = min(height, y1 + int(rng.integers(height // 20, height // 5)))
-        shade = rng.uniform(60, 190, size=3)
+        shade = rng.uniform(90, 170, size=3)
         image[y1:y2, x1:x2] = shade
     image = image + np.asarray(rng.normal(0, 6, size=image.shape), dtype=np.float32)
     return np.asarray(np.clip(image, 0, 255), dtype=np.uint8)
@@ -158,7 +164,12 @@ class SyntheticSource:
         self.live = live
         self.noise = noise
         self.frame_count = round(duration * fps)
-        self._background = _background(width, height, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        self._background = _background(width, height, rng)
+        self._grain: npt.NDArray[np.int16] | None = None
+        if noise > 0:
+            grain = rng.normal(0.0, noise, size=(_GRAIN_BANK, height, width, 3))
+            self._grain = np.asarray(np.rint(grain), dtype=np.int16)
         self._closed = False
 
     def open(self) -> SourceInfo:
@@ -186,9 +197,10 @@ class SyntheticSource:
             band = tuple(int(c * 0.7) for c in color)
             mid = (y1 + y2) // 2
             cv2.rectangle(image, (x1, mid - 2), (x2 - 1, mid + 2), band, thickness=-1)
-        if self.noise > 0:
-            rng = np.random.default_rng((self.seed, seq))
-            grain = rng.normal(0.0, self.noise, size=image.shape).astype(np.int16)
+        if self._grain is not None:
+            # A pseudo-random pick from a bank: drawing fresh Gaussian noise for every frame
+            # would cost more than everything else the source does.
+            grain = self._grain[int(np.random.default_rng((self.seed, seq)).integers(_GRAIN_BANK))]
             image = np.asarray(np.clip(image.astype(np.int16) + grain, 0, 255), dtype=np.uint8)
         return image
 
