@@ -80,7 +80,7 @@ class BoxHold:
         track_idx, det_idx = self._associate(predicted, boxes, ids)
         self._apply_matches(track_idx, det_idx, boxes, ids)
         self._add_new(np.setdiff1d(np.arange(len(boxes)), det_idx), boxes, ids)
-        return np.ascontiguousarray(self._boxes, np.float32)
+        return self._boxes.copy()  # a copy: the state is updated in place next frame
 
     def _predict(self) -> FloatArray:
         """Advance every region by its velocity; unseen ones grow (computed, not yet stored)."""
