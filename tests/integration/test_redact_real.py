@@ -114,7 +114,10 @@ def test_broken_detector_leaves_no_output(clips_dir: Path, tmp_path: Path) -> No
 
 
 def test_missing_face_model_fails_before_writing(
-    clips_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    clips_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def missing(name: str) -> None:
         raise ModuleNotFoundError(f"No module named {name!r}")

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 #: Import roots (dotted prefixes) of libraries whose purpose is identifying people or vehicles.
 DENIED_MODULES: dict[str, str] = {
@@ -106,6 +107,14 @@ def _imported_names(tree: ast.AST) -> Iterator[tuple[int, str]]:
                     yield node.lineno, arg.value
 
 
+def _is_cv2_face(node: ast.AST) -> TypeGuard[ast.Attribute]:
+    """``cv2.face`` used as an attribute, without importing it by that name."""
+    return (
+        isinstance(node, ast.Attribute) and node.attr == "face"
+        and isinstance(node.value, ast.Name) and node.value.id == "cv2"
+    )  # fmt: skip
+
+
 def scan_source(text: str, filename: str = "<string>") -> list[Finding]:
     """Boundary violations in one Python source text."""
     tree = ast.parse(text, filename=filename)
@@ -119,11 +128,10 @@ def scan_source(text: str, filename: str = "<string>") -> list[Finding]:
             found.append(
                 Finding(f"{filename}:{node.lineno}", node.attr, DENIED_ATTRIBUTES[node.attr])
             )
-        elif isinstance(node, ast.Attribute) and node.attr == "face":
-            # ``cv2.face`` used without importing it by that name.
-            if isinstance(node.value, ast.Name) and node.value.id == "cv2":
-                found.append(Finding(f"{filename}:{node.lineno}", "cv2.face",
-                                     DENIED_MODULES["cv2.face"]))
+        elif _is_cv2_face(node):
+            found.append(
+                Finding(f"{filename}:{node.lineno}", "cv2.face", DENIED_MODULES["cv2.face"])
+            )
     return found
 
 

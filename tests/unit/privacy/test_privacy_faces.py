@@ -87,10 +87,13 @@ def test_finds_both_faces_in_walking_clip(
     for image in _gif_frames(clips_dir):
         faces = centerface.detect(image)
         assert len(faces) >= 2, "two people walk towards the camera, faces visible"
-        assert faces.dtype == np.float32 and faces.shape[1] == 5
+        assert faces.dtype == np.float32
+        assert faces.shape[1] == 5
         h, w = image.shape[:2]
-        assert (faces[:, [0, 2]] >= 0).all() and (faces[:, [0, 2]] <= w).all()
-        assert (faces[:, [1, 3]] >= 0).all() and (faces[:, [1, 3]] <= h).all()
+        assert (faces[:, [0, 2]] >= 0).all()
+        assert (faces[:, [0, 2]] <= w).all()
+        assert (faces[:, [1, 3]] >= 0).all()
+        assert (faces[:, [1, 3]] <= h).all()
         # Faces, not bodies: each box is small compared to the frame.
         assert ((faces[:, 3] - faces[:, 1]) < h / 3).all()
 

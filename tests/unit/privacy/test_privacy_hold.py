@@ -25,7 +25,8 @@ def test_region_held_exactly_hold_frames(hold: int) -> None:
         out = h.update(NONE)
         assert len(out) == 1
         # The held box still covers where the face was.
-        assert out[0, 0] <= FACE[0, 0] and out[0, 2] >= FACE[0, 2]
+        assert out[0, 0] <= FACE[0, 0]
+        assert out[0, 2] >= FACE[0, 2]
     assert len(h.update(NONE)) == 0
 
 
@@ -37,7 +38,8 @@ def test_moving_face_keeps_one_region_and_is_predicted() -> None:
     held = h.update(NONE)
     # Predicted forward along its motion: the held box covers where the face would be next.
     nxt = FACE[0] + np.array([40, 0, 40, 0], np.float32)
-    assert held[0, 0] <= nxt[0] + 1 and held[0, 2] >= nxt[2] - 1
+    assert held[0, 0] <= nxt[0] + 1
+    assert held[0, 2] >= nxt[2] - 1
 
 
 def test_held_box_grows_while_unseen() -> None:

@@ -49,5 +49,5 @@ def test_parse_polygon_errors(text: str, message: str) -> None:
 
 
 def test_mask_out_of_range_refused() -> None:
-    with pytest.raises(PrivacyError, match="0..1"):
+    with pytest.raises(PrivacyError, match=r"0\.\.1"):
         StaticMasks([[(0.0, 0.0), (1.5, 0.0), (1.0, 1.0)]], (10, 10))
