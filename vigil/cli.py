@@ -12,7 +12,7 @@ from vigil import __version__
 from vigil.errors import VigilError
 
 #: Modules of ``vigil.commands`` in the order ``vigil --help`` lists them.
-COMMANDS: tuple[str, ...] = ("track_mot", "models", "redact")
+COMMANDS: tuple[str, ...] = ("analyze", "demo", "track_mot", "redact", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

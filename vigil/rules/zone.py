@@ -79,9 +79,11 @@ class ZoneRule:
         self._max_by_class: Counter[str] = Counter()
         self.dwell_events = 0
         self.loiter_events = 0
+        self._now = -np.inf
 
     def update(self, tracked: Detections, time: float, camera_id: str) -> list[RuleEvent]:
         """Advance every tracked row by one processed frame; returns ENTER/EXIT/DWELL/LOITER."""
+        self._now = time
         rows = select(tracked, self._class_ids, self._min_area)
         if len(rows) == 0:
             return []
@@ -101,7 +103,22 @@ class ZoneRule:
                 events.append(self._event(RuleEventKind.ENTER, tid, visit, time))
             visit.last_seen, visit.point = time, point
             events.extend(self._timers(tid, visit, time))
+        self._update_max()
         return events
+
+    def _visible(self) -> Counter[str]:
+        """Labels of the tracks inside that were seen in the latest frame.
+
+        A track the tracker has lost but not yet ended is still "inside" (it may come back),
+        but it must not count as present: occupancy is what the camera sees now.
+        """
+        return Counter(v.label for v in self._inside.values() if v.last_seen >= self._now)
+
+    def _update_max(self) -> None:
+        visible = self._visible()
+        self._max = max(self._max, sum(visible.values()))
+        for label, n in visible.items():
+            self._max_by_class[label] = max(self._max_by_class[label], n)
 
     def _enter(
         self, tid: int, class_id: int, time: float, point: tuple[float, float], camera_id: str
@@ -113,9 +130,6 @@ class ZoneRule:
         )
         self._inside[tid] = visit
         self._entries[label] += 1
-        self._max = max(self._max, len(self._inside))
-        current = sum(1 for v in self._inside.values() if v.label == label)
-        self._max_by_class[label] = max(self._max_by_class[label], current)
         return visit
 
     def _leave(
@@ -178,14 +192,14 @@ class ZoneRule:
 
     def counts(self) -> dict[str, Any]:
         """Entries, occupancy (current, max, per class), dwell and loiter event counts."""
-        current: Counter[str] = Counter(v.label for v in self._inside.values())
+        current = self._visible()
         return {
             "entries": {
                 "total": int(sum(self._entries.values())),
                 "by_class": dict(sorted(self._entries.items())),
             },
             "occupancy": {
-                "current": len(self._inside),
+                "current": sum(current.values()),
                 "max": self._max,
                 "by_class": {k: int(current[k]) for k in sorted(self._max_by_class)},
                 "max_by_class": dict(sorted(self._max_by_class.items())),

@@ -98,17 +98,28 @@ def test_point_on_the_border_is_inside() -> None:
 
 def test_occupancy_and_entries() -> None:
     rule = zone()
+    car = boxes([(3, 300, 200)], class_id=2)
     rule.update(boxes([(1, *IN), (2, 330, 190), (3, *OUT)]), 0.0, "cam")
-    rule.update(boxes([(3, 300, 200)], class_id=2), 1.0, "cam")  # a car enters
+    rule.update(Detections.merge([boxes([(1, *IN), (2, 330, 190)]), car]), 1.0, "cam")
     counts = rule.counts()
-    assert counts["occupancy"]["current"] == 3
-    rule.update(boxes([(1, *OUT), (2, *IN)]), 2.0, "cam")  # one person leaves
+    assert counts["occupancy"]["current"] == 3  # two people and the car that entered
+    rule.update(Detections.merge([boxes([(1, *OUT), (2, *IN)]), car]), 2.0, "cam")
     counts = rule.counts()
     assert counts["entries"] == {"total": 3, "by_class": {"car": 1, "person": 2}}
     assert counts["occupancy"]["current"] == 2
     assert counts["occupancy"]["max"] == 3
     assert counts["occupancy"]["by_class"] == {"car": 1, "person": 1}
-    assert counts["occupancy"]["max_by_class"] == {"car": 1, "person": 2}
+
+
+def test_a_lost_track_does_not_count_as_present() -> None:
+    """Occupancy is what the latest frame shows; a lost track is not counted (nor exited)."""
+    rule = zone()
+    rule.update(boxes([(1, *IN)]), 0.0, "cam")
+    rule.update(boxes([(2, *IN)]), 1.0, "cam")  # track 1 lost, track 2 arrives
+    counts = rule.counts()
+    assert counts["occupancy"]["current"] == 1
+    assert counts["occupancy"]["max"] == 1
+    assert rule.state_size() == 2  # track 1 may still come back
 
 
 def test_track_ending_inside_exits_at_its_last_seen_time() -> None:

@@ -1,0 +1,206 @@
+"""`vigil analyze`: one video through the whole pipeline, results written to a folder.
+
+Outputs (in ``out``): ``events.jsonl`` (complete events, one per line), ``counts.json`` (per
+rule: totals and per-direction counts per class), ``tracks.txt`` (MOTChallenge format, one
+row per tracked object per analysed frame), and on request ``annotated.mp4`` and
+``snapshots/<event>.jpg``. Pixels that leave pass the Redactor first; unredacted output needs
+an audited grant (see ``vigil.privacy.unredacted_access``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from vigil.annotate import Annotator, Mp4Writer
+from vigil.config.models import ResolvedCamera
+from vigil.detect.base import Detector
+from vigil.errors import VigilError
+from vigil.events.sinks import JsonlEventSink
+from vigil.ingest import open_source
+from vigil.ingest.base import SourceInfo
+from vigil.privacy import Redactor, build_redactor
+from vigil.privacy.audit import UnredactedGrant
+from vigil.runtime.pipeline import CameraPipeline, FrameResult
+from vigil.track.mot import MotWriter
+from vigil.types import Detections, Event, EventState, Frame
+
+ProgressFn = Callable[[int, int | None], None]
+
+
+@dataclass(slots=True)
+class AnalyzeOptions:
+    out_dir: Path
+    annotate: bool = False
+    snapshots: bool = False
+    max_seconds: float | None = None
+    grant: UnredactedGrant | None = None
+
+
+@dataclass(slots=True)
+class AnalyzeSummary:
+    source: str
+    frames: int = 0
+    analysed: int = 0
+    inferences: int = 0
+    seconds: float = 0.0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def analyze(
+    url: str,
+    camera: ResolvedCamera,
+    detector: Detector | None,
+    options: AnalyzeOptions,
+    progress: ProgressFn | None = None,
+) -> AnalyzeSummary:
+    """Run the pipeline over ``url`` and write the outputs; returns what was found.
+
+    ``detector=None`` uses the model-free motion detector. Raises ``SourceError`` for an
+    unreadable source and ``PrivacyError`` when a pixel output was asked for and redaction
+    cannot be guaranteed, before any frame is processed.
+    """
+    out = options.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    summary = AnalyzeSummary(source=url)
+    source = open_source(url, camera.name)
+    with ExitStack() as stack:
+        stack.callback(source.close)
+        info = source.open()
+        pipeline = CameraPipeline(camera, detector, (info.width, info.height), live=info.live)
+        outputs = _Outputs(out, camera, pipeline, info, options, stack)
+        started = time.perf_counter()
+        last_time = 0.0
+        for frame in _limited(source.frames(), options.max_seconds):
+            result = pipeline.process(frame)
+            outputs.frame(result)
+            last_time = frame.time
+            if progress is not None:
+                progress(pipeline.stats.frames, info.frame_count)
+        outputs.events(pipeline.close(last_time))
+        summary.seconds = time.perf_counter() - started
+        summary.counts = pipeline.rules.counts()
+        (out / "counts.json").write_text(json.dumps(summary.counts, indent=2) + "\n")
+        summary.frames = pipeline.stats.frames
+        summary.analysed = pipeline.stats.analysed
+        summary.inferences = pipeline.stats.inferences
+        summary.events = outputs.finished
+        summary.outputs = [*outputs.paths, out / "counts.json"]
+    return summary
+
+
+def _limited(frames: Iterator[Frame], max_seconds: float | None) -> Iterator[Frame]:
+    first: float | None = None
+    for frame in frames:
+        first = frame.pts if first is None else first
+        if max_seconds is not None and frame.pts - first > max_seconds:
+            return
+        yield frame
+
+
+class _Outputs:
+    """The files one analysis writes; built before the first frame so errors come early."""
+
+    def __init__(
+        self,
+        out: Path,
+        camera: ResolvedCamera,
+        pipeline: CameraPipeline,
+        info: SourceInfo,
+        options: AnalyzeOptions,
+        stack: ExitStack,
+    ) -> None:
+        from vigil.events.sinks import event_to_dict
+
+        self._to_dict = event_to_dict
+        self._names = list(pipeline.class_names)
+        self._person = self._names.index("person") if "person" in self._names else -1
+        self.sink = stack.enter_context(_closing(JsonlEventSink(out / "events.jsonl")))
+        self.mot = stack.enter_context(_closing(MotWriter(out / "tracks.txt")))
+        self.paths = [out / "events.jsonl", out / "tracks.txt"]
+        self.finished: list[dict[str, Any]] = []
+        size = (info.width, info.height)
+        self.redactor: Redactor | None = None
+        if options.annotate or options.snapshots:
+            # Built first: if faces cannot be hidden, nothing with pixels is written at all.
+            self.redactor = build_redactor(camera.redact, size, grant=options.grant)
+        self.video: Mp4Writer | None = None
+        self.annotator: Annotator | None = None
+        if options.annotate:
+            self.annotator = Annotator(size, self._names, camera.zones, camera.lines)
+            self.video = stack.enter_context(
+                Mp4Writer(out / "annotated.mp4", info.fps or 10.0, size)
+            )
+            self.paths.append(out / "annotated.mp4")
+        self.snap_dir = out / "snapshots" if options.snapshots else None
+        self._pipeline = pipeline
+        self._counts: dict[str, tuple[int, int]] = {}
+
+    def frame(self, result: FrameResult) -> None:
+        if result.analysed:
+            self.mot.write(result.frame.seq + 1, result.tracked)
+            if self.video is not None:
+                self._counts = self._line_counts()
+        self.events(result.events)
+        if self.video is not None and self.annotator is not None:
+            assert self.redactor is not None
+            image = self.redactor.process(result.frame.bgr(), people=self._people(result.tracked))
+            self.video.write(self.annotator.draw(image, result.tracked, self._counts))
+
+    def events(self, events: list[Event]) -> None:
+        for event in events:
+            if event.state is not EventState.END:
+                continue
+            self.sink.publish(event)
+            self.finished.append(self._to_dict(event))
+            self._snapshot(event)
+
+    def _snapshot(self, event: Event) -> None:
+        snap = event.snapshot
+        if self.snap_dir is None or snap is None or snap.image is None:
+            return
+        assert self.redactor is not None
+        self.snap_dir.mkdir(parents=True, exist_ok=True)
+        image = self.redactor.redact_still(snap.image, people=None)
+        path = self.snap_dir / f"{event.id}.jpg"
+        if not cv2.imwrite(str(path), image):
+            raise VigilError(f"cannot write snapshot {path}; check free space and permissions")
+
+    def _people(self, tracked: Detections) -> Detections | None:
+        # Without a person class (motion detector) the Redactor runs its own person detector.
+        if self._person < 0:
+            return None
+        return tracked[tracked.class_id == self._person]
+
+    def _line_counts(self) -> dict[str, tuple[int, int]]:
+        lines = self._pipeline.rules.counts().get("lines", {})
+        return {
+            name: (int(c["total"]["a_to_b"]), int(c["total"]["b_to_a"]))
+            for name, c in lines.items()
+        }
+
+
+class _closing:
+    """Context manager for objects with ``close()`` but no ``__exit__``."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __enter__(self) -> Any:
+        return self.obj
+
+    def __exit__(self, *exc: object) -> None:
+        self.obj.close()

@@ -1,0 +1,183 @@
+"""The per-camera analysis loop: one call per stage, one page long.
+
+::
+
+    Frame ─► sampler ─► motion gate ─► regions ─► detector ─► tracker ─► rules ─► events
+
+Contract: call :meth:`CameraPipeline.process` with **every** decoded frame of the camera, in
+order. Frames the sampler does not take (above the detect fps) cost nothing but a comparison;
+they come back with the last tracked boxes so annotators and redactors can still draw on every
+frame. Taken frames always reach the tracker, rules and events, with empty detections when
+the gate found nothing to look at, because the tracker's clock must advance.
+
+The detector is anything with ``detect_batch`` (``vigil.detect.Detector``); ``None`` selects
+the model-free motion-blob detector, so Vigil is useful before any model is present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vigil.config.models import ResolvedCamera
+from vigil.detect.base import Detector
+from vigil.detect.motion import MotionBlobDetector
+from vigil.detect.postprocess import nms
+from vigil.events.lifecycle import EventManager
+from vigil.ingest import FrameSampler
+from vigil.motion import MotionGate, MotionResult, detection_regions
+from vigil.rules.engine import RuleEngine
+from vigil.track.bytetrack import ByteTracker
+from vigil.types import Detections, Event, Frame, ImageArray, RuleEvent
+
+Region = tuple[int, int, int, int]
+
+
+@dataclass(slots=True)
+class FrameResult:
+    """What the pipeline made of one frame."""
+
+    frame: Frame
+    analysed: bool
+    tracked: Detections
+    regions: list[Region] = field(default_factory=list)
+    rule_events: list[RuleEvent] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    ended_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    frames: int = 0
+    analysed: int = 0
+    inferences: int = 0
+    images_inferred: int = 0
+    skipped_quiet: int = 0
+
+
+class CameraPipeline:
+    """Sampler, motion gate, detector, tracker, rules and events of one camera.
+
+    ``frame_size`` is ``(width, height)`` of the frames that will be processed; ``live`` sets
+    the time base of events (UTC for live sources, media seconds for files).
+    """
+
+    def __init__(
+        self,
+        camera: ResolvedCamera,
+        detector: Detector | None,
+        frame_size: tuple[int, int],
+        *,
+        live: bool = False,
+    ) -> None:
+        self.camera = camera
+        self.frame_size = frame_size
+        self.detector = detector
+        self._blobs = MotionBlobDetector() if detector is None else None
+        self.class_names: Sequence[str] = (
+            detector.class_names if detector is not None else MotionBlobDetector.class_names
+        )
+        self.sampler = FrameSampler(camera.detect.fps)
+        # The motion detector needs the gate even when gating is switched off.
+        self.gate = MotionGate(camera.motion, frame_size)
+        self.tracker = ByteTracker(camera.tracker, frame_rate=camera.detect.fps)
+        self.rules = RuleEngine(
+            camera.name, camera.zones, camera.lines, frame_size, self.class_names
+        )
+        self.events = EventManager(
+            camera.name, camera.events, self.class_names, live=live,
+            rules_configured=self.rules.configured,
+        )
+        self.stats = PipelineStats()
+        self._last_full_frame = -np.inf
+        self._last = Detections.empty()
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Advance by one decoded frame (see the module docstring for the contract)."""
+        self.stats.frames += 1
+        if not self.sampler.take(frame):
+            return FrameResult(frame, analysed=False, tracked=self._last)
+        self.stats.analysed += 1
+        motion = self.gate.update(frame)
+        detections, regions = self._detect(frame, motion)
+        tracked = self.tracker.update(detections, frame.time)
+        ended = list(self.tracker.ended_ids)
+        rule_events = self.rules.update(tracked, frame.time, ended)
+        events = self.events.update(frame, tracked, rule_events, ended)
+        self._last = tracked
+        return FrameResult(frame, True, tracked, regions, rule_events, events, ended)
+
+    def close(self, time: float) -> list[Event]:
+        """End every open event (end of file, shutdown)."""
+        return self.events.close(time)
+
+    # -- detection -------------------------------------------------------------------------
+
+    def _detect(self, frame: Frame, motion: MotionResult) -> tuple[Detections, list[Region]]:
+        if self._blobs is not None:
+            return self._blobs.detect(motion), []
+        regions = self._regions(frame, motion)
+        if not regions:
+            self.stats.skipped_quiet += 1
+            return Detections.empty(), []
+        return self._infer(frame, regions), regions
+
+    def _regions(self, frame: Frame, motion: MotionResult) -> list[Region]:
+        full: Region = (0, 0, frame.width, frame.height)
+        cfg = self.camera.motion
+        if not cfg.enabled:
+            return [full]
+        # A periodic full-frame look finds objects that were already still when the camera
+        # started (a parked car), which the motion gate alone would never show the detector.
+        if frame.time - self._last_full_frame >= cfg.full_frame_interval:
+            self._last_full_frame = frame.time
+            return [full]
+        assert self.detector is not None
+        return detection_regions(
+            frame.size, motion.boxes, self.tracker.predicted().xyxy,
+            margin=cfg.track_margin, min_side=min(self.detector.input_size),
+            merge_gap=max(8, frame.width // 50),
+        )
+
+    def _infer(self, frame: Frame, regions: list[Region]) -> Detections:
+        assert self.detector is not None
+        images, offsets, scales = self._crops(frame, regions)
+        results = self.detector.detect_batch(images)
+        self.stats.inferences += 1
+        self.stats.images_inferred += len(images)
+        parts = []
+        for dets, (ox, oy), (sx, sy) in zip(results, offsets, scales, strict=True):
+            if len(dets):
+                dets.xyxy = dets.xyxy * np.array([sx, sy, sx, sy], np.float32) + np.array(
+                    [ox, oy, ox, oy], np.float32
+                )
+                parts.append(dets)
+        merged = Detections.merge(parts)
+        if len(regions) > 1 and len(merged):
+            # Regions may overlap at their margins; one object must stay one box.
+            keep = nms(
+                merged.xyxy, merged.confidence, merged.class_id, self.camera.detect.nms_iou
+            )
+            merged = merged[keep]
+        return merged
+
+    def _crops(
+        self, frame: Frame, regions: list[Region]
+    ) -> tuple[list[ImageArray], list[tuple[int, int]], list[tuple[float, float]]]:
+        """Images for the detector, with their offsets and scales back to frame pixels.
+
+        A full-frame region is converted and scaled to the network's size in one decoder
+        call (colour conversion of the full frame is the costliest step we can avoid);
+        smaller regions are cut from the full-size BGR frame.
+        """
+        side = max(self.detector.input_size) if self.detector is not None else 416
+        if len(regions) == 1 and regions[0] == (0, 0, frame.width, frame.height):
+            scale = min(1.0, side / max(frame.width, frame.height))
+            size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
+            image = frame.bgr(size)
+            return [image], [(0, 0)], [(frame.width / size[0], frame.height / size[1])]
+        bgr = frame.bgr()
+        images = [np.ascontiguousarray(bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in regions]
+        return images, [(x1, y1) for x1, y1, _, _ in regions], [(1.0, 1.0)] * len(regions)
