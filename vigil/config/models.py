@@ -68,6 +68,11 @@ class MotionConfig(_Model):
     masks: list[list[NormPoint]] = Field(
         default_factory=list, description="Polygons where motion is ignored."
     )
+    full_frame_interval: float = Field(
+        5.0, gt=0,
+        description="Seconds between full-frame detections even without motion, so objects "
+        "that were still from the start (a parked car) are found too.",
+    )
     track_margin: float = Field(
         0.25, ge=0, le=2, description="Regions around live tracks, grown by this fraction."
     )
