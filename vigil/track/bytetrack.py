@@ -162,6 +162,9 @@ class ByteTracker:
     def update(self, detections: Detections, time: float) -> Detections:
         dt = self._advance(time)
         tracks = self._tracks
+        if len(tracks) == 0 and len(detections) == 0:
+            self._ended = []  # quiet scene: nothing to predict, match or end
+            return Detections.empty()
         if len(tracks) and dt > 0:
             tracks.mean, tracks.cov = self.kalman.predict(tracks.mean, tracks.cov, dt)
         cfg = self.config
@@ -280,7 +283,9 @@ class ByteTracker:
 
     @staticmethod
     def _unmatched_rows(all_rows: I64, track_of_det: I64) -> I64:
-        return np.setdiff1d(all_rows, track_of_det[track_of_det >= 0]).astype(np.int64)
+        free = np.ones(len(all_rows), bool)
+        free[track_of_det[track_of_det >= 0]] = False
+        return all_rows[free]
 
     def _apply_matches(
         self, tracks: _Tracks, detections: Detections, track_of_det: I64, time: float
@@ -294,8 +299,8 @@ class ByteTracker:
         gap = time - tracks.last_seen[rows]
         # A match after missed frames is replayed (ORU); the first frame's dt is unknown.
         replay = (gap > 1.5 * self._min_dt) if math.isfinite(self._min_dt) else gap < 0
-        for row, box, g in zip(rows[replay], boxes[replay], gap[replay], strict=True):
-            self._replay(tracks, int(row), box, float(g))
+        if replay.any():
+            self._replay(tracks, rows[replay], boxes[replay], gap[replay])
         normal = rows[~replay]
         if len(normal):
             tracks.mean[normal], tracks.cov[normal] = self.kalman.update(
@@ -311,17 +316,24 @@ class ByteTracker:
             [tracks.obs_time[rows, 1:], np.full((len(rows), 1), time)], axis=1
         )
 
-    def _replay(self, tracks: _Tracks, row: int, box: F64, gap: float) -> None:
-        """Observation-centric re-update: rewind to the last observation, then walk a straight
-        virtual path of observations to ``box`` at the nominal frame interval."""
-        steps = int(min(max(round(gap / self._min_dt), 1), MAX_REPLAY_STEPS))
-        mean, cov = tracks.anchor_mean[row : row + 1], tracks.anchor_cov[row : row + 1]
-        start = tracks.last_box()[row]
-        for k in range(1, steps + 1):
-            virtual = start + (box - start) * (k / steps)
-            mean, cov = self.kalman.predict(mean, cov, gap / steps)
-            mean, cov = self.kalman.update(mean, cov, virtual[None, :])
-        tracks.mean[row], tracks.cov[row] = mean[0], cov[0]
+    def _replay(self, tracks: _Tracks, rows: I64, boxes: F64, gaps: F64) -> None:
+        """Observation-centric re-update of tracks ``rows`` re-found after ``gaps`` seconds.
+
+        Each filter is rewound to its last observation, then walked along a straight virtual
+        path of observations to its new box, one step per nominal frame interval (at most
+        ``MAX_REPLAY_STEPS``). Vectorised over tracks: a track with fewer steps stops early.
+        """
+        steps = np.clip(np.round(gaps / self._min_dt), 1, MAX_REPLAY_STEPS).astype(np.int64)
+        mean, cov = tracks.anchor_mean[rows], tracks.anchor_cov[rows]
+        start = tracks.last_box()[rows]
+        step_dt = gaps / steps
+        for k in range(1, int(steps.max()) + 1):
+            on = steps >= k
+            frac = (k / steps[on])[:, None]
+            virtual = start[on] + (boxes[on] - start[on]) * frac
+            m, c = self.kalman.predict(mean[on], cov[on], step_dt[on])
+            mean[on], cov[on] = self.kalman.update(m, c, virtual)
+        tracks.mean[rows], tracks.cov[rows] = mean, cov
 
     def _prune_and_birth(
         self,

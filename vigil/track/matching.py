@@ -62,9 +62,10 @@ def linear_assignment(cost: F64, max_cost: float) -> tuple[I64, I64, I64]:
     matches = np.stack([rows[keep], cols[keep]], axis=1).astype(np.int64)
     order = np.argsort(matches[:, 0], kind="stable")
     matches = matches[order]
-    unmatched_rows = np.setdiff1d(np.arange(n), matches[:, 0]).astype(np.int64)
-    unmatched_cols = np.setdiff1d(np.arange(m), matches[:, 1]).astype(np.int64)
-    return matches, unmatched_rows, unmatched_cols
+    free_rows, free_cols = np.ones(n, bool), np.ones(m, bool)
+    free_rows[matches[:, 0]] = False
+    free_cols[matches[:, 1]] = False
+    return matches, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
 
 
 def direction_consistency(track_velocity: F64, track_last: F64, det_centres: F64) -> F64:

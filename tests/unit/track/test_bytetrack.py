@@ -1,0 +1,184 @@
+"""ByteTracker lifecycle, association stages, class-awareness and time gaps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vigil.config.models import TrackerConfig
+from vigil.errors import VigilError
+from vigil.track import ByteTracker, Tracker
+from vigil.types import Detections
+
+
+def dets(*rows: tuple[float, float, float, float, float] | tuple[float, ...]) -> Detections:
+    """Rows of ``(x1, y1, x2, y2, score[, class])``."""
+    if not rows:
+        return Detections.empty()
+    arr = np.array([list(r) + [0.0] * (6 - len(r)) for r in rows], dtype=np.float64)
+    return Detections(arr[:, :4], arr[:, 4], arr[:, 5].astype(np.int64))
+
+
+def box(x: float, score: float = 0.9, cls: int = 0, y: float = 100.0) -> tuple[float, ...]:
+    return (x, y, x + 40.0, y + 100.0, score, float(cls))
+
+
+def test_is_a_tracker() -> None:
+    assert isinstance(ByteTracker(), Tracker)
+
+
+def test_birth_after_min_hits_then_steady_id() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=3))
+    outputs = [tracker.update(dets(box(100 + 2 * i)), i * 0.1) for i in range(5)]
+    assert [len(o) for o in outputs] == [0, 0, 1, 1, 1]
+    assert {int(o.tracker_id[0]) for o in outputs[2:]} == {1}
+
+
+def test_output_keeps_detection_box_score_and_input_order() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=1))
+    frame = dets(box(300, 0.8), box(100, 0.95), box(500, 0.7))
+    out = tracker.update(frame, 0.0)
+    assert np.array_equal(out.xyxy, frame.xyxy)
+    assert np.allclose(out.confidence, frame.confidence)
+    assert out.tracker_id.tolist() == [1, 2, 3]
+
+
+def test_survives_short_gap_and_dies_after_lost_seconds() -> None:
+    tracker = ByteTracker(TrackerConfig(lost_seconds=1.0))
+    for i in range(3):
+        (first,) = tracker.update(dets(box(100)), i * 0.1).tracker_id.tolist() or [None]
+    assert first == 1
+    # 0.8 s without detections: lost, not dead.
+    for i in range(3, 11):
+        assert len(tracker.update(Detections.empty(), i * 0.1)) == 0
+        assert tracker.ended_ids == []
+    assert tracker.predicted().tracker_id.tolist() == [1]
+    assert tracker.update(dets(box(100)), 1.1).tracker_id.tolist() == [1]
+    # Now silent for longer than lost_seconds: ended exactly once.
+    ended: list[int] = []
+    for i in range(12, 30):
+        tracker.update(Detections.empty(), i * 0.1)
+        ended += tracker.ended_ids
+    assert ended == [1]
+    assert len(tracker.predicted()) == 0
+    tracker.update(dets(box(100)), 3.0)
+    assert tracker.update(dets(box(100)), 3.1).tracker_id.tolist() == [2]
+
+
+def test_death_is_measured_in_time_not_calls() -> None:
+    tracker = ByteTracker(TrackerConfig(lost_seconds=1.0))
+    tracker.update(dets(box(100)), 0.0)
+    tracker.update(dets(box(100)), 0.1)
+    tracker.update(Detections.empty(), 1.05)  # one call, 0.95 s: still alive
+    assert tracker.ended_ids == []
+    tracker.update(Detections.empty(), 1.2)  # second call, 1.1 s: dead
+    assert tracker.ended_ids == [1]
+
+
+def test_ids_belong_to_the_instance() -> None:
+    a, b = ByteTracker(TrackerConfig(min_hits=1)), ByteTracker(TrackerConfig(min_hits=1))
+    assert a.update(dets(box(100)), 0.0).tracker_id.tolist() == [1]
+    assert b.update(dets(box(300)), 0.0).tracker_id.tolist() == [1]
+    assert a.update(dets(box(100), box(400)), 0.1).tracker_id.tolist() == [1, 2]
+    a.reset()
+    assert a.update(dets(box(400)), 0.0).tracker_id.tolist() == [1]
+
+
+def test_low_score_boxes_keep_tracks_alive_but_never_start_them() -> None:
+    cfg = TrackerConfig(high_threshold=0.5, low_threshold=0.1, new_track_threshold=0.6)
+    tracker = ByteTracker(cfg)
+    tracker.update(dets(box(100)), 0.0)
+    tracker.update(dets(box(102)), 0.1)
+    # Occluded: only a low-score box where the person is, plus a low-score stray elsewhere.
+    out = tracker.update(dets(box(104, 0.3), box(400, 0.3)), 0.2)
+    assert out.tracker_id.tolist() == [1]
+    assert out.confidence.tolist() == pytest.approx([0.3])
+    for i in range(3, 6):
+        out = tracker.update(dets(box(400, 0.3)), i * 0.1)
+        assert out.tracker_id.size == 0  # the stray never became a track
+    # Below low_threshold a box is ignored entirely.
+    tracker2 = ByteTracker(cfg)
+    tracker2.update(dets(box(100)), 0.0)
+    tracker2.update(dets(box(100)), 0.1)
+    assert len(tracker2.update(dets(box(100, 0.05)), 0.2)) == 0
+
+
+def test_association_is_class_aware() -> None:
+    tracker = ByteTracker()
+    tracker.update(dets(box(100, cls=0)), 0.0)
+    assert tracker.update(dets(box(100, cls=0)), 0.1).tracker_id.tolist() == [1]
+    # Same place, other class: never continues the person's track.
+    assert len(tracker.update(dets(box(100, cls=2)), 0.2)) == 0
+    out = tracker.update(dets(box(100, cls=2)), 0.3)
+    assert out.tracker_id.tolist() == [2]
+    assert out.class_id.tolist() == [2]
+
+
+@pytest.mark.parametrize("gap_frames", [1, 3, 5])
+def test_constant_velocity_object_keeps_id_across_skipped_frames(gap_frames: int) -> None:
+    """8 px/frame at 25 fps; after the gap the box no longer overlaps its last position."""
+    tracker = ByteTracker(frame_rate=25.0)
+    ids = []
+    frames = [*range(10), *range(10 + gap_frames, 20 + gap_frames)]
+    for f in frames:
+        out = tracker.update(dets(box(50.0 + 8.0 * f)), f / 25.0)
+        ids += out.tracker_id.tolist()
+    assert set(ids) == {1}
+    assert len(ids) == len(frames) - 1  # all but the first (min_hits=2)
+
+
+def test_variable_gaps_without_frame_rate() -> None:
+    rng = np.random.default_rng(7)
+    times = np.cumsum(rng.choice([0.04, 0.08, 0.2, 0.36], size=40))
+    tracker = ByteTracker()
+    ids: set[int] = set()
+    for t in times:
+        x = 50.0 + 120.0 * t + rng.normal(0.0, 1.0)  # 120 px/s
+        ids |= set(tracker.update(dets(box(x)), float(t)).tracker_id.tolist())
+    assert ids == {1}
+
+
+def test_crossing_objects_keep_their_ids() -> None:
+    tracker = ByteTracker(frame_rate=25.0)
+    history: dict[int, list[float]] = {}
+    for f in range(40):
+        a, b = 50.0 + 10.0 * f, 450.0 - 10.0 * f
+        frame = dets(box(a, 0.9, y=100.0), box(b, 0.8, y=112.0))
+        out = tracker.update(frame, f / 25.0)
+        for tid, xy in zip(out.tracker_id.tolist(), out.xyxy.tolist(), strict=True):
+            history.setdefault(tid, []).append(xy[0])
+    assert set(history) == {1, 2}
+    assert np.all(np.diff(history[1]) > 0)  # id 1 always moves right
+    assert np.all(np.diff(history[2]) < 0)
+
+
+def test_predicted_lists_confirmed_live_tracks() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=2))
+    tracker.update(dets(box(100), box(300)), 0.0)
+    assert len(tracker.predicted()) == 0  # tentative tracks are not live yet
+    tracker.update(dets(box(100), box(300)), 0.1)
+    tracker.update(dets(box(100)), 0.2)  # 300 is lost now
+    pred = tracker.predicted()
+    assert sorted(pred.tracker_id.tolist()) == [1, 2]
+    assert pred.xyxy.dtype == np.float32
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_time_is_refused(bad: float) -> None:
+    with pytest.raises(VigilError, match="finite"):
+        ByteTracker().update(Detections.empty(), bad)
+
+
+def test_clock_stepping_back_keeps_tracks() -> None:
+    tracker = ByteTracker()
+    tracker.update(dets(box(100)), 100.0)
+    tracker.update(dets(box(100)), 100.1)
+    assert tracker.update(dets(box(100)), 50.0).tracker_id.tolist() == [1]
+    assert tracker.update(dets(box(100)), 50.1).tracker_id.tolist() == [1]
+
+
+def test_bad_frame_rate_is_refused() -> None:
+    with pytest.raises(VigilError, match="frame_rate"):
+        ByteTracker(frame_rate=0.0)
