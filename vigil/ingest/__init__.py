@@ -106,8 +106,12 @@ class FrameSampler:
         last, self._last_pts = self._last_pts, pts
         if last is not None and pts > last:
             dt = pts - last
-            # A slow average: one late frame must not change the tolerance much.
-            self._source_dt = dt if self._source_dt is None else 0.9 * self._source_dt + 0.1 * dt
+            if self._source_dt is None:
+                self._source_dt = dt
+            elif dt < 4 * self._source_dt:
+                # A slow average over normal steps: one late frame must not change the
+                # tolerance much, and a gap in the stream is no frame interval at all.
+                self._source_dt = 0.9 * self._source_dt + 0.1 * dt
         if self._due is None or last is None or pts < last:
             self._due = pts + self.interval
             return True
