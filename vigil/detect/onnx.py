@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,16 +92,19 @@ def load_model(path: Path) -> onnx.ModelProto:
         ) from exc
 
 
-class _Io:
-    """Names and declared shapes of a YOLOX graph's image input and raw output."""
+@dataclass(frozen=True, slots=True)
+class ModelIo:
+    """Names of a YOLOX graph's image input and raw output, and its declared input size.
 
-    def __init__(self, input_name: str, output_name: str, size: tuple[int, int] | None):
-        self.input_name = input_name
-        self.output_name = output_name
-        self.declared_size = size  # (w, h), or None when the model leaves it dynamic
+    ``declared_size`` is ``(width, height)``, or None when the model leaves it dynamic.
+    """
+
+    input_name: str
+    output_name: str
+    declared_size: tuple[int, int] | None
 
 
-def inspect_yolox(model: onnx.ModelProto, path: Path, num_classes: int) -> _Io:
+def inspect_yolox(model: onnx.ModelProto, path: Path, num_classes: int) -> ModelIo:
     """Check that ``model`` looks like a YOLOX detector with ``num_classes`` classes.
 
     Expected: one image input ``(batch, 3, h, w)`` and an output ``(batch, A, 5 + classes)``
@@ -131,7 +135,7 @@ def inspect_yolox(model: onnx.ModelProto, path: Path, num_classes: int) -> _Io:
         rows = out_dims[1]
         if isinstance(rows, int) and rows != yolox_anchor_count(size, YOLOX_STRIDES):
             raise ModelError(wrong)
-    return _Io(inputs[0].name, outputs[0].name, size)
+    return ModelIo(inputs[0].name, outputs[0].name, size)
 
 
 def _constant_values(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
@@ -154,8 +158,9 @@ def _unfold_batch_reshapes(model: onnx.ModelProto, channels: int) -> int:
     constants = _constant_values(model)
     patched = 0
     for node in model.graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2:
-            continue
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        if node.op_type != "Reshape" or len(node.input) < 2 or allowzero:
+            continue  # with allowzero=1 a 0 would mean an empty axis, not "copy"
         tensor = constants.get(node.input[1])
         if tensor is None:
             continue
@@ -177,7 +182,7 @@ def _set_dims(value: onnx.ValueInfoProto, dims: Sequence[int | str]) -> None:
 
 
 def prepare_batched(
-    model: onnx.ModelProto, io: _Io, size: tuple[int, int], num_classes: int
+    model: onnx.ModelProto, io: ModelIo, size: tuple[int, int], num_classes: int
 ) -> bool:
     """Make ``model`` (in memory) take a dynamic batch at input ``size = (w, h)``.
 
@@ -234,10 +239,12 @@ class OnnxDetector:
         self._input_size = self._pick_size(io, input_size)
         batched = prepare_batched(model, io, self._input_size, len(self._class_names))
         self.max_batch = max_batch if batched else 1
+        if not batched:
+            log.info("%s has a fixed batch of 1; images run one per session.run", self.path)
         self._input_name, self._output_name = io.input_name, io.output_name
         self._session = self._open_session(model, threads, providers)
 
-    def _pick_size(self, io: _Io, input_size: int | None) -> tuple[int, int]:
+    def _pick_size(self, io: ModelIo, input_size: int | None) -> tuple[int, int]:
         if input_size is None:
             if io.declared_size is None:
                 raise ModelError(
@@ -320,9 +327,7 @@ class OnnxDetector:
     def _infer(self, batch: FloatArray) -> FloatArray:
         """Run ``(n, 3, h, w)`` through the model → ``(n, A, 5 + C)`` raw rows."""
         try:
-            outputs: list[Any] = self._session.run(
-                [self._output_name], {self._input_name: batch}
-            )
+            outputs: list[Any] = self._session.run([self._output_name], {self._input_name: batch})
         except Exception as exc:
             raise ModelError(f"inference with {self.path} failed: {exc}") from exc
         raw = np.asarray(outputs[0], dtype=np.float32)

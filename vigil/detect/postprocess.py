@@ -88,9 +88,7 @@ def to_image_coords(
     return out
 
 
-def to_input_coords(
-    xyxy: FloatArray, scale: float, pad: tuple[float, float]
-) -> FloatArray:
+def to_input_coords(xyxy: FloatArray, scale: float, pad: tuple[float, float]) -> FloatArray:
     """Inverse of :func:`to_image_coords` without clipping: image pixels → input pixels."""
     out = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4) * np.float32(scale)
     out[:, [0, 2]] += pad[0]
@@ -150,9 +148,7 @@ def decode_yolox(
     return _decode(raw, grid, step)
 
 
-def _decode(
-    raw: FloatArray, grid: FloatArray, step: FloatArray
-) -> tuple[FloatArray, FloatArray]:
+def _decode(raw: FloatArray, grid: FloatArray, step: FloatArray) -> tuple[FloatArray, FloatArray]:
     """The YOLOX decode of rows ``(..., k, 5 + C)`` whose cells are ``grid``/``step`` ``(k, ·)``."""
     centre = (raw[..., 0:2] + grid) * step
     half = np.exp(np.minimum(raw[..., 2:4], _MAX_LOG_SIZE)) * step / 2.0

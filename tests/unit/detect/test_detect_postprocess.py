@@ -211,7 +211,8 @@ def test_select_candidates_yields_every_class_above_threshold():
     scores[1, 2] = 0.2
     _boxes, conf, cls = select_candidates(xyxy, scores, 0.3)
     assert sorted(zip(cls.tolist(), conf.tolist(), strict=True)) == [
-        (0, pytest.approx(0.6)), (1, pytest.approx(0.4))
+        (0, pytest.approx(0.6)),
+        (1, pytest.approx(0.4)),
     ]
     _, _, only = select_candidates(xyxy, scores, 0.3, keep_classes=[1, 2])
     assert only.tolist() == [1]

@@ -79,9 +79,7 @@ def _identity(path: Path, in_shape: list[int], out_shape: list[int]) -> Path:
 def _frames(n: int, seed: int = 1) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     sizes = [(64, 64), (48, 80), (100, 30), (64, 64), (20, 20), (33, 77), (64, 128)]
-    return [
-        rng.integers(0, 256, (*sizes[i % len(sizes)], 3), dtype=np.uint8) for i in range(n)
-    ]
+    return [rng.integers(0, 256, (*sizes[i % len(sizes)], 3), dtype=np.uint8) for i in range(n)]
 
 
 @pytest.fixture
@@ -157,9 +155,7 @@ def test_unknown_label_is_a_config_error(tiny: Path):
         OnnxDetector(tiny, labels=["persn"])
 
 
-@pytest.mark.parametrize(
-    "bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32)]
-)
+@pytest.mark.parametrize("bad", [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 3), np.float32)])
 def test_bad_image_is_refused(tiny: Path, bad: np.ndarray):
     with pytest.raises(ValueError, match="uint8"):
         OnnxDetector(tiny).detect_batch([bad])
