@@ -30,7 +30,7 @@ def shared_data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Model cache: ``$VIGIL_CACHE_DIR``, else ``$XDG_CACHE_HOME/vigil``, else ``~/.cache/vigil``."""
+    """Model cache: ``$VIGIL_CACHE_DIR``, ``$XDG_CACHE_HOME/vigil`` or ``~/.cache/vigil``."""
     env = os.environ.get("VIGIL_CACHE_DIR")
     if env:
         return Path(env)

@@ -58,7 +58,7 @@ class Annotator:
         for box, cls, tid, conf in zip(
             tracked.xyxy, tracked.class_id, tracked.tracker_id, tracked.confidence, strict=True
         ):
-            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            x1, y1, x2, y2 = (round(float(v)) for v in box)
             colour = _colour(int(tid))
             cv2.rectangle(out, (x1, y1), (x2, y2), colour, self._thick)
             label = self._names[int(cls)] if 0 <= int(cls) < len(self._names) else str(cls)

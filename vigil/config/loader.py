@@ -61,11 +61,11 @@ def merge_camera_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(cameras, dict):
         return out
     merged_cams: dict[str, Any] = {}
-    for name, cam in cameras.items():
-        if not isinstance(cam, dict):
-            merged_cams[name] = cam
+    for name, raw in cameras.items():
+        if not isinstance(raw, dict):
+            merged_cams[name] = raw
             continue
-        cam = dict(cam)
+        cam = dict(raw)
         for section in _MERGED_SECTIONS:
             base = data.get(section)
             if isinstance(base, dict):

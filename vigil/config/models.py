@@ -194,10 +194,19 @@ class RedactConfig(_Model):
         return v
 
 
+SourceRole = Literal["detect", "record"]
+
+
+def _both_roles() -> list[SourceRole]:
+    return ["detect", "record"]
+
+
 class SourceConfig(_Model):
+    """One input of a camera: a main stream to record, a sub-stream to analyse, or both."""
+
     url: str = Field(description="File path, rtsp://, rtsps://, http(s)://, or synthetic://.")
-    roles: list[Literal["detect", "record"]] = Field(
-        default_factory=lambda: ["detect", "record"]
+    roles: list[SourceRole] = Field(
+        default_factory=_both_roles, description="What this input is used for."
     )
 
 

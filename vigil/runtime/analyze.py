@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,9 @@ def analyze(
         stack.callback(source.close)
         info = source.open()
         pipeline = CameraPipeline(camera, detector, (info.width, info.height), live=info.live)
-        outputs = _Outputs(out, camera, pipeline, info, options, stack)
+        outputs = _Outputs(
+            out, camera=camera, pipeline=pipeline, info=info, options=options, stack=stack
+        )
         started = time.perf_counter()
         last_time = 0.0
         for frame in _limited(source.frames(), options.max_seconds):
@@ -117,6 +119,7 @@ class _Outputs:
     def __init__(
         self,
         out: Path,
+        *,
         camera: ResolvedCamera,
         pipeline: CameraPipeline,
         info: SourceInfo,
@@ -128,8 +131,8 @@ class _Outputs:
         self._to_dict = event_to_dict
         self._names = list(pipeline.class_names)
         self._person = self._names.index("person") if "person" in self._names else -1
-        self.sink = stack.enter_context(_closing(JsonlEventSink(out / "events.jsonl")))
-        self.mot = stack.enter_context(_closing(MotWriter(out / "tracks.txt")))
+        self.sink = stack.enter_context(closing(JsonlEventSink(out / "events.jsonl")))
+        self.mot = stack.enter_context(closing(MotWriter(out / "tracks.txt")))
         self.paths = [out / "events.jsonl", out / "tracks.txt"]
         self.finished: list[dict[str, Any]] = []
         size = (info.width, info.height)
@@ -192,15 +195,3 @@ class _Outputs:
             for name, c in lines.items()
         }
 
-
-class _closing:
-    """Context manager for objects with ``close()`` but no ``__exit__``."""
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __enter__(self) -> Any:
-        return self.obj
-
-    def __exit__(self, *exc: object) -> None:
-        self.obj.close()

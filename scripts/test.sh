@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs on a fresh Debian 12 machine, then runs the gates:
+# ruff, mypy --strict on the package, and pytest (warnings are errors). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: the FFmpeg CLI (test fixtures, upscaled clips) and a small RTSP relay
+# (reconnect tests). Installed only when missing.
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v rtsp-server-perl >/dev/null || need+=(rtsp-server-perl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[privacy,bench,dev]'
+
+echo "== ruff"; .venv/bin/ruff check vigil tests bench
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -1,0 +1,81 @@
+"""Configuration: validation errors that name file, line and fix; merging; the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vigil.config import load_config, parse_config
+from vigil.config.reference import render_reference
+from vigil.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("detect:\n  fsp: 3\n", ["x.yaml:2", "detect.fsp", "unknown key 'fsp'", "fps"]),
+        ("detect:\n  fps: -1\n", ["x.yaml:2", "detect.fps", "greater than 0", "-1"]),
+        (
+            "lines:\n  door:\n    points: [[0, 0.5], [1.2, 0.5]]\n",
+            ["x.yaml:3", "lines.door.points", "less than or equal to 1"],
+        ),
+        (
+            "lines:\n  door:\n    points: [[0.5, 0.5], [0.5, 0.5]]\n",
+            ["x.yaml:3", "two different points"],
+        ),
+        (
+            "zones:\n  z:\n    polygon: [[0, 0], [1, 1]]\n    labelz: []\n",
+            ["x.yaml:3", "at least 3", "x.yaml:4", "unknown key 'labelz'", "polygon"],
+        ),
+        ("cameras:\n  'bad name!':\n    sources: [{url: a.mp4}]\n", ["letters, digits"]),
+        ("cameras:\n  cam:\n    source: a.mp4\n", ["unknown key 'source'", "sources"]),
+        ("detect: [1, 2\n", ["x.yaml:", "not valid YAML"]),
+        ("- just\n- a list\n", ["top level must be a mapping"]),
+    ],
+)
+def test_errors_name_the_place_and_the_fix(text: str, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="x.yaml")
+    for part in expected:
+        assert part in str(info.value)
+
+
+def test_empty_file_gives_defaults() -> None:
+    config = parse_config("", source="empty.yaml")
+    assert config.detect.model == "yolox-nano"
+    assert config.lines == {}
+
+
+def test_camera_sections_deep_merge_over_globals() -> None:
+    config = parse_config(
+        "detect:\n  fps: 3\n  confidence: 0.4\n"
+        "cameras:\n  front:\n    sources: [{url: a.mp4}]\n    detect: {confidence: 0.6}\n"
+        "  back:\n    sources: [{url: b.mp4}]\n"
+    )
+    front, back = config.camera("front"), config.camera("back")
+    assert (front.detect.fps, front.detect.confidence) == (3.0, 0.6)
+    assert (back.detect.fps, back.detect.confidence) == (3.0, 0.4)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration file .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_reference_document_is_up_to_date() -> None:
+    committed = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == render_reference(), (
+        "docs/configuration.md is stale: run `python -m vigil.config.reference > "
+        "docs/configuration.md`"
+    )
+
+
+def test_readme_example_config_is_valid() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(block, source="README.md")
+    assert set(config.lines) == {"door"}
+    assert config.zones["counter"].dwell == 10
