@@ -278,7 +278,8 @@ def resolve_model(
     """Find the ONNX file for a registry name or a path.
 
     * an existing file path → that file;
-    * a registry name → the cached file, else the shared folder's copy when its SHA-256
+    * a registry name → the cached file (not re-hashed: only :func:`pull` writes it, after
+      verifying it), else the shared folder's copy when its SHA-256
       matches the pin (so tests and the demo work offline), else — with ``download`` — a
       fresh :func:`pull`;
     * otherwise ``ModelError`` saying to run ``vigil models pull NAME`` or pass ``--model``.
