@@ -1,0 +1,349 @@
+"""AvSource against real files, real FFmpeg and a real RTSP server.
+
+The RTSP test runs Debian's ``rtsp-server-perl`` (a relay: publishers push to ``-s`` port,
+readers pull from ``-c`` port, RTP over UDP only) with an ``ffmpeg`` publisher; killing and
+restarting the publisher is a camera dropping out and coming back.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from vigil.errors import SourceError
+from vigil.ingest import AvSource, Backoff, SourceState, SourceStatus, open_source
+
+MP4 = "one-by-one-person-detection.mp4"
+
+#: file -> (frames, width, height, nominal fps), from the shared data README.
+CLIPS = {
+    MP4: (1394, 768, 432, 10.0),
+    "car-detection.mp4": (377, 768, 432, 12.5),
+    "person-bicycle-car-detection.gif": (41, 480, 270, 12.5),
+    "people-detection.gif": (23, 480, 270, 12.5),
+    "face-demographics-walking.gif": (35, 480, 270, 12.5),
+    "worker-zone-detection.gif": (71, 480, 270, 16.7),
+}
+
+
+def _require_tools(*names: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if not missing:
+        return
+    reason = f"{', '.join(missing)} not installed (Debian: apt-get install {' '.join(missing)})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_clip_frames_pts_and_seq(clips_dir: Path, name: str) -> None:
+    count, width, height, fps = CLIPS[name]
+    with AvSource(str(clips_dir / name), "cam1") as source:
+        info = source.open()
+        assert (info.width, info.height, info.live) == (width, height, False)
+        assert info.fps == pytest.approx(fps, abs=0.1)
+        seqs, pts, walls = [], [], []
+        for frame in source.frames():
+            assert frame.luma.shape == (height, width)
+            assert frame.camera_id == "cam1"
+            assert not frame.live
+            seqs.append(frame.seq)
+            pts.append(frame.pts)
+            walls.append(frame.wall_time)
+    assert seqs == list(range(count))
+    assert pts[0] == 0.0
+    assert np.all(np.diff(pts) > 0)
+    # Media time: the mean frame interval is close to the nominal rate's. GIF delays are whole
+    # centiseconds (worker-zone alternates 6 and 7 cs: 15 fps shown, 16.7 declared).
+    assert (pts[-1] / (count - 1)) == pytest.approx(1 / fps, rel=0.15)
+    np.testing.assert_allclose(np.asarray(walls) - walls[0], pts, atol=1e-6)
+    assert source.status.state is SourceState.ENDED
+
+
+def test_mp4_pts_are_exact_tenths(clips_dir: Path) -> None:
+    source = AvSource(str(clips_dir / MP4))
+    pts = [f.pts for f in source.frames()]
+    assert source.open().frame_count == 1394
+    np.testing.assert_allclose(pts, np.arange(1394) / 10.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", [MP4, "people-detection.gif", "worker-zone-detection.gif"])
+def test_luma_matches_gray_of_bgr(clips_dir: Path, name: str) -> None:
+    source = AvSource(str(clips_dir / name))
+    for i, frame in enumerate(source.frames()):
+        if i % 10:
+            continue
+        gray = cv2.cvtColor(frame.bgr(), cv2.COLOR_BGR2GRAY).astype(np.int16)
+        diff = np.abs(gray - frame.luma.astype(np.int16))
+        # Limited-range luma is expanded to full range; what is left is rounding and the
+        # BT.601/709 coefficient difference in colourful pixels.
+        assert float(diff.mean()) < 2.5
+        assert float(np.percentile(diff, 99)) <= 8
+        if i >= 50:
+            break
+    source.close()
+
+
+@pytest.mark.parametrize("name", [MP4, "people-detection.gif"])
+def test_scaled_bgr(clips_dir: Path, name: str) -> None:
+    source = AvSource(str(clips_dir / name))
+    frame = next(iter(source.frames()))
+    full = frame.bgr()
+    assert full.shape == (frame.height, frame.width, 3)
+    assert frame.bgr() is full  # cached
+    height = round(416 * frame.height / frame.width)
+    small = frame.bgr((416, height))
+    assert small.shape == (height, 416, 3)
+    assert small.dtype == np.uint8
+    reference = cv2.resize(full, (416, height), interpolation=cv2.INTER_AREA)
+    assert float(np.abs(small.astype(np.int16) - reference).mean()) < 4
+    source.close()
+
+
+def _write_video(path: Path, size: tuple[int, int], frames: int = 6) -> list[np.ndarray]:
+    """An H.264 file whose width is no multiple of 32, so decoded planes carry line padding."""
+    width, height = size
+    images = []
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            ramp = np.linspace(30, 220, width, dtype=np.float32)[None, :] + 0 * i
+            image = np.repeat(np.repeat(ramp, height, 0)[:, :, None], 3, 2).astype(np.uint8)
+            cv2.rectangle(image, (10 + 5 * i, 10), (60 + 5 * i, 60), (0, 0, 0), -1)
+            images.append(image)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return images
+
+
+def test_luma_is_stride_aware(tmp_path: Path) -> None:
+    path = tmp_path / "odd.mp4"
+    images = _write_video(path, (250, 142))
+    with av.open(str(path)) as container:
+        first = next(container.decode(video=0))
+        assert first.planes[0].line_size > first.width, "the test needs padded planes"
+    frames = list(AvSource(str(path)).frames())
+    assert len(frames) == len(images)
+    for frame, image in zip(frames, images, strict=True):
+        assert frame.luma.shape == (142, 250)
+        assert frame.luma.flags.c_contiguous
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.int16)
+        assert float(np.abs(gray - frame.luma).mean()) < 3
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def _open_error(url: str, **kwargs: object) -> str:
+    with pytest.raises(SourceError) as info:
+        AvSource(url, **kwargs).open()  # type: ignore[arg-type]
+    return str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    message = _open_error(str(tmp_path / "nope.mp4"))
+    assert str(tmp_path / "nope.mp4") in message
+    assert "No such file" in message
+    assert "check the path" in message
+
+
+def test_text_file_renamed_mp4(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are meeting notes, not a video\n" * 20)
+    message = _open_error(str(path))
+    assert str(path) in message
+    assert "is it really a video file?" in message
+
+
+def test_directory(tmp_path: Path) -> None:
+    assert "not a directory" in _open_error(str(tmp_path))
+
+
+def test_audio_only_file(tmp_path: Path) -> None:
+    _require_tools("ffmpeg")
+    path = tmp_path / "tone.m4a"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "sine=frequency=440:duration=1", str(path)],
+        check=True,
+    )
+    assert "no video stream" in _open_error(str(path))
+
+
+def test_unreachable_camera_masks_credentials() -> None:
+    statuses: list[SourceStatus] = []
+    url = "rtsp://admin:hunter2@127.0.0.1:1/x"
+    started = time.monotonic()
+    message = _open_error(url, stall_timeout=2.0, on_status=statuses.append)
+    assert time.monotonic() - started < 5
+    assert "rtsp://admin:***@127.0.0.1:1/x" in message
+    assert "is the camera reachable?" in message
+    assert "hunter2" not in message
+    assert [s.state for s in statuses] == [SourceState.CONNECTING, SourceState.FAILED]
+    assert all("hunter2" not in f"{s.url} {s.last_error}" for s in statuses)
+
+
+def test_unknown_scheme() -> None:
+    assert "check the scheme" in _open_error("nosuchproto://x/y")
+
+
+def test_open_is_idempotent_and_close_stops(clips_dir: Path) -> None:
+    source = open_source(str(clips_dir / MP4), "cam1")
+    assert source.open() == source.open()
+    seqs = []
+    for frame in source.frames():
+        seqs.append(frame.seq)
+        if frame.seq == 4:
+            source.close()
+    assert seqs == [0, 1, 2, 3, 4]
+    with pytest.raises(SourceError, match="was closed"):
+        source.open()
+
+
+# -- a real RTSP server -----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+class _Relay:
+    """rtsp-server-perl plus an ffmpeg publisher that can be killed and restarted."""
+
+    def __init__(self, clip: Path) -> None:
+        self.clip = clip
+        self.client_port, self.source_port = _free_port(), _free_port()
+        # Every server instance hands out RTP ports from 20000 up unless told otherwise;
+        # a random start keeps test runs in parallel from colliding.
+        rtp_start = 2 * random.randrange(15000, 30000)
+        self.server = subprocess.Popen(
+            ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port),
+             "--rtp_start_port", str(rtp_start)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.publisher: subprocess.Popen[bytes] | None = None
+        _wait_for_port(self.client_port)
+        _wait_for_port(self.source_port)
+
+    def publish(self) -> None:
+        self.publisher = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+             "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
+             f"rtsp://127.0.0.1:{self.source_port}/cam1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def unpublish(self) -> None:
+        """Stop the camera. SIGINT, not SIGKILL: rtsp-server-perl frees a mount only on the
+        publisher's TEARDOWN (ffmpeg sends it when interrupted); after a SIGKILL it keeps the
+        dead mount and refuses the next ANNOUNCE with 403 Forbidden."""
+        if self.publisher is not None:
+            self.publisher.send_signal(signal.SIGINT)
+            try:
+                self.publisher.wait(5)
+            except subprocess.TimeoutExpired:
+                self.publisher.kill()
+                self.publisher.wait()
+            self.publisher = None
+
+    def stop(self) -> None:
+        self.unpublish()
+        self.server.terminate()
+        try:
+            self.server.wait(5)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+
+
+@pytest.fixture
+def relay(clips_dir: Path) -> Iterator[_Relay]:
+    _require_tools("rtsp-server-perl", "ffmpeg")
+    server = _Relay(clips_dir / MP4)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_rtsp_reconnects_after_the_camera_drops_out(relay: _Relay) -> None:
+    relay.publish()
+    time.sleep(1.5)  # the publisher announces the stream
+    statuses: list[SourceStatus] = []
+    restarted = threading.Event()
+
+    def on_status(status: SourceStatus) -> None:
+        statuses.append(status)
+        # The camera comes back once the source has noticed it was gone.
+        if status.state is SourceState.RECONNECTING and relay.publisher is None:
+            relay.publish()
+            restarted.set()
+
+    url = f"rtsp://viewer:s3cret@127.0.0.1:{relay.client_port}/cam1"
+    source = AvSource(
+        url, "door", stall_timeout=2.0, open_timeout=8.0, on_status=on_status,
+        options={"rtsp_transport": "udp"}, backoff=Backoff(0.3, 2, 2.0, jitter=0),
+    )
+    watchdog = threading.Timer(45, source.close)
+    watchdog.start()
+    frames = []
+    try:
+        for frame in source.frames():
+            frames.append((frame.seq, frame.pts, frame.wall_time))
+            if len(frames) == 20:
+                relay.unpublish()
+                killed_at = len(frames)
+            if restarted.is_set() and len(frames) > killed_at + 20 and (
+                statuses[-1].state is SourceState.STREAMING
+            ):
+                break
+    finally:
+        watchdog.cancel()
+        source.close()
+
+    states = [s.state for s in statuses]
+    assert states[:2] == [SourceState.CONNECTING, SourceState.STREAMING]
+    assert SourceState.STALLED in states or SourceState.RECONNECTING in states
+    gone = min(i for i, s in enumerate(states) if s in (SourceState.STALLED,
+                                                          SourceState.RECONNECTING))
+    assert SourceState.STREAMING in states[gone:], f"never streamed again: {states}"
+    seqs = [f[0] for f in frames]
+    assert seqs == list(range(len(seqs)))
+    assert np.all(np.diff([f[1] for f in frames]) >= 0), "pts must keep increasing"
+    assert all(f[2] > 1e9 for f in frames), "live frames carry wall-clock time"
+    for status in statuses:
+        assert "s3cret" not in f"{status.url} {status.last_error}"
+        assert status.url == f"rtsp://viewer:***@127.0.0.1:{relay.client_port}/cam1"
