@@ -50,6 +50,7 @@ class AnalyzeSummary:
     frames: int = 0
     analysed: int = 0
     inferences: int = 0
+    images_inferred: int = 0
     seconds: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -80,7 +81,10 @@ def analyze(
     with ExitStack() as stack:
         stack.callback(source.close)
         info = source.open()
-        pipeline = CameraPipeline(camera, detector, (info.width, info.height), live=info.live)
+        pipeline = CameraPipeline(
+            camera, detector, (info.width, info.height), live=info.live,
+            source_fps=info.fps or None,
+        )
         outputs = _Outputs(
             out, camera=camera, pipeline=pipeline, info=info, options=options, stack=stack
         )
@@ -99,6 +103,7 @@ def analyze(
         summary.frames = pipeline.stats.frames
         summary.analysed = pipeline.stats.analysed
         summary.inferences = pipeline.stats.inferences
+        summary.images_inferred = pipeline.stats.images_inferred
         summary.events = outputs.finished
         summary.outputs = [*outputs.paths, out / "counts.json"]
     return summary

@@ -71,6 +71,7 @@ class CameraPipeline:
         frame_size: tuple[int, int],
         *,
         live: bool = False,
+        source_fps: float | None = None,
     ) -> None:
         self.camera = camera
         self.frame_size = frame_size
@@ -82,7 +83,10 @@ class CameraPipeline:
         self.sampler = FrameSampler(camera.detect.fps)
         # The motion detector needs the gate even when gating is switched off.
         self.gate = MotionGate(camera.motion, frame_size)
-        self.tracker = ByteTracker(camera.tracker, frame_rate=camera.detect.fps)
+        # The tracker's nominal frame interval is the rate frames really reach it: the detect
+        # rate, unless the source is slower (it then sees every frame).
+        rate = min(camera.detect.fps, source_fps) if source_fps else camera.detect.fps
+        self.tracker = ByteTracker(camera.tracker, frame_rate=rate)
         self.rules = RuleEngine(
             camera.name, camera.zones, camera.lines, frame_size, self.class_names
         )

@@ -1,0 +1,232 @@
+"""Frames/s of `vigil analyze` against the naive pipeline and against its own stage limits.
+
+The naive pipeline is what a user would write first: OpenCV ``VideoCapture``, YOLOX-Nano on
+every frame, the ``trackers`` package's ByteTrack and a ``supervision`` ``LineZone``. Both
+use the same ONNX model through the same ONNX Runtime settings, and the same line, so the
+difference is the pipeline: decoding only the luma plane, converting and scaling only what
+the detector needs in one FFmpeg call, sampling at the detect rate and skipping quiet frames.
+
+Stage limits, measured alone in the same run: decode only (every frame, luma plane) and
+detector only (one full-frame inference). The pipeline's bound is its slowest stage at the
+rate the pipeline uses it: ``min(decode fps, detector fps x frames / images inferred)``.
+
+Run: ``python bench/pipeline.py [--quick]``. Prints a table and ratios; writes
+``bench/results/pipeline.png``. Needs the bench extra and ``ffmpeg`` for the 1080p copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vigil.config import parse_config
+from vigil.config.models import ResolvedCamera
+from vigil.detect.onnx import OnnxDetector
+from vigil.ingest import open_source
+from vigil.paths import shared_data_dir, shared_models_dir
+from vigil.runtime.analyze import AnalyzeOptions, analyze
+
+RESULTS = Path(__file__).resolve().parent / "results"
+THREADS = 2
+# People leave the table (x ≈ 0.6) towards the right edge, crossing x = 0.75.
+RULES = """
+detect: {labels: [person], threads: 2}
+lines:
+  exit:
+    points: [[0.75, 0.55], [0.75, 1.0]]
+"""
+
+
+@dataclass
+class Row:
+    name: str
+    frames: int
+    seconds: float
+    crossings: tuple[int, int] | None = None
+    note: str = ""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+
+def upscale(src: Path, height: int, work: Path) -> Path:
+    out = work / f"{src.stem}-{height}p.mp4"
+    if not out.exists():
+        subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-vf", f"scale=-2:{height}",
+             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-an", str(out)],
+            check=True,
+        )
+    return out
+
+
+def camera(clip: Path, fps: float) -> ResolvedCamera:
+    cam = parse_config(RULES).for_source(str(clip))
+    return cam.model_copy(update={"detect": cam.detect.model_copy(update={"fps": fps})})
+
+
+def detector(cam: ResolvedCamera) -> OnnxDetector:
+    return OnnxDetector(
+        shared_models_dir() / "yolox_nano.onnx", confidence=cam.detect.confidence,
+        nms_iou=cam.detect.nms_iou, threads=THREADS, labels=cam.detect.labels,
+    )
+
+
+def run_vigil(clip: Path, fps: float, limit: float | None) -> tuple[Row, float]:
+    cam = camera(clip, fps)
+    det = detector(cam)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        summary = analyze(str(clip), cam, det, AnalyzeOptions(Path(tmp), max_seconds=limit))
+        seconds = time.perf_counter() - start
+    total = summary.counts["lines"]["exit"]["total"]
+    frames_per_image = summary.frames / max(1, summary.images_inferred)
+    row = Row(f"vigil (detect {fps:g} fps)", summary.frames, seconds,
+              (total["a_to_b"], total["b_to_a"]),
+              f"{summary.analysed} analysed, {summary.images_inferred} images inferred")
+    return row, frames_per_image
+
+
+def run_naive(clip: Path, limit: float | None) -> Row:
+    import cv2
+    import supervision as sv
+    import trackers
+
+    cam = camera(clip, 1000.0)
+    det = detector(cam)
+    cap = cv2.VideoCapture(str(clip))
+    fps_src = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    (ax, ay), (bx, by) = cam.lines["exit"].points
+    line = sv.LineZone(
+        start=sv.Point(ax * w, ay * h), end=sv.Point(bx * w, by * h),
+        triggering_anchors=[sv.Position.BOTTOM_CENTER],
+    )
+    tracker = trackers.ByteTrackTracker()
+    frames, start = 0, time.perf_counter()
+    while True:
+        ok, image = cap.read()
+        if not ok or (limit is not None and frames / fps_src > limit):
+            break
+        d = det.detect_batch([image])[0]
+        tracked = tracker.update(sv.Detections(
+            xyxy=d.xyxy.astype(np.float64), confidence=d.confidence.astype(np.float64),
+            class_id=d.class_id.astype(int),
+        ))
+        tracked = tracked[tracked.tracker_id >= 0]
+        line.trigger(tracked)
+        frames += 1
+    seconds = time.perf_counter() - start
+    cap.release()
+    # LineZone's "in" is crossing from its right side to its left side, seen from start to end
+    # (supervision's convention), which is Vigil's B→A; "out" is A→B.
+    return Row("naive (OpenCV+YOLOX+ByteTrack+LineZone)", frames, seconds,
+               (line.out_count, line.in_count), "every frame")
+
+
+def stage_decode(clip: Path, limit: float | None) -> Row:
+    source = open_source(str(clip))
+    source.open()
+    frames, start = 0, time.perf_counter()
+    for frame in source.frames():
+        if limit is not None and frame.pts > limit:
+            break
+        frames += 1
+    seconds = time.perf_counter() - start
+    source.close()
+    return Row("stage: decode only (luma)", frames, seconds)
+
+
+def stage_detector(clip: Path, n: int = 150) -> Row:
+    cam = camera(clip, 5.0)
+    det = detector(cam)
+    source = open_source(str(clip))
+    info = source.open()
+    scale = 416 / max(info.width, info.height)
+    size = (round(info.width * scale), round(info.height * scale))
+    images = []
+    for frame in source.frames():
+        images.append(frame.bgr(size))
+        if len(images) == n:
+            break
+    source.close()
+    det.detect_batch(images[:2])  # warm-up
+    start = time.perf_counter()
+    for image in images:
+        det.detect_batch([image])
+    return Row("stage: detector only (full frame)", len(images), time.perf_counter() - start)
+
+
+def timed(label: str, fn: Callable[[], Row]) -> Row:
+    print(f"  running {label} …", flush=True)
+    return fn()
+
+
+def bench_clip(clip: Path, limit: float | None) -> list[Row]:
+    print(f"\n{clip.name}")
+    decode = timed("decode", lambda: stage_decode(clip, limit))
+    infer = timed("detector", lambda: stage_detector(clip))
+    naive = timed("naive", lambda: run_naive(clip, limit))
+    vigil5, ratio5 = run_vigil(clip, 5.0, limit)
+    vigil_full, ratio_full = run_vigil(clip, 1000.0, limit)
+    vigil_full.name = "vigil (every frame)"
+    rows = [decode, infer, naive, vigil5, vigil_full]
+    print(f"{'pipeline':44} {'frames':>7} {'frames/s':>9} {'A→B,B→A':>9}  note")
+    for r in rows:
+        counts = f"{r.crossings[0]},{r.crossings[1]}" if r.crossings else ""
+        print(f"{r.name:44} {r.frames:7d} {r.fps:9.1f} {counts:>9}  {r.note}")
+    for row, frames_per_image in ((vigil5, ratio5), (vigil_full, ratio_full)):
+        bound = min(decode.fps, infer.fps * frames_per_image)
+        print(
+            f"{row.name}: x{row.fps / naive.fps:.2f} the naive pipeline "
+            f"(counts {'equal' if row.crossings == naive.crossings else 'DIFFERENT'}), "
+            f"{row.fps / bound:.0%} of its slowest stage ({bound:.0f} frames/s)"
+        )
+    return rows
+
+
+def plot(results: dict[str, list[Row]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], results.items(), strict=True):
+        ax.barh([r.name for r in rows], [r.fps for r in rows], color="#4477aa")
+        ax.set_xlabel("frames/s (higher is better)")
+        ax.set_title(name)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    RESULTS.mkdir(exist_ok=True)
+    fig.savefig(RESULTS / "pipeline.png", dpi=100)
+    print(f"\nchart: {RESULTS / 'pipeline.png'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="first 40 s of each clip only")
+    args = parser.parse_args()
+    limit = 40.0 if args.quick else None
+    clip = shared_data_dir() / "clips" / "one-by-one-person-detection.mp4"
+    results = {clip.name: bench_clip(clip, limit)}
+    if shutil.which("ffmpeg"):
+        RESULTS.mkdir(exist_ok=True)
+        big = upscale(clip, 1080, RESULTS)
+        results[big.name] = bench_clip(big, limit)
+    else:
+        print("ffmpeg not found: skipping the 1080p copy")
+    plot(results)
+
+
+if __name__ == "__main__":
+    main()
