@@ -18,7 +18,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from types import TracebackType
 from typing import Any, Self
@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
+from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
 from vigil.errors import SourceError
@@ -76,7 +77,16 @@ def _limited_to_full_lut() -> ImageArray:
 _LUT = _limited_to_full_lut()
 
 
-def extract_luma(frame: VideoFrame) -> ImageArray:
+ReformatterFactory = Callable[[], VideoReformatter]
+
+
+def _fresh_reformatter() -> VideoReformatter:
+    return VideoReformatter()
+
+
+def extract_luma(
+    frame: VideoFrame, reformatter: ReformatterFactory = _fresh_reformatter
+) -> ImageArray:
     """The frame's luma as a contiguous ``(height, width)`` uint8 array, full range.
 
     For YUV formats the Y plane is copied out directly; planes carry line padding
@@ -84,7 +94,8 @@ def extract_luma(frame: VideoFrame) -> ImageArray:
     ``bgra``, RGB) go through FFmpeg's scaler to ``gray``.
     """
     if frame.format.name not in _LUMA_FORMATS:
-        return np.ascontiguousarray(frame.reformat(format="gray").to_ndarray(), dtype=np.uint8)
+        gray = reformatter().reformat(frame, format="gray")
+        return np.ascontiguousarray(gray.to_ndarray(), dtype=np.uint8)
     plane = frame.planes[0]
     rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.line_size * frame.height)
     luma = rows.reshape(frame.height, plane.line_size)[:, : frame.width]
@@ -94,21 +105,26 @@ def extract_luma(frame: VideoFrame) -> ImageArray:
     return np.asarray(cv2.LUT(np.ascontiguousarray(luma), _LUT), dtype=np.uint8)
 
 
-def bgr_loader(frame: VideoFrame) -> BgrLoader:
+def bgr_loader(
+    frame: VideoFrame, reformatter: ReformatterFactory = _fresh_reformatter
+) -> BgrLoader:
     """A loader building the BGR image of ``frame``, scaled in the same ``reformat`` call.
 
     The closure keeps the decoded frame alive until the :class:`Frame` is dropped; that costs a
-    reference, not a copy.
+    reference, not a copy. ``reformatter`` supplies the FFmpeg scaler: pass one that is reused
+    across frames, because setting up a *scaling* context costs about ten times the scaling
+    itself (3.6 vs 0.4 ms for 768x432 -> 416x234 here); the plain conversion is cheap either
+    way.
     """
 
     def load(size: tuple[int, int] | None) -> ImageArray:
         if size is None or size == (frame.width, frame.height):
-            image = frame.to_ndarray(format="bgr24")
+            width, height = frame.width, frame.height
         else:
             width, height = size
-            image = frame.reformat(
-                width=width, height=height, format="bgr24", interpolation="AREA"
-            ).to_ndarray()
+        image = reformatter().reformat(
+            frame, width=width, height=height, format="bgr24", interpolation="AREA"
+        ).to_ndarray()
         return np.ascontiguousarray(image, dtype=np.uint8)
 
     return load
@@ -177,6 +193,9 @@ class AvSource:
         self._info: SourceInfo | None = None
         self._closed = False
         self._wake = threading.Event()
+        # One scaler per thread: reused across frames (its setup is the expensive part), and
+        # never shared, since the detector may ask for BGR from another thread.
+        self._scalers = threading.local()
         self._iterating_thread: int | None = None
         self._state: SourceState | None = None
         self._last_error: str | None = None
@@ -391,8 +410,8 @@ class AvSource:
             seq=self._seq,
             pts=pts,
             wall_time=now if self.live else self._start_wall + pts,
-            luma=extract_luma(av_frame),
-            loader=bgr_loader(av_frame),
+            luma=extract_luma(av_frame, self._reformatter),
+            loader=bgr_loader(av_frame, self._reformatter),
             live=self.live,
         )
         self._seq += 1
@@ -402,6 +421,12 @@ class AvSource:
             self.backoff.reset()
             self._set_state(SourceState.STREAMING)
         return frame
+
+    def _reformatter(self) -> VideoReformatter:
+        scaler: VideoReformatter | None = getattr(self._scalers, "reformatter", None)
+        if scaler is None:
+            scaler = self._scalers.reformatter = VideoReformatter()
+        return scaler
 
     def _pts_seconds(self, av_frame: VideoFrame, stream: VideoStream) -> float:
         time_base: Fraction | None = av_frame.time_base or stream.time_base
