@@ -7,6 +7,8 @@ restarting the publisher is a camera dropping out and coming back.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import random
 import shutil
@@ -218,6 +220,50 @@ def test_open_is_idempotent_and_close_stops(clips_dir: Path) -> None:
     assert seqs == [0, 1, 2, 3, 4]
     with pytest.raises(SourceError, match="was closed"):
         source.open()
+
+
+# -- HTTP / HLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hls_url(clips_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The first 3 s of a clip as an HLS playlist served over HTTP from a local server."""
+    _require_tools("ffmpeg")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips_dir / MP4), "-t", "3",
+         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+         str(tmp_path / "live.m3u8")],
+        check=True,
+    )
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/live.m3u8"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """No request log on stderr."""
+
+
+def test_hls_over_http(hls_url: str) -> None:
+    source = AvSource(hls_url, "hls", reconnect=False, stall_timeout=5.0)
+    info = source.open()
+    assert (info.width, info.height, info.live, info.frame_count) == (768, 432, True, None)
+    frames = list(source.frames())
+    # Stream copy cuts at packet boundaries: about 3 s at 10 fps.
+    assert 28 <= len(frames) <= 32
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    assert frames[0].pts == 0.0
+    np.testing.assert_allclose(np.diff([f.pts for f in frames]), 0.1, atol=1e-6)
+    assert all(f.live for f in frames)
+    assert source.status.state is SourceState.ENDED
 
 
 # -- a real RTSP server -----------------------------------------------------------------------
