@@ -27,6 +27,7 @@ import pytest
 
 from vigil.errors import SourceError
 from vigil.ingest import AvSource, Backoff, SourceState, SourceStatus, open_source
+from vigil.types import Frame
 
 MP4 = "one-by-one-person-detection.mp4"
 
@@ -393,3 +394,35 @@ def test_rtsp_reconnects_after_the_camera_drops_out(relay: _Relay) -> None:
     for status in statuses:
         assert "s3cret" not in f"{status.url} {status.last_error}"
         assert status.url == f"rtsp://viewer:***@127.0.0.1:{relay.client_port}/cam1"
+
+
+def test_network_stream_reconnects_at_its_end_and_gives_up_when_gone(
+    hls_url: str, tmp_path: Path
+) -> None:
+    """A stream that ends is reopened (seq and pts go on); one that vanishes fails in time."""
+    statuses: list[SourceStatus] = []
+    source = AvSource(
+        hls_url, "hls", stall_timeout=3.0, max_attempts=2, on_status=statuses.append,
+        backoff=Backoff(0.05, 2, 0.2, jitter=0),
+    )
+    frames: list[Frame] = []
+
+    def read_all() -> None:
+        for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == 45:  # into the second pass: the server loses the stream
+                for path in tmp_path.glob("live*"):
+                    path.unlink()
+
+    with pytest.raises(SourceError, match=r"gave up after 2 reconnection attempts.*404"):
+        read_all()
+    assert len(frames) > 45
+    assert [f.seq for f in frames] == list(range(len(frames)))
+    assert np.all(np.diff([f.pts for f in frames]) > 0)
+    states = [s.state for s in statuses]
+    assert states[:3] == [SourceState.CONNECTING, SourceState.STREAMING,
+                          SourceState.RECONNECTING]
+    assert "the stream ended" in (statuses[2].last_error or "")
+    assert states[3] is SourceState.STREAMING
+    assert states[-1] is SourceState.FAILED
+    assert statuses[-1].attempts == 2

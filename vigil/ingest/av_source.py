@@ -152,7 +152,8 @@ class AvSource:
     Frames: ``seq`` counts every decoded frame from 0 and keeps increasing across reconnects;
     ``pts`` is seconds since the first frame (stream time base; ``seq / fps`` where a frame
     has no pts); after a reconnect ``pts`` continues from the wall-clock time elapsed since
-    the first frame, because the camera restarts its own clock. ``wall_time`` is
+    the first frame (live) or from the last frame (otherwise), because the stream restarts
+    its own clock; it never goes backwards. ``wall_time`` is
     ``time.time()`` at decode for live sources and ``start + pts`` for files.
 
     ``close()`` may be called from another thread; the decoding thread then stops at the next
@@ -206,6 +207,7 @@ class AvSource:
         self._first_pts: int | None = None
         self._pts_offset = 0.0
         self._start_wall: float | None = None
+        self._last_pts = 0.0
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -285,9 +287,12 @@ class AvSource:
         self._info = self._describe(stream)
         self._first_pts = None
         self._segment_frames = 0
-        if self._start_wall is not None and self.live:
-            # A reconnected camera restarts its clock; continue from the elapsed wall time.
-            self._pts_offset = time.time() - self._start_wall
+        if self._start_wall is not None:
+            # A reopened stream restarts its clock: continue from the elapsed wall time (live)
+            # but never backwards (a stream may have been read faster than real time).
+            self._pts_offset = self._last_pts + 1.0 / self._info.fps
+            if self.live:
+                self._pts_offset = max(self._pts_offset, time.time() - self._start_wall)
         return self._info
 
     def _describe(self, stream: VideoStream) -> SourceInfo:
@@ -335,7 +340,8 @@ class AvSource:
                     return
                 error, stalled = f"{self.safe_url}: the stream ended", False
             self._close_container()
-            self._set_state(SourceState.STALLED if stalled else SourceState.RECONNECTING, error)
+            if stalled:
+                self._set_state(SourceState.STALLED, error)
             if not self._reconnect(error):
                 return
 
@@ -416,6 +422,7 @@ class AvSource:
         )
         self._seq += 1
         self._segment_frames += 1
+        self._last_pts = pts
         self._last_frame_time = now
         if self._state is not SourceState.STREAMING:
             self.backoff.reset()
