@@ -1,13 +1,17 @@
-"""100k frames of synthetic traffic: the tracker's state must stay bounded."""
+"""100k frames of synthetic traffic: tracker, rule and event state must stay bounded."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vigil.config.models import TrackerConfig
+from vigil.config.models import EventsConfig, LineConfig, TrackerConfig, ZoneConfig
+from vigil.events.lifecycle import EventManager
+from vigil.rules.engine import RuleEngine
 from vigil.track import ByteTracker
-from vigil.types import Detections
+from vigil.types import Detections, Frame
+
+SIZE = (640, 360)
 
 FRAMES = 100_000
 FPS = 10.0
@@ -54,22 +58,49 @@ def test_state_stays_bounded_over_100k_frames() -> None:
     peak: dict[str, int] = {}
     ended_total = 0
     last_id = 0
+    rules = RuleEngine(
+        "cam",
+        {"left": ZoneConfig(polygon=[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)], dwell=3.0)},
+        {"middle": LineConfig(points=((0.0, 0.5), (1.0, 0.5)))},
+        SIZE,
+        ["person"],
+    )
+    events = EventManager(
+        "cam", EventsConfig(snapshots=False), ["person"], live=False, rules_configured=True
+    )
+    luma = np.zeros((SIZE[1], SIZE[0]), np.uint8)
+    peak_rules = peak_events = 0
     for frame in range(FRAMES):
         objects, detections = _scene(rng, objects, frame)
         out = tracker.update(detections, frame / FPS)
         ended_total += len(tracker.ended_ids)
+        image = Frame(camera_id="cam", seq=frame, pts=frame / FPS, wall_time=0.0, luma=luma,
+                      loader=lambda size: np.zeros((1, 1, 3), np.uint8))
+        hits = rules.update(out, image.time, tracker.ended_ids)
+        events.update(image, out, hits, tracker.ended_ids)
+        peak_rules = max(peak_rules, rules.state_size())
+        peak_events = max(peak_events, events.state_size())
         if len(out):
             last_id = max(last_id, int(out.tracker_id.max()))
         for key, value in tracker.state_sizes().items():
             peak[key] = max(peak.get(key, 0), value)
     # At most 12 people + a false positive per frame + tracks lost for 2 s (20 frames).
     assert peak["tracks"] <= 60, peak
+    assert peak_rules <= 60, peak_rules
+    assert peak_events <= 60, peak_events
+    assert rules.counts()["zones"]["left"]["entries"]["total"] > 100  # the rules did work
     assert peak["ended"] <= 20, peak
     assert last_id > 1000  # many tracks came and went...
     for frame in range(FRAMES, FRAMES + 40):  # ... and when the scene empties, all end.
         tracker.update(Detections.empty(), frame / FPS)
         ended_total += len(tracker.ended_ids)
+        rules.update(Detections.empty(), frame / FPS, tracker.ended_ids)
+        image = Frame(camera_id="cam", seq=frame, pts=frame / FPS, wall_time=0.0, luma=luma,
+                      loader=lambda size: np.zeros((1, 1, 3), np.uint8))
+        events.update(image, Detections.empty(), [], tracker.ended_ids)
     assert tracker.state_sizes()["tracks"] == 0
+    assert rules.state_size() == 0
+    assert events.state_size() == 0
     assert len(tracker.predicted()) == 0
     assert (
         ended_total >= last_id - 5
