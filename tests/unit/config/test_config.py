@@ -61,7 +61,7 @@ def test_camera_sections_deep_merge_over_globals() -> None:
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read configuration file .*nope.yaml"):
+    with pytest.raises(ConfigError, match=r"cannot read configuration file .*nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
 
 
