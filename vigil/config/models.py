@@ -56,9 +56,10 @@ class MotionConfig(_Model):
         0.05, gt=0, le=1, description="Running-average rate of the background model."
     )
     moving_alpha: float = Field(
-        0.005, ge=0, le=1,
-        description="Background rate under moving pixels: slow, so moving objects leave no "
-        "ghost trail, yet an object that stops is absorbed in time (0 = never).",
+        0.01, ge=0, le=1,
+        description="Background rate under moving pixels, per analysed frame: slow, so moving "
+        "objects leave no ghost trail, yet an object that stops (and the ghost of one that "
+        "left after standing still) is absorbed in half a minute at 5 fps (0 = never).",
     )
     recalibrate: float = Field(
         0.5, gt=0, le=1,

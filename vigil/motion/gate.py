@@ -8,8 +8,12 @@ count as changed, and their dilated blobs become motion boxes.
 
 Background learning is selective: still pixels follow the scene at ``config.alpha`` per frame,
 pixels under motion at the much slower ``config.moving_alpha``, so a walking person leaves no
-ghost trail in the background, while an object that stops (a parked car) is absorbed within a
-minute or so. A global change (lights switched, the camera's IR mode) would make everything
+ghost trail in the background. The price is named openly: an object that stops (a parked car,
+a person standing at a counter) is absorbed only slowly, in about half a minute at 5 fps, and
+when it leaves, its "ghost" in the background reads as motion for a similar time. Differencing
+cannot tell the two apart; that is why live tracks keep their detection regions (see
+:func:`~vigil.motion.regions.detection_regions`) instead of relying on motion alone.
+A global change (lights switched, the camera's IR mode) would make everything
 "move"; when the changed fraction exceeds ``config.recalibrate`` the background is reset to
 the current frame instead.
 """

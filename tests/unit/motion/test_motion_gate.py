@@ -136,3 +136,15 @@ def test_resolution_change_restarts_the_gate() -> None:
 def test_frames_narrower_than_the_working_width_are_not_upscaled() -> None:
     gate = MotionGate(MotionConfig(width=320), (160, 90))
     assert gate.small_size == (160, 90)
+
+
+def test_ghost_of_an_object_that_stood_still_fades() -> None:
+    """The documented trade-off: a long stay leaves a ghost, which the default rates absorb."""
+    base = _scene()
+    gate = MotionGate(MotionConfig(), (W, H))
+    stay = [_frame(base, i, square=(300, 200)) for i in range(1, 101)]
+    gone = [_frame(base, 101 + i) for i in range(250)]
+    results = _run(gate, [_frame(base, 0), *stay, *gone])
+    after = results[101:]
+    assert after[0].has_motion, "a ghost right after leaving"
+    assert not any(r.has_motion for r in after[-50:])
