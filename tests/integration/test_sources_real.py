@@ -206,6 +206,19 @@ def test_unreachable_camera_masks_credentials() -> None:
     assert all("hunter2" not in f"{s.url} {s.last_error}" for s in statuses)
 
 
+def test_silent_server_times_out() -> None:
+    """A host that accepts the connection but never answers: the open timeout applies."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        message = _open_error(f"rtsp://127.0.0.1:{port}/x", open_timeout=1.0)
+        assert time.monotonic() - started < 4
+    assert "no answer within 1 s" in message
+    assert "is the camera reachable?" in message
+
+
 def test_unknown_scheme() -> None:
     assert "check the scheme" in _open_error("nosuchproto://x/y")
 

@@ -156,6 +156,10 @@ class AvSource:
     its own clock; it never goes backwards. ``wall_time`` is
     ``time.time()`` at decode for live sources and ``start + pts`` for files.
 
+    ``open()`` (and so the first ``frames()`` call) raises at once when the source cannot be
+    opened: a wrong URL should fail loudly, not retry for ever. Reconnection starts only once a
+    source has worked; a supervisor that wants to wait for a camera retries ``open()`` itself.
+
     ``close()`` may be called from another thread; the decoding thread then stops at the next
     frame, or within ``stall_timeout`` when it is waiting for data.
     """
@@ -266,6 +270,7 @@ class AvSource:
     # -- connection ---------------------------------------------------------------------------
 
     def _connect(self) -> SourceInfo:
+        started = time.monotonic()
         try:
             container = av.open(
                 self.url,
@@ -273,7 +278,10 @@ class AvSource:
                 timeout=(self.open_timeout, self.stall_timeout),
             )
         except (av.error.FFmpegError, OSError) as exc:
-            raise self._translate(exc, "open") from None
+            # FFmpeg's RTSP demuxer reports an interrupted (timed out) read as invalid data,
+            # so the clock is the reliable witness of a timeout.
+            timed_out = time.monotonic() - started >= 0.95 * self.open_timeout
+            raise self._translate(exc, "open", timed_out=timed_out) from None
         if not isinstance(container, InputContainer) or not container.streams.video:
             container.close()
             raise SourceError(
@@ -452,9 +460,15 @@ class AvSource:
             "still reachable?"
         )
 
-    def _translate(self, exc: BaseException, action: str) -> SourceError:
+    def _translate(
+        self, exc: BaseException, action: str, *, timed_out: bool = False
+    ) -> SourceError:
         """An FFmpeg error as a ``SourceError`` that names the source and the likely fix."""
         reason = mask_credentials(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        if timed_out or isinstance(exc, av.error.ExitError | av.error.TimeoutError):
+            # PyAV's timeout interrupts FFmpeg, which then reports "Immediate exit requested".
+            limit = self.open_timeout if action == "open" else self.stall_timeout
+            reason = f"no answer within {limit:g} s"
         where = f"cannot {action} {self.safe_url}: {reason}"
         if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
             fix = "check the user name and password in the URL"
