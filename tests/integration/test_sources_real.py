@@ -439,3 +439,20 @@ def test_network_stream_reconnects_at_its_end_and_gives_up_when_gone(
     assert states[3] is SourceState.STREAMING
     assert states[-1] is SourceState.FAILED
     assert statuses[-1].attempts == 2
+
+
+def test_close_from_another_thread_interrupts_a_reconnect_wait(hls_url: str) -> None:
+    source = AvSource(hls_url, "hls", backoff=Backoff(30, 2, 60, jitter=0))
+    statuses: list[SourceStatus] = []
+
+    def on_status(status: SourceStatus) -> None:
+        statuses.append(status)
+        if status.state is SourceState.RECONNECTING:
+            threading.Timer(0.2, source.close).start()
+
+    source.on_status = on_status
+    started = time.monotonic()
+    frames = sum(1 for _ in source.frames())
+    assert frames >= 28
+    assert time.monotonic() - started < 10, "close() must cut the 30 s backoff short"
+    assert statuses[-1].state is SourceState.RECONNECTING
