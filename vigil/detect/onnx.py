@@ -273,10 +273,11 @@ class OnnxDetector:
     ) -> ort.InferenceSession:
         ort.set_default_logger_severity(_ORT_LOG_ERRORS)
         options = ort.SessionOptions()
-        # Idle intra-op threads busy-wait by default. That buys a little latency on an idle
-        # machine but, with decoders and trackers on the same cores, the spinning thread
-        # steals their CPU: measured here, 2 threads under load took 43 ms/image spinning
-        # and 24 ms not. Vigil shares its cores, so spinning is off unless asked for.
+        # ONNX Runtime's idle intra-op threads busy-wait by default. On an idle 2-core machine
+        # that is faster (YOLOX-Nano, 2 threads: 10 ms/image spinning, 13 ms not), but when
+        # decoders, trackers or other processes use the same cores the spinning threads steal
+        # their CPU and everything slows (33-43 ms/image spinning vs 19-24 ms not, measured
+        # under load; bench/detector.py). Vigil shares its cores, so spinning is opt-in.
         spin = "1" if spin_wait else "0"
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
