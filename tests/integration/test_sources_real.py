@@ -24,6 +24,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from av.video.stream import VideoStream
 
 from vigil.errors import SourceError
 from vigil.ingest import AvSource, Backoff, SourceState, SourceStatus, open_source
@@ -120,13 +121,16 @@ def test_scaled_bgr(clips_dir: Path, name: str) -> None:
     source.close()
 
 
-def _write_video(path: Path, size: tuple[int, int], frames: int = 6) -> list[np.ndarray]:
-    """An H.264 file whose width is no multiple of 32, so decoded planes carry line padding."""
+def _write_video(
+    path: Path, size: tuple[int, int], codec: str, pix_fmt: str, frames: int = 6
+) -> list[np.ndarray]:
+    """A video whose width is no multiple of 32, so decoded planes carry line padding."""
     width, height = size
     images = []
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream = container.add_stream(codec, rate=10)
+        assert isinstance(stream, VideoStream)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for i in range(frames):
             ramp = np.linspace(30, 220, width, dtype=np.float32)[None, :] + 0 * i
             image = np.repeat(np.repeat(ramp, height, 0)[:, :, None], 3, 2).astype(np.uint8)
@@ -139,11 +143,18 @@ def _write_video(path: Path, size: tuple[int, int], frames: int = 6) -> list[np.
     return images
 
 
-def test_luma_is_stride_aware(tmp_path: Path) -> None:
-    path = tmp_path / "odd.mp4"
-    images = _write_video(path, (250, 142))
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "suffix"),
+    [("libx264", "yuv420p", "mp4"), ("mjpeg", "yuvj420p", "avi")],  # limited and full range
+)
+def test_luma_is_stride_aware_and_a_copy(
+    tmp_path: Path, codec: str, pix_fmt: str, suffix: str
+) -> None:
+    path = tmp_path / f"odd.{suffix}"
+    images = _write_video(path, (250, 142), codec, pix_fmt)
     with av.open(str(path)) as container:
         first = next(container.decode(video=0))
+        assert first.format.name == pix_fmt
         assert first.planes[0].line_size > first.width, "the test needs padded planes"
     frames = list(AvSource(str(path)).frames())
     assert len(frames) == len(images)
@@ -152,6 +163,10 @@ def test_luma_is_stride_aware(tmp_path: Path) -> None:
         assert frame.luma.flags.c_contiguous
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.int16)
         assert float(np.abs(gray - frame.luma).mean()) < 3
+        # The luma plane is Vigil's own: writing to it leaves the decoded frame alone.
+        before = frame.bgr((250, 142)).copy()
+        frame.luma[:] = 0
+        np.testing.assert_array_equal(frame.bgr((250, 142)), before)
 
 
 # -- errors ---------------------------------------------------------------------------------

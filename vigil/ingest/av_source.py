@@ -100,9 +100,11 @@ def extract_luma(
     rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.line_size * frame.height)
     luma = rows.reshape(frame.height, plane.line_size)[:, : frame.width]
     full_range = frame.format.name.startswith("yuvj") or frame.format.name == "gray"
+    # Both branches copy: the frame's buffer stays FFmpeg's, and the BGR loader reads it.
     if full_range or int(frame.color_range) == _FULL_RANGE:
-        return np.ascontiguousarray(luma)
-    return np.asarray(cv2.LUT(np.ascontiguousarray(luma), _LUT), dtype=np.uint8)
+        return luma.copy()
+    # cv2.LUT reads the padded rows in place and writes a new contiguous array: one pass.
+    return np.asarray(cv2.LUT(luma, _LUT), dtype=np.uint8)
 
 
 def bgr_loader(
