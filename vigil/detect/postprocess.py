@@ -209,24 +209,29 @@ def select_candidates(
     keep_classes: Sequence[int] | None = None,
     max_candidates: int = MAX_CANDIDATES,
 ) -> tuple[FloatArray, FloatArray, IntArray]:
-    """Every (row, class) pair scoring at least ``confidence``, as separate candidates.
+    """Each row's best class, when it scores at least ``confidence``.
 
-    ``xyxy`` is ``(A, 4)``, ``scores`` ``(A, C)``. One row may yield several classes (as in
-    YOLOX's class-aware ``multiclass_nms``); ``keep_classes`` restricts the classes looked at.
-    At most ``max_candidates`` best are returned: ``(boxes (n, 4), confidence (n,), class_id
-    (n,))``.
+    ``xyxy`` is ``(A, 4)``, ``scores`` ``(A, C)``. One box gets **one** label, as in YOLOX's
+    own evaluation ``postprocess``: a car that also scores 0.35 as "truck" must stay one
+    object, or the tracker would follow it twice and events and counts would double.
+    ``keep_classes`` restricts the classes looked at (the best *kept* class wins). At most
+    ``max_candidates`` best are returned: ``(boxes (n, 4), confidence (n,), class_id (n,))``.
     """
     scores = np.asarray(scores, dtype=np.float32)
-    if keep_classes is not None:
-        cls_index = np.asarray(keep_classes, dtype=np.int64)
+    cls_index = None if keep_classes is None else np.asarray(keep_classes, dtype=np.int64)
+    if cls_index is not None:
         scores = scores[:, cls_index]
-    rows, cols = np.nonzero(scores >= confidence)
-    conf = scores[rows, cols]
-    if conf.shape[0] > max_candidates:
-        top = np.argpartition(-conf, max_candidates - 1)[:max_candidates]
-        rows, cols, conf = rows[top], cols[top], conf[top]
-    cls = cols.astype(np.int64) if keep_classes is None else cls_index[cols]
-    return np.asarray(xyxy, dtype=np.float32)[rows], conf.astype(np.float32), cls
+    if scores.shape[1] == 0:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+    best = np.argmax(scores, axis=1)
+    conf = scores[np.arange(scores.shape[0]), best]
+    rows = np.flatnonzero(conf >= confidence)
+    if rows.shape[0] > max_candidates:
+        rows = rows[np.argpartition(-conf[rows], max_candidates - 1)[:max_candidates]]
+    cls = best[rows].astype(np.int64) if cls_index is None else cls_index[best[rows]]
+    return (
+        np.asarray(xyxy, dtype=np.float32)[rows], conf[rows].astype(np.float32), cls
+    )
 
 
 def postprocess_yolox(

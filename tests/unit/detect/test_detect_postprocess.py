@@ -204,18 +204,22 @@ def test_nms_table(boxes, scores, classes, threshold, kept):
     assert keep.tolist() == kept
 
 
-def test_select_candidates_yields_every_class_above_threshold():
-    xyxy = np.array([[0, 0, 1, 1], [2, 2, 3, 3]], np.float32)
-    scores = np.zeros((2, 80), np.float32)
-    scores[0, [0, 1]] = [0.6, 0.4]
-    scores[1, 2] = 0.2
-    _boxes, conf, cls = select_candidates(xyxy, scores, 0.3)
+def test_select_candidates_gives_each_box_its_best_class_only():
+    xyxy = np.array([[0, 0, 1, 1], [2, 2, 3, 3], [4, 4, 5, 5]], np.float32)
+    scores = np.zeros((3, 80), np.float32)
+    scores[0, [0, 1]] = [0.6, 0.4]  # one box, two plausible classes: one label
+    scores[1, 2] = 0.2  # below the threshold
+    scores[2, [2, 7]] = [0.35, 0.5]  # "truck" beats "car"
+    boxes, conf, cls = select_candidates(xyxy, scores, 0.3)
     assert sorted(zip(cls.tolist(), conf.tolist(), strict=True)) == [
         (0, pytest.approx(0.6)),
-        (1, pytest.approx(0.4)),
+        (7, pytest.approx(0.5)),
     ]
-    _, _, only = select_candidates(xyxy, scores, 0.3, keep_classes=[1, 2])
-    assert only.tolist() == [1]
+    assert len(boxes) == 2
+    # Restricted to some classes, the best of those wins even if another class scored higher.
+    _, conf, only = select_candidates(xyxy, scores, 0.3, keep_classes=[1, 2])
+    assert sorted(only.tolist()) == [1, 2]
+    assert sorted(conf.tolist()) == [pytest.approx(0.35), pytest.approx(0.4)]
 
 
 # ----------------------------------------------------------------- postprocess, end to end
