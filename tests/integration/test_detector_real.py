@@ -130,3 +130,27 @@ def test_build_detector_from_config_with_labels_and_input_size(nano: Path):
     results = detector.detect_batch(list(frames.values()))
     assert all(set(r.class_id.tolist()) <= {PERSON} for r in results)
     assert any(len(r) for r in results)
+
+
+def test_rectangular_canvas_matches_the_square_letterbox(detector: OnnxDetector):
+    """A 16:9 frame on a 416x256 canvas finds what the 416x416 letterbox finds."""
+    assert detector.rectangular
+    frames = _frames("one-by-one-person-detection.mp4", [100, 300, 500, 700, 900])
+    square = OnnxDetector(detector.path, confidence=0.3, nms_iou=0.45)
+    square.rectangular = False  # the plain square letterbox, as YOLOX's demo does
+    for image in frames.values():
+        assert detector.canvas([image]) == (416, 256)
+        rect, full = detector.detect(image), square.detect(image)
+        assert len(rect) == len(full)
+        for box, cls in zip(full.xyxy, full.class_id, strict=True):
+            ious = _iou(box, rect.xyxy[rect.class_id == cls])
+            assert ious.size
+            assert ious.max() > 0.9
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
+    area = np.prod(box[2:] - box[:2]) + np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return np.asarray(inter / (area - inter))

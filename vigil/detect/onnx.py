@@ -172,6 +172,10 @@ def _unfold_batch_reshapes(model: onnx.ModelProto, channels: int) -> int:
     return patched
 
 
+def _ceil32(value: float) -> int:
+    return int(-(-int(np.ceil(value - 1e-6)) // 32) * 32)
+
+
 def _set_dims(value: onnx.ValueInfoProto, dims: Sequence[int | str]) -> None:
     shape = value.type.tensor_type.shape
     for dim, new in zip(shape.dim, dims, strict=True):
@@ -247,7 +251,19 @@ class OnnxDetector:
         if not batched:
             log.info("%s has a fixed batch of 1; images run one per session.run", self.path)
         self._input_name, self._output_name = io.input_name, io.output_name
+        self._num_outputs = 5 + len(self._class_names)
+        # Try a rectangular canvas first: a 16:9 frame letterboxed into a square wastes ~40 %
+        # of the network's work on padding; YOLOX is fully convolutional, so a canvas of
+        # multiples of 32 that just holds the scaled image gives the same boxes for less.
+        image_input = next(i for i in model.graph.input if i.name == io.input_name)
+        fixed = list(_dims(image_input))
+        _set_dims(image_input, [fixed[0], 3, "height", "width"])
         self._session = self._open_session(model, threads, providers, spin_wait)
+        self.rectangular = self._probe_rectangular()
+        if not self.rectangular:
+            log.info("%s needs a square input; frames are letterboxed to a square", self.path)
+            _set_dims(image_input, fixed)
+            self._session = self._open_session(model, threads, providers, spin_wait)
 
     def _pick_size(self, io: ModelIo, input_size: int | None) -> tuple[int, int]:
         if input_size is None:
@@ -323,14 +339,38 @@ class OnnxDetector:
             results.extend(self._run_chunk(images[start : start + self.max_batch]))
         return results
 
+    def canvas(self, images: Sequence[ImageArray]) -> tuple[int, int]:
+        """Network input ``(w, h)`` for a batch: the smallest multiple-of-32 canvas holding
+        every image scaled as it would be into the nominal square (never larger than it)."""
+        if not self.rectangular:
+            return self._input_size
+        nominal_w, nominal_h = self._input_size
+        width = height = 0
+        for image in images:
+            h, w = int(image.shape[0]), int(image.shape[1])
+            scale = min(nominal_w / w, nominal_h / h)
+            width = max(width, _ceil32(w * scale))
+            height = max(height, _ceil32(h * scale))
+        return min(width, nominal_w), min(height, nominal_h)
+
+    def _probe_rectangular(self) -> bool:
+        w, h = self._input_size
+        probe = np.zeros((1, 3, max(32, h - 32), w), np.float32)
+        try:
+            raw = self._infer(probe)
+        except ModelError:
+            return False
+        return int(raw.shape[1]) == yolox_anchor_count((w, probe.shape[2]), YOLOX_STRIDES)
+
     def _run_chunk(self, images: Sequence[ImageArray]) -> list[Detections]:
-        prepared = [letterbox(image, self._input_size) for image in images]
+        size = self.canvas(images)
+        prepared = [letterbox(image, size) for image in images]
         batch = np.stack([blob for blob, _, _ in prepared])
         raw = self._infer(batch)
         return [
             postprocess_yolox(
                 raw[i],
-                input_size=self._input_size,
+                input_size=size,
                 scale=scale,
                 pad=pad,
                 image_size=(int(image.shape[1]), int(image.shape[0])),
@@ -348,8 +388,8 @@ class OnnxDetector:
         except Exception as exc:
             raise ModelError(f"inference with {self.path} failed: {exc}") from exc
         raw = np.asarray(outputs[0], dtype=np.float32)
-        rows = yolox_anchor_count(self._input_size, YOLOX_STRIDES)
-        expected = (batch.shape[0], rows, 5 + len(self._class_names))
+        rows = yolox_anchor_count((int(batch.shape[3]), int(batch.shape[2])), YOLOX_STRIDES)
+        expected = (batch.shape[0], rows, self._num_outputs)
         if raw.shape != expected:
             raise ModelError(
                 f"{self.path} returned {raw.shape} for a batch of {batch.shape[0]}, expected "
