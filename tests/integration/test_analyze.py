@@ -31,7 +31,9 @@ def test_synthetic_crossings_are_counted_exactly(tmp_path: Path) -> None:
     config = tmp_path / "rules.yaml"
     config.write_text(LINE_CONFIG)
     out = tmp_path / "out"
-    assert main(["analyze", SYNTHETIC, "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    args = ["analyze", SYNTHETIC, "--config", str(config), "--out", str(out), "--quiet", "--plot"]
+    assert main(args) == 0
+    assert (out / "counts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     counts = json.loads((out / "counts.json").read_text())
     total = counts["lines"]["middle"]["total"]
     assert (total["a_to_b"], total["b_to_a"]) == (DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS)

@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("vigil-out"), help="output folder")
     p.add_argument("--annotate", action="store_true", help="also write annotated.mp4 (redacted)")
     p.add_argument("--snapshots", action="store_true", help="write each event's best frame")
+    p.add_argument("--plot", action="store_true", help="also write counts.png (over time)")
     p.add_argument("--duration", type=float, help="stop after this many seconds of video")
     p.add_argument(
         "--unredacted", action="store_true",
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     camera = camera_from_args(args)
     detector = build(camera)
     options = AnalyzeOptions(
-        out_dir=args.out, annotate=args.annotate, snapshots=args.snapshots,
+        out_dir=args.out, annotate=args.annotate, snapshots=args.snapshots, plot=args.plot,
         max_seconds=args.duration, grant=_grant(args),
     )
     with Progress(

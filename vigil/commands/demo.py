@@ -33,13 +33,20 @@ def demo_config_text() -> str:
     return (resources.files("vigil.runtime") / "demo.yaml").read_text(encoding="utf-8")
 
 
+def _has_matplotlib() -> bool:
+    from importlib.util import find_spec
+
+    return find_spec("matplotlib") is not None
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
     config = parse_config(demo_config_text(), source="vigil/runtime/demo.yaml")
     camera = config.for_source(DEMO_URL, name="demo")
     console.print("[bold]Vigil demo[/]: a synthetic camera, 20 s at 10 fps, motion detector.")
     summary = analyze(
-        DEMO_URL, camera, None, AnalyzeOptions(out_dir=args.out, annotate=not args.no_video)
+        DEMO_URL, camera, None,
+        AnalyzeOptions(out_dir=args.out, annotate=not args.no_video, plot=_has_matplotlib()),
     )
     print_summary(summary, console)
     total = summary.counts["lines"]["crossing"]["total"]

@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 
 from vigil.annotate import Annotator, Mp4Writer
+from vigil.annotate.plot import count_series, plot_counts
 from vigil.config.models import ResolvedCamera
 from vigil.detect.base import Detector
 from vigil.errors import VigilError
@@ -40,6 +41,7 @@ class AnalyzeOptions:
     out_dir: Path
     annotate: bool = False
     snapshots: bool = False
+    plot: bool = False
     max_seconds: float | None = None
     grant: UnredactedGrant | None = None
 
@@ -97,6 +99,9 @@ def analyze(
             if progress is not None:
                 progress(pipeline.stats.frames, info.frame_count)
         outputs.events(pipeline.close(last_time))
+        if options.plot:
+            plot_counts(outputs.series, out / "counts.png", end=last_time, live=info.live)
+            outputs.paths.append(out / "counts.png")
         summary.seconds = time.perf_counter() - started
         summary.counts = pipeline.rules.counts()
         (out / "counts.json").write_text(json.dumps(summary.counts, indent=2) + "\n")
@@ -156,8 +161,13 @@ class _Outputs:
         self.snap_dir = out / "snapshots" if options.snapshots else None
         self._pipeline = pipeline
         self._counts: dict[str, tuple[int, int]] = {}
+        self.plot = options.plot
+        self.series: dict[str, list[float]] = {}
 
     def frame(self, result: FrameResult) -> None:
+        if self.plot:
+            for name, times in count_series(result.rule_events).items():
+                self.series.setdefault(name, []).extend(times)
         if result.analysed:
             self.mot.write(result.frame.seq + 1, result.tracked)
             if self.video is not None:
