@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the FFmpeg CLI (test fixtures, upscaled clips) and a small RTSP relay
-# (reconnect tests). Installed only when missing.
+# Debian packages: the FFmpeg CLI (test fixtures, upscaled clips), a small RTSP relay
+# (reconnect tests), PostgreSQL and Mosquitto (servers the storage and alert tests start
+# themselves). Installed only when missing.
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v rtsp-server-perl >/dev/null || need+=(rtsp-server-perl)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
+command -v mosquitto >/dev/null || need+=(mosquitto)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
