@@ -77,6 +77,14 @@ class MotionConfig(_Model):
     track_margin: float = Field(
         0.25, ge=0, le=2, description="Regions around live tracks, grown by this fraction."
     )
+    stationary_seconds: float = Field(
+        3.0, ge=0,
+        description="A track whose box stays put this long is stationary: while all motion "
+        "is inside stationary boxes the detector is skipped and they are carried (0 = off).",
+    )
+    stationary_recheck: float = Field(
+        2.0, gt=0, description="Seconds between detector looks at stationary objects."
+    )
 
 
 class TrackerConfig(_Model):

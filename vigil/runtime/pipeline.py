@@ -29,6 +29,7 @@ from vigil.events.lifecycle import EventManager
 from vigil.ingest import FrameSampler
 from vigil.motion import MotionGate, MotionResult, detection_regions
 from vigil.rules.engine import RuleEngine
+from vigil.runtime.stationary import StationaryTracks
 from vigil.track.bytetrack import ByteTracker
 from vigil.types import Detections, Event, Frame, ImageArray, RuleEvent
 
@@ -55,6 +56,7 @@ class PipelineStats:
     inferences: int = 0
     images_inferred: int = 0
     skipped_quiet: int = 0
+    skipped_stationary: int = 0
 
 
 class CameraPipeline:
@@ -94,6 +96,9 @@ class CameraPipeline:
             camera.name, camera.events, self.class_names, live=live,
             rules_configured=self.rules.configured,
         )
+        self.stationary = StationaryTracks(
+            camera.motion.stationary_seconds, camera.motion.stationary_recheck
+        )
         self.stats = PipelineStats()
         self._last_full_frame = -np.inf
         self._last = Detections.empty()
@@ -108,6 +113,7 @@ class CameraPipeline:
         detections, regions = self._detect(frame, motion)
         tracked = self.tracker.update(detections, frame.time)
         ended = list(self.tracker.ended_ids)
+        self.stationary.observe(tracked, frame.time, ended)
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
         self._last = tracked
@@ -122,10 +128,17 @@ class CameraPipeline:
     def _detect(self, frame: Frame, motion: MotionResult) -> tuple[Detections, list[Region]]:
         if self._blobs is not None:
             return self._blobs.detect(motion), []
+        if self.camera.motion.enabled:
+            live = self.tracker.predicted()
+            carried = self.stationary.carry(frame.time, motion.boxes, live.tracker_id)
+            if carried is not None:
+                self.stats.skipped_stationary += 1
+                return carried, []
         regions = self._regions(frame, motion)
         if not regions:
             self.stats.skipped_quiet += 1
             return Detections.empty(), []
+        self.stationary.looked(frame.time)
         return self._infer(frame, regions), regions
 
     def _regions(self, frame: Frame, motion: MotionResult) -> list[Region]:
