@@ -92,7 +92,8 @@ def run_vigil(clip: Path, fps: float, limit: float | None) -> tuple[Row, float]:
     frames_per_image = summary.frames / max(1, summary.images_inferred)
     row = Row(f"vigil (detect {fps:g} fps)", summary.frames, seconds,
               (total["a_to_b"], total["b_to_a"]),
-              f"{summary.analysed} analysed, {summary.images_inferred} images inferred")
+              f"{summary.analysed} analysed, {summary.images_inferred} images inferred, "
+              f"{summary.stationary_skips} stationary skips")
     return row, frames_per_image
 
 

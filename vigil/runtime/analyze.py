@@ -53,6 +53,7 @@ class AnalyzeSummary:
     analysed: int = 0
     inferences: int = 0
     images_inferred: int = 0
+    stationary_skips: int = 0
     seconds: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +110,7 @@ def analyze(
         summary.analysed = pipeline.stats.analysed
         summary.inferences = pipeline.stats.inferences
         summary.images_inferred = pipeline.stats.images_inferred
+        summary.stationary_skips = pipeline.stats.skipped_stationary
         summary.events = outputs.finished
         summary.outputs = [*outputs.paths, out / "counts.json"]
     return summary
