@@ -1,0 +1,1 @@
+"""Alembic migrations of Vigil's schema, run by ``vigil.store.Database.migrate``."""

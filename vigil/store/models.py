@@ -1,0 +1,223 @@
+"""The relational schema: typed SQLAlchemy 2 ORM tables shared by SQLite and PostgreSQL.
+
+Conventions, chosen so the same schema works on both backends and survives a migration:
+
+* Times are ``float`` UNIX seconds (UTC) in ``DOUBLE PRECISION`` columns, except the count
+  buckets, which are ``int`` UNIX seconds at the start of a UTC minute. Events from files keep
+  media seconds in ``start``/``end`` and ``live = False`` says so (as in ``vigil.types.Event``).
+* Media paths are relative to the media root (``data_dir``), never absolute, so a data folder
+  can move; each media file's SHA-256 (64 lower-case hex digits) sits beside its path.
+* Lists and mappings (zones, lines, counts, camera scopes, audit details) are portable ``JSON``.
+* Enumerations are stored as short strings with a CHECK constraint (not native PostgreSQL
+  enums), because adding a value to a native enum needs a migration outside a transaction.
+* Secrets never enter the database: users hold a password *hash* made by the auth layer, tokens
+  only the SHA-256 of the token.
+
+The Alembic migrations in ``vigil/store/migrations`` create exactly this schema; a test compares
+the two with Alembic's autogenerate, so a change here without a migration fails the suite.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint names fixed by convention, so migrations can refer to them on both backends.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: ``prev_hash`` of the first audit record (and the head hash of an empty log).
+GENESIS_HASH = "0" * 64
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads this class attribute)
+        float: Double(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+class Role(enum.StrEnum):
+    """What a user may do (the API enforces it; the store only keeps it)."""
+
+    VIEWER = "viewer"  # redacted media only
+    OPERATOR = "operator"  # events, rules, exports
+    AUDITOR = "auditor"  # reads the audit log
+    ADMIN = "admin"  # users, cameras, settings
+
+
+class TokenKind(enum.StrEnum):
+    SESSION = "session"  # a browser login, behind an HTTP-only cookie
+    API = "api"  # a machine's bearer token
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(
+        cls, name=name, native_enum=False, create_constraint=True, length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )  # fmt: skip
+
+
+class CameraRow(Base):
+    """A configured camera, by its config name; ``last_seen`` is the last frame's UNIX time."""
+
+    __tablename__ = "cameras"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created: Mapped[float]
+    last_seen: Mapped[float | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class EventRow(Base):
+    """One ``vigil.types.Event``; its start/update/end states all update this one row.
+
+    ``end`` is NULL while the event is open. ``snapshot_path`` is relative to the media root.
+    ``evidence_lock`` is set by users, never by the pipeline, and survives later upserts.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_camera_start", "camera", "start"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(64), index=True)
+    class_id: Mapped[int]
+    track_id: Mapped[int]
+    start: Mapped[float] = mapped_column(index=True)
+    end: Mapped[float | None]
+    state: Mapped[str] = mapped_column(String(16))
+    live: Mapped[bool]
+    zones: Mapped[list[str]]
+    lines: Mapped[list[str]]
+    counts: Mapped[dict[str, Any]]
+    top_score: Mapped[float]
+    snapshot_path: Mapped[str | None] = mapped_column(Text)
+    snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
+    evidence_lock: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated: Mapped[float]
+
+
+class SegmentRow(Base):
+    """One recorded media segment (a stream-copied MP4), ``[start, end)`` in UNIX seconds."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_camera_start", "camera", "start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    start: Mapped[float] = mapped_column(index=True)
+    end: Mapped[float]
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    evidence_lock: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_motion: Mapped[bool] = mapped_column(Boolean, default=False)
+    has_events: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CountRow(Base):
+    """How many objects of one class a rule counted in one UTC minute.
+
+    ``kind`` is ``line`` or ``zone``; ``metric`` is the line direction (``a_to_b``/``b_to_a``)
+    or the zone measure (``enter``, ``exit``, ...), never NULL ('' when there is none) because
+    NULLs are distinct in a unique key and would defeat the upsert.
+    """
+
+    __tablename__ = "counts"
+    __table_args__ = (
+        UniqueConstraint("camera", "rule", "kind", "label", "metric", "bucket"),
+        Index("ix_counts_camera_bucket", "camera", "bucket"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    camera: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(32))
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class UserRow(Base):
+    """A person or machine that logs in. ``cameras`` NULL means every camera."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    password_hash: Mapped[str] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    cameras: Mapped[list[str] | None] = mapped_column(JSON)
+    created: Mapped[float]
+
+
+class TokenRow(Base):
+    """A login session or API token, by the SHA-256 of the token (the token is never kept)."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[TokenKind] = mapped_column(_enum(TokenKind, "token_kind"))
+    name: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[float]
+    expires: Mapped[float | None]
+    last_used: Mapped[float | None]
+
+
+class AuditRow(Base):
+    """One hash-chained audit record; see ``vigil.store.audit`` for the chain's rules."""
+
+    __tablename__ = "audit"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[float]
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The one-row chain head: the last record's ``seq`` and ``hash``.
+
+    Appends lock this row, which serialises them on PostgreSQL; it also lets ``verify`` notice
+    records deleted from the end of the chain, which the chain alone cannot show.
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,586 @@
+"""Repositories: every query Vigil runs lives here, behind typed methods.
+
+Each repository wraps a ``Session`` that the caller opens with ``Database.session()``, so several
+calls can share one transaction (the session commits when its block ends). Rows come back as
+the ORM classes of ``vigil.store.models``; the session factory does not expire them on commit,
+so they stay readable after the block. Times are UNIX seconds (see ``models``).
+
+Time-range filters select rows that *overlap* ``[since, until)``: a 10 s segment from 09:59:55
+belongs to the range that starts at 10:00:00.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import math
+import secrets
+import time as _time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, column, delete, exists, func, or_, select
+from sqlalchemy import cast as sa_cast
+from sqlalchemy import update as sa_update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vigil.errors import StorageError
+from vigil.store.models import (
+    CameraRow,
+    CountRow,
+    EventRow,
+    Role,
+    SegmentRow,
+    TokenKind,
+    TokenRow,
+    UserRow,
+)
+from vigil.types import Event
+
+#: Largest page ``EventRepo.list`` returns, whatever the caller asks.
+MAX_PAGE = 1000
+
+_SHA256_HEX = 64
+
+
+def _now(now: float | None) -> float:
+    return _time.time() if now is None else now
+
+
+def _check_sha256(value: str | None, what: str) -> None:
+    if value is None:
+        return
+    if len(value) != _SHA256_HEX or any(c not in "0123456789abcdef" for c in value):
+        raise StorageError(f"{what} must be 64 lower-case hex digits (a SHA-256), got {value!r}")
+
+
+# -- cameras ----------------------------------------------------------------------------------
+
+
+class CameraRepo:
+    """The cameras table: one row per configured camera name."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def ensure(self, name: str, *, now: float | None = None) -> CameraRow:
+        """The camera's row, created (enabled) when missing."""
+        row = self.session.get(CameraRow, name)
+        if row is None:
+            row = CameraRow(name=name, created=_now(now), last_seen=None, enabled=True)
+            self.session.add(row)
+            self.session.flush()
+        return row
+
+    def seen(self, name: str, when: float) -> None:
+        """Record the time of the camera's latest frame."""
+        self.ensure(name).last_seen = when
+
+    def list(self) -> list[CameraRow]:
+        return list(self.session.scalars(select(CameraRow).order_by(CameraRow.name)))
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What ``EventRepo.list`` selects; every field left None matches all rows.
+
+    ``zone``/``line``: events whose zones/lines include that rule name. ``since``/``until``:
+    events overlapping ``[since, until)`` (an open event overlaps everything after its start).
+    """
+
+    camera: str | None = None
+    cameras: Sequence[str] | None = None  # a user's camera scope; None = all
+    label: str | None = None
+    zone: str | None = None
+    line: str | None = None
+    since: float | None = None
+    until: float | None = None
+    locked: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventCursor:
+    """Keyset position in the newest-first event order: the last row's ``(start, id)``.
+
+    ``encode()`` gives an opaque URL-safe string for the API; ``decode`` reads it back and
+    raises ``StorageError`` on anything else.
+    """
+
+    start: float
+    id: str
+
+    def encode(self) -> str:
+        raw = f"{self.start!r}|{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> EventCursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            start, event_id = raw.split("|", 1)
+            value = float(start)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StorageError(
+                f"invalid page cursor {text!r}; pass back the next_cursor of a previous page"
+            ) from exc
+        if not math.isfinite(value):
+            raise StorageError(f"invalid page cursor {text!r}")
+        return cls(value, event_id)
+
+
+@dataclass(slots=True)
+class EventPage:
+    """One page of events, newest first; ``next_cursor`` is None on the last page."""
+
+    items: list[EventRow]
+    next_cursor: EventCursor | None = None
+
+
+class EventRepo:
+    """Events: upsert from the pipeline, list/get for users, evidence lock."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def upsert(
+        self,
+        event: Event,
+        *,
+        snapshot_path: str | None = None,
+        snapshot_sha256: str | None = None,
+        now: float | None = None,
+    ) -> EventRow:
+        """Insert the event, or update its row: start, updates and end share one row.
+
+        Keeps what the pipeline does not own: ``evidence_lock`` is never touched, and a
+        snapshot path/hash stays until a new one is given. Assumes one writer per event id
+        (the camera worker that owns the track).
+        """
+        _check_sha256(snapshot_sha256, "snapshot_sha256")
+        row = self.session.get(EventRow, event.id)
+        if row is None:
+            row = EventRow(id=event.id, evidence_lock=False, snapshot_path=None,
+                           snapshot_sha256=None)  # fmt: skip
+            self.session.add(row)
+        row.camera = event.camera_id
+        row.label = event.label
+        row.class_id = int(event.class_id)
+        row.track_id = int(event.track_id)
+        row.start = float(event.start)
+        row.end = None if event.end is None else float(event.end)
+        row.state = event.state.value
+        row.live = bool(event.live)
+        row.zones = list(event.zones)
+        row.lines = list(event.lines)
+        row.counts = {str(k): int(v) for k, v in event.counts.items()}
+        row.top_score = float(event.top_score)
+        row.updated = _now(now)
+        if snapshot_path is not None:
+            row.snapshot_path = snapshot_path
+            row.snapshot_sha256 = snapshot_sha256
+        self.session.flush()
+        return row
+
+    def get(self, event_id: str) -> EventRow | None:
+        return self.session.get(EventRow, event_id)
+
+    def list(
+        self, where: EventFilter | None = None, *, limit: int = 100,
+        after: EventCursor | None = None,
+    ) -> EventPage:  # fmt: skip
+        """A page of events, newest ``start`` first (ties by ``id``), keyset-paginated.
+
+        Keyset rather than offset pagination: a page costs the same at any depth and rows
+        inserted meanwhile do not shift later pages. Pass ``page.next_cursor`` as ``after``.
+        ``limit`` is clamped to 1..``MAX_PAGE``.
+        """
+        limit = max(1, min(int(limit), MAX_PAGE))
+        query = select(EventRow).where(*self._conditions(where or EventFilter()))
+        if after is not None:
+            query = query.where(
+                or_(EventRow.start < after.start,
+                    and_(EventRow.start == after.start, EventRow.id < after.id))
+            )  # fmt: skip
+        query = query.order_by(EventRow.start.desc(), EventRow.id.desc()).limit(limit + 1)
+        rows = list(self.session.scalars(query))
+        if len(rows) <= limit:
+            return EventPage(rows)
+        rows = rows[:limit]
+        return EventPage(rows, EventCursor(rows[-1].start, rows[-1].id))
+
+    def count(self, where: EventFilter | None = None) -> int:
+        query = select(func.count()).select_from(EventRow)
+        return int(self.session.scalar(query.where(*self._conditions(where or EventFilter()))) or 0)
+
+    def set_evidence_lock(self, event_id: str, locked: bool) -> bool:
+        """Lock (or unlock) an event against retention; False when there is no such event."""
+        row = self.session.get(EventRow, event_id)
+        if row is None:
+            return False
+        row.evidence_lock = locked
+        self.session.flush()
+        return True
+
+    def _conditions(self, where: EventFilter) -> builtins.list[ColumnElement[bool]]:
+        out: builtins.list[ColumnElement[bool]] = []
+        if where.camera is not None:
+            out.append(EventRow.camera == where.camera)
+        if where.cameras is not None:
+            out.append(EventRow.camera.in_(list(where.cameras)))
+        if where.label is not None:
+            out.append(EventRow.label == where.label)
+        if where.until is not None:
+            out.append(EventRow.start < where.until)
+        if where.since is not None:
+            out.append(or_(EventRow.end.is_(None), EventRow.end >= where.since))
+        if where.locked is not None:
+            out.append(EventRow.evidence_lock.is_(where.locked))
+        if where.zone is not None:
+            out.append(self._json_contains(EventRow.zones, where.zone))
+        if where.line is not None:
+            out.append(self._json_contains(EventRow.lines, where.line))
+        return out
+
+    def _json_contains(self, col: Any, name: str) -> ColumnElement[bool]:
+        """``name`` is an element of the JSON array in ``col``, in each backend's dialect."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return sa_cast(col, postgresql.JSONB).contains([name])
+        items = func.json_each(col).table_valued("value")
+        return exists(select(1).select_from(items).where(column("value") == name))
+
+
+# -- segments ---------------------------------------------------------------------------------
+
+
+class SegmentRepo:
+    """Recorded segments: add, list, sizes, retention deletes, evidence locks."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self, *, camera: str, path: str, start: float, end: float, size: int, sha256: str,
+        has_motion: bool = False, has_events: bool = False,
+    ) -> SegmentRow:  # fmt: skip
+        """Record a finished segment; ``path`` is relative to the media root and unique."""
+        _check_sha256(sha256, "sha256")
+        if path.startswith("/") or ".." in path.split("/"):
+            raise StorageError(f"segment path {path!r} must be relative to the media root")
+        if end < start or size < 0:
+            raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
+        row = SegmentRow(camera=camera, path=path, start=float(start), end=float(end),
+                         size=int(size), sha256=sha256, evidence_lock=False,
+                         has_motion=has_motion, has_events=has_events)  # fmt: skip
+        try:
+            # A savepoint, so a duplicate does not undo the caller's whole transaction.
+            with self.session.begin_nested():
+                self.session.add(row)
+        except IntegrityError as exc:
+            raise StorageError(f"segment {path!r} is already recorded") from exc
+        return row
+
+    def list(
+        self, camera: str | None = None, since: float | None = None,
+        until: float | None = None, *, limit: int | None = None,
+    ) -> list[SegmentRow]:  # fmt: skip
+        """Segments overlapping ``[since, until)``, oldest first (retention's order)."""
+        query = self._range(select(SegmentRow), camera, since, until)
+        query = query.order_by(SegmentRow.start, SegmentRow.id)
+        if limit is not None:
+            query = query.limit(limit)
+        return list(self.session.scalars(query))
+
+    def total_size(self, camera: str | None = None) -> int:
+        """Bytes recorded, for one camera or all of them."""
+        query = select(func.coalesce(func.sum(SegmentRow.size), 0))
+        if camera is not None:
+            query = query.where(SegmentRow.camera == camera)
+        return int(self.session.scalar(query) or 0)
+
+    def size_by_camera(self) -> dict[str, int]:
+        query = select(SegmentRow.camera, func.sum(SegmentRow.size)).group_by(SegmentRow.camera)
+        return {cam: int(size) for cam, size in self.session.execute(query).tuples()}
+
+    def delete(self, ids: Iterable[int]) -> builtins.list[SegmentRow]:
+        """Delete the unlocked segments among ``ids``; returns the rows deleted.
+
+        Locked segments are never deleted, whatever the caller asks. The caller removes the
+        files *after* the transaction commits: a crash in between leaves an orphan file (found
+        by a scan) rather than a row pointing at nothing.
+        """
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = list(self.session.scalars(
+            select(SegmentRow).where(SegmentRow.id.in_(wanted), SegmentRow.evidence_lock.is_(False))
+        ))  # fmt: skip
+        if rows:
+            self.session.execute(
+                delete(SegmentRow)
+                .where(SegmentRow.id.in_([r.id for r in rows]), SegmentRow.evidence_lock.is_(False))
+            )  # fmt: skip
+        return rows
+
+    def set_lock(self, camera: str, since: float, until: float, locked: bool) -> int:
+        """Lock (or unlock) the camera's segments overlapping ``[since, until)``; how many."""
+        query = self._range(sa_update(SegmentRow), camera, since, until)
+        result = self.session.execute(
+            query.values(evidence_lock=locked).execution_options(synchronize_session="fetch")
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    def mark_events(self, camera: str, since: float, until: float) -> int:
+        """Flag the camera's segments overlapping ``[since, until)`` as holding an event."""
+        query = self._range(sa_update(SegmentRow), camera, since, until)
+        result = self.session.execute(
+            query.values(has_events=True).execution_options(synchronize_session="fetch")
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    @staticmethod
+    def _range(query: Any, camera: str | None, since: float | None, until: float | None) -> Any:
+        if camera is not None:
+            query = query.where(SegmentRow.camera == camera)
+        if since is not None:
+            query = query.where(SegmentRow.end > since)
+        if until is not None:
+            query = query.where(SegmentRow.start < until)
+        return query
+
+
+# -- counts -----------------------------------------------------------------------------------
+
+Period = Literal["minute", "hour", "day"]
+_PERIOD_S: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class CountPoint:
+    """One point of a count time series: ``time`` is the UTC start of the period."""
+
+    time: int
+    label: str
+    metric: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountKey:
+    """Which counter: a camera's rule (``kind`` ``line``/``zone``), a class, a direction."""
+
+    camera: str
+    rule: str
+    kind: str
+    label: str
+    metric: str = ""
+
+
+def minute_bucket(when: float) -> int:
+    """The UNIX second at which the UTC minute holding ``when`` starts."""
+    return math.floor(when / 60.0) * 60
+
+
+class CountRepo:
+    """Counts per rule, class and direction, in UTC minute buckets."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def increment(self, key: CountKey, when: float, n: int = 1) -> None:
+        """Add ``n`` to the key's counter for the minute holding ``when`` (an atomic upsert)."""
+        values: dict[str, Any] = {
+            "camera": key.camera, "rule": key.rule, "kind": key.kind, "label": key.label,
+            "metric": key.metric, "bucket": minute_bucket(when), "count": int(n),
+        }  # fmt: skip
+        unique = ["camera", "rule", "kind", "label", "metric", "bucket"]
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(CountRow).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=unique, set_={"count": CountRow.count + stmt.excluded.count}
+        )
+        self.session.execute(stmt)
+
+    def series(
+        self, camera: str, *, rule: str | None = None, label: str | None = None,
+        metric: str | None = None, since: float | None = None, until: float | None = None,
+        period: Period = "hour",
+    ) -> list[CountPoint]:  # fmt: skip
+        """Counts summed per ``period`` (UTC), class and metric, oldest first.
+
+        Buckets starting in ``[since, until)`` are included, so ask for whole periods.
+        """
+        step = _PERIOD_S[period]
+        # Integer floor division (``//`` stays integer in SQL on both backends).
+        start = (CountRow.bucket // step) * step if step > 60 else CountRow.bucket
+        start = start.label("start")
+        query = (
+            select(start, CountRow.label, CountRow.metric, func.sum(CountRow.count))
+            .where(CountRow.camera == camera)
+            .group_by(start, CountRow.label, CountRow.metric)
+            .order_by(start, CountRow.label, CountRow.metric)
+        )
+        for col, value in ((CountRow.rule, rule), (CountRow.label, label),
+                           (CountRow.metric, metric)):  # fmt: skip
+            if value is not None:
+                query = query.where(col == value)
+        if since is not None:
+            query = query.where(CountRow.bucket >= since)
+        if until is not None:
+            query = query.where(CountRow.bucket < until)
+        return [CountPoint(int(t), lab, met, int(c))
+                for t, lab, met, c in self.session.execute(query).tuples()]  # fmt: skip
+
+
+# -- users and tokens -------------------------------------------------------------------------
+
+
+class UserRepo:
+    """Users. Password hashing belongs to the auth layer: this stores the hash it is given."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self, name: str, role: Role, password_hash: str, *,
+        cameras: Sequence[str] | None = None, now: float | None = None,
+    ) -> UserRow:  # fmt: skip
+        """Create a user; ``StorageError`` if the name is taken."""
+        if not name.strip():
+            raise StorageError("a user needs a name")
+        row = UserRow(name=name, role=Role(role), password_hash=password_hash, disabled=False,
+                      cameras=None if cameras is None else list(cameras), created=_now(now))
+        try:
+            with self.session.begin_nested():
+                self.session.add(row)
+        except IntegrityError as exc:
+            raise StorageError(f"user {name!r} already exists; pick another name") from exc
+        return row
+
+    def get(self, name: str) -> UserRow | None:
+        return self.session.scalar(select(UserRow).where(UserRow.name == name))
+
+    def get_by_id(self, user_id: int) -> UserRow | None:
+        return self.session.get(UserRow, user_id)
+
+    def list(self) -> list[UserRow]:
+        return list(self.session.scalars(select(UserRow).order_by(UserRow.name)))
+
+    def count(self, role: Role | None = None) -> int:
+        """How many users (of ``role``): zero admins means the first-run setup is open."""
+        query = select(func.count()).select_from(UserRow)
+        if role is not None:
+            query = query.where(UserRow.role == role)
+        return int(self.session.scalar(query) or 0)
+
+    def set_disabled(self, name: str, disabled: bool = True) -> UserRow:
+        row = self._require(name)
+        row.disabled = disabled
+        return row
+
+    def set_role(self, name: str, role: Role) -> UserRow:
+        row = self._require(name)
+        row.role = Role(role)
+        return row
+
+    def set_cameras(self, name: str, cameras: Sequence[str] | None) -> UserRow:
+        """Limit the user to ``cameras``; None gives access to every camera."""
+        row = self._require(name)
+        row.cameras = None if cameras is None else list(cameras)
+        return row
+
+    def set_password_hash(self, name: str, password_hash: str) -> UserRow:
+        row = self._require(name)
+        row.password_hash = password_hash
+        return row
+
+    def _require(self, name: str) -> UserRow:
+        row = self.get(name)
+        if row is None:
+            raise StorageError(f"no user named {name!r}; list users with `vigil user list`")
+        return row
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a token: what the database keeps instead of the token itself.
+
+    A plain hash (no salt, no slow KDF) is enough because tokens are 256 random bits, not
+    guessable passwords, and it keeps lookup a single indexed query.
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True)
+class IssuedToken:
+    """A new token: ``token`` goes to the client once and is never stored; ``row`` is."""
+
+    token: str
+    row: TokenRow = field(repr=False)
+
+
+class TokenRepo:
+    """Login sessions and API tokens, by hash."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def issue(
+        self, user_id: int, kind: TokenKind, *, ttl_s: float | None = None,
+        name: str | None = None, now: float | None = None,
+    ) -> IssuedToken:  # fmt: skip
+        """Create a random token for the user; only its hash is stored."""
+        created = _now(now)
+        token = secrets.token_urlsafe(32)
+        row = TokenRow(token_hash=hash_token(token), user_id=user_id, kind=TokenKind(kind),
+                       name=name, created=created, last_used=None,
+                       expires=None if ttl_s is None else created + ttl_s)  # fmt: skip
+        self.session.add(row)
+        self.session.flush()
+        return IssuedToken(token, row)
+
+    def lookup(self, token: str, *, now: float | None = None) -> tuple[TokenRow, UserRow] | None:
+        """The token's row and user, if the token exists, has not expired and the user is
+        enabled; records ``last_used``. None otherwise (the caller says only "not valid")."""
+        when = _now(now)
+        found = self.session.execute(
+            select(TokenRow, UserRow)
+            .join(UserRow, TokenRow.user_id == UserRow.id)
+            .where(TokenRow.token_hash == hash_token(token), UserRow.disabled.is_(False),
+                   or_(TokenRow.expires.is_(None), TokenRow.expires > when))
+        ).tuples().first()  # fmt: skip
+        if found is None:
+            return None
+        found[0].last_used = when
+        return found[0], found[1]
+
+    def list(self, user_id: int | None = None) -> list[TokenRow]:
+        query = select(TokenRow).order_by(TokenRow.created)
+        if user_id is not None:
+            query = query.where(TokenRow.user_id == user_id)
+        return list(self.session.scalars(query))
+
+    def revoke(self, token: str) -> bool:
+        """Delete the token (logout); False when it was not there."""
+        result = self.session.execute(
+            delete(TokenRow).where(TokenRow.token_hash == hash_token(token))
+        )
+        return int(getattr(result, "rowcount", 0)) > 0
+
+    def revoke_user(self, user_id: int, kind: TokenKind | None = None) -> int:
+        """Delete a user's tokens (of ``kind``): after a password change or disabling."""
+        query = delete(TokenRow).where(TokenRow.user_id == user_id)
+        if kind is not None:
+            query = query.where(TokenRow.kind == kind)
+        return int(getattr(self.session.execute(query), "rowcount", 0))
+
+    def purge_expired(self, *, now: float | None = None) -> int:
+        when = _now(now)
+        query = delete(TokenRow).where(TokenRow.expires.is_not(None), TokenRow.expires <= when)
+        return int(getattr(self.session.execute(query), "rowcount", 0))
