@@ -1,0 +1,51 @@
+"""`FanoutSink`: one `EventSink` in front of several, each failure isolated."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from vigil.events.sinks import EventSink
+from vigil.types import Event
+
+log = logging.getLogger(__name__)
+
+
+class FanoutSink:
+    """Publishes every event to each sink in order; a sink that raises never stops the others.
+
+    A failure is logged (with the traceback) and counted in ``failures[i]`` for the sink at
+    index ``i``; the event still reaches the sinks after it. The pipeline calling ``publish``
+    therefore never sees an alert sink's error: alerts are best effort next to the store,
+    which should be called directly by the pipeline when a failure must stop it.
+    """
+
+    def __init__(self, sinks: Sequence[EventSink]) -> None:
+        self.sinks = list(sinks)
+        self.failures = [0] * len(self.sinks)
+
+    def publish(self, event: Event) -> None:
+        for index, sink in enumerate(self.sinks):
+            try:
+                sink.publish(event)
+            except Exception:
+                self.failures[index] += 1
+                log.exception(
+                    "event sink %d (%s) failed on event %s; the other sinks still get it",
+                    index, type(sink).__name__, event.id,
+                )
+
+    def close(self) -> None:
+        """Close every sink, even when one of them fails to close."""
+        for index, sink in enumerate(self.sinks):
+            try:
+                sink.close()
+            except Exception:
+                self.failures[index] += 1
+                log.exception("event sink %d (%s) failed to close", index, type(sink).__name__)
+
+    def __enter__(self) -> FanoutSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
