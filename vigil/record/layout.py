@@ -41,9 +41,13 @@ def segment_path(recordings: Path, camera: str, start: float, *, index: int = 0)
     """
     when = datetime.fromtimestamp(start, UTC)
     name = when.strftime("%M.%S") + (f"-{index}" if index else "") + ".mp4"
-    return recordings / check_camera_id(camera) / when.strftime("%Y-%m-%d") / when.strftime(
-        "%H"
-    ) / name
+    return (
+        recordings
+        / check_camera_id(camera)
+        / when.strftime("%Y-%m-%d")
+        / when.strftime("%H")
+        / name
+    )
 
 
 def parse_segment_path(path: Path) -> tuple[str, float]:

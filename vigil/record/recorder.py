@@ -28,7 +28,7 @@ import av
 from vigil.errors import SourceError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import mask_credentials
-from vigil.record.segmenter import SegmentInfo, Segmenter
+from vigil.record.segmenter import Segmenter, SegmentInfo
 
 log = logging.getLogger(__name__)
 

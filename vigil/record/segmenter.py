@@ -162,7 +162,9 @@ class Segmenter:
 
     # -- input ------------------------------------------------------------------------------
 
-    def set_streams(self, video: Any, audio: Any | None = None, *, start: float | None = None) -> None:
+    def set_streams(
+        self, video: Any, audio: Any | None = None, *, start: float | None = None
+    ) -> None:
         """Record ``video`` (and ``audio``) from now on; ``start``: UTC time of the first packet.
 
         Ends any open segment: a new connection is a new timeline.
@@ -192,8 +194,10 @@ class Segmenter:
             return
         if self._out is None:
             self._start_with_pre_roll(held)
-        elif held.is_video and held.packet.is_keyframe and (
-            held.seconds - self._out.first_seconds >= self.segment_seconds
+        elif (
+            held.is_video
+            and held.packet.is_keyframe
+            and (held.seconds - self._out.first_seconds >= self.segment_seconds)
         ):
             self.finish_segment()
             self._open(held)
@@ -276,7 +280,13 @@ class Segmenter:
         while (path := segment_path(self.recordings, self.camera, start, index=index)).exists():
             index += 1
         self._out = _OpenSegment(
-            self.camera, path, start, first.seconds, self._video, self._audio, self._first
+            self.camera,
+            path,
+            start,
+            first_seconds=first.seconds,
+            video=self._video,
+            audio=self._audio,
+            first=self._first,
         )
 
 
@@ -284,7 +294,7 @@ class _OpenSegment:
     """One MP4 being written; timestamps count from the segment's first keyframe."""
 
     def __init__(
-        self, camera: str, path: Path, start: float, first_seconds: float, video: Any,
+        self, camera: str, path: Path, start: float, *, first_seconds: float, video: Any,
         audio: Any | None, first: dict[int, int],
     ) -> None:  # fmt: skip
         self.camera, self.path, self.start = camera, path, start
@@ -337,5 +347,12 @@ class _OpenSegment:
             return None
         self.partial.replace(self.path)
         end = self.start + (self.end_seconds - self.first_seconds)
-        return SegmentInfo(self.camera, self.path, self.start, end, self.path.stat().st_size,
-                           sha256_file(self.path), self.has_audio)
+        return SegmentInfo(
+            self.camera,
+            self.path,
+            self.start,
+            end,
+            self.path.stat().st_size,
+            sha256_file(self.path),
+            self.has_audio,
+        )

@@ -1,0 +1,449 @@
+"""Exports: an MP4 of a camera's time range, redacted by default, with a signed manifest.
+
+``export_range`` writes ``OUT`` and ``OUT.manifest.json``. Two paths:
+
+- redacted (the default in Vigil): every frame in ``[start, end)`` is decoded, passed through a
+  ``Redactor`` (one for the whole export, so its temporal hold spans segment boundaries) and
+  encoded as H.264; audio is copied. The cut is exact to the frame.
+- unredacted (needs an ``UnredactedGrant``, i.e. an audited request): stream copy of the
+  segments' packets. A copy can only begin on a keyframe, so it starts at the last keyframe at
+  or before ``start`` (at most one GOP early) and ends before the first packet at ``end``.
+
+The manifest lists the output's SHA-256, the source segments and their hashes, the range,
+camera, redaction mode, creation time and tool version, and is signed with Ed25519 over its
+canonical JSON (sorted keys, no spaces, UTF-8, without the ``signature`` field). The public
+key and its fingerprint are inside, so anyone can check integrity; authenticity needs the
+public key from a trusted place (``verify_export(..., trusted_key=...)``).
+
+Fail closed: the video is written under a hidden ``.partial`` name and renamed only when
+complete; on any error nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from vigil import __version__
+from vigil.errors import ConfigError, PrivacyError, SourceError, StorageError
+from vigil.privacy.audit import UnredactedGrant
+from vigil.privacy.redactor import Redactor
+from vigil.record.layout import parse_segment_path
+from vigil.record.segmenter import sha256_file
+from vigil.record.signing import fingerprint, public_key_b64, public_key_from_b64, signature_valid
+
+#: Builds the export's Redactor for a frame size ``(width, height)`` in pixels.
+RedactorFactory = Callable[[tuple[int, int]], Redactor]
+#: Called after each source segment with (segments done, segments in all).
+ExportProgress = Callable[[int, int], None]
+
+MANIFEST_FORMAT = "vigil-export/1"
+_CLOCK = Fraction(1, 90000)  # encoder time base of redacted exports
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    path: Path
+    manifest: Path
+    start: float  # UTC seconds the output's time 0 stands for
+    end: float
+    redaction: str
+    packets: int  # video frames (redacted) or video packets (copy) written
+
+
+def manifest_path(export: Path) -> Path:
+    """``EXPORT.mp4.manifest.json`` beside the export."""
+    return export.with_name(export.name + ".manifest.json")
+
+
+def canonical_json(manifest: dict[str, Any]) -> bytes:
+    """The signed bytes: the manifest without ``signature``, keys sorted, compact, UTF-8."""
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def export_range(
+    segments: Sequence[Path],
+    start: float,
+    end: float,
+    out: Path,
+    *,
+    key: Ed25519PrivateKey,
+    redactor_factory: RedactorFactory | None,
+    grant: UnredactedGrant | None = None,
+    camera: str | None = None,
+    starts: Sequence[float] | None = None,
+    redaction_mode: str = "faces",
+    on_progress: ExportProgress | None = None,
+) -> ExportResult:
+    """Export ``[start, end)`` (UTC seconds) of ``segments`` into ``out`` plus its manifest.
+
+    ``starts``: each segment's exact UTC start (from the store); by default read from the
+    file layout (to the second). ``redactor_factory=None`` copies unredacted, which needs
+    ``grant``. ``redaction_mode`` is recorded in the manifest for redacted exports.
+    """
+    if not end > start:
+        raise ConfigError(f"export end {_iso(end)} must be after its start {_iso(start)}")
+    if redactor_factory is None and grant is None:
+        raise PrivacyError(
+            "an unredacted export needs an audited request (vigil.privacy.unredacted_access); "
+            "pass a redactor factory for the default, redacted export"
+        )
+    sources = _sources(segments, starts)
+    if not sources:
+        raise SourceError("no recorded segments cover that time range; check camera and times")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        if redactor_factory is not None:
+            first, written = _redacted(
+                sources, start, end, partial, factory=redactor_factory, on_progress=on_progress
+            )
+        else:
+            first, written = _copied(sources, start, end, partial, on_progress)
+        if written == 0:
+            raise SourceError(f"no video between {_iso(start)} and {_iso(end)} in the segments")
+        partial.replace(out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    mode = redaction_mode if redactor_factory is not None else "none"
+    cam = camera or _camera_of(sources[0][1])
+    manifest = sign_manifest(_manifest(out, sources, cam, first, end, mode=mode, grant=grant), key)
+    target = manifest_path(out)
+    target.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    return ExportResult(out, target, first, end, mode, written)
+
+
+def _sources(segments: Sequence[Path], starts: Sequence[float] | None) -> list[tuple[float, Path]]:
+    if starts is not None and len(starts) != len(segments):
+        raise ConfigError("starts must give one time per segment")
+    pairs = []
+    for i, path in enumerate(segments):
+        if not path.is_file():
+            raise SourceError(f"segment {path} is missing; was it deleted by retention?")
+        pairs.append((starts[i] if starts is not None else parse_segment_path(path)[1], path))
+    return sorted(pairs, key=lambda p: p[0])
+
+
+def _camera_of(path: Path) -> str:
+    try:
+        return parse_segment_path(path)[0]
+    except ValueError:
+        return ""
+
+
+def _manifest(
+    out: Path, sources: list[tuple[float, Path]], camera: str, start: float, end: float,
+    *, mode: str, grant: UnredactedGrant | None,
+) -> dict[str, Any]:  # fmt: skip
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "camera": camera,
+        "start": _iso(start),
+        "end": _iso(end),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tool": f"vigil {__version__}",
+        "redaction": {"mode": mode},
+        "files": [{"name": out.name, "size": out.stat().st_size, "sha256": sha256_file(out)}],
+        "sources": [
+            {"name": "/".join(p.parts[-3:]), "start": _iso(t), "sha256": sha256_file(p)}
+            for t, p in sources
+        ],
+    }
+    if grant is not None and mode == "none":
+        manifest["redaction"].update(actor=grant.actor, reason=grant.reason, time=grant.time)
+    return manifest
+
+
+def sign_manifest(manifest: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """``manifest`` with ``public_key``, ``key_fingerprint`` and ``signature`` set."""
+    public = key.public_key()
+    body = dict(manifest, public_key=public_key_b64(public), key_fingerprint=fingerprint(public))
+    body.pop("signature", None)
+    body["signature"] = base64.b64encode(key.sign(canonical_json(body))).decode("ascii")
+    return body
+
+
+# -- stream copy ------------------------------------------------------------------------------
+
+
+class _Copier:
+    """Muxes packets of several segments into one output on one timeline (output zero = base)."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.streams: dict[str, Any] = {}
+        self.last: dict[str, int] = {}
+        self.base: float | None = None
+        self.videos = 0
+
+    def add_streams(self, *templates: Any) -> None:
+        """Output streams like ``templates``; all before the first packet (the MP4 header)."""
+        for template in templates:
+            self.streams[template.type] = self.container.add_stream_from_template(template)
+
+    def write(self, packet: Any, seg_start: float) -> None:
+        kind = packet.stream.type
+        if kind not in self.streams:
+            return  # a stream the first segment did not have cannot join a started MP4
+        assert self.base is not None
+        tb = packet.time_base
+        offset = round(Fraction(seg_start - self.base) / tb) if seg_start != self.base else 0
+        dts = (packet.dts if packet.dts is not None else packet.pts) + offset
+        pts = (packet.pts if packet.pts is not None else dts - offset) + offset
+        shift = max(0, self.last.get(kind, -1) + 1 - dts)
+        packet.dts, packet.pts = dts + shift, pts + shift
+        self.last[kind] = packet.dts
+        packet.stream = self.streams[kind]
+        self.container.mux(packet)
+        self.videos += kind == "video"
+
+
+def _packet_time(packet: Any, seg_start: float) -> float:
+    ts = packet.pts if packet.pts is not None else packet.dts
+    return seg_start + float(ts * packet.time_base)
+
+
+def _copied(
+    sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
+    on_progress: ExportProgress | None,
+) -> tuple[float, int]:  # fmt: skip
+    with _open_output(partial) as container:
+        copier = _Copier(container)
+        with _open_input(sources[0][1]) as first:
+            copier.add_streams(*_av_streams(first))
+        pending: list[tuple[Any, float]] = []
+        pending_start = start
+        for done, (seg_start, path) in enumerate(sources, 1):
+            with _open_input(path) as inp:
+                for packet in inp.demux(*_av_streams(inp)):
+                    if packet.size == 0 or (packet.dts is None and packet.pts is None):
+                        continue
+                    t = _packet_time(packet, seg_start)
+                    is_video = packet.stream.type == "video"
+                    if copier.base is None:
+                        if is_video and packet.is_keyframe and (t <= start or not pending):
+                            pending, pending_start = [], t
+                        if pending or (is_video and packet.is_keyframe):
+                            pending.append((packet, seg_start))
+                        if is_video and t >= start and pending:
+                            copier.base = pending_start
+                            for held, held_start in pending:
+                                if _packet_time(held, held_start) >= pending_start - 1e-6:
+                                    copier.write(held, held_start)
+                            pending = []
+                        continue
+                    if t < end:
+                        copier.write(packet, seg_start)
+            if on_progress is not None:
+                on_progress(done, len(sources))
+        return (copier.base if copier.base is not None else start), copier.videos
+
+
+# -- redacted ---------------------------------------------------------------------------------
+
+
+def _redacted(
+    sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
+    *, factory: RedactorFactory, on_progress: ExportProgress | None,
+) -> tuple[float, int]:  # fmt: skip
+    with _open_input(sources[0][1]) as first:
+        vin = first.streams.video[0]
+        size = (vin.codec_context.width, vin.codec_context.height)
+        rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
+    redactor = factory(size)  # loaded before any output exists: a failure leaves no file
+    with _open_output(partial) as container:
+        vout = container.add_stream("libx264", rate=rate)
+        vout.width, vout.height = size[0] + size[0] % 2, size[1] + size[1] % 2
+        vout.pix_fmt = "yuv420p"
+        vout.time_base = _CLOCK
+        vout.codec_context.time_base = _CLOCK
+        vout.options = {"crf": "20", "preset": "veryfast"}
+        audio = _Copier(container)
+        audio.base = start
+        with _open_input(sources[0][1]) as first:
+            if first.streams.audio:
+                audio.add_streams(first.streams.audio[0])
+        frames, last_pts = 0, -1
+        for done, (seg_start, path) in enumerate(sources, 1):
+            with _open_input(path) as inp:
+                for packet in inp.demux(*_av_streams(inp)):
+                    if packet.stream.type == "audio":
+                        if packet.size and start <= _packet_time(packet, seg_start) < end:
+                            audio.write(packet, seg_start)
+                        continue
+                    for frame in _decode(packet, path):
+                        t = seg_start + float(frame.pts * frame.time_base)
+                        if not start <= t < end:
+                            continue
+                        image = redactor.process(frame.to_ndarray(format="bgr24"))
+                        pts = max(last_pts + 1, round((t - start) / _CLOCK))
+                        _encode(container, vout, _to_frame(image, vout, pts))
+                        frames, last_pts = frames + 1, pts
+            if on_progress is not None:
+                on_progress(done, len(sources))
+        _encode(container, vout, None)
+        return start, frames
+
+
+def _to_frame(image: np.ndarray[Any, Any], vout: Any, pts: int) -> Any:
+    pad_w, pad_h = vout.width - image.shape[1], vout.height - image.shape[0]
+    if pad_w or pad_h:  # yuv420p needs even sides
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+    frame.pts, frame.time_base = pts, _CLOCK
+    return frame
+
+
+def _encode(container: Any, vout: Any, frame: Any) -> None:
+    try:
+        for packet in vout.encode(frame):
+            container.mux(packet)
+    except av.error.FFmpegError as exc:
+        raise StorageError(f"H.264 encoding of the export failed ({exc})") from exc
+
+
+def _decode(packet: Any, path: Path) -> list[Any]:
+    try:
+        return list(packet.decode())
+    except av.error.FFmpegError as exc:
+        raise SourceError(f"cannot decode segment {path} ({exc}); is it damaged?") from exc
+
+
+def _av_streams(container: Any) -> list[Any]:
+    streams = [container.streams.video[0]]
+    if container.streams.audio:
+        streams.append(container.streams.audio[0])
+    return streams
+
+
+def _open_input(path: Path) -> Any:
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise SourceError(f"cannot open segment {path} ({exc}); is it damaged?") from exc
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"segment {path} has no video stream")
+    return container
+
+
+def _open_output(path: Path) -> Any:
+    try:
+        return av.open(str(path), "w", format="mp4")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise StorageError(f"cannot write {path} ({exc}); check the folder") from exc
+
+
+# -- verification -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """Outcome of ``verify_export``: ``ok`` when ``problems`` is empty."""
+
+    export: Path
+    problems: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_export(export: Path, *, trusted_key: Ed25519PublicKey | None = None) -> VerifyReport:
+    """Check the manifest's signature and every listed file's SHA-256 and size.
+
+    With ``trusted_key`` the manifest must also be signed by that key (without it, a forger
+    could re-sign with a key of their own: integrity, not authenticity).
+    """
+    path = manifest_path(export)
+    if not path.is_file():
+        return VerifyReport(export, [f"manifest missing: {path} (exports come with one)"])
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as exc:
+        return VerifyReport(export, [f"manifest unreadable: {path} ({exc})"])
+    problems = _check_signature(manifest, trusted_key)
+    problems += _check_files(manifest, path.parent, export.name)
+    return VerifyReport(export, problems, manifest)
+
+
+def _check_signature(manifest: dict[str, Any], trusted: Ed25519PublicKey | None) -> list[str]:
+    try:
+        public = public_key_from_b64(str(manifest["public_key"]))
+        signature = base64.b64decode(str(manifest["signature"]), validate=True)
+    except (KeyError, ValueError) as exc:
+        return [f"bad signature: the manifest's key or signature is missing or malformed ({exc})"]
+    problems = []
+    if manifest.get("key_fingerprint") != fingerprint(public):
+        problems.append("bad signature: key_fingerprint does not match the public key")
+    if not signature_valid(public, signature, canonical_json(manifest)):
+        problems.append("bad signature: the manifest was changed after it was signed")
+    if trusted is not None and fingerprint(trusted) != fingerprint(public):
+        problems.append(
+            f"wrong key: signed by {fingerprint(public)}, not by the trusted key "
+            f"{fingerprint(trusted)}"
+        )
+    return problems
+
+
+def _check_files(manifest: dict[str, Any], folder: Path, export_name: str) -> list[str]:
+    files = manifest.get("files")
+    if not isinstance(files, list) or not files:
+        return ["manifest lists no files"]
+    problems = []
+    names = set()
+    for entry in files:
+        name = str(entry.get("name", "")) if isinstance(entry, dict) else ""
+        names.add(name)
+        if not name or Path(name).name != name or name in (".", ".."):
+            problems.append(f"manifest names an unsafe file {name!r}")
+            continue
+        target = folder / name
+        if not target.is_file():
+            problems.append(f"missing file: {target}")
+            continue
+        if target.stat().st_size != entry.get("size") or sha256_file(target) != entry.get("sha256"):
+            problems.append(f"changed bytes: {target} does not match its SHA-256 in the manifest")
+    if export_name not in names:
+        problems.append(f"the manifest does not cover {export_name}")
+    return problems
+
+
+def overlapping(
+    segments: Sequence[tuple[Path, float, float]], start: float, end: float
+) -> list[tuple[Path, float, float]]:
+    """The ``(path, start, end)`` entries that overlap ``[start, end)``, oldest first."""
+    return sorted((s for s in segments if s[1] < end and s[2] > start), key=lambda s: s[1])
+
+
+__all__ = [
+    "ExportResult",
+    "RedactorFactory",
+    "VerifyReport",
+    "canonical_json",
+    "export_range",
+    "manifest_path",
+    "overlapping",
+    "sign_manifest",
+    "verify_export",
+]
