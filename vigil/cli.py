@@ -12,7 +12,7 @@ from vigil import __version__
 from vigil.errors import VigilError
 
 #: Modules of ``vigil.commands`` in the order ``vigil --help`` lists them.
-COMMANDS: tuple[str, ...] = ("analyze", "demo", "track_mot", "redact", "models", "audit")
+COMMANDS: tuple[str, ...] = ("analyze", "demo", "track_mot", "redact", "models", "audit", "export", "verify")
 
 
 def build_parser() -> argparse.ArgumentParser:

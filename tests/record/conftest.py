@@ -31,7 +31,8 @@ def stream35(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("stream") / "in.mp4"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-         "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+         "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i",
+         "sine=frequency=440:sample_rate=48000",
          "-t", "35", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-keyint_min", "25",
          "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", str(out)],
         check=True,
