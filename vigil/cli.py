@@ -12,7 +12,9 @@ from vigil import __version__
 from vigil.errors import VigilError
 
 #: Modules of ``vigil.commands`` in the order ``vigil --help`` lists them.
-COMMANDS: tuple[str, ...] = ("analyze", "demo", "track_mot", "redact", "models", "audit", "export", "verify")
+COMMANDS: tuple[str, ...] = (
+    "analyze", "demo", "track_mot", "redact", "models", "audit", "export", "verify",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
