@@ -78,9 +78,10 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 class TimestampFixer:
     """Turns one stream's raw (dts, pts) into a monotonic timeline, in the stream's time base.
 
-    Repeats and backward steps of dts, forward jumps over ``max_jump`` ticks and missing
-    timestamps become one typical packet duration after the previous packet; the offset that
-    made it so is kept for the packets that follow, so a camera whose clock jumped once is
+    A repeated dts (or one less than a packet back) becomes the previous dts + 1 tick, for
+    that packet only. Larger backward steps, forward jumps over ``max_jump`` ticks and missing
+    timestamps become one typical packet duration after the previous packet, and the offset
+    that made it so is kept for the packets that follow: a camera whose clock jumped once is
     shifted once. ``pts - dts`` (B-frame reordering) is preserved, so pts >= dts holds.
     """
 
@@ -103,7 +104,11 @@ class TimestampFixer:
         fixed = raw + self._offset
         if self._last is not None:
             delta = fixed - self._last
-            if delta <= 0 or delta > self.max_jump:
+            if -self._step <= delta <= 0:
+                # A repeat (or a reordering within one packet): nudge this packet only, so
+                # a camera that repeats now and then does not drift ahead.
+                fixed = self._last + 1
+            elif delta <= 0 or delta > self.max_jump:
                 self._offset += self._last + self._step - fixed
                 fixed = self._last + self._step
             elif delta < self._step and duration <= 0:
