@@ -70,12 +70,11 @@ def normalise_url(url: str) -> URL:
             f"database_url {url!r} is not a database URL; use sqlite:///PATH or "
             "postgresql://USER:PASSWORD@HOST:PORT/DB"
         ) from exc
-    backend = parsed.get_backend_name()
-    if backend == "postgres":
-        backend = "postgresql"
-    if backend == "postgresql" and parsed.get_driver_name() in ("", "psycopg2", "psycopg"):
+    # Split by hand: SQLAlchemy's own accessors load the dialect, which fails for "postgres".
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg2", "psycopg"):
         return parsed.set(drivername="postgresql+psycopg")
-    if backend == "sqlite" and parsed.get_driver_name() in ("", "pysqlite"):
+    if backend == "sqlite" and driver in ("", "pysqlite"):
         return parsed.set(drivername="sqlite")
     raise ConfigError(
         f"database_url {parsed.render_as_string(hide_password=True)!r}: unsupported database "

@@ -306,7 +306,7 @@ class SegmentRepo:
 
     def size_by_camera(self) -> dict[str, int]:
         query = select(SegmentRow.camera, func.sum(SegmentRow.size)).group_by(SegmentRow.camera)
-        return {cam: int(size) for cam, size in self.session.execute(query).tuples()}
+        return {cam: int(size) for cam, size in self.session.execute(query)}
 
     def delete(self, ids: Iterable[int]) -> builtins.list[SegmentRow]:
         """Delete the unlocked segments among ``ids``; returns the rows deleted.
@@ -436,7 +436,7 @@ class CountRepo:
         if until is not None:
             query = query.where(CountRow.bucket < until)
         return [CountPoint(int(t), lab, met, int(c))
-                for t, lab, met, c in self.session.execute(query).tuples()]  # fmt: skip
+                for t, lab, met, c in self.session.execute(query)]  # fmt: skip
 
 
 # -- users and tokens -------------------------------------------------------------------------
@@ -554,7 +554,7 @@ class TokenRepo:
             .join(UserRow, TokenRow.user_id == UserRow.id)
             .where(TokenRow.token_hash == hash_token(token), UserRow.disabled.is_(False),
                    or_(TokenRow.expires.is_(None), TokenRow.expires > when))
-        ).tuples().first()  # fmt: skip
+        ).first()  # fmt: skip
         if found is None:
             return None
         found[0].last_used = when
