@@ -187,12 +187,16 @@ class Segmenter:
     def write(self, packet: Any, *, record: bool = True) -> None:
         """Take one packet of the current streams; ``record=False`` only keeps pre-roll.
 
-        Packets of other streams and empty flush packets are ignored.
+        ``record`` is read on video packets only (audio follows the video's state, so the
+        interleaving of the two never opens and closes segments back and forth). Packets of
+        other streams and empty flush packets are ignored.
         """
         held = self._hold(packet)
         if held is None:
             return
         self.last_time = self._anchor + held.seconds
+        if not held.is_video:  # video packets switch recording on and off; audio follows
+            record = self._out is not None
         if not record:
             self.finish_segment()
             self._keep_pre_roll(held)
@@ -270,6 +274,7 @@ class Segmenter:
             self._ring.popleft()
 
     def _start_with_pre_roll(self, held: _Held) -> None:
+        self._trim_ring(held.seconds - self.pre_roll)
         ring, self._ring = list(self._ring), deque()
         if ring:
             self._open(ring[0])
