@@ -135,3 +135,23 @@ def test_session_rolls_back_on_error(db: Database) -> None:
         failing_unit_of_work()
     with db.session() as session:
         assert CameraRepo(session).list() == []
+
+
+def test_sqlite_writer_blocked_past_the_busy_timeout_gets_a_storage_error(tmp_path: Path) -> None:
+    from vigil.store import CameraRepo
+
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    holder = Database(url)
+    holder.migrate()
+    waiter = Database(url, busy_timeout_s=0.2)
+    with holder.session(immediate=True) as session:
+        CameraRepo(session).ensure("front")  # holds the write lock until the block ends
+        with (
+            pytest.raises(StorageError, match=r"database is locked.*another process"),
+            waiter.session(immediate=True) as other,
+        ):
+            CameraRepo(other).ensure("back")
+    with waiter.session() as session:  # the lock is free again
+        assert [c.name for c in CameraRepo(session).list()] == ["front"]
+    holder.close()
+    waiter.close()

@@ -86,10 +86,15 @@ class Database:
     """A database Vigil stores into: engine, session factory and migrations for one URL.
 
     Thread-safe: sessions come from a pool. Not fork-safe: build one per process.
+    ``busy_timeout_s``: how long a SQLite writer waits for another's lock (ignored by
+    PostgreSQL, where row locks wait until the holder commits).
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S
+    ) -> None:
         self._url = normalise_url(url)
+        self.busy_timeout_s = busy_timeout_s
         self.backend: Backend = (
             "sqlite" if self._url.get_backend_name() == "sqlite" else "postgresql"
         )
@@ -115,10 +120,15 @@ class Database:
             self._make_parent(Path(str(database)))
         engine = create_engine(
             self._url, echo=echo,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            connect_args={"timeout": self.busy_timeout_s, "check_same_thread": False},
             poolclass=StaticPool if memory else None,
         )  # fmt: skip
-        event.listen(engine, "connect", _sqlite_on_connect)
+        busy_ms = int(self.busy_timeout_s * 1000)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            _sqlite_on_connect(dbapi_connection, busy_ms)
+
+        event.listen(engine, "connect", on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
 
@@ -200,13 +210,13 @@ def alembic_config() -> Any:
     return config
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_connection: Any, busy_ms: int) -> None:
     # Hand transaction control to SQLAlchemy's "begin" event below: pysqlite's own implicit
     # BEGIN comes too late (only before DML) to make a read-then-write sequence atomic.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
