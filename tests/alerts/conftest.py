@@ -85,9 +85,9 @@ class Broker:
         self.start()
 
     def start(self) -> None:
-        log = (self.folder / "broker.log").open("ab")
-        self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log,
-                                        stderr=subprocess.STDOUT)
+        with (self.folder / "broker.log").open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log,
+                                            stderr=subprocess.STDOUT)
         wait_port(self.port)
 
     def stop(self) -> None:

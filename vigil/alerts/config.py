@@ -75,7 +75,8 @@ class MqttConfig(_Model):
     )
     queue_size: int = Field(
         1000, ge=1, le=1_000_000,
-        description="Events kept while the broker is unreachable; the oldest are dropped beyond.",
+        description="Event messages kept while the broker is unreachable (two per event: the "
+        "global and the camera topic); the oldest are dropped beyond.",
     )
     reconnect_min_s: int = Field(1, ge=1, le=3600, description="First reconnection delay.")
     reconnect_max_s: int = Field(60, ge=1, le=3600, description="Longest reconnection delay.")

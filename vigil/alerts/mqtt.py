@@ -162,9 +162,10 @@ class MqttSink:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv311
         )
-        # Paho's own queue (messages handed to it, not yet acknowledged) gets the same bound;
-        # our queue holds events only while we know the connection is down.
-        client.max_queued_messages_set(cfg.queue_size)
+        # Paho's own queue holds messages handed to it and not yet acknowledged. It is bounded
+        # too, with room for one flush of our queue (events held while the connection was
+        # known to be down) plus the retained states sent again on every connection.
+        client.max_queued_messages_set(2 * cfg.queue_size + 1000)
         client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)
         client.will_set(self.availability_topic, OFFLINE, qos=1, retain=True)
         if cfg.username is not None:
@@ -427,27 +428,37 @@ class MqttSink:
             "origin": {"name": "Vigil"},
         }
         out: dict[str, Any] = {}
+
+        def add(object_id: str, payload: dict[str, Any]) -> None:
+            topic = self._discovery_topic(object_id)
+            if topic in out:
+                raise ConfigError(
+                    f"two names of camera {camera!r} map to the same MQTT topic {topic}; "
+                    "rename one of them"
+                )
+            out[topic] = payload
+
         for label in info.labels:
             object_id = f"{cam}_{topic_level(label, 'label')}_occupancy"
-            out[self._discovery_topic(object_id)] = {
+            add(object_id, {
                 "name": f"{label} occupancy",
                 "unique_id": f"{node}_{object_id}",
                 "state_topic": self.label_topic(camera, label),
                 "state_class": "measurement",
                 "icon": "mdi:account-group",
                 **common,
-            }
+            })
         for line in info.lines:
             for direction in Direction:
                 object_id = f"{cam}_{topic_level(line, 'line')}_{direction.value}"
-                out[self._discovery_topic(object_id)] = {
+                add(object_id, {
                     "name": f"{line} {direction.value.replace('_', ' ')}",
                     "unique_id": f"{node}_{object_id}",
                     "state_topic": self.line_topic(camera, line, direction),
                     "state_class": "total_increasing",
                     "icon": "mdi:counter",
                     **common,
-                }
+                })
         return out
 
     def _discovery_topic(self, object_id: str) -> str:

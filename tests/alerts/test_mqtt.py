@@ -1,0 +1,268 @@
+"""MqttSink against a real Mosquitto broker, read back by a real paho subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+from conftest import Broker, Subscriber, free_port
+from pydantic import ValidationError
+
+from vigil.alerts import CameraDiscovery, MqttConfig, MqttSink
+from vigil.errors import ConfigError
+from vigil.events.sinks import event_to_dict
+from vigil.types import Event, EventState
+
+
+def event(n: int = 1, camera: str = "front door") -> Event:
+    return Event(id=f"e{n}", camera_id=camera, label="person", class_id=0, track_id=n,
+                 start=float(n), end=None, state=EventState.START, zones=["porch"])
+
+
+def prefix() -> str:
+    """A topic prefix of each test's own, so retained topics never leak between tests."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def sink_for(broker: Broker, topic_prefix: str, **over: Any) -> MqttSink:
+    values: dict[str, Any] = {
+        "host": "127.0.0.1", "port": broker.port, "topic_prefix": topic_prefix,
+        "client_id": f"vigil-{topic_prefix}", "node_id": f"n{topic_prefix}",
+        "discovery_prefix": f"ha{topic_prefix}",
+    }
+    values.update(over)
+    sink = MqttSink(MqttConfig(**values))
+    assert sink.wait_connected(10), sink.last_error
+    return sink
+
+
+def test_event_on_global_and_camera_topics(broker: Broker) -> None:
+    p = prefix()
+    sub = Subscriber(broker.port, [f"{p}/#"])
+    with sink_for(broker, p) as sink:
+        sink.publish(event(1))
+        for topic in (f"{p}/events", f"{p}/front_door/events"):
+            msg = sub.take(topic)
+            assert json.loads(msg.payload) == event_to_dict(event(1))
+            assert msg.qos == 1
+            assert not msg.retain
+    sub.close()
+
+
+def test_availability_is_retained_for_late_subscribers(broker: Broker) -> None:
+    p = prefix()
+    with sink_for(broker, p) as sink:
+        sink.camera_online("front door", True)
+        sink.camera_online("yard", False)
+        time.sleep(0.2)
+        late = Subscriber(broker.port, [f"{p}/+/availability", f"{p}/availability"])
+        got = {m.topic: (m.payload.decode(), m.retain) for m in late.drain()}
+        assert got == {
+            f"{p}/availability": ("online", True),
+            f"{p}/front_door/availability": ("online", True),
+            f"{p}/yard/availability": ("offline", True),
+        }
+        late.close()
+    after = Subscriber(broker.port, [f"{p}/#"])  # close() marked everything offline
+    got = {m.topic: m.payload.decode() for m in after.drain()}
+    assert got == {f"{p}/availability": "offline", f"{p}/front_door/availability": "offline",
+                   f"{p}/yard/availability": "offline"}
+    after.close()
+
+
+COUNTS = {
+    "lines": {"gate": {"total": {"a_to_b": 4, "b_to_a": 1}, "by_class": {}}},
+    "zones": {
+        "porch": {"occupancy": {"current": 2, "by_class": {"person": 2}}},
+        "drive": {"occupancy": {"current": 4, "by_class": {"person": 1, "car": 3}}},
+    },
+}
+
+
+def test_discovery_configs_and_states(broker: Broker) -> None:
+    p = prefix()
+    with sink_for(broker, p) as sink:
+        sink.announce({"front door": CameraDiscovery(labels=["person", "dog"], lines=["gate"],
+                                                     name="Front door")})
+        sink.publish_counts("front door", COUNTS)
+        time.sleep(0.2)
+        late = Subscriber(broker.port, [f"ha{p}/#", f"{p}/#"])
+        got = {m.topic: m for m in late.drain()}
+        late.close()
+    assert all(m.retain for m in got.values())
+    node = f"n{p}"
+    configs = {t: json.loads(m.payload) for t, m in got.items() if t.startswith(f"ha{p}/")}
+    assert sorted(configs) == [
+        f"ha{p}/sensor/{node}/front_door_dog_occupancy/config",
+        f"ha{p}/sensor/{node}/front_door_gate_a_to_b/config",
+        f"ha{p}/sensor/{node}/front_door_gate_b_to_a/config",
+        f"ha{p}/sensor/{node}/front_door_person_occupancy/config",
+    ]
+    person = configs[f"ha{p}/sensor/{node}/front_door_person_occupancy/config"]
+    assert person["unique_id"] == f"{node}_front_door_person_occupancy"
+    assert person["state_topic"] == f"{p}/front_door/person"
+    assert person["state_class"] == "measurement"
+    assert person["availability"] == [{"topic": f"{p}/availability"},
+                                      {"topic": f"{p}/front_door/availability"}]
+    assert person["availability_mode"] == "all"
+    assert person["device"]["identifiers"] == [f"{node}_front_door"]
+    assert person["device"]["name"] == "Front door"
+    gate = configs[f"ha{p}/sensor/{node}/front_door_gate_a_to_b/config"]
+    assert gate["state_topic"] == f"{p}/front_door/line/gate/a_to_b"
+    assert gate["state_class"] == "total_increasing"
+    states = {t: m.payload.decode() for t, m in got.items() if t.startswith(f"{p}/front_door/")}
+    assert states == {
+        f"{p}/front_door/person": "2",  # the busiest zone: an object is never counted twice
+        f"{p}/front_door/dog": "0",  # announced, not seen: zero, not missing
+        f"{p}/front_door/car": "3",
+        f"{p}/front_door/line/gate/a_to_b": "4",
+        f"{p}/front_door/line/gate/b_to_a": "1",
+    }
+
+
+def test_counts_sent_only_on_change_and_stale_discovery_removed(broker: Broker) -> None:
+    p = prefix()
+    sub = Subscriber(broker.port, [f"{p}/+/+", f"ha{p}/#"])
+    with sink_for(broker, p) as sink:
+        sink.announce({"cam": CameraDiscovery(labels=["person"])})
+        sink.publish_counts("cam", COUNTS)
+        sink.publish_counts("cam", COUNTS)
+        sink.announce({"cam": CameraDiscovery(labels=[])})
+        msgs = sub.drain()
+    person = [m for m in msgs if m.topic == f"{p}/cam/person"]
+    assert [m.payload for m in person] == [b"2"]
+    config = [m.payload for m in msgs if m.topic.endswith("cam_person_occupancy/config")]
+    assert len(config) == 2
+    assert config[-1] == b""  # an empty retained config removes the sensor from HA
+    sub.close()
+
+
+def test_last_will_when_vigil_dies(broker: Broker) -> None:
+    p = prefix()
+    sub = Subscriber(broker.port, [f"{p}/availability"])
+    script = (
+        "import sys, time\n"
+        "from vigil.alerts import MqttConfig, MqttSink\n"
+        f"s = MqttSink(MqttConfig(host='127.0.0.1', port={broker.port}, topic_prefix='{p}',"
+        f" client_id='will-{p}'))\n"
+        "assert s.wait_connected(10)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        assert sub.take(f"{p}/availability").payload == b"online"
+        os.kill(child.pid, signal.SIGKILL)  # no DISCONNECT: the socket just closes
+    finally:
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+    will = sub.take(f"{p}/availability", timeout=10)
+    assert will.payload == b"offline"
+    sub.close()
+
+
+def test_reconnect_after_broker_restart_delivers_bounded_queue(
+    restartable_broker: Broker,
+) -> None:
+    broker = restartable_broker
+    p = prefix()
+    # A persistent session: the broker keeps the subscription and queues for it over restarts.
+    sub = Subscriber(broker.port, [f"{p}/events"], client_id=f"sub-{p}", persistent=True)
+    sink = sink_for(broker, p, queue_size=5)
+    sink.publish(event(0))
+    assert sub.take(f"{p}/events").payload == json.dumps(
+        event_to_dict(event(0)), separators=(",", ":")).encode()
+    broker.stop()
+    deadline = time.monotonic() + 10
+    while sink.connected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not sink.connected
+    started = time.monotonic()
+    for n in range(1, 9):
+        sink.publish(event(n))
+    assert time.monotonic() - started < 0.5  # never blocks while the broker is down
+    stats = sink.stats
+    assert stats.queued == 5  # two topics per event: the oldest messages went first
+    assert stats.dropped == 11
+    broker.start()
+    got = []
+    for _ in range(2):
+        got.append(json.loads(sub.take(f"{p}/events", timeout=15).payload)["id"])
+    # The 5 newest messages survived, in order: e6 on the camera topic, e7 and e8 on both.
+    assert got == ["e7", "e8"]
+    assert sink.stats.connections == 2
+    sink.close()
+    sub.close()
+
+
+def test_unreachable_broker_never_blocks() -> None:
+    cfg = MqttConfig(host="127.0.0.1", port=free_port(), queue_size=3)
+    sink = MqttSink(cfg)
+    started = time.monotonic()
+    for n in range(10):
+        sink.publish(event(n))
+        sink.publish_counts("front door", COUNTS)
+    assert time.monotonic() - started < 0.5
+    assert not sink.wait_connected(0.2)
+    assert (sink.stats.queued, sink.stats.dropped) == (3, 17)
+    sink.close()
+
+
+def test_password_auth(auth_broker: Broker) -> None:
+    p = prefix()
+    sub = Subscriber(auth_broker.port, [f"{p}/events"], username="vigil",
+                     password="correct horse battery")
+    with sink_for(auth_broker, p, username="vigil", password="correct horse battery") as sink:
+        sink.publish(event(1))
+        assert json.loads(sub.take(f"{p}/events").payload)["id"] == "e1"
+    sub.close()
+
+    bad = MqttSink(MqttConfig(host="127.0.0.1", port=auth_broker.port, username="vigil",
+                              password="wrong", client_id=f"bad-{p}"))
+    try:
+        assert not bad.wait_connected(1.5)
+        assert bad.last_error is not None
+        assert "refused" in bad.last_error
+    finally:
+        bad.close()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"topic_prefix": "vigil/x"}, "cannot be used in an MQTT topic"),
+        ({"topic_prefix": "#"}, "cannot be used in an MQTT topic"),
+        ({"password": "x"}, "username is not"),
+        ({"reconnect_min_s": 10, "reconnect_max_s": 5}, "reconnect_max_s"),
+        ({"tls": {"cert_file": "a.pem"}}, "together"),
+        ({"qos": 3}, "qos"),
+        ({"hostname": "x"}, "Extra inputs"),
+    ],
+)
+def test_config_errors(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        MqttConfig(**values)
+
+
+def test_unusable_names_are_config_errors() -> None:
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=free_port()))
+    try:
+        assert sink.label_topic("Front Door", "traffic light") == "vigil/Front_Door/traffic_light"
+        with pytest.raises(ConfigError, match="no letters or digits"):
+            sink.camera_topic("///")
+        with pytest.raises(ConfigError, match="collide"):
+            sink.label_topic("cam", "events")
+        with pytest.raises(ConfigError, match="same MQTT topic"):
+            sink.announce({"cam": CameraDiscovery(labels=["a b", "a_b"])})
+    finally:
+        sink.close()
