@@ -90,7 +90,7 @@ def test_segments_are_stream_copies(stream35: Path, segments35: list[SegmentInfo
         original = [p[0] for p in _packets(stream35, kind)]
         copied = [p[0] for seg in segments35 for p in _packets(seg.path, kind)]
         if kind == "audio":  # audio is cut with video: nothing lost, nothing added
-            assert copied == original[-len(copied):] or copied == original[: len(copied)]
+            assert copied == original[-len(copied) :] or copied == original[: len(copied)]
             assert len(copied) >= len(original) - 2
         else:
             assert copied == original, "video packets must be byte-identical (no re-encode)"

@@ -249,7 +249,10 @@ def _copied(
                                     copier.write(held, held_start)
                             pending = []
                         continue
-                    if t < end:
+                    # By decode order: a B-frame shown before ``end`` needs its reference,
+                    # so the copy ends at the first packet *decoded* at or after ``end``.
+                    dts = packet.dts if packet.dts is not None else packet.pts
+                    if seg_start + float(dts * packet.time_base) < end:
                         copier.write(packet, seg_start)
             if on_progress is not None:
                 on_progress(done, len(sources))
