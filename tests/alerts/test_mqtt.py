@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Broker, Subscriber, free_port
+from alert_servers import Broker, Subscriber, free_port
 from pydantic import ValidationError
 
 from vigil.alerts import CameraDiscovery, MqttConfig, MqttSink

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Receiver, free_port
+from alert_servers import Receiver, free_port
 from pydantic import ValidationError
 
 from vigil.alerts import FanoutSink, WebhookConfig, WebhookSink, replay_dead_letters
