@@ -8,14 +8,14 @@ from pathlib import Path
 
 import av
 import pytest
-from tests.conftest import require_file
 from conftest import T0, require_tool, segment_file
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.conftest import require_file
 from vigil.cli import main
-from vigil.paths import shared_data_dir
 from vigil.config.models import RedactConfig
 from vigil.errors import PrivacyError
+from vigil.paths import shared_data_dir
 from vigil.privacy import build_redactor, unredacted_access
 from vigil.record.export import export_range, manifest_path, verify_export
 from vigil.record.segmenter import SegmentInfo
@@ -45,7 +45,7 @@ def test_stream_copy_export_and_verify(segments35: list[SegmentInfo], tmp_path: 
     assert result.start == pytest.approx(T0 + 5.0)  # the keyframe before the start
     with av.open(str(out)) as c:
         assert c.duration / 1e6 == pytest.approx(17.0, abs=0.1)
-        assert 17 * 25 <= sum(1 for _ in c.decode(video=0)) <= 17 * 25 + 3
+        assert abs(sum(1 for _ in c.decode(video=0)) - 17 * 25) <= 3  # B-frames at the cut
     manifest = json.loads(manifest_path(out).read_text())
     assert manifest["redaction"]["mode"] == "none"
     assert manifest["redaction"]["reason"] == "court order 42"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_segments_are_ten_seconds_and_start_on_keyframes(segments35: list[Segmen
     assert durations[:3] == pytest.approx([10.0] * 3, abs=0.1)
     assert sum(durations) == pytest.approx(35.0, abs=0.2)
     assert segments35[0].start == T0
-    for prev, nxt in zip(segments35, segments35[1:], strict=False):
+    for prev, nxt in itertools.pairwise(segments35):
         assert nxt.start == pytest.approx(prev.end, abs=0.05)  # no gap, no overlap
     for seg in segments35:
         assert seg.has_audio
