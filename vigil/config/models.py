@@ -265,6 +265,11 @@ class VigilConfig(_Model):
     lines: dict[str, LineConfig] = Field(default_factory=dict)
     cameras: dict[str, CameraConfig] = Field(default_factory=dict)
     data_dir: Path = Field(Path("vigil-data"), description="Where recordings and the DB live.")
+    database_url: str | None = Field(
+        None,
+        description="sqlite:///path or postgresql://user:pass@host/db; default is SQLite "
+        "(WAL) at <data_dir>/vigil.db.",
+    )
 
     @model_validator(mode="after")
     def _names(self) -> VigilConfig:
