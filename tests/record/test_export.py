@@ -40,7 +40,7 @@ def test_stream_copy_export_and_verify(segments35: list[SegmentInfo], tmp_path: 
     key = load_or_create_key(tmp_path / "k.pem")
     grant = unredacted_access("court order 42", "tester", tmp_path / "audit.jsonl", "test")
     out = tmp_path / "copy.mp4"
-    result = export_range([s.path for s in segments35], T0 + 5.3, T0 + 22.0, out, key=key,
+    result = export_range([s.path for s in segments35[:3]], T0 + 5.3, T0 + 22.0, out, key=key,
                           redactor_factory=None, grant=grant)  # fmt: skip
     assert result.start == pytest.approx(T0 + 5.0)  # the keyframe before the start
     with av.open(str(out)) as c:
