@@ -14,8 +14,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import require_file
 
+from tests.conftest import require_file
 from vigil.config.models import DetectConfig
 from vigil.detect import COCO, OnnxDetector, build_detector
 from vigil.detect.postprocess import box_iou

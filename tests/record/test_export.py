@@ -8,10 +8,10 @@ from pathlib import Path
 
 import av
 import pytest
-from conftest import T0, require_tool, segment_file
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import require_file
+from tests.record.conftest import T0, require_tool, segment_file
 from vigil.cli import main
 from vigil.config.models import RedactConfig
 from vigil.errors import PrivacyError

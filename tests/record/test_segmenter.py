@@ -10,8 +10,8 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from conftest import T0
 
+from tests.record.conftest import T0
 from vigil.errors import ConfigError
 from vigil.record.layout import parse_segment_path, segment_path
 from vigil.record.segmenter import Segmenter, SegmentInfo, TimestampFixer

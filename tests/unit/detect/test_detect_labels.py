@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import require_file
 
+from tests.conftest import require_file
 from vigil.detect.labels import ALIASES, COCO, canonical_label, class_ids
 from vigil.errors import ConfigError
 from vigil.paths import shared_models_dir
