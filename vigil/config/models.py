@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vigil.alerts.config import MqttConfig, WebhookConfig
 from vigil.types import Anchor, Direction
 
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
@@ -203,6 +204,59 @@ class RedactConfig(_Model):
         return v
 
 
+RecordMode = Literal["continuous", "motion", "events", "off"]
+
+
+class RecordConfig(_Model):
+    """What a camera records (stream copy of its ``record`` input) and how long it is kept."""
+
+    mode: RecordMode = Field(
+        "continuous",
+        description="continuous: always; motion: while the motion gate sees motion; events: "
+        "while an event is open; off: nothing. Pre/post-roll apply to motion and events.",
+    )
+    segment_seconds: float = Field(10.0, gt=0, le=3600, description="Length of a segment file.")
+    pre_roll: float = Field(5.0, ge=0, le=300, description="Seconds kept before activity.")
+    post_roll: float = Field(5.0, ge=0, le=3600, description="Seconds recorded after activity.")
+    max_age: float | None = Field(
+        None, gt=0, description="Retention: delete unlocked segments older than this (s)."
+    )
+    max_bytes: int | None = Field(
+        None, gt=0, description="Retention: this camera's size quota in bytes (oldest go first)."
+    )
+
+
+class DetectorConfig(_Model):
+    """The one shared detector: how requests from all cameras are batched."""
+
+    max_batch: int = Field(
+        8, ge=1, le=256, description="Most images in one inference call (1 = no batching)."
+    )
+    max_wait_ms: float = Field(
+        10.0, ge=0, le=1000,
+        description="How long the first request of a batch waits for others to join.",
+    )
+
+
+class ServerConfig(_Model):
+    """`vigil serve`: where the API listens and the disk limits of all cameras together."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address the API listens on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port the API listens on.")
+    secure_cookies: bool = Field(
+        True, description="Send session cookies only over HTTPS (turn off only for local tests)."
+    )
+    total_max_bytes: int | None = Field(
+        None, gt=0, description="Retention: size quota of all recordings together, in bytes."
+    )
+    min_free_bytes: int | None = Field(
+        None, gt=0, description="Warn when the recordings disk has less free space than this."
+    )
+    retention_interval: float = Field(
+        60.0, gt=0, le=86400, description="Seconds between retention runs."
+    )
+
+
 SourceRole = Literal["detect", "record"]
 
 
@@ -227,6 +281,7 @@ class CameraSettings(_Model):
     tracker: TrackerConfig | None = None
     events: EventsConfig | None = None
     redact: RedactConfig | None = None
+    record: RecordConfig | None = None
 
 
 class CameraConfig(CameraSettings):
@@ -249,6 +304,7 @@ class ResolvedCamera(_Model):
     zones: dict[str, ZoneConfig]
     lines: dict[str, LineConfig]
     enabled: bool = True
+    record: RecordConfig = Field(default_factory=RecordConfig)
 
 
 class VigilConfig(_Model):
@@ -259,6 +315,11 @@ class VigilConfig(_Model):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     redact: RedactConfig = Field(default_factory=RedactConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    detector: DetectorConfig = Field(default_factory=DetectorConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    mqtt: MqttConfig | None = Field(None, description="Publish events to an MQTT broker.")
+    webhooks: WebhookConfig | None = Field(None, description="POST signed events to URLs.")
     zones: dict[str, ZoneConfig] = Field(
         default_factory=dict, description="Zones for `vigil analyze` (and cameras without any)."
     )
@@ -294,6 +355,7 @@ class VigilConfig(_Model):
             zones=cam.zones or self.zones,
             lines=cam.lines or self.lines,
             enabled=cam.enabled,
+            record=cam.record or self.record,
         )
 
     def for_source(self, url: str, name: str = "camera") -> ResolvedCamera:
@@ -308,4 +370,5 @@ class VigilConfig(_Model):
             redact=self.redact,
             zones=self.zones,
             lines=self.lines,
+            record=self.record,
         )
