@@ -1,0 +1,445 @@
+"""``Supervisor``: the composition root behind ``vigil serve``.
+
+::
+
+    cameras ─► CameraWorker threads ─► BatchingDetector (one, shared) ─┐
+       │            │ events                                           │
+       │            ▼                                                  │
+       │       FanoutSink: store · MQTT · webhooks · live subscribers  │
+       └─► Recorder threads (stream copy) ─► segments ─► store ─► retention thread
+
+One worker thread per camera analyses its ``detect`` input; one ``Recorder`` thread per
+camera records its ``record`` input by stream copy (never decoded). The supervisor restarts a
+worker that crashed or whose camera cannot be opened, with exponential backoff, and reports
+it in the camera's status; a dead camera never stops the others. ``stop()`` is graceful: the
+workers close their open events, the recorders finish their segments, MQTT reports the
+cameras offline.
+
+The supervisor implements ``vigil.api.runtime.RuntimeView`` for the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vigil.alerts.fanout import FanoutSink
+from vigil.api.runtime import CameraStatus
+from vigil.config.models import LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
+from vigil.detect.base import Detector
+from vigil.errors import SourceError, VigilError
+from vigil.events.sinks import EventSink, event_to_dict
+from vigil.ingest import Backoff
+from vigil.ingest.base import is_network_url
+from vigil.record import (
+    CameraRetention,
+    Recorder,
+    RetentionPolicy,
+    SegmentInfo,
+    SegmentMeta,
+    plan_retention,
+)
+from vigil.runtime.batcher import BatchingDetector
+from vigil.runtime.worker import CameraWorker, SourceFactory, default_source
+from vigil.types import Event, ImageArray, RuleEvent
+
+if TYPE_CHECKING:
+    from vigil.store.db import Database
+
+log = logging.getLogger(__name__)
+
+Zones = dict[str, ZoneConfig]
+Lines = dict[str, LineConfig]
+DetectorFactory = Callable[[VigilConfig], Detector]
+
+
+def _build_detector(config: VigilConfig) -> Detector:
+    from vigil.detect import build_detector
+
+    return build_detector(config.detect)
+
+
+class LiveHub:
+    """Fans events out to asyncio subscribers (WebSocket clients), from any thread.
+
+    Each subscriber has a bounded queue: a slow one misses events, the pipeline never waits.
+    An ``EventSink``: put it behind the ``FanoutSink``.
+    """
+
+    def __init__(self, queue_size: int = 100) -> None:
+        self.queue_size = queue_size
+        self._lock = threading.Lock()
+        self._queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]]
+        self._queues = []
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._queues)
+
+    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        """Every event published after the call, as ``event_to_dict``; ends at ``close``."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self.queue_size)
+        entry = (asyncio.get_running_loop(), queue)
+        with self._lock:
+            self._queues.append(entry)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            with self._lock:
+                self._queues.remove(entry)
+
+    def publish(self, event: Event) -> None:
+        self._offer_all(event_to_dict(event))
+
+    def close(self) -> None:
+        self._offer_all(None)
+
+    def _offer_all(self, item: dict[str, Any] | None) -> None:
+        with self._lock:
+            queues = list(self._queues)
+        for loop, queue in queues:
+            # A RuntimeError means the subscriber's loop is closed: it is gone.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_offer, queue, item)
+
+
+def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | None) -> None:
+    try:
+        queue.put_nowait(item)
+    except asyncio.QueueFull:
+        if item is None:  # the end must arrive: make room for it
+            queue.get_nowait()
+            queue.put_nowait(None)
+
+
+def retention_policy(config: VigilConfig) -> RetentionPolicy:
+    """The retention limits of ``config``: per camera from its ``record`` section, the
+    total quota and the free-space warning from ``server``."""
+    cameras = {
+        name: CameraRetention(cam.record.max_age, cam.record.max_bytes)
+        for name in config.cameras
+        for cam in [config.camera(name)]
+    }
+    return RetentionPolicy(
+        default=CameraRetention(config.record.max_age, config.record.max_bytes),
+        cameras=cameras, total_max_bytes=config.server.total_max_bytes,
+        min_free_bytes=config.server.min_free_bytes,
+    )  # fmt: skip
+
+
+class Supervisor:
+    """Runs every enabled camera of ``config`` (see the module docstring).
+
+    Args:
+        config: the whole configuration; ``data_dir`` holds the recordings.
+        db: where events, counts and segments go (None: nowhere, e.g. in tests of alerts).
+        sinks: further event sinks (after the store, MQTT and webhooks of ``config``).
+        detector: the detector to share instead of building ``config.detect``'s model.
+        source_factory: how workers open their analysis stream.
+        backoff: a fresh ``Backoff`` per camera, for restarts of workers and recorders.
+        stall_timeout: seconds without a frame after which a network camera reconnects.
+    """
+
+    def __init__(
+        self,
+        config: VigilConfig,
+        *,
+        db: Database | None = None,
+        sinks: Sequence[EventSink] = (),
+        detector: Detector | None = None,
+        detector_factory: DetectorFactory = _build_detector,
+        source_factory: SourceFactory | None = None,
+        backoff: Callable[[], Backoff] = Backoff,
+        stall_timeout: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.root = Path(config.data_dir)
+        self._backoff = backoff
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started = False
+        cameras = [config.camera(n) for n in config.cameras if config.cameras[n].enabled]
+        self.batcher = self._shared_detector(cameras, detector, detector_factory)
+        self.hub = LiveHub()
+        self.store: Any = None
+        self.mqtt: Any = None
+        self.sink = FanoutSink(self._sinks(sinks))
+        factory = source_factory or (
+            lambda url, cam, cb: default_source(url, cam, cb, stall_timeout=stall_timeout)
+        )
+        self.recorders: dict[str, Recorder] = {}
+        self.workers: dict[str, CameraWorker] = {}
+        for camera in cameras:
+            recorder = self._recorder(camera, stall_timeout)
+            if recorder is not None:
+                self.recorders[camera.name] = recorder
+            worker = CameraWorker(
+                camera,
+                None if camera.detect.model.strip().lower() == "motion" else self.batcher,
+                self.sink, counts=self._count, on_counts=self._publish_counts,
+                on_online=self._online, recorder=recorder, source_factory=factory,
+            )  # fmt: skip
+            worker.queue_depth = self._queue_depth
+            self.workers[camera.name] = worker
+        self.retention_warnings: list[str] = []
+
+    # -- composition ------------------------------------------------------------------------
+
+    def _shared_detector(
+        self, cameras: list[ResolvedCamera], detector: Detector | None,
+        factory: DetectorFactory,
+    ) -> BatchingDetector | None:  # fmt: skip
+        """One batching detector for every camera with a model (none if all use motion)."""
+        if not any(c.detect.model.strip().lower() != "motion" for c in cameras):
+            return None
+        model = detector if detector is not None else factory(self.config)
+        batching = self.config.detector
+        return BatchingDetector(model, batching.max_batch, batching.max_wait_ms / 1000.0)
+
+    def _sinks(self, extra: Sequence[EventSink]) -> list[EventSink]:
+        sinks: list[EventSink] = []
+        if self.db is not None:
+            from vigil.store.sink import StoreEventSink
+
+            self.store = StoreEventSink(self.db)
+            sinks.append(self.store)
+        if self.config.mqtt is not None:
+            from vigil.alerts.mqtt import MqttSink
+
+            self.mqtt = MqttSink(self.config.mqtt)
+            sinks.append(self.mqtt)
+        if self.config.webhooks is not None:
+            from vigil.alerts.webhook import WebhookSink
+
+            sinks.append(WebhookSink(self.config.webhooks))
+        return [*sinks, *extra, self.hub]
+
+    def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
+        record = camera.record
+        urls = [s.url for s in camera.sources if "record" in s.roles]
+        if record.mode == "off" or not urls:
+            return None
+        if not is_network_url(urls[0]):
+            # A file or a synthetic scene is no camera stream: there is nothing to record.
+            log.warning("%s: %s is not a camera stream; not recording it", camera.name, urls[0])
+            return None
+        return Recorder(
+            urls[0], camera.name, self.root, mode=record.mode, pre_roll=record.pre_roll,
+            post_roll=record.post_roll, segment_seconds=record.segment_seconds,
+            on_segment=self._segment_added, open_timeout=stall_timeout,
+            read_timeout=stall_timeout, backoff=self._backoff(),
+        )  # fmt: skip
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every camera, recorder and the retention job; returns at once."""
+        if self.started:
+            return
+        self.started = True
+        self._register_cameras()
+        for name, worker in self.workers.items():
+            self._spawn(f"camera-{name}", self._supervise, worker)
+        for recorder in self.recorders.values():
+            self._threads.append(recorder.start())
+        if self.db is not None:
+            self._spawn("retention", self._retention_loop)
+
+    def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _register_cameras(self) -> None:
+        if self.db is not None:
+            from vigil.store.repo import CameraRepo
+
+            with self.db.session() as session:
+                for name in self.workers:
+                    CameraRepo(session).ensure(name)
+        self._announce()
+
+    def _announce(self) -> None:
+        if self.mqtt is None:
+            return
+        self._announce_lines()
+        for name in self.workers:
+            self.mqtt.camera_online(name, False)
+
+    def _supervise(self, worker: CameraWorker) -> None:
+        """Run the worker's sessions until ``stop()``: retry and restart with backoff."""
+        backoff = self._backoff()
+        while not self._stop.is_set():
+            frames = worker.frames
+            try:
+                worker.run()
+            except SourceError as exc:
+                worker.set_state("offline", str(exc))
+                log.warning("%s: %s; retrying", worker.name, exc)
+            except Exception as exc:
+                worker.restarts += 1
+                worker.set_state("restarting", f"{type(exc).__name__}: {exc}")
+                log.exception("%s: worker crashed (restart %d)", worker.name, worker.restarts)
+            else:
+                if self._stop.is_set() or worker.state == "ended":
+                    break
+            if worker.frames > frames:
+                backoff.reset()  # it worked for a while: start the delays again
+            if self._stop.wait(backoff.next()):
+                break
+        if worker.state != "ended":
+            worker.set_state("stopped")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful shutdown: close open events, finish segments, report cameras offline."""
+        self._stop.set()
+        for worker in self.workers.values():
+            worker.stop()
+        for recorder in self.recorders.values():
+            recorder.close()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.mqtt is not None:
+            for name in self.workers:
+                self._online(name, False)
+        self.sink.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ``stop()`` was called (True) or ``timeout`` passed (False)."""
+        return self._stop.wait(timeout)
+
+    # -- callbacks from the threads ---------------------------------------------------------
+
+    def _count(self, hits: list[RuleEvent]) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.count(hits)
+        except VigilError:
+            log.exception("counts of %s were not stored", hits[0].camera_id)
+
+    def _publish_counts(self, camera: str, counts: Mapping[str, Any]) -> None:
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish_counts(camera, counts)
+            except VigilError:
+                log.exception("%s: counts not published to MQTT", camera)
+
+    def _online(self, camera: str, online: bool) -> None:
+        if self.mqtt is not None:
+            try:
+                self.mqtt.camera_online(camera, online)
+            except VigilError:
+                log.debug("%s: MQTT sink closed", camera)
+
+    def _segment_added(self, info: SegmentInfo) -> None:
+        if self.db is None:
+            return
+        from vigil.store.repo import SegmentRepo
+
+        path = info.path.resolve().relative_to(self.root.resolve()).as_posix()
+        with self.db.session() as session:
+            SegmentRepo(session).add(camera=info.camera, path=path, start=info.start,
+                                     end=info.end, size=info.size, sha256=info.sha256)
+
+    # -- retention --------------------------------------------------------------------------
+
+    def _retention_loop(self) -> None:
+        interval = self.config.server.retention_interval
+        while not self._stop.wait(interval):
+            try:
+                self.run_retention(time.time())
+            except Exception:
+                log.exception("retention run failed; retrying in %.0f s", interval)
+
+    def run_retention(self, now: float) -> list[str]:
+        """Delete what the retention policy says, never a locked segment; returns the paths.
+
+        Rows are deleted first (``SegmentRepo.delete`` re-checks the lock in the same
+        transaction), files after the commit: a crash in between leaves an orphan file, never
+        a row that points at nothing.
+        """
+        from vigil.store.repo import SegmentRepo
+
+        assert self.db is not None
+        with self.db.session() as session:
+            rows = SegmentRepo(session).list()
+            metas = [SegmentMeta(r.id, r.camera, r.start, r.end, r.size, r.evidence_lock)
+                     for r in rows]  # fmt: skip
+        recordings = self.root / "recordings"
+        free = _free_bytes(recordings)
+        plan = plan_retention(metas, now, retention_policy(self.config), free_bytes=free)
+        self.retention_warnings = plan.warnings
+        for warning in plan.warnings:
+            log.warning("retention: %s", warning)
+        if not plan.delete:
+            return []
+        doomed = set(plan.delete)
+        with self.db.session() as session:
+            rows = SegmentRepo(session).delete([r.id for r in rows if r.id in doomed])
+            deleted = [r.path for r in rows]
+        for rel in deleted:
+            try:
+                (self.root / rel).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("retention: cannot delete %s: %s", rel, exc)
+        return deleted
+
+    def _queue_depth(self) -> int:
+        return self.batcher.stats.queue_depth if self.batcher is not None else 0
+
+    # -- RuntimeView ------------------------------------------------------------------------
+
+    def cameras(self) -> list[CameraStatus]:
+        return [self.workers[name].status() for name in sorted(self.workers)]
+
+    def latest_frame(self, camera: str) -> ImageArray | None:
+        worker = self.workers.get(camera)
+        return None if worker is None else worker.latest_frame()
+
+    def rules(self, camera: str) -> tuple[Zones, Lines]:
+        return self.workers[camera].rules()
+
+    def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None:
+        """Apply new zones and lines to the running camera from its next frame."""
+        self.workers[camera].update_rules(zones, lines)
+        if self.mqtt is not None:
+            try:
+                self._announce_lines()
+            except VigilError:
+                log.exception("MQTT discovery was not updated")
+
+    def _announce_lines(self) -> None:
+        """Home Assistant discovery of every camera: occupancy per label, counts per line."""
+        from vigil.alerts.mqtt import CameraDiscovery
+
+        self.mqtt.announce({
+            name: CameraDiscovery(labels=w.camera.detect.labels, lines=list(w.rules()[1]))
+            for name, w in self.workers.items()
+        })  # fmt: skip
+
+    def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        return self.hub.subscribe()
+
+
+def _free_bytes(path: Path) -> int | None:
+    import shutil
+
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None

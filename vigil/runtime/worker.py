@@ -1,0 +1,328 @@
+"""``CameraWorker``: one camera's analysis loop in its own thread, with status for the API.
+
+::
+
+    source (detect role) ─► CameraPipeline (shared detector) ─► events ─► sink
+                                   │                                 └─► recorder activity
+                                   └─► rule hits ─► counts
+
+:meth:`CameraWorker.run` is one *session*: open the source, process its frames until the
+source ends or :meth:`stop` is called, then close the events still open (so a crash, an
+ended file or a shutdown never leaves an open event behind). It raises what went wrong
+(``SourceError`` when the camera cannot be opened, anything else is a crash); the
+``Supervisor`` decides to retry with backoff. Network sources reconnect by themselves once
+they have worked (``AvSource``), reporting through ``on_status``, which feeds the status here.
+
+Thread-safety: ``status``, ``latest_frame``, ``rules``, ``update_rules`` and ``stop`` may be
+called from any thread. Rule changes and frame processing exclude each other through one
+lock, so a change applies between two frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from vigil.api.runtime import CameraStatus
+from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
+from vigil.detect.base import Detector
+from vigil.events.sinks import EventSink
+from vigil.ingest import Source, SourceState, SourceStatus, StatusCallback, open_source
+from vigil.ingest.base import is_network_url
+from vigil.record import Recorder
+from vigil.runtime.pipeline import CameraPipeline, FrameResult
+from vigil.types import Detections, Event, EventState, Frame, ImageArray, RuleEvent
+
+log = logging.getLogger(__name__)
+
+#: ``(url, camera, on_status) -> Source``: how a worker opens its analysis stream.
+SourceFactory = Callable[[str, str, StatusCallback], Source]
+
+_STATES = {
+    SourceState.CONNECTING: "connecting",
+    SourceState.STREAMING: "running",
+    SourceState.STALLED: "stalled",
+    SourceState.RECONNECTING: "reconnecting",
+    SourceState.FAILED: "offline",
+    SourceState.ENDED: "ended",
+}
+
+
+def default_source(
+    url: str, camera: str, on_status: StatusCallback, *, stall_timeout: float = 10.0
+) -> Source:
+    """A camera's analysis source: network streams reconnect for ever and report status;
+    ``synthetic://`` scenes are paced in real time with wall-clock times, like a camera."""
+    if url.lower().startswith("synthetic:"):
+        return open_source(url, camera, live=True)
+    if is_network_url(url):
+        return open_source(url, camera, on_status=on_status, stall_timeout=stall_timeout)
+    return open_source(url, camera, on_status=on_status)
+
+
+class _Rate:
+    """Events per second over the last ``window`` seconds (0 when none came lately)."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque(maxlen=512)
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+
+    def value(self, now: float) -> float:
+        times = [t for t in self._times if now - t <= self.window]
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+
+
+class _TimedDetector:
+    """The shared detector as seen by one camera: times this camera's calls (EWMA, ms)."""
+
+    def __init__(self, inner: Detector) -> None:
+        self.inner = inner
+        self.ms = 0.0
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        return self.inner.class_names
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.inner.input_size
+
+    def detect_batch(self, images: Sequence[ImageArray]) -> list[Detections]:
+        started = time.perf_counter()
+        results = self.inner.detect_batch(images)
+        ms = 1000.0 * (time.perf_counter() - started)
+        self.ms = ms if self.ms == 0.0 else 0.9 * self.ms + 0.1 * ms
+        return results
+
+
+class CameraWorker:
+    """The analysis of one camera (see the module docstring).
+
+    Args:
+        camera: the resolved camera; its first source with the ``detect`` role is analysed.
+        detector: the shared (batching) detector, or None for the motion-blob detector.
+        sink: receives every lifecycle change of every event.
+        counts: called with each frame's rule hits (non-empty lists only).
+        on_counts: called with ``RuleEngine.counts()`` after a frame with rule hits.
+        on_online: called with True/False when the camera comes online or drops out.
+        recorder: told of activity in ``motion``/``events`` recording modes.
+        source_factory: opens the analysis source (tests inject failing ones).
+        preview_side: the long side of ``latest_frame`` images, in pixels.
+        max_lag: a live frame older than this (s) when it arrives is dropped unprocessed
+            and counted in ``skipped_frames``: a camera that cannot keep up falls back to
+            fewer frames, never to growing latency.
+    """
+
+    def __init__(
+        self,
+        camera: ResolvedCamera,
+        detector: Detector | None,
+        sink: EventSink,
+        *,
+        counts: Callable[[list[RuleEvent]], None] | None = None,
+        on_counts: Callable[[str, Mapping[str, Any]], None] | None = None,
+        on_online: Callable[[str, bool], None] | None = None,
+        recorder: Recorder | None = None,
+        source_factory: SourceFactory = default_source,
+        preview_side: int = 640,
+        max_lag: float = 2.0,
+    ) -> None:
+        urls = [s.url for s in camera.sources if "detect" in s.roles]
+        if not urls:
+            raise ValueError(f"camera {camera.name!r} has no source with the 'detect' role")
+        self.camera = camera
+        self.name = camera.name
+        self.url = urls[0]
+        self.detector = _TimedDetector(detector) if detector is not None else None
+        self.sink = sink
+        self._counts, self._on_counts, self._on_online = counts, on_counts, on_online
+        self.recorder = recorder
+        self._factory = source_factory
+        self.preview_side = preview_side
+        self.max_lag = max_lag
+        self._lock = threading.RLock()
+        self._zones: dict[str, ZoneConfig] = dict(camera.zones)
+        self._lines: dict[str, LineConfig] = dict(camera.lines)
+        self.pipeline: CameraPipeline | None = None
+        self._source: Source | None = None
+        self._stopping = False
+        self._open_events: set[str] = set()
+        self._last_frame: Frame | None = None
+        self._last_frame_wall: float | None = None
+        self._decode, self._detect = _Rate(), _Rate()
+        self.state = "starting"
+        self.online = False
+        self.last_error: str | None = None
+        self.restarts = 0
+        self.frames = 0
+        self.skipped_frames = 0
+        self.queue_depth: Callable[[], int] = lambda: 0
+
+    # -- the session ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """One session: open, process until the source ends or ``stop()``; see module doc."""
+        source = self._factory(self.url, self.name, self._on_status)
+        with self._lock:
+            self._source = source
+            if self._stopping:
+                source.close()
+        last_time: float | None = None
+        try:
+            info = source.open()
+            pipeline = self._new_pipeline((info.width, info.height), info.live, info.fps)
+            for frame in source.frames():
+                self._on_frame(pipeline, frame, info.live)
+                last_time = frame.time
+            if not self._stopping:
+                self.set_state("ended")
+        finally:
+            with self._lock:
+                self._source = None
+            source.close()
+            self._close_events(last_time)
+
+    def stop(self) -> None:
+        """Make ``run`` return (from any thread); the source stops at its next frame."""
+        with self._lock:
+            self._stopping = True
+            source = self._source
+        if source is not None:
+            source.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def _new_pipeline(
+        self, size: tuple[int, int], live: bool, fps: float
+    ) -> CameraPipeline:
+        # A new session starts a new pipeline (a crash may have left the old one in any
+        # state), with the rules in force now rather than those of the config file.
+        camera = self.camera.model_copy(update={"zones": self._zones, "lines": self._lines})
+        pipeline = CameraPipeline(camera, self.detector, size, live=live, source_fps=fps or None)
+        with self._lock:
+            self.pipeline = pipeline
+        return pipeline
+
+    def _on_frame(self, pipeline: CameraPipeline, frame: Frame, live: bool) -> None:
+        now = time.time()
+        self.frames += 1
+        self._decode.tick(now)
+        self._last_frame, self._last_frame_wall = frame, now
+        if not self.online:
+            self.set_state("running")
+        if live and now - frame.wall_time > self.max_lag:
+            self.skipped_frames += 1
+            return
+        with self._lock:
+            result = pipeline.process(frame)
+            counts = pipeline.rules.counts() if result.rule_events else None
+        if result.analysed:
+            self._detect.tick(now)
+        self._publish(result.events)
+        if result.rule_events:
+            if self._counts is not None:
+                self._counts(result.rule_events)
+            if self._on_counts is not None and counts is not None:
+                self._on_counts(self.name, counts)
+        self._mark_activity(result)
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            if event.state is EventState.END:
+                self._open_events.discard(event.id)
+            else:
+                self._open_events.add(event.id)
+            self.sink.publish(event)
+
+    def _mark_activity(self, result: FrameResult) -> None:
+        """Recording in motion mode follows moving objects (tracked boxes or rule hits);
+        in events mode it follows open events. Pre/post-roll are the recorder's."""
+        recorder = self.recorder
+        if recorder is None or not result.analysed:
+            return
+        if recorder.mode == "motion":
+            active = len(result.tracked) > 0 or bool(result.rule_events)
+        elif recorder.mode == "events":
+            active = bool(self._open_events)
+        else:
+            return
+        if active:
+            recorder.mark_activity(result.frame.wall_time)
+
+    def _close_events(self, last_time: float | None) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        when = last_time if last_time is not None else time.time()
+        with self._lock:
+            closed = pipeline.close(when)
+        self._publish(closed)
+
+    # -- status -----------------------------------------------------------------------------
+
+    def _on_status(self, status: SourceStatus) -> None:
+        self.set_state(_STATES.get(status.state, str(status.state)), status.last_error)
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        """Record a state change; tells ``on_online`` when online-ness flips."""
+        online = state == "running"
+        changed = online != self.online
+        self.state, self.online = state, online
+        if error is not None:
+            self.last_error = error
+        if changed and self._on_online is not None:
+            try:
+                self._on_online(self.name, online)
+            except Exception:  # an alert sink must not take the camera down
+                log.exception("%s: availability callback failed", self.name)
+
+    def status(self) -> CameraStatus:
+        """A snapshot of the camera's health for the API (cheap, no I/O)."""
+        now = time.time()
+        return CameraStatus(
+            name=self.name, online=self.online, state=self.state,
+            decode_fps=round(self._decode.value(now), 2),
+            detect_fps=round(self._detect.value(now), 2),
+            last_frame_time=self._last_frame_wall, skipped_frames=self.skipped_frames,
+            inference_ms=round(self.detector.ms, 2) if self.detector is not None else 0.0,
+            queue_depth=self.queue_depth(),
+        )  # fmt: skip
+
+    def latest_frame(self) -> ImageArray | None:
+        """The newest frame as BGR, long side at most ``preview_side``; a fresh array."""
+        frame = self._last_frame
+        if frame is None:
+            return None
+        scale = min(1.0, self.preview_side / max(frame.width, frame.height))
+        size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
+        if size == (frame.width, frame.height):
+            return frame.bgr().copy()
+        return frame.bgr(size)
+
+    # -- rules ------------------------------------------------------------------------------
+
+    def rules(self) -> tuple[dict[str, ZoneConfig], dict[str, LineConfig]]:
+        with self._lock:
+            return dict(self._zones), dict(self._lines)
+
+    def update_rules(
+        self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]
+    ) -> None:
+        """Replace zones and lines between two frames; a ``ConfigError`` changes nothing."""
+        with self._lock:
+            if self.pipeline is not None:
+                self.pipeline.rules.update_rules(zones, lines)
+                # With rules, events start on rule hits; without, on every confirmed object.
+                self.pipeline.events.rules_configured = self.pipeline.rules.configured
+            self._zones, self._lines = dict(zones), dict(lines)
