@@ -29,6 +29,7 @@ from vigil.store.models import (
     UserRow,
 )
 from vigil.store.repo import (
+    AuditRepo,
     CameraRepo,
     CountKey,
     CountPoint,
@@ -48,6 +49,7 @@ from vigil.store.repo import (
 __all__ = [
     "AuditHead",
     "AuditLog",
+    "AuditRepo",
     "AuditReport",
     "AuditRow",
     "CameraRepo",

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from vigil.errors import StorageError
 from vigil.store.models import (
+    AuditRow,
     CameraRow,
     CountRow,
     EventRow,
@@ -285,6 +286,9 @@ class SegmentRepo:
         except IntegrityError as exc:
             raise StorageError(f"segment {path!r} is already recorded") from exc
         return row
+
+    def get(self, segment_id: int) -> SegmentRow | None:
+        return self.session.get(SegmentRow, segment_id)
 
     def list(
         self, camera: str | None = None, since: float | None = None,
@@ -584,3 +588,41 @@ class TokenRepo:
         when = _now(now)
         query = delete(TokenRow).where(TokenRow.expires.is_not(None), TokenRow.expires <= when)
         return int(getattr(self.session.execute(query), "rowcount", 0))
+
+
+# -- audit (reads) ----------------------------------------------------------------------------
+
+
+class AuditRepo:
+    """Filtered reads of the audit chain for auditors; appends go through ``AuditLog``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def records(
+        self, *, actor: str | None = None, action: str | None = None,
+        since: float | None = None, until: float | None = None, after_seq: int = 0,
+        limit: int = 100,
+    ) -> builtins.list[AuditRow]:  # fmt: skip
+        """Records with ``seq > after_seq`` matching the filters, in chain order.
+
+        ``action`` ending in ``.`` or ``*`` matches a prefix (``segment.`` = every segment
+        action); ``since``/``until`` select ``time`` in ``[since, until)``. ``limit`` is
+        clamped to 1..``MAX_PAGE``; page on with the last ``seq`` seen.
+        """
+        query = select(AuditRow).where(AuditRow.seq > after_seq)
+        if actor is not None:
+            query = query.where(AuditRow.actor == actor)
+        if action is not None:
+            if action.endswith(("*", ".")):
+                prefix = action.rstrip("*")
+                escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(AuditRow.action.like(escaped + "%", escape="\\"))
+            else:
+                query = query.where(AuditRow.action == action)
+        if since is not None:
+            query = query.where(AuditRow.time >= since)
+        if until is not None:
+            query = query.where(AuditRow.time < until)
+        limit = max(1, min(int(limit), MAX_PAGE))
+        return builtins.list(self.session.scalars(query.order_by(AuditRow.seq).limit(limit)))

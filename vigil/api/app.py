@@ -1,0 +1,57 @@
+"""``create_app``: the FastAPI application, secure by default.
+
+Public routes: ``/api/health``, ``/api/setup`` (only while no user exists), ``/api/login``,
+and the API's own documentation (``/api/docs``, ``/api/openapi.json``), which holds no data.
+Every other route requires a session cookie (+ CSRF header on unsafe methods) or a bearer
+token; ``tests/api/test_routes_auth.py`` enumerates the routes to hold that line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from vigil import __version__
+from vigil.api import errors
+from vigil.api.auth import LoginLimiter
+from vigil.api.routes import admin, auth, events, live, media
+from vigil.api.runtime import RuntimeView
+from vigil.api.settings import ApiSettings
+from vigil.api.state import AppState, RedactorFactory
+from vigil.store import AuditLog, Database
+
+#: Routes that answer without authentication (everything else must refuse).
+PUBLIC_PATHS = frozenset({"/api/health", "/api/setup", "/api/login", "/api/docs",
+                          "/api/docs/oauth2-redirect", "/api/openapi.json"})  # fmt: skip
+
+
+def create_app(
+    settings: ApiSettings,
+    db: Database,
+    runtime: RuntimeView,
+    *,
+    data_dir: Path,
+    redactor_factory: RedactorFactory | None = None,
+) -> FastAPI:
+    """The API over a migrated ``db``, the running cameras and the media under ``data_dir``.
+
+    ``redactor_factory``: builds the Redactor for ``(width, height)`` images; by default one
+    from ``settings.redact`` with a CenterFace detector loaded on first use and shared.
+    """
+    app = FastAPI(
+        title="Vigil", version=__version__, docs_url="/api/docs", redoc_url=None,
+        openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        description="Private-by-design video analytics. Every read of media is audited.",
+    )  # fmt: skip
+    app.state.vigil = AppState(
+        settings=settings, db=db, runtime=runtime, data_dir=Path(data_dir),
+        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
+        audit_log=AuditLog(db), redactor_override=redactor_factory,
+    )  # fmt: skip
+    errors.install(app)
+    for router in (auth.public, auth.router, events.router, media.router, admin.router,
+                   live.router, live.sockets):  # fmt: skip
+        app.include_router(router)
+    return app

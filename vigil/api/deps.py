@@ -1,0 +1,100 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the state, the caller, role checks.
+
+``authenticate`` accepts ``Authorization: Bearer <api token>`` or the ``vigil_session``
+cookie; with the cookie, unsafe methods also need ``X-CSRF-Token`` (see ``vigil.api.auth``).
+Routers of protected routes declare ``dependencies=[Depends(authenticate)]`` so that a route
+added later cannot forget authentication; routes then ask for the role they need with
+``Reader``, ``Operator``, ``Auditor`` or ``Admin``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from vigil.api.auth import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    Capability,
+    Principal,
+    csrf_valid,
+)
+from vigil.api.errors import ForbiddenError
+from vigil.api.state import AppState
+from vigil.errors import AuthError
+from vigil.store import TokenKind, TokenRepo
+
+
+def get_state(conn: HTTPConnection) -> AppState:
+    state: AppState = conn.app.state.vigil
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def client_address(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None
+
+
+def bearer(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def principal_for(state: AppState, token: str, kind: TokenKind, client: str | None) -> Principal:
+    """The user behind a token of ``kind``; ``AuthError`` when it is not valid."""
+    with state.db.session() as session:
+        found = TokenRepo(session).lookup(token)
+        if found is None or found[0].kind != kind:
+            raise AuthError("not logged in or the session/token expired; log in again")
+        user = found[1]
+        cams = None if user.cameras is None else tuple(user.cameras)
+        return Principal(user.id, user.name, user.role, cams, kind.value, client)
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller, by bearer token or session cookie (+ CSRF check on unsafe methods)."""
+    state = get_state(request)
+    client = client_address(request)
+    token = bearer(request)
+    if token is not None:
+        return principal_for(state, token, TokenKind.API, client)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise AuthError("authentication required: log in (POST /api/login) or send a token")
+    who = principal_for(state, cookie, TokenKind.SESSION, client)
+    unsafe = request.method not in SAFE_METHODS
+    if unsafe and not csrf_valid(cookie, request.headers.get(CSRF_HEADER)):
+        raise ForbiddenError(f"missing or wrong {CSRF_HEADER} header; send the vigil_csrf cookie")
+    return who
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def require(cap: Capability) -> Callable[[Principal], Principal]:
+    def check(who: PrincipalDep) -> Principal:
+        if not who.can(cap):
+            raise ForbiddenError(f"role {who.role.value!r} may not do this (needs {cap.value!r})")
+        return who
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(require(Capability.READ))]
+Operator = Annotated[Principal, Depends(require(Capability.OPERATE))]
+Auditor = Annotated[Principal, Depends(require(Capability.AUDIT))]
+Admin = Annotated[Principal, Depends(require(Capability.ADMIN))]
+
+
+def check_camera(who: Principal, camera: str) -> str:
+    """``camera`` when the caller's scope includes it, else ``ForbiddenError``."""
+    if not who.sees(camera):
+        raise ForbiddenError(f"camera {camera!r} is outside your camera scope")
+    return camera

@@ -1,0 +1,91 @@
+"""One error schema for every API error: ``{"error": {"code": ..., "message": ...}}``.
+
+``VigilError`` subclasses map to statuses here, at the boundary (routes raise them freely):
+``AuthError`` 401 (``ForbiddenError``, its subclass, 403), ``PrivacyError`` 403, ``ConfigError``
+422, ``SourceError`` 404 (no such media), ``StorageError`` 503. ``ApiError`` carries any other
+status with a code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vigil.errors import AuthError, ConfigError, PrivacyError, SourceError, StorageError, VigilError
+
+
+class ForbiddenError(AuthError):
+    """Authenticated, but the role or camera scope does not allow this (403)."""
+
+
+class ApiError(VigilError):
+    """An error with an explicit HTTP status and machine-readable code."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = dict(headers or {})
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found (or not in your camera scope)")
+
+
+_STATUS: tuple[tuple[type[VigilError], int, str], ...] = (
+    (ForbiddenError, 403, "forbidden"),
+    (AuthError, 401, "unauthorized"),
+    (PrivacyError, 403, "privacy"),
+    (ConfigError, 422, "invalid"),
+    (SourceError, 404, "no_media"),
+    (StorageError, 503, "storage_unavailable"),
+)
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 416: "range_not_satisfiable",
+               429: "rate_limited"}  # fmt: skip
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _vigil(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, str(exc), exc.headers)
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return error_response(status, code, str(exc), headers)
+    return error_response(500, "internal", str(exc))
+
+
+def _http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+
+def _validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return error_response(422, "validation_error", "; ".join(parts) or "invalid request")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that give every error the one schema."""
+    app.add_exception_handler(VigilError, _vigil)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _validation)

@@ -1,0 +1,138 @@
+"""Events (list, get, evidence lock, snapshot) and count time series."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import Query, Request
+from fastapi.responses import Response
+
+from vigil.api.auth import Capability, Principal
+from vigil.api.deps import Operator, Reader, StateDep, check_camera
+from vigil.api.errors import ForbiddenError, not_found
+from vigil.api.media import outgoing_image, read_image, safe_media_path
+from vigil.api.routes import protected
+from vigil.api.schemas import CountPointOut, EventOut, EventPageOut, LockOut, LockRequest
+from vigil.api.state import AppState
+from vigil.privacy import UnredactedGrant, unredacted_access
+from vigil.store import CountRepo, EventCursor, EventFilter, EventRepo, EventRow, SegmentRepo
+
+router = protected(tags=["events"])
+
+JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "A JPEG, redacted by default."}
+}
+
+
+def _event(state: AppState, who: Principal, event_id: str) -> EventRow:
+    with state.db.session() as session:
+        row = EventRepo(session).get(event_id)
+    if row is None or not who.sees(row.camera):
+        raise not_found(f"event {event_id!r}")
+    return row
+
+
+def unredacted_grant(
+    state: AppState, who: Principal, what: str, reason: str | None
+) -> UnredactedGrant:
+    """Check that ``who`` may see unredacted pixels and record why; returns the grant.
+
+    Operators and admins only, with a reason; ``unredacted_access`` writes its local audit
+    line first (fail closed), the caller then writes the hash-chained record.
+    """
+    if not who.can(Capability.OPERATE):
+        raise ForbiddenError(f"role {who.role.value!r} sees redacted media only")
+    return unredacted_access(reason or "", who.name, state.unredacted_file, what)
+
+
+@router.get("/api/events")
+def list_events(
+    *, who: Reader, state: StateDep,
+    camera: str | None = None, label: str | None = None, zone: str | None = None,
+    line: str | None = None, start: float | None = None, end: float | None = None,
+    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventPageOut:  # fmt: skip
+    """Events newest first, overlapping ``[start, end)``; pass ``next_cursor`` back as
+    ``cursor`` for the next page (keyset pagination)."""
+    if camera is not None:
+        check_camera(who, camera)
+    where = EventFilter(camera=camera, cameras=who.cameras, label=label, zone=zone, line=line,
+                        since=start, until=end)  # fmt: skip
+    after = None if cursor is None else EventCursor.decode(cursor)
+    with state.db.session() as session:
+        page = EventRepo(session).list(where, limit=limit, after=after)
+    return EventPageOut(items=[EventOut.of(r) for r in page.items],
+                        next_cursor=page.next_cursor.encode() if page.next_cursor else None)
+
+
+@router.get("/api/events/{event_id}")
+def get_event(event_id: str, who: Reader, state: StateDep) -> EventOut:
+    return EventOut.of(_event(state, who, event_id))
+
+
+@router.post("/api/events/{event_id}/lock")
+def lock_event(
+    event_id: str, who: Operator, state: StateDep, body: LockRequest | None = None
+) -> LockOut:
+    """Evidence lock: retention never deletes the event or the segments of its span."""
+    body = body or LockRequest()
+    row = _event(state, who, event_id)
+    until = row.end if row.end is not None else time.time()
+    with state.db.session() as session:
+        EventRepo(session).set_evidence_lock(row.id, body.locked)
+        segments = SegmentRepo(session).set_lock(row.camera, row.start, until, body.locked)
+    state.audit(who, "event.lock" if body.locked else "event.unlock", row.id,
+                reason=body.reason, details={"segments": segments})  # fmt: skip
+    return LockOut(event=row.id, locked=body.locked, segments=segments)
+
+
+@router.get("/api/events/{event_id}/snapshot", responses=JPEG, response_class=Response)
+def event_snapshot(
+    event_id: str, who: Reader, state: StateDep, unredacted: bool = False,
+    reason: str | None = None,
+) -> Response:  # fmt: skip
+    """The event's best frame as JPEG, redacted; ``unredacted=true&reason=...`` for
+    operators and admins (audited with the reason)."""
+    row = _event(state, who, event_id)
+    if row.snapshot_path is None:
+        raise not_found(f"snapshot of event {event_id!r}")
+    path = safe_media_path(state.data_dir, row.snapshot_path)
+    grant = unredacted_grant(state, who, f"snapshot {row.id}", reason) if unredacted else None
+    why = None if grant is None else grant.reason
+    image = read_image(path)
+    state.audit(who, "snapshot.read", row.id, reason=why,
+                details={"redacted": not unredacted, "path": row.snapshot_path})  # fmt: skip
+    return Response(outgoing_image(state, image, unredacted=unredacted), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+@router.get("/api/counts", response_model=list[CountPointOut],
+            responses={200: {"content": {"text/csv": {}}}})
+def counts(
+    *, request: Request, who: Reader, state: StateDep, camera: str,
+    rule: str | None = None, label: str | None = None, metric: str | None = None,
+    start: float | None = None, end: float | None = None,
+    period: Literal["minute", "hour", "day"] = "hour",
+    format: Literal["json", "csv"] | None = None,
+) -> list[CountPointOut] | Response:  # fmt: skip
+    """Counts per ``period`` (UTC), class and metric; CSV with ``Accept: text/csv`` or
+    ``?format=csv``."""
+    check_camera(who, camera)
+    with state.db.session() as session:
+        points = CountRepo(session).series(camera, rule=rule, label=label, metric=metric,
+                                           since=start, until=end, period=period)  # fmt: skip
+    out = [CountPointOut(time=p.time, label=p.label, metric=p.metric, count=p.count)
+           for p in points]  # fmt: skip
+    wants_csv = format == "csv" or (
+        format is None and "text/csv" in request.headers.get("accept", "")
+    )
+    if not wants_csv:
+        return out
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["time", "label", "metric", "count"])
+    writer.writerows([p.time, p.label, p.metric, p.count] for p in out)
+    return Response(text.getvalue(), media_type="text/csv")

@@ -1,0 +1,102 @@
+"""Prometheus ``/metrics`` and the live event WebSocket."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from vigil.api.auth import Capability, Principal
+from vigil.api.deps import PrincipalDep, StateDep, client_address, get_state, principal_for
+from vigil.api.routes import protected
+from vigil.api.state import AppState
+from vigil.errors import AuthError, StorageError
+from vigil.store import SegmentRepo, TokenKind
+
+router = protected(tags=["live"])
+sockets = APIRouter(tags=["live"])
+
+#: WebSocket close code for a refused connection (RFC 6455 "policy violation").
+WS_POLICY = 1008
+
+_CAMERA_GAUGES = (
+    ("online", "vigil_camera_online", "1 when the camera delivers frames"),
+    ("decode_fps", "vigil_camera_decode_fps", "frames decoded per second"),
+    ("detect_fps", "vigil_camera_detect_fps", "frames run through the detector per second"),
+    ("skipped_frames", "vigil_camera_skipped_frames", "frames skipped (motion gate, overload)"),
+    ("inference_ms", "vigil_camera_inference_ms", "mean detector time per frame, ms"),
+    ("queue_depth", "vigil_camera_queue_depth", "frames waiting for the detector"),
+    ("last_frame_time", "vigil_camera_last_frame_timestamp_seconds", "UNIX time of last frame"),
+)
+
+
+def render_metrics(state: AppState, who: Principal) -> bytes:
+    """Prometheus text for the cameras ``who`` sees, plus recorded bytes per camera.
+
+    A fresh registry per scrape: the values are read from the runtime and the database at
+    scrape time, so nothing has to be kept in sync between scrapes.
+    """
+    registry = CollectorRegistry()
+    gauges = {attr: Gauge(name, doc, ["camera"], registry=registry)
+              for attr, name, doc in _CAMERA_GAUGES}  # fmt: skip
+    for status in state.runtime.cameras():
+        if not who.sees(status.name):
+            continue
+        for attr, gauge in gauges.items():
+            value = getattr(status, attr)
+            if value is not None:
+                gauge.labels(status.name).set(float(value))
+    storage = Gauge("vigil_storage_used_bytes", "bytes of recorded segments", ["camera"],
+                    registry=registry)  # fmt: skip
+    with state.db.session() as session:
+        for camera, size in SegmentRepo(session).size_by_camera().items():
+            if who.sees(camera):
+                storage.labels(camera).set(size)
+    return generate_latest(registry)
+
+
+@router.get("/metrics", responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+            response_class=Response)  # fmt: skip
+def metrics(who: PrincipalDep, state: StateDep) -> Response:
+    return Response(render_metrics(state, who), media_type=CONTENT_TYPE_LATEST)
+
+
+def _same_origin(ws: WebSocket) -> bool:
+    """Browsers send ``Origin``: refuse cross-site pages riding on the session cookie."""
+    origin = ws.headers.get("origin")
+    return origin is None or urlsplit(origin).netloc == ws.headers.get("host")
+
+
+def ws_principal(ws: WebSocket, state: AppState) -> Principal:
+    """The caller of a WebSocket: ``?token=`` (API token) or the session cookie."""
+    client = client_address(ws)
+    token = ws.query_params.get("token")
+    if token:
+        return principal_for(state, token, TokenKind.API, client)
+    cookie = ws.cookies.get("vigil_session")
+    if not cookie or not _same_origin(ws):
+        raise AuthError("log in first, or pass ?token=<api token>")
+    return principal_for(state, cookie, TokenKind.SESSION, client)
+
+
+@sockets.websocket("/api/ws/events")
+async def events_socket(ws: WebSocket) -> None:
+    """Live events (``event_to_dict`` JSON) of the cameras in the caller's scope."""
+    state = get_state(ws)
+    try:
+        who = ws_principal(ws, state)
+    except (AuthError, StorageError):
+        await ws.close(code=WS_POLICY)
+        return
+    if not who.can(Capability.READ):
+        await ws.close(code=WS_POLICY)
+        return
+    await ws.accept()
+    try:
+        async for event in state.runtime.subscribe():
+            if who.sees(str(event.get("camera"))):
+                await ws.send_json(event)
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,169 @@
+"""Recordings (list, play with HTTP Range), exports (create, download), camera snapshots.
+
+Recorded segments are the camera's unredacted stream copy, so playing one needs the operator
+capability; viewers get redacted playback by creating an export (``POST /api/exports``,
+redacted by default), which they may do. Every read of media writes an audit record first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Query, Request
+from fastapi.responses import FileResponse, Response
+
+from vigil.api.auth import Capability, Principal
+from vigil.api.deps import Operator, Reader, StateDep, check_camera
+from vigil.api.errors import ApiError, ForbiddenError, not_found
+from vigil.api.media import check_range, outgoing_image, safe_media_path
+from vigil.api.routes import protected
+from vigil.api.routes.events import JPEG, unredacted_grant
+from vigil.api.schemas import CameraOut, ExportOut, ExportRequest, SegmentOut
+from vigil.api.state import AppState
+from vigil.errors import ConfigError, SourceError
+from vigil.record.export import export_range, manifest_path
+from vigil.record.layout import check_camera_id
+from vigil.record.signing import load_or_create_key
+from vigil.store import SegmentRepo
+
+router = protected(tags=["media"])
+
+_EXPORT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.mp4$")
+MP4: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"video/mp4": {}}},
+    206: {"description": "Partial content"},
+    416: {"description": "Range not satisfiable"},
+}
+
+
+def _media_file(request: Request, path: Path) -> FileResponse:
+    check_range(request.headers.get("range"), path.stat().st_size)
+    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/api/recordings")
+def list_recordings(
+    *, who: Reader, state: StateDep, camera: str | None = None, start: float | None = None,
+    end: float | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> list[SegmentOut]:  # fmt: skip
+    """Segments overlapping ``[start, end)``, oldest first, of the cameras the caller sees."""
+    if camera is not None:
+        check_camera(who, camera)
+    cams: list[str | None] = [camera] if camera is not None or who.cameras is None else list(
+        who.cameras)
+    rows = []
+    with state.db.session() as session:
+        repo = SegmentRepo(session)
+        for cam in cams:
+            rows.extend(repo.list(cam, start, end, limit=limit))
+    rows.sort(key=lambda r: (r.start, r.id))
+    return [SegmentOut.of(r) for r in rows[:limit]]
+
+
+@router.get("/api/recordings/{segment_id}/media", responses=MP4, response_class=FileResponse)
+def segment_media(segment_id: int, request: Request, who: Operator, state: StateDep) -> Response:
+    """The segment's MP4 (unredacted stream copy: operators and admins), with Range support."""
+    with state.db.session() as session:
+        row = SegmentRepo(session).get(segment_id)
+    if row is None or not who.sees(row.camera):
+        raise not_found(f"segment {segment_id}")
+    path = safe_media_path(state.data_dir, row.path)
+    state.audit(who, "segment.read", row.path,
+                details={"segment": row.id, "range": request.headers.get("range")})  # fmt: skip
+    return _media_file(request, path)
+
+
+def _export_path(state: AppState, name: str) -> Path:
+    if not _EXPORT_NAME.match(name) or ".." in name:
+        raise not_found(f"export {name!r}")
+    return safe_media_path(state.exports_dir, name)
+
+
+@router.post("/api/exports", status_code=201)
+def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOut:
+    """An MP4 of ``[start, end)`` of one camera with a signed manifest; redacted unless
+    ``unredacted`` (operators/admins, with a reason, audited)."""
+    camera = check_camera_id(check_camera(who, body.camera))
+    if not body.end > body.start or body.end - body.start > state.settings.max_export_s:
+        raise ConfigError(f"an export needs 0 < end - start <= {state.settings.max_export_s} s")
+    what = f"export {camera} {body.start}..{body.end}"
+    grant = unredacted_grant(state, who, what, body.reason) if body.unredacted else None
+    with state.db.session() as session:
+        rows = SegmentRepo(session).list(camera, body.start, body.end)
+    if not rows:
+        raise SourceError(f"no recordings of {camera!r} in that time range")
+    paths = [safe_media_path(state.data_dir, r.path) for r in rows]
+    name = f"{camera}-{int(body.start)}-{int(body.end)}-{secrets.token_hex(4)}.mp4"
+    state.audit(who, "export.create", name, reason=None if grant is None else grant.reason,
+                details={"camera": camera, "start": body.start, "end": body.end,
+                         "redacted": not body.unredacted})  # fmt: skip
+    result = export_range(
+        paths, body.start, body.end, state.exports_dir / name,
+        key=load_or_create_key(state.signing_key_path),
+        redactor_factory=None if body.unredacted else state.redactor, grant=grant,
+        camera=camera, starts=[r.start for r in rows], redaction_mode=state.settings.redact.mode,
+    )  # fmt: skip
+    return ExportOut(name=name, url=f"/api/exports/{name}",
+                     manifest_url=f"/api/exports/{name}/manifest", start=result.start,
+                     end=result.end, redaction=result.redaction, frames=result.packets)
+
+
+def _export_manifest(state: AppState, who: Principal, name: str) -> tuple[Path, dict[str, object]]:
+    path = _export_path(state, name)
+    try:
+        manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise not_found(f"manifest of export {name!r}") from exc
+    if not who.sees(str(manifest.get("camera"))):
+        raise not_found(f"export {name!r}")
+    if manifest.get("redaction") == "none" and not who.can(Capability.OPERATE):
+        raise ForbiddenError("this export is unredacted; viewers get redacted media only")
+    return path, manifest
+
+
+@router.get("/api/exports/{name}", responses=MP4, response_class=FileResponse)
+def get_export(name: str, request: Request, who: Reader, state: StateDep) -> Response:
+    """Download an export (Range supported)."""
+    path, manifest = _export_manifest(state, who, name)
+    state.audit(who, "export.read", name, details={"redaction": manifest.get("redaction"),
+                                                   "range": request.headers.get("range")})
+    return _media_file(request, path)
+
+
+@router.get("/api/exports/{name}/manifest")
+def get_export_manifest(name: str, who: Reader, state: StateDep) -> dict[str, object]:
+    """The export's signed manifest (check it offline with ``vigil verify``)."""
+    return _export_manifest(state, who, name)[1]
+
+
+@router.get("/api/cameras")
+def list_cameras(who: Reader, state: StateDep) -> list[CameraOut]:
+    """Status of the cameras in the caller's scope, as the runtime reports it."""
+    return [CameraOut(name=s.name, online=s.online, state=s.state, decode_fps=s.decode_fps,
+                      detect_fps=s.detect_fps, last_frame_time=s.last_frame_time,
+                      skipped_frames=s.skipped_frames, inference_ms=s.inference_ms,
+                      queue_depth=s.queue_depth)
+            for s in state.runtime.cameras() if who.sees(s.name)]  # fmt: skip
+
+
+@router.get("/api/cameras/{name}/snapshot", responses=JPEG, response_class=Response)
+def camera_snapshot(
+    name: str, who: Reader, state: StateDep, unredacted: bool = False,
+    reason: str | None = None,
+) -> Response:  # fmt: skip
+    """The camera's latest frame as JPEG, redacted (live view); audited."""
+    known = {s.name for s in state.runtime.cameras()}
+    if name not in known or not who.sees(name):
+        raise not_found(f"camera {name!r}")
+    grant = unredacted_grant(state, who, f"live {name}", reason) if unredacted else None
+    why = None if grant is None else grant.reason
+    frame = state.runtime.latest_frame(name)
+    if frame is None:
+        raise ApiError(404, "no_frame", f"camera {name!r} has no frame yet; is it online?")
+    state.audit(who, "camera.snapshot", name, reason=why, details={"redacted": not unredacted})
+    return Response(outgoing_image(state, frame, unredacted=unredacted), media_type="image/jpeg",
+                    headers={"Cache-Control": "no-store"})  # fmt: skip

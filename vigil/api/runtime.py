@@ -1,0 +1,147 @@
+"""The API's view of the running cameras: the ``RuntimeView`` protocol and ``StaticRuntime``.
+
+The camera supervisor (``vigil/runtime/serve.py``, built separately) implements
+``RuntimeView``; the API only reads it and never reaches into the supervisor. Its contract:
+
+* ``cameras()``: one ``CameraStatus`` per configured camera, cheap (no I/O, no locks held
+  long), callable from any thread; the API calls it for ``/api/cameras`` and ``/metrics``.
+* ``latest_frame(camera)``: the newest decoded frame of the camera's analysis stream as BGR
+  ``uint8 (h, w, 3)``, or None when there is none yet or the camera is unknown. The API
+  **redacts** it before any pixel leaves; the runtime must not hand out a buffer it will write
+  to later (return a copy or an immutable frame).
+* ``rules(camera)``: ``(zones, lines)`` currently in force, as the config models of
+  ``vigil.config.models`` keyed by rule name; ``KeyError`` for an unknown camera.
+* ``update_rules(camera, zones, lines)``: replace the camera's zones and lines at run time
+  (already validated by the API with the pydantic models); ``KeyError`` for an unknown camera,
+  ``ConfigError`` when the runtime cannot apply them. Takes effect from the next frame.
+* ``subscribe()``: an async iterator of live events as ``vigil.events.sinks.event_to_dict``
+  dicts, one iterator per WebSocket client, each seeing every event published after it
+  subscribed; it ends when the runtime stops. A slow client may miss events (bounded queue)
+  but must never block the pipeline.
+
+``StaticRuntime`` is an in-memory implementation for serving recordings without cameras and
+for tests: set statuses, frames and rules, and ``publish`` events to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vigil.config.models import LineConfig, ZoneConfig
+from vigil.types import ImageArray
+
+Zones = dict[str, ZoneConfig]
+Lines = dict[str, LineConfig]
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """What ``/api/cameras`` and ``/metrics`` show about one camera.
+
+    ``state``: the worker's state in words (``running``, ``connecting``, ``backoff``,
+    ``stopped``...). Rates in frames per second; ``last_frame_time`` in UNIX seconds (None
+    before the first frame); ``inference_ms`` the mean detector time per frame lately.
+    """
+
+    name: str
+    online: bool
+    state: str
+    decode_fps: float = 0.0
+    detect_fps: float = 0.0
+    last_frame_time: float | None = None
+    skipped_frames: int = 0
+    inference_ms: float = 0.0
+    queue_depth: int = 0
+
+
+class RuntimeView(Protocol):
+    """What the API needs from the camera runtime (see the module docstring)."""
+
+    def cameras(self) -> list[CameraStatus]: ...
+
+    def latest_frame(self, camera: str) -> ImageArray | None: ...
+
+    def rules(self, camera: str) -> tuple[Zones, Lines]: ...
+
+    def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None: ...
+
+    def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
+
+
+class StaticRuntime:
+    """An in-memory ``RuntimeView``: cameras with fixed statuses, frames and rules.
+
+    ``publish(event_dict)`` delivers to every current subscriber (from the event loop's
+    thread, or any thread via ``publish_threadsafe``). ``close()`` ends all subscriptions.
+    """
+
+    def __init__(
+        self,
+        statuses: Mapping[str, CameraStatus] | None = None,
+        *,
+        frames: Mapping[str, ImageArray] | None = None,
+        rules: Mapping[str, tuple[Zones, Lines]] | None = None,
+        queue_size: int = 100,
+    ) -> None:
+        self._statuses = dict(statuses or {})
+        self._frames = dict(frames or {})
+        self._rules = {k: (dict(z), dict(ln)) for k, (z, ln) in (rules or {}).items()}
+        self._queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]]
+        self._queues = []
+        self._queue_size = queue_size
+
+    def cameras(self) -> list[CameraStatus]:
+        return [self._statuses[k] for k in sorted(self._statuses)]
+
+    def set_status(self, status: CameraStatus) -> None:
+        self._statuses[status.name] = status
+
+    def latest_frame(self, camera: str) -> ImageArray | None:
+        frame = self._frames.get(camera)
+        return None if frame is None else frame.copy()
+
+    def set_frame(self, camera: str, frame: ImageArray) -> None:
+        self._frames[camera] = frame
+
+    def rules(self, camera: str) -> tuple[Zones, Lines]:
+        if camera not in self._statuses:
+            raise KeyError(camera)
+        zones, lines = self._rules.get(camera, ({}, {}))
+        return dict(zones), dict(lines)
+
+    def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None:
+        if camera not in self._statuses:
+            raise KeyError(camera)
+        self._rules[camera] = (dict(zones), dict(lines))
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(self._queue_size)
+        entry = (asyncio.get_running_loop(), queue)
+        self._queues.append(entry)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            self._queues.remove(entry)
+
+    def publish(self, event: dict[str, Any] | None) -> None:
+        """Deliver to every subscriber, from any thread; a full queue drops the event."""
+        for loop, queue in list(self._queues):
+            loop.call_soon_threadsafe(_offer, queue, event)
+
+    def close(self) -> None:
+        self.publish(None)
+
+
+def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | None) -> None:
+    # A slow client misses events rather than blocking the pipeline.
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(item)

@@ -1,0 +1,213 @@
+"""Request and response bodies. Times are UNIX seconds (UTC) unless a field says otherwise."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vigil.config.models import LineConfig, ZoneConfig
+from vigil.store import AuditRow, EventRow, Role, SegmentRow, UserRow
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error response."""
+
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    setup_required: bool
+
+
+class Credentials(_Body):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Me(BaseModel):
+    name: str
+    role: Role
+    cameras: list[str] | None
+    csrf_token: str | None = Field(None, description="Send as X-CSRF-Token on unsafe methods.")
+
+
+class TokenRequest(_Body):
+    name: str = Field(min_length=1, max_length=64)
+    ttl_s: float | None = Field(None, gt=0, description="Lifetime; none = until revoked.")
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="Shown once; only its hash is stored.")
+    name: str | None
+    expires: float | None
+
+
+class EventOut(BaseModel):
+    id: str
+    camera: str
+    label: str
+    class_id: int
+    track_id: int
+    start: float
+    end: float | None
+    state: str
+    live: bool
+    zones: list[str]
+    lines: list[str]
+    counts: dict[str, Any]
+    top_score: float
+    has_snapshot: bool
+    evidence_lock: bool
+
+    @classmethod
+    def of(cls, row: EventRow) -> EventOut:
+        return cls(id=row.id, camera=row.camera, label=row.label, class_id=row.class_id,
+                   track_id=row.track_id, start=row.start, end=row.end, state=row.state,
+                   live=row.live, zones=list(row.zones), lines=list(row.lines),
+                   counts=dict(row.counts), top_score=row.top_score,
+                   has_snapshot=row.snapshot_path is not None,
+                   evidence_lock=row.evidence_lock)  # fmt: skip
+
+
+class EventPageOut(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page.")
+
+
+class LockRequest(_Body):
+    locked: bool = True
+    reason: str | None = Field(None, max_length=500)
+
+
+class LockOut(BaseModel):
+    event: str
+    locked: bool
+    segments: int = Field(description="Recorded segments of the event's span (un)locked.")
+
+
+class CountPointOut(BaseModel):
+    time: int
+    label: str
+    metric: str
+    count: int
+
+
+class SegmentOut(BaseModel):
+    id: int
+    camera: str
+    start: float
+    end: float
+    size: int
+    sha256: str
+    evidence_lock: bool
+    has_motion: bool
+    has_events: bool
+
+    @classmethod
+    def of(cls, row: SegmentRow) -> SegmentOut:
+        return cls(id=row.id, camera=row.camera, start=row.start, end=row.end, size=row.size,
+                   sha256=row.sha256, evidence_lock=row.evidence_lock,
+                   has_motion=row.has_motion, has_events=row.has_events)  # fmt: skip
+
+
+class ExportRequest(_Body):
+    camera: str = Field(min_length=1, max_length=64)
+    start: float
+    end: float
+    unredacted: bool = False
+    reason: str | None = Field(None, max_length=500)
+
+
+class ExportOut(BaseModel):
+    name: str
+    url: str
+    manifest_url: str
+    start: float
+    end: float
+    redaction: str
+    frames: int
+
+
+class CameraOut(BaseModel):
+    name: str
+    online: bool
+    state: str
+    decode_fps: float
+    detect_fps: float
+    last_frame_time: float | None
+    skipped_frames: int
+    inference_ms: float
+    queue_depth: int
+
+
+class RulesBody(_Body):
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict)
+    lines: dict[str, LineConfig] = Field(default_factory=dict)
+
+
+class AuditOut(BaseModel):
+    seq: int
+    time: float
+    actor: str
+    action: str
+    target: str
+    source: str | None
+    reason: str | None
+    details: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, row: AuditRow) -> AuditOut:
+        return cls(seq=row.seq, time=row.time, actor=row.actor, action=row.action,
+                   target=row.target, source=row.source, reason=row.reason,
+                   details=dict(row.details), hash=row.hash)  # fmt: skip
+
+
+class AuditVerifyOut(BaseModel):
+    ok: bool
+    records: int
+    first_bad_seq: int | None
+    problem: str | None
+    head_seq: int
+    head_hash: str
+
+
+class UserOut(BaseModel):
+    name: str
+    role: Role
+    disabled: bool
+    cameras: list[str] | None
+    created: float
+
+    @classmethod
+    def of(cls, row: UserRow) -> UserOut:
+        return cls(name=row.name, role=row.role, disabled=row.disabled,
+                   cameras=None if row.cameras is None else list(row.cameras),
+                   created=row.created)  # fmt: skip
+
+
+class UserCreate(_Body):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Role
+    password: str = Field(min_length=1, max_length=1024)
+    cameras: list[str] | None = None
+
+
+class UserPatch(_Body):
+    role: Role | None = None
+    disabled: bool | None = None
+    cameras: list[str] | None = None
+    clear_cameras: bool = Field(False, description="True gives access to every camera.")
+    password: str | None = Field(None, min_length=1, max_length=1024)

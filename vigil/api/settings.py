@@ -1,0 +1,30 @@
+"""``ApiSettings``: how the HTTP API behaves (cookies, sessions, login limits, redaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vigil.config.models import RedactConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Settings of one API instance; the defaults are the secure ones.
+
+    ``secure_cookies``: mark cookies ``Secure`` (HTTPS only); switch off only for plain-HTTP
+    localhost. ``session_ttl_s``: lifetime of a login. ``login_max_failures`` failed logins
+    per client address and user name within ``login_window_s`` seconds lock that pair out until
+    the window passes (429 with ``Retry-After``). ``redact``: how pixels are redacted on their
+    way out. ``signing_key``: Ed25519 key for export manifests (default
+    ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing).
+    """
+
+    secure_cookies: bool = True
+    session_ttl_s: float = 12 * 3600.0
+    login_max_failures: int = 5
+    login_window_s: float = 60.0
+    min_password_length: int = 8
+    redact: RedactConfig = field(default_factory=RedactConfig)
+    signing_key: Path | None = None
+    max_export_s: float = 3600.0

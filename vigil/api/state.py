@@ -1,0 +1,69 @@
+"""``AppState``: what every route shares (settings, database, runtime, media root, limiter).
+
+Built by ``create_app`` and kept on ``app.state.vigil``; nothing here is created at import.
+The face detector used for redaction is loaded once, on first use, and shared: the
+``Redactor`` built per output image is cheap, the ONNX session is not.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vigil.api.auth import LoginLimiter, Principal
+from vigil.api.runtime import RuntimeView
+from vigil.api.settings import ApiSettings
+from vigil.privacy import FaceDetector, Redactor
+from vigil.store import AuditLog, AuditRow, Database
+
+RedactorFactory = Callable[[tuple[int, int]], Redactor]
+
+
+@dataclass
+class AppState:
+    settings: ApiSettings
+    db: Database
+    runtime: RuntimeView
+    data_dir: Path
+    limiter: LoginLimiter
+    audit_log: AuditLog
+    redactor_override: RedactorFactory | None = None
+    _faces: FaceDetector | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.settings.signing_key or self.data_dir / "keys" / "export_ed25519.pem"
+
+    @property
+    def unredacted_file(self) -> Path:
+        """The local JSON-lines file that ``unredacted_access`` also writes (fail closed)."""
+        return self.data_dir / "audit" / "unredacted.jsonl"
+
+    def redactor(self, size: tuple[int, int]) -> Redactor:
+        """A fresh Redactor for ``(width, height)`` images, with the shared detectors."""
+        if self.redactor_override is not None:
+            return self.redactor_override(size)
+        from vigil.privacy.redactor import build_face_detector, build_redactor, mode_needs_faces
+
+        config = self.settings.redact
+        if mode_needs_faces(config.mode):
+            with self._lock:
+                if self._faces is None:
+                    self._faces = build_face_detector(config)
+        return build_redactor(config, size, face_detector=self._faces)
+
+    def audit(
+        self, who: Principal, action: str, target: str, *, reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRow:  # fmt: skip
+        """Append an audit record for ``who`` (committed before the caller goes on)."""
+        return self.audit_log.append(who.name, action, target, source=who.client, reason=reason,
+                                     details=details)  # fmt: skip
