@@ -207,7 +207,7 @@ def plot(results: dict[str, list[Row]]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(7.5 * len(results), 4), squeeze=False)
     for ax, (name, rows) in zip(axes[0], results.items(), strict=True):
         ax.barh([r.name for r in rows], [r.fps for r in rows], color="#4477aa")
         ax.set_xlabel("frames/s (higher is better)")
