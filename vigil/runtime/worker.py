@@ -163,6 +163,7 @@ class CameraWorker:
         self.online = False
         self.last_error: str | None = None
         self.restarts = 0
+        self.sessions = 0
         self.frames = 0
         self.skipped_frames = 0
         self.queue_depth: Callable[[], int] = lambda: 0
@@ -171,6 +172,7 @@ class CameraWorker:
 
     def run(self) -> None:
         """One session: open, process until the source ends or ``stop()``; see module doc."""
+        self.sessions += 1
         source = self._factory(self.url, self.name, self._on_status)
         with self._lock:
             self._source = source
