@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from vigil.config.models import VigilConfig
 from vigil.errors import ConfigError, StorageError
 from vigil.store import Database, database_url_for, default_database_url
 from vigil.store.db import normalise_url
@@ -111,16 +112,10 @@ def test_orm_matches_the_migrated_schema(db: Database) -> None:
 
 
 def test_default_url_is_sqlite_in_the_data_dir(tmp_path: Path) -> None:
-    class Cfg:
-        data_dir = tmp_path
-
     assert default_database_url(tmp_path) == f"sqlite:///{tmp_path / 'vigil.db'}"
-    assert database_url_for(Cfg()) == default_database_url(tmp_path)
-
-    class WithUrl(Cfg):
-        database_url = "postgresql://u@h/db"
-
-    assert database_url_for(WithUrl()) == "postgresql://u@h/db"
+    assert database_url_for(VigilConfig(data_dir=tmp_path)) == default_database_url(tmp_path)
+    configured = VigilConfig(data_dir=tmp_path, database_url="postgresql://u@h/db")
+    assert database_url_for(configured) == "postgresql://u@h/db"
 
 
 def test_session_rolls_back_on_error(db: Database) -> None:

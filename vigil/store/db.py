@@ -32,6 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from vigil.config.models import VigilConfig
 from vigil.errors import ConfigError, StorageError
 
 #: How long a SQLite connection waits for another writer's lock before giving up.
@@ -51,14 +52,9 @@ def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / DEFAULT_SQLITE_NAME}"
 
 
-def database_url_for(config: Any) -> str:
-    """The database URL of a ``VigilConfig``: its ``database_url`` or the embedded default.
-
-    Reads ``database_url`` with ``getattr`` so the store works with configs that predate
-    the field.
-    """
-    url = getattr(config, "database_url", None)
-    return str(url) if url else default_database_url(Path(config.data_dir))
+def database_url_for(config: VigilConfig) -> str:
+    """The database URL of a ``VigilConfig``: its ``database_url`` or the embedded default."""
+    return config.database_url or default_database_url(config.data_dir)
 
 
 def normalise_url(url: str) -> URL:
