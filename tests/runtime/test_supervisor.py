@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
-from vigil.config.models import LineConfig, VigilConfig
+from vigil.config.models import LineConfig, SourceConfig, VigilConfig
 from vigil.ingest import Backoff, Source, SourceInfo, StatusCallback, open_source
 from vigil.ingest.synthetic import DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS
 from vigil.runtime.serve import Supervisor
@@ -229,11 +229,12 @@ class CrashingSource:
 def test_a_crashing_worker_is_restarted(tmp_path: Path) -> None:
     calls: list[int] = []
 
-    def factory(url: str, camera: str, on_status: StatusCallback) -> Source:
+    def factory(source: SourceConfig, camera: str, on_status: StatusCallback) -> Source:
         calls.append(1)
         if len(calls) == 1:
-            return CrashingSource(url, camera)
-        return default_source(url.replace("duration=10", "duration=1"), camera, on_status)
+            return CrashingSource(source.url, camera)
+        short = SourceConfig(url=source.url.replace("duration=10", "duration=1"))
+        return default_source(short, camera, on_status)
 
     config = make_config(tmp_path, {"a": {"sources": [{"url": SCENE}]}})
     supervisor = Supervisor(config, source_factory=factory, backoff=fast_backoff)

@@ -271,6 +271,10 @@ class SourceConfig(_Model):
     roles: list[SourceRole] = Field(
         default_factory=_both_roles, description="What this input is used for."
     )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="FFmpeg demuxer options for this input, e.g. `{rtsp_transport: tcp}`.",
+    )
 
 
 class CameraSettings(_Model):

@@ -36,7 +36,7 @@ from vigil.detect.base import Detector
 from vigil.errors import SourceError, VigilError
 from vigil.events.sinks import EventSink, event_to_dict
 from vigil.ingest import Backoff
-from vigil.ingest.base import is_network_url
+from vigil.ingest.base import is_network_url, mask_credentials
 from vigil.record import (
     CameraRetention,
     Recorder,
@@ -174,7 +174,7 @@ class Supervisor:
         self.mqtt: Any = None
         self.sink = FanoutSink(self._sinks(sinks))
         factory = source_factory or (
-            lambda url, cam, cb: default_source(url, cam, cb, stall_timeout=stall_timeout)
+            lambda src, cam, cb: default_source(src, cam, cb, stall_timeout=stall_timeout)
         )
         self.recorders: dict[str, Recorder] = {}
         self.workers: dict[str, CameraWorker] = {}
@@ -225,18 +225,20 @@ class Supervisor:
 
     def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
         record = camera.record
-        urls = [s.url for s in camera.sources if "record" in s.roles]
-        if record.mode == "off" or not urls:
+        inputs = [s for s in camera.sources if "record" in s.roles]
+        if record.mode == "off" or not inputs:
             return None
-        if not is_network_url(urls[0]):
+        source = inputs[0]
+        if not is_network_url(source.url):
             # A file or a synthetic scene is no camera stream: there is nothing to record.
-            log.warning("%s: %s is not a camera stream; not recording it", camera.name, urls[0])
+            log.warning("%s: %s is not a camera stream; not recording it", camera.name,
+                        mask_credentials(source.url))  # fmt: skip
             return None
         return Recorder(
-            urls[0], camera.name, self.root, mode=record.mode, pre_roll=record.pre_roll,
+            source.url, camera.name, self.root, mode=record.mode, pre_roll=record.pre_roll,
             post_roll=record.post_roll, segment_seconds=record.segment_seconds,
-            on_segment=self._segment_added, open_timeout=stall_timeout,
-            read_timeout=stall_timeout, backoff=self._backoff(),
+            options=dict(source.options), on_segment=self._segment_added,
+            open_timeout=stall_timeout, read_timeout=stall_timeout, backoff=self._backoff(),
         )  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------

@@ -28,8 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vigil.api.runtime import CameraStatus
-from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
+from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
+from vigil.errors import ConfigError
 from vigil.events.sinks import EventSink
 from vigil.ingest import Source, SourceState, SourceStatus, StatusCallback, open_source
 from vigil.ingest.base import is_network_url
@@ -39,8 +40,8 @@ from vigil.types import Detections, Event, EventState, Frame, ImageArray, RuleEv
 
 log = logging.getLogger(__name__)
 
-#: ``(url, camera, on_status) -> Source``: how a worker opens its analysis stream.
-SourceFactory = Callable[[str, str, StatusCallback], Source]
+#: ``(source, camera, on_status) -> Source``: how a worker opens its analysis stream.
+SourceFactory = Callable[[SourceConfig, str, StatusCallback], Source]
 
 _STATES = {
     SourceState.CONNECTING: "connecting",
@@ -53,15 +54,19 @@ _STATES = {
 
 
 def default_source(
-    url: str, camera: str, on_status: StatusCallback, *, stall_timeout: float = 10.0
-) -> Source:
+    source: SourceConfig, camera: str, on_status: StatusCallback, *,
+    stall_timeout: float = 10.0,
+) -> Source:  # fmt: skip
     """A camera's analysis source: network streams reconnect for ever and report status;
     ``synthetic://`` scenes are paced in real time with wall-clock times, like a camera."""
+    url = source.url
     if url.lower().startswith("synthetic:"):
         return open_source(url, camera, live=True)
+    options = dict(source.options)
     if is_network_url(url):
-        return open_source(url, camera, on_status=on_status, stall_timeout=stall_timeout)
-    return open_source(url, camera, on_status=on_status)
+        return open_source(url, camera, on_status=on_status, stall_timeout=stall_timeout,
+                           options=options)  # fmt: skip
+    return open_source(url, camera, on_status=on_status, options=options)
 
 
 class _Rate:
@@ -136,12 +141,15 @@ class CameraWorker:
         preview_side: int = 640,
         max_lag: float = 2.0,
     ) -> None:
-        urls = [s.url for s in camera.sources if "detect" in s.roles]
-        if not urls:
-            raise ValueError(f"camera {camera.name!r} has no source with the 'detect' role")
+        inputs = [s for s in camera.sources if "detect" in s.roles]
+        if not inputs:
+            raise ConfigError(
+                f"camera {camera.name!r} has no source with the 'detect' role; add "
+                "`roles: [detect]` to the input to analyse"
+            )
         self.camera = camera
         self.name = camera.name
-        self.url = urls[0]
+        self.input = inputs[0]
         self.detector = _TimedDetector(detector) if detector is not None else None
         self.sink = sink
         self._counts, self._on_counts, self._on_online = counts, on_counts, on_online
@@ -173,7 +181,7 @@ class CameraWorker:
     def run(self) -> None:
         """One session: open, process until the source ends or ``stop()``; see module doc."""
         self.sessions += 1
-        source = self._factory(self.url, self.name, self._on_status)
+        source = self._factory(self.input, self.name, self._on_status)
         with self._lock:
             self._source = source
             if self._stopping:
