@@ -69,9 +69,9 @@ def test_every_websocket_refuses_anonymous(api: Api) -> None:
     client = api.client()
     for route in sockets:
         for query in ("", "?token=forged"):
-            with pytest.raises(WebSocketDisconnect) as info:
-                with client.websocket_connect(concrete(route.path) + query) as ws:
-                    ws.receive_json()
+            url = concrete(route.path) + query
+            with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(url) as ws:
+                ws.receive_json()
             assert info.value.code == WS_POLICY
 
 
@@ -86,15 +86,19 @@ def test_public_routes_are_only_these(api: Api) -> None:
 def test_setup_creates_first_admin_once(api: Api) -> None:
     client = api.client()
     weak = client.post("/api/setup", json={"name": "root", "password": "short"})
-    assert weak.status_code == 422 and "at least" in weak.json()["error"]["message"]
+    assert weak.status_code == 422
+    assert "at least" in weak.json()["error"]["message"]
     made = client.post("/api/setup", json={"name": "root", "password": PASSWORD})
-    assert made.status_code == 201 and made.json()["role"] == "admin"
+    assert made.status_code == 201
+    assert made.json()["role"] == "admin"
     again = client.post("/api/setup", json={"name": "other", "password": PASSWORD})
-    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
     assert client.get("/api/health").json()["setup_required"] is False
     with api.db.session() as session:
         stored = UserRepo(session).get("root")
-        assert stored is not None and stored.password_hash.startswith("$argon2id$")
+        assert stored is not None
+        assert stored.password_hash.startswith("$argon2id$")
 
 
 def test_login_sets_hardened_cookies(api: Api) -> None:
@@ -105,7 +109,8 @@ def test_login_sets_hardened_cookies(api: Api) -> None:
     cookies = reply.headers.get_list("set-cookie")
     session = next(c for c in cookies if c.startswith("vigil_session="))
     csrf = next(c for c in cookies if c.startswith("vigil_csrf="))
-    assert "HttpOnly" in session and "samesite=strict" in session.lower()
+    assert "HttpOnly" in session
+    assert "samesite=strict" in session.lower()
     assert "HttpOnly" not in csrf  # the page's script reads it
     assert reply.json()["csrf_token"] == client.cookies["vigil_csrf"]
 
@@ -142,7 +147,8 @@ def test_login_rate_limit(api: Api) -> None:
         assert client.post("/api/login", json={"name": "ann", "password": "nope-nope"}
                            ).status_code == 401  # fmt: skip
     locked = client.post("/api/login", json={"name": "ann", "password": PASSWORD})
-    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) >= 1
+    assert locked.status_code == 429
+    assert int(locked.headers["Retry-After"]) >= 1
     assert locked.json()["error"]["code"] == "rate_limited"
 
 
@@ -159,7 +165,8 @@ def test_csrf_header_required_for_cookie_sessions(api: Api) -> None:
     good = client.headers.pop("X-CSRF-Token")
     assert client.get("/api/events").status_code == 200  # safe methods need none
     missing = client.post("/api/tokens", json={"name": "cam-box"})
-    assert missing.status_code == 403 and "X-CSRF-Token" in missing.json()["error"]["message"]
+    assert missing.status_code == 403
+    assert "X-CSRF-Token" in missing.json()["error"]["message"]
     forged = client.post("/api/tokens", json={"name": "x"}, headers={"X-CSRF-Token": "a" * 64})
     assert forged.status_code == 403
     assert client.post("/api/tokens", json={"name": "x"},

@@ -112,7 +112,7 @@ def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOu
                      end=result.end, redaction=result.redaction, frames=result.packets)
 
 
-def _export_manifest(state: AppState, who: Principal, name: str) -> tuple[Path, dict[str, object]]:
+def _export_manifest(state: AppState, who: Principal, name: str) -> tuple[Path, dict[str, Any]]:
     path = _export_path(state, name)
     try:
         manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
@@ -120,22 +120,29 @@ def _export_manifest(state: AppState, who: Principal, name: str) -> tuple[Path, 
         raise not_found(f"manifest of export {name!r}") from exc
     if not who.sees(str(manifest.get("camera"))):
         raise not_found(f"export {name!r}")
-    if manifest.get("redaction") == "none" and not who.can(Capability.OPERATE):
+    if redaction_of(manifest) == "none" and not who.can(Capability.OPERATE):
         raise ForbiddenError("this export is unredacted; viewers get redacted media only")
     return path, manifest
+
+
+def redaction_of(manifest: dict[str, Any]) -> str:
+    """The manifest's redaction mode; ``none`` (the strictest case) when it cannot be read."""
+    redaction = manifest.get("redaction")
+    mode = redaction.get("mode") if isinstance(redaction, dict) else None
+    return mode if isinstance(mode, str) and mode else "none"
 
 
 @router.get("/api/exports/{name}", responses=MP4, response_class=FileResponse)
 def get_export(name: str, request: Request, who: Reader, state: StateDep) -> Response:
     """Download an export (Range supported)."""
     path, manifest = _export_manifest(state, who, name)
-    state.audit(who, "export.read", name, details={"redaction": manifest.get("redaction"),
+    state.audit(who, "export.read", name, details={"redaction": redaction_of(manifest),
                                                    "range": request.headers.get("range")})
     return _media_file(request, path)
 
 
 @router.get("/api/exports/{name}/manifest")
-def get_export_manifest(name: str, who: Reader, state: StateDep) -> dict[str, object]:
+def get_export_manifest(name: str, who: Reader, state: StateDep) -> dict[str, Any]:
     """The export's signed manifest (check it offline with ``vigil verify``)."""
     return _export_manifest(state, who, name)[1]
 
