@@ -17,6 +17,7 @@ from vigil.api.media import outgoing_image, read_image, safe_media_path
 from vigil.api.routes import protected
 from vigil.api.schemas import CountPointOut, EventOut, EventPageOut, LockOut, LockRequest
 from vigil.api.state import AppState
+from vigil.errors import ConfigError, StorageError
 from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.store import CountRepo, EventCursor, EventFilter, EventRepo, EventRow, SegmentRepo
 
@@ -48,6 +49,13 @@ def unredacted_grant(
     return unredacted_access(reason or "", who.name, state.unredacted_file, what)
 
 
+def _cursor(text: str) -> EventCursor:
+    try:
+        return EventCursor.decode(text)
+    except StorageError as exc:  # the client's input, not the database: 422, not 503
+        raise ConfigError(str(exc)) from exc
+
+
 @router.get("/api/events")
 def list_events(
     *, who: Reader, state: StateDep,
@@ -61,7 +69,7 @@ def list_events(
         check_camera(who, camera)
     where = EventFilter(camera=camera, cameras=who.cameras, label=label, zone=zone, line=line,
                         since=start, until=end)  # fmt: skip
-    after = None if cursor is None else EventCursor.decode(cursor)
+    after = None if cursor is None else _cursor(cursor)
     with state.db.session() as session:
         page = EventRepo(session).list(where, limit=limit, after=after)
     return EventPageOut(items=[EventOut.of(r) for r in page.items],
