@@ -8,7 +8,7 @@ from fastapi import Query
 
 from vigil.api.auth import hash_password
 from vigil.api.deps import Admin, Auditor, Reader, StateDep
-from vigil.api.errors import not_found
+from vigil.api.errors import ApiError, not_found
 from vigil.api.routes import protected
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
@@ -85,7 +85,10 @@ def list_users(who: Admin, state: StateDep) -> list[UserOut]:
 def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
     with state.db.session() as session:
-        row = UserRepo(session).add(body.name, body.role, password_hash, cameras=body.cameras)
+        users = UserRepo(session)
+        if users.get(body.name) is not None:
+            raise ApiError(409, "conflict", f"user {body.name!r} already exists; pick another name")
+        row = users.add(body.name, body.role, password_hash, cameras=body.cameras)
     state.audit(who, "user.create", body.name,
                 details={"role": body.role.value, "cameras": body.cameras})  # fmt: skip
     return UserOut.of(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
@@ -86,7 +87,7 @@ async def events_socket(ws: WebSocket) -> None:
     """Live events (``event_to_dict`` JSON) of the cameras in the caller's scope."""
     state = get_state(ws)
     try:
-        who = ws_principal(ws, state)
+        who = await run_in_threadpool(ws_principal, ws, state)  # a database lookup
     except (AuthError, StorageError):
         await ws.close(code=WS_POLICY)
         return
