@@ -14,7 +14,7 @@ from vigil.errors import VigilError
 #: Modules of ``vigil.commands`` in the order ``vigil --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "analyze", "demo", "track_mot", "redact", "models", "audit", "export", "verify",
-    "serve",
+    "serve", "user",
 )  # fmt: skip
 
 
