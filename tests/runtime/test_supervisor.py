@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -326,3 +326,35 @@ def test_retention_deletes_old_unlocked_segments_and_their_files(tmp_path: Path)
         supervisor.stop()
     finally:
         db.close()
+
+
+# -- recording activity ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "objects", "marked"),
+    [("events", True, True), ("motion", True, True), ("events", False, False),
+     ("motion", False, False)],
+)  # fmt: skip
+def test_worker_marks_recorder_activity(
+    tmp_path: Path, mode: Literal["events", "motion"], objects: bool, marked: bool
+) -> None:
+    from vigil.ingest.synthetic import SyntheticSource
+    from vigil.record import Recorder
+    from vigil.runtime.worker import CameraWorker
+
+    def factory(source: SourceConfig, camera: str, on_status: StatusCallback) -> Source:
+        return SyntheticSource(camera, fps=10, duration=10, objects=None if objects else [])
+
+    config = make_config(tmp_path, {"a": {"sources": [{"url": SCENE}], "lines": LINE}})
+    recorder = Recorder("rtsp://127.0.0.1:1/x", "a", tmp_path, mode=mode, post_roll=0.0)
+    sink = ListSink()
+    worker = CameraWorker(config.camera("a"), None, sink, recorder=recorder,
+                          source_factory=factory)  # fmt: skip
+    started = time.time()
+    worker.run()
+    assert worker.state == "ended"
+    ends = [e for e in sink.events if e.state is EventState.END]
+    assert len(ends) == (DEFAULT_DOWN_CROSSINGS + DEFAULT_UP_CROSSINGS if objects else 0)
+    assert recorder.recording_at(started) is marked
+    assert not recorder.recording_at(time.time() + 60), "activity beyond the scene"
