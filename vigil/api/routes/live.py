@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -95,9 +97,29 @@ async def events_socket(ws: WebSocket) -> None:
         await ws.close(code=WS_POLICY)
         return
     await ws.accept()
+    # Watch for the client leaving while no event comes, so its subscription ends at once.
+    pump = asyncio.create_task(_pump(ws, who, state))
+    closed = asyncio.create_task(_until_closed(ws))
     try:
+        await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pump, closed):
+            task.cancel()
+        await asyncio.gather(pump, closed, return_exceptions=True)
+    if not closed.done() or closed.cancelled():
+        with contextlib.suppress(RuntimeError):  # already closed by the client
+            await ws.close()
+
+
+async def _pump(ws: WebSocket, who: Principal, state: AppState) -> None:
+    """Forward the runtime's events in the caller's camera scope until either side ends."""
+    with contextlib.suppress(WebSocketDisconnect):
         async for event in state.runtime.subscribe():
             if who.sees(str(event.get("camera"))):
                 await ws.send_json(event)
-    except WebSocketDisconnect:
-        return
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    """Return when the client disconnects (messages from it are ignored)."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
