@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from urllib.parse import urlsplit
 
+import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -98,28 +98,26 @@ async def events_socket(ws: WebSocket) -> None:
         return
     await ws.accept()
     # Watch for the client leaving while no event comes, so its subscription ends at once.
-    pump = asyncio.create_task(_pump(ws, who, state))
-    closed = asyncio.create_task(_until_closed(ws))
-    try:
-        await asyncio.wait({pump, closed}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (pump, closed):
-            task.cancel()
-        await asyncio.gather(pump, closed, return_exceptions=True)
-    if not closed.done() or closed.cancelled():
-        with contextlib.suppress(RuntimeError):  # already closed by the client
+    # anyio (not bare asyncio tasks) so that the server's own cancellation stays intact.
+    left = False
+    async with anyio.create_task_group() as group:
+
+        async def pump() -> None:
+            with contextlib.suppress(WebSocketDisconnect):
+                async for event in state.runtime.subscribe():
+                    if who.sees(str(event.get("camera"))):
+                        await ws.send_json(event)
+            group.cancel_scope.cancel()
+
+        async def watch() -> None:
+            nonlocal left
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass  # messages from the client are ignored
+            left = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(pump)
+        group.start_soon(watch)
+    if not left:  # the runtime stopped: say goodbye
+        with contextlib.suppress(RuntimeError):
             await ws.close()
-
-
-async def _pump(ws: WebSocket, who: Principal, state: AppState) -> None:
-    """Forward the runtime's events in the caller's camera scope until either side ends."""
-    with contextlib.suppress(WebSocketDisconnect):
-        async for event in state.runtime.subscribe():
-            if who.sees(str(event.get("camera"))):
-                await ws.send_json(event)
-
-
-async def _until_closed(ws: WebSocket) -> None:
-    """Return when the client disconnects (messages from it are ignored)."""
-    while (await ws.receive())["type"] != "websocket.disconnect":
-        pass
