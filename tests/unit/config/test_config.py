@@ -73,9 +73,12 @@ def test_reference_document_is_up_to_date() -> None:
     )
 
 
-def test_readme_example_config_is_valid() -> None:
+def test_readme_example_configs_are_valid() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
-    config = parse_config(block, source="README.md")
-    assert set(config.lines) == {"door"}
-    assert config.zones["counter"].dwell == 10
+    blocks = [part.split("```", 1)[0] for part in readme.split("```yaml\n")[1:]]
+    assert len(blocks) == 2
+    analyze = parse_config(blocks[0], source="README.md")
+    assert set(analyze.lines) == {"door"}
+    assert analyze.zones["counter"].dwell == 10
+    serve = parse_config(blocks[1], source="README.md")
+    assert [s.roles for s in serve.camera("door").sources] == [["record"], ["detect"]]
