@@ -16,12 +16,12 @@ the model-free motion-blob detector, so Vigil is useful before any model is pres
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from vigil.config.models import ResolvedCamera
+from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.motion import MotionBlobDetector
 from vigil.detect.postprocess import nms
@@ -122,6 +122,15 @@ class CameraPipeline:
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown)."""
         return self.events.close(time)
+
+    def update_rules(
+        self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]
+    ) -> None:
+        """Replace zones and lines (call between two frames); a ``ConfigError`` changes
+        nothing. With rules, events start on rule hits; without, on every confirmed object,
+        so the event manager follows whether any rule is configured now."""
+        self.rules.update_rules(zones, lines)
+        self.events.rules_configured = self.rules.configured
 
     # -- detection -------------------------------------------------------------------------
 

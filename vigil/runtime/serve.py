@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from vigil.alerts.fanout import FanoutSink
 from vigil.api.runtime import CameraStatus
-from vigil.config.models import LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
+from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.errors import SourceError, VigilError
 from vigil.events.sinks import EventSink, event_to_dict
@@ -120,6 +120,21 @@ def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | N
             queue.put_nowait(None)
 
 
+def shared_detect_config(base: DetectConfig, cameras: Sequence[DetectConfig]) -> DetectConfig:
+    """The settings of the one shared model: ``base`` (the global ``detect`` section) with the
+    lowest confidence and the union of the labels of ``cameras``, so that every camera's
+    results are a subset of the shared results; each camera then filters to its own
+    (``CameraDetector``). Any camera keeping every class (``labels: []``) keeps all."""
+    if not cameras:
+        return base
+    confidence = min(c.confidence for c in cameras)
+    labels: list[str] = []
+    if all(c.labels for c in cameras):
+        for camera in cameras:
+            labels.extend(label for label in camera.labels if label not in labels)
+    return base.model_copy(update={"confidence": confidence, "labels": labels})
+
+
 def retention_policy(config: VigilConfig) -> RetentionPolicy:
     """The retention limits of ``config``: per camera from its ``record`` section, the
     total quota and the free-space warning from ``server``."""
@@ -201,7 +216,12 @@ class Supervisor:
         """One batching detector for every camera with a model (none if all use motion)."""
         if not any(c.detect.model.strip().lower() != "motion" for c in cameras):
             return None
-        model = detector if detector is not None else factory(self.config)
+        models = [c for c in cameras if c.detect.model.strip().lower() != "motion"]
+        if detector is not None:
+            model = detector
+        else:
+            widened = shared_detect_config(self.config.detect, [c.detect for c in models])
+            model = factory(self.config.model_copy(update={"detect": widened}))
         batching = self.config.detector
         return BatchingDetector(model, batching.max_batch, batching.max_wait_ms / 1000.0)
 
@@ -210,7 +230,7 @@ class Supervisor:
         if self.db is not None:
             from vigil.store.sink import StoreEventSink
 
-            self.store = StoreEventSink(self.db)
+            self.store = StoreEventSink(self.db, self.root)
             sinks.append(self.store)
         if self.config.mqtt is not None:
             from vigil.alerts.mqtt import MqttSink
@@ -263,11 +283,17 @@ class Supervisor:
 
     def _register_cameras(self) -> None:
         if self.db is not None:
-            from vigil.store.repo import CameraRepo
+            from vigil.store.repo import CameraRepo, EventRepo
 
+            now = time.time()
             with self.db.session() as session:
                 for name in self.workers:
                     CameraRepo(session).ensure(name)
+                    # A crash (kill -9, power loss) left these open; nobody will end them.
+                    closed = EventRepo(session).close_dangling(name, now)
+                    if closed:
+                        log.warning("%s: closed %d event(s) left open by an unclean stop",
+                                    name, closed)  # fmt: skip
         self._announce()
 
     def _announce(self) -> None:
@@ -376,6 +402,7 @@ class Supervisor:
         from vigil.store.repo import SegmentRepo
 
         assert self.db is not None
+        self.expire_snapshots(now)
         with self.db.session() as session:
             rows = SegmentRepo(session).list()
             metas = [SegmentMeta(r.id, r.camera, r.start, r.end, r.size, r.evidence_lock)
@@ -392,14 +419,25 @@ class Supervisor:
         with self.db.session() as session:
             rows = SegmentRepo(session).delete([r.id for r in rows if r.id in doomed])
             deleted = [r.path for r in rows]
-        for rel in deleted:
-            try:
-                (self.root / rel).unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("retention: cannot delete %s: %s", rel, exc)
+        _unlink_all(self.root, deleted)
         return deleted
+
+    def expire_snapshots(self, now: float) -> list[str]:
+        """Delete the snapshots of events that ended longer than their camera's
+        ``record.max_age`` ago, unless the event is locked; returns the relative paths.
+        Rows first, files after the commit, as for segments."""
+        from vigil.store.repo import EventRepo
+
+        assert self.db is not None
+        paths: list[str] = []
+        with self.db.session() as session:
+            repo = EventRepo(session)
+            for name in self.config.cameras:
+                max_age = self.config.camera(name).record.max_age
+                if max_age is not None:
+                    paths.extend(repo.expire_snapshots(name, now - max_age))
+        _unlink_all(self.root, paths)
+        return paths
 
     def _queue_depth(self) -> int:
         return self.batcher.stats.queue_depth if self.batcher is not None else 0
@@ -436,6 +474,17 @@ class Supervisor:
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()
+
+
+def _unlink_all(root: Path, paths: Sequence[str]) -> None:
+    """Delete ``root / rel`` for each path; a file already gone is fine, others are logged."""
+    for rel in paths:
+        try:
+            (root / rel).unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("retention: cannot delete %s: %s", rel, exc)
 
 
 def _free_bytes(path: Path) -> int | None:

@@ -27,9 +27,12 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from vigil.api.runtime import CameraStatus
 from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
+from vigil.detect.labels import class_ids
 from vigil.errors import ConfigError
 from vigil.events.sinks import EventSink
 from vigil.ingest import Source, SourceState, SourceStatus, StatusCallback, open_source
@@ -86,11 +89,23 @@ class _Rate:
         return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
 
 
-class _TimedDetector:
-    """The shared detector as seen by one camera: times this camera's calls (EWMA, ms)."""
+class CameraDetector:
+    """The shared detector as seen by one camera: keeps the camera's own labels and
+    confidence, and times the camera's calls (EWMA, ms).
 
-    def __init__(self, inner: Detector) -> None:
+    The shared model runs with the union of every camera's labels and the lowest of their
+    confidences, so one batch stays one model call; each camera then drops what its own
+    ``detect.labels`` / ``detect.confidence`` exclude. ``labels`` empty: every class.
+    """
+
+    def __init__(
+        self, inner: Detector, labels: Sequence[str] = (), confidence: float = 0.0
+    ) -> None:
         self.inner = inner
+        self.confidence = float(confidence)
+        self.keep: np.ndarray | None = (
+            np.asarray(class_ids(labels, inner.class_names), np.int64) if labels else None
+        )
         self.ms = 0.0
 
     @property
@@ -106,7 +121,15 @@ class _TimedDetector:
         results = self.inner.detect_batch(images)
         ms = 1000.0 * (time.perf_counter() - started)
         self.ms = ms if self.ms == 0.0 else 0.9 * self.ms + 0.1 * ms
-        return results
+        return [self._filter(dets) for dets in results]
+
+    def _filter(self, dets: Detections) -> Detections:
+        if not len(dets):
+            return dets
+        mask = dets.confidence >= self.confidence
+        if self.keep is not None:
+            mask &= np.isin(dets.class_id, self.keep)
+        return dets if bool(mask.all()) else dets[mask]
 
 
 class CameraWorker:
@@ -117,7 +140,8 @@ class CameraWorker:
         detector: the shared (batching) detector, or None for the motion-blob detector.
         sink: receives every lifecycle change of every event.
         counts: called with each frame's rule hits (non-empty lists only).
-        on_counts: called with ``RuleEngine.counts()`` after a frame with rule hits.
+        on_counts: called with ``RuleEngine.counts()`` when they may have changed (rule hits,
+            a new session), at most once per ``counts_interval`` seconds.
         on_online: called with True/False when the camera comes online or drops out.
         recorder: told of activity in ``motion``/``events`` recording modes.
         source_factory: opens the analysis source (tests inject failing ones).
@@ -140,6 +164,7 @@ class CameraWorker:
         source_factory: SourceFactory = default_source,
         preview_side: int = 640,
         max_lag: float = 2.0,
+        counts_interval: float = 1.0,
     ) -> None:
         inputs = [s for s in camera.sources if "detect" in s.roles]
         if not inputs:
@@ -150,7 +175,11 @@ class CameraWorker:
         self.camera = camera
         self.name = camera.name
         self.input = inputs[0]
-        self.detector = _TimedDetector(detector) if detector is not None else None
+        self.detector = (
+            CameraDetector(detector, camera.detect.labels, camera.detect.confidence)
+            if detector is not None
+            else None
+        )
         self.sink = sink
         self._counts, self._on_counts, self._on_online = counts, on_counts, on_online
         self.recorder = recorder
@@ -175,6 +204,10 @@ class CameraWorker:
         self.frames = 0
         self.skipped_frames = 0
         self.queue_depth: Callable[[], int] = lambda: 0
+        self.counts_interval = counts_interval
+        self._counts_pending = False
+        self._counts_sent = -float("inf")
+        self._counted_pipeline: CameraPipeline | None = None
 
     # -- the session ------------------------------------------------------------------------
 
@@ -236,16 +269,31 @@ class CameraWorker:
             return
         with self._lock:
             result = pipeline.process(frame)
-            counts = pipeline.rules.counts() if result.rule_events else None
+            counts = self._due_counts(pipeline, result, now)
         if result.analysed:
             self._detect.tick(now)
         self._publish(result.events)
-        if result.rule_events:
-            if self._counts is not None:
-                self._counts(result.rule_events)
-            if self._on_counts is not None and counts is not None:
-                self._on_counts(self.name, counts)
+        if result.rule_events and self._counts is not None:
+            self._counts(result.rule_events)
+        if self._on_counts is not None and counts is not None:
+            self._on_counts(self.name, counts)
         self._mark_activity(result)
+
+    def _due_counts(
+        self, pipeline: CameraPipeline, result: FrameResult, now: float
+    ) -> dict[str, Any] | None:
+        """``RuleEngine.counts()`` when they may have changed (a rule hit, or a new session)
+        and ``counts_interval`` has passed since the last report; else None. A change inside
+        the interval stays pending and goes out with a later frame, so the latest counts
+        always arrive, at most once per interval."""
+        if result.rule_events or pipeline is not self._counted_pipeline:
+            self._counts_pending = True
+            self._counted_pipeline = pipeline
+        if not self._counts_pending or now - self._counts_sent < self.counts_interval:
+            return None
+        self._counts_pending = False
+        self._counts_sent = now
+        return pipeline.rules.counts()
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
@@ -332,7 +380,5 @@ class CameraWorker:
         """Replace zones and lines between two frames; a ``ConfigError`` changes nothing."""
         with self._lock:
             if self.pipeline is not None:
-                self.pipeline.rules.update_rules(zones, lines)
-                # With rules, events start on rule hits; without, on every confirmed object.
-                self.pipeline.events.rules_configured = self.pipeline.rules.configured
+                self.pipeline.update_rules(zones, lines)
             self._zones, self._lines = dict(zones), dict(lines)

@@ -229,6 +229,41 @@ class EventRepo:
         self.session.flush()
         return True
 
+    def expire_snapshots(self, camera: str, before: float) -> builtins.list[str]:
+        """Forget the snapshots of ``camera``'s ended, unlocked live events that ended before
+        ``before`` (UNIX s; a file's events are in media seconds and are kept). Returns
+        their paths, for the caller to delete after the commit (a crash in between leaves
+        an orphan file, never a row pointing at nothing)."""
+        rows = self.session.scalars(
+            select(EventRow).where(
+                EventRow.camera == camera, EventRow.snapshot_path.is_not(None),
+                EventRow.end.is_not(None), EventRow.end < before,
+                EventRow.evidence_lock.is_(False), EventRow.live.is_(True),
+            )
+        ).all()  # fmt: skip
+        paths = [row.snapshot_path for row in rows if row.snapshot_path is not None]
+        for row in rows:
+            row.snapshot_path = row.snapshot_sha256 = None
+        self.session.flush()
+        return paths
+
+    def close_dangling(self, camera: str, now: float | None = None) -> int:
+        """End the events of ``camera`` left open by a crash (``kill -9``, power loss):
+        ``end`` = their last update time (capped at ``now``), state ``end``. Call before the
+        camera's worker starts: it owns no open event yet. Returns how many were closed."""
+        now = _now(now)
+        rows = self.session.scalars(
+            select(EventRow).where(EventRow.camera == camera, EventRow.end.is_(None))
+        ).all()
+        for row in rows:
+            # A live event's times are UTC like ``updated``; a file's are media seconds, of
+            # which nothing later than the start is known.
+            row.end = max(row.start, min(row.updated, now)) if row.live else row.start
+            row.state = "end"
+            row.updated = now
+        self.session.flush()
+        return len(rows)
+
     def _conditions(self, where: EventFilter) -> builtins.list[ColumnElement[bool]]:
         out: builtins.list[ColumnElement[bool]] = []
         if where.camera is not None:

@@ -1,18 +1,38 @@
-"""``StoreEventSink``: events and rule counts of the running cameras into the database.
+"""``StoreEventSink``: events, their snapshots and rule counts of the running cameras into
+the database.
 
 An ``EventSink`` (``publish``/``close``) that upserts every lifecycle change of an event into
 one row (``EventRepo.upsert``), plus ``count(rule_events)``, which adds each rule hit to the
 per-minute counters (``CountRepo.increment``). Each call is one transaction, so what a call
 returned for is committed: a crash loses at most the event being written.
+
+With a ``media_root``, the best frame of each event (``Event.snapshot.image``, full
+resolution, **unredacted**: it never leaves the server as is, the API redacts on read) is
+written as ``<media_root>/snapshots/<camera>/<YYYY-MM-DD>/<event id>.jpg`` (UTC date of the
+event's start) when the event starts and again when it ends with a better view, and the row
+gets the path relative to ``media_root`` and the file's SHA-256. The file is complete on disk
+(written to a temporary name, then renamed) before the row that points at it commits.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
+import cv2
+import numpy as np
+
+from vigil.errors import StorageError
 from vigil.store.db import Database
 from vigil.store.repo import CountKey, CountRepo, EventRepo, SegmentRepo
 from vigil.types import Event, EventState, RuleEvent, RuleEventKind
+
+#: JPEG quality of stored snapshots: evidence, so close to lossless.
+SNAPSHOT_QUALITY = 92
 
 
 def count_key(event: RuleEvent) -> CountKey:
@@ -27,18 +47,86 @@ def count_key(event: RuleEvent) -> CountKey:
     return CountKey(event.camera_id, event.rule_id, "zone", event.label, event.kind.value)
 
 
-class StoreEventSink:
-    """Writes events and counts through the repositories of ``db`` (thread-safe)."""
+def snapshot_relpath(event: Event) -> str:
+    """``snapshots/<camera>/<YYYY-MM-DD>/<event id>.jpg``, POSIX, relative to the media root.
 
-    def __init__(self, db: Database) -> None:
+    The date is the UTC day of the event's start (media seconds for files: day 1970-01-01).
+    Camera names and event ids are checked by the config and the event manager; anything
+    that could leave the folder (``/``, ``..``, a NUL) is refused here once more.
+    """
+    day = time.strftime("%Y-%m-%d", time.gmtime(max(0.0, event.start)))
+    for part in (event.camera_id, event.id):
+        if not part or "/" in part or "\\" in part or "\0" in part or part in {".", ".."}:
+            raise StorageError(f"cannot name a snapshot file after {part!r}")
+    return f"snapshots/{event.camera_id}/{day}/{event.id}.jpg"
+
+
+def write_snapshot(root: Path, event: Event) -> tuple[str, str] | None:
+    """Write the event's best frame under ``root``; ``(relative path, sha256 hex)``, or None
+    when the event has no snapshot image. Atomic: a reader sees the old file or the new."""
+    snapshot = event.snapshot
+    if snapshot is None or snapshot.image is None:
+        return None
+    ok, encoded = cv2.imencode(
+        ".jpg", snapshot.image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY]
+    )
+    if not ok:
+        raise StorageError(f"could not encode the snapshot of event {event.id} as JPEG")
+    data = np.asarray(encoded).tobytes()
+    rel = snapshot_relpath(event)
+    path = root / rel
+    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write the snapshot {path}: {exc}; check that the data directory is "
+            "writable and has free space"
+        ) from exc
+    return rel, hashlib.sha256(data).hexdigest()
+
+
+class StoreEventSink:
+    """Writes events, snapshots and counts through the repositories of ``db`` (thread-safe).
+
+    ``media_root``: the data directory snapshots go under; None stores no snapshot files.
+    """
+
+    def __init__(self, db: Database, media_root: Path | None = None) -> None:
         self.db = db
+        self.media_root = media_root
+        self._lock = threading.Lock()
+        self._written: dict[str, int] = {}  # event id -> seq of the snapshot on disk
 
     def publish(self, event: Event) -> None:
-        """Insert or update the event's row; a finished live event flags its segments."""
+        """Insert or update the event's row (and its snapshot); a finished live event flags
+        its segments."""
+        stored = self._snapshot(event)
+        path, digest = stored if stored is not None else (None, None)
         with self.db.session() as session:
-            EventRepo(session).upsert(event)
+            EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest)
             if event.state is EventState.END and event.live and event.end is not None:
                 SegmentRepo(session).mark_events(event.camera_id, event.start, event.end)
+
+    def _snapshot(self, event: Event) -> tuple[str, str] | None:
+        """Write the snapshot if it is new for this event (first one, or a better frame)."""
+        if self.media_root is None or event.snapshot is None:
+            return None
+        seq = event.snapshot.seq
+        with self._lock:
+            if event.state is EventState.END:
+                previous = self._written.pop(event.id, None)
+            else:
+                previous = self._written.get(event.id)
+        if previous == seq:
+            return None
+        stored = write_snapshot(self.media_root, event)
+        if stored is not None and event.state is not EventState.END:
+            with self._lock:
+                self._written[event.id] = seq
+        return stored
 
     def count(self, rule_events: Sequence[RuleEvent]) -> None:
         """Add one to the minute counter of every rule hit (none: no transaction at all)."""
