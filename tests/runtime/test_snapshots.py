@@ -1,0 +1,142 @@
+"""Event snapshots of a running Supervisor: files on disk, hashes in the database, redacted
+through the API, deleted by retention unless the event is locked.
+
+One synthetic camera (real time, model-free motion detector, one line) runs to its end with a
+real SQLite database; the API is ``create_app`` with the Supervisor itself as the runtime and
+a redactor whose face detector reports one fixed box (the scene has no faces), filled black.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra is not installed")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from tests.runtime.test_supervisor import LINE, fast_backoff, make_config, make_db, wait_for
+from vigil.api import ApiSettings, create_app
+from vigil.api.auth import hash_password
+from vigil.config.models import RedactConfig
+from vigil.privacy import Redactor, build_redactor
+from vigil.runtime.serve import Supervisor
+from vigil.store import Database, EventFilter, EventRepo, Role, UserRepo
+from vigil.store.models import EventRow
+from vigil.types import FloatArray, ImageArray
+
+SCENE = "synthetic://?width=640&height=360&fps=10&duration=6"
+FACE = (100, 60, 260, 220)  # x1, y1, x2, y2 of the "face" the fake detector always finds
+PASSWORD = "correct horse battery"
+PATH = re.compile(r"^snapshots/a/\d{4}-\d{2}-\d{2}/a-[0-9.]+-\d+\.jpg$")
+
+
+class FixedFace:
+    """A face detector that sees one face at ``FACE`` in every image."""
+
+    def detect(self, image: ImageArray) -> FloatArray:
+        return np.array([[*FACE, 0.99]], np.float32)
+
+
+def redactor(size: tuple[int, int]) -> Redactor:
+    config = RedactConfig(style="fill", margin=0.0)
+    return build_redactor(config, size, face_detector=FixedFace())
+
+
+@dataclass
+class Run:
+    supervisor: Supervisor
+    db: Database
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    tmp = tmp_path_factory.mktemp("snapshots")
+    config = make_config(tmp, {
+        "a": {"sources": [{"url": SCENE}], "lines": LINE, "record": {"max_age": 3600}},
+    })  # fmt: skip
+    db = make_db(tmp)
+    supervisor = Supervisor(config, db=db, backoff=fast_backoff)
+    supervisor.start()
+    try:
+        wait_for(lambda: supervisor.workers["a"].state == "ended", 30, "camera a did not end")
+    finally:
+        supervisor.stop()
+    yield Run(supervisor, db, Path(config.data_dir))
+    db.close()
+
+
+def events(db: Database) -> list[EventRow]:
+    with db.session() as session:
+        return EventRepo(session).list(EventFilter(camera="a"), limit=1000).items
+
+
+def test_every_event_has_its_snapshot_file_with_matching_hash(run: Run) -> None:
+    rows = events(run.db)
+    assert rows, "the scene produced no event"
+    for row in rows:
+        assert row.snapshot_path is not None and PATH.match(row.snapshot_path), row.snapshot_path
+        assert row.snapshot_path.endswith(f"/{row.id}.jpg")
+        data = (run.root / row.snapshot_path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row.snapshot_sha256
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape == (360, 640, 3), "snapshots are full-resolution frames"
+    files = sorted((run.root / "snapshots").rglob("*.jpg"))
+    assert len(files) == len(rows), "one file per event, no temporary leftovers"
+
+
+def test_api_serves_the_snapshot_redacted(run: Run) -> None:
+    row = events(run.db)[0]
+    assert row.snapshot_path is not None
+    with run.db.session() as session:
+        UserRepo(session).add("vera", Role("viewer"), hash_password(PASSWORD))
+    app = create_app(ApiSettings(secure_cookies=False), run.db, run.supervisor,
+                     data_dir=run.root, redactor_factory=redactor)  # fmt: skip
+    with TestClient(app) as client:
+        reply = client.post("/api/login", json={"name": "vera", "password": PASSWORD})
+        assert reply.status_code == 200, reply.text
+        reply = client.get(f"/api/events/{row.id}/snapshot")
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["content-type"] == "image/jpeg"
+        served = cv2.imdecode(np.frombuffer(reply.content, np.uint8), cv2.IMREAD_COLOR)
+        listed = client.get("/api/events", params={"camera": "a"}).json()
+    original = cv2.imread(str(run.root / row.snapshot_path))
+    x1, y1, x2, y2 = FACE
+    inner = (slice(y1 + 8, y2 - 8), slice(x1 + 8, x2 - 8))
+    assert original[inner].mean() > 40, "the stored original is unredacted"
+    assert served[inner].mean() < 10, "the served copy has the face filled"
+    outside = (slice(260, 350), slice(300, 630))
+    assert np.abs(served[outside].astype(int) - original[outside]).mean() < 4
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert all(item["has_snapshot"] for item in items)
+
+
+def test_retention_deletes_old_snapshots_unless_locked(run: Run) -> None:
+    rows = events(run.db)
+    assert len(rows) >= 2, "need a locked and an unlocked event"
+    locked = rows[0]
+    with run.db.session() as session:
+        EventRepo(session).set_evidence_lock(locked.id, True)
+    before = {r.id: r.snapshot_path for r in rows}
+    assert run.supervisor.expire_snapshots(time.time()) == [], "nothing is older than max_age"
+    deleted = run.supervisor.expire_snapshots(time.time() + 3601)
+    assert sorted(deleted) == sorted(p for i, p in before.items() if i != locked.id and p)
+    after = {r.id: r for r in events(run.db)}
+    for event_id, path in before.items():
+        assert path is not None
+        kept = event_id == locked.id
+        assert (run.root / path).exists() is kept
+        assert (after[event_id].snapshot_path is not None) is kept
+        assert (after[event_id].snapshot_sha256 is not None) is kept
