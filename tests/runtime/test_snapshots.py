@@ -87,11 +87,13 @@ def test_every_event_has_its_snapshot_file_with_matching_hash(run: Run) -> None:
     rows = events(run.db)
     assert rows, "the scene produced no event"
     for row in rows:
-        assert row.snapshot_path is not None and PATH.match(row.snapshot_path), row.snapshot_path
+        assert row.snapshot_path is not None
+        assert PATH.match(row.snapshot_path), row.snapshot_path
         assert row.snapshot_path.endswith(f"/{row.id}.jpg")
         data = (run.root / row.snapshot_path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == row.snapshot_sha256
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None
         assert image.shape == (360, 640, 3), "snapshots are full-resolution frames"
     files = sorted((run.root / "snapshots").rglob("*.jpg"))
     assert len(files) == len(rows), "one file per event, no temporary leftovers"
@@ -111,8 +113,10 @@ def test_api_serves_the_snapshot_redacted(run: Run) -> None:
         assert reply.status_code == 200, reply.text
         assert reply.headers["content-type"] == "image/jpeg"
         served = cv2.imdecode(np.frombuffer(reply.content, np.uint8), cv2.IMREAD_COLOR)
+        assert served is not None
         listed = client.get("/api/events", params={"camera": "a"}).json()
     original = cv2.imread(str(run.root / row.snapshot_path))
+    assert original is not None
     x1, y1, x2, y2 = FACE
     inner = (slice(y1 + 8, y2 - 8), slice(x1 + 8, x2 - 8))
     assert original[inner].mean() > 40, "the stored original is unredacted"
