@@ -233,6 +233,7 @@ class CameraWorker:
                 self._source = None
             source.close()
             self._close_events(last_time)
+            self._flush_counts()
 
     def stop(self) -> None:
         """Make ``run`` return (from any thread); the source stops at its next frame."""
@@ -294,6 +295,20 @@ class CameraWorker:
         self._counts_pending = False
         self._counts_sent = now
         return pipeline.rules.counts()
+
+    def _flush_counts(self) -> None:
+        """Report counts still pending at the end of a session (the interval had not
+        passed), so the last values are never lost."""
+        pipeline = self._counted_pipeline
+        if self._on_counts is None or pipeline is None or not self._counts_pending:
+            return
+        with self._lock:
+            counts = pipeline.rules.counts()
+            self._counts_pending = False
+        try:
+            self._on_counts(self.name, counts)
+        except Exception:  # an alert sink must not turn a clean end into a crash
+            log.exception("%s: final counts not reported", self.name)
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
