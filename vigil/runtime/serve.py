@@ -286,7 +286,7 @@ class Supervisor:
             from vigil.store.repo import CameraRepo, EventRepo
 
             now = time.time()
-            with self.db.session() as session:
+            with self.db.session(immediate=True) as session:
                 for name in self.workers:
                     CameraRepo(session).ensure(name)
                     # A crash (kill -9, power loss) left these open; nobody will end them.
@@ -378,7 +378,7 @@ class Supervisor:
         from vigil.store.repo import SegmentRepo
 
         path = info.path.resolve().relative_to(self.root.resolve()).as_posix()
-        with self.db.session() as session:
+        with self.db.session(immediate=True) as session:
             SegmentRepo(session).add(camera=info.camera, path=path, start=info.start,
                                      end=info.end, size=info.size, sha256=info.sha256)
 
@@ -416,7 +416,7 @@ class Supervisor:
         if not plan.delete:
             return []
         doomed = set(plan.delete)
-        with self.db.session() as session:
+        with self.db.session(immediate=True) as session:
             rows = SegmentRepo(session).delete([r.id for r in rows if r.id in doomed])
             deleted = [r.path for r in rows]
         _unlink_all(self.root, deleted)
@@ -430,7 +430,7 @@ class Supervisor:
 
         assert self.db is not None
         paths: list[str] = []
-        with self.db.session() as session:
+        with self.db.session(immediate=True) as session:
             repo = EventRepo(session)
             for name in self.config.cameras:
                 max_age = self.config.camera(name).record.max_age

@@ -4,7 +4,10 @@ the database.
 An ``EventSink`` (``publish``/``close``) that upserts every lifecycle change of an event into
 one row (``EventRepo.upsert``), plus ``count(rule_events)``, which adds each rule hit to the
 per-minute counters (``CountRepo.increment``). Each call is one transaction, so what a call
-returned for is committed: a crash loses at most the event being written.
+returned for is committed: a crash loses at most the event being written. Transactions
+read before they write (upsert, increment), so on SQLite they take the write lock at
+``BEGIN`` (``immediate``): a deferred one would fail at once with "database is locked" when
+another camera's write commits between its read and its write, instead of waiting its turn.
 
 With a ``media_root``, the best frame of each event (``Event.snapshot.image``, full
 resolution, **unredacted**: it never leaves the server as is, the API redacts on read) is
@@ -105,7 +108,7 @@ class StoreEventSink:
         its segments."""
         stored = self._snapshot(event)
         path, digest = stored if stored is not None else (None, None)
-        with self.db.session() as session:
+        with self.db.session(immediate=True) as session:
             EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest)
             if event.state is EventState.END and event.live and event.end is not None:
                 SegmentRepo(session).mark_events(event.camera_id, event.start, event.end)
@@ -132,7 +135,7 @@ class StoreEventSink:
         """Add one to the minute counter of every rule hit (none: no transaction at all)."""
         if not rule_events:
             return
-        with self.db.session() as session:
+        with self.db.session(immediate=True) as session:
             repo = CountRepo(session)
             for hit in rule_events:
                 repo.increment(count_key(hit), hit.time)
