@@ -222,8 +222,13 @@ class CameraWorker:
         last_time: float | None = None
         try:
             info = source.open()
-            pipeline = self._new_pipeline((info.width, info.height), info.live, info.fps)
+            pipeline: CameraPipeline | None = None
             for frame in source.frames():
+                if pipeline is None:
+                    # Sized by the first frame: an RTSP stream may open before its size is
+                    # known (``info`` reports 0 x 0), and frames are what the stages see.
+                    size = (frame.width, frame.height)
+                    pipeline = self._new_pipeline(size, info.live, info.fps)
                 self._on_frame(pipeline, frame, info.live)
                 last_time = frame.time
             if not self._stopping:
