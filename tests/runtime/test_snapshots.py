@@ -144,3 +144,26 @@ def test_retention_deletes_old_snapshots_unless_locked(run: Run) -> None:
         assert (run.root / path).exists() is kept
         assert (after[event_id].snapshot_path is not None) is kept
         assert (after[event_id].snapshot_sha256 is not None) is kept
+
+
+def test_an_unwritable_snapshot_folder_still_stores_the_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from vigil.store.sink import StoreEventSink
+    from vigil.types import Event, EventState, Snapshot
+
+    db = make_db(tmp_path)
+    (tmp_path / "media").write_text("a file where the folder should be")
+    image = np.zeros((36, 64, 3), np.uint8)
+    event = Event(id="a-1.000-1", camera_id="a", label="person", class_id=0, track_id=1,
+                  start=1.0, end=None, state=EventState.START,
+                  snapshot=Snapshot(seq=3, time=1.0, box=(0, 0, 8, 8), score=1.0, image=image))
+    try:
+        StoreEventSink(db, tmp_path / "media").publish(event)
+        with db.session() as session:
+            row = EventRepo(session).get(event.id)
+        assert row is not None
+        assert row.snapshot_path is None
+        assert "snapshot not stored" in caplog.text
+    finally:
+        db.close()

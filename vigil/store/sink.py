@@ -20,6 +20,7 @@ gets the path relative to ``media_root`` and the file's SHA-256. The file is com
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from vigil.errors import StorageError
 from vigil.store.db import Database
 from vigil.store.repo import CountKey, CountRepo, EventRepo, SegmentRepo
 from vigil.types import Event, EventState, RuleEvent, RuleEventKind
+
+log = logging.getLogger(__name__)
 
 #: JPEG quality of stored snapshots: evidence, so close to lossless.
 SNAPSHOT_QUALITY = 92
@@ -106,7 +109,12 @@ class StoreEventSink:
     def publish(self, event: Event) -> None:
         """Insert or update the event's row (and its snapshot); a finished live event flags
         its segments."""
-        stored = self._snapshot(event)
+        try:
+            stored = self._snapshot(event)
+        except StorageError:
+            # The event itself matters more than its picture: store the row regardless.
+            log.exception("event %s: snapshot not stored", event.id)
+            stored = None
         path, digest = stored if stored is not None else (None, None)
         with self.db.session(immediate=True) as session:
             EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest)
