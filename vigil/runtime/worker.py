@@ -83,7 +83,9 @@ class _Rate:
         self._times.append(now)
 
     def value(self, now: float) -> float:
-        times = [t for t in self._times if now - t <= self.window]
+        # Called from other threads (API status) while the camera thread ticks: copy the deque
+        # in one C-level call (atomic under the GIL) before iterating in Python.
+        times = [t for t in tuple(self._times) if now - t <= self.window]
         if len(times) < 2:
             return 0.0
         return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
