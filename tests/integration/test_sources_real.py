@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
-import random
-import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -26,6 +22,7 @@ import numpy as np
 import pytest
 from av.video.stream import VideoStream
 
+from tests.rtsp_relay import RtspRelay, require_tools
 from vigil.errors import SourceError
 from vigil.ingest import AvSource, Backoff, SourceState, SourceStatus, open_source
 from vigil.types import Frame
@@ -41,16 +38,6 @@ CLIPS = {
     "face-demographics-walking.gif": (35, 480, 270, 12.5),
     "worker-zone-detection.gif": (71, 480, 270, 16.7),
 }
-
-
-def _require_tools(*names: str) -> None:
-    missing = [n for n in names if shutil.which(n) is None]
-    if not missing:
-        return
-    reason = f"{', '.join(missing)} not installed (Debian: apt-get install {' '.join(missing)})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -198,7 +185,7 @@ def test_directory(tmp_path: Path) -> None:
 
 
 def test_audio_only_file(tmp_path: Path) -> None:
-    _require_tools("ffmpeg")
+    require_tools("ffmpeg")
     path = tmp_path / "tone.m4a"
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -257,7 +244,7 @@ def test_open_is_idempotent_and_close_stops(clips_dir: Path) -> None:
 @pytest.fixture
 def hls_url(clips_dir: Path, tmp_path: Path) -> Iterator[str]:
     """The first 3 s of a clip as an HLS playlist served over HTTP from a local server."""
-    _require_tools("ffmpeg")
+    require_tools("ffmpeg")
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips_dir / MP4), "-t", "3",
          "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
@@ -298,75 +285,10 @@ def test_hls_over_http(hls_url: str) -> None:
 # -- a real RTSP server -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on port {port}")
-
-
-class _Relay:
-    """rtsp-server-perl plus an ffmpeg publisher that can be killed and restarted."""
-
-    def __init__(self, clip: Path) -> None:
-        self.clip = clip
-        self.client_port, self.source_port = _free_port(), _free_port()
-        # Every server instance hands out RTP ports from 20000 up unless told otherwise;
-        # a random start keeps test runs in parallel from colliding.
-        rtp_start = 2 * random.randrange(15000, 30000)
-        self.server = subprocess.Popen(
-            ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port),
-             "--rtp_start_port", str(rtp_start)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.publisher: subprocess.Popen[bytes] | None = None
-        _wait_for_port(self.client_port)
-        _wait_for_port(self.source_port)
-
-    def publish(self) -> None:
-        self.publisher = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-             "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
-             f"rtsp://127.0.0.1:{self.source_port}/cam1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-
-    def unpublish(self) -> None:
-        """Stop the camera. SIGINT, not SIGKILL: rtsp-server-perl frees a mount only on the
-        publisher's TEARDOWN (ffmpeg sends it when interrupted); after a SIGKILL it keeps the
-        dead mount and refuses the next ANNOUNCE with 403 Forbidden."""
-        if self.publisher is not None:
-            self.publisher.send_signal(signal.SIGINT)
-            try:
-                self.publisher.wait(5)
-            except subprocess.TimeoutExpired:
-                self.publisher.kill()
-                self.publisher.wait()
-            self.publisher = None
-
-    def stop(self) -> None:
-        self.unpublish()
-        self.server.terminate()
-        try:
-            self.server.wait(5)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-            self.server.wait()
-
-
 @pytest.fixture
-def relay(clips_dir: Path) -> Iterator[_Relay]:
-    _require_tools("rtsp-server-perl", "ffmpeg")
-    server = _Relay(clips_dir / MP4)
+def relay(clips_dir: Path) -> Iterator[RtspRelay]:
+    require_tools("rtsp-server-perl", "ffmpeg")
+    server = RtspRelay(clips_dir / MP4)
     try:
         yield server
     finally:
@@ -374,7 +296,7 @@ def relay(clips_dir: Path) -> Iterator[_Relay]:
 
 
 @pytest.mark.slow
-def test_rtsp_reconnects_after_the_camera_drops_out(relay: _Relay) -> None:
+def test_rtsp_reconnects_after_the_camera_drops_out(relay: RtspRelay) -> None:
     relay.publish()
     time.sleep(1.5)  # the publisher announces the stream
     statuses: list[SourceStatus] = []

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import random
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +19,9 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 
-from tests.alerts.alert_servers import Broker, Subscriber, free_port, wait_port
+from tests.alerts.alert_servers import Broker, Subscriber
+from tests.rtsp_relay import RtspRelay as Camera
+from tests.rtsp_relay import require_tools
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
 from vigil.record.segmenter import sha256_file
@@ -33,66 +30,6 @@ from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
 CLIP = "one-by-one-person-detection.mp4"
 SEGMENT_S = 2.0
-
-
-def require_tools(*names: str) -> None:
-    missing = [n for n in names if shutil.which(n) is None]
-    if not missing:
-        return
-    reason = f"{', '.join(missing)} not installed (Debian: apt-get install {' '.join(missing)})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-class Camera:
-    """rtsp-server-perl plus an ffmpeg publisher that can be stopped and started again."""
-
-    def __init__(self, clip: Path) -> None:
-        self.clip = clip
-        self.client_port, self.source_port = free_port(), free_port()
-        # Each relay hands out RTP ports from 20000 unless told otherwise: avoid collisions.
-        rtp_start = 2 * random.randrange(15000, 30000)
-        self.server = subprocess.Popen(
-            ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port),
-             "--rtp_start_port", str(rtp_start)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.publisher: subprocess.Popen[bytes] | None = None
-        wait_port(self.client_port)
-        wait_port(self.source_port)
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.client_port}/cam1"
-
-    def publish(self) -> None:
-        self.publisher = subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-             "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
-             f"rtsp://127.0.0.1:{self.source_port}/cam1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-
-    def unpublish(self) -> None:
-        # SIGINT: ffmpeg sends TEARDOWN, without which the relay keeps the mount forbidden.
-        if self.publisher is not None:
-            self.publisher.send_signal(signal.SIGINT)
-            try:
-                self.publisher.wait(5)
-            except subprocess.TimeoutExpired:
-                self.publisher.kill()
-                self.publisher.wait()
-            self.publisher = None
-
-    def stop(self) -> None:
-        self.unpublish()
-        self.server.terminate()
-        try:
-            self.server.wait(5)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-            self.server.wait()
 
 
 @pytest.fixture
