@@ -14,25 +14,34 @@ The camera supervisor (``vigil/runtime/serve.py``, built separately) implements
 * ``update_rules(camera, zones, lines)``: replace the camera's zones and lines at run time
   (already validated by the API with the pydantic models); ``KeyError`` for an unknown camera,
   ``ConfigError`` when the runtime cannot apply them. Takes effect from the next frame.
+* ``latest_tracks(camera)``: a ``TrackSnapshot`` of the tracks of the newest *processed* frame
+  (boxes normalised to 0..1, so they fit any scaled copy of the frame); an empty snapshot
+  (``time`` None) before the first frame or for an unknown camera. Cheap, any thread.
+* ``counts(camera)``: the live pipeline's ``RuleEngine.counts()`` (``{"lines": {...},
+  "zones": {...}}``), ``{}`` before the first frame; ``KeyError`` for an unknown camera.
 * ``subscribe()``: an async iterator of live events as ``vigil.events.sinks.event_to_dict``
   dicts, one iterator per WebSocket client, each seeing every event published after it
   subscribed; it ends when the runtime stops. A slow client may miss events (bounded queue)
   but must never block the pipeline.
 
 ``StaticRuntime`` is an in-memory implementation for serving recordings without cameras and
-for tests: set statuses, frames and rules, and ``publish`` events to subscribers.
+for tests: set statuses, frames, rules, tracks and counts, and ``publish`` events to
+subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from vigil.config.models import LineConfig, ZoneConfig
-from vigil.types import ImageArray
+from vigil.types import Detections, ImageArray
 
 Zones = dict[str, ZoneConfig]
 Lines = dict[str, LineConfig]
@@ -58,6 +67,47 @@ class CameraStatus:
     queue_depth: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class TrackBox:
+    """One tracked object: ``box`` is ``(x1, y1, x2, y2)`` normalised to 0..1 of the frame."""
+
+    id: int
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSnapshot:
+    """The tracks of one processed frame. ``time``: the frame's wall-clock time (UNIX s), None
+    when there is no frame yet; ``width``/``height``: the analysed frame's size in pixels."""
+
+    time: float | None = None
+    width: int = 0
+    height: int = 0
+    tracks: tuple[TrackBox, ...] = ()
+
+    @classmethod
+    def of(
+        cls, tracked: Detections, class_names: Sequence[str], time: float, size: tuple[int, int]
+    ) -> TrackSnapshot:
+        """From pixel ``Detections`` of a ``size`` = ``(width, height)`` frame."""
+        w, h = max(1, size[0]), max(1, size[1])
+        scale = np.array([w, h, w, h], np.float64)
+        boxes = np.clip(tracked.xyxy.astype(np.float64) / scale, 0.0, 1.0)
+        tracks = tuple(
+            TrackBox(int(tid), _label(class_names, int(cid)), round(float(conf), 4),
+                     (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            for tid, cid, conf, b in zip(tracked.tracker_id, tracked.class_id,
+                                         tracked.confidence, boxes, strict=True)
+        )  # fmt: skip
+        return cls(time=time, width=size[0], height=size[1], tracks=tracks)
+
+
+def _label(names: Sequence[str], class_id: int) -> str:
+    return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
+
 class RuntimeView(Protocol):
     """What the API needs from the camera runtime (see the module docstring)."""
 
@@ -68,6 +118,10 @@ class RuntimeView(Protocol):
     def rules(self, camera: str) -> tuple[Zones, Lines]: ...
 
     def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None: ...
+
+    def latest_tracks(self, camera: str) -> TrackSnapshot: ...
+
+    def counts(self, camera: str) -> dict[str, Any]: ...
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
 
@@ -90,6 +144,8 @@ class StaticRuntime:
         self._statuses = dict(statuses or {})
         self._frames = dict(frames or {})
         self._rules = {k: (dict(z), dict(ln)) for k, (z, ln) in (rules or {}).items()}
+        self._tracks: dict[str, TrackSnapshot] = {}
+        self._counts: dict[str, dict[str, Any]] = {}
         self._queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]]
         self._queues = []
         self._queue_size = queue_size
@@ -104,8 +160,13 @@ class StaticRuntime:
         frame = self._frames.get(camera)
         return None if frame is None else frame.copy()
 
-    def set_frame(self, camera: str, frame: ImageArray) -> None:
+    def set_frame(self, camera: str, frame: ImageArray, *, time: float | None = None) -> None:
+        """Set the camera's frame; ``time`` also becomes its status's ``last_frame_time`` (the
+        clock by which live viewers notice a new frame)."""
         self._frames[camera] = frame
+        status = self._statuses.get(camera)
+        if time is not None and status is not None:
+            self._statuses[camera] = dataclasses.replace(status, last_frame_time=time)
 
     def rules(self, camera: str) -> tuple[Zones, Lines]:
         if camera not in self._statuses:
@@ -117,6 +178,20 @@ class StaticRuntime:
         if camera not in self._statuses:
             raise KeyError(camera)
         self._rules[camera] = (dict(zones), dict(lines))
+
+    def latest_tracks(self, camera: str) -> TrackSnapshot:
+        return self._tracks.get(camera, TrackSnapshot())
+
+    def set_tracks(self, camera: str, tracks: TrackSnapshot) -> None:
+        self._tracks[camera] = tracks
+
+    def counts(self, camera: str) -> dict[str, Any]:
+        if camera not in self._statuses:
+            raise KeyError(camera)
+        return dict(self._counts.get(camera, {}))
+
+    def set_counts(self, camera: str, counts: Mapping[str, Any]) -> None:
+        self._counts[camera] = dict(counts)
 
     @property
     def subscribers(self) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.alerts.fanout import FanoutSink
-from vigil.api.runtime import CameraStatus
+from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.errors import SourceError, VigilError
@@ -453,6 +453,13 @@ class Supervisor:
 
     def rules(self, camera: str) -> tuple[Zones, Lines]:
         return self.workers[camera].rules()
+
+    def latest_tracks(self, camera: str) -> TrackSnapshot:
+        worker = self.workers.get(camera)
+        return TrackSnapshot() if worker is None else worker.latest_tracks()
+
+    def counts(self, camera: str) -> dict[str, Any]:
+        return self.workers[camera].counts()
 
     def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None:
         """Apply new zones and lines to the running camera from its next frame."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.api.runtime import CameraStatus
+from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.labels import class_ids
@@ -196,6 +196,7 @@ class CameraWorker:
         self._stopping = False
         self._open_events: set[str] = set()
         self._last_frame: Frame | None = None
+        self._last_result: tuple[FrameResult, CameraPipeline] | None = None
         self._last_frame_wall: float | None = None
         self._decode, self._detect = _Rate(), _Rate()
         self.state = "starting"
@@ -278,6 +279,7 @@ class CameraWorker:
         with self._lock:
             result = pipeline.process(frame)
             counts = self._due_counts(pipeline, result, now)
+        self._last_result = (result, pipeline)  # one reference swap: read by latest_tracks
         if result.analysed:
             self._detect.tick(now)
         self._publish(result.events)
@@ -389,6 +391,21 @@ class CameraWorker:
         if size == (frame.width, frame.height):
             return frame.bgr().copy()
         return frame.bgr(size)
+
+    def latest_tracks(self) -> TrackSnapshot:
+        """The tracks of the newest processed frame, boxes normalised (see ``TrackSnapshot``)."""
+        last = self._last_result
+        if last is None:
+            return TrackSnapshot()
+        result, pipeline = last
+        frame = result.frame
+        return TrackSnapshot.of(result.tracked, pipeline.class_names, frame.wall_time,
+                                (frame.width, frame.height))  # fmt: skip
+
+    def counts(self) -> dict[str, Any]:
+        """``RuleEngine.counts()`` of the live pipeline; ``{}`` before the first frame."""
+        with self._lock:
+            return {} if self.pipeline is None else self.pipeline.rules.counts()
 
     # -- rules ------------------------------------------------------------------------------
 
