@@ -1,0 +1,85 @@
+"""``latest_tracks`` and ``counts`` of the runtime as the API sees them: a real worker on
+the synthetic scene (motion-blob detector, the real tracker and rules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.runtime.test_supervisor import LINE, ListSink, make_config
+from vigil.api.runtime import StaticRuntime, TrackSnapshot
+from vigil.config.models import SourceConfig
+from vigil.ingest import Source, StatusCallback, open_source
+from vigil.ingest.synthetic import DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS
+from vigil.runtime.worker import CameraWorker
+from vigil.types import Detections
+
+
+def unpaced(source: SourceConfig, camera: str, on_status: StatusCallback) -> Source:
+    return open_source(source.url, camera)
+
+
+def test_worker_exposes_tracks_of_the_last_frame_and_live_counts(tmp_path: Path) -> None:
+    config = make_config(tmp_path, {
+        "a": {"sources": [{"url": "synthetic://?fps=10&duration=20"}], "lines": LINE},
+    })  # fmt: skip
+    worker = CameraWorker(config.camera("a"), None, ListSink(), source_factory=unpaced)
+    assert worker.latest_tracks() == TrackSnapshot()
+    assert worker.counts() == {}
+    seen: list[TrackSnapshot] = []
+    original = worker._on_frame
+
+    def spy(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)  # type: ignore[arg-type]
+        seen.append(worker.latest_tracks())
+
+    worker._on_frame = spy  # type: ignore[method-assign]
+    worker.run()
+    snap = worker.latest_tracks()
+    assert snap.time is not None and snap.width > 0 and snap.height > 0
+    with_tracks = [s for s in seen if s.tracks]
+    assert with_tracks, "the scene's walkers are tracked on some frames"
+    for s in with_tracks:
+        for t in s.tracks:
+            assert t.id >= 0 and isinstance(t.label, str) and t.label
+            assert all(0.0 <= v <= 1.0 for v in t.box) and t.box[0] <= t.box[2]
+    times = [s.time for s in seen if s.time is not None]
+    assert times == sorted(times)
+    totals = worker.counts()["lines"]["middle"]["total"]
+    assert totals == {"a_to_b": DEFAULT_DOWN_CROSSINGS, "b_to_a": DEFAULT_UP_CROSSINGS}
+
+
+@pytest.mark.parametrize(
+    ("size", "xyxy", "expected"),
+    [
+        ((200, 100), [[0, 0, 100, 50]], (0.0, 0.0, 0.5, 0.5)),
+        ((200, 100), [[-10, -5, 250, 120]], (0.0, 0.0, 1.0, 1.0)),  # clipped to the frame
+        ((640, 360), [[64, 36, 320, 180]], (0.1, 0.1, 0.5, 0.5)),
+    ],
+)
+def test_track_snapshot_normalises_boxes(
+    size: tuple[int, int], xyxy: list[list[float]], expected: tuple[float, ...]
+) -> None:
+    dets = Detections(np.array(xyxy, np.float32), np.array([0.87654], np.float32),
+                      np.array([1]), np.array([7]))  # fmt: skip
+    snap = TrackSnapshot.of(dets, ["person", "car"], 12.5, size)
+    assert (snap.time, snap.width, snap.height) == (12.5, *size)
+    (track,) = snap.tracks
+    assert (track.id, track.label, track.score) == (7, "car", 0.8765)
+    assert track.box == pytest.approx(expected)
+
+
+def test_static_runtime_tracks_counts_and_frame_time() -> None:
+    from vigil.api.runtime import CameraStatus
+
+    rt = StaticRuntime({"a": CameraStatus("a", True, "running")})
+    assert rt.latest_tracks("a") == TrackSnapshot() == rt.latest_tracks("nope")
+    assert rt.counts("a") == {}
+    with pytest.raises(KeyError):
+        rt.counts("nope")
+    rt.set_counts("a", {"lines": {}})
+    assert rt.counts("a") == {"lines": {}}
+    rt.set_frame("a", np.zeros((4, 4, 3), np.uint8), time=5.0)
+    assert rt.cameras()[0].last_frame_time == 5.0
