@@ -21,7 +21,7 @@ LINE = {"points": [[0.0, 0.5], [1.0, 0.5]]}
     (Role.VIEWER, "GET", "/api/audit", None, 403),
     (Role.VIEWER, "GET", "/api/users", None, 403),
     (Role.VIEWER, "PUT", "/api/config/cameras/front/rules", {}, 403),
-    (Role.OPERATOR, "PUT", "/api/config/cameras/front/rules", {}, 403),
+    (Role.OPERATOR, "PUT", "/api/config/cameras/front/rules", {}, 200),  # issue #4: operators
     (Role.OPERATOR, "GET", "/api/audit", None, 403),
     (Role.AUDITOR, "GET", "/api/audit", None, 200),
     (Role.AUDITOR, "GET", "/api/audit/verify", None, 200),

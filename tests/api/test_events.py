@@ -109,7 +109,7 @@ def test_counts_json_and_csv(api: Api) -> None:
     assert rows[1:] == [[hour, "car", "b_to_a", "1"], [hour, "person", "a_to_b", "3"]]
     forced = client.get("/api/counts", params={"camera": "front", "format": "csv"})
     assert forced.text == as_csv.text
-    assert client.get("/api/counts", params={"camera": "nope", "period": "week"}).status_code == 422
+    assert client.get("/api/counts", params={"camera": "nope", "period": "year"}).status_code == 422
 
 
 # -- snapshots: real faces, real redaction --------------------------------------------------

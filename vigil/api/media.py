@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from vigil.api.errors import ApiError, not_found
-from vigil.api.state import AppState
 from vigil.types import ImageArray
+
+if TYPE_CHECKING:  # state imports the live renders, which encode with this module
+    from vigil.api.state import AppState
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _JPEG_QUALITY = 90

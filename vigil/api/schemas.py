@@ -211,3 +211,33 @@ class UserPatch(_Body):
     cameras: list[str] | None = None
     clear_cameras: bool = Field(False, description="True gives access to every camera.")
     password: str | None = Field(None, min_length=1, max_length=1024)
+
+
+class LiveGrantRequest(_Body):
+    reason: str = Field(min_length=3, max_length=500, description="Why; kept in the audit log.")
+
+
+class LiveGrantOut(BaseModel):
+    grant: str = Field(description="Pass as ?grant= to live.mjpeg; this user and camera only.")
+    camera: str
+    expires_at: float
+
+
+class TrackOut(BaseModel):
+    id: int
+    label: str
+    score: float
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in 0..1.")
+
+
+class OverlayOut(BaseModel):
+    """What the live view draws: the tracks of the newest analysed frame (``time`` its UNIX
+    time, None before the first), the rules in force and the live ``RuleEngine.counts()``."""
+
+    time: float | None
+    width: int
+    height: int
+    tracks: list[TrackOut]
+    zones: dict[str, ZoneConfig]
+    lines: dict[str, LineConfig]
+    counts: dict[str, Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,10 @@ class ApiSettings:
     per client address and user name within ``login_window_s`` seconds lock that pair out until
     the window passes (429 with ``Retry-After``). ``redact``: how pixels are redacted on their
     way out. ``signing_key``: Ed25519 key for export manifests (default
-    ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing).
+    ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing). ``live_grant_ttl_s``:
+    how long an unredacted live-view grant lasts. ``clip_rolls``: per camera ``(pre_roll,
+    post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
+    ``record`` config); cameras not listed get ``default_clip_roll``.
     """
 
     secure_cookies: bool = True
@@ -28,3 +32,10 @@ class ApiSettings:
     redact: RedactConfig = field(default_factory=RedactConfig)
     signing_key: Path | None = None
     max_export_s: float = 3600.0
+    live_grant_ttl_s: float = 600.0
+    clip_rolls: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    default_clip_roll: tuple[float, float] = (5.0, 5.0)
+
+    def clip_roll(self, camera: str) -> tuple[float, float]:
+        """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""
+        return self.clip_rolls.get(camera, self.default_clip_roll)

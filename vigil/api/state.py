@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.api.auth import LoginLimiter, Principal
+from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.privacy import FaceDetector, Redactor
@@ -31,6 +32,13 @@ class AppState:
     limiter: LoginLimiter
     audit_log: AuditLog
     redactor_override: RedactorFactory | None = None
+    #: Set when the app shuts down: live streams end at their next poll.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    #: Live streams now open (they decrement when their client goes away).
+    live_streams: int = 0
+    _grants: LiveGrants | None = field(default=None, repr=False)
+    _frames: LiveFrames | None = field(default=None, repr=False)
+    _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _faces: FaceDetector | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -46,6 +54,32 @@ class AppState:
     def unredacted_file(self) -> Path:
         """The local JSON-lines file that ``unredacted_access`` also writes (fail closed)."""
         return self.data_dir / "audit" / "unredacted.jsonl"
+
+    @property
+    def clips_dir(self) -> Path:
+        """Event clips cut on request; a cache (safe to delete at any time)."""
+        return self.data_dir / "clips"
+
+    @property
+    def grants(self) -> LiveGrants:
+        """Unredacted live-view grants (in memory)."""
+        with self._lock:
+            if self._grants is None:
+                self._grants = LiveGrants(self.settings.live_grant_ttl_s)
+            return self._grants
+
+    @property
+    def live(self) -> LiveFrames:
+        """Shared renders of the cameras' live frames (one redaction per frame)."""
+        with self._lock:
+            if self._frames is None:
+                self._frames = LiveFrames(self.runtime, self.redactor)
+            return self._frames
+
+    def clip_lock(self, key: str) -> threading.Lock:
+        """One lock per clip file, so that two requests do not cut the same clip at once."""
+        with self._lock:
+            return self._clip_locks.setdefault(key, threading.Lock())
 
     def redactor(self, size: tuple[int, int]) -> Redactor:
         """A fresh Redactor for ``(width, height)`` images, with the shared detectors."""

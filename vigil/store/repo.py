@@ -396,8 +396,13 @@ class SegmentRepo:
 
 # -- counts -----------------------------------------------------------------------------------
 
-Period = Literal["minute", "hour", "day"]
-_PERIOD_S: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+Period = Literal["minute", "hour", "day", "week"]
+_PERIOD_S: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+#: Weeks are ISO weeks (Monday 00:00 UTC). The UNIX epoch fell on a Thursday, so bucketing
+#: ``bucket + _WEEK_SHIFT`` by whole weeks and shifting back starts each week on a Monday
+#: (1969-12-29 is one); the shift keeps every operand positive, so SQL's integer division,
+#: which truncates, floors.
+_WEEK_SHIFT = 3 * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,13 +457,19 @@ class CountRepo:
         metric: str | None = None, since: float | None = None, until: float | None = None,
         period: Period = "hour",
     ) -> list[CountPoint]:  # fmt: skip
-        """Counts summed per ``period`` (UTC), class and metric, oldest first.
+        """Counts summed per ``period`` (UTC; ``week``: ISO weeks from Monday), class and
+        metric, oldest first.
 
         Buckets starting in ``[since, until)`` are included, so ask for whole periods.
         """
         step = _PERIOD_S[period]
         # Integer floor division (``//`` stays integer in SQL on both backends).
-        start = (CountRow.bucket // step) * step if step > 60 else CountRow.bucket
+        bucket = CountRow.bucket
+        start: ColumnElement[int] = bucket.expression
+        if period == "week":
+            start = ((bucket + _WEEK_SHIFT) // step) * step - _WEEK_SHIFT
+        elif step > 60:
+            start = (bucket // step) * step
         start = start.label("start")
         query = (
             select(start, CountRow.label, CountRow.metric, func.sum(CountRow.count))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Query
 
 from vigil.api.auth import hash_password
-from vigil.api.deps import Admin, Auditor, Reader, StateDep
+from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
 from vigil.api.errors import ApiError, not_found
 from vigil.api.routes import protected
 from vigil.api.runtime import Lines, Zones
@@ -38,8 +38,9 @@ def get_rules(name: str, who: Reader, state: StateDep) -> RulesBody:
 
 
 @router.put("/api/config/cameras/{name}/rules")
-def put_rules(name: str, body: RulesBody, who: Admin, state: StateDep) -> RulesBody:
-    """Replace the camera's zones and lines at run time (validated by the config models)."""
+def put_rules(name: str, body: RulesBody, who: Operator, state: StateDep) -> RulesBody:
+    """Replace the camera's zones and lines at run time (validated by the config models);
+    operators and admins."""
     if not who.sees(name):
         raise not_found(f"camera {name!r}")
     old = _dump(*_rules(state, name))

@@ -1,4 +1,4 @@
-"""Events (list, get, evidence lock, snapshot) and count time series."""
+"""Events (list, get, evidence lock, snapshot, clip) and count time series."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
-from fastapi.responses import Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, Response
 
 from vigil.api.auth import Capability, Principal
+from vigil.api.clips import event_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
-from vigil.api.media import outgoing_image, read_image, safe_media_path
+from vigil.api.media import check_range, outgoing_image, read_image, safe_media_path
 from vigil.api.routes import protected
 from vigil.api.schemas import CountPointOut, EventOut, EventPageOut, LockOut, LockRequest
 from vigil.api.state import AppState
@@ -123,11 +125,11 @@ def counts(
     *, request: Request, who: Reader, state: StateDep, camera: str,
     rule: str | None = None, label: str | None = None, metric: str | None = None,
     start: float | None = None, end: float | None = None,
-    period: Literal["minute", "hour", "day"] = "hour",
+    period: Literal["minute", "hour", "day", "week"] = "hour",
     format: Literal["json", "csv"] | None = None,
 ) -> list[CountPointOut] | Response:  # fmt: skip
-    """Counts per ``period`` (UTC), class and metric; CSV with ``Accept: text/csv`` or
-    ``?format=csv``."""
+    """Counts per ``period`` (UTC; ``week``: ISO weeks from Monday), class and metric; CSV
+    with ``Accept: text/csv`` or ``?format=csv``."""
     check_camera(who, camera)
     with state.db.session() as session:
         points = CountRepo(session).series(camera, rule=rule, label=label, metric=metric,
@@ -144,3 +146,34 @@ def counts(
     writer.writerow(["time", "label", "metric", "count"])
     writer.writerows([p.time, p.label, p.metric, p.count] for p in out)
     return Response(text.getvalue(), media_type="text/csv")
+
+
+CLIP: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"video/mp4": {}}, "description": "MP4, redacted by default."},
+    206: {"description": "Partial content"},
+    416: {"description": "Range not satisfiable"},
+}
+
+
+@router.get("/api/events/{event_id}/clip", responses=CLIP, response_class=FileResponse)
+async def event_clip_media(
+    event_id: str, request: Request, who: Reader, state: StateDep, *, unredacted: bool = False,
+    reason: str | None = None,
+) -> Response:  # fmt: skip
+    """The event as MP4 with the camera's pre/post-roll, redacted; ``unredacted=true&reason=``
+    for operators and admins (audited). Cut on first request, then cached; Range supported.
+    404 ``no_recording`` when no segment covers the event."""
+    row = await run_in_threadpool(_event, state, who, event_id)
+    grant = None
+    if unredacted:
+        grant = await run_in_threadpool(unredacted_grant, state, who, f"clip {row.id}", reason)
+    clip = await run_in_threadpool(event_clip, state, row, grant)
+    await run_in_threadpool(
+        state.audit, who, "event.clip", row.id, reason=None if grant is None else grant.reason,
+        details={"redacted": grant is None, "cached": clip.cached, "start": clip.start,
+                 "end": clip.end, "range": request.headers.get("range")},
+    )  # fmt: skip
+    check_range(request.headers.get("range"), clip.path.stat().st_size)
+    return FileResponse(clip.path, media_type="video/mp4",
+                        headers={"Cache-Control": "no-store",
+                                 "X-Vigil-Clip-Cache": "hit" if clip.cached else "miss"})

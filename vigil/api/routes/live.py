@@ -1,4 +1,5 @@
-"""Prometheus ``/metrics`` and the live event WebSocket."""
+"""Prometheus ``/metrics``, the live event WebSocket, and (included from ``view``) the live
+view: MJPEG stream, unredacted-live grants, overlay."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 
 from vigil.api.auth import Capability, Principal
 from vigil.api.deps import PrincipalDep, StateDep, client_address, get_state, principal_for
-from vigil.api.routes import protected
+from vigil.api.routes import protected, view
 from vigil.api.state import AppState
 from vigil.errors import AuthError, StorageError
 from vigil.store import SegmentRepo, TokenKind
 
 router = protected(tags=["live"])
+router.include_router(view.router)
 sockets = APIRouter(tags=["live"])
 
 #: WebSocket close code for a refused connection (RFC 6455 "policy violation").

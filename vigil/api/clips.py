@@ -1,0 +1,106 @@
+"""Event clips: the event's span plus the camera's pre/post-roll, cut from the recorded
+segments by the export machinery (``vigil.record.export``), redacted unless granted, and
+cached under ``<data_dir>/clips/<camera>/``.
+
+The cache key holds everything the clip is made of: the event, redacted or not, the span, and
+each source segment's id, end and SHA-256. A clip cut while the post-roll was still being
+recorded (or before retention deleted a segment) is therefore cut again when the segments
+change, and an open event's clip (its span grows) is never served stale. Older clips of the
+same event and redaction are deleted when a new one is cut; when no segment covers the event
+any more, its cached clips are deleted too, so the cache never outlives retention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vigil.api.errors import ApiError
+from vigil.api.media import safe_media_path
+from vigil.api.state import AppState
+from vigil.privacy import UnredactedGrant
+from vigil.record.export import export_range, manifest_path
+from vigil.record.layout import check_camera_id
+from vigil.record.signing import load_or_create_key
+from vigil.store import EventRow, SegmentRepo, SegmentRow
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """A clip file on disk; ``start``/``end`` the UNIX span asked for; ``cached``: served
+    from the cache rather than cut for this request."""
+
+    path: Path
+    start: float
+    end: float
+    cached: bool
+
+
+def clip_span(state: AppState, row: EventRow, now: float | None = None) -> tuple[float, float]:
+    """``(start, end)`` UNIX seconds: the event's span (an open event ends now) widened by
+    the camera's pre- and post-roll."""
+    pre, post = state.settings.clip_roll(row.camera)
+    end = row.end if row.end is not None else (time.time() if now is None else now)
+    return row.start - pre, end + post
+
+
+def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) -> Clip:
+    """The clip of ``row`` (redacted unless ``grant``), cut on first request, then cached.
+
+    404 ``no_recording`` when no segment overlaps the span. Blocking (decodes and encodes
+    for a redacted clip): call from a worker thread.
+    """
+    camera = check_camera_id(row.camera)
+    start, end = clip_span(state, row)
+    with state.db.session() as session:
+        segments = SegmentRepo(session).list(camera, start, end)
+    prefix = _prefix(row.id, redacted=grant is None)
+    folder = state.clips_dir / camera
+    if not segments:
+        _delete_clips(folder, prefix, keep=None)
+        raise ApiError(404, "no_recording", f"no recording of camera {camera!r} covers event "
+                       f"{row.id!r} ({_iso(start)} .. {_iso(end)}): the camera was not "
+                       "recording then, or retention deleted the segments")  # fmt: skip
+    path = folder / f"{prefix}-{_digest(row.id, grant is None, start, end, segments)}.mp4"
+    with state.clip_lock(path.name):
+        if path.is_file():
+            return Clip(path, start, end, cached=True)
+        _delete_clips(folder, prefix, keep=path)
+        export_range(
+            [safe_media_path(state.data_dir, s.path) for s in segments], start, end, path,
+            key=load_or_create_key(state.signing_key_path),
+            redactor_factory=state.redactor if grant is None else None, grant=grant,
+            camera=camera, starts=[s.start for s in segments],
+            redaction_mode=state.settings.redact.mode,
+        )  # fmt: skip
+    return Clip(path, start, end, cached=False)
+
+
+def _prefix(event_id: str, *, redacted: bool) -> str:
+    # Event ids come from the database, not the file system: hash them into a safe name.
+    name = hashlib.sha256(event_id.encode()).hexdigest()[:20]
+    return f"{name}-{'redacted' if redacted else 'unredacted'}"
+
+
+def _digest(
+    event_id: str, redacted: bool, start: float, end: float, segments: list[SegmentRow]
+) -> str:
+    material = [event_id, redacted, start, end, [(s.id, s.end, s.sha256) for s in segments]]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+
+
+def _delete_clips(folder: Path, prefix: str, keep: Path | None) -> None:
+    if not folder.is_dir():
+        return
+    for old in folder.glob(f"{prefix}-*.mp4"):
+        if old != keep:
+            old.unlink(missing_ok=True)
+            manifest_path(old).unlink(missing_ok=True)
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,158 @@
+"""The live view: MJPEG stream, unredacted-live grants, overlay data (tracks, rules, counts).
+
+``GET /api/cameras/{name}/live.mjpeg`` streams ``multipart/x-mixed-replace`` JPEG parts of the
+camera's newest frame, redacted unless ``grant`` names a valid grant of the caller for that
+camera. The stream is an async generator that polls the runtime's frame clock every
+``POLL_S`` seconds and renders through ``LiveFrames`` (shared by every viewer) in a worker
+thread. It ends when the client goes away (``request.is_disconnected`` each poll; Starlette
+also cancels it when its send fails), when the app stops (``AppState.stopping``), when the
+camera leaves the runtime, or when its unredacted grant expires or is ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from vigil.api.auth import Capability, Principal
+from vigil.api.deps import Reader, StateDep
+from vigil.api.errors import ForbiddenError, not_found
+from vigil.api.live import LiveView, frame_time
+from vigil.api.routes import protected
+from vigil.api.routes.events import unredacted_grant
+from vigil.api.schemas import LiveGrantOut, LiveGrantRequest, OverlayOut, TrackOut
+from vigil.api.state import AppState
+
+router = protected(tags=["live"])
+
+BOUNDARY = "frame"
+#: Seconds between two looks at the camera's frame clock (and at the client's presence).
+POLL_S = 0.05
+MJPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}},
+          "description": "JPEG parts, redacted unless a valid grant is given."},
+}  # fmt: skip
+
+
+def _camera(state: AppState, who: Principal, name: str) -> str:
+    if frame_time(state.runtime, name) is None or not who.sees(name):
+        raise not_found(f"camera {name!r}")
+    return name
+
+
+def _fingerprint(token: str) -> str:
+    # The grant is a bearer secret: the audit log names it by a hash, never in full.
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def part(jpeg: bytes) -> bytes:
+    """One multipart part: headers, the JPEG, CRLF."""
+    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+    return head.encode() + jpeg + b"\r\n"
+
+
+async def _parts(
+    request: Request, state: AppState, who: Principal, view: LiveView, *, fps: float,
+    grant: str | None,
+) -> AsyncIterator[bytes]:  # fmt: skip
+    """The stream's parts: a new frame at most ``fps`` times a second (see module doc)."""
+    period = 1.0 / fps
+    last: float | None = None
+    next_at = 0.0
+    state.live_streams += 1
+    try:
+        while not state.stopping.is_set() and not await request.is_disconnected():
+            when = frame_time(state.runtime, view.camera)
+            if when is None:
+                return  # the camera left the runtime
+            if grant is not None and state.grants.valid(grant, who.name, view.camera) is None:
+                return  # expired or ended: the client reconnects redacted, or asks again
+            now = anyio.current_time()
+            if when != last and now >= next_at:
+                data = await anyio.to_thread.run_sync(state.live.jpeg, view, when)
+                if data is not None:
+                    last, next_at = when, now + period
+                    yield part(data)
+                    continue
+            await anyio.sleep(POLL_S)
+    finally:
+        state.live_streams -= 1
+
+
+@router.get("/api/cameras/{name}/live.mjpeg", responses=MJPEG, response_class=StreamingResponse)
+async def live_mjpeg(
+    name: str, request: Request, who: Reader, state: StateDep, *,
+    fps: Annotated[float, Query(gt=0, le=15)] = 5.0,
+    width: Annotated[int, Query(ge=16, le=7680)] = 960,
+    overlay: bool = False, grant: str | None = None,
+) -> StreamingResponse:  # fmt: skip
+    """The camera's live frames as MJPEG, at most ``fps`` per second and ``width`` pixels
+    wide, redacted unless ``grant`` (from ``POST .../live/unredacted``) is valid for the
+    caller and camera; ``overlay=1`` draws tracks, zones and lines. One audit record per
+    stream. Waits while the camera has no frame yet."""
+    _camera(state, who, name)
+    found = None
+    if grant is not None:
+        found = state.grants.valid(grant, who.name, name)
+        if found is None or not who.can(Capability.OPERATE):
+            raise ForbiddenError("the unredacted-live grant is not valid (expired, ended, or "
+                                 "for another user or camera); ask for a new one")  # fmt: skip
+    view = LiveView(name, width, overlay, redacted=found is None)
+    details: dict[str, Any] = {"redacted": view.redacted, "overlay": overlay, "fps": fps,
+                               "width": width}  # fmt: skip
+    if found is not None:
+        details["grant"] = _fingerprint(found.token)
+    await run_in_threadpool(state.audit, who, "camera.live", name,
+                            reason=None if found is None else found.reason, details=details)
+    return StreamingResponse(
+        _parts(request, state, who, view, fps=fps, grant=grant),
+        media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/api/cameras/{name}/live/unredacted", status_code=201)
+def grant_unredacted_live(
+    name: str, body: LiveGrantRequest, who: Reader, state: StateDep
+) -> LiveGrantOut:
+    """A grant to watch ``name`` unredacted for ``live_grant_ttl_s`` (10 min): operators and
+    admins, with a reason, audited. Valid for the caller and this camera only."""
+    _camera(state, who, name)
+    unredacted_grant(state, who, f"live {name}", body.reason)
+    grant = state.grants.issue(who.name, name, body.reason)
+    state.audit(who, "camera.live.unredacted", name, reason=body.reason,
+                details={"grant": _fingerprint(grant.token), "expires_at": grant.expires_at})
+    return LiveGrantOut(grant=grant.token, camera=name, expires_at=grant.expires_at)
+
+
+@router.delete("/api/cameras/{name}/live/unredacted/{grant}", status_code=204,
+               response_class=Response)  # fmt: skip
+def end_unredacted_live(name: str, grant: str, who: Reader, state: StateDep) -> Response:
+    """End the caller's grant now (its streams stop at their next poll)."""
+    ended = state.grants.end(grant, who.name, name)
+    if ended is None or not who.sees(name):
+        raise not_found("unredacted-live grant")
+    state.audit(who, "camera.live.unredacted.end", name,
+                details={"grant": _fingerprint(ended.token)})
+    return Response(status_code=204)
+
+
+@router.get("/api/cameras/{name}/overlay")
+def camera_overlay(name: str, who: Reader, state: StateDep) -> OverlayOut:
+    """Tracks of the newest analysed frame (boxes 0..1), rules in force and live counts."""
+    _camera(state, who, name)
+    try:
+        zones, lines = state.runtime.rules(name)
+        counts = state.runtime.counts(name)
+    except KeyError as exc:
+        raise not_found(f"camera {name!r}") from exc
+    snap = state.runtime.latest_tracks(name)
+    tracks = [TrackOut(id=t.id, label=t.label, score=t.score, box=t.box) for t in snap.tracks]
+    return OverlayOut(time=snap.time, width=snap.width, height=snap.height, tracks=tracks,
+                      zones=zones, lines=lines, counts=counts)  # fmt: skip
