@@ -20,10 +20,15 @@ from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.api.state import AppState, RedactorFactory
 from vigil.store import AuditLog, Database
+from vigil.web import PUBLIC_UI_PATHS
+from vigil.web import mount as mount_web
 
-#: Routes that answer without authentication (everything else must refuse).
+#: Routes that answer without authentication (everything else must refuse). The web UI's
+#: index (``/``) is one of them; its static files (``/static/...``, a mount, not a route) are
+#: the other public part. Both hold no data (see ``vigil.web``).
 PUBLIC_PATHS = frozenset({"/api/health", "/api/setup", "/api/login", "/api/docs",
-                          "/api/docs/oauth2-redirect", "/api/openapi.json"})  # fmt: skip
+                          "/api/docs/oauth2-redirect", "/api/openapi.json",
+                          *PUBLIC_UI_PATHS})  # fmt: skip
 
 
 def create_app(
@@ -54,4 +59,5 @@ def create_app(
     for router in (auth.public, auth.router, events.router, media.router, admin.router,
                    live.router, live.sockets):  # fmt: skip
         app.include_router(router)
+    mount_web(app)  # the web UI at / and /static (public: no data in it)
     return app

@@ -1,0 +1,162 @@
+// Events: filters (camera, label, zone, line, time range), newest first, cursor pagination;
+// redacted thumbnails; a click opens a dialog that plays the event's clip (cut from the
+// recordings with pre/post-roll, redacted by the server) with evidence-lock and export
+// buttons for operators. New events arriving on the WebSocket are announced, not inserted,
+// so the list does not jump under the reader's eyes.
+
+import { api, can, qs, seg } from './api.js';
+import { setQuery } from './router.js';
+import {
+  KNOWN_CLASSES, empty, errorBox, field, fill, fmtTime, fromLocalInput, h, header, message,
+  modal, select, toLocalInput, toast,
+} from './ui.js';
+
+export async function render(ctx) {
+  document.title = 'Events — Vigil';
+  const cameras = await api('/api/cameras');
+  const q = ctx.query;
+  const form = h('form', { class: 'filters', id: 'event-filters' });
+  const camera = select([['', 'All cameras'], ...cameras.map((c) => c.name)], q.camera || '', { name: 'camera' });
+  const label = select([['', 'All labels'], ...KNOWN_CLASSES], q.label || '', { name: 'label' });
+  const zone = h('input', { name: 'zone', value: q.zone || '', placeholder: 'any' });
+  const line = h('input', { name: 'line', value: q.line || '', placeholder: 'any' });
+  const start = h('input', { type: 'datetime-local', name: 'start', value: q.start ? toLocalInput(Number(q.start)) : '' });
+  const end = h('input', { type: 'datetime-local', name: 'end', value: q.end ? toLocalInput(Number(q.end)) : '' });
+  fill(form, field('Camera', camera), field('Label', label), field('Zone', zone),
+    field('Line', line), field('From', start), field('To', end),
+    h('div', { class: 'field' }, h('button', { type: 'submit', class: 'primary' }, 'Filter')));
+  const fresh = h('button', { type: 'button', class: 'notice', hidden: true });
+  const list = h('div', { class: 'event-list', id: 'event-list' });
+  const more = h('button', { type: 'button', hidden: true }, 'Load more');
+  ctx.root.append(header('Events'), form, fresh, list, more);
+
+  let cursor = null;
+  const filters = () => ({
+    camera: camera.value, label: label.value, zone: zone.value.trim(), line: line.value.trim(),
+    start: fromLocalInput(start.value), end: fromLocalInput(end.value),
+  });
+  const load = async (append) => {
+    let page;
+    try {
+      page = await api('/api/events', { query: { ...filters(), cursor: append ? cursor : null, limit: 48 } });
+    } catch (err) {
+      fill(list, errorBox(err));
+      return;
+    }
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+    if (!append) fill(list);
+    if (!append && !page.items.length) {
+      list.append(empty('No events yet.', 'Events appear here when a camera sees something its rules care about.'));
+    }
+    for (const ev of page.items) list.append(card(ev, ctx.me));
+  };
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const f = filters();
+    setQuery({ ...f, start: f.start ? Math.floor(f.start) : null, end: f.end ? Math.floor(f.end) : null });
+    fresh.hidden = true;
+    load(false);
+  });
+  more.addEventListener('click', () => load(true));
+  fresh.addEventListener('click', () => { fresh.hidden = true; load(false); });
+  await load(false);
+  if (ctx.query.open) openEvent(ctx.query.open, ctx.me);
+  return liveNotices(fresh, () => camera.value);
+}
+
+/** Watch /api/ws/events; count new events of the selected camera on the notice button. */
+function liveNotices(button, cameraFilter) {
+  let count = 0;
+  let socket = null;
+  let closed = false;
+  const connect = () => {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    socket = new WebSocket(`${scheme}://${location.host}/api/ws/events`);
+    socket.addEventListener('message', (msg) => {
+      let ev;
+      try { ev = JSON.parse(msg.data); } catch (_) { return; }
+      if (cameraFilter() && ev.camera !== cameraFilter()) return;
+      if (ev.state && ev.state !== 'start' && ev.state !== 'new') return;
+      count += 1;
+      button.textContent = `${count} new event${count === 1 ? '' : 's'} — show`;
+      button.hidden = false;
+    });
+    socket.addEventListener('close', () => { if (!closed) setTimeout(connect, 5000); });
+  };
+  button.addEventListener('click', () => { count = 0; });
+  connect();
+  return () => { closed = true; if (socket) socket.close(); };
+}
+
+function card(ev, me) {
+  const thumb = ev.has_snapshot
+    ? h('img', { src: `/api/events/${seg(ev.id)}/snapshot`, alt: `${ev.label} at ${fmtTime(ev.start)} (redacted)`, loading: 'lazy' })
+    : h('div', { class: 'no-thumb' }, 'no snapshot');
+  const where = [...ev.zones.map((z) => `zone ${z}`), ...ev.lines.map((l) => `line ${l}`)].join(', ');
+  return h('button', {
+    type: 'button', class: 'event-card', dataset: { event: ev.id },
+    onclick: () => openEvent(ev.id, me),
+  }, thumb,
+  h('span', { class: 'event-meta' },
+    h('strong', {}, ev.label), ` · ${ev.camera}`, h('br'),
+    h('span', { class: 'muted' }, fmtTime(ev.start), ev.end ? ` · ${(ev.end - ev.start).toFixed(1)} s` : ' · ongoing'),
+    where ? h('span', { class: 'muted block' }, where) : null,
+    ev.evidence_lock ? h('span', { class: 'badge' }, 'locked') : null));
+}
+
+/** The event dialog: its clip, details, and the operator's lock/export buttons. */
+export async function openEvent(id, me) {
+  let ev;
+  try {
+    ev = await api(`/api/events/${seg(id)}`);
+  } catch (err) {
+    toast(message(err), 'error');
+    return;
+  }
+  const video = h('video', {
+    controls: true, autoplay: true, muted: true, playsinline: true, preload: 'auto', class: 'clip',
+    src: `/api/events/${seg(ev.id)}/clip${qs({ unredacted: 'false' })}`,
+  });
+  const note = h('p', { class: 'muted', 'aria-live': 'polite' }, 'Loading the clip (cut from the recordings, redacted)…');
+  video.addEventListener('loadeddata', () => { note.textContent = 'Redacted clip with pre- and post-roll.'; });
+  video.addEventListener('error', () => {
+    note.textContent = 'No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).';
+    note.className = 'state-error';
+  });
+  const rows = [['Camera', ev.camera], ['Label', ev.label], ['Track', ev.track_id],
+    ['Start', fmtTime(ev.start)], ['End', ev.end ? fmtTime(ev.end) : 'ongoing'],
+    ['Zones', ev.zones.join(', ') || '—'], ['Lines', ev.lines.join(', ') || '—'],
+    ['Score', ev.top_score.toFixed(2)], ['Evidence lock', ev.evidence_lock ? 'yes' : 'no']];
+  const details = h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]));
+  const actions = h('div', { class: 'actions' });
+  const output = h('div', { 'aria-live': 'polite' });
+  if (can(me, 'operate')) {
+    const lock = h('button', { type: 'button', id: 'event-lock' }, ev.evidence_lock ? 'Remove evidence lock' : 'Evidence lock');
+    lock.addEventListener('click', async () => {
+      try {
+        const out = await api(`/api/events/${seg(ev.id)}/lock`, { method: 'POST', body: { locked: !ev.evidence_lock } });
+        ev.evidence_lock = out.locked;
+        lock.textContent = ev.evidence_lock ? 'Remove evidence lock' : 'Evidence lock';
+        toast(out.locked ? `Locked, with ${out.segments} recorded segment(s).` : 'Lock removed.');
+      } catch (err) { toast(message(err), 'error'); }
+    });
+    const exportButton = h('button', { type: 'button', id: 'event-export' }, 'Export (redacted)');
+    exportButton.addEventListener('click', async () => {
+      exportButton.disabled = true;
+      fill(output, h('p', { class: 'muted' }, 'Exporting…'));
+      try {
+        const end = ev.end || Date.now() / 1000;
+        const out = await api('/api/exports', { method: 'POST', body: { camera: ev.camera, start: ev.start - 5, end: end + 5 } });
+        fill(output, h('p', {}, 'Export ready: ', h('a', { href: out.url, download: out.name }, out.name),
+          ' · ', h('a', { href: out.manifest_url, target: '_blank', rel: 'noopener' }, 'signed manifest')));
+      } catch (err) {
+        fill(output, errorBox(err));
+      } finally { exportButton.disabled = false; }
+    });
+    actions.append(lock, exportButton);
+  }
+  modal(`${ev.label} on ${ev.camera}`, [video, note, details, actions, output], {
+    wide: true, onclose: () => { video.pause(); video.removeAttribute('src'); video.load(); },
+  });
+}
