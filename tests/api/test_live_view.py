@@ -1,0 +1,310 @@
+"""Live view: unredacted-live grants, the MJPEG stream over real HTTP (uvicorn), shared
+renders, overlay JSON. Redaction is the real CenterFace, checked with YuNet."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.api.conftest import PASSWORD, T0, Api
+from tests.api.test_events import _decode, _faces, _first_frame
+from tests.api.test_http_server import _serve
+from vigil.api.live import LiveFrames, LiveView
+from vigil.api.runtime import CameraStatus, TrackBox, TrackSnapshot
+from vigil.api.state import AppState
+from vigil.config.models import LineConfig, ZoneConfig
+from vigil.store import AuditRepo, Role
+from vigil.types import ImageArray
+
+LIVE = "/api/cameras/front/live.mjpeg"
+GRANTS = "/api/cameras/front/live/unredacted"
+
+
+def state_of(api: Api) -> AppState:
+    state: AppState = api.app.state.vigil
+    return state
+
+
+def audit(api: Api, action: str) -> list[tuple[str, str, str | None]]:
+    with api.db.session() as session:
+        rows = AuditRepo(session).records(action=action)
+    return [(r.actor, r.action, r.reason) for r in rows if r.action == action]
+
+
+@pytest.fixture
+def face(api: Api, clips_dir: Path, yunet_path: Path) -> ImageArray:
+    image = _first_frame(clips_dir / "face-demographics-walking.gif")
+    assert _faces(yunet_path, image) >= 1  # the input really shows a face
+    api.runtime.set_frame("front", image, time=T0)
+    return image
+
+
+# -- grants -----------------------------------------------------------------------------------
+
+
+def test_grant_needs_operator_and_reason_and_is_audited(api: Api) -> None:
+    viewer = api.login("val", Role.VIEWER)
+    assert viewer.post(GRANTS, json={"reason": "curious"}).status_code == 403
+    operator = api.login("op", Role.OPERATOR)
+    short = operator.post(GRANTS, json={"reason": "x"})
+    assert short.status_code == 422
+    assert set(short.json()) == {"error"}
+    before = time.time()
+    reply = operator.post(GRANTS, json={"reason": "incident 7"})
+    assert reply.status_code == 201, reply.text
+    body = reply.json()
+    assert set(body) == {"grant", "camera", "expires_at"}
+    assert body["camera"] == "front"
+    assert before + 600 - 5 <= body["expires_at"] <= time.time() + 600
+    assert audit(api, "camera.live.unredacted") == [("op", "camera.live.unredacted", "incident 7")]
+    assert (api.data_dir / "audit" / "unredacted.jsonl").read_text().count("incident 7") == 1
+    with api.db.session() as session:
+        (record,) = AuditRepo(session).records(action="camera.live.unredacted")
+    assert body["grant"] not in str(record.details), "the audit log never holds the token"
+    assert operator.post("/api/cameras/ghost/live/unredacted",
+                         json={"reason": "incident 7"}).status_code == 404  # fmt: skip
+
+
+def test_grant_is_for_its_user_and_camera_until_it_expires_or_ends(api: Api) -> None:
+    op = api.login("op", Role.OPERATOR)
+    other = api.login("op2", Role.OPERATOR)
+    grant = op.post(GRANTS, json={"reason": "incident 7"}).json()["grant"]
+    state = state_of(api)
+    assert state.grants.valid(grant, "op", "front") is not None
+    refused = {
+        "other user": other.get(LIVE, params={"grant": grant}),
+        "other camera": op.get("/api/cameras/back/live.mjpeg", params={"grant": grant}),
+        "forged": op.get(LIVE, params={"grant": "forged"}),
+    }
+    for why, reply in refused.items():
+        assert reply.status_code == 403, why
+        assert reply.json()["error"]["code"] == "forbidden", why
+    assert other.delete(f"{GRANTS}/{grant}").status_code == 404  # not theirs to end
+    state.grants.clock = lambda: time.time() + 601  # ten minutes later
+    assert op.get(LIVE, params={"grant": grant}).status_code == 403
+    state.grants.clock = time.time
+    grant = op.post(GRANTS, json={"reason": "incident 8"}).json()["grant"]
+    assert op.delete(f"{GRANTS}/{grant}").status_code == 204
+    assert op.delete(f"{GRANTS}/{grant}").status_code == 404
+    assert op.get(LIVE, params={"grant": grant}).status_code == 403
+    assert [a[0] for a in audit(api, "camera.live.unredacted.end")] == ["op"]
+
+
+@pytest.mark.parametrize(("path", "cameras"), [
+    ("/api/cameras/ghost/live.mjpeg", None),
+    ("/api/cameras/front/live.mjpeg", ["back"]),
+    ("/api/cameras/ghost/overlay", None),
+    ("/api/cameras/front/overlay", ["back"]),
+])  # fmt: skip
+def test_unknown_or_out_of_scope_camera_is_404(
+    api: Api, path: str, cameras: list[str] | None
+) -> None:
+    reply = api.login("val", Role.VIEWER, cameras=cameras).get(path)
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("query", "status"), [
+    ({"fps": 0}, 422), ({"fps": 16}, 422), ({"width": 8}, 422), ({"overlay": "maybe"}, 422),
+])  # fmt: skip
+def test_stream_parameters_are_checked(api: Api, query: dict[str, object], status: int) -> None:
+    assert api.login("val", Role.VIEWER).get(LIVE, params=query).status_code == status
+
+
+# -- the stream over real HTTP ----------------------------------------------------------------
+
+
+@pytest.fixture
+def base_url(api: Api) -> Iterator[str]:
+    yield from _serve(api)
+
+
+def http_login(base_url: str, name: str) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=10)
+    reply = client.post("/api/login", json={"name": name, "password": PASSWORD})
+    assert reply.status_code == 200, reply.text
+    client.headers["X-CSRF-Token"] = reply.json()["csrf_token"]
+    return client
+
+
+def read_parts(chunks: Iterator[bytes], n: int) -> list[bytes]:
+    """The JPEGs of the next ``n`` multipart parts (checks the part framing exactly)."""
+    buffer, parts = b"", []
+    while len(parts) < n:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end].decode()
+            lines = head.split("\r\n")
+            assert lines[0] == "--frame", head
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            assert headers["Content-Type"] == "image/jpeg"
+            size = int(headers["Content-Length"])
+            start = head_end + 4
+            if len(buffer) >= start + size + 2:
+                assert buffer[start + size:start + size + 2] == b"\r\n"
+                parts.append(buffer[start:start + size])
+                buffer = buffer[start + size + 2:]
+                continue
+        buffer += next(chunks)
+    return parts
+
+
+class Feeder:
+    """Gives the camera a new frame (same picture, new time) every ``period`` seconds."""
+
+    def __init__(self, api: Api, camera: str, image: ImageArray, period: float = 0.1) -> None:
+        self.stop = threading.Event()
+
+        def run() -> None:
+            i = 0
+            while not self.stop.wait(period):
+                i += 1
+                api.runtime.set_frame(camera, image, time=T0 + i)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+
+    def __enter__(self) -> Feeder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def wait_until(check: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("unredacted", [False, True])
+def test_stream_sends_parts_redacted_unless_granted_and_ends_with_the_client(
+    api: Api, base_url: str, face: ImageArray, yunet_path: Path, unredacted: bool
+) -> None:
+    api.add_user("op", Role.OPERATOR)
+    client = http_login(base_url, "op")
+    params: dict[str, str | int] = {"fps": 15}
+    if unredacted:
+        params["grant"] = client.post(GRANTS, json={"reason": "incident 9"}).json()["grant"]
+    state = state_of(api)
+    with Feeder(api, "front", face), client.stream("GET", LIVE, params=params) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["content-type"] == "multipart/x-mixed-replace; boundary=frame"
+        assert reply.headers["cache-control"] == "no-store"
+        jpegs = read_parts(reply.iter_bytes(), 3)
+        assert state.live_streams == 1
+    for data in jpegs:
+        image = _decode(data)
+        assert image.shape == face.shape
+        assert (_faces(yunet_path, image) >= 1) is unredacted
+    assert wait_until(lambda: state.live_streams == 0), "the stream ended with its client"
+    records = audit(api, "camera.live")
+    assert records == [("op", "camera.live", "incident 9" if unredacted else None)], (
+        "one audit record per stream, not per frame"
+    )
+    client.close()
+
+
+def test_stream_waits_for_a_first_frame_and_scales_and_ends_when_the_app_stops(
+    api: Api, base_url: str
+) -> None:
+    api.runtime.set_status(CameraStatus("side", True, "connecting"))
+    api.add_user("val", Role.VIEWER)
+    client = http_login(base_url, "val")
+    state = state_of(api)
+    image = np.full((270, 480, 3), 90, np.uint8)
+    with client.stream("GET", "/api/cameras/side/live.mjpeg", params={"width": 240}) as reply:
+        assert reply.status_code == 200
+        chunks = reply.iter_bytes()
+        time.sleep(0.3)  # no frame yet: the stream is open and waits
+        api.runtime.set_frame("side", image, time=T0)
+        (first,) = read_parts(chunks, 1)
+        assert _decode(first).shape == (135, 240, 3), "scaled to width <= 240, same aspect"
+        state.stopping.set()
+        rest = b"".join(chunks)  # the server ends the body: the iteration finishes
+        assert b"--frame" not in rest
+    assert wait_until(lambda: state.live_streams == 0)
+    client.close()
+
+
+# -- shared renders and the overlay ------------------------------------------------------------
+
+
+def overlay_runtime(api: Api) -> None:
+    api.runtime.update_rules(
+        "front",
+        {"door": ZoneConfig(polygon=[(0.1, 0.1), (0.5, 0.1), (0.5, 0.5)])},
+        {"gate": LineConfig(points=[(0.0, 0.8), (1.0, 0.8)])},
+    )
+    api.runtime.set_tracks("front", TrackSnapshot(T0, 96, 64, (
+        TrackBox(3, "person", 0.9, (0.25, 0.25, 0.75, 0.75)),
+        TrackBox(5, "car", 0.6, (0.0, 0.0, 0.2, 0.3)),
+    )))  # fmt: skip
+    counts = {"lines": {"gate": {"total": {"a_to_b": 2, "b_to_a": 1},
+                                 "by_class": {"person": {"a_to_b": 2, "b_to_a": 1}}}},
+              "zones": {"door": {"occupancy": {"current": 1}}}}  # fmt: skip
+    api.runtime.set_counts("front", counts)
+
+
+def test_renders_are_shared_between_viewers_and_frames(api: Api) -> None:
+    frames = LiveFrames(api.runtime, state_of(api).redactor)
+    view = LiveView("front", 960, overlay=False, redacted=True)
+    api.runtime.set_frame("front", np.full((64, 96, 3), 127, np.uint8), time=T0)
+    first = frames.jpeg(view, T0)
+    assert first is not None
+    for _ in range(5):  # five more viewers of the same frame
+        assert frames.jpeg(view, T0) is first
+    assert (frames.renders, frames.redactions) == (1, 1)
+    small = frames.jpeg(LiveView("front", 48, overlay=True, redacted=True), T0)
+    assert small is not None
+    assert _decode(small).shape == (32, 48, 3)
+    assert (frames.renders, frames.redactions) == (2, 1), "one redaction per frame, any view"
+    frames.jpeg(LiveView("front", 960, overlay=False, redacted=False), T0)
+    assert frames.redactions == 1, "an unredacted view does not redact"
+    frames.jpeg(view, T0 + 1)
+    assert (frames.renders, frames.redactions) == (4, 2)
+
+
+def test_overlay_is_drawn_after_redaction(api: Api) -> None:
+    overlay_runtime(api)
+    frame = np.full((64, 96, 3), 127, np.uint8)
+    api.runtime.set_frame("front", frame, time=T0)
+    frames = LiveFrames(api.runtime, state_of(api).redactor)
+    plain = frames.jpeg(LiveView("front", 960, overlay=False, redacted=True), T0)
+    drawn = frames.jpeg(LiveView("front", 960, overlay=True, redacted=True), T0)
+    assert plain is not None
+    assert drawn is not None
+    a, b = _decode(plain).astype(int), _decode(drawn).astype(int)
+    assert np.abs(a - frame).max() < 16, "a plain grey frame has nothing to redact"
+    changed = np.abs(a - b).max(axis=2) > 40
+    assert changed[16, 24:72].any(), "the person's box top edge (y = 0.25 * 64) is drawn"
+    assert changed[48:56, :].any(), "the line at y = 0.8 * 64 is drawn"
+
+
+def test_overlay_json(api: Api) -> None:
+    viewer = api.login("val", Role.VIEWER)
+    empty = viewer.get("/api/cameras/front/overlay").json()
+    assert empty == {"time": None, "width": 0, "height": 0, "tracks": [], "zones": {},
+                     "lines": {}, "counts": {}}  # fmt: skip
+    overlay_runtime(api)
+    body = viewer.get("/api/cameras/front/overlay").json()
+    assert (body["time"], body["width"], body["height"]) == (T0, 96, 64)
+    assert body["tracks"] == [
+        {"id": 3, "label": "person", "score": 0.9, "box": [0.25, 0.25, 0.75, 0.75]},
+        {"id": 5, "label": "car", "score": 0.6, "box": [0.0, 0.0, 0.2, 0.3]},
+    ]
+    assert body["zones"]["door"]["polygon"] == [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]
+    assert body["lines"]["gate"]["points"] == [[0.0, 0.8], [1.0, 0.8]]
+    assert body["counts"]["lines"]["gate"]["total"] == {"a_to_b": 2, "b_to_a": 1}
+    with api.db.session() as session:
+        assert AuditRepo(session).records(actor="val") == [], "overlay holds no pixels"
