@@ -12,7 +12,7 @@ const PAGES = {
   live: { module: './live.js', cap: 'read', nav: 'Live', deny: 'view live cameras' },
   events: { module: './events.js', cap: 'read', nav: 'Events', deny: 'view events' },
   recordings: { module: './recordings.js', cap: 'read', nav: 'Recordings', deny: 'view recordings' },
-  editor: { module: './editor.js', cap: 'admin', nav: 'Zones & lines', deny: 'edit zones and lines' },
+  editor: { module: './editor.js', cap: 'operate', nav: 'Zones & lines', deny: 'edit zones and lines' },
   counts: { module: './counts.js', cap: 'read', nav: 'Counts', deny: 'view counts' },
   audit: { module: './audit.js', cap: 'audit', nav: 'Audit', deny: 'read the audit log' },
   users: { module: './users.js', cap: 'admin', nav: 'Users', deny: 'manage users' },

@@ -27,7 +27,7 @@ export async function render(ctx) {
   const actions = [h('a', { href: href('live'), class: 'button' }, 'All cameras'),
     h('a', { href: href('events', null, { camera: name }), class: 'button' }, 'Events'),
     h('a', { href: href('recordings', null, { camera: name }), class: 'button' }, 'Recordings')];
-  if (can(ctx.me, 'admin')) {
+  if (can(ctx.me, 'operate')) {
     actions.push(h('a', { href: href('editor', name), class: 'button' }, 'Zones & lines'));
   }
   const unredact = h('button', { type: 'button', class: 'danger', id: 'unredact' }, 'View unredacted…');

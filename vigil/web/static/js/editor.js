@@ -4,7 +4,7 @@
 // lines (two clicks; the arrow across the line points from side A to side B, "Flip"
 // reverses it); select a shape to drag its vertices, rename it, attach rule settings
 // (classes, dwell/loiter seconds, directions) or delete it. Save replaces the camera's
-// rules at run time (PUT, admin). The running camera's counts (GET .../overlay, every
+// rules at run time (PUT, operators and admins). The running camera's counts (GET .../overlay, every
 // second) are shown next to each saved rule.
 
 import { api, can, seg } from './api.js';
@@ -17,7 +17,7 @@ const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const HIT_PX = 10;
 
 export async function render(ctx) {
-  if (!can(ctx.me, 'admin')) { ctx.root.append(noPermission('edit zones and lines')); return null; }
+  if (!can(ctx.me, 'operate')) { ctx.root.append(noPermission('edit zones and lines')); return null; }
   const cameras = await api('/api/cameras');
   if (!ctx.arg) {
     if (cameras.length) { go('editor', cameras[0].name); return null; }

@@ -1,5 +1,5 @@
-// Small DOM helpers shared by the pages. Everything is built with createElement (no
-// innerHTML with data), so text from the server can never become markup, and no inline
+// Small DOM helpers shared by the pages. Everything is built with createElement (never
+// by parsing markup strings), so text from the server can never become markup, and no inline
 // style attributes are written (the Content-Security-Policy forbids them).
 
 /**

@@ -1,0 +1,154 @@
+// Counts: line crossings and zone entries over time, per class and metric, from /api/counts
+// (hour, day or ISO week buckets, UTC), drawn as a line chart on a <canvas> with a legend,
+// the same numbers in a table (for screen readers and copying), and a CSV download link.
+
+import { api, qs, seg } from './api.js';
+import { setQuery } from './router.js';
+import { empty, errorBox, field, fill, h, header, select } from './ui.js';
+
+const RANGES = { hour: [['1', 'last 24 hours'], ['2', 'last 48 hours'], ['7', 'last 7 days']],
+  day: [['7', 'last 7 days'], ['30', 'last 30 days'], ['90', 'last 90 days']],
+  week: [['28', 'last 4 weeks'], ['84', 'last 12 weeks'], ['364', 'last year']] };
+const STEP = { hour: 3600, day: 86400, week: 7 * 86400 };
+const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+
+export async function render(ctx) {
+  document.title = 'Counts — Vigil';
+  const cameras = await api('/api/cameras');
+  if (!cameras.length) { ctx.root.append(header('Counts'), empty('No cameras to show.')); return null; }
+  const names = cameras.map((c) => c.name);
+  const q = ctx.query;
+  const camera = select(names, names.includes(q.camera) ? q.camera : names[0], { id: 'counts-camera' });
+  const rule = select([['', 'All rules']], '', { id: 'counts-rule' });
+  const period = select([['hour', 'per hour'], ['day', 'per day'], ['week', 'per week']], q.period || 'hour', { id: 'counts-period' });
+  const range = select([], '', { id: 'counts-range' });
+  const csv = h('a', { class: 'button', id: 'counts-csv', download: 'counts.csv' }, 'Download CSV');
+  const canvas = h('canvas', { class: 'chart', id: 'counts-chart', role: 'img', 'aria-label': 'Counts over time' });
+  const legend = h('ul', { class: 'legend', id: 'counts-legend' });
+  const table = h('div', { class: 'table-wrap' });
+  const out = h('div', { 'aria-live': 'polite' });
+  ctx.root.append(header('Counts', csv),
+    h('div', { class: 'filters' }, field('Camera', camera), field('Rule', rule), field('Period', period), field('Range', range)),
+    out, canvas, legend, h('details', {}, h('summary', {}, 'Numbers as a table'), table));
+
+  const fillRanges = () => {
+    fill(range, RANGES[period.value].map(([v, t]) => h('option', { value: v }, t)));
+    range.value = RANGES[period.value][1][0];
+  };
+  const fillRules = async () => {
+    const rules = await api(`/api/config/cameras/${seg(camera.value)}/rules`);
+    const options = [['', 'All rules'], ...Object.keys(rules.lines).map((n) => [n, `line ${n}`]),
+      ...Object.keys(rules.zones).map((n) => [n, `zone ${n}`])];
+    fill(rule, options.map(([v, t]) => h('option', { value: v }, t)));
+    if (q.rule && options.some(([v]) => v === q.rule)) rule.value = q.rule;
+  };
+  let points = [];
+  let window_ = [0, 0];
+  const load = async () => {
+    const step = STEP[period.value];
+    const now = Date.now() / 1000;
+    // Buckets as the server makes them: UTC, weeks from Monday (1970-01-05 was a Monday).
+    const origin = period.value === 'week' ? 4 * 86400 : 0;
+    const end = Math.ceil((now - origin) / step) * step + origin;
+    const start = Math.floor((now - origin - Number(range.value) * 86400) / step) * step + origin;
+    window_ = [start, end];
+    const query = { camera: camera.value, rule: rule.value, period: period.value, start, end };
+    setQuery({ camera: camera.value, rule: rule.value, period: period.value });
+    csv.href = `/api/counts${qs({ ...query, format: 'csv' })}`;
+    try {
+      points = await api('/api/counts', { query });
+    } catch (err) {
+      fill(out, errorBox(err));
+      return;
+    }
+    fill(out, points.length ? null : empty('No counts in this time range yet.',
+      'Counts come from the lines and zones of the camera (see Zones & lines).'));
+    const series = draw(canvas, points, window_, STEP[period.value]);
+    fill(legend, series.map(([key, color]) => {
+      const swatch = h('span', { class: 'swatch' });
+      swatch.style.background = color;
+      return h('li', {}, swatch, key);
+    }));
+    fill(table, tableOf(points, period.value));
+  };
+  period.addEventListener('change', () => { fillRanges(); load(); });
+  for (const control of [rule, range]) control.addEventListener('change', load);
+  camera.addEventListener('change', async () => { await fillRules(); load(); });
+  const onResize = () => draw(canvas, points, window_, STEP[period.value]);
+  window.addEventListener('resize', onResize);
+  fillRanges();
+  await fillRules();
+  await load();
+  return () => window.removeEventListener('resize', onResize);
+}
+
+function label(ts, step) {
+  const d = new Date(ts * 1000);
+  const iso = d.toISOString();
+  return step < 86400 ? `${iso.slice(5, 10)} ${iso.slice(11, 16)}` : iso.slice(0, 10);
+}
+
+function tableOf(points, period) {
+  if (!points.length) return h('p', { class: 'muted' }, 'No data.');
+  return h('table', {}, h('thead', {}, h('tr', {}, ['Start (UTC)', 'Class', 'Metric', 'Count'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, points.map((p) => h('tr', {}, h('td', {}, label(p.time, STEP[period])), h('td', {}, p.label),
+      h('td', {}, p.metric), h('td', { class: 'num' }, String(p.count))))));
+}
+
+/** Draw one line per "class metric"; returns [[key, color], ...] for the legend. */
+function draw(canvas, points, [start, end], step) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 600;
+  const height = 280;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  const g = canvas.getContext('2d');
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const css = getComputedStyle(document.documentElement);
+  const text = css.getPropertyValue('--text').trim() || '#222';
+  const grid = css.getPropertyValue('--grid').trim() || '#ccd';
+  g.clearRect(0, 0, width, height);
+  const series = new Map();
+  for (const p of points) {
+    const key = `${p.label} ${p.metric}`;
+    if (!series.has(key)) series.set(key, new Map());
+    series.get(key).set(p.time, (series.get(key).get(p.time) || 0) + p.count);
+  }
+  const max = Math.max(1, ...points.map((p) => p.count));
+  const pad = { l: 44, r: 12, t: 12, b: 28 };
+  const buckets = Math.max(1, Math.round((end - start) / step));
+  const x = (t) => pad.l + ((t - start) / (end - start || 1)) * (width - pad.l - pad.r);
+  const y = (v) => height - pad.b - (v / max) * (height - pad.t - pad.b);
+  g.font = '11px system-ui, sans-serif';
+  g.strokeStyle = grid;
+  g.fillStyle = text;
+  g.lineWidth = 1;
+  const yStep = Math.max(1, Math.ceil(max / 5));
+  for (let v = 0; v <= max; v += yStep) {
+    g.beginPath(); g.moveTo(pad.l, y(v) + 0.5); g.lineTo(width - pad.r, y(v) + 0.5); g.stroke();
+    g.fillText(String(v), 6, y(v) + 4);
+  }
+  const every = Math.max(1, Math.ceil(buckets / Math.max(2, Math.floor(width / 90))));
+  for (let i = 0; i <= buckets; i += every) {
+    const t = start + i * step;
+    g.fillText(label(t, step), Math.min(x(t), width - 70), height - 10);
+  }
+  const times = [...new Set(points.map((p) => p.time))].sort((a, b) => a - b);
+  const out = [];
+  [...series.keys()].sort().forEach((key, i) => {
+    const color = COLORS[i % COLORS.length];
+    out.push([key, color]);
+    const values = series.get(key);
+    g.strokeStyle = color;
+    g.fillStyle = color;
+    g.lineWidth = 2;
+    g.beginPath();
+    times.forEach((t, b) => {
+      const v = values.get(t) || 0; // a bucket another series has: zero here
+      if (b === 0) g.moveTo(x(t + step / 2), y(v)); else g.lineTo(x(t + step / 2), y(v));
+    });
+    g.stroke();
+    for (const [t, v] of values) { g.beginPath(); g.arc(x(t + step / 2), y(v), 3, 0, Math.PI * 2); g.fill(); }
+  });
+  return out;
+}
