@@ -75,8 +75,13 @@ def _run_api(config: Any, db: Any, supervisor: Any) -> None:
 
     from vigil.api import ApiSettings, create_app
 
+    rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
+             for name in config.cameras}  # fmt: skip
     settings = ApiSettings(secure_cookies=config.server.secure_cookies,
-                           redact=config.redact)  # fmt: skip
+                           redact=config.redact, clip_rolls=rolls)  # fmt: skip
     app = create_app(settings, db, supervisor, data_dir=config.data_dir)
     # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info")
+    # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
+    # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.
+    uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info",
+                timeout_graceful_shutdown=3)  # fmt: skip
