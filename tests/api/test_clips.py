@@ -15,6 +15,7 @@ import pytest
 from tests.api.conftest import T0, Api, build_api
 from tests.api.test_events import _faces, add_event
 from tests.record.conftest import require_tool
+from tests.store.conftest import PgServer, new_pg_database
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, build_redactor
 from vigil.record.segmenter import Segmenter
@@ -172,7 +173,7 @@ MONDAY = 1_714_348_800  # 2024-04-29T00:00:00Z, the Monday of T0's week (T0 is a
 WEEK = 7 * 86400
 
 
-@pytest.mark.parametrize(("when", "week_start"), [
+WEEKS = [
     (T0, MONDAY),
     (MONDAY, MONDAY),  # a week starts on Monday 00:00 UTC
     (MONDAY - 60, MONDAY - WEEK),  # Sunday 23:59 belongs to the week before
@@ -180,7 +181,10 @@ WEEK = 7 * 86400
     (MONDAY + WEEK, MONDAY + WEEK),
     (1_704_067_200, 1_704_067_200),  # Monday 2024-01-01 (ISO week 1)
     (1_704_024_000, 1_703_462_400),  # Sunday 2023-12-31 noon: week of Monday 12-25
-])  # fmt: skip
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("when", "week_start"), WEEKS)
 def test_counts_by_iso_week(api: Api, when: float, week_start: int) -> None:
     with api.db.session() as session:
         CountRepo(session).increment(CountKey("front", "gate", "line", "person", "a_to_b"), when)
@@ -188,3 +192,19 @@ def test_counts_by_iso_week(api: Api, when: float, week_start: int) -> None:
     (point,) = client.get("/api/counts", params={"camera": "front", "period": "week"}).json()
     assert point["time"] == week_start
     assert point["count"] == 1
+
+
+def test_week_buckets_on_postgresql(pg_server: PgServer) -> None:
+    """The same SQL on PostgreSQL (integer division must floor there too)."""
+    db = Database(new_pg_database(pg_server))
+    try:
+        with db.session() as session:
+            repo = CountRepo(session)
+            for i, (when, _) in enumerate(WEEKS):
+                repo.increment(CountKey("front", "gate", "line", f"c{i}", "a_to_b"), when)
+        with db.session() as session:
+            points = CountRepo(session).series("front", period="week")
+        got = {p.label: p.time for p in points}
+        assert got == {f"c{i}": start for i, (_, start) in enumerate(WEEKS)}
+    finally:
+        db.close()
