@@ -215,6 +215,24 @@ def test_stream_sends_parts_redacted_unless_granted_and_ends_with_the_client(
     client.close()
 
 
+def test_ending_the_grant_ends_the_unredacted_stream(
+    api: Api, base_url: str, face: ImageArray
+) -> None:
+    api.add_user("op", Role.OPERATOR)
+    client = http_login(base_url, "op")
+    grant = client.post(GRANTS, json={"reason": "incident 9"}).json()["grant"]
+    state = state_of(api)
+    with Feeder(api, "front", face), client.stream("GET", LIVE, params={"grant": grant}) as reply:
+        chunks = reply.iter_bytes()
+        read_parts(chunks, 1)
+        assert client.delete(f"{GRANTS}/{grant}").status_code == 204
+        deadline = time.monotonic() + 5
+        for _ in chunks:  # the server ends the body at its next poll
+            assert time.monotonic() < deadline, "the stream did not end with its grant"
+    assert wait_until(lambda: state.live_streams == 0)
+    client.close()
+
+
 def test_stream_waits_for_a_first_frame_and_scales_and_ends_when_the_app_stops(
     api: Api, base_url: str
 ) -> None:
@@ -273,6 +291,7 @@ def test_renders_are_shared_between_viewers_and_frames(api: Api) -> None:
     assert frames.redactions == 1, "an unredacted view does not redact"
     frames.jpeg(view, T0 + 1)
     assert (frames.renders, frames.redactions) == (4, 2)
+    assert len(frames._jpegs) == 1, "renders of older frames are dropped"
 
 
 def test_overlay_is_drawn_after_redaction(api: Api) -> None:

@@ -138,6 +138,11 @@ class LiveFrames:
             if view.overlay:
                 image = self._draw(view.camera, image)
             data = encode_jpeg(image)
+            # Renders of older frames are never served again: dropping them bounds the cache
+            # to the views watched now (a client cannot grow it by asking for many widths).
+            for stale in [k for k, (t, _) in self._jpegs.items()
+                          if k.camera == view.camera and t != when]:  # fmt: skip
+                del self._jpegs[stale]
             self._jpegs[view] = (when, data)
             self.renders += 1
             return data
