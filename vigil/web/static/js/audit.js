@@ -5,7 +5,7 @@ import { api } from './api.js';
 import { setQuery } from './router.js';
 import { empty, errorBox, field, fill, fmtTime, fromLocalInput, h, header, toLocalInput } from './ui.js';
 
-const PAGE = 200;
+const PAGE = 1000;
 
 export async function render(ctx) {
   document.title = 'Audit log — Vigil';

@@ -13,7 +13,7 @@ import {
   KNOWN_CLASSES, empty, errorBox, every, field, fill, h, header, message, noPermission, select, toast,
 } from './ui.js';
 
-const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const NAME = /^[A-Za-z0-9_.\-]{1,64}$/;
 const HIT_PX = 10;
 
 export async function render(ctx) {

@@ -1,13 +1,13 @@
 // Events: filters (camera, label, zone, line, time range), newest first, cursor pagination;
 // redacted thumbnails; a click opens a dialog that plays the event's clip (cut from the
 // recordings with pre/post-roll, redacted by the server) with evidence-lock and export
-// buttons for operators. New events arriving on the WebSocket are announced, not inserted,
+// buttons for operators. New events (polled every 5 s) are announced, not inserted,
 // so the list does not jump under the reader's eyes.
 
 import { api, can, qs, seg } from './api.js';
 import { setQuery } from './router.js';
 import {
-  KNOWN_CLASSES, empty, errorBox, field, fill, fmtTime, fromLocalInput, h, header, message,
+  KNOWN_CLASSES, empty, errorBox, every, field, fill, fmtTime, fromLocalInput, h, header, message,
   modal, select, toLocalInput, toast,
 } from './ui.js';
 
@@ -62,31 +62,27 @@ export async function render(ctx) {
   fresh.addEventListener('click', () => { fresh.hidden = true; load(false); });
   await load(false);
   if (ctx.query.open) openEvent(ctx.query.open, ctx.me);
-  return liveNotices(fresh, () => camera.value);
+  return liveNotices(fresh, filters);
 }
 
-/** Watch /api/ws/events; count new events of the selected camera on the notice button. */
-function liveNotices(button, cameraFilter) {
-  let count = 0;
-  let socket = null;
-  let closed = false;
-  const connect = () => {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    socket = new WebSocket(`${scheme}://${location.host}/api/ws/events`);
-    socket.addEventListener('message', (msg) => {
-      let ev;
-      try { ev = JSON.parse(msg.data); } catch (_) { return; }
-      if (cameraFilter() && ev.camera !== cameraFilter()) return;
-      if (ev.state && ev.state !== 'start' && ev.state !== 'new') return;
-      count += 1;
-      button.textContent = `${count} new event${count === 1 ? '' : 's'} — show`;
-      button.hidden = false;
-    });
-    socket.addEventListener('close', () => { if (!closed) setTimeout(connect, 5000); });
-  };
-  button.addEventListener('click', () => { count = 0; });
-  connect();
-  return () => { closed = true; if (socket) socket.close(); };
+/**
+ * Announce events newer than the list's newest: poll the first page every 5 s. (Polling, not
+ * the /api/ws/events WebSocket: it needs no WebSocket support in the server's ASGI stack and
+ * holds none of the browser's few connections per server, which the live streams need.)
+ */
+function liveNotices(button, filters) {
+  let newest = null;
+  const stop = every(5000, async () => {
+    const page = await api('/api/events', { query: { ...filters(), limit: 20 } });
+    const ids = page.items.map((ev) => ev.id);
+    if (newest === null) { newest = ids[0] || ''; return; }
+    const fresh = newest ? ids.indexOf(newest) : ids.length;
+    const count = fresh < 0 ? ids.length : fresh;
+    button.textContent = `${count}${count >= 20 ? '+' : ''} new event${count === 1 ? '' : 's'} — show`;
+    button.hidden = count === 0;
+  });
+  button.addEventListener('click', () => { newest = null; });
+  return stop;
 }
 
 function card(ev, me) {
@@ -95,7 +91,7 @@ function card(ev, me) {
     : h('div', { class: 'no-thumb' }, 'no snapshot');
   const where = [...ev.zones.map((z) => `zone ${z}`), ...ev.lines.map((l) => `line ${l}`)].join(', ');
   return h('button', {
-    type: 'button', class: 'event-card', dataset: { event: ev.id },
+    type: 'button', class: 'event-card', dataset: { event: ev.id, ended: ev.end ? '1' : '0' },
     onclick: () => openEvent(ev.id, me),
   }, thumb,
   h('span', { class: 'event-meta' },

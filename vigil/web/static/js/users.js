@@ -69,7 +69,7 @@ function row(u, me, cameraNames, refresh) {
 }
 
 function addForm(cameraNames, refresh) {
-  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9_.@-]+', autocomplete: 'off' });
+  const name = h('input', { name: 'name', required: true, pattern: '[A-Za-z0-9_.@\\-]+', autocomplete: 'off' });
   const role = select(ROLES, 'viewer', { name: 'role' });
   const password = h('input', { type: 'password', name: 'password', required: true, minlength: 8, autocomplete: 'new-password' });
   const scope = h('input', { name: 'cameras', placeholder: 'all cameras', list: 'camera-names' });
