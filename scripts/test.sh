@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: the FFmpeg CLI (test fixtures, upscaled clips), a small RTSP relay
 # (reconnect tests), PostgreSQL and Mosquitto (servers the storage and alert tests start
-# themselves). Installed only when missing.
+# themselves), and Chromium (the web UI's browser tests drive it through Playwright; no
+# browser is ever downloaded by Playwright). Installed only when missing.
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v rtsp-server-perl >/dev/null || need+=(rtsp-server-perl)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 command -v mosquitto >/dev/null || need+=(mosquitto)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
@@ -21,7 +23,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[privacy,bench,dev]'
+.venv/bin/python -m pip install -q -e '.[privacy,bench,dev,web]'
 
 echo "== ruff"; .venv/bin/ruff check vigil tests bench
 echo "== mypy"; .venv/bin/mypy
