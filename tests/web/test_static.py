@@ -45,13 +45,14 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def static_files() -> list[str]:
-    return sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*") if p.is_file())
+    files = (p for p in STATIC_DIR.rglob("*") if p.is_file())
+    return sorted(p.relative_to(STATIC_DIR).as_posix() for p in files)
 
 
 def test_public_ui_paths_are_exactly_the_index() -> None:
     """Deliberately: the UI adds "/" (the shell) to the public routes and nothing else; its
     static files are a mount beside it. A new public UI route must be added here on purpose."""
-    assert PUBLIC_UI_PATHS == {"/"}
+    assert {"/"} == PUBLIC_UI_PATHS
     assert PUBLIC_UI_PATHS <= PUBLIC_PATHS
     assert {p for p in PUBLIC_PATHS if not p.startswith("/api/")} == {"/"}
 
@@ -86,19 +87,22 @@ def test_api_responses_do_not_get_the_ui_headers(client: TestClient) -> None:
 def test_nothing_else_is_public(client: TestClient, path: str) -> None:
     reply = client.get(path)
     assert reply.status_code in (401, 404), (path, reply.status_code)
-    assert "import " not in reply.text and "SQLite" not in reply.text
+    assert "import " not in reply.text
+    assert "SQLite" not in reply.text
 
 
 def test_the_shell_has_no_inline_script_or_style() -> None:
     """The CSP forbids inline code; a slip would break the page in every browser."""
     html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
     assert re.search(r"<script(?![^>]*\bsrc=)", html) is None
-    assert " style=" not in html and "<style" not in html
+    assert " style=" not in html
+    assert "<style" not in html
     for js in STATIC_DIR.rglob("*.js"):
         text = js.read_text(encoding="utf-8")
         assert ".innerHTML" not in text, js  # DOM built with createElement only
         assert "setAttribute('style'" not in text, js
-        assert "http://" not in text and "https://" not in text, js  # nothing from elsewhere
+        assert "http://" not in text, js  # nothing from elsewhere
+        assert "https://" not in text, js
 
 
 def test_static_files_are_package_data() -> None:

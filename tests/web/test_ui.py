@@ -112,8 +112,8 @@ def test_editor_line_counts_people_crossing(pages: Pages, server: Server, shots:
         page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + y * box["height"])
     name = page.locator("#shape-form").get_by_label("Name")
     name.fill("exit")
-    name.press("Enter")
-    name.dispatch_event("change")
+    name.press("Enter")  # commits the name (change event); the list shows it
+    page.locator('#shape-list [data-count-for="exit"]').wait_for()
     page.locator("#rules-save").click()
     page.locator("#rules-saved").wait_for()
     count = page.locator('[data-count-for="exit"]')
@@ -123,7 +123,8 @@ def test_editor_line_counts_people_crossing(pages: Pages, server: Server, shots:
     page.screenshot(path=shots / "editor.png")
     rules = page.request.get(f"{server.url}/api/config/cameras/door/rules").json()
     points = rules["lines"]["exit"]["points"]
-    assert abs(points[0][0] - 0.75) < 0.01 and abs(points[1][0] - 0.75) < 0.01
+    assert abs(points[0][0] - 0.75) < 0.01
+    assert abs(points[1][0] - 0.75) < 0.01
 
 
 def test_event_clip_plays(pages: Pages, shots: Path) -> None:
@@ -136,7 +137,8 @@ def test_event_clip_plays(pages: Pages, shots: Path) -> None:
     ended.click()
     video = page.locator("dialog video")
     video.wait_for()
-    wait_until(lambda: video.evaluate("v => v.readyState >= 2 && v.duration > 0"), 60,
+    # The first request cuts and redacts the clip (about 30 s on 2 busy cores); then cached.
+    wait_until(lambda: video.evaluate("v => v.readyState >= 2 && v.duration > 0"), 150,
                "the event clip did not play")  # fmt: skip
     page.screenshot(path=shots / "event-clip.png")
     page.locator("dialog").get_by_role("button", name="Close").click()
