@@ -201,8 +201,11 @@ def test_stream_sends_parts_redacted_unless_granted_and_ends_with_the_client(
         assert reply.status_code == 200
         assert reply.headers["content-type"] == "multipart/x-mixed-replace; boundary=frame"
         assert reply.headers["cache-control"] == "no-store"
-        jpegs = read_parts(reply.iter_bytes(), 3)
-        assert state.live_streams == 1
+        # Keep the iterator: dropping it closes the response (and the connection) at once.
+        chunks = reply.iter_bytes()
+        jpegs = read_parts(chunks, 3)
+        time.sleep(0.2)
+        assert state.live_streams == 1, "the stream lives as long as its client"
     for data in jpegs:
         image = _decode(data)
         assert image.shape == face.shape

@@ -4,9 +4,14 @@
 camera's newest frame, redacted unless ``grant`` names a valid grant of the caller for that
 camera. The stream is an async generator that polls the runtime's frame clock every
 ``POLL_S`` seconds and renders through ``LiveFrames`` (shared by every viewer) in a worker
-thread. It ends when the client goes away (``request.is_disconnected`` each poll; Starlette
-also cancels it when its send fails), when the app stops (``AppState.stopping``), when the
-camera leaves the runtime, or when its unredacted grant expires or is ended.
+thread. It ends when the client goes away, when the app stops (``AppState.stopping``), when
+the camera leaves the runtime, or when its unredacted grant expires or is ended.
+
+Client departure is Starlette's job: ``StreamingResponse`` listens for ``http.disconnect`` next
+to the generator and cancels it (ASGI spec < 2.4, uvicorn's case), or the next send fails
+(2.4+); either way the generator's ``finally`` runs (``AppState.live_streams`` counts the
+open ones; the tests watch it return to zero). Polling ``request.is_disconnected()`` as well
+would be a second reader of the same ``receive`` channel for no gain.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Query, Request, Response
+from fastapi import Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -58,16 +63,15 @@ def part(jpeg: bytes) -> bytes:
 
 
 async def _parts(
-    request: Request, state: AppState, who: Principal, view: LiveView, *, fps: float,
-    grant: str | None,
-) -> AsyncIterator[bytes]:  # fmt: skip
+    state: AppState, who: Principal, view: LiveView, *, fps: float, grant: str | None
+) -> AsyncIterator[bytes]:
     """The stream's parts: a new frame at most ``fps`` times a second (see module doc)."""
     period = 1.0 / fps
     last: float | None = None
     next_at = 0.0
     state.live_streams += 1
     try:
-        while not state.stopping.is_set() and not await request.is_disconnected():
+        while not state.stopping.is_set():
             when = frame_time(state.runtime, view.camera)
             if when is None:
                 return  # the camera left the runtime
@@ -87,7 +91,7 @@ async def _parts(
 
 @router.get("/api/cameras/{name}/live.mjpeg", responses=MJPEG, response_class=StreamingResponse)
 async def live_mjpeg(
-    name: str, request: Request, who: Reader, state: StateDep, *,
+    name: str, who: Reader, state: StateDep, *,
     fps: Annotated[float, Query(gt=0, le=15)] = 5.0,
     width: Annotated[int, Query(ge=16, le=7680)] = 960,
     overlay: bool = False, grant: str | None = None,
@@ -111,7 +115,7 @@ async def live_mjpeg(
     await run_in_threadpool(state.audit, who, "camera.live", name,
                             reason=None if found is None else found.reason, details=details)
     return StreamingResponse(
-        _parts(request, state, who, view, fps=fps, grant=grant),
+        _parts(state, who, view, fps=fps, grant=grant),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
