@@ -104,8 +104,9 @@ def subscribe_in_thread(supervisor: Supervisor) -> tuple[list[dict[str, Any]], t
     return received, thread
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+@pytest.fixture(scope="module", params=[0, 2], ids=["threads", "processes"])
+def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Run]:
+    """The same run with every camera in a thread, and spread over two worker processes."""
     tmp = tmp_path_factory.mktemp("serve")
     config = make_config(tmp, {
         "a": {"sources": [{"url": SCENE}], "lines": LINE},
@@ -113,7 +114,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "bad": {"sources": [{"url": BAD}], "lines": LINE},
     })  # fmt: skip
     db = make_db(tmp)
-    supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=2.0)
+    supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=2.0,
+                            worker_processes=request.param)  # fmt: skip
     received, client = subscribe_in_thread(supervisor)
     supervisor.start()
     result = Run(supervisor, db, received)

@@ -255,6 +255,15 @@ class ServerConfig(_Model):
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )
+    worker_processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
+        0,
+        description=(
+            "Camera analysis outside the main process: 0 runs every camera in a thread of "
+            "one process; n > 0 spreads the cameras over n worker processes (frames cross "
+            "in shared memory, the detector stays shared and batches across all of them); "
+            "'auto' uses one per CPU core when there are more than 4 cameras per core."
+        ),
+    )  # fmt: skip
 
 
 SourceRole = Literal["detect", "record"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -33,7 +34,7 @@ from vigil.alerts.fanout import FanoutSink
 from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
-from vigil.errors import SourceError, VigilError
+from vigil.errors import VigilError
 from vigil.events.sinks import EventSink, event_to_dict
 from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url, mask_credentials
@@ -46,7 +47,8 @@ from vigil.record import (
     plan_retention,
 )
 from vigil.runtime.batcher import BatchingDetector
-from vigil.runtime.worker import CameraWorker, SourceFactory, default_source
+from vigil.runtime.procs import ProcessPool, RemoteCamera, _Hooks, resolve_worker_processes
+from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Event, ImageArray, RuleEvent
 
 if TYPE_CHECKING:
@@ -161,6 +163,9 @@ class Supervisor:
         source_factory: how workers open their analysis stream.
         backoff: a fresh ``Backoff`` per camera, for restarts of workers and recorders.
         stall_timeout: seconds without a frame after which a network camera reconnects.
+        worker_processes: overrides ``server.worker_processes``: 0 analyses every camera in
+            a thread of this process; n > 0 in n spawned worker processes (``procs``), where
+            ``source_factory`` and ``backoff`` must be picklable.
     """
 
     def __init__(
@@ -174,6 +179,7 @@ class Supervisor:
         source_factory: SourceFactory | None = None,
         backoff: Callable[[], Backoff] = Backoff,
         stall_timeout: float = 10.0,
+        worker_processes: int | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -188,26 +194,68 @@ class Supervisor:
         self.store: Any = None
         self.mqtt: Any = None
         self.sink = FanoutSink(self._sinks(sinks))
-        factory = source_factory or (
-            lambda src, cam, cb: default_source(src, cam, cb, stall_timeout=stall_timeout)
-        )
+        setting = config.server.worker_processes if worker_processes is None else worker_processes
+        self.processes = resolve_worker_processes(setting, len(cameras), os.cpu_count())
         self.recorders: dict[str, Recorder] = {}
-        self.workers: dict[str, CameraWorker] = {}
         for camera in cameras:
             recorder = self._recorder(camera, stall_timeout)
             if recorder is not None:
                 self.recorders[camera.name] = recorder
+        self.pool: ProcessPool | None = None
+        self.workers: dict[str, CameraWorker | RemoteCamera] = {}
+        self._local: dict[str, CameraWorker] = {}
+        if self.processes > 0:
+            self.pool = self._process_pool(cameras, source_factory, stall_timeout)
+            self.workers.update(self.pool.remote)
+        else:
+            self._local = self._camera_threads(cameras, source_factory, stall_timeout)
+            self.workers.update(self._local)
+        self.retention_warnings: list[str] = []
+
+    # -- composition ------------------------------------------------------------------------
+
+    def _camera_threads(
+        self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
+        stall_timeout: float,
+    ) -> dict[str, CameraWorker]:  # fmt: skip
+        factory = source_factory or (
+            lambda src, cam, cb: default_source(src, cam, cb, stall_timeout=stall_timeout)
+        )
+        workers: dict[str, CameraWorker] = {}
+        for camera in cameras:
             worker = CameraWorker(
                 camera,
                 None if camera.detect.model.strip().lower() == "motion" else self.batcher,
                 self.sink, counts=self._count, on_counts=self._publish_counts,
-                on_online=self._online, recorder=recorder, source_factory=factory,
+                on_online=self._online, recorder=self.recorders.get(camera.name),
+                source_factory=factory,
             )  # fmt: skip
             worker.queue_depth = self._queue_depth
-            self.workers[camera.name] = worker
-        self.retention_warnings: list[str] = []
+            workers[camera.name] = worker
+        return workers
 
-    # -- composition ------------------------------------------------------------------------
+    def _process_pool(
+        self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
+        stall_timeout: float,
+    ) -> ProcessPool:  # fmt: skip
+        hooks = _Hooks(
+            detector=self.batcher, sink=self.sink, counts=self._count,
+            on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
+            queue_depth=self._queue_depth,
+        )  # fmt: skip
+        batcher = self.batcher
+        model = (
+            None if batcher is None
+            else (list(batcher.class_names), tuple(batcher.input_size))
+        )  # fmt: skip
+        return ProcessPool(
+            cameras, self.processes, hooks, model,  # type: ignore[arg-type]
+            stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
+        )  # fmt: skip
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes (none in thread mode)."""
+        return self.pool.pids() if self.pool is not None else []
 
     def _shared_detector(
         self, cameras: list[ResolvedCamera], detector: Detector | None,
@@ -269,8 +317,10 @@ class Supervisor:
             return
         self.started = True
         self._register_cameras()
-        for name, worker in self.workers.items():
+        for name, worker in self._local.items():
             self._spawn(f"camera-{name}", self._supervise, worker)
+        if self.pool is not None:
+            self.pool.start()
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
         if self.db is not None:
@@ -305,36 +355,19 @@ class Supervisor:
 
     def _supervise(self, worker: CameraWorker) -> None:
         """Run the worker's sessions until ``stop()``: retry and restart with backoff."""
-        backoff = self._backoff()
-        while not self._stop.is_set():
-            frames = worker.frames
-            try:
-                worker.run()
-            except SourceError as exc:
-                worker.set_state("offline", str(exc))
-                log.warning("%s: %s; retrying", worker.name, exc)
-            except Exception as exc:
-                worker.restarts += 1
-                worker.set_state("restarting", f"{type(exc).__name__}: {exc}")
-                log.exception("%s: worker crashed (restart %d)", worker.name, worker.restarts)
-            else:
-                if self._stop.is_set() or worker.state == "ended":
-                    break
-            if worker.frames > frames:
-                backoff.reset()  # it worked for a while: start the delays again
-            if self._stop.wait(backoff.next()):
-                break
-        if worker.state != "ended":
-            worker.set_state("stopped")
+        run_supervised(worker, self._stop, self._backoff())
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful shutdown: close open events, finish segments, report cameras offline."""
         self._stop.set()
-        for worker in self.workers.values():
+        deadline = time.monotonic() + timeout
+        for worker in self._local.values():
             worker.stop()
+        if self.pool is not None:
+            # Workers first: their last events reach the sinks through this process.
+            self.pool.stop(timeout)
         for recorder in self.recorders.values():
             recorder.close()
-        deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         if self.batcher is not None:

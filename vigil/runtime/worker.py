@@ -33,9 +33,9 @@ from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.labels import class_ids
-from vigil.errors import ConfigError
+from vigil.errors import ConfigError, SourceError
 from vigil.events.sinks import EventSink
-from vigil.ingest import Source, SourceState, SourceStatus, StatusCallback, open_source
+from vigil.ingest import Backoff, Source, SourceState, SourceStatus, StatusCallback, open_source
 from vigil.ingest.base import is_network_url
 from vigil.record import Recorder
 from vigil.runtime.pipeline import CameraPipeline, FrameResult
@@ -206,6 +206,10 @@ class CameraWorker:
         self.sessions = 0
         self.frames = 0
         self.skipped_frames = 0
+        self.analysed = 0
+        # (when, latency s, emitted events) per analysed frame, latency from capture
+        # (``Frame.wall_time``) to hand-over to the sinks: for status and the capacity bench.
+        self.latencies: deque[tuple[float, float, bool]] = deque(maxlen=4096)
         self.queue_depth: Callable[[], int] = lambda: 0
         self.counts_interval = counts_interval
         self._counts_pending = False
@@ -288,6 +292,10 @@ class CameraWorker:
         if self._on_counts is not None and counts is not None:
             self._on_counts(self.name, counts)
         self._mark_activity(result)
+        if result.analysed:
+            self.analysed += 1
+            done = time.time()
+            self.latencies.append((done, done - frame.wall_time, bool(result.events)))
 
     def _due_counts(
         self, pipeline: CameraPipeline, result: FrameResult, now: float
@@ -421,3 +429,29 @@ class CameraWorker:
             if self.pipeline is not None:
                 self.pipeline.update_rules(zones, lines)
             self._zones, self._lines = dict(zones), dict(lines)
+
+
+def run_supervised(worker: CameraWorker, stop: threading.Event, backoff: Backoff) -> None:
+    """Run ``worker``'s sessions until ``stop`` is set or its source ended: a session that
+    failed (``SourceError``) or crashed is retried after the next ``backoff`` delay, reported
+    in the worker's state; the delays start over once a session delivered frames."""
+    while not stop.is_set():
+        frames = worker.frames
+        try:
+            worker.run()
+        except SourceError as exc:
+            worker.set_state("offline", str(exc))
+            log.warning("%s: %s; retrying", worker.name, exc)
+        except Exception as exc:
+            worker.restarts += 1
+            worker.set_state("restarting", f"{type(exc).__name__}: {exc}")
+            log.exception("%s: worker crashed (restart %d)", worker.name, worker.restarts)
+        else:
+            if stop.is_set() or worker.state == "ended":
+                break
+        if worker.frames > frames:
+            backoff.reset()  # it worked for a while: start the delays again
+        if stop.wait(backoff.next()):
+            break
+    if worker.state != "ended":
+        worker.set_state("stopped")
