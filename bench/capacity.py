@@ -8,28 +8,32 @@ gate on, as by default). Both are re-encoded ONCE from the shared clip
 real time through one RTSP relay (``rtsp-server-perl``) by two ``ffmpeg -re -stream_loop -1
 -c copy`` publishers per camera, over RTP/UDP.
 
-For each N in ``--cameras`` the Supervisor runs in a CHILD process (so its CPU and RSS are
-its own, not the publishers' or the relay's), once with cross-camera batching
-(``detector.max_batch`` = ``--batch``) and once without (``max_batch = 1``). After
-``--warmup`` seconds it measures for ``--window`` seconds:
+For each N in ``--cameras`` and each mode in ``--processes`` (0: every camera in a thread of
+one process; n: ``server.worker_processes = n``) the Supervisor runs in a CHILD process (so
+its CPU and memory are its own, not the publishers' or the relay's) with cross-camera
+batching (``detector.max_batch`` = ``--batch``), and at the N in ``--unbatched-at`` also
+without (``max_batch = 1``). After ``--warmup`` seconds it measures for ``--window`` seconds:
 
-- analysed frames/s per camera (frames the sampler took; target 5), frames dropped as too
-  late (``CameraWorker.skipped_frames``), detector images/s (``BatchingDetector.stats``);
+- analysed frames/s per camera (target 5), frames dropped as too late
+  (``CameraWorker.skipped_frames``), detector images/s (``BatchingDetector.stats``);
 - recorded seconds (segments in the SQLite store overlapping the window) / wall seconds;
-- the child's CPU (``os.times``, user + system, all threads) as % of the machine's cores and
-  per camera; its RSS (``/proc/self/status``), total and per camera;
+- CPU (user + system, all threads) of the child and its worker processes, as % of the
+  machine's cores and per camera; memory: RSS summed over those processes (counts shared
+  libraries once per process) and PSS (shared pages split between them), total and per camera;
 - latency from frame capture (``Frame.wall_time``, stamped when the frame is decoded) to the
   end of its processing, when its detections, tracks, rule hits and events have been handed
-  to the sinks (store, live hub); p50/p95 over every analysed frame, and over frames that
-  emitted an event. Measured by wrapping each worker's ``_on_frame`` in the child (no hook
-  in ``vigil/runtime``).
+  to the sinks; p50/p95 over every analysed frame, and over frames that emitted an event.
+  Read from ``CameraWorker.latencies`` (reported by worker processes in their status), the
+  same record in both modes.
 
-A camera keeps up when its analysed fps >= 95 % of 5 and it dropped no frame. The sweep stops
-at the first N where the batched run does not keep up. The publishers' and relay's CPU over
-the same run is reported separately (it is not Vigil's). Prints a table and writes
-``bench/results/capacity.png`` and ``capacity.json``.
+A camera keeps up when its analysed fps >= 95 % of 5 and it dropped no frame. A mode leaves
+the sweep at the first N where its batched run does not keep up. The publishers' and relay's
+CPU is reported separately (it is not Vigil's), and the load average next to each row (the
+machine may be shared). Prints a table and writes ``bench/results/capacity.png`` and
+``capacity.json``. The default sweep takes about 6 to 8 minutes:
 
-    python bench/capacity.py [--cameras 1,4,8,12,16,20,24] [--warmup 8] [--window 15]
+    python bench/capacity.py [--cameras 8,12,16,20,24] [--processes 0,2] [--unbatched-at 16]
+                             [--warmup 8] [--window 15] [--detect-threads 1]
 """
 
 from __future__ import annotations
@@ -47,8 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,37 +196,36 @@ def rss_bytes() -> int:
     return 0
 
 
-@dataclass
-class Probe:
-    """Per-camera counters and latencies, filled from the worker thread."""
+def process_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` (0 once it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
-    analysed: int = 0
-    events: int = 0
-    latencies: list[float] = field(default_factory=list)
-    event_latencies: list[float] = field(default_factory=list)
-    measuring: bool = False
+
+def process_pss(pid: int) -> int:
+    """Proportional set size of ``pid`` in bytes: shared pages (libraries, the model) split
+    between the processes that map them, so worker processes are not counted twice."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
-def instrument(worker: Any, probe: Probe, events: Callable[[], int]) -> None:
-    """Wrap ``worker._on_frame`` (an instance attribute, so only this worker changes) and its
-    detect-rate ``tick`` (called once per analysed frame) to count and time analysed frames."""
-    on_frame, tick = worker._on_frame, worker._detect.tick
-
-    def counting_tick(now: float) -> None:
-        probe.analysed += probe.measuring
-        tick(now)
-
-    def timed_on_frame(pipeline: Any, frame: Any, live: bool) -> None:
-        before, events_before = probe.analysed, events()
-        on_frame(pipeline, frame, live)
-        if probe.measuring and probe.analysed > before:
-            latency = time.time() - frame.wall_time
-            probe.latencies.append(latency)
-            if events() > events_before:
-                probe.event_latencies.append(latency)
-
-    worker._detect.tick = counting_tick
-    worker._on_frame = timed_on_frame
+def window_frames(worker: Any, t0: float, t1: float) -> tuple[int, list[float], list[float]]:
+    """Analysed frames finished in ``[t0, t1]``, their latencies, those that emitted events
+    (from ``worker.latencies``: the same record in thread and process mode)."""
+    rows = [(lat, ev) for when, lat, ev in list(worker.latencies) if t0 <= when <= t1]
+    return len(rows), [lat for lat, _ in rows], [lat for lat, ev in rows if ev]
 
 
 class ErrorCounter(logging.Handler):
@@ -243,19 +245,6 @@ class ErrorCounter(logging.Handler):
             print(f"[child] first {key}: {self.first[key]}", file=sys.stderr, flush=True)
 
 
-class CountingSink:
-    """An ``EventSink`` that counts events per camera (for the event latency)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    def publish(self, event: Any) -> None:
-        self.counts[event.camera_id] = self.counts.get(event.camera_id, 0) + 1
-
-    def close(self) -> None:
-        pass
-
-
 def child(spec_path: Path, out_path: Path) -> None:
     """Run a Supervisor with ``spec``'s cameras; write the measurements as JSON."""
     from vigil.config.models import VigilConfig
@@ -268,8 +257,10 @@ def child(spec_path: Path, out_path: Path) -> None:
     data = Path(spec["data_dir"])
     options = {"rtsp_transport": "udp"}
     config = VigilConfig.model_validate({
-        "detect": {"model": spec["model"], "fps": TARGET_FPS, "labels": ["person"]},
+        "detect": {"model": spec["model"], "fps": TARGET_FPS, "labels": ["person"],
+                   "threads": spec["detect_threads"]},
         "detector": {"max_batch": spec["max_batch"]},
+        "server": {"worker_processes": spec["processes"]},
         "events": {"min_duration": 0.5},
         "data_dir": str(data),
         "record": {"mode": "continuous", "segment_seconds": SEGMENT_S},
@@ -283,11 +274,7 @@ def child(spec_path: Path, out_path: Path) -> None:
     db = Database(f"sqlite:///{data / 'vigil.db'}")
     db.migrate()
     rss_idle = rss_bytes()
-    sink = CountingSink()
-    supervisor = Supervisor(config, db=db, sinks=[sink], stall_timeout=5.0)
-    probes = {name: Probe() for name in supervisor.workers}
-    for name, worker in supervisor.workers.items():
-        instrument(worker, probes[name], lambda n=name: sink.counts.get(n, 0))  # type: ignore[misc]
+    supervisor = Supervisor(config, db=db, stall_timeout=5.0)
     supervisor.start()
     # The relay sends a new client a burst of the stream's past seconds (faster than real
     # time): warm up from the moment every camera delivers frames, not from the start.
@@ -298,19 +285,21 @@ def child(spec_path: Path, out_path: Path) -> None:
         time.sleep(0.1)
     time.sleep(spec["warmup"])
 
+    pids = supervisor.worker_pids()
     skipped0 = {n: w.skipped_frames for n, w in supervisor.workers.items()}
     batch0 = supervisor.batcher.stats if supervisor.batcher else None
     cpu0, t0 = os.times(), time.time()
-    for probe in probes.values():
-        probe.measuring = True
+    kids0 = sum(cpu_seconds(p) for p in pids)
     time.sleep(spec["window"])
-    for probe in probes.values():
-        probe.measuring = False
     cpu1, t1 = os.times(), time.time()
+    kids1 = sum(cpu_seconds(p) for p in pids)
+    time.sleep(1.0)  # the last status reports of worker processes (every 0.5 s)
     batch1 = supervisor.batcher.stats if supervisor.batcher else None
     online = {n: w.online for n, w in supervisor.workers.items()}
-    rss = rss_bytes()
+    rss = rss_bytes() + sum(process_rss(p) for p in pids)
+    pss = sum(process_pss(p) for p in [os.getpid(), *pids])
     skipped = {n: w.skipped_frames - skipped0[n] for n, w in supervisor.workers.items()}
+    frames = {n: window_frames(w, t0, t1) for n, w in supervisor.workers.items()}
     supervisor.stop()
 
     wall = t1 - t0
@@ -321,17 +310,17 @@ def child(spec_path: Path, out_path: Path) -> None:
             for name in supervisor.workers
         }  # fmt: skip
     db.close()
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system) + (kids1 - kids0)
     images = (batch1.images - batch0.images) if batch0 and batch1 else 0
     batches = (batch1.batches - batch0.batches) if batch0 and batch1 else 0
     result = {
-        "wall": wall, "cpu_s": cpu, "rss": rss, "rss_idle": rss_idle,
-        "fps": {n: p.analysed / wall for n, p in probes.items()},
+        "wall": wall, "cpu_s": cpu, "rss": rss, "pss": pss, "rss_idle": rss_idle,
+        "fps": {n: f[0] / wall for n, f in frames.items()}, "processes": len(pids),
         "online": online, "errors": errors.counts,
         "skipped": skipped,
         "recorded": {n: v / wall for n, v in recorded.items()},
-        "latencies": [x for p in probes.values() for x in p.latencies],
-        "event_latencies": [x for p in probes.values() for x in p.event_latencies],
+        "latencies": [x for f in frames.values() for x in f[1]],
+        "event_latencies": [x for f in frames.values() for x in f[2]],
         "detector_images_per_s": images / wall, "batches": batches,
         "mean_batch": images / batches if batches else 0.0,
     }  # fmt: skip
@@ -344,11 +333,13 @@ def child(spec_path: Path, out_path: Path) -> None:
 @dataclass
 class Row:
     cameras: int
+    processes: int  # worker processes (0: every camera in a thread of one process)
     max_batch: int
     cpu_pct: float  # of all cores
     cpu_per_cam: float  # % of one core
     rss_mb: float
     rss_per_cam_mb: float
+    pss_per_cam_mb: float  # proportional set size: shared pages split between processes
     min_fps: float
     mean_fps: float
     dropped: int
@@ -371,12 +362,16 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
-def run_once(relay: Relay, cameras: int, max_batch: int, args: argparse.Namespace) -> Row:
+def run_once(
+    relay: Relay, cameras: int, processes: int, max_batch: int, args: argparse.Namespace
+) -> Row:
     """One child run with ``cameras`` cameras; the relay already publishes them."""
     with tempfile.TemporaryDirectory(prefix="vigil-capacity-") as tmp:
         folder = Path(tmp)
         spec = {
-            "model": str(args.model), "max_batch": max_batch, "data_dir": str(folder / "data"),
+            "model": str(args.model), "max_batch": max_batch, "processes": processes,
+            "detect_threads": args.detect_threads,
+            "data_dir": str(folder / "data"),
             "warmup": args.warmup, "window": args.window,
             "urls": [{s: relay.url(i, s) for s in STREAMS} for i in range(cameras)],
         }  # fmt: skip
@@ -401,9 +396,10 @@ def run_once(relay: Relay, cameras: int, max_batch: int, args: argparse.Namespac
     lat = r["latencies"]
     cpu_pct = 100.0 * r["cpu_s"] / r["wall"] / CORES
     return Row(
-        cameras=cameras, max_batch=max_batch, cpu_pct=cpu_pct,
+        cameras=cameras, processes=processes, max_batch=max_batch, cpu_pct=cpu_pct,
         cpu_per_cam=cpu_pct * CORES / cameras, rss_mb=r["rss"] / 2**20,
-        rss_per_cam_mb=r["rss"] / 2**20 / cameras, min_fps=min(fps),
+        rss_per_cam_mb=r["rss"] / 2**20 / cameras, pss_per_cam_mb=r["pss"] / 2**20 / cameras,
+        min_fps=min(fps),
         mean_fps=statistics.fmean(fps), dropped=dropped, recorded=min(r["recorded"].values()),
         p50_ms=1000 * percentile(lat, 50), p95_ms=1000 * percentile(lat, 95),
         event_p95_ms=1000 * percentile(r["event_latencies"], 95),
@@ -415,7 +411,8 @@ def run_once(relay: Relay, cameras: int, max_batch: int, args: argparse.Namespac
 
 
 HEADER = (
-    f"{'N':>3} {'batch':>5} {'CPU%':>6} {'%core/cam':>9} {'RSS MB':>7} {'MB/cam':>7} "
+    f"{'N':>3} {'procs':>5} {'batch':>5} {'CPU%':>6} {'%core/cam':>9} {'RSS MB':>7} {'MB/cam':>7} "
+    f"{'PSS/cam':>7} "
     f"{'fps min':>7} {'fps avg':>7} {'drop':>5} {'rec':>5} {'p50 ms':>7} {'p95 ms':>7} "
     f"{'ev p95':>7} {'det/s':>6} {'b̄':>4} {'feed%':>6} {'err':>4} ok"
 )
@@ -423,13 +420,20 @@ HEADER = (
 
 def fmt(row: Row) -> str:
     return (
-        f"{row.cameras:>3} {row.max_batch:>5} {row.cpu_pct:>6.1f} {row.cpu_per_cam:>9.1f} "
-        f"{row.rss_mb:>7.0f} {row.rss_per_cam_mb:>7.1f} {row.min_fps:>7.2f} "
+        f"{row.cameras:>3} {row.processes:>5} {row.max_batch:>5} {row.cpu_pct:>6.1f} "
+        f"{row.cpu_per_cam:>9.1f} "
+        f"{row.rss_mb:>7.0f} {row.rss_per_cam_mb:>7.1f} {row.pss_per_cam_mb:>7.1f} "
+        f"{row.min_fps:>7.2f} "
         f"{row.mean_fps:>7.2f} {row.dropped:>5} {row.recorded:>5.2f} {row.p50_ms:>7.0f} "
         f"{row.p95_ms:>7.0f} {row.event_p95_ms:>7.0f} {row.det_img_s:>6.1f} "
         f"{row.mean_batch:>4.1f} {row.feeders_cpu_pct:>6.1f} {row.errors:>4} "
         f"{'yes' if row.keeps_up else 'NO'}"
     )
+
+
+def label(processes: int, batch: int) -> str:
+    mode = f"{processes} worker processes" if processes else "threads"
+    return f"{mode}, max_batch={batch}" + (" (no batching)" if batch == 1 else "")
 
 
 def plot(rows: list[Row], path: Path) -> None:
@@ -439,49 +443,56 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for batch in sorted({r.max_batch for r in rows}, reverse=True):
-        mine = [r for r in rows if r.max_batch == batch]
-        label = f"max_batch={batch}" + (" (no batching)" if batch == 1 else "")
+    for key in sorted({(r.processes, r.max_batch) for r in rows}):
+        mine = [r for r in rows if (r.processes, r.max_batch) == key]
         xs = [r.cameras for r in mine]
-        left.plot(xs, [r.cpu_pct for r in mine], "o-", label=label)
-        right.plot(xs, [r.min_fps for r in mine], "o-", label=label)
+        style = "o-" if len(mine) > 1 else "s"
+        left.plot(xs, [r.cpu_pct for r in mine], style, label=label(*key))
+        right.plot(xs, [r.min_fps for r in mine], style, label=label(*key))
     left.set(xlabel="cameras", ylabel=f"Vigil CPU % of {CORES} cores", ylim=(0, 105))
     right.axhline(KEEP_UP * TARGET_FPS, color="grey", ls="--", label="95 % of 5 fps")
     right.set(xlabel="cameras", ylabel="analysed fps, slowest camera", ylim=(0, 6))
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle("vigil serve capacity: 1080p15 recorded + 360p5 analysed per camera")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def verdict(rows: list[Row]) -> list[str]:
-    batched = [r for r in rows if r.max_batch != 1]
-    ok = [r for r in batched if r.keeps_up]
-    best = max(ok, key=lambda r: r.cameras) if ok else None
-    n = best.cameras if best else 0
-    lines = [f"cameras sustained (batched): {n}   goal >= 16: {'met' if n >= 16 else 'NOT met'}"]
-    if best is not None:
-        lines.append(
-            f"at N={n}: {best.rss_per_cam_mb:.0f} MB/camera (goal < 150: "
-            f"{'met' if best.rss_per_cam_mb < 150 else 'NOT met'}), p95 latency "
-            f"{best.p95_ms:.0f} ms (goal < 500: {'met' if best.p95_ms < 500 else 'NOT met'})"
-        )
-        first = batched[0]
-        if best.cameras > first.cameras:
-            slope = (best.rss_mb - first.rss_mb) / (best.cameras - first.cameras)
-            lines.append(f"marginal memory per camera (N={first.cameras}..{n}): {slope:.1f} MB")
-        twin = [r for r in rows if r.max_batch == 1 and r.cameras == n]
-        if twin:
+    lines: list[str] = []
+    for processes in sorted({r.processes for r in rows}):
+        mode = f"{processes} worker processes" if processes else "threads (one process)"
+        batched = [r for r in rows if r.processes == processes and r.max_batch != 1]
+        ok = [r for r in batched if r.keeps_up]
+        best = max(ok, key=lambda r: r.cameras) if ok else None
+        n = best.cameras if best else 0
+        lines.append(f"{mode}: cameras sustained (batched): {n}   goal >= 16: "
+                     f"{'met' if n >= 16 else 'NOT met'}")  # fmt: skip
+        if best is not None:
             lines.append(
-                f"at N={n} without batching: CPU {twin[0].cpu_pct:.1f} % vs "
-                f"{best.cpu_pct:.1f} % (ratio {twin[0].cpu_pct / best.cpu_pct:.2f}), "
-                f"fps min {twin[0].min_fps:.2f}, p95 {twin[0].p95_ms:.0f} ms"
+                f"  at N={n}: {best.cpu_per_cam:.1f} % of a core/camera, "
+                f"{best.rss_per_cam_mb:.0f} MB/camera RSS, {best.pss_per_cam_mb:.0f} PSS "
+                f"(goal < 150: "
+                f"{'met' if best.rss_per_cam_mb < 150 else 'NOT met'}), p50/p95 latency "
+                f"{best.p50_ms:.0f}/{best.p95_ms:.0f} ms (goal < 500: "
+                f"{'met' if best.p95_ms < 500 else 'NOT met'})"
             )
-    unbatched = [r for r in rows if r.max_batch == 1 and r.keeps_up]
-    lines.append(f"cameras sustained without batching: "
-                 f"{max((r.cameras for r in unbatched), default=0)}")  # fmt: skip
+            first = batched[0]
+            if best.cameras > first.cameras:
+                slope = (best.rss_mb - first.rss_mb) / (best.cameras - first.cameras)
+                lines.append(f"  marginal memory per camera (N={first.cameras}..{n}): "
+                             f"{slope:.1f} MB")  # fmt: skip
+        for twin in [r for r in rows if r.processes == processes and r.max_batch == 1]:
+            mate = [r for r in batched if r.cameras == twin.cameras]
+            if mate:
+                lines.append(
+                    f"  at N={twin.cameras} without batching: CPU {twin.cpu_pct:.1f} % vs "
+                    f"{mate[0].cpu_pct:.1f} % batched (ratio "
+                    f"{twin.cpu_pct / mate[0].cpu_pct:.2f}), fps min {twin.min_fps:.2f}, "
+                    f"p95 {twin.p95_ms:.0f} ms, keeps up: {'yes' if twin.keeps_up else 'NO'}"
+                )
     return lines
 
 
@@ -494,17 +505,24 @@ def sweep(args: argparse.Namespace) -> None:
     streams = encode_streams()
     relay = Relay(streams)
     rows: list[Row] = []
-    print(f"{CORES} cores; warm-up {args.warmup} s, window {args.window} s per run")
+    print(f"{CORES} cores; warm-up {args.warmup} s, window {args.window} s per run; "
+          f"load average {os.getloadavg()[0]:.2f} before the sweep")  # fmt: skip
     print(HEADER, flush=True)
+    alive = list(args.processes)
     try:
         for n in args.cameras:
+            if not alive:
+                break
             relay.grow(n)
-            for batch in (args.batch, 1):
-                row = run_once(relay, n, batch, args)
-                rows.append(row)
-                print(fmt(row), flush=True)
-            if not rows[-2].keeps_up:
-                break  # the batched run dropped: N is past capacity
+            for processes in list(alive):
+                runs = [args.batch] + ([1] if n in args.unbatched_at else [])
+                for batch in runs:
+                    row = run_once(relay, n, processes, batch, args)
+                    rows.append(row)
+                    print(fmt(row), f"load {os.getloadavg()[0]:.1f}", flush=True)
+                    if batch != 1 and not row.keeps_up:
+                        alive.remove(processes)  # past this mode's capacity
+                        break
     finally:
         relay.close()
     print()
@@ -515,13 +533,22 @@ def sweep(args: argparse.Namespace) -> None:
     print(f"wrote {RESULTS / 'capacity.png'} and capacity.json")
 
 
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cameras", default="1,4,8,12,16,20,24",
-                        type=lambda s: [int(x) for x in s.split(",")])  # fmt: skip
+    parser.add_argument("--cameras", default="8,12,16,20,24", type=int_list)
+    parser.add_argument("--processes", default="0,2", type=int_list,
+                        help="modes to compare: 0 = threads, n = n worker processes")
+    parser.add_argument("--unbatched-at", default="16", type=int_list,
+                        help="camera counts at which each mode also runs without batching")
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--batch", type=int, default=8, help="max_batch of the batched run")
+    parser.add_argument("--detect-threads", type=int, default=1,
+                        help="detect.threads: ONNX Runtime intra-op threads of the shared model")
     parser.add_argument("--model", type=Path, default=shared_models_dir() / "yolox_nano.onnx")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
