@@ -293,7 +293,7 @@ def child(spec_path: Path, out_path: Path) -> None:
     time.sleep(spec["window"])
     cpu1, t1 = os.times(), time.time()
     kids1 = sum(cpu_seconds(p) for p in pids)
-    time.sleep(1.0)  # the last status reports of worker processes (every 0.5 s)
+    time.sleep(1.0)  # the last status reports of worker processes (every 0.1 s)
     batch1 = supervisor.batcher.stats if supervisor.batcher else None
     online = {n: w.online for n, w in supervisor.workers.items()}
     rss = rss_bytes() + sum(process_rss(p) for p in pids)

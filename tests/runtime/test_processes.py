@@ -171,6 +171,8 @@ def test_a_killed_worker_process_is_restarted_and_its_cameras_resume(tmp_path: P
         wait_for(lambda: a.online and a.frames > frames_a + 5, 30, "camera a did not resume")
         assert supervisor.pool.workers[0].process.pid != pid  # type: ignore[union-attr]
         assert b.frames > frames_b + 5, "the other process went on"
+        # One preview and one request slot per camera: the dead process's slot is gone.
+        assert len(supervisor.pool.registry.names) == 4  # type: ignore[union-attr]
         assert b.restarts == 0
     finally:
         supervisor.stop()

@@ -62,8 +62,9 @@ def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("processes", [0, 1], ids=["threads", "processes"])
 def test_camera_to_database_segments_and_mqtt_through_an_outage(
-    tmp_path: Path, camera: Camera, broker: Broker, yolox_nano_path: Path
+    tmp_path: Path, camera: Camera, broker: Broker, yolox_nano_path: Path, processes: int
 ) -> None:
     camera.publish()
     time.sleep(1.5)  # the publisher announces the stream
@@ -91,7 +92,8 @@ def test_camera_to_database_segments_and_mqtt_through_an_outage(
             return EventRepo(session).count(EventFilter(camera="door"))
 
     backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
-    supervisor = Supervisor(config, db=db, backoff=backoff, stall_timeout=2.0)
+    supervisor = Supervisor(config, db=db, backoff=backoff, stall_timeout=2.0,
+                            worker_processes=processes)  # fmt: skip
     supervisor.start()
     worker = supervisor.workers["door"]
     try:

@@ -8,7 +8,7 @@
     per camera: a link thread ────────────► reply ──►    tracker, rules, events)
       sink (store · MQTT · webhooks · live) ◄─ events ─
       recorder.mark_activity ◄──────────── activity ─
-    per process: a control thread ◄─────── status ──── status thread (every 0.5 s)
+    per process: a control thread ◄─────── status ──── status thread (every 0.1 s)
       latest_frame/tracks, counts, rules ── calls ───► control loop (main thread)
     shared memory (created and unlinked by the main process):
       per camera one *request slot* (detector images, event snapshots; grown on demand)
@@ -68,7 +68,7 @@ Zones = dict[str, ZoneConfig]
 Lines = dict[str, LineConfig]
 BackoffFactory = Callable[[], Backoff]
 
-STATUS_INTERVAL = 0.5  # seconds between status reports of a worker process
+STATUS_INTERVAL = 0.1  # s between status reports: the live view follows last_frame_time
 CALL_TIMEOUT = 5.0  # seconds the main process waits for a worker's answer
 PREVIEW_SIDE = 640  # long side of latest_frame images (as CameraWorker's default)
 
@@ -482,6 +482,7 @@ class WorkerProcess:
         self._ids = itertools.count()
         self._threads: list[threading.Thread] = []
         self._previews: dict[str, Slot] = {}
+        self._requests: dict[str, str] = {}  # camera -> its request slot's name
         self.started_at = 0.0
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -491,9 +492,11 @@ class WorkerProcess:
         ctx = multiprocessing.get_context("spawn")
         pool = self.pool
         for name in self.cameras:
-            old = self._previews.get(name)
-            if old is None:
+            if name not in self._previews:
                 self._previews[name] = pool.registry.create(PREVIEW_SIDE * PREVIEW_SIDE * 3)
+            old = self._requests.pop(name, None)
+            if old is not None:  # a dead process's request slot: the new one makes its own
+                pool.registry.unlink(old)
         control, child_control = ctx.Pipe()
         links = {name: ctx.Pipe() for name in self.cameras}
         spec = _WorkerSpec(
@@ -625,7 +628,9 @@ class WorkerProcess:
                 raise ModelError("no shared detector in the main process")
             return True, hooks.detector.detect_batch(views)
         if kind == "alloc":
-            return True, self.pool.registry.create(msg[1], replaces=msg[2]).name
+            slot = self.pool.registry.create(msg[1], replaces=msg[2])
+            self._requests[cam.name] = slot.name
+            return True, slot.name
         if kind == "event":
             self._publish(cam, msg[1], msg[2], msg[3])
             return True, None
