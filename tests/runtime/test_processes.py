@@ -83,6 +83,22 @@ def test_resolve_worker_processes(
     assert resolve_worker_processes(setting, cameras, cpus) == expected
 
 
+@pytest.mark.parametrize(("value", "ok"), [
+    (0, True), (2, True), (64, True), ("auto", True), (-1, False), (65, False), ("many", False),
+])  # fmt: skip
+def test_worker_processes_setting(value: object, ok: bool) -> None:
+    from pydantic import ValidationError
+
+    from vigil.config.models import ServerConfig
+
+    assert ServerConfig().worker_processes == "auto"
+    if ok:
+        assert ServerConfig(worker_processes=value).worker_processes == value  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ValidationError, match="worker_processes"):
+            ServerConfig(worker_processes=value)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(("cameras", "processes", "groups"), [
     (["c", "a", "b"], 2, [["a", "c"], ["b"]]),
     (["a"], 3, [["a"]]),

@@ -21,7 +21,7 @@ CONFIG = """
 detect: {{model: motion, fps: 10}}
 tracker: {{new_track_threshold: 0.5, high_threshold: 0.4}}
 data_dir: {data}
-server: {{host: 127.0.0.1, port: {port}, secure_cookies: false}}
+server: {{host: 127.0.0.1, port: {port}, secure_cookies: false, worker_processes: {procs}}}
 cameras:
   yard:
     sources: [{{url: "synthetic://?fps=10&duration=10"}}]
@@ -39,13 +39,17 @@ def _health(port: int) -> dict[str, object] | None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("api", "stop_with"), [(False, signal.SIGTERM), (True, signal.SIGINT)])
+@pytest.mark.parametrize(("api", "stop_with", "procs"), [
+    (False, signal.SIGTERM, 0), (True, signal.SIGINT, 0),
+    (True, signal.SIGINT, 1),  # the camera in a worker process: Ctrl-C reaches both
+    (False, signal.SIGTERM, 1),
+])  # fmt: skip
 def test_serve_runs_until_signalled_and_stops_cleanly(
-    tmp_path: Path, api: bool, stop_with: signal.Signals
+    tmp_path: Path, api: bool, stop_with: signal.Signals, procs: int
 ) -> None:
     port = free_port()
     config = tmp_path / "vigil.yaml"
-    config.write_text(CONFIG.format(data=tmp_path / "data", port=port))
+    config.write_text(CONFIG.format(data=tmp_path / "data", port=port, procs=procs))
     args = [sys.executable, "-m", "vigil.cli", "serve", "--config", str(config)]
     process = subprocess.Popen([*args] if api else [*args, "--no-api"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
@@ -66,6 +70,8 @@ def test_serve_runs_until_signalled_and_stops_cleanly(
             process.wait()
     assert process.returncode == 0, output
     assert "1 camera(s)" in output
+    leaked = [p.name for p in Path("/dev/shm").glob(f"vigil-{process.pid}-*")]
+    assert leaked == [], "shared memory left behind"
     db = Database(f"sqlite:///{db_file}")
     try:
         with db.session() as session:

@@ -255,15 +255,24 @@ class ServerConfig(_Model):
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )
-    worker_processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
-        0,
+    worker_processes: int | Literal["auto"] = Field(
+        "auto",
         description=(
             "Camera analysis outside the main process: 0 runs every camera in a thread of "
             "one process; n > 0 spreads the cameras over n worker processes (frames cross "
             "in shared memory, the detector stays shared and batches across all of them); "
-            "'auto' uses one per CPU core when there are more than 4 cameras per core."
+            "'auto' uses one per CPU core when there are more than 4 cameras per core, "
+            "else threads (bench/capacity.py: on 2 cores, processes sustain more cameras "
+            "for about 20-30 MB more per camera)."
         ),
     )  # fmt: skip
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _process_count(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 0 <= value <= 64:
+            raise ValueError(f"worker_processes must be 0..64 or 'auto', got {value}")
+        return value
 
 
 SourceRole = Literal["detect", "record"]
