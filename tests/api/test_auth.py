@@ -4,10 +4,13 @@ login (Argon2id, rate limit), cookies, CSRF, bearer tokens, logout."""
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Route
@@ -17,6 +20,7 @@ from tests.api.conftest import PASSWORD, Api
 from vigil.api import PUBLIC_PATHS
 from vigil.api.routes.live import WS_POLICY
 from vigil.store import Role, UserRepo
+from vigil.store.models import TokenRow
 
 
 def walk(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
@@ -188,3 +192,32 @@ def test_bearer_token_needs_no_csrf_and_logout_ends_session(api: Api) -> None:
     replay = api.client()
     replay.cookies.set("vigil_session", session_token)
     assert replay.get("/api/me").status_code == 401
+
+
+def test_authenticated_reads_need_no_write_lock(api: Api) -> None:
+    """A camera holding SQLite's write lock must not fail a logged-in request (it did: each
+    request wrote ``last_used`` in a deferred transaction and got "database is locked")."""
+    client = api.login("alice", Role.ADMIN)
+    path = api.db.engine.url.database
+    assert path is not None
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE users SET disabled = disabled")
+        reply = client.get("/api/me")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert reply.status_code == 200, reply.text
+
+
+def test_last_used_is_refreshed_once_stale(api: Api) -> None:
+    client = api.login("alice", Role.ADMIN)
+    with api.db.session() as session:
+        session.execute(sa.update(TokenRow).values(last_used=1.0))
+    assert client.get("/api/me").status_code == 200
+    with api.db.session() as session:
+        used = session.scalars(sa.select(TokenRow.last_used)).all()
+    assert len(used) == 1
+    assert used[0] is not None
+    assert time.time() - used[0] < 60

@@ -89,3 +89,23 @@ def test_api_on_postgresql(pg_api: Api) -> None:
     assert actions == ["user.setup", "event.lock", "user.create"]
     assert auditor.get("/api/audit/verify").json()["ok"] is True
     assert pg_api.login("val", Role.VIEWER).get("/api/audit").status_code == 403
+
+
+def test_event_websocket_over_real_http(api: Api, base_url: str) -> None:
+    """uvicorn answers a WebSocket only when a WebSocket library is installed (it said 404
+    without one): the server extra must bring it."""
+    from websockets.sync.client import connect
+
+    api.add_user("wall", Role.VIEWER)
+    with httpx.Client(base_url=base_url) as client:
+        login = client.post("/api/login", json={"name": "wall", "password": PASSWORD})
+        client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        token = client.post("/api/tokens", json={"name": "wall"}).json()["token"]
+    url = base_url.replace("http://", "ws://") + f"/api/ws/events?token={token}"
+    with connect(url, open_timeout=10) as ws:
+        deadline = time.monotonic() + 5
+        while api.runtime.subscribers < 1:
+            assert time.monotonic() < deadline, "the WebSocket never subscribed"
+            time.sleep(0.01)
+        api.runtime.publish({"id": "e1", "camera": "front"})
+        assert '"e1"' in str(ws.recv(timeout=5))

@@ -9,6 +9,7 @@ added later cannot forget authentication; routes then ask for the role they need
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -27,6 +28,10 @@ from vigil.api.errors import ForbiddenError
 from vigil.api.state import AppState
 from vigil.errors import AuthError
 from vigil.store import TokenKind, TokenRepo
+
+# ``last_used`` is for people reviewing tokens: a minute's precision is enough, and it keeps
+# most requests free of any database write.
+TOUCH_INTERVAL_S = 60.0
 
 
 def get_state(conn: HTTPConnection) -> AppState:
@@ -49,13 +54,20 @@ def bearer(conn: HTTPConnection) -> str | None:
 
 def principal_for(state: AppState, token: str, kind: TokenKind, client: str | None) -> Principal:
     """The user behind a token of ``kind``; ``AuthError`` when it is not valid."""
+    # A read-only lookup: every request passes here, and on SQLite a deferred transaction that
+    # reads and then writes fails at once ("database is locked") while a camera is writing.
     with state.db.session() as session:
-        found = TokenRepo(session).lookup(token)
+        found = TokenRepo(session).lookup(token, touch=False)
         if found is None or found[0].kind != kind:
             raise AuthError("not logged in or the session/token expired; log in again")
-        user = found[1]
+        row, user = found
         cams = None if user.cameras is None else tuple(user.cameras)
-        return Principal(user.id, user.name, user.role, cams, kind.value, client)
+        who = Principal(user.id, user.name, user.role, cams, kind.value, client)
+    now = time.time()
+    if row.last_used is None or now - row.last_used >= TOUCH_INTERVAL_S:
+        with state.db.session(immediate=True) as session:
+            TokenRepo(session).touch(row.id, now=now)
+    return who
 
 
 def authenticate(request: Request) -> Principal:

@@ -83,7 +83,7 @@ def _add(args: argparse.Namespace) -> int:
     password_hash = hash_password(_password(args))
     db = _database(args)
     try:
-        with db.session() as session:
+        with db.session(immediate=True) as session:
             UserRepo(session).add(args.name, Role(args.role), password_hash, cameras=cameras)
         AuditLog(db).append(_actor(), "user.create", args.name,
                             details={"role": args.role, "cameras": cameras})  # fmt: skip
@@ -113,7 +113,7 @@ def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
 
     db = _database(args)
     try:
-        with db.session() as session:
+        with db.session(immediate=True) as session:
             row = UserRepo(session).set_disabled(args.name, disabled)
             if disabled:
                 TokenRepo(session).revoke_user(row.id)
@@ -137,7 +137,7 @@ def _role(args: argparse.Namespace) -> int:
 
     db = _database(args)
     try:
-        with db.session() as session:
+        with db.session(immediate=True) as session:
             UserRepo(session).set_role(args.name, Role(args.role))
         AuditLog(db).append(_actor(), "user.update", args.name, details={"role": args.role})
     finally:

@@ -589,15 +589,18 @@ class TokenRepo:
         created = _now(now)
         token = secrets.token_urlsafe(32)
         row = TokenRow(token_hash=hash_token(token), user_id=user_id, kind=TokenKind(kind),
-                       name=name, created=created, last_used=None,
+                       name=name, created=created, last_used=created,
                        expires=None if ttl_s is None else created + ttl_s)  # fmt: skip
         self.session.add(row)
         self.session.flush()
         return IssuedToken(token, row)
 
-    def lookup(self, token: str, *, now: float | None = None) -> tuple[TokenRow, UserRow] | None:
+    def lookup(
+        self, token: str, *, now: float | None = None, touch: bool = True,
+    ) -> tuple[TokenRow, UserRow] | None:  # fmt: skip
         """The token's row and user, if the token exists, has not expired and the user is
-        enabled; records ``last_used``. None otherwise (the caller says only "not valid")."""
+        enabled; records ``last_used`` unless ``touch`` is false. None otherwise (the caller
+        says only "not valid")."""
         when = _now(now)
         found = self.session.execute(
             select(TokenRow, UserRow)
@@ -607,8 +610,14 @@ class TokenRepo:
         ).first()  # fmt: skip
         if found is None:
             return None
-        found[0].last_used = when
+        if touch:
+            found[0].last_used = when
         return found[0], found[1]
+
+    def touch(self, token_id: int, *, now: float | None = None) -> None:
+        """Record that the token was used at ``now``."""
+        self.session.execute(
+            sa_update(TokenRow).where(TokenRow.id == token_id).values(last_used=_now(now)))
 
     def list(self, user_id: int | None = None) -> list[TokenRow]:
         query = select(TokenRow).order_by(TokenRow.created)

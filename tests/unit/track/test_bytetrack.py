@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from vigil.config.models import TrackerConfig
 from vigil.errors import VigilError
 from vigil.track import ByteTracker, Tracker
+from vigil.track.kalman import KalmanBoxFilter
 from vigil.types import Detections
 
 
@@ -182,3 +184,32 @@ def test_clock_stepping_back_keeps_tracks() -> None:
 def test_bad_frame_rate_is_refused() -> None:
     with pytest.raises(VigilError, match="frame_rate"):
         ByteTracker(frame_rate=0.0)
+
+
+class CountingKalman(KalmanBoxFilter):
+    """The real filter, counting its update calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.updates = 0
+
+    def update(self, mean: Any, cov: Any, measurement: Any) -> Any:
+        self.updates += 1
+        return super().update(mean, cov, measurement)
+
+
+def test_a_burst_of_two_frames_does_not_shrink_the_nominal_interval() -> None:
+    """5 fps with one pair of frames 1 ms apart (RTSP delivers bursts): the following ordinary
+    0.2 s gaps are plain steps, not replays of up to 30 Kalman steps each (it did, and cost a
+    server most of its CPU)."""
+    kalman = CountingKalman()
+    tracker = ByteTracker(frame_rate=5.0, kalman=kalman)
+    times = [0.0, 0.2, 0.201, *(0.401 + 0.2 * i for i in range(10))]
+    ids: set[int] = set()
+    per_frame = []
+    for t in times:
+        before = kalman.updates
+        ids |= set(tracker.update(dets(box(50.0 + 40.0 * t)), t).tracker_id.tolist())
+        per_frame.append(kalman.updates - before)
+    assert ids == {1}
+    assert max(per_frame[3:]) <= 2, per_frame  # one normal update per association stage

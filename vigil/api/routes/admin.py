@@ -85,7 +85,7 @@ def list_users(who: Admin, state: StateDep) -> list[UserOut]:
 @router.post("/api/users", status_code=201)
 def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
-    with state.db.session() as session:
+    with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         if users.get(body.name) is not None:
             raise ApiError(409, "conflict", f"user {body.name!r} already exists; pick another name")
@@ -104,7 +104,7 @@ def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> User
         changes["password"] = "changed"
     new_hash = None if body.password is None else hash_password(
         body.password, min_length=state.settings.min_password_length)
-    with state.db.session() as session:
+    with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         row = users.get(name)
         if row is None:

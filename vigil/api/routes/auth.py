@@ -55,16 +55,19 @@ def login(body: Credentials, request: Request, response: Response, state: StateD
     if wait:
         raise ApiError(429, "rate_limited", f"too many failed logins; retry in {wait} s",
                        headers={"Retry-After": str(wait)})  # fmt: skip
+    # Argon2 runs outside any transaction, and the token is written in a transaction that
+    # takes SQLite's write lock first, so camera writes neither wait on a hash nor fail a login.
     with state.db.session() as session:
         user = UserRepo(session).get(body.name)
-        good = verify_password(None if user is None else user.password_hash, body.password)
-        if user is None or not good or user.disabled:
-            state.limiter.failed(key)
-            raise ApiError(401, "unauthorized", "wrong user name or password")
+    good = verify_password(None if user is None else user.password_hash, body.password)
+    if user is None or not good or user.disabled:
+        state.limiter.failed(key)
+        raise ApiError(401, "unauthorized", "wrong user name or password")
+    with state.db.session(immediate=True) as session:
         issued = TokenRepo(session).issue(user.id, TokenKind.SESSION,
                                           ttl_s=state.settings.session_ttl_s)  # fmt: skip
-        me = Me(name=user.name, role=user.role, cameras=user.cameras,
-                csrf_token=csrf_token_for(issued.token))  # fmt: skip
+    me = Me(name=user.name, role=user.role, cameras=user.cameras,
+            csrf_token=csrf_token_for(issued.token))  # fmt: skip
     state.limiter.succeeded(key)
     secure, ttl = state.settings.secure_cookies, int(state.settings.session_ttl_s)
     response.set_cookie(SESSION_COOKIE, issued.token, max_age=ttl, httponly=True, secure=secure,
@@ -79,7 +82,7 @@ def logout(request: Request, response: Response, state: StateDep) -> None:
     """End the cookie's session (a bearer token is revoked with DELETE semantics elsewhere)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        with state.db.session() as session:
+        with state.db.session(immediate=True) as session:
             TokenRepo(session).revoke(cookie)
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")
@@ -96,7 +99,7 @@ def me(who: PrincipalDep, request: Request) -> Me:
 @router.post("/api/tokens", status_code=201)
 def create_token(body: TokenRequest, who: PrincipalDep, state: StateDep) -> TokenOut:
     """An API token for machines, with the caller's role and scope; shown once."""
-    with state.db.session() as session:
+    with state.db.session(immediate=True) as session:
         issued = TokenRepo(session).issue(who.user_id, TokenKind.API, ttl_s=body.ttl_s,
                                           name=body.name)  # fmt: skip
     state.audit(who, "token.create", who.name, details={"name": body.name})

@@ -91,7 +91,7 @@ def lock_event(
     body = body or LockRequest()
     row = _event(state, who, event_id)
     until = row.end if row.end is not None else time.time()
-    with state.db.session() as session:
+    with state.db.session(immediate=True) as session:
         EventRepo(session).set_evidence_lock(row.id, body.locked)
         segments = SegmentRepo(session).set_lock(row.camera, row.start, until, body.locked)
     state.audit(who, "event.lock" if body.locked else "event.unlock", row.id,

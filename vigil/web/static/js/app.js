@@ -96,8 +96,11 @@ async function render(route) {
     }
     const module = await import(def.module);
     if (id !== state.renderId) return; // another navigation started meanwhile
-    fill(root);
-    const ctx = { root, me, arg: route.arg, query: route.query, loggedIn, homeFor };
+    // Each render gets its own container: a page whose awaits finish after the user navigated
+    // on appends to a detached node instead of mixing into the next page.
+    const view = h('div', { class: 'view' });
+    fill(root, view);
+    const ctx = { root: view, me, arg: route.arg, query: route.query, loggedIn, homeFor };
     const cleanup = await module.render(ctx);
     if (id !== state.renderId) { if (cleanup) cleanup(); return; }
     state.cleanup = cleanup || null;
