@@ -36,6 +36,13 @@ FINGERPRINT = """(img) => {
 }"""
 
 
+def wait_for_frame(page: Any, selector: str) -> None:
+    """Until the stream ``selector`` shows a decoded frame (its src may just have changed)."""
+    img = page.locator(selector)
+    wait_until(lambda: img.evaluate(FINGERPRINT) is not None, 15,
+               f"{selector} showed no frame")  # fmt: skip
+
+
 def test_first_run_setup_creates_the_admin(pages: Pages, shots: Path) -> None:
     page = pages.open()
     page.goto("/")
@@ -181,9 +188,11 @@ def test_unredacted_live_needs_a_reason_and_shows_a_banner(pages: Pages, shots: 
     banner = page.locator(".banner-unredacted")
     banner.get_by_text("UNREDACTED").wait_for()
     assert "checking a delivery" in banner.inner_text()
+    wait_for_frame(page, "img.stream.large")
     page.screenshot(path=shots / "camera-unredacted.png")
     page.locator("#end-unredacted").click()
     banner.wait_for(state="hidden")
+    wait_for_frame(page, "img.stream.large")
     page.screenshot(path=shots / "camera.png")
 
 
