@@ -110,6 +110,19 @@ def test_users_create_patch_and_sessions_end(api: Api) -> None:
     assert actions == ["user.create", "user.update", "user.update", "user.update"]
 
 
+def test_the_last_enabled_admin_cannot_be_demoted_or_disabled(api: Api) -> None:
+    root = api.login("root", Role.ADMIN)
+    for change in ({"role": "operator"}, {"disabled": True}):
+        reply = root.patch("/api/users/root", json=change)
+        assert reply.status_code == 409, change
+        assert "last enabled admin" in reply.json()["error"]["message"]
+    api.add_user("deputy", Role.ADMIN)
+    assert root.patch("/api/users/deputy", json={"disabled": True}).status_code == 200
+    assert root.patch("/api/users/root", json={"role": "viewer"}).status_code == 409
+    assert root.patch("/api/users/deputy", json={"disabled": False}).status_code == 200
+    assert root.patch("/api/users/root", json={"role": "viewer"}).json()["role"] == "viewer"
+
+
 def test_metrics(api: Api) -> None:
     api.add_segment("front", T0)
     text = api.login("val", Role.VIEWER, cameras=["front"]).get("/metrics")

@@ -4,6 +4,8 @@ count series by ISO week."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,10 @@ from tests.api.conftest import T0, Api, build_api
 from tests.api.test_events import _faces, add_event
 from tests.record.conftest import require_tool
 from tests.store.conftest import PgServer, new_pg_database
+from vigil.api.clips import prune_clip_cache
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, build_redactor
+from vigil.record.export import manifest_path
 from vigil.record.segmenter import Segmenter
 from vigil.store import AuditRepo, CountKey, CountRepo, Database, Role, SegmentRepo
 
@@ -208,3 +212,37 @@ def test_week_buckets_on_postgresql(pg_server: PgServer) -> None:
         assert got == {f"c{i}": start for i, (_, start) in enumerate(WEEKS)}
     finally:
         db.close()
+
+
+def test_clip_cache_keeps_under_its_cap(rec: Api) -> None:
+    """With room for one clip, cutting a second evicts the least recently served."""
+    state = rec.app.state.vigil
+    add_event(rec, "e2", start=T0 + 2.0)
+    operator = rec.login("op", Role.OPERATOR)
+    params = {"unredacted": True, "reason": "incident 42"}  # stream copy: quick to cut
+    assert operator.get("/api/events/e1/clip", params=params).status_code == 200
+    (one,) = state.clips_dir.glob("*/*.mp4")
+    state.settings = dataclasses.replace(state.settings, clip_cache_bytes=one.stat().st_size)
+    assert operator.get("/api/events/e2/clip", params=params).status_code == 200
+    (left,) = state.clips_dir.glob("*/*.mp4")
+    assert left != one
+    assert not manifest_path(one).exists()
+    again = operator.get("/api/events/e1/clip", params=params)
+    assert again.headers["x-vigil-clip-cache"] == "miss"
+
+
+def test_prune_clip_cache_goes_least_recently_served_first(tmp_path: Path) -> None:
+    clips = []
+    for i in range(4):
+        clip = tmp_path / "front" / f"c{i}.mp4"
+        clip.parent.mkdir(exist_ok=True)
+        clip.write_bytes(b"x" * 100)
+        manifest_path(clip).write_text("{}")
+        os.utime(clip, (1000 + i, 1000 + i))
+        clips.append(clip)
+    os.utime(clips[0], (2000, 2000))  # served last
+    deleted = prune_clip_cache(tmp_path, 250, keep=clips[1])
+    assert deleted == [clips[2], clips[3]]
+    assert sorted(p.name for p in tmp_path.rglob("*.mp4")) == ["c0.mp4", "c1.mp4"]
+    assert not manifest_path(clips[2]).exists()
+    assert prune_clip_cache(tmp_path, 10**6, keep=clips[0]) == []

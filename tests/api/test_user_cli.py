@@ -54,3 +54,22 @@ def test_prompted_passwords_must_match(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr("getpass.getpass", lambda _prompt: next(answers))
     url = f"sqlite:///{tmp_path / 'vigil.db'}"
     assert main(["user", "--database-url", url, "add", "root", "--role", "admin"]) == 2
+
+
+def test_the_last_admin_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert main(["user", "--database-url", url, "add", "root", "--role", "admin",
+                 "--password-stdin"]) == 0  # fmt: skip
+    assert main(["user", "--database-url", url, "role", "root", "viewer"]) == 2
+    assert main(["user", "--database-url", url, "disable", "root"]) == 2
+    assert "last enabled admin" in capsys.readouterr().err
+    db = Database(url)
+    try:
+        with db.session() as session:
+            root = UserRepo(session).get("root")
+            assert root is not None
+            assert (root.role, root.disabled) == (Role.ADMIN, False)
+    finally:
+        db.close()

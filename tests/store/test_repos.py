@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import pytest
 
@@ -365,3 +367,30 @@ def test_cameras(db: Database) -> None:
             ("back", True, T0), ("front", True, None)
         ]
         assert rows[1].created == 1.0
+
+
+def test_users_lock_serialises_check_then_write(db: Database) -> None:
+    """Two first-run setups at once: the second waits for the first's commit, then sees its
+    user (without the lock both saw zero users on PostgreSQL and both created an admin)."""
+    seen: list[int] = []
+    first_in = threading.Event()
+
+    def setup(name: str, hold_s: float) -> None:
+        with db.session(immediate=True) as session:
+            users = UserRepo(session)
+            users.lock()
+            first_in.set()
+            count = users.count()
+            time.sleep(hold_s)
+            seen.append(count)
+            if count == 0:
+                users.add(name, Role.ADMIN, "hash")
+
+    first = threading.Thread(target=setup, args=("a", 0.5))
+    first.start()
+    assert first_in.wait(10)
+    setup("b", 0.0)
+    first.join(10)
+    assert seen == [0, 1]
+    with db.session() as session:
+        assert UserRepo(session).count(Role.ADMIN) == 1

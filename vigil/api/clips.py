@@ -7,13 +7,15 @@ each source segment's id, end and SHA-256. A clip cut while the post-roll was st
 recorded (or before retention deleted a segment) is therefore cut again when the segments
 change, and an open event's clip (its span grows) is never served stale. Older clips of the
 same event and redaction are deleted when a new one is cut; when no segment covers the event
-any more, its cached clips are deleted too, so the cache never outlives retention.
+any more, its cached clips are deleted too, so the cache never outlives retention. The whole
+cache is held under ``ApiSettings.clip_cache_bytes``, least recently served first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +70,7 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
     path = folder / f"{prefix}-{_digest(row.id, grant is None, start, end, segments)}.mp4"
     with state.clip_lock(path.name):
         if path.is_file():
+            os.utime(path)  # served: the newest in the cache's least-recently-served order
             return Clip(path, start, end, cached=True)
         _delete_clips(folder, prefix, keep=path)
         export_range(
@@ -77,7 +80,33 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
             camera=camera, starts=[s.start for s in segments],
             redaction_mode=state.settings.redact.mode,
         )  # fmt: skip
+    prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
     return Clip(path, start, end, cached=False)
+
+
+def prune_clip_cache(root: Path, max_bytes: int, *, keep: Path) -> list[Path]:
+    """Delete the least recently served clips (with their manifests) until the cache under
+    ``root`` holds at most ``max_bytes``; never ``keep`` (the clip being served). Returns
+    the clips deleted. Clips are derived from recordings, so deleting one only costs a cut."""
+    clips = []
+    for clip in root.glob("*/*.mp4"):
+        try:
+            info = clip.stat()
+        except FileNotFoundError:  # another request pruned it meanwhile
+            continue
+        clips.append((info.st_mtime, info.st_size, clip))
+    total = sum(size for _, size, _ in clips)
+    deleted = []
+    for _, size, clip in sorted(clips):
+        if total <= max_bytes:
+            break
+        if clip == keep:
+            continue
+        clip.unlink(missing_ok=True)
+        manifest_path(clip).unlink(missing_ok=True)
+        total -= size
+        deleted.append(clip)
+    return deleted
 
 
 def _prefix(event_id: str, *, redacted: bool) -> str:

@@ -21,7 +21,8 @@ class ApiSettings:
     ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing). ``live_grant_ttl_s``:
     how long an unredacted live-view grant lasts. ``clip_rolls``: per camera ``(pre_roll,
     post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
-    ``record`` config); cameras not listed get ``default_clip_roll``.
+    ``record`` config); cameras not listed get ``default_clip_roll``. ``clip_cache_bytes``: the
+    most the event-clip cache keeps; the least recently served clips go first.
     """
 
     secure_cookies: bool = True
@@ -35,6 +36,7 @@ class ApiSettings:
     live_grant_ttl_s: float = 600.0
     clip_rolls: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     default_clip_roll: tuple[float, float] = (5.0, 5.0)
+    clip_cache_bytes: int = 2 * 1024**3
 
     def clip_roll(self, camera: str) -> tuple[float, float]:
         """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vigil.store import UserRepo
 
 ROLES = ("admin", "operator", "auditor", "viewer")
 
@@ -114,7 +117,11 @@ def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
     db = _database(args)
     try:
         with db.session(immediate=True) as session:
-            row = UserRepo(session).set_disabled(args.name, disabled)
+            users = UserRepo(session)
+            users.lock()
+            if disabled:
+                _keep_an_admin(users, args.name)
+            row = users.set_disabled(args.name, disabled)
             if disabled:
                 TokenRepo(session).revoke_user(row.id)
         AuditLog(db).append(_actor(), "user.update", args.name, details={"disabled": disabled})
@@ -122,6 +129,12 @@ def _set_disabled(args: argparse.Namespace, disabled: bool) -> int:
         db.close()
     print(f"user {args.name!r} {'disabled' if disabled else 'enabled'}")
     return 0
+
+
+def _keep_an_admin(users: UserRepo, name: str) -> None:
+    if users.is_last_admin(name):
+        raise ConfigError(f"{name!r} is the last enabled admin; make another user admin first "
+                          "(vigil user role NAME admin), or nobody could manage users")  # fmt: skip
 
 
 def _disable(args: argparse.Namespace) -> int:
@@ -138,7 +151,11 @@ def _role(args: argparse.Namespace) -> int:
     db = _database(args)
     try:
         with db.session(immediate=True) as session:
-            UserRepo(session).set_role(args.name, Role(args.role))
+            users = UserRepo(session)
+            users.lock()
+            if Role(args.role) != Role.ADMIN:
+                _keep_an_admin(users, args.name)
+            users.set_role(args.name, Role(args.role))
         AuditLog(db).append(_actor(), "user.update", args.name, details={"role": args.role})
     finally:
         db.close()

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, column, delete, exists, func, or_, select
 from sqlalchemy import cast as sa_cast
+from sqlalchemy import text as sa_text
 from sqlalchemy import update as sa_update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -529,6 +530,23 @@ class UserRepo:
         if role is not None:
             query = query.where(UserRow.role == role)
         return int(self.session.scalar(query) or 0)
+
+    def lock(self) -> None:
+        """Hold the users table until the transaction ends, so a check-then-write on users
+        (the first-run setup, the last admin) cannot interleave with another. SQLite needs
+        nothing beyond a session opened with ``immediate=True``."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(sa_text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
+
+    def is_last_admin(self, name: str) -> bool:
+        """Whether ``name`` is the only enabled admin: demoting or disabling them would leave
+        nobody able to manage users (call ``lock`` first)."""
+        others = self.session.scalar(
+            select(func.count()).select_from(UserRow).where(
+                UserRow.role == Role.ADMIN, UserRow.disabled.is_(False), UserRow.name != name)
+        )  # fmt: skip
+        row = self.get(name)
+        return row is not None and row.role == Role.ADMIN and not row.disabled and not others
 
     def set_disabled(self, name: str, disabled: bool = True) -> UserRow:
         row = self._require(name)

@@ -13,7 +13,7 @@ from vigil.api.routes import protected
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
 from vigil.api.state import AppState
-from vigil.store import AuditRepo, TokenRepo, UserRepo
+from vigil.store import AuditRepo, Role, TokenRepo, UserRepo
 
 router = protected(tags=["admin"])
 
@@ -106,9 +106,14 @@ def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> User
         body.password, min_length=state.settings.min_password_length)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
+        users.lock()
         row = users.get(name)
         if row is None:
             raise not_found(f"user {name!r}")
+        demoted = body.role is not None and body.role != Role.ADMIN
+        if (demoted or body.disabled) and users.is_last_admin(name):
+            raise ApiError(409, "conflict", f"{name!r} is the last enabled admin; make another "
+                           "user admin first, or nobody could manage users")  # fmt: skip
         if body.role is not None:
             users.set_role(name, body.role)
         if body.clear_cameras or body.cameras is not None:

@@ -39,6 +39,7 @@ def setup(body: Credentials, request: Request, state: StateDep) -> UserOut:
     password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
+        users.lock()  # two setup requests at once: only one may create the first admin
         if users.count() > 0:
             raise ApiError(409, "conflict", "setup is done: users exist; log in as an admin")
         row = users.add(body.name, Role.ADMIN, password_hash)

@@ -4,7 +4,7 @@
 
 import { api, qs, seg } from './api.js';
 import { setQuery } from './router.js';
-import { empty, errorBox, field, fill, h, header, select } from './ui.js';
+import { empty, errorBox, field, fill, h, header, select, sharpCanvas } from './ui.js';
 
 const RANGES = { hour: [['1', 'last 24 hours'], ['2', 'last 48 hours'], ['7', 'last 7 days']],
   day: [['7', 'last 7 days'], ['30', 'last 30 days'], ['90', 'last 90 days']],
@@ -97,13 +97,8 @@ function tableOf(points, period) {
 
 /** Draw one line per "class metric"; returns [[key, color], ...] for the legend. */
 function draw(canvas, points, [start, end], step) {
-  const dpr = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600;
   const height = 280;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  const g = canvas.getContext('2d');
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { g, width } = sharpCanvas(canvas, height);
   const css = getComputedStyle(document.documentElement);
   const text = css.getPropertyValue('--text').trim() || '#222';
   const grid = css.getPropertyValue('--grid').trim() || '#ccd';

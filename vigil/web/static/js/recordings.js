@@ -6,7 +6,7 @@
 
 import { api, can, seg } from './api.js';
 import { setQuery } from './router.js';
-import { empty, errorBox, field, fill, fmtTime, h, header, message, select } from './ui.js';
+import { empty, errorBox, field, fill, fmtTime, h, header, message, select, sharpCanvas } from './ui.js';
 
 const DAY = 86400;
 const VIEWER_WINDOW_S = 30;
@@ -205,13 +205,8 @@ async function events(camera, start, end) {
 
 /** Draw the timeline: hour ticks, recorded spans, motion, events, playhead, hover time. */
 function draw(canvas, tl) {
-  const dpr = window.devicePixelRatio || 1;
-  const width = canvas.clientWidth || 600;
   const height = 120;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  const g = canvas.getContext('2d');
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const { g, width } = sharpCanvas(canvas, height);
   const colors = palette();
   g.fillStyle = colors.bg;
   g.fillRect(0, 0, width, height);

@@ -196,3 +196,15 @@ export function every(ms, fn) {
   tick();
   return () => { stopped = true; clearTimeout(timer); };
 }
+
+/** Size a canvas for the screen's pixel ratio (sharp lines on HiDPI screens) and return its
+ * 2D context drawing in CSS pixels, with the CSS width. */
+export function sharpCanvas(canvas, height) {
+  const dpr = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || 600;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  const g = canvas.getContext('2d');
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return { g, width };
+}
