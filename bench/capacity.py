@@ -33,7 +33,7 @@ machine may be shared). Prints a table and writes ``bench/results/capacity.png``
 ``capacity.json``. The default sweep takes about 6 to 8 minutes:
 
     python bench/capacity.py [--cameras 8,12,16,20,24] [--processes 0,2] [--unbatched-at 16]
-                             [--warmup 8] [--window 15] [--detect-threads 1]
+                             [--warmup 8] [--window 15] [--detect-threads 2]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vigil.config.models import DetectConfig
 from vigil.paths import shared_data_dir, shared_models_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -547,8 +548,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--batch", type=int, default=8, help="max_batch of the batched run")
-    parser.add_argument("--detect-threads", type=int, default=1,
-                        help="detect.threads: ONNX Runtime intra-op threads of the shared model")
+    default_threads = DetectConfig.model_validate({}).threads
+    parser.add_argument("--detect-threads", type=int, default=default_threads,
+                        help="detect.threads: ONNX Runtime intra-op threads of the shared model "
+                        "(default: the configuration's)")  # fmt: skip
     parser.add_argument("--model", type=Path, default=shared_models_dir() / "yolox_nano.onnx")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

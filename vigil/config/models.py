@@ -41,7 +41,12 @@ class DetectConfig(_Model):
                                  "dog", "cat"],
         description="Class names to keep (people, vehicles, animals by default).",
     )
-    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads.")
+    threads: int = Field(
+        2, ge=1, le=64,
+        description="ONNX Runtime intra-op threads. Two: `vigil serve` shares one model among "
+        "all cameras, and with one thread that model tops out near 60 images/s on this "
+        "class of CPU (bench/capacity.py).",
+    )  # fmt: skip
 
 
 class MotionConfig(_Model):
