@@ -67,8 +67,8 @@ export async function render(ctx) {
 
 /**
  * Announce events newer than the list's newest: poll the first page every 5 s. (Polling, not
- * the /api/ws/events WebSocket: it needs no WebSocket support in the server's ASGI stack and
- * holds none of the browser's few connections per server, which the live streams need.)
+ * the /api/ws/events WebSocket: the server applies the page's filters in its query, and an
+ * event pushed while a socket was reconnecting could not be missed.)
  */
 function liveNotices(button, filters) {
   let newest = null;
