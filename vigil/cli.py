@@ -18,6 +18,26 @@ COMMANDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Packages that only an extra installs, and that extra: a command needing one says what to
+#: install instead of showing a traceback. Everything else is in the plain install.
+OPTIONAL_PACKAGES: dict[str, str] = {
+    "matplotlib": "bench", "pandas": "bench", "trackers": "bench", "supervision": "bench",
+    "motmetrics": "bench", "pytest": "dev", "playwright": "dev", "ray": "cluster",
+}  # fmt: skip
+
+
+def missing_dependency_message(exc: ModuleNotFoundError) -> str:
+    """What to install for a package that is not there, naming the extra that brings it."""
+    package = (exc.name or "").split(".")[0] or "a package"
+    extra = OPTIONAL_PACKAGES.get(package)
+    if extra is not None:
+        return (f"this needs {package!r}, which comes with the {extra!r} extra: "
+                f"pip install 'vigil[{extra}]'")  # fmt: skip
+    # A package of the plain install is missing: the installation itself is broken.
+    return (f"the Python package {package!r} is missing although Vigil depends on it; "
+            "reinstall Vigil: pip install --force-reinstall vigil")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vigil",
@@ -44,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except VigilError as exc:
         print(f"vigil {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        print(f"vigil {args.command}: error: {missing_dependency_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -127,7 +127,7 @@ def test_missing_face_model_fails_before_writing(
     code = main(["redact", str(clips_dir / "face-demographics-walking.gif"), str(target),
                  "--no-progress"])  # fmt: skip
     assert code == 2
-    assert "vigil[privacy]" in capsys.readouterr().err
+    assert "pip install --force-reinstall vigil" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 

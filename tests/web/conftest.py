@@ -112,7 +112,7 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("playwright is not installed (pip install -e '.[web]')")
+        _missing("playwright is not installed (pip install -e '.[dev]')")
     if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
         _missing(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
     with sync_playwright() as pw:

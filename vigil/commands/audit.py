@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from vigil.commands import add_action, add_database_options, check_database_options
 from vigil.errors import ConfigError
 
 
@@ -16,27 +17,25 @@ def register(subparsers: Any) -> None:
         description="The audit log records every read of media and every change of settings "
         "or users, each record hash-chained to the one before.",
     )  # fmt: skip
+    add_database_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    verify = actions.add_parser(
-        "verify", help="walk the hash chain: exit 0 if intact, 1 naming the first bad record"
-    )
-    where = verify.add_mutually_exclusive_group()
-    where.add_argument("--config", metavar="FILE", help="the configuration whose database to check")
-    where.add_argument("--database-url", metavar="URL",
-                       help="database URL (sqlite:///PATH or postgresql://...)")  # fmt: skip
+    verify = add_action(actions, "verify",
+                        help="walk the hash chain: exit 0 if intact, 1 naming the first bad record")
     verify.add_argument("--anchor", metavar="SEQ:HASH",
                         help="a head copied earlier (`SEQ:HASH`): that record must be unchanged")
     verify.set_defaults(handler=_verify)
 
 
 def _database_url(args: argparse.Namespace) -> str:
+    from vigil.config.models import VigilConfig
     from vigil.store import database_url_for
 
+    check_database_options(args)
     if args.database_url:
         return str(args.database_url)
     from vigil.config.loader import load_config
 
-    return database_url_for(load_config(args.config))
+    return database_url_for(load_config(args.config) if args.config else VigilConfig())
 
 
 def _anchor(text: str | None) -> Any:

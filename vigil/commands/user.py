@@ -13,6 +13,7 @@ import getpass
 import sys
 from typing import TYPE_CHECKING, Any
 
+from vigil.commands import add_action, add_database_options, check_database_options
 from vigil.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,24 +28,21 @@ def register(subparsers: Any) -> None:
         "user", help="add, list, disable users and change their role",
         description="Users log in to the API; roles: admin, operator, auditor, viewer.",
     )  # fmt: skip
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--config", metavar="FILE", help="the configuration whose database to use")
-    where.add_argument("--database-url", metavar="URL",
-                       help="database URL (default: vigil-data/vigil.db)")  # fmt: skip
+    add_database_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = actions.add_parser("add", help="create a user (prompts for the password)")
+    add = add_action(actions, "add", help="create a user (prompts for the password)")
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--cameras", metavar="A,B", help="limit the user to these cameras")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of standard input")
     add.set_defaults(handler=_add)
-    actions.add_parser("list", help="list users").set_defaults(handler=_list)
+    add_action(actions, "list", help="list users").set_defaults(handler=_list)
     for verb, handler in (("disable", _disable), ("enable", _enable)):
-        sub = actions.add_parser(verb, help=f"{verb} a user (disabling ends their sessions)")
+        sub = add_action(actions, verb, help=f"{verb} a user (disabling ends their sessions)")
         sub.add_argument("name")
         sub.set_defaults(handler=handler)
-    role = actions.add_parser("role", help="change a user's role")
+    role = add_action(actions, "role", help="change a user's role")
     role.add_argument("name")
     role.add_argument("role", choices=ROLES)
     role.set_defaults(handler=_role)
@@ -53,6 +51,7 @@ def register(subparsers: Any) -> None:
 def _database(args: argparse.Namespace) -> Any:
     from vigil.store import Database, database_url_for
 
+    check_database_options(args)
     if args.database_url:
         url = str(args.database_url)
     else:

