@@ -20,7 +20,10 @@ class Mp4Writer:
     than scaled, so drawn coordinates stay exact. The file is complete only after ``close``.
     """
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], *, crf: int = 23) -> None:
+    def __init__(
+        self, path: Path, fps: float, size: tuple[int, int], *, crf: int = 23,
+        keyframe_interval: int | None = None,
+    ) -> None:  # fmt: skip
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._width, self._height = size[0] - size[0] % 2, size[1] - size[1] % 2
@@ -33,6 +36,9 @@ class Mp4Writer:
         self._stream.width, self._stream.height = self._width, self._height
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": "veryfast"}
+        if keyframe_interval is not None:  # frames between keyframes, where players can seek
+            self._stream.options |= {"g": str(keyframe_interval),
+                                     "keyint_min": str(keyframe_interval)}  # fmt: skip
         self.frames = 0
 
     def write(self, image: ImageArray) -> None:

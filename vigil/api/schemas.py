@@ -36,6 +36,11 @@ class Credentials(_Body):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class SetupRequest(Credentials):
+    token: str | None = Field(None, max_length=256,
+                              description="The one-time token of the link `vigil serve` printed.")
+
+
 class Me(BaseModel):
     name: str
     role: Role

@@ -23,6 +23,8 @@ class ApiSettings:
     post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
     ``record`` config); cameras not listed get ``default_clip_roll``. ``clip_cache_bytes``: the
     most the event-clip cache keeps; the least recently served clips go first.
+    ``setup_token``: when set, first-run setup needs it (``vigil serve`` prints the link that
+    carries it), so nobody else on the network can create the first admin.
     """
 
     secure_cookies: bool = True
@@ -37,6 +39,7 @@ class ApiSettings:
     clip_rolls: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     default_clip_roll: tuple[float, float] = (5.0, 5.0)
     clip_cache_bytes: int = 2 * 1024**3
+    setup_token: str | None = None
 
     def clip_roll(self, camera: str) -> tuple[float, float]:
         """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vigil.config.models import VigilConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +38,59 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from vigil.config.loader import load_config
+
+    return serve(load_config(args.config), api=not args.no_api)
+
+
+def serve(
+    config: VigilConfig, *, api: bool = True, access_log: bool = True,
+    announce: Callable[[str], None] = print,
+) -> int:  # fmt: skip
+    """Run ``config``'s cameras (and the API) until SIGINT or SIGTERM; ``vigil demo`` uses it
+    too. ``announce`` gets the lines a person starting the server should read."""
     from vigil.runtime.serve import Supervisor
     from vigil.store import Database, database_url_for
 
-    config = load_config(args.config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
     supervisor = Supervisor(config, db=db)
     supervisor.start()
-    print(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
-          f"database {db.display_url}", flush=True)  # fmt: skip
+    announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
+             f"database {db.display_url}")  # fmt: skip
     try:
-        if args.no_api:
+        if not api:
             _wait_for_signal(supervisor.wait)
         else:
-            _run_api(config, db, supervisor)
+            token = _setup_token(db)
+            if token is not None:
+                announce(f"No user exists yet: open {_setup_link(config, token)} to create the "
+                         "first administrator (the link works once).")  # fmt: skip
+            _run_api(config, db, supervisor, setup_token=token, access_log=access_log)
     finally:
         supervisor.stop()
         db.close()
     return 0
+
+
+def _setup_token(db: Any) -> str | None:
+    """A one-time secret for first-run setup while no user exists, so that only someone who
+    can read this server's output can create the first admin (there is no default password)."""
+    from vigil.store import UserRepo
+
+    with db.session() as session:
+        if UserRepo(session).count() > 0:
+            return None
+    return secrets.token_urlsafe(18)
+
+
+def _setup_link(config: VigilConfig, token: str) -> str:
+    host = config.server.host
+    # A wildcard address is what is bound; a browser on this host reaches it through loopback.
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{config.server.port}/#/setup?token={token}"
 
 
 def _wait_for_signal(wait: Any) -> None:
@@ -70,7 +108,10 @@ def _wait_for_signal(wait: Any) -> None:
             return
 
 
-def _run_api(config: Any, db: Any, supervisor: Any) -> None:
+def _run_api(
+    config: VigilConfig, db: Any, supervisor: Any, *, setup_token: str | None = None,
+    access_log: bool = True,
+) -> None:  # fmt: skip
     import uvicorn
 
     from vigil.api import ApiSettings, create_app
@@ -78,10 +119,12 @@ def _run_api(config: Any, db: Any, supervisor: Any) -> None:
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
     settings = ApiSettings(secure_cookies=config.server.secure_cookies,
-                           redact=config.redact, clip_rolls=rolls)  # fmt: skip
+                           redact=config.redact, clip_rolls=rolls,
+                           setup_token=setup_token)  # fmt: skip
     app = create_app(settings, db, supervisor, data_dir=config.data_dir)
     # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
     # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.
-    uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info",
+    uvicorn.run(app, host=config.server.host, port=config.server.port,
+                log_level="info" if access_log else "warning", access_log=access_log,
                 timeout_graceful_shutdown=3)  # fmt: skip

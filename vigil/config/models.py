@@ -298,6 +298,20 @@ class SourceConfig(_Model):
         default_factory=dict,
         description="FFmpeg demuxer options for this input, e.g. `{rtsp_transport: tcp}`.",
     )
+    loop: bool = Field(
+        False,
+        description="A file input only: start again at its end, so a file serves as a camera "
+        "for trying Vigil without one (a file camera always plays at its own frame rate, "
+        "with wall-clock times, and is recorded like a stream).",
+    )
+
+    @model_validator(mode="after")
+    def _loop_needs_a_file(self) -> SourceConfig:
+        from vigil.ingest.base import is_network_url
+
+        if self.loop and (is_network_url(self.url) or self.url.lower().startswith("synthetic:")):
+            raise ValueError(f"loop is for file inputs; {self.url!r} is not a file")
+        return self
 
 
 class CameraSettings(_Model):

@@ -42,6 +42,7 @@ from vigil.ingest.base import (
     is_network_url,
     mask_credentials,
 )
+from vigil.ingest.pacing import Pacer
 from vigil.types import BgrLoader, Frame, ImageArray
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,10 @@ class AvSource:
             (default: retry for ever, what a camera recorder must do).
         options: FFmpeg demuxer options, e.g. ``{"rtsp_transport": "tcp"}``.
         on_status: called with a :class:`SourceStatus` on every state change.
+        realtime: deliver frames at the rate of their timestamps, as a camera would, instead
+            of as fast as they decode (a file used as a camera; network streams come in real
+            time anyway). Combine with ``live=True`` for wall-clock times and
+            ``reconnect=True`` to loop a file.
 
     Frames: ``seq`` counts every decoded frame from 0 and keeps increasing across reconnects;
     ``pts`` is seconds since the first frame (stream time base; ``seq / fps`` where a frame
@@ -179,6 +184,7 @@ class AvSource:
         max_attempts: int | None = None,
         options: dict[str, str] | None = None,
         on_status: StatusCallback | None = None,
+        realtime: bool = False,
     ) -> None:
         if stall_timeout <= 0:
             raise ValueError(f"stall_timeout must be > 0 seconds, got {stall_timeout}")
@@ -200,6 +206,7 @@ class AvSource:
         self._info: SourceInfo | None = None
         self._closed = False
         self._wake = threading.Event()
+        self._pacer = Pacer(self._wake) if realtime else None
         # One scaler per thread: reused across frames (its setup is the expensive part), and
         # never shared, since the detector may ask for BGR from another thread.
         self._scalers = threading.local()
@@ -418,6 +425,8 @@ class AvSource:
 
     def _make_frame(self, av_frame: VideoFrame, stream: VideoStream) -> Frame:
         pts = self._pts_seconds(av_frame, stream)
+        if self._pacer is not None:
+            self._pacer.wait(pts)  # close() cuts the wait short; the caller then stops
         now = time.time()
         if self._start_wall is None:
             self._start_wall = now - pts

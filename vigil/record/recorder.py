@@ -28,6 +28,7 @@ import av
 from vigil.errors import SourceError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import mask_credentials
+from vigil.ingest.pacing import Pacer
 from vigil.record.segmenter import Segmenter, SegmentInfo
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Recorder:
         read_timeout: float = 10.0,
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
+        file_loop: bool | None = None,
     ) -> None:
         if mode not in ("continuous", "motion", "events"):
             raise ValueError(f"record mode must be continuous, motion or events, got {mode!r}")
@@ -70,6 +72,10 @@ class Recorder:
             pre_roll=pre_roll if mode != "continuous" else 0.0, on_segment=on_segment,
         )  # fmt: skip
         self._stop = threading.Event()
+        # A file is recorded as the camera it stands for: paced to real time, once through
+        # (file_loop False) or again at each end (True). None: a stream, already real time.
+        self.file_loop = file_loop
+        self._pacer = Pacer(self._stop) if file_loop is not None else None
         self._lock = threading.Lock()
         self._activity_until = float("-inf")
         self.connections = 0
@@ -101,6 +107,8 @@ class Recorder:
                 if self._session():
                     failures = 0
                     self.backoff.reset()
+                    if self.file_loop is False:
+                        break  # the file was recorded once through
                 else:
                     failures += 1
                     if self.max_attempts is not None and failures >= self.max_attempts:
@@ -125,6 +133,13 @@ class Recorder:
         """Ask the loop to stop; the open segment is finished by the recording thread."""
         self._stop.set()
 
+    def _paced(self, packet: Any) -> bool:
+        """Wait until a file's packet is due (False when stopped meanwhile)."""
+        ts = packet.dts if packet.dts is not None else packet.pts
+        if self._pacer is None or ts is None:
+            return True
+        return self._pacer.wait(float(ts * packet.time_base))
+
     def _session(self) -> bool:
         """One connection: open, demux until it ends or fails. True when packets came."""
         try:
@@ -145,8 +160,10 @@ class Recorder:
             self.segmenter.set_streams(video, audio)
             self.connections += 1
             streams = [video] if audio is None else [video, audio]
+            if self._pacer is not None:
+                self._pacer.restart()
             for packet in container.demux(*streams):
-                if self._stop.is_set():
+                if self._stop.is_set() or not self._paced(packet):
                     break
                 when = self.segmenter.time_of(packet)
                 self.segmenter.write(

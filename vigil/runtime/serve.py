@@ -37,7 +37,8 @@ from vigil.detect.base import Detector
 from vigil.errors import VigilError
 from vigil.events.sinks import EventSink, event_to_dict
 from vigil.ingest import Backoff
-from vigil.ingest.base import is_network_url, mask_credentials
+from vigil.ingest.base import is_network_url
+from vigil.ingest.pacing import loop_backoff
 from vigil.record import (
     CameraRetention,
     Recorder,
@@ -297,16 +298,20 @@ class Supervisor:
         if record.mode == "off" or not inputs:
             return None
         source = inputs[0]
-        if not is_network_url(source.url):
-            # A file or a synthetic scene is no camera stream: there is nothing to record.
-            log.warning("%s: %s is not a camera stream; not recording it", camera.name,
-                        mask_credentials(source.url))  # fmt: skip
+        if source.url.lower().startswith("synthetic:"):
+            # A synthetic scene has no encoded stream: there is nothing to record.
+            log.warning("%s: %s is rendered, not encoded; not recording it", camera.name,
+                        source.url)  # fmt: skip
             return None
+        # A file stands for a camera: recorded in real time as it plays, once or looping.
+        file_loop = None if is_network_url(source.url) else source.loop
         return Recorder(
             source.url, camera.name, self.root, mode=record.mode, pre_roll=record.pre_roll,
             post_roll=record.post_roll, segment_seconds=record.segment_seconds,
             options=dict(source.options), on_segment=self._segment_added,
-            open_timeout=stall_timeout, read_timeout=stall_timeout, backoff=self._backoff(),
+            open_timeout=stall_timeout, read_timeout=stall_timeout,
+            backoff=self._backoff() if file_loop is None else loop_backoff(),
+            file_loop=file_loop,
         )  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from vigil.errors import ConfigError, SourceError
 from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff, Source, SourceState, SourceStatus, StatusCallback, open_source
 from vigil.ingest.base import is_network_url
+from vigil.ingest.pacing import loop_backoff
 from vigil.record import Recorder
 from vigil.runtime.pipeline import CameraPipeline, FrameResult
 from vigil.types import Detections, Event, EventState, Frame, ImageArray, RuleEvent
@@ -61,7 +62,8 @@ def default_source(
     stall_timeout: float = 10.0,
 ) -> Source:  # fmt: skip
     """A camera's analysis source: network streams reconnect for ever and report status;
-    ``synthetic://`` scenes are paced in real time with wall-clock times, like a camera."""
+    ``synthetic://`` scenes and files are paced in real time with wall-clock times, like a
+    camera, and a file with ``loop`` starts again at its end."""
     url = source.url
     if url.lower().startswith("synthetic:"):
         return open_source(url, camera, live=True)
@@ -69,7 +71,9 @@ def default_source(
     if is_network_url(url):
         return open_source(url, camera, on_status=on_status, stall_timeout=stall_timeout,
                            options=options)  # fmt: skip
-    return open_source(url, camera, on_status=on_status, options=options)
+    return open_source(url, camera, on_status=on_status, options=options, live=True,
+                       realtime=True, reconnect=source.loop, backoff=loop_backoff())  # fmt: skip
+
 
 
 class _Rate:

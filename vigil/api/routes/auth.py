@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request, Response
 
 from vigil.api.auth import (
@@ -14,7 +16,15 @@ from vigil.api.auth import (
 from vigil.api.deps import PrincipalDep, StateDep, client_address
 from vigil.api.errors import ApiError
 from vigil.api.routes import ERRORS, protected
-from vigil.api.schemas import Credentials, Health, Me, TokenOut, TokenRequest, UserOut
+from vigil.api.schemas import (
+    Credentials,
+    Health,
+    Me,
+    SetupRequest,
+    TokenOut,
+    TokenRequest,
+    UserOut,
+)
 from vigil.errors import StorageError
 from vigil.store import Role, TokenKind, TokenRepo, UserRepo
 
@@ -34,8 +44,15 @@ def health(state: StateDep) -> Health:
 
 
 @public.post("/api/setup", status_code=201)
-def setup(body: Credentials, request: Request, state: StateDep) -> UserOut:
-    """Create the first admin; 409 once any user exists (there is no default password)."""
+def setup(body: SetupRequest, request: Request, state: StateDep) -> UserOut:
+    """Create the first admin; 409 once any user exists (there is no default password).
+
+    With a setup token (``vigil serve`` prints a link carrying it), only its holder may."""
+    expected = state.settings.setup_token
+    if expected is not None and not hmac.compare_digest((body.token or "").encode(),
+                                                        expected.encode()):  # fmt: skip
+        raise ApiError(403, "forbidden", "first-run setup needs the one-time link that "
+                       "`vigil serve` printed when it started; open that link")  # fmt: skip
     password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)

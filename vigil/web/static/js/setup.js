@@ -1,5 +1,7 @@
 // First run: no user exists yet, so create the first admin (POST /api/setup), then log in.
-// There is no default password; this page only works while /api/health says setup_required.
+// There is no default password; this page only works while /api/health says setup_required,
+// and, when the server was started by `vigil serve`, with the one-time link it printed
+// (#/setup?token=…): nobody else on the network can create the first admin.
 
 import { api } from './api.js';
 import { go } from './router.js';
@@ -19,6 +21,8 @@ export async function render(ctx) {
   const form = h('form', { class: 'card narrow stack', id: 'setup-form' },
     h('h1', {}, 'Welcome to Vigil'),
     h('p', {}, 'No user exists yet. Create the first administrator; there is no default password.'),
+    ctx.query.token ? null
+      : h('p', { class: 'muted' }, 'Open the setup link that vigil serve printed in its terminal.'),
     field('Administrator name', name),
     field('Password', password, 'At least 8 characters.'),
     field('Repeat password', again),
@@ -35,7 +39,7 @@ export async function render(ctx) {
     fill(problem);
     try {
       const body = { name: name.value.trim(), password: password.value };
-      await api('/api/setup', { method: 'POST', body });
+      await api('/api/setup', { method: 'POST', body: { ...body, token: ctx.query.token } });
       ctx.loggedIn(await api('/api/login', { method: 'POST', body }));
     } catch (err) {
       fill(problem, errorBox(err));
