@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -50,7 +49,7 @@ def code_blocks(text: str) -> list[list[str]]:
 
 def command_of(line: str) -> str:
     """A line without its trailing comment (the key of ``NOT_RUN_HERE`` and of the runs)."""
-    return line.split("  #")[0].strip()
+    return line.split("  #", maxsplit=1)[0].strip()
 
 
 def shared(path: Path) -> Path:
@@ -66,7 +65,8 @@ def run_line(line: str, cwd: Path, env: dict[str, str], *, stdin: str = "",
              timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """One README line through bash, verbatim, with no terminal (prompts read stdin)."""
     return subprocess.run(["bash", "-c", line], cwd=cwd, env=env, input=stdin, text=True,
-                          capture_output=True, timeout=timeout, start_new_session=True)  # fmt: skip
+                          capture_output=True, timeout=timeout, start_new_session=True,
+                          check=False)  # fmt: skip
 
 
 class Demo:
@@ -75,9 +75,10 @@ class Demo:
     def __init__(self, line: str, cwd: Path, env: dict[str, str], log: Path) -> None:
         self.log = log
         self.out = log.open("w", encoding="utf-8")
-        self.process = subprocess.Popen(["bash", "-c", line], cwd=cwd, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=self.out,
-                                        stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            ["bash", "-c", line], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self.out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
 
     def wait_for_output(self, pattern: str, timeout: float) -> re.Match[str]:
         deadline = time.monotonic() + timeout
@@ -184,7 +185,7 @@ def test_the_first_command_on_a_fresh_machine(checkout: Path, tmp_path: Path) ->
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+def workdir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A folder with every file the README's commands name, and their environment."""
     require_tools("ffmpeg")
     work = tmp_path / "work"
@@ -219,7 +220,7 @@ def workdir(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
         encoding="utf-8",
     )
     env["TEST_PORT"] = str(port)
-    yield work, env
+    return work, env
 
 
 def check_after(command: str, work: Path, result: subprocess.CompletedProcess[str]) -> None:
