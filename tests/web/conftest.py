@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,7 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log: Path
+    setup_link: str  # the one-time first-run link vigil serve printed, as "/#/setup?token=…"
 
 
 def _health(url: str) -> dict[str, Any] | None:
@@ -96,7 +98,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"vigil serve did not start:\n{log.read_text()[-4000:]}")
             time.sleep(0.2)
-        yield Server(url, root / "data", process, log)
+        link = re.search(r"open http://127\.0\.0\.1:\d+(/#/setup\?token=\S+)", log.read_text())
+        assert link is not None, f"vigil serve printed no setup link:\n{log.read_text()[-4000:]}"
+        yield Server(url, root / "data", process, log, link.group(1))
     finally:
         process.terminate()
         try:

@@ -43,11 +43,14 @@ def wait_for_frame(page: Any, selector: str) -> None:
                f"{selector} showed no frame")  # fmt: skip
 
 
-def test_first_run_setup_creates_the_admin(pages: Pages, shots: Path) -> None:
+def test_first_run_setup_creates_the_admin(pages: Pages, server: Server, shots: Path) -> None:
     page = pages.open()
     page.goto("/")
     page.wait_for_url("**/#/setup")
+    page.get_by_text("Open the setup link that vigil serve printed").wait_for()
+    page.goto(server.setup_link)  # the one-time link from vigil serve's output
     page.get_by_role("heading", name="Welcome to Vigil").wait_for()
+    assert page.get_by_text("Open the setup link").count() == 0
     page.screenshot(path=shots / "setup.png")
     page.get_by_label("Administrator name").fill("admin")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
