@@ -253,6 +253,8 @@ class Snapshot:
     box: tuple[float, float, float, float]
     score: float
     image: ImageArray | None = None
+    #: ``(width, height)`` of the frame ``box`` is in (pixels), so that it can be normalised.
+    frame_size: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)
@@ -277,6 +279,10 @@ class Event:
     counts: dict[str, int] = field(default_factory=dict)
     top_score: float = 0.0
     snapshot: Snapshot | None = None
+    #: The zones the object is in as of this change (``zones``: every zone it entered).
+    zones_now: list[str] = field(default_factory=list)
+    #: Whether the camera records while the event happens, so that a clip of it exists.
+    has_clip: bool = False
 
     @property
     def duration(self) -> float | None:

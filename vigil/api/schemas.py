@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.config.models import LineConfig, ZoneConfig
+from vigil.events.schema import EventPayload
 from vigil.store import AuditRow, EventRow, Role, SegmentRow, UserRow
 
 
@@ -59,31 +60,34 @@ class TokenOut(BaseModel):
     expires: float | None
 
 
-class EventOut(BaseModel):
-    id: str
-    camera: str
-    label: str
-    class_id: int
-    track_id: int
-    start: float
-    end: float | None
-    state: str
-    live: bool
-    zones: list[str]
-    lines: list[str]
-    counts: dict[str, Any]
-    top_score: float
-    has_snapshot: bool
-    evidence_lock: bool
+#: Events in REST have the one shape of every event Vigil sends (MQTT, webhooks, WebSocket).
+EventOut = EventPayload
 
-    @classmethod
-    def of(cls, row: EventRow) -> EventOut:
-        return cls(id=row.id, camera=row.camera, label=row.label, class_id=row.class_id,
-                   track_id=row.track_id, start=row.start, end=row.end, state=row.state,
-                   live=row.live, zones=list(row.zones), lines=list(row.lines),
-                   counts=dict(row.counts), top_score=row.top_score,
-                   has_snapshot=row.snapshot_path is not None,
-                   evidence_lock=row.evidence_lock)  # fmt: skip
+
+def event_out(row: EventRow, *, has_clip: bool) -> EventPayload:
+    """A stored event in the shared shape; ``has_clip``: recordings cover its span."""
+    return EventPayload(
+        id=row.id, camera=row.camera, label=row.label, class_id=row.class_id,
+        track_id=row.track_id, state=row.state, live=row.live, start=row.start, end=row.end,
+        duration=None if row.end is None else row.end - row.start, zones=list(row.zones),
+        zones_now=list(row.zones_now or []), lines=list(row.lines), counts=dict(row.counts),
+        top_score=round(min(1.0, max(0.0, row.top_score)), 4), box=row.box,
+        has_snapshot=row.snapshot_path is not None, has_clip=has_clip,
+        evidence_lock=row.evidence_lock, reviewed=row.reviewed,
+    )  # fmt: skip
+
+
+class ReviewRequest(_Body):
+    reviewed: bool = Field(True, description="false marks the events unreviewed again.")
+
+
+class BulkReviewRequest(ReviewRequest):
+    ids: list[str] = Field(min_length=1, max_length=1000, description="Event ids.")
+
+
+class ReviewOut(BaseModel):
+    reviewed: bool
+    events: list[str] = Field(description="The events whose flag was set.")
 
 
 class EventPageOut(BaseModel):

@@ -97,6 +97,7 @@ class _Track:
     current: Snapshot | None = None  # this frame's observation (no image), if seen
     best: Snapshot | None = None
     zones: list[str] = field(default_factory=list)
+    zones_now: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     event: Event | None = None  # the open event's identity (id, label, start), if any
@@ -188,7 +189,7 @@ class EventManager:
             track.top_score = max(track.top_score, confidence)
             track.current = Snapshot(
                 seq=-1, time=now, box=(box[0], box[1], box[2], box[3]),
-                score=snapshot_score(box, confidence, frame_size),
+                score=snapshot_score(box, confidence, frame_size), frame_size=frame_size,
             )
 
     def _apply(self, rule_event: RuleEvent) -> _Track | None:
@@ -209,6 +210,7 @@ class EventManager:
             what = rule_event.direction.value if rule_event.direction else "cross"
         else:
             self._touch(track.zones, rule_event.rule_id, track)
+            _follow(track.zones_now, rule_event)
             what = rule_event.kind.value
         key = f"{rule_event.rule_id}:{what}"
         track.counts[key] = track.counts.get(key, 0) + 1
@@ -270,7 +272,9 @@ class EventManager:
         assert track.event is not None
         track.dirty = False
         return replace(
-            track.event, state=state, end=end, zones=list(track.zones), lines=list(track.lines),
+            track.event, state=state, end=end, zones=list(track.zones),
+            zones_now=[] if state is EventState.END else list(track.zones_now),
+            lines=list(track.lines),
             counts=dict(track.counts), top_score=track.top_score,
             snapshot=None if track.best is None else replace(track.best),
         )
@@ -295,3 +299,12 @@ class EventManager:
     def state_size(self) -> int:
         """Per-track entries held (live tracks, with or without an event)."""
         return len(self._tracks)
+
+
+def _follow(inside: list[str], rule_event: RuleEvent) -> None:
+    """Keep the zones an object is in: an enter adds its zone, an exit removes it."""
+    zone = rule_event.rule_id
+    if rule_event.kind == RuleEventKind.ENTER and zone not in inside:
+        inside.append(zone)
+    elif rule_event.kind == RuleEventKind.EXIT and zone in inside:
+        inside.remove(zone)

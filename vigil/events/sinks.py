@@ -1,28 +1,29 @@
 """Where events go: the `EventSink` protocol, its JSON form, and a JSON Lines file sink.
 
-`event_to_dict` is the one JSON shape of an event, shared by every sink (file, MQTT, webhooks)::
+`event_to_dict` is the one JSON shape of an event, shared by every sink (file, MQTT, webhooks,
+WebSocket) and by the REST API: `vigil.events.schema.EventPayload`, documented in
+``docs/events.md``::
 
-    {"id": "cam-12.400-7", "state": "end", "camera": "cam", "label": "person", "class_id": 0,
-     "track_id": 7, "live": false, "start": 12.4, "end": 19.9, "duration": 7.5,
-     "zones": ["door"], "lines": ["gate"], "counts": {"door:enter": 1, "gate:a_to_b": 1},
-     "top_score": 0.91, "snapshot": {"seq": 311, "time": 15.2, "box": [x1, y1, x2, y2],
-     "score": 98.1}}
+    {"id": "cam-12.400-7", "camera": "cam", "label": "person", "class_id": 0, "track_id": 7,
+     "state": "end", "live": false, "start": 12.4, "end": 19.9, "duration": 7.5,
+     "zones": ["door"], "zones_now": [], "lines": ["gate"],
+     "counts": {"door:enter": 1, "gate:a_to_b": 1}, "top_score": 0.91,
+     "box": [0.41, 0.22, 0.52, 0.71], "has_snapshot": true, "has_clip": false,
+     "evidence_lock": false, "reviewed": false}
 
-Times (``start``, ``end``, ``snapshot.time``) are float media seconds for files, and ISO-8601
-UTC strings with millisecond precision and a ``Z`` suffix for live sources
-(``"2024-05-01T12:00:03.250Z"``); ``duration`` is always float seconds. The snapshot's pixels
-never appear here: they leave the system only through the redactor.
+Times are float seconds (UNIX for live sources, media seconds for files); the snapshot's
+pixels never appear here: they leave the system only through the redactor.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from vigil.errors import StorageError
+from vigil.events.schema import event_payload
 from vigil.types import Event, EventState
 
 
@@ -34,41 +35,9 @@ class EventSink(Protocol):
     def close(self) -> None: ...
 
 
-def format_time(seconds: float | None, live: bool) -> float | str | None:
-    """Media seconds as a float; UTC seconds as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` when ``live``."""
-    if seconds is None or not live:
-        return seconds
-    stamp = datetime.fromtimestamp(seconds, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
-
-
 def event_to_dict(event: Event) -> dict[str, Any]:
     """The JSON-ready form of an event (see the module docstring); no pixels."""
-    snap = event.snapshot
-    return {
-        "id": event.id,
-        "state": event.state.value,
-        "camera": event.camera_id,
-        "label": event.label,
-        "class_id": event.class_id,
-        "track_id": event.track_id,
-        "live": event.live,
-        "start": format_time(event.start, event.live),
-        "end": format_time(event.end, event.live),
-        "duration": event.duration,
-        "zones": list(event.zones),
-        "lines": list(event.lines),
-        "counts": dict(event.counts),
-        "top_score": round(float(event.top_score), 4),
-        "snapshot": None
-        if snap is None
-        else {
-            "seq": snap.seq,
-            "time": format_time(snap.time, event.live),
-            "box": [round(float(v), 2) for v in snap.box],
-            "score": round(float(snap.score), 4),
-        },
-    }
+    return event_payload(event).model_dump(mode="json")
 
 
 class JsonlEventSink:

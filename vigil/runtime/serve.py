@@ -153,6 +153,22 @@ def retention_policy(config: VigilConfig) -> RetentionPolicy:
     )  # fmt: skip
 
 
+class ClipFlags:
+    """Marks each event with ``has_clip`` (its camera records) before every sink sees it,
+    so that MQTT, webhooks and the WebSocket tell what REST tells."""
+
+    def __init__(self, sink: FanoutSink, recorders: Mapping[str, Recorder]) -> None:
+        self.inner = sink
+        self.recorders = recorders
+
+    def publish(self, event: Event) -> None:
+        event.has_clip = event.camera_id in self.recorders
+        self.inner.publish(event)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Supervisor:
     """Runs every enabled camera of ``config`` (see the module docstring).
 
@@ -194,10 +210,10 @@ class Supervisor:
         self.hub = LiveHub()
         self.store: Any = None
         self.mqtt: Any = None
-        self.sink = FanoutSink(self._sinks(sinks))
+        self.recorders: dict[str, Recorder] = {}
+        self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), self.recorders)
         setting = config.server.worker_processes if worker_processes is None else worker_processes
         self.processes = resolve_worker_processes(setting, len(cameras), os.cpu_count())
-        self.recorders: dict[str, Recorder] = {}
         for camera in cameras:
             recorder = self._recorder(camera, stall_timeout)
             if recorder is not None:

@@ -35,6 +35,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,6 +121,9 @@ class EventRow(Base):
     snapshot_sha256: Mapped[str | None] = mapped_column(String(64))
     evidence_lock: Mapped[bool] = mapped_column(Boolean, default=False)
     updated: Mapped[float]
+    zones_now: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    box: Mapped[list[float] | None] = mapped_column(JSON)  # normalised 0-1, x1 y1 x2 y2
+    reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SegmentRow(Base):

@@ -30,6 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vigil.errors import StorageError
+from vigil.events.schema import normalised_box
 from vigil.store.models import (
     AuditRow,
     CameraRow,
@@ -105,6 +106,7 @@ class EventFilter:
     since: float | None = None
     until: float | None = None
     locked: bool | None = None
+    reviewed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +171,7 @@ class EventRepo:
         row = self.session.get(EventRow, event.id)
         if row is None:
             row = EventRow(id=event.id, evidence_lock=False, snapshot_path=None,
-                           snapshot_sha256=None)  # fmt: skip
+                           snapshot_sha256=None, reviewed=False)  # fmt: skip
             self.session.add(row)
         row.camera = event.camera_id
         row.label = event.label
@@ -183,6 +185,9 @@ class EventRepo:
         row.lines = list(event.lines)
         row.counts = {str(k): int(v) for k, v in event.counts.items()}
         row.top_score = float(event.top_score)
+        row.zones_now = list(event.zones_now)
+        if event.snapshot is not None:  # the box of the snapshot that was kept
+            row.box = normalised_box(event.snapshot)
         row.updated = _now(now)
         if snapshot_path is not None:
             row.snapshot_path = snapshot_path
@@ -229,6 +234,20 @@ class EventRepo:
         row.evidence_lock = locked
         self.session.flush()
         return True
+
+    def set_reviewed(
+        self, ids: Sequence[str], reviewed: bool, cameras: Sequence[str] | None = None
+    ) -> builtins.list[str]:
+        """Mark events reviewed (or not); only those in ``cameras`` (a user's scope, None:
+        all). Returns the ids that exist there, in the order given."""
+        query = select(EventRow).where(EventRow.id.in_(list(ids)))
+        if cameras is not None:
+            query = query.where(EventRow.camera.in_(list(cameras)))
+        rows = {row.id: row for row in self.session.scalars(query)}
+        for row in rows.values():
+            row.reviewed = reviewed
+        self.session.flush()
+        return [i for i in dict.fromkeys(ids) if i in rows]
 
     def expire_snapshots(self, camera: str, before: float) -> builtins.list[str]:
         """Forget the snapshots of ``camera``'s ended, unlocked live events that ended before
@@ -279,6 +298,8 @@ class EventRepo:
             out.append(or_(EventRow.end.is_(None), EventRow.end >= where.since))
         if where.locked is not None:
             out.append(EventRow.evidence_lock.is_(where.locked))
+        if where.reviewed is not None:
+            out.append(EventRow.reviewed.is_(where.reviewed))
         if where.zone is not None:
             out.append(self._json_contains(EventRow.zones, where.zone))
         if where.line is not None:
@@ -336,6 +357,11 @@ class SegmentRepo:
         if limit is not None:
             query = query.limit(limit)
         return list(self.session.scalars(query))
+
+    def recorded(self, camera: str, since: float, until: float) -> bool:
+        """Whether any segment of ``camera`` overlaps ``[since, until]``."""
+        query = self._range(select(SegmentRow.id), camera, since, until).limit(1)
+        return self.session.scalar(query) is not None
 
     def total_size(self, camera: str | None = None) -> int:
         """Bytes recorded, for one camera or all of them."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vigil.errors import StorageError
-from vigil.events.sinks import EventSink, JsonlEventSink, event_to_dict, format_time
+from vigil.events.schema import EventPayload
+from vigil.events.sinks import EventSink, JsonlEventSink, event_to_dict
 from vigil.types import Event, EventState, Snapshot
 
 
@@ -21,7 +21,8 @@ def event(state: EventState = EventState.END, live: bool = False, start: float =
         start=start, end=end, state=state, live=live, zones=["door"], lines=["gate"],
         counts={"door:enter": 1, "gate:a_to_b": 1}, top_score=0.91,
         snapshot=Snapshot(seq=311, time=start + 2.75, box=(1.0, 2.0, 30.5, 80.25), score=98.1,
-                          image=np.zeros((4, 4, 3), np.uint8)),
+                          image=np.zeros((4, 4, 3), np.uint8), frame_size=(100, 200)),
+        zones_now=["door"],
     )
 
 
@@ -39,24 +40,34 @@ def test_media_time_jsonl_writes_end_events_only(tmp_path: Path) -> None:
     assert record == {
         "id": "cam-12.400-7", "state": "end", "camera": "cam", "label": "person",
         "class_id": 0, "track_id": 7, "live": False, "start": 12.4, "end": 19.9,
-        "duration": pytest.approx(7.5), "zones": ["door"], "lines": ["gate"],
-        "counts": {"door:enter": 1, "gate:a_to_b": 1}, "top_score": 0.91,
-        "snapshot": {"seq": 311, "time": 15.15, "box": [1.0, 2.0, 30.5, 80.25], "score": 98.1},
+        "duration": pytest.approx(7.5), "zones": ["door"], "zones_now": ["door"],
+        "lines": ["gate"], "counts": {"door:enter": 1, "gate:a_to_b": 1}, "top_score": 0.91,
+        "box": [0.01, 0.01, 0.305, 0.4012], "has_snapshot": True, "has_clip": False,
+        "evidence_lock": False, "reviewed": False,
     }
+    EventPayload.model_validate(record)  # the documented schema, as REST serves it
 
 
-def test_live_time_jsonl_uses_iso_utc(tmp_path: Path) -> None:
-    start = 1_714_564_803.25  # 2024-05-01T12:00:03.250Z
+def test_live_times_are_unix_seconds_as_everywhere(tmp_path: Path) -> None:
+    start = 1_714_564_803.25
     with JsonlEventSink(tmp_path / "live.jsonl") as sink:
         sink.publish(event(live=True, start=start, end=start + 7.5))
     (record,) = read_lines(tmp_path / "live.jsonl")
-    assert record["start"] == "2024-05-01T12:00:03.250Z"
-    assert record["end"] == "2024-05-01T12:00:10.750Z"
+    assert (record["live"], record["start"], record["end"]) == (True, start, start + 7.5)
     assert record["duration"] == pytest.approx(7.5)
-    snapshot = record["snapshot"]
-    assert isinstance(snapshot, dict)
-    assert snapshot["time"] == "2024-05-01T12:00:06.000Z"
-    assert datetime.fromisoformat(str(record["start"])).timestamp() == pytest.approx(start)
+
+
+def test_scores_and_box_stay_in_0_to_1() -> None:
+    wild = event()
+    wild.top_score = 1.7
+    assert wild.snapshot is not None
+    wild.snapshot = Snapshot(seq=1, time=13.0, box=(-5.0, -2.0, 150.0, 250.0), score=223.0,
+                             frame_size=(100, 200))
+    record = event_to_dict(wild)
+    assert record["top_score"] == 1.0
+    assert record["box"] == [0.0, 0.0, 1.0, 1.0]
+    assert record["has_snapshot"] is False  # no pixels kept: no snapshot to fetch
+    assert "score" not in record and "snapshot" not in record
 
 
 def test_appends_and_selectable_states(tmp_path: Path) -> None:
@@ -69,19 +80,6 @@ def test_appends_and_selectable_states(tmp_path: Path) -> None:
     assert [(r["state"], r["end"], r["duration"]) for r in records] == [
         ("start", None, None), ("end", 19.9, pytest.approx(7.5)),
     ]
-
-
-@pytest.mark.parametrize(
-    ("seconds", "live", "expected"),
-    [
-        (12.5, False, 12.5),
-        (None, True, None),
-        (0.0, True, "1970-01-01T00:00:00.000Z"),
-        (1_700_000_000.999, True, "2023-11-14T22:13:20.999Z"),
-    ],
-)
-def test_format_time(seconds: float | None, live: bool, expected: float | str | None) -> None:
-    assert format_time(seconds, live) == expected
 
 
 def test_no_pixels_in_the_json_form() -> None:

@@ -17,7 +17,17 @@ from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.media import check_range, outgoing_image, read_image, safe_media_path
 from vigil.api.routes import protected
-from vigil.api.schemas import CountPointOut, EventOut, EventPageOut, LockOut, LockRequest
+from vigil.api.schemas import (
+    BulkReviewRequest,
+    CountPointOut,
+    EventOut,
+    EventPageOut,
+    LockOut,
+    LockRequest,
+    ReviewOut,
+    ReviewRequest,
+    event_out,
+)
 from vigil.api.state import AppState
 from vigil.errors import ConfigError, StorageError
 from vigil.privacy import UnredactedGrant, unredacted_access
@@ -63,24 +73,61 @@ def list_events(
     *, who: Reader, state: StateDep,
     camera: str | None = None, label: str | None = None, zone: str | None = None,
     line: str | None = None, start: float | None = None, end: float | None = None,
+    reviewed: bool | None = None,
     cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPageOut:  # fmt: skip
-    """Events newest first, overlapping ``[start, end)``; pass ``next_cursor`` back as
-    ``cursor`` for the next page (keyset pagination)."""
+    """Events newest first, overlapping ``[start, end)``; ``reviewed=false`` for the ones
+    nobody has reviewed yet; pass ``next_cursor`` back as ``cursor`` for the next page
+    (keyset pagination)."""
     if camera is not None:
         check_camera(who, camera)
     where = EventFilter(camera=camera, cameras=who.cameras, label=label, zone=zone, line=line,
-                        since=start, until=end)  # fmt: skip
+                        since=start, until=end, reviewed=reviewed)  # fmt: skip
     after = None if cursor is None else _cursor(cursor)
     with state.db.session() as session:
         page = EventRepo(session).list(where, limit=limit, after=after)
-    return EventPageOut(items=[EventOut.of(r) for r in page.items],
+        segments = SegmentRepo(session)
+        items = [event_out(r, has_clip=_recorded(segments, r)) for r in page.items]
+    return EventPageOut(items=items,
                         next_cursor=page.next_cursor.encode() if page.next_cursor else None)
+
+
+def _recorded(segments: SegmentRepo, row: EventRow) -> bool:
+    """Whether recordings cover any of the event's span (its clip can be played)."""
+    until = row.end if row.end is not None else time.time()
+    return segments.recorded(row.camera, row.start, max(until, row.start + 1e-3))
 
 
 @router.get("/api/events/{event_id}")
 def get_event(event_id: str, who: Reader, state: StateDep) -> EventOut:
-    return EventOut.of(_event(state, who, event_id))
+    row = _event(state, who, event_id)
+    with state.db.session() as session:
+        return event_out(row, has_clip=_recorded(SegmentRepo(session), row))
+
+
+@router.post("/api/events/{event_id}/review")
+def review_event(
+    event_id: str, who: Operator, state: StateDep, body: ReviewRequest | None = None
+) -> ReviewOut:
+    """Mark the event reviewed (``{"reviewed": false}``: unreviewed again)."""
+    body = body or ReviewRequest()
+    row = _event(state, who, event_id)
+    return _review(state, who, [row.id], body.reviewed)
+
+
+@router.post("/api/events/review")
+def review_events(body: BulkReviewRequest, who: Operator, state: StateDep) -> ReviewOut:
+    """Mark many events reviewed at once (those outside the caller's cameras are left)."""
+    return _review(state, who, body.ids, body.reviewed)
+
+
+def _review(state: AppState, who: Principal, ids: list[str], reviewed: bool) -> ReviewOut:
+    with state.db.session(immediate=True) as session:
+        done = EventRepo(session).set_reviewed(ids, reviewed, who.cameras)
+    if done:
+        state.audit(who, "event.review" if reviewed else "event.unreview", ",".join(done)[:200],
+                    details={"events": done})  # fmt: skip
+    return ReviewOut(reviewed=reviewed, events=done)
 
 
 @router.post("/api/events/{event_id}/lock")
