@@ -67,7 +67,8 @@ def test_scores_and_box_stay_in_0_to_1() -> None:
     assert record["top_score"] == 1.0
     assert record["box"] == [0.0, 0.0, 1.0, 1.0]
     assert record["has_snapshot"] is False  # no pixels kept: no snapshot to fetch
-    assert "score" not in record and "snapshot" not in record
+    assert "score" not in record
+    assert "snapshot" not in record
 
 
 def test_appends_and_selectable_states(tmp_path: Path) -> None:
