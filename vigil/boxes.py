@@ -6,7 +6,7 @@ every box, itself included), so non-maximum suppression always keeps it and it s
 nothing.
 
 Non-maximum suppression is OpenCV's (``cv2.dnn.NMSBoxes``, ``NMSBoxesBatched`` per class),
-about eight times faster than a numpy loop at the detector's 1,000-candidate cap
+7 to 13 times faster than a numpy loop at the detector's 1,000-candidate cap
 (``bench/nms.py``), with one rule for every caller: greedy, best score first, and a box goes
 when a kept box overlaps it with IoU **strictly greater** than the threshold (an IoU exactly at
 the threshold is kept, as in YOLOX's own ``nms``). Equal scores keep input order. OpenCV
