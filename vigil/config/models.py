@@ -48,6 +48,11 @@ class DetectConfig(_Model):
         "class of CPU (bench/capacity.py).",
     )  # fmt: skip
 
+    @property
+    def is_motion(self) -> bool:
+        """Whether ``model`` names the model-free motion detector (no ONNX model to load)."""
+        return self.model.strip().lower() == "motion"
+
 
 class MotionConfig(_Model):
     """The motion gate in front of the detector."""
