@@ -13,8 +13,9 @@ import pytest
 from alert_servers import Receiver, free_port
 from pydantic import ValidationError
 
-from vigil.alerts import FanoutSink, WebhookConfig, WebhookSink, replay_dead_letters
+from vigil.alerts import FanoutSink, WebhookSink, replay_dead_letters
 from vigil.alerts.webhook import Outcome, parse_retry_after, retry_delay, sign, verify_signature
+from vigil.config.alerts import WebhookConfig
 from vigil.errors import VigilError
 from vigil.events.sinks import event_to_dict
 from vigil.types import Event, EventState

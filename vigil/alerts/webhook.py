@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vigil.alerts.config import WebhookConfig
+from vigil.config.alerts import WebhookConfig
 from vigil.errors import StorageError, VigilError
 from vigil.events.sinks import event_to_dict
 from vigil.ingest.backoff import Backoff

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vigil.alerts.config import MqttConfig, WebhookConfig
+from vigil.config.alerts import MqttConfig, WebhookConfig
 from vigil.types import Anchor, Direction
 
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
