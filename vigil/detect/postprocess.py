@@ -127,26 +127,6 @@ def yolox_anchor_count(
     return sum((input_size[1] // s) * (input_size[0] // s) for s in strides)
 
 
-def decode_yolox(
-    raw: FloatArray, input_size: tuple[int, int], strides: tuple[int, ...] = YOLOX_STRIDES
-) -> tuple[FloatArray, FloatArray]:
-    """Decode raw YOLOX rows ``(..., A, 5 + C)`` into boxes and per-class scores.
-
-    Each row is ``(x, y, log w, log h, objectness, C class scores)`` relative to its grid
-    cell: ``centre = (xy + grid) * stride``, ``size = exp(log_wh) * stride``, and
-    ``score = objectness * class score``. Returns ``(xyxy (..., A, 4), scores (..., A, C))``
-    in input pixels, float32.
-    """
-    raw = np.asarray(raw, dtype=np.float32)
-    grid, step = yolox_grid(input_size, tuple(strides))
-    if raw.shape[-2] != grid.shape[0] or raw.shape[-1] < 6:
-        raise ValueError(
-            f"raw YOLOX output must be (..., {grid.shape[0]}, 5 + classes) for input "
-            f"{input_size}, got {raw.shape}"
-        )
-    return _decode(raw, grid, step)
-
-
 def _decode(raw: FloatArray, grid: FloatArray, step: FloatArray) -> tuple[FloatArray, FloatArray]:
     """The YOLOX decode of rows ``(..., k, 5 + C)`` whose cells are ``grid``/``step`` ``(k, ·)``."""
     centre = (raw[..., 0:2] + grid) * step

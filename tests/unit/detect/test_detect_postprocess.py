@@ -12,7 +12,6 @@ import pytest
 
 from vigil.detect.postprocess import (
     PAD_VALUE,
-    decode_yolox,
     letterbox,
     postprocess_yolox,
     select_candidates,
@@ -139,36 +138,35 @@ def test_decode_one_hot_cell_per_stride(stride, gx, gy, row):
     raw = np.zeros((3549, 5 + NUM_CLASSES), np.float32)
     raw[row, :5] = [0.5, 0.25, math.log(2.0), math.log(4.0), 0.9]
     raw[row, 5 + 7] = 0.5  # class 7 ("truck")
-    xyxy, scores = decode_yolox(raw, INPUT)
+    det = postprocess_yolox(
+        raw, input_size=INPUT, scale=1.0, pad=(0, 0), image_size=(1000, 1000),
+        confidence=0.3, nms_iou=0.45,
+    )  # fmt: skip
     cx, cy = (gx + 0.5) * stride, (gy + 0.25) * stride
     w, h = 2.0 * stride, 4.0 * stride
-    np.testing.assert_allclose(xyxy[row], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-    assert scores[row, 7] == pytest.approx(0.45)
-    assert np.count_nonzero(scores) == 1
+    expected = np.clip([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 0, None)
+    np.testing.assert_allclose(det.xyxy, [expected])  # clipped to the image at the top
+    assert det.class_id.tolist() == [7]
+    assert det.confidence[0] == pytest.approx(0.45)
 
 
-def test_decode_keeps_leading_batch_axis():
-    raw = np.zeros((2, 3549, 85), np.float32)
-    raw[1, 0, :5] = [0, 0, 0, 0, 1]
-    raw[1, 0, 5] = 1
-    xyxy, scores = decode_yolox(raw, INPUT)
-    assert xyxy.shape == (2, 3549, 4)
-    assert scores.shape == (2, 3549, 80)
-    np.testing.assert_allclose(xyxy[1, 0], [-4, -4, 4, 4])
-    assert scores[0].max() == 0
-    assert scores[1, 0, 0] == 1
-
-
-def test_decode_rejects_wrong_row_count():
+def test_postprocess_rejects_wrong_row_count():
     with pytest.raises(ValueError, match="3549"):
-        decode_yolox(np.zeros((8400, 85), np.float32), INPUT)
+        postprocess_yolox(
+            np.zeros((8400, 85), np.float32), input_size=INPUT, scale=1.0, pad=(0, 0),
+            image_size=INPUT, confidence=0.3, nms_iou=0.45,
+        )  # fmt: skip
 
 
 def test_decode_does_not_overflow_on_huge_log_sizes():
-    raw = np.zeros((3549, 85), np.float32)
+    raw = _raw_with_box(_hot_row(8, 1, 1), cls=0)
     raw[:, 2:4] = 1000.0
-    xyxy, _ = decode_yolox(raw, INPUT)
-    assert np.isfinite(xyxy).all()
+    det = postprocess_yolox(
+        raw, input_size=INPUT, scale=1.0, pad=(0, 0), image_size=INPUT,
+        confidence=0.3, nms_iou=0.45,
+    )  # fmt: skip
+    assert np.isfinite(det.xyxy).all()
+    np.testing.assert_allclose(det.xyxy, [[0, 0, 416, 416]])
 
 
 def test_select_candidates_gives_each_box_its_best_class_only():
