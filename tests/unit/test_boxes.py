@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -99,7 +101,11 @@ def test_without_classes_every_box_competes() -> None:
     assert nms(boxes, [0.5, 0.9, 0.3], 0.3, class_id=[0, 1, 0]).tolist() == [1, 0, 2]
 
 
-def _grid_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+Case = tuple[np.ndarray, np.ndarray, np.ndarray, float]
+CaseMaker = Callable[[np.random.Generator], Case]
+
+
+def _grid_case(rng: np.random.Generator) -> Case:
     """Small integer boxes, few distinct scores, and a threshold that some pair hits exactly."""
     n = int(rng.integers(2, 60))
     xy = rng.integers(-20, 40, (n, 2))
@@ -112,7 +118,7 @@ def _grid_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nda
     return boxes, scores, rng.integers(0, 3, n), threshold
 
 
-def _float_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _float_case(rng: np.random.Generator) -> Case:
     n = int(rng.integers(1, 60))
     xy = rng.uniform(-100, 400, (n, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(1, 150, (n, 2))], axis=1).astype(np.float32)
@@ -122,7 +128,7 @@ def _float_case(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.nd
 
 @pytest.mark.parametrize("case", [_grid_case, _float_case])
 @pytest.mark.parametrize("aware", [True, False])
-def test_nms_equals_the_reference_on_random_boxes(case, aware: bool) -> None:  # type: ignore[no-untyped-def]
+def test_nms_equals_the_reference_on_random_boxes(case: CaseMaker, aware: bool) -> None:
     rng = np.random.default_rng(7)
     for _ in range(150):
         boxes, scores, classes, threshold = case(rng)

@@ -199,6 +199,7 @@ class CenterFaceDetector:
         base = min(1.0, self.max_side / max(h, w))
         parts = [self._detect_at(image, base * s) for s in self.scales]
         boxes = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        # A face at exactly nms_iou of a better one stays: one more blur, never one fewer.
         boxes = boxes[nms(boxes[:, :4], boxes[:, 4], self.nms_iou)]
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
