@@ -2,11 +2,13 @@
 
 The repository never contains model weights or footage; tests and benchmarks find them in the
 ``shared`` folder beside the checkout (``../shared``), or wherever ``VIGIL_SHARED_DIR`` points.
-The product itself downloads models into a cache (see ``vigil.detect.models``).
+The product itself downloads models into a cache (see ``vigil.detect.models``). Files are
+identified by :func:`sha256_file` everywhere: cached models, segments, exports.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -37,3 +39,9 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "vigil"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (segments and models can be large)."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()

@@ -197,6 +197,13 @@ class Detections:
         return np.stack([xs[horiz], ys[vert]], axis=1).astype(np.float32)
 
 
+def label_of(class_names: Sequence[str], class_id: int) -> str:
+    """The class name of ``class_id``, or ``class_<id>`` when the detector gave no name."""
+    if 0 <= class_id < len(class_names):
+        return class_names[class_id]
+    return f"class_{class_id}"
+
+
 class Anchor(enum.StrEnum):
     """The point of a box that stands for the object in zone and line rules."""
 

@@ -15,7 +15,8 @@ import pytest
 from alert_servers import Broker, Subscriber, free_port
 from pydantic import ValidationError
 
-from vigil.alerts import CameraDiscovery, MqttConfig, MqttSink
+from vigil.alerts.mqtt import CameraDiscovery, MqttSink
+from vigil.config.alerts import MqttConfig
 from vigil.errors import ConfigError
 from vigil.events.sinks import event_to_dict
 from vigil.types import Event, EventState
@@ -149,7 +150,8 @@ def test_last_will_when_vigil_dies(broker: Broker) -> None:
     sub = Subscriber(broker.port, [f"{p}/availability"])
     script = (
         "import sys, time\n"
-        "from vigil.alerts import MqttConfig, MqttSink\n"
+        "from vigil.alerts.mqtt import MqttSink\n"
+        "from vigil.config.alerts import MqttConfig\n"
         f"s = MqttSink(MqttConfig(host='127.0.0.1', port={broker.port}, topic_prefix='{p}',"
         f" client_id='will-{p}'))\n"
         "assert s.wait_connected(10)\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 from alert_servers import Receiver, free_port
 from pydantic import ValidationError
 
-from vigil.alerts import FanoutSink, WebhookConfig, WebhookSink, replay_dead_letters
-from vigil.alerts.webhook import Outcome, parse_retry_after, sign, verify_signature
+from vigil.alerts import FanoutSink, WebhookSink, replay_dead_letters
+from vigil.alerts.webhook import Outcome, parse_retry_after, retry_delay, sign, verify_signature
+from vigil.config.alerts import WebhookConfig
 from vigil.errors import VigilError
 from vigil.events.sinks import event_to_dict
 from vigil.types import Event, EventState
@@ -242,6 +244,24 @@ def test_signature_is_hmac_of_timestamp_dot_body() -> None:
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_retry_delays_grow_to_the_cap(tmp_path: Path) -> None:
+    cfg = config(["http://h/x"], tmp_path, backoff_initial_s=1, backoff_factor=3,
+                 backoff_max_s=20, jitter=0)
+    rng = random.Random(1)
+    assert [retry_delay(cfg, n, rng) for n in range(1, 6)] == [1, 3, 9, 20, 20]
+    assert retry_delay(cfg, 10_000, rng) == 20  # no overflow for huge attempt counts
+
+
+def test_retry_delays_are_spread_within_the_jitter(tmp_path: Path) -> None:
+    cfg = config(["http://h/x"], tmp_path, backoff_initial_s=1, backoff_max_s=300, jitter=0.2)
+    rng = random.Random(7)
+    for attempt in range(1, 10):
+        delays = {retry_delay(cfg, attempt, rng) for _ in range(20)}
+        base = 2.0 ** (attempt - 1)
+        assert all(0.8 * base <= d <= 1.2 * base for d in delays)
+        assert len(delays) > 10, "each delivery draws its own spread"
 
 
 @pytest.mark.parametrize(

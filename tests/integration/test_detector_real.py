@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_file
+from vigil.boxes import iou_matrix
 from vigil.config.models import DetectConfig
 from vigil.detect import COCO, OnnxDetector, build_detector
-from vigil.detect.postprocess import box_iou
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.types import Detections
 
@@ -73,7 +73,7 @@ def test_car_clip_cars_are_found_and_boxed(detector: OnnxDetector):
     with_car = [i for i in car_frames if CAR in found[i].class_id]
     assert len(with_car) >= 5, f"'car' only in frames {with_car}"
     measured = np.array([272, 72, 436, 333], np.float64)
-    best = box_iou(measured, found[80].xyxy.astype(np.float64)).max(initial=0.0)
+    best = iou_matrix(measured, found[80].xyxy).max(initial=0.0)
     assert best > 0.8
 
 
@@ -119,7 +119,7 @@ def test_crops_are_detected_in_their_own_pixels(detector: OnnxDetector):
     assert len(part) >= 1
     _assert_inside(part, crop)
     shifted = part.xyxy + np.array([230, 40, 230, 40], np.float32)
-    assert box_iou(shifted[0].astype(np.float64), whole.xyxy.astype(np.float64)).max() > 0.7
+    assert iou_matrix(shifted[0], whole.xyxy).max() > 0.7
 
 
 def test_build_detector_from_config_with_labels_and_input_size(nano: Path):
@@ -143,14 +143,6 @@ def test_rectangular_canvas_matches_the_square_letterbox(detector: OnnxDetector)
         rect, full = detector.detect(image), square.detect(image)
         assert len(rect) == len(full)
         for box, cls in zip(full.xyxy, full.class_id, strict=True):
-            ious = _iou(box, rect.xyxy[rect.class_id == cls])
+            ious = iou_matrix(box, rect.xyxy[rect.class_id == cls])
             assert ious.size
             assert ious.max() > 0.9
-
-
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = np.prod(box[2:] - box[:2]) + np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return np.asarray(inter / (area - inter))

@@ -16,7 +16,7 @@ pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import Broker, Subscriber
 from tests.runtime.test_supervisor import LINE, ListSink, fast_backoff, make_config, wait_for
-from vigil.alerts.config import MqttConfig
+from vigil.config.alerts import MqttConfig
 from vigil.config.models import SourceConfig
 from vigil.ingest import Source, StatusCallback, open_source
 from vigil.ingest.synthetic import DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS

@@ -24,7 +24,7 @@ from tests.rtsp_relay import RtspRelay as Camera
 from tests.rtsp_relay import require_tools
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
-from vigil.record.segmenter import sha256_file
+from vigil.paths import sha256_file
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 

@@ -48,7 +48,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from vigil.alerts.config import MqttConfig
+from vigil.config.alerts import MqttConfig
 from vigil.errors import ConfigError, VigilError
 from vigil.events.sinks import event_to_dict
 from vigil.types import Direction, Event

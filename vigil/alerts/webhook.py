@@ -50,9 +50,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vigil.alerts.config import WebhookConfig
+from vigil.config.alerts import WebhookConfig
 from vigil.errors import StorageError, VigilError
 from vigil.events.sinks import event_to_dict
+from vigil.ingest.backoff import Backoff
 from vigil.types import Event
 
 log = logging.getLogger(__name__)
@@ -184,10 +185,9 @@ def retry_delay(config: WebhookConfig, attempt: int, rng: random.Random) -> floa
     """Seconds before retry ``attempt`` (1 = first retry): ``initial * factor**(attempt-1)``,
     spread by ±``jitter`` so many deliveries failing together do not retry in one burst, and
     capped at ``backoff_max_s``."""
-    exponent = min(max(attempt - 1, 0), 64)  # a cap so huge counts do not overflow a float
-    base = min(config.backoff_max_s, config.backoff_initial_s * config.backoff_factor**exponent)
-    spread = 1.0 + rng.uniform(-config.jitter, config.jitter) if config.jitter else 1.0
-    return float(min(config.backoff_max_s, base * spread))
+    backoff = Backoff(config.backoff_initial_s, config.backoff_factor, config.backoff_max_s,
+                      config.jitter, rng=rng)  # fmt: skip
+    return backoff.delay(max(attempt - 1, 0))
 
 
 def _wait_for(config: WebhookConfig, outcome: Outcome, attempts: int, rng: random.Random) -> float:

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from vigil.api.errors import ApiError, not_found
+from vigil.privacy import Redactor
 from vigil.types import ImageArray
-
-if TYPE_CHECKING:  # state imports the live renders, which encode with this module
-    from vigil.api.state import AppState
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _JPEG_QUALITY = 90
@@ -71,7 +69,14 @@ def read_image(path: Path) -> ImageArray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
-def outgoing_image(state: AppState, image: ImageArray, *, unredacted: bool) -> bytes:
+class Redactors(Protocol):
+    """What ``outgoing_image`` needs of ``AppState``: named here, because ``state`` imports
+    the live renders, which encode with this module."""
+
+    def redactor(self, size: tuple[int, int]) -> Redactor: ...
+
+
+def outgoing_image(state: Redactors, image: ImageArray, *, unredacted: bool) -> bytes:
     """JPEG bytes of ``image``: redacted unless an audited unredacted request said otherwise."""
     if not unredacted:
         image = state.redactor((int(image.shape[1]), int(image.shape[0]))).redact_still(image)

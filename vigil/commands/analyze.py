@@ -69,7 +69,7 @@ def camera_from_args(args: argparse.Namespace) -> ResolvedCamera:
 
 def build(camera: ResolvedCamera) -> Detector | None:
     """The camera's detector, or None for the model-free motion detector."""
-    if camera.detect.model.strip().lower() == "motion":
+    if camera.detect.is_motion:
         return None
     from vigil.detect import build_detector
 

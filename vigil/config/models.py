@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vigil.alerts.config import MqttConfig, WebhookConfig
+from vigil.config.alerts import MqttConfig, WebhookConfig
 from vigil.types import Anchor, Direction
 
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
@@ -47,6 +47,11 @@ class DetectConfig(_Model):
         "all cameras, and with one thread that model tops out near 60 images/s on this "
         "class of CPU (bench/capacity.py).",
     )  # fmt: skip
+
+    @property
+    def is_motion(self) -> bool:
+        """Whether ``model`` names the model-free motion detector (no ONNX model to load)."""
+        return self.model.strip().lower() == "motion"
 
 
 class MotionConfig(_Model):

@@ -51,7 +51,7 @@ def build_detector(
     ``vigil models pull`` command to run.
     ``model == "motion"`` raises ``ValueError``: build that one with ``vigil.detect.motion``.
     """
-    if config.model.strip().lower() == "motion":
+    if config.is_motion:
         raise ValueError(
             "detect.model 'motion' is the model-free motion detector; build it with "
             "vigil.detect.motion, not build_detector"

@@ -27,7 +27,7 @@ from pathlib import Path
 from vigil import __version__
 from vigil.errors import ModelError
 from vigil.paths import cache_dir as default_cache_dir
-from vigil.paths import shared_models_dir
+from vigil.paths import sha256_file, shared_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +121,6 @@ def model_path(name: str, cache_dir: Path | None = None) -> Path:
     return root / get_model(name).filename
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _expected_sha256(spec: ModelSpec, override: str | None) -> str:
     """The digest a download must have: the pin, or the caller's for an unpinned model."""
     given = override.strip().lower() if override else None
@@ -171,7 +162,7 @@ def pull(
     expected = _expected_sha256(spec, sha256)
     target = model_path(spec.name, cache_dir)
     if target.is_file():
-        if file_sha256(target) == expected:
+        if sha256_file(target) == expected:
             log.debug("%s already cached at %s", spec.name, target)
             return target
         log.warning("cached %s has the wrong SHA-256; downloading it again", target)
@@ -265,7 +256,7 @@ def _shared_copy(spec: ModelSpec) -> Path | None:
     candidate = shared_models_dir() / spec.filename
     if spec.sha256 is None or not candidate.is_file():
         return None
-    return candidate if file_sha256(candidate) == spec.sha256 else None
+    return candidate if sha256_file(candidate) == spec.sha256 else None
 
 
 def _looks_like_path(name: str) -> bool:

@@ -1,4 +1,5 @@
-"""YOLOX pre- and post-processing in pure numpy (plus ``cv2.resize`` for the letterbox).
+"""YOLOX pre- and post-processing in numpy (plus ``cv2.resize`` for the letterbox; NMS from
+``vigil.boxes``).
 
 Coordinate frames, named the same everywhere in this module:
 
@@ -21,8 +22,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
+from vigil.boxes import nms
 from vigil.types import Detections, FloatArray, ImageArray, IntArray
 
 #: The output strides of the YOLOX heads (P3, P4, P5).
@@ -35,8 +36,6 @@ _MAX_LOG_SIZE = 20.0
 MAX_CANDIDATES = 1000
 #: Most detections reported per image.
 MAX_DETECTIONS = 300
-
-Float64Array = npt.NDArray[np.float64]
 
 
 def letterbox(
@@ -128,26 +127,6 @@ def yolox_anchor_count(
     return sum((input_size[1] // s) * (input_size[0] // s) for s in strides)
 
 
-def decode_yolox(
-    raw: FloatArray, input_size: tuple[int, int], strides: tuple[int, ...] = YOLOX_STRIDES
-) -> tuple[FloatArray, FloatArray]:
-    """Decode raw YOLOX rows ``(..., A, 5 + C)`` into boxes and per-class scores.
-
-    Each row is ``(x, y, log w, log h, objectness, C class scores)`` relative to its grid
-    cell: ``centre = (xy + grid) * stride``, ``size = exp(log_wh) * stride``, and
-    ``score = objectness * class score``. Returns ``(xyxy (..., A, 4), scores (..., A, C))``
-    in input pixels, float32.
-    """
-    raw = np.asarray(raw, dtype=np.float32)
-    grid, step = yolox_grid(input_size, tuple(strides))
-    if raw.shape[-2] != grid.shape[0] or raw.shape[-1] < 6:
-        raise ValueError(
-            f"raw YOLOX output must be (..., {grid.shape[0]}, 5 + classes) for input "
-            f"{input_size}, got {raw.shape}"
-        )
-    return _decode(raw, grid, step)
-
-
 def _decode(raw: FloatArray, grid: FloatArray, step: FloatArray) -> tuple[FloatArray, FloatArray]:
     """The YOLOX decode of rows ``(..., k, 5 + C)`` whose cells are ``grid``/``step`` ``(k, ·)``."""
     centre = (raw[..., 0:2] + grid) * step
@@ -155,51 +134,6 @@ def _decode(raw: FloatArray, grid: FloatArray, step: FloatArray) -> tuple[FloatA
     xyxy = np.concatenate([centre - half, centre + half], axis=-1)
     scores = raw[..., 4:5] * raw[..., 5:]
     return xyxy.astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
-
-
-def box_iou(box: Float64Array, boxes: Float64Array) -> Float64Array:
-    """IoU of one ``(4,)`` xyxy box with each of ``(n, 4)`` boxes; 0 where the union is empty."""
-    ix1 = np.maximum(box[0], boxes[:, 0])
-    iy1 = np.maximum(box[1], boxes[:, 1])
-    ix2 = np.minimum(box[2], boxes[:, 2])
-    iy2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix2 - ix1, 0.0, None) * np.clip(iy2 - iy1, 0.0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    iou: Float64Array = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return iou
-
-
-def nms(
-    xyxy: FloatArray,
-    scores: FloatArray,
-    class_id: IntArray,
-    iou_threshold: float,
-) -> IntArray:
-    """Class-aware greedy non-maximum suppression.
-
-    A box is dropped when a higher-scoring box **of the same class** overlaps it with IoU
-    strictly greater than ``iou_threshold`` (IoU exactly at the threshold is kept, as in
-    YOLOX's own ``nms``). Boxes of different classes never suppress each other, so a person
-    on a bicycle keeps both. Returns indices into the inputs, best score first (ties keep
-    input order). Each step compares one kept box with all remaining ones at once; IoU is
-    computed in float64 so a threshold hit exactly is not blurred by rounding.
-    """
-    n = int(np.asarray(scores).shape[0])
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    boxes = np.asarray(xyxy, dtype=np.float64).reshape(n, 4)
-    classes = np.asarray(class_id, dtype=np.int64).reshape(n)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    keep: list[int] = []
-    while order.size:
-        best, rest = int(order[0]), order[1:]
-        keep.append(best)
-        overlap = box_iou(boxes[best], boxes[rest])
-        suppressed = (overlap > iou_threshold) & (classes[rest] == classes[best])
-        order = rest[~suppressed]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def select_candidates(
@@ -263,7 +197,7 @@ def postprocess_yolox(
     grid, step = yolox_grid(input_size, tuple(strides))
     xyxy, scores = _decode(raw[live], grid[live], step[live])
     boxes, conf, cls = select_candidates(xyxy, scores, confidence, keep_classes)
-    keep = nms(boxes, conf, cls, nms_iou)[:max_detections]
+    keep = nms(boxes, conf, nms_iou, class_id=cls)[:max_detections]
     return Detections(
         to_image_coords(boxes[keep], scale, pad, image_size),
         conf[keep],

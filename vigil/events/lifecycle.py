@@ -49,7 +49,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from vigil.config.models import EventsConfig
-from vigil.rules.common import label_of
 from vigil.types import (
     Detections,
     Event,
@@ -59,6 +58,7 @@ from vigil.types import (
     RuleEvent,
     RuleEventKind,
     Snapshot,
+    label_of,
 )
 
 #: Rule hits that open an event; EXIT alone does not (it only follows an ENTER).

@@ -1,8 +1,9 @@
-"""Exponential backoff with jitter for reconnecting to cameras.
+"""Exponential backoff with jitter: reconnecting cameras, restarting workers, retrying webhooks.
 
 Pure: it computes delays and never sleeps, so it is tested without waiting. Jitter spreads the
 reconnections of many cameras that dropped at once (a switch reboot) so they do not all hit the
-network video recorder in the same instant.
+network video recorder in the same instant (and the retries of many failed webhook deliveries,
+so they do not hit the receiver in one burst).
 """
 
 from __future__ import annotations
@@ -44,13 +45,21 @@ class Backoff:
         exponent = min(attempt, 64)
         return float(min(self.max, self.initial * self.factor**exponent))
 
-    def next(self) -> float:
-        """The delay before the next retry, in seconds; counts the attempt."""
-        delay = self.base_delay(self.attempts)
-        self.attempts += 1
+    def delay(self, attempt: int) -> float:
+        """The jittered delay before retry number ``attempt`` (0-based); counts nothing.
+
+        For callers that keep the attempt count themselves (one per webhook delivery).
+        """
+        delay = self.base_delay(attempt)
         if self.jitter:
             delay *= 1.0 + self._rng.uniform(-self.jitter, self.jitter)
         return float(min(self.max, delay))
+
+    def next(self) -> float:
+        """The delay before the next retry, in seconds; counts the attempt."""
+        delay = self.delay(self.attempts)
+        self.attempts += 1
+        return delay
 
     def reset(self) -> None:
         """Start over after a success."""

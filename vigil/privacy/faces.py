@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from vigil.boxes import nms
 from vigil.errors import PrivacyError
 from vigil.types import FloatArray, ImageArray
 
@@ -51,28 +52,6 @@ class FaceDetector(Protocol):
 
 def empty_faces() -> FloatArray:
     return np.zeros((0, 5), np.float32)
-
-
-def nms(boxes: FloatArray, iou_threshold: float) -> FloatArray:
-    """Greedy non-maximum suppression of ``(n, 5)`` rows ``xyxy+score``; keeps the best first."""
-    if len(boxes) <= 1:
-        return boxes
-    order = np.argsort(-boxes[:, 4], kind="stable")
-    b = boxes[order]
-    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    area = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    keep: list[int] = []
-    alive = np.ones(len(b), bool)
-    for i in range(len(b)):
-        if not alive[i]:
-            continue
-        keep.append(i)
-        iw = np.clip(np.minimum(x2[i], x2) - np.maximum(x1[i], x1), 0, None)
-        ih = np.clip(np.minimum(y2[i], y2) - np.maximum(y1[i], y1), 0, None)
-        inter = iw * ih
-        iou = inter / np.maximum(area[i] + area - inter, 1e-6)
-        alive &= iou < iou_threshold
-    return np.ascontiguousarray(b[keep], dtype=np.float32)
 
 
 def decode_centerface(
@@ -220,7 +199,8 @@ class CenterFaceDetector:
         base = min(1.0, self.max_side / max(h, w))
         parts = [self._detect_at(image, base * s) for s in self.scales]
         boxes = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        boxes = nms(boxes, self.nms_iou)
+        # A face at exactly nms_iou of a better one stays: one more blur, never one fewer.
+        boxes = boxes[nms(boxes[:, :4], boxes[:, 4], self.nms_iou)]
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
         return boxes

@@ -85,17 +85,6 @@ class Redactor:
         self._face_hold = BoxHold(config.hold_frames)
         self._people_hold = BoxHold(config.hold_frames)
 
-    @classmethod
-    def for_mode(
-        cls,
-        config: RedactConfig,
-        frame_size: tuple[int, int],
-        *,
-        grant: UnredactedGrant | None = None,
-    ) -> Redactor:
-        """The Redactor ``config.mode`` needs, detectors loaded (see ``build_redactor``)."""
-        return build_redactor(config, frame_size, grant=grant)
-
     def reset(self) -> None:
         """Forget held regions: call at a cut (new file, seek, reconnect)."""
         self._face_hold.reset()

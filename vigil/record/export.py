@@ -37,10 +37,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from vigil import __version__
 from vigil.errors import ConfigError, PrivacyError, SourceError, StorageError
+from vigil.paths import sha256_file
 from vigil.privacy.audit import UnredactedGrant
 from vigil.privacy.redactor import Redactor
 from vigil.record.layout import parse_segment_path
-from vigil.record.segmenter import sha256_file
 from vigil.record.signing import fingerprint, public_key_b64, public_key_from_b64, signature_valid
 
 #: Builds the export's Redactor for a frame size ``(width, height)`` in pixels.

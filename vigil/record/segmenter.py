@@ -17,7 +17,6 @@ switched on begins up to one GOP before the pre-roll (never later).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 import av
 
 from vigil.errors import StorageError
+from vigil.paths import sha256_file
 from vigil.record.layout import check_camera_id, segment_path
 
 log = logging.getLogger(__name__)
@@ -64,15 +64,6 @@ class SegmentSink(Protocol):
     """Where finished segments are reported (the store, a test list, a retention index)."""
 
     def add(self, segment: SegmentInfo) -> None: ...
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in ``chunk``-byte pieces (segments can be large)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class TimestampFixer:

@@ -1,4 +1,4 @@
-"""What zone and line rules share: class filters, size filters, labels, the Rule protocol."""
+"""What zone and line rules share: class filters, size filters, the Rule protocol."""
 
 from __future__ import annotations
 
@@ -35,13 +35,6 @@ class Rule(Protocol):
     def track_ids(self) -> list[int]:
         """Tracks this rule holds state for."""
         ...
-
-
-def label_of(class_names: Sequence[str], class_id: int) -> str:
-    """The class name of ``class_id``, or ``class_<id>`` when the detector gave no name."""
-    if 0 <= class_id < len(class_names):
-        return class_names[class_id]
-    return f"class_{class_id}"
 
 
 def resolve_labels(

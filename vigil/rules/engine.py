@@ -100,14 +100,6 @@ class RuleEngine:
             events.extend(line.forget(ids))
         return events
 
-    def forget_all(self) -> list[RuleEvent]:
-        """Forget every track (call after ``Tracker.reset()``, whose ids then start again).
-
-        Counts are kept; tracks inside zones EXIT as in `forget`.
-        """
-        rules: list[ZoneRule | LineRule] = [*self._zones.values(), *self._lines.values()]
-        return self.forget({tid for rule in rules for tid in rule.track_ids()})
-
     def zones_of(self, track_id: int) -> list[str]:
         """Zones the track is inside now."""
         return [name for name, zone in self._zones.items() if zone.contains(track_id)]

@@ -77,26 +77,6 @@ def _on_segment(p: F64Array, q: F64Array, r: F64Array) -> BoolArray:
     return np.asarray(np.all((r >= lo) & (r <= hi), axis=-1), dtype=np.bool_)
 
 
-def segments_intersect(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
-    """Do the closed segments p1–p2 and q1–q2 share at least one point?
-
-    Touching counts (an endpoint on the other segment, a shared endpoint, collinear overlap).
-    Degenerate segments (p1 == p2) are points and intersect when they lie on the other segment.
-    This is the plain geometric predicate; `crossing_direction` is the one a line rule uses.
-    """
-    a1, a2, b1, b2 = (np.asarray(v, dtype=np.float64) for v in (p1, p2, q1, q2))
-    d1, d2 = float(_cross(b1, b2, a1)), float(_cross(b1, b2, a2))
-    d3, d4 = float(_cross(a1, a2, b1)), float(_cross(a1, a2, b2))
-    if ((d1 > 0 > d2) or (d1 < 0 < d2)) and ((d3 > 0 > d4) or (d3 < 0 < d4)):
-        return True
-    return bool(
-        (d1 == 0 and _on_segment(b1, b2, a1))
-        or (d2 == 0 and _on_segment(b1, b2, a2))
-        or (d3 == 0 and _on_segment(a1, a2, b1))
-        or (d4 == 0 and _on_segment(a1, a2, b2))
-    )
-
-
 def crossing_direction(
     starts: npt.ArrayLike, ends: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike
 ) -> Int8Array:

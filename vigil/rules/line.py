@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 
 from vigil.config.models import LineConfig
-from vigil.rules.common import label_of, min_area_px, resolve_labels, select
+from vigil.rules.common import min_area_px, resolve_labels, select
 from vigil.rules.geometry import crossing_direction, side_of, to_pixels
-from vigil.types import Detections, Direction, RuleEvent, RuleEventKind
+from vigil.types import Detections, Direction, RuleEvent, RuleEventKind, label_of
 
 _SIDE_A, _SIDE_B, _UNSETTLED = -1, 1, 0
 

@@ -30,9 +30,9 @@ import numpy as np
 
 from vigil.config.models import ZoneConfig
 from vigil.errors import ConfigError
-from vigil.rules.common import label_of, min_area_px, resolve_labels, select
+from vigil.rules.common import min_area_px, resolve_labels, select
 from vigil.rules.geometry import points_in_polygon, polygon_area, to_pixels
-from vigil.types import Detections, RuleEvent, RuleEventKind
+from vigil.types import Detections, RuleEvent, RuleEventKind, label_of
 
 
 @dataclass(slots=True)

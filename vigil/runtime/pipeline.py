@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vigil.boxes import nms
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.motion import MotionBlobDetector
-from vigil.detect.postprocess import nms
 from vigil.events.lifecycle import EventManager
 from vigil.ingest import FrameSampler
 from vigil.motion import MotionGate, MotionResult, detection_regions
@@ -184,7 +184,7 @@ class CameraPipeline:
         if len(regions) > 1 and len(merged):
             # Regions may overlap at their margins; one object must stay one box.
             keep = nms(
-                merged.xyxy, merged.confidence, merged.class_id, self.camera.detect.nms_iou
+                merged.xyxy, merged.confidence, self.camera.detect.nms_iou, merged.class_id
             )
             merged = merged[keep]
         return merged

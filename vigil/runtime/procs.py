@@ -251,7 +251,7 @@ def _build_workers(spec: _WorkerSpec, links: dict[str, Connection]) -> dict[str,
     workers: dict[str, CameraWorker] = {}
     for camera in spec.cameras:
         link = _Link(links[camera.name])
-        model = None if camera.detect.model.strip().lower() == "motion" else spec.model
+        model = None if camera.detect.is_motion else spec.model
         detector = None if model is None else _RemoteDetector(link, model[0], model[1])
         recorder = _RecorderProxy(link, camera.record.mode)
         worker = CameraWorker(

@@ -242,7 +242,7 @@ class Supervisor:
         for camera in cameras:
             worker = CameraWorker(
                 camera,
-                None if camera.detect.model.strip().lower() == "motion" else self.batcher,
+                None if camera.detect.is_motion else self.batcher,
                 self.sink, counts=self._count, on_counts=self._publish_counts,
                 on_online=self._online, recorder=self.recorders.get(camera.name),
                 source_factory=factory,
@@ -279,9 +279,9 @@ class Supervisor:
         factory: DetectorFactory,
     ) -> BatchingDetector | None:  # fmt: skip
         """One batching detector for every camera with a model (none if all use motion)."""
-        if not any(c.detect.model.strip().lower() != "motion" for c in cameras):
+        if all(c.detect.is_motion for c in cameras):
             return None
-        models = [c for c in cameras if c.detect.model.strip().lower() != "motion"]
+        models = [c for c in cameras if not c.detect.is_motion]
         if detector is not None:
             model = detector
         else:

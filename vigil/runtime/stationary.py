@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vigil.boxes import iou_matrix
 from vigil.types import Detections, FloatArray
 
 
@@ -30,14 +31,6 @@ class _Still:
     box: FloatArray  # its latest box
     confidence: float
     class_id: int
-
-
-def _iou(a: FloatArray, b: FloatArray) -> float:
-    lt = np.maximum(a[:2], b[:2])
-    rb = np.minimum(a[2:], b[2:])
-    inter = float(np.prod(np.clip(rb - lt, 0.0, None)))
-    union = float(np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2])) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _covered(boxes: FloatArray, covers: FloatArray, fraction: float) -> bool:
@@ -90,7 +83,7 @@ class StationaryTracks:
             if tid < 0:
                 continue
             still = self._tracks.get(int(tid))
-            if still is None or _iou(still.anchor, box) < self.settle_iou:
+            if still is None or iou_matrix(still.anchor, box)[0, 0] < self.settle_iou:
                 self._tracks[int(tid)] = _Still(box.copy(), time, box.copy(), float(conf),
                                                 int(cls))
             else:

@@ -1,14 +1,14 @@
 """Multi-object tracking: the ``Tracker`` protocol and a ByteTrack-class implementation.
 
-Public API: ``Tracker`` (protocol), ``ByteTracker``, ``KalmanBoxFilter``, the matching helpers
-``iou_matrix`` / ``linear_assignment``, and MOTChallenge I/O (``read_mot_detections``,
-``MotWriter``, ``run_track_mot``).
+Public API: ``Tracker`` (protocol), ``ByteTracker``, ``KalmanBoxFilter``, the matching helper
+``linear_assignment`` (IoU lives in ``vigil.boxes``), and MOTChallenge I/O
+(``read_mot_detections``, ``MotWriter``, ``run_track_mot``).
 """
 
 from vigil.track.base import Tracker
 from vigil.track.bytetrack import ByteTracker
 from vigil.track.kalman import KalmanBoxFilter
-from vigil.track.matching import iou_matrix, linear_assignment
+from vigil.track.matching import linear_assignment
 from vigil.track.mot import (
     MOT_PUBLIC_DETECTIONS,
     MotWriter,
@@ -23,7 +23,6 @@ __all__ = [
     "KalmanBoxFilter",
     "MotWriter",
     "Tracker",
-    "iou_matrix",
     "linear_assignment",
     "read_mot_detections",
     "run_track_mot",

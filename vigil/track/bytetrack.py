@@ -38,13 +38,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from vigil.boxes import iou_matrix
 from vigil.config.models import TrackerConfig
 from vigil.errors import VigilError
 from vigil.track.kalman import KalmanBoxFilter
 from vigil.track.matching import (
     class_gate,
     direction_consistency,
-    iou_matrix,
     linear_assignment,
 )
 from vigil.types import Detections

@@ -1,4 +1,4 @@
-"""Association primitives: IoU matrix, class gating, and optimal linear assignment.
+"""Association primitives: class gating and optimal linear assignment (IoU is ``vigil.boxes``).
 
 All functions take and return plain numpy arrays, so they can be tested against hand-computed
 values and reused by any tracker.
@@ -17,25 +17,6 @@ I64 = npt.NDArray[np.int64]
 #: real cost so a forbidden pair is chosen only where nothing else is possible — and is then
 #: discarded by the ``max_cost`` check.
 _FORBIDDEN = 1e6
-
-
-def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> F64:
-    """Intersection over union of every box in ``a`` (n, 4) with every box in ``b`` (m, 4).
-
-    Boxes are ``xyxy`` in any common frame; returns (n, m) in 0..1. Degenerate boxes (zero
-    area) have IoU 0 with everything.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0.0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0.0, inter / union, 0.0)
-    return np.asarray(iou, dtype=np.float64)
 
 
 def class_gate(cost: F64, row_class: I64, col_class: I64) -> F64:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vigil.config import load_config, parse_config
+from vigil.config import DetectConfig, load_config, parse_config
 from vigil.config.reference import render_reference
 from vigil.errors import ConfigError
 
@@ -82,3 +82,13 @@ def test_readme_example_configs_are_valid() -> None:
     assert analyze.zones["counter"].dwell == 10
     serve = parse_config(blocks[1], source="README.md")
     assert [s.roles for s in serve.camera("door").sources] == [["record"], ["detect"]]
+
+
+@pytest.mark.parametrize(
+    ("model", "motion"),
+    [("motion", True), (" Motion ", True), ("MOTION", True), ("yolox-nano", False),
+     ("models/motion.onnx", False)],
+)
+def test_is_motion_names_the_model_free_detector(model: str, motion: bool) -> None:
+    assert DetectConfig(model=model).is_motion is motion
+    assert parse_config(f"detect:\n  model: '{model}'\n").detect.is_motion is motion

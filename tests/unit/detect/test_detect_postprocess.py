@@ -1,4 +1,7 @@
-"""YOLOX letterbox, decode and NMS against hand-computed values."""
+"""YOLOX letterbox, decode and candidate selection against hand-computed values.
+
+NMS itself is tested in tests/unit/test_boxes.py; here only that postprocessing applies it.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ import pytest
 
 from vigil.detect.postprocess import (
     PAD_VALUE,
-    decode_yolox,
     letterbox,
-    nms,
     postprocess_yolox,
     select_candidates,
     to_image_coords,
@@ -137,71 +138,35 @@ def test_decode_one_hot_cell_per_stride(stride, gx, gy, row):
     raw = np.zeros((3549, 5 + NUM_CLASSES), np.float32)
     raw[row, :5] = [0.5, 0.25, math.log(2.0), math.log(4.0), 0.9]
     raw[row, 5 + 7] = 0.5  # class 7 ("truck")
-    xyxy, scores = decode_yolox(raw, INPUT)
+    det = postprocess_yolox(
+        raw, input_size=INPUT, scale=1.0, pad=(0, 0), image_size=(1000, 1000),
+        confidence=0.3, nms_iou=0.45,
+    )  # fmt: skip
     cx, cy = (gx + 0.5) * stride, (gy + 0.25) * stride
     w, h = 2.0 * stride, 4.0 * stride
-    np.testing.assert_allclose(xyxy[row], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-    assert scores[row, 7] == pytest.approx(0.45)
-    assert np.count_nonzero(scores) == 1
+    expected = np.clip([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 0, None)
+    np.testing.assert_allclose(det.xyxy, [expected])  # clipped to the image at the top
+    assert det.class_id.tolist() == [7]
+    assert det.confidence[0] == pytest.approx(0.45)
 
 
-def test_decode_keeps_leading_batch_axis():
-    raw = np.zeros((2, 3549, 85), np.float32)
-    raw[1, 0, :5] = [0, 0, 0, 0, 1]
-    raw[1, 0, 5] = 1
-    xyxy, scores = decode_yolox(raw, INPUT)
-    assert xyxy.shape == (2, 3549, 4)
-    assert scores.shape == (2, 3549, 80)
-    np.testing.assert_allclose(xyxy[1, 0], [-4, -4, 4, 4])
-    assert scores[0].max() == 0
-    assert scores[1, 0, 0] == 1
-
-
-def test_decode_rejects_wrong_row_count():
+def test_postprocess_rejects_wrong_row_count():
     with pytest.raises(ValueError, match="3549"):
-        decode_yolox(np.zeros((8400, 85), np.float32), INPUT)
+        postprocess_yolox(
+            np.zeros((8400, 85), np.float32), input_size=INPUT, scale=1.0, pad=(0, 0),
+            image_size=INPUT, confidence=0.3, nms_iou=0.45,
+        )  # fmt: skip
 
 
 def test_decode_does_not_overflow_on_huge_log_sizes():
-    raw = np.zeros((3549, 85), np.float32)
+    raw = _raw_with_box(_hot_row(8, 1, 1), cls=0)
     raw[:, 2:4] = 1000.0
-    xyxy, _ = decode_yolox(raw, INPUT)
-    assert np.isfinite(xyxy).all()
-
-
-# ---------------------------------------------------------------------------------- NMS
-
-
-@pytest.mark.parametrize(
-    ("boxes", "scores", "classes", "threshold", "kept"),
-    [
-        # same class, heavy overlap: the weaker one goes
-        ([[0, 0, 10, 10], [1, 1, 11, 11]], [0.9, 0.8], [0, 0], 0.45, [0]),
-        # different classes never suppress each other
-        ([[0, 0, 10, 10], [1, 1, 11, 11]], [0.9, 0.8], [0, 2], 0.45, [0, 1]),
-        # IoU exactly at the threshold (2 / 4 = 0.5) is kept; just above it is not
-        ([[0, 0, 3, 1], [1, 0, 4, 1]], [0.9, 0.8], [0, 0], 0.5, [0, 1]),
-        ([[0, 0, 3, 1], [1, 0, 4, 1]], [0.9, 0.8], [0, 0], 0.49, [0]),
-        # no overlap at all
-        ([[0, 0, 1, 1], [5, 5, 6, 6]], [0.3, 0.6], [1, 1], 0.1, [1, 0]),
-        # a chain: A suppresses B, so B cannot suppress C
-        ([[0, 0, 10, 10], [2, 0, 12, 10], [7, 0, 17, 10]], [0.9, 0.8, 0.7], [0, 0, 0], 0.5, [0, 2]),
-        # order follows score, not input position
-        ([[0, 0, 1, 1], [3, 3, 4, 4], [6, 6, 7, 7]], [0.1, 0.9, 0.5], [0, 0, 0], 0.5, [1, 2, 0]),
-        # identical boxes of one class collapse to the best one
-        ([[0, 0, 4, 4]] * 3, [0.5, 0.7, 0.6], [3, 3, 3], 0.9, [1]),
-        # empty input
-        (np.zeros((0, 4)), [], [], 0.5, []),
-    ],
-)
-def test_nms_table(boxes, scores, classes, threshold, kept):
-    keep = nms(
-        np.asarray(boxes, np.float32),
-        np.asarray(scores, np.float32),
-        np.asarray(classes, np.int64),
-        threshold,
-    )
-    assert keep.tolist() == kept
+    det = postprocess_yolox(
+        raw, input_size=INPUT, scale=1.0, pad=(0, 0), image_size=INPUT,
+        confidence=0.3, nms_iou=0.45,
+    )  # fmt: skip
+    assert np.isfinite(det.xyxy).all()
+    np.testing.assert_allclose(det.xyxy, [[0, 0, 416, 416]])
 
 
 def test_select_candidates_gives_each_box_its_best_class_only():
@@ -266,6 +231,21 @@ def test_postprocess_threshold_and_class_filter(obj, cls_score, keep_classes, ex
     assert len(det) == expected
     if expected:
         assert det.class_id.tolist() == [2]
+
+
+@pytest.mark.parametrize(("second_class", "expected"), [(2, [2]), (0, [2, 0])])
+def test_postprocess_suppresses_duplicates_of_one_class_only(second_class, expected):
+    raw = _raw_with_box(_hot_row(16, 10, 6), cls=2)
+    twin = _hot_row(16, 11, 6)  # the neighbouring cell, shifted back onto the same object
+    raw[twin] = raw[_hot_row(16, 10, 6)]
+    raw[twin, 0] = -0.9  # centre 16 * 0.1 px right of the first: IoU ~0.95
+    raw[twin, 5:] = 0.0
+    raw[twin, 5 + second_class] = 0.8
+    det = postprocess_yolox(
+        raw, input_size=INPUT, scale=1.0, pad=(0, 0), image_size=INPUT,
+        confidence=0.3, nms_iou=0.45,
+    )  # fmt: skip
+    assert det.class_id.tolist() == expected
 
 
 def test_postprocess_clips_boxes_to_the_image():

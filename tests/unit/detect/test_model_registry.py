@@ -22,7 +22,6 @@ from vigil import cli
 from vigil.detect.models import (
     REGISTRY,
     ModelSpec,
-    file_sha256,
     get_model,
     list_models,
     model_path,
@@ -30,6 +29,7 @@ from vigil.detect.models import (
     resolve_model,
 )
 from vigil.errors import ModelError
+from vigil.paths import sha256_file
 
 PAYLOAD = np.random.default_rng(7).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -190,7 +190,7 @@ def test_cached_file_with_wrong_hash_is_downloaded_again(
 ):
     (tmp_path / "test_model.onnx").write_bytes(PAYLOAD[:1000])
     path = pull(spec.name, tmp_path, progress=False)
-    assert file_sha256(path) == PAYLOAD_SHA
+    assert sha256_file(path) == PAYLOAD_SHA
     assert server.hits["/test_model.onnx"] == 1
 
 
@@ -271,7 +271,7 @@ def test_resolve_can_download(spec: ModelSpec, monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_shared_yolox_nano_matches_its_pin(yolox_nano_path: Path):
-    assert file_sha256(yolox_nano_path) == get_model("yolox-nano").sha256
+    assert sha256_file(yolox_nano_path) == get_model("yolox-nano").sha256
 
 
 # -------------------------------------------------------------------------------- CLI

@@ -42,6 +42,15 @@ def test_jitter_is_reproducible_with_a_seeded_rng() -> None:
     assert [a.next() for _ in range(8)] == [b.next() for _ in range(8)]
 
 
+def test_delay_of_a_given_attempt_counts_nothing() -> None:
+    backoff = Backoff(initial=1, factor=2, max=30, jitter=0)
+    assert [backoff.delay(n) for n in (0, 3, 10)] == [1, 8, 30]
+    assert backoff.attempts == 0
+    a = Backoff(jitter=0.3, rng=random.Random(4))
+    b = Backoff(jitter=0.3, rng=random.Random(4))
+    assert [a.delay(n) for n in range(6)] == [b.next() for _ in range(6)]
+
+
 def test_huge_attempt_counts_do_not_overflow() -> None:
     assert Backoff(jitter=0).base_delay(10_000) == 30.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vigil.boxes import iou_matrix
 from vigil.config.models import LineConfig, MotionConfig, TrackerConfig
 from vigil.detect.motion import MotionBlobDetector
 from vigil.ingest import FrameSampler, SyntheticSource
@@ -19,14 +20,6 @@ def _result(boxes: list[list[float]], fill: list[float]) -> MotionResult:
         np.asarray(boxes, np.float32).reshape(-1, 4), 0.01, False,
         np.asarray(fill, np.float32), (1000, 500),
     )
-
-
-def _iou(a: np.ndarray, b: tuple[float, float, float, float]) -> float:
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union)
 
 
 def test_no_motion_gives_no_detections() -> None:
@@ -81,7 +74,7 @@ def test_one_box_per_object_matching_ground_truth(fps: float) -> None:
         truth = source.ground_truth_boxes(frame.pts)
         wrong_count += len(detections) != len(truth)
         if len(truth) == 1 and len(detections) == 1:
-            ious.append(_iou(detections.xyxy[0], truth[0][1]))
+            ious.append(float(iou_matrix(detections.xyxy[0], truth[0][1])[0, 0]))
     frames = source.frame_count
     assert wrong_count <= 0.05 * frames
     assert len(ious) >= 0.75 * frames

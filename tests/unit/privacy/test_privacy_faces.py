@@ -15,7 +15,6 @@ from vigil.privacy.faces import (
     FaceDetector,
     decode_centerface,
     default_centerface_path,
-    nms,
     tile_origins,
 )
 
@@ -46,14 +45,6 @@ def test_decode_one_peak() -> None:
 def test_decode_below_threshold_is_empty() -> None:
     zeros = np.zeros((2, 4, 4), np.float32)
     assert decode_centerface(np.full((4, 4), 0.2, np.float32), zeros, zeros, 0.5).shape == (0, 5)
-
-
-def test_nms_keeps_best_of_overlapping() -> None:
-    boxes = np.array(
-        [[0, 0, 10, 10, 0.5], [1, 1, 11, 11, 0.9], [50, 50, 60, 60, 0.3]], np.float32
-    )
-    kept = nms(boxes, 0.3)
-    np.testing.assert_array_equal(kept[:, 4], np.array([0.9, 0.3], np.float32))
 
 
 @pytest.mark.parametrize(

@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vigil.privacy.hold import BoxHold, iou_matrix
+from vigil.privacy.hold import BoxHold
 
 NONE = np.zeros((0, 4), np.float32)
 FACE = np.array([[100, 100, 120, 124]], np.float32)
-
-
-def test_iou_matrix() -> None:
-    a = np.array([[0, 0, 10, 10]], np.float32)
-    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
-    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("hold", [0, 1, 5])

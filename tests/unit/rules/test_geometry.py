@@ -10,7 +10,6 @@ from vigil.rules.geometry import (
     crossing_direction,
     points_in_polygon,
     polygon_area,
-    segments_intersect,
     side_of,
     to_pixels,
 )
@@ -50,31 +49,6 @@ def test_crossing_direction_is_vectorised() -> None:
     starts = np.array([[5, -5], [10.5, -5], [5, 5]], dtype=np.float64)
     ends = np.array([[5, 5], [10.5, 5], [5, -5]], dtype=np.float64)
     assert crossing_direction(starts, ends, LINE_A, LINE_B).tolist() == [1, 0, -1]
-
-
-@pytest.mark.parametrize(
-    ("p1", "p2", "q1", "q2", "expected"),
-    [
-        ((0, 0), (10, 10), (0, 10), (10, 0), True),  # proper X
-        ((0, 0), (5, 5), (5, 5), (10, 0), True),  # shared endpoint
-        ((0, 0), (10, 0), (5, 0), (5, 5), True),  # T: endpoint on the other segment
-        ((0, 0), (10, 0), (5, 0.001), (5, 5), False),  # T just short
-        ((0, 0), (10, 0), (5, 0), (15, 0), True),  # collinear overlap
-        ((0, 0), (10, 0), (11, 0), (15, 0), False),  # collinear, disjoint
-        ((3, 0), (3, 0), (0, 0), (10, 0), True),  # point on the segment
-        ((3, 1), (3, 1), (0, 0), (10, 0), False),  # point off the segment
-        ((0, 0), (10, 0), (0, 1), (10, 1), False),  # parallel
-    ],
-)
-def test_segments_intersect(
-    p1: tuple[float, float],
-    p2: tuple[float, float],
-    q1: tuple[float, float],
-    q2: tuple[float, float],
-    expected: bool,
-) -> None:
-    assert segments_intersect(p1, p2, q1, q2) is expected
-    assert segments_intersect(q1, q2, p1, p2) is expected  # symmetric
 
 
 @pytest.mark.parametrize(

@@ -122,13 +122,3 @@ def test_bad_new_rule_leaves_engine_unchanged() -> None:
     with pytest.raises(ConfigError, match="unicorn"):
         engine.update_rules(ZONES, bad)
     assert engine.counts()["lines"]["gate"]["total"]["a_to_b"] == 1
-
-
-def test_forget_all_after_a_tracker_reset() -> None:
-    engine = RuleEngine("cam", ZONES, LINES, FRAME, NAMES)
-    engine.update(boxes([(1, 320, 150), (2, 320, 20)]), 0.0)
-    assert engine.state_size() == 3  # two on the line, one in the yard
-    events = engine.forget_all()
-    assert [(e.track_id, e.kind) for e in events] == [(1, RuleEventKind.EXIT)]
-    assert engine.state_size() == 0
-    assert engine.counts()["zones"]["yard"]["entries"]["total"] == 1

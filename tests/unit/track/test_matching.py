@@ -1,4 +1,4 @@
-"""IoU matrix and assignment against hand-computed values."""
+"""Class gating and assignment against hand-computed values (IoU: tests/unit/test_boxes.py)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,8 @@ import pytest
 from vigil.track.matching import (
     class_gate,
     direction_consistency,
-    iou_matrix,
     linear_assignment,
 )
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "expected"),
-    [
-        ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
-        ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),  # half overlap: 50 / (100 + 100 - 50)
-        ([0, 0, 10, 10], [5, 5, 15, 15], 25 / 175),
-        ([0, 0, 10, 10], [10, 0, 20, 10], 0.0),  # touching edges
-        ([0, 0, 10, 10], [2, 2, 4, 4], 4 / 100),  # contained
-        ([0, 0, 0, 10], [0, 0, 10, 10], 0.0),  # degenerate
-    ],
-)
-def test_iou_pairs(a: list[float], b: list[float], expected: float) -> None:
-    assert iou_matrix([a], [b])[0, 0] == pytest.approx(expected)
-
-
-def test_iou_matrix_shape_and_values() -> None:
-    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]], float)
-    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float)
-    expected = np.array([[1.0, 1 / 3, 0.0], [0.0, 0.0, 1.0]])
-    assert np.allclose(iou_matrix(a, b), expected)
-    assert iou_matrix(np.zeros((0, 4)), b).shape == (0, 3)
 
 
 def test_assignment_is_optimal_not_greedy() -> None:

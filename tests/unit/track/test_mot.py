@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from vigil.boxes import iou_matrix
 from vigil.cli import main
 from vigil.errors import ConfigError, SourceError, StorageError
-from vigil.track.matching import iou_matrix
 from vigil.track.mot import MotWriter, normalise_scores, read_mot_detections, write_mot_tracks
 from vigil.types import Detections
 
