@@ -159,6 +159,30 @@ def test_event_clip_plays(pages: Pages, shots: Path) -> None:
     phone.screenshot(path=shots / "events-phone.png")
 
 
+def test_review_workflow_marks_events_reviewed(pages: Pages, server: Server) -> None:
+    page = pages.open()
+    login(page, "admin")
+    page.goto("/#/events")
+    page.get_by_label("Review").select_option("false")
+    page.get_by_role("button", name="Filter").click()
+    unreviewed = page.locator('.event-card[data-reviewed="0"]')
+    wait_until(lambda: _reload_until(page, unreviewed.first), 90, "no unreviewed event")
+    marked = unreviewed.evaluate_all("cards => cards.map(c => c.dataset.event)")
+    page.get_by_role("button", name="Mark shown as reviewed").click()
+    page.get_by_text(f"{len(marked)} event(s) marked reviewed.").wait_for()
+    for event_id in marked:
+        assert page.locator(f'.event-card[data-event="{event_id}"]').get_attribute(
+            "data-reviewed") == "1"  # fmt: skip
+    page.get_by_label("Review").select_option("true")
+    page.get_by_role("button", name="Filter").click()
+    page.locator(f'.event-card.reviewed[data-event="{marked[0]}"]').wait_for()
+    page.get_by_label("Review").select_option("false")  # new events may arrive meanwhile
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_timeout(1500)
+    still = page.locator(".event-card").evaluate_all("cards => cards.map(c => c.dataset.event)")
+    assert not set(marked) & set(still)
+
+
 def _reload_until(page: Any, locator: Any) -> bool:
     if locator.count():
         return True
