@@ -111,7 +111,6 @@ function draw(canvas, points, [start, end], step) {
   }
   const max = Math.max(1, ...points.map((p) => p.count));
   const pad = { l: 44, r: 12, t: 12, b: 28 };
-  const buckets = Math.max(1, Math.round((end - start) / step));
   const x = (t) => pad.l + ((t - start) / (end - start || 1)) * (width - pad.l - pad.r);
   const y = (v) => height - pad.b - (v / max) * (height - pad.t - pad.b);
   g.font = '11px system-ui, sans-serif';
@@ -123,12 +122,8 @@ function draw(canvas, points, [start, end], step) {
     g.beginPath(); g.moveTo(pad.l, y(v) + 0.5); g.lineTo(width - pad.r, y(v) + 0.5); g.stroke();
     g.fillText(String(v), 6, y(v) + 4);
   }
-  const every = Math.max(1, Math.ceil(buckets / Math.max(2, Math.floor(width / 90))));
-  for (let i = 0; i <= buckets; i += every) {
-    const t = start + i * step;
-    g.fillText(label(t, step), Math.min(x(t), width - 70), height - 10);
-  }
-  const times = [...new Set(points.map((p) => p.time))].sort((a, b) => a - b);
+  const times = bucketTimes(points, start, end, step);
+  axisLabels(g, times, x, step, width, height - 10, pad.l);
   const out = [];
   [...series.keys()].sort().forEach((key, i) => {
     const color = COLORS[i % COLORS.length];
@@ -139,11 +134,41 @@ function draw(canvas, points, [start, end], step) {
     g.lineWidth = 2;
     g.beginPath();
     times.forEach((t, b) => {
-      const v = values.get(t) || 0; // a bucket another series has: zero here
+      const v = values.get(t) || 0; // a bucket with nothing counted: zero, so one point is a line
       if (b === 0) g.moveTo(x(t + step / 2), y(v)); else g.lineTo(x(t + step / 2), y(v));
     });
     g.stroke();
     for (const [t, v] of values) { g.beginPath(); g.arc(x(t + step / 2), y(v), 3, 0, Math.PI * 2); g.fill(); }
   });
   return out;
+}
+
+/**
+ * Every bucket start from `start` to `end`, aligned to the buckets the server returned (ISO
+ * weeks start on Mondays, not at `start`), plus any returned bucket outside that range.
+ */
+function bucketTimes(points, start, end, step) {
+  const seen = [...new Set(points.map((p) => p.time))].sort((a, b) => a - b);
+  const anchor = seen.length ? seen[0] : start;
+  const out = new Set(seen);
+  const first = anchor - Math.floor((anchor - start) / step) * step;
+  for (let t = first; t < end && out.size < 5000; t += step) out.add(t);
+  return [...out].sort((a, b) => a - b);
+}
+
+/** Time labels under the x axis, centred on their bucket, never overlapping each other. */
+function axisLabels(g, times, x, step, width, baseline, left) {
+  const gap = 12;
+  const widest = Math.max(1, ...times.slice(0, 3).map((t) => g.measureText(label(t, step)).width));
+  const span = times.length > 1 ? x(times[1]) - x(times[0]) : width;
+  const every = Math.max(1, Math.ceil((widest + gap) / Math.max(1, span)));
+  let right = left - gap;
+  for (let i = 0; i < times.length; i += every) {
+    const text = label(times[i], step);
+    const w = g.measureText(text).width;
+    const at = Math.max(left, Math.min(x(times[i] + step / 2) - w / 2, width - w - 2));
+    if (at < right + gap) continue; // would touch the previous label
+    g.fillText(text, at, baseline);
+    right = at + w;
+  }
 }
