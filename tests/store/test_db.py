@@ -16,7 +16,8 @@ from vigil.store import Database, database_url_for, default_database_url
 from vigil.store.db import normalise_url
 from vigil.store.models import Base
 
-TABLES = {"cameras", "events", "segments", "counts", "users", "tokens", "audit", "audit_head"}
+TABLES = {"cameras", "events", "segments", "counts", "users", "tokens", "audit", "audit_head",
+          "login_attempts"}
 
 
 @pytest.mark.parametrize(
@@ -92,12 +93,12 @@ def test_migrate_creates_schema_and_is_idempotent(db_url: str) -> None:
     db = Database(db_url)
     assert db.current_revision() is None
     db.migrate()
-    assert db.current_revision() == "0001_initial"
+    assert db.current_revision() == "0002_auth_hardening"
     with db.engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) >= TABLES
         before = conn.execute(text("SELECT seq, hash FROM audit_head")).all()
     db.migrate()  # already at head: a no-op
-    assert db.current_revision() == "0001_initial"
+    assert db.current_revision() == "0002_auth_hardening"
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT seq, hash FROM audit_head")).all() == before
         assert before == [(0, "0" * 64)]

@@ -49,7 +49,7 @@ _STATUS: tuple[tuple[type[VigilError], int, str], ...] = (
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 416: "range_not_satisfiable",
-               429: "rate_limited"}  # fmt: skip
+               413: "too_large", 429: "rate_limited", 503: "busy"}  # fmt: skip
 
 
 def error_response(
