@@ -354,3 +354,25 @@ def test_body_limit_is_configurable(make_api: MakeApi) -> None:
     client = api.client()
     assert _login(client, "ann", PASSWORD).status_code == 200  # a small body passes
     assert _login(client, "ann", "p" * 200).status_code == 413
+
+
+def test_server_config_reaches_the_api_settings() -> None:
+    from ipaddress import ip_network
+
+    from vigil.commands.serve import api_settings
+    from vigil.config.models import VigilConfig
+
+    config = VigilConfig.model_validate({"server": {
+        "trusted_proxies": ["10.0.0.1", "fd00::/8"], "max_body_bytes": 4096, "token_ttl": 3600,
+        "login_max_failures": 3, "login_max_failures_per_address": 9, "login_window": 30,
+        "password_hash_concurrency": 3}})  # fmt: skip
+    settings = api_settings(config)
+    assert settings.trusted_proxies == (ip_network("10.0.0.1/32"), ip_network("fd00::/8"))
+    assert (settings.max_body_bytes, settings.token_ttl_s, settings.hash_slots) == (4096, 3600, 3)
+    assert (settings.login_max_failures, settings.login_max_failures_per_address,
+            settings.login_window_s) == (3, 9, 30)  # fmt: skip
+    defaults = api_settings(VigilConfig())
+    assert defaults.trusted_proxies == ()
+    assert defaults.token_ttl_s == 90 * 86400
+    with pytest.raises(ValueError, match="not an address or CIDR range"):
+        VigilConfig.model_validate({"server": {"trusted_proxies": ["proxy.local"]}})

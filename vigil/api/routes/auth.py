@@ -17,7 +17,7 @@ from vigil.api.auth import (
     verify_password,
 )
 from vigil.api.deps import PrincipalDep, StateDep, client_address
-from vigil.api.errors import ApiError, ForbiddenError, not_found
+from vigil.api.errors import ApiError, ForbiddenError, hashing_busy, not_found
 from vigil.api.routes import ERRORS, protected
 from vigil.api.schemas import Credentials, Health, Me, TokenInfo, TokenOut, TokenRequest, UserOut
 from vigil.errors import ConfigError, StorageError
@@ -25,9 +25,6 @@ from vigil.store import Role, TokenKind, TokenRepo, UserRepo
 
 public = APIRouter(responses=ERRORS, tags=["auth"])
 router = protected(tags=["auth"])
-
-#: Seconds a client is told to wait when every password-check slot is taken.
-BUSY_RETRY_S = 1
 
 
 @public.get("/api/health")
@@ -39,12 +36,6 @@ def health(state: StateDep) -> Health:
     except StorageError:
         return Health(status="degraded", database=False, setup_required=False)
     return Health(status="ok", database=True, setup_required=users == 0)
-
-
-def busy() -> ApiError:
-    """503 for a password check the hash gate has no room for."""
-    return ApiError(503, "busy", "the server is busy checking passwords; retry in a moment",
-                    headers={"Retry-After": str(BUSY_RETRY_S)})  # fmt: skip
 
 
 @public.post("/api/setup", status_code=201)
@@ -59,7 +50,7 @@ def setup(body: Credentials, request: Request, state: StateDep) -> UserOut:
             password_hash = hash_password(body.password,
                                           min_length=state.settings.min_password_length)
     except HashBusyError as exc:
-        raise busy() from exc
+        raise hashing_busy() from exc
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         users.lock()  # two setup requests at once: only one may create the first admin
@@ -98,7 +89,7 @@ def login(body: Credentials, request: Request, response: Response, state: StateD
             good = verify_password(None if user is None else user.password_hash, body.password)
     except HashBusyError as exc:
         state.throttle.unchecked(attempt)
-        raise busy() from exc
+        raise hashing_busy() from exc
     if user is None or not good or user.disabled:
         why = "unknown user" if user is None else "disabled" if good else "wrong password"
         state.audit_log.append("anonymous", "login.failure", body.name, source=address,
