@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from tests.api.conftest import PASSWORD, Api, build_api
 from tests.store.conftest import BACKENDS, PgServer, new_pg_database
 from vigil.api import routes
-from vigil.api.auth import HashBusyError, HashGate
+from vigil.api.auth import HashBusyError, HashGate, address_key
 from vigil.api.settings import networks
 from vigil.store import AuditRepo, AuditRow, Database, Role
 
@@ -187,6 +187,25 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(make_api: MakeApi) -> No
     admin = api.login("root", Role.ADMIN)
     admin.post("/api/tokens", json={"name": "t"}, headers={"X-Forwarded-For": "6.6.6.6"})
     assert _audit(api, "token.create")[0].source == "testclient"  # not a proxy: header ignored
+
+
+def test_ipv6_clients_count_per_64() -> None:
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9")
+    assert address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("192.0.2.7") == "192.0.2.7"
+    assert address_key("testclient") == "testclient"
+
+
+def test_ipv6_neighbours_share_the_address_limit(make_api: MakeApi) -> None:
+    api = make_api(login_max_failures_per_address=2)
+    for i, host in enumerate(("2001:db8::1", "2001:db8::2")):
+        client = api.client(client=(host, 4000))
+        assert _login(client, f"n{i}", "wrong wrong").status_code == 401
+    third = api.client(client=("2001:db8::ffff", 4000))
+    assert _login(third, "n3", "wrong wrong").status_code == 429
+    elsewhere = api.client(client=("2001:db8:0:1::1", 4000))
+    assert _login(elsewhere, "n4", "wrong wrong").status_code == 401
 
 
 def test_trusted_proxies_must_be_addresses() -> None:

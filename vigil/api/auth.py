@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -127,7 +128,8 @@ class LoginThrottle:
     process or any other on the same database. While an account or an address is locked out
     even the right password is refused. A success forgets the attempt and the account's
     failures; an attempt that was never checked (the hash gate was full) is forgotten too.
-    Rows older than the window are purged at most once a window per process.
+    Rows older than the window are purged at most once a window per process. IPv6 clients
+    count per /64 (``address_key``).
     """
 
     def __init__(
@@ -147,7 +149,7 @@ class LoginThrottle:
         now = self.clock()
         keys = [(ThrottleKey("account", account), self.account_max)]
         if address:
-            keys.append((ThrottleKey("address", address), self.address_max))
+            keys.append((ThrottleKey("address", address_key(address)), self.address_max))
         with self.db.session(immediate=True) as session:
             repo = LoginAttemptRepo(session)
             repo.lock(k for k, _ in keys)
@@ -184,6 +186,18 @@ class LoginThrottle:
             self._purged = now
         with self.db.session(immediate=True) as session:
             LoginAttemptRepo(session).purge(now - self.window_s)
+
+
+def address_key(address: str) -> str:
+    """What the per-address limit counts: the address, or for IPv6 its /64, since one
+    subscriber usually holds a whole /64 and could otherwise rotate through it."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 class HashBusyError(Exception):
