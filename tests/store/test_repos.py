@@ -430,6 +430,7 @@ def test_login_attempts_window_forget_clear_purge(db: Database) -> None:
         assert repo.window(ann, T0 - 1) == (3, T0)
         assert repo.window(ann, T0) == (2, T0 + 1)  # the window is (since, now]
         assert repo.window(ThrottleKey("address", "ann"), T0 - 1) == (0, None)  # scopes apart
+        assert repo.window(ThrottleKey("account", "x" * 200), T0 - 1) == (1, T0)
         repo.forget(ids[:1])
         assert repo.window(ann, T0 - 1) == (2, T0 + 1)
         assert repo.purge(T0 + 1) == 3  # ann's T0 + 1, the address's and the long key's

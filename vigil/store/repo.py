@@ -714,14 +714,14 @@ class LoginAttemptRepo:
         """How many attempts on ``key`` are newer than ``since``, and the oldest one's time."""
         count, oldest = self.session.execute(
             select(func.count(), func.min(LoginAttemptRow.time)).where(
-                LoginAttemptRow.scope == key.scope, LoginAttemptRow.key == key.key,
+                LoginAttemptRow.scope == key.scope, LoginAttemptRow.key == _column_key(key),
                 LoginAttemptRow.time > since)
         ).one()  # fmt: skip
         return int(count or 0), None if oldest is None else float(oldest)
 
     def record(self, key: ThrottleKey, when: float) -> int:
         """Count an attempt on ``key`` at ``when``; the new row's id."""
-        row = LoginAttemptRow(scope=key.scope, key=key.key[:128], time=when)
+        row = LoginAttemptRow(scope=key.scope, key=_column_key(key), time=when)
         self.session.add(row)
         self.session.flush()
         return row.id
@@ -734,14 +734,20 @@ class LoginAttemptRepo:
 
     def clear(self, key: ThrottleKey) -> int:
         """Delete every attempt on ``key`` (an account whose owner just logged in)."""
-        result = self.session.execute(delete(LoginAttemptRow).where(
-            LoginAttemptRow.scope == key.scope, LoginAttemptRow.key == key.key))  # fmt: skip
+        query = delete(LoginAttemptRow).where(LoginAttemptRow.scope == key.scope,
+                                              LoginAttemptRow.key == _column_key(key))  # fmt: skip
+        result = self.session.execute(query)
         return int(getattr(result, "rowcount", 0))
 
     def purge(self, before: float) -> int:
         """Delete attempts older than ``before`` (outside every window); how many."""
         result = self.session.execute(delete(LoginAttemptRow).where(LoginAttemptRow.time <= before))
         return int(getattr(result, "rowcount", 0))
+
+
+def _column_key(key: ThrottleKey) -> str:
+    """The key as stored: cut to the column's 128 characters, the same way everywhere."""
+    return key.key[:128]
 
 
 def _advisory_id(key: ThrottleKey) -> int:
