@@ -78,6 +78,32 @@ def test_admin_adds_users_and_login_page(pages: Pages, shots: Path) -> None:
     page.screenshot(path=shots / "users.png", full_page=True)
 
 
+def test_operator_makes_and_revokes_an_api_token(pages: Pages, server: Server,
+                                                 shots: Path) -> None:  # fmt: skip
+    page = pages.open()
+    login(page, "otto")
+    page.get_by_role("link", name="API tokens").click()
+    page.wait_for_url("**/#/tokens")
+    form = page.locator("#token-add")
+    form.get_by_label("Name").fill("home-assistant")
+    form.get_by_label("Lifetime (days)").fill("30")
+    form.get_by_role("button", name="Make token").click()
+    secret = page.locator("#token-secret")
+    secret.wait_for()
+    token = secret.input_value()
+    page.screenshot(path=shots / "token-made.png")
+    page.get_by_role("button", name="Close").click()
+    row = page.locator("#tokens-table tbody tr", has_text="home-assistant")
+    row.wait_for()
+    me = page.request.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status == 200
+    assert me.json()["name"] == "otto"
+    row.get_by_role("button", name="Revoke").click()
+    row.wait_for(state="detached")
+    gone = page.request.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {token}"})
+    assert gone.status == 401
+
+
 def test_live_tile_shows_changing_frames(pages: Pages, shots: Path) -> None:
     page = pages.open()
     login(page, "admin")
@@ -248,7 +274,8 @@ def test_auditor_sees_the_records_of_the_other_scenarios(pages: Pages, shots: Pa
     actions = set(page.locator("#audit-table tbody tr").evaluate_all(
         "rows => rows.map(r => r.dataset.action)"))
     assert {"user.setup", "user.create", "camera.live", "rules.update",
-            "camera.live.unredacted", "event.clip"} <= actions, sorted(actions)
+            "camera.live.unredacted", "event.clip", "token.create", "token.revoke",
+            "unredacted.denied"} <= actions, sorted(actions)
     assert page.get_by_role("link", name="Live").count() == 0
     page.set_viewport_size(DESKTOP)
     page.screenshot(path=shots / "audit.png")

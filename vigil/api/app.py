@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 from vigil import __version__
 from vigil.api import errors
-from vigil.api.auth import LoginLimiter
+from vigil.api.auth import HashGate, LoginThrottle
+from vigil.api.limits import BodyLimit
 from vigil.api.routes import admin, auth, events, live, media
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
@@ -52,7 +53,10 @@ def create_app(
     )  # fmt: skip
     app.state.vigil = AppState(
         settings=settings, db=db, runtime=runtime, data_dir=Path(data_dir),
-        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
+        throttle=LoginThrottle(db, account_max=settings.login_max_failures,
+                               address_max=settings.login_max_failures_per_address,
+                               window_s=settings.login_window_s),
+        hashing=HashGate(settings.hash_slots, settings.hash_queue, settings.hash_wait_s),
         audit_log=AuditLog(db), redactor_override=redactor_factory,
     )  # fmt: skip
     errors.install(app)
@@ -60,4 +64,6 @@ def create_app(
                    live.router, live.sockets):  # fmt: skip
         app.include_router(router)
     mount_web(app)  # the web UI at / and /static (public: no data in it)
+    # Outermost, so an oversized body is refused before any route or middleware reads it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -25,6 +26,7 @@ from vigil.api.auth import (
     csrf_valid,
 )
 from vigil.api.errors import ForbiddenError
+from vigil.api.settings import Network
 from vigil.api.state import AppState
 from vigil.errors import AuthError
 from vigil.store import TokenKind, TokenRepo
@@ -43,7 +45,36 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def client_address(conn: HTTPConnection) -> str | None:
-    return conn.client.host if conn.client else None
+    """The client's address: the peer's, or what a trusted proxy says in ``X-Forwarded-For``.
+
+    The header is believed only when the peer is one of ``trusted_proxies`` (none by
+    default); anyone else could put any address there, escape the login throttle and forge
+    the audit log's ``source``. The list is read from the right, skipping the trusted proxies:
+    the first other hop is the address the outermost trusted proxy saw, and hops further left
+    were written by the client. A hop that is not an address makes the header count as absent.
+    """
+    peer = conn.client.host if conn.client else None
+    proxies = get_state(conn).settings.trusted_proxies
+    if peer is None or not proxies or not _within(peer, proxies):
+        return peer
+    hops = [h.strip() for v in conn.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    hops = [h for h in hops if h]
+    for hop in reversed(hops):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            return peer
+        if not any(address in net for net in proxies):
+            return str(address)
+    return hops[0] if hops else peer
+
+
+def _within(host: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in proxies)
 
 
 def bearer(conn: HTTPConnection) -> str | None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
-from vigil.store import AuditRow, EventRow, Role, SegmentRow, UserRow
+from vigil.store import AuditRow, EventRow, Role, SegmentRow, TokenRow, UserRow
 
 
 class _Body(BaseModel):
@@ -51,13 +51,32 @@ class Me(BaseModel):
 
 class TokenRequest(_Body):
     name: str = Field(min_length=1, max_length=64)
-    ttl_s: float | None = Field(None, gt=0, description="Lifetime; none = until revoked.")
+    ttl_s: float | None = Field(
+        None, gt=0, description="Lifetime in seconds; none = the server's token_ttl (90 days), "
+        "which is also the most.")  # fmt: skip
 
 
 class TokenOut(BaseModel):
+    id: int = Field(description="Revoke with DELETE /api/tokens/{id}.")
     token: str = Field(description="Shown once; only its hash is stored.")
     name: str | None
     expires: float | None
+
+
+class TokenInfo(BaseModel):
+    """An API token as listed: never the token itself."""
+
+    id: int
+    user: str
+    name: str | None
+    created: float
+    expires: float | None
+    last_used: float | None
+
+    @classmethod
+    def of(cls, row: TokenRow, user: str) -> TokenInfo:
+        return cls(id=row.id, user=user, name=row.name, created=row.created,
+                   expires=row.expires, last_used=row.last_used)  # fmt: skip
 
 
 #: Events in REST have the one shape of every event Vigil sends (MQTT, webhooks, WebSocket).

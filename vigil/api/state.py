@@ -1,4 +1,5 @@
-"""``AppState``: what every route shares (settings, database, runtime, media root, limiter).
+"""``AppState``: what every route shares (settings, database, runtime, media root, login
+throttle, password-hashing gate).
 
 Built by ``create_app`` and kept on ``app.state.vigil``; nothing here is created at import.
 The face detector used for redaction is loaded once, on first use, and shared: the
@@ -7,20 +8,25 @@ The face detector used for redaction is loaded once, on first use, and shared: t
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.api.auth import LoginLimiter, Principal
+from vigil.api.auth import HashGate, LoginThrottle, Principal
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.privacy import FaceDetector, Redactor
-from vigil.store import AuditLog, AuditRow, Database
+from vigil.store import AuditLog, AuditRow, Database, TokenRepo
 
 RedactorFactory = Callable[[tuple[int, int]], Redactor]
+
+#: Seconds between purges of expired tokens (per process).
+TOKEN_PURGE_S = 600.0
 
 
 @dataclass
@@ -29,7 +35,8 @@ class AppState:
     db: Database
     runtime: RuntimeView
     data_dir: Path
-    limiter: LoginLimiter
+    throttle: LoginThrottle
+    hashing: HashGate
     audit_log: AuditLog
     redactor_override: RedactorFactory | None = None
     #: Set when the app shuts down: live streams end at their next poll.
@@ -41,6 +48,7 @@ class AppState:
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _faces: FaceDetector | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tokens_purged: float = field(default=-math.inf, repr=False)
 
     @property
     def exports_dir(self) -> Path:
@@ -93,6 +101,17 @@ class AppState:
                 if self._faces is None:
                     self._faces = build_face_detector(config)
         return build_redactor(config, size, face_detector=self._faces)
+
+    def purge_expired_tokens(self, now: float | None = None) -> None:
+        """Delete expired sessions and tokens, at most once every ``TOKEN_PURGE_S`` per process
+        (called where tokens are minted, so the table cannot grow without bound)."""
+        when = time.time() if now is None else now
+        with self._lock:
+            if when - self._tokens_purged < TOKEN_PURGE_S:
+                return
+            self._tokens_purged = when
+        with self.db.session(immediate=True) as session:
+            TokenRepo(session).purge_expired(now=when)
 
     def audit(
         self, who: Principal, action: str, target: str, *, reason: str | None = None,

@@ -114,17 +114,35 @@ def _run_api(
 ) -> None:  # fmt: skip
     import uvicorn
 
-    from vigil.api import ApiSettings, create_app
+    from vigil.api import create_app
 
-    rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
-             for name in config.cameras}  # fmt: skip
-    settings = ApiSettings(secure_cookies=config.server.secure_cookies,
-                           redact=config.redact, clip_rolls=rolls,
-                           setup_token=setup_token)  # fmt: skip
-    app = create_app(settings, db, supervisor, data_dir=config.data_dir)
+    app = create_app(api_settings(config, setup_token=setup_token), db, supervisor,
+                     data_dir=config.data_dir)  # fmt: skip
     # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
     # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local peer
+    # (its default trusts 127.0.0.1, the default host); the API itself believes the header
+    # only from server.trusted_proxies (``vigil.api.deps.client_address``).
     uvicorn.run(app, host=config.server.host, port=config.server.port,
                 log_level="info" if access_log else "warning", access_log=access_log,
-                timeout_graceful_shutdown=3)  # fmt: skip
+                timeout_graceful_shutdown=3, proxy_headers=False)  # fmt: skip
+
+
+def api_settings(config: Any, *, setup_token: str | None = None) -> Any:
+    """The ``ApiSettings`` of a ``VigilConfig`` (its ``server`` section, redaction, rolls)."""
+    from vigil.api import ApiSettings
+    from vigil.api.settings import default_hash_slots, networks
+
+    server = config.server
+    rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
+             for name in config.cameras}  # fmt: skip
+    return ApiSettings(
+        secure_cookies=server.secure_cookies, redact=config.redact, clip_rolls=rolls,
+        trusted_proxies=networks(server.trusted_proxies), max_body_bytes=server.max_body_bytes,
+        token_ttl_s=server.token_ttl, login_max_failures=server.login_max_failures,
+        login_max_failures_per_address=server.login_max_failures_per_address,
+        login_window_s=server.login_window,
+        hash_slots=server.password_hash_concurrency or default_hash_slots(),
+        setup_token=setup_token,
+    )  # fmt: skip

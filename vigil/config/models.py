@@ -7,6 +7,7 @@ defaults that work out of the box; ``docs/configuration.md`` is the reference.
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -276,6 +277,50 @@ class ServerConfig(_Model):
             "for about 20-30 MB more per camera)."
         ),
     )  # fmt: skip
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Reverse proxies (addresses or CIDR ranges, e.g. `127.0.0.1/32`) whose "
+            "`X-Forwarded-For` header names the client. None by default: the connecting "
+            "address is the client, and the header is ignored (anyone could forge it)."
+        ),
+    )  # fmt: skip
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body the API accepts (413 beyond)."
+    )
+    token_ttl: float = Field(
+        90 * 86400.0, gt=0,
+        description="Seconds an API token lives when its creator asks for no lifetime, and "
+        "the longest it may live (default 90 days).",
+    )  # fmt: skip
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins on one account within `login_window` that lock "
+        "it out until the window passes (shared by every process on the database).",
+    )  # fmt: skip
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address within `login_window` "
+        "that lock the address out.",
+    )  # fmt: skip
+    login_window: float = Field(
+        60.0, gt=0, le=86400, description="Seconds over which failed logins are counted."
+    )
+    password_hash_concurrency: int | None = Field(
+        None, ge=1, le=64, description="Password hashes (Argon2id, 64 MiB each) computed at "
+        "once; more logins wait briefly, then get 503. Default: one per core, at most 4.",
+    )  # fmt: skip
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        out = []
+        for cidr in value:
+            try:
+                out.append(str(ip_network(cidr, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {cidr!r} is not an address or CIDR range, "
+                                 "e.g. 10.0.0.0/8 or ::1") from exc  # fmt: skip
+        return out
 
     @field_validator("worker_processes")
     @classmethod

@@ -197,6 +197,22 @@ class TokenRow(Base):
     last_used: Mapped[float | None]
 
 
+class LoginAttemptRow(Base):
+    """A login attempt the throttle counts: one row for the account name, one for the client
+    address. Rows are written *before* the password is checked (so concurrent guesses cannot
+    all pass the check) and deleted again when the login succeeds; what remains are failures,
+    purged once older than the window. Kept in the database so every process and replica on
+    it shares the limits."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_scope_key_time", "scope", "key", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "account" or "address"
+    key: Mapped[str] = mapped_column(String(128))
+    time: Mapped[float] = mapped_column(index=True)
+
+
 class AuditRow(Base):
     """One hash-chained audit record; see ``vigil.store.audit`` for the chain's rules."""
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from vigil.api.auth import hash_password
+from vigil.api.auth import HashBusyError, hash_password
 from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
-from vigil.api.errors import ApiError, not_found
+from vigil.api.errors import ApiError, hashing_busy, not_found
 from vigil.api.routes import protected
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
@@ -82,9 +82,18 @@ def list_users(who: Admin, state: StateDep) -> list[UserOut]:
         return [UserOut.of(r) for r in UserRepo(session).list()]
 
 
+def _hash(state: AppState, password: str) -> str:
+    """Argon2id within the shared bound on concurrent hashes (503 when it is full)."""
+    try:
+        with state.hashing.slot():
+            return hash_password(password, min_length=state.settings.min_password_length)
+    except HashBusyError as exc:
+        raise hashing_busy() from exc
+
+
 @router.post("/api/users", status_code=201)
 def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
-    password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
+    password_hash = _hash(state, body.password)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         if users.get(body.name) is not None:
@@ -102,8 +111,7 @@ def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> User
     changes = body.model_dump(exclude_unset=True, exclude={"password"}, mode="json")
     if body.password is not None:
         changes["password"] = "changed"
-    new_hash = None if body.password is None else hash_password(
-        body.password, min_length=state.settings.min_password_length)
+    new_hash = None if body.password is None else _hash(state, body.password)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         users.lock()

@@ -29,7 +29,7 @@ from vigil.api.schemas import (
     event_out,
 )
 from vigil.api.state import AppState
-from vigil.errors import ConfigError, StorageError
+from vigil.errors import ConfigError, PrivacyError, StorageError
 from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.store import CountRepo, EventCursor, EventFilter, EventRepo, EventRow, SegmentRepo
 
@@ -54,11 +54,18 @@ def unredacted_grant(
     """Check that ``who`` may see unredacted pixels and record why; returns the grant.
 
     Operators and admins only, with a reason; ``unredacted_access`` writes its local audit
-    line first (fail closed), the caller then writes the hash-chained record.
+    line first (fail closed), the caller then writes the hash-chained record. A refusal (the
+    role, or no reason) is audited too, as ``unredacted.denied``: attempts matter to auditors.
     """
     if not who.can(Capability.OPERATE):
+        state.audit(who, "unredacted.denied", what, reason=reason,
+                    details={"why": f"role {who.role.value}"})  # fmt: skip
         raise ForbiddenError(f"role {who.role.value!r} sees redacted media only")
-    return unredacted_access(reason or "", who.name, state.unredacted_file, what)
+    try:
+        return unredacted_access(reason or "", who.name, state.unredacted_file, what)
+    except PrivacyError as exc:
+        state.audit(who, "unredacted.denied", what, reason=reason, details={"why": str(exc)})
+        raise
 
 
 def _cursor(text: str) -> EventCursor:
