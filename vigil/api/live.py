@@ -8,8 +8,10 @@ A restart forgets them, which fails closed.
 redacted) and caches the last render per view, keyed by the frame's time, so N viewers of a
 camera cost one redaction and one encoding per new frame, not N. Redaction runs at the frame's
 own size, before scaling (small faces are still found), with one stream ``Redactor`` per camera
-so its temporal hold covers a face the detector misses for a frame or two. The overlay is drawn
-after redaction, on the scaled image, so its text stays legible and is never blurred.
+(built from that camera's redaction settings) so its temporal hold covers a face the detector
+misses for a frame or two. An unredacted view still gets the camera's static masks. The
+overlay is drawn after redaction, on the scaled image, so its text stays legible and is never
+blurred.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from vigil.api.runtime import RuntimeView, TrackSnapshot
 from vigil.privacy import Redactor
 from vigil.types import Detections, ImageArray
 
-RedactorFactory = Callable[[tuple[int, int]], Redactor]
+#: ``(camera, (width, height))`` → the redacting stream Redactor of that camera.
+RedactorFactory = Callable[[str, tuple[int, int]], Redactor]
+#: ``(camera, image)`` → the image as granted unredacted output shows it (static masks on).
+Unredacted = Callable[[str, ImageArray], ImageArray]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +113,12 @@ def frame_time(runtime: RuntimeView, camera: str) -> float | None:
 class LiveFrames:
     """Shared, cached live renders (see the module docstring); thread-safe."""
 
-    def __init__(self, runtime: RuntimeView, redactor: RedactorFactory) -> None:
+    def __init__(
+        self, runtime: RuntimeView, redactor: RedactorFactory, unredacted: Unredacted
+    ) -> None:
         self.runtime = runtime
         self._redactor_factory = redactor
+        self._unredacted = unredacted
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._redactors: dict[str, Redactor] = {}
@@ -133,7 +141,10 @@ class LiveFrames:
             frame = self.runtime.latest_frame(view.camera)
             if frame is None:
                 return None
-            image = self._redact(view.camera, frame, when) if view.redacted else frame
+            if view.redacted:
+                image = self._redact(view.camera, frame, when)
+            else:
+                image = self._unredacted(view.camera, frame)
             image = _scale(image, view.width)
             if view.overlay:
                 image = self._draw(view.camera, image)
@@ -158,7 +169,7 @@ class LiveFrames:
         size = (int(frame.shape[1]), int(frame.shape[0]))
         redactor = self._redactors.get(camera)
         if redactor is None or redactor.frame_size != size:
-            redactor = self._redactors[camera] = self._redactor_factory(size)
+            redactor = self._redactors[camera] = self._redactor_factory(camera, size)
         image = redactor.process(frame)
         self._redacted[camera] = (when, image)
         self.redactions += 1

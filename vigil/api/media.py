@@ -71,8 +71,12 @@ def read_image(path: Path) -> ImageArray:
     return np.ascontiguousarray(image, dtype=np.uint8)
 
 
-def outgoing_image(state: AppState, image: ImageArray, *, unredacted: bool) -> bytes:
-    """JPEG bytes of ``image``: redacted unless an audited unredacted request said otherwise."""
-    if not unredacted:
-        image = state.redactor((int(image.shape[1]), int(image.shape[0]))).redact_still(image)
+def outgoing_image(state: AppState, camera: str, image: ImageArray, *, unredacted: bool) -> bytes:
+    """JPEG bytes of ``camera``'s ``image``, redacted by the camera's settings unless an
+    audited unredacted request said otherwise; its static masks apply either way."""
+    if unredacted:
+        image = state.unredacted(camera, image)
+    else:
+        size = (int(image.shape[1]), int(image.shape[0]))
+        image = state.redactor(camera, size).redact_still(image)
     return encode_jpeg(image)

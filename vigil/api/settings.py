@@ -17,7 +17,9 @@ class ApiSettings:
     localhost. ``session_ttl_s``: lifetime of a login. ``login_max_failures`` failed logins
     per client address and user name within ``login_window_s`` seconds lock that pair out until
     the window passes (429 with ``Retry-After``). ``redact``: how pixels are redacted on their
-    way out. ``signing_key``: Ed25519 key for export manifests (default
+    way out; ``camera_redact``: the redaction in force per camera (``VigilConfig.redact_for``:
+    the global one with the camera's own settings over it), ``redact`` for cameras not listed;
+    read it through ``redact_for``. ``signing_key``: Ed25519 key for export manifests (default
     ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing). ``live_grant_ttl_s``:
     how long an unredacted live-view grant lasts. ``clip_rolls``: per camera ``(pre_roll,
     post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
@@ -31,12 +33,17 @@ class ApiSettings:
     login_window_s: float = 60.0
     min_password_length: int = 8
     redact: RedactConfig = field(default_factory=RedactConfig)
+    camera_redact: Mapping[str, RedactConfig] = field(default_factory=dict)
     signing_key: Path | None = None
     max_export_s: float = 3600.0
     live_grant_ttl_s: float = 600.0
     clip_rolls: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     default_clip_roll: tuple[float, float] = (5.0, 5.0)
     clip_cache_bytes: int = 2 * 1024**3
+
+    def redact_for(self, camera: str) -> RedactConfig:
+        """How pixels of ``camera`` are redacted: its own settings, else the global ones."""
+        return self.camera_redact.get(camera, self.redact)
 
     def clip_roll(self, camera: str) -> tuple[float, float]:
         """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""

@@ -13,7 +13,11 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vigil.api import ApiSettings
+    from vigil.config.models import VigilConfig
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +74,24 @@ def _wait_for_signal(wait: Any) -> None:
             return
 
 
-def _run_api(config: Any, db: Any, supervisor: Any) -> None:
-    import uvicorn
-
-    from vigil.api import ApiSettings, create_app
+def api_settings(config: VigilConfig) -> ApiSettings:
+    """The API's settings from the configuration: per camera its own redaction (every camera
+    configured, disabled ones too: their recordings can still be exported) and clip rolls."""
+    from vigil.api import ApiSettings
 
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
-    settings = ApiSettings(secure_cookies=config.server.secure_cookies,
-                           redact=config.redact, clip_rolls=rolls)  # fmt: skip
-    app = create_app(settings, db, supervisor, data_dir=config.data_dir)
+    redact = {name: config.redact_for(name) for name in config.cameras}
+    return ApiSettings(secure_cookies=config.server.secure_cookies, redact=config.redact,
+                       camera_redact=redact, clip_rolls=rolls)  # fmt: skip
+
+
+def _run_api(config: Any, db: Any, supervisor: Any) -> None:
+    import uvicorn
+
+    from vigil.api import create_app
+
+    app = create_app(api_settings(config), db, supervisor, data_dir=config.data_dir)
     # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
     # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.

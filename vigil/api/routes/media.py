@@ -104,8 +104,8 @@ def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOu
     result = export_range(
         paths, body.start, body.end, state.exports_dir / name,
         key=load_or_create_key(state.signing_key_path),
-        redactor_factory=None if body.unredacted else state.redactor, grant=grant,
-        camera=camera, starts=[r.start for r in rows], redaction_mode=state.settings.redact.mode,
+        redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+        starts=[r.start for r in rows],
     )  # fmt: skip
     return ExportOut(name=name, url=f"/api/exports/{name}",
                      manifest_url=f"/api/exports/{name}/manifest", start=result.start,
@@ -172,5 +172,5 @@ def camera_snapshot(
     if frame is None:
         raise ApiError(404, "no_frame", f"camera {name!r} has no frame yet; is it online?")
     state.audit(who, "camera.snapshot", name, reason=why, details={"redacted": not unredacted})
-    return Response(outgoing_image(state, frame, unredacted=unredacted), media_type="image/jpeg",
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+    return Response(outgoing_image(state, name, frame, unredacted=unredacted),
+                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})
