@@ -2,7 +2,10 @@
 
 ``LiveGrants`` keeps the grants of ``POST /api/cameras/{name}/live/unredacted`` in memory: a
 grant is a random token valid for one user and one camera until it expires (or is ended).
-A restart forgets them, which fails closed.
+A restart forgets them, which fails closed. Each grant holds a digest of its user's account
+as it was when granted (``account_state``: role, disabled, password hash, camera scope): a
+change made through the API ends the user's grants at once, one made elsewhere (``vigil
+user`` on the same database) is seen by the stream's next look at the account.
 
 ``LiveFrames`` renders the newest frame of a camera as JPEG for a ``LiveView`` (width, overlay,
 redacted) and caches the last render per view, keyed by the frame's time, so N viewers of a
@@ -16,12 +19,14 @@ blurred.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -32,6 +37,9 @@ from vigil.api.runtime import RuntimeView, TrackSnapshot
 from vigil.privacy import Redactor
 from vigil.types import Detections, ImageArray
 
+if TYPE_CHECKING:
+    from vigil.store import UserRow
+
 #: ``(camera, (width, height))`` → the redacting stream Redactor of that camera.
 RedactorFactory = Callable[[str, tuple[int, int]], Redactor]
 #: ``(camera, image)`` → the image as granted unredacted output shows it (static masks on).
@@ -40,13 +48,23 @@ Unredacted = Callable[[str, ImageArray], ImageArray]
 
 @dataclass(frozen=True, slots=True)
 class LiveGrant:
-    """Permission for ``user`` to watch ``camera`` unredacted until ``expires_at`` (UNIX s)."""
+    """Permission for ``user`` to watch ``camera`` unredacted until ``expires_at`` (UNIX s),
+    while the user's ``account_state`` stays ``account``."""
 
     token: str
     user: str
     camera: str
     reason: str
     expires_at: float
+    account: str
+
+
+def account_state(row: UserRow) -> str:
+    """A digest of what a grant rests on: the user's role, state, password and scope. The
+    password hash only enters the digest; the digest is kept in memory, never logged."""
+    cameras = None if row.cameras is None else sorted(row.cameras)
+    material = [row.id, row.role.value, bool(row.disabled), row.password_hash, cameras]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
 
 
 class LiveGrants:
@@ -58,9 +76,9 @@ class LiveGrants:
         self._grants: dict[str, LiveGrant] = {}
         self._lock = threading.Lock()
 
-    def issue(self, user: str, camera: str, reason: str) -> LiveGrant:
+    def issue(self, user: str, camera: str, reason: str, account: str) -> LiveGrant:
         grant = LiveGrant(secrets.token_urlsafe(24), user, camera, reason,
-                          self.clock() + self.ttl_s)  # fmt: skip
+                          self.clock() + self.ttl_s, account)  # fmt: skip
         with self._lock:
             self._prune()
             self._grants[grant.token] = grant
@@ -83,6 +101,14 @@ class LiveGrants:
                 return None
             del self._grants[token]
         return grant
+
+    def end_user(self, user: str) -> list[LiveGrant]:
+        """End every grant of ``user`` (their account changed); the grants ended."""
+        with self._lock:
+            ended = [g for g in self._grants.values() if g.user == user]
+            for grant in ended:
+                del self._grants[grant.token]
+        return ended
 
     def _prune(self) -> None:
         now = self.clock()

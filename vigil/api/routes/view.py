@@ -5,7 +5,12 @@ camera's newest frame, redacted unless ``grant`` names a valid grant of the call
 camera. The stream is an async generator that polls the runtime's frame clock every
 ``POLL_S`` seconds and renders through ``LiveFrames`` (shared by every viewer) in a worker
 thread. It ends when the client goes away, when the app stops (``AppState.stopping``), when
-the camera leaves the runtime, or when its unredacted grant expires or is ended.
+the camera leaves the runtime, or when its unredacted grant expires or is ended. Every
+``ACCOUNT_CHECK_S`` it also reads the viewer's account from the database: a stream ends when
+its user is disabled or loses the camera, and an unredacted one as soon as the account is no
+longer as it was when granted (role, state, password or scope changed, by the API or by
+``vigil user`` in another process); the user's grants end with it. A failed read ends the
+stream too (fail closed; the client reconnects).
 
 Client departure is Starlette's job: ``StreamingResponse`` listens for ``http.disconnect`` next
 to the generator and cancels it (ASGI spec < 2.4, uvicorn's case), or the next send fails
@@ -17,6 +22,7 @@ would be a second reader of the same ``receive`` channel for no gain.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -25,20 +31,29 @@ from fastapi import Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from vigil.api.auth import Capability, Principal
+from vigil.api.auth import ROLE_CAPS, Capability, Principal
 from vigil.api.deps import Reader, StateDep
 from vigil.api.errors import ForbiddenError, not_found
-from vigil.api.live import LiveView, frame_time
+from vigil.api.live import LiveGrant, LiveView, account_state, frame_time
 from vigil.api.routes import protected
 from vigil.api.routes.events import unredacted_grant
 from vigil.api.schemas import LiveGrantOut, LiveGrantRequest, OverlayOut, TrackOut
 from vigil.api.state import AppState
+from vigil.errors import StorageError
+from vigil.store import UserRepo, UserRow
+
+log = logging.getLogger(__name__)
 
 router = protected(tags=["live"])
 
 BOUNDARY = "frame"
 #: Seconds between two looks at the camera's frame clock (and at the client's presence).
 POLL_S = 0.05
+#: Seconds between two reads of a streaming viewer's account (revocation within a second).
+ACCOUNT_CHECK_S = 0.5
+#: The actor of audit records that Vigil itself writes (a grant ended by an account change
+#: made outside this process).
+SYSTEM_ACTOR = "vigil"
 MJPEG: dict[int | str, dict[str, Any]] = {
     200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}},
           "description": "JPEG parts, redacted unless a valid grant is given."},
@@ -62,6 +77,55 @@ def part(jpeg: bytes) -> bytes:
     return head.encode() + jpeg + b"\r\n"
 
 
+def end_user_grants(state: AppState, user: str, *, actor: str, cause: str) -> list[LiveGrant]:
+    """End every unredacted-live grant of ``user`` (their account changed), audited one by
+    one as ``camera.live.unredacted.end`` with the ``cause``; their streams stop at the next
+    poll."""
+    ended = state.grants.end_user(user)
+    for grant in ended:
+        state.audit_log.append(actor, "camera.live.unredacted.end", grant.camera,
+                               details={"grant": _fingerprint(grant.token), "user": user,
+                                        "cause": cause})  # fmt: skip
+    return ended
+
+
+def _read_account(state: AppState, name: str) -> UserRow | None:
+    with state.db.session() as session:
+        return UserRepo(session).get(name)
+
+
+def _may_watch(row: UserRow | None, camera: str) -> bool:
+    return (row is not None and not row.disabled and Capability.READ in ROLE_CAPS[row.role]
+            and (row.cameras is None or camera in row.cameras))  # fmt: skip
+
+
+def granted(state: AppState, token: str, who: Principal, camera: str) -> LiveGrant | None:
+    """The grant ``token`` when it is valid for ``who`` and ``camera`` and the account is
+    still as it was when granted; otherwise None, and an account change ends the user's
+    grants (the check a grant gets before a stream starts and every ``ACCOUNT_CHECK_S``)."""
+    grant = state.grants.valid(token, who.name, camera)
+    if grant is None:
+        return None
+    row = _read_account(state, who.name)
+    if row is not None and account_state(row) == grant.account:
+        return grant
+    end_user_grants(state, who.name, actor=SYSTEM_ACTOR, cause="account changed")
+    return None
+
+
+def _still_allowed(state: AppState, who: Principal, camera: str, grant: str | None) -> bool:
+    """Whether the stream may go on: its viewer may watch ``camera``, and its grant (if any)
+    still holds. A database failure answers no (fail closed)."""
+    try:
+        if grant is not None:
+            return granted(state, grant, who, camera) is not None
+        return _may_watch(_read_account(state, who.name), camera)
+    except StorageError as exc:
+        log.warning("live stream of %s for %s ended: the account cannot be read (%s)",
+                    camera, who.name, exc)  # fmt: skip
+        return False
+
+
 async def _parts(
     state: AppState, who: Principal, view: LiveView, *, fps: float, grant: str | None
 ) -> AsyncIterator[bytes]:
@@ -69,6 +133,7 @@ async def _parts(
     period = 1.0 / fps
     last: float | None = None
     next_at = 0.0
+    checked_at = anyio.current_time()  # the request itself was just authorised
     state.live_streams += 1
     try:
         while not state.stopping.is_set():
@@ -78,6 +143,12 @@ async def _parts(
             if grant is not None and state.grants.valid(grant, who.name, view.camera) is None:
                 return  # expired or ended: the client reconnects redacted, or asks again
             now = anyio.current_time()
+            if now - checked_at >= ACCOUNT_CHECK_S:
+                allowed = await anyio.to_thread.run_sync(
+                    _still_allowed, state, who, view.camera, grant)
+                if not allowed:
+                    return  # disabled, demoted, new password or scope: see the module doc
+                checked_at = now
             if when != last and now >= next_at:
                 data = await anyio.to_thread.run_sync(state.live.jpeg, view, when)
                 if data is not None:
@@ -103,7 +174,7 @@ async def live_mjpeg(
     _camera(state, who, name)
     found = None
     if grant is not None:
-        found = state.grants.valid(grant, who.name, name)
+        found = await run_in_threadpool(granted, state, grant, who, name)
         if found is None or not who.can(Capability.OPERATE):
             raise ForbiddenError("the unredacted-live grant is not valid (expired, ended, or "
                                  "for another user or camera); ask for a new one")  # fmt: skip
@@ -129,7 +200,10 @@ def grant_unredacted_live(
     admins, with a reason, audited. Valid for the caller and this camera only."""
     _camera(state, who, name)
     unredacted_grant(state, who, f"live {name}", body.reason)
-    grant = state.grants.issue(who.name, name, body.reason)
+    row = _read_account(state, who.name)
+    if row is None:  # deleted since this request was authenticated
+        raise ForbiddenError(f"user {who.name!r} no longer exists")
+    grant = state.grants.issue(who.name, name, body.reason, account_state(row))
     state.audit(who, "camera.live.unredacted", name, reason=body.reason,
                 details={"grant": _fingerprint(grant.token), "expires_at": grant.expires_at})
     return LiveGrantOut(grant=grant.token, camera=name, expires_at=grant.expires_at)
