@@ -218,3 +218,20 @@ def test_a_clip_cut_before_a_mask_was_configured_is_cut_again(
         for client in [*before.clients, *after.clients]:
             client.close()
         db.close()
+
+
+def test_segment_playback_of_a_masked_camera_is_masked(
+    masked_api: Api, base_url: str, tmp_path: Path
+) -> None:
+    """Operators play recorded segments as they are, except where a static mask lies."""
+    front, _ = masked_api.add_segment("front", T0)
+    back, back_path = masked_api.add_segment("back", T0)
+    with viewer_and_operator(base_url) as (_, operator):
+        played = operator.get(f"/api/recordings/{front}/media")
+        assert played.status_code == 200, played.text
+        assert_masked(video_frames(played.content, tmp_path), other=127, what="segment")
+        again = operator.get(f"/api/recordings/{front}/media", headers={"Range": "bytes=0-99"})
+        assert again.status_code == 206
+        assert again.content == played.content[:100], "cut once, then served from the cache"
+        plain = operator.get(f"/api/recordings/{back}/media")
+        assert plain.content == back_path.read_bytes(), "no mask: the recording itself"

@@ -25,7 +25,7 @@ from pathlib import Path
 from vigil.api.errors import ApiError
 from vigil.api.media import safe_media_path
 from vigil.api.state import AppState
-from vigil.privacy import UnredactedGrant
+from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
 from vigil.record.layout import check_camera_id
 from vigil.record.signing import load_or_create_key
@@ -84,6 +84,35 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
         )  # fmt: skip
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
     return Clip(path, start, end, cached=False)
+
+
+def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
+    """The file that plays segment ``row`` for ``actor`` (an operator): the recording itself,
+    or, for a camera with static masks, a masks-only re-encode of it (masks apply even to
+    unredacted output), cut on first request and cached with the clips. Blocking."""
+    source = safe_media_path(state.data_dir, row.path)
+    config = state.redact_config(row.camera)
+    if not config.masks:
+        return source
+    camera = check_camera_id(row.camera)
+    material = [row.id, row.end, row.sha256, config.model_dump_json()]
+    digest = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+    folder = state.clips_dir / camera
+    path = folder / f"segment-{row.id}-{digest}.mp4"
+    with state.clip_lock(path.name):
+        if path.is_file():
+            os.utime(path)
+            return path
+        _delete_clips(folder, f"segment-{row.id}", keep=path)
+        grant = unredacted_access("segment playback (static masks applied)", actor,
+                                  state.unredacted_file, f"segment {row.id}")  # fmt: skip
+        export_range(
+            [source], row.start, row.end, path, key=load_or_create_key(state.signing_key_path),
+            redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+            starts=[row.start],
+        )  # fmt: skip
+    prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
+    return path
 
 
 def prune_clip_cache(root: Path, max_bytes: int, *, keep: Path) -> list[Path]:
