@@ -102,3 +102,14 @@ def test_a_disabled_users_redacted_stream_ends(api: Api, base_url: str, tmp_path
         assert main(["user", "--database-url", f"sqlite:///{tmp_path / 'vigil.db'}",
                      "disable", "val"]) == 0  # fmt: skip
         stream_ends(chunks)
+
+
+def test_logging_out_ends_the_stream(api: Api, base_url: str) -> None:
+    """The stream re-checks the session it was opened with, not only the account."""
+    api.add_user("val", Role.VIEWER)
+    val = http_login(base_url, "val")
+    with closing(val), Feeder(api, "front", IMAGE), val.stream("GET", LIVE) as reply:
+        chunks = reply.iter_bytes()
+        read_parts(chunks, 2)
+        assert val.post("/api/logout").status_code == 204
+        stream_ends(chunks)

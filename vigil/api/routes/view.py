@@ -6,11 +6,12 @@ camera. The stream is an async generator that polls the runtime's frame clock ev
 ``POLL_S`` seconds and renders through ``LiveFrames`` (shared by every viewer) in a worker
 thread. It ends when the client goes away, when the app stops (``AppState.stopping``), when
 the camera leaves the runtime, or when its unredacted grant expires or is ended. Every
-``ACCOUNT_CHECK_S`` it also reads the viewer's account from the database: a stream ends when
-its user is disabled or loses the camera, and an unredacted one as soon as the account is no
-longer as it was when granted (role, state, password or scope changed, by the API or by
-``vigil user`` in another process); the user's grants end with it. A failed read ends the
-stream too (fail closed; the client reconnects).
+``ACCOUNT_CHECK_S`` it also looks up, in the database, the session or token it was opened
+with and the viewer's account: a stream ends when that credential ends (logout, revoked,
+expired), when its user is disabled or loses the camera, and an unredacted one as soon as the
+account is no longer as it was when granted (role, state, password or scope changed, by the
+API or by ``vigil user`` in another process); the user's grants end with it. A failed read
+ends the stream too (fail closed; the client reconnects).
 
 Client departure is Starlette's job: ``StreamingResponse`` listens for ``http.disconnect`` next
 to the generator and cancels it (ASGI spec < 2.4, uvicorn's case), or the next send fails
@@ -27,12 +28,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from vigil.api.auth import ROLE_CAPS, Capability, Principal
-from vigil.api.deps import Reader, StateDep
+from vigil.api.auth import ROLE_CAPS, SESSION_COOKIE, Capability, Principal
+from vigil.api.deps import Reader, StateDep, bearer
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.live import LiveGrant, LiveView, account_state, frame_time
 from vigil.api.routes import protected
@@ -40,7 +41,7 @@ from vigil.api.routes.events import unredacted_grant
 from vigil.api.schemas import LiveGrantOut, LiveGrantRequest, OverlayOut, TrackOut
 from vigil.api.state import AppState
 from vigil.errors import StorageError
-from vigil.store import UserRepo, UserRow
+from vigil.store import TokenRepo, UserRepo, UserRow
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,14 @@ def end_user_grants(state: AppState, user: str, *, actor: str, cause: str) -> li
     return ended
 
 
-def _read_account(state: AppState, name: str) -> UserRow | None:
+def _read_account(state: AppState, name: str, credential: str | None = None) -> UserRow | None:
+    """User ``name`` as the database has it now; with ``credential`` (the session or API
+    token a stream was opened with), None once that credential is no longer valid."""
     with state.db.session() as session:
-        return UserRepo(session).get(name)
+        if credential is None:
+            return UserRepo(session).get(name)
+        found = TokenRepo(session).lookup(credential, touch=False)
+        return found[1] if found is not None and found[1].name == name else None
 
 
 def _may_watch(row: UserRow | None, camera: str) -> bool:
@@ -113,13 +119,18 @@ def granted(state: AppState, token: str, who: Principal, camera: str) -> LiveGra
     return None
 
 
-def _still_allowed(state: AppState, who: Principal, camera: str, grant: str | None) -> bool:
-    """Whether the stream may go on: its viewer may watch ``camera``, and its grant (if any)
-    still holds. A database failure answers no (fail closed)."""
+def _still_allowed(
+    state: AppState, who: Principal, camera: str, grant: str | None, credential: str | None
+) -> bool:
+    """Whether the stream may go on: its credential is still valid, its viewer may watch
+    ``camera``, and its grant (if any) still holds. A database failure answers no (fail
+    closed)."""
     try:
-        if grant is not None:
-            return granted(state, grant, who, camera) is not None
-        return _may_watch(_read_account(state, who.name), camera)
+        # The grant first: an account change must end the user's grants, even when it also
+        # ended the credential (disabling revokes sessions).
+        if grant is not None and granted(state, grant, who, camera) is None:
+            return False
+        return _may_watch(_read_account(state, who.name, credential), camera)
     except StorageError as exc:
         log.warning("live stream of %s for %s ended: the account cannot be read (%s)",
                     camera, who.name, exc)  # fmt: skip
@@ -127,8 +138,9 @@ def _still_allowed(state: AppState, who: Principal, camera: str, grant: str | No
 
 
 async def _parts(
-    state: AppState, who: Principal, view: LiveView, *, fps: float, grant: str | None
-) -> AsyncIterator[bytes]:
+    state: AppState, who: Principal, view: LiveView, *, fps: float, grant: str | None,
+    credential: str | None,
+) -> AsyncIterator[bytes]:  # fmt: skip
     """The stream's parts: a new frame at most ``fps`` times a second (see module doc)."""
     period = 1.0 / fps
     last: float | None = None
@@ -145,7 +157,7 @@ async def _parts(
             now = anyio.current_time()
             if now - checked_at >= ACCOUNT_CHECK_S:
                 allowed = await anyio.to_thread.run_sync(
-                    _still_allowed, state, who, view.camera, grant)
+                    _still_allowed, state, who, view.camera, grant, credential)
                 if not allowed:
                     return  # disabled, demoted, new password or scope: see the module doc
                 checked_at = now
@@ -162,7 +174,7 @@ async def _parts(
 
 @router.get("/api/cameras/{name}/live.mjpeg", responses=MJPEG, response_class=StreamingResponse)
 async def live_mjpeg(
-    name: str, who: Reader, state: StateDep, *,
+    name: str, request: Request, who: Reader, state: StateDep, *,
     fps: Annotated[float, Query(gt=0, le=15)] = 5.0,
     width: Annotated[int, Query(ge=16, le=7680)] = 960,
     overlay: bool = False, grant: str | None = None,
@@ -186,7 +198,10 @@ async def live_mjpeg(
     await run_in_threadpool(state.audit, who, "camera.live", name,
                             reason=None if found is None else found.reason, details=details)
     return StreamingResponse(
-        _parts(state, who, view, fps=fps, grant=grant),
+        # The credential the request was authenticated with (as ``authenticate`` found it):
+        # the stream re-checks it, so a logout or revoked token ends the stream too.
+        _parts(state, who, view, fps=fps, grant=grant,
+               credential=bearer(request) or request.cookies.get(SESSION_COOKIE)),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
