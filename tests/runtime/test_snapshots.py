@@ -49,8 +49,7 @@ class FixedFace:
         return np.array([[*FACE, 0.99]], np.float32)
 
 
-def redactor(size: tuple[int, int]) -> Redactor:
-    config = RedactConfig(style="fill", margin=0.0)
+def redactor(config: RedactConfig, size: tuple[int, int]) -> Redactor:
     return build_redactor(config, size, face_detector=FixedFace())
 
 
@@ -104,7 +103,8 @@ def test_api_serves_the_snapshot_redacted(run: Run) -> None:
     assert row.snapshot_path is not None
     with run.db.session() as session:
         UserRepo(session).add("vera", Role("viewer"), hash_password(PASSWORD))
-    app = create_app(ApiSettings(secure_cookies=False), run.db, run.supervisor,
+    settings = ApiSettings(secure_cookies=False, redact=RedactConfig(style="fill", margin=0.0))
+    app = create_app(settings, run.db, run.supervisor,
                      data_dir=run.root, redactor_factory=redactor)  # fmt: skip
     with TestClient(app) as client:
         reply = client.post("/api/login", json={"name": "vera", "password": PASSWORD})

@@ -19,12 +19,13 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from vigil.api import PUBLIC_PATHS, ApiSettings, CameraStatus, StaticRuntime, create_app
+from vigil.config.models import RedactConfig
 from vigil.privacy import Redactor
 from vigil.store import Database
 from vigil.web import PUBLIC_UI_PATHS, SECURITY_HEADERS, STATIC_DIR
 
 
-def _no_redactor(size: tuple[int, int]) -> Redactor:
+def _no_redactor(config: RedactConfig, size: tuple[int, int]) -> Redactor:
     raise AssertionError("the UI's files need no redaction")
 
 

@@ -42,8 +42,9 @@ def create_app(
 ) -> FastAPI:
     """The API over a migrated ``db``, the running cameras and the media under ``data_dir``.
 
-    ``redactor_factory``: builds the Redactor for ``(width, height)`` images; by default one
-    from ``settings.redact`` with a CenterFace detector loaded on first use and shared.
+    ``redactor_factory``: builds the redacting Redactor from a camera's ``RedactConfig``
+    (``settings.redact_for(camera)``) for ``(width, height)`` images; by default
+    ``build_redactor`` with a CenterFace detector loaded on first use and shared.
     """
     app = FastAPI(
         title="Vigil", version=__version__, docs_url="/api/docs", redoc_url=None,

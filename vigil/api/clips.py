@@ -2,7 +2,8 @@
 segments by the export machinery (``vigil.record.export``), redacted unless granted, and
 cached under ``<data_dir>/clips/<camera>/``.
 
-The cache key holds everything the clip is made of: the event, redacted or not, the span, and
+The cache key holds everything the clip is made of: the event, redacted or not, the camera's
+redaction settings (a new mask or mode after a restart cuts the clip again), the span, and
 each source segment's id, end and SHA-256. A clip cut while the post-roll was still being
 recorded (or before retention deleted a segment) is therefore cut again when the segments
 change, and an open event's clip (its span grows) is never served stale. Older clips of the
@@ -24,7 +25,7 @@ from pathlib import Path
 from vigil.api.errors import ApiError
 from vigil.api.media import safe_media_path
 from vigil.api.state import AppState
-from vigil.privacy import UnredactedGrant
+from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
 from vigil.record.layout import check_camera_id
 from vigil.record.signing import load_or_create_key
@@ -67,7 +68,9 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
         raise ApiError(404, "no_recording", f"no recording of camera {camera!r} covers event "
                        f"{row.id!r} ({_iso(start)} .. {_iso(end)}): the camera was not "
                        "recording then, or retention deleted the segments")  # fmt: skip
-    path = folder / f"{prefix}-{_digest(row.id, grant is None, start, end, segments)}.mp4"
+    redaction = state.redact_config(camera).model_dump_json()
+    digest = _digest(row.id, grant is None, redaction, (start, end), segments)
+    path = folder / f"{prefix}-{digest}.mp4"
     with state.clip_lock(path.name):
         if path.is_file():
             os.utime(path)  # served: the newest in the cache's least-recently-served order
@@ -76,12 +79,40 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
         export_range(
             [safe_media_path(state.data_dir, s.path) for s in segments], start, end, path,
             key=load_or_create_key(state.signing_key_path),
-            redactor_factory=state.redactor if grant is None else None, grant=grant,
-            camera=camera, starts=[s.start for s in segments],
-            redaction_mode=state.settings.redact.mode,
+            redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+            starts=[s.start for s in segments],
         )  # fmt: skip
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
     return Clip(path, start, end, cached=False)
+
+
+def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
+    """The file that plays segment ``row`` for ``actor`` (an operator): the recording itself,
+    or, for a camera with static masks, a masks-only re-encode of it (masks apply even to
+    unredacted output), cut on first request and cached with the clips. Blocking."""
+    source = safe_media_path(state.data_dir, row.path)
+    config = state.redact_config(row.camera)
+    if not config.masks:
+        return source
+    camera = check_camera_id(row.camera)
+    material = [row.id, row.end, row.sha256, config.model_dump_json()]
+    digest = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+    folder = state.clips_dir / camera
+    path = folder / f"segment-{row.id}-{digest}.mp4"
+    with state.clip_lock(path.name):
+        if path.is_file():
+            os.utime(path)
+            return path
+        _delete_clips(folder, f"segment-{row.id}", keep=path)
+        grant = unredacted_access("segment playback (static masks applied)", actor,
+                                  state.unredacted_file, f"segment {row.id}")  # fmt: skip
+        export_range(
+            [source], row.start, row.end, path, key=load_or_create_key(state.signing_key_path),
+            redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+            starts=[row.start],
+        )  # fmt: skip
+    prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
+    return path
 
 
 def prune_clip_cache(root: Path, max_bytes: int, *, keep: Path) -> list[Path]:
@@ -116,9 +147,11 @@ def _prefix(event_id: str, *, redacted: bool) -> str:
 
 
 def _digest(
-    event_id: str, redacted: bool, start: float, end: float, segments: list[SegmentRow]
-) -> str:
-    material = [event_id, redacted, start, end, [(s.id, s.end, s.sha256) for s in segments]]
+    event_id: str, redacted: bool, redaction: str, span: tuple[float, float],
+    segments: list[SegmentRow],
+) -> str:  # fmt: skip
+    material = [event_id, redacted, redaction, *span,
+                [(s.id, s.end, s.sha256) for s in segments]]  # fmt: skip
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
 
 

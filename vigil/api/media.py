@@ -73,11 +73,18 @@ class Redactors(Protocol):
     """What ``outgoing_image`` needs of ``AppState``: named here, because ``state`` imports
     the live renders, which encode with this module."""
 
-    def redactor(self, size: tuple[int, int]) -> Redactor: ...
+    def redactor(self, camera: str, size: tuple[int, int]) -> Redactor: ...
+
+    def unredacted(self, camera: str, image: ImageArray) -> ImageArray: ...
 
 
-def outgoing_image(state: Redactors, image: ImageArray, *, unredacted: bool) -> bytes:
-    """JPEG bytes of ``image``: redacted unless an audited unredacted request said otherwise."""
-    if not unredacted:
-        image = state.redactor((int(image.shape[1]), int(image.shape[0]))).redact_still(image)
+def outgoing_image(state: Redactors, camera: str, image: ImageArray, *,
+                   unredacted: bool) -> bytes:  # fmt: skip
+    """JPEG bytes of ``camera``'s ``image``, redacted by the camera's settings unless an
+    audited unredacted request said otherwise; its static masks apply either way."""
+    if unredacted:
+        image = state.unredacted(camera, image)
+    else:
+        size = (int(image.shape[1]), int(image.shape[0]))
+        image = state.redactor(camera, size).redact_still(image)
     return encode_jpeg(image)

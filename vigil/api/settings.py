@@ -45,7 +45,10 @@ class ApiSettings:
     ``hash_slots`` Argon2 hashes run at once and ``hash_queue`` more wait up to
     ``hash_wait_s`` seconds; beyond that a login answers 503 with ``Retry-After``.
     ``token_ttl_s``: the default and longest lifetime of an API token. ``redact``: how pixels
-    are redacted on their way out. ``signing_key``: Ed25519 key for export manifests (default
+    are redacted on their way out; ``camera_redact``: the redaction in force per camera
+    (``VigilConfig.redact_for``: the global one with the camera's own settings over it),
+    ``redact`` for cameras not listed; read it through ``redact_for``. ``signing_key``:
+    Ed25519 key for export manifests (default
     ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing). ``live_grant_ttl_s``:
     how long an unredacted live-view grant lasts. ``clip_rolls``: per camera ``(pre_roll,
     post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
@@ -68,6 +71,7 @@ class ApiSettings:
     token_ttl_s: float = 90 * 86400.0
     min_password_length: int = 8
     redact: RedactConfig = field(default_factory=RedactConfig)
+    camera_redact: Mapping[str, RedactConfig] = field(default_factory=dict)
     signing_key: Path | None = None
     max_export_s: float = 3600.0
     live_grant_ttl_s: float = 600.0
@@ -75,6 +79,10 @@ class ApiSettings:
     default_clip_roll: tuple[float, float] = (5.0, 5.0)
     clip_cache_bytes: int = 2 * 1024**3
     setup_token: str | None = None
+
+    def redact_for(self, camera: str) -> RedactConfig:
+        """How pixels of ``camera`` are redacted: its own settings, else the global ones."""
+        return self.camera_redact.get(camera, self.redact)
 
     def clip_roll(self, camera: str) -> tuple[float, float]:
         """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""

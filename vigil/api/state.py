@@ -4,6 +4,11 @@ throttle, password-hashing gate).
 Built by ``create_app`` and kept on ``app.state.vigil``; nothing here is created at import.
 The face detector used for redaction is loaded once, on first use, and shared: the
 ``Redactor`` built per output image is cheap, the ONNX session is not.
+
+Every route that sends pixels asks this state how, per camera: ``redact_config`` is the one
+answer to "which redaction holds for camera X" (``ApiSettings.redact_for``), ``redactor``
+builds the redacting Redactor from it, ``unredacted`` applies what audited unredacted output
+still gets (the camera's static masks), and ``export_redactor`` picks the export path.
 """
 
 from __future__ import annotations
@@ -20,10 +25,17 @@ from vigil.api.auth import HashGate, LoginThrottle, Principal
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
-from vigil.privacy import FaceDetector, Redactor
+from vigil.config.models import RedactConfig
+from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
+from vigil.privacy.masks import masked
 from vigil.store import AuditLog, AuditRow, Database, TokenRepo
+from vigil.types import ImageArray
 
-RedactorFactory = Callable[[tuple[int, int]], Redactor]
+#: Builds a redacting Redactor from a camera's RedactConfig for ``(width, height)`` images
+#: (tests inject one that shares a loaded face detector).
+RedactorFactory = Callable[[RedactConfig, tuple[int, int]], Redactor]
+#: Builds an export's Redactor for ``(width, height)`` frames (see ``vigil.record.export``).
+ExportRedactor = Callable[[tuple[int, int]], Redactor]
 
 #: Seconds between purges of expired tokens (per process).
 TOKEN_PURGE_S = 600.0
@@ -46,7 +58,8 @@ class AppState:
     _grants: LiveGrants | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
-    _faces: FaceDetector | None = field(default=None, repr=False)
+    _faces: dict[tuple[float, tuple[float, ...], int], FaceDetector] = field(
+        default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokens_purged: float = field(default=-math.inf, repr=False)
 
@@ -81,7 +94,7 @@ class AppState:
         """Shared renders of the cameras' live frames (one redaction per frame)."""
         with self._lock:
             if self._frames is None:
-                self._frames = LiveFrames(self.runtime, self.redactor)
+                self._frames = LiveFrames(self.runtime, self.redactor, self.unredacted)
             return self._frames
 
     def clip_lock(self, key: str) -> threading.Lock:
@@ -89,18 +102,45 @@ class AppState:
         with self._lock:
             return self._clip_locks.setdefault(key, threading.Lock())
 
-    def redactor(self, size: tuple[int, int]) -> Redactor:
-        """A fresh Redactor for ``(width, height)`` images, with the shared detectors."""
+    def redact_config(self, camera: str) -> RedactConfig:
+        """The redaction in force for ``camera`` (its own settings over the global ones)."""
+        return self.settings.redact_for(camera)
+
+    def redactor(self, camera: str, size: tuple[int, int]) -> Redactor:
+        """A fresh redacting Redactor for ``camera``'s ``(width, height)`` images, with the
+        shared detectors."""
+        config = self.redact_config(camera)
         if self.redactor_override is not None:
-            return self.redactor_override(size)
+            return self.redactor_override(config, size)
         from vigil.privacy.redactor import build_face_detector, build_redactor, mode_needs_faces
 
-        config = self.settings.redact
+        faces = None
         if mode_needs_faces(config.mode):
+            # One detector per set of face settings: cameras may tune threshold and scales.
+            key = (config.face_threshold, tuple(config.face_scales), config.face_max_side)
             with self._lock:
-                if self._faces is None:
-                    self._faces = build_face_detector(config)
-        return build_redactor(config, size, face_detector=self._faces)
+                faces = self._faces.get(key)
+                if faces is None:
+                    faces = self._faces[key] = build_face_detector(config)
+        return build_redactor(config, size, face_detector=faces)
+
+    def unredacted(self, camera: str, image: ImageArray) -> ImageArray:
+        """``image`` as audited unredacted output of ``camera`` shows it: a copy with the
+        camera's static masks blacked out (they apply always, see ``docs/privacy.md``)."""
+        return masked(image, self.redact_config(camera).masks)
+
+    def export_redactor(
+        self, camera: str, grant: UnredactedGrant | None
+    ) -> ExportRedactor | None:
+        """The Redactor factory of an export or clip of ``camera``: redacting without
+        ``grant``; with it, masks only (re-encoded) when the camera has static masks, else
+        None, the stream copy, which keeps the recording's own bytes."""
+        config = self.redact_config(camera)
+        if grant is None:
+            return lambda size: self.redactor(camera, size)
+        if not config.masks:
+            return None
+        return lambda size: Redactor(config, size, grant=grant)
 
     def purge_expired_tokens(self, now: float | None = None) -> None:
         """Delete expired sessions and tokens, at most once every ``TOKEN_PURGE_S`` per process

@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vigil.api import ApiSettings
     from vigil.config.models import VigilConfig
 
 log = logging.getLogger(__name__)
@@ -129,16 +130,20 @@ def _run_api(
                 timeout_graceful_shutdown=3, proxy_headers=False)  # fmt: skip
 
 
-def api_settings(config: Any, *, setup_token: str | None = None) -> Any:
-    """The ``ApiSettings`` of a ``VigilConfig`` (its ``server`` section, redaction, rolls)."""
+def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiSettings:
+    """The API's settings from the configuration: its ``server`` section, per camera its own
+    redaction (every camera configured, disabled ones too: their recordings can still be
+    exported) and clip rolls."""
     from vigil.api import ApiSettings
     from vigil.api.settings import default_hash_slots, networks
 
     server = config.server
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
+    redact = {name: config.redact_for(name) for name in config.cameras}
     return ApiSettings(
-        secure_cookies=server.secure_cookies, redact=config.redact, clip_rolls=rolls,
+        secure_cookies=server.secure_cookies, redact=config.redact, camera_redact=redact,
+        clip_rolls=rolls,
         trusted_proxies=networks(server.trusted_proxies), max_body_bytes=server.max_body_bytes,
         token_ttl_s=server.token_ttl, login_max_failures=server.login_max_failures,
         login_max_failures_per_address=server.login_max_failures_per_address,

@@ -442,12 +442,28 @@ class VigilConfig(_Model):
             motion=cam.motion or self.motion,
             tracker=cam.tracker or self.tracker,
             events=cam.events or self.events,
-            redact=cam.redact or self.redact,
+            redact=self.redact_for(name),
             zones=cam.zones or self.zones,
             lines=cam.lines or self.lines,
             enabled=cam.enabled,
             record=cam.record or self.record,
         )
+
+    def redact_for(self, camera: str) -> RedactConfig:
+        """The redaction in force for ``camera``: the global ``redact`` with the camera's own
+        ``redact`` fields over it (the global one for a camera not configured, e.g. old
+        recordings of a removed camera).
+
+        ``load_config`` already deep-merges files; this also merges a configuration built in
+        code (``model_validate``), where a camera that sets only ``mode`` would otherwise drop
+        the global masks. A camera's ``masks`` list replaces the global one (lists are not
+        merged): polygons are fractions of one camera's view.
+        """
+        cam = self.cameras.get(camera)
+        if cam is None or cam.redact is None:
+            return self.redact
+        own = cam.redact.model_dump(exclude_unset=True)
+        return RedactConfig.model_validate({**self.redact.model_dump(), **own})
 
     def for_source(self, url: str, name: str = "camera") -> ResolvedCamera:
         """An ad-hoc camera for `vigil analyze`: the global sections plus top-level rules."""

@@ -10,6 +10,7 @@ from vigil.api.auth import HashBusyError, hash_password
 from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
 from vigil.api.errors import ApiError, hashing_busy, not_found
 from vigil.api.routes import protected
+from vigil.api.routes.view import end_user_grants
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
 from vigil.api.state import AppState
@@ -107,7 +108,7 @@ def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
 @router.patch("/api/users/{name}")
 def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> UserOut:
     """Change role, scope, password or disable; a disabled user or a new password ends the
-    user's sessions and tokens."""
+    user's sessions and tokens, and any change ends their unredacted-live grants at once."""
     changes = body.model_dump(exclude_unset=True, exclude={"password"}, mode="json")
     if body.password is not None:
         changes["password"] = "changed"
@@ -133,4 +134,6 @@ def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> User
         if body.disabled or new_hash is not None:
             TokenRepo(session).revoke_user(row.id)
     state.audit(who, "user.update", name, details=changes)
+    if changes:
+        end_user_grants(state, name, actor=who.name, cause="user.update")
     return UserOut.of(row)

@@ -169,8 +169,8 @@ def event_snapshot(
     image = read_image(path)
     state.audit(who, "snapshot.read", row.id, reason=why,
                 details={"redacted": not unredacted, "path": row.snapshot_path})  # fmt: skip
-    return Response(outgoing_image(state, image, unredacted=unredacted), media_type="image/jpeg",
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+    return Response(outgoing_image(state, row.camera, image, unredacted=unredacted),
+                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/api/counts", response_model=list[CountPointOut],

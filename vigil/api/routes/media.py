@@ -1,8 +1,9 @@
 """Recordings (list, play with HTTP Range), exports (create, download), camera snapshots.
 
-Recorded segments are the camera's unredacted stream copy, so playing one needs the operator
-capability; viewers get redacted playback by creating an export (``POST /api/exports``,
-redacted by default), which they may do. Every read of media writes an audit record first.
+Recorded segments are the camera's unredacted stream copy (re-encoded with its static masks
+when it has any), so playing one needs the operator capability; viewers get redacted playback
+by creating an export (``POST /api/exports``, redacted by default), which they may do.
+Every read of media writes an audit record first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi import Query, Request
 from fastapi.responses import FileResponse, Response
 
 from vigil.api.auth import Capability, Principal
+from vigil.api.clips import segment_file
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
 from vigil.api.media import check_range, outgoing_image, safe_media_path
@@ -66,15 +68,17 @@ def list_recordings(
 
 @router.get("/api/recordings/{segment_id}/media", responses=MP4, response_class=FileResponse)
 def segment_media(segment_id: int, request: Request, who: Operator, state: StateDep) -> Response:
-    """The segment's MP4 (unredacted stream copy: operators and admins), with Range support."""
+    """The segment's MP4 (unredacted stream copy: operators and admins), with Range support;
+    for a camera with static masks, a masked re-encode (cached)."""
     with state.db.session() as session:
         row = SegmentRepo(session).get(segment_id)
     if row is None or not who.sees(row.camera):
         raise not_found(f"segment {segment_id}")
-    path = safe_media_path(state.data_dir, row.path)
+    masked = bool(state.redact_config(row.camera).masks)
     state.audit(who, "segment.read", row.path,
-                details={"segment": row.id, "range": request.headers.get("range")})  # fmt: skip
-    return _media_file(request, path)
+                details={"segment": row.id, "range": request.headers.get("range"),
+                         "masked": masked})  # fmt: skip
+    return _media_file(request, segment_file(state, row, who.name))
 
 
 def _export_path(state: AppState, name: str) -> Path:
@@ -104,8 +108,8 @@ def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOu
     result = export_range(
         paths, body.start, body.end, state.exports_dir / name,
         key=load_or_create_key(state.signing_key_path),
-        redactor_factory=None if body.unredacted else state.redactor, grant=grant,
-        camera=camera, starts=[r.start for r in rows], redaction_mode=state.settings.redact.mode,
+        redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+        starts=[r.start for r in rows],
     )  # fmt: skip
     return ExportOut(name=name, url=f"/api/exports/{name}",
                      manifest_url=f"/api/exports/{name}/manifest", start=result.start,
@@ -172,5 +176,5 @@ def camera_snapshot(
     if frame is None:
         raise ApiError(404, "no_frame", f"camera {name!r} has no frame yet; is it online?")
     state.audit(who, "camera.snapshot", name, reason=why, details={"redacted": not unredacted})
-    return Response(outgoing_image(state, frame, unredacted=unredacted), media_type="image/jpeg",
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+    return Response(outgoing_image(state, name, frame, unredacted=unredacted),
+                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})
