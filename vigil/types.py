@@ -213,6 +213,12 @@ class RuleEventKind(enum.StrEnum):
     DWELL = "dwell"
     LOITER = "loiter"
     CROSS = "cross"
+    #: A track's smoothed ground speed in a calibrated zone went over its ``speed_limit``.
+    SPEEDING = "speeding"
+    #: A track moved against a one-way zone's allowed direction (see ``ZoneDirection``).
+    WRONG_WAY = "wrong_way"
+    #: A track stood still inside a zone for its ``stopped`` seconds.
+    STOPPED = "stopped"
 
 
 class Direction(enum.StrEnum):
@@ -236,6 +242,9 @@ class RuleEvent:
     point: tuple[float, float]
     direction: Direction | None = None
     duration: float | None = None
+    #: Measurements of the track in this rule, as ``(name, value)`` pairs, e.g.
+    #: ``("speed_kmh", 52.1)``, ``("heading", 87.0)`` (a tuple, so the event stays hashable).
+    measures: tuple[tuple[str, float], ...] = ()
 
 
 class EventState(enum.StrEnum):
@@ -277,6 +286,9 @@ class Event:
     counts: dict[str, int] = field(default_factory=dict)
     top_score: float = 0.0
     snapshot: Snapshot | None = None
+    #: The latest measurements rule hits carried, as ``"<rule>:<name>"`` → value
+    #: (``"road:speed_kmh"``, ``"road:heading"``); see `RuleEvent.measures`.
+    measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:

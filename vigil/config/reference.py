@@ -27,7 +27,9 @@ from vigil.config.models import (
     SourceConfig,
     TrackerConfig,
     VigilConfig,
+    ZoneCalibration,
     ZoneConfig,
+    ZoneDirection,
 )
 
 _SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -41,6 +43,8 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`detector`", DetectorConfig),
     ("`server`", ServerConfig),
     ("`zones.<name>`", ZoneConfig),
+    ("`zones.<name>.calibration`", ZoneCalibration),
+    ("`zones.<name>.direction`", ZoneDirection),
     ("`lines.<name>`", LineConfig),
     ("`cameras.<name>`", CameraConfig),
     ("`cameras.<name>.sources[]`", SourceConfig),

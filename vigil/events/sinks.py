@@ -5,8 +5,12 @@
     {"id": "cam-12.400-7", "state": "end", "camera": "cam", "label": "person", "class_id": 0,
      "track_id": 7, "live": false, "start": 12.4, "end": 19.9, "duration": 7.5,
      "zones": ["door"], "lines": ["gate"], "counts": {"door:enter": 1, "gate:a_to_b": 1},
+     "measures": {"road:speed_kmh": 48.2, "road:heading": 91.5},
      "top_score": 0.91, "snapshot": {"seq": 311, "time": 15.2, "box": [x1, y1, x2, y2],
      "score": 98.1}}
+
+``measures`` (see `vigil.events.lifecycle`) is present only when a zone measured the
+object's traffic (speed, heading); other events have exactly the keys above without it.
 
 Times (``start``, ``end``, ``snapshot.time``) are float media seconds for files, and ISO-8601
 UTC strings with millisecond precision and a ``Z`` suffix for live sources
@@ -45,7 +49,7 @@ def format_time(seconds: float | None, live: bool) -> float | str | None:
 def event_to_dict(event: Event) -> dict[str, Any]:
     """The JSON-ready form of an event (see the module docstring); no pixels."""
     snap = event.snapshot
-    return {
+    out: dict[str, Any] = {
         "id": event.id,
         "state": event.state.value,
         "camera": event.camera_id,
@@ -69,6 +73,9 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             "score": round(float(snap.score), 4),
         },
     }
+    if event.measures:  # only where a zone measures traffic: other events keep their shape
+        out["measures"] = dict(event.measures)
+    return out
 
 
 class JsonlEventSink:

@@ -124,7 +124,19 @@ class RuleEngine:
              "zones": {name: {"entries": {"total": n, "by_class": {label: n}},
                               "occupancy": {"current": n, "max": n, "by_class": {label: n},
                                             "max_by_class": {label: n}},
-                              "dwell_events": n, "loiter_events": n}}}
+                              "dwell_events": n, "loiter_events": n,
+                              "events_by_class": {kind: {label: n}}}}}
+
+        ``events_by_class`` counts the zone's DWELL, LOITER, SPEEDING, WRONG_WAY and STOPPED
+        events per class. A zone with traffic rules adds (only what it configures)::
+
+            "speed": {"unit": "km/h"|"mph", "tracks": n, "mean": v, "max": v,
+                      "by_class": {label: {"tracks": n, "mean": v, "max": v}}},
+            "speeding_events": n, "wrong_way_events": n, "stopped_events": n,
+            "stopped": {"current": n, "by_class": {label: n}}
+
+        ``speed`` is over the visits that have ended: ``mean`` of each visit's mean speed,
+        ``max`` of their maximum smoothed speeds (None before the first).
         """
         return {
             "lines": {name: line.counts() for name, line in self._lines.items()},
