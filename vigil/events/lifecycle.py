@@ -46,7 +46,7 @@ held per open candidate track.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -281,6 +281,17 @@ class EventManager:
             counts=dict(track.counts), measures=dict(track.measures), top_score=track.top_score,
             snapshot=None if track.best is None else replace(track.best),
         )
+
+    def open_track_ids(self) -> list[int]:
+        """Tracks with an open event."""
+        return [tid for tid, t in self._tracks.items() if t.event is not None]
+
+    def add_measures(self, track_id: int, measures: Mapping[str, float]) -> None:
+        """Fold measurements into the track's event (published with its next change)."""
+        track = self._tracks.get(int(track_id))
+        if track is not None and measures:
+            track.measures.update(measures)
+            track.dirty = True
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown) and drop all state.

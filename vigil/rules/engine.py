@@ -116,6 +116,16 @@ class RuleEngine:
         """Lines the (still live) track has crossed at least once."""
         return [name for name, line in self._lines.items() if line.has_crossed(track_id)]
 
+    def measures_of(self, track_id: int) -> dict[str, float]:
+        """The track's traffic measurements so far in every zone it is inside, as
+        ``"<zone>:<name>"`` → value (its visit's mean and maximum speed, heading): what its
+        EXIT would carry, for events that end while the track is still inside."""
+        return {
+            f"{name}:{key}": value
+            for name, zone in self._zones.items() if zone.contains(track_id)
+            for key, value in zone.traffic.summary(int(track_id))
+        }  # fmt: skip
+
     def counts(self) -> dict[str, Any]:
         """Every rule's counters, in the shape written to ``counts.json``::
 
