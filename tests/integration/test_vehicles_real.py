@@ -54,7 +54,7 @@ def test_speed_and_heading_of_the_red_car(
 ) -> None:
     events, counts = analyze(tmp_path, clips_dir / "car-detection.mp4", yolox_nano_path, LOT)
     measured = [e for e in events if "lot:speed_kmh" in e.get("measures", {})]
-    red = [e for e in measured if 15.5 <= e["start"] and e["end"] <= 19.2]
+    red = [e for e in measured if e["start"] >= 15.5 and e["end"] <= 19.2]
     assert red, [(e["start"], e["end"], e.get("measures")) for e in events]
     for event in measured:
         m = event["measures"]
