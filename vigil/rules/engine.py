@@ -145,8 +145,9 @@ class RuleEngine:
             "speeding_events": n, "wrong_way_events": n, "stopped_events": n,
             "stopped": {"current": n, "by_class": {label: n}}
 
-        ``speed`` is over the visits that have ended: ``mean`` of each visit's mean speed,
-        ``max`` of their maximum smoothed speeds (None before the first).
+        ``speed`` is over the visits so far, ended and in progress: ``tracks`` visits with a
+        speed, ``mean`` of each visit's mean speed, ``max`` of their maximum smoothed speeds
+        (both None before the first).
         """
         return {
             "lines": {name: line.counts() for name, line in self._lines.items()},

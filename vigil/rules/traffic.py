@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,7 @@ class _Travel:
     """One track's motion during its current visit of the zone."""
 
     window: MotionWindow
+    label: str
     wrong: WrongWayState = field(default_factory=WrongWayState)
     still: StillState = field(default_factory=StillState)
     fit: Fit | None = None
@@ -141,11 +142,14 @@ class ZoneTraffic:
         """The fit's heading, or None for a track too slow for its heading to mean travel."""
         return None if fit.speed < self._min_speed else heading_of(fit.vx, fit.vy)
 
-    def observe(self, tid: int, time: float, point: tuple[float, float]) -> list[Hit]:
-        """One observation of a track inside the zone (anchor in frame pixels)."""
+    def observe(
+        self, tid: int, time: float, point: tuple[float, float], label: str
+    ) -> list[Hit]:
+        """One observation of a track of class ``label`` inside the zone (anchor in frame
+        pixels)."""
         travel = self._tracks.get(tid)
         if travel is None:
-            travel = self._tracks[tid] = _Travel(MotionWindow(self.config.smoothing))
+            travel = self._tracks[tid] = _Travel(MotionWindow(self.config.smoothing), label)
         x, y = self._position(point)
         travel.window.add(time, x, y)
         fit = travel.window.fit()
@@ -236,15 +240,21 @@ class ZoneTraffic:
                 return heading_of(dx, dy)
         return self._heading(travel.fit)
 
-    def leave(self, tid: int, label: str) -> Measures:
+    def leave(self, tid: int) -> Measures:
         """The track left (or ended): its visit summary, folded into the zone's speed stats."""
         measures = self.summary(tid)
         travel = self._tracks.pop(tid, None)
-        if travel is not None and travel.max_speed is not None:
-            mean = self._mean_speed(travel)
-            for key in ("", label):
-                self._speeds.setdefault(key, _SpeedStats()).add(mean, travel.max_speed)
+        if travel is not None:
+            self._fold(self._speeds, travel)
         return measures
+
+    def _fold(self, stats: dict[str, _SpeedStats], travel: _Travel) -> None:
+        """Add one visit's mean and top speed to ``stats`` (overall under "" and per class)."""
+        if travel.max_speed is None:
+            return
+        mean = self._mean_speed(travel)
+        for key in ("", travel.label):
+            stats.setdefault(key, _SpeedStats()).add(mean, travel.max_speed)
 
     def is_stopped(self, tid: int, time: float) -> bool:
         """Whether the track is inside and stopped now (per the zone's ``stopped``)."""
@@ -261,13 +271,16 @@ class ZoneTraffic:
         """The zone's traffic counters (only those configured), merged into its counts."""
         out: dict[str, Any] = {}
         if self.speed_unit is not None:
-            overall = self._speeds.get("", _SpeedStats())
+            # Ended visits, plus those in progress so far (a car still inside at the end of a
+            # file is measured too); the in-progress part is recomputed, never stored.
+            speeds = {k: replace(v) for k, v in self._speeds.items()}
+            for travel in self._tracks.values():
+                self._fold(speeds, travel)
+            overall = speeds.get("", _SpeedStats())
             out["speed"] = {
                 "unit": self.speed_unit,
                 **overall.as_dict(),
-                "by_class": {
-                    k: v.as_dict() for k, v in sorted(self._speeds.items()) if k
-                },
+                "by_class": {k: v.as_dict() for k, v in sorted(speeds.items()) if k},
             }
         if self.config.speed_limit is not None:
             out["speeding_events"] = int(self.events[RuleEventKind.SPEEDING])

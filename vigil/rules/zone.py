@@ -143,14 +143,14 @@ class ZoneRule:
         visit.point = point
         return self._event(
             RuleEventKind.EXIT, tid, visit, time, duration=time - visit.entered,
-            measures=self.traffic.leave(tid, visit.label),
+            measures=self.traffic.leave(tid),
         )
 
     def _traffic(
         self, tid: int, visit: _Visit, time: float, point: tuple[float, float]
     ) -> list[RuleEvent]:
         """SPEEDING, WRONG_WAY and STOPPED of this observation (see `vigil.rules.traffic`)."""
-        hits: list[Hit] = self.traffic.observe(tid, time, point)
+        hits: list[Hit] = self.traffic.observe(tid, time, point, visit.label)
         return [
             self._event(hit.kind, tid, visit, time, duration=hit.duration, measures=hit.measures)
             for hit in hits
@@ -199,7 +199,7 @@ class ZoneRule:
                     self._event(
                         RuleEventKind.EXIT, int(tid), visit, visit.last_seen,
                         duration=visit.last_seen - visit.entered,
-                        measures=self.traffic.leave(int(tid), visit.label),
+                        measures=self.traffic.leave(int(tid)),
                     )
                 )
         return events

@@ -341,3 +341,16 @@ def test_speeding_opens_an_event_that_carries_the_measures() -> None:
     assert end.measures["road:max_speed_kmh"] >= end.measures["road:speed_kmh"]
     assert angle_between(end.measures["road:heading"], 0.0) <= 5.0
     assert json.loads(json.dumps(event_to_dict(end)))["measures"] == end.measures
+
+
+def test_speed_counts_include_visits_in_progress_once() -> None:
+    rule = ZoneRule("road", zone_config(calibration=CALIBRATION), FRAME, NAMES)
+    run(rule, drive((0.0, 13.0), (0.0, 40 / 3.6), np.arange(0.0, 1.5, 0.1)))
+    inside = rule.counts()["speed"]
+    assert inside["tracks"] == 1  # still inside: measured so far
+    assert inside["mean"] == pytest.approx(40.0, rel=0.03)
+    assert rule.counts()["speed"] == inside  # counting does not fold it in for good
+    rule.forget([7])
+    after = rule.counts()["speed"]
+    assert after["tracks"] == 1
+    assert after["by_class"] == {"car": {k: after[k] for k in ("tracks", "mean", "max")}}
