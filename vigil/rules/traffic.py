@@ -16,6 +16,12 @@ track's smoothed position and velocity over the last ``smoothing`` seconds
 * **stopped**: ``STOPPED`` fires when the smoothed position has stayed within
   ``stopped_radius`` for ``stopped`` seconds (`vigil.rules.stopped`).
 
+Measures carried by the events (`RuleEvent.measures`): SPEEDING has ``speed_kmh`` (or
+``speed_mph``) and ``heading`` at that moment; WRONG_WAY ``heading`` and the distance moved
+the wrong way, ``distance_m``, ``distance_ft`` or ``distance_px`` (uncalibrated); STOPPED its
+``duration``; EXIT the visit's mean ``speed_kmh``, ``max_speed_kmh`` and overall ``heading``
+(first to last smoothed position, or the last fitted heading for a track that hardly moved).
+
 Nothing here identifies a vehicle: it is motion of a track inside one zone of one camera,
 dropped when the track leaves.
 """
