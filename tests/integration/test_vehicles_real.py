@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from vigil.cli import main
 from vigil.rules.heading import angle_between
 
@@ -50,9 +52,10 @@ def analyze(tmp_path: Path, clip: Path, model: Path, config_text: str) -> tuple[
 
 
 def test_speed_and_heading_of_the_red_car(
-    tmp_path: Path, clips_dir: Path, yolox_nano_path: Path
+    tmp_path: Path, clips_dir: Path, yolox_nano_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     events, counts = analyze(tmp_path, clips_dir / "car-detection.mp4", yolox_nano_path, LOT)
+    assert "mean speed" in capsys.readouterr().out  # the summary names the zone's speeds
     measured = [e for e in events if "lot:speed_kmh" in e.get("measures", {})]
     red = [e for e in measured if e["start"] >= 15.5 and e["end"] <= 19.2]
     assert red, [(e["start"], e["end"], e.get("measures")) for e in events]
