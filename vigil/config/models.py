@@ -126,9 +126,6 @@ class EventsConfig(_Model):
     snapshots: bool = Field(True, description="Keep the best frame of each event.")
 
 
-PositiveLength = Annotated[float, Field(gt=0)]
-
-
 class ZoneCalibration(_Model):
     """Real-world lengths of a four-cornered zone's sides, for speeds on the ground plane.
 
@@ -138,13 +135,21 @@ class ZoneCalibration(_Model):
     an image→ground homography gives positions, speeds and headings in metres or feet.
     """
 
-    distances: tuple[PositiveLength, PositiveLength, PositiveLength, PositiveLength] = Field(
+    distances: list[float] = Field(
+        min_length=4, max_length=4,
         description="Lengths of the sides corner 1→2, 2→3, 3→4 and 4→1, in metres (feet with "
         "`units: imperial`); for a rectangle, opposite sides are equal.",
-    )
+    )  # fmt: skip
     units: Literal["metric", "imperial"] = Field(
         "metric", description="metric: metres and km/h; imperial: feet and mph."
     )
+
+    @field_validator("distances")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 for d in v):
+            raise ValueError(f"side lengths must be positive, got {v}")
+        return v
 
 
 class ZoneDirection(_Model):

@@ -284,6 +284,11 @@ def test_slow_traffic_is_not_stopped() -> None:
 def test_calibration_errors_name_the_fix() -> None:
     with pytest.raises(ValidationError, match="exactly 4 polygon corners"):
         ZoneConfig(polygon=[(0, 0), (1, 0), (1, 1)], calibration=CALIBRATION)  # type: ignore[arg-type]
+    square = [(0, 0), (1, 0), (1, 1), (0, 1)]
+    with pytest.raises(ValidationError, match="must be positive"):
+        ZoneConfig(polygon=square, calibration={"distances": (4, 0, 4, 30)})  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="at least 4 items"):
+        ZoneConfig(polygon=square, calibration={"distances": (4, 30, 4)})  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="speed_limit needs calibration"):
         ZoneConfig(polygon=[(0, 0), (1, 0), (1, 1)], speed_limit=50)
     with pytest.raises(ConfigError, match="cannot close"):
