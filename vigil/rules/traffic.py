@@ -22,6 +22,9 @@ the wrong way, ``distance_m``, ``distance_ft`` or ``distance_px`` (uncalibrated)
 ``duration``; EXIT the visit's mean ``speed_kmh``, ``max_speed_kmh`` and overall ``heading``
 (first to last smoothed position, or the last fitted heading for a track that hardly moved).
 
+Boxes cut by the frame's edge are not observed (see `cut_by_border`): a vehicle only ever
+seen cut (a bus filling the view) gets no speed, heading or stopped event.
+
 Nothing here identifies a vehicle: it is motion of a track inside one zone of one camera,
 dropped when the track leaves.
 """
@@ -34,12 +37,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from vigil.config.models import ZoneConfig
 from vigil.rules.heading import WrongWayRule, WrongWayState, heading_of
 from vigil.rules.speed import F64Array, Fit, GroundPlane, MotionWindow, speed_key
 from vigil.rules.stopped import StillState, StoppedRule
-from vigil.types import RuleEventKind
+from vigil.types import Anchor, RuleEventKind
 
 #: Defaults in ground units per unit system, and in frame diagonals for uncalibrated zones:
 #: (stopped radius, wrong-way distance, slowest speed per second whose heading counts).
@@ -47,6 +51,26 @@ from vigil.types import RuleEventKind
 _DEFAULTS = {"m": (1.0, 3.0, 0.5), "ft": (3.0, 10.0, 1.6), "px": (0.02, 0.05, 0.02)}
 
 Measures = tuple[tuple[str, float], ...]
+
+#: A box edge this close to the frame's edge (pixels) counts as cut by it.
+BORDER_PX = 1.0
+
+
+def cut_by_border(
+    xyxy: npt.NDArray[np.float32], frame_size: tuple[int, int], anchor: Anchor
+) -> npt.NDArray[np.bool_]:
+    """Rows whose box is cut by the frame's edge in a way that moves ``anchor``.
+
+    A cut box shows part of the vehicle, so its anchor is not where the vehicle is: the left,
+    right and bottom edges move a bottom anchor; the top edge moves it too unless the anchor
+    is at the bottom (a car leaving through the top still has its wheels in view).
+    """
+    width, height = frame_size
+    x1, y1, x2, y2 = (xyxy[:, k].astype(np.float64) for k in range(4))
+    cut = (x1 <= BORDER_PX) | (x2 >= width - BORDER_PX) | (y2 >= height - BORDER_PX)
+    if not anchor.value.startswith("bottom"):
+        cut |= y1 <= BORDER_PX
+    return np.asarray(cut, dtype=np.bool_)
 
 
 @dataclass(frozen=True, slots=True)

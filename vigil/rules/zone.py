@@ -13,6 +13,10 @@ A track is *inside* when its anchor point lies in the polygon (edges count as in
 * **DWELL** once per visit, on the first processed frame where the continuous time inside
   (``time - entered``) reaches ``config.dwell``; ``duration`` is that measured time, so with
   uneven frame gaps it may exceed ``dwell`` a little. **LOITER** the same with ``config.loiter``.
+* Traffic (speed, heading, wrong way, stopped; `vigil.rules.traffic`) leaves out boxes cut
+  by the frame's edge where that moves the anchor: the bottom centre of a car entering from
+  the bottom edge stays on that edge while the car drives on, which would read as slow or
+  standing.
 * A track missing from a frame (tracker lost it briefly, motion gate skipped, filtered by
   ``min_size``) keeps its state: only seeing it outside, or its ending, makes it leave.
 
@@ -32,7 +36,7 @@ from vigil.config.models import ZoneConfig
 from vigil.errors import ConfigError
 from vigil.rules.common import label_of, min_area_px, resolve_labels, select
 from vigil.rules.geometry import points_in_polygon, polygon_area, to_pixels
-from vigil.rules.traffic import Hit, ZoneTraffic
+from vigil.rules.traffic import Hit, ZoneTraffic, cut_by_border
 from vigil.types import Detections, RuleEvent, RuleEventKind
 
 
@@ -76,6 +80,7 @@ class ZoneRule:
         self._min_area = min_area_px(config.min_size, frame_size)
         self._inside: dict[int, _Visit] = {}
         self.traffic = ZoneTraffic(rule_id, config, self.polygon, frame_size)
+        self._frame_size = frame_size
         self._entries: Counter[str] = Counter()
         self._events_by_class: dict[str, Counter[str]] = {}
         self._max = 0
@@ -92,6 +97,7 @@ class ZoneRule:
             return []
         points = rows.anchors(self.config.anchor).astype(np.float64)
         inside = points_in_polygon(points, self.polygon)
+        cut = cut_by_border(rows.xyxy, self._frame_size, self.config.anchor)
         events: list[RuleEvent] = []
         for i in range(len(rows)):
             tid = int(rows.tracker_id[i])
@@ -106,7 +112,8 @@ class ZoneRule:
                 events.append(self._event(RuleEventKind.ENTER, tid, visit, time))
             visit.last_seen, visit.point = time, point
             events.extend(self._timers(tid, visit, time))
-            events.extend(self._traffic(tid, visit, time, point))
+            if not cut[i]:
+                events.extend(self._traffic(tid, visit, time, point))
         self._update_max()
         return events
 

@@ -359,3 +359,22 @@ def test_speed_counts_include_visits_in_progress_once() -> None:
     after = rule.counts()["speed"]
     assert after["tracks"] == 1
     assert after["by_class"] == {"car": {k: after[k] for k in ("tracks", "mean", "max")}}
+
+
+def test_boxes_cut_by_the_frame_edge_are_not_measured() -> None:
+    """A car entering through the bottom edge: while its box is cut there, the bottom centre
+    sits on the edge although the car drives on; measured, it would read as standing."""
+    cfg = ZoneConfig(polygon=[(0, 0), (1, 0), (1, 1), (0, 1)], stopped=2)
+    rule = ZoneRule("lane", cfg, FRAME, NAMES)
+    rng = np.random.default_rng(4)
+    events: list[RuleEvent] = []
+    for i in range(60):  # 50 px/s up the screen, the box's true bottom starts 150 px below
+        t = i * 0.1
+        x1, y1, x2, y2 = box(640.0, FRAME[1] + 150 - 50 * t, rng, 1.0)
+        det = Detections(np.array([[x1, y1, x2, min(y2, FRAME[1])]], np.float32),
+                         class_id=[CAR], tracker_id=[2])  # fmt: skip
+        events += rule.update(det, t, "cam")
+        if t < 3.0:
+            assert rule.traffic.current(2) == ()  # cut: not observed
+    assert [e.kind for e in events] == [RuleEventKind.ENTER]  # no STOPPED
+    assert angle_between(dict(rule.traffic.current(2))["heading"], 0.0) <= 5.0
