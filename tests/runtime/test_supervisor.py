@@ -291,6 +291,9 @@ def _hit(kind: RuleEventKind, direction: Direction | None = None) -> RuleEvent:
         (_hit(RuleEventKind.ENTER), "zone", "enter"),
         (_hit(RuleEventKind.EXIT), "zone", "exit"),
         (_hit(RuleEventKind.LOITER), "zone", "loiter"),
+        (_hit(RuleEventKind.SPEEDING), "zone", "speeding"),
+        (_hit(RuleEventKind.WRONG_WAY), "zone", "wrong_way"),
+        (_hit(RuleEventKind.STOPPED), "zone", "stopped"),
     ],
 )
 def test_count_keys(hit: RuleEvent, kind: str, metric: str) -> None:

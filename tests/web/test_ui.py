@@ -228,7 +228,13 @@ def test_recordings_and_counts_pages(pages: Pages, shots: Path) -> None:
     page.locator("#counts-chart").wait_for()
     # The CSV link gets its query once the camera's rules have loaded.
     page.locator('#counts-csv[href*="format=csv"]').wait_for(state="attached")
+    # "Now": the live counters per rule and class; the editor's line has counted people.
+    page.locator('#counts-now tr[data-cls="person"]').first.wait_for()
     page.screenshot(path=shots / "counts.png")
+    page.locator("#counts-class").select_option("car")  # one class: the chart, CSV and Now
+    page.locator('#counts-csv[href*="label=car"]').wait_for(state="attached")
+    wait_until(lambda: page.locator('#counts-now tr[data-cls="person"]').count() == 0, 10,
+               "the class filter left other classes in the live table")  # fmt: skip
 
 
 def test_unredacted_live_needs_a_reason_and_shows_a_banner(pages: Pages, shots: Path) -> None:

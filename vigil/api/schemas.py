@@ -90,6 +90,7 @@ def event_out(row: EventRow, *, has_clip: bool) -> EventPayload:
         track_id=row.track_id, state=row.state, live=row.live, start=row.start, end=row.end,
         duration=None if row.end is None else row.end - row.start, zones=list(row.zones),
         zones_now=list(row.zones_now or []), lines=list(row.lines), counts=dict(row.counts),
+        measures=dict(row.measures or {}),
         top_score=round(min(1.0, max(0.0, row.top_score)), 4), box=row.box,
         has_snapshot=row.snapshot_path is not None, has_clip=has_clip,
         evidence_lock=row.evidence_lock, reviewed=row.reviewed,

@@ -132,8 +132,60 @@ class EventsConfig(_Model):
     snapshots: bool = Field(True, description="Keep the best frame of each event.")
 
 
+class ZoneCalibration(_Model):
+    """Real-world lengths of a four-cornered zone's sides, for speeds on the ground plane.
+
+    The zone's four polygon corners are taken as lying on the (flat) ground and form a
+    quadrilateral with a right angle at the first corner, e.g. a rectangle marked on the road
+    (a lane between two stop lines); `distances` are the true lengths of its sides. From them
+    an image→ground homography gives positions, speeds and headings in metres or feet.
+    """
+
+    distances: list[float] = Field(
+        min_length=4, max_length=4,
+        description="Lengths of the sides corner 1→2, 2→3, 3→4 and 4→1, in metres (feet with "
+        "`units: imperial`); for a rectangle, opposite sides are equal.",
+    )  # fmt: skip
+    units: Literal["metric", "imperial"] = Field(
+        "metric", description="metric: metres and km/h; imperial: feet and mph."
+    )
+
+    @field_validator("distances")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 for d in v):
+            raise ValueError(f"side lengths must be positive, got {v}")
+        return v
+
+
+class ZoneDirection(_Model):
+    """A one-way zone: tracks moving against `heading` for a while raise a wrong-way event.
+
+    Headings are compass-like as seen on the screen: 0 = up, 90 = right, 180 = down,
+    270 = left. In a calibrated zone they are true angles on the ground, with 0 the ground
+    direction that points up the screen at the zone's centre.
+    """
+
+    heading: float = Field(
+        ge=0, lt=360, description="Allowed direction of travel, degrees (see above)."
+    )
+    tolerance: float = Field(
+        60.0, gt=0, lt=180,
+        description="Headings within this many degrees of `heading` are allowed.",
+    )
+    min_distance: float | None = Field(
+        None, gt=0,
+        description="Distance a track must move outside the allowed headings to raise the "
+        "event: metres/feet in a calibrated zone (default 3 m or 10 ft), otherwise a fraction "
+        "of the frame diagonal (default 0.05).",
+    )
+    min_time: float = Field(
+        1.0, ge=0, description="Seconds a track must keep moving the wrong way."
+    )
+
+
 class ZoneConfig(_Model):
-    """A polygon zone: enter/exit, dwell, loitering and occupancy."""
+    """A polygon zone: enter/exit, dwell, loitering, occupancy; speed, direction, stopping."""
 
     polygon: list[NormPoint] = Field(min_length=3)
     labels: list[str] = Field(default_factory=list, description="Only these classes; [] = all.")
@@ -145,6 +197,46 @@ class ZoneConfig(_Model):
     loiter: float | None = Field(
         None, gt=0, description="Seconds inside that count as loitering (an alert)."
     )
+    calibration: ZoneCalibration | None = Field(
+        None, description="Side lengths of a four-point zone: turns on speeds (see below)."
+    )
+    speed_limit: float | None = Field(
+        None, gt=0,
+        description="Smoothed speed (km/h, or mph with imperial units) above which a track "
+        "raises a speeding event; needs `calibration`.",
+    )
+    smoothing: float = Field(
+        1.0, ge=0.5, le=10,
+        description="Seconds of track positions that one speed or heading is fitted over: "
+        "longer is steadier against box jitter, shorter follows changes sooner.",
+    )
+    direction: ZoneDirection | None = Field(
+        None, description="Allowed direction of travel (wrong-way events, see below)."
+    )
+    stopped: float | None = Field(
+        None, gt=0,
+        description="Seconds a track may stand still inside before a stopped-vehicle event.",
+    )
+    stopped_radius: float | None = Field(
+        None, gt=0,
+        description="A track whose smoothed position stays within this distance is standing "
+        "still: metres/feet in a calibrated zone (default 1 m or 3 ft), otherwise a fraction "
+        "of the frame diagonal (default 0.02).",
+    )
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> ZoneConfig:
+        if self.calibration is not None and len(self.polygon) != 4:
+            raise ValueError(
+                f"a calibrated zone needs exactly 4 polygon corners (one per side length), "
+                f"got {len(self.polygon)}"
+            )
+        if self.speed_limit is not None and self.calibration is None:
+            raise ValueError(
+                "speed_limit needs calibration: give the real lengths of the zone's four "
+                "sides as calibration.distances"
+            )
+        return self
 
 
 class LineConfig(_Model):

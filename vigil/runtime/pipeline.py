@@ -120,7 +120,13 @@ class CameraPipeline:
         return FrameResult(frame, True, tracked, regions, rule_events, events, ended)
 
     def close(self, time: float) -> list[Event]:
-        """End every open event (end of file, shutdown)."""
+        """End every open event (end of file, shutdown).
+
+        Objects still inside a zone have had no EXIT to carry their visit's speed and heading,
+        so those are folded into their events first; the rules' per-track state is left as is
+        (a pipeline is not used after `close`)."""
+        for tid in self.events.open_track_ids():
+            self.events.add_measures(tid, self.rules.measures_of(tid))
         return self.events.close(time)
 
     def update_rules(

@@ -123,6 +123,8 @@ class EventRow(Base):
     updated: Mapped[float]
     zones_now: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     box: Mapped[list[float] | None] = mapped_column(JSON)  # normalised 0-1, x1 y1 x2 y2
+    measures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict,
+                                                     server_default=text("'{}'"))  # fmt: skip
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 

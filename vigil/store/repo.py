@@ -187,6 +187,7 @@ class EventRepo:
         row.counts = {str(k): int(v) for k, v in event.counts.items()}
         row.top_score = float(event.top_score)
         row.zones_now = list(event.zones_now)
+        row.measures = {str(k): float(v) for k, v in event.measures.items()}
         if event.snapshot is not None:  # the box of the snapshot that was kept
             row.box = normalised_box(event.snapshot)
         row.updated = _now(now)

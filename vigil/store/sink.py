@@ -45,7 +45,8 @@ def count_key(event: RuleEvent) -> CountKey:
     """The counter a rule hit adds to: lines count by direction, zones by what happened.
 
     ``CountKey(camera, rule, "line", label, "a_to_b"|"b_to_a")`` for a crossing,
-    ``CountKey(camera, rule, "zone", label, "enter"|"exit"|"dwell"|"loiter")`` otherwise.
+    ``CountKey(camera, rule, "zone", label, "enter"|"exit"|"dwell"|"loiter"|"speeding"|
+    "wrong_way"|"stopped")`` otherwise (the zone's `RuleEventKind`, so per class too).
     """
     if event.kind is RuleEventKind.CROSS:
         direction = event.direction.value if event.direction is not None else ""

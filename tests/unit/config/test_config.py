@@ -10,6 +10,7 @@ import yaml
 from vigil.config import DetectConfig, VigilConfig, load_config, parse_config
 from vigil.config.reference import render_reference
 from vigil.errors import ConfigError
+from vigil.rules.zone import ZoneRule
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -101,11 +102,18 @@ def test_reference_document_is_up_to_date() -> None:
 def test_readme_example_configs_are_valid() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     blocks = [part.split("```", 1)[0] for part in readme.split("```yaml\n")[1:]]
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     analyze = parse_config(blocks[0], source="README.md")
     assert set(analyze.lines) == {"door"}
     assert analyze.zones["counter"].dwell == 10
-    serve = parse_config(blocks[1], source="README.md")
+    traffic = parse_config(blocks[1], source="README.md")
+    lane = traffic.zones["lane"]
+    assert lane.calibration is not None
+    assert lane.speed_limit == 50
+    # It compiles too: the side lengths close a shape and the corners are convex.
+    names = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+    assert ZoneRule("lane", lane, (1280, 720), names).traffic.speed_unit == "km/h"
+    serve = parse_config(blocks[2], source="README.md")
     assert [s.roles for s in serve.camera("door").sources] == [["record"], ["detect"]]
 
 
