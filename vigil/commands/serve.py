@@ -2,8 +2,8 @@
 
 The supervisor (``vigil.runtime.serve.Supervisor``) runs in background threads; the API
 (uvicorn) runs in the main thread unless ``--no-api``, in which case the main thread waits for
-SIGINT/SIGTERM. Either way shutdown is graceful: open events are closed, segments finished,
-cameras reported offline.
+SIGINT/SIGTERM. Either way shutdown is graceful and the exit status 0: open events are closed,
+segments finished, cameras reported offline (``docker stop`` and systemd send SIGTERM).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
     from vigil.runtime.serve import Supervisor
     from vigil.store import Database, database_url_for
 
+    # From the very start, so that a signal during start-up also ends in a clean stop.
+    stop = _StopSignal()
     config = load_config(args.config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
@@ -46,8 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
           f"database {db.display_url}", flush=True)  # fmt: skip
     try:
         if args.no_api:
-            _wait_for_signal(supervisor.wait)
-        else:
+            stop.wait(supervisor.wait)
+        elif not stop.received:
             _run_api(config, db, supervisor)
     finally:
         supervisor.stop()
@@ -55,19 +57,38 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_for_signal(wait: Any) -> None:
-    """Block until SIGINT or SIGTERM (Ctrl-C or ``kill``)."""
-    stop = threading.Event()
+class _StopSignal:
+    """SIGINT and SIGTERM ask for a graceful stop instead of ending the process.
 
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
+    Installed before uvicorn runs, this handler is also what uvicorn puts back when it has
+    shut down, and what it then re-raises the signal it caught to (uvicorn does so to let
+    the default action run): the signal lands here, so the process lives on to stop the
+    cameras and exits 0. With Python's default handlers SIGTERM would kill the process there
+    and then, before ``Supervisor.stop()``: events left open, a ``.partial`` segment, and
+    the camera's retained MQTT availability left ``online``.
+    """
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handle)
-    while not stop.wait(0.5):
-        if wait(0):  # the supervisor stopped by itself
-            return
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    @property
+    def received(self) -> bool:
+        return self._event.is_set()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self._event.is_set():
+            log.info("signal %d: already stopping", signum)
+        else:
+            log.info("signal %d: shutting down", signum)
+        self._event.set()
+
+    def wait(self, supervisor_wait: Any) -> None:
+        """Block until a signal came or the supervisor stopped by itself."""
+        while not self._event.wait(0.5):
+            if supervisor_wait(0):
+                return
 
 
 def _run_api(config: Any, db: Any, supervisor: Any) -> None:
@@ -80,7 +101,8 @@ def _run_api(config: Any, db: Any, supervisor: Any) -> None:
     settings = ApiSettings(secure_cookies=config.server.secure_cookies,
                            redact=config.redact, clip_rolls=rolls)  # fmt: skip
     app = create_app(settings, db, supervisor, data_dir=config.data_dir)
-    # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
+    # uvicorn handles SIGINT/SIGTERM itself and returns (see ``_StopSignal`` for what it does
+    # next); the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
     # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.
     uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info",
