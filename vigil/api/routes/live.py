@@ -27,6 +27,7 @@ sockets = APIRouter(tags=["live"])
 #: WebSocket close code for a refused connection (RFC 6455 "policy violation").
 WS_POLICY = 1008
 
+
 @router.get("/metrics", responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
             response_class=Response)  # fmt: skip
 def metrics(who: PrincipalDep, state: StateDep) -> Response:
