@@ -153,9 +153,11 @@ class _Scrape(Collector):
                 reconnects.add_metric([camera, role], count)
         yield reconnects
         if metrics.mqtt is not None:
-            yield from _delivery("mqtt", "messages", metrics.mqtt)
+            yield from _delivery("mqtt", "messages", metrics.mqtt, "MQTT messages acknowledged "
+                                 "by the broker, or failed (dropped from a full queue)")
         if metrics.webhooks is not None:
-            yield from _delivery("webhook", "deliveries", metrics.webhooks)
+            yield from _delivery("webhook", "deliveries", metrics.webhooks, "webhook deliveries "
+                                 "answered 2xx, or failed for good (dead-lettered)")
 
 
 def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
@@ -175,15 +177,12 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
     yield skipped
 
 
-def _delivery(channel: str, what: str, health: DeliveryHealth) -> Iterator[Metric]:
+def _delivery(channel: str, what: str, health: DeliveryHealth, doc: str) -> Iterator[Metric]:
     """``vigil_<channel>_<what>_total{outcome}``, the queue, and (MQTT) the connection."""
     if health.connected is not None:
         yield GaugeMetricFamily(f"vigil_{channel}_connected", "1 while connected to the broker",
                                 value=float(health.connected))  # fmt: skip
-    totals = CounterMetricFamily(
-        f"vigil_{channel}_{what}", f"{channel} {what} delivered, or failed for good (dropped "
-        "from a full queue, or out of retries)", labels=["outcome"],
-    )  # fmt: skip
+    totals = CounterMetricFamily(f"vigil_{channel}_{what}", doc, labels=["outcome"])
     totals.add_metric(["delivered"], health.delivered)
     totals.add_metric(["failed"], health.failed)
     yield totals
