@@ -12,6 +12,7 @@ import argparse
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -60,12 +61,13 @@ def _serve(args: argparse.Namespace) -> int:
 class _StopSignal:
     """SIGINT and SIGTERM ask for a graceful stop instead of ending the process.
 
-    Installed before uvicorn runs, this handler is also what uvicorn puts back when it has
-    shut down, and what it then re-raises the signal it caught to (uvicorn does so to let
-    the default action run): the signal lands here, so the process lives on to stop the
-    cameras and exits 0. With Python's default handlers SIGTERM would kill the process there
-    and then, before ``Supervisor.stop()``: events left open, a ``.partial`` segment, and
-    the camera's retained MQTT availability left ``online``.
+    uvicorn replaces this handler while it runs; when it has shut down it puts it back and
+    re-raises the signal it caught, meaning to let the default action run. The signal lands
+    here instead, so the process lives on to stop the cameras and exits 0. With Python's
+    default handlers SIGTERM would kill the process there and then, before
+    ``Supervisor.stop()``: events left open, a ``.partial`` segment, and the camera's
+    retained MQTT availability left ``online``. A signal during start-up is kept, and the
+    cameras stop as soon as they have started.
     """
 
     def __init__(self) -> None:
@@ -84,7 +86,7 @@ class _StopSignal:
             log.info("signal %d: shutting down", signum)
         self._event.set()
 
-    def wait(self, supervisor_wait: Any) -> None:
+    def wait(self, supervisor_wait: Callable[[float], bool]) -> None:
         """Block until a signal came or the supervisor stopped by itself."""
         while not self._event.wait(0.5):
             if supervisor_wait(0):
