@@ -321,3 +321,30 @@ def test_unusable_names_are_config_errors() -> None:
             sink.announce({"cam": CameraDiscovery(labels=["a b", "a_b"])})
     finally:
         sink.close()
+
+
+def test_delivered_counts_broker_acknowledgements(broker: Broker) -> None:
+    """``stats.delivered`` (``vigil_mqtt_messages_total{outcome="delivered"}``) grows with the
+    broker's PUBACKs, and not for messages that only wait in the queue."""
+    p = prefix()
+    sink = sink_for(broker, p)
+    try:
+        deadline = time.monotonic() + 10
+        while sink.stats.delivered < sink.stats.published and time.monotonic() < deadline:
+            time.sleep(0.02)  # the availability sent on connecting
+        before = sink.stats.delivered
+        assert before == sink.stats.published >= 1
+        for n in range(3):
+            sink.publish(event(n))  # two messages each: global and camera topic
+        while sink.stats.delivered < before + 6 and time.monotonic() < deadline + 10:
+            time.sleep(0.02)
+        assert sink.stats.delivered == before + 6
+    finally:
+        sink.close()
+    unreachable = MqttSink(MqttConfig(host="127.0.0.1", port=free_port()))
+    try:
+        unreachable.publish(event(1))
+        assert not unreachable.wait_connected(0.3)
+        assert (unreachable.stats.delivered, unreachable.stats.queued) == (0, 2)
+    finally:
+        unreachable.close()

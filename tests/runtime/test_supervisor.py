@@ -162,6 +162,25 @@ def test_good_cameras_store_one_finished_event_per_crossing(run: Run, camera: st
     assert all(abs(r.start - time.time()) < 120 for r in rows), "live events carry UTC times"
 
 
+@pytest.mark.parametrize("camera", ["a", "b"])
+def test_metrics_counters_match_the_database(run: Run, camera: str) -> None:
+    """``/metrics``' events and crossings, in threads and in worker processes alike."""
+    metrics = run.supervisor.metrics()
+    with run.db.session() as session:
+        rows = EventRepo(session).list(EventFilter(camera=camera)).items
+    by_label: dict[str, int] = {}
+    for row in rows:
+        by_label[row.label] = by_label.get(row.label, 0) + 1
+    assert {label: n for (cam, label), n in metrics.events.items() if cam == camera} == by_label
+    crossings: dict[str, int] = {}
+    for (cam, line, direction, _label), n in metrics.crossings.items():
+        if cam == camera and line == "middle":
+            crossings[direction] = crossings.get(direction, 0) + n
+    assert crossings == line_totals(run.db, camera)
+    assert metrics.reconnects[(camera, "detect")] == 0  # a file-like scene never drops out
+    assert (metrics.mqtt, metrics.webhooks) == (None, None)
+
+
 def test_bad_camera_is_reported_offline_and_retried(run: Run) -> None:
     bad = run.supervisor.workers["bad"]
     status = run.mid_status["bad"]

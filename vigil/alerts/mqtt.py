@@ -100,11 +100,14 @@ class CameraDiscovery:
 
 @dataclass(frozen=True, slots=True)
 class MqttStats:
-    """Counters since the sink started."""
+    """Counters since the sink started: ``published`` messages handed to the client,
+    ``delivered`` those the broker acknowledged (QoS 1/2) or that went out on the socket
+    (QoS 0), ``dropped`` those lost to a full queue."""
 
     connected: bool
     connections: int
     published: int
+    delivered: int
     queued: int
     dropped: int
 
@@ -132,6 +135,8 @@ class MqttSink:
         self._closed = False
         self._connections = 0
         self._published = 0
+        self._delivered = 0
+        self._delivered_lock = threading.Lock()
         self._dropped = 0
         #: Why the last connection attempt failed, for status pages (None when connected).
         self.last_error: str | None = None
@@ -204,6 +209,7 @@ class MqttSink:
             client.tls_insecure_set(tls.insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         return client
 
     def _on_connect(
@@ -246,6 +252,14 @@ class MqttSink:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting",
                         self.config.host, self.config.port, reason)
 
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
+    ) -> None:
+        # Its own lock: paho calls this holding its callback lock, and ``self._lock`` is held
+        # around calls into paho, so taking ``self._lock`` here could deadlock.
+        with self._delivered_lock:
+            self._delivered += 1
+
     def _resync(self) -> None:
         """On every connection: Vigil online, every retained state again, then queued events."""
         self._send(self.availability_topic, ONLINE.encode(), retain=True)
@@ -285,9 +299,14 @@ class MqttSink:
                 connected=self._connected,
                 connections=self._connections,
                 published=self._published,
+                delivered=self._read_delivered(),
                 queued=len(self._queue),
                 dropped=self._dropped,
             )
+
+    def _read_delivered(self) -> int:
+        with self._delivered_lock:
+            return self._delivered
 
     def publish(self, event: Event) -> None:
         """Send one lifecycle change to ``<prefix>/events`` and ``<prefix>/<camera>/events``."""

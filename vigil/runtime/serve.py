@@ -49,6 +49,7 @@ from vigil.record import (
 )
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.procs import ProcessPool, RemoteCamera, _Hooks, resolve_worker_processes
+from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics, Telemetry
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Event, ImageArray, RuleEvent
 
@@ -208,9 +209,12 @@ class Supervisor:
         cameras = [config.camera(n) for n in config.cameras if config.cameras[n].enabled]
         self.batcher = self._shared_detector(cameras, detector, detector_factory)
         self.hub = LiveHub()
+        self.telemetry = Telemetry(c.name for c in cameras)
+        self.started_at = time.time()
         self.store: Any = None
         self.mqtt: Any = None
         self.recorders: dict[str, Recorder] = {}
+        self.webhooks: Any = None
         self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), self.recorders)
         setting = config.server.worker_processes if worker_processes is None else worker_processes
         self.processes = resolve_worker_processes(setting, len(cameras), os.cpu_count())
@@ -305,8 +309,9 @@ class Supervisor:
         if self.config.webhooks is not None:
             from vigil.alerts.webhook import WebhookSink
 
-            sinks.append(WebhookSink(self.config.webhooks))
-        return [*sinks, *extra, self.hub]
+            self.webhooks = WebhookSink(self.config.webhooks)
+            sinks.append(self.webhooks)
+        return [*sinks, *extra, self.telemetry, self.hub]
 
     def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
         record = camera.record
@@ -337,6 +342,7 @@ class Supervisor:
         if self.started:
             return
         self.started = True
+        self.started_at = time.time()
         self._register_cameras()
         for name, worker in self._local.items():
             self._spawn(f"camera-{name}", self._supervise, worker)
@@ -405,6 +411,7 @@ class Supervisor:
     # -- callbacks from the threads ---------------------------------------------------------
 
     def _count(self, hits: list[RuleEvent]) -> None:
+        self.telemetry.count_hits(hits)
         if self.store is None:
             return
         try:
@@ -420,6 +427,7 @@ class Supervisor:
                 log.exception("%s: counts not published to MQTT", camera)
 
     def _online(self, camera: str, online: bool) -> None:
+        self.telemetry.online(camera, online)
         if self.mqtt is not None:
             try:
                 self.mqtt.camera_online(camera, online)
@@ -535,6 +543,21 @@ class Supervisor:
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()
+
+    def metrics(self) -> RuntimeMetrics:
+        """Counters for ``/metrics`` (``vigil.api.metrics.MetricsView``); cheap, any thread."""
+        mqtt = webhooks = None
+        if self.mqtt is not None:
+            m = self.mqtt.stats
+            mqtt = DeliveryHealth(m.connected, m.delivered, m.dropped, m.queued)
+        if self.webhooks is not None:
+            w = self.webhooks.stats
+            # Dropped deliveries are dead-lettered too: ``dead_letters`` counts them.
+            webhooks = DeliveryHealth(None, w.delivered, w.dead_letters, w.queued)
+        # A recorder's first connection is no reconnect.
+        record = {name: max(0, r.connections - 1) for name, r in self.recorders.items()}
+        return self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
+                                       webhooks=webhooks)  # fmt: skip
 
 
 def _unlink_all(root: Path, paths: Sequence[str]) -> None:
