@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vigil.api.errors import ApiError
-from vigil.api.media import safe_media_path
+from vigil.api.media import RECORDINGS, stored_media_path
 from vigil.api.state import AppState
 from vigil.privacy import UnredactedGrant
 from vigil.record.export import export_range, manifest_path
@@ -74,7 +74,7 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
             return Clip(path, start, end, cached=True)
         _delete_clips(folder, prefix, keep=path)
         export_range(
-            [safe_media_path(state.data_dir, s.path) for s in segments], start, end, path,
+            [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in segments], start, end, path,
             key=load_or_create_key(state.signing_key_path),
             redactor_factory=state.redactor if grant is None else None, grant=grant,
             camera=camera, starts=[s.start for s in segments],

@@ -15,7 +15,7 @@ from vigil.api.auth import Capability, Principal
 from vigil.api.clips import event_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
-from vigil.api.media import check_range, outgoing_image, read_image, safe_media_path
+from vigil.api.media import SNAPSHOTS, check_range, outgoing_image, read_image, stored_media_path
 from vigil.api.routes import protected
 from vigil.api.schemas import CountPointOut, EventOut, EventPageOut, LockOut, LockRequest
 from vigil.api.state import AppState
@@ -109,7 +109,7 @@ def event_snapshot(
     row = _event(state, who, event_id)
     if row.snapshot_path is None:
         raise not_found(f"snapshot of event {event_id!r}")
-    path = safe_media_path(state.data_dir, row.snapshot_path)
+    path = stored_media_path(state.data_dir, row.snapshot_path, SNAPSHOTS)
     grant = unredacted_grant(state, who, f"snapshot {row.id}", reason) if unredacted else None
     why = None if grant is None else grant.reason
     image = read_image(path)

@@ -19,7 +19,13 @@ from fastapi.responses import FileResponse, Response
 from vigil.api.auth import Capability, Principal
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
-from vigil.api.media import check_range, outgoing_image, safe_media_path
+from vigil.api.media import (
+    RECORDINGS,
+    check_range,
+    outgoing_image,
+    safe_media_path,
+    stored_media_path,
+)
 from vigil.api.routes import protected
 from vigil.api.routes.events import JPEG, unredacted_grant
 from vigil.api.schemas import CameraOut, ExportOut, ExportRequest, SegmentOut
@@ -71,7 +77,7 @@ def segment_media(segment_id: int, request: Request, who: Operator, state: State
         row = SegmentRepo(session).get(segment_id)
     if row is None or not who.sees(row.camera):
         raise not_found(f"segment {segment_id}")
-    path = safe_media_path(state.data_dir, row.path)
+    path = stored_media_path(state.data_dir, row.path, RECORDINGS)
     state.audit(who, "segment.read", row.path,
                 details={"segment": row.id, "range": request.headers.get("range")})  # fmt: skip
     return _media_file(request, path)
@@ -96,7 +102,7 @@ def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOu
         rows = SegmentRepo(session).list(camera, body.start, body.end)
     if not rows:
         raise SourceError(f"no recordings of {camera!r} in that time range")
-    paths = [safe_media_path(state.data_dir, r.path) for r in rows]
+    paths = [stored_media_path(state.data_dir, r.path, RECORDINGS) for r in rows]
     name = f"{camera}-{int(body.start)}-{int(body.end)}-{secrets.token_hex(4)}.mp4"
     state.audit(who, "export.create", name, reason=None if grant is None else grant.reason,
                 details={"camera": camera, "start": body.start, "end": body.end,

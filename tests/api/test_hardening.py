@@ -1,0 +1,79 @@
+"""Hardening of the API's edges: media confined to media folders, bounded integers, who reads
+``/metrics``, security headers, no third-party docs page, the OpenAPI document's honesty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import update
+
+from tests.api.conftest import T0, Api
+from tests.api.test_events import add_event
+from vigil.store import EventRow, Role, SegmentRow
+
+#: Files of the data directory that are not media: the export signing key, the database, the
+#: local unredacted-access log. A database row naming one must not get it served.
+NOT_MEDIA = ("keys/export_ed25519.pem", "vigil.db", "audit/unredacted.jsonl")
+SECRET = b"not media: never served"
+
+
+def _plant(data_dir: Path) -> None:
+    for relative in NOT_MEDIA:
+        path = data_dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(SECRET)
+
+
+@pytest.mark.parametrize("relative", [*NOT_MEDIA, "exports/x.mp4", "snapshots/front/x.mp4"])
+def test_segment_rows_serve_only_recordings(api: Api, relative: str) -> None:
+    seg_id, _ = api.add_segment("front", T0)
+    _plant(api.data_dir)
+    other = api.data_dir / relative
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(SECRET)
+    with api.db.session() as session:
+        session.execute(update(SegmentRow).where(SegmentRow.id == seg_id).values(path=relative))
+    admin = api.login("root", Role.ADMIN)
+    reply = admin.get(f"/api/recordings/{seg_id}/media")
+    assert reply.status_code == 404, relative
+    assert SECRET not in reply.content
+    made = admin.post("/api/exports", json={"camera": "front", "start": T0, "end": T0 + 1})
+    assert made.status_code == 404, (relative, made.text)
+
+
+def test_symlink_out_of_recordings_is_refused(api: Api) -> None:
+    seg_id, path = api.add_segment("front", T0)
+    _plant(api.data_dir)
+    path.unlink()
+    path.symlink_to(api.data_dir / "keys" / "export_ed25519.pem")
+    reply = api.login("op", Role.OPERATOR).get(f"/api/recordings/{seg_id}/media")
+    assert reply.status_code == 404
+    assert SECRET not in reply.content
+
+
+def test_recordings_folder_may_be_a_symlink(api: Api, tmp_path: Path) -> None:
+    """A recordings folder on another disk (a symlink) still plays: the check is by folder."""
+    seg_id, path = api.add_segment("front", T0)
+    moved = tmp_path / "big-disk"
+    (api.data_dir / "recordings").rename(moved)
+    (api.data_dir / "recordings").symlink_to(moved)
+    reply = api.login("op", Role.OPERATOR).get(f"/api/recordings/{seg_id}/media")
+    assert reply.status_code == 200
+    assert reply.content == (moved / path.relative_to(api.data_dir / "recordings")).read_bytes()
+
+
+@pytest.mark.parametrize("relative", [*NOT_MEDIA, "recordings/front/x.jpg"])
+def test_event_snapshot_rows_serve_only_snapshots(api: Api, relative: str) -> None:
+    # A readable JPEG in the file's place: only the folder check can refuse it.
+    ok, jpeg = cv2.imencode(".jpg", np.full((32, 32, 3), 200, np.uint8))
+    assert ok
+    add_event(api, "e1", snapshot=relative)
+    (api.data_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    (api.data_dir / relative).write_bytes(jpeg.tobytes())
+    with api.db.session() as session:
+        session.execute(update(EventRow).where(EventRow.id == "e1").values(snapshot_path=relative))
+    reply = api.login("op", Role.OPERATOR).get("/api/events/e1/snapshot")
+    assert reply.status_code == 404, relative
