@@ -73,8 +73,9 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
             os.utime(path)  # served: the newest in the cache's least-recently-served order
             return Clip(path, start, end, cached=True)
         _delete_clips(folder, prefix, keep=path)
+        sources = [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in segments]
         export_range(
-            [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in segments], start, end, path,
+            sources, start, end, path,
             key=load_or_create_key(state.signing_key_path),
             redactor_factory=state.redactor if grant is None else None, grant=grant,
             camera=camera, starts=[s.start for s in segments],
