@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -77,3 +78,46 @@ def test_event_snapshot_rows_serve_only_snapshots(api: Api, relative: str) -> No
         session.execute(update(EventRow).where(EventRow.id == "e1").values(snapshot_path=relative))
     reply = api.login("op", Role.OPERATOR).get("/api/events/e1/snapshot")
     assert reply.status_code == 404, relative
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _integer_params(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    found = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for param in operation.get("parameters", []):
+                schema = param["schema"]
+                for option in schema.get("anyOf", [schema]):
+                    if option.get("type") == "integer":
+                        found.append((f"{method} {path}", param["name"], option))
+    return found
+
+
+def test_every_integer_parameter_is_bounded_to_int64(api: Api) -> None:
+    """Integers reach the database as signed 64-bit values: every integer path or query
+    parameter must declare bounds inside that range (a new one cannot forget)."""
+    params = _integer_params(api.client().get("/api/openapi.json").json())
+    assert {name for _, name, _ in params} >= {"segment_id", "after_seq", "limit"}
+    for where, name, schema in params:
+        assert schema.get("minimum", INT64_MIN - 1) >= INT64_MIN, (where, name)
+        assert schema.get("maximum", INT64_MAX + 1) <= INT64_MAX, (where, name)
+
+
+@pytest.mark.parametrize("url", [
+    "/api/audit?after_seq=9223372036854775808",
+    "/api/recordings/9223372036854775808/media",
+    "/api/audit?after_seq=-9223372036854775809",
+    "/api/recordings/-1/media",
+])  # fmt: skip
+def test_integers_beyond_int64_are_422(api: Api, url: str) -> None:
+    reply = api.login("root", Role.ADMIN).get(url)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"]["code"] == "validation_error"
+
+
+def test_largest_int64_is_accepted(api: Api) -> None:
+    admin = api.login("root", Role.ADMIN)
+    assert admin.get(f"/api/audit?after_seq={INT64_MAX}").json() == []
+    assert admin.get(f"/api/recordings/{INT64_MAX}/media").status_code == 404

@@ -9,6 +9,7 @@ from fastapi import Query
 from vigil.api.auth import hash_password
 from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
 from vigil.api.errors import ApiError, not_found
+from vigil.api.params import DbId
 from vigil.api.routes import protected
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
@@ -56,7 +57,7 @@ def put_rules(name: str, body: RulesBody, who: Operator, state: StateDep) -> Rul
 @router.get("/api/audit")
 def audit_records(
     *, who: Auditor, state: StateDep, actor: str | None = None, action: str | None = None,
-    start: float | None = None, end: float | None = None, after_seq: int = 0,
+    start: float | None = None, end: float | None = None, after_seq: DbId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:  # fmt: skip
     """Audit records in chain order; page with ``after_seq`` = the last ``seq`` seen."""

@@ -26,6 +26,7 @@ from vigil.api.media import (
     safe_media_path,
     stored_media_path,
 )
+from vigil.api.params import DbId
 from vigil.api.routes import protected
 from vigil.api.routes.events import JPEG, unredacted_grant
 from vigil.api.schemas import CameraOut, ExportOut, ExportRequest, SegmentOut
@@ -71,7 +72,7 @@ def list_recordings(
 
 
 @router.get("/api/recordings/{segment_id}/media", responses=MP4, response_class=FileResponse)
-def segment_media(segment_id: int, request: Request, who: Operator, state: StateDep) -> Response:
+def segment_media(segment_id: DbId, request: Request, who: Operator, state: StateDep) -> Response:
     """The segment's MP4 (unredacted stream copy: operators and admins), with Range support."""
     with state.db.session() as session:
         row = SegmentRepo(session).get(segment_id)

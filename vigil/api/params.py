@@ -1,0 +1,20 @@
+"""Types of path and query parameters shared by the routes.
+
+The database stores integers as signed 64-bit values (SQLite ``INTEGER``, PostgreSQL
+``BIGINT``); a larger number in a URL made the driver overflow (a 500). Every integer path or
+query parameter therefore uses a bounded type from here (or its own tighter ``Query`` bounds),
+so that such a request is the client's error, 422, and the OpenAPI document says the range;
+``tests/api/test_hardening.py`` walks the document to hold that line.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+#: The largest value of a signed 64-bit database integer.
+DB_INT_MAX = 2**63 - 1
+
+#: A row id or sequence number: 0 .. ``DB_INT_MAX``.
+DbId = Annotated[int, Field(ge=0, le=DB_INT_MAX)]
