@@ -121,3 +121,21 @@ def test_largest_int64_is_accepted(api: Api) -> None:
     admin = api.login("root", Role.ADMIN)
     assert admin.get(f"/api/audit?after_seq={INT64_MAX}").json() == []
     assert admin.get(f"/api/recordings/{INT64_MAX}/media").status_code == 404
+
+
+def test_auditors_do_not_read_metrics(api: Api) -> None:
+    """/metrics names every camera, its state and storage: the ``read`` capability, as
+    /api/cameras; an auditor's role is the audit log only."""
+    reply = api.login("ann", Role.AUDITOR).get("/metrics")
+    assert reply.status_code == 403
+    assert "vigil_camera" not in reply.text
+
+
+def test_metrics_scrape_with_a_viewer_token(api: Api) -> None:
+    viewer = api.login("prometheus", Role.VIEWER, cameras=["back"])
+    token = viewer.post("/api/tokens", json={"name": "scrape"}).json()["token"]
+    scraper = api.client()
+    reply = scraper.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert reply.status_code == 200
+    assert 'vigil_camera_online{camera="back"} 0.0' in reply.text
+    assert 'camera="front"' not in reply.text
