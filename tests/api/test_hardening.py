@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from httpx import Response
 from sqlalchemy import update
 
 from tests.api.conftest import T0, Api
@@ -139,3 +140,55 @@ def test_metrics_scrape_with_a_viewer_token(api: Api) -> None:
     assert reply.status_code == 200
     assert 'vigil_camera_online{camera="back"} 0.0' in reply.text
     assert 'camera="front"' not in reply.text
+
+
+API_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    "content-security-policy": "frame-ancestors 'none'",
+}
+
+
+def _has_api_headers(reply: Response, cache: str = "no-store") -> None:
+    for name, value in API_HEADERS.items():
+        assert reply.headers.get(name) == value, (str(reply.url), name)
+    assert reply.headers.get("cache-control") == cache, str(reply.url)
+
+
+def test_api_responses_carry_security_headers(api: Api) -> None:
+    seg_id, _ = api.add_segment("front", T0)
+    anonymous = api.client()
+    _has_api_headers(anonymous.get("/api/health"))
+    _has_api_headers(anonymous.get("/api/openapi.json"))
+    _has_api_headers(anonymous.get("/api/events"))  # the 401 error
+    _has_api_headers(anonymous.get("/api/no-such-route"))  # the 404 of the router
+    admin = api.login("root", Role.ADMIN)
+    _has_api_headers(admin.get("/api/events"))
+    _has_api_headers(admin.get("/api/users"))
+    _has_api_headers(admin.get("/metrics"))
+    part = admin.get(f"/api/recordings/{seg_id}/media", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206
+    assert len(part.content) == 10
+    _has_api_headers(part)
+    _has_api_headers(admin.get("/api/cameras/front/snapshot"))
+
+
+def test_ui_keeps_its_own_headers(api: Api) -> None:
+    """The index keeps its ``no-cache`` and the UI's policy (vigil.web), not the API's."""
+    from vigil.web import SECURITY_HEADERS
+
+    index = api.client().get("/")
+    assert index.headers["cache-control"] == "no-cache"
+    assert index.headers["content-security-policy"] == SECURITY_HEADERS["Content-Security-Policy"]
+
+
+def test_no_docs_page_from_a_cdn(api: Api) -> None:
+    """FastAPI's Swagger UI page loads scripts from a CDN onto Vigil's origin: not served;
+    the OpenAPI document is."""
+    client = api.client()
+    for path in ("/api/docs", "/api/docs/oauth2-redirect", "/docs", "/redoc"):
+        reply = client.get(path)
+        assert reply.status_code in (401, 404), path
+        assert "cdn" not in reply.text.lower(), path
+    assert client.get("/api/openapi.json").json()["info"]["title"] == "Vigil"
