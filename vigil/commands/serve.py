@@ -74,6 +74,7 @@ def _run_api(config: Any, db: Any, supervisor: Any) -> None:
     import uvicorn
 
     from vigil.api import ApiSettings, create_app
+    from vigil.api.logs import server_log_config
 
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
@@ -83,5 +84,6 @@ def _run_api(config: Any, db: Any, supervisor: Any) -> None:
     # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
     # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.
+    # The log config keeps uvicorn's format but redacts the secrets some URLs carry.
     uvicorn.run(app, host=config.server.host, port=config.server.port, log_level="info",
-                timeout_graceful_shutdown=3)  # fmt: skip
+                log_config=server_log_config(), timeout_graceful_shutdown=3)  # fmt: skip
