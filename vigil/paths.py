@@ -37,3 +37,21 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "vigil"
+
+
+#: The file-creation mask ``vigil`` runs under: recordings, snapshots, exports, clips and the
+#: database are footage of people and their movements, so no other user may read them and
+#: nobody but the owner may change them (files 0640, folders 0750 at most; the group may
+#: read, for a backup account). Secrets are created 0600 explicitly (signing key, audit file).
+PRIVATE_UMASK = 0o027
+
+
+def restrict_umask(mask: int = PRIVATE_UMASK) -> int:
+    """Add ``mask`` to the process's umask (never loosening a stricter one); the new umask.
+
+    Every file and folder created afterwards, by this process and the FFmpeg/worker processes
+    it starts, gets at most the permissions the mask leaves.
+    """
+    old = os.umask(mask)
+    os.umask(old | mask)
+    return old | mask
