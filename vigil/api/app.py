@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.api import errors
+from vigil.api import errors, openapi
 from vigil.api.auth import LoginLimiter
 from vigil.api.headers import ApiSecurityHeaders
 from vigil.api.routes import admin, auth, events, live, media
@@ -62,4 +62,5 @@ def create_app(
         app.include_router(router)
     mount_web(app)  # the web UI at / and /static (public: no data in it)
     app.add_middleware(ApiSecurityHeaders)
+    openapi.install(app, PUBLIC_PATHS)
     return app

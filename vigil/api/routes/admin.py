@@ -10,7 +10,7 @@ from vigil.api.auth import hash_password
 from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
 from vigil.api.errors import ApiError, not_found
 from vigil.api.params import DbId
-from vigil.api.routes import protected
+from vigil.api.routes import error, protected
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
 from vigil.api.state import AppState
@@ -83,7 +83,8 @@ def list_users(who: Admin, state: StateDep) -> list[UserOut]:
         return [UserOut.of(r) for r in UserRepo(session).list()]
 
 
-@router.post("/api/users", status_code=201)
+@router.post("/api/users", status_code=201,
+             responses={409: error("A user of that name exists")})  # fmt: skip
 def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
     with state.db.session(immediate=True) as session:
@@ -96,7 +97,8 @@ def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     return UserOut.of(row)
 
 
-@router.patch("/api/users/{name}")
+@router.patch("/api/users/{name}",
+              responses={409: error("The last enabled admin cannot be demoted or disabled")})
 def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> UserOut:
     """Change role, scope, password or disable; a disabled user or a new password ends the
     user's sessions and tokens."""

@@ -13,7 +13,7 @@ from vigil.api.auth import (
 )
 from vigil.api.deps import PrincipalDep, StateDep, client_address
 from vigil.api.errors import ApiError
-from vigil.api.routes import ERRORS, protected
+from vigil.api.routes import ERRORS, error, protected
 from vigil.api.schemas import Credentials, Health, Me, TokenOut, TokenRequest, UserOut
 from vigil.errors import StorageError
 from vigil.store import Role, TokenKind, TokenRepo, UserRepo
@@ -33,7 +33,7 @@ def health(state: StateDep) -> Health:
     return Health(status="ok", database=True, setup_required=users == 0)
 
 
-@public.post("/api/setup", status_code=201)
+@public.post("/api/setup", status_code=201, responses={409: error("Setup is done: users exist")})
 def setup(body: Credentials, request: Request, state: StateDep) -> UserOut:
     """Create the first admin; 409 once any user exists (there is no default password)."""
     password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
@@ -48,7 +48,8 @@ def setup(body: Credentials, request: Request, state: StateDep) -> UserOut:
     return UserOut.of(row)
 
 
-@public.post("/api/login")
+@public.post("/api/login", responses={
+    429: error("Too many failed logins", Retry_After="seconds until the next try")})
 def login(body: Credentials, request: Request, response: Response, state: StateDep) -> Me:
     """Check the password, start a session: HttpOnly session cookie + CSRF cookie."""
     key = (client_address(request) or "?", body.name)

@@ -16,7 +16,8 @@ from vigil.api.clips import event_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.media import SNAPSHOTS, check_range, outgoing_image, read_image, stored_media_path
-from vigil.api.routes import protected
+from vigil.api.params import Cursor
+from vigil.api.routes import error, protected
 from vigil.api.schemas import CountPointOut, EventOut, EventPageOut, LockOut, LockRequest
 from vigil.api.state import AppState
 from vigil.errors import ConfigError, StorageError
@@ -63,7 +64,7 @@ def list_events(
     *, who: Reader, state: StateDep,
     camera: str | None = None, label: str | None = None, zone: str | None = None,
     line: str | None = None, start: float | None = None, end: float | None = None,
-    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPageOut:  # fmt: skip
     """Events newest first, overlapping ``[start, end)``; pass ``next_cursor`` back as
     ``cursor`` for the next page (keyset pagination)."""
@@ -151,7 +152,7 @@ def counts(
 CLIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}, "description": "MP4, redacted by default."},
     206: {"description": "Partial content"},
-    416: {"description": "Range not satisfiable"},
+    416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
 }
 
 

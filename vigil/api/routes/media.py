@@ -27,7 +27,7 @@ from vigil.api.media import (
     stored_media_path,
 )
 from vigil.api.params import DbId
-from vigil.api.routes import protected
+from vigil.api.routes import error, protected
 from vigil.api.routes.events import JPEG, unredacted_grant
 from vigil.api.schemas import CameraOut, ExportOut, ExportRequest, SegmentOut
 from vigil.api.state import AppState
@@ -43,7 +43,7 @@ _EXPORT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.mp4$")
 MP4: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}},
     206: {"description": "Partial content"},
-    416: {"description": "Range not satisfiable"},
+    416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
 }
 
 
