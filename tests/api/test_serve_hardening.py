@@ -1,14 +1,21 @@
-"""``vigil serve`` as deployed (a process, an RTSP camera): the files it writes are private
-and its log never holds the secrets some URLs carry."""
+"""``vigil serve`` as deployed (a process, a camera stream over HTTP): the files it writes
+are private and its log never holds the secrets some URLs carry.
+
+The camera is a clip served by a local HTTP server: a network stream (so it is recorded)
+that, unlike the UDP-only RTSP relay, does not depend on free RTP ports on a busy machine.
+"""
 
 from __future__ import annotations
 
+import functools
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,7 +24,6 @@ import pytest
 pytest.importorskip("uvicorn", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import free_port
-from tests.rtsp_relay import RtspRelay, require_tools
 from vigil.paths import PRIVATE_UMASK
 
 CLIP = "one-by-one-person-detection.mp4"
@@ -29,22 +35,28 @@ record: {{mode: continuous, segment_seconds: 2}}
 server: {{host: 127.0.0.1, port: {port}, secure_cookies: false}}
 cameras:
   door:
-    sources: [{{url: "{url}", options: {{rtsp_transport: udp}}}}]
+    sources: [{{url: "{url}"}}]
 """
 
 
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the camera's own request log is noise here
+
+
 @pytest.fixture
-def camera(clips_dir: Path) -> Iterator[RtspRelay]:
-    require_tools("rtsp-server-perl", "ffmpeg")
-    relay = RtspRelay(clips_dir / CLIP)
-    relay.publish()
-    # As in tests/runtime/test_serve_e2e.py: a reader that comes before the publisher's
-    # ANNOUNCE gets nothing from this relay, so give the publisher its moment.
-    time.sleep(1.5)
+def camera(clips_dir: Path) -> Iterator[str]:
+    """The URL of the clip on a local HTTP server."""
+    handler = functools.partial(_QuietHandler, directory=str(clips_dir))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
     try:
-        yield relay
+        yield f"http://127.0.0.1:{server.server_address[1]}/{CLIP}"
     finally:
-        relay.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def _wait(what: Callable[[], bool], message: str, process: subprocess.Popen[bytes]) -> None:
@@ -66,12 +78,12 @@ def _answers(url: str) -> bool:
 
 @pytest.mark.slow
 def test_serve_writes_private_files_and_logs_no_url_secrets(
-    tmp_path: Path, camera: RtspRelay
+    tmp_path: Path, camera: str
 ) -> None:
     port = free_port()
     data = tmp_path / "data"
     config = tmp_path / "vigil.yaml"
-    config.write_text(CONFIG.format(data=data, port=port, url=camera.url))
+    config.write_text(CONFIG.format(data=data, port=port, url=camera))
     # Started with the usual loose umask (files 0644): vigil must tighten it itself.
     process = subprocess.Popen(
         [sys.executable, "-m", "vigil.cli", "serve", "--config", str(config)],
