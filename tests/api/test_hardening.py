@@ -44,6 +44,9 @@ def test_segment_rows_serve_only_recordings(api: Api, relative: str) -> None:
     assert SECRET not in reply.content
     made = admin.post("/api/exports", json={"camera": "front", "start": T0, "end": T0 + 1})
     assert made.status_code == 404, (relative, made.text)
+    add_event(api, "e1", start=T0)  # its clip would be cut from that row's file
+    clip = admin.get("/api/events/e1/clip")
+    assert clip.status_code == 404, (relative, clip.text)
 
 
 def test_symlink_out_of_recordings_is_refused(api: Api) -> None:
