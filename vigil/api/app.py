@@ -1,7 +1,9 @@
 """``create_app``: the FastAPI application, secure by default.
 
 Public routes: ``/api/health``, ``/api/setup`` (only while no user exists), ``/api/login``,
-and the API's own documentation (``/api/docs``, ``/api/openapi.json``), which holds no data.
+and the API's own description (``/api/openapi.json``), which holds no data. There is no
+Swagger UI page: FastAPI's loads its scripts from a CDN, which would put a third party's code
+on Vigil's origin; load ``/api/openapi.json`` into any OpenAPI viewer instead.
 Every other route requires a session cookie (+ CSRF header on unsafe methods) or a bearer
 token; ``tests/api/test_routes_auth.py`` enumerates the routes to hold that line.
 """
@@ -13,8 +15,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.api import errors
+from vigil.api import errors, openapi
 from vigil.api.auth import HashGate, LoginThrottle
+from vigil.api.headers import ApiSecurityHeaders
 from vigil.api.limits import BodyLimit
 from vigil.api.routes import admin, auth, events, live, media
 from vigil.api.runtime import RuntimeView
@@ -27,8 +30,7 @@ from vigil.web import mount as mount_web
 #: Routes that answer without authentication (everything else must refuse). The web UI's
 #: index (``/``) is one of them; its static files (``/static/...``, a mount, not a route) are
 #: the other public part. Both hold no data (see ``vigil.web``).
-PUBLIC_PATHS = frozenset({"/api/health", "/api/setup", "/api/login", "/api/docs",
-                          "/api/docs/oauth2-redirect", "/api/openapi.json",
+PUBLIC_PATHS = frozenset({"/api/health", "/api/setup", "/api/login", "/api/openapi.json",
                           *PUBLIC_UI_PATHS})  # fmt: skip
 
 
@@ -47,9 +49,8 @@ def create_app(
     ``build_redactor`` with a CenterFace detector loaded on first use and shared.
     """
     app = FastAPI(
-        title="Vigil", version=__version__, docs_url="/api/docs", redoc_url=None,
-        openapi_url="/api/openapi.json",
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        title="Vigil", version=__version__, docs_url=None, redoc_url=None,
+        openapi_url="/api/openapi.json", swagger_ui_oauth2_redirect_url=None,
         description="Private-by-design video analytics. Every read of media is audited.",
     )  # fmt: skip
     app.state.vigil = AppState(
@@ -65,6 +66,8 @@ def create_app(
                    live.router, live.sockets):  # fmt: skip
         app.include_router(router)
     mount_web(app)  # the web UI at / and /static (public: no data in it)
+    app.add_middleware(ApiSecurityHeaders)
+    openapi.install(app, PUBLIC_PATHS)
     # Outermost, so an oversized body is refused before any route or middleware reads it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

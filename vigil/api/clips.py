@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from vigil.api.errors import ApiError
-from vigil.api.media import safe_media_path
+from vigil.api.media import RECORDINGS, stored_media_path
 from vigil.api.state import AppState
 from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
@@ -76,8 +76,9 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
             os.utime(path)  # served: the newest in the cache's least-recently-served order
             return Clip(path, start, end, cached=True)
         _delete_clips(folder, prefix, keep=path)
+        sources = [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in segments]
         export_range(
-            [safe_media_path(state.data_dir, s.path) for s in segments], start, end, path,
+            sources, start, end, path,
             key=load_or_create_key(state.signing_key_path),
             redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
             starts=[s.start for s in segments],
@@ -90,7 +91,7 @@ def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
     """The file that plays segment ``row`` for ``actor`` (an operator): the recording itself,
     or, for a camera with static masks, a masks-only re-encode of it (masks apply even to
     unredacted output), cut on first request and cached with the clips. Blocking."""
-    source = safe_media_path(state.data_dir, row.path)
+    source = stored_media_path(state.data_dir, row.path, RECORDINGS)
     config = state.redact_config(row.camera)
     if not config.masks:
         return source

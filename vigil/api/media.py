@@ -2,7 +2,11 @@
 
 Every file the API serves is found through ``safe_media_path``: the stored relative path must
 have no absolute prefix, ``..``, backslash or NUL, and must resolve (symlinks included) to a
-file under the media root. Nothing here builds a shell command.
+file under the media root. Paths that database rows hold (relative to the data directory) go
+through ``stored_media_path``, which confines them to one media folder (``recordings/`` or
+``snapshots/``): the data directory also holds the database, the export signing key and the
+local unredacted-access log, and a row that names one of those (a tampered database) must not
+get it served. Nothing here builds a shell command.
 """
 
 from __future__ import annotations
@@ -33,6 +37,20 @@ def safe_media_path(root: Path, relative: str) -> Path:
     if not target.is_relative_to(base) or not target.is_file():
         raise not_found("media file")
     return target
+
+
+#: The data directory's folders of recorded segments and of event snapshots.
+RECORDINGS = "recordings"
+SNAPSHOTS = "snapshots"
+
+
+def stored_media_path(data_dir: Path, relative: str, folder: str) -> Path:
+    """The file a database row names (``relative`` to ``data_dir``) when it lies in the media
+    ``folder`` of ``data_dir`` (symlinks resolved); 404 for anything else."""
+    head, _, rest = relative.partition("/")
+    if head != folder:
+        raise not_found("media file")
+    return safe_media_path(data_dir / folder, rest)
 
 
 def check_range(header: str | None, size: int) -> None:

@@ -139,6 +139,7 @@ def _run_api(
     import uvicorn
 
     from vigil.api import create_app
+    from vigil.api.logs import server_log_config
 
     app = create_app(api_settings(config, setup_token=setup_token), db, supervisor,
                      data_dir=config.data_dir)  # fmt: skip
@@ -149,9 +150,11 @@ def _run_api(
     # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local peer
     # (its default trusts 127.0.0.1, the default host); the API itself believes the header
     # only from server.trusted_proxies (``vigil.api.deps.client_address``).
+    # The log config keeps uvicorn's format but redacts the secrets some URLs carry.
     uvicorn.run(app, host=config.server.host, port=config.server.port,
                 log_level="info" if access_log else "warning", access_log=access_log,
-                timeout_graceful_shutdown=3, proxy_headers=False)  # fmt: skip
+                log_config=server_log_config(), timeout_graceful_shutdown=3,
+                proxy_headers=False)  # fmt: skip
 
 
 def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiSettings:

@@ -9,7 +9,8 @@ from fastapi import Query
 from vigil.api.auth import HashBusyError, hash_password
 from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
 from vigil.api.errors import ApiError, hashing_busy, not_found
-from vigil.api.routes import protected
+from vigil.api.params import DbId
+from vigil.api.routes import error, protected
 from vigil.api.routes.view import end_user_grants
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
@@ -57,7 +58,7 @@ def put_rules(name: str, body: RulesBody, who: Operator, state: StateDep) -> Rul
 @router.get("/api/audit")
 def audit_records(
     *, who: Auditor, state: StateDep, actor: str | None = None, action: str | None = None,
-    start: float | None = None, end: float | None = None, after_seq: int = 0,
+    start: float | None = None, end: float | None = None, after_seq: DbId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:  # fmt: skip
     """Audit records in chain order; page with ``after_seq`` = the last ``seq`` seen."""
@@ -92,7 +93,8 @@ def _hash(state: AppState, password: str) -> str:
         raise hashing_busy() from exc
 
 
-@router.post("/api/users", status_code=201)
+@router.post("/api/users", status_code=201,
+             responses={409: error("A user of that name exists")})  # fmt: skip
 def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     password_hash = _hash(state, body.password)
     with state.db.session(immediate=True) as session:
@@ -105,7 +107,8 @@ def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     return UserOut.of(row)
 
 
-@router.patch("/api/users/{name}")
+@router.patch("/api/users/{name}",
+              responses={409: error("The last enabled admin cannot be demoted or disabled")})
 def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> UserOut:
     """Change role, scope, password or disable; a disabled user or a new password ends the
     user's sessions and tokens, and any change ends their unredacted-live grants at once."""

@@ -19,7 +19,8 @@ from vigil.api.auth import (
 )
 from vigil.api.deps import PrincipalDep, StateDep, client_address
 from vigil.api.errors import ApiError, ForbiddenError, hashing_busy, not_found
-from vigil.api.routes import ERRORS, protected
+from vigil.api.params import DbId
+from vigil.api.routes import ERRORS, error, protected
 from vigil.api.schemas import (
     Credentials,
     Health,
@@ -48,7 +49,7 @@ def health(state: StateDep) -> Health:
     return Health(status="ok", database=True, setup_required=users == 0)
 
 
-@public.post("/api/setup", status_code=201)
+@public.post("/api/setup", status_code=201, responses={409: error("Setup is done: users exist")})
 def setup(body: SetupRequest, request: Request, state: StateDep) -> UserOut:
     """Create the first admin; 409 once any user exists (there is no default password).
 
@@ -83,7 +84,8 @@ def _setup_done() -> ApiError:
     return ApiError(409, "conflict", "setup is done: users exist; log in as an admin")
 
 
-@public.post("/api/login")
+@public.post("/api/login", responses={
+    429: error("Too many failed logins", Retry_After="seconds until the next try")})
 def login(body: Credentials, request: Request, response: Response, state: StateDep) -> Me:
     """Check the password, start a session: HttpOnly session cookie + CSRF cookie.
 
@@ -183,7 +185,7 @@ def list_tokens(who: PrincipalDep, state: StateDep, all_users: bool = False) -> 
 
 
 @router.delete("/api/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, who: PrincipalDep, state: StateDep) -> None:
+def revoke_token(token_id: DbId, who: PrincipalDep, state: StateDep) -> None:
     """Revoke an API token: one's own, or anyone's for admins; 404 for any other id."""
     with state.db.session(immediate=True) as session:
         tokens = TokenRepo(session)

@@ -15,8 +15,9 @@ from vigil.api.auth import Capability, Principal
 from vigil.api.clips import event_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
-from vigil.api.media import check_range, outgoing_image, read_image, safe_media_path
-from vigil.api.routes import protected
+from vigil.api.media import SNAPSHOTS, check_range, outgoing_image, read_image, stored_media_path
+from vigil.api.params import Cursor
+from vigil.api.routes import error, protected
 from vigil.api.schemas import (
     BulkReviewRequest,
     CountPointOut,
@@ -81,7 +82,7 @@ def list_events(
     camera: str | None = None, label: str | None = None, zone: str | None = None,
     line: str | None = None, start: float | None = None, end: float | None = None,
     reviewed: bool | None = None,
-    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPageOut:  # fmt: skip
     """Events newest first, overlapping ``[start, end)``; ``reviewed=false`` for the ones
     nobody has reviewed yet; pass ``next_cursor`` back as ``cursor`` for the next page
@@ -163,7 +164,7 @@ def event_snapshot(
     row = _event(state, who, event_id)
     if row.snapshot_path is None:
         raise not_found(f"snapshot of event {event_id!r}")
-    path = safe_media_path(state.data_dir, row.snapshot_path)
+    path = stored_media_path(state.data_dir, row.snapshot_path, SNAPSHOTS)
     grant = unredacted_grant(state, who, f"snapshot {row.id}", reason) if unredacted else None
     why = None if grant is None else grant.reason
     image = read_image(path)
@@ -205,7 +206,7 @@ def counts(
 CLIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}, "description": "MP4, redacted by default."},
     206: {"description": "Partial content"},
-    416: {"description": "Range not satisfiable"},
+    416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
 }
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from vigil.api.auth import Capability, Principal
-from vigil.api.deps import PrincipalDep, StateDep, client_address, get_state, principal_for
+from vigil.api.deps import Reader, StateDep, client_address, get_state, principal_for
 from vigil.api.metrics import render_metrics
 from vigil.api.routes import protected, view
 from vigil.api.state import AppState
@@ -30,7 +30,11 @@ WS_POLICY = 1008
 
 @router.get("/metrics", responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
             response_class=Response)  # fmt: skip
-def metrics(who: PrincipalDep, state: StateDep) -> Response:
+def metrics(who: Reader, state: StateDep) -> Response:
+    """Prometheus text of the cameras in the caller's scope: what ``/api/cameras`` shows,
+    plus recorded bytes, so the same ``read`` capability (viewers, operators, admins; not
+    auditors, whose role is the audit log only). Scrape with a viewer's API token
+    (``Authorization: Bearer``), scoped to the cameras it may report on."""
     return Response(render_metrics(state, who), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -21,8 +21,15 @@ from vigil.api.auth import Capability, Principal
 from vigil.api.clips import segment_file
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
-from vigil.api.media import check_range, outgoing_image, safe_media_path
-from vigil.api.routes import protected
+from vigil.api.media import (
+    RECORDINGS,
+    check_range,
+    outgoing_image,
+    safe_media_path,
+    stored_media_path,
+)
+from vigil.api.params import DbId
+from vigil.api.routes import error, protected
 from vigil.api.routes.events import JPEG, unredacted_grant
 from vigil.api.schemas import CameraOut, ExportOut, ExportRequest, SegmentOut
 from vigil.api.state import AppState
@@ -38,7 +45,7 @@ _EXPORT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.mp4$")
 MP4: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}},
     206: {"description": "Partial content"},
-    416: {"description": "Range not satisfiable"},
+    416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
 }
 
 
@@ -67,7 +74,7 @@ def list_recordings(
 
 
 @router.get("/api/recordings/{segment_id}/media", responses=MP4, response_class=FileResponse)
-def segment_media(segment_id: int, request: Request, who: Operator, state: StateDep) -> Response:
+def segment_media(segment_id: DbId, request: Request, who: Operator, state: StateDep) -> Response:
     """The segment's MP4 (unredacted stream copy: operators and admins), with Range support;
     for a camera with static masks, a masked re-encode (cached)."""
     with state.db.session() as session:
@@ -100,7 +107,7 @@ def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOu
         rows = SegmentRepo(session).list(camera, body.start, body.end)
     if not rows:
         raise SourceError(f"no recordings of {camera!r} in that time range")
-    paths = [safe_media_path(state.data_dir, r.path) for r in rows]
+    paths = [stored_media_path(state.data_dir, r.path, RECORDINGS) for r in rows]
     name = f"{camera}-{int(body.start)}-{int(body.end)}-{secrets.token_hex(4)}.mp4"
     state.audit(who, "export.create", name, reason=None if grant is None else grant.reason,
                 details={"camera": camera, "start": body.start, "end": body.end,
