@@ -52,13 +52,13 @@ from typing import Any
 
 import numpy as np
 
-from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.errors import ModelError, VigilError
 from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
 from vigil.record import Recorder
 from vigil.runtime.shm import ImageLayout, Slot, SlotRegistry, packed_size
+from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Detections, Event, EventState, ImageArray, RuleEvent
 

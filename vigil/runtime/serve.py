@@ -15,7 +15,7 @@ it in the camera's status; a dead camera never stops the others. ``stop()`` is g
 workers close their open events, the recorders finish their segments, MQTT reports the
 cameras offline.
 
-The supervisor implements ``vigil.api.runtime.RuntimeView`` for the API.
+The supervisor implements ``vigil.runtime.view.RuntimeView`` for the API.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.alerts.fanout import FanoutSink
-from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.errors import VigilError
@@ -48,6 +47,7 @@ from vigil.record import (
 )
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.procs import ProcessPool, RemoteCamera, _Hooks, resolve_worker_processes
+from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Event, ImageArray, RuleEvent
 
