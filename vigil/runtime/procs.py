@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import logging
 import multiprocessing
@@ -57,6 +56,29 @@ from vigil.errors import ModelError, VigilError
 from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
 from vigil.record import Recorder
+from vigil.runtime.messages import (
+    Activity,
+    AllocSlot,
+    Bye,
+    Call,
+    CallReply,
+    CameraReport,
+    CountsChanged,
+    Detect,
+    GetCounts,
+    LatestFrame,
+    LatestTracks,
+    LinkNotice,
+    LinkRequest,
+    Online,
+    PublishEvent,
+    Query,
+    Reply,
+    RuleHits,
+    StatusReport,
+    Stop,
+    UpdateRules,
+)
 from vigil.runtime.shm import ImageLayout, Slot, SlotRegistry, packed_size
 from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
@@ -91,22 +113,6 @@ def assign(cameras: Sequence[str], processes: int) -> list[list[str]]:
     return groups
 
 
-# -- messages ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CameraReport:
-    """One camera's state as a worker process reports it every ``STATUS_INTERVAL``."""
-
-    status: CameraStatus
-    frames: int
-    analysed: int
-    restarts: int
-    sessions: int
-    last_error: str | None
-    latencies: list[tuple[float, float, bool]]
-
-
 @dataclass(slots=True)
 class _WorkerSpec:
     """Everything a worker process needs; pickled once at spawn."""
@@ -132,28 +138,40 @@ class _Link:
         self.lock = threading.RLock()
         self.slot: Slot | None = None
 
-    def call(self, *msg: Any) -> Any:
+    def request(self, msg: LinkRequest) -> Any:
+        """Send ``msg`` and return the answer's value (or raise its error)."""
         with self.lock:
-            return self._call(*msg)
+            return self._request(msg)
 
-    def _call(self, *msg: Any) -> Any:
-        self.conn.send(msg)
-        ok, value = self.conn.recv()
-        if not ok:
-            raise value
-        return value
+    def request_with_images(
+        self, images: Sequence[ImageArray], make: Callable[[str, ImageLayout], LinkRequest]
+    ) -> Any:
+        """Pack ``images`` into the request slot, then send ``make(slot, layout)``: under one
+        hold of the lock, because the slot must not be rewritten before the answer."""
+        with self.lock:
+            name, layout = self._pack(images)
+            return self._request(make(name, layout))
 
-    def send(self, *msg: Any) -> None:
+    def notify(self, msg: LinkNotice) -> None:
+        """Send ``msg``, which nothing answers."""
         with self.lock:
             self.conn.send(msg)
 
-    def pack(self, images: Sequence[ImageArray]) -> tuple[str, ImageLayout]:
+    def _request(self, msg: LinkRequest) -> Any:
+        self.conn.send(msg)
+        match self.conn.recv():
+            case Reply() as reply:
+                return reply.unwrap()
+            case other:
+                raise VigilError(f"unexpected answer {type(other).__name__} to {msg!r}")
+
+    def _pack(self, images: Sequence[ImageArray]) -> tuple[str, ImageLayout]:
         """Images into the request slot, grown first if needed (hold ``lock``)."""
         need = packed_size([im.shape for im in images])
         if self.slot is None or self.slot.size < need:
             old = self.slot
             # Twice the need: a frame's regions vary, the slot should not grow every frame.
-            name = self._call("alloc", 2 * need, None if old is None else old.name)
+            name = self._request(AllocSlot(2 * need, None if old is None else old.name))
             self.slot = Slot(name)
             if old is not None:
                 old.close()
@@ -172,9 +190,7 @@ class _RemoteDetector:
         if not images:
             return []
         contiguous = [np.ascontiguousarray(im, dtype=np.uint8) for im in images]
-        with self.link.lock:
-            name, layout = self.link.pack(contiguous)
-            result: list[Detections] = self.link._call("detect", name, layout)
+        result: list[Detections] = self.link.request_with_images(contiguous, Detect)
         return result
 
 
@@ -187,12 +203,13 @@ class _ForwardSink:
     def publish(self, event: Event) -> None:
         snap = event.snapshot
         if snap is None or snap.image is None:
-            self.link.call("event", event, None, None)
+            self.link.request(PublishEvent(event))
             return
         bare = dataclasses.replace(event, snapshot=dataclasses.replace(snap, image=None))
-        with self.link.lock:
-            name, layout = self.link.pack([np.ascontiguousarray(snap.image)])
-            self.link._call("event", bare, name, layout)
+        self.link.request_with_images(
+            [np.ascontiguousarray(snap.image)],
+            lambda slot, layout: PublishEvent(bare, slot, layout),
+        )
 
     def close(self) -> None:
         pass
@@ -205,7 +222,24 @@ class _RecorderProxy:
         self.link, self.mode = link, mode
 
     def mark_activity(self, wall_time: float) -> None:
-        self.link.send("activity", wall_time)
+        self.link.notify(Activity(wall_time))
+
+
+class _Notices:
+    """A ``CameraWorker``'s callbacks as link notices. The camera's name is left out: the
+    main process knows whose link it is."""
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+
+    def hits(self, hits: list[RuleEvent]) -> None:
+        self.link.notify(RuleHits(tuple(hits)))
+
+    def counts(self, camera: str, counts: Mapping[str, Any]) -> None:
+        self.link.notify(CountsChanged(dict(counts)))
+
+    def online(self, camera: str, online: bool) -> None:
+        self.link.notify(Online(online))
 
 
 def worker_main(spec: _WorkerSpec, control: Connection, links: dict[str, Connection]) -> None:
@@ -238,8 +272,8 @@ def worker_main(spec: _WorkerSpec, control: Connection, links: dict[str, Connect
         for thread in threads:
             thread.join(10.0)
         with contextlib.suppress(OSError, ValueError), send_lock:
-            control.send(("status", _reports(workers)))
-            control.send(("bye",))
+            control.send(StatusReport(_reports(workers)))
+            control.send(Bye())
         for slot in previews.values():
             slot.close()
 
@@ -254,11 +288,10 @@ def _build_workers(spec: _WorkerSpec, links: dict[str, Connection]) -> dict[str,
         model = None if camera.detect.model.strip().lower() == "motion" else spec.model
         detector = None if model is None else _RemoteDetector(link, model[0], model[1])
         recorder = _RecorderProxy(link, camera.record.mode)
+        notices = _Notices(link)
         worker = CameraWorker(
-            camera, detector, _ForwardSink(link),
-            counts=functools.partial(link.send, "hits"),
-            on_counts=functools.partial(link.send, "counts"),
-            on_online=functools.partial(link.send, "online"),
+            camera, detector, _ForwardSink(link), counts=notices.hits,
+            on_counts=notices.counts, on_online=notices.online,
             recorder=recorder,  # type: ignore[arg-type]  # duck-typed: mode + mark_activity
             source_factory=spec.source_factory or factory, preview_side=PREVIEW_SIDE,
         )  # fmt: skip
@@ -273,7 +306,7 @@ def _reports(workers: Mapping[str, CameraWorker]) -> dict[str, CameraReport]:
         while w.latencies:
             lat.append(w.latencies.popleft())
         out[name] = CameraReport(w.status(), w.frames, w.analysed, w.restarts, w.sessions,
-                                 w.last_error, lat)  # fmt: skip
+                                 w.last_error, tuple(lat))  # fmt: skip
     return out
 
 
@@ -284,7 +317,7 @@ def _report_loop(
     while not stop.wait(STATUS_INTERVAL):
         try:
             with lock:
-                control.send(("status", _reports(workers)))
+                control.send(StatusReport(_reports(workers)))
         except (OSError, ValueError):
             return
 
@@ -299,34 +332,34 @@ def _control_loop(
             msg = control.recv()
         except (EOFError, OSError):
             return
-        if msg[0] == "stop":
-            return
-        _, req, method, camera, args = msg
-        try:
-            reply: tuple[bool, Any] = (True, _answer(workers, previews, method, camera, args))
-        except Exception as exc:
-            reply = (False, exc if isinstance(exc, VigilError | KeyError) else
-                     VigilError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
-        with lock:
-            control.send(("reply", req, *reply))
+        match msg:
+            case Stop():
+                return
+            case Call(req=req, camera=camera, query=query):
+                try:
+                    reply = Reply(_answer(workers[camera], previews[camera], query))
+                except Exception as exc:
+                    reply = Reply(error=exc if isinstance(exc, VigilError | KeyError) else
+                                  VigilError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
+                with lock:
+                    control.send(CallReply(req, reply))
+            case _:
+                log.warning("unknown control message %s; ignored", type(msg).__name__)
 
 
-def _answer(
-    workers: Mapping[str, CameraWorker], previews: Mapping[str, Slot], method: str,
-    camera: str, args: tuple[Any, ...],
-) -> Any:  # fmt: skip
-    worker = workers[camera]
-    if method == "latest_frame":
-        image = worker.latest_frame()
-        return None if image is None else previews[camera].pack([image])
-    if method == "latest_tracks":
-        return worker.latest_tracks()
-    if method == "counts":
-        return worker.counts()
-    if method == "update_rules":
-        worker.update_rules(*args)
-        return None
-    raise KeyError(method)
+def _answer(worker: CameraWorker, preview: Slot, query: Query) -> Any:
+    match query:
+        case LatestFrame():
+            image = worker.latest_frame()
+            return None if image is None else preview.pack([image])
+        case LatestTracks():
+            return worker.latest_tracks()
+        case GetCounts():
+            return worker.counts()
+        case UpdateRules(zones=zones, lines=lines):
+            worker.update_rules(zones, lines)
+            return None
+    raise KeyError(type(query).__name__)
 
 
 # -- the main process side --------------------------------------------------------------------
@@ -373,6 +406,13 @@ class RemoteCamera:
             self.last_time = report.status.last_frame_time
         self.state_override = None
 
+    def mark_restarting(self) -> bool:
+        """Its process died and is being restarted; True if the camera had reported before
+        (then it is seen to drop out)."""
+        self.process_restarts += 1
+        self.state_override = "restarting"
+        return self._report is not None
+
     @property
     def frames(self) -> int:
         return self._report.frames if self._report else 0
@@ -417,16 +457,16 @@ class RemoteCamera:
 
     # -- calls into the worker ----------------------------------------------------------------
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, query: Query) -> Any:
         process = self.process
         if process is None:
             raise VigilError(f"camera {self.name!r}: its worker process is not running")
-        return process.call(method, self.name, args)
+        return process.call(self.name, query)
 
     def latest_frame(self) -> ImageArray | None:
         with self.preview_lock:
             try:
-                layout = self._call("latest_frame")
+                layout = self._call(LatestFrame())
             except VigilError:
                 return None
             if layout is None or self.process is None:
@@ -435,14 +475,14 @@ class RemoteCamera:
 
     def latest_tracks(self) -> TrackSnapshot:
         try:
-            tracks: TrackSnapshot = self._call("latest_tracks")
+            tracks: TrackSnapshot = self._call(LatestTracks())
         except VigilError:
             return TrackSnapshot()
         return tracks
 
     def counts(self) -> dict[str, Any]:
         try:
-            counts: dict[str, Any] = self._call("counts")
+            counts: dict[str, Any] = self._call(GetCounts())
         except VigilError:
             return {}
         return counts
@@ -456,7 +496,7 @@ class RemoteCamera:
         """Apply in the worker (its ``ConfigError`` reaches the caller); a worker that is
         down gets them when it is restarted."""
         with contextlib.suppress(_ProcessDownError):
-            self._call("update_rules", dict(zones), dict(lines))
+            self._call(UpdateRules(dict(zones), dict(lines)))
         self._zones, self._lines = dict(zones), dict(lines)
 
     def resolved(self) -> ResolvedCamera:
@@ -529,7 +569,7 @@ class WorkerProcess:
         """Ask the process to end its sessions (it closes its events first)."""
         with contextlib.suppress(OSError, ValueError, AttributeError), self._send_lock:
             assert self._control is not None
-            self._control.send(("stop",))
+            self._control.send(Stop())
 
     def join(self, timeout: float) -> None:
         """Wait for the process, then for the threads serving it; kill it past ``timeout``."""
@@ -552,8 +592,8 @@ class WorkerProcess:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def call(self, method: str, camera: str, args: tuple[Any, ...]) -> Any:
-        """Run ``method`` on ``camera``'s worker in the process; re-raises its exception."""
+    def call(self, camera: str, query: Query) -> Any:
+        """Run ``query`` on ``camera``'s worker in the process; re-raises its exception."""
         future: Future[Any] = Future()
         req = next(self._ids)
         self._pending[req] = future
@@ -561,7 +601,7 @@ class WorkerProcess:
             with self._send_lock:
                 if self._control is None or not self.alive:
                     raise _ProcessDownError(f"camera {camera!r}: its worker process is not running")
-                self._control.send(("call", req, method, camera, args))
+                self._control.send(Call(req, camera, query))
             return future.result(CALL_TIMEOUT)
         except TimeoutError:
             raise _ProcessDownError(f"camera {camera!r}: no answer from its worker") from None
@@ -586,19 +626,27 @@ class WorkerProcess:
                 msg = conn.recv()
             except (EOFError, OSError):
                 break
-            if msg[0] == "status":
-                for name, report in msg[1].items():
-                    self.cameras[name].report(report)
-            elif msg[0] == "reply":
-                future = self._pending.get(msg[1])
-                if future is not None and not future.done():
-                    if msg[2]:
-                        future.set_result(msg[3])
-                    else:
-                        future.set_exception(msg[3])
-            elif msg[0] == "bye":
-                break
+            match msg:
+                case StatusReport(reports=reports):
+                    for name, report in reports.items():
+                        self.cameras[name].report(report)
+                case CallReply(req=req, reply=reply):
+                    self._resolve(req, reply)
+                case Bye():
+                    break
+                case _:
+                    log.warning("worker process %d: unknown message %s; ignored", self.index,
+                                type(msg).__name__)  # fmt: skip
         self._fail_pending()
+
+    def _resolve(self, req: int, reply: Reply) -> None:
+        future = self._pending.get(req)
+        if future is None or future.done():
+            return  # the caller gave up waiting
+        if reply.error is not None:
+            future.set_exception(reply.error)
+        else:
+            future.set_result(reply.value)
 
     def _serve_link(self, camera: str, conn: Connection) -> None:
         """Answer one camera's messages (see the module docstring) until its pipe closes."""
@@ -611,39 +659,45 @@ class WorkerProcess:
             try:
                 reply = self._handle(cam, msg)
             except Exception as exc:
-                if msg[0] in ("hits", "counts", "online", "activity"):
-                    log.exception("%s: %s from the worker process failed", camera, msg[0])
+                if not isinstance(msg, LinkRequest):  # a notice: nobody waits for an answer
+                    log.exception("%s: %s from the worker process failed", camera,
+                                  type(msg).__name__)  # fmt: skip
                     continue
-                reply = (False, exc if isinstance(exc, VigilError) else
-                         ModelError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
+                reply = Reply(error=exc if isinstance(exc, VigilError) else
+                              ModelError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
             if reply is not None:
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(reply)
 
-    def _handle(self, cam: RemoteCamera, msg: tuple[Any, ...]) -> tuple[bool, Any] | None:
-        hooks, kind = self.pool.hooks, msg[0]
-        if kind == "detect":
-            views = self.pool.registry.get(msg[1]).views(msg[2])
-            if hooks.detector is None:
-                raise ModelError("no shared detector in the main process")
-            return True, hooks.detector.detect_batch(views)
-        if kind == "alloc":
-            slot = self.pool.registry.create(msg[1], replaces=msg[2])
-            self._requests[cam.name] = slot.name
-            return True, slot.name
-        if kind == "event":
-            self._publish(cam, msg[1], msg[2], msg[3])
-            return True, None
-        if kind == "hits":
-            hooks.counts(msg[1])
-        elif kind == "counts":
-            hooks.on_counts(msg[1], msg[2])
-        elif kind == "online":
-            hooks.on_online(msg[1], msg[2])
-        elif kind == "activity":
-            recorder = hooks.recorders.get(cam.name)
-            if recorder is not None:
-                recorder.mark_activity(msg[1])
+    def _handle(self, cam: RemoteCamera, msg: object) -> Reply | None:
+        """Act on one message of ``cam``'s link: the answer to a request, None for a notice."""
+        hooks = self.pool.hooks
+        match msg:
+            case Detect(slot=slot, layout=layout):
+                if hooks.detector is None:
+                    raise ModelError("no shared detector in the main process")
+                views = self.pool.registry.get(slot).views(layout)
+                return Reply(hooks.detector.detect_batch(views))
+            case AllocSlot(size=size, replaces=replaces):
+                created = self.pool.registry.create(size, replaces=replaces)
+                self._requests[cam.name] = created.name
+                return Reply(created.name)
+            case PublishEvent(event=event, slot=slot, layout=layout):
+                self._publish(cam, event, slot, layout)
+                return Reply()
+            case RuleHits(hits=hits):
+                hooks.counts(list(hits))
+            case CountsChanged(counts=counts):
+                hooks.on_counts(cam.name, counts)
+            case Online(online=online):
+                hooks.on_online(cam.name, online)
+            case Activity(wall_time=wall_time):
+                recorder = hooks.recorders.get(cam.name)
+                if recorder is not None:
+                    recorder.mark_activity(wall_time)
+            case _:
+                log.warning("%s: unknown message %s from the worker process; ignored",
+                            cam.name, type(msg).__name__)  # fmt: skip
         return None
 
     def _publish(
@@ -740,9 +794,7 @@ class ProcessPool:
             worker.join(5.0)
             worker.close_orphans()
             for cam in worker.cameras.values():
-                cam.process_restarts += 1
-                cam.state_override = "restarting"
-                if cam._report is not None:
+                if cam.mark_restarting():
                     self.hooks.on_online(cam.name, False)
             if time.monotonic() - worker.started_at > 60.0:
                 backoff.reset()  # it ran for a while: start the delays again

@@ -40,6 +40,6 @@ def test_probe_sees_the_web_app() -> None:
 
 
 @pytest.mark.parametrize("module", ["vigil.runtime.worker", "vigil.runtime.procs",
-                                    "vigil.runtime.view"])  # fmt: skip
+                                    "vigil.runtime.messages", "vigil.runtime.view"])  # fmt: skip
 def test_worker_modules_do_not_load_web_or_store(module: str) -> None:
     assert loaded_after(module) == set()
