@@ -53,9 +53,12 @@ import numpy as np
 
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.errors import ModelError, VigilError
-from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
-from vigil.record import Recorder
+from vigil.runtime.backend import (
+    BackendHooks,
+    BackendKind,
+    resolve_worker_processes,  # noqa: F401  # its old home
+)
 from vigil.runtime.messages import (
     Activity,
     AllocSlot,
@@ -93,16 +96,6 @@ BackoffFactory = Callable[[], Backoff]
 STATUS_INTERVAL = 0.1  # s between status reports: the live view follows last_frame_time
 CALL_TIMEOUT = 5.0  # seconds the main process waits for a worker's answer
 PREVIEW_SIDE = 640  # long side of latest_frame images (as CameraWorker's default)
-
-
-def resolve_worker_processes(setting: int | str, cameras: int, cpus: int | None) -> int:
-    """The number of worker processes for ``server.worker_processes``: an int as given
-    (capped at one per camera), ``"auto"`` one per CPU when there are enough cameras to make
-    the main process GIL-bound (more than 4 per CPU), else 0 (threads in one process)."""
-    if setting == "auto":
-        cores = cpus or 1
-        return min(cores, cameras) if cores > 1 and cameras > 4 * cores else 0
-    return min(int(setting), cameras)
 
 
 def assign(cameras: Sequence[str], processes: int) -> list[list[str]]:
@@ -365,19 +358,6 @@ def _answer(worker: CameraWorker, preview: Slot, query: Query) -> Any:
 # -- the main process side --------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Hooks:
-    """Where a worker process's messages go in the main process (the Supervisor's)."""
-
-    detector: Any  # BatchingDetector or None
-    sink: EventSink
-    counts: Callable[[list[RuleEvent]], None]
-    on_counts: Callable[[str, Mapping[str, Any]], None]
-    on_online: Callable[[str, bool], None]
-    recorders: Mapping[str, Recorder]
-    queue_depth: Callable[[], int]
-
-
 class RemoteCamera:
     """The main process's view of a camera analysed in a worker process: the interface the
     ``Supervisor`` uses of a ``CameraWorker`` (status, frame, tracks, counts, rules)."""
@@ -566,10 +546,11 @@ class WorkerProcess:
         self._threads = threads
 
     def stop(self) -> None:
-        """Ask the process to end its sessions (it closes its events first)."""
-        with contextlib.suppress(OSError, ValueError, AttributeError), self._send_lock:
-            assert self._control is not None
-            self._control.send(Stop())
+        """Ask the process to end its sessions (it closes its events first); nothing to ask
+        when it was never started."""
+        with contextlib.suppress(OSError, ValueError), self._send_lock:
+            if self._control is not None:
+                self._control.send(Stop())
 
     def join(self, timeout: float) -> None:
         """Wait for the process, then for the threads serving it; kill it past ``timeout``."""
@@ -728,7 +709,8 @@ class WorkerProcess:
 
 @dataclass(slots=True)
 class ProcessPool:
-    """Worker processes owning groups of cameras, restarted with backoff when they die.
+    r"""Worker processes owning groups of cameras, restarted with backoff when they die: the
+    process ``CameraBackend`` (``vigil.runtime.backend``), its handles ``RemoteCamera``\ s.
 
     ``model``: the shared detector's (class names, input size), None if every camera uses
     the motion detector. ``source_factory``/``backoff`` travel to the workers and so must be
@@ -738,7 +720,7 @@ class ProcessPool:
 
     cameras: list[ResolvedCamera]
     processes: int
-    hooks: _Hooks
+    hooks: BackendHooks
     model: tuple[list[str], tuple[int, int]] | None
     stall_timeout: float = 10.0
     source_factory: SourceFactory | None = None
@@ -768,6 +750,14 @@ class ProcessPool:
         except Exception:
             return None
         return self.backoff
+
+    @property
+    def kind(self) -> BackendKind:
+        return "processes"
+
+    @property
+    def handles(self) -> Mapping[str, RemoteCamera]:
+        return self.remote
 
     def start(self) -> None:
         for worker in self.workers:
@@ -802,11 +792,17 @@ class ProcessPool:
                 return
             worker.spawn()
 
-    def stop(self, timeout: float) -> None:
-        """Stop every worker (events closed, sessions ended), then free shared memory."""
+    def stop(self) -> None:
+        """Ask every worker to close its events and end its sessions; returns at once."""
         self._stop.set()
         for worker in self.workers:
             worker.stop()
+
+    def close(self, timeout: float) -> None:
+        """Wait for the workers (killing those past ``timeout``), close the events the
+        killed ones left open, then free shared memory."""
+        if not self._stop.is_set():
+            self.stop()
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             worker.join(max(0.5, deadline - time.monotonic()))
