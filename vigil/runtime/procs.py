@@ -24,11 +24,13 @@ it again; the preview slot is guarded by a per-camera lock in the main process.
 
 Each camera has its own duplex ``Pipe`` (the *link*) used only by that camera's thread in
 the worker (serialised by a lock) and answered by one thread in the main process, so a
-slow store or a long batch for one camera never holds up another camera's messages. The
-worker restarts crashed camera sessions itself (``run_supervised``); the main process
-restarts a worker process that died, with backoff, and closes the events its cameras left
-open. ``stop()`` asks every worker to close its events and end its sessions, waits, and
-unlinks every shared-memory block.
+slow store or a long batch for one camera never holds up another camera's messages. What
+the pipes carry are the typed frozen dataclasses of ``vigil.runtime.messages``, each
+receiver dispatching on them with one ``match``. The worker restarts crashed camera
+sessions itself (``run_supervised``); the main process restarts a worker process that died,
+with backoff, and closes the events its cameras left open. ``ProcessPool`` is the
+``CameraBackend`` of all this: ``stop()`` asks every worker to close its events and end its
+sessions, ``close()`` waits for them and unlinks every shared-memory block.
 """
 
 from __future__ import annotations
@@ -359,8 +361,9 @@ def _answer(worker: CameraWorker, preview: Slot, query: Query) -> Any:
 
 
 class RemoteCamera:
-    """The main process's view of a camera analysed in a worker process: the interface the
-    ``Supervisor`` uses of a ``CameraWorker`` (status, frame, tracks, counts, rules)."""
+    """The main process's view of a camera analysed in a worker process: its
+    ``CameraHandle`` (status, frame, tracks, counts, rules), from the worker's reports and
+    calls into it."""
 
     def __init__(self, camera: ResolvedCamera, pool: ProcessPool) -> None:
         self.camera = camera

@@ -12,9 +12,8 @@ A camera backend (``vigil.runtime.backend``: threads of this process, or worker 
 per ``server.backend``) analyses each camera's ``detect`` input; one ``Recorder`` thread per
 camera records its ``record`` input by stream copy (never decoded). A camera that crashed or
 cannot be opened is retried with exponential backoff and reported in its status; a dead
-camera never stops the others. ``stop()`` is graceful: the
-workers close their open events, the recorders finish their segments, MQTT reports the
-cameras offline.
+camera never stops the others. ``stop()`` is graceful: the cameras close their open events,
+then the recorders finish their segments, MQTT reports the cameras offline.
 
 The supervisor implements ``vigil.runtime.view.RuntimeView`` for the API.
 """
