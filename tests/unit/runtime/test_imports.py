@@ -9,12 +9,16 @@ the web app, so its silence below means something.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import vigil.runtime
 
 #: What a worker process never needs: it analyses cameras; the main process serves HTTP and
 #: owns the database (events reach the store through the main process's sink).
@@ -43,3 +47,31 @@ def test_probe_sees_the_web_app() -> None:
                                     "vigil.runtime.messages", "vigil.runtime.view"])  # fmt: skip
 def test_worker_modules_do_not_load_web_or_store(module: str) -> None:
     assert loaded_after(module) == set()
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every module an ``import`` statement of ``source`` names (also inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_scan_sees_imports_of_the_api() -> None:
+    crafted = "def f():\n    from vigil.api.runtime import StaticRuntime\nfrom vigil import api\n"
+    assert {"vigil.api.runtime", "vigil.api"} <= imported_modules(crafted)
+
+
+def test_the_runtime_does_not_import_the_api() -> None:
+    """The dependency points one way: ``vigil.api`` imports ``vigil.runtime``, never back."""
+    runtime = Path(vigil.runtime.__file__).parent
+    offenders = {
+        path.name: sorted(m for m in imported_modules(path.read_text()) if m == "vigil.api"
+                          or m.startswith("vigil.api."))
+        for path in sorted(runtime.glob("*.py"))
+    }  # fmt: skip
+    assert {k: v for k, v in offenders.items() if v} == {}
