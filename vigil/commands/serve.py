@@ -40,6 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
+    if not args.no_api:
+        _load_api()
     supervisor = Supervisor(config, db=db)
     supervisor.start()
     print(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
@@ -68,6 +70,15 @@ def _wait_for_signal(wait: Any) -> None:
     while not stop.wait(0.5):
         if wait(0):  # the supervisor stopped by itself
             return
+
+
+def _load_api() -> None:
+    """Import the web app before the cameras start. The runtime does not import it (worker
+    processes must not load it), and on a busy machine it takes seconds: loaded after the
+    start, the API would come up after the cameras' first events."""
+    import uvicorn  # noqa: F401
+
+    import vigil.api  # noqa: F401
 
 
 def _run_api(config: Any, db: Any, supervisor: Any) -> None:
