@@ -96,10 +96,11 @@ class CameraBackend(Protocol):
     """Runs a fixed set of cameras.
 
     ``start()`` returns at once; ``stop()`` asks every camera to close its open events and end
-    its session, and returns at once; ``close(timeout)`` then waits for that (at most about
-    ``timeout`` seconds), forcibly ends what did not finish, closes the events left open and
-    frees what the backend holds (threads, processes, shared memory). Events reach the hooks'
-    sink before ``close`` returns.
+    its session, and returns at once; ``close(timeout)`` then waits for that (about ``timeout``
+    seconds at most) and frees what the backend holds: a worker process still running is
+    killed and the events it left open are closed, shared memory is unlinked (a thread cannot
+    be killed: one that hangs is left behind, a daemon). Every event reaches the hooks' sink
+    before ``close`` returns, except those of a hung thread.
     """
 
     @property
