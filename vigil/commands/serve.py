@@ -58,6 +58,8 @@ def serve(
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
+    if api:
+        _load_api()
     supervisor = Supervisor(config, db=db)
     supervisor.start()
     announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
@@ -130,6 +132,15 @@ class _StopSignal:
         while not self._event.wait(0.5):
             if supervisor_wait(0):
                 return
+
+
+def _load_api() -> None:
+    """Import the web app before the cameras start. The runtime does not import it (worker
+    processes must not load it), and on a busy machine it takes seconds: loaded after the
+    start, the API would come up after the cameras' first events."""
+    import uvicorn  # noqa: F401
+
+    import vigil.api  # noqa: F401
 
 
 def _run_api(

@@ -358,6 +358,15 @@ class ServerConfig(_Model):
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )
+    backend: Literal["auto", "threads", "processes"] = Field(
+        "auto",
+        description=(
+            "How cameras run: 'threads' (every camera a thread of the one process), "
+            "'processes' (worker processes, as many as `worker_processes`, or one per CPU "
+            "core, at most one per camera, when that is 'auto'), or 'auto': decided by "
+            "`worker_processes` alone, as described there."
+        ),
+    )  # fmt: skip
     worker_processes: int | Literal["auto"] = Field(
         "auto",
         description=(
@@ -366,7 +375,8 @@ class ServerConfig(_Model):
             "in shared memory, the detector stays shared and batches across all of them); "
             "'auto' uses one per CPU core when there are more than 4 cameras per core, "
             "else threads (bench/capacity.py: on 2 cores, processes sustain more cameras "
-            "for about 20-30 MB more per camera)."
+            "for about 20-30 MB more per camera). With `backend: threads` it must be 0 or "
+            "'auto', with `backend: processes` not 0."
         ),
     )  # fmt: skip
 
@@ -414,12 +424,39 @@ class ServerConfig(_Model):
                                  "e.g. 10.0.0.0/8 or ::1") from exc  # fmt: skip
         return out
 
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _built_backend(cls, value: object) -> object:
+        # Named on purpose: a cluster backend is planned, and a user who read about it should
+        # learn that it is not there yet rather than see a bare list of allowed values.
+        if isinstance(value, str) and value.strip().lower() == "ray":
+            raise ValueError(
+                "backend 'ray' is not built yet (the cluster backend and its extra are "
+                "future work); use auto, threads or processes"
+            )
+        return value
+
     @field_validator("worker_processes")
     @classmethod
     def _process_count(cls, value: int | str) -> int | str:
         if isinstance(value, int) and not 0 <= value <= 64:
             raise ValueError(f"worker_processes must be 0..64 or 'auto', got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _backend_agrees(self) -> ServerConfig:
+        count = self.worker_processes
+        if self.backend == "threads" and isinstance(count, int) and count > 0:
+            raise ValueError(
+                f"backend is 'threads' but worker_processes is {count}; set worker_processes "
+                "to 0 or 'auto', or backend to 'processes' or 'auto'"
+            )
+        if self.backend == "processes" and count == 0:
+            raise ValueError(
+                "backend is 'processes' but worker_processes is 0; set worker_processes to "
+                "a number of processes or 'auto', or backend to 'threads' or 'auto'"
+            )
+        return self
 
 
 SourceRole = Literal["detect", "record"]

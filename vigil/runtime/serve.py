@@ -2,20 +2,20 @@
 
 ::
 
-    cameras ─► CameraWorker threads ─► BatchingDetector (one, shared) ─┐
+    cameras ─► camera backend ─────────► BatchingDetector (one, shared) ─┐
        │            │ events                                           │
        │            ▼                                                  │
        │       FanoutSink: store · MQTT · webhooks · live subscribers  │
        └─► Recorder threads (stream copy) ─► segments ─► store ─► retention thread
 
-One worker thread per camera analyses its ``detect`` input; one ``Recorder`` thread per
-camera records its ``record`` input by stream copy (never decoded). The supervisor restarts a
-worker that crashed or whose camera cannot be opened, with exponential backoff, and reports
-it in the camera's status; a dead camera never stops the others. ``stop()`` is graceful: the
-workers close their open events, the recorders finish their segments, MQTT reports the
-cameras offline.
+A camera backend (``vigil.runtime.backend``: threads of this process, or worker processes,
+per ``server.backend``) analyses each camera's ``detect`` input; one ``Recorder`` thread per
+camera records its ``record`` input by stream copy (never decoded). A camera that crashed or
+cannot be opened is retried with exponential backoff and reported in its status; a dead
+camera never stops the others. ``stop()`` is graceful: the cameras close their open events,
+then the recorders finish their segments, MQTT reports the cameras offline.
 
-The supervisor implements ``vigil.api.runtime.RuntimeView`` for the API.
+The supervisor implements ``vigil.runtime.view.RuntimeView`` for the API.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.alerts.fanout import FanoutSink
-from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.errors import VigilError
@@ -47,10 +46,13 @@ from vigil.record import (
     SegmentMeta,
     plan_retention,
 )
+from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
-from vigil.runtime.procs import ProcessPool, RemoteCamera, _Hooks, resolve_worker_processes
+from vigil.runtime.procs import ProcessPool
 from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics, Telemetry
-from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
+from vigil.runtime.threads import ThreadBackend
+from vigil.runtime.view import CameraStatus, TrackSnapshot
+from vigil.runtime.worker import SourceFactory
 from vigil.types import Event, ImageArray, RuleEvent
 
 if TYPE_CHECKING:
@@ -181,9 +183,9 @@ class Supervisor:
         source_factory: how workers open their analysis stream.
         backoff: a fresh ``Backoff`` per camera, for restarts of workers and recorders.
         stall_timeout: seconds without a frame after which a network camera reconnects.
-        worker_processes: overrides ``server.worker_processes``: 0 analyses every camera in
-            a thread of this process; n > 0 in n spawned worker processes (``procs``), where
-            ``source_factory`` and ``backoff`` must be picklable.
+        worker_processes: overrides ``server.backend`` and ``server.worker_processes``: 0
+            analyses every camera in a thread of this process; n > 0 in n spawned worker
+            processes (``procs``), where ``source_factory`` and ``backoff`` must be picklable.
     """
 
     def __init__(
@@ -216,67 +218,49 @@ class Supervisor:
         self.recorders: dict[str, Recorder] = {}
         self.webhooks: Any = None
         self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), self.recorders)
-        setting = config.server.worker_processes if worker_processes is None else worker_processes
-        self.processes = resolve_worker_processes(setting, len(cameras), os.cpu_count())
         for camera in cameras:
             recorder = self._recorder(camera, stall_timeout)
             if recorder is not None:
                 self.recorders[camera.name] = recorder
+        #: The process backend when cameras run in worker processes, else None: for tests and
+        #: benchmarks that look at the processes; the supervisor itself uses ``backend``.
         self.pool: ProcessPool | None = None
-        self.workers: dict[str, CameraWorker | RemoteCamera] = {}
-        self._local: dict[str, CameraWorker] = {}
-        if self.processes > 0:
-            self.pool = self._process_pool(cameras, source_factory, stall_timeout)
-            self.workers.update(self.pool.remote)
-        else:
-            self._local = self._camera_threads(cameras, source_factory, stall_timeout)
-            self.workers.update(self._local)
+        self.backend = self._backend(cameras, source_factory, stall_timeout, worker_processes)
+        self.workers: Mapping[str, CameraHandle] = self.backend.handles
         self.retention_warnings: list[str] = []
 
     # -- composition ------------------------------------------------------------------------
 
-    def _camera_threads(
+    def _backend(
         self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
-        stall_timeout: float,
-    ) -> dict[str, CameraWorker]:  # fmt: skip
-        factory = source_factory or (
-            lambda src, cam, cb: default_source(src, cam, cb, stall_timeout=stall_timeout)
-        )
-        workers: dict[str, CameraWorker] = {}
-        for camera in cameras:
-            worker = CameraWorker(
-                camera,
-                None if camera.detect.is_motion else self.batcher,
-                self.sink, counts=self._count, on_counts=self._publish_counts,
-                on_online=self._online, recorder=self.recorders.get(camera.name),
-                source_factory=factory,
-            )  # fmt: skip
-            worker.queue_depth = self._queue_depth
-            workers[camera.name] = worker
-        return workers
-
-    def _process_pool(
-        self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
-        stall_timeout: float,
-    ) -> ProcessPool:  # fmt: skip
-        hooks = _Hooks(
+        stall_timeout: float, worker_processes: int | None,
+    ) -> CameraBackend:  # fmt: skip
+        """The camera backend that ``server.backend`` asks for (the only place that knows
+        the backends apart)."""
+        kind, self.processes = resolve_backend(self.config.server, len(cameras), os.cpu_count(),
+                                               worker_processes=worker_processes)  # fmt: skip
+        hooks = BackendHooks(
             detector=self.batcher, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
             queue_depth=self._queue_depth,
         )  # fmt: skip
+        if kind == "threads":
+            return ThreadBackend(cameras, hooks, source_factory=source_factory,
+                                 stall_timeout=stall_timeout, backoff=self._backoff)  # fmt: skip
         batcher = self.batcher
         model = (
             None if batcher is None
-            else (list(batcher.class_names), tuple(batcher.input_size))
+            else (list(batcher.class_names), (batcher.input_size[0], batcher.input_size[1]))
         )  # fmt: skip
-        return ProcessPool(
-            cameras, self.processes, hooks, model,  # type: ignore[arg-type]
-            stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
+        self.pool = ProcessPool(
+            cameras, self.processes, hooks, model, stall_timeout=stall_timeout,
+            source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
+        return self.pool
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (none in thread mode)."""
-        return self.pool.pids() if self.pool is not None else []
+        return self.backend.pids()
 
     def _shared_detector(
         self, cameras: list[ResolvedCamera], detector: Detector | None,
@@ -344,10 +328,7 @@ class Supervisor:
         self.started = True
         self.started_at = time.time()
         self._register_cameras()
-        for name, worker in self._local.items():
-            self._spawn(f"camera-{name}", self._supervise, worker)
-        if self.pool is not None:
-            self.pool.start()
+        self.backend.start()
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
         if self.db is not None:
@@ -380,19 +361,13 @@ class Supervisor:
         for name in self.workers:
             self.mqtt.camera_online(name, False)
 
-    def _supervise(self, worker: CameraWorker) -> None:
-        """Run the worker's sessions until ``stop()``: retry and restart with backoff."""
-        run_supervised(worker, self._stop, self._backoff())
-
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful shutdown: close open events, finish segments, report cameras offline."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for worker in self._local.values():
-            worker.stop()
-        if self.pool is not None:
-            # Workers first: their last events reach the sinks through this process.
-            self.pool.stop(timeout)
+        # Cameras first: their last events and activity reach the sinks and recorders here.
+        self.backend.stop()
+        self.backend.close(timeout)
         for recorder in self.recorders.values():
             recorder.close()
         for thread in self._threads:
