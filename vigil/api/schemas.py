@@ -150,6 +150,11 @@ class CameraOut(BaseModel):
     skipped_frames: int
     inference_ms: float
     queue_depth: int
+    recording: str | None = Field(
+        None, description="Recorder state (recording, reconnecting, failed...); null: not "
+        "recorded.")  # fmt: skip
+    recording_error: str | None = Field(
+        None, description='Why recording fails, e.g. "recording failed: disk full".')
 
 
 class RulesBody(_Body):

@@ -46,6 +46,9 @@ def render_metrics(state: AppState, who: Principal) -> bytes:
     registry = CollectorRegistry()
     gauges = {attr: Gauge(name, doc, ["camera"], registry=registry)
               for attr, name, doc in _CAMERA_GAUGES}  # fmt: skip
+    failing = Gauge("vigil_camera_recording_failed",
+                    "1 while the camera's recorder cannot write (disk full, storage error)",
+                    ["camera"], registry=registry)  # fmt: skip
     for status in state.runtime.cameras():
         if not who.sees(status.name):
             continue
@@ -53,6 +56,8 @@ def render_metrics(state: AppState, who: Principal) -> bytes:
             value = getattr(status, attr)
             if value is not None:
                 gauge.labels(status.name).set(float(value))
+        if status.recording is not None:
+            failing.labels(status.name).set(1.0 if status.recording == "failed" else 0.0)
     storage = Gauge("vigil_storage_used_bytes", "bytes of recorded segments", ["camera"],
                     registry=registry)  # fmt: skip
     with state.db.session() as session:
