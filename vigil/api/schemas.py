@@ -29,6 +29,13 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     setup_required: bool
+    storage: Literal["ok", "low", "full", "unknown"] = Field(
+        description="Free space of the data directory: full (under 1 MiB), low (under "
+        "server.min_free_bytes), unknown (cannot be asked).")
+    free_bytes: int | None = Field(description="Free bytes in the data directory.")
+    recording: Literal["ok", "failed", "off"] = Field(
+        description="failed while any camera's recorder cannot write; off: nothing records.")
+    recording_failed: int = Field(description="How many cameras cannot record now.")
 
 
 class Credentials(_Body):

@@ -23,6 +23,8 @@ class ApiSettings:
     post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
     ``record`` config); cameras not listed get ``default_clip_roll``. ``clip_cache_bytes``: the
     most the event-clip cache keeps; the least recently served clips go first.
+    ``min_free_bytes``: below this much free space in the data directory ``/api/health``
+    reports storage ``low`` (``server.min_free_bytes``).
     """
 
     secure_cookies: bool = True
@@ -37,6 +39,7 @@ class ApiSettings:
     clip_rolls: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     default_clip_roll: tuple[float, float] = (5.0, 5.0)
     clip_cache_bytes: int = 2 * 1024**3
+    min_free_bytes: int | None = None
 
     def clip_roll(self, camera: str) -> tuple[float, float]:
         """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""

@@ -78,7 +78,8 @@ def _run_api(config: Any, db: Any, supervisor: Any) -> None:
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
     settings = ApiSettings(secure_cookies=config.server.secure_cookies,
-                           redact=config.redact, clip_rolls=rolls)  # fmt: skip
+                           redact=config.redact, clip_rolls=rolls,
+                           min_free_bytes=config.server.min_free_bytes)  # fmt: skip
     app = create_app(settings, db, supervisor, data_dir=config.data_dir)
     # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
