@@ -82,13 +82,15 @@ def test_complete_partial_is_recovered_and_indexed(
     reported: list[SegmentInfo] = []
     report = recover(root, reported.append)
     assert report.recovered == [target]
-    assert target.exists() and not partial_path(target).exists()
+    assert target.exists()
+    assert not partial_path(target).exists()
     [info] = reported
     assert info.path == target
     assert (info.camera, info.start) == parse_segment_path(target)
     assert info.start == pytest.approx(source.start, abs=1.0)
     assert info.duration == pytest.approx(source.duration, abs=0.2)
-    assert info.sha256 == sha256_file(source.path) and info.size == source.size
+    assert info.sha256 == sha256_file(source.path)
+    assert info.size == source.size
     assert info.has_audio
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.small_disk import small_disk
 from vigil.record.retention import (
     CameraRetention,
     RetentionJob,
@@ -18,7 +19,6 @@ from vigil.record.retention import (
     plan_retention,
     reserve_bytes,
 )
-from tests.small_disk import small_disk
 
 NOW = 100_000.0
 
