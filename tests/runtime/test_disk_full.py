@@ -1,0 +1,185 @@
+"""A transient disk full under ``vigil serve``: recording fails, says so, and comes back.
+
+Two cameras record a real RTSP relay (Debian ``rtsp-server-perl`` fed by ``ffmpeg`` in real
+time) into a data directory on a real 3 MiB tmpfs; a real Mosquitto broker listens. The disk
+is filled to the last byte while they record, then grown to 64 MiB in place (``mount -o
+remount,size=``), the way an operator adds space. Wanted: the recording threads survive, each
+camera reports ``recording failed: disk full`` in its status and on MQTT while the disk is
+full, no temporary file is left behind, and each writes new segments within about one
+segment once there is space again.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
+pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
+
+from tests.alerts.alert_servers import Broker, Subscriber
+from tests.rtsp_relay import RtspRelay as Camera
+from tests.rtsp_relay import require_tools
+from tests.small_disk import SmallDisk, small_disk
+from vigil.config.models import VigilConfig
+from vigil.ingest import Backoff
+from vigil.record.segmenter import sha256_file
+from vigil.runtime.serve import Supervisor
+from vigil.store import Database, SegmentRepo
+
+CLIP = "one-by-one-person-detection.mp4"
+SEGMENT_S = 2.0
+CAMERAS = ("cam1", "cam2")
+
+
+class Relay(Camera):
+    """One relay, one mount per camera: a mount serves its two readers (analysis and
+    recording) well, while a second relay process refuses publishers (404 on RECORD)."""
+
+    def publish_mounts(self, mounts: tuple[str, ...]) -> None:
+        self.publishers = [
+            subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                 "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
+                 f"rtsp://127.0.0.1:{self.source_port}/{mount}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            for mount in mounts
+        ]
+
+    def mount_url(self, mount: str) -> str:
+        return f"rtsp://127.0.0.1:{self.client_port}/{mount}"
+
+    def stop(self) -> None:
+        for publisher in getattr(self, "publishers", []):
+            publisher.send_signal(signal.SIGINT)  # TEARDOWN, see RtspRelay.unpublish
+            try:
+                publisher.wait(5)
+            except subprocess.TimeoutExpired:
+                publisher.kill()
+                publisher.wait()
+        super().stop()
+
+
+@pytest.fixture
+def relay(clips_dir: Path) -> Iterator[Relay]:
+    require_tools("rtsp-server-perl", "ffmpeg")
+    server = Relay(clips_dir / CLIP)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    server = Broker(folder)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    with small_disk(tmp_path / "disk", 3 * 1024 * 1024) as mounted:
+        yield mounted
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        time.sleep(0.1)
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
+    tmp_path: Path, relay: Relay, broker: Broker, disk: SmallDisk
+) -> None:
+    relay.publish_mounts(CAMERAS)
+    time.sleep(1.5)  # the publishers announce their streams
+    subscriber = Subscriber(broker.port, ["vigil/+/recording"])
+    config = VigilConfig.model_validate({
+        "detect": {"model": "motion", "fps": 5},
+        "data_dir": str(disk.path / "data"),
+        "record": {"mode": "continuous", "segment_seconds": SEGMENT_S},
+        # No free-space deletion here: the disk is full of ballast, not of recordings.
+        "server": {"free_space_reserve": 0, "retention_interval": 3600},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, "discovery": False},
+        "cameras": {name: {"sources": [{"url": relay.mount_url(name),
+                                         "options": {"rtsp_transport": "udp"}}]}
+                    for name in CAMERAS},
+    })  # fmt: skip
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")  # the database is not on the small disk
+    db.migrate()
+
+    def starts(name: str) -> list[float]:
+        with db.session() as session:
+            return [r.start for r in SegmentRepo(session).list(name)]
+
+    def recording(name: str) -> tuple[str | None, str | None]:
+        status = {s.name: s for s in supervisor.cameras()}[name]
+        return status.recording, status.recording_error
+
+    backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
+    supervisor = Supervisor(config, db=db, backoff=backoff, stall_timeout=3.0,
+                            worker_processes=0)  # fmt: skip
+    supervisor.start()
+    try:
+        wait_for(lambda: all(starts(c) for c in CAMERAS), 40, "both cameras recorded")
+        disk.fill()
+        wait_for(lambda: all(recording(c)[0] == "failed" for c in CAMERAS), 30,
+                 "both recorders reported the full disk")  # fmt: skip
+        for name in CAMERAS:
+            assert recording(name) == ("failed", "recording failed: disk full")
+        failures = {c: supervisor.recorders[c].storage_failures for c in CAMERAS}
+        # It stays full a while: the recorders keep retrying (and keep failing) meanwhile.
+        wait_for(lambda: all(supervisor.recorders[c].storage_failures > failures[c] + 1
+                             for c in CAMERAS), 30, "the recorders did not retry")  # fmt: skip
+        alive = {t.name for t in threading.enumerate() if t.is_alive()}
+        assert {f"record-{c}" for c in CAMERAS} <= alive, "the recording threads must live on"
+        assert [r[0] for r in map(recording, CAMERAS)] == ["failed", "failed"]
+        assert temp_files(disk.path) == [], "failed writes leave no temporary file"
+
+        disk.resize(64 * 1024 * 1024)
+        grown = time.time()
+        wait_for(lambda: all(any(s > grown for s in starts(c)) for c in CAMERAS), 30,
+                 "new segments after the disk was grown")  # fmt: skip
+        for name in CAMERAS:
+            assert recording(name) == ("recording", None)
+            first = min(s for s in starts(name) if s > grown)
+            # Resumed within about one segment (plus the retry delay and the next keyframe).
+            assert first - grown < 2 * SEGMENT_S + 3.0, (name, first - grown)
+    finally:
+        supervisor.stop()
+        messages = subscriber.drain(0.5)
+        subscriber.close()
+    try:
+        with db.session() as session:
+            rows = SegmentRepo(session).list()
+        for row in rows:  # every indexed segment is complete and intact
+            assert sha256_file(config.data_dir / row.path) == row.sha256
+        assert not list(config.data_dir.rglob("*.partial")), "no partial segment left"
+    finally:
+        db.close()
+
+    for name in CAMERAS:
+        states = [json.loads(m.payload) for m in messages if m.topic == f"vigil/{name}/recording"]
+        assert {"state": "failed", "error": "recording failed: disk full"} in states, states
+        failed_at = states.index({"state": "failed", "error": "recording failed: disk full"})
+        assert {"state": "recording", "error": None} in states[failed_at:], states
