@@ -1,7 +1,7 @@
 """A transient disk full under ``vigil serve``: recording fails, says so, and comes back.
 
 Two cameras record a real RTSP relay (Debian ``rtsp-server-perl`` fed by ``ffmpeg`` in real
-time) into a data directory on a real 3 MiB tmpfs; a real Mosquitto broker listens. The disk
+time; analysis runs on synthetic scenes, whose events write snapshots) into a data directory on a real 3 MiB tmpfs; a real Mosquitto broker listens. The disk
 is filled to the last byte while they record, then grown to 64 MiB in place (``mount -o
 remount,size=``), the way an operator adds space. Wanted: the recording threads survive, each
 camera reports ``recording failed: disk full`` in its status and on MQTT while the disk is
@@ -37,11 +37,12 @@ from vigil.store import Database, SegmentRepo
 CLIP = "one-by-one-person-detection.mp4"
 SEGMENT_S = 2.0
 CAMERAS = ("cam1", "cam2")
+SCENE = "synthetic://?width=320&height=180&fps=5&duration=600"
 
 
 class Relay(Camera):
-    """One relay, one mount per camera: a mount serves its two readers (analysis and
-    recording) well, while a second relay process refuses publishers (404 on RECORD)."""
+    """One relay, one mount per camera (a second relay process refuses publishers with 404
+    on RECORD, and readers of one mount sometimes stall when there are several)."""
 
     def publish_mounts(self, mounts: tuple[str, ...]) -> None:
         self.publishers = [
@@ -121,9 +122,13 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         # No free-space deletion here: the disk is full of ballast, not of recordings.
         "server": {"free_space_reserve": 0, "retention_interval": 3600},
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "discovery": False},
-        "cameras": {name: {"sources": [{"url": relay.mount_url(name),
-                                         "options": {"rtsp_transport": "udp"}}]}
-                    for name in CAMERAS},
+        # Analysis of a synthetic scene (events, snapshots written to the full disk too);
+        # recording of the RTSP camera, one relay reader per camera.
+        "cameras": {name: {"sources": [
+            {"url": SCENE, "roles": ["detect"]},
+            {"url": relay.mount_url(name), "roles": ["record"],
+             "options": {"rtsp_transport": "udp"}},
+        ]} for name in CAMERAS},
     })  # fmt: skip
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")  # the database is not on the small disk
     db.migrate()
