@@ -1,8 +1,8 @@
 """A transient disk full under ``vigil serve``: recording fails, says so, and comes back.
 
 Two cameras record a real RTSP relay (Debian ``rtsp-server-perl`` fed by ``ffmpeg`` in real
-time; analysis runs on synthetic scenes, whose events write snapshots) into a data directory on a real 3 MiB tmpfs; a real Mosquitto broker listens. The disk
-is filled to the last byte while they record, then grown to 64 MiB in place (``mount -o
+time; analysis runs on synthetic scenes) into a data directory on a real 8 MiB tmpfs; a real
+Mosquitto broker listens. The disk is filled to the last byte while they record, then grown to 64 MiB in place (``mount -o
 remount,size=``), the way an operator adds space. Wanted: the recording threads survive, each
 camera reports ``recording failed: disk full`` in its status and on MQTT while the disk is
 full, no temporary file is left behind, and each writes new segments within about one
@@ -92,7 +92,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    with small_disk(tmp_path / "disk", 3 * 1024 * 1024) as mounted:
+    with small_disk(tmp_path / "disk", 8 * 1024 * 1024) as mounted:
         yield mounted
 
 
@@ -122,7 +122,7 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         # No free-space deletion here: the disk is full of ballast, not of recordings.
         "server": {"free_space_reserve": 0, "retention_interval": 3600},
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "discovery": False},
-        # Analysis of a synthetic scene (events, snapshots written to the full disk too);
+        # Analysis of a synthetic scene (its events write snapshots to the same disk);
         # recording of the RTSP camera, one relay reader per camera.
         "cameras": {name: {"sources": [
             {"url": SCENE, "roles": ["detect"]},
