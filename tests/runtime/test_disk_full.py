@@ -2,8 +2,8 @@
 
 Two cameras record a real RTSP relay (Debian ``rtsp-server-perl`` fed by ``ffmpeg`` in real
 time; analysis runs on synthetic scenes) into a data directory on a real 8 MiB tmpfs; a real
-Mosquitto broker listens. The disk is filled to the last byte while they record, then grown to 64 MiB in place (``mount -o
-remount,size=``), the way an operator adds space. Wanted: the recording threads survive, each
+Mosquitto broker listens. The disk is filled to the last byte while they record, then grown
+to 64 MiB in place (``mount -o remount,size=``), the way an operator adds space. Wanted: the recording threads survive, each
 camera reports ``recording failed: disk full`` in its status and on MQTT while the disk is
 full, no temporary file is left behind, and each writes new segments within about one
 segment once there is space again.
@@ -45,15 +45,15 @@ class Relay(Camera):
     on RECORD, and readers of one mount sometimes stall when there are several)."""
 
     def publish_mounts(self, mounts: tuple[str, ...]) -> None:
-        self.publishers = [
-            subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                 "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
-                 f"rtsp://127.0.0.1:{self.source_port}/{mount}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            for mount in mounts
-        ]
+        self.publishers = [self._publisher(mount) for mount in mounts]
+
+    def _publisher(self, mount: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+             "-i", str(self.clip), "-c", "copy", "-f", "rtsp",
+             f"rtsp://127.0.0.1:{self.source_port}/{mount}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
 
     def mount_url(self, mount: str) -> str:
         return f"rtsp://127.0.0.1:{self.client_port}/{mount}"
