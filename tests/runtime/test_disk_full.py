@@ -3,10 +3,10 @@
 Two cameras record a real RTSP relay (Debian ``rtsp-server-perl`` fed by ``ffmpeg`` in real
 time; analysis runs on synthetic scenes) into a data directory on a real 8 MiB tmpfs; a real
 Mosquitto broker listens. The disk is filled to the last byte while they record, then grown
-to 64 MiB in place (``mount -o remount,size=``), the way an operator adds space. Wanted: the recording threads survive, each
-camera reports ``recording failed: disk full`` in its status and on MQTT while the disk is
-full, no temporary file is left behind, and each writes new segments within about one
-segment once there is space again.
+to 64 MiB in place (``mount -o remount,size=``), the way an operator adds space. Wanted: the
+recording threads survive, each camera reports ``recording failed: disk full`` in its status
+and on MQTT while the disk is full, no temporary file is left behind, and each writes new
+segments within about one segment once there is space again.
 """
 
 from __future__ import annotations
