@@ -204,11 +204,13 @@ class Recorder:
             log.error("%s: %s (%s); retrying", self.segmenter.camera, problem, exc)
         self._set_state("failed", problem)
 
+    def storage_retry_delay(self) -> float:
+        """Seconds before the next storage retry: the backoff's, but at most one segment, so
+        recording resumes within about one segment of space coming back."""
+        return min(self.backoff.next(), self.segmenter.segment_seconds)
+
     def _wait_storage(self) -> None:
-        """Wait before the next storage retry: at most one segment, so recording resumes
-        within about one segment of space coming back."""
-        delay = min(self.backoff.next(), self.segmenter.segment_seconds)
-        self._stop.wait(delay)
+        self._stop.wait(self.storage_retry_delay())
 
     def _storage_ok(self) -> bool:
         """Whether the recordings folder takes ``PROBE_BYTES`` again (written, then deleted)."""
