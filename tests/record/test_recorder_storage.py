@@ -24,6 +24,15 @@ def test_storage_retries_wait_at_most_one_segment(tmp_path: Path) -> None:
     assert [recorder.storage_retry_delay() for _ in range(4)] == [1.0, 4.0, 4.0, 4.0]
 
 
+def test_segments_the_store_did_not_take_make_recording_failed(tmp_path: Path) -> None:
+    recorder = Recorder("rtsp://127.0.0.1:1/x", "cam1", tmp_path)
+    recorder.state = "recording"
+    assert recorder.status() == ("recording", None)
+    recorder.segmenter.report_error = "segment 00.00.mp4 not indexed: database is full"
+    assert recorder.status() == (
+        "failed", "recording failed: segment 00.00.mp4 not indexed: database is full")  # fmt: skip
+
+
 def test_storage_problems_in_words() -> None:
     full = StorageError("cannot write segment x.mp4")
     full.__cause__ = OSError(errno.ENOSPC, "No space left on device")

@@ -181,10 +181,13 @@ class Recorder:
         self._stop.set()
 
     def status(self) -> tuple[RecorderState, str | None]:
-        """``(state, error)`` now; ``error`` also reports segments the store did not take."""
+        """``(state, error)`` now. Segments the store did not take (the database is full or
+        down) are a failure too, though their files were written: retention only deletes
+        what the store knows, so unindexed footage would fill the disk and outlive
+        ``max_age``."""
         report = self.segmenter.report_error
-        if self.error is None and report is not None:
-            return self.state, f"recording failed: {report}"
+        if self.error is None and report is not None and self.state != "stopped":
+            return "failed", f"recording failed: {report}"
         return self.state, self.error
 
     def _set_state(self, state: RecorderState, error: str | None) -> None:
