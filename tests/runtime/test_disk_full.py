@@ -187,3 +187,44 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         assert {"state": "failed", "error": "recording failed: disk full"} in states, states
         failed_at = states.index({"state": "failed", "error": "recording failed: disk full"})
         assert {"state": "recording", "error": None} in states[failed_at:], states
+
+
+def test_vigil_serve_retention_frees_space_on_a_nearly_full_disk(
+    tmp_path: Path, disk: SmallDisk
+) -> None:
+    """``Supervisor.run_retention`` on a real nearly full disk: no age or size limit applies,
+    yet the oldest unlocked segments go until ``min_free_bytes`` is free again; a locked one
+    stays, and the folders emptied are pruned."""
+    config = VigilConfig.model_validate({
+        "data_dir": str(disk.path / "data"),
+        "server": {"min_free_bytes": 1024 * 1024, "free_space_reserve": 0},
+    })  # fmt: skip
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    db.migrate()
+    now = 1_700_000_000.0
+    size = 512 * 1024
+    rels = [f"recordings/cam/2023-11-14/{hour:02d}/00.00.mp4" for hour in range(8)]
+    try:
+        with db.session() as session:
+            repo = SegmentRepo(session)
+            for hour, rel in enumerate(rels):
+                path = config.data_dir / rel
+                path.parent.mkdir(parents=True)
+                path.write_bytes(bytes(size))
+                start = now - 86_400 + hour * 3600
+                repo.add(camera="cam", path=rel, start=start, end=start + 10, size=size,
+                         sha256="0" * 64)  # fmt: skip
+            repo.set_lock("cam", now - 86_400, now - 86_400 + 10, True)  # the oldest: evidence
+        disk.fill()
+        assert disk.free < 1024 * 1024
+        supervisor = Supervisor(config, db=db)
+        deleted = supervisor.run_retention(now)
+        assert deleted == rels[1:3], "the oldest unlocked, just enough of them"
+        assert disk.free >= 1024 * 1024
+        assert (config.data_dir / rels[0]).exists(), "locked evidence stays"
+        assert not (config.data_dir / rels[1]).parent.exists(), "emptied folders are pruned"
+        with db.session() as session:
+            assert [r.path for r in SegmentRepo(session).list()] == [rels[0], *rels[3:]]
+        supervisor.stop()
+    finally:
+        db.close()
