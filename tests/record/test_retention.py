@@ -119,8 +119,8 @@ class _Catalog:
         self.lock_later = lock_later
         self.gone: list[Hashable] = []
 
-    def segments(self) -> list[SegmentMeta]:
-        return [f.meta for f in self.files.values()]
+    def segments(self) -> list[SegmentFile]:
+        return list(self.files.values())
 
     def remove(self, ids: Sequence[Hashable]) -> list[SegmentFile]:
         removed = [self.files.pop(i) for i in ids if i != self.lock_later]

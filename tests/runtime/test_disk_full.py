@@ -28,6 +28,7 @@ from tests.alerts.alert_servers import Broker, Subscriber, free_port
 from tests.rtsp_relay import require_tools
 from tests.small_disk import SmallDisk, small_disk
 from vigil.config.models import VigilConfig
+from vigil.errors import StorageError
 from vigil.ingest import Backoff
 from vigil.record.segmenter import sha256_file
 from vigil.runtime.serve import Supervisor
@@ -223,6 +224,44 @@ def test_vigil_serve_retention_frees_space_on_a_nearly_full_disk(
         assert disk.free >= 1024 * 1024
         assert (config.data_dir / rels[0]).exists(), "locked evidence stays"
         assert not (config.data_dir / rels[1]).parent.exists(), "emptied folders are pruned"
+        with db.session() as session:
+            assert [r.path for r in SegmentRepo(session).list()] == [rels[0], *rels[3:]]
+        supervisor.stop()
+    finally:
+        db.close()
+
+
+def test_retention_frees_a_full_disk_that_also_holds_the_database(disk: SmallDisk) -> None:
+    """SQLite on the same full disk cannot record a deletion: retention deletes the planned
+    (unlocked, oldest) files first, then the rows, so the disk is not stuck full for good."""
+    config = VigilConfig.model_validate({
+        "data_dir": str(disk.path / "data"),
+        "server": {"min_free_bytes": 1024 * 1024, "free_space_reserve": 0},
+    })  # fmt: skip
+    db = Database(f"sqlite:///{disk.path / 'vigil.db'}")
+    db.migrate()
+    now = 1_700_000_000.0
+    size = 512 * 1024
+    rels = [f"recordings/cam/2023-11-14/{hour:02d}/00.00.mp4" for hour in range(6)]
+    try:
+        with db.session() as session:
+            repo = SegmentRepo(session)
+            for hour, rel in enumerate(rels):
+                path = config.data_dir / rel
+                path.parent.mkdir(parents=True)
+                path.write_bytes(bytes(size))
+                start = now - 86_400 + hour * 3600
+                repo.add(camera="cam", path=rel, start=start, end=start + 10, size=size,
+                         sha256="0" * 64)  # fmt: skip
+            repo.set_lock("cam", now - 86_400, now - 86_400 + 10, True)
+        disk.fill()
+        with pytest.raises(StorageError), db.session(immediate=True) as session:
+            SegmentRepo(session).delete([6])  # the database really cannot write now
+        supervisor = Supervisor(config, db=db)
+        assert supervisor.run_retention(now) == rels[1:3]
+        # About the reserve is free (the database's own journal took a few pages of it).
+        assert disk.free > 1024 * 1024 - 64 * 1024
+        assert (config.data_dir / rels[0]).exists(), "locked evidence stays"
         with db.session() as session:
             assert [r.path for r in SegmentRepo(session).list()] == [rels[0], *rels[3:]]
         supervisor.stop()

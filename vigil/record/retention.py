@@ -20,7 +20,8 @@ the free space stays below the reserve, the plan carries a warning for the opera
 ``RetentionJob`` is the one way plans are applied (``vigil serve`` and the tests alike): the
 catalog forgets the segments first (the store re-checks each lock in the same transaction),
 then the files go and the hour/day folders left empty are pruned. A crash in between leaves
-an orphan file, never a row that points at nothing.
+an orphan file, never a row that points at nothing. Only when the disk is below the reserve
+and the catalog cannot write (SQLite on that same full disk) do the files go first.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from vigil.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +208,7 @@ class SegmentFile:
 class SegmentCatalog(Protocol):
     """Where the job learns of segments and forgets them (the store in ``vigil serve``)."""
 
-    def segments(self) -> Sequence[SegmentMeta]: ...
+    def segments(self) -> Sequence[SegmentFile]: ...
 
     def remove(self, ids: Sequence[Hashable]) -> Sequence[SegmentFile]:
         """Forget the segments among ``ids`` that may still go (a lock taken since the plan
@@ -248,18 +251,32 @@ class RetentionJob:
         self._free = free_bytes or disk_free_bytes
 
     def run(self, now: float) -> RetentionResult:
-        metas = list(self.catalog.segments())
+        files = {f.meta.id: f for f in self.catalog.segments()}
+        metas = [f.meta for f in files.values()]
         free = self._free(self.recordings) if self.recordings.exists() else None
         plan = plan_retention(metas, now, self.policy, free_bytes=free)
         for warning in plan.warnings:
             log.warning("retention: %s", warning)
-        removed = list(self.catalog.remove(plan.delete)) if plan.delete else []
+        if not plan.delete:
+            return RetentionResult([], [], [], plan.warnings)
+        early: set[Hashable] = set()  # files already deleted before the catalog forgot them
+        try:
+            removed = list(self.catalog.remove(plan.delete))
+        except StorageError:
+            if free is None or free >= reserve_bytes(metas, now, self.policy):
+                raise
+            removed = self._files_first([files[i] for i in plan.delete])
+            early = {f.meta.id for f in removed}
         gone = {f.meta.id for f in removed}
         deleted: list[Hashable] = []
         missing: list[Hashable] = []
         failed: list[tuple[Hashable, str]] = []
         for file in removed:
             try:
+                if file.meta.id in early:
+                    deleted.append(file.meta.id)
+                    prune_empty_dirs(file.path.parent, self.recordings)
+                    continue
                 file.path.unlink()
                 deleted.append(file.meta.id)
             except FileNotFoundError:
@@ -270,6 +287,25 @@ class RetentionJob:
             prune_empty_dirs(file.path.parent, self.recordings)
         kept = [i for i in plan.delete if i not in gone]
         return RetentionResult(deleted, missing, failed, plan.warnings, kept, removed)
+
+    def _files_first(self, doomed: list[SegmentFile]) -> list[SegmentFile]:
+        """The disk is so full that the catalog cannot record a deletion (SQLite on the same
+        disk): delete the planned files first, then forget them. Safe for evidence: the plan
+        holds no locked segment, and no lock can be taken meanwhile (that is a write too).
+        Returns what the catalog then forgot; what it still cannot forget is found missing
+        (and forgotten) by a later run."""
+        log.warning("retention: the disk is too full to record deletions; deleting %d "
+                    "segment file(s) first", len(doomed))  # fmt: skip
+        for file in doomed:
+            try:
+                file.path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("retention: cannot delete %s: %s", file.path, exc)
+        try:
+            return list(self.catalog.remove([f.meta.id for f in doomed]))
+        except StorageError as exc:
+            log.warning("retention: deleted files not yet forgotten (%s); next run", exc)
+            return []
 
 
 def disk_free_bytes(path: Path) -> int | None:

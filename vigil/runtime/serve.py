@@ -157,11 +157,11 @@ class StoreCatalog:
     def __init__(self, db: Database, root: Path) -> None:
         self.db, self.root = db, root
 
-    def segments(self) -> list[SegmentMeta]:
+    def segments(self) -> list[SegmentFile]:
         from vigil.store.repo import SegmentRepo
 
         with self.db.session() as session:
-            return [_meta(r) for r in SegmentRepo(session).list()]
+            return [SegmentFile(_meta(r), self.root / r.path) for r in SegmentRepo(session).list()]
 
     def remove(self, ids: Sequence[Hashable]) -> list[SegmentFile]:
         from vigil.store.repo import SegmentRepo
