@@ -78,6 +78,27 @@ def test_availability_is_retained_for_late_subscribers(broker: Broker) -> None:
     after.close()
 
 
+def test_recording_state_is_retained_and_sent_only_on_change(broker: Broker) -> None:
+    p = prefix()
+    topic = f"{p}/front_door/recording"
+    sub = Subscriber(broker.port, [f"{p}/+/recording"])
+    with sink_for(broker, p) as sink:
+        sink.camera_recording("front door", "recording")
+        sink.camera_recording("front door", "failed", "recording failed: disk full")
+        sink.camera_recording("front door", "failed", "recording failed: disk full")
+        got = [json.loads(m.payload) for m in sub.drain() if m.topic == topic]
+        assert got == [{"state": "recording", "error": None},
+                       {"state": "failed", "error": "recording failed: disk full"}]
+        late = Subscriber(broker.port, [f"{p}/+/recording"])
+        [retained] = late.drain()
+        assert retained.retain
+        assert json.loads(retained.payload)["error"] == "recording failed: disk full"
+        late.close()
+        with pytest.raises(ConfigError, match="collide"):
+            sink.label_topic("cam", "recording")
+    sub.close()
+
+
 COUNTS = {
     "lines": {"gate": {"total": {"a_to_b": 4, "b_to_a": 1}, "by_class": {}}},
     "zones": {

@@ -352,6 +352,32 @@ def test_retention_deletes_old_unlocked_segments_and_their_files(tmp_path: Path)
         db.close()
 
 
+def test_retention_of_vigil_serve_prunes_the_folders_it_empties(tmp_path: Path) -> None:
+    """``Supervisor.run_retention`` is the ``RetentionJob``: the hour and day folders of the
+    deleted segments go too, the camera folder with a kept segment stays."""
+    config = VigilConfig.model_validate({
+        "data_dir": str(tmp_path / "data"), "record": {"max_age": 3600},
+    })  # fmt: skip
+    db = make_db(tmp_path)
+    now = 1_700_000_000.0
+    try:
+        with db.session() as session:
+            repo = SegmentRepo(session)
+            for rel, start in (("recordings/cam/2023-11-13/10/00.00.mp4", now - 86_400),
+                               ("recordings/cam/2023-11-14/22/13.00.mp4", now - 20)):
+                (config.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (config.data_dir / rel).write_bytes(b"x" * 10)
+                repo.add(camera="cam", path=rel, start=start, end=start + 10, size=10,
+                         sha256="0" * 64)  # fmt: skip
+        supervisor = Supervisor(config, db=db)
+        assert supervisor.run_retention(now) == ["recordings/cam/2023-11-13/10/00.00.mp4"]
+        assert not (config.data_dir / "recordings/cam/2023-11-13").exists()
+        assert (config.data_dir / "recordings/cam/2023-11-14/22/13.00.mp4").exists()
+        supervisor.stop()
+    finally:
+        db.close()
+
+
 # -- recording activity ---------------------------------------------------------------------
 
 

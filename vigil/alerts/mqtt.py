@@ -8,6 +8,9 @@ one topic level each by `topic_level`: runs of characters other than letters, di
     vigil/events                         every lifecycle change of every event (JSON, QoS 1)
     vigil/<camera>/events                the same, for one camera
     vigil/<camera>/availability          online | offline   retained
+    vigil/<camera>/recording             {"state": "failed", "error": "recording failed:
+                                         disk full"} (JSON, retained; state recording,
+                                         reconnecting, failed or stopped)
     vigil/<camera>/<label>               objects of that label in the camera's zones (an int)
     vigil/<camera>/line/<line>/<dir>     crossings of a line, dir a_to_b | b_to_a (an int)
     vigil/<camera>/line/<line>/<dir>/<label>          the same, for one class
@@ -68,7 +71,7 @@ ONLINE = "online"
 OFFLINE = "offline"
 
 #: Topic levels under a camera that labels must not take.
-_RESERVED = frozenset({"events", "availability", "line", "zone"})
+_RESERVED = frozenset({"events", "availability", "line", "zone", "recording"})
 #: Zone event counters of `RuleEngine.counts()` and their topic level under ``events/``.
 _ZONE_EVENTS = ("dwell", "loiter", "speeding", "wrong_way", "stopped")
 _NOT_LEVEL = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -333,6 +336,19 @@ class MqttSink:
             self._online[camera] = online
             if self._connected:
                 self._send(self._camera_availability(camera), _availability(online), retain=True)
+
+    def camera_recording(self, camera: str, state: str, error: str | None = None) -> None:
+        """Set ``<prefix>/<camera>/recording`` (retained): the recorder's state and, while it
+        fails, why (``{"state": "failed", "error": "recording failed: disk full"}``)."""
+        payload = json.dumps({"state": state, "error": error}, separators=(",", ":")).encode()
+        topic = self.camera_topic(camera, "recording")
+        with self._lock:
+            self._check_open()
+            if self._states.get(topic) == payload:
+                return
+            self._states[topic] = payload
+            if self._connected:
+                self._send(topic, payload, retain=True)
 
     def publish_counts(self, camera: str, counts: Mapping[str, Any]) -> None:
         """Publish a camera's counters from `RuleEngine.counts()` (retained; only changes).

@@ -9,6 +9,7 @@ added later cannot forget authentication; routes then ask for the role they need
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from ipaddress import ip_address
@@ -28,8 +29,10 @@ from vigil.api.auth import (
 from vigil.api.errors import ForbiddenError
 from vigil.api.settings import Network
 from vigil.api.state import AppState
-from vigil.errors import AuthError
+from vigil.errors import AuthError, StorageError
 from vigil.store import TokenKind, TokenRepo
+
+log = logging.getLogger(__name__)
 
 # ``last_used`` is for people reviewing tokens: a minute's precision is enough, and it keeps
 # most requests free of any database write.
@@ -95,9 +98,17 @@ def principal_for(state: AppState, token: str, kind: TokenKind, client: str | No
         cams = None if user.cameras is None else tuple(user.cameras)
         who = Principal(user.id, user.name, user.role, cams, kind.value, client)
     now = time.time()
-    if row.last_used is None or now - row.last_used >= TOUCH_INTERVAL_S:
-        with state.db.session(immediate=True) as session:
-            TokenRepo(session).touch(row.id, now=now)
+    due = row.last_used is None or now - row.last_used >= TOUCH_INTERVAL_S
+    if due and now >= state.touch_retry_at:
+        try:
+            with state.db.session(immediate=True) as session:
+                TokenRepo(session).touch(row.id, now=now)
+        except StorageError as exc:
+            # ``last_used`` is bookkeeping: a full disk (or a database that takes no writes)
+            # must not turn every authenticated read into a 503. Try again in a minute.
+            state.touch_retry_at = now + TOUCH_INTERVAL_S
+            log.warning("token last_used not updated (%s); reads go on, retrying in %.0f s",
+                        exc, TOUCH_INTERVAL_S)  # fmt: skip
     return who
 
 

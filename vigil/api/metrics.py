@@ -175,6 +175,15 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
     for status in statuses:
         skipped.add_metric([status.name], status.skipped_frames)
     yield skipped
+    failing = GaugeMetricFamily(
+        "vigil_camera_recording_failed", "1 while the camera's recorder cannot write (disk "
+        "full, storage error), else 0; absent for cameras that are not recorded",
+        labels=["camera"],
+    )  # fmt: skip
+    for status in statuses:
+        if status.recording is not None:
+            failing.add_metric([status.name], 1.0 if status.recording == "failed" else 0.0)
+    yield failing
 
 
 def _delivery(channel: str, what: str, health: DeliveryHealth, doc: str) -> Iterator[Metric]:

@@ -30,6 +30,13 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     setup_required: bool
+    storage: Literal["ok", "low", "full", "unknown"] = Field(
+        description="Free space of the data directory: full (under 1 MiB), low (under "
+        "server.min_free_bytes), unknown (cannot be asked).")
+    free_bytes: int | None = Field(description="Free bytes in the data directory.")
+    recording: Literal["ok", "failed", "off"] = Field(
+        description="failed while any camera's recorder cannot write; off: nothing records.")
+    recording_failed: int = Field(description="How many cameras cannot record now.")
 
 
 class Credentials(_Body):
@@ -179,6 +186,11 @@ class CameraOut(BaseModel):
     skipped_frames: int
     inference_ms: float
     queue_depth: int
+    recording: str | None = Field(
+        None, description="Recorder state (recording, reconnecting, failed...); null: not "
+        "recorded.")  # fmt: skip
+    recording_error: str | None = Field(
+        None, description='Why recording fails, e.g. "recording failed: disk full".')
 
 
 class RulesBody(_Body):

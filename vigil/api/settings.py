@@ -56,6 +56,8 @@ class ApiSettings:
     most the event-clip cache keeps; the least recently served clips go first.
     ``setup_token``: when set, first-run setup needs it (``vigil serve`` prints the link that
     carries it), so nobody else on the network can create the first admin.
+    ``min_free_bytes``: below this much free space in the data directory ``/api/health``
+    reports storage ``low`` (``server.min_free_bytes``).
     """
 
     secure_cookies: bool = True
@@ -78,6 +80,7 @@ class ApiSettings:
     clip_rolls: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     default_clip_roll: tuple[float, float] = (5.0, 5.0)
     clip_cache_bytes: int = 2 * 1024**3
+    min_free_bytes: int | None = None
     setup_token: str | None = None
 
     def redact_for(self, camera: str) -> RedactConfig:

@@ -55,6 +55,8 @@ class AppState:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: Live streams now open (they decrement when their client goes away).
     live_streams: int = 0
+    #: No token ``last_used`` write before this time (UNIX s): the last one failed.
+    touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)

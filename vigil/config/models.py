@@ -353,8 +353,15 @@ class ServerConfig(_Model):
         None, gt=0, description="Retention: size quota of all recordings together, in bytes."
     )
     min_free_bytes: int | None = Field(
-        None, gt=0, description="Warn when the recordings disk has less free space than this."
-    )
+        None, gt=0,
+        description="Retention keeps at least this much free on the recordings disk: below "
+        "it the oldest unlocked segments go early (and a warning says when that is not enough).",
+    )  # fmt: skip
+    free_space_reserve: float = Field(
+        3600.0, ge=0, le=30 * 86400,
+        description="Retention also keeps free the space of this many seconds of recording at "
+        "the recent rate, deleting the oldest unlocked segments early (0: min_free_bytes only).",
+    )  # fmt: skip
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )

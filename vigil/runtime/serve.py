@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +39,10 @@ from vigil.events.sinks import EventSink, event_to_dict
 from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
-from vigil.record import (
-    CameraRetention,
-    Recorder,
-    RetentionPolicy,
-    SegmentInfo,
-    SegmentMeta,
-    plan_retention,
-)
+from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
+from vigil.record.recorder import RecorderState
+from vigil.record.recovery import recover
+from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.procs import ProcessPool
@@ -153,6 +150,7 @@ def retention_policy(config: VigilConfig) -> RetentionPolicy:
         default=CameraRetention(config.record.max_age, config.record.max_bytes),
         cameras=cameras, total_max_bytes=config.server.total_max_bytes,
         min_free_bytes=config.server.min_free_bytes,
+        reserve_seconds=config.server.free_space_reserve or None,
     )  # fmt: skip
 
 
@@ -170,6 +168,32 @@ class ClipFlags:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class StoreCatalog:
+    """The store's segments as a ``SegmentCatalog`` for the ``RetentionJob``: rows are
+    deleted in one transaction that re-checks each evidence lock, before any file goes."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db, self.root = db, root
+
+    def segments(self) -> list[SegmentFile]:
+        from vigil.store.repo import SegmentRepo
+
+        with self.db.session() as session:
+            return [SegmentFile(_meta(r), self.root / r.path) for r in SegmentRepo(session).list()]
+
+    def remove(self, ids: Sequence[Hashable]) -> list[SegmentFile]:
+        from vigil.store.repo import SegmentRepo
+
+        wanted = [int(i) for i in ids if isinstance(i, int)]
+        with self.db.session(immediate=True) as session:
+            rows = SegmentRepo(session).delete(wanted)
+            return [SegmentFile(_meta(r), self.root / r.path) for r in rows]
+
+
+def _meta(row: Any) -> SegmentMeta:
+    return SegmentMeta(row.id, row.camera, row.start, row.end, row.size, row.evidence_lock)
 
 
 class Supervisor:
@@ -206,6 +230,8 @@ class Supervisor:
         self.root = Path(config.data_dir)
         self._backoff = backoff
         self._stop = threading.Event()
+        #: Set to run retention now (a recorder found the disk full), not at the next interval.
+        self._retention_now = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started = False
         cameras = [config.camera(n) for n in config.cameras if config.cameras[n].enabled]
@@ -316,7 +342,7 @@ class Supervisor:
             options=dict(source.options), on_segment=self._segment_added,
             open_timeout=stall_timeout, read_timeout=stall_timeout,
             backoff=self._backoff() if file_loop is None else loop_backoff(),
-            file_loop=file_loop,
+            file_loop=file_loop, on_state=self._recording_state,
         )  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------
@@ -328,11 +354,20 @@ class Supervisor:
         self.started = True
         self.started_at = time.time()
         self._register_cameras()
+        self._recover()
         self.backend.start()
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
         if self.db is not None:
             self._spawn("retention", self._retention_loop)
+
+    def _recover(self) -> None:
+        """Before any recorder writes: recover or delete the partial segments and delete the
+        temporary files an unclean stop left (``vigil.record.recovery``)."""
+        try:
+            recover(self.root, self._segment_added if self.db is not None else None)
+        except Exception:  # a clean-up must never keep the cameras from starting
+            log.exception("start-up clean-up of %s failed", self.root)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -364,6 +399,7 @@ class Supervisor:
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful shutdown: close open events, finish segments, report cameras offline."""
         self._stop.set()
+        self._retention_now.set()
         deadline = time.monotonic() + timeout
         # Cameras first: their last events and activity reach the sinks and recorders here.
         self.backend.stop()
@@ -409,6 +445,17 @@ class Supervisor:
             except VigilError:
                 log.debug("%s: MQTT sink closed", camera)
 
+    def _recording_state(self, camera: str, state: RecorderState, error: str | None) -> None:
+        """A recorder's state changed (recording thread): MQTT hears it; a storage failure
+        runs retention at once, so the free-space rule makes room without waiting."""
+        if state == "failed" and self.db is not None:
+            self._retention_now.set()
+        if self.mqtt is not None:
+            try:
+                self.mqtt.camera_recording(camera, state, error)
+            except VigilError:
+                log.debug("%s: MQTT sink closed", camera)
+
     def _segment_added(self, info: SegmentInfo) -> None:
         if self.db is None:
             return
@@ -423,41 +470,34 @@ class Supervisor:
 
     def _retention_loop(self) -> None:
         interval = self.config.server.retention_interval
-        while not self._stop.wait(interval):
+        while True:
+            self._retention_now.wait(interval)
+            self._retention_now.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.run_retention(time.time())
             except Exception:
                 log.exception("retention run failed; retrying in %.0f s", interval)
 
     def run_retention(self, now: float) -> list[str]:
-        """Delete what the retention policy says, never a locked segment; returns the paths.
+        """Apply the retention policy with the ``RetentionJob`` (never a locked segment);
+        returns the paths (relative to ``data_dir``) of the segments removed.
 
         Rows are deleted first (``SegmentRepo.delete`` re-checks the lock in the same
-        transaction), files after the commit: a crash in between leaves an orphan file, never
-        a row that points at nothing.
+        transaction), files after the commit, then the folders left empty: a crash in between
+        leaves an orphan file, never a row that points at nothing.
         """
-        from vigil.store.repo import SegmentRepo
-
         assert self.db is not None
         self.expire_snapshots(now)
-        with self.db.session() as session:
-            rows = SegmentRepo(session).list()
-            metas = [SegmentMeta(r.id, r.camera, r.start, r.end, r.size, r.evidence_lock)
-                     for r in rows]  # fmt: skip
         recordings = self.root / "recordings"
-        free = _free_bytes(recordings)
-        plan = plan_retention(metas, now, retention_policy(self.config), free_bytes=free)
-        self.retention_warnings = plan.warnings
-        for warning in plan.warnings:
-            log.warning("retention: %s", warning)
-        if not plan.delete:
-            return []
-        doomed = set(plan.delete)
-        with self.db.session(immediate=True) as session:
-            rows = SegmentRepo(session).delete([r.id for r in rows if r.id in doomed])
-            deleted = [r.path for r in rows]
-        _unlink_all(self.root, deleted)
-        return deleted
+        job = RetentionJob(StoreCatalog(self.db, self.root), retention_policy(self.config),
+                           recordings)  # fmt: skip
+        result = job.run(now)
+        self.retention_warnings = result.warnings
+        gone = set(result.deleted) | set(result.missing)
+        return [f.path.relative_to(self.root).as_posix() for f in result.removed
+                if f.meta.id in gone]  # fmt: skip
 
     def expire_snapshots(self, now: float) -> list[str]:
         """Delete the snapshots of events that ended longer than their camera's
@@ -474,6 +514,8 @@ class Supervisor:
                 if max_age is not None:
                     paths.extend(repo.expire_snapshots(name, now - max_age))
         _unlink_all(self.root, paths)
+        for rel in paths:
+            prune_empty_dirs((self.root / rel).parent, self.root / "snapshots")
         return paths
 
     def _queue_depth(self) -> int:
@@ -482,7 +524,15 @@ class Supervisor:
     # -- RuntimeView ------------------------------------------------------------------------
 
     def cameras(self) -> list[CameraStatus]:
-        return [self.workers[name].status() for name in sorted(self.workers)]
+        return [self._with_recording(self.workers[name].status()) for name in sorted(self.workers)]
+
+    def _with_recording(self, status: CameraStatus) -> CameraStatus:
+        """The worker's status plus its recorder's (the recorders live in this process)."""
+        recorder = self.recorders.get(status.name)
+        if recorder is None:
+            return status
+        state, error = recorder.status()
+        return dataclasses.replace(status, recording=state, recording_error=error)
 
     def latest_frame(self, camera: str) -> ImageArray | None:
         worker = self.workers.get(camera)
@@ -544,12 +594,3 @@ def _unlink_all(root: Path, paths: Sequence[str]) -> None:
             pass
         except OSError as exc:
             log.warning("retention: cannot delete %s: %s", rel, exc)
-
-
-def _free_bytes(path: Path) -> int | None:
-    import shutil
-
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None

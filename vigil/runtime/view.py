@@ -52,6 +52,9 @@ class CameraStatus:
     ``state``: the worker's state in words (``running``, ``connecting``, ``backoff``,
     ``stopped``...). Rates in frames per second; ``last_frame_time`` in UNIX seconds (None
     before the first frame); ``inference_ms`` the mean detector time per frame lately.
+    ``recording``: the recorder's state (``recording``, ``reconnecting``, ``failed``...; None
+    when the camera is not recorded) and ``recording_error`` why it fails ("recording failed:
+    disk full"), independent of ``online``, which is about the analysis stream.
     """
 
     name: str
@@ -63,6 +66,8 @@ class CameraStatus:
     skipped_frames: int = 0
     inference_ms: float = 0.0
     queue_depth: int = 0
+    recording: str | None = None
+    recording_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ gets the path relative to ``media_root`` and the file's SHA-256. The file is com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -88,6 +89,9 @@ def write_snapshot(root: Path, event: Event) -> tuple[str, str] | None:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as exc:
+        # A half-written temporary file holds space that a full disk needs most: drop it.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise StorageError(
             f"cannot write the snapshot {path}: {exc}; check that the data directory is "
             "writable and has free space"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import shutil
 import time
+from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 
@@ -38,15 +41,48 @@ public = APIRouter(responses=ERRORS, tags=["auth"])
 router = protected(tags=["auth"])
 
 
+#: Less free space than this in the data directory is a full disk: no segment fits.
+FULL_BYTES = 1024 * 1024
+
+
 @public.get("/api/health")
 def health(state: StateDep) -> Health:
-    """Liveness and whether the first admin still has to be created. No login needed."""
+    """Liveness, storage and recording state, and whether the first admin still has to be
+    created. No login needed; no camera name is given out. ``status`` is ``degraded`` when
+    the database cannot be read, the disk is full or unknown, or a camera cannot record."""
     try:
         with state.db.session() as session:
-            users = UserRepo(session).count()
+            users: int | None = UserRepo(session).count()
     except StorageError:
-        return Health(status="degraded", database=False, setup_required=False)
-    return Health(status="ok", database=True, setup_required=users == 0)
+        users = None
+    statuses = [s for s in state.runtime.cameras() if s.recording is not None]
+    failing = [s for s in statuses if s.recording == "failed"]
+    free = _free_bytes(state.data_dir)
+    storage: Literal["ok", "low", "full", "unknown"] = "ok"
+    if free is None:
+        storage = "unknown"
+    elif free < FULL_BYTES:
+        storage = "full"
+    elif state.settings.min_free_bytes is not None and free < state.settings.min_free_bytes:
+        storage = "low"
+    recording: Literal["ok", "failed", "off"] = (
+        "failed" if failing else "ok" if statuses else "off"
+    )  # fmt: skip
+    good = users is not None and storage in ("ok", "low") and not failing
+    return Health(status="ok" if good else "degraded", database=users is not None,
+                  setup_required=users == 0, storage=storage, free_bytes=free,
+                  recording=recording, recording_failed=len(failing))  # fmt: skip
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Free bytes where ``folder`` lives (its nearest existing parent); None when unknown."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            try:
+                return shutil.disk_usage(candidate).free
+            except OSError:
+                return None
+    return None
 
 
 @public.post("/api/setup", status_code=201, responses={409: error("Setup is done: users exist")})

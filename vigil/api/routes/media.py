@@ -164,7 +164,8 @@ def list_cameras(who: Reader, state: StateDep) -> list[CameraOut]:
     return [CameraOut(name=s.name, online=s.online, state=s.state, decode_fps=s.decode_fps,
                       detect_fps=s.detect_fps, last_frame_time=s.last_frame_time,
                       skipped_frames=s.skipped_frames, inference_ms=s.inference_ms,
-                      queue_depth=s.queue_depth)
+                      queue_depth=s.queue_depth, recording=s.recording,
+                      recording_error=s.recording_error)
             for s in state.runtime.cameras() if who.sees(s.name)]  # fmt: skip
 
 
