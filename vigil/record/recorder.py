@@ -39,6 +39,7 @@ from vigil.errors import SourceError, StorageError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import mask_credentials
 from vigil.ingest.pacing import Pacer
+from vigil.record.motion import MotionSpans
 from vigil.record.segmenter import Segmenter, SegmentInfo
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ class Recorder:
         self._pacer = Pacer(self._stop) if file_loop is not None else None
         self._lock = threading.Lock()
         self._activity_until = float("-inf")
+        #: When the camera's analysis saw motion, for the segments' ``has_motion``.
+        self.motion = MotionSpans()
         self.connections = 0
         self.last_error: str | None = None
         self.on_state = on_state
@@ -120,6 +123,10 @@ class Recorder:
         #: Why recording fails now (None unless ``state`` is ``failed``).
         self.error: str | None = None
         self.storage_failures = 0
+
+    def note_motion(self, when: float) -> None:
+        """The camera's motion gate saw motion at ``when`` (UTC seconds); thread-safe."""
+        self.motion.note(when)
 
     def mark_activity(self, until: float) -> None:
         """Something happens until ``until`` (UTC seconds): record through ``until + post_roll``.

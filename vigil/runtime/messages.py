@@ -185,5 +185,12 @@ class Activity:
     wall_time: float
 
 
+@dataclass(frozen=True, slots=True)
+class Motion:
+    """The motion gate saw motion at ``wall_time``: the recorded segment there has motion."""
+
+    wall_time: float
+
+
 LinkRequest = Detect | AllocSlot | PublishEvent
-LinkNotice = RuleHits | CountsChanged | Online | Activity
+LinkNotice = RuleHits | CountsChanged | Online | Activity | Motion

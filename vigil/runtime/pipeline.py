@@ -47,6 +47,8 @@ class FrameResult:
     rule_events: list[RuleEvent] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     ended_ids: list[int] = field(default_factory=list)
+    #: The motion gate saw motion in this (analysed) frame.
+    moving: bool = False
 
 
 @dataclass(slots=True)
@@ -117,7 +119,8 @@ class CameraPipeline:
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
         self._last = tracked
-        return FrameResult(frame, True, tracked, regions, rule_events, events, ended)
+        return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
+                           moving=len(motion.boxes) > 0)  # fmt: skip
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).

@@ -75,6 +75,7 @@ from vigil.runtime.messages import (
     LatestTracks,
     LinkNotice,
     LinkRequest,
+    Motion,
     Online,
     PublishEvent,
     Query,
@@ -218,6 +219,9 @@ class _RecorderProxy:
 
     def mark_activity(self, wall_time: float) -> None:
         self.link.notify(Activity(wall_time))
+
+    def note_motion(self, wall_time: float) -> None:
+        self.link.notify(Motion(wall_time))
 
 
 class _Notices:
@@ -679,6 +683,10 @@ class WorkerProcess:
                 recorder = hooks.recorders.get(cam.name)
                 if recorder is not None:
                     recorder.mark_activity(wall_time)
+            case Motion(wall_time=wall_time):
+                recorder = hooks.recorders.get(cam.name)
+                if recorder is not None:
+                    recorder.note_motion(wall_time)
             case _:
                 log.warning("%s: unknown message %s from the worker process; ignored",
                             cam.name, type(msg).__name__)  # fmt: skip

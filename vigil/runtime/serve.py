@@ -462,9 +462,18 @@ class Supervisor:
         from vigil.store.repo import SegmentRepo
 
         path = info.path.resolve().relative_to(self.root.resolve()).as_posix()
+        recorder = self.recorders.get(info.camera)
+        motion = recorder.motion if recorder is not None else None
+        moved = motion is not None and motion.any(info.start, info.end)
         with self.db.session(immediate=True) as session:
-            SegmentRepo(session).add(camera=info.camera, path=path, start=info.start,
-                                     end=info.end, size=info.size, sha256=info.sha256)
+            segments = SegmentRepo(session)
+            segments.add(camera=info.camera, path=path, start=info.start, end=info.end,
+                         size=info.size, sha256=info.sha256, has_motion=moved)  # fmt: skip
+            if motion is not None:
+                # Analysis runs behind the recording: motion reported since the previous
+                # segment was indexed may belong to it.
+                for start, end in motion.overlapping(info.start - 60.0, info.start):
+                    segments.mark_motion(info.camera, start, min(end, info.start))
 
     # -- retention --------------------------------------------------------------------------
 

@@ -345,6 +345,8 @@ class CameraWorker:
         recorder = self.recorder
         if recorder is None or not result.analysed:
             return
+        if result.moving:  # the motion gate saw motion: the timeline's motion lane
+            recorder.note_motion(result.frame.wall_time)
         if recorder.mode == "motion":
             active = len(result.tracked) > 0 or bool(result.rule_events)
         elif recorder.mode == "events":

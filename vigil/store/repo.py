@@ -404,6 +404,14 @@ class SegmentRepo:
         )
         return int(getattr(result, "rowcount", 0))
 
+    def mark_motion(self, camera: str, since: float, until: float) -> int:
+        """Flag the camera's segments overlapping ``[since, until]`` as holding motion."""
+        query = self._range(sa_update(SegmentRow), camera, since, max(until, since + 1e-3))
+        result = self.session.execute(
+            query.values(has_motion=True).execution_options(synchronize_session="fetch")
+        )
+        return int(getattr(result, "rowcount", 0))
+
     def mark_events(self, camera: str, since: float, until: float) -> int:
         """Flag the camera's segments overlapping ``[since, until)`` as holding an event."""
         query = self._range(sa_update(SegmentRow), camera, since, until)
