@@ -80,6 +80,9 @@ class Recorder:
         self._activity_until = float("-inf")
         self.connections = 0
         self.last_error: str | None = None
+        #: False while recording is switched off (Home Assistant's switch): packets only
+        #: feed the pre-roll, no segment is written.
+        self.enabled = True
 
     def mark_activity(self, until: float) -> None:
         """Something happens until ``until`` (UTC seconds): record through ``until + post_roll``.
@@ -91,6 +94,8 @@ class Recorder:
 
     def recording_at(self, when: float) -> bool:
         """Whether a packet stamped ``when`` (UTC seconds) is recorded in the current mode."""
+        if not self.enabled:
+            return False
         if self.mode == "continuous":
             return True
         with self._lock:

@@ -50,9 +50,10 @@ from vigil.record import (
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.procs import ProcessPool, RemoteCamera, _Hooks, resolve_worker_processes
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
-from vigil.types import Event, ImageArray, RuleEvent
+from vigil.types import Event, EventState, ImageArray, RuleEvent
 
 if TYPE_CHECKING:
+    from vigil.privacy.redactor import Redactor
     from vigil.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,73 @@ class ClipFlags:
 
     def close(self) -> None:
         self.inner.close()
+
+
+class SnapshotPublisher:
+    """Sends each event's snapshot, *redacted*, to the MQTT camera entity of its camera.
+
+    An ``EventSink`` behind the ``FanoutSink``: it only copies the snapshot and hands it to
+    its own thread, which redacts it with the camera's ``redact`` settings (faces, people,
+    static masks: what any viewer gets) and encodes it, so face detection never delays the
+    pipeline. Only the newest snapshot per camera waits: Home Assistant shows the latest
+    picture, older ones would be stale by the time they are sent. A redaction failure (the
+    face model cannot be loaded) sends nothing: fail closed.
+    """
+
+    def __init__(self, config: VigilConfig, send: Callable[[str, bytes], None]) -> None:
+        self.config = config
+        self.send = send
+        self._pending: dict[str, ImageArray] = {}
+        self._redactors: dict[tuple[str, int, int], Redactor] = {}
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="mqtt-snapshots", daemon=True)
+        self._thread.start()
+
+    def publish(self, event: Event) -> None:
+        snapshot = event.snapshot
+        if event.state is EventState.UPDATE or snapshot is None or snapshot.image is None:
+            return  # the start shows the object at once, the end its best view
+        with self._wake:
+            self._pending[event.camera_id] = snapshot.image.copy()
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                camera, image = self._pending.popitem()
+            try:
+                self.send(camera, self.redacted_jpeg(camera, image))
+            except Exception:  # one bad snapshot must not end the thread
+                log.exception("%s: snapshot not sent to MQTT", camera)
+
+    def redacted_jpeg(self, camera: str, image: ImageArray) -> bytes:
+        """``image`` redacted as ``camera``'s viewers see it, as JPEG."""
+        import cv2
+
+        from vigil.privacy.redactor import build_redactor
+
+        height, width = image.shape[:2]
+        key = (camera, width, height)
+        redactor = self._redactors.get(key)
+        if redactor is None:
+            redactor = build_redactor(self.config.redact_for(camera), (width, height))
+            self._redactors[key] = redactor
+        ok, data = cv2.imencode(".jpg", redactor.redact_still(image),
+                                [cv2.IMWRITE_JPEG_QUALITY, 85])  # fmt: skip
+        if not ok:
+            raise VigilError(f"{camera}: the snapshot could not be encoded as JPEG")
+        return bytes(data.tobytes())
 
 
 class Supervisor:
@@ -301,7 +369,8 @@ class Supervisor:
             from vigil.alerts.mqtt import MqttSink
 
             self.mqtt = MqttSink(self.config.mqtt)
-            sinks.append(self.mqtt)
+            self.mqtt.on_command = self._command
+            sinks += [self.mqtt, SnapshotPublisher(self.config, self._send_snapshot)]
         if self.config.webhooks is not None:
             from vigil.alerts.webhook import WebhookSink
 
@@ -371,8 +440,40 @@ class Supervisor:
         if self.mqtt is None:
             return
         self._announce_lines()
-        for name in self.workers:
+        for name, worker in self.workers.items():
             self.mqtt.camera_online(name, False)
+            self.mqtt.switch_state(name, "detection", worker.detection)
+            recorder = self.recorders.get(name)
+            if recorder is not None:
+                self.mqtt.switch_state(name, "recording", recorder.enabled)
+
+    def set_switch(self, camera: str, switch: str, on: bool) -> None:
+        """Switch ``detection`` or ``recording`` of ``camera`` on or off (Home Assistant's
+        switches, through MQTT) and report the state now in force."""
+        if switch == "detection":
+            self.workers[camera].set_detection(on)
+            state = self.workers[camera].detection
+        elif switch == "recording" and camera in self.recorders:
+            self.recorders[camera].enabled = on
+            state = self.recorders[camera].enabled
+        else:
+            raise VigilError(f"camera {camera!r} has no {switch!r} switch")
+        log.info("%s: %s switched %s", camera, switch, "on" if state else "off")
+        if self.mqtt is not None:
+            self.mqtt.switch_state(camera, switch, state)
+
+    def _command(self, camera: str, switch: str, on: bool) -> None:
+        try:
+            self.set_switch(camera, switch, on)
+        except (KeyError, VigilError) as exc:
+            log.warning("MQTT %s command for %s ignored: %s", switch, camera, exc)
+
+    def _send_snapshot(self, camera: str, jpeg: bytes) -> None:
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish_snapshot(camera, jpeg)
+            except VigilError:
+                log.debug("%s: MQTT sink closed", camera)
 
     def _supervise(self, worker: CameraWorker) -> None:
         """Run the worker's sessions until ``stop()``: retry and restart with backoff."""
@@ -405,6 +506,11 @@ class Supervisor:
     # -- callbacks from the threads ---------------------------------------------------------
 
     def _count(self, hits: list[RuleEvent]) -> None:
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish_rule_hits(hits[0].camera_id, hits)
+            except VigilError:
+                log.exception("%s: rule hits not published to MQTT", hits[0].camera_id)
         if self.store is None:
             return
         try:
@@ -525,13 +631,20 @@ class Supervisor:
                 log.exception("MQTT discovery was not updated")
 
     def _announce_lines(self) -> None:
-        """Home Assistant discovery of every camera: occupancy per label, counts per line."""
+        """Home Assistant discovery of every camera: occupancy per label, counts per line,
+        activity, presence and zone binary sensors, crossing and entry events, the snapshot
+        camera, the detection switch and, for a recording camera, the recording switch."""
         from vigil.alerts.mqtt import CameraDiscovery
 
-        self.mqtt.announce({
-            name: CameraDiscovery(labels=w.camera.detect.labels, lines=list(w.rules()[1]))
-            for name, w in self.workers.items()
-        })  # fmt: skip
+        cameras = {}
+        for name, worker in self.workers.items():
+            zones, lines = worker.rules()
+            switches = ("detection", "recording") if name in self.recorders else ("detection",)
+            cameras[name] = CameraDiscovery(
+                labels=worker.camera.detect.labels, lines=list(lines), zones=list(zones),
+                activity=True, snapshot=True, switches=switches,
+            )  # fmt: skip
+        self.mqtt.announce(cameras)
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()
