@@ -76,28 +76,33 @@ def check_discovery(topic: str, config: dict[str, Any], discovery_prefix: str) -
     """Fail unless ``config`` (published on ``topic``) uses only documented keys of its
     platform, has the required ones, and the documented shapes; returns the platform."""
     parts = topic.split("/")
-    assert parts[0] == discovery_prefix and parts[-1] == "config" and len(parts) == 5, topic
+    assert (parts[0], parts[-1], len(parts)) == (discovery_prefix, "config", 5), topic
     platform = parts[1]
     assert platform in PLATFORM_KEYS, f"{topic}: platform {platform} is not one Vigil should use"
     allowed = COMMON | PLATFORM_KEYS[platform]
     assert not set(config) - allowed, f"{topic}: undocumented keys {set(config) - allowed}"
     assert REQUIRED[platform] <= set(config), f"{topic}: missing {REQUIRED[platform]}"
-    assert set(config["device"]) <= DEVICE_KEYS and config["device"]["identifiers"]
-    assert set(config["origin"]) <= ORIGIN_KEYS and config["origin"]["name"]
-    assert isinstance(config["unique_id"], str) and config["unique_id"]
+    assert set(config["device"]) <= DEVICE_KEYS
+    assert config["device"]["identifiers"]
+    assert set(config["origin"]) <= ORIGIN_KEYS
+    assert config["origin"]["name"]
+    assert isinstance(config["unique_id"], str)
+    assert config["unique_id"]
     assert config["availability_mode"] in ("all", "any", "latest")
     assert all(set(a) <= {"topic", "payload_available", "payload_not_available",
                           "value_template"} for a in config["availability"])  # fmt: skip
     for key in ("state_topic", "command_topic", "topic"):
         if key in config:
-            assert "+" not in config[key] and "#" not in config[key], (topic, key)
+            assert not {"+", "#"} & set(config[key]), (topic, key)
     if platform == "binary_sensor" and "device_class" in config:
         assert config["device_class"] in BINARY_SENSOR_CLASSES
     if platform == "sensor" and "state_class" in config:
         assert config["state_class"] in SENSOR_STATE_CLASSES
     if platform == "event":
         types = config["event_types"]
-        assert isinstance(types, list) and types and all(isinstance(t, str) for t in types)
+        assert isinstance(types, list)
+        assert types
+        assert all(isinstance(t, str) for t in types)
     return platform
 
 
@@ -290,7 +295,7 @@ def _collect(sub: Subscriber, until: Callable[[dict[str, list[bytes]]], bool],
 def test_a_running_camera_drives_states_events_and_a_redacted_snapshot(
     running: tuple[Supervisor, str, Subscriber],
 ) -> None:
-    supervisor, p, sub = running
+    _supervisor, p, sub = running
     seen: dict[str, list[bytes]] = {}
     need = [f"{p}/cam/crossing", f"{p}/cam/zone_entry", f"{p}/cam/snapshot"]
     _collect(sub, lambda s: all(t in s for t in need) and b"ON" in s.get(f"{p}/cam/activity",
@@ -303,11 +308,12 @@ def test_a_running_camera_drives_states_events_and_a_redacted_snapshot(
                           if c["unique_id"].endswith("cam_line_crossing"))  # fmt: skip
     for raw in seen[f"{p}/cam/crossing"]:
         body = json.loads(raw)
-        assert body["event_type"] in crossing_types and body["rule"] == "middle"
+        assert body["event_type"] in crossing_types
+        assert body["rule"] == "middle"
     assert {json.loads(raw)["event_type"] for raw in seen[f"{p}/cam/zone_entry"]} == {"lower"}
     assert seen[f"{p}/cam/detection"][-1] == b"ON"
     image = cv2.imdecode(np.frombuffer(seen[f"{p}/cam/snapshot"][-1], np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None and image.shape[1] > 0, "the camera entity gets a JPEG"
+    assert image is not None, "the camera entity gets a JPEG"
     middle = image.shape[1] // 2
     left, right = float(image[:, : middle - 4].mean()), float(image[:, middle + 4:].mean())
     assert left < 3.0, f"the masked half is not black in the snapshot (mean {left:.1f})"
@@ -356,7 +362,8 @@ def test_the_recording_switch_pauses_the_recorder(broker: Broker, tmp_path: Path
         assert sub.take(f"{p}/door/recording", 10).payload == b"ON"
         pub.publish(f"{p}/door/recording/set", "OFF", qos=1).wait_for_publish(5)
         assert sub.take(f"{p}/door/recording", 10).payload == b"OFF"
-        assert not recorder.enabled and not recorder.recording_at(time.time())
+        assert not recorder.enabled
+        assert not recorder.recording_at(time.time())
         pub.publish(f"{p}/door/recording/set", "ON", qos=1).wait_for_publish(5)
         assert sub.take(f"{p}/door/recording", 10).payload == b"ON"
         assert recorder.recording_at(time.time())
