@@ -155,7 +155,7 @@ def test_a_stream_token_opens_nothing_else(stream_api: Api, base_url: str) -> No
         assert other.get(f"/api/stream/back/still.jpg?token={token}").status_code == 401
         assert other.get(f"/api/stream/front/still.jpg?token={full}").status_code == 401
         assert other.get("/api/stream/front/still.jpg?token=nope").status_code == 401
-        assert other.get("/api/stream/front/still.jpg").status_code == 422
+        assert other.get("/api/stream/front/still.jpg").status_code == 401
     with pytest.raises(WebSocketDisconnect), stream_api.client().websocket_connect(
         f"/api/ws/events?token={token}"
     ) as ws:

@@ -101,7 +101,11 @@ def stream_principal(state: AppState, token: str, camera: str, client: str | Non
     return who
 
 
-async def _authorise(state: AppState, request: Request, token: str, name: str) -> Principal:
+async def _authorise(
+    state: AppState, request: Request, token: str | None, name: str
+) -> Principal:
+    if not token:  # optional in the signature so that its absence is a 401, as elsewhere
+        raise AuthError(f"add ?token=<stream token of {name!r}> to the URL")
     who = await run_in_threadpool(stream_principal, state, token, name, client_address(request))
     if frame_time(state.runtime, name) is None:
         raise not_found(f"camera {name!r}")
@@ -114,7 +118,7 @@ def _details(view: LiveView, **more: Any) -> dict[str, Any]:
 
 @public.get("/api/stream/{name}/live.mjpeg", responses=MJPEG, response_class=StreamingResponse)
 async def stream_mjpeg(
-    name: str, request: Request, state: StateDep, token: str, *,
+    name: str, request: Request, state: StateDep, token: str | None = None, *,
     fps: Annotated[float, Query(gt=0, le=15)] = 5.0,
     width: Annotated[int, Query(ge=16, le=7680)] = 960,
 ) -> StreamingResponse:  # fmt: skip
@@ -125,7 +129,7 @@ async def stream_mjpeg(
                             details=_details(view, fps=fps))  # fmt: skip
     return StreamingResponse(
         # The token is re-checked while streaming: revoking it ends the stream.
-        _parts(state, who, view, fps=fps, grant=None, credential=token),
+        _parts(state, who, view, fps=fps, grant=None, credential=str(token)),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -133,7 +137,7 @@ async def stream_mjpeg(
 
 @public.get("/api/stream/{name}/still.jpg", responses=JPEG, response_class=Response)
 async def stream_still(
-    name: str, request: Request, state: StateDep, token: str, *,
+    name: str, request: Request, state: StateDep, token: str | None = None, *,
     width: Annotated[int, Query(ge=16, le=7680)] = 960,
 ) -> Response:  # fmt: skip
     """``name``'s newest frame, redacted, as one JPEG, for a stream token of that camera."""
