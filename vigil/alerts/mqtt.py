@@ -106,8 +106,8 @@ def topic_level(name: str, what: str = "name") -> str:
 @dataclass(frozen=True, slots=True)
 class CameraDiscovery:
     """What Home Assistant should show for one camera: an occupancy sensor per label and a
-    crossing counter per line and direction. ``name`` is the device's display name (the
-    camera id when None)."""
+    crossing counter per line and direction, and the entities the flags below ask for.
+    ``name`` is the device's display name (the camera id when None)."""
 
     labels: Sequence[str] = ()
     lines: Sequence[str] = ()
