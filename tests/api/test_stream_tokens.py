@@ -177,5 +177,13 @@ def test_only_password_logins_who_see_the_camera_mint_and_revoking_ends_the_url(
                                  headers={"Authorization": f"Bearer {full}"})  # fmt: skip
             assert reply.status_code == 403, "a token cannot mint more tokens"
             assert machine.get(str(made["still_image_url"])).status_code == 200
-            assert limited.delete(f"/api/tokens/{made['id']}").status_code == 204
+            with machine.stream("GET", str(made["mjpeg_url"])) as stream:
+                assert stream.status_code == 200
+                chunks = stream.iter_bytes()
+                read_parts(chunks, 1)
+                assert limited.delete(f"/api/tokens/{made['id']}").status_code == 204
+                # The open stream re-checks its token: it ends (the client's read returns)
+                # instead of streaming on after the revocation.
+                for _ in chunks:
+                    pass
             assert machine.get(str(made["still_image_url"])).status_code == 401
