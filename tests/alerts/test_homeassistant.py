@@ -22,8 +22,8 @@ from vigil.alerts.mqtt import CameraDiscovery, MqttSink
 from vigil.config.alerts import MqttConfig
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
-from vigil.runtime.serve import Supervisor
-from vigil.types import Direction, Event, EventState, RuleEvent, RuleEventKind
+from vigil.runtime.serve import SnapshotPublisher, Supervisor
+from vigil.types import Direction, Event, EventState, RuleEvent, RuleEventKind, Snapshot
 
 # -- Home Assistant's documented MQTT discovery keys ------------------------------------------
 # From the "Configuration Variables" of each platform's page (home-assistant.io/integrations/
@@ -371,3 +371,24 @@ def test_the_recording_switch_pauses_the_recorder(broker: Broker, tmp_path: Path
         pub.disconnect()
         supervisor.stop()
         sub.close()
+
+
+def test_snapshots_are_redacted_at_full_size_and_sent_at_most_1280_wide(tmp_path: Path) -> None:
+    config = VigilConfig.model_validate({
+        "detect": {"model": "motion"}, "data_dir": str(tmp_path), "redact": {"masks": [LEFT_HALF]},
+        "cameras": {"cam": {"sources": [{"url": SCENE}]}},
+    })  # fmt: skip
+    sent: list[tuple[str, bytes]] = []
+    publisher = SnapshotPublisher(config, lambda camera, jpeg: sent.append((camera, jpeg)))
+    try:
+        publisher.publish(Event(id="e1", camera_id="cam", label="motion", class_id=0,
+                                track_id=1, start=1.0, end=None, state=EventState.START,
+                                snapshot=Snapshot(seq=1, time=1.0, box=(0, 0, 10, 10), score=1.0,
+                                                  image=np.full((1000, 2000, 3), 200, np.uint8))))
+        _wait(lambda: bool(sent), 60, "no snapshot sent")
+    finally:
+        publisher.close()
+    image = cv2.imdecode(np.frombuffer(sent[0][1], np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (640, 1280)
+    assert float(image[:, :630].mean()) < 3.0, "the mask is black"
+    assert float(image[:, 650:].mean()) > 190.0

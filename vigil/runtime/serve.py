@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vigil.alerts.fanout import FanoutSink
 from vigil.api.runtime import CameraStatus, TrackSnapshot
@@ -170,6 +170,10 @@ class ClipFlags:
         self.inner.close()
 
 
+#: Long side (px) of the snapshots sent to Home Assistant's camera entity.
+SNAPSHOT_SIDE = 1280
+
+
 class SnapshotPublisher:
     """Sends each event's snapshot, *redacted*, to the MQTT camera entity of its camera.
 
@@ -230,8 +234,15 @@ class SnapshotPublisher:
         if redactor is None:
             redactor = build_redactor(self.config.redact_for(camera), (width, height))
             self._redactors[key] = redactor
-        ok, data = cv2.imencode(".jpg", redactor.redact_still(image),
-                                [cv2.IMWRITE_JPEG_QUALITY, 85])  # fmt: skip
+        redacted = redactor.redact_still(image)
+        # Redacted at full size (small faces are found there), sent at most SNAPSHOT_SIDE
+        # wide: a dashboard picture, and a retained 4K JPEG on every event would weigh on
+        # the broker and on Home Assistant.
+        scale = SNAPSHOT_SIDE / max(width, height)
+        if scale < 1:
+            size = (max(2, round(width * scale)), max(2, round(height * scale)))
+            redacted = cast(ImageArray, cv2.resize(redacted, size, interpolation=cv2.INTER_AREA))
+        ok, data = cv2.imencode(".jpg", redacted, [cv2.IMWRITE_JPEG_QUALITY, 85])
         if not ok:
             raise VigilError(f"{camera}: the snapshot could not be encoded as JPEG")
         return bytes(data.tobytes())
