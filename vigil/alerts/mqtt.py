@@ -21,6 +21,15 @@ one topic level each by `topic_level`: runs of characters other than letters, di
     vigil/<camera>/zone/<zone>/stopped   vehicles stopped in the zone now (zones with `stopped`)
     vigil/<camera>/zone/<zone>/speed[/<label>]        mean speed of the visits that ended, in
                                          the zone's unit, km/h or mph (calibrated zones)
+    vigil/<camera>/activity              ON | OFF: an event of the camera is open (retained)
+    vigil/<camera>/present/<label>       ON | OFF: an open event of that label (retained)
+    vigil/<camera>/zone/<zone>           ON | OFF: an object of an open event is in the zone
+    vigil/<camera>/crossing              {"event_type": "<line>_<dir>", ...} per crossing
+    vigil/<camera>/zone_entry            {"event_type": "<zone>", ...} per zone entry
+    vigil/<camera>/snapshot              the latest *redacted* snapshot, JPEG (retained)
+    vigil/<camera>/detection             ON | OFF: analysis runs (retained)
+    vigil/<camera>/recording             ON | OFF: the recorder writes segments (retained)
+    vigil/<camera>/<detection|recording>/set   commands: ON or OFF (from Home Assistant)
 
 Event payloads are `vigil.events.sinks.event_to_dict` as compact JSON: no pixels. Counter
 states are retained so a subscriber that starts later (Home Assistant after a restart) reads
@@ -37,6 +46,16 @@ process topic (whose Last Will marks every sensor unavailable when Vigil dies) a
 camera's topic (``availability_mode: all``). A sensor that disappears from a later
 announcement is removed from Home Assistant (an empty retained config).
 
+With `CameraDiscovery.activity`, a camera also gets ``binary_sensor`` entities (``activity``,
+``device_class: motion``; ``<label> present`` and ``<zone> occupied``, ``occupancy``) and
+``event`` entities (``Line crossing``, with an event type per line and direction, and ``Zone
+entry``, one per zone) that automations trigger on; with ``snapshot`` a ``camera`` entity
+whose picture is the latest redacted snapshot; with ``switches`` a ``switch`` entity per
+switch. Commands arrive on ``<prefix>/<camera>/<switch>/set`` and go to `MqttSink.on_command`;
+the state topic changes only when the owner reports the new state (`switch_state`), so Home
+Assistant shows what is in force, not what was asked. Anyone who may publish there can stop
+analysis or recording: restrict ``<prefix>/+/+/set`` with the broker's ACL.
+
 Connection: the network loop runs on paho's background thread, connects asynchronously and
 reconnects with exponential backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``).
 Nothing here waits on the network: while disconnected, events wait in a bounded queue (the
@@ -52,7 +71,7 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +82,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from vigil.config.alerts import MqttConfig
 from vigil.errors import ConfigError, VigilError
 from vigil.events.sinks import event_to_dict
-from vigil.types import Direction, Event
+from vigil.types import Direction, Event, EventState, RuleEvent, RuleEventKind
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +90,17 @@ ONLINE = "online"
 OFFLINE = "offline"
 
 #: Topic levels under a camera that labels must not take.
-_RESERVED = frozenset({"events", "availability", "line", "zone", "recording"})
+_RESERVED = frozenset({
+    "events", "availability", "line", "activity", "present", "zone", "crossing", "zone_entry",
+    "snapshot", "detection", "recording",
+})
 #: Zone event counters of `RuleEngine.counts()` and their topic level under ``events/``.
 _ZONE_EVENTS = ("dwell", "loiter", "speeding", "wrong_way", "stopped")
+#: The per-camera switches Home Assistant may flip (``<prefix>/<camera>/<switch>/set``).
+SWITCHES = ("detection", "recording")
+ON, OFF = "ON", "OFF"
+#: Called (on paho's network thread) with camera, switch and the wanted state.
+CommandHandler = Callable[[str, str, bool], None]
 _NOT_LEVEL = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -93,12 +120,22 @@ def topic_level(name: str, what: str = "name") -> str:
 @dataclass(frozen=True, slots=True)
 class CameraDiscovery:
     """What Home Assistant should show for one camera: an occupancy sensor per label and a
-    crossing counter per line and direction. ``name`` is the device's display name (the
-    camera id when None)."""
+    crossing counter per line and direction, and the entities the flags below ask for.
+    ``name`` is the device's display name (the camera id when None)."""
 
     labels: Sequence[str] = ()
     lines: Sequence[str] = ()
     name: str | None = None
+    #: Zones of the camera: a binary sensor each (something is in it) and the zone-entry
+    #: event entity's event types (with ``activity``).
+    zones: Sequence[str] = ()
+    #: Binary sensors (activity, presence per label and zone) and event entities (line
+    #: crossings, zone entries), fed by `MqttSink.publish` and `MqttSink.publish_rule_hits`.
+    activity: bool = False
+    #: A ``camera`` entity showing the latest redacted snapshot (`MqttSink.publish_snapshot`).
+    snapshot: bool = False
+    #: Switches (of `SWITCHES`) Home Assistant may flip; see `MqttSink.on_command`.
+    switches: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +171,10 @@ class MqttSink:
         self._discovery: dict[str, bytes] = {}
         self._states: dict[str, bytes] = {}
         self._announced: dict[str, CameraDiscovery] = {}
+        #: Open events per camera: id -> (label, zones now), for the binary sensors.
+        self._open: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
+        #: Called when Home Assistant flips a switch (see `on_command`); None: ignored.
+        self.on_command: CommandHandler | None = None
         self._connected = False
         self._closed = False
         self._connections = 0
@@ -213,6 +254,7 @@ class MqttSink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _on_connect(
@@ -234,6 +276,9 @@ class MqttSink:
             self._connected = True
             self._connections += 1
             self.last_error = None
+            # Commands from Home Assistant's switches; subscribed on every connection
+            # because a clean session forgets subscriptions.
+            client.subscribe(self.command_filter, qos=1)
             self._resync()
         self._connected_event.set()
         log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
@@ -312,7 +357,8 @@ class MqttSink:
             return self._delivered
 
     def publish(self, event: Event) -> None:
-        """Send one lifecycle change to ``<prefix>/events`` and ``<prefix>/<camera>/events``."""
+        """Send one lifecycle change to ``<prefix>/events`` and ``<prefix>/<camera>/events``,
+        and update the camera's activity binary sensors (when announced with ``activity``)."""
         payload = json.dumps(event_to_dict(event), separators=(",", ":")).encode("utf-8")
         topics = (self.events_topic, self.camera_topic(event.camera_id, "events"))
         with self._lock:
@@ -322,6 +368,8 @@ class MqttSink:
                     self._send(topic, payload, retain=False)
                 else:
                     self._enqueue(topic, payload)
+            self._track_open(event)
+            self._set_states(self._activity_states(event.camera_id))
 
     def _enqueue(self, topic: str, payload: bytes) -> None:
         if len(self._queue) >= self.config.queue_size:
@@ -360,12 +408,7 @@ class MqttSink:
         states = self._count_states(camera, counts)
         with self._lock:
             self._check_open()
-            for topic, payload in states.items():
-                if self._states.get(topic) == payload:
-                    continue
-                self._states[topic] = payload
-                if self._connected:
-                    self._send(topic, payload, retain=True)
+            self._set_states(states)
 
     def announce(self, cameras: Mapping[str, CameraDiscovery]) -> None:
         """Publish Home Assistant discovery configs for ``cameras`` (retained).
@@ -374,7 +417,11 @@ class MqttSink:
         Home Assistant. No-op when ``config.discovery`` is off.
         """
         with self._lock:
+            self._check_open()
             self._announced = dict(cameras)
+            # Binary sensors start OFF rather than "unknown" in Home Assistant.
+            for camera in cameras:
+                self._set_states(self._activity_states(camera))
         if not self.config.discovery:
             return
         configs: dict[str, bytes] = {}
@@ -426,6 +473,173 @@ class MqttSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # ----------------------------------------------------------------- Home Assistant entities
+
+    @property
+    def command_filter(self) -> str:
+        """The topic filter of switch commands: ``<prefix>/<camera>/<switch>/set``."""
+        return f"{self._prefix}/+/+/set"
+
+    def publish_rule_hits(self, camera: str, hits: Sequence[RuleEvent]) -> None:
+        """Line crossings and zone entries as Home Assistant ``event`` entity messages.
+
+        ``<prefix>/<camera>/crossing`` gets ``{"event_type": "<line>_<a_to_b|b_to_a>", ...}``
+        and ``<prefix>/<camera>/zone_entry`` ``{"event_type": "<zone>", ...}``, with the
+        rule, label, track id and time as event attributes. Not retained (an event is a
+        moment, not a state: a retained one would fire again whenever Home Assistant
+        restarts); queued like events while disconnected. Only for cameras announced with
+        ``activity``.
+        """
+        with self._lock:
+            info = self._announced.get(camera)
+        if info is None or not info.activity:
+            return
+        messages = [m for m in (self._hit_message(camera, hit) for hit in hits) if m]
+        with self._lock:
+            self._check_open()
+            for topic, payload in messages:
+                if self._connected:
+                    self._send(topic, payload, retain=False)
+                else:
+                    self._enqueue(topic, payload)
+
+    def _hit_message(self, camera: str, hit: RuleEvent) -> tuple[str, bytes] | None:
+        if hit.kind is RuleEventKind.CROSS and hit.direction is not None:
+            topic = self.camera_topic(camera, "crossing")
+            event_type = crossing_type(hit.rule_id, hit.direction)
+        elif hit.kind is RuleEventKind.ENTER:
+            topic = self.camera_topic(camera, "zone_entry")
+            event_type = topic_level(hit.rule_id, "zone")
+        else:
+            return None
+        body: dict[str, Any] = {"event_type": event_type, "rule": hit.rule_id,
+                                "label": hit.label, "track_id": hit.track_id, "time": hit.time}
+        if hit.direction is not None:
+            body["direction"] = hit.direction.value
+        return topic, json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+    def publish_snapshot(self, camera: str, jpeg: bytes) -> None:
+        """The camera entity's picture: ``jpeg`` (already redacted: this sink never sees
+        pixels otherwise) to ``<prefix>/<camera>/snapshot``, retained."""
+        with self._lock:
+            self._check_open()
+            self._set_states({self.camera_topic(camera, "snapshot"): bytes(jpeg)})
+
+    def switch_state(self, camera: str, switch: str, on: bool) -> None:
+        """Report a switch's state (``ON``/``OFF``, retained) at ``<prefix>/<camera>/<switch>``."""
+        with self._lock:
+            self._check_open()
+            self._set_states({self.camera_topic(camera, switch): (ON if on else OFF).encode()})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """A command from a switch: find the camera and call `on_command`. Anything else
+        (unknown camera or switch, a payload other than ON/OFF) is logged and ignored."""
+        parts = msg.topic.split("/")
+        if len(parts) != 4 or parts[0] != self._prefix or parts[3] != "set":
+            return
+        level, switch = parts[1], parts[2]
+        with self._lock:
+            cameras = [c for c, info in self._announced.items()
+                       if switch in info.switches and topic_level(c, "camera") == level]
+        word = msg.payload.decode("utf-8", "replace").strip().upper()
+        if not cameras or word not in (ON, OFF):
+            log.warning("MQTT command %r on %s ignored: send ON or OFF to "
+                        "<prefix>/<camera>/<detection|recording>/set of an announced camera",
+                        word[:20], msg.topic)  # fmt: skip
+            return
+        handler = self.on_command
+        if handler is None:
+            return
+        try:
+            handler(cameras[0], switch, word == ON)
+        except Exception:  # a faulty handler must not stop the network thread
+            log.exception("MQTT command %s %s for %s failed", switch, word, cameras[0])
+
+    def _set_states(self, states: Mapping[str, bytes]) -> None:
+        """Keep and send (retained) the states that changed; call with the lock held."""
+        for topic, payload in states.items():
+            if self._states.get(topic) == payload:
+                continue
+            self._states[topic] = payload
+            if self._connected:
+                self._send(topic, payload, retain=True)
+
+    def _track_open(self, event: Event) -> None:
+        open_events = self._open.setdefault(event.camera_id, {})
+        if event.state is EventState.END:
+            open_events.pop(event.id, None)
+        else:
+            open_events[event.id] = (event.label, tuple(event.zones_now))
+
+    def _activity_states(self, camera: str) -> dict[str, bytes]:
+        """Activity, presence per label and occupancy per zone from the open events (ON
+        while one is open), for announced labels and zones and for any seen."""
+        info = self._announced.get(camera)
+        if info is None or not info.activity:
+            return {}
+        open_events = list(self._open.get(camera, {}).values())
+        labels = dict.fromkeys(info.labels, False)
+        zones = dict.fromkeys(info.zones, False)
+        for label, now_in in open_events:
+            labels[label] = True
+            for zone in now_in:
+                zones[zone] = True
+        states = {self.camera_topic(camera, "activity"): _on_off(bool(open_events))}
+        for label, on in labels.items():
+            states[self.camera_topic(camera, "present", label)] = _on_off(on)
+        for zone, on in zones.items():
+            states[self.camera_topic(camera, "zone", zone)] = _on_off(on)
+        return states
+
+    def _entity_configs(
+        self, camera: str, info: CameraDiscovery, common: Mapping[str, Any]
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """(platform, object id, config) of the binary sensors, event entities, camera and
+        switches of ``camera``: see the module docstring."""
+        node, cam = self.config.node_id, topic_level(camera, "camera")
+        out: list[tuple[str, str, dict[str, Any]]] = []
+
+        def add(platform: str, object_id: str, **config: Any) -> None:
+            out.append((platform, object_id,
+                        {**config, "unique_id": f"{node}_{object_id}", **common}))
+
+        if info.activity:
+            add("binary_sensor", f"{cam}_activity", name="Activity", device_class="motion",
+                state_topic=self.camera_topic(camera, "activity"), payload_on=ON,
+                payload_off=OFF)  # fmt: skip
+            for label in info.labels:
+                add("binary_sensor", f"{cam}_{topic_level(label, 'label')}_present",
+                    name=f"{label} present", device_class="occupancy",
+                    state_topic=self.camera_topic(camera, "present", label), payload_on=ON,
+                    payload_off=OFF)  # fmt: skip
+            for zone in info.zones:
+                add("binary_sensor", f"{cam}_zone_{topic_level(zone, 'zone')}_occupied",
+                    name=f"{zone} occupied", device_class="occupancy",
+                    state_topic=self.camera_topic(camera, "zone", zone), payload_on=ON,
+                    payload_off=OFF)  # fmt: skip
+            if info.lines:
+                add("event", f"{cam}_line_crossing", name="Line crossing",
+                    state_topic=self.camera_topic(camera, "crossing"),
+                    event_types=[crossing_type(line, d) for line in info.lines
+                                 for d in Direction],
+                    icon="mdi:transit-connection-horizontal")  # fmt: skip
+            if info.zones:
+                add("event", f"{cam}_zone_entry", name="Zone entry",
+                    state_topic=self.camera_topic(camera, "zone_entry"),
+                    event_types=[topic_level(z, "zone") for z in info.zones],
+                    icon="mdi:location-enter")  # fmt: skip
+        if info.snapshot:
+            add("camera", f"{cam}_snapshot", name="Snapshot",
+                topic=self.camera_topic(camera, "snapshot"))
+        for switch in info.switches:
+            if switch not in SWITCHES:
+                raise ConfigError(f"unknown switch {switch!r}; use one of {SWITCHES}")
+            add("switch", f"{cam}_{switch}", name=switch.capitalize(),
+                command_topic=self.camera_topic(camera, switch, "set"),
+                state_topic=self.camera_topic(camera, switch), payload_on=ON, payload_off=OFF,
+                icon="mdi:motion-sensor" if switch == "detection" else "mdi:record-rec")
+        return out
 
     # ----------------------------------------------------------------- helpers
 
@@ -519,8 +733,8 @@ class MqttSink:
         }
         out: dict[str, Any] = {}
 
-        def add(object_id: str, payload: dict[str, Any]) -> None:
-            topic = self._discovery_topic(object_id)
+        def add(object_id: str, payload: dict[str, Any], platform: str = "sensor") -> None:
+            topic = self._discovery_topic(object_id, platform)
             if topic in out:
                 raise ConfigError(
                     f"two names of camera {camera!r} map to the same MQTT topic {topic}; "
@@ -549,11 +763,23 @@ class MqttSink:
                     "icon": "mdi:counter",
                     **common,
                 })
+        for platform, object_id, payload in self._entity_configs(camera, info, common):
+            add(object_id, payload, platform)
         return out
 
-    def _discovery_topic(self, object_id: str) -> str:
-        return f"{self.config.discovery_prefix}/sensor/{self.config.node_id}/{object_id}/config"
+    def _discovery_topic(self, object_id: str, platform: str = "sensor") -> str:
+        prefix, node = self.config.discovery_prefix, self.config.node_id
+        return f"{prefix}/{platform}/{node}/{object_id}/config"
 
 
 def _availability(online: bool) -> bytes:
     return (ONLINE if online else OFFLINE).encode()
+
+
+def _on_off(on: bool) -> bytes:
+    return (ON if on else OFF).encode()
+
+
+def crossing_type(line: str, direction: Direction) -> str:
+    """The line-crossing event type of ``line`` and ``direction``: ``<line>_<direction>``."""
+    return f"{topic_level(line, 'line')}_{direction.value}"

@@ -95,6 +95,10 @@ def principal_for(state: AppState, token: str, kind: TokenKind, client: str | No
         if found is None or found[0].kind != kind:
             raise AuthError("not logged in or the session/token expired; log in again")
         row, user = found
+        if row.scope is not None:
+            # A scoped token (a camera's stream URL for Home Assistant) opens that URL only.
+            raise AuthError(f"this token is limited to {row.scope!r} and opens only its "
+                            "stream URL; use a full API token or log in")  # fmt: skip
         cams = None if user.cameras is None else tuple(user.cameras)
         who = Principal(user.id, user.name, user.role, cams, kind.value, client)
     now = time.time()

@@ -70,6 +70,14 @@ class TokenOut(BaseModel):
     expires: float | None
 
 
+class StreamTokenOut(TokenOut):
+    """A stream token and the URLs it opens (paths: prefix them with the server's address)."""
+
+    camera: str
+    mjpeg_url: str = Field(description="Home Assistant mjpeg camera's `mjpeg_url`.")
+    still_image_url: str = Field(description="Home Assistant mjpeg camera's `still_image_url`.")
+
+
 class TokenInfo(BaseModel):
     """An API token as listed: never the token itself."""
 
@@ -79,11 +87,12 @@ class TokenInfo(BaseModel):
     created: float
     expires: float | None
     last_used: float | None
+    scope: str | None = Field(None, description="`live:<camera>`: a stream token; null: full.")
 
     @classmethod
     def of(cls, row: TokenRow, user: str) -> TokenInfo:
         return cls(id=row.id, user=user, name=row.name, created=row.created,
-                   expires=row.expires, last_used=row.last_used)  # fmt: skip
+                   expires=row.expires, last_used=row.last_used, scope=row.scope)  # fmt: skip
 
 
 #: Events in REST have the one shape of every event Vigil sends (MQTT, webhooks, WebSocket).

@@ -127,6 +127,9 @@ class Recorder:
     def note_motion(self, when: float) -> None:
         """The camera's motion gate saw motion at ``when`` (UTC seconds); thread-safe."""
         self.motion.note(when)
+        #: False while recording is switched off (Home Assistant's switch): packets only
+        #: feed the pre-roll, no segment is written.
+        self.enabled = True
 
     def mark_activity(self, until: float) -> None:
         """Something happens until ``until`` (UTC seconds): record through ``until + post_roll``.
@@ -138,6 +141,8 @@ class Recorder:
 
     def recording_at(self, when: float) -> bool:
         """Whether a packet stamped ``when`` (UTC seconds) is recorded in the current mode."""
+        if not self.enabled:
+            return False
         if self.mode == "continuous":
             return True
         with self._lock:

@@ -91,6 +91,11 @@ class CameraHandle(Protocol):
         self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]
     ) -> None: ...
 
+    @property
+    def detection(self) -> bool: ...
+
+    def set_detection(self, on: bool) -> None: ...
+
 
 class CameraBackend(Protocol):
     """Runs a fixed set of cameras.

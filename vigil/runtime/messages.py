@@ -73,7 +73,14 @@ class UpdateRules:
     lines: Mapping[str, LineConfig]
 
 
-Query = LatestFrame | LatestTracks | GetCounts | UpdateRules
+@dataclass(frozen=True, slots=True)
+class SetDetection:
+    """Switch the camera's analysis on or off (Home Assistant's detection switch)."""
+
+    on: bool
+
+
+Query = LatestFrame | LatestTracks | GetCounts | UpdateRules | SetDetection
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,7 @@ from vigil.runtime.messages import (
     Query,
     Reply,
     RuleHits,
+    SetDetection,
     StatusReport,
     Stop,
     UpdateRules,
@@ -121,6 +122,8 @@ class _WorkerSpec:
     source_factory: SourceFactory | None
     backoff: BackoffFactory | None
     log_level: int
+    #: Cameras whose analysis is switched off (``set_detection``), kept over restarts.
+    paused: frozenset[str] = frozenset()
 
 
 # -- the worker process side ------------------------------------------------------------------
@@ -294,6 +297,7 @@ def _build_workers(spec: _WorkerSpec, links: dict[str, Connection]) -> dict[str,
             recorder=recorder,  # type: ignore[arg-type]  # duck-typed: mode + mark_activity
             source_factory=spec.source_factory or factory, preview_side=PREVIEW_SIDE,
         )  # fmt: skip
+        worker.detection = camera.name not in spec.paused
         workers[camera.name] = worker
     return workers
 
@@ -358,6 +362,9 @@ def _answer(worker: CameraWorker, preview: Slot, query: Query) -> Any:
         case UpdateRules(zones=zones, lines=lines):
             worker.update_rules(zones, lines)
             return None
+        case SetDetection(on=on):
+            worker.set_detection(on)
+            return None
     raise KeyError(type(query).__name__)
 
 
@@ -383,6 +390,7 @@ class RemoteCamera:
         self.preview_lock = threading.Lock()
         self.state_override: str | None = "starting"
         self.process_restarts = 0
+        self.detection = True
 
     # -- what the reports say -----------------------------------------------------------------
 
@@ -486,6 +494,12 @@ class RemoteCamera:
             self._call(UpdateRules(dict(zones), dict(lines)))
         self._zones, self._lines = dict(zones), dict(lines)
 
+    def set_detection(self, on: bool) -> None:
+        """Switch analysis in the worker; a worker that is down gets it when restarted."""
+        self.detection = bool(on)
+        with contextlib.suppress(_ProcessDownError):
+            self._call(SetDetection(self.detection))
+
     def resolved(self) -> ResolvedCamera:
         """The camera with the rules in force now (for a (re)started worker process)."""
         return self.camera.model_copy(update={"zones": self._zones, "lines": self._lines})
@@ -531,6 +545,7 @@ class WorkerProcess:
             model=pool.model, previews={n: s.name for n, s in self._previews.items()},
             stall_timeout=pool.stall_timeout, source_factory=pool.source_factory,
             backoff=pool.backoff_picklable, log_level=logging.getLogger().getEffectiveLevel(),
+            paused=frozenset(n for n, c in self.cameras.items() if not c.detection),
         )  # fmt: skip
         process = ctx.Process(
             target=worker_main, name=f"vigil-worker-{self.index}", daemon=True,

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vigil.alerts.fanout import FanoutSink
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
@@ -50,9 +50,10 @@ from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics, Telemetry
 from vigil.runtime.threads import ThreadBackend
 from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import SourceFactory
-from vigil.types import Event, ImageArray, RuleEvent
+from vigil.types import Event, EventState, ImageArray, RuleEvent
 
 if TYPE_CHECKING:
+    from vigil.privacy.redactor import Redactor
     from vigil.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,84 @@ def _meta(row: Any) -> SegmentMeta:
     return SegmentMeta(row.id, row.camera, row.start, row.end, row.size, row.evidence_lock)
 
 
+#: Long side (px) of the snapshots sent to Home Assistant's camera entity.
+SNAPSHOT_SIDE = 1280
+
+
+class SnapshotPublisher:
+    """Sends each event's snapshot, *redacted*, to the MQTT camera entity of its camera.
+
+    An ``EventSink`` behind the ``FanoutSink``: it only copies the snapshot and hands it to
+    its own thread, which redacts it with the camera's ``redact`` settings (faces, people,
+    static masks: what any viewer gets) and encodes it, so face detection never delays the
+    pipeline. Only the newest snapshot per camera waits: Home Assistant shows the latest
+    picture, older ones would be stale by the time they are sent. A redaction failure (the
+    face model cannot be loaded) sends nothing: fail closed.
+    """
+
+    def __init__(self, config: VigilConfig, send: Callable[[str, bytes], None]) -> None:
+        self.config = config
+        self.send = send
+        self._pending: dict[str, ImageArray] = {}
+        self._redactors: dict[tuple[str, int, int], Redactor] = {}
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="mqtt-snapshots", daemon=True)
+        self._thread.start()
+
+    def publish(self, event: Event) -> None:
+        snapshot = event.snapshot
+        if event.state is EventState.UPDATE or snapshot is None or snapshot.image is None:
+            return  # the start shows the object at once, the end its best view
+        with self._wake:
+            self._pending[event.camera_id] = snapshot.image.copy()
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                camera, image = self._pending.popitem()
+            try:
+                self.send(camera, self.redacted_jpeg(camera, image))
+            except Exception:  # one bad snapshot must not end the thread
+                log.exception("%s: snapshot not sent to MQTT", camera)
+
+    def redacted_jpeg(self, camera: str, image: ImageArray) -> bytes:
+        """``image`` redacted as ``camera``'s viewers see it, as JPEG."""
+        import cv2
+
+        from vigil.privacy.redactor import build_redactor
+
+        height, width = image.shape[:2]
+        key = (camera, width, height)
+        redactor = self._redactors.get(key)
+        if redactor is None:
+            redactor = build_redactor(self.config.redact_for(camera), (width, height))
+            self._redactors[key] = redactor
+        redacted = redactor.redact_still(image)
+        # Redacted at full size (small faces are found there), sent at most SNAPSHOT_SIDE
+        # wide: a dashboard picture, and a retained 4K JPEG on every event would weigh on
+        # the broker and on Home Assistant.
+        scale = SNAPSHOT_SIDE / max(width, height)
+        if scale < 1:
+            size = (max(2, round(width * scale)), max(2, round(height * scale)))
+            redacted = cast(ImageArray, cv2.resize(redacted, size, interpolation=cv2.INTER_AREA))
+        ok, data = cv2.imencode(".jpg", redacted, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            raise VigilError(f"{camera}: the snapshot could not be encoded as JPEG")
+        return bytes(data.tobytes())
+
+
 class Supervisor:
     """Runs every enabled camera of ``config`` (see the module docstring).
 
@@ -315,7 +394,8 @@ class Supervisor:
             from vigil.alerts.mqtt import MqttSink
 
             self.mqtt = MqttSink(self.config.mqtt)
-            sinks.append(self.mqtt)
+            self.mqtt.on_command = self._command
+            sinks += [self.mqtt, SnapshotPublisher(self.config, self._send_snapshot)]
         if self.config.webhooks is not None:
             from vigil.alerts.webhook import WebhookSink
 
@@ -393,8 +473,40 @@ class Supervisor:
         if self.mqtt is None:
             return
         self._announce_lines()
-        for name in self.workers:
+        for name, worker in self.workers.items():
             self.mqtt.camera_online(name, False)
+            self.mqtt.switch_state(name, "detection", worker.detection)
+            recorder = self.recorders.get(name)
+            if recorder is not None:
+                self.mqtt.switch_state(name, "recording", recorder.enabled)
+
+    def set_switch(self, camera: str, switch: str, on: bool) -> None:
+        """Switch ``detection`` or ``recording`` of ``camera`` on or off (Home Assistant's
+        switches, through MQTT) and report the state now in force."""
+        if switch == "detection":
+            self.workers[camera].set_detection(on)
+            state = self.workers[camera].detection
+        elif switch == "recording" and camera in self.recorders:
+            self.recorders[camera].enabled = on
+            state = self.recorders[camera].enabled
+        else:
+            raise VigilError(f"camera {camera!r} has no {switch!r} switch")
+        log.info("%s: %s switched %s", camera, switch, "on" if state else "off")
+        if self.mqtt is not None:
+            self.mqtt.switch_state(camera, switch, state)
+
+    def _command(self, camera: str, switch: str, on: bool) -> None:
+        try:
+            self.set_switch(camera, switch, on)
+        except (KeyError, VigilError) as exc:
+            log.warning("MQTT %s command for %s ignored: %s", switch, camera, exc)
+
+    def _send_snapshot(self, camera: str, jpeg: bytes) -> None:
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish_snapshot(camera, jpeg)
+            except VigilError:
+                log.debug("%s: MQTT sink closed", camera)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful shutdown: close open events, finish segments, report cameras offline."""
@@ -423,6 +535,11 @@ class Supervisor:
 
     def _count(self, hits: list[RuleEvent]) -> None:
         self.telemetry.count_hits(hits)
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish_rule_hits(hits[0].camera_id, hits)
+            except VigilError:
+                log.exception("%s: rule hits not published to MQTT", hits[0].camera_id)
         if self.store is None:
             return
         try:
@@ -567,13 +684,20 @@ class Supervisor:
                 log.exception("MQTT discovery was not updated")
 
     def _announce_lines(self) -> None:
-        """Home Assistant discovery of every camera: occupancy per label, counts per line."""
+        """Home Assistant discovery of every camera: occupancy per label, counts per line,
+        activity, presence and zone binary sensors, crossing and entry events, the snapshot
+        camera, the detection switch and, for a recording camera, the recording switch."""
         from vigil.alerts.mqtt import CameraDiscovery
 
-        self.mqtt.announce({
-            name: CameraDiscovery(labels=w.camera.detect.labels, lines=list(w.rules()[1]))
-            for name, w in self.workers.items()
-        })  # fmt: skip
+        cameras = {}
+        for name, worker in self.workers.items():
+            zones, lines = worker.rules()
+            switches = ("detection", "recording") if name in self.recorders else ("detection",)
+            cameras[name] = CameraDiscovery(
+                labels=worker.camera.detect.labels, lines=list(lines), zones=list(zones),
+                activity=True, snapshot=True, switches=switches,
+            )  # fmt: skip
+        self.mqtt.announce(cameras)
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()

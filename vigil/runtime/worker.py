@@ -219,6 +219,10 @@ class CameraWorker:
         self._counts_pending = False
         self._counts_sent = -float("inf")
         self._counted_pipeline: CameraPipeline | None = None
+        #: False while analysis is switched off (``set_detection``): frames still arrive
+        #: for the live view, nothing is analysed, open events were ended.
+        self.detection = True
+        self._retired: CameraPipeline | None = None
 
     # -- the session ------------------------------------------------------------------------
 
@@ -235,7 +239,10 @@ class CameraWorker:
             info = source.open()
             pipeline: CameraPipeline | None = None
             for frame in source.frames():
-                if pipeline is None:
+                if not self.detection:
+                    self._idle_frame(frame)
+                    continue
+                if pipeline is None or pipeline is self._retired:
                     # Sized by the first frame: an RTSP stream may open before its size is
                     # known (``info`` reports 0 x 0), and frames are what the stages see.
                     size = (frame.width, frame.height)
@@ -300,6 +307,25 @@ class CameraWorker:
             self.analysed += 1
             done = time.time()
             self.latencies.append((done, done - frame.wall_time, bool(result.events)))
+
+    def set_detection(self, on: bool) -> None:
+        """Switch analysis on or off (from any thread), from the next frame. Off ends the
+        open events; on starts a fresh pipeline (tracks and counts from zero)."""
+        self.detection = bool(on)
+
+    def _idle_frame(self, frame: Frame) -> None:
+        """A frame while detection is off: kept for the live view, not analysed."""
+        self.frames += 1
+        self._decode.tick(time.time())
+        self._last_frame, self._last_frame_wall = frame, time.time()
+        if not self.online:
+            self.set_state("running")
+        pipeline = self.pipeline
+        if pipeline is not None and pipeline is not self._retired:
+            self._retired = pipeline
+            self._last_result = None  # its tracks are no longer being followed
+            self._close_events(frame.time)
+            self._flush_counts()
 
     def _due_counts(
         self, pipeline: CameraPipeline, result: FrameResult, now: float

@@ -197,6 +197,9 @@ class TokenRow(Base):
     created: Mapped[float]
     expires: Mapped[float | None]
     last_used: Mapped[float | None]
+    #: None: a full token of its user. ``live:<camera>``: opens only that camera's redacted
+    #: stream URL (``vigil.api.routes.stream``); every other route refuses it.
+    scope: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class LoginAttemptRow(Base):

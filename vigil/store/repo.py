@@ -637,13 +637,14 @@ class TokenRepo:
 
     def issue(
         self, user_id: int, kind: TokenKind, *, ttl_s: float | None = None,
-        name: str | None = None, now: float | None = None,
+        name: str | None = None, now: float | None = None, scope: str | None = None,
     ) -> IssuedToken:  # fmt: skip
-        """Create a random token for the user; only its hash is stored."""
+        """Create a random token for the user; only its hash is stored. ``scope``: see
+        ``TokenRow.scope``."""
         created = _now(now)
         token = secrets.token_urlsafe(32)
         row = TokenRow(token_hash=hash_token(token), user_id=user_id, kind=TokenKind(kind),
-                       name=name, created=created, last_used=created,
+                       name=name, created=created, last_used=created, scope=scope,
                        expires=None if ttl_s is None else created + ttl_s)  # fmt: skip
         self.session.add(row)
         self.session.flush()

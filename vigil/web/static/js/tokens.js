@@ -2,6 +2,8 @@
 // make one, revoke one. A token is shown once, when made; the server keeps only its hash.
 // Tokens carry their owner's role and cameras, survive logout, expire (90 days at most by
 // default) and end when the owner's password changes or the owner is disabled.
+// A stream token (scope "live:<camera>") opens only one camera's redacted MJPEG and still
+// URLs, for Home Assistant's mjpeg camera, which cannot send a Bearer header.
 
 import { api, can } from './api.js';
 import { empty, errorBox, field, fill, fmtTime, h, header, message, modal, toast } from './ui.js';
@@ -25,7 +27,7 @@ export async function render(ctx) {
       fill(status, errorBox(err));
       return;
     }
-    const cols = ['Name', ...(all ? ['User'] : []), 'Created', 'Expires', 'Last used', ''];
+    const cols = ['Name', ...(all ? ['User'] : []), 'Scope', 'Created', 'Expires', 'Last used', ''];
     fill(head, h('tr', {}, cols.map((t) => h('th', { scope: 'col' }, t))));
     fill(status, rows.length ? null : empty('No API tokens.', 'Make one below for a script or another system.'));
     fill(body, rows.map((t) => row(t, all, refresh)));
@@ -37,7 +39,7 @@ export async function render(ctx) {
       + '"Authorization: Bearer …". It is shown once, expires, outlives your login session, and ends '
       + 'when your password changes or your account is disabled. Only a password login can make one.'),
     admin ? h('div', { class: 'field inline' }, everyone, h('label', { for: 'tokens-all' }, 'All users’ tokens')) : null,
-    status, h('div', { class: 'table-wrap' }, table), addForm(refresh)].filter(Boolean));
+    status, h('div', { class: 'table-wrap' }, table), addForm(refresh, await cameraNames())].filter(Boolean));
   await refresh();
   return null;
 }
@@ -53,28 +55,45 @@ function row(t, withUser, refresh) {
   });
   return h('tr', { dataset: { token: String(t.id) } },
     h('th', { scope: 'row' }, t.name || '—'), withUser ? h('td', {}, t.user) : null,
+    h('td', {}, t.scope ? `stream of ${t.scope.replace(/^live:/, '')}` : 'full API'),
     h('td', {}, fmtTime(t.created)), h('td', {}, fmtTime(t.expires)), h('td', {}, fmtTime(t.last_used)),
     h('td', { class: 'actions' }, revoke));
 }
 
-function addForm(refresh) {
+async function cameraNames() {
+  try {
+    return (await api('/api/cameras')).map((c) => c.name);
+  } catch {
+    return []; // the form still makes full tokens
+  }
+}
+
+function addForm(refresh, cameras) {
   const name = h('input', { name: 'name', required: true, maxlength: 64, autocomplete: 'off' });
+  const scope = h('select', { name: 'scope' }, h('option', { value: '' }, 'Full API (Bearer header)'),
+    cameras.map((c) => h('option', { value: c }, `Stream URL of ${c} (redacted)`)));
   const days = h('input', { name: 'days', type: 'number', min: 1, max: 3650, step: 1, placeholder: '90' });
   const out = h('div', { 'aria-live': 'polite' });
   const form = h('form', { class: 'card stack', id: 'token-add' }, h('h2', {}, 'Make a token'),
     h('div', { class: 'filters' }, field('Name', name, 'What uses it, e.g. "home-assistant".'),
-      field('Lifetime (days)', days, 'Empty: the server’s longest (90 days by default).')),
+      field('Lifetime (days)', days, 'Empty: the server’s longest (90 days by default).'),
+      field('Opens', scope, 'A stream URL opens one camera’s redacted live view and nothing else.')),
     out, h('button', { type: 'submit', class: 'primary' }, 'Make token'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     fill(out);
     const body = { name: name.value.trim(), ...(days.value ? { ttl_s: Number(days.value) * DAY } : {}) };
+    const camera = scope.value;
     try {
-      const made = await api('/api/tokens', { method: 'POST', body });
+      const made = await api(camera ? `/api/cameras/${encodeURIComponent(camera)}/stream-token` : '/api/tokens',
+        { method: 'POST', body });
       form.reset();
       const secret = h('input', { readonly: true, value: made.token, id: 'token-secret', 'aria-label': 'The new token' });
+      const urls = camera ? [['mjpeg_url', made.mjpeg_url], ['still_image_url', made.still_image_url]].map(
+        ([key, path]) => field(key, h('input', { readonly: true, value: location.origin + path, id: `token-${key}` })))
+        : [];
       modal('Your new token', h('div', { class: 'stack' },
-        h('p', {}, 'Copy it now: it is not shown again.'), secret,
+        h('p', {}, 'Copy it now: it is not shown again.'), secret, ...urls,
         h('p', { class: 'muted' }, `Expires ${fmtTime(made.expires)}.`)));
       secret.select();
       await refresh();
