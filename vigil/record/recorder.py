@@ -123,13 +123,13 @@ class Recorder:
         #: Why recording fails now (None unless ``state`` is ``failed``).
         self.error: str | None = None
         self.storage_failures = 0
+        #: False while recording is switched off (Home Assistant's switch): packets only
+        #: feed the pre-roll, no segment is written.
+        self.enabled = True
 
     def note_motion(self, when: float) -> None:
         """The camera's motion gate saw motion at ``when`` (UTC seconds); thread-safe."""
         self.motion.note(when)
-        #: False while recording is switched off (Home Assistant's switch): packets only
-        #: feed the pre-roll, no segment is written.
-        self.enabled = True
 
     def mark_activity(self, until: float) -> None:
         """Something happens until ``until`` (UTC seconds): record through ``until + post_roll``.
