@@ -80,8 +80,8 @@ def test_availability_is_retained_for_late_subscribers(broker: Broker) -> None:
 
 def test_recording_state_is_retained_and_sent_only_on_change(broker: Broker) -> None:
     p = prefix()
-    topic = f"{p}/front_door/recording"
-    sub = Subscriber(broker.port, [f"{p}/+/recording"])
+    topic = f"{p}/front_door/recording/status"
+    sub = Subscriber(broker.port, [f"{p}/+/recording/status"])
     with sink_for(broker, p) as sink:
         sink.camera_recording("front door", "recording")
         sink.camera_recording("front door", "failed", "recording failed: disk full")
@@ -89,7 +89,7 @@ def test_recording_state_is_retained_and_sent_only_on_change(broker: Broker) -> 
         got = [json.loads(m.payload) for m in sub.drain() if m.topic == topic]
         assert got == [{"state": "recording", "error": None},
                        {"state": "failed", "error": "recording failed: disk full"}]
-        late = Subscriber(broker.port, [f"{p}/+/recording"])
+        late = Subscriber(broker.port, [f"{p}/+/recording/status"])
         [retained] = late.drain()
         assert retained.retain
         assert json.loads(retained.payload)["error"] == "recording failed: disk full"

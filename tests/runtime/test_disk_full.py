@@ -112,7 +112,7 @@ def temp_files(root: Path) -> list[Path]:
 def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
     tmp_path: Path, cameras: UdpCameras, broker: Broker, disk: SmallDisk
 ) -> None:
-    subscriber = Subscriber(broker.port, ["vigil/+/recording"])
+    subscriber = Subscriber(broker.port, ["vigil/+/recording/status"])
     config = VigilConfig.model_validate({
         "detect": {"model": "motion", "fps": 5},
         "data_dir": str(disk.path / "data"),
@@ -184,7 +184,7 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         db.close()
 
     for name in CAMERAS:
-        states = [json.loads(m.payload) for m in messages if m.topic == f"vigil/{name}/recording"]
+        states = [json.loads(m.payload) for m in messages if m.topic == f"vigil/{name}/recording/status"]
         assert {"state": "failed", "error": "recording failed: disk full"} in states, states
         failed_at = states.index({"state": "failed", "error": "recording failed: disk full"})
         assert {"state": "recording", "error": None} in states[failed_at:], states

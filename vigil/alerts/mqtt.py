@@ -8,7 +8,7 @@ one topic level each by `topic_level`: runs of characters other than letters, di
     vigil/events                         every lifecycle change of every event (JSON, QoS 1)
     vigil/<camera>/events                the same, for one camera
     vigil/<camera>/availability          online | offline   retained
-    vigil/<camera>/recording             {"state": "failed", "error": "recording failed:
+    vigil/<camera>/recording/status      {"state": "failed", "error": "recording failed:
                                          disk full"} (JSON, retained; state recording,
                                          reconnecting, failed or stopped)
     vigil/<camera>/<label>               objects of that label in the camera's zones (an int)
@@ -386,10 +386,11 @@ class MqttSink:
                 self._send(self._camera_availability(camera), _availability(online), retain=True)
 
     def camera_recording(self, camera: str, state: str, error: str | None = None) -> None:
-        """Set ``<prefix>/<camera>/recording`` (retained): the recorder's state and, while it
-        fails, why (``{"state": "failed", "error": "recording failed: disk full"}``)."""
+        """Set ``<prefix>/<camera>/recording/status`` (retained): the recorder's state and,
+        while it fails, why (``{"state": "failed", "error": "recording failed: disk full"}``).
+        (``<prefix>/<camera>/recording`` itself is the recording switch's ON/OFF.)"""
         payload = json.dumps({"state": state, "error": error}, separators=(",", ":")).encode()
-        topic = self.camera_topic(camera, "recording")
+        topic = self.camera_topic(camera, "recording", "status")
         with self._lock:
             self._check_open()
             if self._states.get(topic) == payload:
