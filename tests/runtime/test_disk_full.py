@@ -184,7 +184,8 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         db.close()
 
     for name in CAMERAS:
-        states = [json.loads(m.payload) for m in messages if m.topic == f"vigil/{name}/recording/status"]
+        topic = f"vigil/{name}/recording/status"
+        states = [json.loads(m.payload) for m in messages if m.topic == topic]
         assert {"state": "failed", "error": "recording failed: disk full"} in states, states
         failed_at = states.index({"state": "failed", "error": "recording failed: disk full"})
         assert {"state": "recording", "error": None} in states[failed_at:], states

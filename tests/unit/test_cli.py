@@ -84,3 +84,8 @@ def test_a_missing_base_package_asks_for_a_reinstall() -> None:
     message = missing_dependency_message(ModuleNotFoundError("x", name="cryptography.hazmat"))
     assert "'cryptography'" in message
     assert "pip install --force-reinstall vigil" in message
+
+
+def test_batch_demo_options_need_no_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", "somewhere"]) == 2
+    assert "--no-serve" in capsys.readouterr().err

@@ -55,10 +55,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.seconds is not None and args.seconds <= 0:
-        from vigil.errors import ConfigError
+    from vigil.errors import ConfigError
 
+    if args.seconds is not None and args.seconds <= 0:
         raise ConfigError(f"--seconds must be > 0, got {args.seconds}")
+    if not args.no_serve and (args.out is not None or args.no_video):
+        raise ConfigError("--out and --no-video are for the batch demo: add --no-serve")
     return _batch(args) if args.no_serve else _serve(args)
 
 
