@@ -16,7 +16,7 @@ from vigil import __version__
 from vigil.api import errors
 from vigil.api.auth import HashGate, LoginThrottle
 from vigil.api.limits import BodyLimit
-from vigil.api.routes import admin, auth, events, live, media
+from vigil.api.routes import admin, auth, events, live, livevideo, media
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.api.state import AppState, RedactorFactory
@@ -62,7 +62,7 @@ def create_app(
     )  # fmt: skip
     errors.install(app)
     for router in (auth.public, auth.router, events.router, media.router, admin.router,
-                   live.router, live.sockets):  # fmt: skip
+                   live.router, live.sockets, livevideo.sockets):  # fmt: skip
         app.include_router(router)
     mount_web(app)  # the web UI at / and /static (public: no data in it)
     # Outermost, so an oversized body is refused before any route or middleware reads it.
