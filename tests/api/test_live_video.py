@@ -65,6 +65,18 @@ def noise(n: int = 30, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
     return [rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8) for _ in range(n)]
 
 
+def sweep(n: int = 40, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
+    """A thin bar sweeping slowly over a gradient: every frame new, none a cut (a face-
+    redacted stream waits for a new detection after a cut, see ``CarriedFaces``)."""
+    base = np.tile(np.linspace(40, 200, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+    out = []
+    for i in range(n):
+        frame = base.copy()
+        frame[:, 2 * i : 2 * i + 4] = 255
+        out.append(frame)
+    return out
+
+
 def gif_frames() -> list[np.ndarray]:
     path = require_file(shared_data_dir() / "clips" / "face-demographics-walking.gif")
     with av.open(str(path)) as box:
@@ -108,7 +120,7 @@ def test_fragmenter_writes_an_init_segment_and_one_fragment_per_frame() -> None:
 
 def test_stream_is_decodable_at_the_source_rate(viewer: Api) -> None:
     client = viewer.login("viewer")
-    with Player(viewer, "cam", noise()) as player, client.websocket_connect(
+    with Player(viewer, "cam", sweep()) as player, client.websocket_connect(
             URL.format("cam") + "?width=160") as ws:  # fmt: skip
         shown = player.shown
         head, init, fragments = receive(ws, 10.0)
@@ -127,7 +139,7 @@ def test_stream_is_decodable_at_the_source_rate(viewer: Api) -> None:
 
 def test_viewers_share_one_encoder(viewer: Api) -> None:
     a, b = viewer.login("viewer"), viewer.login("viewer")
-    with Player(viewer, "cam", noise()), a.websocket_connect(URL.format("cam")) as wa, \
+    with Player(viewer, "cam", sweep()), a.websocket_connect(URL.format("cam")) as wa, \
             b.websocket_connect(URL.format("cam")) as wb:  # fmt: skip
         ra, rb = receive(wa, 2.0), receive(wb, 2.0)
         assert len(viewer.app.state.vigil.video.encoders()) == 1

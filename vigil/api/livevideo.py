@@ -72,8 +72,13 @@ TIME_BASE = Fraction(1, 90_000)
 #: Fragments a viewer may have waiting before it is considered slow (it then skips to the
 #: next keyframe: a video stream cannot drop single fragments).
 VIEWER_QUEUE = 30
-#: A carried face grows by this fraction of its size on each side per second of age.
-CARRY_GROWTH = 0.6
+#: A carried face grows on each side, per second of age, by this fraction of its size and by
+#: this fraction of the frame's width (a walking person crosses a frame in ~5-10 s).
+CARRY_GROWTH = 1.0
+CARRY_SPEED = 0.1
+#: Mean absolute change of a 64x36 grey thumbnail between two frames that counts as a cut
+#: (walking people change it by ~1-2 grey levels; a cut in the face clip by ~10).
+CUT_DIFF = 6.0
 #: How often the real face detector runs at most, per camera (it is the CPU's big cost).
 FACE_HZ = 5.0
 #: Bounds of the encoder's polling rate when the camera does not report its own.
@@ -228,10 +233,14 @@ class CarriedFaces:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._frame: tuple[ImageArray, FloatArray, np.ndarray] | None = None
-        #: Last detection: time, face boxes, the track id each face was in (-1: none) and the
-        #: face's box relative to that track's box.
-        self._faces: tuple[float, FloatArray, np.ndarray, FloatArray] | None = None
+        self._frame: tuple[ImageArray, FloatArray, np.ndarray, int] | None = None
+        self._small: np.ndarray | None = None
+        self._epoch = 0
+        self.cuts = 0
+        #: Last detection: time, face boxes, the track id each face was in (-1: none), the
+        #: face's box relative to that track's box, and its velocity (px/s, from the
+        #: detection before).
+        self._faces: Faces | None = None
         self._tracks: tuple[FloatArray, np.ndarray] = (np.zeros((0, 4), np.float32),
                                                        np.zeros(0, np.int64))  # fmt: skip
         self.detections = 0
@@ -244,8 +253,19 @@ class CarriedFaces:
         return self._faces is not None
 
     def observe(self, image: ImageArray, tracks: tuple[FloatArray, np.ndarray]) -> None:
+        """Take the next frame (and the tracks of now). At a cut (the picture changed at
+        once: a file camera looping, a reconnect, a PTZ move) the carried faces are void:
+        ``ready`` is False until a detection of a frame after the cut finished."""
+        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (64, 36),
+                           interpolation=cv2.INTER_AREA).astype(np.int16)  # fmt: skip
         with self._lock:
-            self._frame = (image, tracks[0], tracks[1])
+            if self._small is not None and small.shape == self._small.shape and float(
+                    np.abs(small - self._small).mean()) > CUT_DIFF:  # fmt: skip
+                self._epoch += 1
+                self._faces = None
+                self.cuts += 1
+            self._small = small
+            self._frame = (image, tracks[0], tracks[1], self._epoch)
             self._tracks = tracks
         self._wake.set()
 
@@ -255,7 +275,7 @@ class CarriedFaces:
             faces, tracks = self._faces, self._tracks
         if faces is None:
             return np.zeros((0, 5), np.float32)
-        boxes = _carry(faces, tracks, time.monotonic() - faces[0])
+        boxes = _carry(faces, tracks, time.monotonic() - faces[0], int(image.shape[1]))
         return np.concatenate([boxes, np.ones((len(boxes), 1), np.float32)], axis=1)
 
     def wait_ready(self, timeout: float) -> bool:
@@ -277,7 +297,7 @@ class CarriedFaces:
             if taken is None or self._stop.is_set():
                 continue
             started = time.monotonic()
-            image, track_boxes, track_ids = taken
+            image, track_boxes, track_ids, epoch = taken
             try:
                 found = np.asarray(self._detector.detect(image), np.float32)
             except Exception as exc:  # fail closed: the encoder stops sending
@@ -287,9 +307,34 @@ class CarriedFaces:
             boxes = found[:, :4].reshape(-1, 4)
             ids, rel = _attach(boxes, track_boxes, track_ids)
             with self._lock:
-                self._faces = (started, boxes, ids, rel)
+                if epoch != self._epoch:
+                    continue  # a cut came while detecting: this frame's faces are void
+                velocity = _velocity(self._faces, started, boxes)
+                self._faces = (started, boxes, ids, rel, velocity)
             self.detections += 1
             self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
+
+
+#: A detection as ``CarriedFaces`` keeps it (see ``CarriedFaces._faces``).
+Faces = tuple[float, FloatArray, np.ndarray, FloatArray, FloatArray]
+
+
+def _velocity(before: Faces | None, when: float, boxes: FloatArray) -> FloatArray:
+    """Each face's velocity (px/s, all four coordinates) from the nearest face of the
+    detection ``before`` (within two face sizes of it); zero for a face new since then."""
+    out = np.zeros((len(boxes), 4), np.float32)
+    if before is None or not len(before[1]) or when <= before[0]:
+        return out
+    dt = when - before[0]
+    old = before[1]
+    centres = (old[:, :2] + old[:, 2:]) / 2
+    for i, box in enumerate(boxes):
+        centre = (box[:2] + box[2:]) / 2
+        dist = np.linalg.norm(centres - centre, axis=1)
+        j = int(np.argmin(dist))
+        if dist[j] <= 2 * max(box[2] - box[0], box[3] - box[1]):
+            out[i] = (box - old[j]) / dt
+    return out
 
 
 def _attach(
@@ -315,15 +360,14 @@ def _attach(
     return out_ids, rel
 
 
-def _carry(
-    faces: tuple[float, FloatArray, np.ndarray, FloatArray],
-    tracks: tuple[FloatArray, np.ndarray],
-    age: float,
-) -> FloatArray:
-    """The detection's faces moved to now: with their track when it still exists, else in
-    place, grown by ``CARRY_GROWTH`` per second of ``age``."""
-    _, boxes, ids, rel = faces
-    out = boxes.copy()
+def _carry(faces: Faces, tracks: tuple[FloatArray, np.ndarray], age: float,
+           frame_width: int) -> FloatArray:  # fmt: skip
+    """The detection's faces moved to now: with their track when it still exists, else by
+    their last velocity; grown by ``CARRY_GROWTH`` of their size and ``CARRY_SPEED`` of the
+    frame's width per second of ``age``."""
+    _, boxes, ids, rel, velocity = faces
+    age = max(0.0, age)
+    out = boxes + velocity * age
     track_boxes, track_ids = tracks
     for i, tid in enumerate(ids):
         match = np.flatnonzero(track_ids == tid) if tid >= 0 else np.zeros(0, np.int64)
@@ -333,7 +377,7 @@ def _carry(
             out[i] = [t[0] + rel[i, 0] * w, t[1] + rel[i, 1] * h, t[0] + rel[i, 2] * w,
                       t[1] + rel[i, 3] * h]  # fmt: skip
     wh = out[:, 2:] - out[:, :2]
-    grow = wh * CARRY_GROWTH * max(0.0, age)
+    grow = (wh * CARRY_GROWTH + CARRY_SPEED * frame_width) * age
     return np.asarray(np.concatenate([out[:, :2] - grow, out[:, 2:] + grow], axis=1), np.float32)
 
 

@@ -122,7 +122,8 @@ async def live_video_socket(ws: WebSocket, name: str) -> None:
             group.start_soon(watch)
     finally:
         state.live_streams -= 1
-        await run_in_threadpool(state.video.leave, view, viewer)
+        # Not in a worker thread: a cancelled task must still leave (it only sets flags).
+        state.video.leave(view, viewer)
     if code is not None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await ws.close(code=code)
