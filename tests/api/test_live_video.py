@@ -9,7 +9,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -22,8 +21,8 @@ from tests.api.conftest import Api
 from tests.conftest import require_file
 from vigil.api import CameraStatus
 from vigil.api.livevideo import Fragmenter, codec_string, split_boxes
-from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.config.models import RedactConfig
+from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.store import AuditRepo, Role
 
 URL = "/api/cameras/{}/live.mp4ws"
@@ -100,9 +99,9 @@ def decode(init: bytes, fragments: list[bytes]) -> list[np.ndarray]:
 
 
 @pytest.fixture
-def viewer(api: Api) -> Iterator[Api]:
+def viewer(api: Api) -> Api:
     api.add_user("viewer", Role.VIEWER)
-    yield api
+    return api
 
 
 def test_fragmenter_writes_an_init_segment_and_one_fragment_per_frame() -> None:
@@ -111,10 +110,12 @@ def test_fragmenter_writes_an_init_segment_and_one_fragment_per_frame() -> None:
     for i, image in enumerate(noise(10, (96, 64))):
         out += frag.encode(image, i * 6000, keyframe=i == 0)
     frag.close()
-    assert frag.init is not None and codec_string(frag.init).startswith("avc1.42")
+    assert frag.init is not None
+    assert codec_string(frag.init).startswith("avc1.42")
     kinds = [k for k, _ in split_boxes(bytearray(frag.init))]
     assert kinds == [b"ftyp", b"moov"]
-    assert len(out) >= 9 and out[0].key  # the last frame waits for the next one to be muxed
+    assert len(out) >= 9  # the last frame waits for the next one to be muxed
+    assert out[0].key
     assert len(decode(frag.init, [f.data for f in out])) == len(out)
 
 
@@ -125,7 +126,8 @@ def test_stream_is_decodable_at_the_source_rate(viewer: Api) -> None:
         shown = player.shown
         head, init, fragments = receive(ws, 10.0)
         shown = player.shown - shown
-    assert head["codec"].startswith("avc1.") and head["mime"].startswith("video/mp4")
+    assert head["codec"].startswith("avc1.")
+    assert head["mime"].startswith("video/mp4")
     frames = decode(init, fragments)
     assert frames[0].shape == (120, 160, 3)  # scaled to the asked width
     assert len(frames) >= 0.9 * shown * 10 / 10.5, (len(frames), shown)
@@ -192,7 +194,9 @@ def test_granted_stream_is_unredacted_but_masked(api: Api) -> None:
     assert [r.details["redacted"] for r in records if r.details] == [False]
 
 
-def test_yunet_finds_no_face_in_a_minute_of_the_redacted_face_clip(api: Api, tmp_path: Path) -> None:
+def test_yunet_finds_no_face_in_a_minute_of_the_redacted_face_clip(
+    api: Api, tmp_path: Path
+) -> None:
     model = require_file(shared_models_dir() / "yunet_face_640.onnx")
     frames = gif_frames()
     api.add_user("viewer", Role.VIEWER)

@@ -22,7 +22,8 @@ from tests.web.conftest import DESKTOP, PASSWORD, PHONE, Pages, Server, login, w
 
 pytestmark = pytest.mark.slow
 
-# A frame's fingerprint (of an <img> or a <video>): the decoded image drawn on a canvas, a sum over a grid of pixels.
+# A frame's fingerprint (of an <img> or a <video>): the decoded image drawn on a canvas, a
+# sum over a grid of pixels.
 FINGERPRINT = """(img) => {
   if (!(img.naturalWidth || (img.readyState >= 2 && img.videoWidth))) return null;
   const c = document.createElement('canvas');

@@ -521,7 +521,8 @@ def _scale(image: ImageArray, width: int) -> ImageArray:
     h, w = image.shape[:2]
     if w > width:
         height = max(2, round(h * width / w))
-        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        image = np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
+                           np.uint8)
         w, h = width, height
     return np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
 

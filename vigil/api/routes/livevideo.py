@@ -103,8 +103,9 @@ async def live_video_socket(ws: WebSocket, name: str) -> None:
                 nonlocal code
                 while not state.stopping.is_set():
                     await anyio.sleep(ACCOUNT_CHECK_S)
-                    if frame_time(state.runtime, name) is None or not await anyio.to_thread.run_sync(
-                            _still_allowed, state, who, name, grant, credential):
+                    gone = frame_time(state.runtime, name) is None
+                    if gone or not await anyio.to_thread.run_sync(
+                            _still_allowed, state, who, name, grant, credential):  # fmt: skip
                         code = WS_POLICY
                         break
                 else:
