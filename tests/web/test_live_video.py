@@ -70,6 +70,7 @@ def grid_url(tmp_path: Path, face_detector: FaceDetector) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: bool(server.started), 10, "uvicorn did not start")
+    APPS.append(api.app)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -81,7 +82,11 @@ def grid_url(tmp_path: Path, face_detector: FaceDetector) -> Iterator[str]:
         db.close()
 
 
+APPS: list[Any] = []
 TIMES = "vs => vs.map(v => v.currentTime)"
+STATES = """vs => vs.map(v => [v.currentTime, v.readyState, v.paused,
+  v.buffered.length ? [v.buffered.start(0), v.buffered.end(v.buffered.length - 1)] : null,
+  v.error && v.error.message])"""
 LAG = """vs => vs.map(v => v.buffered.length ? v.buffered.end(v.buffered.length - 1) - v.currentTime
                                        : null)"""
 
@@ -98,8 +103,14 @@ def test_grid_of_16_cameras_all_play_video_near_the_live_edge(browser: Any, grid
         page.goto("/#/live")
         videos = page.locator("#live-grid video.stream")
         wait_until(lambda: videos.count() == len(CAMERAS), 20, "16 video tiles")
-        wait_until(lambda: all(t > 1.0 for t in videos.evaluate_all(TIMES)), 90,
-                   "every tile playing for a second")  # fmt: skip
+        try:
+            wait_until(lambda: all(t > 1.0 for t in videos.evaluate_all(TIMES)), 90,
+                       "every tile playing for a second")  # fmt: skip
+        except AssertionError as exc:
+            encoders = {(v.camera, e.frames, len(e._viewers), e.error)
+                        for v, e in APPS[-1].state.vigil.video.encoders().items()}
+            raise AssertionError(f"{exc}: {videos.evaluate_all(STATES)}, {errors}, "
+                                 f"{sorted(encoders)}") from None
         first = videos.evaluate_all(TIMES)
         time.sleep(3)
         later = videos.evaluate_all(TIMES)

@@ -12,7 +12,9 @@ once instead of waiting for the next GOP.
 
 Which frames are new: the runtime's ``last_frame_time`` moves only with its status reports
 (every 0.1 s), slower than a 15 fps camera, so the encoder compares the frame's pixels with
-the last one it encoded; an identical frame is not sent again.
+the last one it encoded; an identical frame is sent again only after ``REPEAT_S`` (so that a
+still picture still plays). The muxer writes a frame's fragment when the next frame comes
+(it needs the next timestamp for the duration), so a still picture shows ``REPEAT_S`` late.
 
 Redaction, and its trade-off. Every frame is redacted by the camera's stream ``Redactor``
 (its settings from ``AppState.redactor``; temporal hold, margin, style, static masks), but the
@@ -67,6 +69,9 @@ FaceSource = Callable[[str], Any]
 
 #: Seconds between keyframes (a joining viewer also forces one).
 KEYFRAME_S = 1.0
+#: A frame that did not change is sent again after this many seconds: a still picture (a
+#: camera that stopped, a still scene without noise) still shows, and plays on in the browser.
+REPEAT_S = 0.5
 #: The encoder's clock: 90 kHz, as RTP video; frames carry their wall-clock capture time.
 TIME_BASE = Fraction(1, 90_000)
 #: Fragments a viewer may have waiting before it is considered slow (it then skips to the
@@ -455,15 +460,17 @@ class LiveEncoder:
         last: ImageArray | None = None
         # Twice the camera's rate: a frame is caught even when the two clocks drift apart.
         period = 0.5 / self.fps
-        next_at = time.monotonic()
+        next_at = sent_at = time.monotonic()
         try:
             while not self._stop.is_set():
                 next_at = max(next_at + period, time.monotonic() - period)
                 frame = self.runtime.latest_frame(self.view.camera)
-                if frame is not None and (last is None or not np.array_equal(frame, last)):
+                now = time.monotonic()
+                if frame is not None and (last is None or now - sent_at >= REPEAT_S
+                                          or not np.array_equal(frame, last)):  # fmt: skip
                     image = self._prepare(frame)
                     if image is not None:
-                        last = frame
+                        last, sent_at = frame, now
                         if fragmenter is None:
                             fragmenter = Fragmenter((image.shape[1], image.shape[0]), self.fps)
                         self._encode(fragmenter, image)
