@@ -35,13 +35,13 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vigil.api import ApiSettings, CameraStatus, StaticRuntime, create_app  # noqa: E402
-from vigil.api.auth import hash_password  # noqa: E402
-from vigil.config.models import RedactConfig  # noqa: E402
-from vigil.paths import shared_data_dir  # noqa: E402
-from vigil.privacy import build_redactor  # noqa: E402
-from vigil.privacy.redactor import build_face_detector  # noqa: E402
-from vigil.store import Database, Role, UserRepo  # noqa: E402
+from vigil.api import ApiSettings, CameraStatus, StaticRuntime, create_app
+from vigil.api.auth import hash_password
+from vigil.config.models import RedactConfig
+from vigil.paths import shared_data_dir
+from vigil.privacy import build_redactor
+from vigil.privacy.redactor import build_face_detector
+from vigil.store import Database, Role, UserRepo
 
 FPS = 15.0
 BITS = 12
