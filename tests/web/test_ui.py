@@ -126,8 +126,8 @@ def test_live_tile_shows_changing_frames(pages: Pages, shots: Path) -> None:
     phone = pages.open(PHONE)
     login(phone, "admin")
     phone.goto("/#/live")
-    phone.locator(".tile img").wait_for()
-    wait_until(lambda: bool(phone.locator(".tile img").evaluate("i => i.naturalWidth")), 15,
+    phone.locator(".tile video.stream").wait_for()
+    wait_until(lambda: phone.locator(".tile video.stream").evaluate(FINGERPRINT) is not None, 15,
                "no frame on the phone")  # fmt: skip
     phone.screenshot(path=shots / "live-phone.png")
     phone.get_by_role("button", name="Menu").click()  # the nav collapses on a phone
