@@ -128,7 +128,7 @@ def run(cameras: int, seconds: float, width: int, root: Path) -> dict[str, float
     time.sleep(3)
     video = app.state.vigil.video
     tids = [e._thread.native_id for e in video.encoders().values()]
-    tids += [e._faces._thread.native_id for e in video.encoders().values() if e._faces]
+    tids += [t.native_id for t in video._scheduler._threads if t.native_id]
     cpu0, proc0, wall0 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
     time.sleep(max(1.0, seconds - 4))
     cpu1, proc1, wall1 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
