@@ -5,7 +5,8 @@ Run from the repository root::
     python bench/livevideo.py [--cameras 1 4 16] [--seconds 20] [--width 480]
 
 The API runs under uvicorn in this process over a ``StaticRuntime``; every camera plays the
-face clip (``face-demographics-walking.gif``, 480x270) at 15 fps from one thread, each frame
+face clip (``face-demographics-walking.gif``, 480x270) at 15 fps from one thread, forwards
+then backwards (``--cuts``: looping with a jump, each a cut that waits for a detection), each frame
 stamped with its number in a strip of black/white blocks at the top. One WebSocket client per
 camera (``/api/cameras/<cam>/live.mp4ws``, redacted) records when each fragment arrives.
 Afterwards each stream is decoded; the stamp of frame k and the arrival of fragment k give
@@ -66,10 +67,12 @@ def thread_cpu(tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(cameras: int, seconds: float, width: int, root: Path) -> dict[str, float]:
+def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dict[str, float]:
     clip = shared_data_dir() / "clips" / "face-demographics-walking.gif"
     with av.open(str(clip)) as box:
         frames = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+    if not cuts:  # forwards then backwards: no jump at the loop, as a real camera
+        frames += frames[-2:0:-1]
     db = Database(f"sqlite:///{root / f'bench{cameras}.db'}")
     db.migrate()
     with db.session() as session:
@@ -164,6 +167,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--width", type=int, default=480)
+    parser.add_argument("--cuts", action="store_true",
+                        help="loop the clip with a jump (a cut every 2.3 s) instead of to and fro")
     args = parser.parse_args()
     print(f"CPUs: {os.cpu_count()}; source 480x270 @ {FPS:g} fps; output width {args.width}")
     print("| cameras | fps min | fps mean | latency p50 ms | p95 ms | CPU/stream % | "
@@ -171,7 +176,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.cameras:
-            r: dict[str, Any] = run(n, args.seconds, args.width, Path(tmp))
+            r: dict[str, Any] = run(n, args.seconds, args.width, Path(tmp), args.cuts)
             print(f"| {n} | {r['fps_min']:.1f} | {r['fps_mean']:.1f} | {r['lat_p50_ms']:.0f} | "
                   f"{r['lat_p95_ms']:.0f} | {r['cpu_stream_pct']:.0f} | "
                   f"{r['cpu_process_pct']:.0f} | {r['face_hz_per_cam']:.1f} |", flush=True)
