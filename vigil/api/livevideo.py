@@ -90,6 +90,8 @@ FACE_WORKERS = 1
 CUT_DIFF = 6.0
 #: How often the real face detector runs at most, per camera (it is the CPU's big cost).
 FACE_HZ = 5.0
+#: The encoder polls the camera's newest frame this many times its frame rate.
+POLL_RATIO = 1.5
 #: Bounds of the encoder's polling rate when the camera does not report its own.
 DEFAULT_FPS = 15.0
 MAX_FPS = 30.0
@@ -521,8 +523,9 @@ class LiveEncoder:
     def _run(self) -> None:
         fragmenter: Fragmenter | None = None
         last: ImageArray | None = None
-        # Twice the camera's rate: a frame is caught even when the two clocks drift apart.
-        period = 0.5 / self.fps
+        # A little faster than the camera: a frame is caught even when the clocks drift apart
+        # (each poll is a call into the camera's worker process, so not much faster).
+        period = 1.0 / (POLL_RATIO * self.fps)
         next_at = sent_at = time.monotonic()
         try:
             while not self._stop.is_set():
