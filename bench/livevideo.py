@@ -131,7 +131,7 @@ def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dic
     time.sleep(3)
     video = app.state.vigil.video
     tids = [e._thread.native_id for e in video.encoders().values()]
-    tids += [t.native_id for t in video._scheduler._threads if t.native_id]
+    tids += [e._faces._thread.native_id for e in video.encoders().values() if e._faces]
     cpu0, proc0, wall0 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
     time.sleep(max(1.0, seconds - 4))
     cpu1, proc1, wall1 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()

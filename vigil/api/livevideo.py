@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import io
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -82,9 +81,6 @@ VIEWER_QUEUE = 30
 #: this fraction of the frame's width (a walking person crosses a frame in ~5-10 s).
 CARRY_GROWTH = 1.0
 CARRY_SPEED = 0.1
-#: Threads running face detections for all live cameras together (each detection itself
-#: uses the detector's own threads, 2 for CenterFace).
-FACE_WORKERS = 1
 #: Mean absolute change of a 64x36 grey thumbnail between two frames that counts as a cut
 #: (walking people change it by ~1-2 grey levels; a cut in the face clip by ~10).
 CUT_DIFF = 6.0
@@ -236,14 +232,14 @@ def _track_boxes(snapshot: TrackSnapshot, size: tuple[int, int]) -> tuple[FloatA
 class CarriedFaces:
     """A face "detector" for a live ``Redactor``: the real detector's newest faces, carried
     to the current frame (see the module docstring). ``observe`` gives it each frame and the
-    tracks of that moment before the Redactor runs; ``ready`` once one detection finished.
-    The real detections run on the ``FaceScheduler``'s thread, shared by every camera."""
+    tracks of that moment before the Redactor runs; ``ready`` once one detection finished."""
 
-    def __init__(self, detector: Any, scheduler: FaceScheduler, face_hz: float = FACE_HZ) -> None:
+    def __init__(self, detector: Any, face_hz: float = FACE_HZ) -> None:
         self._detector = detector
-        self._scheduler = scheduler
-        self.period = 1.0 / face_hz
+        self._period = 1.0 / face_hz
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
         self._frame: tuple[ImageArray, FloatArray, np.ndarray, int] | None = None
         self._small: np.ndarray | None = None
         self._epoch = 0
@@ -256,10 +252,8 @@ class CarriedFaces:
                                                        np.zeros(0, np.int64))  # fmt: skip
         self.detections = 0
         self.failed: Exception | None = None
-        self.last_started = -math.inf
-        self.busy = False
-        self.closed = False
-        scheduler.add(self)
+        self._thread = threading.Thread(target=self._run, name="live-faces", daemon=True)
+        self._thread.start()
 
     @property
     def ready(self) -> bool:
@@ -280,7 +274,7 @@ class CarriedFaces:
             self._small = small
             self._frame = (image, tracks[0], tracks[1], self._epoch)
             self._tracks = tracks
-        self._scheduler.wake()
+        self._wake.set()
 
     def detect(self, image: ImageArray) -> FloatArray:
         """The carried faces for the frame last given to ``observe`` (``(n, 5)``: box, 1.0)."""
@@ -291,98 +285,41 @@ class CarriedFaces:
         boxes = _carry(faces, tracks, time.monotonic() - faces[0], int(image.shape[1]))
         return np.concatenate([boxes, np.ones((len(boxes), 1), np.float32)], axis=1)
 
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready and self.failed is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.ready
+
     def close(self) -> None:
-        self.closed = True
-        self._scheduler.remove(self)
-
-    # -- called by the scheduler -----------------------------------------------------------
-
-    def due_at(self) -> float | None:
-        """When this camera's next detection may start; None while there is nothing to do."""
-        if self._frame is None or self.busy or self.closed or self.failed is not None:
-            return None
-        return self.last_started + self.period
-
-    def take(self) -> tuple[ImageArray, FloatArray, np.ndarray, int] | None:
-        with self._lock:
-            taken, self._frame = self._frame, None
-        if taken is not None:
-            self.busy, self.last_started = True, time.monotonic()
-        return taken
-
-    def run(self, taken: tuple[ImageArray, FloatArray, np.ndarray, int]) -> None:
-        started = self.last_started
-        image, track_boxes, track_ids, epoch = taken
-        try:
-            found = np.asarray(self._detector.detect(image), np.float32)
-        except Exception as exc:  # fail closed: the encoder stops sending
-            log.warning("live face detection failed: %s", exc)
-            self.failed = exc
-            return
-        finally:
-            self.busy = False
-        boxes = found[:, :4].reshape(-1, 4)
-        ids, rel = _attach(boxes, track_boxes, track_ids)
-        with self._lock:
-            if epoch != self._epoch:
-                return  # a cut came while detecting: this frame's faces are void
-            velocity = _velocity(self._faces, started, boxes)
-            self._faces = (started, boxes, ids, rel, velocity)
-        self.detections += 1
-
-
-class FaceScheduler:
-    """The face detections of every live camera, on ``workers`` threads: the detector is the
-    big CPU cost, so it gets a bounded share of the machine and the encoders the rest. Each
-    turn goes to the due camera that is not ready (startup, after a cut) or else has waited
-    longest; a camera is due ``1 / face_hz`` after its last detection started. With many
-    cameras each one's rate falls below ``face_hz`` (see the module docstring's trade-off)."""
-
-    def __init__(self, workers: int = FACE_WORKERS) -> None:
-        self._cond = threading.Condition()
-        self._members: list[CarriedFaces] = []
-        self._workers = workers
-        self._threads: list[threading.Thread] = []
-
-    def add(self, faces: CarriedFaces) -> None:
-        with self._cond:
-            self._members.append(faces)
-            if not self._threads:
-                for i in range(self._workers):
-                    thread = threading.Thread(target=self._run, name=f"live-faces-{i}",
-                                              daemon=True)  # fmt: skip
-                    thread.start()
-                    self._threads.append(thread)
-            self._cond.notify_all()
-
-    def remove(self, faces: CarriedFaces) -> None:
-        with self._cond:
-            if faces in self._members:
-                self._members.remove(faces)
-
-    def wake(self) -> None:
-        with self._cond:
-            self._cond.notify_all()
-
-    def _next(self) -> tuple[CarriedFaces, tuple[ImageArray, FloatArray, np.ndarray, int]]:
-        with self._cond:
-            while True:
-                now = time.monotonic()
-                due = [(m, at) for m in self._members if (at := m.due_at()) is not None]
-                ready_now = [m for m, at in due if at <= now]
-                if ready_now:
-                    chosen = min(ready_now, key=lambda m: (m.ready, m.last_started))
-                    taken = chosen.take()
-                    if taken is not None:
-                        return chosen, taken
-                    continue
-                wait = min((at for _, at in due), default=now + 1.0) - now
-                self._cond.wait(timeout=max(0.005, wait))
+        self._stop.set()
+        self._wake.set()
 
     def _run(self) -> None:
-        while True:
-            faces, taken = self._next()
-            faces.run(taken)
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                taken, self._frame = self._frame, None
+            if taken is None or self._stop.is_set():
+                continue
+            started = time.monotonic()
+            image, track_boxes, track_ids, epoch = taken
+            try:
+                found = np.asarray(self._detector.detect(image), np.float32)
+            except Exception as exc:  # fail closed: the encoder stops sending
+                log.warning("live face detection failed: %s", exc)
+                self.failed = exc
+                return
+            boxes = found[:, :4].reshape(-1, 4)
+            ids, rel = _attach(boxes, track_boxes, track_ids)
+            with self._lock:
+                if epoch != self._epoch:
+                    continue  # a cut came while detecting: this frame's faces are void
+                velocity = _velocity(self._faces, started, boxes)
+                self._faces = (started, boxes, ids, rel, velocity)
+            self.detections += 1
+            self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
 
 
 #: A detection as ``CarriedFaces`` keeps it (see ``CarriedFaces._faces``).
@@ -619,7 +556,6 @@ class LiveVideo:
         self._face_detector = face_detector
         self._needs_people = needs_people
         self.face_hz = face_hz
-        self._scheduler = FaceScheduler()
         self._encoders: dict[VideoView, LiveEncoder] = {}
         self._users: dict[VideoView, int] = {}
         self._lock = threading.Lock()
@@ -663,8 +599,7 @@ class LiveVideo:
             return LiveEncoder(view, self.runtime,
                                lambda image: self._unredacted(view.camera, image), None, fps)
         detector = self._face_detector(view.camera)
-        faces = None if detector is None else CarriedFaces(detector, self._scheduler,
-                                                           self.face_hz)  # fmt: skip
+        faces = None if detector is None else CarriedFaces(detector, self.face_hz)
         render = _Redacting(self, view.camera, faces)
         return LiveEncoder(view, self.runtime, render, faces, fps)
 
@@ -698,6 +633,5 @@ def _camera_fps(runtime: RuntimeView, camera: str) -> float:
     return DEFAULT_FPS
 
 
-__all__ = ["CarriedFaces", "FaceScheduler", "Fragmenter", "LiveEncoder", "LiveVideo", "VideoView",
-           "Viewer",
+__all__ = ["CarriedFaces", "Fragmenter", "LiveEncoder", "LiveVideo", "VideoView", "Viewer",
            "codec_string", "mode_needs_people", "split_boxes"]  # fmt: skip
