@@ -23,8 +23,11 @@ every frame of a 15 fps stream, let alone of 16. ``CarriedFaces`` stands in for 
 a background thread runs the real detector on the newest frame as often as it can (at most
 ``face_hz`` a second), and between detections the last faces are *carried*: a face inside a
 person track moves with that track's box (``RuntimeView.latest_tracks``); a face in no track
-stays where it was and grows by ``CARRY_GROWTH`` of its size per second since its detection,
-covering where it may have gone. Nothing is sent before the first detection finished (fail
+moves on with its velocity between the last two detections; either way it grows, per second
+since its detection, by ``CARRY_GROWTH`` of its size and ``CARRY_SPEED`` of the frame's width,
+covering where it may have gone. At a cut (the whole picture changed at once, ``CUT_DIFF``)
+the carried faces are void and nothing is sent until a detection of the new picture. Nothing
+is sent before the first detection finished either (fail
 closed). What this gives up: a face that *enters* the picture is covered only from the next
 detection, up to ``1 / face_hz`` plus one detection time later; a face moving faster than the
 growth allowance and outside any track can slip out of its box until the next detection.
