@@ -114,3 +114,14 @@ def test_static_files_are_package_data() -> None:
     assert '"web/static/**/*"' in pyproject
     expected = {"index.html", "app.css", "favicon.svg", "js/app.js", "js/api.js", "js/router.js"}
     assert expected <= set(static_files())
+
+
+def test_csp_lets_the_live_video_player_work() -> None:
+    """mse.js plays a MediaSource (a blob: URL) fed from a WebSocket to the same server; the
+    rest of the policy stays closed (no inline or foreign script)."""
+    parts = [p.split() for p in SECURITY_HEADERS["Content-Security-Policy"].split(";")]
+    policy = {words[0]: set(words[1:]) for words in parts if words}
+    assert "blob:" in policy["media-src"]
+    assert {"'self'", "ws:", "wss:"} <= policy["connect-src"]
+    assert policy["script-src"] == {"'self'"}
+    assert policy["default-src"] == {"'self'"}

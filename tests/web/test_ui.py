@@ -22,9 +22,10 @@ from tests.web.conftest import DESKTOP, PASSWORD, PHONE, Pages, Server, login, w
 
 pytestmark = pytest.mark.slow
 
-# A frame's fingerprint: the decoded image drawn on a canvas, a sum over a grid of pixels.
+# A frame's fingerprint (of an <img> or a <video>): the decoded image drawn on a canvas, a
+# sum over a grid of pixels.
 FINGERPRINT = """(img) => {
-  if (!img.naturalWidth) return null;
+  if (!(img.naturalWidth || (img.readyState >= 2 && img.videoWidth))) return null;
   const c = document.createElement('canvas');
   c.width = 64; c.height = 36;
   const g = c.getContext('2d');
@@ -141,7 +142,7 @@ def test_live_tile_shows_changing_frames(pages: Pages, shots: Path) -> None:
     page = pages.open()
     login(page, "admin")
     page.goto("/#/live")
-    img = page.locator('.tile[data-camera="door"] img')
+    img = page.locator('.tile[data-camera="door"] video.stream')  # MSE video (mse.js)
     img.wait_for()
     prints: set[int] = set()
 
@@ -152,14 +153,14 @@ def test_live_tile_shows_changing_frames(pages: Pages, shots: Path) -> None:
         return len(prints) >= 2
 
     wait_until(changed, 20, "the live tile showed no changing frames")
-    assert img.evaluate("i => i.naturalWidth") == 480  # width=480, redacted by the server
+    assert img.evaluate("v => v.videoWidth") == 640  # width=640, redacted by the server
     page.locator('.tile[data-camera="door"] .status').get_by_text("online").wait_for()
     page.screenshot(path=shots / "live.png")
     phone = pages.open(PHONE)
     login(phone, "admin")
     phone.goto("/#/live")
-    phone.locator(".tile img").wait_for()
-    wait_until(lambda: bool(phone.locator(".tile img").evaluate("i => i.naturalWidth")), 15,
+    phone.locator(".tile video.stream").wait_for()
+    wait_until(lambda: phone.locator(".tile video.stream").evaluate(FINGERPRINT) is not None, 15,
                "no frame on the phone")  # fmt: skip
     phone.screenshot(path=shots / "live-phone.png")
     phone.get_by_role("button", name="Menu").click()  # the nav collapses on a phone
@@ -280,11 +281,11 @@ def test_unredacted_live_needs_a_reason_and_shows_a_banner(pages: Pages, shots: 
     banner = page.locator(".banner-unredacted")
     banner.get_by_text("UNREDACTED").wait_for()
     assert "checking a delivery" in banner.inner_text()
-    wait_for_frame(page, "img.stream.large")
+    wait_for_frame(page, "video.stream.large")
     page.screenshot(path=shots / "camera-unredacted.png")
     page.locator("#end-unredacted").click()
     banner.wait_for(state="hidden")
-    wait_for_frame(page, "img.stream.large")
+    wait_for_frame(page, "video.stream.large")
     page.screenshot(path=shots / "camera.png")
 
 
@@ -292,7 +293,7 @@ def test_viewer_cannot_open_unredacted_live_or_the_audit_page(pages: Pages, serv
     page = pages.open()
     login(page, "vera")
     page.goto("/#/live/door")
-    page.locator("img.stream").wait_for()
+    page.locator("video.stream").wait_for()
     assert page.locator("#unredact").count() == 0
     assert page.get_by_role("link", name="Audit").count() == 0
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "vigil_csrf")

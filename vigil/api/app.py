@@ -19,7 +19,7 @@ from vigil.api import errors, openapi
 from vigil.api.auth import HashGate, LoginThrottle
 from vigil.api.headers import ApiSecurityHeaders
 from vigil.api.limits import BodyLimit
-from vigil.api.routes import admin, auth, events, live, media, stream
+from vigil.api.routes import admin, auth, events, live, livevideo, media, stream
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.api.state import AppState, RedactorFactory
@@ -63,7 +63,8 @@ def create_app(
     )  # fmt: skip
     errors.install(app)
     for router in (auth.public, auth.router, events.router, media.router, admin.router,
-                   live.router, live.sockets, stream.router, stream.public):  # fmt: skip
+                   live.router, live.sockets, livevideo.sockets, stream.router,
+                   stream.public):  # fmt: skip
         app.include_router(router)
     mount_web(app)  # the web UI at / and /static (public: no data in it)
     app.add_middleware(ApiSecurityHeaders)

@@ -23,11 +23,13 @@ from typing import Any
 
 from vigil.api.auth import HashGate, LoginThrottle, Principal
 from vigil.api.live import LiveFrames, LiveGrants
+from vigil.api.livevideo import LiveVideo
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
 from vigil.privacy.masks import masked
+from vigil.privacy.redactor import mode_needs_people
 from vigil.store import AuditLog, AuditRow, Database, TokenRepo
 from vigil.types import ImageArray
 
@@ -59,6 +61,7 @@ class AppState:
     touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
+    _video: LiveVideo | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _faces: dict[tuple[float, tuple[float, ...], int], FaceDetector] = field(
         default_factory=dict, repr=False)
@@ -99,6 +102,44 @@ class AppState:
                 self._frames = LiveFrames(self.runtime, self.redactor, self.unredacted)
             return self._frames
 
+    @property
+    def video(self) -> LiveVideo:
+        """Live H.264 encoders, one per watched camera view (``vigil.api.livevideo``)."""
+        with self._lock:
+            if self._video is None:
+                self._video = LiveVideo(
+                    self.runtime, redactor=self._live_redactor, unredacted=self.unredacted,
+                    face_detector=self.face_detector,
+                    needs_people=lambda camera: mode_needs_people(self.redact_config(camera).mode),
+                )  # fmt: skip
+            return self._video
+
+    def _live_redactor(self, camera: str, size: tuple[int, int], faces: Any) -> Redactor:
+        # The camera's settings, with the live stream's carried faces as its face detector
+        # and the tracks as its people (passed per frame): no detector runs per frame here.
+        return Redactor(self.redact_config(camera), size, face_detector=faces)
+
+    def face_detector(self, camera: str) -> FaceDetector | None:
+        """The shared face detector of ``camera``'s redaction settings; None when its mode
+        needs none."""
+        config = self.redact_config(camera)
+        if self.redactor_override is not None:
+            return self.redactor_override(config, (16, 16)).face_detector
+        return self._shared_faces(config)
+
+    def _shared_faces(self, config: RedactConfig) -> FaceDetector | None:
+        from vigil.privacy.redactor import build_face_detector, mode_needs_faces
+
+        if not mode_needs_faces(config.mode):
+            return None
+        # One detector per set of face settings: cameras may tune threshold and scales.
+        key = (config.face_threshold, tuple(config.face_scales), config.face_max_side)
+        with self._lock:
+            faces = self._faces.get(key)
+            if faces is None:
+                faces = self._faces[key] = build_face_detector(config)
+        return faces
+
     def clip_lock(self, key: str) -> threading.Lock:
         """One lock per clip file, so that two requests do not cut the same clip at once."""
         with self._lock:
@@ -114,16 +155,9 @@ class AppState:
         config = self.redact_config(camera)
         if self.redactor_override is not None:
             return self.redactor_override(config, size)
-        from vigil.privacy.redactor import build_face_detector, build_redactor, mode_needs_faces
+        from vigil.privacy.redactor import build_redactor
 
-        faces = None
-        if mode_needs_faces(config.mode):
-            # One detector per set of face settings: cameras may tune threshold and scales.
-            key = (config.face_threshold, tuple(config.face_scales), config.face_max_side)
-            with self._lock:
-                faces = self._faces.get(key)
-                if faces is None:
-                    faces = self._faces[key] = build_face_detector(config)
+        faces = self._shared_faces(config)
         return build_redactor(config, size, face_detector=faces)
 
     def unredacted(self, camera: str, image: ImageArray) -> ImageArray:

@@ -85,6 +85,11 @@ class Redactor:
         self._face_hold = BoxHold(config.hold_frames)
         self._people_hold = BoxHold(config.hold_frames)
 
+    @property
+    def face_detector(self) -> FaceDetector | None:
+        """The face detector this Redactor runs on every frame (None when it needs none)."""
+        return self._face_detector
+
     def reset(self) -> None:
         """Forget held regions: call at a cut (new file, seek, reconnect)."""
         self._face_hold.reset()

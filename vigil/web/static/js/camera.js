@@ -1,5 +1,6 @@
-// One camera large: the MJPEG stream with boxes, track ids, zones and lines drawn by the
-// server (overlay=1, 5 fps), its status, and for operators/admins the unredacted view:
+// One camera large: its live video at the camera's rate (mse.js; redacted unless granted),
+// or with "Boxes" on the MJPEG stream with boxes, track ids, zones and lines drawn by the
+// server (overlay=1, 5 fps; also the fallback without MSE), its status, and for operators/admins the unredacted view:
 // a reason (audited) -> a 10-minute grant -> the stream with grant=..., a red banner with
 // the reason and a countdown, and a button to end it early.
 
@@ -7,6 +8,7 @@ import { api, can, qs, seg } from './api.js';
 import { href } from './router.js';
 import { askReason, every, fill, fmtClock, h, header, message, toast } from './ui.js';
 import { statusText } from './live.js';
+import { play, supported } from './mse.js';
 
 export async function render(ctx) {
   const name = ctx.arg;
@@ -20,7 +22,12 @@ export async function render(ctx) {
     return null;
   }
   let grant = null;
+  let overlay = !supported();
+  let stopVideo = null;
   const img = h('img', { class: 'stream large', alt: `Live view of ${name}` });
+  const video = h('video', { class: 'stream large', autoplay: true, muted: true, hidden: true });
+  const boxes = h('button', { type: 'button', id: 'overlay', 'aria-pressed': String(overlay),
+    hidden: !supported() }, 'Boxes');
   const mask = h('div', { class: 'offline-mask', hidden: true }, 'Camera offline');
   const status = h('p', { class: 'status', id: 'camera-status' }, statusText(known));
   const banner = h('div', { class: 'banner banner-unredacted', role: 'alert', hidden: true });
@@ -32,14 +39,30 @@ export async function render(ctx) {
   }
   const unredact = h('button', { type: 'button', class: 'danger', id: 'unredact' }, 'View unredacted…');
   if (can(ctx.me, 'operate')) actions.push(unredact);
+  actions.push(boxes);
   ctx.root.append(header(name, ...actions), banner,
-    h('div', { class: 'frame large' }, img, mask), status);
+    h('div', { class: 'frame large' }, img, video, mask), status);
 
   const stream = () => {
-    img.src = `/api/cameras/${seg(name)}/live.mjpeg${qs({ overlay: 1, fps: 5, width: 1280, grant: grant?.grant })}`;
-    img.alt = grant ? `Live view of ${name} (UNREDACTED)` : `Live view of ${name} (redacted)`;
+    const label = grant ? `Live view of ${name} (UNREDACTED)` : `Live view of ${name} (redacted)`;
+    if (stopVideo) { stopVideo(); stopVideo = null; }
+    img.removeAttribute('src');
+    img.hidden = !overlay;
+    video.hidden = overlay;
+    if (overlay) {
+      img.src = `/api/cameras/${seg(name)}/live.mjpeg${qs({ overlay: 1, fps: 5, width: 1280, grant: grant?.grant })}`;
+      img.alt = label;
+    } else {
+      video.setAttribute('aria-label', label);
+      stopVideo = play(video, `/api/cameras/${seg(name)}/live.mp4ws${qs({ width: 1280, grant: grant?.grant })}`);
+    }
   };
   stream();
+  boxes.addEventListener('click', () => {
+    overlay = !overlay;
+    boxes.setAttribute('aria-pressed', String(overlay));
+    stream();
+  });
 
   const endGrant = async (why) => {
     if (!grant) return;
@@ -93,6 +116,7 @@ export async function render(ctx) {
     clearInterval(ticker);
     stopStatus();
     img.removeAttribute('src');
+    if (stopVideo) stopVideo();
     if (grant) endGrant(null);
   };
 }

@@ -1,14 +1,19 @@
-// Live grid: one tile per camera the user may see, each an MJPEG stream at 1 fps (redacted
-// by the server), with status (online/offline, fps, age of the last frame) refreshed every
-// 2 s from /api/cameras. Browsers keep at most ~6 connections per server over HTTP/1.1 and
-// each stream holds one, so the grid shows PAGE_SIZE cameras at a time.
+// Live grid: one tile per camera the user may see, each the camera's redacted live video at
+// its own rate (H.264 over a WebSocket into Media Source Extensions, mse.js), with status
+// (online/offline, fps, age of the last frame) refreshed every 2 s from /api/cameras. WebSockets
+// are not held to HTTP/1.1's ~6 connections per server, so a page shows 16 cameras. Without
+// MSE each tile is an MJPEG stream at 1 fps, and as each holds one of those connections, the
+// grid then shows 4 cameras a page.
 // #/live/<camera> renders the single-camera page (camera.js).
 
 import { api, qs, seg } from './api.js';
 import { href } from './router.js';
 import { empty, every, fill, fmtAge, h, header } from './ui.js';
+import { play, supported } from './mse.js';
 
-const PAGE_SIZE = 4;
+const VIDEO = supported();
+const PAGE_SIZE = VIDEO ? 16 : 4;
+const TILE_WIDTH = 640;
 
 export async function render(ctx) {
   if (ctx.arg) return (await import('./camera.js')).render(ctx);
@@ -51,10 +56,11 @@ function stopStreams(tiles) {
 
 /** One camera tile: stream, name, status line; `update(status)` refreshes the status. */
 function tile(name) {
-  const img = h('img', {
-    class: 'stream', alt: `Live view of ${name} (redacted)`,
-    src: `/api/cameras/${seg(name)}/live.mjpeg${qs({ fps: 1, width: 480 })}`,
-  });
+  const label = `Live view of ${name} (redacted)`;
+  const img = VIDEO ? h('video', { class: 'stream', 'aria-label': label, autoplay: true, muted: true })
+    : h('img', { class: 'stream', alt: label,
+      src: `/api/cameras/${seg(name)}/live.mjpeg${qs({ fps: 1, width: 480 })}` });
+  const stopVideo = VIDEO ? play(img, `/api/cameras/${seg(name)}/live.mp4ws${qs({ width: TILE_WIDTH })}`) : null;
   const mask = h('div', { class: 'offline-mask', hidden: true }, 'Camera offline');
   const status = h('span', { class: 'status' }, 'connecting…');
   const node = h('article', { class: 'tile', dataset: { camera: name } },
@@ -69,7 +75,7 @@ function tile(name) {
       mask.hidden = !offline;
       status.textContent = statusText(s);
     },
-    stop: () => { img.removeAttribute('src'); },
+    stop: () => { if (stopVideo) stopVideo(); else img.removeAttribute('src'); },
   };
 }
 

@@ -1,0 +1,186 @@
+"""Live video benchmark: fps delivered, latency and CPU per redacted live stream.
+
+Run from the repository root::
+
+    python bench/livevideo.py [--cameras 1 4 16] [--seconds 20] [--width 480]
+
+The API runs under uvicorn in this process over a ``StaticRuntime``; every camera plays the
+face clip (``face-demographics-walking.gif``, 480x270) at 15 fps from one thread, forwards
+then backwards (``--cuts``: looping with a jump, each a cut that waits for a detection), each frame
+stamped with its number in a strip of black/white blocks at the top. One WebSocket client per
+camera (``/api/cameras/<cam>/live.mp4ws``, redacted) records when each fragment arrives.
+Afterwards each stream is decoded; the stamp of frame k and the arrival of fragment k give
+the latency from "frame available to the API" to "fragment at the client" (the capture and
+decode before it, and the browser's buffer after it, are not in it: the web test reports the
+player's lag). CPU: the encoder and face-detector threads' own CPU time (``/proc``) per stream,
+and the whole process's CPU (which also holds the player, the clients and the event loop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import uvicorn
+from websockets.sync.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vigil.api import ApiSettings, CameraStatus, StaticRuntime, create_app
+from vigil.api.auth import hash_password
+from vigil.config.models import RedactConfig
+from vigil.paths import shared_data_dir
+from vigil.privacy import build_redactor
+from vigil.privacy.redactor import build_face_detector
+from vigil.store import Database, Role, UserRepo
+
+FPS = 15.0
+BITS = 12
+CELL = 8
+
+
+def stamp(frame: np.ndarray, n: int) -> None:
+    for bit in range(BITS):
+        frame[:CELL, bit * CELL : (bit + 1) * CELL] = 255 if n >> bit & 1 else 0
+
+
+def read_stamp(frame: np.ndarray) -> int:
+    cells = [frame[2 : CELL - 2, b * CELL + 2 : (b + 1) * CELL - 2].mean() for b in range(BITS)]
+    return sum(1 << b for b, v in enumerate(cells) if v > 127)
+
+
+def thread_cpu(tid: int) -> float:
+    try:
+        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dict[str, float]:
+    clip = shared_data_dir() / "clips" / "face-demographics-walking.gif"
+    with av.open(str(clip)) as box:
+        frames = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+    if not cuts:  # forwards then backwards: no jump at the loop, as a real camera
+        frames += frames[-2:0:-1]
+    db = Database(f"sqlite:///{root / f'bench{cameras}.db'}")
+    db.migrate()
+    with db.session() as session:
+        UserRepo(session).add("bench", Role.VIEWER, hash_password("correct horse battery"))
+    names = [f"cam{i:02d}" for i in range(cameras)]
+    runtime = StaticRuntime({n: CameraStatus(n, True, "running", decode_fps=FPS) for n in names})
+    faces = build_face_detector(RedactConfig())
+    app = create_app(ApiSettings(secure_cookies=False), db, runtime, data_dir=root / "data",
+                     redactor_factory=lambda c, s: build_redactor(c, s, face_detector=faces))
+    port = 18000 + cameras
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))  # fmt: skip
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    from fastapi.testclient import TestClient
+
+    token = TestClient(app).post("/api/login", json={"name": "bench",
+                                                      "password": "correct horse battery"})
+    cookie = token.cookies["vigil_session"]
+    set_times: dict[int, float] = {}
+    stop = threading.Event()
+
+    def play() -> None:
+        n, start = 0, time.monotonic()
+        while not stop.is_set():
+            frame = frames[n % len(frames)].copy()
+            stamp(frame, n % (1 << BITS))
+            set_times[n % (1 << BITS)] = time.monotonic()
+            for name in names:
+                runtime.set_frame(name, frame, time=time.time())
+            n += 1
+            stop.wait(max(0.0, start + n / FPS - time.monotonic()))
+
+    results: dict[str, tuple[bytes, list[bytes], list[float]]] = {}
+
+    def client(name: str) -> None:
+        url = f"ws://127.0.0.1:{port}/api/cameras/{name}/live.mp4ws?width={width}"
+        with connect(url, additional_headers={"Cookie": f"vigil_session={cookie}"},
+                     max_size=None) as ws:  # fmt: skip
+            ws.recv()
+            init = bytes(ws.recv())  # type: ignore[arg-type]
+            fragments: list[bytes] = []
+            arrivals: list[float] = []
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                fragments.append(bytes(ws.recv()))  # type: ignore[arg-type]
+                arrivals.append(time.monotonic())
+        results[name] = (init, fragments, arrivals)
+
+    threading.Thread(target=play, daemon=True).start()
+    clients = [threading.Thread(target=client, args=(n,)) for n in names]
+    for c in clients:
+        c.start()
+    # let every stream pass its first detection, then measure CPU over the streaming
+    time.sleep(3)
+    video = app.state.vigil.video
+    tids = [e._thread.native_id for e in video.encoders().values()]
+    tids += [e._faces._thread.native_id for e in video.encoders().values() if e._faces]
+    cpu0, proc0, wall0 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
+    time.sleep(max(1.0, seconds - 4))
+    cpu1, proc1, wall1 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
+    detections = sum(e._faces.detections for e in video.encoders().values() if e._faces)
+    for c in clients:
+        c.join()
+    stop.set()
+    server.should_exit = True
+    fps, lat = [], []
+    for init, fragments, arrivals in results.values():
+        with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
+            decoded = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+        span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 1.0
+        fps.append((len(arrivals) - 1) / span)
+        for frame, arrived in zip(decoded, arrivals, strict=False):
+            sent = set_times.get(read_stamp(frame))
+            if sent is not None and 0 <= arrived - sent < 5:
+                lat.append(arrived - sent)
+    wall = wall1 - wall0
+    db.close()
+    lat.sort()
+    return {
+        "cameras": cameras, "fps_min": min(fps), "fps_mean": statistics.mean(fps),
+        "lat_p50_ms": 1000 * lat[len(lat) // 2], "lat_p95_ms": 1000 * lat[int(len(lat) * 0.95)],
+        "cpu_stream_pct": 100 * (cpu1 - cpu0) / wall / cameras,
+        "cpu_process_pct": 100 * (proc1 - proc0) / wall,
+        "face_hz_per_cam": detections / cameras / (wall1 - wall0 + 3),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--width", type=int, default=480)
+    parser.add_argument("--cuts", action="store_true",
+                        help="loop the clip with a jump (a cut every 2.3 s) instead of to and fro")
+    args = parser.parse_args()
+    print(f"CPUs: {os.cpu_count()}; source 480x270 @ {FPS:g} fps; output width {args.width}")
+    print("| cameras | fps min | fps mean | latency p50 ms | p95 ms | CPU/stream % | "
+          "process CPU % | face det. Hz/cam |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.cameras:
+            r: dict[str, Any] = run(n, args.seconds, args.width, Path(tmp), args.cuts)
+            print(f"| {n} | {r['fps_min']:.1f} | {r['fps_mean']:.1f} | {r['lat_p50_ms']:.0f} | "
+                  f"{r['lat_p95_ms']:.0f} | {r['cpu_stream_pct']:.0f} | "
+                  f"{r['cpu_process_pct']:.0f} | {r['face_hz_per_cam']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Live video over WebSocket (``/api/cameras/{name}/live.mp4ws``): fMP4 that PyAV decodes, at
+the source's rate, redacted (YuNet finds no face in the face clip's live output), unredacted
+only with a grant; the encoder is shared and stops with its last viewer."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.api.conftest import Api
+from tests.conftest import require_file
+from vigil.api import CameraStatus
+from vigil.api.livevideo import Fragmenter, codec_string, split_boxes
+from vigil.config.models import RedactConfig
+from vigil.paths import shared_data_dir, shared_models_dir
+from vigil.store import AuditRepo, Role
+
+URL = "/api/cameras/{}/live.mp4ws"
+FPS = 15.0
+
+
+class Player:
+    """Plays frames into the StaticRuntime's camera ``cam`` at ``fps`` from a thread, each
+    frame distinct; ``shown`` counts the frames set."""
+
+    def __init__(self, api: Api, cam: str, frames: list[np.ndarray], fps: float = FPS) -> None:
+        self.api, self.cam, self.frames, self.fps = api, cam, frames, fps
+        api.runtime.set_status(CameraStatus(cam, True, "running", decode_fps=fps,
+                                            last_frame_time=time.time()))  # fmt: skip
+        self.shown = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Player:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.is_set():
+            frame = self.frames[self.shown % len(self.frames)].copy()
+            frame[0, 0] = (self.shown % 256, self.shown // 256 % 256, 7)  # distinct pixels
+            self.api.runtime.set_frame(self.cam, frame, time=time.time())
+            self.shown += 1
+            self._stop.wait(max(0.0, start + self.shown / self.fps - time.monotonic()))
+
+
+def noise(n: int = 30, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8) for _ in range(n)]
+
+
+def sweep(n: int = 40, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
+    """A thin bar sweeping slowly over a gradient: every frame new, none a cut (a face-
+    redacted stream waits for a new detection after a cut, see ``CarriedFaces``)."""
+    base = np.tile(np.linspace(40, 200, size[0], dtype=np.uint8)[None, :, None], (size[1], 1, 3))
+    out = []
+    for i in range(n):
+        frame = base.copy()
+        frame[:, 2 * i : 2 * i + 4] = 255
+        out.append(frame)
+    return out
+
+
+def gif_frames() -> list[np.ndarray]:
+    path = require_file(shared_data_dir() / "clips" / "face-demographics-walking.gif")
+    with av.open(str(path)) as box:
+        return [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+
+
+def receive(ws: object, seconds: float) -> tuple[dict[str, str], bytes, list[bytes]]:
+    """The codec message, the init segment and the fragments received within ``seconds``."""
+    head = json.loads(ws.receive_text())  # type: ignore[attr-defined]
+    init = ws.receive_bytes()  # type: ignore[attr-defined]
+    fragments: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        fragments.append(ws.receive_bytes())  # type: ignore[attr-defined]
+    return head, init, fragments
+
+
+def decode(init: bytes, fragments: list[bytes]) -> list[np.ndarray]:
+    with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
+        return [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+
+
+@pytest.fixture
+def viewer(api: Api) -> Api:
+    api.add_user("viewer", Role.VIEWER)
+    return api
+
+
+def test_fragmenter_writes_an_init_segment_and_one_fragment_per_frame() -> None:
+    frag = Fragmenter((96, 64), 15)
+    out = []
+    for i, image in enumerate(noise(10, (96, 64))):
+        out += frag.encode(image, i * 6000, keyframe=i == 0)
+    frag.close()
+    assert frag.init is not None
+    assert codec_string(frag.init).startswith("avc1.42")
+    kinds = [k for k, _ in split_boxes(bytearray(frag.init))]
+    assert kinds == [b"ftyp", b"moov"]
+    assert len(out) >= 9  # the last frame waits for the next one to be muxed
+    assert out[0].key
+    assert len(decode(frag.init, [f.data for f in out])) == len(out)
+
+
+def test_stream_is_decodable_at_the_source_rate(viewer: Api) -> None:
+    client = viewer.login("viewer")
+    with Player(viewer, "cam", sweep()) as player, client.websocket_connect(
+            URL.format("cam") + "?width=160") as ws:  # fmt: skip
+        shown = player.shown
+        head, init, fragments = receive(ws, 10.0)
+        shown = player.shown - shown
+    assert head["codec"].startswith("avc1.")
+    assert head["mime"].startswith("video/mp4")
+    frames = decode(init, fragments)
+    assert frames[0].shape == (120, 160, 3)  # scaled to the asked width
+    assert len(frames) >= 0.9 * shown * 10 / 10.5, (len(frames), shown)
+    # the last viewer left: its encoder stops
+    deadline = time.monotonic() + 10
+    while viewer.app.state.vigil.video.encoders() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not viewer.app.state.vigil.video.encoders()
+    assert viewer.app.state.vigil.live_streams == 0
+
+
+def test_viewers_share_one_encoder(viewer: Api) -> None:
+    a, b = viewer.login("viewer"), viewer.login("viewer")
+    with Player(viewer, "cam", sweep()), a.websocket_connect(URL.format("cam")) as wa, \
+            b.websocket_connect(URL.format("cam")) as wb:  # fmt: skip
+        ra, rb = receive(wa, 2.0), receive(wb, 2.0)
+        assert len(viewer.app.state.vigil.video.encoders()) == 1
+    assert ra[1] == rb[1]  # the same init segment
+    assert decode(rb[1], rb[2])  # the joining viewer starts at a keyframe
+
+
+def test_refused_without_login_or_scope_or_grant(viewer: Api) -> None:
+    anonymous = viewer.client()
+    viewer.add_user("other", Role.OPERATOR, cameras=["back"])
+    other = viewer.login("other")
+    viewer.add_user("op", Role.OPERATOR)
+    op = viewer.login("op")
+    grant = op.post("/api/cameras/front/live/unredacted", json={"reason": "incident 9"})
+    token = grant.json()["grant"]
+    cases = {
+        "anonymous": (anonymous, URL.format("front")),
+        "out of scope": (other, URL.format("front")),
+        "unknown camera": (op, URL.format("nowhere")),
+        "forged grant": (op, URL.format("front") + "?grant=forged"),
+        "someone else's grant": (viewer.login("viewer"), URL.format("front") + f"?grant={token}"),
+        "bad width": (op, URL.format("front") + "?width=wide"),
+    }
+    for case, (client, url) in cases.items():
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(url) as ws:
+            ws.receive_text()
+        assert info.value.code == 1008, case
+
+
+def test_granted_stream_is_unredacted_but_masked(api: Api) -> None:
+    state = api.app.state.vigil
+    left_half = [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]
+    state.settings = dataclasses.replace(
+        state.settings, camera_redact={"cam": RedactConfig.model_validate({"masks": left_half})})
+    api.add_user("op", Role.OPERATOR)
+    op = api.login("op")
+    frames = noise(5)
+    with Player(api, "cam", frames):
+        token = op.post("/api/cameras/cam/live/unredacted",
+                        json={"reason": "incident 10"}).json()["grant"]  # fmt: skip
+        with op.websocket_connect(URL.format("cam") + f"?grant={token}&width=320") as ws:
+            _, init, fragments = receive(ws, 2.0)
+    views = decode(init, fragments)
+    assert views
+    image = views[-1].astype(np.float32)
+    assert float(image[:, 170:].std()) > 50  # the unmasked half is the noise, not blurred
+    assert float(image[:, :150].max()) < 40  # the static mask holds even with the grant
+    with api.db.session() as session:
+        records = AuditRepo(session).records(action="camera.live")
+    assert [r.details["redacted"] for r in records if r.details] == [False]
+
+
+def test_yunet_finds_no_face_in_a_minute_of_the_redacted_face_clip(
+    api: Api, tmp_path: Path
+) -> None:
+    model = require_file(shared_models_dir() / "yunet_face_640.onnx")
+    frames = gif_frames()
+    api.add_user("viewer", Role.VIEWER)
+    client = api.login("viewer")
+    size = (frames[0].shape[1], frames[0].shape[0])
+    yunet = cv2.FaceDetectorYN.create(str(model), "", size, 0.6)
+    found_raw = sum(int(yunet.detect(f)[1] is not None) for f in frames)
+    assert found_raw > len(frames) // 3, "the clip must show faces for this test to mean anything"
+    with Player(api, "cam", frames), client.websocket_connect(
+            URL.format("cam") + f"?width={size[0]}") as ws:  # fmt: skip
+        _, init, fragments = receive(ws, 60.0)
+    (tmp_path / "live.mp4").write_bytes(init + b"".join(fragments))
+    live = decode(init, fragments)
+    assert len(live) > 300
+    leaks = []
+    for i, image in enumerate(live):
+        yunet.setInputSize((image.shape[1], image.shape[0]))
+        faces = yunet.detect(image)[1]
+        if faces is not None:
+            leaks.append(i)
+    assert not leaks, f"YuNet found faces in {len(leaks)} of {len(live)} frames: {leaks[:20]}"

@@ -1,0 +1,640 @@
+"""Live video: redacted H.264 in fragmented MP4, one encoder per camera and view, fanned out.
+
+``LiveVideo`` keeps one ``LiveEncoder`` per ``VideoView`` (camera, width, redacted), started by
+its first viewer and stopped when the last leaves. The encoder's thread polls the camera's
+newest frame at the camera's own rate (``decode_fps``), redacts it, scales it to the view's
+width and encodes it with libx264 (``ultrafast``/``zerolatency``, constrained baseline, no
+B-frames, a keyframe every ``KEYFRAME_S``), muxed as fragmented MP4 with one fragment per
+frame (``frag_every_frame``), so a browser's Media Source Extensions can play it with about
+one frame of muxing delay. Every viewer gets the init segment (``ftyp`` + ``moov``) first,
+then fragments from a keyframe on; a viewer that joins asks for a keyframe, so it starts at
+once instead of waiting for the next GOP.
+
+Which frames are new: the runtime's ``last_frame_time`` moves only with its status reports
+(every 0.1 s), slower than a 15 fps camera, so the encoder compares the frame's pixels with
+the last one it encoded; an identical frame is sent again only after ``REPEAT_S`` (so that a
+still picture still plays). The muxer writes a frame's fragment when the next frame comes
+(it needs the next timestamp for the duration), so a still picture shows ``REPEAT_S`` late.
+
+Redaction, and its trade-off. Every frame is redacted by the camera's stream ``Redactor``
+(its settings from ``AppState.redactor``; temporal hold, margin, style, static masks), but the
+face detector (CenterFace: ~0.1-0.3 s for a 640 px frame on this class of CPU) cannot run on
+every frame of a 15 fps stream, let alone of 16. ``CarriedFaces`` stands in for the detector:
+a background thread runs the real detector on the newest frame as often as it can (at most
+``face_hz`` a second), and between detections the last faces are *carried*: a face inside a
+person track moves with that track's box (``RuntimeView.latest_tracks``); a face in no track
+moves on with its velocity between the last two detections; either way it grows, per second
+since its detection, by ``CARRY_GROWTH`` of its size and ``CARRY_SPEED`` of the frame's width,
+covering where it may have gone. At a cut (the whole picture changed at once, ``CUT_DIFF``)
+the carried faces are void and nothing is sent until a detection of the new picture. Nothing
+is sent before the first detection finished either (fail
+closed). What this gives up: a face that *enters* the picture is covered only from the next
+detection, up to ``1 / face_hz`` plus one detection time later; a face moving faster than the
+growth allowance and outside any track can slip out of its box until the next detection.
+People (modes ``people``, ``faces+people``) come from the tracks of every frame.
+
+An unredacted view (behind a live grant) is the camera's frame with the static masks applied,
+re-encoded like the redacted one: the runtime hands the API decoded frames only, so stream
+copying the camera's own H.264 is not possible from here (see ``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from vigil.api.runtime import RuntimeView, TrackSnapshot
+from vigil.privacy import Redactor
+from vigil.privacy.redactor import mode_needs_people
+from vigil.types import Detections, FloatArray, ImageArray
+
+log = logging.getLogger(__name__)
+
+#: ``(camera, (width, height))`` → the redacting stream Redactor of that camera, built with
+#: the face detector it is given (``CarriedFaces``) or None for the shared real one.
+RedactorFactory = Callable[[str, tuple[int, int], Any], Redactor]
+#: ``(camera, image)`` → the image as granted unredacted output shows it (static masks on).
+Unredacted = Callable[[str, ImageArray], ImageArray]
+#: ``camera`` → the real face detector for that camera's settings (None: mode needs none).
+FaceSource = Callable[[str], Any]
+
+#: Seconds between keyframes (a joining viewer also forces one).
+KEYFRAME_S = 1.0
+#: A frame that did not change is sent again after this many seconds: a still picture (a
+#: camera that stopped, a still scene without noise) still shows, and plays on in the browser.
+REPEAT_S = 0.5
+#: The encoder's clock: 90 kHz, as RTP video; frames carry their wall-clock capture time.
+TIME_BASE = Fraction(1, 90_000)
+#: Fragments a viewer may have waiting before it is considered slow (it then skips to the
+#: next keyframe: a video stream cannot drop single fragments).
+VIEWER_QUEUE = 30
+#: A carried face grows on each side, per second of age, by this fraction of its size and by
+#: this fraction of the frame's width (a walking person crosses a frame in ~5-10 s).
+CARRY_GROWTH = 1.0
+CARRY_SPEED = 0.1
+#: Mean absolute change of a 64x36 grey thumbnail between two frames that counts as a cut
+#: (walking people change it by ~1-2 grey levels; a cut in the face clip by ~10).
+CUT_DIFF = 6.0
+#: How often the real face detector runs at most, per camera (it is the CPU's big cost).
+FACE_HZ = 5.0
+#: The encoder polls the camera's newest frame this many times its frame rate.
+POLL_RATIO = 1.5
+#: Bounds of the encoder's polling rate when the camera does not report its own.
+DEFAULT_FPS = 15.0
+MAX_FPS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class VideoView:
+    """One encoded stream: ``camera`` at most ``width`` pixels wide, redacted or not."""
+
+    camera: str
+    width: int
+    redacted: bool
+
+
+# -- fragmented MP4 -----------------------------------------------------------------------------
+
+
+class _Collector(io.RawIOBase):
+    """The muxer's output file: keeps what it is given, for ``Fragmenter`` to split."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.buffer += bytes(data)
+        return len(data)
+
+
+def split_boxes(buffer: bytearray) -> list[tuple[bytes, bytes]]:
+    """Remove the complete top-level ISO BMFF boxes from the start of ``buffer``; each as
+    ``(type, bytes)``. An incomplete box stays in the buffer for the next write."""
+    boxes: list[tuple[bytes, bytes]] = []
+    while len(buffer) >= 8:
+        size = int.from_bytes(buffer[:4], "big")
+        if size < 8:  # 0 (to end of file) and 1 (64-bit) are never written by frag mode
+            raise ValueError(f"unexpected MP4 box size {size}")
+        if len(buffer) < size:
+            break
+        boxes.append((bytes(buffer[4:8]), bytes(buffer[:size])))
+        del buffer[:size]
+    return boxes
+
+
+def codec_string(init: bytes) -> str:
+    """The RFC 6381 codec of an init segment's H.264 track (``avc1.PPCCLL`` from ``avcC``),
+    what ``MediaSource.isTypeSupported`` and ``addSourceBuffer`` need."""
+    at = init.find(b"avcC")
+    if at < 0 or len(init) < at + 8:
+        raise ValueError("the init segment has no avcC box")
+    return "avc1." + init[at + 5 : at + 8].hex().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One ``moof`` + ``mdat`` (one frame); ``key`` when it starts with a keyframe."""
+
+    data: bytes
+    key: bool
+
+
+class Fragmenter:
+    """libx264 into fragmented MP4 in memory: ``encode`` a BGR frame, get its fragments.
+
+    The first ``encode`` also produces the init segment (``init``). Frames of one size only
+    (the encoder's size is fixed by the first frame); ``pts`` are in ``TIME_BASE``.
+    """
+
+    def __init__(self, size: tuple[int, int], fps: float) -> None:
+        self.size = (size[0] - size[0] % 2, size[1] - size[1] % 2)  # yuv420p needs even sides
+        self._out_file = _Collector()
+        self._container = av.open(self._out_file, "w", format="mp4", options={
+            "movflags": "empty_moov+default_base_moof+frag_keyframe+frag_every_frame"})  # fmt: skip
+        stream = self._container.add_stream("libx264", rate=max(1, round(fps)))
+        stream.width, stream.height = self.size
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = TIME_BASE
+        stream.codec_context.time_base = TIME_BASE
+        stream.codec_context.options = {
+            "preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+            "g": str(max(1, round(fps * KEYFRAME_S))), "bf": "0",
+        }  # fmt: skip
+        self._stream = stream
+        self._pending_keys: list[bool] = []
+        self.init: bytes | None = None
+        self._init_parts: list[bytes] = []
+        self._last_pts = -1
+
+    def encode(self, image: ImageArray, pts: int, *, keyframe: bool = False) -> list[Fragment]:
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = np.ascontiguousarray(image[: self.size[1], : self.size[0]])
+        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever the clock did
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        if keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
+        for packet in self._stream.encode(frame):
+            self._pending_keys.append(bool(packet.is_keyframe))
+            self._container.mux(packet)
+        return self._collect()
+
+    def _collect(self) -> list[Fragment]:
+        out: list[Fragment] = []
+        moof: bytes | None = None
+        for kind, data in split_boxes(self._out_file.buffer):
+            if self.init is None and kind in (b"ftyp", b"moov"):
+                self._init_parts.append(data)
+                if kind == b"moov":
+                    self.init = b"".join(self._init_parts)
+            elif kind == b"moof":
+                moof = data
+            elif kind == b"mdat" and moof is not None:
+                key = self._pending_keys.pop(0) if self._pending_keys else False
+                out.append(Fragment(moof + data, key))
+                moof = None
+            # anything else (styp, sidx, free) carries nothing a browser needs
+        if moof is not None:  # a moof whose mdat is not written yet: keep it for next time
+            self._out_file.buffer[:0] = moof
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._container.close()
+
+
+# -- redaction between face detections ---------------------------------------------------------
+
+
+def _track_boxes(snapshot: TrackSnapshot, size: tuple[int, int]) -> tuple[FloatArray, np.ndarray]:
+    """The snapshot's person boxes in pixels of a ``size`` image, with their track ids."""
+    people = [t for t in snapshot.tracks if t.label == "person"]
+    scale = np.array([size[0], size[1], size[0], size[1]], np.float32)
+    boxes = np.array([t.box for t in people], np.float32).reshape(-1, 4) * scale
+    return boxes, np.array([t.id for t in people], np.int64)
+
+
+class CarriedFaces:
+    """A face "detector" for a live ``Redactor``: the real detector's newest faces, carried
+    to the current frame (see the module docstring). ``observe`` gives it each frame and the
+    tracks of that moment before the Redactor runs; ``ready`` once one detection finished."""
+
+    def __init__(self, detector: Any, face_hz: float = FACE_HZ) -> None:
+        self._detector = detector
+        self._period = 1.0 / face_hz
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._frame: tuple[ImageArray, FloatArray, np.ndarray, int] | None = None
+        self._small: np.ndarray | None = None
+        self._epoch = 0
+        self.cuts = 0
+        #: Last detection: time, face boxes, the track id each face was in (-1: none), the
+        #: face's box relative to that track's box, and its velocity (px/s, from the
+        #: detection before).
+        self._faces: Faces | None = None
+        self._tracks: tuple[FloatArray, np.ndarray] = (np.zeros((0, 4), np.float32),
+                                                       np.zeros(0, np.int64))  # fmt: skip
+        self.detections = 0
+        self.failed: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="live-faces", daemon=True)
+        self._thread.start()
+
+    @property
+    def ready(self) -> bool:
+        return self._faces is not None
+
+    def observe(self, image: ImageArray, tracks: tuple[FloatArray, np.ndarray]) -> None:
+        """Take the next frame (and the tracks of now). At a cut (the picture changed at
+        once: a file camera looping, a reconnect, a PTZ move) the carried faces are void:
+        ``ready`` is False until a detection of a frame after the cut finished."""
+        small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (64, 36),
+                           interpolation=cv2.INTER_AREA).astype(np.int16)  # fmt: skip
+        with self._lock:
+            if self._small is not None and small.shape == self._small.shape and float(
+                    np.abs(small - self._small).mean()) > CUT_DIFF:  # fmt: skip
+                self._epoch += 1
+                self._faces = None
+                self.cuts += 1
+            self._small = small
+            self._frame = (image, tracks[0], tracks[1], self._epoch)
+            self._tracks = tracks
+        self._wake.set()
+
+    def detect(self, image: ImageArray) -> FloatArray:
+        """The carried faces for the frame last given to ``observe`` (``(n, 5)``: box, 1.0)."""
+        with self._lock:
+            faces, tracks = self._faces, self._tracks
+        if faces is None:
+            return np.zeros((0, 5), np.float32)
+        boxes = _carry(faces, tracks, time.monotonic() - faces[0], int(image.shape[1]))
+        return np.concatenate([boxes, np.ones((len(boxes), 1), np.float32)], axis=1)
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready and self.failed is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.ready
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                taken, self._frame = self._frame, None
+            if taken is None or self._stop.is_set():
+                continue
+            started = time.monotonic()
+            image, track_boxes, track_ids, epoch = taken
+            try:
+                found = np.asarray(self._detector.detect(image), np.float32)
+            except Exception as exc:  # fail closed: the encoder stops sending
+                log.warning("live face detection failed: %s", exc)
+                self.failed = exc
+                return
+            boxes = found[:, :4].reshape(-1, 4)
+            ids, rel = _attach(boxes, track_boxes, track_ids)
+            with self._lock:
+                if epoch != self._epoch:
+                    continue  # a cut came while detecting: this frame's faces are void
+                velocity = _velocity(self._faces, started, boxes)
+                self._faces = (started, boxes, ids, rel, velocity)
+            self.detections += 1
+            self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
+
+
+#: A detection as ``CarriedFaces`` keeps it (see ``CarriedFaces._faces``).
+Faces = tuple[float, FloatArray, np.ndarray, FloatArray, FloatArray]
+
+
+def _velocity(before: Faces | None, when: float, boxes: FloatArray) -> FloatArray:
+    """Each face's velocity (px/s, all four coordinates) from the nearest face of the
+    detection ``before`` (within two face sizes of it); zero for a face new since then."""
+    out = np.zeros((len(boxes), 4), np.float32)
+    if before is None or not len(before[1]) or when <= before[0]:
+        return out
+    dt = when - before[0]
+    old = before[1]
+    centres = (old[:, :2] + old[:, 2:]) / 2
+    for i, box in enumerate(boxes):
+        centre = (box[:2] + box[2:]) / 2
+        dist = np.linalg.norm(centres - centre, axis=1)
+        j = int(np.argmin(dist))
+        if dist[j] <= 2 * max(box[2] - box[0], box[3] - box[1]):
+            out[i] = (box - old[j]) / dt
+    return out
+
+
+def _attach(
+    faces: FloatArray, tracks: FloatArray, ids: np.ndarray
+) -> tuple[np.ndarray, FloatArray]:
+    """Each face's track (the smallest person box holding its centre; -1 when none) and its
+    box relative to that track's box (0..1 of the track's width and height)."""
+    out_ids = np.full(len(faces), -1, np.int64)
+    rel = np.zeros((len(faces), 4), np.float32)
+    for i, face in enumerate(faces):
+        cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+        inside = ((tracks[:, 0] <= cx) & (cx <= tracks[:, 2])
+                  & (tracks[:, 1] <= cy) & (cy <= tracks[:, 3]))  # fmt: skip
+        if not inside.any():
+            continue
+        areas = (tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1])
+        j = int(np.argmin(np.where(inside, areas, np.inf)))
+        t = tracks[j]
+        w, h = max(1e-3, t[2] - t[0]), max(1e-3, t[3] - t[1])
+        rel[i] = [(face[0] - t[0]) / w, (face[1] - t[1]) / h, (face[2] - t[0]) / w,
+                  (face[3] - t[1]) / h]  # fmt: skip
+        out_ids[i] = int(ids[j])
+    return out_ids, rel
+
+
+def _carry(faces: Faces, tracks: tuple[FloatArray, np.ndarray], age: float,
+           frame_width: int) -> FloatArray:  # fmt: skip
+    """The detection's faces moved to now: with their track when it still exists, else by
+    their last velocity; grown by ``CARRY_GROWTH`` of their size and ``CARRY_SPEED`` of the
+    frame's width per second of ``age``."""
+    _, boxes, ids, rel, velocity = faces
+    age = max(0.0, age)
+    out = boxes + velocity * age
+    track_boxes, track_ids = tracks
+    for i, tid in enumerate(ids):
+        match = np.flatnonzero(track_ids == tid) if tid >= 0 else np.zeros(0, np.int64)
+        if len(match):
+            t = track_boxes[int(match[0])]
+            w, h = t[2] - t[0], t[3] - t[1]
+            out[i] = [t[0] + rel[i, 0] * w, t[1] + rel[i, 1] * h, t[0] + rel[i, 2] * w,
+                      t[1] + rel[i, 3] * h]  # fmt: skip
+    wh = out[:, 2:] - out[:, :2]
+    grow = (wh * CARRY_GROWTH + CARRY_SPEED * frame_width) * age
+    return np.asarray(np.concatenate([out[:, :2] - grow, out[:, 2:] + grow], axis=1), np.float32)
+
+
+# -- one encoder, many viewers ------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One WebSocket's queue of messages (bytes), filled from the encoder's thread."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(VIEWER_QUEUE))
+    started: bool = False  # got its first keyframe
+    lagging: bool = False
+
+    def offer(self, data: bytes | None) -> None:
+        self.loop.call_soon_threadsafe(self._put, data)
+
+    def _put(self, data: bytes | None) -> None:
+        if data is None:  # the stream ended: make room for the goodbye
+            while not self.queue.empty():
+                self.queue.get_nowait()
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.lagging = True  # skip to the next keyframe (see ``LiveEncoder._send``)
+
+
+class LiveEncoder:
+    """The thread that redacts, encodes and fans out one ``VideoView`` (see module doc)."""
+
+    def __init__(
+        self, view: VideoView, runtime: RuntimeView, render: Callable[[ImageArray], ImageArray],
+        faces: CarriedFaces | None, fps: float,
+    ) -> None:  # fmt: skip
+        self.view = view
+        self.runtime = runtime
+        self._render = render
+        self._faces = faces
+        self.fps = fps
+        self._viewers: list[Viewer] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._want_key = True
+        self.init: bytes | None = None
+        self.codec: str | None = None
+        self.frames = 0
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name=f"live-{view.camera}", daemon=True)
+        self._thread.start()
+
+    def add(self, viewer: Viewer) -> None:
+        with self._lock:
+            self._viewers.append(viewer)
+            self._want_key = True
+            if self.init is not None:
+                viewer.offer(self.init)
+
+    def remove(self, viewer: Viewer) -> int:
+        with self._lock:
+            if viewer in self._viewers:
+                self._viewers.remove(viewer)
+            return len(self._viewers)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._faces is not None:
+            self._faces.close()
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        fragmenter: Fragmenter | None = None
+        last: ImageArray | None = None
+        # A little faster than the camera: a frame is caught even when the clocks drift apart
+        # (each poll is a call into the camera's worker process, so not much faster).
+        period = 1.0 / (POLL_RATIO * self.fps)
+        next_at = sent_at = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                next_at = max(next_at + period, time.monotonic() - period)
+                frame = self.runtime.latest_frame(self.view.camera)
+                now = time.monotonic()
+                if frame is not None and (last is None or now - sent_at >= REPEAT_S
+                                          or not np.array_equal(frame, last)):  # fmt: skip
+                    image = self._prepare(frame)
+                    if image is not None:
+                        last, sent_at = frame, now
+                        if fragmenter is None:
+                            fragmenter = Fragmenter((image.shape[1], image.shape[0]), self.fps)
+                        self._encode(fragmenter, image)
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+        except Exception as exc:  # a fault ends this stream; viewers reconnect for a fresh one
+            log.exception("live video of %s failed", self.view.camera)
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if fragmenter is not None:
+                fragmenter.close()
+            with self._lock:
+                viewers, self._viewers = list(self._viewers), []
+            for viewer in viewers:
+                viewer.offer(None)
+
+    def _prepare(self, frame: ImageArray) -> ImageArray | None:
+        """The frame as the view shows it, or None while redaction is not ready yet."""
+        faces = self._faces
+        if faces is not None:
+            size = (int(frame.shape[1]), int(frame.shape[0]))
+            faces.observe(frame, _track_boxes(self.runtime.latest_tracks(self.view.camera), size))
+            if faces.failed is not None:
+                raise RuntimeError(f"face detection failed: {faces.failed}")
+            if not faces.ready:
+                return None  # fail closed: nothing leaves before the first detection
+        return _scale(self._render(frame), self.view.width)
+
+    def _encode(self, fragmenter: Fragmenter, image: ImageArray) -> None:
+        with self._lock:
+            key, self._want_key = self._want_key, False
+        pts = int(time.time() * TIME_BASE.denominator)
+        fragments = fragmenter.encode(image, pts, keyframe=key)
+        if self.init is None and fragmenter.init is not None:
+            with self._lock:
+                self.init = fragmenter.init
+                self.codec = codec_string(fragmenter.init)
+                for viewer in self._viewers:
+                    viewer.offer(self.init)
+        for fragment in fragments:
+            self.frames += 1
+            self._send(fragment)
+
+    def _send(self, fragment: Fragment) -> None:
+        with self._lock:
+            for viewer in self._viewers:
+                if viewer.lagging or not viewer.started:
+                    if not fragment.key:
+                        self._want_key = True
+                        continue
+                    viewer.lagging, viewer.started = False, True
+                viewer.offer(fragment.data)
+
+
+def _scale(image: ImageArray, width: int) -> ImageArray:
+    h, w = image.shape[:2]
+    if w > width:
+        height = max(2, round(h * width / w))
+        image = np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
+                           np.uint8)
+        w, h = width, height
+    return np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
+
+
+class LiveVideo:
+    """The encoders of every watched ``VideoView`` (thread-safe; see the module docstring).
+
+    ``redactor(camera, size, faces)`` builds the camera's stream Redactor around the given
+    face detector; ``face_detector(camera)`` is the real detector of that camera's settings
+    (None when its mode needs no faces); ``people(camera)`` whether its mode hides people.
+    """
+
+    def __init__(
+        self, runtime: RuntimeView, *, redactor: RedactorFactory, unredacted: Unredacted,
+        face_detector: FaceSource, needs_people: Callable[[str], bool],
+        face_hz: float = FACE_HZ,
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self._redactor = redactor
+        self._unredacted = unredacted
+        self._face_detector = face_detector
+        self._needs_people = needs_people
+        self.face_hz = face_hz
+        self._encoders: dict[VideoView, LiveEncoder] = {}
+        self._users: dict[VideoView, int] = {}
+        self._lock = threading.Lock()
+
+    def encoders(self) -> dict[VideoView, LiveEncoder]:
+        with self._lock:
+            return dict(self._encoders)
+
+    def join(self, view: VideoView, viewer: Viewer) -> LiveEncoder:
+        """Add ``viewer`` to ``view``'s encoder, starting it for the first viewer."""
+        with self._lock:
+            encoder = self._encoders.get(view)
+            if encoder is None or encoder.error is not None:
+                encoder = self._encoders[view] = self._start(view)
+            self._users[view] = self._users.get(view, 0) + 1
+        encoder.add(viewer)
+        return encoder
+
+    def leave(self, view: VideoView, viewer: Viewer) -> None:
+        """Remove ``viewer``; the last one out stops the encoder."""
+        with self._lock:
+            encoder = self._encoders.get(view)
+            if encoder is None:
+                return
+            encoder.remove(viewer)
+            self._users[view] = self._users.get(view, 1) - 1
+            if self._users[view] > 0:
+                return
+            del self._encoders[view], self._users[view]
+        encoder.stop()
+
+    def stop_all(self) -> None:
+        with self._lock:
+            encoders, self._encoders, self._users = list(self._encoders.values()), {}, {}
+        for encoder in encoders:
+            encoder.stop()
+
+    def _start(self, view: VideoView) -> LiveEncoder:
+        fps = _camera_fps(self.runtime, view.camera)
+        if not view.redacted:
+            return LiveEncoder(view, self.runtime,
+                               lambda image: self._unredacted(view.camera, image), None, fps)
+        detector = self._face_detector(view.camera)
+        faces = None if detector is None else CarriedFaces(detector, self.face_hz)
+        render = _Redacting(self, view.camera, faces)
+        return LiveEncoder(view, self.runtime, render, faces, fps)
+
+
+class _Redacting:
+    """The redacting render of one encoder: the camera's Redactor around ``CarriedFaces``,
+    rebuilt when the frame size changes, with the tracks as people when the mode hides them."""
+
+    def __init__(self, owner: LiveVideo, camera: str, faces: CarriedFaces | None) -> None:
+        self._owner = owner
+        self._camera = camera
+        self._faces = faces
+        self._redactor: Redactor | None = None
+
+    def __call__(self, frame: ImageArray) -> ImageArray:
+        size = (int(frame.shape[1]), int(frame.shape[0]))
+        if self._redactor is None or self._redactor.frame_size != size:
+            self._redactor = self._owner._redactor(self._camera, size, self._faces)
+        people = None
+        if self._owner._needs_people(self._camera):
+            boxes, ids = _track_boxes(self._owner.runtime.latest_tracks(self._camera), size)
+            people = Detections(boxes, np.ones(len(boxes), np.float32),
+                                np.zeros(len(boxes), np.int64), ids)  # fmt: skip
+        return self._redactor.process(frame, people=people)
+
+
+def _camera_fps(runtime: RuntimeView, camera: str) -> float:
+    for status in runtime.cameras():
+        if status.name == camera and status.decode_fps > 0:
+            return min(MAX_FPS, max(1.0, status.decode_fps))
+    return DEFAULT_FPS
+
+
+__all__ = ["CarriedFaces", "Fragmenter", "LiveEncoder", "LiveVideo", "VideoView", "Viewer",
+           "codec_string", "mode_needs_people", "split_boxes"]  # fmt: skip

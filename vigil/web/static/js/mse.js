@@ -1,0 +1,82 @@
+// Live video into a <video>: H.264 fragmented MP4 from /api/cameras/<name>/live.mp4ws through
+// Media Source Extensions. The server sends {"codec", "mime"} as text, then the init segment,
+// then one fragment per frame. Kept live: the buffer is trimmed to the last few seconds and
+// playback jumps to the live edge when it falls behind (a hidden tab, a slow decoder), so the
+// picture is never more than MAX_LAG_S old. A closed socket reconnects after RETRY_MS.
+// Callers check `supported()` first and fall back to MJPEG without MSE.
+
+const MAX_LAG_S = 0.5; // behind the buffered end by more: jump
+const KEEP_S = 4; // buffered seconds kept behind the playhead
+const RETRY_MS = 2000;
+
+export function supported() {
+  return typeof window.MediaSource === 'function'
+    && MediaSource.isTypeSupported('video/mp4; codecs="avc1.42C01E"');
+}
+
+/** Play `path` (e.g. /api/cameras/door/live.mp4ws?width=640) in `video`; returns stop(). */
+export function play(video, path, { onStatus = () => {} } = {}) {
+  let stopped = false;
+  let ws = null;
+  let retry = null;
+  let url = null;
+
+  const connect = () => {
+    const source = new MediaSource();
+    const queue = [];
+    let buffer = null;
+    url = URL.createObjectURL(source);
+    video.muted = true;
+    video.playsInline = true;
+    video.src = url;
+    const pump = () => {
+      if (!buffer || buffer.updating || source.readyState !== 'open') return;
+      const ranges = buffer.buffered;
+      if (ranges.length) {
+        const end = ranges.end(ranges.length - 1);
+        if (end - video.currentTime > MAX_LAG_S) video.currentTime = Math.max(ranges.start(0), end - 0.05);
+        const start = ranges.start(0);
+        if (video.currentTime - start > 2 * KEEP_S) {
+          buffer.remove(start, video.currentTime - KEEP_S);
+          return;
+        }
+      }
+      if (queue.length) buffer.appendBuffer(queue.shift());
+    };
+    source.addEventListener('sourceopen', () => {
+      const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+      ws = new WebSocket(`${scheme}//${location.host}${path}`);
+      ws.binaryType = 'arraybuffer';
+      ws.onmessage = (msg) => {
+        if (typeof msg.data === 'string') {
+          const head = JSON.parse(msg.data);
+          buffer = source.addSourceBuffer(head.mime);
+          buffer.mode = 'segments';
+          buffer.addEventListener('updateend', pump);
+          onStatus('playing');
+          return;
+        }
+        queue.push(msg.data);
+        // Far behind (a fragment cannot be skipped alone): start over from a fresh keyframe.
+        if (queue.length > 60) { ws.close(); return; }
+        pump();
+        if (video.paused) video.play().catch(() => {});
+      };
+      ws.onclose = () => {
+        if (stopped) return;
+        onStatus('reconnecting');
+        retry = setTimeout(() => { release(); connect(); }, RETRY_MS);
+      };
+    }, { once: true });
+  };
+
+  const release = () => {
+    if (ws) { ws.onclose = null; ws.close(); ws = null; }
+    if (url) { URL.revokeObjectURL(url); url = null; }
+    video.removeAttribute('src');
+    video.load();
+  };
+
+  connect();
+  return () => { stopped = true; clearTimeout(retry); release(); };
+}
