@@ -57,8 +57,10 @@ class Deferred(Exception):  # noqa: N818 (not an error: a request to run the job
 
 @dataclass(frozen=True, slots=True)
 class JobLimits:
+    """``max_queued`` active jobs in all; ``per_user[kind]`` active jobs of a kind per user."""
+
     max_queued: int
-    max_per_user: int
+    per_user: Mapping[str, int]
 
 
 def submit(
@@ -75,11 +77,12 @@ def submit(
         existing = repo.active(key) if key is not None else None
         if existing is not None and existing.owner not in (None, owner):
             return existing  # someone else already waits for it: just wait too
+        most = limits.per_user.get(kind, limits.max_queued)
         if owner is not None and repo.count_active(owner=owner, kind=kind) - (
             existing is not None and existing.owner == owner
-        ) >= limits.max_per_user:
+        ) >= most:
             raise ApiError(429, "too_many_jobs", f"{owner!r} already has "
-                           f"{limits.max_per_user} {kind} job(s) queued or running; wait for "
+                           f"{most} {kind} job(s) queued or running; wait for "
                            "one to finish (GET /api/jobs) and try again",
                            headers={"Retry-After": "5"})  # fmt: skip
         if existing is not None:

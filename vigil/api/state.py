@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from vigil.api.auth import LoginLimiter, Principal
+from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
+from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor
+from vigil.record.export import FaceSearch
 from vigil.store import AuditLog, AuditRow, Database
 
 RedactorFactory = Callable[[tuple[int, int]], Redactor]
@@ -36,6 +39,8 @@ class AppState:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: Live streams now open (they decrement when their client goes away).
     live_streams: int = 0
+    #: Background clip and export jobs (None until ``create_app`` starts them).
+    jobs: JobRunner | None = field(default=None, repr=False)
     _grants: LiveGrants | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
@@ -81,13 +86,40 @@ class AppState:
         with self._lock:
             return self._clip_locks.setdefault(key, threading.Lock())
 
+    @property
+    def job_limits(self) -> JobLimits:
+        s = self.settings
+        return JobLimits(s.max_queued_jobs, {"export": s.max_user_jobs,
+                                             "clip": s.max_user_clip_jobs})
+
+    def wake_jobs(self) -> None:
+        """A job was queued: let an idle worker look now."""
+        if self.jobs is not None:
+            self.jobs.wake()
+
+    def redact_config(self, camera: str | None = None) -> RedactConfig:
+        """The redaction settings that apply to ``camera``'s media (the one place that asks)."""
+        return self.settings.redact
+
+    def redaction_mode(self, camera: str | None = None) -> str:
+        return self.redact_config(camera).mode
+
+    def face_search(self, box: list[float] | None = None) -> FaceSearch | None:
+        """How clips and exports search faces (``ApiSettings.face_full_every_s``);
+        ``box``: a normalised box where a person is known to be (an event's)."""
+        every = self.settings.face_full_every_s
+        if every <= 0:
+            return None
+        hints = ((box[0], box[1], box[2], box[3]),) if box is not None and len(box) == 4 else ()
+        return FaceSearch(every, hints)
+
     def redactor(self, size: tuple[int, int]) -> Redactor:
         """A fresh Redactor for ``(width, height)`` images, with the shared detectors."""
         if self.redactor_override is not None:
             return self.redactor_override(size)
         from vigil.privacy.redactor import build_face_detector, build_redactor, mode_needs_faces
 
-        config = self.settings.redact
+        config = self.redact_config()
         if mode_needs_faces(config.mode):
             with self._lock:
                 if self._faces is None:

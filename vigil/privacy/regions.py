@@ -27,6 +27,8 @@ from vigil.types import FloatArray, ImageArray
 _SHRINK = 4  # motion is measured at 1/4 of each side: 1/16 of the pixels
 _MIN_CROP = 64  # crops smaller than this on a side are grown (the network needs context)
 
+_Rect = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels
+
 
 class RegionFaceDetector:
     """A ``FaceDetector`` for the frames of one video, in order (it keeps the last frame).
@@ -78,7 +80,7 @@ class RegionFaceDetector:
         self._faces = np.asarray(found[:, :4], np.float32)
         return found
 
-    def _regions(self, small: np.ndarray, size: tuple[int, int]) -> list[tuple[int, int, int, int]] | None:
+    def _regions(self, small: np.ndarray, size: tuple[int, int]) -> list[_Rect] | None:
         """Pixel rectangles to search, or None for the whole frame."""
         assert self._previous is not None
         changed = cv2.absdiff(small, self._previous) > self.motion_threshold
@@ -98,7 +100,7 @@ class RegionFaceDetector:
         self.searched_area += area
         return rects
 
-    def _in_regions(self, image: ImageArray, rects: list[tuple[int, int, int, int]]) -> FloatArray:
+    def _in_regions(self, image: ImageArray, rects: list[_Rect]) -> FloatArray:
         found = [empty_faces()]
         for x1, y1, x2, y2 in rects:
             boxes = np.array(self.inner.detect(np.ascontiguousarray(image[y1:y2, x1:x2])),
@@ -117,8 +119,7 @@ def _grey_small(image: ImageArray) -> np.ndarray:
     return np.asarray(cv2.GaussianBlur(small, (3, 3), 0), np.uint8)
 
 
-def _padded(box: tuple[int, int, int, int], pad: int, size: tuple[int, int]
-            ) -> tuple[int, int, int, int]:  # fmt: skip
+def _padded(box: _Rect, pad: int, size: tuple[int, int]) -> _Rect:
     x1, y1, x2, y2 = box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad
     if x2 - x1 < _MIN_CROP:
         x1, x2 = x1 - (_MIN_CROP - (x2 - x1)) // 2, x1 + _MIN_CROP
@@ -128,14 +129,14 @@ def _padded(box: tuple[int, int, int, int], pad: int, size: tuple[int, int]
     return max(0, x1), max(0, y1), min(w, x2), min(h, y2)
 
 
-def _merge(rects: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+def _merge(rects: list[_Rect]) -> list[_Rect]:
     """Overlapping rectangles joined into their bounding boxes until none overlap (a face on
     the border of two regions is then whole in one crop)."""
     rects = [r for r in rects if r[2] > r[0] and r[3] > r[1]]
     merged = True
     while merged:
         merged = False
-        out: list[tuple[int, int, int, int]] = []
+        out: list[_Rect] = []
         for r in rects:
             for i, o in enumerate(out):
                 if r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3]:

@@ -138,7 +138,9 @@ def export_range(
                 on_fraction=on_fraction, face_search=face_search,
             )
         else:
-            first, written = _copied(sources, start, end, partial, on_progress, on_fraction)
+            first, written = _copied(
+                sources, start, end, partial, on_progress, on_fraction=on_fraction
+            )
         if written == 0:
             raise SourceError(f"no video between {_iso(start)} and {_iso(end)} in the segments")
         partial.replace(out)
@@ -245,7 +247,7 @@ def _packet_time(packet: Any, seg_start: float) -> float:
 
 def _copied(
     sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
-    on_progress: ExportProgress | None, on_fraction: FractionProgress | None,
+    on_progress: ExportProgress | None, *, on_fraction: FractionProgress | None,
 ) -> tuple[float, int]:  # fmt: skip
     with _open_output(partial) as container:
         copier = _Copier(container)
