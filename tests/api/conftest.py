@@ -8,6 +8,7 @@ the store with real Argon2id hashes. The PostgreSQL server fixture is the store 
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,19 @@ class Api:
                 end=start + seconds, size=path.stat().st_size, sha256=digest,
             )  # fmt: skip
         return row.id, path
+
+
+def wait_job(client: TestClient, job: dict[str, object], *, deadline_s: float = 300.0
+             ) -> dict[str, object]:  # fmt: skip
+    """The job (a ``JobOut`` body) polled at its ``url`` until it is done or failed."""
+    deadline = time.monotonic() + deadline_s
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"job still {job['state']} after {deadline_s} s"
+        time.sleep(0.1)
+        reply = client.get(str(job["url"]))
+        assert reply.status_code == 200, reply.text
+        job = reply.json()
+    return job
 
 
 def build_api(db: Database, data_dir: Path, factory: Callable[[tuple[int, int]], Redactor],
