@@ -19,7 +19,7 @@ from vigil.api import errors
 from vigil.api.auth import LoginLimiter
 from vigil.api.clips import run_clip_job
 from vigil.api.exports import run_export_job
-from vigil.api.jobs import JobRunner
+from vigil.api.jobs import Handler, JobRunner
 from vigil.api.routes import admin, auth, events, jobs, live, media
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
@@ -27,6 +27,9 @@ from vigil.api.state import AppState, RedactorFactory
 from vigil.store import AuditLog, Database
 from vigil.web import PUBLIC_UI_PATHS
 from vigil.web import mount as mount_web
+
+#: What runs each kind of background job.
+JOB_HANDLERS: dict[str, Handler] = {"clip": run_clip_job, "export": run_export_job}
 
 #: Routes that answer without authentication (everything else must refuse). The web UI's
 #: index (``/``) is one of them; its static files (``/static/...``, a mount, not a route) are
@@ -78,8 +81,7 @@ def create_app(
                    admin.router, live.router, live.sockets):  # fmt: skip
         app.include_router(router)
     if settings.job_workers > 0:
-        state.jobs = JobRunner(state, {"clip": run_clip_job, "export": run_export_job},
-                               workers=settings.job_workers)  # fmt: skip
+        state.jobs = JobRunner(state, JOB_HANDLERS, workers=settings.job_workers)
         state.jobs.start()
     mount_web(app)  # the web UI at / and /static (public: no data in it)
     return app
