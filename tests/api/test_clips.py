@@ -83,7 +83,8 @@ def fetch_clip(client: TestClient, url: str, **kwargs: Any) -> Response:
         if reply.status_code != 202:
             return reply
         job = reply.json()
-        assert job["kind"] == "clip" and 0 <= job["progress"] <= 1, job
+        assert job["kind"] == "clip", job
+        assert 0 <= job["progress"] <= 1, job
         assert time.monotonic() < deadline, f"clip still {job['state']} after 300 s"
         time.sleep(0.2)
 

@@ -103,7 +103,8 @@ def test_ended_event_clip_is_ready_without_a_request(
     api = make_api(apps, recorded, factory)
     publish_ended(api, ended("e9", T0 + 1.0, T0 + 1.8))
     (job,) = jobs_of(api.db, "clip")
-    assert job.owner is None and job.params["event"] == "e9"
+    assert job.owner is None
+    assert job.params["event"] == "e9"
     done = wait_row(api.db, job.id, ("done", "failed"))
     assert done.state == "done", done.error
     viewer = api.login("val", Role.VIEWER)
@@ -135,7 +136,8 @@ def test_background_clip_waits_for_its_post_roll(api: Api) -> None:
     while True:  # claimed, found incomplete, deferred
         with api.db.session() as session:
             row = JobRepo(session).get(job.id)
-        assert row is not None and row.state != "done", "cut before the post-roll existed"
+        assert row is not None
+        assert row.state != "done", "cut before the post-roll existed"
         if row.state == "queued" and row.not_before > 0:
             break
         assert time.monotonic() < deadline
@@ -144,7 +146,8 @@ def test_background_clip_waits_for_its_post_roll(api: Api) -> None:
         api.add_segment("front", start)
     done = wait_row(api.db, job.id, ("done", "failed"))
     assert done.state == "done", done.error
-    assert done.result is not None and done.result["end"] == pytest.approx(now - 5.5)
+    assert done.result is not None
+    assert done.result["end"] == pytest.approx(now - 5.5)
 
 
 def test_jobs_survive_a_restart(
@@ -252,8 +255,10 @@ def test_export_job_lifecycle(api: Api, tmp_path: Path) -> None:
                                               "end": T0 + 5.5})  # fmt: skip
     assert made.status_code == 202, made.text
     job = made.json()
-    assert job["kind"] == "export" and job["state"] in ("queued", "running")
-    assert job["result"] is None and job["url"] == f"/api/jobs/{job['id']}"
+    assert job["kind"] == "export"
+    assert job["state"] in ("queued", "running")
+    assert job["result"] is None
+    assert job["url"] == f"/api/jobs/{job['id']}"
     seen = []
     deadline = time.monotonic() + DEADLINE_S
     while job["state"] in ("queued", "running"):
@@ -262,7 +267,8 @@ def test_export_job_lifecycle(api: Api, tmp_path: Path) -> None:
         time.sleep(0.05)
         job = viewer.get(job["url"]).json()
     assert job["state"] == "done", job
-    assert job["progress"] == 1.0 and all(0 <= p <= 1 for p in seen)
+    assert job["progress"] == 1.0
+    assert all(0 <= p <= 1 for p in seen)
     assert seen == sorted(seen), "progress only goes forward"
     result = job["result"]
     download = viewer.get(result["url"])
@@ -272,9 +278,24 @@ def test_export_job_lifecycle(api: Api, tmp_path: Path) -> None:
     boxes = _top_level_boxes(download.content)
     assert boxes.index("moov") < boxes.index("mdat"), f"faststart: {boxes}"
     gaps = _keyframe_gaps(path)
-    assert len(gaps) >= 3 and max(gaps) <= 2.0, gaps
+    assert len(gaps) >= 3, gaps
+    assert max(gaps) <= 2.0, gaps
     key = load_or_create_key(api.data_dir / "keys" / "export_ed25519.pem").public_key()
     assert verify_export(api.data_dir / "exports" / result["name"], trusted_key=key).ok
     other = api.login("ann", Role.VIEWER)
     assert other.get(job["url"]).status_code == 404, "another user's export job"
     assert other.get("/api/jobs").json() == []
+
+
+def test_finished_jobs_are_forgotten_after_a_week(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0)
+    with api.db.session() as session:
+        repo = JobRepo(session)
+        old, new, active = (repo.add("clip", {"camera": "front"}) for _ in range(3))
+        repo.finish(old.id, {}, now=time.time() - 8 * 86400)
+        repo.finish(new.id, {}, now=time.time() - 86400)
+    runner = JobRunner(api.app.state.vigil, JOB_HANDLERS, workers=0)
+    assert runner._prune(now=time.time() + 601) == 1
+    assert {j.id for j in jobs_of(api.db)} == {new.id, active.id}

@@ -45,6 +45,10 @@ Progress = Callable[[float], None]
 Handler = Callable[["AppState", JobRow, Progress], dict[str, Any]]
 
 _PROGRESS_EVERY_S = 0.5
+_PRUNE_EVERY_S = 600.0
+#: Finished jobs are forgotten after this long (their files stay: clips are a cache with
+#: its own bound, exports are the user's).
+KEEP_FINISHED_S = 7 * 86400.0
 
 
 class Deferred(Exception):  # noqa: N818 (not an error: a request to run the job later)
@@ -108,6 +112,7 @@ class JobRunner:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._pruned = time.time()  # the first prune a while after the start
 
     def start(self) -> int:
         """Queue again the jobs left running by a stopped server, then start the workers;
@@ -143,11 +148,31 @@ class JobRunner:
                 log.exception("jobs: cannot claim the next job")
                 ran = False
             if not ran:
+                self._prune()
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
 
+    def _prune(self, now: float | None = None) -> int:
+        """Forget jobs finished more than ``KEEP_FINISHED_S`` ago (one clip job per event
+        would otherwise grow the table for ever); at most every ``_PRUNE_EVERY_S``."""
+        now = time.time() if now is None else now
+        if now - self._pruned < _PRUNE_EVERY_S:
+            return 0
+        self._pruned = now
+        try:
+            with self.state.db.session(immediate=True) as session:
+                return JobRepo(session).delete_finished(now - KEEP_FINISHED_S)
+        except VigilError:
+            log.exception("jobs: cannot forget old jobs")
+            return 0
+
     def run_next(self) -> bool:
         """Claim and run one due job; False when none was due."""
+        # Look before taking the write lock: on SQLite an idle poll holding it now and then
+        # would make a request's read-then-write transaction fail at once ("locked").
+        with self.state.db.session() as session:
+            if not JobRepo(session).any_due():
+                return False
         with self.state.db.session(immediate=True) as session:
             job = JobRepo(session).claim()
         if job is None:

@@ -768,6 +768,12 @@ class JobRepo:
         query = select(JobRow).where(JobRow.key == key).order_by(JobRow.created.desc())
         return self.session.scalars(query.limit(1)).first()
 
+    def any_due(self, now: float | None = None) -> bool:
+        """Whether a queued job is due (a read: the idle poll takes no write lock)."""
+        query = select(JobRow.id).where(JobRow.state == JOB_QUEUED,
+                                        JobRow.not_before <= _now(now)).limit(1)  # fmt: skip
+        return self.session.scalars(query).first() is not None
+
     def claim(self, now: float | None = None) -> JobRow | None:
         """Mark the next due queued job running and return it (highest priority, oldest)."""
         when = _now(now)
