@@ -74,6 +74,15 @@ class Api:
     data_dir: Path
     clients: list[TestClient] = field(default_factory=list)
 
+    def close(self) -> None:
+        """Close the clients and stop the job workers (a render left running in a daemon
+        thread would abort the interpreter at exit)."""
+        for client in self.clients:
+            client.close()
+        jobs = self.app.state.vigil.jobs
+        if jobs is not None:
+            jobs.stop(timeout=60)
+
     def client(self, **kwargs: object) -> TestClient:
         client = TestClient(self.app, **kwargs)  # type: ignore[arg-type]
         self.clients.append(client)
@@ -145,6 +154,5 @@ def api(tmp_path: Path, face_detector: FaceDetector) -> Iterator[Api]:
 
     built = build_api(db, tmp_path / "data", factory)
     yield built
-    for client in built.clients:
-        client.close()
+    built.close()
     db.close()

@@ -103,8 +103,7 @@ def rec(tmp_path: Path, face_detector: FaceDetector, faces_mp4: Path) -> Iterato
     record_faces(db, api.data_dir, faces_mp4)
     add_event(api, "e1", start=T0 + 1.0)  # ends at start + 5 (add_event's span)
     yield api
-    for client in api.clients:
-        client.close()
+    api.close()
     db.close()
 
 
@@ -166,7 +165,8 @@ def test_unredacted_clip_needs_operator_and_reason(
     assert with_faces(yunet_path, frames) >= len(frames) // 2, "stream copy: faces visible"
     assert clip_audit(rec) == [("op", "incident 42", False, False)]
     redacted = operator.get(url)
-    assert redacted.headers["x-vigil-clip-cache"] == "miss", "kept apart from the unredacted"
+    assert redacted.status_code == 202 or redacted.headers["x-vigil-clip-cache"] == "miss", (
+        "kept apart from the unredacted")
 
 
 def test_clip_without_recording_and_after_retention(rec: Api) -> None:

@@ -6,7 +6,7 @@ at once (``moov`` first) with a keyframe at least every 2 s."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -53,11 +53,7 @@ def apps() -> Iterator[list[Api]]:
     built: list[Api] = []
     yield built
     for api in built:
-        for client in api.clients:
-            client.close()
-        jobs = api.app.state.vigil.jobs
-        if jobs is not None:
-            jobs.stop()
+        api.close()
 
 
 def make_api(apps: list[Api], recorded: tuple[Database, Path], factory: object,
@@ -299,3 +295,30 @@ def test_finished_jobs_are_forgotten_after_a_week(
     runner = JobRunner(api.app.state.vigil, JOB_HANDLERS, workers=0)
     assert runner._prune(now=time.time() + 601) == 1
     assert {j.id for j in jobs_of(api.db)} == {new.id, active.id}
+
+
+def test_stopping_cancels_the_running_job_and_queues_it_again(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0)
+    state = api.app.state.vigil
+    reports: list[float] = []
+
+    def handler(_state: object, _job: JobRow, progress: Callable[[float], None]
+                ) -> dict[str, object]:  # fmt: skip
+        progress(0.25)
+        reports.append(0.25)
+        runner.stop(timeout=0)  # the server shuts down in the middle of the render
+        progress(0.5)
+        reports.append(0.5)
+        return {}
+
+    runner = JobRunner(state, {"slow": handler}, workers=0)
+    with api.db.session() as session:
+        job = JobRepo(session).add("slow", {"camera": "front"})
+    assert runner.run_next()
+    assert reports == [0.25], "the render stopped at its next progress report"
+    with api.db.session() as session:
+        row = JobRepo(session).get(job.id)
+    assert row is not None
+    assert (row.state, row.started, row.finished) == ("queued", None, None)

@@ -51,6 +51,11 @@ _PRUNE_EVERY_S = 600.0
 KEEP_FINISHED_S = 7 * 86400.0
 
 
+class Cancelled(Exception):  # noqa: N818 (not an error: the server is stopping)
+    """Raised from a job's progress report when the runner stops: the job is queued again
+    (a fresh start renders it whole; the partial output is deleted by the exporter)."""
+
+
 class Deferred(Exception):  # noqa: N818 (not an error: a request to run the job later)
     """Raised by a handler whose job cannot run yet: queue it again, due at ``not_before``."""
 
@@ -132,8 +137,9 @@ class JobRunner:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop claiming jobs; a job still running after ``timeout`` stays ``running`` in the
-        database and is queued again at the next start."""
+        """Stop: a running job is cancelled at its next progress report and queued again; one
+        still running after ``timeout`` stays ``running`` in the database and is queued again
+        at the next start."""
         self._stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
@@ -186,7 +192,11 @@ class JobRunner:
         try:
             if handler is None:
                 raise ApiError(500, "unknown_job", f"no handler for jobs of kind {job.kind!r}")
-            result = handler(self.state, job, _throttled(db, job.id))
+            result = handler(self.state, job, _throttled(db, job.id, self._stop))
+        except Cancelled:
+            with db.session(immediate=True) as session:
+                JobRepo(session).defer(job.id, 0.0)
+            return
         except Deferred as later:
             with db.session(immediate=True) as session:
                 JobRepo(session).defer(job.id, later.not_before)
@@ -202,10 +212,12 @@ class JobRunner:
             JobRepo(session).finish(job.id, result)
 
 
-def _throttled(db: Database, job_id: str) -> Progress:
+def _throttled(db: Database, job_id: str, stop: threading.Event) -> Progress:
     last = [0.0]
 
     def report(progress: float) -> None:
+        if stop.is_set():  # checked on every frame: a stop does not wait for a long export
+            raise Cancelled
         now = time.monotonic()
         if now - last[0] < _PROGRESS_EVERY_S and progress < 1.0:
             return
