@@ -13,7 +13,7 @@ import av
 import pytest
 
 from tests.api.conftest import T0, Api, build_api, wait_job
-from tests.api.test_clips import ROLL, faces_mp4, record_faces  # noqa: F401 (fixtures)
+from tests.api.test_clips import ROLL, faces_mp4, fetch_clip, record_faces  # noqa: F401 (fixtures)
 from tests.api.test_clips import clips_dir as clips_dir  # noqa: PLC0414 (session fixture)
 from tests.api.test_events import add_event
 from vigil.api.app import JOB_HANDLERS
@@ -322,3 +322,18 @@ def test_stopping_cancels_the_running_job_and_queues_it_again(
         row = JobRepo(session).get(job.id)
     assert row is not None
     assert (row.state, row.started, row.finished) == ("queued", None, None)
+
+
+def test_an_open_events_clip_is_served_once_rendered(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    """An open event's span grows with every request: the clip its job just rendered is
+    served, rather than a new job queued at each poll."""
+    api = make_api(apps, recorded, factory)
+    StoreEventSink(api.db).publish(Event("open", "front", "person", 0, 7, T0 + 1.0, None,
+                                         EventState.START, live=True, has_clip=True))
+    viewer = api.login("val", Role.VIEWER)
+    reply = fetch_clip(viewer, "/api/events/open/clip")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "video/mp4"
+    assert len(jobs_of(api.db, "clip")) == 1
