@@ -337,3 +337,19 @@ def test_an_open_events_clip_is_served_once_rendered(
     assert reply.status_code == 200
     assert reply.headers["content-type"] == "video/mp4"
     assert len(jobs_of(api.db, "clip")) == 1
+
+
+def test_clips_one_user_waits_for_are_limited(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0, clip_wait_s=0.0,
+                   max_user_clip_jobs=1)  # fmt: skip
+    for event_id in ("e1", "e2"):
+        add_event(api, event_id, start=T0 + 1.0)
+    viewer = api.login("val", Role.VIEWER)
+    assert viewer.get("/api/events/e1/clip").status_code == 202
+    assert viewer.get("/api/events/e1/clip").status_code == 202, "the same clip: no new job"
+    refused = viewer.get("/api/events/e2/clip")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_jobs"
+    assert api.login("ann", Role.VIEWER).get("/api/events/e2/clip").status_code == 202
