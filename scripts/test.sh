@@ -6,14 +6,16 @@ cd "$(dirname "$0")/.."
 
 # Debian packages: the FFmpeg CLI (test fixtures, upscaled clips), a small RTSP relay
 # (reconnect tests), PostgreSQL and Mosquitto (servers the storage and alert tests start
-# themselves), and Chromium (the web UI's browser tests drive it through Playwright; no
-# browser is ever downloaded by Playwright). Installed only when missing.
+# themselves), Chromium (the web UI's browser tests drive it through Playwright; no browser
+# is ever downloaded by Playwright) and Prometheus, for its `promtool check metrics` on a live
+# scrape of /metrics. Installed only when missing.
 need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v rtsp-server-perl >/dev/null || need+=(rtsp-server-perl)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql)
 command -v mosquitto >/dev/null || need+=(mosquitto)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v promtool >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from vigil import __version__
 from vigil.errors import VigilError
+from vigil.paths import restrict_umask
 
 #: Modules of ``vigil.commands`` in the order ``vigil --help`` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    restrict_umask()  # before any command creates a file: footage and the database are private
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

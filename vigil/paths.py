@@ -45,3 +45,21 @@ def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks (segments and models can be large)."""
     with path.open("rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+#: The file-creation mask ``vigil`` runs under: recordings, snapshots, exports, clips and the
+#: database are footage of people and their movements, so no other user may read them and
+#: nobody but the owner may change them (files 0640, folders 0750 at most; the group may
+#: read, for a backup account). Secrets are created 0600 explicitly (signing key, audit file).
+PRIVATE_UMASK = 0o027
+
+
+def restrict_umask(mask: int = PRIVATE_UMASK) -> int:
+    """Add ``mask`` to the process's umask (never loosening a stricter one); the new umask.
+
+    Every file and folder created afterwards, by this process and the FFmpeg/worker processes
+    it starts, gets at most the permissions the mask leaves.
+    """
+    old = os.umask(mask)
+    os.umask(old | mask)
+    return old | mask

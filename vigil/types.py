@@ -220,6 +220,12 @@ class RuleEventKind(enum.StrEnum):
     DWELL = "dwell"
     LOITER = "loiter"
     CROSS = "cross"
+    #: A track's smoothed ground speed in a calibrated zone went over its ``speed_limit``.
+    SPEEDING = "speeding"
+    #: A track moved against a one-way zone's allowed direction (see ``ZoneDirection``).
+    WRONG_WAY = "wrong_way"
+    #: A track stood still inside a zone for its ``stopped`` seconds.
+    STOPPED = "stopped"
 
 
 class Direction(enum.StrEnum):
@@ -243,6 +249,9 @@ class RuleEvent:
     point: tuple[float, float]
     direction: Direction | None = None
     duration: float | None = None
+    #: Measurements of the track in this rule, as ``(name, value)`` pairs, e.g.
+    #: ``("speed_kmh", 52.1)``, ``("heading", 87.0)`` (a tuple, so the event stays hashable).
+    measures: tuple[tuple[str, float], ...] = ()
 
 
 class EventState(enum.StrEnum):
@@ -290,6 +299,9 @@ class Event:
     zones_now: list[str] = field(default_factory=list)
     #: Whether the camera records while the event happens, so that a clip of it exists.
     has_clip: bool = False
+    #: The latest measurements rule hits carried, as ``"<rule>:<name>"`` → value
+    #: (``"road:speed_kmh"``, ``"road:heading"``); see `RuleEvent.measures`.
+    measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:

@@ -78,6 +78,27 @@ def test_availability_is_retained_for_late_subscribers(broker: Broker) -> None:
     after.close()
 
 
+def test_recording_state_is_retained_and_sent_only_on_change(broker: Broker) -> None:
+    p = prefix()
+    topic = f"{p}/front_door/recording"
+    sub = Subscriber(broker.port, [f"{p}/+/recording"])
+    with sink_for(broker, p) as sink:
+        sink.camera_recording("front door", "recording")
+        sink.camera_recording("front door", "failed", "recording failed: disk full")
+        sink.camera_recording("front door", "failed", "recording failed: disk full")
+        got = [json.loads(m.payload) for m in sub.drain() if m.topic == topic]
+        assert got == [{"state": "recording", "error": None},
+                       {"state": "failed", "error": "recording failed: disk full"}]
+        late = Subscriber(broker.port, [f"{p}/+/recording"])
+        [retained] = late.drain()
+        assert retained.retain
+        assert json.loads(retained.payload)["error"] == "recording failed: disk full"
+        late.close()
+        with pytest.raises(ConfigError, match="collide"):
+            sink.label_topic("cam", "recording")
+    sub.close()
+
+
 COUNTS = {
     "lines": {"gate": {"total": {"a_to_b": 4, "b_to_a": 1}, "by_class": {}}},
     "zones": {
@@ -125,7 +146,58 @@ def test_discovery_configs_and_states(broker: Broker) -> None:
         f"{p}/front_door/car": "3",
         f"{p}/front_door/line/gate/a_to_b": "4",
         f"{p}/front_door/line/gate/b_to_a": "1",
+        # Each zone's own figures (entries absent from these counts read 0).
+        f"{p}/front_door/zone/porch/occupancy": "2",
+        f"{p}/front_door/zone/porch/occupancy/person": "2",
+        f"{p}/front_door/zone/porch/entries": "0",
+        f"{p}/front_door/zone/drive/occupancy": "4",
+        f"{p}/front_door/zone/drive/occupancy/person": "1",
+        f"{p}/front_door/zone/drive/occupancy/car": "3",
+        f"{p}/front_door/zone/drive/entries": "0",
     }
+
+
+#: A traffic camera's counts, as `RuleEngine.counts()` writes them (see vigil.rules.engine).
+ROAD_COUNTS = {
+    "lines": {"stop line": {"total": {"a_to_b": 5, "b_to_a": 1},
+                            "by_class": {"car": {"a_to_b": 4, "b_to_a": 1},
+                                         "bus": {"a_to_b": 1, "b_to_a": 0}}}},
+    "zones": {"lane": {
+        "entries": {"total": 6, "by_class": {"car": 5, "truck": 1}},
+        "occupancy": {"current": 1, "max": 2, "by_class": {"car": 1, "truck": 0},
+                      "max_by_class": {"car": 2, "truck": 1}},
+        "dwell_events": 0, "loiter_events": 0,
+        "events_by_class": {"speeding": {"car": 2}, "stopped": {"truck": 1}},
+        "speed": {"unit": "km/h", "tracks": 5, "mean": 47.25, "max": 71.0,
+                  "by_class": {"car": {"tracks": 4, "mean": 49.123, "max": 71.0},
+                               "truck": {"tracks": 1, "mean": 40.0, "max": 42.0}}},
+        "speeding_events": 2, "stopped_events": 1,
+        "stopped": {"current": 0, "by_class": {"truck": 0}},
+    }},
+}  # fmt: skip
+
+
+def test_per_class_line_and_zone_counters(broker: Broker) -> None:
+    p = prefix()
+    with sink_for(broker, p) as sink:
+        sink.publish_counts("road", ROAD_COUNTS)
+        time.sleep(0.2)
+        late = Subscriber(broker.port, [f"{p}/road/line/#", f"{p}/road/zone/#"])
+        got = {m.topic.removeprefix(f"{p}/road/"): m.payload.decode() for m in late.drain()}
+        late.close()
+    assert got == {
+        "line/stop_line/a_to_b": "5", "line/stop_line/b_to_a": "1",
+        "line/stop_line/a_to_b/car": "4", "line/stop_line/b_to_a/car": "1",
+        "line/stop_line/a_to_b/bus": "1", "line/stop_line/b_to_a/bus": "0",
+        "zone/lane/occupancy": "1",
+        "zone/lane/occupancy/car": "1", "zone/lane/occupancy/truck": "0",
+        "zone/lane/entries": "6", "zone/lane/entries/car": "5", "zone/lane/entries/truck": "1",
+        "zone/lane/events/dwell": "0", "zone/lane/events/loiter": "0",
+        "zone/lane/events/speeding": "2", "zone/lane/events/speeding/car": "2",
+        "zone/lane/events/stopped": "1", "zone/lane/events/stopped/truck": "1",
+        "zone/lane/stopped": "0",
+        "zone/lane/speed": "47.25", "zone/lane/speed/car": "49.12", "zone/lane/speed/truck": "40.0",
+    }  # fmt: skip
 
 
 def test_counts_sent_only_on_change_and_stale_discovery_removed(broker: Broker) -> None:
@@ -264,7 +336,36 @@ def test_unusable_names_are_config_errors() -> None:
             sink.camera_topic("///")
         with pytest.raises(ConfigError, match="collide"):
             sink.label_topic("cam", "events")
+        with pytest.raises(ConfigError, match="collide"):
+            sink.label_topic("cam", "zone")  # the level of the per-zone counters
         with pytest.raises(ConfigError, match="same MQTT topic"):
             sink.announce({"cam": CameraDiscovery(labels=["a b", "a_b"])})
     finally:
         sink.close()
+
+
+def test_delivered_counts_broker_acknowledgements(broker: Broker) -> None:
+    """``stats.delivered`` (``vigil_mqtt_messages_total{outcome="delivered"}``) grows with the
+    broker's PUBACKs, and not for messages that only wait in the queue."""
+    p = prefix()
+    sink = sink_for(broker, p)
+    try:
+        deadline = time.monotonic() + 10
+        while sink.stats.delivered < sink.stats.published and time.monotonic() < deadline:
+            time.sleep(0.02)  # the availability sent on connecting
+        before = sink.stats.delivered
+        assert before == sink.stats.published >= 1
+        for n in range(3):
+            sink.publish(event(n))  # two messages each: global and camera topic
+        while sink.stats.delivered < before + 6 and time.monotonic() < deadline + 10:
+            time.sleep(0.02)
+        assert sink.stats.delivered == before + 6
+    finally:
+        sink.close()
+    unreachable = MqttSink(MqttConfig(host="127.0.0.1", port=free_port()))
+    try:
+        unreachable.publish(event(1))
+        assert not unreachable.wait_connected(0.3)
+        assert (unreachable.stats.delivered, unreachable.stats.queued) == (0, 2)
+    finally:
+        unreachable.close()

@@ -128,7 +128,8 @@ def wait_job(client: TestClient, job: dict[str, object], *, deadline_s: float = 
     return job
 
 
-def build_api(db: Database, data_dir: Path, factory: Callable[[tuple[int, int]], Redactor],
+def build_api(db: Database, data_dir: Path,
+              factory: Callable[[RedactConfig, tuple[int, int]], Redactor],
               **settings: object) -> Api:  # fmt: skip
     frame = np.full((64, 96, 3), 127, np.uint8)
     runtime = StaticRuntime(
@@ -149,8 +150,8 @@ def api(tmp_path: Path, face_detector: FaceDetector) -> Iterator[Api]:
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
     db.migrate()
 
-    def factory(size: tuple[int, int]) -> Redactor:
-        return build_redactor(RedactConfig(), size, face_detector=face_detector)
+    def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
 
     built = build_api(db, tmp_path / "data", factory)
     yield built

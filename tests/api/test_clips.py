@@ -96,8 +96,8 @@ def rec(tmp_path: Path, face_detector: FaceDetector, faces_mp4: Path) -> Iterato
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
     db.migrate()
 
-    def factory(size: tuple[int, int]) -> Redactor:
-        return build_redactor(RedactConfig(), size, face_detector=face_detector)
+    def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
 
     api = build_api(db, tmp_path / "data", factory, clip_rolls={"front": ROLL})
     record_faces(db, api.data_dir, faces_mp4)

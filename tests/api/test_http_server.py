@@ -63,8 +63,8 @@ def test_login_and_range_over_real_http(api: Api, base_url: str) -> None:
 def pg_api(pg_server: PgServer, tmp_path: Path, face_detector: FaceDetector) -> Iterator[Api]:
     db = Database(new_pg_database(pg_server))
 
-    def factory(size: tuple[int, int]) -> Redactor:
-        return build_redactor(RedactConfig(), size, face_detector=face_detector)
+    def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
 
     built = build_api(db, tmp_path / "data", factory)
     yield built

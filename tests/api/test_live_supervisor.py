@@ -36,8 +36,8 @@ def served(tmp_path: Path, face_detector: FaceDetector) -> Iterator[tuple[TestCl
         UserRepo(session).add("val", Role.VIEWER, hash_password(PASSWORD))
     supervisor = Supervisor(config, db=db, backoff=fast_backoff)
 
-    def factory(size: tuple[int, int]) -> Redactor:
-        return build_redactor(RedactConfig(), size, face_detector=face_detector)
+    def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
 
     app = create_app(ApiSettings(secure_cookies=False, job_workers=0), db, supervisor,
                      data_dir=tmp_path / "data", redactor_factory=factory)  # fmt: skip

@@ -278,7 +278,7 @@ def overlay_runtime(api: Api) -> None:
 
 
 def test_renders_are_shared_between_viewers_and_frames(api: Api) -> None:
-    frames = LiveFrames(api.runtime, state_of(api).redactor)
+    frames = LiveFrames(api.runtime, state_of(api).redactor, state_of(api).unredacted)
     view = LiveView("front", 960, overlay=False, redacted=True)
     api.runtime.set_frame("front", np.full((64, 96, 3), 127, np.uint8), time=T0)
     first = frames.jpeg(view, T0)
@@ -301,7 +301,7 @@ def test_overlay_is_drawn_after_redaction(api: Api) -> None:
     overlay_runtime(api)
     frame = np.full((64, 96, 3), 127, np.uint8)
     api.runtime.set_frame("front", frame, time=T0)
-    frames = LiveFrames(api.runtime, state_of(api).redactor)
+    frames = LiveFrames(api.runtime, state_of(api).redactor, state_of(api).unredacted)
     plain = frames.jpeg(LiveView("front", 960, overlay=False, redacted=True), T0)
     drawn = frames.jpeg(LiveView("front", 960, overlay=True, redacted=True), T0)
     assert plain is not None

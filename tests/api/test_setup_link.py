@@ -21,8 +21,8 @@ def linked_api(tmp_path: Path, face_detector: FaceDetector) -> Iterator[Api]:
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
     db.migrate()
 
-    def factory(size: tuple[int, int]) -> Redactor:
-        return build_redactor(RedactConfig(), size, face_detector=face_detector)
+    def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
 
     built = build_api(db, tmp_path / "data", factory, setup_token=TOKEN)
     yield built

@@ -128,3 +128,44 @@ def test_export_cli_redacted(segments35: list[SegmentInfo], tmp_path: Path) -> N
     assert code == 0
     assert verify_export(out).ok
     assert json.loads(manifest_path(out).read_text())["redaction"]["mode"] == "faces"
+
+
+def _left_half_means(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        frames = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    return [float(f[:, : f.shape[1] // 2 - 4].mean()) for f in frames]
+
+
+@pytest.mark.parametrize("unredacted", [False, True])
+def test_export_cli_follows_the_cameras_masks_from_the_config(
+    segments35: list[SegmentInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    unredacted: bool,
+) -> None:  # fmt: skip
+    """``--config``: the camera's own redaction; its masks apply to unredacted exports too."""
+    monkeypatch.setenv("VIGIL_AUDIT_FILE", str(tmp_path / "audit.jsonl"))
+    config = tmp_path / "vigil.yaml"
+    config.write_text("cameras:\n  cam1:\n    sources: [{url: x.mp4}]\n"
+                      "    redact: {masks: [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]}\n")  # fmt: skip
+    recordings = segments35[0].path.parents[3]
+    out = tmp_path / "masked.mp4"
+    extra = ["--unredacted", "--reason", "court order 43"] if unredacted else []
+    assert main(["export", str(recordings), "cam1", "2023-11-14T22:13:22Z",
+                 "2023-11-14T22:13:25Z", str(out), "--key", str(tmp_path / "k.pem"),
+                 "--config", str(config), "--no-progress", *extra]) == 0  # fmt: skip
+    means = _left_half_means(out)
+    assert means
+    assert max(means) < 8, "the masked half is black in every frame"
+    redaction = json.loads(manifest_path(out).read_text())["redaction"]
+    assert (redaction["mode"], redaction["static_masks"]) == (
+        "none" if unredacted else "faces", 1)
+    assert verify_export(out).ok
+
+
+def test_a_granted_redactor_needs_its_grant(segments35: list[SegmentInfo], tmp_path: Path) -> None:
+    grant = unredacted_access("court order 44", "tester", tmp_path / "audit.jsonl", "test")
+    config = RedactConfig(masks=[[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0)]])
+    with pytest.raises(PrivacyError, match="grant"):
+        export_range([segments35[0].path], T0, T0 + 2, tmp_path / "x.mp4",
+                     key=Ed25519PrivateKey.generate(),
+                     redactor_factory=lambda size: build_redactor(config, size, grant=grant))
+    assert not (tmp_path / "x.mp4").exists()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.small_disk import small_disk
 from vigil.record.retention import (
     CameraRetention,
     RetentionJob,
@@ -16,6 +17,7 @@ from vigil.record.retention import (
     SegmentFile,
     SegmentMeta,
     plan_retention,
+    reserve_bytes,
 )
 
 NOW = 100_000.0
@@ -47,8 +49,15 @@ def seg(
         pytest.param([seg(1, "a", start=0), seg(2, "b", start=5)],
                      RetentionPolicy(CameraRetention(), {"b": CameraRetention(max_bytes=0)}),
                      [2], 0, id="per-camera-override"),
-        pytest.param([seg(1, start=0)], RetentionPolicy(min_free_bytes=1000), [], 1,
-                     id="low-disk-warning"),
+        pytest.param([seg(1, start=0)], RetentionPolicy(min_free_bytes=1000), [1], 1,
+                     id="low-disk-deletes-and-warns"),
+        pytest.param([seg(1, start=0), seg(2, start=10), seg(3, start=20)],
+                     RetentionPolicy(min_free_bytes=25), [1, 2], 0, id="low-disk-oldest-first"),
+        pytest.param([seg(1, start=0, locked=True), seg(2, start=10), seg(3, start=20)],
+                     RetentionPolicy(min_free_bytes=25), [2, 3], 0, id="low-disk-skips-locked"),
+        pytest.param([seg(1, start=0, size=30), seg(2, start=10)],
+                     RetentionPolicy(CameraRetention(max_bytes=20), min_free_bytes=40), [1], 0,
+                     id="low-disk-counts-what-quotas-free"),
     ],
 )  # fmt: skip
 def test_plan_table(
@@ -103,25 +112,36 @@ def test_plan_properties(scenario: tuple[list[SegmentMeta], RetentionPolicy], no
 
 
 class _Catalog:
-    def __init__(self, files: list[SegmentFile]) -> None:
-        self.files = files
+    """An in-memory catalog: refuses to forget a segment locked after the plan was made."""
+
+    def __init__(self, files: list[SegmentFile], *, lock_later: Hashable | None = None) -> None:
+        self.files = {f.meta.id: f for f in files}
+        self.lock_later = lock_later
         self.gone: list[Hashable] = []
 
     def segments(self) -> list[SegmentFile]:
-        return self.files
+        return list(self.files.values())
 
-    def removed(self, ids: list[Hashable]) -> None:
-        self.gone.extend(ids)
+    def remove(self, ids: Sequence[Hashable]) -> list[SegmentFile]:
+        removed = [self.files.pop(i) for i in ids if i != self.lock_later]
+        self.gone.extend(f.meta.id for f in removed)
+        return removed
+
+
+def _layout_files(root: Path, count: int, size: int = 10) -> list[SegmentFile]:
+    files = []
+    for i in range(count):
+        path = root / "a" / "2023-11-14" / f"{i:02d}" / "00.00.mp4"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x" * size)
+        files.append(SegmentFile(seg(i, start=i * 10.0, size=size), path))
+    return files
 
 
 def test_job_deletes_files_and_tolerates_missing(tmp_path: Path) -> None:
     root = tmp_path / "recordings"
-    files = []
-    for i in range(3):
-        path = root / "a" / "2023-11-14" / f"{i:02d}" / "00.00.mp4"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"x" * 10)
-        files.append(SegmentFile(seg(i, start=i * 10.0, locked=i == 0), path))
+    files = _layout_files(root, 3)
+    files[0] = SegmentFile(seg(0, start=0.0, locked=True), files[0].path)
     files[1].path.unlink()  # already gone: not an error
     catalog = _Catalog(files)
     job = RetentionJob(catalog, RetentionPolicy(CameraRetention(max_bytes=0)), root,
@@ -129,7 +149,55 @@ def test_job_deletes_files_and_tolerates_missing(tmp_path: Path) -> None:
     result = job.run(NOW)
     assert result.deleted == [2]
     assert result.missing == [1]
-    assert catalog.gone == [2, 1]
+    assert catalog.gone == [1, 2], "the catalog forgets them before the files go"
     assert files[0].path.exists(), "locked evidence stays"
     assert not (root / "a" / "2023-11-14" / "02").exists(), "empty folders are pruned"
+    assert not (root / "a" / "2023-11-14" / "01").exists(), "also after a missing file"
+    assert (root / "a" / "2023-11-14").is_dir(), "a folder still in use stays"
     assert result.warnings  # the locked segment alone is over the quota of 0
+
+
+def test_job_keeps_a_file_the_catalog_locked_meanwhile(tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    files = _layout_files(root, 2)
+    catalog = _Catalog(files, lock_later=0)
+    job = RetentionJob(catalog, RetentionPolicy(CameraRetention(max_bytes=0)), root,
+                       free_bytes=lambda _: 10**12)  # fmt: skip
+    result = job.run(NOW)
+    assert result.kept == [0]
+    assert result.deleted == [1]
+    assert files[0].path.exists(), "locked between plan and deletion: the file stays"
+
+
+def test_reserve_is_an_hour_of_recording_at_the_recent_rate() -> None:
+    old = [seg(i, start=NOW - 86_400 + i * 10, size=200_000) for i in range(3)]
+    # The last minute: 6 segments of 1000 bytes = 100 bytes/s, so an hour is 360 000 bytes.
+    recent = [seg(10 + i, start=NOW - 60 + i * 10, size=1000) for i in range(6)]
+    policy = RetentionPolicy(reserve_seconds=3600)
+    assert reserve_bytes([*old, *recent], NOW, policy) == 360_000
+    plan = plan_retention([*old, *recent], NOW, policy, free_bytes=100_000)
+    assert plan.delete == [0, 1], "the oldest go until an hour of recording fits"
+    assert not plan.warnings
+    assert plan_retention([*old, *recent], NOW, policy, free_bytes=400_000).delete == []
+    assert plan_retention([*old, *recent], NOW, policy).delete == [], "free space unknown"
+
+
+def test_emergency_retention_frees_a_real_small_disk(tmp_path: Path) -> None:
+    """A real 4 MiB filesystem nearly full of segments and other files: one run brings the
+    free space back over the reserve by deleting the oldest segments, and prunes their
+    folders; without the free-space rule nothing would go (no age or size limit is set)."""
+    with small_disk(tmp_path / "disk", 4 * 1024 * 1024) as disk:
+        root = disk.path / "recordings"
+        files = _layout_files(root, 12, size=200_000)
+        disk.fill()
+        assert disk.free < 100_000
+        catalog = _Catalog(files)
+        reserve = 500_000
+        job = RetentionJob(catalog, RetentionPolicy(min_free_bytes=reserve), root)
+        result = job.run(NOW)
+        assert disk.free >= reserve
+        assert result.deleted == [0, 1, 2], "just enough of the oldest"
+        assert not result.warnings
+        for gone in files[:3]:
+            assert not gone.path.parent.exists(), "their empty hour folders are pruned"
+        assert all(f.path.exists() for f in files[3:])

@@ -88,6 +88,8 @@ def test_a_looping_file_camera_plays_in_real_time_is_recorded_and_dated_now(
     now = time.time()
     assert all(started - 1 <= row.start < row.end <= now + 1 for row in rows), rows
     assert all((tmp_path / "data" / row.path).is_file() for row in rows)
+    # The walker and the cars move in every second of the clip: the timeline's motion lane.
+    assert sum(row.has_motion for row in rows) >= len(rows) - 1, [r.has_motion for r in rows]
     # The loop went on recording past one pass of the clip.
     assert max(row.end for row in rows) - min(row.start for row in rows) > CLIP_SECONDS + 1
     with db.session() as session:

@@ -49,8 +49,7 @@ class FixedFace:
         return np.array([[*FACE, 0.99]], np.float32)
 
 
-def redactor(size: tuple[int, int]) -> Redactor:
-    config = RedactConfig(style="fill", margin=0.0)
+def redactor(config: RedactConfig, size: tuple[int, int]) -> Redactor:
     return build_redactor(config, size, face_detector=FixedFace())
 
 
@@ -104,7 +103,8 @@ def test_api_serves_the_snapshot_redacted(run: Run) -> None:
     assert row.snapshot_path is not None
     with run.db.session() as session:
         UserRepo(session).add("vera", Role("viewer"), hash_password(PASSWORD))
-    app = create_app(ApiSettings(secure_cookies=False), run.db, run.supervisor,
+    settings = ApiSettings(secure_cookies=False, redact=RedactConfig(style="fill", margin=0.0))
+    app = create_app(settings, run.db, run.supervisor,
                      data_dir=run.root, redactor_factory=redactor)  # fmt: skip
     with TestClient(app) as client:
         reply = client.post("/api/login", json={"name": "vera", "password": PASSWORD})
@@ -165,5 +165,36 @@ def test_an_unwritable_snapshot_folder_still_stores_the_event(
         assert row is not None
         assert row.snapshot_path is None
         assert "snapshot not stored" in caplog.text
+    finally:
+        db.close()
+
+
+def test_a_full_disk_leaves_no_temporary_snapshot_file(tmp_path: Path) -> None:
+    """Snapshot writes that fail on a real full disk store the event and leave no ``.tmp``
+    behind (they held space for ever: 145 of them after one disk-full in the field)."""
+    from tests.small_disk import small_disk
+    from vigil.store.sink import StoreEventSink
+    from vigil.types import Event, EventState, Snapshot
+
+    db = make_db(tmp_path)  # the database is not on the small disk
+    rng = np.random.default_rng(0)
+    try:
+        with small_disk(tmp_path / "disk", 1024 * 1024) as disk:
+            media = disk.path / "media"
+            (media / "snapshots/a/1970-01-01").mkdir(parents=True)
+            disk.fill()
+            sink = StoreEventSink(db, media)
+            for i in range(5):
+                # Noise does not compress: each JPEG is far bigger than what is left.
+                image = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+                sink.publish(Event(
+                    id=f"a-1.000-{i}", camera_id="a", label="person", class_id=0, track_id=i,
+                    start=1.0, end=None, state=EventState.START,
+                    snapshot=Snapshot(seq=3, time=1.0, box=(0, 0, 8, 8), score=1.0,
+                                      image=image)))  # fmt: skip
+            left = [p.name for p in media.rglob("*") if p.is_file()]
+            assert left == [], "no temporary (or partial) snapshot file stays"
+        with db.session() as session:
+            assert EventRepo(session).count(EventFilter(camera="a")) == 5, "events stored"
     finally:
         db.close()

@@ -162,6 +162,25 @@ def test_good_cameras_store_one_finished_event_per_crossing(run: Run, camera: st
     assert all(abs(r.start - time.time()) < 120 for r in rows), "live events carry UTC times"
 
 
+@pytest.mark.parametrize("camera", ["a", "b"])
+def test_metrics_counters_match_the_database(run: Run, camera: str) -> None:
+    """``/metrics``' events and crossings, in threads and in worker processes alike."""
+    metrics = run.supervisor.metrics()
+    with run.db.session() as session:
+        rows = EventRepo(session).list(EventFilter(camera=camera)).items
+    by_label: dict[str, int] = {}
+    for row in rows:
+        by_label[row.label] = by_label.get(row.label, 0) + 1
+    assert {label: n for (cam, label), n in metrics.events.items() if cam == camera} == by_label
+    crossings: dict[str, int] = {}
+    for (cam, line, direction, _label), n in metrics.crossings.items():
+        if cam == camera and line == "middle":
+            crossings[direction] = crossings.get(direction, 0) + n
+    assert crossings == line_totals(run.db, camera)
+    assert metrics.reconnects[(camera, "detect")] == 0  # a file-like scene never drops out
+    assert (metrics.mqtt, metrics.webhooks) == (None, None)
+
+
 def test_bad_camera_is_reported_offline_and_retried(run: Run) -> None:
     bad = run.supervisor.workers["bad"]
     status = run.mid_status["bad"]
@@ -291,6 +310,9 @@ def _hit(kind: RuleEventKind, direction: Direction | None = None) -> RuleEvent:
         (_hit(RuleEventKind.ENTER), "zone", "enter"),
         (_hit(RuleEventKind.EXIT), "zone", "exit"),
         (_hit(RuleEventKind.LOITER), "zone", "loiter"),
+        (_hit(RuleEventKind.SPEEDING), "zone", "speeding"),
+        (_hit(RuleEventKind.WRONG_WAY), "zone", "wrong_way"),
+        (_hit(RuleEventKind.STOPPED), "zone", "stopped"),
     ],
 )
 def test_count_keys(hit: RuleEvent, kind: str, metric: str) -> None:
@@ -325,6 +347,32 @@ def test_retention_deletes_old_unlocked_segments_and_their_files(tmp_path: Path)
         assert left == ["locked.mp4", "new.mp4"]
         with db.session() as session:
             assert sorted(r.path.rsplit("/", 1)[1] for r in SegmentRepo(session).list()) == left
+        supervisor.stop()
+    finally:
+        db.close()
+
+
+def test_retention_of_vigil_serve_prunes_the_folders_it_empties(tmp_path: Path) -> None:
+    """``Supervisor.run_retention`` is the ``RetentionJob``: the hour and day folders of the
+    deleted segments go too, the camera folder with a kept segment stays."""
+    config = VigilConfig.model_validate({
+        "data_dir": str(tmp_path / "data"), "record": {"max_age": 3600},
+    })  # fmt: skip
+    db = make_db(tmp_path)
+    now = 1_700_000_000.0
+    try:
+        with db.session() as session:
+            repo = SegmentRepo(session)
+            for rel, start in (("recordings/cam/2023-11-13/10/00.00.mp4", now - 86_400),
+                               ("recordings/cam/2023-11-14/22/13.00.mp4", now - 20)):
+                (config.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (config.data_dir / rel).write_bytes(b"x" * 10)
+                repo.add(camera="cam", path=rel, start=start, end=start + 10, size=10,
+                         sha256="0" * 64)  # fmt: skip
+        supervisor = Supervisor(config, db=db)
+        assert supervisor.run_retention(now) == ["recordings/cam/2023-11-13/10/00.00.mp4"]
+        assert not (config.data_dir / "recordings/cam/2023-11-13").exists()
+        assert (config.data_dir / "recordings/cam/2023-11-14/22/13.00.mp4").exists()
         supervisor.stop()
     finally:
         db.close()

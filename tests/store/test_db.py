@@ -17,7 +17,8 @@ from vigil.store import Database, database_url_for, default_database_url
 from vigil.store.db import alembic_config, normalise_url
 from vigil.store.models import Base
 
-TABLES = {"cameras", "events", "segments", "counts", "users", "tokens", "audit", "audit_head"}
+TABLES = {"cameras", "events", "segments", "counts", "users", "tokens", "audit", "audit_head",
+          "login_attempts"}
 
 
 @pytest.mark.parametrize(
@@ -153,3 +154,23 @@ def test_sqlite_writer_blocked_past_the_busy_timeout_gets_a_storage_error(tmp_pa
         assert [c.name for c in CameraRepo(session).list()] == ["front"]
     holder.close()
     waiter.close()
+
+
+def test_migration_gives_old_api_tokens_an_expiry(db_url: str) -> None:
+    """Tokens minted when they never expired get 90 days from their creation; sessions (which
+    always had an expiry) and tokens that had one keep theirs."""
+    db = Database(db_url)
+    db.migrate("0001_initial")
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO users (id, name, role, password_hash, disabled, created) "
+                          "VALUES (1, 'ann', 'admin', 'h', false, 0)"))  # fmt: skip
+        for i, (kind, expires) in enumerate([("api", None), ("api", 500.0), ("session", 9.0)]):
+            conn.execute(text("INSERT INTO tokens (token_hash, user_id, kind, created, expires) "
+                              "VALUES (:h, 1, :k, 100, :e)"),
+                         {"h": f"{i:064d}", "k": kind, "e": expires})  # fmt: skip
+    db.migrate()
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT kind, expires FROM tokens ORDER BY token_hash")).all()
+    assert [(k, e) for k, e in rows] == [("api", 100 + 90 * 86400.0), ("api", 500.0),
+                                         ("session", 9.0)]
+    db.close()

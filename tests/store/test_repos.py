@@ -17,8 +17,10 @@ from vigil.store import (
     EventCursor,
     EventFilter,
     EventRepo,
+    LoginAttemptRepo,
     Role,
     SegmentRepo,
+    ThrottleKey,
     TokenKind,
     TokenRepo,
     UserRepo,
@@ -394,3 +396,68 @@ def test_users_lock_serialises_check_then_write(db: Database) -> None:
     assert seen == [0, 1]
     with db.session() as session:
         assert UserRepo(session).count(Role.ADMIN) == 1
+
+
+def test_api_tokens_listed_with_their_user_and_revoked_by_id(db: Database) -> None:
+    with db.session() as s:
+        users = UserRepo(s)
+        alice, bob = users.add("alice", Role.ADMIN, "h"), users.add("bob", Role.VIEWER, "h")
+        tokens = TokenRepo(s)
+        tokens.issue(alice.id, TokenKind.SESSION, ttl_s=60, now=T0)
+        a = tokens.issue(alice.id, TokenKind.API, ttl_s=60, name="a", now=T0 + 1)
+        b = tokens.issue(bob.id, TokenKind.API, ttl_s=60, name="b", now=T0 + 2)
+    with db.session() as s:
+        tokens = TokenRepo(s)
+        assert [(r.name, user) for r, user in tokens.api_tokens()] == [("a", "alice"),
+                                                                       ("b", "bob")]
+        assert [r.id for r, _ in tokens.api_tokens(bob.id)] == [b.row.id]
+        assert tokens.revoke_id(a.row.id)
+        assert not tokens.revoke_id(a.row.id)
+        assert tokens.get(a.row.id) is None
+        assert tokens.get(b.row.id) is not None
+
+
+def test_login_attempts_window_forget_clear_purge(db: Database) -> None:
+    ann, addr = ThrottleKey("account", "ann"), ThrottleKey("address", "192.0.2.1")
+    with db.session(immediate=True) as s:
+        repo = LoginAttemptRepo(s)
+        repo.lock([ann, addr])
+        ids = [repo.record(ann, T0 + i) for i in range(3)]
+        repo.record(addr, T0)
+        repo.record(ThrottleKey("account", "x" * 200), T0)  # long keys are cut, not refused
+    with db.session(immediate=True) as s:
+        repo = LoginAttemptRepo(s)
+        assert repo.window(ann, T0 - 1) == (3, T0)
+        assert repo.window(ann, T0) == (2, T0 + 1)  # the window is (since, now]
+        assert repo.window(ThrottleKey("address", "ann"), T0 - 1) == (0, None)  # scopes apart
+        assert repo.window(ThrottleKey("account", "x" * 200), T0 - 1) == (1, T0)
+        repo.forget(ids[:1])
+        assert repo.window(ann, T0 - 1) == (2, T0 + 1)
+        assert repo.purge(T0 + 1) == 3  # ann's T0 + 1, the address's and the long key's
+        assert repo.window(ann, T0 - 1) == (1, T0 + 2)
+        assert repo.clear(ann) == 1
+        assert repo.window(ann, T0 - 1) == (0, None)
+
+
+def test_login_attempt_lock_serialises_check_then_record(db: Database) -> None:
+    """Two attempts on one key: the second waits for the first's commit and counts its row."""
+    key = ThrottleKey("account", "ann")
+    seen: list[int] = []
+    first_in = threading.Event()
+
+    def attempt(hold_s: float) -> None:
+        with db.session(immediate=True) as session:
+            repo = LoginAttemptRepo(session)
+            repo.lock([key])
+            first_in.set()
+            count, _ = repo.window(key, T0 - 60)
+            time.sleep(hold_s)
+            seen.append(count)
+            repo.record(key, T0)
+
+    first = threading.Thread(target=attempt, args=(0.5,))
+    first.start()
+    assert first_in.wait(10)
+    attempt(0.0)
+    first.join(10)
+    assert seen == [0, 1]

@@ -8,14 +8,26 @@ one topic level each by `topic_level`: runs of characters other than letters, di
     vigil/events                         every lifecycle change of every event (JSON, QoS 1)
     vigil/<camera>/events                the same, for one camera
     vigil/<camera>/availability          online | offline   retained
+    vigil/<camera>/recording             {"state": "failed", "error": "recording failed:
+                                         disk full"} (JSON, retained; state recording,
+                                         reconnecting, failed or stopped)
     vigil/<camera>/<label>               objects of that label in the camera's zones (an int)
     vigil/<camera>/line/<line>/<dir>     crossings of a line, dir a_to_b | b_to_a (an int)
+    vigil/<camera>/line/<line>/<dir>/<label>          the same, for one class
+    vigil/<camera>/zone/<zone>/occupancy[/<label>]    objects inside a zone now (an int)
+    vigil/<camera>/zone/<zone>/entries[/<label>]      entries of a zone (an int)
+    vigil/<camera>/zone/<zone>/events/<kind>[/<label>]  a zone's dwell, loiter, speeding,
+                                         wrong_way and stopped events (an int)
+    vigil/<camera>/zone/<zone>/stopped   vehicles stopped in the zone now (zones with `stopped`)
+    vigil/<camera>/zone/<zone>/speed[/<label>]        mean speed of the visits that ended, in
+                                         the zone's unit, km/h or mph (calibrated zones)
 
 Event payloads are `vigil.events.sinks.event_to_dict` as compact JSON: no pixels. Counter
 states are retained so a subscriber that starts later (Home Assistant after a restart) reads
 the current value at once. ``<label>`` occupancy is the *largest* occupancy of that label
 among the camera's zones: an object standing where two zones overlap is counted once, and with
-one zone (the usual "whole view" setup) it is exact; per-zone figures are in the events.
+one zone (the usual "whole view" setup) it is exact; the ``zone/...`` topics give each zone's
+own figures, per class. Per-class topics appear once that class has been seen there.
 
 Home Assistant discovery (`MqttSink.announce`): one retained ``sensor`` config per camera and
 label (occupancy, ``state_class: measurement``) and per camera, line and direction (crossings,
@@ -59,7 +71,9 @@ ONLINE = "online"
 OFFLINE = "offline"
 
 #: Topic levels under a camera that labels must not take.
-_RESERVED = frozenset({"events", "availability", "line"})
+_RESERVED = frozenset({"events", "availability", "line", "zone", "recording"})
+#: Zone event counters of `RuleEngine.counts()` and their topic level under ``events/``.
+_ZONE_EVENTS = ("dwell", "loiter", "speeding", "wrong_way", "stopped")
 _NOT_LEVEL = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -89,11 +103,14 @@ class CameraDiscovery:
 
 @dataclass(frozen=True, slots=True)
 class MqttStats:
-    """Counters since the sink started."""
+    """Counters since the sink started: ``published`` messages handed to the client,
+    ``delivered`` those the broker acknowledged (QoS 1/2) or that went out on the socket
+    (QoS 0), ``dropped`` those lost to a full queue."""
 
     connected: bool
     connections: int
     published: int
+    delivered: int
     queued: int
     dropped: int
 
@@ -121,6 +138,8 @@ class MqttSink:
         self._closed = False
         self._connections = 0
         self._published = 0
+        self._delivered = 0
+        self._delivered_lock = threading.Lock()
         self._dropped = 0
         #: Why the last connection attempt failed, for status pages (None when connected).
         self.last_error: str | None = None
@@ -152,8 +171,14 @@ class MqttSink:
             )
         return self.camera_topic(camera, level)
 
-    def line_topic(self, camera: str, line: str, direction: Direction) -> str:
-        return self.camera_topic(camera, "line", line, direction.value)
+    def line_topic(
+        self, camera: str, line: str, direction: Direction, label: str | None = None
+    ) -> str:
+        levels = [direction.value] if label is None else [direction.value, label]
+        return self.camera_topic(camera, "line", line, *levels)
+
+    def zone_topic(self, camera: str, zone: str, *levels: str) -> str:
+        return self.camera_topic(camera, "zone", zone, *levels)
 
     # ----------------------------------------------------------------- client
 
@@ -187,6 +212,7 @@ class MqttSink:
             client.tls_insecure_set(tls.insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
         return client
 
     def _on_connect(
@@ -229,6 +255,14 @@ class MqttSink:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting",
                         self.config.host, self.config.port, reason)
 
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
+    ) -> None:
+        # Its own lock: paho calls this holding its callback lock, and ``self._lock`` is held
+        # around calls into paho, so taking ``self._lock`` here could deadlock.
+        with self._delivered_lock:
+            self._delivered += 1
+
     def _resync(self) -> None:
         """On every connection: Vigil online, every retained state again, then queued events."""
         self._send(self.availability_topic, ONLINE.encode(), retain=True)
@@ -268,9 +302,14 @@ class MqttSink:
                 connected=self._connected,
                 connections=self._connections,
                 published=self._published,
+                delivered=self._read_delivered(),
                 queued=len(self._queue),
                 dropped=self._dropped,
             )
+
+    def _read_delivered(self) -> int:
+        with self._delivered_lock:
+            return self._delivered
 
     def publish(self, event: Event) -> None:
         """Send one lifecycle change to ``<prefix>/events`` and ``<prefix>/<camera>/events``."""
@@ -297,6 +336,19 @@ class MqttSink:
             self._online[camera] = online
             if self._connected:
                 self._send(self._camera_availability(camera), _availability(online), retain=True)
+
+    def camera_recording(self, camera: str, state: str, error: str | None = None) -> None:
+        """Set ``<prefix>/<camera>/recording`` (retained): the recorder's state and, while it
+        fails, why (``{"state": "failed", "error": "recording failed: disk full"}``)."""
+        payload = json.dumps({"state": state, "error": error}, separators=(",", ":")).encode()
+        topic = self.camera_topic(camera, "recording")
+        with self._lock:
+            self._check_open()
+            if self._states.get(topic) == payload:
+                return
+            self._states[topic] = payload
+            if self._connected:
+                self._send(topic, payload, retain=True)
 
     def publish_counts(self, camera: str, counts: Mapping[str, Any]) -> None:
         """Publish a camera's counters from `RuleEngine.counts()` (retained; only changes).
@@ -404,7 +456,45 @@ class MqttSink:
             for direction in Direction:
                 topic = self.line_topic(camera, name, direction)
                 states[topic] = str(int(totals.get(direction.value, 0))).encode()
+            for label, by_dir in ((line or {}).get("by_class") or {}).items():
+                for direction in Direction:
+                    topic = self.line_topic(camera, name, direction, label)
+                    states[topic] = str(int(by_dir.get(direction.value, 0))).encode()
+        for name, zone in counts.get("zones", {}).items():
+            states.update(self._zone_states(camera, name, zone or {}))
         return states
+
+    def _zone_states(self, camera: str, name: str, zone: Mapping[str, Any]) -> dict[str, bytes]:
+        """One zone's counters (see the module docstring), from its `RuleEngine.counts()`."""
+        out: dict[str, bytes] = {}
+
+        def put(value: float | None, *levels: str) -> None:
+            if value is not None:
+                text = str(int(value)) if isinstance(value, int) else str(round(value, 2))
+                out[self.zone_topic(camera, name, *levels)] = text.encode()
+
+        occupancy = zone.get("occupancy") or {}
+        put(occupancy.get("current", 0), "occupancy")
+        for label, n in (occupancy.get("by_class") or {}).items():
+            put(int(n), "occupancy", label)
+        entries = zone.get("entries") or {}
+        put(entries.get("total", 0), "entries")
+        for label, n in (entries.get("by_class") or {}).items():
+            put(int(n), "entries", label)
+        by_class = zone.get("events_by_class") or {}
+        for kind in _ZONE_EVENTS:
+            if f"{kind}_events" in zone:
+                put(int(zone[f"{kind}_events"]), "events", kind)
+            for label, n in (by_class.get(kind) or {}).items():
+                put(int(n), "events", kind, label)
+        if "stopped" in zone:
+            put(int(zone["stopped"].get("current", 0)), "stopped")
+        speed = zone.get("speed")
+        if speed:
+            put(speed.get("mean"), "speed")
+            for label, stats in (speed.get("by_class") or {}).items():
+                put(stats.get("mean"), "speed", label)
+        return out
 
     def _discovery_configs(self, camera: str, info: CameraDiscovery) -> dict[str, Any]:
         node = self.config.node_id

@@ -1,7 +1,9 @@
 """``create_app``: the FastAPI application, secure by default.
 
 Public routes: ``/api/health``, ``/api/setup`` (only while no user exists), ``/api/login``,
-and the API's own documentation (``/api/docs``, ``/api/openapi.json``), which holds no data.
+and the API's own description (``/api/openapi.json``), which holds no data. There is no
+Swagger UI page: FastAPI's loads its scripts from a CDN, which would put a third party's code
+on Vigil's origin; load ``/api/openapi.json`` into any OpenAPI viewer instead.
 Every other route requires a session cookie (+ CSRF header on unsafe methods) or a bearer
 token; ``tests/api/test_routes_auth.py`` enumerates the routes to hold that line.
 """
@@ -15,11 +17,13 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from vigil import __version__
-from vigil.api import errors
-from vigil.api.auth import LoginLimiter
+from vigil.api import errors, openapi
+from vigil.api.auth import HashGate, LoginThrottle
 from vigil.api.clips import run_clip_job
 from vigil.api.exports import run_export_job
+from vigil.api.headers import ApiSecurityHeaders
 from vigil.api.jobs import Handler, JobRunner
+from vigil.api.limits import BodyLimit
 from vigil.api.routes import admin, auth, events, jobs, live, media
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
@@ -34,8 +38,7 @@ JOB_HANDLERS: dict[str, Handler] = {"clip": run_clip_job, "export": run_export_j
 #: Routes that answer without authentication (everything else must refuse). The web UI's
 #: index (``/``) is one of them; its static files (``/static/...``, a mount, not a route) are
 #: the other public part. Both hold no data (see ``vigil.web``).
-PUBLIC_PATHS = frozenset({"/api/health", "/api/setup", "/api/login", "/api/docs",
-                          "/api/docs/oauth2-redirect", "/api/openapi.json",
+PUBLIC_PATHS = frozenset({"/api/health", "/api/setup", "/api/login", "/api/openapi.json",
                           *PUBLIC_UI_PATHS})  # fmt: skip
 
 
@@ -49,8 +52,9 @@ def create_app(
 ) -> FastAPI:
     """The API over a migrated ``db``, the running cameras and the media under ``data_dir``.
 
-    ``redactor_factory``: builds the Redactor for ``(width, height)`` images; by default one
-    from ``settings.redact`` with a CenterFace detector loaded on first use and shared.
+    ``redactor_factory``: builds the redacting Redactor from a camera's ``RedactConfig``
+    (``settings.redact_for(camera)``) for ``(width, height)`` images; by default
+    ``build_redactor`` with a CenterFace detector loaded on first use and shared.
 
     Starts ``settings.job_workers`` threads that render event clips and exports in the
     background (jobs a stopped server left running are queued again first); they stop when
@@ -65,15 +69,17 @@ def create_app(
             state.jobs.stop()
 
     app = FastAPI(
-        title="Vigil", version=__version__, docs_url="/api/docs", redoc_url=None,
-        openapi_url="/api/openapi.json",
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        title="Vigil", version=__version__, docs_url=None, redoc_url=None,
+        openapi_url="/api/openapi.json", swagger_ui_oauth2_redirect_url=None,
         description="Private-by-design video analytics. Every read of media is audited.",
         lifespan=lifespan,
     )  # fmt: skip
     state = app.state.vigil = AppState(
         settings=settings, db=db, runtime=runtime, data_dir=Path(data_dir),
-        limiter=LoginLimiter(settings.login_max_failures, settings.login_window_s),
+        throttle=LoginThrottle(db, account_max=settings.login_max_failures,
+                               address_max=settings.login_max_failures_per_address,
+                               window_s=settings.login_window_s),
+        hashing=HashGate(settings.hash_slots, settings.hash_queue, settings.hash_wait_s),
         audit_log=AuditLog(db), redactor_override=redactor_factory,
     )  # fmt: skip
     errors.install(app)
@@ -84,4 +90,8 @@ def create_app(
         state.jobs = JobRunner(state, JOB_HANDLERS, workers=settings.job_workers)
         state.jobs.start()
     mount_web(app)  # the web UI at / and /static (public: no data in it)
+    app.add_middleware(ApiSecurityHeaders)
+    openapi.install(app, PUBLIC_PATHS)
+    # Outermost, so an oversized body is refused before any route or middleware reads it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -18,15 +18,16 @@ import hmac
 import math
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from vigil.errors import ConfigError
-from vigil.store import Role, hash_token
+from vigil.store import Database, LoginAttemptRepo, Role, ThrottleKey, hash_token
 
 SESSION_COOKIE = "vigil_session"
 CSRF_COOKIE = "vigil_csrf"
@@ -99,45 +100,156 @@ class Principal:
         return [c for c in cameras if self.sees(c)]
 
 
-class LoginLimiter:
-    """Failed logins per (client address, user name) in a sliding window; thread-safe.
+class LoginThrottledError(Exception):
+    """Too many failed logins for the account or the client address (answer 429)."""
 
-    ``retry_after(key)`` is 0 while the key may try again, else the seconds until the oldest
-    failure leaves the window. Keys are pruned when their window is empty, so memory is bounded
-    by the failures of the last window.
+    def __init__(self, retry_after: int, scope: str) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after} s")
+        self.retry_after = retry_after
+        self.scope = scope
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """An attempt the throttle let through: its rows, until the outcome is known."""
+
+    account: ThrottleKey
+    ids: tuple[int, ...]
+    #: Whether this attempt, if it fails, reaches the limit of its account or address.
+    last: bool
+
+
+class LoginThrottle:
+    """Failed logins per account name and per client address, in the database.
+
+    ``begin`` counts the attempt *before* the password is checked, in one transaction that
+    holds a lock on the attempt's keys (``LoginAttemptRepo.lock``): of any number of
+    concurrent guesses, at most the limit get checked and the rest are refused (429), in this
+    process or any other on the same database. While an account or an address is locked out
+    even the right password is refused. A success forgets the attempt and the account's
+    failures; an attempt that was never checked (the hash gate was full) is forgotten too.
+    Rows older than the window are purged at most once a window per process. IPv6 clients
+    count per /64 (``address_key``).
     """
 
-    def __init__(self, max_failures: int, window_s: float) -> None:
-        self.max_failures = max_failures
+    def __init__(
+        self, db: Database, *, account_max: int, address_max: int, window_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.db = db
+        self.account_max = account_max
+        self.address_max = address_max
         self.window_s = window_s
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self.clock = clock
+        self._purged = -math.inf
         self._lock = threading.Lock()
 
-    def _prune(self, key: tuple[str, str], now: float) -> deque[float] | None:
-        times = self._failures.get(key)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-            return None
-        return times
+    def begin(self, account: str, address: str | None) -> LoginAttempt:
+        """Count an attempt on ``account`` from ``address``; ``LoginThrottledError`` when over."""
+        now = self.clock()
+        keys = [(ThrottleKey("account", account), self.account_max)]
+        if address:
+            keys.append((ThrottleKey("address", address_key(address)), self.address_max))
+        with self.db.session(immediate=True) as session:
+            repo = LoginAttemptRepo(session)
+            repo.lock(k for k, _ in keys)
+            waits: list[tuple[int, str]] = []
+            last = False
+            for key, most in keys:
+                count, oldest = repo.window(key, now - self.window_s)
+                if count >= most:
+                    first = now if oldest is None else oldest
+                    waits.append((max(1, math.ceil(first + self.window_s - now)), key.scope))
+                last = last or count + 1 >= most
+            if waits:
+                wait, scope = max(waits)
+                raise LoginThrottledError(wait, scope)
+            ids = tuple(repo.record(key, now) for key, _ in keys)
+        self._maybe_purge(now)
+        return LoginAttempt(keys[0][0], ids, last)
 
-    def retry_after(self, key: tuple[str, str], now: float | None = None) -> int:
-        when = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._prune(key, when)
-            if times is None or len(times) < self.max_failures:
-                return 0
-            return max(1, math.ceil(times[0] + self.window_s - when))
+    def succeeded(self, attempt: LoginAttempt) -> None:
+        with self.db.session(immediate=True) as session:
+            repo = LoginAttemptRepo(session)
+            repo.forget(attempt.ids)
+            repo.clear(attempt.account)
 
-    def failed(self, key: tuple[str, str], now: float | None = None) -> None:
-        when = time.monotonic() if now is None else now
-        with self._lock:
-            self._prune(key, when)
-            self._failures.setdefault(key, deque()).append(when)
+    def unchecked(self, attempt: LoginAttempt) -> None:
+        """The password was not checked (server busy): the attempt does not count."""
+        with self.db.session(immediate=True) as session:
+            LoginAttemptRepo(session).forget(attempt.ids)
 
-    def succeeded(self, key: tuple[str, str]) -> None:
+    def _maybe_purge(self, now: float) -> None:
         with self._lock:
-            self._failures.pop(key, None)
+            if now - self._purged < self.window_s:
+                return
+            self._purged = now
+        with self.db.session(immediate=True) as session:
+            LoginAttemptRepo(session).purge(now - self.window_s)
+
+
+def address_key(address: str) -> str:
+    """What the per-address limit counts: the address, or for IPv6 its /64, since one
+    subscriber usually holds a whole /64 and could otherwise rotate through it."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6:
+        return str(ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+class HashBusyError(Exception):
+    """Every password-hashing slot is taken and the queue is full (answer 503)."""
+
+
+class HashGate:
+    """Bounds Argon2 work: at most ``slots`` hashes at once, ``queue`` more waiting.
+
+    Each Argon2id hash holds 64 MiB for about a tenth of a second per core; unbounded, 40
+    concurrent logins took 2.5 GiB and every worker thread, so even ``/api/health`` waited.
+    A request beyond ``slots + queue``, or one that waited ``wait_s`` for a slot, gets
+    ``HashBusyError`` at once instead of a thread. Thread-safe.
+    """
+
+    def __init__(self, slots: int, queue: int, wait_s: float) -> None:
+        if slots < 1 or queue < 0:
+            raise ConfigError(f"hash gate needs slots >= 1 and queue >= 0, got {slots}, {queue}")
+        self.slots, self.queue, self.wait_s = slots, queue, wait_s
+        self._semaphore = threading.BoundedSemaphore(slots)
+        self._admitted = 0
+        self._lock = threading.Lock()
+        #: The most hashes that ran at once (for tests and metrics).
+        self.peak = 0
+        self._running = 0
+
+    @property
+    def admitted(self) -> int:
+        """Callers now hashing or waiting for a slot."""
+        with self._lock:
+            return self._admitted
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold a hashing slot for the block; ``HashBusyError`` when none comes soon."""
+        with self._lock:
+            if self._admitted >= self.slots + self.queue:
+                raise HashBusyError("too many password checks at once")
+            self._admitted += 1
+        try:
+            if not self._semaphore.acquire(timeout=self.wait_s):
+                raise HashBusyError("no password-check slot became free in time")
+            try:
+                with self._lock:
+                    self._running += 1
+                    self.peak = max(self.peak, self._running)
+                yield
+            finally:
+                with self._lock:
+                    self._running -= 1
+                self._semaphore.release()
+        finally:
+            with self._lock:
+                self._admitted -= 1
+

@@ -6,9 +6,11 @@ Redacted clips are rendered by ``clip`` jobs (``vigil.api.jobs``), not inside a 
 server queues one when a live event ends (``ClipJobSink``), so that the clip is in the cache
 before anyone opens it; a request for a clip that is not ready queues it at the top
 (``queue_clip``) and answers 202 with the job's progress. Unredacted clips are a stream copy
-(fast) and are still cut in the request that was granted them.
+(fast, or a masks-only re-encode for a camera with static masks) and are still cut in the
+request that was granted them.
 
-The cache key holds everything the clip is made of: the event, redacted or not, the span, and
+The cache key holds everything the clip is made of: the event, redacted or not, the camera's
+redaction settings (a new mask or mode after a restart cuts the clip again), the span, and
 each source segment's id, end and SHA-256. A clip cut while the post-roll was still being
 recorded (or before retention deleted a segment) is therefore cut again when the segments
 change, and an open event's clip (its span grows) is never served stale. Older clips of the
@@ -39,9 +41,9 @@ from vigil.api.jobs import (
     Progress,
     submit,
 )
-from vigil.api.media import safe_media_path
+from vigil.api.media import RECORDINGS, stored_media_path
 from vigil.api.state import AppState
-from vigil.privacy import UnredactedGrant
+from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
 from vigil.record.layout import check_camera_id
 from vigil.record.signing import load_or_create_key
@@ -101,7 +103,9 @@ def plan_clip(state: AppState, row: EventRow, *, redacted: bool) -> ClipPlan:
         raise ApiError(404, "no_recording", f"no recording of camera {camera!r} covers event "
                        f"{row.id!r} ({_iso(start)} .. {_iso(end)}): the camera was not "
                        "recording then, or retention deleted the segments")  # fmt: skip
-    path = folder / f"{prefix}-{_digest(row.id, redacted, start, end, segments)}.mp4"
+    redaction = state.redact_config(camera).model_dump_json()
+    digest = _digest(row.id, redacted, redaction, (start, end), segments)
+    path = folder / f"{prefix}-{digest}.mp4"
     return ClipPlan(path, start, end, segments)
 
 
@@ -120,7 +124,8 @@ def event_clip(
     state: AppState, row: EventRow, grant: UnredactedGrant | None,
     on_fraction: Callable[[float], None] | None = None,
 ) -> Clip:  # fmt: skip
-    """The clip of ``row`` (redacted unless ``grant``), cut unless cached.
+    """The clip of ``row`` (redacted unless ``grant``: then masks-only or a stream copy, see
+    ``AppState.export_redactor``), cut unless cached.
 
     404 ``no_recording`` when no segment overlaps the span. Blocking (decodes and encodes
     for a redacted clip): call from a worker thread (the clip job does, for redacted clips).
@@ -132,13 +137,13 @@ def event_clip(
             os.utime(path)
             return Clip(path, plan.start, plan.end, cached=True)
         _delete_clips(path.parent, _prefix(row.id, redacted=grant is None), keep=path)
+        sources = [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in plan.segments]
         export_range(
-            [safe_media_path(state.data_dir, s.path) for s in plan.segments], plan.start,
-            plan.end, path, key=load_or_create_key(state.signing_key_path),
-            redactor_factory=state.redactor if grant is None else None, grant=grant,
-            camera=camera, starts=[s.start for s in plan.segments],
-            redaction_mode=state.redaction_mode(camera), on_fraction=on_fraction,
-            face_search=state.face_search(row.box),
+            sources, plan.start, plan.end, path,
+            key=load_or_create_key(state.signing_key_path),
+            redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+            starts=[s.start for s in plan.segments], on_fraction=on_fraction,
+            face_search=state.face_search(row.box) if grant is None else None,
         )  # fmt: skip
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
     return Clip(path, plan.start, plan.end, cached=False)
@@ -212,6 +217,35 @@ class ClipJobSink:
         """Nothing to release: the database belongs to whoever built it."""
 
 
+def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
+    """The file that plays segment ``row`` for ``actor`` (an operator): the recording itself,
+    or, for a camera with static masks, a masks-only re-encode of it (masks apply even to
+    unredacted output), cut on first request and cached with the clips. Blocking."""
+    source = stored_media_path(state.data_dir, row.path, RECORDINGS)
+    config = state.redact_config(row.camera)
+    if not config.masks:
+        return source
+    camera = check_camera_id(row.camera)
+    material = [row.id, row.end, row.sha256, config.model_dump_json()]
+    digest = hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
+    folder = state.clips_dir / camera
+    path = folder / f"segment-{row.id}-{digest}.mp4"
+    with state.clip_lock(path.name):
+        if path.is_file():
+            os.utime(path)
+            return path
+        _delete_clips(folder, f"segment-{row.id}", keep=path)
+        grant = unredacted_access("segment playback (static masks applied)", actor,
+                                  state.unredacted_file, f"segment {row.id}")  # fmt: skip
+        export_range(
+            [source], row.start, row.end, path, key=load_or_create_key(state.signing_key_path),
+            redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+            starts=[row.start],
+        )  # fmt: skip
+    prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
+    return path
+
+
 def prune_clip_cache(root: Path, max_bytes: int, *, keep: Path) -> list[Path]:
     """Delete the least recently served clips (with their manifests) until the cache under
     ``root`` holds at most ``max_bytes``; never ``keep`` (the clip being served). Returns
@@ -244,9 +278,11 @@ def _prefix(event_id: str, *, redacted: bool) -> str:
 
 
 def _digest(
-    event_id: str, redacted: bool, start: float, end: float, segments: list[SegmentRow]
-) -> str:
-    material = [event_id, redacted, start, end, [(s.id, s.end, s.sha256) for s in segments]]
+    event_id: str, redacted: bool, redaction: str, span: tuple[float, float],
+    segments: list[SegmentRow],
+) -> str:  # fmt: skip
+    material = [event_id, redacted, redaction, *span,
+                [(s.id, s.end, s.sha256) for s in segments]]  # fmt: skip
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
 
 

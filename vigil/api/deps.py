@@ -9,8 +9,10 @@ added later cannot forget authentication; routes then ask for the role they need
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from ipaddress import ip_address
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -25,9 +27,12 @@ from vigil.api.auth import (
     csrf_valid,
 )
 from vigil.api.errors import ForbiddenError
+from vigil.api.settings import Network
 from vigil.api.state import AppState
-from vigil.errors import AuthError
+from vigil.errors import AuthError, StorageError
 from vigil.store import TokenKind, TokenRepo
+
+log = logging.getLogger(__name__)
 
 # ``last_used`` is for people reviewing tokens: a minute's precision is enough, and it keeps
 # most requests free of any database write.
@@ -43,7 +48,36 @@ StateDep = Annotated[AppState, Depends(get_state)]
 
 
 def client_address(conn: HTTPConnection) -> str | None:
-    return conn.client.host if conn.client else None
+    """The client's address: the peer's, or what a trusted proxy says in ``X-Forwarded-For``.
+
+    The header is believed only when the peer is one of ``trusted_proxies`` (none by
+    default); anyone else could put any address there, escape the login throttle and forge
+    the audit log's ``source``. The list is read from the right, skipping the trusted proxies:
+    the first other hop is the address the outermost trusted proxy saw, and hops further left
+    were written by the client. A hop that is not an address makes the header count as absent.
+    """
+    peer = conn.client.host if conn.client else None
+    proxies = get_state(conn).settings.trusted_proxies
+    if peer is None or not proxies or not _within(peer, proxies):
+        return peer
+    hops = [h.strip() for v in conn.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    hops = [h for h in hops if h]
+    for hop in reversed(hops):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            return peer
+        if not any(address in net for net in proxies):
+            return str(address)
+    return hops[0] if hops else peer
+
+
+def _within(host: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in proxies)
 
 
 def bearer(conn: HTTPConnection) -> str | None:
@@ -64,9 +98,17 @@ def principal_for(state: AppState, token: str, kind: TokenKind, client: str | No
         cams = None if user.cameras is None else tuple(user.cameras)
         who = Principal(user.id, user.name, user.role, cams, kind.value, client)
     now = time.time()
-    if row.last_used is None or now - row.last_used >= TOUCH_INTERVAL_S:
-        with state.db.session(immediate=True) as session:
-            TokenRepo(session).touch(row.id, now=now)
+    due = row.last_used is None or now - row.last_used >= TOUCH_INTERVAL_S
+    if due and now >= state.touch_retry_at:
+        try:
+            with state.db.session(immediate=True) as session:
+                TokenRepo(session).touch(row.id, now=now)
+        except StorageError as exc:
+            # ``last_used`` is bookkeeping: a full disk (or a database that takes no writes)
+            # must not turn every authenticated read into a 503. Try again in a minute.
+            state.touch_retry_at = now + TOUCH_INTERVAL_S
+            log.warning("token last_used not updated (%s); reads go on, retrying in %.0f s",
+                        exc, TOUCH_INTERVAL_S)  # fmt: skip
     return who
 
 

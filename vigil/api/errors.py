@@ -34,6 +34,16 @@ class ApiError(VigilError):
         self.headers = dict(headers or {})
 
 
+#: Seconds a client is told to wait when every password-check slot is taken.
+BUSY_RETRY_S = 1
+
+
+def hashing_busy() -> ApiError:
+    """503 for a password check that the hash gate has no room for (``HashGate``)."""
+    return ApiError(503, "busy", "the server is busy checking passwords; retry in a moment",
+                    headers={"Retry-After": str(BUSY_RETRY_S)})  # fmt: skip
+
+
 def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found (or not in your camera scope)")
 
@@ -49,7 +59,7 @@ _STATUS: tuple[tuple[type[VigilError], int, str], ...] = (
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                405: "method_not_allowed", 409: "conflict", 416: "range_not_satisfiable",
-               429: "rate_limited"}  # fmt: skip
+               413: "too_large", 429: "rate_limited", 503: "busy"}  # fmt: skip
 
 
 def error_response(

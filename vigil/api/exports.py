@@ -14,7 +14,7 @@ from typing import Any
 
 from vigil.api.auth import Principal
 from vigil.api.jobs import PRIORITY_EXPORT, Progress, submit
-from vigil.api.media import safe_media_path
+from vigil.api.media import RECORDINGS, stored_media_path
 from vigil.api.schemas import ExportOut, ExportRequest
 from vigil.api.state import AppState
 from vigil.errors import ConfigError, SourceError
@@ -62,12 +62,15 @@ def run_export_job(state: AppState, job: JobRow, progress: Progress) -> dict[str
     if p.get("unredacted"):
         grant = unredacted_access(str(p.get("reason") or ""), str(p.get("actor")),
                                   state.unredacted_file, f"export {camera} {start}..{end}")
+    # Media confinement and per-camera redaction as everywhere else: DB-named paths stay
+    # under recordings/, and a granted export still gets the camera's static masks.
+    paths = [stored_media_path(state.data_dir, r.path, RECORDINGS) for r in rows]
     result = export_range(
-        [safe_media_path(state.data_dir, r.path) for r in rows], start, end,
-        state.exports_dir / name, key=load_or_create_key(state.signing_key_path),
-        redactor_factory=None if grant is not None else state.redactor, grant=grant,
-        camera=camera, starts=[r.start for r in rows], redaction_mode=state.redaction_mode(camera),
-        on_fraction=progress, face_search=None if grant is not None else state.face_search(),
+        paths, start, end, state.exports_dir / name,
+        key=load_or_create_key(state.signing_key_path),
+        redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
+        starts=[r.start for r in rows], on_fraction=progress,
+        face_search=None if grant is not None else state.face_search(),
     )  # fmt: skip
     out = ExportOut(name=name, url=f"/api/exports/{name}",
                     manifest_url=f"/api/exports/{name}/manifest", start=result.start,

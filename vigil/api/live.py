@@ -2,24 +2,31 @@
 
 ``LiveGrants`` keeps the grants of ``POST /api/cameras/{name}/live/unredacted`` in memory: a
 grant is a random token valid for one user and one camera until it expires (or is ended).
-A restart forgets them, which fails closed.
+A restart forgets them, which fails closed. Each grant holds a digest of its user's account
+as it was when granted (``account_state``: role, disabled, password hash, camera scope): a
+change made through the API ends the user's grants at once, one made elsewhere (``vigil
+user`` on the same database) is seen by the stream's next look at the account.
 
 ``LiveFrames`` renders the newest frame of a camera as JPEG for a ``LiveView`` (width, overlay,
 redacted) and caches the last render per view, keyed by the frame's time, so N viewers of a
 camera cost one redaction and one encoding per new frame, not N. Redaction runs at the frame's
 own size, before scaling (small faces are still found), with one stream ``Redactor`` per camera
-so its temporal hold covers a face the detector misses for a frame or two. The overlay is drawn
-after redaction, on the scaled image, so its text stays legible and is never blurred.
+(built from that camera's redaction settings) so its temporal hold covers a face the detector
+misses for a frame or two. An unredacted view still gets the camera's static masks. The
+overlay is drawn after redaction, on the scaled image, so its text stays legible and is never
+blurred.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,18 +37,34 @@ from vigil.api.runtime import RuntimeView, TrackSnapshot
 from vigil.privacy import Redactor
 from vigil.types import Detections, ImageArray
 
-RedactorFactory = Callable[[tuple[int, int]], Redactor]
+if TYPE_CHECKING:
+    from vigil.store import UserRow
+
+#: ``(camera, (width, height))`` → the redacting stream Redactor of that camera.
+RedactorFactory = Callable[[str, tuple[int, int]], Redactor]
+#: ``(camera, image)`` → the image as granted unredacted output shows it (static masks on).
+Unredacted = Callable[[str, ImageArray], ImageArray]
 
 
 @dataclass(frozen=True, slots=True)
 class LiveGrant:
-    """Permission for ``user`` to watch ``camera`` unredacted until ``expires_at`` (UNIX s)."""
+    """Permission for ``user`` to watch ``camera`` unredacted until ``expires_at`` (UNIX s),
+    while the user's ``account_state`` stays ``account``."""
 
     token: str
     user: str
     camera: str
     reason: str
     expires_at: float
+    account: str
+
+
+def account_state(row: UserRow) -> str:
+    """A digest of what a grant rests on: the user's role, state, password and scope. The
+    password hash only enters the digest; the digest is kept in memory, never logged."""
+    cameras = None if row.cameras is None else sorted(row.cameras)
+    material = [row.id, row.role.value, bool(row.disabled), row.password_hash, cameras]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
 
 
 class LiveGrants:
@@ -53,9 +76,9 @@ class LiveGrants:
         self._grants: dict[str, LiveGrant] = {}
         self._lock = threading.Lock()
 
-    def issue(self, user: str, camera: str, reason: str) -> LiveGrant:
+    def issue(self, user: str, camera: str, reason: str, account: str) -> LiveGrant:
         grant = LiveGrant(secrets.token_urlsafe(24), user, camera, reason,
-                          self.clock() + self.ttl_s)  # fmt: skip
+                          self.clock() + self.ttl_s, account)  # fmt: skip
         with self._lock:
             self._prune()
             self._grants[grant.token] = grant
@@ -78,6 +101,14 @@ class LiveGrants:
                 return None
             del self._grants[token]
         return grant
+
+    def end_user(self, user: str) -> list[LiveGrant]:
+        """End every grant of ``user`` (their account changed); the grants ended."""
+        with self._lock:
+            ended = [g for g in self._grants.values() if g.user == user]
+            for grant in ended:
+                del self._grants[grant.token]
+        return ended
 
     def _prune(self) -> None:
         now = self.clock()
@@ -108,9 +139,12 @@ def frame_time(runtime: RuntimeView, camera: str) -> float | None:
 class LiveFrames:
     """Shared, cached live renders (see the module docstring); thread-safe."""
 
-    def __init__(self, runtime: RuntimeView, redactor: RedactorFactory) -> None:
+    def __init__(
+        self, runtime: RuntimeView, redactor: RedactorFactory, unredacted: Unredacted
+    ) -> None:
         self.runtime = runtime
         self._redactor_factory = redactor
+        self._unredacted = unredacted
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._redactors: dict[str, Redactor] = {}
@@ -133,7 +167,10 @@ class LiveFrames:
             frame = self.runtime.latest_frame(view.camera)
             if frame is None:
                 return None
-            image = self._redact(view.camera, frame, when) if view.redacted else frame
+            if view.redacted:
+                image = self._redact(view.camera, frame, when)
+            else:
+                image = self._unredacted(view.camera, frame)
             image = _scale(image, view.width)
             if view.overlay:
                 image = self._draw(view.camera, image)
@@ -158,7 +195,7 @@ class LiveFrames:
         size = (int(frame.shape[1]), int(frame.shape[0]))
         redactor = self._redactors.get(camera)
         if redactor is None or redactor.frame_size != size:
-            redactor = self._redactors[camera] = self._redactor_factory(size)
+            redactor = self._redactors[camera] = self._redactor_factory(camera, size)
         image = redactor.process(frame)
         self._redacted[camera] = (when, image)
         self.redactions += 1

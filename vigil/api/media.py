@@ -2,7 +2,11 @@
 
 Every file the API serves is found through ``safe_media_path``: the stored relative path must
 have no absolute prefix, ``..``, backslash or NUL, and must resolve (symlinks included) to a
-file under the media root. Nothing here builds a shell command.
+file under the media root. Paths that database rows hold (relative to the data directory) go
+through ``stored_media_path``, which confines them to one media folder (``recordings/`` or
+``snapshots/``): the data directory also holds the database, the export signing key and the
+local unredacted-access log, and a row that names one of those (a tampered database) must not
+get it served. Nothing here builds a shell command.
 """
 
 from __future__ import annotations
@@ -33,6 +37,20 @@ def safe_media_path(root: Path, relative: str) -> Path:
     if not target.is_relative_to(base) or not target.is_file():
         raise not_found("media file")
     return target
+
+
+#: The data directory's folders of recorded segments and of event snapshots.
+RECORDINGS = "recordings"
+SNAPSHOTS = "snapshots"
+
+
+def stored_media_path(data_dir: Path, relative: str, folder: str) -> Path:
+    """The file a database row names (``relative`` to ``data_dir``) when it lies in the media
+    ``folder`` of ``data_dir`` (symlinks resolved); 404 for anything else."""
+    head, _, rest = relative.partition("/")
+    if head != folder:
+        raise not_found("media file")
+    return safe_media_path(data_dir / folder, rest)
 
 
 def check_range(header: str | None, size: int) -> None:
@@ -73,11 +91,18 @@ class Redactors(Protocol):
     """What ``outgoing_image`` needs of ``AppState``: named here, because ``state`` imports
     the live renders, which encode with this module."""
 
-    def redactor(self, size: tuple[int, int]) -> Redactor: ...
+    def redactor(self, camera: str, size: tuple[int, int]) -> Redactor: ...
+
+    def unredacted(self, camera: str, image: ImageArray) -> ImageArray: ...
 
 
-def outgoing_image(state: Redactors, image: ImageArray, *, unredacted: bool) -> bytes:
-    """JPEG bytes of ``image``: redacted unless an audited unredacted request said otherwise."""
-    if not unredacted:
-        image = state.redactor((int(image.shape[1]), int(image.shape[0]))).redact_still(image)
+def outgoing_image(state: Redactors, camera: str, image: ImageArray, *,
+                   unredacted: bool) -> bytes:  # fmt: skip
+    """JPEG bytes of ``camera``'s ``image``, redacted by the camera's settings unless an
+    audited unredacted request said otherwise; its static masks apply either way."""
+    if unredacted:
+        image = state.unredacted(camera, image)
+    else:
+        size = (int(image.shape[1]), int(image.shape[0]))
+        image = state.redactor(camera, size).redact_still(image)
     return encode_jpeg(image)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
-from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, UserRow
+from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, TokenRow, UserRow
 
 
 class _Body(BaseModel):
@@ -30,6 +30,13 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool
     setup_required: bool
+    storage: Literal["ok", "low", "full", "unknown"] = Field(
+        description="Free space of the data directory: full (under 1 MiB), low (under "
+        "server.min_free_bytes), unknown (cannot be asked).")
+    free_bytes: int | None = Field(description="Free bytes in the data directory.")
+    recording: Literal["ok", "failed", "off"] = Field(
+        description="failed while any camera's recorder cannot write; off: nothing records.")
+    recording_failed: int = Field(description="How many cameras cannot record now.")
 
 
 class Credentials(_Body):
@@ -51,13 +58,32 @@ class Me(BaseModel):
 
 class TokenRequest(_Body):
     name: str = Field(min_length=1, max_length=64)
-    ttl_s: float | None = Field(None, gt=0, description="Lifetime; none = until revoked.")
+    ttl_s: float | None = Field(
+        None, gt=0, description="Lifetime in seconds; none = the server's token_ttl (90 days), "
+        "which is also the most.")  # fmt: skip
 
 
 class TokenOut(BaseModel):
+    id: int = Field(description="Revoke with DELETE /api/tokens/{id}.")
     token: str = Field(description="Shown once; only its hash is stored.")
     name: str | None
     expires: float | None
+
+
+class TokenInfo(BaseModel):
+    """An API token as listed: never the token itself."""
+
+    id: int
+    user: str
+    name: str | None
+    created: float
+    expires: float | None
+    last_used: float | None
+
+    @classmethod
+    def of(cls, row: TokenRow, user: str) -> TokenInfo:
+        return cls(id=row.id, user=user, name=row.name, created=row.created,
+                   expires=row.expires, last_used=row.last_used)  # fmt: skip
 
 
 #: Events in REST have the one shape of every event Vigil sends (MQTT, webhooks, WebSocket).
@@ -71,6 +97,7 @@ def event_out(row: EventRow, *, has_clip: bool) -> EventPayload:
         track_id=row.track_id, state=row.state, live=row.live, start=row.start, end=row.end,
         duration=None if row.end is None else row.end - row.start, zones=list(row.zones),
         zones_now=list(row.zones_now or []), lines=list(row.lines), counts=dict(row.counts),
+        measures=dict(row.measures or {}),
         top_score=round(min(1.0, max(0.0, row.top_score)), 4), box=row.box,
         has_snapshot=row.snapshot_path is not None, has_clip=has_clip,
         evidence_lock=row.evidence_lock, reviewed=row.reviewed,
@@ -192,6 +219,11 @@ class CameraOut(BaseModel):
     skipped_frames: int
     inference_ms: float
     queue_depth: int
+    recording: str | None = Field(
+        None, description="Recorder state (recording, reconnecting, failed...); null: not "
+        "recorded.")  # fmt: skip
+    recording_error: str | None = Field(
+        None, description='Why recording fails, e.g. "recording failed: disk full".')
 
 
 class RulesBody(_Body):

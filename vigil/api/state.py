@@ -1,29 +1,46 @@
-"""``AppState``: what every route shares (settings, database, runtime, media root, limiter).
+"""``AppState``: what every route shares (settings, database, runtime, media root, login
+throttle, password-hashing gate).
 
 Built by ``create_app`` and kept on ``app.state.vigil``; nothing here is created at import.
 The face detector used for redaction is loaded once, on first use, and shared: the
 ``Redactor`` built per output image is cheap, the ONNX session is not.
+
+Every route that sends pixels asks this state how, per camera: ``redact_config`` is the one
+answer to "which redaction holds for camera X" (``ApiSettings.redact_for``), ``redactor``
+builds the redacting Redactor from it, ``unredacted`` applies what audited unredacted output
+still gets (the camera's static masks), and ``export_redactor`` picks the export path.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.api.auth import LoginLimiter, Principal
+from vigil.api.auth import HashGate, LoginThrottle, Principal
 from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.config.models import RedactConfig
-from vigil.privacy import FaceDetector, Redactor
+from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
+from vigil.privacy.masks import masked
 from vigil.record.export import FaceSearch
-from vigil.store import AuditLog, AuditRow, Database
+from vigil.store import AuditLog, AuditRow, Database, TokenRepo
+from vigil.types import ImageArray
 
-RedactorFactory = Callable[[tuple[int, int]], Redactor]
+#: Builds a redacting Redactor from a camera's RedactConfig for ``(width, height)`` images
+#: (tests inject one that shares a loaded face detector).
+RedactorFactory = Callable[[RedactConfig, tuple[int, int]], Redactor]
+#: Builds an export's Redactor for ``(width, height)`` frames (see ``vigil.record.export``).
+ExportRedactor = Callable[[tuple[int, int]], Redactor]
+
+#: Seconds between purges of expired tokens (per process).
+TOKEN_PURGE_S = 600.0
 
 
 @dataclass
@@ -32,7 +49,8 @@ class AppState:
     db: Database
     runtime: RuntimeView
     data_dir: Path
-    limiter: LoginLimiter
+    throttle: LoginThrottle
+    hashing: HashGate
     audit_log: AuditLog
     redactor_override: RedactorFactory | None = None
     #: Set when the app shuts down: live streams end at their next poll.
@@ -41,11 +59,15 @@ class AppState:
     live_streams: int = 0
     #: Background clip and export jobs (None until ``create_app`` starts them).
     jobs: JobRunner | None = field(default=None, repr=False)
+    #: No token ``last_used`` write before this time (UNIX s): the last one failed.
+    touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
-    _faces: FaceDetector | None = field(default=None, repr=False)
+    _faces: dict[tuple[float, tuple[float, ...], int], FaceDetector] = field(
+        default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _tokens_purged: float = field(default=-math.inf, repr=False)
 
     @property
     def exports_dir(self) -> Path:
@@ -78,7 +100,7 @@ class AppState:
         """Shared renders of the cameras' live frames (one redaction per frame)."""
         with self._lock:
             if self._frames is None:
-                self._frames = LiveFrames(self.runtime, self.redactor)
+                self._frames = LiveFrames(self.runtime, self.redactor, self.unredacted)
             return self._frames
 
     def clip_lock(self, key: str) -> threading.Lock:
@@ -97,13 +119,6 @@ class AppState:
         if self.jobs is not None:
             self.jobs.wake()
 
-    def redact_config(self, camera: str | None = None) -> RedactConfig:
-        """The redaction settings that apply to ``camera``'s media (the one place that asks)."""
-        return self.settings.redact
-
-    def redaction_mode(self, camera: str | None = None) -> str:
-        return self.redact_config(camera).mode
-
     def face_search(self, box: list[float] | None = None) -> FaceSearch | None:
         """How clips and exports search faces (``ApiSettings.face_full_every_s``);
         ``box``: a normalised box where a person is known to be (an event's)."""
@@ -113,18 +128,56 @@ class AppState:
         hints = ((box[0], box[1], box[2], box[3]),) if box is not None and len(box) == 4 else ()
         return FaceSearch(every, hints)
 
-    def redactor(self, size: tuple[int, int]) -> Redactor:
-        """A fresh Redactor for ``(width, height)`` images, with the shared detectors."""
+    def redact_config(self, camera: str) -> RedactConfig:
+        """The redaction in force for ``camera`` (its own settings over the global ones)."""
+        return self.settings.redact_for(camera)
+
+    def redactor(self, camera: str, size: tuple[int, int]) -> Redactor:
+        """A fresh redacting Redactor for ``camera``'s ``(width, height)`` images, with the
+        shared detectors."""
+        config = self.redact_config(camera)
         if self.redactor_override is not None:
-            return self.redactor_override(size)
+            return self.redactor_override(config, size)
         from vigil.privacy.redactor import build_face_detector, build_redactor, mode_needs_faces
 
-        config = self.redact_config()
+        faces = None
         if mode_needs_faces(config.mode):
+            # One detector per set of face settings: cameras may tune threshold and scales.
+            key = (config.face_threshold, tuple(config.face_scales), config.face_max_side)
             with self._lock:
-                if self._faces is None:
-                    self._faces = build_face_detector(config)
-        return build_redactor(config, size, face_detector=self._faces)
+                faces = self._faces.get(key)
+                if faces is None:
+                    faces = self._faces[key] = build_face_detector(config)
+        return build_redactor(config, size, face_detector=faces)
+
+    def unredacted(self, camera: str, image: ImageArray) -> ImageArray:
+        """``image`` as audited unredacted output of ``camera`` shows it: a copy with the
+        camera's static masks blacked out (they apply always, see ``docs/privacy.md``)."""
+        return masked(image, self.redact_config(camera).masks)
+
+    def export_redactor(
+        self, camera: str, grant: UnredactedGrant | None
+    ) -> ExportRedactor | None:
+        """The Redactor factory of an export or clip of ``camera``: redacting without
+        ``grant``; with it, masks only (re-encoded) when the camera has static masks, else
+        None, the stream copy, which keeps the recording's own bytes."""
+        config = self.redact_config(camera)
+        if grant is None:
+            return lambda size: self.redactor(camera, size)
+        if not config.masks:
+            return None
+        return lambda size: Redactor(config, size, grant=grant)
+
+    def purge_expired_tokens(self, now: float | None = None) -> None:
+        """Delete expired sessions and tokens, at most once every ``TOKEN_PURGE_S`` per process
+        (called where tokens are minted, so the table cannot grow without bound)."""
+        when = time.time() if now is None else now
+        with self._lock:
+            if when - self._tokens_purged < TOKEN_PURGE_S:
+                return
+            self._tokens_purged = when
+        with self.db.session(immediate=True) as session:
+            TokenRepo(session).purge_expired(now=when)
 
     def audit(
         self, who: Principal, action: str, target: str, *, reason: str | None = None,

@@ -133,6 +133,21 @@ def print_summary(summary: AnalyzeSummary, console: Console) -> None:
     for name, zone in summary.counts.get("zones", {}).items():
         console.print(
             f"zone [bold]{name}[/]: {zone['entries']['total']} entries, "
-            f"max occupancy {zone['occupancy']['max']}"
+            f"max occupancy {zone['occupancy']['max']}{_traffic_text(zone)}"
         )
     console.print("written: " + ", ".join(str(p) for p in summary.outputs))
+
+
+def _traffic_text(zone: dict[str, Any]) -> str:
+    """A calibrated or one-way zone's extra figures for the summary line ("" for others)."""
+    parts = []
+    speed = zone.get("speed")
+    if speed and speed.get("mean") is not None:
+        parts.append(
+            f"mean speed {speed['mean']:.1f} {speed['unit']} over {speed['tracks']} track(s), "
+            f"top {speed['max']:.1f}"
+        )
+    for kind in ("speeding", "wrong_way", "stopped"):
+        if f"{kind}_events" in zone:
+            parts.append(f"{zone[f'{kind}_events']} {kind.replace('_', '-')}")
+    return "".join(f", {p}" for p in parts)

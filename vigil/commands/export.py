@@ -1,7 +1,10 @@
 """``vigil export RECORDINGS CAMERA START END OUT.mp4``: a signed MP4 of a time range.
 
-Redacted by default (faces blurred, ``RedactConfig()``); ``--unredacted`` needs ``--reason``
-and writes an audit record first (``vigil.privacy.unredacted_access``). Segments are found by
+Redacted by default: faces blurred (``RedactConfig()``), or with ``--config FILE`` as that
+configuration redacts the camera (``VigilConfig.redact_for``: mode, style, static masks).
+``--unredacted`` needs ``--reason`` and writes an audit record first
+(``vigil.privacy.unredacted_access``); it is a stream copy unless the camera has static masks,
+which apply even then (the frames are re-encoded with only the masks). Segments are found by
 the file layout, so this works from the recordings folder alone.
 """
 
@@ -20,7 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from vigil.config.models import RedactConfig
 from vigil.errors import ConfigError, SourceError
 from vigil.paths import cache_dir
-from vigil.privacy import build_redactor, default_audit_path, unredacted_access
+from vigil.privacy import (
+    Redactor,
+    UnredactedGrant,
+    build_redactor,
+    default_audit_path,
+    unredacted_access,
+)
 from vigil.record.export import RedactorFactory, export_range, overlapping
 from vigil.record.layout import check_camera_id, parse_segment_path
 from vigil.record.signing import fingerprint, load_or_create_key
@@ -39,6 +48,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("output", type=Path, help="MP4 file to write")
     parser.add_argument("--unredacted", action="store_true", help="no redaction (audited)")
     parser.add_argument("--reason", default="", help="why unredacted output is needed")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="redact as this configuration does for CAMERA (its own redact: "
+                        "settings and static masks); default: faces, no masks")  # fmt: skip
     parser.add_argument(
         "--key", type=Path, default=None,
         help="Ed25519 signing key (created 0600 if absent; default $VIGIL_EXPORT_KEY or cache)",
@@ -87,18 +99,31 @@ def _key_path(args: argparse.Namespace) -> Path:
     return Path(env) if env else cache_dir() / "export_ed25519.pem"
 
 
+def _redaction(args: argparse.Namespace) -> RedactConfig:
+    if args.config is None:
+        return RedactConfig()
+    from vigil.config.loader import load_config
+
+    return load_config(args.config).redact_for(args.camera)
+
+
+def _masks_only(config: RedactConfig, grant: UnredactedGrant) -> RedactorFactory:
+    return lambda size: Redactor(config, size, grant=grant)
+
+
 def run(args: argparse.Namespace) -> int:
     start, end = parse_time(args.start), parse_time(args.end)
     segments = find_segments(args.recordings, args.camera, start, end)
     if not segments:
         raise SourceError(f"no segments of {args.camera} between {args.start} and {args.end}")
     key = load_or_create_key(_key_path(args))
+    config = _redaction(args)
     grant = None
-    factory: RedactorFactory | None = lambda size: build_redactor(RedactConfig(), size)  # noqa: E731
+    factory: RedactorFactory | None = lambda size: build_redactor(config, size)  # noqa: E731
     if args.unredacted:
         what = f"export {args.camera} {args.start}..{args.end} -> {args.output}"
         grant = unredacted_access(args.reason, getpass.getuser(), default_audit_path(), what)
-        factory = None
+        factory = _masks_only(config, grant) if config.masks else None
     with Progress(
         TextColumn("[bold]exporting[/bold]"), BarColumn(), MofNCompleteColumn(),
         disable=args.no_progress,

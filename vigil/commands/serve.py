@@ -2,8 +2,8 @@
 
 The supervisor (``vigil.runtime.serve.Supervisor``) runs in background threads; the API
 (uvicorn) runs in the main thread unless ``--no-api``, in which case the main thread waits for
-SIGINT/SIGTERM. Either way shutdown is graceful: open events are closed, segments finished,
-cameras reported offline.
+SIGINT/SIGTERM. Either way shutdown is graceful and the exit status 0: open events are closed,
+segments finished, cameras reported offline (``docker stop`` and systemd send SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from vigil.api import ApiSettings
     from vigil.config.models import VigilConfig
 
 log = logging.getLogger(__name__)
@@ -39,23 +40,28 @@ def register(subparsers: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from vigil.config.loader import load_config
 
-    return serve(load_config(args.config), api=not args.no_api)
+    stop = _StopSignal()  # before anything else: a signal during start-up stops cleanly too
+    return serve(load_config(args.config), api=not args.no_api, stop=stop)
 
 
 def serve(
     config: VigilConfig, *, api: bool = True, access_log: bool = True,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] = print, stop: _StopSignal | None = None,
 ) -> int:  # fmt: skip
     """Run ``config``'s cameras (and the API) until SIGINT or SIGTERM; ``vigil demo`` uses it
     too. ``announce`` gets the lines a person starting the server should read."""
     from vigil.runtime.serve import Supervisor
     from vigil.store import Database, database_url_for
 
+    # From the very start, so that a signal during start-up also ends in a clean stop.
+    stop = stop or _StopSignal()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
     clips: Any = None
-    if api:  # the API renders each ended event's clip in the background: queue them
+    if api:
+        _load_api()
+        # The API renders each ended event's clip in the background: queue them.
         from vigil.api.clips import ClipJobSink
 
         clips = ClipJobSink(db)
@@ -65,8 +71,8 @@ def serve(
              f"database {db.display_url}")  # fmt: skip
     try:
         if not api:
-            _wait_for_signal(supervisor.wait)
-        else:
+            stop.wait(supervisor.wait)
+        elif not stop.received:
             token = _setup_token(db)
             if token is not None:
                 announce(f"No user exists yet: open {_setup_link(config, token)} to create the "
@@ -99,19 +105,48 @@ def _setup_link(config: VigilConfig, token: str) -> str:
     return f"http://{shown}:{config.server.port}/#/setup?token={token}"
 
 
-def _wait_for_signal(wait: Any) -> None:
-    """Block until SIGINT or SIGTERM (Ctrl-C or ``kill``)."""
-    stop = threading.Event()
+class _StopSignal:
+    """SIGINT and SIGTERM ask for a graceful stop instead of ending the process.
 
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: shutting down", signum)
-        stop.set()
+    uvicorn replaces this handler while it runs; when it has shut down it puts it back and
+    re-raises the signal it caught, meaning to let the default action run. The signal lands
+    here instead, so the process lives on to stop the cameras and exits 0. With Python's
+    default handlers SIGTERM would kill the process there and then, before
+    ``Supervisor.stop()``: events left open, a ``.partial`` segment, and the camera's
+    retained MQTT availability left ``online``. A signal during start-up is kept, and the
+    cameras stop as soon as they have started.
+    """
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handle)
-    while not stop.wait(0.5):
-        if wait(0):  # the supervisor stopped by itself
-            return
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    @property
+    def received(self) -> bool:
+        return self._event.is_set()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self._event.is_set():
+            log.info("signal %d: already stopping", signum)
+        else:
+            log.info("signal %d: shutting down", signum)
+        self._event.set()
+
+    def wait(self, supervisor_wait: Callable[[float], bool]) -> None:
+        """Block until a signal came or the supervisor stopped by itself."""
+        while not self._event.wait(0.5):
+            if supervisor_wait(0):
+                return
+
+
+def _load_api() -> None:
+    """Import the web app before the cameras start. The runtime does not import it (worker
+    processes must not load it), and on a busy machine it takes seconds: loaded after the
+    start, the API would come up after the cameras' first events."""
+    import uvicorn  # noqa: F401
+
+    import vigil.api  # noqa: F401
 
 
 def _run_api(
@@ -120,19 +155,45 @@ def _run_api(
 ) -> None:  # fmt: skip
     import uvicorn
 
-    from vigil.api import ApiSettings, create_app
+    from vigil.api import create_app
+    from vigil.api.logs import server_log_config
 
-    rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
-             for name in config.cameras}  # fmt: skip
-    settings = ApiSettings(secure_cookies=config.server.secure_cookies,
-                           redact=config.redact, clip_rolls=rolls,
-                           setup_token=setup_token)  # fmt: skip
-    app = create_app(settings, db, supervisor, data_dir=config.data_dir)
+    app = create_app(api_settings(config, setup_token=setup_token), db, supervisor,
+                     data_dir=config.data_dir)  # fmt: skip
     if clips is not None:
         clips.on_queued = app.state.vigil.wake_jobs
-    # uvicorn handles SIGINT/SIGTERM itself and returns; the caller then stops the cameras.
+    # uvicorn handles SIGINT/SIGTERM itself and returns (see ``_StopSignal`` for what it does
+    # next); the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period
     # uvicorn cancels them, so that a viewer left open cannot hold the shutdown for ever.
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from any local peer
+    # (its default trusts 127.0.0.1, the default host); the API itself believes the header
+    # only from server.trusted_proxies (``vigil.api.deps.client_address``).
+    # The log config keeps uvicorn's format but redacts the secrets some URLs carry.
     uvicorn.run(app, host=config.server.host, port=config.server.port,
                 log_level="info" if access_log else "warning", access_log=access_log,
-                timeout_graceful_shutdown=3)  # fmt: skip
+                log_config=server_log_config(), timeout_graceful_shutdown=3,
+                proxy_headers=False)  # fmt: skip
+
+
+def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiSettings:
+    """The API's settings from the configuration: its ``server`` section, per camera its own
+    redaction (every camera configured, disabled ones too: their recordings can still be
+    exported) and clip rolls."""
+    from vigil.api import ApiSettings
+    from vigil.api.settings import default_hash_slots, networks
+
+    server = config.server
+    rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
+             for name in config.cameras}  # fmt: skip
+    redact = {name: config.redact_for(name) for name in config.cameras}
+    return ApiSettings(
+        secure_cookies=server.secure_cookies, redact=config.redact, camera_redact=redact,
+        clip_rolls=rolls,
+        trusted_proxies=networks(server.trusted_proxies), max_body_bytes=server.max_body_bytes,
+        token_ttl_s=server.token_ttl, login_max_failures=server.login_max_failures,
+        login_max_failures_per_address=server.login_max_failures_per_address,
+        login_window_s=server.login_window,
+        hash_slots=server.password_hash_concurrency or default_hash_slots(),
+        setup_token=setup_token, min_free_bytes=server.min_free_bytes,
+    )  # fmt: skip

@@ -1,9 +1,11 @@
-"""``vigil user add|list|disable|enable|role``: manage the people who may log in.
+"""``vigil user add|list|disable|enable|role|password|token``: manage who may log in.
 
 There is no default password: the first admin comes from ``vigil user add NAME --role admin``
 (or the setup page). Passwords are read from a prompt (twice) or, for scripts, from standard
 input with ``--password-stdin``; never from the command line, where ``ps`` would show them.
-Every change is written to the hash-chained audit log as ``cli:<OS user>``.
+Every change is written to the hash-chained audit log as ``cli:<OS user>``. A new password
+or disabling ends the user's sessions and API tokens. ``token list`` shows API tokens (never
+the tokens themselves) and ``token revoke ID`` ends one.
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ def register(subparsers: Any) -> None:
     role.add_argument("name")
     role.add_argument("role", choices=ROLES)
     role.set_defaults(handler=_role)
+    password = actions.add_parser("password", help="set a user's password (ends their "
+                                  "sessions and API tokens)")  # fmt: skip
+    password.add_argument("name")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the password from the first line of standard input")
+    password.set_defaults(handler=_set_password)
+    token = actions.add_parser("token", help="list or revoke API tokens")
+    token_actions = token.add_subparsers(dest="token_action", metavar="ACTION", required=True)
+    listing = token_actions.add_parser("list", help="list API tokens (id, user, name, dates)")
+    listing.add_argument("--user", metavar="NAME", help="only this user's tokens")
+    listing.set_defaults(handler=_token_list)
+    revoke = token_actions.add_parser("revoke", help="revoke an API token by its id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=_token_revoke)
 
 
 def _database(args: argparse.Namespace) -> Any:
@@ -159,4 +175,73 @@ def _role(args: argparse.Namespace) -> int:
     finally:
         db.close()
     print(f"user {args.name!r} is now {args.role}")
+    return 0
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    from vigil.api.auth import hash_password
+    from vigil.store import AuditLog, TokenRepo, UserRepo
+
+    password_hash = hash_password(_password(args))
+    db = _database(args)
+    try:
+        with db.session(immediate=True) as session:
+            row = UserRepo(session).set_password_hash(args.name, password_hash)
+            ended = TokenRepo(session).revoke_user(row.id)
+        AuditLog(db).append(_actor(), "user.update", args.name, details={"password": "changed"})
+    finally:
+        db.close()
+    print(f"password of {args.name!r} changed; {ended} session(s)/token(s) ended")
+    return 0
+
+
+def _when(value: float | None) -> str:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from vigil.store import TokenRepo, UserRepo
+
+    db = _database(args)
+    try:
+        with db.session() as session:
+            user_id = None
+            if args.user:
+                user = UserRepo(session).get(args.user)
+                if user is None:
+                    raise ConfigError(f"no user named {args.user!r}; list users with "
+                                      "`vigil user list`")  # fmt: skip
+                user_id = user.id
+            rows = TokenRepo(session).api_tokens(user_id)
+    finally:
+        db.close()
+    print("id\tuser\tname\tcreated\texpires\tlast used")
+    for row, user_name in rows:
+        print(f"{row.id}\t{user_name}\t{row.name or '-'}\t{_when(row.created)}\t"
+              f"{_when(row.expires)}\t{_when(row.last_used)}")  # fmt: skip
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from vigil.store import AuditLog, TokenKind, TokenRepo, UserRepo
+
+    db = _database(args)
+    try:
+        with db.session(immediate=True) as session:
+            tokens = TokenRepo(session)
+            row = tokens.get(args.id)
+            if row is None or row.kind != TokenKind.API:
+                raise ConfigError(f"no API token with id {args.id}; list them with "
+                                  "`vigil user token list`")  # fmt: skip
+            owner = UserRepo(session).get_by_id(row.user_id)
+            tokens.revoke_id(args.id)
+        AuditLog(db).append(_actor(), "token.revoke", owner.name if owner else str(row.user_id),
+                            details={"id": args.id, "name": row.name})  # fmt: skip
+    finally:
+        db.close()
+    print(f"token {args.id} revoked")
     return 0

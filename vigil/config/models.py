@@ -7,6 +7,7 @@ defaults that work out of the box; ``docs/configuration.md`` is the reference.
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -131,8 +132,60 @@ class EventsConfig(_Model):
     snapshots: bool = Field(True, description="Keep the best frame of each event.")
 
 
+class ZoneCalibration(_Model):
+    """Real-world lengths of a four-cornered zone's sides, for speeds on the ground plane.
+
+    The zone's four polygon corners are taken as lying on the (flat) ground and form a
+    quadrilateral with a right angle at the first corner, e.g. a rectangle marked on the road
+    (a lane between two stop lines); `distances` are the true lengths of its sides. From them
+    an image→ground homography gives positions, speeds and headings in metres or feet.
+    """
+
+    distances: list[float] = Field(
+        min_length=4, max_length=4,
+        description="Lengths of the sides corner 1→2, 2→3, 3→4 and 4→1, in metres (feet with "
+        "`units: imperial`); for a rectangle, opposite sides are equal.",
+    )  # fmt: skip
+    units: Literal["metric", "imperial"] = Field(
+        "metric", description="metric: metres and km/h; imperial: feet and mph."
+    )
+
+    @field_validator("distances")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 for d in v):
+            raise ValueError(f"side lengths must be positive, got {v}")
+        return v
+
+
+class ZoneDirection(_Model):
+    """A one-way zone: tracks moving against `heading` for a while raise a wrong-way event.
+
+    Headings are compass-like as seen on the screen: 0 = up, 90 = right, 180 = down,
+    270 = left. In a calibrated zone they are true angles on the ground, with 0 the ground
+    direction that points up the screen at the zone's centre.
+    """
+
+    heading: float = Field(
+        ge=0, lt=360, description="Allowed direction of travel, degrees (see above)."
+    )
+    tolerance: float = Field(
+        60.0, gt=0, lt=180,
+        description="Headings within this many degrees of `heading` are allowed.",
+    )
+    min_distance: float | None = Field(
+        None, gt=0,
+        description="Distance a track must move outside the allowed headings to raise the "
+        "event: metres/feet in a calibrated zone (default 3 m or 10 ft), otherwise a fraction "
+        "of the frame diagonal (default 0.05).",
+    )
+    min_time: float = Field(
+        1.0, ge=0, description="Seconds a track must keep moving the wrong way."
+    )
+
+
 class ZoneConfig(_Model):
-    """A polygon zone: enter/exit, dwell, loitering and occupancy."""
+    """A polygon zone: enter/exit, dwell, loitering, occupancy; speed, direction, stopping."""
 
     polygon: list[NormPoint] = Field(min_length=3)
     labels: list[str] = Field(default_factory=list, description="Only these classes; [] = all.")
@@ -144,6 +197,46 @@ class ZoneConfig(_Model):
     loiter: float | None = Field(
         None, gt=0, description="Seconds inside that count as loitering (an alert)."
     )
+    calibration: ZoneCalibration | None = Field(
+        None, description="Side lengths of a four-point zone: turns on speeds (see below)."
+    )
+    speed_limit: float | None = Field(
+        None, gt=0,
+        description="Smoothed speed (km/h, or mph with imperial units) above which a track "
+        "raises a speeding event; needs `calibration`.",
+    )
+    smoothing: float = Field(
+        1.0, ge=0.5, le=10,
+        description="Seconds of track positions that one speed or heading is fitted over: "
+        "longer is steadier against box jitter, shorter follows changes sooner.",
+    )
+    direction: ZoneDirection | None = Field(
+        None, description="Allowed direction of travel (wrong-way events, see below)."
+    )
+    stopped: float | None = Field(
+        None, gt=0,
+        description="Seconds a track may stand still inside before a stopped-vehicle event.",
+    )
+    stopped_radius: float | None = Field(
+        None, gt=0,
+        description="A track whose smoothed position stays within this distance is standing "
+        "still: metres/feet in a calibrated zone (default 1 m or 3 ft), otherwise a fraction "
+        "of the frame diagonal (default 0.02).",
+    )
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> ZoneConfig:
+        if self.calibration is not None and len(self.polygon) != 4:
+            raise ValueError(
+                f"a calibrated zone needs exactly 4 polygon corners (one per side length), "
+                f"got {len(self.polygon)}"
+            )
+        if self.speed_limit is not None and self.calibration is None:
+            raise ValueError(
+                "speed_limit needs calibration: give the real lengths of the zone's four "
+                "sides as calibration.distances"
+            )
+        return self
 
 
 class LineConfig(_Model):
@@ -260,11 +353,27 @@ class ServerConfig(_Model):
         None, gt=0, description="Retention: size quota of all recordings together, in bytes."
     )
     min_free_bytes: int | None = Field(
-        None, gt=0, description="Warn when the recordings disk has less free space than this."
-    )
+        None, gt=0,
+        description="Retention keeps at least this much free on the recordings disk: below "
+        "it the oldest unlocked segments go early (and a warning says when that is not enough).",
+    )  # fmt: skip
+    free_space_reserve: float = Field(
+        3600.0, ge=0, le=30 * 86400,
+        description="Retention also keeps free the space of this many seconds of recording at "
+        "the recent rate, deleting the oldest unlocked segments early (0: min_free_bytes only).",
+    )  # fmt: skip
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )
+    backend: Literal["auto", "threads", "processes"] = Field(
+        "auto",
+        description=(
+            "How cameras run: 'threads' (every camera a thread of the one process), "
+            "'processes' (worker processes, as many as `worker_processes`, or one per CPU "
+            "core, at most one per camera, when that is 'auto'), or 'auto': decided by "
+            "`worker_processes` alone, as described there."
+        ),
+    )  # fmt: skip
     worker_processes: int | Literal["auto"] = Field(
         "auto",
         description=(
@@ -273,9 +382,66 @@ class ServerConfig(_Model):
             "in shared memory, the detector stays shared and batches across all of them); "
             "'auto' uses one per CPU core when there are more than 4 cameras per core, "
             "else threads (bench/capacity.py: on 2 cores, processes sustain more cameras "
-            "for about 20-30 MB more per camera)."
+            "for about 20-30 MB more per camera). With `backend: threads` it must be 0 or "
+            "'auto', with `backend: processes` not 0."
         ),
     )  # fmt: skip
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Reverse proxies (addresses or CIDR ranges, e.g. `127.0.0.1/32`) whose "
+            "`X-Forwarded-For` header names the client. None by default: the connecting "
+            "address is the client, and the header is ignored (anyone could forge it)."
+        ),
+    )  # fmt: skip
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body the API accepts (413 beyond)."
+    )
+    token_ttl: float = Field(
+        90 * 86400.0, gt=0,
+        description="Seconds an API token lives when its creator asks for no lifetime, and "
+        "the longest it may live (default 90 days).",
+    )  # fmt: skip
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins on one account within `login_window` that lock "
+        "it out until the window passes (shared by every process on the database).",
+    )  # fmt: skip
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address within `login_window` "
+        "that lock the address out.",
+    )  # fmt: skip
+    login_window: float = Field(
+        60.0, gt=0, le=86400, description="Seconds over which failed logins are counted."
+    )
+    password_hash_concurrency: int | None = Field(
+        None, ge=1, le=64, description="Password hashes (Argon2id, 64 MiB each) computed at "
+        "once; more logins wait briefly, then get 503. Default: one per core, at most 4.",
+    )  # fmt: skip
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        out = []
+        for cidr in value:
+            try:
+                out.append(str(ip_network(cidr, strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {cidr!r} is not an address or CIDR range, "
+                                 "e.g. 10.0.0.0/8 or ::1") from exc  # fmt: skip
+        return out
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _built_backend(cls, value: object) -> object:
+        # Named on purpose: a cluster backend is planned, and a user who read about it should
+        # learn that it is not there yet rather than see a bare list of allowed values.
+        if isinstance(value, str) and value.strip().lower() == "ray":
+            raise ValueError(
+                "backend 'ray' is not built yet (the cluster backend and its extra are "
+                "future work); use auto, threads or processes"
+            )
+        return value
 
     @field_validator("worker_processes")
     @classmethod
@@ -283,6 +449,21 @@ class ServerConfig(_Model):
         if isinstance(value, int) and not 0 <= value <= 64:
             raise ValueError(f"worker_processes must be 0..64 or 'auto', got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _backend_agrees(self) -> ServerConfig:
+        count = self.worker_processes
+        if self.backend == "threads" and isinstance(count, int) and count > 0:
+            raise ValueError(
+                f"backend is 'threads' but worker_processes is {count}; set worker_processes "
+                "to 0 or 'auto', or backend to 'processes' or 'auto'"
+            )
+        if self.backend == "processes" and count == 0:
+            raise ValueError(
+                "backend is 'processes' but worker_processes is 0; set worker_processes to "
+                "a number of processes or 'auto', or backend to 'threads' or 'auto'"
+            )
+        return self
 
 
 SourceRole = Literal["detect", "record"]
@@ -397,12 +578,28 @@ class VigilConfig(_Model):
             motion=cam.motion or self.motion,
             tracker=cam.tracker or self.tracker,
             events=cam.events or self.events,
-            redact=cam.redact or self.redact,
+            redact=self.redact_for(name),
             zones=cam.zones or self.zones,
             lines=cam.lines or self.lines,
             enabled=cam.enabled,
             record=cam.record or self.record,
         )
+
+    def redact_for(self, camera: str) -> RedactConfig:
+        """The redaction in force for ``camera``: the global ``redact`` with the camera's own
+        ``redact`` fields over it (the global one for a camera not configured, e.g. old
+        recordings of a removed camera).
+
+        ``load_config`` already deep-merges files; this also merges a configuration built in
+        code (``model_validate``), where a camera that sets only ``mode`` would otherwise drop
+        the global masks. A camera's ``masks`` list replaces the global one (lists are not
+        merged): polygons are fractions of one camera's view.
+        """
+        cam = self.cameras.get(camera)
+        if cam is None or cam.redact is None:
+            return self.redact
+        own = cam.redact.model_dump(exclude_unset=True)
+        return RedactConfig.model_validate({**self.redact.model_dump(), **own})
 
     def for_source(self, url: str, name: str = "camera") -> ResolvedCamera:
         """An ad-hoc camera for `vigil analyze`: the global sections plus top-level rules."""

@@ -27,7 +27,9 @@ from vigil.config.models import (
     SourceConfig,
     TrackerConfig,
     VigilConfig,
+    ZoneCalibration,
     ZoneConfig,
+    ZoneDirection,
 )
 
 _SECTIONS: list[tuple[str, type[BaseModel]]] = [
@@ -41,6 +43,8 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`detector`", DetectorConfig),
     ("`server`", ServerConfig),
     ("`zones.<name>`", ZoneConfig),
+    ("`zones.<name>.calibration`", ZoneCalibration),
+    ("`zones.<name>.direction`", ZoneDirection),
     ("`lines.<name>`", LineConfig),
     ("`cameras.<name>`", CameraConfig),
     ("`cameras.<name>.sources[]`", SourceConfig),
@@ -64,6 +68,13 @@ the line and the keys allowed there.
   to side B counts as `a_to_b`. Only crossings of the segment itself count, and a band of
   `hysteresis` around the line keeps a track that jitters on it from counting twice.
 - Zones use a box's anchor point (bottom centre by default: where feet touch the ground).
+- Traffic: a four-corner zone with `calibration` (the true lengths of its sides) measures
+  speeds on the ground plane (an image→ground homography of its corners), in km/h or mph;
+  `speed_limit` raises `speeding` events. Every zone measures headings (compass-like on the
+  screen: 0 = up, 90 = right), true on the ground when calibrated; `direction` makes it one
+  way (`wrong_way` events) and `stopped` raises `stopped` events for vehicles standing still.
+  Speeds and headings are fitted over `smoothing` seconds of the track's positions, with the
+  frames' own timestamps.
 
 Generated from `vigil/config/models.py` by `python -m vigil.config.reference`.
 """

@@ -6,17 +6,20 @@ was last seen. Which objects make events:
 * **no rules configured**: every object tracked for at least ``min_duration`` seconds
   (``last_seen - first_seen``). START is emitted on the frame it reaches that age; shorter-lived
   objects make no event at all.
-* **rules configured**: an object whose track triggers a rule (ENTER, CROSS, DWELL, LOITER; an
-  EXIT alone does not) gets an event, START on the frame of its first trigger. ``min_duration``
-  does not delay it: the rule's own count already accepted that object, and the event should
-  agree with the counts.
+* **rules configured**: an object whose track triggers a rule (ENTER, CROSS, DWELL, LOITER,
+  SPEEDING, WRONG_WAY, STOPPED; an EXIT alone does not) gets an event, START on the frame of
+  its first trigger. ``min_duration`` does not delay it: the rule's own count already
+  accepted that object, and the event should agree with the counts.
 
 In both cases ``start`` is the track's first-seen time, the event lists the zones and lines the
 track touched, and ``counts`` counts its rule hits as ``"<rule>:<kind>"`` (``"door:enter"``;
-crossings by direction, ``"gate:a_to_b"``). ``label`` is the class with the highest summed
-confidence over the track so far (detectors flip between "car" and "truck"). UPDATE is emitted
-when zones, lines, counts or the label change, never merely because time passed or a better
-snapshot was found.
+crossings by direction, ``"gate:a_to_b"``). ``measures`` holds the latest measurement each
+rule hit carried, as ``"<rule>:<name>"``: a SPEEDING hit's speed and heading, a WRONG_WAY
+hit's heading and distance, an EXIT's mean and maximum speed and overall heading over the
+visit (``"road:speed_kmh"``, ``"road:heading"``; see `vigil.rules.traffic`). ``label`` is the
+class with the highest summed confidence over the track so far (detectors flip between "car"
+and "truck"). UPDATE is emitted when zones, lines, counts, measures or the label change,
+never merely because time passed or a better snapshot was found.
 
 Ending. An event ENDs, with ``end`` = the last time its object was seen, when
 
@@ -43,7 +46,7 @@ held per open candidate track.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -63,8 +66,9 @@ from vigil.types import (
 
 #: Rule hits that open an event; EXIT alone does not (it only follows an ENTER).
 TRIGGERS = frozenset(
-    {RuleEventKind.ENTER, RuleEventKind.CROSS, RuleEventKind.DWELL, RuleEventKind.LOITER}
-)
+    {RuleEventKind.ENTER, RuleEventKind.CROSS, RuleEventKind.DWELL, RuleEventKind.LOITER,
+     RuleEventKind.SPEEDING, RuleEventKind.WRONG_WAY, RuleEventKind.STOPPED}
+)  # fmt: skip
 #: Score factor for a box touching the frame border (a truncated view of the object).
 BORDER_PENALTY = 0.5
 
@@ -100,6 +104,7 @@ class _Track:
     zones_now: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    measures: dict[str, float] = field(default_factory=dict)
     event: Event | None = None  # the open event's identity (id, label, start), if any
     dirty: bool = False  # zones/lines/counts changed since the last publish
 
@@ -214,6 +219,8 @@ class EventManager:
             what = rule_event.kind.value
         key = f"{rule_event.rule_id}:{what}"
         track.counts[key] = track.counts.get(key, 0) + 1
+        for name, value in rule_event.measures:
+            track.measures[f"{rule_event.rule_id}:{name}"] = float(value)
         track.dirty = True
         return track if triggers and track.event is None else None
 
@@ -274,10 +281,21 @@ class EventManager:
         return replace(
             track.event, state=state, end=end, zones=list(track.zones),
             zones_now=[] if state is EventState.END else list(track.zones_now),
-            lines=list(track.lines),
-            counts=dict(track.counts), top_score=track.top_score,
+            lines=list(track.lines), counts=dict(track.counts), measures=dict(track.measures),
+            top_score=track.top_score,
             snapshot=None if track.best is None else replace(track.best),
         )
+
+    def open_track_ids(self) -> list[int]:
+        """Tracks with an open event."""
+        return [tid for tid, t in self._tracks.items() if t.event is not None]
+
+    def add_measures(self, track_id: int, measures: Mapping[str, float]) -> None:
+        """Fold measurements into the track's event (published with its next change)."""
+        track = self._tracks.get(int(track_id))
+        if track is not None and measures:
+            track.measures.update(measures)
+            track.dirty = True
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown) and drop all state.

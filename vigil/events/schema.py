@@ -42,6 +42,9 @@ class EventPayload(BaseModel):
     lines: list[str] = Field(description="Every line it crossed.")
     counts: dict[str, int] = Field(description="Rule hits, e.g. `{\"door:enter\": 1, "
                                    "\"gate:a_to_b\": 2}`.")  # fmt: skip
+    measures: dict[str, float] = Field(description="The latest traffic measurements of "
+                                       "calibrated zones, e.g. `{\"road:speed_kmh\": 48.2, "
+                                       "\"road:heading\": 91.5}`; empty elsewhere.")  # fmt: skip
     top_score: float = Field(ge=0, le=1, description="The highest detection confidence seen.")
     box: list[float] | None = Field(
         description="The best snapshot's box, normalised `[x1, y1, x2, y2]` in 0–1; null when "
@@ -80,6 +83,7 @@ def event_payload(event: Event, *, has_snapshot: bool | None = None) -> EventPay
         track_id=event.track_id, state=event.state.value, live=event.live, start=event.start,
         end=event.end, duration=event.duration, zones=list(event.zones),
         zones_now=list(event.zones_now), lines=list(event.lines), counts=dict(event.counts),
+        measures=dict(event.measures),
         top_score=round(min(1.0, max(0.0, float(event.top_score))), 4),
         box=normalised_box(snapshot), has_snapshot=has_snapshot, has_clip=event.has_clip,
         evidence_lock=False, reviewed=False,

@@ -7,7 +7,8 @@ WebSocket) and by the REST API: `vigil.events.schema.EventPayload`, documented i
     {"id": "cam-12.400-7", "camera": "cam", "label": "person", "class_id": 0, "track_id": 7,
      "state": "end", "live": false, "start": 12.4, "end": 19.9, "duration": 7.5,
      "zones": ["door"], "zones_now": [], "lines": ["gate"],
-     "counts": {"door:enter": 1, "gate:a_to_b": 1}, "top_score": 0.91,
+     "counts": {"door:enter": 1, "gate:a_to_b": 1},
+     "measures": {"road:speed_kmh": 48.2, "road:heading": 91.5}, "top_score": 0.91,
      "box": [0.41, 0.22, 0.52, 0.71], "has_snapshot": true, "has_clip": false,
      "evidence_lock": false, "reviewed": false}
 

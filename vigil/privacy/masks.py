@@ -46,6 +46,14 @@ class StaticMasks:
             cv2.fillPoly(image, self._polys, (0, 0, 0))
 
 
+def masked(image: ImageArray, polygons: Sequence[NormPolygon]) -> ImageArray:
+    """A copy of ``image`` with ``polygons`` blacked out: what audited unredacted output gets,
+    since static masks mark what a camera must never show (the input is left as it is)."""
+    out = image.copy()
+    StaticMasks(polygons, (int(image.shape[1]), int(image.shape[0]))).apply(out)
+    return out
+
+
 def parse_polygon(text: str) -> list[tuple[float, float]]:
     """``"x1,y1 x2,y2 x3,y3"`` (normalized 0..1) → points, or ``PrivacyError`` naming the form.
 

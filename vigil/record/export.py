@@ -8,9 +8,13 @@
 - unredacted (needs an ``UnredactedGrant``, i.e. an audited request): stream copy of the
   segments' packets. A copy can only begin on a keyframe, so it starts at the last keyframe at
   or before ``start`` (at most one GOP early) and ends before the first packet at ``end``.
+  A camera with static masks has no stream copy: its masks apply even to unredacted output,
+  so the caller passes a masks-only Redactor (built with the grant) and the frames are
+  re-encoded as above.
 
 The manifest lists the output's SHA-256, the source segments and their hashes, the range,
-camera, redaction mode, creation time and tool version, and is signed with Ed25519 over its
+camera, redaction mode (the Redactor's own: ``none`` for a granted one) and the number of
+static masks applied, creation time and tool version, and is signed with Ed25519 over its
 canonical JSON (sorted keys, no spaces, UTF-8, without the ``signature`` field). The public
 key and its fingerprint are inside, so anyone can check integrity; authenticity needs the
 public key from a trusted place (``verify_export(..., trusted_key=...)``).
@@ -105,7 +109,6 @@ def export_range(
     grant: UnredactedGrant | None = None,
     camera: str | None = None,
     starts: Sequence[float] | None = None,
-    redaction_mode: str = "faces",
     on_progress: ExportProgress | None = None,
     on_fraction: FractionProgress | None = None,
     face_search: FaceSearch | None = None,
@@ -114,7 +117,8 @@ def export_range(
 
     ``starts``: each segment's exact UTC start (from the store); by default read from the
     file layout (to the second). ``redactor_factory=None`` copies unredacted, which needs
-    ``grant``. ``redaction_mode`` is recorded in the manifest for redacted exports.
+    ``grant``; a factory of granted (unredacted) Redactors re-encodes with only the static
+    masks applied. The manifest records the Redactor's mode, ``none`` when it is granted.
     ``face_search``: look for faces by regions between full passes (faster; None: every
     frame whole). The MP4 has its index (``moov``) first, so a player starts before the
     download ends; a redacted one has a keyframe at least every ``KEYFRAME_EVERY_S``.
@@ -132,11 +136,13 @@ def export_range(
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     try:
+        redaction: dict[str, Any] = {"mode": "none", "static_masks": 0}
         if redactor_factory is not None:
-            first, written = _redacted(
-                sources, start, end, partial, factory=redactor_factory, on_progress=on_progress,
+            first, written, redaction = _redacted(
+                sources, start, end, partial, factory=redactor_factory,
+                granted=grant is not None, on_progress=on_progress,
                 on_fraction=on_fraction, face_search=face_search,
-            )
+            )  # fmt: skip
         else:
             first, written = _copied(
                 sources, start, end, partial, on_progress, on_fraction=on_fraction
@@ -147,12 +153,13 @@ def export_range(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    mode = redaction_mode if redactor_factory is not None else "none"
     cam = camera or _camera_of(sources[0][1])
-    manifest = sign_manifest(_manifest(out, sources, cam, first, end, mode=mode, grant=grant), key)
+    manifest = sign_manifest(
+        _manifest(out, sources, cam, first, end, redaction=redaction, grant=grant), key
+    )
     target = manifest_path(out)
     target.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    return ExportResult(out, target, first, end, mode, written)
+    return ExportResult(out, target, first, end, str(redaction["mode"]), written)
 
 
 def _sources(segments: Sequence[Path], starts: Sequence[float] | None) -> list[tuple[float, Path]]:
@@ -175,7 +182,7 @@ def _camera_of(path: Path) -> str:
 
 def _manifest(
     out: Path, sources: list[tuple[float, Path]], camera: str, start: float, end: float,
-    *, mode: str, grant: UnredactedGrant | None,
+    *, redaction: dict[str, Any], grant: UnredactedGrant | None,
 ) -> dict[str, Any]:  # fmt: skip
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -184,14 +191,14 @@ def _manifest(
         "end": _iso(end),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "tool": f"vigil {__version__}",
-        "redaction": {"mode": mode},
+        "redaction": dict(redaction),
         "files": [{"name": out.name, "size": out.stat().st_size, "sha256": sha256_file(out)}],
         "sources": [
             {"name": "/".join(p.parts[-3:]), "start": _iso(t), "sha256": sha256_file(p)}
             for t, p in sources
         ],
     }
-    if grant is not None and mode == "none":
+    if grant is not None and redaction["mode"] == "none":
         manifest["redaction"].update(actor=grant.actor, reason=grant.reason, time=grant.time)
     return manifest
 
@@ -291,14 +298,21 @@ def _copied(
 
 def _redacted(
     sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
-    *, factory: RedactorFactory, on_progress: ExportProgress | None,
+    *, factory: RedactorFactory, granted: bool, on_progress: ExportProgress | None,
     on_fraction: FractionProgress | None, face_search: FaceSearch | None,
-) -> tuple[float, int]:  # fmt: skip
+) -> tuple[float, int, dict[str, Any]]:  # fmt: skip
+    """Decode, redact, encode; returns the output's start, its frames and what the manifest
+    says of the redaction."""
     with _open_input(sources[0][1]) as first:
         vin = first.streams.video[0]
         size = (vin.codec_context.width, vin.codec_context.height)
         rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
     redactor = factory(size)  # loaded before any output exists: a failure leaves no file
+    if redactor.unredacted and not granted:
+        # The manifest names who asked and why: it needs the grant, not only its Redactor.
+        raise PrivacyError("an unredacted export needs its audited grant: pass grant= too")
+    redaction = {"mode": "none" if redactor.unredacted else redactor.config.mode,
+                 "static_masks": len(redactor.config.masks)}  # fmt: skip
     if face_search is not None:
         hints = np.array([(x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1])
                           for x1, y1, x2, y2 in face_search.hints], np.float32).reshape(-1, 4)
@@ -340,7 +354,7 @@ def _redacted(
             if on_progress is not None:
                 on_progress(done, len(sources))
         _encode(container, vout, None)
-        return start, frames
+        return start, frames, redaction
 
 
 def _to_frame(image: np.ndarray[Any, Any], vout: Any, pts: int) -> Any:

@@ -12,11 +12,21 @@ main stream to record and a sub-stream to analyse. Modes:
 A lost or stalled connection ends the open segment, waits a ``Backoff`` delay and reconnects;
 segments already written are never touched again. ``close()`` (from any thread) ends the loop
 after the current read (at most ``read_timeout``) and finishes the open segment.
+
+A storage failure (disk full, folder gone, read-only) never ends the loop: the broken segment
+is dropped, ``state`` becomes ``failed`` with ``error`` saying why ("recording failed: disk
+full"), and the recorder retries after a backoff delay capped at one segment's length, so it
+resumes within about one segment once there is space. Before reconnecting to the camera it
+checks with a small test write that the disk takes data again (no camera round trip per
+retry while the disk is still full). ``on_state`` hears every change of ``state``/``error``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,15 +35,40 @@ from typing import Any, Literal
 
 import av
 
-from vigil.errors import SourceError
+from vigil.errors import SourceError, StorageError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import mask_credentials
 from vigil.ingest.pacing import Pacer
+from vigil.record.motion import MotionSpans
 from vigil.record.segmenter import Segmenter, SegmentInfo
 
 log = logging.getLogger(__name__)
 
 RecordMode = Literal["continuous", "motion", "events"]
+
+#: ``Recorder.state`` values: ``starting`` (not connected yet), ``recording`` (connected:
+#: writing, or keeping pre-roll in motion/events mode), ``reconnecting`` (the camera is
+#: lost), ``failed`` (the disk takes no data; ``error`` says why), ``stopped``.
+RecorderState = Literal["starting", "recording", "reconnecting", "failed", "stopped"]
+
+#: Bytes written (and deleted) to check that a disk that was full takes data again.
+PROBE_BYTES = 256 * 1024
+
+#: ``(camera, state, error)``: called from the recording thread on every change.
+StateCallback = Callable[[str, RecorderState, "str | None"], None]
+
+
+def storage_problem(exc: BaseException) -> str:
+    """The status text of a storage failure: "recording failed: disk full" or its words."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT) or "no space left" in str(seen).lower():
+            return "recording failed: disk full"
+        if code == errno.EROFS:
+            return "recording failed: the disk is read-only"
+        seen = seen.__cause__ or seen.__context__
+    return f"recording failed: {exc}"
 
 
 class Recorder:
@@ -56,6 +91,7 @@ class Recorder:
         backoff: Backoff | None = None,
         max_attempts: int | None = None,
         file_loop: bool | None = None,
+        on_state: StateCallback | None = None,
     ) -> None:
         if mode not in ("continuous", "motion", "events"):
             raise ValueError(f"record mode must be continuous, motion or events, got {mode!r}")
@@ -78,8 +114,19 @@ class Recorder:
         self._pacer = Pacer(self._stop) if file_loop is not None else None
         self._lock = threading.Lock()
         self._activity_until = float("-inf")
+        #: When the camera's analysis saw motion, for the segments' ``has_motion``.
+        self.motion = MotionSpans()
         self.connections = 0
         self.last_error: str | None = None
+        self.on_state = on_state
+        self.state: RecorderState = "starting"
+        #: Why recording fails now (None unless ``state`` is ``failed``).
+        self.error: str | None = None
+        self.storage_failures = 0
+
+    def note_motion(self, when: float) -> None:
+        """The camera's motion gate saw motion at ``when`` (UTC seconds); thread-safe."""
+        self.motion.note(when)
 
     def mark_activity(self, until: float) -> None:
         """Something happens until ``until`` (UTC seconds): record through ``until + post_roll``.
@@ -99,12 +146,22 @@ class Recorder:
     def run(self) -> None:
         """Record until ``close()``; reconnects with backoff. Blocking: run it in a thread.
 
-        Raises ``SourceError`` only when ``max_attempts`` consecutive connections failed.
+        Raises ``SourceError`` only when ``max_attempts`` consecutive connections failed;
+        storage failures are retried for ever (see the module docstring).
         """
         failures = 0
         try:
             while not self._stop.is_set():
-                if self._session():
+                if self.state == "failed" and not self._storage_ok():
+                    self._wait_storage()
+                    continue
+                try:
+                    worked = self._session()
+                except StorageError as exc:
+                    self._storage_failed(exc)
+                    self._wait_storage()
+                    continue
+                if worked:
                     failures = 0
                     self.backoff.reset()
                     if self.file_loop is False:
@@ -117,9 +174,14 @@ class Recorder:
                             f"({self.last_error}); check the camera"
                         )
                 if not self._stop.is_set():
+                    self._set_state("reconnecting", None)
                     self._stop.wait(self.backoff.next())
         finally:
-            self.segmenter.close()
+            try:
+                self.segmenter.close()
+            except StorageError as exc:  # the last segment is lost; shutting down regardless
+                log.warning("%s: %s", self.segmenter.camera, exc)
+            self._set_state("stopped", None)
 
     def start(self) -> threading.Thread:
         """``run()`` in a daemon thread named after the camera."""
@@ -140,8 +202,66 @@ class Recorder:
             return True
         return self._pacer.wait(float(ts * packet.time_base))
 
+    def status(self) -> tuple[RecorderState, str | None]:
+        """``(state, error)`` now. Segments the store did not take (the database is full or
+        down) are a failure too, though their files were written: retention only deletes
+        what the store knows, so unindexed footage would fill the disk and outlive
+        ``max_age``."""
+        report = self.segmenter.report_error
+        if self.error is None and report is not None and self.state != "stopped":
+            return "failed", f"recording failed: {report}"
+        return self.state, self.error
+
+    def _set_state(self, state: RecorderState, error: str | None) -> None:
+        if (state, error) == (self.state, self.error):
+            return
+        self.state, self.error = state, error
+        if self.on_state is not None:
+            try:
+                self.on_state(self.segmenter.camera, state, error)
+            except Exception:  # a status listener must not stop the recording
+                log.exception("%s: recording state callback failed", self.segmenter.camera)
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        self.storage_failures += 1
+        problem = storage_problem(exc)
+        if self.state != "failed":
+            log.error("%s: %s (%s); retrying", self.segmenter.camera, problem, exc)
+        self._set_state("failed", problem)
+
+    def storage_retry_delay(self) -> float:
+        """Seconds before the next storage retry: the backoff's, but at most one segment, so
+        recording resumes within about one segment of space coming back."""
+        return min(self.backoff.next(), self.segmenter.segment_seconds)
+
+    def _wait_storage(self) -> None:
+        self._stop.wait(self.storage_retry_delay())
+
+    def _storage_ok(self) -> bool:
+        """Whether the recordings folder takes ``PROBE_BYTES`` again (written, then deleted)."""
+        folder = self.segmenter.recordings / self.segmenter.camera
+        probe = folder / f".probe-{os.getpid()}-{threading.get_ident()}.tmp"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with probe.open("wb") as handle:
+                handle.write(bytes(PROBE_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            self._storage_failed(StorageError(f"test write to {folder} failed: {exc}"))
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+        log.info("%s: the disk takes data again; recording resumes", self.segmenter.camera)
+        self._set_state("reconnecting", None)
+        return True
+
     def _session(self) -> bool:
-        """One connection: open, demux until it ends or fails. True when packets came."""
+        """One connection: open, demux until it ends or fails. True when packets came.
+
+        Raises ``StorageError`` when a segment cannot be written (the segment is dropped).
+        """
         try:
             container: Any = av.open(
                 self.url, options=self.options, timeout=(self.open_timeout, self.read_timeout)
@@ -159,6 +279,7 @@ class Recorder:
             audio = container.streams.audio[0] if container.streams.audio else None
             self.segmenter.set_streams(video, audio)
             self.connections += 1
+            self._set_state("recording", None)
             streams = [video] if audio is None else [video, audio]
             if self._pacer is not None:
                 self._pacer.restart()
@@ -170,10 +291,15 @@ class Recorder:
                     packet, record=self.recording_at(when if when is not None else time.time())
                 )
                 got = True
+        except StorageError:
+            self.segmenter.abort_segment()
+            raise
         except (av.error.FFmpegError, OSError) as exc:
             self.last_error = mask_credentials(str(exc))
             log.warning("%s: stream lost (%s); reconnecting", self.safe_url, self.last_error)
         finally:
-            self.segmenter.finish_segment()
-            container.close()
+            try:
+                self.segmenter.finish_segment()
+            finally:
+                container.close()
         return got

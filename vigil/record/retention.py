@@ -7,10 +7,21 @@ test and the invariants are property tests (``tests/record/test_retention.py``).
 2. per-camera quota: while a camera uses more than its ``max_bytes``, its oldest unlocked
    segment goes;
 3. total quota: while all cameras together use more than ``total_max_bytes``, the oldest
-   unlocked segment of any camera goes.
+   unlocked segment of any camera goes;
+4. free space (emergency): while the free space of the recordings disk (plus what the rules
+   above free) is below the reserve, the oldest unlocked segment of any camera goes. The
+   reserve is the larger of ``min_free_bytes`` and ``reserve_seconds`` of recording at the
+   rate of the last ``reserve_seconds`` (like Frigate, which deletes the oldest recordings
+   when less than an hour of space is left), so the disk never fills up under the recorders.
 
 A locked segment (evidence) is never deleted. When locked segments alone exceed a quota, or
-free disk space is below ``min_free_bytes``, the plan carries a warning for the operator.
+the free space stays below the reserve, the plan carries a warning for the operator.
+
+``RetentionJob`` is the one way plans are applied (``vigil serve`` and the tests alike): the
+catalog forgets the segments first (the store re-checks each lock in the same transaction),
+then the files go and the hour/day folders left empty are pruned. A crash in between leaves
+an orphan file, never a row that points at nothing. Only when the disk is below the reserve
+and the catalog cannot write (SQLite on that same full disk) do the files go first.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from vigil.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +60,14 @@ class CameraRetention:
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
-    """``default`` for every camera unless ``cameras`` overrides it; total quota; free space."""
+    """``default`` for every camera unless ``cameras`` overrides it; total quota; free space
+    to keep: at least ``min_free_bytes`` and ``reserve_seconds`` of recording (see rule 4)."""
 
     default: CameraRetention = field(default_factory=CameraRetention)
     cameras: Mapping[str, CameraRetention] = field(default_factory=dict)
     total_max_bytes: int | None = None
     min_free_bytes: int | None = None
+    reserve_seconds: float | None = None
 
     def for_camera(self, camera: str) -> CameraRetention:
         return self.cameras.get(camera, self.default)
@@ -79,7 +94,7 @@ def plan_retention(
 ) -> RetentionPlan:
     """The segments to delete so that ``policy`` holds at ``now`` (UTC seconds).
 
-    ``free_bytes``: free space on the recordings disk, for the low-space warning.
+    ``free_bytes``: free space on the recordings disk now (None: unknown, rule 4 is off).
     """
     kept = _oldest_first(segments)
     delete: list[SegmentMeta] = []
@@ -100,14 +115,62 @@ def plan_retention(
         gone = {id(s) for s in removed}
         kept = [s for s in kept if id(s) not in gone]
     if policy.total_max_bytes is not None:
-        delete.extend(_trim(kept, policy.total_max_bytes, "all cameras", warnings))
-    low = policy.min_free_bytes
-    if free_bytes is not None and low is not None and free_bytes < low:
-        warnings.append(
-            f"free space {free_bytes} bytes is below {low}: lower the quotas or add disk "
-            "before recording stops"
-        )
+        removed = _trim(kept, policy.total_max_bytes, "all cameras", warnings)
+        delete.extend(removed)
+        gone = {id(s) for s in removed}
+        kept = [s for s in kept if id(s) not in gone]
+    if free_bytes is not None:
+        delete.extend(_free_space(kept, delete, now, policy, free_bytes=free_bytes,
+                                  warnings=warnings))  # fmt: skip
     return RetentionPlan([s.id for s in _oldest_first(delete)], warnings)
+
+
+def recording_rate(segments: Sequence[SegmentMeta], now: float, window: float) -> float:
+    """Bytes per second recorded over the last ``window`` seconds (all cameras together).
+
+    Measured over the time the recent segments actually span (at least one minute), so a
+    recorder that started ten minutes ago is not taken for one recording a sixth as much.
+    """
+    recent = [s for s in segments if s.end > now - window]
+    if not recent:
+        return 0.0
+    span = min(window, now - min(s.start for s in recent))
+    return sum(s.size for s in recent) / max(span, 60.0)
+
+
+def reserve_bytes(segments: Sequence[SegmentMeta], now: float, policy: RetentionPolicy) -> int:
+    """The free space rule 4 keeps: ``min_free_bytes`` or ``reserve_seconds`` of recording."""
+    floor = policy.min_free_bytes or 0
+    seconds = policy.reserve_seconds
+    if not seconds:
+        return floor
+    return max(floor, int(recording_rate(segments, now, seconds) * seconds))
+
+
+def _free_space(
+    kept: list[SegmentMeta], planned: list[SegmentMeta], now: float, policy: RetentionPolicy,
+    *, free_bytes: int, warnings: list[str],
+) -> list[SegmentMeta]:  # fmt: skip
+    """Rule 4: the oldest unlocked segments of ``kept`` to drop until the reserve is free."""
+    reserve = reserve_bytes([*kept, *planned], now, policy)
+    free = free_bytes + sum(s.size for s in planned)
+    removed: list[SegmentMeta] = []
+    for seg in kept:  # oldest first
+        if free >= reserve:
+            break
+        if not seg.locked:
+            removed.append(seg)
+            free += seg.size
+    if removed:
+        log.warning("retention: %d bytes free, under the reserve of %d: deleting the %d oldest "
+                    "segment(s) early", free_bytes, reserve, len(removed))  # fmt: skip
+    if free < reserve:
+        warnings.append(
+            f"free space {free} bytes is below the reserve of {reserve} even after deleting "
+            "every unlocked segment allowed: add disk, unlock evidence or move other files "
+            "off the recordings disk before recording stops"
+        )
+    return removed
 
 
 def _trim(
@@ -143,29 +206,37 @@ class SegmentFile:
 
 
 class SegmentCatalog(Protocol):
-    """Where the job learns of segments and reports deletions (the store, later)."""
+    """Where the job learns of segments and forgets them (the store in ``vigil serve``)."""
 
     def segments(self) -> Sequence[SegmentFile]: ...
 
-    def removed(self, ids: Sequence[Hashable]) -> None: ...
+    def remove(self, ids: Sequence[Hashable]) -> Sequence[SegmentFile]:
+        """Forget the segments among ``ids`` that may still go (a lock taken since the plan
+        keeps one), in one transaction; returns those forgotten, with their files."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class RetentionResult:
-    """What a run did: ids whose files were deleted (or already gone), failures, warnings."""
+    """What a run did: ids whose files were deleted (or already gone), failures, warnings;
+    ``kept``: planned ids the catalog refused to forget (locked meanwhile); ``removed``: the
+    segments the catalog forgot, with their files."""
 
     deleted: list[Hashable]
     missing: list[Hashable]
     failed: list[tuple[Hashable, str]]
     warnings: list[str]
+    kept: list[Hashable] = field(default_factory=list)
+    removed: list[SegmentFile] = field(default_factory=list)
 
 
 class RetentionJob:
-    """Applies ``plan_retention`` to files on disk; run it periodically.
+    """Applies ``plan_retention`` to the catalog and the files on disk; run it periodically.
 
-    A file already gone is not an error (it is reported as missing and removed from the
-    catalog); a file that cannot be deleted stays in the catalog and is retried next run.
-    Empty hour/day folders left behind are removed.
+    The catalog forgets the segments first, then their files are deleted (see the module
+    docstring). A file already gone is not an error (reported as missing); a file that cannot
+    be deleted is logged and reported as failed (an orphan for the operator). Empty hour/day
+    folders left behind are removed.
     """
 
     def __init__(
@@ -174,41 +245,87 @@ class RetentionJob:
         policy: RetentionPolicy,
         recordings: Path,
         *,
-        free_bytes: Callable[[Path], int] | None = None,
+        free_bytes: Callable[[Path], int | None] | None = None,
     ) -> None:
         self.catalog, self.policy, self.recordings = catalog, policy, recordings
-        self._free = free_bytes or (lambda p: shutil.disk_usage(p).free)
+        self._free = free_bytes or disk_free_bytes
 
     def run(self, now: float) -> RetentionResult:
-        files = list(self.catalog.segments())
+        files = {f.meta.id: f for f in self.catalog.segments()}
+        metas = [f.meta for f in files.values()]
         free = self._free(self.recordings) if self.recordings.exists() else None
-        plan = plan_retention([f.meta for f in files], now, self.policy, free_bytes=free)
-        by_id = {f.meta.id: f for f in files}
+        plan = plan_retention(metas, now, self.policy, free_bytes=free)
+        for warning in plan.warnings:
+            log.warning("retention: %s", warning)
+        if not plan.delete:
+            return RetentionResult([], [], [], plan.warnings)
+        early: set[Hashable] = set()  # files already deleted before the catalog forgot them
+        try:
+            removed = list(self.catalog.remove(plan.delete))
+        except StorageError:
+            if free is None or free >= reserve_bytes(metas, now, self.policy):
+                raise
+            removed = self._files_first([files[i] for i in plan.delete])
+            early = {f.meta.id for f in removed}
+        gone = {f.meta.id for f in removed}
         deleted: list[Hashable] = []
         missing: list[Hashable] = []
         failed: list[tuple[Hashable, str]] = []
-        for seg_id in plan.delete:
-            path = by_id[seg_id].path
+        for file in removed:
             try:
-                path.unlink()
-                deleted.append(seg_id)
-                self._prune(path.parent)
+                if file.meta.id in early:
+                    deleted.append(file.meta.id)
+                    prune_empty_dirs(file.path.parent, self.recordings)
+                    continue
+                file.path.unlink()
+                deleted.append(file.meta.id)
             except FileNotFoundError:
-                missing.append(seg_id)
+                missing.append(file.meta.id)
             except OSError as exc:
-                failed.append((seg_id, str(exc)))
-        self.catalog.removed(deleted + missing)
-        for warning in plan.warnings:
-            log.warning("retention: %s", warning)
-        return RetentionResult(deleted, missing, failed, plan.warnings)
+                log.warning("retention: cannot delete %s: %s", file.path, exc)
+                failed.append((file.meta.id, str(exc)))
+            prune_empty_dirs(file.path.parent, self.recordings)
+        kept = [i for i in plan.delete if i not in gone]
+        return RetentionResult(deleted, missing, failed, plan.warnings, kept, removed)
 
-    def _prune(self, folder: Path) -> None:
-        """Remove empty folders from ``folder`` up to (not including) the recordings root."""
-        root = self.recordings.resolve()
-        current = folder.resolve()
-        while current != root and root in current.parents:
+    def _files_first(self, doomed: list[SegmentFile]) -> list[SegmentFile]:
+        """The disk is so full that the catalog cannot record a deletion (SQLite on the same
+        disk): delete the planned files first, then forget them. Safe for evidence: the plan
+        holds no locked segment, and no lock can be taken meanwhile (that is a write too).
+        Returns what the catalog then forgot; what it still cannot forget is found missing
+        (and forgotten) by a later run."""
+        log.warning("retention: the disk is too full to record deletions; deleting %d "
+                    "segment file(s) first", len(doomed))  # fmt: skip
+        for file in doomed:
             try:
-                current.rmdir()
-            except OSError:
-                return
-            current = current.parent
+                file.path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("retention: cannot delete %s: %s", file.path, exc)
+        try:
+            return list(self.catalog.remove([f.meta.id for f in doomed]))
+        except StorageError as exc:
+            log.warning("retention: deleted files not yet forgotten (%s); next run", exc)
+            return []
+
+
+def disk_free_bytes(path: Path) -> int | None:
+    """Free bytes on the filesystem of ``path`` (None when it cannot be asked)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def prune_empty_dirs(folder: Path, root: Path) -> None:
+    """Remove ``folder`` and its parents while empty, up to (not including) ``root``."""
+    top = root.resolve()
+    try:
+        current = folder.resolve()
+    except OSError:
+        return
+    while current != top and top in current.parents:
+        try:
+            current.rmdir()
+        except OSError:  # not empty (or already gone): stop here
+            return
+        current = current.parent

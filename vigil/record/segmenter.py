@@ -17,6 +17,7 @@ switched on begins up to one GOP before the pre-roll (never later).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import av
 
@@ -37,6 +38,12 @@ log = logging.getLogger(__name__)
 #: A forward jump of more than this many seconds between two packets of one stream is a
 #: broken timestamp, not a real gap (real gaps end the connection and start a new timeline).
 MAX_JUMP_SECONDS = 5.0
+
+#: How many times a finished segment is offered to ``on_segment`` before it is given up on.
+MAX_REPORT_ATTEMPTS = 20
+
+#: Suffix of the hidden file a segment is written to (``.<MM.SS>.mp4.partial``).
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,19 @@ class SegmentSink(Protocol):
     """Where finished segments are reported (the store, a test list, a retention index)."""
 
     def add(self, segment: SegmentInfo) -> None: ...
+
+
+def partial_path(path: Path) -> Path:
+    """The hidden name a segment is written under until it is complete."""
+    return path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+
+
+def final_path(partial: Path) -> Path:
+    """The segment file a ``partial_path`` belongs to (the inverse of ``partial_path``)."""
+    name = partial.name
+    if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
+        raise ValueError(f"{partial} is not a partial segment (.<name>{PARTIAL_SUFFIX})")
+    return partial.with_name(name[1 : -len(PARTIAL_SUFFIX)])
 
 
 class TimestampFixer:
@@ -155,6 +175,11 @@ class Segmenter:
         self._out: _OpenSegment | None = None
         self.last_time = 0.0
         self.segments: list[SegmentInfo] = []
+        #: Finished segments whose ``on_segment`` report failed, retried at the next finish.
+        self.unreported: list[SegmentInfo] = []
+        #: Why the last report failed while some are unreported (None when all were).
+        self.report_error: str | None = None
+        self._report_failures: dict[Path, int] = {}
 
     # -- input ------------------------------------------------------------------------------
 
@@ -216,21 +241,62 @@ class Segmenter:
     # -- output -----------------------------------------------------------------------------
 
     def finish_segment(self) -> SegmentInfo | None:
-        """Close the open segment (if any), hash it and report it; returns its info."""
-        if self._out is None:
-            return None
-        out, self._out = self._out, None
-        info = out.close()
-        if info is not None:
-            self.segments.append(info)
-            if self.on_segment is not None:
-                self.on_segment(info)
+        """Close the open segment (if any), hash it and report it; returns its info.
+
+        Raises ``StorageError`` when the file cannot be completed (its partial file is then
+        deleted). A report that fails (``on_segment`` raised: the database is full or down)
+        does not lose the segment: it is retried with the next segments (``unreported``).
+        """
+        info = None
+        if self._out is not None:
+            out, self._out = self._out, None
+            info = out.close()
+            if info is not None:
+                self.segments.append(info)
+                self.unreported.append(info)
+        self._report()
         return info
+
+    def abort_segment(self) -> None:
+        """Drop the open segment without reporting it (its file could not be written)."""
+        out, self._out = self._out, None
+        if out is not None:
+            out.abort()
 
     def close(self) -> None:
         """Graceful shutdown: the open segment is finished and reported."""
-        self.finish_segment()
-        self._ring.clear()
+        try:
+            self.finish_segment()
+        finally:
+            self._ring.clear()
+
+    def _report(self) -> None:
+        """Hand the finished segments not yet reported to ``on_segment``, oldest first; one
+        that fails stays for the next call (at most ``MAX_REPORT_ATTEMPTS`` times)."""
+        if self.on_segment is None:
+            self.unreported.clear()
+            return
+        kept: list[SegmentInfo] = []
+        for info in self.unreported:
+            try:
+                self.on_segment(info)
+            except Exception as exc:  # the store's problem must not stop the recording
+                tries = self._report_failures.get(info.path, 0) + 1
+                self._report_failures[info.path] = tries
+                self.report_error = f"segment {info.path.name} not indexed: {exc}"
+                if tries < MAX_REPORT_ATTEMPTS:
+                    kept.append(info)
+                    log.warning("%s: %s; retrying with the next segment", self.camera,
+                                self.report_error)  # fmt: skip
+                else:
+                    log.error("%s: %s; gave up after %d attempts (the file stays on disk)",
+                              self.camera, self.report_error, tries)  # fmt: skip
+                    self._report_failures.pop(info.path, None)
+            else:
+                self._report_failures.pop(info.path, None)
+        self.unreported = kept
+        if not kept:
+            self.report_error = None
 
     # -- internals --------------------------------------------------------------------------
 
@@ -300,14 +366,21 @@ class _OpenSegment:
     ) -> None:  # fmt: skip
         self.camera, self.path, self.start = camera, path, start
         self.first_seconds = first_seconds
-        self.partial = path.with_name(f".{path.name}.partial")
+        self.partial = partial_path(path)
+        self.file: BinaryIO | None = None
+        self.container: Any = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.container: Any = av.open(str(self.partial), "w", format="mp4")
+            # Through a Python file, not a path: FFmpeg's own I/O keeps a write error (disk
+            # full) to itself until close, so a whole segment would be lost before anyone
+            # knew; a Python file raises it from the ``mux`` call whose data did not fit.
+            self.file = self.partial.open("wb")
+            self.container = av.open(self.file, "w", format="mp4")
             self.streams = {video.index: self.container.add_stream_from_template(video)}
             if audio is not None:
                 self.streams[audio.index] = self.container.add_stream_from_template(audio)
         except (av.error.FFmpegError, OSError) as exc:
+            self.abort()
             raise StorageError(f"cannot write segment {path} ({exc}); check the disk") from exc
         self.has_audio = audio is not None
         # The segment's zero, in each input stream's ticks on the fixed timeline.
@@ -334,26 +407,36 @@ class _OpenSegment:
         packet.stream = self.streams[index]
         try:
             self.container.mux(packet)
-        except av.error.FFmpegError as exc:
+        except (av.error.FFmpegError, OSError) as exc:
             raise StorageError(f"cannot write segment {self.path} ({exc})") from exc
 
     def close(self) -> SegmentInfo | None:
+        """Complete the file under its final name; None when no packet was written."""
         try:
             self.container.close()
+            assert self.file is not None
+            self.file.close()
         except (av.error.FFmpegError, OSError) as exc:
-            self.partial.unlink(missing_ok=True)
+            self.abort()
             raise StorageError(f"cannot finish segment {self.path} ({exc})") from exc
         if not self.last_dts:  # nothing was written: no file
             self.partial.unlink(missing_ok=True)
             return None
-        self.partial.replace(self.path)
+        try:
+            self.partial.replace(self.path)
+            size, digest = self.path.stat().st_size, sha256_file(self.path)
+        except OSError as exc:
+            raise StorageError(f"cannot finish segment {self.path} ({exc})") from exc
         end = self.start + (self.end_seconds - self.first_seconds)
-        return SegmentInfo(
-            self.camera,
-            self.path,
-            self.start,
-            end,
-            self.path.stat().st_size,
-            sha256_file(self.path),
-            self.has_audio,
-        )
+        return SegmentInfo(self.camera, self.path, self.start, end, size, digest, self.has_audio)
+
+    def abort(self) -> None:
+        """Give the segment up: close what is open (errors are expected here: the disk is
+        full or gone) and delete the partial file, so no space is held by a broken file."""
+        for closing in (self.container, self.file):
+            if closing is not None:
+                with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
+                    closing.close()
+        self.container = self.file = None
+        with contextlib.suppress(OSError):
+            self.partial.unlink(missing_ok=True)

@@ -108,6 +108,16 @@ class RuleEngine:
         """Lines the (still live) track has crossed at least once."""
         return [name for name, line in self._lines.items() if line.has_crossed(track_id)]
 
+    def measures_of(self, track_id: int) -> dict[str, float]:
+        """The track's traffic measurements so far in every zone it is inside, as
+        ``"<zone>:<name>"`` → value (its visit's mean and maximum speed, heading): what its
+        EXIT would carry, for events that end while the track is still inside."""
+        return {
+            f"{name}:{key}": value
+            for name, zone in self._zones.items() if zone.contains(track_id)
+            for key, value in zone.traffic.summary(int(track_id))
+        }  # fmt: skip
+
     def counts(self) -> dict[str, Any]:
         """Every rule's counters, in the shape written to ``counts.json``::
 
@@ -116,7 +126,20 @@ class RuleEngine:
              "zones": {name: {"entries": {"total": n, "by_class": {label: n}},
                               "occupancy": {"current": n, "max": n, "by_class": {label: n},
                                             "max_by_class": {label: n}},
-                              "dwell_events": n, "loiter_events": n}}}
+                              "dwell_events": n, "loiter_events": n,
+                              "events_by_class": {kind: {label: n}}}}}
+
+        ``events_by_class`` counts the zone's DWELL, LOITER, SPEEDING, WRONG_WAY and STOPPED
+        events per class. A zone with traffic rules adds (only what it configures)::
+
+            "speed": {"unit": "km/h"|"mph", "tracks": n, "mean": v, "max": v,
+                      "by_class": {label: {"tracks": n, "mean": v, "max": v}}},
+            "speeding_events": n, "wrong_way_events": n, "stopped_events": n,
+            "stopped": {"current": n, "by_class": {label: n}}
+
+        ``speed`` is over the visits so far, ended and in progress: ``tracks`` visits with a
+        speed, ``mean`` of each visit's mean speed, ``max`` of their maximum smoothed speeds
+        (both None before the first).
         """
         return {
             "lines": {name: line.counts() for name, line in self._lines.items()},

@@ -13,6 +13,10 @@ A track is *inside* when its anchor point lies in the polygon (edges count as in
 * **DWELL** once per visit, on the first processed frame where the continuous time inside
   (``time - entered``) reaches ``config.dwell``; ``duration`` is that measured time, so with
   uneven frame gaps it may exceed ``dwell`` a little. **LOITER** the same with ``config.loiter``.
+* Traffic (speed, heading, wrong way, stopped; `vigil.rules.traffic`) leaves out boxes cut
+  by the frame's edge where that moves the anchor: the bottom centre of a car entering from
+  the bottom edge stays on that edge while the car drives on, which would read as slow or
+  standing.
 * A track missing from a frame (tracker lost it briefly, motion gate skipped, filtered by
   ``min_size``) keeps its state: only seeing it outside, or its ending, makes it leave.
 
@@ -32,6 +36,7 @@ from vigil.config.models import ZoneConfig
 from vigil.errors import ConfigError
 from vigil.rules.common import min_area_px, resolve_labels, select
 from vigil.rules.geometry import points_in_polygon, polygon_area, to_pixels
+from vigil.rules.traffic import Hit, ZoneTraffic, cut_by_border
 from vigil.types import Detections, RuleEvent, RuleEventKind, label_of
 
 
@@ -74,7 +79,10 @@ class ZoneRule:
         self._class_ids = resolve_labels("zone", rule_id, config.labels, class_names)
         self._min_area = min_area_px(config.min_size, frame_size)
         self._inside: dict[int, _Visit] = {}
+        self.traffic = ZoneTraffic(rule_id, config, self.polygon, frame_size)
+        self._frame_size = frame_size
         self._entries: Counter[str] = Counter()
+        self._events_by_class: dict[str, Counter[str]] = {}
         self._max = 0
         self._max_by_class: Counter[str] = Counter()
         self.dwell_events = 0
@@ -89,6 +97,7 @@ class ZoneRule:
             return []
         points = rows.anchors(self.config.anchor).astype(np.float64)
         inside = points_in_polygon(points, self.polygon)
+        cut = cut_by_border(rows.xyxy, self._frame_size, self.config.anchor)
         events: list[RuleEvent] = []
         for i in range(len(rows)):
             tid = int(rows.tracker_id[i])
@@ -103,6 +112,8 @@ class ZoneRule:
                 events.append(self._event(RuleEventKind.ENTER, tid, visit, time))
             visit.last_seen, visit.point = time, point
             events.extend(self._timers(tid, visit, time))
+            if not cut[i]:
+                events.extend(self._traffic(tid, visit, time, point))
         self._update_max()
         return events
 
@@ -137,7 +148,20 @@ class ZoneRule:
     ) -> RuleEvent:
         del self._inside[tid]
         visit.point = point
-        return self._event(RuleEventKind.EXIT, tid, visit, time, duration=time - visit.entered)
+        return self._event(
+            RuleEventKind.EXIT, tid, visit, time, duration=time - visit.entered,
+            measures=self.traffic.leave(tid),
+        )
+
+    def _traffic(
+        self, tid: int, visit: _Visit, time: float, point: tuple[float, float]
+    ) -> list[RuleEvent]:
+        """SPEEDING, WRONG_WAY and STOPPED of this observation (see `vigil.rules.traffic`)."""
+        hits: list[Hit] = self.traffic.observe(tid, time, point, visit.label)
+        return [
+            self._event(hit.kind, tid, visit, time, duration=hit.duration, measures=hit.measures)
+            for hit in hits
+        ]
 
     def _timers(self, tid: int, visit: _Visit, time: float) -> list[RuleEvent]:
         """DWELL and LOITER, each once per visit, when time inside reaches its threshold."""
@@ -161,11 +185,15 @@ class ZoneRule:
         time: float,
         *,
         duration: float | None = None,
+        measures: tuple[tuple[str, float], ...] = (),
     ) -> RuleEvent:
+        if kind is not RuleEventKind.ENTER and kind is not RuleEventKind.EXIT:
+            counter = self._events_by_class.setdefault(kind.value, Counter())
+            counter[visit.label] += 1
         return RuleEvent(
             rule_id=self.rule_id, kind=kind, camera_id=visit.camera_id, track_id=tid,
             class_id=visit.class_id, label=visit.label, time=time, point=visit.point,
-            duration=duration,
+            duration=duration, measures=measures,
         )
 
     def forget(self, track_ids: Iterable[int]) -> list[RuleEvent]:
@@ -178,6 +206,7 @@ class ZoneRule:
                     self._event(
                         RuleEventKind.EXIT, int(tid), visit, visit.last_seen,
                         duration=visit.last_seen - visit.entered,
+                        measures=self.traffic.leave(int(tid)),
                     )
                 )
         return events
@@ -206,7 +235,19 @@ class ZoneRule:
             },
             "dwell_events": self.dwell_events,
             "loiter_events": self.loiter_events,
+            "events_by_class": {
+                kind: dict(sorted(c.items())) for kind, c in sorted(self._events_by_class.items())
+            },
+            **self.traffic.counts(self._stopped_now()),
         }
 
+    def _stopped_now(self) -> Counter[str]:
+        """Labels of the visible tracks inside that are stopped now."""
+        return Counter(
+            v.label for tid, v in self._inside.items()
+            if v.last_seen >= self._now and self.traffic.is_stopped(tid, self._now)
+        )  # fmt: skip
+
     def state_size(self) -> int:
+        # The traffic part holds one entry per track inside, dropped with it: not counted twice.
         return len(self._inside)

@@ -47,6 +47,8 @@ class FrameResult:
     rule_events: list[RuleEvent] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     ended_ids: list[int] = field(default_factory=list)
+    #: The motion gate saw motion in this (analysed) frame.
+    moving: bool = False
 
 
 @dataclass(slots=True)
@@ -117,10 +119,17 @@ class CameraPipeline:
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
         self._last = tracked
-        return FrameResult(frame, True, tracked, regions, rule_events, events, ended)
+        return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
+                           moving=len(motion.boxes) > 0)  # fmt: skip
 
     def close(self, time: float) -> list[Event]:
-        """End every open event (end of file, shutdown)."""
+        """End every open event (end of file, shutdown).
+
+        Objects still inside a zone have had no EXIT to carry their visit's speed and heading,
+        so those are folded into their events first; the rules' per-track state is left as is
+        (a pipeline is not used after `close`)."""
+        for tid in self.events.open_track_ids():
+            self.events.add_measures(tid, self.rules.measures_of(tid))
         return self.events.close(time)
 
     def update_rules(

@@ -24,18 +24,19 @@ it again; the preview slot is guarded by a per-camera lock in the main process.
 
 Each camera has its own duplex ``Pipe`` (the *link*) used only by that camera's thread in
 the worker (serialised by a lock) and answered by one thread in the main process, so a
-slow store or a long batch for one camera never holds up another camera's messages. The
-worker restarts crashed camera sessions itself (``run_supervised``); the main process
-restarts a worker process that died, with backoff, and closes the events its cameras left
-open. ``stop()`` asks every worker to close its events and end its sessions, waits, and
-unlinks every shared-memory block.
+slow store or a long batch for one camera never holds up another camera's messages. What
+the pipes carry are the typed frozen dataclasses of ``vigil.runtime.messages``, each
+receiver dispatching on them with one ``match``. The worker restarts crashed camera
+sessions itself (``run_supervised``); the main process restarts a worker process that died,
+with backoff, and closes the events its cameras left open. ``ProcessPool`` is the
+``CameraBackend`` of all this: ``stop()`` asks every worker to close its events and end its
+sessions, ``close()`` waits for them and unlinks every shared-memory block.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import logging
 import multiprocessing
@@ -52,13 +53,40 @@ from typing import Any
 
 import numpy as np
 
-from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.errors import ModelError, VigilError
-from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
-from vigil.record import Recorder
+from vigil.runtime.backend import (
+    BackendHooks,
+    BackendKind,
+    resolve_worker_processes,  # noqa: F401  # its old home
+)
+from vigil.runtime.messages import (
+    Activity,
+    AllocSlot,
+    Bye,
+    Call,
+    CallReply,
+    CameraReport,
+    CountsChanged,
+    Detect,
+    GetCounts,
+    LatestFrame,
+    LatestTracks,
+    LinkNotice,
+    LinkRequest,
+    Motion,
+    Online,
+    PublishEvent,
+    Query,
+    Reply,
+    RuleHits,
+    StatusReport,
+    Stop,
+    UpdateRules,
+)
 from vigil.runtime.shm import ImageLayout, Slot, SlotRegistry, packed_size
+from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Detections, Event, EventState, ImageArray, RuleEvent
 
@@ -73,38 +101,12 @@ CALL_TIMEOUT = 5.0  # seconds the main process waits for a worker's answer
 PREVIEW_SIDE = 640  # long side of latest_frame images (as CameraWorker's default)
 
 
-def resolve_worker_processes(setting: int | str, cameras: int, cpus: int | None) -> int:
-    """The number of worker processes for ``server.worker_processes``: an int as given
-    (capped at one per camera), ``"auto"`` one per CPU when there are enough cameras to make
-    the main process GIL-bound (more than 4 per CPU), else 0 (threads in one process)."""
-    if setting == "auto":
-        cores = cpus or 1
-        return min(cores, cameras) if cores > 1 and cameras > 4 * cores else 0
-    return min(int(setting), cameras)
-
-
 def assign(cameras: Sequence[str], processes: int) -> list[list[str]]:
     """Cameras dealt round-robin (sorted by name) into ``processes`` non-empty groups."""
     groups: list[list[str]] = [[] for _ in range(min(processes, len(cameras)))]
     for i, name in enumerate(sorted(cameras)):
         groups[i % len(groups)].append(name)
     return groups
-
-
-# -- messages ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CameraReport:
-    """One camera's state as a worker process reports it every ``STATUS_INTERVAL``."""
-
-    status: CameraStatus
-    frames: int
-    analysed: int
-    restarts: int
-    sessions: int
-    last_error: str | None
-    latencies: list[tuple[float, float, bool]]
 
 
 @dataclass(slots=True)
@@ -132,28 +134,40 @@ class _Link:
         self.lock = threading.RLock()
         self.slot: Slot | None = None
 
-    def call(self, *msg: Any) -> Any:
+    def request(self, msg: LinkRequest) -> Any:
+        """Send ``msg`` and return the answer's value (or raise its error)."""
         with self.lock:
-            return self._call(*msg)
+            return self._request(msg)
 
-    def _call(self, *msg: Any) -> Any:
-        self.conn.send(msg)
-        ok, value = self.conn.recv()
-        if not ok:
-            raise value
-        return value
+    def request_with_images(
+        self, images: Sequence[ImageArray], make: Callable[[str, ImageLayout], LinkRequest]
+    ) -> Any:
+        """Pack ``images`` into the request slot, then send ``make(slot, layout)``: under one
+        hold of the lock, because the slot must not be rewritten before the answer."""
+        with self.lock:
+            name, layout = self._pack(images)
+            return self._request(make(name, layout))
 
-    def send(self, *msg: Any) -> None:
+    def notify(self, msg: LinkNotice) -> None:
+        """Send ``msg``, which nothing answers."""
         with self.lock:
             self.conn.send(msg)
 
-    def pack(self, images: Sequence[ImageArray]) -> tuple[str, ImageLayout]:
+    def _request(self, msg: LinkRequest) -> Any:
+        self.conn.send(msg)
+        match self.conn.recv():
+            case Reply() as reply:
+                return reply.unwrap()
+            case other:
+                raise VigilError(f"unexpected answer {type(other).__name__} to {msg!r}")
+
+    def _pack(self, images: Sequence[ImageArray]) -> tuple[str, ImageLayout]:
         """Images into the request slot, grown first if needed (hold ``lock``)."""
         need = packed_size([im.shape for im in images])
         if self.slot is None or self.slot.size < need:
             old = self.slot
             # Twice the need: a frame's regions vary, the slot should not grow every frame.
-            name = self._call("alloc", 2 * need, None if old is None else old.name)
+            name = self._request(AllocSlot(2 * need, None if old is None else old.name))
             self.slot = Slot(name)
             if old is not None:
                 old.close()
@@ -172,9 +186,7 @@ class _RemoteDetector:
         if not images:
             return []
         contiguous = [np.ascontiguousarray(im, dtype=np.uint8) for im in images]
-        with self.link.lock:
-            name, layout = self.link.pack(contiguous)
-            result: list[Detections] = self.link._call("detect", name, layout)
+        result: list[Detections] = self.link.request_with_images(contiguous, Detect)
         return result
 
 
@@ -187,12 +199,13 @@ class _ForwardSink:
     def publish(self, event: Event) -> None:
         snap = event.snapshot
         if snap is None or snap.image is None:
-            self.link.call("event", event, None, None)
+            self.link.request(PublishEvent(event))
             return
         bare = dataclasses.replace(event, snapshot=dataclasses.replace(snap, image=None))
-        with self.link.lock:
-            name, layout = self.link.pack([np.ascontiguousarray(snap.image)])
-            self.link._call("event", bare, name, layout)
+        self.link.request_with_images(
+            [np.ascontiguousarray(snap.image)],
+            lambda slot, layout: PublishEvent(bare, slot, layout),
+        )
 
     def close(self) -> None:
         pass
@@ -205,7 +218,27 @@ class _RecorderProxy:
         self.link, self.mode = link, mode
 
     def mark_activity(self, wall_time: float) -> None:
-        self.link.send("activity", wall_time)
+        self.link.notify(Activity(wall_time))
+
+    def note_motion(self, wall_time: float) -> None:
+        self.link.notify(Motion(wall_time))
+
+
+class _Notices:
+    """A ``CameraWorker``'s callbacks as link notices. The camera's name is left out: the
+    main process knows whose link it is."""
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+
+    def hits(self, hits: list[RuleEvent]) -> None:
+        self.link.notify(RuleHits(tuple(hits)))
+
+    def counts(self, camera: str, counts: Mapping[str, Any]) -> None:
+        self.link.notify(CountsChanged(dict(counts)))
+
+    def online(self, camera: str, online: bool) -> None:
+        self.link.notify(Online(online))
 
 
 def worker_main(spec: _WorkerSpec, control: Connection, links: dict[str, Connection]) -> None:
@@ -238,8 +271,8 @@ def worker_main(spec: _WorkerSpec, control: Connection, links: dict[str, Connect
         for thread in threads:
             thread.join(10.0)
         with contextlib.suppress(OSError, ValueError), send_lock:
-            control.send(("status", _reports(workers)))
-            control.send(("bye",))
+            control.send(StatusReport(_reports(workers)))
+            control.send(Bye())
         for slot in previews.values():
             slot.close()
 
@@ -254,11 +287,10 @@ def _build_workers(spec: _WorkerSpec, links: dict[str, Connection]) -> dict[str,
         model = None if camera.detect.is_motion else spec.model
         detector = None if model is None else _RemoteDetector(link, model[0], model[1])
         recorder = _RecorderProxy(link, camera.record.mode)
+        notices = _Notices(link)
         worker = CameraWorker(
-            camera, detector, _ForwardSink(link),
-            counts=functools.partial(link.send, "hits"),
-            on_counts=functools.partial(link.send, "counts"),
-            on_online=functools.partial(link.send, "online"),
+            camera, detector, _ForwardSink(link), counts=notices.hits,
+            on_counts=notices.counts, on_online=notices.online,
             recorder=recorder,  # type: ignore[arg-type]  # duck-typed: mode + mark_activity
             source_factory=spec.source_factory or factory, preview_side=PREVIEW_SIDE,
         )  # fmt: skip
@@ -273,7 +305,7 @@ def _reports(workers: Mapping[str, CameraWorker]) -> dict[str, CameraReport]:
         while w.latencies:
             lat.append(w.latencies.popleft())
         out[name] = CameraReport(w.status(), w.frames, w.analysed, w.restarts, w.sessions,
-                                 w.last_error, lat)  # fmt: skip
+                                 w.last_error, tuple(lat))  # fmt: skip
     return out
 
 
@@ -284,7 +316,7 @@ def _report_loop(
     while not stop.wait(STATUS_INTERVAL):
         try:
             with lock:
-                control.send(("status", _reports(workers)))
+                control.send(StatusReport(_reports(workers)))
         except (OSError, ValueError):
             return
 
@@ -299,55 +331,43 @@ def _control_loop(
             msg = control.recv()
         except (EOFError, OSError):
             return
-        if msg[0] == "stop":
-            return
-        _, req, method, camera, args = msg
-        try:
-            reply: tuple[bool, Any] = (True, _answer(workers, previews, method, camera, args))
-        except Exception as exc:
-            reply = (False, exc if isinstance(exc, VigilError | KeyError) else
-                     VigilError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
-        with lock:
-            control.send(("reply", req, *reply))
+        match msg:
+            case Stop():
+                return
+            case Call(req=req, camera=camera, query=query):
+                try:
+                    reply = Reply(_answer(workers[camera], previews[camera], query))
+                except Exception as exc:
+                    reply = Reply(error=exc if isinstance(exc, VigilError | KeyError) else
+                                  VigilError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
+                with lock:
+                    control.send(CallReply(req, reply))
+            case _:
+                log.warning("unknown control message %s; ignored", type(msg).__name__)
 
 
-def _answer(
-    workers: Mapping[str, CameraWorker], previews: Mapping[str, Slot], method: str,
-    camera: str, args: tuple[Any, ...],
-) -> Any:  # fmt: skip
-    worker = workers[camera]
-    if method == "latest_frame":
-        image = worker.latest_frame()
-        return None if image is None else previews[camera].pack([image])
-    if method == "latest_tracks":
-        return worker.latest_tracks()
-    if method == "counts":
-        return worker.counts()
-    if method == "update_rules":
-        worker.update_rules(*args)
-        return None
-    raise KeyError(method)
+def _answer(worker: CameraWorker, preview: Slot, query: Query) -> Any:
+    match query:
+        case LatestFrame():
+            image = worker.latest_frame()
+            return None if image is None else preview.pack([image])
+        case LatestTracks():
+            return worker.latest_tracks()
+        case GetCounts():
+            return worker.counts()
+        case UpdateRules(zones=zones, lines=lines):
+            worker.update_rules(zones, lines)
+            return None
+    raise KeyError(type(query).__name__)
 
 
 # -- the main process side --------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Hooks:
-    """Where a worker process's messages go in the main process (the Supervisor's)."""
-
-    detector: Any  # BatchingDetector or None
-    sink: EventSink
-    counts: Callable[[list[RuleEvent]], None]
-    on_counts: Callable[[str, Mapping[str, Any]], None]
-    on_online: Callable[[str, bool], None]
-    recorders: Mapping[str, Recorder]
-    queue_depth: Callable[[], int]
-
-
 class RemoteCamera:
-    """The main process's view of a camera analysed in a worker process: the interface the
-    ``Supervisor`` uses of a ``CameraWorker`` (status, frame, tracks, counts, rules)."""
+    """The main process's view of a camera analysed in a worker process: its
+    ``CameraHandle`` (status, frame, tracks, counts, rules), from the worker's reports and
+    calls into it."""
 
     def __init__(self, camera: ResolvedCamera, pool: ProcessPool) -> None:
         self.camera = camera
@@ -372,6 +392,13 @@ class RemoteCamera:
         if report.status.last_frame_time is not None:
             self.last_time = report.status.last_frame_time
         self.state_override = None
+
+    def mark_restarting(self) -> bool:
+        """Its process died and is being restarted; True if the camera had reported before
+        (then it is seen to drop out)."""
+        self.process_restarts += 1
+        self.state_override = "restarting"
+        return self._report is not None
 
     @property
     def frames(self) -> int:
@@ -417,16 +444,16 @@ class RemoteCamera:
 
     # -- calls into the worker ----------------------------------------------------------------
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, query: Query) -> Any:
         process = self.process
         if process is None:
             raise VigilError(f"camera {self.name!r}: its worker process is not running")
-        return process.call(method, self.name, args)
+        return process.call(self.name, query)
 
     def latest_frame(self) -> ImageArray | None:
         with self.preview_lock:
             try:
-                layout = self._call("latest_frame")
+                layout = self._call(LatestFrame())
             except VigilError:
                 return None
             if layout is None or self.process is None:
@@ -435,14 +462,14 @@ class RemoteCamera:
 
     def latest_tracks(self) -> TrackSnapshot:
         try:
-            tracks: TrackSnapshot = self._call("latest_tracks")
+            tracks: TrackSnapshot = self._call(LatestTracks())
         except VigilError:
             return TrackSnapshot()
         return tracks
 
     def counts(self) -> dict[str, Any]:
         try:
-            counts: dict[str, Any] = self._call("counts")
+            counts: dict[str, Any] = self._call(GetCounts())
         except VigilError:
             return {}
         return counts
@@ -456,7 +483,7 @@ class RemoteCamera:
         """Apply in the worker (its ``ConfigError`` reaches the caller); a worker that is
         down gets them when it is restarted."""
         with contextlib.suppress(_ProcessDownError):
-            self._call("update_rules", dict(zones), dict(lines))
+            self._call(UpdateRules(dict(zones), dict(lines)))
         self._zones, self._lines = dict(zones), dict(lines)
 
     def resolved(self) -> ResolvedCamera:
@@ -526,10 +553,11 @@ class WorkerProcess:
         self._threads = threads
 
     def stop(self) -> None:
-        """Ask the process to end its sessions (it closes its events first)."""
-        with contextlib.suppress(OSError, ValueError, AttributeError), self._send_lock:
-            assert self._control is not None
-            self._control.send(("stop",))
+        """Ask the process to end its sessions (it closes its events first); nothing to ask
+        when it was never started."""
+        with contextlib.suppress(OSError, ValueError), self._send_lock:
+            if self._control is not None:
+                self._control.send(Stop())
 
     def join(self, timeout: float) -> None:
         """Wait for the process, then for the threads serving it; kill it past ``timeout``."""
@@ -552,8 +580,8 @@ class WorkerProcess:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def call(self, method: str, camera: str, args: tuple[Any, ...]) -> Any:
-        """Run ``method`` on ``camera``'s worker in the process; re-raises its exception."""
+    def call(self, camera: str, query: Query) -> Any:
+        """Run ``query`` on ``camera``'s worker in the process; re-raises its exception."""
         future: Future[Any] = Future()
         req = next(self._ids)
         self._pending[req] = future
@@ -561,7 +589,7 @@ class WorkerProcess:
             with self._send_lock:
                 if self._control is None or not self.alive:
                     raise _ProcessDownError(f"camera {camera!r}: its worker process is not running")
-                self._control.send(("call", req, method, camera, args))
+                self._control.send(Call(req, camera, query))
             return future.result(CALL_TIMEOUT)
         except TimeoutError:
             raise _ProcessDownError(f"camera {camera!r}: no answer from its worker") from None
@@ -586,19 +614,27 @@ class WorkerProcess:
                 msg = conn.recv()
             except (EOFError, OSError):
                 break
-            if msg[0] == "status":
-                for name, report in msg[1].items():
-                    self.cameras[name].report(report)
-            elif msg[0] == "reply":
-                future = self._pending.get(msg[1])
-                if future is not None and not future.done():
-                    if msg[2]:
-                        future.set_result(msg[3])
-                    else:
-                        future.set_exception(msg[3])
-            elif msg[0] == "bye":
-                break
+            match msg:
+                case StatusReport(reports=reports):
+                    for name, report in reports.items():
+                        self.cameras[name].report(report)
+                case CallReply(req=req, reply=reply):
+                    self._resolve(req, reply)
+                case Bye():
+                    break
+                case _:
+                    log.warning("worker process %d: unknown message %s; ignored", self.index,
+                                type(msg).__name__)  # fmt: skip
         self._fail_pending()
+
+    def _resolve(self, req: int, reply: Reply) -> None:
+        future = self._pending.get(req)
+        if future is None or future.done():
+            return  # the caller gave up waiting
+        if reply.error is not None:
+            future.set_exception(reply.error)
+        else:
+            future.set_result(reply.value)
 
     def _serve_link(self, camera: str, conn: Connection) -> None:
         """Answer one camera's messages (see the module docstring) until its pipe closes."""
@@ -611,39 +647,49 @@ class WorkerProcess:
             try:
                 reply = self._handle(cam, msg)
             except Exception as exc:
-                if msg[0] in ("hits", "counts", "online", "activity"):
-                    log.exception("%s: %s from the worker process failed", camera, msg[0])
+                if not isinstance(msg, LinkRequest):  # a notice: nobody waits for an answer
+                    log.exception("%s: %s from the worker process failed", camera,
+                                  type(msg).__name__)  # fmt: skip
                     continue
-                reply = (False, exc if isinstance(exc, VigilError) else
-                         ModelError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
+                reply = Reply(error=exc if isinstance(exc, VigilError) else
+                              ModelError(f"{type(exc).__name__}: {exc}"))  # fmt: skip
             if reply is not None:
                 with contextlib.suppress(OSError, ValueError):
                     conn.send(reply)
 
-    def _handle(self, cam: RemoteCamera, msg: tuple[Any, ...]) -> tuple[bool, Any] | None:
-        hooks, kind = self.pool.hooks, msg[0]
-        if kind == "detect":
-            views = self.pool.registry.get(msg[1]).views(msg[2])
-            if hooks.detector is None:
-                raise ModelError("no shared detector in the main process")
-            return True, hooks.detector.detect_batch(views)
-        if kind == "alloc":
-            slot = self.pool.registry.create(msg[1], replaces=msg[2])
-            self._requests[cam.name] = slot.name
-            return True, slot.name
-        if kind == "event":
-            self._publish(cam, msg[1], msg[2], msg[3])
-            return True, None
-        if kind == "hits":
-            hooks.counts(msg[1])
-        elif kind == "counts":
-            hooks.on_counts(msg[1], msg[2])
-        elif kind == "online":
-            hooks.on_online(msg[1], msg[2])
-        elif kind == "activity":
-            recorder = hooks.recorders.get(cam.name)
-            if recorder is not None:
-                recorder.mark_activity(msg[1])
+    def _handle(self, cam: RemoteCamera, msg: object) -> Reply | None:
+        """Act on one message of ``cam``'s link: the answer to a request, None for a notice."""
+        hooks = self.pool.hooks
+        match msg:
+            case Detect(slot=slot, layout=layout):
+                if hooks.detector is None:
+                    raise ModelError("no shared detector in the main process")
+                views = self.pool.registry.get(slot).views(layout)
+                return Reply(hooks.detector.detect_batch(views))
+            case AllocSlot(size=size, replaces=replaces):
+                created = self.pool.registry.create(size, replaces=replaces)
+                self._requests[cam.name] = created.name
+                return Reply(created.name)
+            case PublishEvent(event=event, slot=slot, layout=layout):
+                self._publish(cam, event, slot, layout)
+                return Reply()
+            case RuleHits(hits=hits):
+                hooks.counts(list(hits))
+            case CountsChanged(counts=counts):
+                hooks.on_counts(cam.name, counts)
+            case Online(online=online):
+                hooks.on_online(cam.name, online)
+            case Activity(wall_time=wall_time):
+                recorder = hooks.recorders.get(cam.name)
+                if recorder is not None:
+                    recorder.mark_activity(wall_time)
+            case Motion(wall_time=wall_time):
+                recorder = hooks.recorders.get(cam.name)
+                if recorder is not None:
+                    recorder.note_motion(wall_time)
+            case _:
+                log.warning("%s: unknown message %s from the worker process; ignored",
+                            cam.name, type(msg).__name__)  # fmt: skip
         return None
 
     def _publish(
@@ -674,7 +720,8 @@ class WorkerProcess:
 
 @dataclass(slots=True)
 class ProcessPool:
-    """Worker processes owning groups of cameras, restarted with backoff when they die.
+    r"""Worker processes owning groups of cameras, restarted with backoff when they die: the
+    process ``CameraBackend`` (``vigil.runtime.backend``), its handles ``RemoteCamera``\ s.
 
     ``model``: the shared detector's (class names, input size), None if every camera uses
     the motion detector. ``source_factory``/``backoff`` travel to the workers and so must be
@@ -684,7 +731,7 @@ class ProcessPool:
 
     cameras: list[ResolvedCamera]
     processes: int
-    hooks: _Hooks
+    hooks: BackendHooks
     model: tuple[list[str], tuple[int, int]] | None
     stall_timeout: float = 10.0
     source_factory: SourceFactory | None = None
@@ -715,6 +762,14 @@ class ProcessPool:
             return None
         return self.backoff
 
+    @property
+    def kind(self) -> BackendKind:
+        return "processes"
+
+    @property
+    def handles(self) -> Mapping[str, RemoteCamera]:
+        return self.remote
+
     def start(self) -> None:
         for worker in self.workers:
             worker.spawn()
@@ -740,9 +795,7 @@ class ProcessPool:
             worker.join(5.0)
             worker.close_orphans()
             for cam in worker.cameras.values():
-                cam.process_restarts += 1
-                cam.state_override = "restarting"
-                if cam._report is not None:
+                if cam.mark_restarting():
                     self.hooks.on_online(cam.name, False)
             if time.monotonic() - worker.started_at > 60.0:
                 backoff.reset()  # it ran for a while: start the delays again
@@ -750,11 +803,17 @@ class ProcessPool:
                 return
             worker.spawn()
 
-    def stop(self, timeout: float) -> None:
-        """Stop every worker (events closed, sessions ended), then free shared memory."""
+    def stop(self) -> None:
+        """Ask every worker to close its events and end its sessions; returns at once."""
         self._stop.set()
         for worker in self.workers:
             worker.stop()
+
+    def close(self, timeout: float) -> None:
+        """Wait for the workers (killing those past ``timeout``), close the events the
+        killed ones left open, then free shared memory."""
+        if not self._stop.is_set():
+            self.stop()
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             worker.join(max(0.5, deadline - time.monotonic()))

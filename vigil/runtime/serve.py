@@ -2,36 +2,36 @@
 
 ::
 
-    cameras ─► CameraWorker threads ─► BatchingDetector (one, shared) ─┐
+    cameras ─► camera backend ─────────► BatchingDetector (one, shared) ─┐
        │            │ events                                           │
        │            ▼                                                  │
        │       FanoutSink: store · MQTT · webhooks · live subscribers  │
        └─► Recorder threads (stream copy) ─► segments ─► store ─► retention thread
 
-One worker thread per camera analyses its ``detect`` input; one ``Recorder`` thread per
-camera records its ``record`` input by stream copy (never decoded). The supervisor restarts a
-worker that crashed or whose camera cannot be opened, with exponential backoff, and reports
-it in the camera's status; a dead camera never stops the others. ``stop()`` is graceful: the
-workers close their open events, the recorders finish their segments, MQTT reports the
-cameras offline.
+A camera backend (``vigil.runtime.backend``: threads of this process, or worker processes,
+per ``server.backend``) analyses each camera's ``detect`` input; one ``Recorder`` thread per
+camera records its ``record`` input by stream copy (never decoded). A camera that crashed or
+cannot be opened is retried with exponential backoff and reported in its status; a dead
+camera never stops the others. ``stop()`` is graceful: the cameras close their open events,
+then the recorders finish their segments, MQTT reports the cameras offline.
 
-The supervisor implements ``vigil.api.runtime.RuntimeView`` for the API.
+The supervisor implements ``vigil.runtime.view.RuntimeView`` for the API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vigil.alerts.fanout import FanoutSink
-from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.errors import VigilError
@@ -39,17 +39,17 @@ from vigil.events.sinks import EventSink, event_to_dict
 from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
-from vigil.record import (
-    CameraRetention,
-    Recorder,
-    RetentionPolicy,
-    SegmentInfo,
-    SegmentMeta,
-    plan_retention,
-)
+from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
+from vigil.record.recorder import RecorderState
+from vigil.record.recovery import recover
+from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
+from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
-from vigil.runtime.procs import ProcessPool, RemoteCamera, _Hooks, resolve_worker_processes
-from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
+from vigil.runtime.procs import ProcessPool
+from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics, Telemetry
+from vigil.runtime.threads import ThreadBackend
+from vigil.runtime.view import CameraStatus, TrackSnapshot
+from vigil.runtime.worker import SourceFactory
 from vigil.types import Event, ImageArray, RuleEvent
 
 if TYPE_CHECKING:
@@ -150,6 +150,7 @@ def retention_policy(config: VigilConfig) -> RetentionPolicy:
         default=CameraRetention(config.record.max_age, config.record.max_bytes),
         cameras=cameras, total_max_bytes=config.server.total_max_bytes,
         min_free_bytes=config.server.min_free_bytes,
+        reserve_seconds=config.server.free_space_reserve or None,
     )  # fmt: skip
 
 
@@ -169,6 +170,32 @@ class ClipFlags:
         self.inner.close()
 
 
+class StoreCatalog:
+    """The store's segments as a ``SegmentCatalog`` for the ``RetentionJob``: rows are
+    deleted in one transaction that re-checks each evidence lock, before any file goes."""
+
+    def __init__(self, db: Database, root: Path) -> None:
+        self.db, self.root = db, root
+
+    def segments(self) -> list[SegmentFile]:
+        from vigil.store.repo import SegmentRepo
+
+        with self.db.session() as session:
+            return [SegmentFile(_meta(r), self.root / r.path) for r in SegmentRepo(session).list()]
+
+    def remove(self, ids: Sequence[Hashable]) -> list[SegmentFile]:
+        from vigil.store.repo import SegmentRepo
+
+        wanted = [int(i) for i in ids if isinstance(i, int)]
+        with self.db.session(immediate=True) as session:
+            rows = SegmentRepo(session).delete(wanted)
+            return [SegmentFile(_meta(r), self.root / r.path) for r in rows]
+
+
+def _meta(row: Any) -> SegmentMeta:
+    return SegmentMeta(row.id, row.camera, row.start, row.end, row.size, row.evidence_lock)
+
+
 class Supervisor:
     """Runs every enabled camera of ``config`` (see the module docstring).
 
@@ -180,9 +207,9 @@ class Supervisor:
         source_factory: how workers open their analysis stream.
         backoff: a fresh ``Backoff`` per camera, for restarts of workers and recorders.
         stall_timeout: seconds without a frame after which a network camera reconnects.
-        worker_processes: overrides ``server.worker_processes``: 0 analyses every camera in
-            a thread of this process; n > 0 in n spawned worker processes (``procs``), where
-            ``source_factory`` and ``backoff`` must be picklable.
+        worker_processes: overrides ``server.backend`` and ``server.worker_processes``: 0
+            analyses every camera in a thread of this process; n > 0 in n spawned worker
+            processes (``procs``), where ``source_factory`` and ``backoff`` must be picklable.
     """
 
     def __init__(
@@ -203,76 +230,63 @@ class Supervisor:
         self.root = Path(config.data_dir)
         self._backoff = backoff
         self._stop = threading.Event()
+        #: Set to run retention now (a recorder found the disk full), not at the next interval.
+        self._retention_now = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started = False
         cameras = [config.camera(n) for n in config.cameras if config.cameras[n].enabled]
         self.batcher = self._shared_detector(cameras, detector, detector_factory)
         self.hub = LiveHub()
+        self.telemetry = Telemetry(c.name for c in cameras)
+        self.started_at = time.time()
         self.store: Any = None
         self.mqtt: Any = None
         self.recorders: dict[str, Recorder] = {}
+        self.webhooks: Any = None
         self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), self.recorders)
-        setting = config.server.worker_processes if worker_processes is None else worker_processes
-        self.processes = resolve_worker_processes(setting, len(cameras), os.cpu_count())
         for camera in cameras:
             recorder = self._recorder(camera, stall_timeout)
             if recorder is not None:
                 self.recorders[camera.name] = recorder
+        #: The process backend when cameras run in worker processes, else None: for tests and
+        #: benchmarks that look at the processes; the supervisor itself uses ``backend``.
         self.pool: ProcessPool | None = None
-        self.workers: dict[str, CameraWorker | RemoteCamera] = {}
-        self._local: dict[str, CameraWorker] = {}
-        if self.processes > 0:
-            self.pool = self._process_pool(cameras, source_factory, stall_timeout)
-            self.workers.update(self.pool.remote)
-        else:
-            self._local = self._camera_threads(cameras, source_factory, stall_timeout)
-            self.workers.update(self._local)
+        self.backend = self._backend(cameras, source_factory, stall_timeout, worker_processes)
+        self.workers: Mapping[str, CameraHandle] = self.backend.handles
         self.retention_warnings: list[str] = []
 
     # -- composition ------------------------------------------------------------------------
 
-    def _camera_threads(
+    def _backend(
         self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
-        stall_timeout: float,
-    ) -> dict[str, CameraWorker]:  # fmt: skip
-        factory = source_factory or (
-            lambda src, cam, cb: default_source(src, cam, cb, stall_timeout=stall_timeout)
-        )
-        workers: dict[str, CameraWorker] = {}
-        for camera in cameras:
-            worker = CameraWorker(
-                camera,
-                None if camera.detect.is_motion else self.batcher,
-                self.sink, counts=self._count, on_counts=self._publish_counts,
-                on_online=self._online, recorder=self.recorders.get(camera.name),
-                source_factory=factory,
-            )  # fmt: skip
-            worker.queue_depth = self._queue_depth
-            workers[camera.name] = worker
-        return workers
-
-    def _process_pool(
-        self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
-        stall_timeout: float,
-    ) -> ProcessPool:  # fmt: skip
-        hooks = _Hooks(
+        stall_timeout: float, worker_processes: int | None,
+    ) -> CameraBackend:  # fmt: skip
+        """The camera backend that ``server.backend`` asks for (the only place that knows
+        the backends apart)."""
+        kind, self.processes = resolve_backend(self.config.server, len(cameras), os.cpu_count(),
+                                               worker_processes=worker_processes)  # fmt: skip
+        hooks = BackendHooks(
             detector=self.batcher, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
             queue_depth=self._queue_depth,
         )  # fmt: skip
+        if kind == "threads":
+            return ThreadBackend(cameras, hooks, source_factory=source_factory,
+                                 stall_timeout=stall_timeout, backoff=self._backoff)  # fmt: skip
         batcher = self.batcher
         model = (
             None if batcher is None
-            else (list(batcher.class_names), tuple(batcher.input_size))
+            else (list(batcher.class_names), (batcher.input_size[0], batcher.input_size[1]))
         )  # fmt: skip
-        return ProcessPool(
-            cameras, self.processes, hooks, model,  # type: ignore[arg-type]
-            stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
+        self.pool = ProcessPool(
+            cameras, self.processes, hooks, model, stall_timeout=stall_timeout,
+            source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
+        return self.pool
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (none in thread mode)."""
-        return self.pool.pids() if self.pool is not None else []
+        return self.backend.pids()
 
     def _shared_detector(
         self, cameras: list[ResolvedCamera], detector: Detector | None,
@@ -305,8 +319,9 @@ class Supervisor:
         if self.config.webhooks is not None:
             from vigil.alerts.webhook import WebhookSink
 
-            sinks.append(WebhookSink(self.config.webhooks))
-        return [*sinks, *extra, self.hub]
+            self.webhooks = WebhookSink(self.config.webhooks)
+            sinks.append(self.webhooks)
+        return [*sinks, *extra, self.telemetry, self.hub]
 
     def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
         record = camera.record
@@ -327,7 +342,7 @@ class Supervisor:
             options=dict(source.options), on_segment=self._segment_added,
             open_timeout=stall_timeout, read_timeout=stall_timeout,
             backoff=self._backoff() if file_loop is None else loop_backoff(),
-            file_loop=file_loop,
+            file_loop=file_loop, on_state=self._recording_state,
         )  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------
@@ -337,15 +352,22 @@ class Supervisor:
         if self.started:
             return
         self.started = True
+        self.started_at = time.time()
         self._register_cameras()
-        for name, worker in self._local.items():
-            self._spawn(f"camera-{name}", self._supervise, worker)
-        if self.pool is not None:
-            self.pool.start()
+        self._recover()
+        self.backend.start()
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
         if self.db is not None:
             self._spawn("retention", self._retention_loop)
+
+    def _recover(self) -> None:
+        """Before any recorder writes: recover or delete the partial segments and delete the
+        temporary files an unclean stop left (``vigil.record.recovery``)."""
+        try:
+            recover(self.root, self._segment_added if self.db is not None else None)
+        except Exception:  # a clean-up must never keep the cameras from starting
+            log.exception("start-up clean-up of %s failed", self.root)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -374,19 +396,14 @@ class Supervisor:
         for name in self.workers:
             self.mqtt.camera_online(name, False)
 
-    def _supervise(self, worker: CameraWorker) -> None:
-        """Run the worker's sessions until ``stop()``: retry and restart with backoff."""
-        run_supervised(worker, self._stop, self._backoff())
-
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful shutdown: close open events, finish segments, report cameras offline."""
         self._stop.set()
+        self._retention_now.set()
         deadline = time.monotonic() + timeout
-        for worker in self._local.values():
-            worker.stop()
-        if self.pool is not None:
-            # Workers first: their last events reach the sinks through this process.
-            self.pool.stop(timeout)
+        # Cameras first: their last events and activity reach the sinks and recorders here.
+        self.backend.stop()
+        self.backend.close(timeout)
         for recorder in self.recorders.values():
             recorder.close()
         for thread in self._threads:
@@ -405,6 +422,7 @@ class Supervisor:
     # -- callbacks from the threads ---------------------------------------------------------
 
     def _count(self, hits: list[RuleEvent]) -> None:
+        self.telemetry.count_hits(hits)
         if self.store is None:
             return
         try:
@@ -420,9 +438,21 @@ class Supervisor:
                 log.exception("%s: counts not published to MQTT", camera)
 
     def _online(self, camera: str, online: bool) -> None:
+        self.telemetry.online(camera, online)
         if self.mqtt is not None:
             try:
                 self.mqtt.camera_online(camera, online)
+            except VigilError:
+                log.debug("%s: MQTT sink closed", camera)
+
+    def _recording_state(self, camera: str, state: RecorderState, error: str | None) -> None:
+        """A recorder's state changed (recording thread): MQTT hears it; a storage failure
+        runs retention at once, so the free-space rule makes room without waiting."""
+        if state == "failed" and self.db is not None:
+            self._retention_now.set()
+        if self.mqtt is not None:
+            try:
+                self.mqtt.camera_recording(camera, state, error)
             except VigilError:
                 log.debug("%s: MQTT sink closed", camera)
 
@@ -432,49 +462,51 @@ class Supervisor:
         from vigil.store.repo import SegmentRepo
 
         path = info.path.resolve().relative_to(self.root.resolve()).as_posix()
+        recorder = self.recorders.get(info.camera)
+        motion = recorder.motion if recorder is not None else None
+        moved = motion is not None and motion.any(info.start, info.end)
         with self.db.session(immediate=True) as session:
-            SegmentRepo(session).add(camera=info.camera, path=path, start=info.start,
-                                     end=info.end, size=info.size, sha256=info.sha256)
+            segments = SegmentRepo(session)
+            segments.add(camera=info.camera, path=path, start=info.start, end=info.end,
+                         size=info.size, sha256=info.sha256, has_motion=moved)  # fmt: skip
+            if motion is not None:
+                # Analysis runs behind the recording: motion reported since the previous
+                # segment was indexed may belong to it.
+                for start, end in motion.overlapping(info.start - 60.0, info.start):
+                    segments.mark_motion(info.camera, start, min(end, info.start))
 
     # -- retention --------------------------------------------------------------------------
 
     def _retention_loop(self) -> None:
         interval = self.config.server.retention_interval
-        while not self._stop.wait(interval):
+        while True:
+            self._retention_now.wait(interval)
+            self._retention_now.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.run_retention(time.time())
             except Exception:
                 log.exception("retention run failed; retrying in %.0f s", interval)
 
     def run_retention(self, now: float) -> list[str]:
-        """Delete what the retention policy says, never a locked segment; returns the paths.
+        """Apply the retention policy with the ``RetentionJob`` (never a locked segment);
+        returns the paths (relative to ``data_dir``) of the segments removed.
 
         Rows are deleted first (``SegmentRepo.delete`` re-checks the lock in the same
-        transaction), files after the commit: a crash in between leaves an orphan file, never
-        a row that points at nothing.
+        transaction), files after the commit, then the folders left empty: a crash in between
+        leaves an orphan file, never a row that points at nothing.
         """
-        from vigil.store.repo import SegmentRepo
-
         assert self.db is not None
         self.expire_snapshots(now)
-        with self.db.session() as session:
-            rows = SegmentRepo(session).list()
-            metas = [SegmentMeta(r.id, r.camera, r.start, r.end, r.size, r.evidence_lock)
-                     for r in rows]  # fmt: skip
         recordings = self.root / "recordings"
-        free = _free_bytes(recordings)
-        plan = plan_retention(metas, now, retention_policy(self.config), free_bytes=free)
-        self.retention_warnings = plan.warnings
-        for warning in plan.warnings:
-            log.warning("retention: %s", warning)
-        if not plan.delete:
-            return []
-        doomed = set(plan.delete)
-        with self.db.session(immediate=True) as session:
-            rows = SegmentRepo(session).delete([r.id for r in rows if r.id in doomed])
-            deleted = [r.path for r in rows]
-        _unlink_all(self.root, deleted)
-        return deleted
+        job = RetentionJob(StoreCatalog(self.db, self.root), retention_policy(self.config),
+                           recordings)  # fmt: skip
+        result = job.run(now)
+        self.retention_warnings = result.warnings
+        gone = set(result.deleted) | set(result.missing)
+        return [f.path.relative_to(self.root).as_posix() for f in result.removed
+                if f.meta.id in gone]  # fmt: skip
 
     def expire_snapshots(self, now: float) -> list[str]:
         """Delete the snapshots of events that ended longer than their camera's
@@ -491,6 +523,8 @@ class Supervisor:
                 if max_age is not None:
                     paths.extend(repo.expire_snapshots(name, now - max_age))
         _unlink_all(self.root, paths)
+        for rel in paths:
+            prune_empty_dirs((self.root / rel).parent, self.root / "snapshots")
         return paths
 
     def _queue_depth(self) -> int:
@@ -499,7 +533,15 @@ class Supervisor:
     # -- RuntimeView ------------------------------------------------------------------------
 
     def cameras(self) -> list[CameraStatus]:
-        return [self.workers[name].status() for name in sorted(self.workers)]
+        return [self._with_recording(self.workers[name].status()) for name in sorted(self.workers)]
+
+    def _with_recording(self, status: CameraStatus) -> CameraStatus:
+        """The worker's status plus its recorder's (the recorders live in this process)."""
+        recorder = self.recorders.get(status.name)
+        if recorder is None:
+            return status
+        state, error = recorder.status()
+        return dataclasses.replace(status, recording=state, recording_error=error)
 
     def latest_frame(self, camera: str) -> ImageArray | None:
         worker = self.workers.get(camera)
@@ -536,6 +578,21 @@ class Supervisor:
     def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()
 
+    def metrics(self) -> RuntimeMetrics:
+        """Counters for ``/metrics`` (``vigil.api.metrics.MetricsView``); cheap, any thread."""
+        mqtt = webhooks = None
+        if self.mqtt is not None:
+            m = self.mqtt.stats
+            mqtt = DeliveryHealth(m.connected, m.delivered, m.dropped, m.queued)
+        if self.webhooks is not None:
+            w = self.webhooks.stats
+            # Dropped deliveries are dead-lettered too: ``dead_letters`` counts them.
+            webhooks = DeliveryHealth(None, w.delivered, w.dead_letters, w.queued)
+        # A recorder's first connection is no reconnect.
+        record = {name: max(0, r.connections - 1) for name, r in self.recorders.items()}
+        return self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
+                                       webhooks=webhooks)  # fmt: skip
+
 
 def _unlink_all(root: Path, paths: Sequence[str]) -> None:
     """Delete ``root / rel`` for each path; a file already gone is fine, others are logged."""
@@ -546,12 +603,3 @@ def _unlink_all(root: Path, paths: Sequence[str]) -> None:
             pass
         except OSError as exc:
             log.warning("retention: cannot delete %s: %s", rel, exc)
-
-
-def _free_bytes(path: Path) -> int | None:
-    import shutil
-
-    try:
-        return shutil.disk_usage(path).free
-    except OSError:
-        return None

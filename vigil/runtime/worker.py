@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from vigil.api.runtime import CameraStatus, TrackSnapshot
 from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.labels import class_ids
@@ -40,6 +39,7 @@ from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
 from vigil.record import Recorder
 from vigil.runtime.pipeline import CameraPipeline, FrameResult
+from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.types import Detections, Event, EventState, Frame, ImageArray, RuleEvent
 
 log = logging.getLogger(__name__)
@@ -345,6 +345,8 @@ class CameraWorker:
         recorder = self.recorder
         if recorder is None or not result.analysed:
             return
+        if result.moving:  # the motion gate saw motion: the timeline's motion lane
+            recorder.note_motion(result.frame.wall_time)
         if recorder.mode == "motion":
             active = len(result.tracked) > 0 or bool(result.rule_events)
         elif recorder.mode == "events":

@@ -123,6 +123,8 @@ class EventRow(Base):
     updated: Mapped[float]
     zones_now: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     box: Mapped[list[float] | None] = mapped_column(JSON)  # normalised 0-1, x1 y1 x2 y2
+    measures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict,
+                                                     server_default=text("'{}'"))  # fmt: skip
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
@@ -195,6 +197,22 @@ class TokenRow(Base):
     created: Mapped[float]
     expires: Mapped[float | None]
     last_used: Mapped[float | None]
+
+
+class LoginAttemptRow(Base):
+    """A login attempt the throttle counts: one row for the account name, one for the client
+    address. Rows are written *before* the password is checked (so concurrent guesses cannot
+    all pass the check) and deleted again when the login succeeds; what remains are failures,
+    purged once older than the window. Kept in the database so every process and replica on
+    it shares the limits."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_scope_key_time", "scope", "key", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "account" or "address"
+    key: Mapped[str] = mapped_column(String(128))
+    time: Mapped[float] = mapped_column(index=True)
 
 
 class AuditRow(Base):

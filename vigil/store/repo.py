@@ -37,6 +37,7 @@ from vigil.store.models import (
     CountRow,
     EventRow,
     JobRow,
+    LoginAttemptRow,
     Role,
     SegmentRow,
     TokenKind,
@@ -187,6 +188,7 @@ class EventRepo:
         row.counts = {str(k): int(v) for k, v in event.counts.items()}
         row.top_score = float(event.top_score)
         row.zones_now = list(event.zones_now)
+        row.measures = {str(k): float(v) for k, v in event.measures.items()}
         if event.snapshot is not None:  # the box of the snapshot that was kept
             row.box = normalised_box(event.snapshot)
         row.updated = _now(now)
@@ -400,6 +402,14 @@ class SegmentRepo:
         query = self._range(sa_update(SegmentRow), camera, since, until)
         result = self.session.execute(
             query.values(evidence_lock=locked).execution_options(synchronize_session="fetch")
+        )
+        return int(getattr(result, "rowcount", 0))
+
+    def mark_motion(self, camera: str, since: float, until: float) -> int:
+        """Flag the camera's segments overlapping ``[since, until]`` as holding motion."""
+        query = self._range(sa_update(SegmentRow), camera, since, max(until, since + 1e-3))
+        result = self.session.execute(
+            query.values(has_motion=True).execution_options(synchronize_session="fetch")
         )
         return int(getattr(result, "rowcount", 0))
 
@@ -685,9 +695,101 @@ class TokenRepo:
         return int(getattr(self.session.execute(query), "rowcount", 0))
 
     def purge_expired(self, *, now: float | None = None) -> int:
+        """Delete the tokens that expired by ``now``; how many."""
         when = _now(now)
         query = delete(TokenRow).where(TokenRow.expires.is_not(None), TokenRow.expires <= when)
         return int(getattr(self.session.execute(query), "rowcount", 0))
+
+    def api_tokens(self, user_id: int | None = None) -> builtins.list[tuple[TokenRow, str]]:
+        """API tokens (of one user) with their user's name, oldest first; never sessions."""
+        query = (select(TokenRow, UserRow.name).join(UserRow, TokenRow.user_id == UserRow.id)
+                 .where(TokenRow.kind == TokenKind.API).order_by(TokenRow.created, TokenRow.id))
+        if user_id is not None:
+            query = query.where(TokenRow.user_id == user_id)
+        return [(row, name) for row, name in self.session.execute(query)]
+
+    def get(self, token_id: int) -> TokenRow | None:
+        return self.session.get(TokenRow, token_id)
+
+    def revoke_id(self, token_id: int) -> bool:
+        """Delete the token with this id; False when it was not there."""
+        result = self.session.execute(delete(TokenRow).where(TokenRow.id == token_id))
+        return int(getattr(result, "rowcount", 0)) > 0
+
+
+# -- login throttle ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleKey:
+    """What the login throttle counts attempts against: ``scope`` is "account" or "address"."""
+
+    scope: str
+    key: str
+
+
+class LoginAttemptRepo:
+    """The rows behind the login throttle (see ``LoginAttemptRow``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lock(self, keys: Iterable[ThrottleKey]) -> None:
+        """Serialise check-then-record on these keys until the transaction ends.
+
+        SQLite needs nothing beyond a session opened with ``immediate=True`` (one writer at a
+        time). PostgreSQL takes a transaction-scoped advisory lock per key, in a fixed order
+        so that two attempts sharing both keys cannot deadlock.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        for lock_id in sorted({_advisory_id(k) for k in keys}):
+            self.session.execute(sa_text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+    def window(self, key: ThrottleKey, since: float) -> tuple[int, float | None]:
+        """How many attempts on ``key`` are newer than ``since``, and the oldest one's time."""
+        count, oldest = self.session.execute(
+            select(func.count(), func.min(LoginAttemptRow.time)).where(
+                LoginAttemptRow.scope == key.scope, LoginAttemptRow.key == _column_key(key),
+                LoginAttemptRow.time > since)
+        ).one()  # fmt: skip
+        return int(count or 0), None if oldest is None else float(oldest)
+
+    def record(self, key: ThrottleKey, when: float) -> int:
+        """Count an attempt on ``key`` at ``when``; the new row's id."""
+        row = LoginAttemptRow(scope=key.scope, key=_column_key(key), time=when)
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """Delete these attempts (a login that succeeded, or one that was never checked)."""
+        wanted = builtins.list(ids)
+        if wanted:
+            self.session.execute(delete(LoginAttemptRow).where(LoginAttemptRow.id.in_(wanted)))
+
+    def clear(self, key: ThrottleKey) -> int:
+        """Delete every attempt on ``key`` (an account whose owner just logged in)."""
+        query = delete(LoginAttemptRow).where(LoginAttemptRow.scope == key.scope,
+                                              LoginAttemptRow.key == _column_key(key))  # fmt: skip
+        result = self.session.execute(query)
+        return int(getattr(result, "rowcount", 0))
+
+    def purge(self, before: float) -> int:
+        """Delete attempts older than ``before`` (outside every window); how many."""
+        result = self.session.execute(delete(LoginAttemptRow).where(LoginAttemptRow.time <= before))
+        return int(getattr(result, "rowcount", 0))
+
+
+def _column_key(key: ThrottleKey) -> str:
+    """The key as stored: cut to the column's 128 characters, the same way everywhere."""
+    return key.key[:128]
+
+
+def _advisory_id(key: ThrottleKey) -> int:
+    """A signed 64-bit advisory lock id for ``key`` (PostgreSQL's bigint)."""
+    digest = hashlib.sha256(f"vigil-login:{key.scope}:{key.key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 # -- audit (reads) ----------------------------------------------------------------------------

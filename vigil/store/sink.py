@@ -19,6 +19,7 @@ gets the path relative to ``media_root`` and the file's SHA-256. The file is com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -45,7 +46,8 @@ def count_key(event: RuleEvent) -> CountKey:
     """The counter a rule hit adds to: lines count by direction, zones by what happened.
 
     ``CountKey(camera, rule, "line", label, "a_to_b"|"b_to_a")`` for a crossing,
-    ``CountKey(camera, rule, "zone", label, "enter"|"exit"|"dwell"|"loiter")`` otherwise.
+    ``CountKey(camera, rule, "zone", label, "enter"|"exit"|"dwell"|"loiter"|"speeding"|
+    "wrong_way"|"stopped")`` otherwise (the zone's `RuleEventKind`, so per class too).
     """
     if event.kind is RuleEventKind.CROSS:
         direction = event.direction.value if event.direction is not None else ""
@@ -87,6 +89,9 @@ def write_snapshot(root: Path, event: Event) -> tuple[str, str] | None:
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as exc:
+        # A half-written temporary file holds space that a full disk needs most: drop it.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise StorageError(
             f"cannot write the snapshot {path}: {exc}; check that the data directory is "
             "writable and has free space"

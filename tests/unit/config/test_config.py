@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from vigil.config import DetectConfig, load_config, parse_config
+from vigil.config import DetectConfig, VigilConfig, load_config, parse_config
 from vigil.config.reference import render_reference
 from vigil.errors import ConfigError
+from vigil.rules.zone import ZoneRule
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -60,6 +62,30 @@ def test_camera_sections_deep_merge_over_globals() -> None:
     assert (back.detect.fps, back.detect.confidence) == (3.0, 0.4)
 
 
+MASK = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0]]
+
+
+@pytest.mark.parametrize("via", ["file", "code"])
+def test_redaction_of_a_camera_is_the_global_one_with_its_own_over_it(via: str) -> None:
+    """``redact_for`` is the one answer for "how is camera X redacted", whether the
+    configuration came from a file (merged by the loader) or was built in code."""
+    data = {
+        "redact": {"style": "fill", "masks": [MASK]},
+        "cameras": {"front": {"sources": [{"url": "a.mp4"}], "redact": {"mode": "people"}},
+                    "side": {"sources": [{"url": "b.mp4"}], "redact": {"masks": []}},
+                    "back": {"sources": [{"url": "c.mp4"}]}},
+    }  # fmt: skip
+    config = parse_config(yaml.safe_dump(data)) if via == "file" else VigilConfig.model_validate(
+        data)
+    front = config.redact_for("front")
+    assert (front.mode, front.style) == ("people", "fill")
+    assert front.masks == [[tuple(p) for p in MASK]], "the global masks stay with the camera"
+    assert config.redact_for("side").masks == [], "a camera's own masks replace the global"
+    assert config.redact_for("back") == config.redact
+    assert config.redact_for("removed") == config.redact, "old recordings: the global one"
+    assert config.camera("front").redact == front
+
+
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"cannot read configuration file .*nope\.yaml"):
         load_config(tmp_path / "nope.yaml")
@@ -76,11 +102,18 @@ def test_reference_document_is_up_to_date() -> None:
 def test_readme_example_configs_are_valid() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     blocks = [part.split("```", 1)[0] for part in readme.split("```yaml\n")[1:]]
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     analyze = parse_config(blocks[0], source="README.md")
     assert set(analyze.lines) == {"door"}
     assert analyze.zones["counter"].dwell == 10
-    serve = parse_config(blocks[1], source="README.md")
+    traffic = parse_config(blocks[1], source="README.md")
+    lane = traffic.zones["lane"]
+    assert lane.calibration is not None
+    assert lane.speed_limit == 50
+    # It compiles too: the side lengths close a shape and the corners are convex.
+    names = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+    assert ZoneRule("lane", lane, (1280, 720), names).traffic.speed_unit == "km/h"
+    serve = parse_config(blocks[2], source="README.md")
     assert [s.roles for s in serve.camera("door").sources] == [["record"], ["detect"]]
 
 

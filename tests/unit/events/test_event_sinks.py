@@ -41,7 +41,8 @@ def test_media_time_jsonl_writes_end_events_only(tmp_path: Path) -> None:
         "id": "cam-12.400-7", "state": "end", "camera": "cam", "label": "person",
         "class_id": 0, "track_id": 7, "live": False, "start": 12.4, "end": 19.9,
         "duration": pytest.approx(7.5), "zones": ["door"], "zones_now": ["door"],
-        "lines": ["gate"], "counts": {"door:enter": 1, "gate:a_to_b": 1}, "top_score": 0.91,
+        "lines": ["gate"], "counts": {"door:enter": 1, "gate:a_to_b": 1}, "measures": {},
+        "top_score": 0.91,
         "box": [0.01, 0.01, 0.305, 0.4012], "has_snapshot": True, "has_clip": False,
         "evidence_lock": False, "reviewed": False,
     }

@@ -57,6 +57,7 @@ def test_counts_shape_is_json_ready() -> None:
                 },
                 "dwell_events": 0,
                 "loiter_events": 0,
+                "events_by_class": {},
             }
         },
     }

@@ -15,6 +15,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def error(description: str, **headers: str) -> dict[str, Any]:
+    """An error response in the one schema, for a route's ``responses``; ``headers``: name
+    to description of headers it carries (``Retry_After`` documents ``Retry-After``)."""
+    doc: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if headers:
+        doc["headers"] = {
+            name.replace("_", "-"): {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return doc
+
+
 def protected(**kwargs: Any) -> APIRouter:
     """A router whose every route requires an authenticated caller."""
     return APIRouter(dependencies=[Depends(authenticate)], responses=ERRORS, **kwargs)

@@ -6,10 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import Query
 
-from vigil.api.auth import hash_password
+from vigil.api.auth import HashBusyError, hash_password
 from vigil.api.deps import Admin, Auditor, Operator, Reader, StateDep
-from vigil.api.errors import ApiError, not_found
-from vigil.api.routes import protected
+from vigil.api.errors import ApiError, hashing_busy, not_found
+from vigil.api.params import DbId
+from vigil.api.routes import error, protected
+from vigil.api.routes.view import end_user_grants
 from vigil.api.runtime import Lines, Zones
 from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
 from vigil.api.state import AppState
@@ -56,7 +58,7 @@ def put_rules(name: str, body: RulesBody, who: Operator, state: StateDep) -> Rul
 @router.get("/api/audit")
 def audit_records(
     *, who: Auditor, state: StateDep, actor: str | None = None, action: str | None = None,
-    start: float | None = None, end: float | None = None, after_seq: int = 0,
+    start: float | None = None, end: float | None = None, after_seq: DbId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditOut]:  # fmt: skip
     """Audit records in chain order; page with ``after_seq`` = the last ``seq`` seen."""
@@ -82,9 +84,19 @@ def list_users(who: Admin, state: StateDep) -> list[UserOut]:
         return [UserOut.of(r) for r in UserRepo(session).list()]
 
 
-@router.post("/api/users", status_code=201)
+def _hash(state: AppState, password: str) -> str:
+    """Argon2id within the shared bound on concurrent hashes (503 when it is full)."""
+    try:
+        with state.hashing.slot():
+            return hash_password(password, min_length=state.settings.min_password_length)
+    except HashBusyError as exc:
+        raise hashing_busy() from exc
+
+
+@router.post("/api/users", status_code=201,
+             responses={409: error("A user of that name exists")})  # fmt: skip
 def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
-    password_hash = hash_password(body.password, min_length=state.settings.min_password_length)
+    password_hash = _hash(state, body.password)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         if users.get(body.name) is not None:
@@ -95,15 +107,15 @@ def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     return UserOut.of(row)
 
 
-@router.patch("/api/users/{name}")
+@router.patch("/api/users/{name}",
+              responses={409: error("The last enabled admin cannot be demoted or disabled")})
 def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> UserOut:
     """Change role, scope, password or disable; a disabled user or a new password ends the
-    user's sessions and tokens."""
+    user's sessions and tokens, and any change ends their unredacted-live grants at once."""
     changes = body.model_dump(exclude_unset=True, exclude={"password"}, mode="json")
     if body.password is not None:
         changes["password"] = "changed"
-    new_hash = None if body.password is None else hash_password(
-        body.password, min_length=state.settings.min_password_length)
+    new_hash = None if body.password is None else _hash(state, body.password)
     with state.db.session(immediate=True) as session:
         users = UserRepo(session)
         users.lock()
@@ -125,4 +137,6 @@ def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> User
         if body.disabled or new_hash is not None:
             TokenRepo(session).revoke_user(row.id)
     state.audit(who, "user.update", name, details=changes)
+    if changes:
+        end_user_grants(state, name, actor=who.name, cause="user.update")
     return UserOut.of(row)

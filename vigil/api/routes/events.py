@@ -17,8 +17,9 @@ from vigil.api.clips import Clip, cached_clip, clip_job_key, event_clip, queue_c
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
-from vigil.api.media import check_range, outgoing_image, read_image, safe_media_path
-from vigil.api.routes import protected
+from vigil.api.media import SNAPSHOTS, check_range, outgoing_image, read_image, stored_media_path
+from vigil.api.params import Cursor
+from vigil.api.routes import error, protected
 from vigil.api.schemas import (
     BulkReviewRequest,
     CountPointOut,
@@ -33,7 +34,7 @@ from vigil.api.schemas import (
     event_out,
 )
 from vigil.api.state import AppState
-from vigil.errors import ConfigError, StorageError
+from vigil.errors import ConfigError, PrivacyError, StorageError
 from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.store import (
     CountRepo,
@@ -66,11 +67,18 @@ def unredacted_grant(
     """Check that ``who`` may see unredacted pixels and record why; returns the grant.
 
     Operators and admins only, with a reason; ``unredacted_access`` writes its local audit
-    line first (fail closed), the caller then writes the hash-chained record.
+    line first (fail closed), the caller then writes the hash-chained record. A refusal (the
+    role, or no reason) is audited too, as ``unredacted.denied``: attempts matter to auditors.
     """
     if not who.can(Capability.OPERATE):
+        state.audit(who, "unredacted.denied", what, reason=reason,
+                    details={"why": f"role {who.role.value}"})  # fmt: skip
         raise ForbiddenError(f"role {who.role.value!r} sees redacted media only")
-    return unredacted_access(reason or "", who.name, state.unredacted_file, what)
+    try:
+        return unredacted_access(reason or "", who.name, state.unredacted_file, what)
+    except PrivacyError as exc:
+        state.audit(who, "unredacted.denied", what, reason=reason, details={"why": str(exc)})
+        raise
 
 
 def _cursor(text: str) -> EventCursor:
@@ -86,7 +94,7 @@ def list_events(
     camera: str | None = None, label: str | None = None, zone: str | None = None,
     line: str | None = None, start: float | None = None, end: float | None = None,
     reviewed: bool | None = None,
-    cursor: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Cursor = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPageOut:  # fmt: skip
     """Events newest first, overlapping ``[start, end)``; ``reviewed=false`` for the ones
     nobody has reviewed yet; pass ``next_cursor`` back as ``cursor`` for the next page
@@ -168,14 +176,14 @@ def event_snapshot(
     row = _event(state, who, event_id)
     if row.snapshot_path is None:
         raise not_found(f"snapshot of event {event_id!r}")
-    path = safe_media_path(state.data_dir, row.snapshot_path)
+    path = stored_media_path(state.data_dir, row.snapshot_path, SNAPSHOTS)
     grant = unredacted_grant(state, who, f"snapshot {row.id}", reason) if unredacted else None
     why = None if grant is None else grant.reason
     image = read_image(path)
     state.audit(who, "snapshot.read", row.id, reason=why,
                 details={"redacted": not unredacted, "path": row.snapshot_path})  # fmt: skip
-    return Response(outgoing_image(state, image, unredacted=unredacted), media_type="image/jpeg",
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+    return Response(outgoing_image(state, row.camera, image, unredacted=unredacted),
+                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/api/counts", response_model=list[CountPointOut],
@@ -212,8 +220,9 @@ CLIP: dict[int | str, dict[str, Any]] = {
     202: {"model": JobOut, "description": "The clip is being prepared: the job's state and "
           "progress (``Retry-After`` says when to ask again; or follow ``url``)."},
     206: {"description": "Partial content"},
-    416: {"description": "Range not satisfiable"},
-    429: {"model": ErrorBody, "description": "Too many clips being prepared for this user"},
+    416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
+    429: error("Too many clips being prepared for this user",
+               Retry_After="seconds until the next try"),
 }
 #: An open event's clip grows with it: the last one rendered is served for this long.
 _OPEN_CLIP_FRESH_S = 30.0

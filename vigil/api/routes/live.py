@@ -10,14 +10,15 @@ import anyio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from vigil.api.auth import Capability, Principal
-from vigil.api.deps import PrincipalDep, StateDep, client_address, get_state, principal_for
+from vigil.api.deps import Reader, StateDep, client_address, get_state, principal_for
+from vigil.api.metrics import render_metrics
 from vigil.api.routes import protected, view
 from vigil.api.state import AppState
 from vigil.errors import AuthError, StorageError
-from vigil.store import SegmentRepo, TokenKind
+from vigil.store import TokenKind
 
 router = protected(tags=["live"])
 router.include_router(view.router)
@@ -26,45 +27,14 @@ sockets = APIRouter(tags=["live"])
 #: WebSocket close code for a refused connection (RFC 6455 "policy violation").
 WS_POLICY = 1008
 
-_CAMERA_GAUGES = (
-    ("online", "vigil_camera_online", "1 when the camera delivers frames"),
-    ("decode_fps", "vigil_camera_decode_fps", "frames decoded per second"),
-    ("detect_fps", "vigil_camera_detect_fps", "frames run through the detector per second"),
-    ("skipped_frames", "vigil_camera_skipped_frames", "frames skipped (motion gate, overload)"),
-    ("inference_ms", "vigil_camera_inference_ms", "mean detector time per frame, ms"),
-    ("queue_depth", "vigil_camera_queue_depth", "frames waiting for the detector"),
-    ("last_frame_time", "vigil_camera_last_frame_timestamp_seconds", "UNIX time of last frame"),
-)
-
-
-def render_metrics(state: AppState, who: Principal) -> bytes:
-    """Prometheus text for the cameras ``who`` sees, plus recorded bytes per camera.
-
-    A fresh registry per scrape: the values are read from the runtime and the database at
-    scrape time, so nothing has to be kept in sync between scrapes.
-    """
-    registry = CollectorRegistry()
-    gauges = {attr: Gauge(name, doc, ["camera"], registry=registry)
-              for attr, name, doc in _CAMERA_GAUGES}  # fmt: skip
-    for status in state.runtime.cameras():
-        if not who.sees(status.name):
-            continue
-        for attr, gauge in gauges.items():
-            value = getattr(status, attr)
-            if value is not None:
-                gauge.labels(status.name).set(float(value))
-    storage = Gauge("vigil_storage_used_bytes", "bytes of recorded segments", ["camera"],
-                    registry=registry)  # fmt: skip
-    with state.db.session() as session:
-        for camera, size in SegmentRepo(session).size_by_camera().items():
-            if who.sees(camera):
-                storage.labels(camera).set(size)
-    return generate_latest(registry)
-
 
 @router.get("/metrics", responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
             response_class=Response)  # fmt: skip
-def metrics(who: PrincipalDep, state: StateDep) -> Response:
+def metrics(who: Reader, state: StateDep) -> Response:
+    """Prometheus text of the cameras in the caller's scope: what ``/api/cameras`` shows,
+    plus recorded bytes, so the same ``read`` capability (viewers, operators, admins; not
+    auditors, whose role is the audit log only). Scrape with a viewer's API token
+    (``Authorization: Bearer``), scoped to the cameras it may report on."""
     return Response(render_metrics(state, who), media_type=CONTENT_TYPE_LATEST)
 
 

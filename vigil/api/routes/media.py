@@ -1,9 +1,10 @@
 """Recordings (list, play with HTTP Range), exports (queue as a job, download), camera
 snapshots.
 
-Recorded segments are the camera's unredacted stream copy, so playing one needs the operator
-capability; viewers get redacted playback by creating an export (``POST /api/exports``,
-redacted by default), which they may do. Every read of media writes an audit record first.
+Recorded segments are the camera's unredacted stream copy (re-encoded with its static masks
+when it has any), so playing one needs the operator capability; viewers get redacted playback
+by creating an export (``POST /api/exports``, redacted by default), which they may do.
+Every read of media writes an audit record first.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from fastapi import Query, Request
 from fastapi.responses import FileResponse, Response
 
 from vigil.api.auth import Capability, Principal
+from vigil.api.clips import segment_file
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
 from vigil.api.exports import queue_export
 from vigil.api.media import check_range, outgoing_image, safe_media_path
-from vigil.api.routes import protected
+from vigil.api.params import DbId
+from vigil.api.routes import error, protected
 from vigil.api.routes.events import JPEG, unredacted_grant
-from vigil.api.schemas import CameraOut, ErrorBody, ExportRequest, JobOut, SegmentOut
+from vigil.api.schemas import CameraOut, ExportRequest, JobOut, SegmentOut
 from vigil.api.state import AppState
 from vigil.record.export import manifest_path
 from vigil.record.layout import check_camera_id
@@ -35,7 +38,7 @@ _EXPORT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}\.mp4$")
 MP4: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}},
     206: {"description": "Partial content"},
-    416: {"description": "Range not satisfiable"},
+    416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
 }
 
 
@@ -64,16 +67,18 @@ def list_recordings(
 
 
 @router.get("/api/recordings/{segment_id}/media", responses=MP4, response_class=FileResponse)
-def segment_media(segment_id: int, request: Request, who: Operator, state: StateDep) -> Response:
-    """The segment's MP4 (unredacted stream copy: operators and admins), with Range support."""
+def segment_media(segment_id: DbId, request: Request, who: Operator, state: StateDep) -> Response:
+    """The segment's MP4 (unredacted stream copy: operators and admins), with Range support;
+    for a camera with static masks, a masked re-encode (cached)."""
     with state.db.session() as session:
         row = SegmentRepo(session).get(segment_id)
     if row is None or not who.sees(row.camera):
         raise not_found(f"segment {segment_id}")
-    path = safe_media_path(state.data_dir, row.path)
+    masked = bool(state.redact_config(row.camera).masks)
     state.audit(who, "segment.read", row.path,
-                details={"segment": row.id, "range": request.headers.get("range")})  # fmt: skip
-    return _media_file(request, path)
+                details={"segment": row.id, "range": request.headers.get("range"),
+                         "masked": masked})  # fmt: skip
+    return _media_file(request, segment_file(state, row, who.name))
 
 
 def _export_path(state: AppState, name: str) -> Path:
@@ -83,8 +88,8 @@ def _export_path(state: AppState, name: str) -> Path:
 
 
 @router.post("/api/exports", status_code=202,
-             responses={429: {"model": ErrorBody, "description": "Too many exports queued "
-                              "or running for this user (see Retry-After)"}})
+             responses={429: error("Too many exports queued or running for this user",
+                                   Retry_After="seconds until the next try")})
 def create_export(body: ExportRequest, who: Reader, state: StateDep) -> JobOut:
     """Queue an MP4 of ``[start, end)`` of one camera with a signed manifest; redacted
     unless ``unredacted`` (operators/admins, with a reason, audited). Answers the job at
@@ -138,7 +143,8 @@ def list_cameras(who: Reader, state: StateDep) -> list[CameraOut]:
     return [CameraOut(name=s.name, online=s.online, state=s.state, decode_fps=s.decode_fps,
                       detect_fps=s.detect_fps, last_frame_time=s.last_frame_time,
                       skipped_frames=s.skipped_frames, inference_ms=s.inference_ms,
-                      queue_depth=s.queue_depth)
+                      queue_depth=s.queue_depth, recording=s.recording,
+                      recording_error=s.recording_error)
             for s in state.runtime.cameras() if who.sees(s.name)]  # fmt: skip
 
 
@@ -157,5 +163,5 @@ def camera_snapshot(
     if frame is None:
         raise ApiError(404, "no_frame", f"camera {name!r} has no frame yet; is it online?")
     state.audit(who, "camera.snapshot", name, reason=why, details={"redacted": not unredacted})
-    return Response(outgoing_image(state, frame, unredacted=unredacted), media_type="image/jpeg",
-                    headers={"Cache-Control": "no-store"})  # fmt: skip
+    return Response(outgoing_image(state, name, frame, unredacted=unredacted),
+                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -5,7 +5,13 @@ camera's newest frame, redacted unless ``grant`` names a valid grant of the call
 camera. The stream is an async generator that polls the runtime's frame clock every
 ``POLL_S`` seconds and renders through ``LiveFrames`` (shared by every viewer) in a worker
 thread. It ends when the client goes away, when the app stops (``AppState.stopping``), when
-the camera leaves the runtime, or when its unredacted grant expires or is ended.
+the camera leaves the runtime, or when its unredacted grant expires or is ended. Every
+``ACCOUNT_CHECK_S`` it also looks up, in the database, the session or token it was opened
+with and the viewer's account: a stream ends when that credential ends (logout, revoked,
+expired), when its user is disabled or loses the camera, and an unredacted one as soon as the
+account is no longer as it was when granted (role, state, password or scope changed, by the
+API or by ``vigil user`` in another process); the user's grants end with it. A failed read
+ends the stream too (fail closed; the client reconnects).
 
 Client departure is Starlette's job: ``StreamingResponse`` listens for ``http.disconnect`` next
 to the generator and cancels it (ASGI spec < 2.4, uvicorn's case), or the next send fails
@@ -17,28 +23,38 @@ would be a second reader of the same ``receive`` channel for no gain.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Query, Response
+from fastapi import Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from vigil.api.auth import Capability, Principal
-from vigil.api.deps import Reader, StateDep
+from vigil.api.auth import ROLE_CAPS, SESSION_COOKIE, Capability, Principal
+from vigil.api.deps import Reader, StateDep, bearer
 from vigil.api.errors import ForbiddenError, not_found
-from vigil.api.live import LiveView, frame_time
+from vigil.api.live import LiveGrant, LiveView, account_state, frame_time
 from vigil.api.routes import protected
 from vigil.api.routes.events import unredacted_grant
 from vigil.api.schemas import LiveGrantOut, LiveGrantRequest, OverlayOut, TrackOut
 from vigil.api.state import AppState
+from vigil.errors import StorageError
+from vigil.store import TokenRepo, UserRepo, UserRow
+
+log = logging.getLogger(__name__)
 
 router = protected(tags=["live"])
 
 BOUNDARY = "frame"
 #: Seconds between two looks at the camera's frame clock (and at the client's presence).
 POLL_S = 0.05
+#: Seconds between two reads of a streaming viewer's account (revocation within a second).
+ACCOUNT_CHECK_S = 0.5
+#: The actor of audit records that Vigil itself writes (a grant ended by an account change
+#: made outside this process).
+SYSTEM_ACTOR = "vigil"
 MJPEG: dict[int | str, dict[str, Any]] = {
     200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}},
           "description": "JPEG parts, redacted unless a valid grant is given."},
@@ -62,13 +78,74 @@ def part(jpeg: bytes) -> bytes:
     return head.encode() + jpeg + b"\r\n"
 
 
+def end_user_grants(state: AppState, user: str, *, actor: str, cause: str) -> list[LiveGrant]:
+    """End every unredacted-live grant of ``user`` (their account changed), audited one by
+    one as ``camera.live.unredacted.end`` with the ``cause``; their streams stop at the next
+    poll."""
+    ended = state.grants.end_user(user)
+    for grant in ended:
+        state.audit_log.append(actor, "camera.live.unredacted.end", grant.camera,
+                               details={"grant": _fingerprint(grant.token), "user": user,
+                                        "cause": cause})  # fmt: skip
+    return ended
+
+
+def _read_account(state: AppState, name: str, credential: str | None = None) -> UserRow | None:
+    """User ``name`` as the database has it now; with ``credential`` (the session or API
+    token a stream was opened with), None once that credential is no longer valid."""
+    with state.db.session() as session:
+        if credential is None:
+            return UserRepo(session).get(name)
+        found = TokenRepo(session).lookup(credential, touch=False)
+        return found[1] if found is not None and found[1].name == name else None
+
+
+def _may_watch(row: UserRow | None, camera: str) -> bool:
+    return (row is not None and not row.disabled and Capability.READ in ROLE_CAPS[row.role]
+            and (row.cameras is None or camera in row.cameras))  # fmt: skip
+
+
+def granted(state: AppState, token: str, who: Principal, camera: str) -> LiveGrant | None:
+    """The grant ``token`` when it is valid for ``who`` and ``camera`` and the account is
+    still as it was when granted; otherwise None, and an account change ends the user's
+    grants (the check a grant gets before a stream starts and every ``ACCOUNT_CHECK_S``)."""
+    grant = state.grants.valid(token, who.name, camera)
+    if grant is None:
+        return None
+    row = _read_account(state, who.name)
+    if row is not None and account_state(row) == grant.account:
+        return grant
+    end_user_grants(state, who.name, actor=SYSTEM_ACTOR, cause="account changed")
+    return None
+
+
+def _still_allowed(
+    state: AppState, who: Principal, camera: str, grant: str | None, credential: str | None
+) -> bool:
+    """Whether the stream may go on: its credential is still valid, its viewer may watch
+    ``camera``, and its grant (if any) still holds. A database failure answers no (fail
+    closed)."""
+    try:
+        # The grant first: an account change must end the user's grants, even when it also
+        # ended the credential (disabling revokes sessions).
+        if grant is not None and granted(state, grant, who, camera) is None:
+            return False
+        return _may_watch(_read_account(state, who.name, credential), camera)
+    except StorageError as exc:
+        log.warning("live stream of %s for %s ended: the account cannot be read (%s)",
+                    camera, who.name, exc)  # fmt: skip
+        return False
+
+
 async def _parts(
-    state: AppState, who: Principal, view: LiveView, *, fps: float, grant: str | None
-) -> AsyncIterator[bytes]:
+    state: AppState, who: Principal, view: LiveView, *, fps: float, grant: str | None,
+    credential: str | None,
+) -> AsyncIterator[bytes]:  # fmt: skip
     """The stream's parts: a new frame at most ``fps`` times a second (see module doc)."""
     period = 1.0 / fps
     last: float | None = None
     next_at = 0.0
+    checked_at = anyio.current_time()  # the request itself was just authorised
     state.live_streams += 1
     try:
         while not state.stopping.is_set():
@@ -78,6 +155,12 @@ async def _parts(
             if grant is not None and state.grants.valid(grant, who.name, view.camera) is None:
                 return  # expired or ended: the client reconnects redacted, or asks again
             now = anyio.current_time()
+            if now - checked_at >= ACCOUNT_CHECK_S:
+                allowed = await anyio.to_thread.run_sync(
+                    _still_allowed, state, who, view.camera, grant, credential)
+                if not allowed:
+                    return  # disabled, demoted, new password or scope: see the module doc
+                checked_at = now
             if when != last and now >= next_at:
                 data = await anyio.to_thread.run_sync(state.live.jpeg, view, when)
                 if data is not None:
@@ -91,7 +174,7 @@ async def _parts(
 
 @router.get("/api/cameras/{name}/live.mjpeg", responses=MJPEG, response_class=StreamingResponse)
 async def live_mjpeg(
-    name: str, who: Reader, state: StateDep, *,
+    name: str, request: Request, who: Reader, state: StateDep, *,
     fps: Annotated[float, Query(gt=0, le=15)] = 5.0,
     width: Annotated[int, Query(ge=16, le=7680)] = 960,
     overlay: bool = False, grant: str | None = None,
@@ -103,7 +186,7 @@ async def live_mjpeg(
     _camera(state, who, name)
     found = None
     if grant is not None:
-        found = state.grants.valid(grant, who.name, name)
+        found = await run_in_threadpool(granted, state, grant, who, name)
         if found is None or not who.can(Capability.OPERATE):
             raise ForbiddenError("the unredacted-live grant is not valid (expired, ended, or "
                                  "for another user or camera); ask for a new one")  # fmt: skip
@@ -115,7 +198,10 @@ async def live_mjpeg(
     await run_in_threadpool(state.audit, who, "camera.live", name,
                             reason=None if found is None else found.reason, details=details)
     return StreamingResponse(
-        _parts(state, who, view, fps=fps, grant=grant),
+        # The credential the request was authenticated with (as ``authenticate`` found it):
+        # the stream re-checks it, so a logout or revoked token ends the stream too.
+        _parts(state, who, view, fps=fps, grant=grant,
+               credential=bearer(request) or request.cookies.get(SESSION_COOKIE)),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -129,7 +215,10 @@ def grant_unredacted_live(
     admins, with a reason, audited. Valid for the caller and this camera only."""
     _camera(state, who, name)
     unredacted_grant(state, who, f"live {name}", body.reason)
-    grant = state.grants.issue(who.name, name, body.reason)
+    row = _read_account(state, who.name)
+    if row is None:  # deleted since this request was authenticated
+        raise ForbiddenError(f"user {who.name!r} no longer exists")
+    grant = state.grants.issue(who.name, name, body.reason, account_state(row))
     state.audit(who, "camera.live.unredacted", name, reason=body.reason,
                 details={"grant": _fingerprint(grant.token), "expires_at": grant.expires_at})
     return LiveGrantOut(grant=grant.token, camera=name, expires_at=grant.expires_at)

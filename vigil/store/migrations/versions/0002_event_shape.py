@@ -1,4 +1,5 @@
-"""Events: the zones an object is in now, the normalised snapshot box, the review flag.
+"""Events: the zones an object is in now, the normalised snapshot box, traffic measures, the
+review flag.
 
 Revision ID: 0002_event_shape
 Revises: 0001_initial
@@ -23,6 +24,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("zones_now", sa.JSON(), nullable=False,
                                    server_default=sa.text("'[]'")))  # fmt: skip
         batch.add_column(sa.Column("box", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("measures", sa.JSON(), nullable=False,
+                                   server_default=sa.text("'{}'")))  # fmt: skip
         batch.add_column(sa.Column("reviewed", sa.Boolean(), nullable=False,
                                    server_default=sa.false()))  # fmt: skip
 
@@ -30,5 +33,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("events") as batch:
         batch.drop_column("reviewed")
+        batch.drop_column("measures")
         batch.drop_column("box")
         batch.drop_column("zones_now")

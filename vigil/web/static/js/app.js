@@ -7,7 +7,8 @@ import { api, can, hasSession, onReachability, onUnauthorized } from './api.js';
 import { current, go, href, start } from './router.js';
 import { errorBox, fill, h, noPermission } from './ui.js';
 
-// page -> module, capability needed (null: public), nav label, what "no permission" says.
+// page -> module, capability needed (null: public; 'login': anyone logged in), nav label,
+// what "no permission" says.
 const PAGES = {
   live: { module: './live.js', cap: 'read', nav: 'Live', deny: 'view live cameras' },
   events: { module: './events.js', cap: 'read', nav: 'Events', deny: 'view events' },
@@ -16,11 +17,15 @@ const PAGES = {
   counts: { module: './counts.js', cap: 'read', nav: 'Counts', deny: 'view counts' },
   audit: { module: './audit.js', cap: 'audit', nav: 'Audit', deny: 'read the audit log' },
   users: { module: './users.js', cap: 'admin', nav: 'Users', deny: 'manage users' },
+  tokens: { module: './tokens.js', cap: 'login', nav: 'API tokens', deny: 'manage API tokens' },
   login: { module: './login.js', cap: null },
   setup: { module: './setup.js', cap: null },
 };
 
 const state = { me: null, cleanup: null, returnTo: null, renderId: 0 };
+
+/** Whether `me` may use a page that needs `cap`. */
+function allowed(me, cap) { return cap === 'login' ? Boolean(me) : can(me, cap); }
 const main = () => document.getElementById('main');
 
 /** The first page a role may use (auditors have no live view). */
@@ -38,7 +43,7 @@ function renderNav() {
     return;
   }
   fill(list, Object.entries(PAGES)
-    .filter(([, def]) => def.nav && can(state.me, def.cap))
+    .filter(([, def]) => def.nav && allowed(state.me, def.cap))
     .map(([name, def]) => {
       // The editor needs a camera; its nav entry opens the first one.
       const link = h('a', { href: href(name), 'aria-current': name === page ? 'page' : false }, def.nav);
@@ -89,7 +94,7 @@ async function render(route) {
     if (!PAGES[page] || page === '') { go(homeFor(me)); return; }
     const def = PAGES[page];
     renderNav();
-    if (def.cap && !can(me, def.cap)) {
+    if (def.cap && !allowed(me, def.cap)) {
       document.title = 'No permission — Vigil';
       fill(root, noPermission(def.deny));
       return;

@@ -86,6 +86,7 @@ export async function render(ctx) {
     const s = (await api('/api/cameras')).find((c) => c.name === name);
     if (!s) return;
     status.textContent = statusText(s);
+    status.classList.toggle('recording-failed', s.recording === 'failed');
     mask.hidden = s.online;
   });
   return () => {

@@ -1,10 +1,16 @@
 // Counts: line crossings and zone entries over time, per class and metric, from /api/counts
 // (hour, day or ISO week buckets, UTC), drawn as a line chart on a <canvas> with a legend,
 // the same numbers in a table (for screen readers and copying), and a CSV download link.
+// A class filter narrows everything to one class (car, bus, truck, ...). "Now" shows the
+// running camera's live counters per rule and class (GET .../overlay, every 5 s): crossings,
+// zone occupancy and entries, zone events (dwell, speeding, wrong way, stopped, ...) and the
+// mean speed of calibrated zones.
 
 import { api, qs, seg } from './api.js';
 import { setQuery } from './router.js';
-import { empty, errorBox, field, fill, h, header, select, sharpCanvas } from './ui.js';
+import {
+  KNOWN_CLASSES, empty, errorBox, every, field, fill, h, header, select, sharpCanvas,
+} from './ui.js';
 
 const RANGES = { hour: [['1', 'last 24 hours'], ['2', 'last 48 hours'], ['7', 'last 7 days']],
   day: [['7', 'last 7 days'], ['30', 'last 30 days'], ['90', 'last 90 days']],
@@ -20,6 +26,8 @@ export async function render(ctx) {
   const q = ctx.query;
   const camera = select(names, names.includes(q.camera) ? q.camera : names[0], { id: 'counts-camera' });
   const rule = select([['', 'All rules']], '', { id: 'counts-rule' });
+  const classes = [...new Set([...KNOWN_CLASSES, ...(q.label ? [q.label] : [])])];
+  const label = select([['', 'All classes'], ...classes.map((c) => [c, c])], q.label || '', { id: 'counts-class' });
   const period = select([['hour', 'per hour'], ['day', 'per day'], ['week', 'per week']], q.period || 'hour', { id: 'counts-period' });
   const range = select([], '', { id: 'counts-range' });
   const csv = h('a', { class: 'button', id: 'counts-csv', download: 'counts.csv' }, 'Download CSV');
@@ -27,9 +35,12 @@ export async function render(ctx) {
   const legend = h('ul', { class: 'legend', id: 'counts-legend' });
   const table = h('div', { class: 'table-wrap' });
   const out = h('div', { 'aria-live': 'polite' });
+  const now = h('div', { class: 'table-wrap', id: 'counts-now' });
   ctx.root.append(header('Counts', csv),
-    h('div', { class: 'filters' }, field('Camera', camera), field('Rule', rule), field('Period', period), field('Range', range)),
-    out, canvas, legend, h('details', {}, h('summary', {}, 'Numbers as a table'), table));
+    h('div', { class: 'filters' }, field('Camera', camera), field('Rule', rule), field('Class', label),
+      field('Period', period), field('Range', range)),
+    out, canvas, legend, h('details', {}, h('summary', {}, 'Numbers as a table'), table),
+    h('h3', {}, 'Now'), now);
 
   const fillRanges = () => {
     fill(range, RANGES[period.value].map(([v, t]) => h('option', { value: v }, t)));
@@ -52,8 +63,8 @@ export async function render(ctx) {
     const end = Math.ceil((now - origin) / step) * step + origin;
     const start = Math.floor((now - origin - Number(range.value) * 86400) / step) * step + origin;
     window_ = [start, end];
-    const query = { camera: camera.value, rule: rule.value, period: period.value, start, end };
-    setQuery({ camera: camera.value, rule: rule.value, period: period.value });
+    const query = { camera: camera.value, rule: rule.value, label: label.value, period: period.value, start, end };
+    setQuery({ camera: camera.value, rule: rule.value, label: label.value, period: period.value });
     csv.href = `/api/counts${qs({ ...query, format: 'csv' })}`;
     try {
       points = await api('/api/counts', { query });
@@ -72,14 +83,81 @@ export async function render(ctx) {
     fill(table, tableOf(points, period.value));
   };
   period.addEventListener('change', () => { fillRanges(); load(); });
-  for (const control of [rule, range]) control.addEventListener('change', load);
-  camera.addEventListener('change', async () => { await fillRules(); load(); });
+  const loadNow = async () => {
+    let overlay;
+    try {
+      overlay = await api(`/api/cameras/${seg(camera.value)}/overlay`);
+    } catch (err) {
+      fill(now, errorBox(err));
+      return;
+    }
+    fill(now, nowTable(liveRows(overlay.counts || {}, rule.value, label.value)));
+  };
+  for (const control of [rule, range, label]) control.addEventListener('change', load);
+  for (const control of [rule, label]) control.addEventListener('change', loadNow);
+  camera.addEventListener('change', async () => { await fillRules(); load(); loadNow(); });
   const onResize = () => draw(canvas, points, window_, STEP[period.value]);
   window.addEventListener('resize', onResize);
   fillRanges();
   await fillRules();
   await load();
-  return () => window.removeEventListener('resize', onResize);
+  const stopNow = every(5000, loadNow);
+  return () => { stopNow(); window.removeEventListener('resize', onResize); };
+}
+
+const ZONE_EVENTS = ['dwell', 'loiter', 'speeding', 'wrong_way', 'stopped'];
+
+/** The live RuleEngine counts as [rule, class, figure, value] rows ('' class: all classes). */
+function liveRows(counts, ruleName, className) {
+  const rows = [];
+  const add = (rule, cls, figure, value) => {
+    if (value === null || value === undefined) return;
+    if (ruleName && rule !== ruleName) return;
+    if (className && cls !== className) return; // one class asked for: its rows only
+    rows.push([rule, cls, figure, value]);
+  };
+  for (const [name, line] of Object.entries(counts.lines || {})) {
+    const t = line.total || {};
+    add(name, '', 'crossings A→B', t.a_to_b);
+    add(name, '', 'crossings B→A', t.b_to_a);
+    for (const [cls, d] of Object.entries(line.by_class || {})) {
+      add(name, cls, 'crossings A→B', d.a_to_b);
+      add(name, cls, 'crossings B→A', d.b_to_a);
+    }
+  }
+  for (const [name, zone] of Object.entries(counts.zones || {})) {
+    const occ = zone.occupancy || {};
+    const entries = zone.entries || {};
+    add(name, '', 'inside now', occ.current);
+    add(name, '', 'entries', entries.total);
+    for (const [cls, n] of Object.entries(occ.by_class || {})) add(name, cls, 'inside now', n);
+    for (const [cls, n] of Object.entries(entries.by_class || {})) add(name, cls, 'entries', n);
+    for (const kind of ZONE_EVENTS) {
+      add(name, '', `${kind.replace('_', ' ')} events`, zone[`${kind}_events`]);
+      for (const [cls, n] of Object.entries((zone.events_by_class || {})[kind] || {})) {
+        add(name, cls, `${kind.replace('_', ' ')} events`, n);
+      }
+    }
+    if (zone.stopped) add(name, '', 'stopped now', zone.stopped.current);
+    const speed = zone.speed;
+    if (speed) {
+      const unit = speed.unit;
+      add(name, '', `mean speed (${unit})`, speed.mean);
+      add(name, '', `top speed (${unit})`, speed.max);
+      for (const [cls, st] of Object.entries(speed.by_class || {})) {
+        add(name, cls, `mean speed (${unit})`, st.mean);
+        add(name, cls, `top speed (${unit})`, st.max);
+      }
+    }
+  }
+  return rows;
+}
+
+function nowTable(rows) {
+  if (!rows.length) return h('p', { class: 'muted' }, 'No live counters (is the camera running, with rules?).');
+  return h('table', {}, h('thead', {}, h('tr', {}, ['Rule', 'Class', 'Figure', 'Value'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rows.map(([rule, cls, figure, value]) => h('tr', { dataset: { rule, cls } },
+      h('td', {}, rule), h('td', {}, cls || 'all'), h('td', {}, figure), h('td', { class: 'num' }, String(value))))));
 }
 
 function label(ts, step) {
@@ -111,7 +189,6 @@ function draw(canvas, points, [start, end], step) {
   }
   const max = Math.max(1, ...points.map((p) => p.count));
   const pad = { l: 44, r: 12, t: 12, b: 28 };
-  const buckets = Math.max(1, Math.round((end - start) / step));
   const x = (t) => pad.l + ((t - start) / (end - start || 1)) * (width - pad.l - pad.r);
   const y = (v) => height - pad.b - (v / max) * (height - pad.t - pad.b);
   g.font = '11px system-ui, sans-serif';
@@ -123,12 +200,8 @@ function draw(canvas, points, [start, end], step) {
     g.beginPath(); g.moveTo(pad.l, y(v) + 0.5); g.lineTo(width - pad.r, y(v) + 0.5); g.stroke();
     g.fillText(String(v), 6, y(v) + 4);
   }
-  const every = Math.max(1, Math.ceil(buckets / Math.max(2, Math.floor(width / 90))));
-  for (let i = 0; i <= buckets; i += every) {
-    const t = start + i * step;
-    g.fillText(label(t, step), Math.min(x(t), width - 70), height - 10);
-  }
-  const times = [...new Set(points.map((p) => p.time))].sort((a, b) => a - b);
+  const times = bucketTimes(points, start, end, step);
+  axisLabels(g, times, x, step, width, height - 10, pad.l);
   const out = [];
   [...series.keys()].sort().forEach((key, i) => {
     const color = COLORS[i % COLORS.length];
@@ -139,11 +212,41 @@ function draw(canvas, points, [start, end], step) {
     g.lineWidth = 2;
     g.beginPath();
     times.forEach((t, b) => {
-      const v = values.get(t) || 0; // a bucket another series has: zero here
+      const v = values.get(t) || 0; // a bucket with nothing counted: zero, so one point is a line
       if (b === 0) g.moveTo(x(t + step / 2), y(v)); else g.lineTo(x(t + step / 2), y(v));
     });
     g.stroke();
     for (const [t, v] of values) { g.beginPath(); g.arc(x(t + step / 2), y(v), 3, 0, Math.PI * 2); g.fill(); }
   });
   return out;
+}
+
+/**
+ * Every bucket start from `start` to `end`, aligned to the buckets the server returned (ISO
+ * weeks start on Mondays, not at `start`), plus any returned bucket outside that range.
+ */
+function bucketTimes(points, start, end, step) {
+  const seen = [...new Set(points.map((p) => p.time))].sort((a, b) => a - b);
+  const anchor = seen.length ? seen[0] : start;
+  const out = new Set(seen);
+  const first = anchor - Math.floor((anchor - start) / step) * step;
+  for (let t = first; t < end && out.size < 5000; t += step) out.add(t);
+  return [...out].sort((a, b) => a - b);
+}
+
+/** Time labels under the x axis, centred on their bucket, never overlapping each other. */
+function axisLabels(g, times, x, step, width, baseline, left) {
+  const gap = 12;
+  const widest = Math.max(1, ...times.slice(0, 3).map((t) => g.measureText(label(t, step)).width));
+  const span = times.length > 1 ? x(times[1]) - x(times[0]) : width;
+  const every = Math.max(1, Math.ceil((widest + gap) / Math.max(1, span)));
+  let right = left - gap;
+  for (let i = 0; i < times.length; i += every) {
+    const text = label(times[i], step);
+    const w = g.measureText(text).width;
+    const at = Math.max(left, Math.min(x(times[i] + step / 2) - w / 2, width - w - 2));
+    if (at < right + gap) continue; // would touch the previous label
+    g.fillText(text, at, baseline);
+    right = at + w;
+  }
 }

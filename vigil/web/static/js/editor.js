@@ -3,8 +3,9 @@
 // models want them. Draw polygons (click points; double-click or Enter closes) and directed
 // lines (two clicks; the arrow across the line points from side A to side B, "Flip"
 // reverses it); select a shape to drag its vertices, rename it, attach rule settings
-// (classes, dwell/loiter seconds, directions) or delete it. Save replaces the camera's
-// rules at run time (PUT, operators and admins). The running camera's counts (GET .../overlay, every
+// (classes, dwell/loiter/stopped seconds, directions) or delete it; settings the editor has
+// no control for (a zone's calibration, speed limit, one-way direction) are kept as they are.
+// Save replaces the camera's rules at run time (PUT, operators and admins). The running camera's counts (GET .../overlay, every
 // second) are shown next to each saved rule.
 
 import { api, can, seg } from './api.js';
@@ -233,7 +234,9 @@ function countText(ed, s) {
   }
   const now = c.occupancy ? Number(c.occupancy.current || 0) : 0;
   const entries = c.entries ? Number(c.entries.total || 0) : 0;
-  return { text: `inside now ${now} · entries ${entries}`, total: entries };
+  // A calibrated zone (calibration set in the config file) also measures speeds.
+  const speed = c.speed && c.speed.mean !== null && c.speed.mean !== undefined ? ` · mean ${c.speed.mean} ${c.speed.unit}` : '';
+  return { text: `inside now ${now} · entries ${entries}${speed}`, total: entries };
 }
 
 function renderList(list, ed, selectShape) {
@@ -294,14 +297,15 @@ function renderForm(form, ed, { redraw, refreshSide, remove }) {
   });
   const parts = [field('Name', nameInput), classes];
   if (s.kind === 'zone') {
-    for (const key of ['dwell', 'loiter']) {
+    const LABELS = { dwell: 'Dwell event after (s)', loiter: 'Loitering after (s)', stopped: 'Stopped-vehicle event after (s)' };
+    for (const key of ['dwell', 'loiter', 'stopped']) {
       const input = h('input', { type: 'number', min: 0, step: 1, name: key, value: s.cfg[key] ?? '' });
       input.addEventListener('change', () => {
         const v = Number(input.value);
         if (input.value === '' || v <= 0) delete s.cfg[key]; else s.cfg[key] = v;
         s.dirty = true;
       });
-      parts.push(field(key === 'dwell' ? 'Dwell event after (s)' : 'Loitering after (s)', input, 'Empty: off.'));
+      parts.push(field(LABELS[key], input, 'Empty: off.'));
     }
   } else {
     const dirs = new Set(s.cfg.directions || ['a_to_b', 'b_to_a']);

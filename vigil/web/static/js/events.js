@@ -2,8 +2,9 @@
 // redacted thumbnails; a click opens a dialog that plays the event's clip (cut from the
 // recordings with pre/post-roll and redacted by the server in the background; "preparing…"
 // with its progress when not ready yet) with evidence-lock and export (a job: progress, then
-// the download link) buttons for operators. New events (polled every 5 s) are announced, not inserted,
-// so the list does not jump under the reader's eyes.
+// the download link) buttons for operators. New events (polled every 5 s) are announced, not
+// inserted, so the list does not jump under the reader's eyes. Review workflow: filter
+// unreviewed events; operators mark one (in its dialog) or every event shown as reviewed.
 
 import { api, can, qs, seg } from './api.js';
 import { clipJob, followJob, progressLine } from './jobs.js';
@@ -24,18 +25,22 @@ export async function render(ctx) {
   const line = h('input', { name: 'line', value: q.line || '', placeholder: 'any' });
   const start = h('input', { type: 'datetime-local', name: 'start', value: q.start ? toLocalInput(Number(q.start)) : '' });
   const end = h('input', { type: 'datetime-local', name: 'end', value: q.end ? toLocalInput(Number(q.end)) : '' });
+  const reviewed = select([['', 'All'], ['false', 'Unreviewed'], ['true', 'Reviewed']], q.reviewed || '', { name: 'reviewed' });
   fill(form, field('Camera', camera), field('Label', label), field('Zone', zone),
-    field('Line', line), field('From', start), field('To', end),
+    field('Line', line), field('From', start), field('To', end), field('Review', reviewed),
     h('div', { class: 'field' }, h('button', { type: 'submit', class: 'primary' }, 'Filter')));
   const fresh = h('button', { type: 'button', class: 'notice', hidden: true });
   const list = h('div', { class: 'event-list', id: 'event-list' });
   const more = h('button', { type: 'button', hidden: true }, 'Load more');
-  ctx.root.append(header('Events'), form, fresh, list, more);
+  const markAll = can(ctx.me, 'operate')
+    ? h('button', { type: 'button', id: 'events-mark-reviewed', onclick: () => markShown(list) }, 'Mark shown as reviewed')
+    : null;
+  ctx.root.append(header('Events', markAll), form, fresh, list, more);
 
   let cursor = null;
   const filters = () => ({
     camera: camera.value, label: label.value, zone: zone.value.trim(), line: line.value.trim(),
-    start: fromLocalInput(start.value), end: fromLocalInput(end.value),
+    start: fromLocalInput(start.value), end: fromLocalInput(end.value), reviewed: reviewed.value,
   });
   const load = async (append) => {
     let page;
@@ -93,14 +98,31 @@ function card(ev, me) {
     : h('div', { class: 'no-thumb' }, 'no snapshot');
   const where = [...ev.zones.map((z) => `zone ${z}`), ...ev.lines.map((l) => `line ${l}`)].join(', ');
   return h('button', {
-    type: 'button', class: 'event-card', dataset: { event: ev.id, ended: ev.end ? '1' : '0' },
+    type: 'button', class: ev.reviewed ? 'event-card reviewed' : 'event-card',
+    dataset: { event: ev.id, ended: ev.end ? '1' : '0', reviewed: ev.reviewed ? '1' : '0' },
     onclick: () => openEvent(ev.id, me),
   }, thumb,
   h('span', { class: 'event-meta' },
     h('strong', {}, ev.label), ` · ${ev.camera}`, h('br'),
     h('span', { class: 'muted' }, fmtTime(ev.start), ev.end ? ` · ${(ev.end - ev.start).toFixed(1)} s` : ' · ongoing'),
     where ? h('span', { class: 'muted block' }, where) : null,
-    ev.evidence_lock ? h('span', { class: 'badge' }, 'locked') : null));
+    ev.evidence_lock ? h('span', { class: 'badge' }, 'locked') : null,
+    ev.reviewed ? h('span', { class: 'badge quiet' }, 'reviewed') : null));
+}
+
+/** Mark every unreviewed event shown in `list` as reviewed, in one request. */
+async function markShown(list) {
+  const cards = [...list.querySelectorAll('.event-card[data-reviewed="0"]')];
+  if (!cards.length) { toast('Every event shown is reviewed already.'); return; }
+  try {
+    const out = await api('/api/events/review', { method: 'POST', body: { ids: cards.map((c) => c.dataset.event), reviewed: true } });
+    for (const c of cards) {
+      if (!out.events.includes(c.dataset.event)) continue;
+      c.dataset.reviewed = '1';
+      c.classList.add('reviewed');
+    }
+    toast(`${out.events.length} event(s) marked reviewed.`);
+  } catch (err) { toast(message(err), 'error'); }
 }
 
 /** The event dialog: its clip, details, and the operator's lock/export buttons. */
@@ -142,7 +164,8 @@ export async function openEvent(id, me) {
   const rows = [['Camera', ev.camera], ['Label', ev.label], ['Track', ev.track_id],
     ['Start', fmtTime(ev.start)], ['End', ev.end ? fmtTime(ev.end) : 'ongoing'],
     ['Zones', ev.zones.join(', ') || '—'], ['Lines', ev.lines.join(', ') || '—'],
-    ['Score', ev.top_score.toFixed(2)], ['Evidence lock', ev.evidence_lock ? 'yes' : 'no']];
+    ['Score', ev.top_score.toFixed(2)], ['Evidence lock', ev.evidence_lock ? 'yes' : 'no'],
+    ['Reviewed', ev.reviewed ? 'yes' : 'no']];
   const details = h('dl', { class: 'details' }, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, String(v))]));
   const actions = h('div', { class: 'actions' });
   const output = h('div', { 'aria-live': 'polite' });
@@ -171,7 +194,17 @@ export async function openEvent(id, me) {
         if (!err || err.name !== 'AbortError') fill(output, errorBox(err));
       } finally { exportButton.disabled = false; }
     });
-    actions.append(lock, exportButton);
+    const review = h('button', { type: 'button', id: 'event-review' }, ev.reviewed ? 'Mark unreviewed' : 'Mark reviewed');
+    review.addEventListener('click', async () => {
+      try {
+        const out = await api(`/api/events/${seg(ev.id)}/review`, { method: 'POST', body: { reviewed: !ev.reviewed } });
+        ev.reviewed = out.reviewed;
+        review.textContent = ev.reviewed ? 'Mark unreviewed' : 'Mark reviewed';
+        const shown = document.querySelector(`.event-card[data-event="${CSS.escape(ev.id)}"]`);
+        if (shown) { shown.dataset.reviewed = ev.reviewed ? '1' : '0'; shown.classList.toggle('reviewed', ev.reviewed); }
+      } catch (err) { toast(message(err), 'error'); }
+    });
+    actions.append(review, lock, exportButton);
   }
   modal(`${ev.label} on ${ev.camera}`, [video, note, details, actions, output], {
     wide: true, onclose: () => { stopped.abort(); video.pause(); video.removeAttribute('src'); video.load(); },

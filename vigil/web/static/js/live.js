@@ -65,6 +65,7 @@ function tile(name) {
     update: (s) => {
       const offline = !s.online;
       node.classList.toggle('offline', offline);
+      node.classList.toggle('recording-failed', s.recording === 'failed');
       mask.hidden = !offline;
       status.textContent = statusText(s);
     },
@@ -72,10 +73,13 @@ function tile(name) {
   };
 }
 
-/** "online · 5.0 fps · last frame 0.3 s ago" (or the offline state in words). */
+/** "online · 5.0 fps · last frame 0.3 s ago" (or the offline state in words), and why the
+ * camera does not record when it fails ("recording failed: disk full"): the analysis may be
+ * online while nothing is recorded. */
 export function statusText(s) {
   const age = s.last_frame_time ? Math.max(0, Date.now() / 1000 - s.last_frame_time) : null;
   const last = age === null ? 'no frame yet' : `last frame ${fmtAge(age)} ago`;
-  if (!s.online) return `offline (${s.state}) · ${last}`;
-  return `online · ${s.decode_fps.toFixed(1)} fps · ${last}`;
+  const failed = s.recording === 'failed' ? ` · ${s.recording_error || 'recording failed'}` : '';
+  if (!s.online) return `offline (${s.state}) · ${last}${failed}`;
+  return `online · ${s.decode_fps.toFixed(1)} fps · ${last}${failed}`;
 }

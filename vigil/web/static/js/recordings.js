@@ -62,6 +62,7 @@ export async function render(ctx) {
     info.textContent = tl.segments.length
       ? `${tl.segments.length} segment(s), ${tl.events.length} event(s). Click the timeline to play.`
       : 'No recordings on this day.';
+    tl.view = recordedSpan(tl);
     draw(canvas, tl);
   };
 
@@ -173,6 +174,20 @@ export async function render(ctx) {
     video.pause();
     video.removeAttribute('src');
   };
+}
+
+/**
+ * The part of the day that holds recordings, with a margin (at least 10 minutes), so a day
+ * opens where there is something to see; the whole day when nothing was recorded.
+ */
+function recordedSpan(tl) {
+  if (!tl.segments.length) return [tl.day0, tl.day0 + DAY];
+  const first = Math.max(tl.day0, Math.min(...tl.segments.map((s) => s.start)));
+  const last = Math.min(tl.day0 + DAY, Math.max(...tl.segments.map((s) => s.end)));
+  const span = Math.min(DAY, Math.max(600, (last - first) * 1.2));
+  const middle = (first + last) / 2;
+  const a = Math.min(Math.max(middle - span / 2, tl.day0), tl.day0 + DAY - span);
+  return [a, a + span];
 }
 
 function localDate(d) {

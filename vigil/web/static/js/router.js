@@ -1,5 +1,5 @@
 // Hash routes: #/live, #/live/<camera>, #/events, #/recordings, #/editor/<camera>, #/counts,
-// #/audit, #/users, #/login, #/setup. Optional query after "?" (e.g. #/events?camera=door).
+// #/audit, #/users, #/tokens, #/login, #/setup. Optional query after "?" (e.g. #/events?camera=door).
 // Hash routing keeps the server simple (one index at /) and needs no server-side fallback.
 
 /** The current route: {page, arg, query} from location.hash. */

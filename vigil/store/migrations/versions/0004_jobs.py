@@ -1,7 +1,7 @@
 """Jobs: event clips and exports rendered in the background, surviving a restart.
 
-Revision ID: 0003_jobs
-Revises: 0002_event_shape
+Revision ID: 0004_jobs
+Revises: 0003_auth_hardening
 Create Date: 2026-12-01
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003_jobs"
-down_revision: str | None = "0002_event_shape"
+revision: str = "0004_jobs"
+down_revision: str | None = "0003_auth_hardening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

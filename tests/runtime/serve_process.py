@@ -1,0 +1,132 @@
+"""``vigil serve`` as a real child process, for tests that stop it with a signal or scrape it.
+
+The camera analyses a paced synthetic scene (cheap on a busy machine, objects always coming
+and going) and records a real RTSP stream (``tests.rtsp_relay``), so the run has events,
+segments and a live recorder to finish. MQTT and webhooks are optional.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
+
+PASSWORD = "correct horse battery"
+CAMERA = "door"
+
+
+def serve_config(
+    data: Path,
+    port: int,
+    rtsp_url: str,
+    *,
+    mqtt_port: int | None = None,
+    webhook_url: str | None = None,
+    segment_seconds: float = 2.0,
+) -> str:
+    """A YAML configuration: one camera, synthetic analysis, RTSP recording, API on ``port``."""
+    lines = [
+        "detect: {model: motion, fps: 10}",
+        "tracker: {new_track_threshold: 0.5, high_threshold: 0.4}",
+        f"data_dir: {data}",
+        f"record: {{mode: continuous, segment_seconds: {segment_seconds}}}",
+        f"server: {{host: 127.0.0.1, port: {port}, secure_cookies: false, worker_processes: 0}}",
+        "cameras:",
+        f"  {CAMERA}:",
+        "    sources:",
+        '      - {url: "synthetic://?fps=10&duration=300", roles: [detect]}',
+        f'      - {{url: "{rtsp_url}", roles: [record], options: {{rtsp_transport: udp}}}}',
+        "    lines:",
+        "      middle: {points: [[0.05, 0.5], [0.95, 0.5]]}",
+    ]
+    if mqtt_port is not None:
+        lines.append(f"mqtt: {{host: 127.0.0.1, port: {mqtt_port}, discovery: false}}")
+    if webhook_url is not None:
+        lines.append(f'webhooks: {{urls: ["{webhook_url}"], secret: "s3cret-for-tests", '
+                     "states: [start, end]}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+class ServeProcess:
+    """``python -m vigil.cli serve --config FILE`` with its output in ``serve.log``."""
+
+    def __init__(self, folder: Path, config_text: str, port: int) -> None:
+        self.folder = folder
+        self.port = port
+        self.data = folder / "data"
+        config = folder / "vigil.yaml"
+        config.write_text(config_text)
+        self.log = folder / "serve.log"
+        with self.log.open("wb") as out:  # a file, not a pipe: a full pipe would block it
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vigil.cli", "serve", "--config", str(config)],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_for(self, what: Callable[[], bool], timeout: float, message: str) -> None:
+        """Poll ``what`` until true; fail at once (with the log) if the process died."""
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert self.process.poll() is None, f"vigil serve exited early:\n{self.output}"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{message} within {timeout} s\n{self.output[-4000:]}")
+            time.sleep(0.2)
+
+    def api_up(self) -> bool:
+        try:
+            return httpx.get(f"{self.base_url}/api/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def admin(self) -> httpx.Client:
+        """A client logged in as the first admin (created through first-run setup)."""
+        client = httpx.Client(base_url=self.base_url, timeout=30)
+        setup = client.post("/api/setup", json={"name": "root", "password": PASSWORD})
+        assert setup.status_code == 201, setup.text
+        login = client.post("/api/login", json={"name": "root", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        client.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+        return client
+
+    def query(self, read: Callable[[Any], Any], default: Any) -> Any:
+        """``read(session)`` on the server's SQLite database; ``default`` before migration."""
+        db_file = self.data / "vigil.db"
+        if not db_file.exists():
+            return default
+        db = Database(f"sqlite:///{db_file}")
+        try:
+            with db.session() as session:
+                return read(session)
+        except Exception:
+            return default  # not migrated yet
+        finally:
+            db.close()
+
+    def events(self) -> list[Any]:
+        return list(self.query(
+            lambda s: EventRepo(s).list(EventFilter(camera=CAMERA)).items, []
+        ))  # fmt: skip
+
+    def segment_paths(self) -> set[str]:
+        return set(self.query(lambda s: [r.path for r in SegmentRepo(s).list(CAMERA)], []))
+
+    def stop(self) -> None:
+        """Kill it if a test left it running (a failed assertion)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,129 @@
+"""What the API sees of the running cameras: ``RuntimeView``, ``CameraStatus``, ``TrackSnapshot``.
+
+The camera supervisor (``vigil/runtime/serve.py``, built separately) implements
+``RuntimeView``; the API only reads it and never reaches into the supervisor. Its contract:
+
+* ``cameras()``: one ``CameraStatus`` per configured camera, cheap (no I/O, no locks held
+  long), callable from any thread; the API calls it for ``/api/cameras`` and ``/metrics``.
+* ``latest_frame(camera)``: the newest decoded frame of the camera's analysis stream as BGR
+  ``uint8 (h, w, 3)``, or None when there is none yet or the camera is unknown. The API
+  **redacts** it before any pixel leaves; the runtime must not hand out a buffer it will write
+  to later (return a copy or an immutable frame).
+* ``rules(camera)``: ``(zones, lines)`` currently in force, as the config models of
+  ``vigil.config.models`` keyed by rule name; ``KeyError`` for an unknown camera.
+* ``update_rules(camera, zones, lines)``: replace the camera's zones and lines at run time
+  (already validated by the API with the pydantic models); ``KeyError`` for an unknown camera,
+  ``ConfigError`` when the runtime cannot apply them. Takes effect from the next frame.
+* ``latest_tracks(camera)``: a ``TrackSnapshot`` of the tracks of the newest *processed* frame
+  (boxes normalised to 0..1, so they fit any scaled copy of the frame); an empty snapshot
+  (``time`` None) before the first frame or for an unknown camera. Cheap, any thread.
+* ``counts(camera)``: the live pipeline's ``RuleEngine.counts()`` (``{"lines": {...},
+  "zones": {...}}``), ``{}`` before the first frame; ``KeyError`` for an unknown camera.
+* ``subscribe()``: an async iterator of live events as ``vigil.events.sinks.event_to_dict``
+  dicts, one iterator per WebSocket client, each seeing every event published after it
+  subscribed; it ends when the runtime stops. A slow client may miss events (bounded queue)
+  but must never block the pipeline.
+
+These types live in the runtime, not in ``vigil.api``, because camera worker processes build
+``CameraStatus`` and ``TrackSnapshot`` too: importing them from the API package would load
+FastAPI (and the store) into every worker. ``vigil.api.runtime`` re-exports them and adds
+``StaticRuntime``, an in-memory implementation for serving recordings without cameras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from vigil.config.models import LineConfig, ZoneConfig
+from vigil.types import Detections, ImageArray
+
+Zones = dict[str, ZoneConfig]
+Lines = dict[str, LineConfig]
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStatus:
+    """What ``/api/cameras`` and ``/metrics`` show about one camera.
+
+    ``state``: the worker's state in words (``running``, ``connecting``, ``backoff``,
+    ``stopped``...). Rates in frames per second; ``last_frame_time`` in UNIX seconds (None
+    before the first frame); ``inference_ms`` the mean detector time per frame lately.
+    ``recording``: the recorder's state (``recording``, ``reconnecting``, ``failed``...; None
+    when the camera is not recorded) and ``recording_error`` why it fails ("recording failed:
+    disk full"), independent of ``online``, which is about the analysis stream.
+    """
+
+    name: str
+    online: bool
+    state: str
+    decode_fps: float = 0.0
+    detect_fps: float = 0.0
+    last_frame_time: float | None = None
+    skipped_frames: int = 0
+    inference_ms: float = 0.0
+    queue_depth: int = 0
+    recording: str | None = None
+    recording_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrackBox:
+    """One tracked object: ``box`` is ``(x1, y1, x2, y2)`` normalised to 0..1 of the frame."""
+
+    id: int
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSnapshot:
+    """The tracks of one processed frame. ``time``: the frame's wall-clock time (UNIX s), None
+    when there is no frame yet; ``width``/``height``: the analysed frame's size in pixels."""
+
+    time: float | None = None
+    width: int = 0
+    height: int = 0
+    tracks: tuple[TrackBox, ...] = ()
+
+    @classmethod
+    def of(
+        cls, tracked: Detections, class_names: Sequence[str], time: float, size: tuple[int, int]
+    ) -> TrackSnapshot:
+        """From pixel ``Detections`` of a ``size`` = ``(width, height)`` frame."""
+        w, h = max(1, size[0]), max(1, size[1])
+        scale = np.array([w, h, w, h], np.float64)
+        boxes = np.clip(tracked.xyxy.astype(np.float64) / scale, 0.0, 1.0)
+        tracks = tuple(
+            TrackBox(int(tid), _label(class_names, int(cid)), round(float(conf), 4),
+                     (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+            for tid, cid, conf, b in zip(tracked.tracker_id, tracked.class_id,
+                                         tracked.confidence, boxes, strict=True)
+        )  # fmt: skip
+        return cls(time=time, width=size[0], height=size[1], tracks=tracks)
+
+
+def _label(names: Sequence[str], class_id: int) -> str:
+    return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
+
+class RuntimeView(Protocol):
+    """What the API needs from the camera runtime (see the module docstring)."""
+
+    def cameras(self) -> list[CameraStatus]: ...
+
+    def latest_frame(self, camera: str) -> ImageArray | None: ...
+
+    def rules(self, camera: str) -> tuple[Zones, Lines]: ...
+
+    def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None: ...
+
+    def latest_tracks(self, camera: str) -> TrackSnapshot: ...
+
+    def counts(self, camera: str) -> dict[str, Any]: ...
+
+    def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
