@@ -110,6 +110,9 @@ def main() -> int:
     def factory(size: tuple[int, int]) -> Redactor:
         return build_redactor(config, size, face_detector=faces)
 
+    def camera_factory(camera_config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(camera_config, size, face_detector=faces)
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = root / "data"
@@ -125,7 +128,7 @@ def main() -> int:
             segments = SegmentRepo(session).list("front")
         runtime = StaticRuntime({"front": CameraStatus("front", True, "running")})
         app = create_app(ApiSettings(secure_cookies=False), db, runtime, data_dir=data,
-                         redactor_factory=factory)  # fmt: skip
+                         redactor_factory=camera_factory)  # fmt: skip
         state = app.state.vigil
         with db.session() as session:
             row = EventRepo(session).get("bench")

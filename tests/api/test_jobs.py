@@ -42,8 +42,8 @@ def recorded(tmp_path: Path, faces_mp4: Path) -> Iterator[tuple[Database, Path]]
 
 @pytest.fixture
 def factory(face_detector: FaceDetector) -> object:
-    def build(size: tuple[int, int]) -> Redactor:
-        return build_redactor(RedactConfig(), size, face_detector=face_detector)
+    def build(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
 
     return build
 

@@ -33,7 +33,7 @@ from vigil.web import PUBLIC_UI_PATHS
 from vigil.web import mount as mount_web
 
 #: What runs each kind of background job.
-JOB_HANDLERS: dict[str, Handler] = {"clip": run_clip_job, "export": run_export_job}
+JOB_HANDLERS: dict[str, Handler[AppState]] = {"clip": run_clip_job, "export": run_export_job}
 
 #: Routes that answer without authentication (everything else must refuse). The web UI's
 #: index (``/``) is one of them; its static files (``/static/...``, a mount, not a route) are

@@ -27,15 +27,19 @@ from vigil.store import JobRow, SegmentRepo
 
 def queue_export(state: AppState, who: Principal, body: ExportRequest, camera: str,
                  reason: str | None) -> JobRow:  # fmt: skip
-    """Check ``body`` (range, recordings), queue its job and audit ``export.create``.
+    """Check ``body`` (range, recordings, their files under ``recordings/``), queue its job
+    and audit ``export.create``.
 
     ``reason``: the reason of the caller's unredacted grant (None: redacted export).
     """
     if not body.end > body.start or body.end - body.start > state.settings.max_export_s:
         raise ConfigError(f"an export needs 0 < end - start <= {state.settings.max_export_s} s")
     with state.db.session() as session:
-        if not SegmentRepo(session).list(camera, body.start, body.end, limit=1):
-            raise SourceError(f"no recordings of {camera!r} in that time range")
+        rows = SegmentRepo(session).list(camera, body.start, body.end)
+    if not rows:
+        raise SourceError(f"no recordings of {camera!r} in that time range")
+    for row in rows:  # a row naming a file outside recordings/ is refused now (404), not later
+        stored_media_path(state.data_dir, row.path, RECORDINGS)
     name = f"{camera}-{int(body.start)}-{int(body.end)}-{secrets.token_hex(4)}.mp4"
     params = {"camera": camera, "start": body.start, "end": body.end, "name": name,
               "unredacted": body.unredacted, "reason": reason, "actor": who.name}  # fmt: skip

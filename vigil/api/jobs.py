@@ -23,15 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from vigil.api.errors import ApiError, status_of
 from vigil.errors import VigilError
 from vigil.store import Database, JobRepo, JobRow
 from vigil.store.repo import ACTIVE_JOB_STATES
-
-if TYPE_CHECKING:
-    from vigil.api.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +38,20 @@ PRIORITY_CLIP_WAITED = 10
 
 #: Reports a job's progress, 0..1 (written to the database at most a few times a second).
 Progress = Callable[[float], None]
+
+
+class JobHost(Protocol):
+    """What the runner needs of the state it hands its handlers (the API's ``AppState``):
+    the database. A protocol, so that this module does not import the state, which imports
+    it (``tests/test_layering.py``)."""
+
+    @property
+    def db(self) -> Database: ...
+
+
+HostT = TypeVar("HostT", bound=JobHost)
 #: Runs one job: returns its result (JSON-serialisable), raises ``Deferred`` or fails.
-Handler = Callable[["AppState", JobRow, Progress], dict[str, Any]]
+Handler = Callable[[HostT, JobRow, Progress], dict[str, Any]]
 
 _PROGRESS_EVERY_S = 0.5
 _PRUNE_EVERY_S = 600.0
@@ -103,11 +112,12 @@ def submit(
         return repo.add(kind, params, priority=priority, key=key, owner=owner)
 
 
-class JobRunner:
-    """Worker threads that run queued jobs through ``handlers`` (by ``JobRow.kind``)."""
+class JobRunner(Generic[HostT]):
+    """Worker threads that run queued jobs through ``handlers`` (by ``JobRow.kind``), each
+    given ``state``."""
 
     def __init__(
-        self, state: AppState, handlers: Mapping[str, Handler], *, workers: int,
+        self, state: HostT, handlers: Mapping[str, Handler[HostT]], *, workers: int,
         poll_s: float = 0.5,
     ) -> None:  # fmt: skip
         self.state = state

@@ -58,7 +58,7 @@ class AppState:
     #: Live streams now open (they decrement when their client goes away).
     live_streams: int = 0
     #: Background clip and export jobs (None until ``create_app`` starts them).
-    jobs: JobRunner | None = field(default=None, repr=False)
+    jobs: JobRunner[AppState] | None = field(default=None, repr=False)
     #: No token ``last_used`` write before this time (UNIX s): the last one failed.
     touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)

@@ -23,7 +23,6 @@ from vigil.api.routes import error, protected
 from vigil.api.schemas import (
     BulkReviewRequest,
     CountPointOut,
-    ErrorBody,
     EventOut,
     EventPageOut,
     JobOut,
