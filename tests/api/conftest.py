@@ -8,6 +8,7 @@ the store with real Argon2id hashes. The PostgreSQL server fixture is the store 
 from __future__ import annotations
 
 import hashlib
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,15 @@ class Api:
     data_dir: Path
     clients: list[TestClient] = field(default_factory=list)
 
+    def close(self) -> None:
+        """Close the clients and stop the job workers (a render left running in a daemon
+        thread would abort the interpreter at exit)."""
+        for client in self.clients:
+            client.close()
+        jobs = self.app.state.vigil.jobs
+        if jobs is not None:
+            jobs.stop(timeout=60)
+
     def client(self, **kwargs: object) -> TestClient:
         client = TestClient(self.app, **kwargs)  # type: ignore[arg-type]
         self.clients.append(client)
@@ -105,6 +115,19 @@ class Api:
         return row.id, path
 
 
+def wait_job(client: TestClient, job: dict[str, object], *, deadline_s: float = 300.0
+             ) -> dict[str, object]:  # fmt: skip
+    """The job (a ``JobOut`` body) polled at its ``url`` until it is done or failed."""
+    deadline = time.monotonic() + deadline_s
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"job still {job['state']} after {deadline_s} s"
+        time.sleep(0.1)
+        reply = client.get(str(job["url"]))
+        assert reply.status_code == 200, reply.text
+        job = reply.json()
+    return job
+
+
 def build_api(db: Database, data_dir: Path,
               factory: Callable[[RedactConfig, tuple[int, int]], Redactor],
               **settings: object) -> Api:  # fmt: skip
@@ -132,6 +155,5 @@ def api(tmp_path: Path, face_detector: FaceDetector) -> Iterator[Api]:
 
     built = build_api(db, tmp_path / "data", factory)
     yield built
-    for client in built.clients:
-        client.close()
+    built.close()
     db.close()

@@ -36,8 +36,7 @@ def full_api(disk: SmallDisk) -> Iterator[Api]:
     api = build_api(db, disk.path / "data", _no_redactor)
     (disk.path / "data").mkdir()
     yield api
-    for client in api.clients:
-        client.close()
+    api.close()  # its clients and its job workers (they would poll the unmounted database)
     db.close()
 
 

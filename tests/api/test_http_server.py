@@ -66,7 +66,9 @@ def pg_api(pg_server: PgServer, tmp_path: Path, face_detector: FaceDetector) -> 
     def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
         return build_redactor(config, size, face_detector=face_detector)
 
-    yield build_api(db, tmp_path / "data", factory)
+    built = build_api(db, tmp_path / "data", factory)
+    yield built
+    built.close()
     db.close()
 
 

@@ -39,7 +39,7 @@ def served(tmp_path: Path, face_detector: FaceDetector) -> Iterator[tuple[TestCl
     def factory(config: RedactConfig, size: tuple[int, int]) -> Redactor:
         return build_redactor(config, size, face_detector=face_detector)
 
-    app = create_app(ApiSettings(secure_cookies=False), db, supervisor,
+    app = create_app(ApiSettings(secure_cookies=False, job_workers=0), db, supervisor,
                      data_dir=tmp_path / "data", redactor_factory=factory)  # fmt: skip
     client = TestClient(app)
     assert client.post("/api/login", json={"name": "val", "password": PASSWORD}).status_code == 200

@@ -52,8 +52,7 @@ def make_api(shared_url: str, tmp_path: Path) -> Iterator[MakeApi]:
 
     yield make
     for api in built:
-        for client in api.clients:
-            client.close()
+        api.close()  # its clients and its job workers (they poll the shared database)
         api.db.close()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.api.conftest import T0, Api
+from tests.api.conftest import T0, Api, wait_job
 from vigil.record.export import verify_export
 from vigil.record.signing import load_or_create_key
 from vigil.store import AuditRepo, Role
@@ -123,8 +123,10 @@ def test_redacted_export_for_viewer_is_signed_and_downloadable(api: Api) -> None
     viewer = api.login("val", Role.VIEWER)
     made = viewer.post("/api/exports", json={"camera": "front", "start": T0 + 0.5,
                                               "end": T0 + 3.5})  # fmt: skip
-    assert made.status_code == 201, made.text
-    body = made.json()
+    assert made.status_code == 202, made.text
+    job = wait_job(viewer, made.json())
+    assert job["state"] == "done", job
+    body = job["result"]
     assert body["redaction"] == "faces"
     assert body["frames"] > 0
     manifest = viewer.get(body["manifest_url"]).json()
@@ -151,10 +153,12 @@ def test_unredacted_export_needs_operator_and_reason(api: Api) -> None:
     assert no_reason.status_code == 403
     assert "reason" in no_reason.json()["error"]["message"]
     made = operator.post("/api/exports", json={**request, "reason": "police request 118"})
-    assert made.status_code == 201
-    assert made.json()["redaction"] == "none"
-    # A viewer may not download an unredacted export either.
-    assert viewer.get(made.json()["url"]).status_code == 403
+    assert made.status_code == 202
+    result = wait_job(operator, made.json())["result"]
+    assert result["redaction"] == "none"
+    # A viewer may not download an unredacted export, nor see the operator's job.
+    assert viewer.get(result["url"]).status_code == 403
+    assert viewer.get(made.json()["url"]).status_code == 404
     with api.db.session() as session:
         rows = AuditRepo(session).records(action="export.create")
     assert rows[-1].reason == "police request 118"

@@ -26,8 +26,7 @@ def linked_api(tmp_path: Path, face_detector: FaceDetector) -> Iterator[Api]:
 
     built = build_api(db, tmp_path / "data", factory, setup_token=TOKEN)
     yield built
-    for client in built.clients:
-        client.close()
+    built.close()
     db.close()
 
 

@@ -39,7 +39,7 @@ def test_speeds_and_speeding_counts_through_the_api(tmp_path: Path) -> None:
     with db.session() as session:
         UserRepo(session).add("val", Role.VIEWER, hash_password(PASSWORD))
     supervisor = Supervisor(config, db=db, backoff=fast_backoff)
-    app = create_app(ApiSettings(secure_cookies=False), db, supervisor,
+    app = create_app(ApiSettings(secure_cookies=False, job_workers=0), db, supervisor,
                      data_dir=tmp_path / "data", redactor_factory=None)  # fmt: skip
     client = TestClient(app)
     try:

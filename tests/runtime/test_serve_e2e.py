@@ -22,11 +22,12 @@ pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 from tests.alerts.alert_servers import Broker, Subscriber
 from tests.rtsp_relay import RtspRelay as Camera
 from tests.rtsp_relay import require_tools
+from vigil.api.clips import ClipJobSink
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
 from vigil.paths import sha256_file
 from vigil.runtime.serve import Supervisor
-from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
+from vigil.store import Database, EventFilter, EventRepo, JobRepo, SegmentRepo
 
 CLIP = "one-by-one-person-detection.mp4"
 SEGMENT_S = 2.0
@@ -93,7 +94,7 @@ def test_camera_to_database_segments_and_mqtt_through_an_outage(
 
     backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
     supervisor = Supervisor(config, db=db, backoff=backoff, stall_timeout=2.0,
-                            worker_processes=processes)  # fmt: skip
+                            worker_processes=processes, sinks=(ClipJobSink(db),))  # fmt: skip
     supervisor.start()
     worker = supervisor.workers["door"]
     try:
@@ -132,6 +133,9 @@ def test_camera_to_database_segments_and_mqtt_through_an_outage(
         rows = EventRepo(session).list(EventFilter(camera="door")).items
     assert rows
     assert all(r.state == "end" and r.label == "person" for r in rows), "stop closes events"
+    with db.session() as session:  # each ended event's clip was queued for the API to render
+        clips = JobRepo(session).list(kind="clip")
+    assert {j.params["event"] for j in clips} == {r.id for r in rows}
 
     topics = {m.topic for m in subscriber_messages}
     assert "vigil/events" in topics, sorted(topics)

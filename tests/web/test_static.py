@@ -34,7 +34,8 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
     db.migrate()
     runtime = StaticRuntime({"door": CameraStatus("door", True, "running")})
-    yield create_app(ApiSettings(secure_cookies=False), db, runtime, data_dir=tmp_path / "data",
+    yield create_app(ApiSettings(secure_cookies=False, job_workers=0), db, runtime,
+                     data_dir=tmp_path / "data",
                      redactor_factory=_no_redactor)  # fmt: skip
     db.close()
 

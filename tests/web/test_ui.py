@@ -207,7 +207,7 @@ def test_event_clip_plays(pages: Pages, shots: Path) -> None:
     ended.click()
     video = page.locator("dialog video")
     video.wait_for()
-    # The first request cuts and redacts the clip (about 30 s on 2 busy cores); then cached.
+    # The server renders the clip when the event ends (the dialog says "preparing" until then).
     wait_until(lambda: video.evaluate("v => v.readyState >= 2 && v.duration > 0"), 150,
                "the event clip did not play")  # fmt: skip
     page.screenshot(path=shots / "event-clip.png")

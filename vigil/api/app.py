@@ -10,6 +10,8 @@ token; ``tests/api/test_routes_auth.py`` enumerates the routes to hold that line
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,15 +19,21 @@ from fastapi import FastAPI
 from vigil import __version__
 from vigil.api import errors, openapi
 from vigil.api.auth import HashGate, LoginThrottle
+from vigil.api.clips import run_clip_job
+from vigil.api.exports import run_export_job
 from vigil.api.headers import ApiSecurityHeaders
+from vigil.api.jobs import Handler, JobRunner
 from vigil.api.limits import BodyLimit
-from vigil.api.routes import admin, auth, events, live, livevideo, media, stream
+from vigil.api.routes import admin, auth, events, jobs, live, livevideo, media, stream
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.api.state import AppState, RedactorFactory
 from vigil.store import AuditLog, Database
 from vigil.web import PUBLIC_UI_PATHS
 from vigil.web import mount as mount_web
+
+#: What runs each kind of background job.
+JOB_HANDLERS: dict[str, Handler[AppState]] = {"clip": run_clip_job, "export": run_export_job}
 
 #: Routes that answer without authentication (everything else must refuse). The web UI's
 #: index (``/``) is one of them; its static files (``/static/...``, a mount, not a route) are
@@ -47,13 +55,26 @@ def create_app(
     ``redactor_factory``: builds the redacting Redactor from a camera's ``RedactConfig``
     (``settings.redact_for(camera)``) for ``(width, height)`` images; by default
     ``build_redactor`` with a CenterFace detector loaded on first use and shared.
+
+    Starts ``settings.job_workers`` threads that render event clips and exports in the
+    background (jobs a stopped server left running are queued again first); they stop when
+    the app shuts down, or with ``app.state.vigil.jobs.stop()``.
     """
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.stopping.set()
+        if state.jobs is not None:
+            state.jobs.stop()
+
     app = FastAPI(
         title="Vigil", version=__version__, docs_url=None, redoc_url=None,
         openapi_url="/api/openapi.json", swagger_ui_oauth2_redirect_url=None,
         description="Private-by-design video analytics. Every read of media is audited.",
+        lifespan=lifespan,
     )  # fmt: skip
-    app.state.vigil = AppState(
+    state = app.state.vigil = AppState(
         settings=settings, db=db, runtime=runtime, data_dir=Path(data_dir),
         throttle=LoginThrottle(db, account_max=settings.login_max_failures,
                                address_max=settings.login_max_failures_per_address,
@@ -62,10 +83,13 @@ def create_app(
         audit_log=AuditLog(db), redactor_override=redactor_factory,
     )  # fmt: skip
     errors.install(app)
-    for router in (auth.public, auth.router, events.router, media.router, admin.router,
-                   live.router, live.sockets, livevideo.sockets, stream.router,
+    for router in (auth.public, auth.router, events.router, media.router, jobs.router,
+                   admin.router, live.router, live.sockets, livevideo.sockets, stream.router,
                    stream.public):  # fmt: skip
         app.include_router(router)
+    if settings.job_workers > 0:
+        state.jobs = JobRunner(state, JOB_HANDLERS, workers=settings.job_workers)
+        state.jobs.start()
     mount_web(app)  # the web UI at / and /static (public: no data in it)
     app.add_middleware(ApiSecurityHeaders)
     openapi.install(app, PUBLIC_PATHS)

@@ -2,6 +2,13 @@
 segments by the export machinery (``vigil.record.export``), redacted unless granted, and
 cached under ``<data_dir>/clips/<camera>/``.
 
+Redacted clips are rendered by ``clip`` jobs (``vigil.api.jobs``), not inside a request: the
+server queues one when a live event ends (``ClipJobSink``), so that the clip is in the cache
+before anyone opens it; a request for a clip that is not ready queues it at the top
+(``queue_clip``) and answers 202 with the job's progress. Unredacted clips are a stream copy
+(fast, or a masks-only re-encode for a camera with static masks) and are still cut in the
+request that was granted them.
+
 The cache key holds everything the clip is made of: the event, redacted or not, the camera's
 redaction settings (a new mask or mode after a restart cuts the clip again), the span, and
 each source segment's id, end and SHA-256. A clip cut while the post-roll was still being
@@ -16,20 +23,37 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from vigil.api.errors import ApiError
+from vigil.api.jobs import (
+    PRIORITY_BACKGROUND,
+    PRIORITY_CLIP_WAITED,
+    Deferred,
+    JobLimits,
+    Progress,
+    submit,
+)
 from vigil.api.media import RECORDINGS, stored_media_path
 from vigil.api.state import AppState
 from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
 from vigil.record.layout import check_camera_id
 from vigil.record.signing import load_or_create_key
-from vigil.store import EventRow, SegmentRepo, SegmentRow
+from vigil.store import Database, EventRepo, EventRow, JobRow, SegmentRepo, SegmentRow
+from vigil.types import Event, EventState
+
+log = logging.getLogger(__name__)
+
+_FRAME_S = 0.25  # recordings that reach the clip's end but for a frame or so are complete
+_RECHECK_S = 2.0  # how often a deferred clip looks whether its post-roll is recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +75,28 @@ def clip_span(state: AppState, row: EventRow, now: float | None = None) -> tuple
     return row.start - pre, end + post
 
 
-def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) -> Clip:
-    """The clip of ``row`` (redacted unless ``grant``), cut on first request, then cached.
+@dataclass(frozen=True, slots=True)
+class ClipPlan:
+    """What the clip of an event is made of now, and the cache file that holds it."""
 
-    404 ``no_recording`` when no segment overlaps the span. Blocking (decodes and encodes
-    for a redacted clip): call from a worker thread.
-    """
+    path: Path
+    start: float
+    end: float
+    segments: list[SegmentRow]
+
+    @property
+    def recorded_until(self) -> float:
+        return max((s.end for s in self.segments), default=self.start)
+
+
+def plan_clip(state: AppState, row: EventRow, *, redacted: bool) -> ClipPlan:
+    """The cache file of ``row``'s clip as the recordings stand now; 404 ``no_recording``
+    (and its cached clips deleted) when no segment overlaps the span."""
     camera = check_camera_id(row.camera)
     start, end = clip_span(state, row)
     with state.db.session() as session:
         segments = SegmentRepo(session).list(camera, start, end)
-    prefix = _prefix(row.id, redacted=grant is None)
+    prefix = _prefix(row.id, redacted=redacted)
     folder = state.clips_dir / camera
     if not segments:
         _delete_clips(folder, prefix, keep=None)
@@ -69,22 +104,117 @@ def event_clip(state: AppState, row: EventRow, grant: UnredactedGrant | None) ->
                        f"{row.id!r} ({_iso(start)} .. {_iso(end)}): the camera was not "
                        "recording then, or retention deleted the segments")  # fmt: skip
     redaction = state.redact_config(camera).model_dump_json()
-    digest = _digest(row.id, grant is None, redaction, (start, end), segments)
+    digest = _digest(row.id, redacted, redaction, (start, end), segments)
     path = folder / f"{prefix}-{digest}.mp4"
+    return ClipPlan(path, start, end, segments)
+
+
+def cached_clip(state: AppState, row: EventRow) -> Clip | None:
+    """The redacted clip of ``row`` when the cache holds it for the recordings as they are
+    now (ready to serve), else None. 404 ``no_recording`` as ``plan_clip``."""
+    plan = plan_clip(state, row, redacted=True)
+    try:
+        os.utime(plan.path)  # served: the newest in the cache's least-recently-served order
+    except FileNotFoundError:
+        return None
+    return Clip(plan.path, plan.start, plan.end, cached=True)
+
+
+def event_clip(
+    state: AppState, row: EventRow, grant: UnredactedGrant | None,
+    on_fraction: Callable[[float], None] | None = None,
+) -> Clip:  # fmt: skip
+    """The clip of ``row`` (redacted unless ``grant``: then masks-only or a stream copy, see
+    ``AppState.export_redactor``), cut unless cached.
+
+    404 ``no_recording`` when no segment overlaps the span. Blocking (decodes and encodes
+    for a redacted clip): call from a worker thread (the clip job does, for redacted clips).
+    """
+    plan = plan_clip(state, row, redacted=grant is None)
+    path, camera = plan.path, row.camera
     with state.clip_lock(path.name):
         if path.is_file():
-            os.utime(path)  # served: the newest in the cache's least-recently-served order
-            return Clip(path, start, end, cached=True)
-        _delete_clips(folder, prefix, keep=path)
-        sources = [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in segments]
+            os.utime(path)
+            return Clip(path, plan.start, plan.end, cached=True)
+        _delete_clips(path.parent, _prefix(row.id, redacted=grant is None), keep=path)
+        sources = [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in plan.segments]
         export_range(
-            sources, start, end, path,
+            sources, plan.start, plan.end, path,
             key=load_or_create_key(state.signing_key_path),
             redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
-            starts=[s.start for s in segments],
+            starts=[s.start for s in plan.segments], on_fraction=on_fraction,
+            face_search=state.face_search(row.box) if grant is None else None,
         )  # fmt: skip
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
-    return Clip(path, start, end, cached=False)
+    return Clip(path, plan.start, plan.end, cached=False)
+
+
+def clip_job_key(event_id: str) -> str:
+    """The job key of an event's redacted clip (one active job per event)."""
+    return f"clip:{event_id}"
+
+
+def queue_clip(state: AppState, event_id: str, camera: str, *, owner: str | None,
+               priority: int) -> JobRow:  # fmt: skip
+    """Queue the rendering of an event's redacted clip (or promote the job already queued)."""
+    job = submit(state.db, state.job_limits, "clip", {"event": event_id, "camera": camera},
+                 owner=owner, priority=priority, key=clip_job_key(event_id))  # fmt: skip
+    state.wake_jobs()
+    return job
+
+
+def run_clip_job(state: AppState, job: JobRow, progress: Progress) -> dict[str, Any]:
+    """The ``clip`` job: render the event's redacted clip into the cache.
+
+    A clip nobody waits for yet is deferred until the recordings reach its end (the post-roll
+    is still being recorded when the event ends), at most ``clip_settle_s`` after it, so that
+    it is cut once, complete, rather than again at the first request.
+    """
+    event_id = str(job.params["event"])
+    with state.db.session() as session:
+        row = EventRepo(session).get(event_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"event {event_id!r} no longer exists")
+    if job.priority < PRIORITY_CLIP_WAITED and row.end is not None:
+        plan = plan_clip(state, row, redacted=True)
+        now = time.time()
+        settled = now >= plan.end + state.settings.clip_settle_s
+        if plan.recorded_until < plan.end - _FRAME_S and not settled:
+            raise Deferred(now + _RECHECK_S)
+    clip = event_clip(state, row, None, on_fraction=progress)
+    return {"event": row.id, "url": f"/api/events/{row.id}/clip", "file": clip.path.name,
+            "start": clip.start, "end": clip.end, "size": clip.path.stat().st_size}
+
+
+class ClipJobSink:
+    """An ``EventSink`` that queues the redacted clip of every live event that ends on a
+    recording camera (``has_clip``), so that it is ready before anyone opens it.
+
+    Background clips count against ``max_queued`` (the job bound) like any job: beyond it the
+    clip is skipped (and logged) and cut when someone asks. ``on_queued``: called after a job
+    was queued (the API's ``AppState.wake_jobs``), so an idle worker starts at once.
+    """
+
+    def __init__(self, db: Database, *, max_queued: int = 200,
+                 on_queued: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self.db = db
+        self.limits = JobLimits(max_queued, {})
+        self.on_queued = on_queued
+
+    def publish(self, event: Event) -> None:
+        if event.state is not EventState.END or not event.live or not event.has_clip:
+            return
+        try:
+            submit(self.db, self.limits, "clip", {"event": event.id, "camera": event.camera_id},
+                   owner=None, priority=PRIORITY_BACKGROUND, key=clip_job_key(event.id))
+        except ApiError as exc:  # the queue is full: the clip is cut on request instead
+            log.warning("event %s: clip not queued (%s)", event.id, exc)
+            return
+        if self.on_queued is not None:
+            self.on_queued()
+
+    def close(self) -> None:
+        """Nothing to release: the database belongs to whoever built it."""
 
 
 def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:

@@ -69,14 +69,22 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
 
 
+def status_of(exc: BaseException) -> tuple[int, str]:
+    """``(HTTP status, code)`` of an error, as the API answers it."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code
+    for cls, status, code in _STATUS:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "internal"
+
+
 def _vigil(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, str(exc), exc.headers)
-    for cls, status, code in _STATUS:
-        if isinstance(exc, cls):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return error_response(status, code, str(exc), headers)
-    return error_response(500, "internal", str(exc))
+    status, code = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, code, str(exc), headers)
 
 
 def _http(_request: Request, exc: Exception) -> JSONResponse:

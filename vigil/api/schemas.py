@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
-from vigil.store import AuditRow, EventRow, Role, SegmentRow, TokenRow, UserRow
+from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, TokenRow, UserRow
 
 
 class _Body(BaseModel):
@@ -183,6 +183,39 @@ class ExportOut(BaseModel):
     end: float
     redaction: str
     frames: int
+
+
+class JobOut(BaseModel):
+    """A background job (an event clip or an export) and how far it got.
+
+    ``state``: ``queued``, ``running``, ``done`` or ``failed``; ``progress`` 0..1; ``url``:
+    poll it for news. ``result`` once done: for an export the ``ExportOut`` fields (download
+    at its ``url``), for a clip the clip's ``url``. ``error``/``error_code`` once failed.
+    """
+
+    id: str
+    kind: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: float
+    created: float
+    started: float | None
+    finished: float | None
+    url: str
+    result: dict[str, Any] | None
+    error: str | None
+    error_code: str | None
+
+    @classmethod
+    def of(cls, row: JobRow) -> JobOut:
+        code = message = None
+        if row.error is not None:
+            head, _, message = row.error.partition(": ")
+            code = head.partition(" ")[2] or "job_failed"
+        state: Any = row.state
+        return cls(id=row.id, kind=row.kind, state=state, progress=row.progress,
+                   created=row.created, started=row.started, finished=row.finished,
+                   url=f"/api/jobs/{row.id}", result=row.result, error=message,
+                   error_code=code)  # fmt: skip
 
 
 class CameraOut(BaseModel):

@@ -54,6 +54,15 @@ class ApiSettings:
     post_roll)`` seconds around an event's span for ``/api/events/{id}/clip`` (the camera's
     ``record`` config); cameras not listed get ``default_clip_roll``. ``clip_cache_bytes``: the
     most the event-clip cache keeps; the least recently served clips go first.
+    ``job_workers``: threads rendering clips and exports in the background (0: none, the
+    jobs wait in the database for a server that has some). ``max_queued_jobs``: the most jobs
+    queued or running in all; ``max_user_jobs``: exports per user,
+    ``max_user_clip_jobs``: clips one user waits for (429 beyond).
+    ``clip_wait_s``: how long a request for a clip that is not ready waits before it answers
+    202 with the job's progress. ``clip_settle_s``: how long after an event's clip span the
+    background render waits for the post-roll to be recorded. ``face_full_every_s``: in
+    clips and exports, faces are searched in the whole frame this often and in between only
+    where people move (``vigil.privacy.regions``); 0 searches every frame whole.
     ``setup_token``: when set, first-run setup needs it (``vigil serve`` prints the link that
     carries it), so nobody else on the network can create the first admin.
     ``min_free_bytes``: below this much free space in the data directory ``/api/health``
@@ -82,6 +91,13 @@ class ApiSettings:
     clip_cache_bytes: int = 2 * 1024**3
     min_free_bytes: int | None = None
     setup_token: str | None = None
+    job_workers: int = 1
+    max_queued_jobs: int = 200
+    max_user_jobs: int = 2
+    max_user_clip_jobs: int = 6
+    clip_wait_s: float = 2.0
+    clip_settle_s: float = 90.0
+    face_full_every_s: float = 1.0
 
     def redact_for(self, camera: str) -> RedactConfig:
         """How pixels of ``camera`` are redacted: its own settings, else the global ones."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.api.auth import HashGate, LoginThrottle, Principal
+from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
 from vigil.api.runtime import RuntimeView
@@ -30,6 +31,7 @@ from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
 from vigil.privacy.masks import masked
 from vigil.privacy.redactor import mode_needs_people
+from vigil.record.export import FaceSearch
 from vigil.store import AuditLog, AuditRow, Database, TokenRepo
 from vigil.types import ImageArray
 
@@ -57,6 +59,8 @@ class AppState:
     stopping: threading.Event = field(default_factory=threading.Event)
     #: Live streams now open (they decrement when their client goes away).
     live_streams: int = 0
+    #: Background clip and export jobs (None until ``create_app`` starts them).
+    jobs: JobRunner[AppState] | None = field(default=None, repr=False)
     #: No token ``last_used`` write before this time (UNIX s): the last one failed.
     touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)
@@ -144,6 +148,26 @@ class AppState:
         """One lock per clip file, so that two requests do not cut the same clip at once."""
         with self._lock:
             return self._clip_locks.setdefault(key, threading.Lock())
+
+    @property
+    def job_limits(self) -> JobLimits:
+        s = self.settings
+        return JobLimits(s.max_queued_jobs, {"export": s.max_user_jobs,
+                                             "clip": s.max_user_clip_jobs})
+
+    def wake_jobs(self) -> None:
+        """A job was queued: let an idle worker look now."""
+        if self.jobs is not None:
+            self.jobs.wake()
+
+    def face_search(self, box: list[float] | None = None) -> FaceSearch | None:
+        """How clips and exports search faces (``ApiSettings.face_full_every_s``);
+        ``box``: a normalised box where a person is known to be (an event's)."""
+        every = self.settings.face_full_every_s
+        if every <= 0:
+            return None
+        hints = ((box[0], box[1], box[2], box[3]),) if box is not None and len(box) == 4 else ()
+        return FaceSearch(every, hints)
 
     def redact_config(self, camera: str) -> RedactConfig:
         """The redaction in force for ``camera`` (its own settings over the global ones)."""

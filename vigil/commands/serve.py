@@ -58,9 +58,14 @@ def serve(
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
+    clips: Any = None
     if api:
         _load_api()
-    supervisor = Supervisor(config, db=db)
+        # The API renders each ended event's clip in the background: queue them.
+        from vigil.api.clips import ClipJobSink
+
+        clips = ClipJobSink(db)
+    supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,))
     supervisor.start()
     announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
              f"database {db.display_url}")  # fmt: skip
@@ -72,7 +77,8 @@ def serve(
             if token is not None:
                 announce(f"No user exists yet: open {_setup_link(config, token)} to create the "
                          "first administrator (the link works once).")  # fmt: skip
-            _run_api(config, db, supervisor, setup_token=token, access_log=access_log)
+            _run_api(config, db, supervisor, setup_token=token, access_log=access_log,
+                     clips=clips)
     finally:
         supervisor.stop()
         db.close()
@@ -145,7 +151,7 @@ def _load_api() -> None:
 
 def _run_api(
     config: VigilConfig, db: Any, supervisor: Any, *, setup_token: str | None = None,
-    access_log: bool = True,
+    access_log: bool = True, clips: Any = None,
 ) -> None:  # fmt: skip
     import uvicorn
 
@@ -154,6 +160,8 @@ def _run_api(
 
     app = create_app(api_settings(config, setup_token=setup_token), db, supervisor,
                      data_dir=config.data_dir)  # fmt: skip
+    if clips is not None:
+        clips.on_queued = app.state.vigil.wake_jobs
     # uvicorn handles SIGINT/SIGTERM itself and returns (see ``_StopSignal`` for what it does
     # next); the caller then stops the cameras.
     # Live streams (MJPEG, WebSocket) never finish by themselves: after a grace period

@@ -26,6 +26,7 @@ from vigil.privacy.audit import UnredactedGrant
 from vigil.privacy.faces import CenterFaceDetector, FaceDetector
 from vigil.privacy.hold import BoxHold
 from vigil.privacy.masks import StaticMasks
+from vigil.privacy.regions import RegionFaceDetector
 from vigil.privacy.styles import grow_boxes, hide_boxes
 from vigil.types import Detections, FloatArray, ImageArray
 
@@ -94,6 +95,23 @@ class Redactor:
         """Forget held regions: call at a cut (new file, seek, reconnect)."""
         self._face_hold.reset()
         self._people_hold.reset()
+        if isinstance(self._face_detector, RegionFaceDetector):
+            self._face_detector.reset()
+
+    def search_faces_in_regions(
+        self, full_every: int, hints: FloatArray | None = None
+    ) -> RegionFaceDetector | None:
+        """For the frames of one video: search faces in the whole frame every
+        ``full_every`` frames only, and in between where something moved, where faces were
+        and in ``hints`` (see ``vigil.privacy.regions``). Returns the region detector (its
+        counters say how much was searched), None when this Redactor looks for no faces."""
+        if not self.faces or self._face_detector is None:
+            return None
+        inner = self._face_detector
+        if isinstance(inner, RegionFaceDetector):
+            inner = inner.inner
+        self._face_detector = RegionFaceDetector(inner, full_every=full_every, hints=hints)
+        return self._face_detector
 
     def process(self, image: ImageArray, *, people: Detections | None = None) -> ImageArray:
         """Redact one frame of a stream; call on **every** output frame, in order.

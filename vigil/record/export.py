@@ -51,6 +51,23 @@ from vigil.record.signing import fingerprint, public_key_b64, public_key_from_b6
 RedactorFactory = Callable[[tuple[int, int]], Redactor]
 #: Called after each source segment with (segments done, segments in all).
 ExportProgress = Callable[[int, int], None]
+#: Called now and then with the fraction of the range written (0..1).
+FractionProgress = Callable[[float], None]
+
+#: The longest run of frames without a keyframe in a redacted export, in seconds: a player
+#: seeks (and a browser starts a Range request) at a keyframe, so this bounds how far it
+#: decodes before showing the frame asked for.
+KEYFRAME_EVERY_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class FaceSearch:
+    """Search faces in the whole frame every ``full_every_s`` seconds only, in between where
+    things move, where faces were and in ``hints`` (normalised 0-1 xyxy boxes where people
+    are known to be, e.g. an event's box); see ``vigil.privacy.regions``."""
+
+    full_every_s: float = 1.0
+    hints: tuple[tuple[float, float, float, float], ...] = ()
 
 MANIFEST_FORMAT = "vigil-export/1"
 _CLOCK = Fraction(1, 90000)  # encoder time base of redacted exports
@@ -93,6 +110,8 @@ def export_range(
     camera: str | None = None,
     starts: Sequence[float] | None = None,
     on_progress: ExportProgress | None = None,
+    on_fraction: FractionProgress | None = None,
+    face_search: FaceSearch | None = None,
 ) -> ExportResult:
     """Export ``[start, end)`` (UTC seconds) of ``segments`` into ``out`` plus its manifest.
 
@@ -100,6 +119,9 @@ def export_range(
     file layout (to the second). ``redactor_factory=None`` copies unredacted, which needs
     ``grant``; a factory of granted (unredacted) Redactors re-encodes with only the static
     masks applied. The manifest records the Redactor's mode, ``none`` when it is granted.
+    ``face_search``: look for faces by regions between full passes (faster; None: every
+    frame whole). The MP4 has its index (``moov``) first, so a player starts before the
+    download ends; a redacted one has a keyframe at least every ``KEYFRAME_EVERY_S``.
     """
     if not end > start:
         raise ConfigError(f"export end {_iso(end)} must be after its start {_iso(start)}")
@@ -119,9 +141,12 @@ def export_range(
             first, written, redaction = _redacted(
                 sources, start, end, partial, factory=redactor_factory,
                 granted=grant is not None, on_progress=on_progress,
+                on_fraction=on_fraction, face_search=face_search,
             )  # fmt: skip
         else:
-            first, written = _copied(sources, start, end, partial, on_progress)
+            first, written = _copied(
+                sources, start, end, partial, on_progress, on_fraction=on_fraction
+            )
         if written == 0:
             raise SourceError(f"no video between {_iso(start)} and {_iso(end)} in the segments")
         partial.replace(out)
@@ -229,7 +254,7 @@ def _packet_time(packet: Any, seg_start: float) -> float:
 
 def _copied(
     sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
-    on_progress: ExportProgress | None,
+    on_progress: ExportProgress | None, *, on_fraction: FractionProgress | None,
 ) -> tuple[float, int]:  # fmt: skip
     with _open_output(partial) as container:
         copier = _Copier(container)
@@ -263,6 +288,8 @@ def _copied(
                         copier.write(packet, seg_start)
             if on_progress is not None:
                 on_progress(done, len(sources))
+            if on_fraction is not None:
+                on_fraction(done / len(sources))
         return (copier.base if copier.base is not None else start), copier.videos
 
 
@@ -272,6 +299,7 @@ def _copied(
 def _redacted(
     sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
     *, factory: RedactorFactory, granted: bool, on_progress: ExportProgress | None,
+    on_fraction: FractionProgress | None, face_search: FaceSearch | None,
 ) -> tuple[float, int, dict[str, Any]]:  # fmt: skip
     """Decode, redact, encode; returns the output's start, its frames and what the manifest
     says of the redaction."""
@@ -285,13 +313,21 @@ def _redacted(
         raise PrivacyError("an unredacted export needs its audited grant: pass grant= too")
     redaction = {"mode": "none" if redactor.unredacted else redactor.config.mode,
                  "static_masks": len(redactor.config.masks)}  # fmt: skip
+    if face_search is not None:
+        hints = np.array([(x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1])
+                          for x1, y1, x2, y2 in face_search.hints], np.float32).reshape(-1, 4)
+        redactor.search_faces_in_regions(max(1, round(rate * face_search.full_every_s)), hints)
+    span = end - start
     with _open_output(partial) as container:
         vout = container.add_stream("libx264", rate=rate)
         vout.width, vout.height = size[0] + size[0] % 2, size[1] + size[1] % 2
         vout.pix_fmt = "yuv420p"
         vout.time_base = _CLOCK
         vout.codec_context.time_base = _CLOCK
-        vout.options = {"crf": "20", "preset": "veryfast"}
+        # x264 counts the interval in frames at the stream's nominal rate: one frame under
+        # the bound leaves room for timestamps that wander (scene cuts add keyframes on top).
+        gop = max(1, int(rate * Fraction(KEYFRAME_EVERY_S)) - 1)
+        vout.options = {"crf": "20", "preset": "veryfast", "g": str(gop)}
         audio = _Copier(container)
         audio.base = start
         with _open_input(sources[0][1]) as first:
@@ -313,6 +349,8 @@ def _redacted(
                         pts = max(last_pts + 1, round((t - start) / _CLOCK))
                         _encode(container, vout, _to_frame(image, vout, pts))
                         frames, last_pts = frames + 1, pts
+                        if on_fraction is not None:
+                            on_fraction(min(1.0, (t - start) / span))
             if on_progress is not None:
                 on_progress(done, len(sources))
         _encode(container, vout, None)
@@ -358,12 +396,15 @@ def _open_input(path: Path) -> Any:
     if not container.streams.video:
         container.close()
         raise SourceError(f"segment {path} has no video stream")
+    container.streams.video[0].thread_type = "AUTO"  # frame threads: decoding is not the cost
     return container
 
 
 def _open_output(path: Path) -> Any:
     try:
-        return av.open(str(path), "w", format="mp4")
+        # faststart: the index goes before the media (a second pass at close), so a browser
+        # plays the first frames of a download or Range request without fetching the end.
+        return av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
     except (av.error.FFmpegError, OSError) as exc:
         raise StorageError(f"cannot write {path} ({exc}); check the folder") from exc
 
@@ -454,7 +495,9 @@ def overlapping(
 
 
 __all__ = [
+    "KEYFRAME_EVERY_S",
     "ExportResult",
+    "FaceSearch",
     "RedactorFactory",
     "VerifyReport",
     "canonical_json",

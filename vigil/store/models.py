@@ -247,3 +247,33 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class JobRow(Base):
+    """A background job (an event clip or an export), kept so that a restart finishes it.
+
+    ``state`` runs ``queued`` -> ``running`` -> ``done`` or ``failed``; a job left ``running``
+    by a stopped server is queued again at the next start. Higher ``priority`` runs first
+    (a clip someone waits for jumps the queue), then the oldest. ``key`` names what the job
+    makes, so the same clip is never queued twice. ``owner``: the user who asked (NULL: the
+    server itself, e.g. the clip of an event that just ended). ``not_before``: a deferred job
+    (waiting for the post-roll to be recorded) is not claimed before then.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_priority", "state", "priority"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str | None] = mapped_column(String(200), index=True)
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    params: Mapped[dict[str, Any]]
+    progress: Mapped[float]
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[float]
+    started: Mapped[float | None]
+    finished: Mapped[float | None]
+    not_before: Mapped[float]

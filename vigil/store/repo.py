@@ -36,6 +36,7 @@ from vigil.store.models import (
     CameraRow,
     CountRow,
     EventRow,
+    JobRow,
     LoginAttemptRow,
     Role,
     SegmentRow,
@@ -828,3 +829,122 @@ class AuditRepo:
             query = query.where(AuditRow.time < until)
         limit = max(1, min(int(limit), MAX_PAGE))
         return builtins.list(self.session.scalars(query.order_by(AuditRow.seq).limit(limit)))
+
+
+#: Job states; ``ACTIVE`` ones still have work to do.
+JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED = "queued", "running", "done", "failed"
+ACTIVE_JOB_STATES = (JOB_QUEUED, JOB_RUNNING)
+
+
+class JobRepo:
+    """Background jobs (``JobRow``): enqueue, claim the next, report progress, finish.
+
+    Claiming takes the write lock (open the session with ``immediate=True``) so that two
+    workers never run the same job.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(
+        self, kind: str, params: dict[str, Any], *, priority: int = 0, key: str | None = None,
+        owner: str | None = None, not_before: float = 0.0, now: float | None = None,
+    ) -> JobRow:  # fmt: skip
+        row = JobRow(id=secrets.token_hex(16), kind=kind, state=JOB_QUEUED, priority=priority,
+                     key=key, owner=owner, params=dict(params), progress=0.0, result=None,
+                     error=None, created=_now(now), started=None, finished=None,
+                     not_before=float(not_before))  # fmt: skip
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def get(self, job_id: str) -> JobRow | None:
+        return self.session.get(JobRow, job_id)
+
+    def active(self, key: str) -> JobRow | None:
+        """The queued or running job that makes ``key``, if any."""
+        query = select(JobRow).where(JobRow.key == key, JobRow.state.in_(ACTIVE_JOB_STATES))
+        return self.session.scalars(query.order_by(JobRow.created).limit(1)).first()
+
+    def latest(self, key: str) -> JobRow | None:
+        """The newest job that made (or makes) ``key``."""
+        query = select(JobRow).where(JobRow.key == key).order_by(JobRow.created.desc())
+        return self.session.scalars(query.limit(1)).first()
+
+    def any_due(self, now: float | None = None) -> bool:
+        """Whether a queued job is due (a read: the idle poll takes no write lock)."""
+        query = select(JobRow.id).where(JobRow.state == JOB_QUEUED,
+                                        JobRow.not_before <= _now(now)).limit(1)  # fmt: skip
+        return self.session.scalars(query).first() is not None
+
+    def claim(self, now: float | None = None) -> JobRow | None:
+        """Mark the next due queued job running and return it (highest priority, oldest)."""
+        when = _now(now)
+        query = (select(JobRow)
+                 .where(JobRow.state == JOB_QUEUED, JobRow.not_before <= when)
+                 .order_by(JobRow.priority.desc(), JobRow.created, JobRow.id)
+                 .limit(1).with_for_update(skip_locked=True))  # fmt: skip
+        row = self.session.scalars(query).first()
+        if row is not None:
+            row.state, row.started = JOB_RUNNING, when
+        return row
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id)
+                             .values(progress=min(1.0, max(0.0, float(progress)))))  # fmt: skip
+
+    def finish(self, job_id: str, result: dict[str, Any], now: float | None = None) -> None:
+        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id).values(
+            state=JOB_DONE, progress=1.0, result=result, error=None, finished=_now(now)))
+
+    def fail(self, job_id: str, error: str, now: float | None = None) -> None:
+        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id).values(
+            state=JOB_FAILED, error=error[:2000], finished=_now(now)))
+
+    def defer(self, job_id: str, not_before: float) -> None:
+        """Back to the queue, not to be claimed before ``not_before``."""
+        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id).values(
+            state=JOB_QUEUED, started=None, not_before=not_before))
+
+    def promote(self, job_id: str, priority: int, owner: str | None) -> None:
+        """Someone waits for this job: raise its priority, make it due now, and give it an
+        owner when it had none (so it counts against that user's limit)."""
+        row = self.session.get(JobRow, job_id)
+        if row is None:
+            return
+        row.priority = max(row.priority, priority)
+        row.not_before = 0.0
+        if row.owner is None:
+            row.owner = owner
+
+    def requeue_running(self) -> int:
+        """Queue again the jobs a stopped server left running; returns how many."""
+        result = self.session.execute(sa_update(JobRow).where(JobRow.state == JOB_RUNNING)
+                                      .values(state=JOB_QUEUED, started=None, progress=0.0))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    def count_active(self, *, owner: str | None = None, kind: str | None = None) -> int:
+        query = select(func.count()).select_from(JobRow).where(
+            JobRow.state.in_(ACTIVE_JOB_STATES))
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        if kind is not None:
+            query = query.where(JobRow.kind == kind)
+        return int(self.session.scalar(query) or 0)
+
+    def list(self, *, owner: str | None = None, kind: str | None = None,
+             limit: int = 100) -> builtins.list[JobRow]:  # fmt: skip
+        """Newest first; ``owner=None``: everyone's."""
+        query = select(JobRow)
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
+        if kind is not None:
+            query = query.where(JobRow.kind == kind)
+        return builtins.list(self.session.scalars(
+            query.order_by(JobRow.created.desc(), JobRow.id).limit(limit)))
+
+    def delete_finished(self, before: float) -> int:
+        """Forget done and failed jobs that finished before ``before``."""
+        result = self.session.execute(delete(JobRow).where(
+            JobRow.state.in_((JOB_DONE, JOB_FAILED)), JobRow.finished < before))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]

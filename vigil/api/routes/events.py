@@ -5,16 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import time
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vigil.api.auth import Capability, Principal
-from vigil.api.clips import event_clip
+from vigil.api.clips import Clip, cached_clip, clip_job_key, event_clip, queue_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
+from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
 from vigil.api.media import SNAPSHOTS, check_range, outgoing_image, read_image, stored_media_path
 from vigil.api.params import Cursor
 from vigil.api.routes import error, protected
@@ -23,6 +25,7 @@ from vigil.api.schemas import (
     CountPointOut,
     EventOut,
     EventPageOut,
+    JobOut,
     LockOut,
     LockRequest,
     ReviewOut,
@@ -32,7 +35,15 @@ from vigil.api.schemas import (
 from vigil.api.state import AppState
 from vigil.errors import ConfigError, PrivacyError, StorageError
 from vigil.privacy import UnredactedGrant, unredacted_access
-from vigil.store import CountRepo, EventCursor, EventFilter, EventRepo, EventRow, SegmentRepo
+from vigil.store import (
+    CountRepo,
+    EventCursor,
+    EventFilter,
+    EventRepo,
+    EventRow,
+    JobRepo,
+    SegmentRepo,
+)
 
 router = protected(tags=["events"])
 
@@ -205,9 +216,32 @@ def counts(
 
 CLIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}, "description": "MP4, redacted by default."},
+    202: {"model": JobOut, "description": "The clip is being prepared: the job's state and "
+          "progress (``Retry-After`` says when to ask again; or follow ``url``)."},
     206: {"description": "Partial content"},
     416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
+    429: error("Too many clips being prepared for this user",
+               Retry_After="seconds until the next try"),
 }
+#: An open event's clip grows with it: the last one rendered is served for this long.
+_OPEN_CLIP_FRESH_S = 30.0
+
+
+def ready_clip(state: AppState, row: EventRow) -> Clip | None:
+    """The redacted clip to serve now, or None when it must be rendered first: the cached
+    clip of the recordings as they are, or, for an event still open (its span grows with
+    every request), the one its last job rendered moments ago."""
+    clip = cached_clip(state, row)
+    if clip is not None or row.end is not None:
+        return clip
+    with state.db.session() as session:
+        job = JobRepo(session).latest(clip_job_key(row.id))
+    if job is None or job.state != "done" or job.result is None or job.finished is None:
+        return None
+    path = state.clips_dir / row.camera / str(job.result.get("file", ""))
+    if time.time() - job.finished > _OPEN_CLIP_FRESH_S or not path.is_file():
+        return None
+    return Clip(path, float(job.result["start"]), float(job.result["end"]), cached=True)
 
 
 @router.get("/api/events/{event_id}/clip", responses=CLIP, response_class=FileResponse)
@@ -216,19 +250,40 @@ async def event_clip_media(
     reason: str | None = None,
 ) -> Response:  # fmt: skip
     """The event as MP4 with the camera's pre/post-roll, redacted; ``unredacted=true&reason=``
-    for operators and admins (audited). Cut on first request, then cached; Range supported.
-    404 ``no_recording`` when no segment covers the event."""
+    for operators and admins (audited); Range supported. The redacted clip is rendered in the
+    background when the event ends; while it is not ready yet this asks for it at the top of
+    the queue, waits up to ``clip_wait_s`` and then answers **202** with the job (poll again,
+    or follow the job's ``url``). 404 ``no_recording`` when no segment covers the event."""
     row = await run_in_threadpool(_event, state, who, event_id)
     grant = None
+    waited = False
     if unredacted:
         grant = await run_in_threadpool(unredacted_grant, state, who, f"clip {row.id}", reason)
-    clip = await run_in_threadpool(event_clip, state, row, grant)
+        clip = await run_in_threadpool(event_clip, state, row, grant)  # a copy: quick
+    else:
+        found = await run_in_threadpool(ready_clip, state, row)
+        if found is None:
+            waited = True
+            job = await run_in_threadpool(partial(
+                queue_clip, state, row.id, row.camera, owner=who.name,
+                priority=PRIORITY_CLIP_WAITED))  # fmt: skip
+            done = await run_in_threadpool(wait_for, state.db, job.id, state.settings.clip_wait_s)
+            if done is not None and done.state == "failed":
+                raise failure_of(done)
+            if done is not None and done.state == "done":
+                found = await run_in_threadpool(ready_clip, state, row)
+            if found is None:
+                body = JobOut.of(done or job).model_dump()
+                return JSONResponse(body, status_code=202, headers={"Retry-After": "1",
+                                                                    "Cache-Control": "no-store"})
+        clip = found
     await run_in_threadpool(
         state.audit, who, "event.clip", row.id, reason=None if grant is None else grant.reason,
-        details={"redacted": grant is None, "cached": clip.cached, "start": clip.start,
-                 "end": clip.end, "range": request.headers.get("range")},
+        details={"redacted": grant is None, "cached": clip.cached and not waited,
+                 "start": clip.start, "end": clip.end, "range": request.headers.get("range")},
     )  # fmt: skip
     check_range(request.headers.get("range"), clip.path.stat().st_size)
+    hit = clip.cached and not waited
     return FileResponse(clip.path, media_type="video/mp4",
                         headers={"Cache-Control": "no-store",
-                                 "X-Vigil-Clip-Cache": "hit" if clip.cached else "miss"})
+                                 "X-Vigil-Clip-Cache": "hit" if hit else "miss"})

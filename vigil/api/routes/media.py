@@ -1,4 +1,5 @@
-"""Recordings (list, play with HTTP Range), exports (create, download), camera snapshots.
+"""Recordings (list, play with HTTP Range), exports (queue as a job, download), camera
+snapshots.
 
 Recorded segments are the camera's unredacted stream copy (re-encoded with its static masks
 when it has any), so playing one needs the operator capability; viewers get redacted playback
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,22 +21,15 @@ from vigil.api.auth import Capability, Principal
 from vigil.api.clips import segment_file
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
-from vigil.api.media import (
-    RECORDINGS,
-    check_range,
-    outgoing_image,
-    safe_media_path,
-    stored_media_path,
-)
+from vigil.api.exports import queue_export
+from vigil.api.media import check_range, outgoing_image, safe_media_path
 from vigil.api.params import DbId
 from vigil.api.routes import error, protected
 from vigil.api.routes.events import JPEG, unredacted_grant
-from vigil.api.schemas import CameraOut, ExportOut, ExportRequest, SegmentOut
+from vigil.api.schemas import CameraOut, ExportRequest, JobOut, SegmentOut
 from vigil.api.state import AppState
-from vigil.errors import ConfigError, SourceError
-from vigil.record.export import export_range, manifest_path
+from vigil.record.export import manifest_path
 from vigil.record.layout import check_camera_id
-from vigil.record.signing import load_or_create_key
 from vigil.store import SegmentRepo
 
 router = protected(tags=["media"])
@@ -94,33 +87,19 @@ def _export_path(state: AppState, name: str) -> Path:
     return safe_media_path(state.exports_dir, name)
 
 
-@router.post("/api/exports", status_code=201)
-def create_export(body: ExportRequest, who: Reader, state: StateDep) -> ExportOut:
-    """An MP4 of ``[start, end)`` of one camera with a signed manifest; redacted unless
-    ``unredacted`` (operators/admins, with a reason, audited)."""
+@router.post("/api/exports", status_code=202,
+             responses={429: error("Too many exports queued or running for this user",
+                                   Retry_After="seconds until the next try")})
+def create_export(body: ExportRequest, who: Reader, state: StateDep) -> JobOut:
+    """Queue an MP4 of ``[start, end)`` of one camera with a signed manifest; redacted
+    unless ``unredacted`` (operators/admins, with a reason, audited). Answers the job at
+    once: follow ``url`` (``GET /api/jobs/{id}``) until ``state`` is ``done``, then download
+    ``result.url``. At most ``max_user_jobs`` exports per user are queued or running."""
     camera = check_camera_id(check_camera(who, body.camera))
-    if not body.end > body.start or body.end - body.start > state.settings.max_export_s:
-        raise ConfigError(f"an export needs 0 < end - start <= {state.settings.max_export_s} s")
     what = f"export {camera} {body.start}..{body.end}"
     grant = unredacted_grant(state, who, what, body.reason) if body.unredacted else None
-    with state.db.session() as session:
-        rows = SegmentRepo(session).list(camera, body.start, body.end)
-    if not rows:
-        raise SourceError(f"no recordings of {camera!r} in that time range")
-    paths = [stored_media_path(state.data_dir, r.path, RECORDINGS) for r in rows]
-    name = f"{camera}-{int(body.start)}-{int(body.end)}-{secrets.token_hex(4)}.mp4"
-    state.audit(who, "export.create", name, reason=None if grant is None else grant.reason,
-                details={"camera": camera, "start": body.start, "end": body.end,
-                         "redacted": not body.unredacted})  # fmt: skip
-    result = export_range(
-        paths, body.start, body.end, state.exports_dir / name,
-        key=load_or_create_key(state.signing_key_path),
-        redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
-        starts=[r.start for r in rows],
-    )  # fmt: skip
-    return ExportOut(name=name, url=f"/api/exports/{name}",
-                     manifest_url=f"/api/exports/{name}/manifest", start=result.start,
-                     end=result.end, redaction=result.redaction, frames=result.packets)
+    job = queue_export(state, who, body, camera, None if grant is None else grant.reason)
+    return JobOut.of(job)
 
 
 def _export_manifest(state: AppState, who: Principal, name: str) -> tuple[Path, dict[str, Any]]:

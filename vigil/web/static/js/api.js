@@ -59,11 +59,11 @@ async function readError(reply) {
 
 /**
  * Call the API. `body` is sent as JSON; the reply is parsed as JSON (null for 204), or the
- * Response itself with `raw: true`. Throws ApiError (status 0, code "unreachable" when the
+ * Response itself with `raw: true`; `headers`: more request headers. Throws ApiError (status 0, code "unreachable" when the
  * server could not be reached).
  */
-export async function api(path, { method = 'GET', body, query, raw = false, signal } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function api(path, { method = 'GET', body, query, raw = false, signal, headers: extra } = {}) {
+  const headers = { Accept: 'application/json', ...(extra || {}) };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (!SAFE.has(method)) {
     const token = cookie('vigil_csrf');

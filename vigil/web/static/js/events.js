@@ -1,11 +1,13 @@
 // Events: filters (camera, label, zone, line, time range), newest first, cursor pagination;
 // redacted thumbnails; a click opens a dialog that plays the event's clip (cut from the
-// recordings with pre/post-roll, redacted by the server) with evidence-lock and export
-// buttons for operators. New events (polled every 5 s) are announced, not inserted,
-// so the list does not jump under the reader's eyes. Review workflow: filter unreviewed
-// events; operators mark one (in its dialog) or every event shown as reviewed.
+// recordings with pre/post-roll and redacted by the server in the background; "preparing…"
+// with its progress when not ready yet) with evidence-lock and export (a job: progress, then
+// the download link) buttons for operators. New events (polled every 5 s) are announced, not
+// inserted, so the list does not jump under the reader's eyes. Review workflow: filter
+// unreviewed events; operators mark one (in its dialog) or every event shown as reviewed.
 
 import { api, can, qs, seg } from './api.js';
+import { clipJob, followJob, progressLine } from './jobs.js';
 import { setQuery } from './router.js';
 import {
   KNOWN_CLASSES, empty, errorBox, every, field, fill, fmtTime, fromLocalInput, h, header, message,
@@ -132,16 +134,33 @@ export async function openEvent(id, me) {
     toast(message(err), 'error');
     return;
   }
+  const clipUrl = `/api/events/${seg(ev.id)}/clip${qs({ unredacted: 'false' })}`;
   const video = h('video', {
     controls: true, autoplay: true, muted: true, playsinline: true, preload: 'auto', class: 'clip',
-    src: `/api/events/${seg(ev.id)}/clip${qs({ unredacted: 'false' })}`,
   });
-  const note = h('p', { class: 'muted', 'aria-live': 'polite' }, 'Loading the clip (cut from the recordings, redacted)…');
-  video.addEventListener('loadeddata', () => { note.textContent = 'Redacted clip with pre- and post-roll.'; });
+  const note = h('p', { class: 'muted', 'aria-live': 'polite' }, 'Loading the clip (redacted)…');
+  const noClip = (text) => { fill(note, text); note.className = 'state-error'; };
+  video.addEventListener('loadeddata', () => { fill(note, 'Redacted clip with pre- and post-roll.'); });
   video.addEventListener('error', () => {
-    note.textContent = 'No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).';
-    note.className = 'state-error';
+    if (video.getAttribute('src')) noClip('No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).');
   });
+  const stopped = new AbortController();
+  // The server renders each clip when its event ends; one not ready yet is prepared first
+  // (202 with the job's progress), then played from the server's cache.
+  (async () => {
+    try {
+      const job = await clipJob(clipUrl, stopped.signal);
+      if (job) {
+        const line = progressLine('Preparing the redacted clip');
+        fill(note, line.node);
+        await followJob(job, line.set, stopped.signal);
+      }
+      video.src = clipUrl;
+    } catch (err) {
+      if (err && err.name === 'AbortError') return;
+      noClip(err.code === 'no_recording' ? 'No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).' : `No clip: ${message(err)}`);
+    }
+  })();
   const rows = [['Camera', ev.camera], ['Label', ev.label], ['Track', ev.track_id],
     ['Start', fmtTime(ev.start)], ['End', ev.end ? fmtTime(ev.end) : 'ongoing'],
     ['Zones', ev.zones.join(', ') || '—'], ['Lines', ev.lines.join(', ') || '—'],
@@ -163,14 +182,16 @@ export async function openEvent(id, me) {
     const exportButton = h('button', { type: 'button', id: 'event-export' }, 'Export (redacted)');
     exportButton.addEventListener('click', async () => {
       exportButton.disabled = true;
-      fill(output, h('p', { class: 'muted' }, 'Exporting…'));
+      const line = progressLine('Exporting');
+      fill(output, line.node);
       try {
         const end = ev.end || Date.now() / 1000;
-        const out = await api('/api/exports', { method: 'POST', body: { camera: ev.camera, start: ev.start - 5, end: end + 5 } });
+        const job = await api('/api/exports', { method: 'POST', body: { camera: ev.camera, start: ev.start - 5, end: end + 5 } });
+        const out = (await followJob(job, line.set, stopped.signal)).result;
         fill(output, h('p', {}, 'Export ready: ', h('a', { href: out.url, download: out.name }, out.name),
           ' · ', h('a', { href: out.manifest_url, target: '_blank', rel: 'noopener' }, 'signed manifest')));
       } catch (err) {
-        fill(output, errorBox(err));
+        if (!err || err.name !== 'AbortError') fill(output, errorBox(err));
       } finally { exportButton.disabled = false; }
     });
     const review = h('button', { type: 'button', id: 'event-review' }, ev.reviewed ? 'Mark unreviewed' : 'Mark reviewed');
@@ -186,6 +207,6 @@ export async function openEvent(id, me) {
     actions.append(review, lock, exportButton);
   }
   modal(`${ev.label} on ${ev.camera}`, [video, note, details, actions, output], {
-    wide: true, onclose: () => { video.pause(); video.removeAttribute('src'); video.load(); },
+    wide: true, onclose: () => { stopped.abort(); video.pause(); video.removeAttribute('src'); video.load(); },
   });
 }

@@ -5,6 +5,7 @@
 // redacted export of a short window, since segments are unredacted.
 
 import { api, can, seg } from './api.js';
+import { followJob, progressLine } from './jobs.js';
 import { setQuery } from './router.js';
 import { empty, errorBox, field, fill, fmtTime, h, header, message, select, sharpCanvas } from './ui.js';
 
@@ -148,7 +149,10 @@ export async function render(ctx) {
   const playExport = async (from) => {
     fill(message_, h('p', { class: 'muted' }, `Viewers see redacted video: preparing ${VIEWER_WINDOW_S} s from ${fmtTime(from)}…`));
     try {
-      const out = await api('/api/exports', { method: 'POST', body: { camera: camera.value, start: from, end: from + VIEWER_WINDOW_S } });
+      const job = await api('/api/exports', { method: 'POST', body: { camera: camera.value, start: from, end: from + VIEWER_WINDOW_S } });
+      const line = progressLine(`Preparing ${VIEWER_WINDOW_S} s of redacted video from ${fmtTime(from)}`);
+      fill(message_, line.node);
+      const out = (await followJob(job, line.set)).result;
       video.onended = null;
       video.ontimeupdate = () => { tl.playing = from + video.currentTime; draw(canvas, tl); };
       video.src = out.url;

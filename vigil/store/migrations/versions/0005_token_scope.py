@@ -4,8 +4,8 @@ A token with a scope (``live:<camera>``) opens nothing but that camera's redacte
 (``vigil.api.routes.stream``); every other route refuses it. Existing tokens get NULL: full
 tokens, as before.
 
-Revision ID: 0004_token_scope
-Revises: 0003_auth_hardening
+Revision ID: 0005_token_scope
+Revises: 0004_jobs
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_token_scope"
-down_revision: str | None = "0003_auth_hardening"
+revision: str = "0005_token_scope"
+down_revision: str | None = "0004_jobs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,355 @@
+"""Clips and exports as background jobs: an ended event's clip is rendered before anyone asks,
+jobs survive a restart, a waited-for clip jumps the queue, exports are limited per user, and
+an export's lifecycle (POST -> job -> progress -> download) gives a file that starts playing
+at once (``moov`` first) with a keyframe at least every 2 s."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.api.conftest import T0, Api, build_api, wait_job
+from tests.api.test_clips import ROLL, faces_mp4, fetch_clip, record_faces  # noqa: F401 (fixtures)
+from tests.api.test_clips import clips_dir as clips_dir  # noqa: PLC0414 (session fixture)
+from tests.api.test_events import add_event
+from vigil.api.app import JOB_HANDLERS
+from vigil.api.clips import ClipJobSink
+from vigil.api.jobs import JobRunner
+from vigil.config.models import RedactConfig
+from vigil.privacy import FaceDetector, Redactor, build_redactor
+from vigil.record.export import verify_export
+from vigil.record.signing import load_or_create_key
+from vigil.store import AuditRepo, Database, JobRepo, JobRow, Role
+from vigil.store.sink import StoreEventSink
+from vigil.types import Event, EventState
+
+DEADLINE_S = 300.0
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, faces_mp4: Path) -> Iterator[tuple[Database, Path]]:  # noqa: F811
+    """A migrated database with the faces clip recorded on ``front`` from ``T0``."""
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    db.migrate()
+    record_faces(db, tmp_path / "data", faces_mp4)
+    yield db, tmp_path / "data"
+    db.close()
+
+
+@pytest.fixture
+def factory(face_detector: FaceDetector) -> object:
+    def build(config: RedactConfig, size: tuple[int, int]) -> Redactor:
+        return build_redactor(config, size, face_detector=face_detector)
+
+    return build
+
+
+@pytest.fixture
+def apps() -> Iterator[list[Api]]:
+    built: list[Api] = []
+    yield built
+    for api in built:
+        api.close()
+
+
+def make_api(apps: list[Api], recorded: tuple[Database, Path], factory: object,
+             **settings: object) -> Api:  # fmt: skip
+    api = build_api(recorded[0], recorded[1], factory, clip_rolls={"front": ROLL},  # type: ignore[arg-type]
+                    **settings)  # fmt: skip
+    apps.append(api)
+    return api
+
+
+def ended(event_id: str, start: float, end: float) -> Event:
+    """A live event that just ended on a recording camera, as the Supervisor's sinks get it."""
+    return Event(event_id, "front", "person", 0, 1, start, end, EventState.END, live=True,
+                 has_clip=True)  # fmt: skip
+
+
+def jobs_of(db: Database, kind: str | None = None) -> list[JobRow]:
+    with db.session() as session:
+        return JobRepo(session).list(kind=kind)
+
+
+def wait_row(db: Database, job_id: str, states: tuple[str, ...]) -> JobRow:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        with db.session() as session:
+            row = JobRepo(session).get(job_id)
+        assert row is not None
+        if row.state in states:
+            return row
+        assert time.monotonic() < deadline, f"job {row.kind} still {row.state}"
+        time.sleep(0.1)
+
+
+def publish_ended(api: Api, event: Event) -> None:
+    """What the Supervisor's fan-out does when an event ends: the store, then the clip sink."""
+    StoreEventSink(api.db).publish(event)
+    ClipJobSink(api.db, on_queued=api.app.state.vigil.wake_jobs).publish(event)
+
+
+def test_ended_event_clip_is_ready_without_a_request(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory)
+    publish_ended(api, ended("e9", T0 + 1.0, T0 + 1.8))
+    (job,) = jobs_of(api.db, "clip")
+    assert job.owner is None
+    assert job.params["event"] == "e9"
+    done = wait_row(api.db, job.id, ("done", "failed"))
+    assert done.state == "done", done.error
+    viewer = api.login("val", Role.VIEWER)
+    reply = viewer.get("/api/events/e9/clip")
+    assert reply.status_code == 200
+    assert reply.headers["x-vigil-clip-cache"] == "hit", "served from the cache, not cut"
+    with api.db.session() as session:
+        (audit,) = AuditRepo(session).records(action="event.clip")
+    assert audit.details["cached"] is True
+    assert len(jobs_of(api.db, "clip")) == 1, "the request queued nothing more"
+    # An open event, an unrecorded camera or a file event queue nothing.
+    sink = ClipJobSink(api.db)
+    sink.publish(Event("o1", "front", "person", 0, 2, T0, None, EventState.START, live=True,
+                       has_clip=True))  # fmt: skip
+    sink.publish(Event("n1", "front", "person", 0, 3, T0, T0 + 1, EventState.END, live=True))
+    sink.publish(Event("f1", "front", "person", 0, 4, 1.0, 2.0, EventState.END, has_clip=True))
+    assert len(jobs_of(api.db, "clip")) == 1
+
+
+def test_background_clip_waits_for_its_post_roll(api: Api) -> None:
+    """A clip queued as its event ends is cut once the post-roll is recorded, not before."""
+    now = time.time()
+    api.add_segment("front", now - 12)
+    event = ended("late", now - 11, now - 10.5)  # + 5 s post-roll: recorded until now - 10
+    StoreEventSink(api.db).publish(event)
+    ClipJobSink(api.db).publish(event)
+    (job,) = jobs_of(api.db, "clip")
+    deadline = time.monotonic() + DEADLINE_S
+    while True:  # claimed, found incomplete, deferred
+        with api.db.session() as session:
+            row = JobRepo(session).get(job.id)
+        assert row is not None
+        assert row.state != "done", "cut before the post-roll existed"
+        if row.state == "queued" and row.not_before > 0:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    for start in (now - 10, now - 8, now - 6):  # the recorder closes the post-roll segments
+        api.add_segment("front", start)
+    done = wait_row(api.db, job.id, ("done", "failed"))
+    assert done.state == "done", done.error
+    assert done.result is not None
+    assert done.result["end"] == pytest.approx(now - 5.5)
+
+
+def test_jobs_survive_a_restart(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    first = make_api(apps, recorded, factory, job_workers=0)  # a server that renders nothing
+    publish_ended(first, ended("e1", T0 + 1.0, T0 + 1.8))
+    operator = first.login("op", Role.OPERATOR)
+    made = operator.post("/api/exports", json={"camera": "front", "start": T0, "end": T0 + 2})
+    assert made.status_code == 202, made.text
+    (clip,) = jobs_of(first.db, "clip")
+    with first.db.session() as session:  # the server stopped in the middle of the clip
+        row = JobRepo(session).get(clip.id)
+        assert row is not None
+        row.state, row.started = "running", T0
+    time.sleep(1.0)
+    assert {j.state for j in jobs_of(first.db)} == {"queued", "running"}, "nothing ran"
+    second = make_api(apps, recorded, factory)  # the restart
+    client = second.login("op")
+    export = wait_job(client, made.json())
+    assert export["state"] == "done", export
+    assert client.get(export["result"]["url"]).status_code == 200
+    assert wait_row(second.db, clip.id, ("done", "failed")).state == "done"
+    assert client.get("/api/events/e1/clip").headers["x-vigil-clip-cache"] == "hit"
+
+
+def test_a_waited_for_clip_jumps_the_queue(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0, clip_wait_s=0.0)
+    publish_ended(api, ended("e1", T0 + 1.0, T0 + 1.8))  # background: queued first
+    add_event(api, "e2", start=T0 + 0.5)
+    operator = api.login("op", Role.OPERATOR)
+    export = operator.post("/api/exports", json={"camera": "front", "start": T0, "end": T0 + 2})
+    assert export.status_code == 202
+    waiting = operator.get("/api/events/e2/clip")
+    assert waiting.status_code == 202
+    body = waiting.json()
+    assert (body["kind"], body["state"], body["progress"]) == ("clip", "queued", 0.0)
+    assert operator.get(body["url"]).json()["id"] == body["id"]
+    runner = JobRunner(api.app.state.vigil, JOB_HANDLERS, workers=0)
+    order = []
+    while runner.run_next():
+        (last,) = sorted((j for j in jobs_of(api.db) if j.finished is not None),
+                         key=lambda j: j.finished or 0)[-1:]  # fmt: skip
+        order.append((last.kind, last.params.get("event"), last.state))
+    assert order == [("clip", "e2", "done"), ("export", None, "done"), ("clip", "e1", "done")]
+    assert operator.get("/api/events/e2/clip").status_code == 200
+
+
+def test_exports_per_user_are_limited(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0, max_user_jobs=2)
+    request = {"camera": "front", "start": T0, "end": T0 + 2}
+    viewer = api.login("val", Role.VIEWER)
+    assert [viewer.post("/api/exports", json=request).status_code for _ in range(2)] == [202, 202]
+    refused = viewer.post("/api/exports", json=request)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_jobs"
+    assert int(refused.headers["retry-after"]) > 0
+    other = api.login("ann", Role.VIEWER)
+    assert other.post("/api/exports", json=request).status_code == 202, "per user"
+    assert [j["kind"] for j in viewer.get("/api/jobs").json()] == ["export", "export"]
+    assert JobRunner(api.app.state.vigil, JOB_HANDLERS, workers=0).run_next()
+    assert viewer.post("/api/exports", json=request).status_code in (202, 429)
+    states = [j["state"] for j in viewer.get("/api/jobs").json()]
+    assert states.count("queued") + states.count("running") <= 2
+
+
+def _top_level_boxes(data: bytes) -> list[str]:
+    names, i = [], 0
+    while i + 8 <= len(data):
+        size, name = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8].decode("latin1")
+        if size == 1:
+            size = int.from_bytes(data[i + 8 : i + 16], "big")
+        elif size == 0:
+            size = len(data) - i
+        names.append(name)
+        i += max(size, 8)
+    return names
+
+
+def _keyframe_gaps(path: Path) -> list[float]:
+    """Seconds from each keyframe to the next, and from the last one to the end."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times, keys = [], []
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            t = float(packet.pts * packet.time_base)
+            times.append(t)
+            if packet.is_keyframe:
+                keys.append(t)
+    end = max(times) + 0.1  # 10 fps: the last frame lasts 0.1 s
+    return [b - a for a, b in zip(sorted(keys), [*sorted(keys)[1:], end], strict=True)]
+
+
+def test_export_job_lifecycle(api: Api, tmp_path: Path) -> None:
+    for start in (T0, T0 + 2, T0 + 4):
+        api.add_segment("front", start)
+    viewer = api.login("val", Role.VIEWER)
+    made = viewer.post("/api/exports", json={"camera": "front", "start": T0 + 0.5,
+                                              "end": T0 + 5.5})  # fmt: skip
+    assert made.status_code == 202, made.text
+    job = made.json()
+    assert job["kind"] == "export"
+    assert job["state"] in ("queued", "running")
+    assert job["result"] is None
+    assert job["url"] == f"/api/jobs/{job['id']}"
+    seen = []
+    deadline = time.monotonic() + DEADLINE_S
+    while job["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        seen.append(job["progress"])
+        time.sleep(0.05)
+        job = viewer.get(job["url"]).json()
+    assert job["state"] == "done", job
+    assert job["progress"] == 1.0
+    assert all(0 <= p <= 1 for p in seen)
+    assert seen == sorted(seen), "progress only goes forward"
+    result = job["result"]
+    download = viewer.get(result["url"])
+    assert download.status_code == 200
+    path = tmp_path / "export.mp4"
+    path.write_bytes(download.content)
+    boxes = _top_level_boxes(download.content)
+    assert boxes.index("moov") < boxes.index("mdat"), f"faststart: {boxes}"
+    gaps = _keyframe_gaps(path)
+    assert len(gaps) >= 3, gaps
+    assert max(gaps) <= 2.0, gaps
+    key = load_or_create_key(api.data_dir / "keys" / "export_ed25519.pem").public_key()
+    assert verify_export(api.data_dir / "exports" / result["name"], trusted_key=key).ok
+    other = api.login("ann", Role.VIEWER)
+    assert other.get(job["url"]).status_code == 404, "another user's export job"
+    assert other.get("/api/jobs").json() == []
+
+
+def test_finished_jobs_are_forgotten_after_a_week(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0)
+    with api.db.session() as session:
+        repo = JobRepo(session)
+        old, new, active = (repo.add("clip", {"camera": "front"}) for _ in range(3))
+        repo.finish(old.id, {}, now=time.time() - 8 * 86400)
+        repo.finish(new.id, {}, now=time.time() - 86400)
+    runner = JobRunner(api.app.state.vigil, JOB_HANDLERS, workers=0)
+    assert runner._prune(now=time.time() + 601) == 1
+    assert {j.id for j in jobs_of(api.db)} == {new.id, active.id}
+
+
+def test_stopping_cancels_the_running_job_and_queues_it_again(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0)
+    state = api.app.state.vigil
+    reports: list[float] = []
+
+    def handler(_state: object, _job: JobRow, progress: Callable[[float], None]
+                ) -> dict[str, object]:  # fmt: skip
+        progress(0.25)
+        reports.append(0.25)
+        runner.stop(timeout=0)  # the server shuts down in the middle of the render
+        progress(0.5)
+        reports.append(0.5)
+        return {}
+
+    runner = JobRunner(state, {"slow": handler}, workers=0)
+    with api.db.session() as session:
+        job = JobRepo(session).add("slow", {"camera": "front"})
+    assert runner.run_next()
+    assert reports == [0.25], "the render stopped at its next progress report"
+    with api.db.session() as session:
+        row = JobRepo(session).get(job.id)
+    assert row is not None
+    assert (row.state, row.started, row.finished) == ("queued", None, None)
+
+
+def test_an_open_events_clip_is_served_once_rendered(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    """An open event's span grows with every request: the clip its job just rendered is
+    served, rather than a new job queued at each poll."""
+    api = make_api(apps, recorded, factory)
+    StoreEventSink(api.db).publish(Event("open", "front", "person", 0, 7, T0 + 1.0, None,
+                                         EventState.START, live=True, has_clip=True))
+    viewer = api.login("val", Role.VIEWER)
+    reply = fetch_clip(viewer, "/api/events/open/clip")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"] == "video/mp4"
+    assert len(jobs_of(api.db, "clip")) == 1
+
+
+def test_clips_one_user_waits_for_are_limited(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    api = make_api(apps, recorded, factory, job_workers=0, clip_wait_s=0.0,
+                   max_user_clip_jobs=1)  # fmt: skip
+    for event_id in ("e1", "e2"):
+        add_event(api, event_id, start=T0 + 1.0)
+    viewer = api.login("val", Role.VIEWER)
+    assert viewer.get("/api/events/e1/clip").status_code == 202
+    assert viewer.get("/api/events/e1/clip").status_code == 202, "the same clip: no new job"
+    refused = viewer.get("/api/events/e2/clip")
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_jobs"
+    assert api.login("ann", Role.VIEWER).get("/api/events/e2/clip").status_code == 202
