@@ -7,6 +7,7 @@ segments and a live recorder to finish. MQTT and webhooks are optional.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -96,7 +97,10 @@ class ServeProcess:
     def admin(self) -> httpx.Client:
         """A client logged in as the first admin (created through first-run setup)."""
         client = httpx.Client(base_url=self.base_url, timeout=30)
-        setup = client.post("/api/setup", json={"name": "root", "password": PASSWORD})
+        link = re.search(r"/#/setup\?token=(\S+)", self.output)  # printed while no user exists
+        assert link is not None, f"vigil serve printed no setup link:\n{self.output[-4000:]}"
+        setup = client.post("/api/setup", json={"name": "root", "password": PASSWORD,
+                                                "token": link.group(1)})  # fmt: skip
         assert setup.status_code == 201, setup.text
         login = client.post("/api/login", json={"name": "root", "password": PASSWORD})
         assert login.status_code == 200, login.text

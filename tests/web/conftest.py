@@ -64,7 +64,7 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log: Path
-    setup_link: str  # the one-time first-run link vigil serve printed, as "/#/setup?token=…"
+    setup_link: str = ""  # the one-time first-run link vigil serve printed ("/#/setup?token=…")
 
 
 def _health(url: str) -> dict[str, Any] | None:
