@@ -10,8 +10,9 @@ const KEEP_S = 4; // buffered seconds kept behind the playhead
 const RETRY_MS = 2000;
 
 export function supported() {
-  return typeof window.MediaSource === 'function'
-    && MediaSource.isTypeSupported('video/mp4; codecs="avc1.42C01E"');
+  // globalThis, not window: live.js (which asks at load) is also imported outside a browser.
+  const source = globalThis.MediaSource;
+  return typeof source === 'function' && source.isTypeSupported('video/mp4; codecs="avc1.42C01E"');
 }
 
 /** Play `path` (e.g. /api/cameras/door/live.mp4ws?width=640) in `video`; returns stop(). */
