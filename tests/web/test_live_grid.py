@@ -5,6 +5,7 @@ test measures the live path, not the cameras)."""
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -115,8 +116,15 @@ def test_grid_of_16_cameras_all_play_video_near_the_live_edge(browser: Any, grid
         time.sleep(3)
         later = videos.evaluate_all(TIMES)
         assert all(b > a + 1.0 for a, b in zip(first, later, strict=True)), (first, later)
-        lags = [lag for lag in videos.evaluate_all(LAG) if lag is not None]
-        assert len(lags) == len(CAMERAS)
+        # A tile trimming its buffer or jumping to the live edge has no lag for a moment:
+        # sample a few times and take each tile's median.
+        samples = []
+        for _ in range(5):
+            samples.append(videos.evaluate_all(LAG))
+            time.sleep(0.3)
+        per_tile = [[s[i] for s in samples if s[i] is not None] for i in range(len(CAMERAS))]
+        assert all(per_tile), samples
+        lags = [statistics.median(tile) for tile in per_tile]
         # The player jumps to the live edge when it is 0.5 s behind; 1 s is the promise.
         assert max(lags) < 1.0, lags
         print(f"player lag behind the buffered edge, s: max {max(lags):.3f} "
