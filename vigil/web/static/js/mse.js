@@ -49,6 +49,8 @@ export function play(video, path, { onStatus = () => {} } = {}) {
       ws = new WebSocket(`${scheme}//${location.host}${path}`);
       ws.binaryType = 'arraybuffer';
       ws.onmessage = (msg) => {
+        // The page may have moved on (the source detached) while the socket was opening.
+        if (stopped || source.readyState !== 'open') { ws.close(); return; }
         if (typeof msg.data === 'string') {
           const head = JSON.parse(msg.data);
           buffer = source.addSourceBuffer(head.mime);
