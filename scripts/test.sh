@@ -25,7 +25,7 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[bench,dev]'
+.venv/bin/python -m pip install -q -e '.[bench,cluster,dev]'
 
 echo "== ruff"; .venv/bin/ruff check vigil tests bench
 echo "== mypy"; .venv/bin/mypy

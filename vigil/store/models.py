@@ -144,6 +144,8 @@ class SegmentRow(Base):
     evidence_lock: Mapped[bool] = mapped_column(Boolean, default=False)
     has_motion: Mapped[bool] = mapped_column(Boolean, default=False)
     has_events: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The cluster node whose data dir holds ``path``; None on a single host (see 0006).
+    node: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
 
 
 class CountRow(Base):

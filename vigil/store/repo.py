@@ -328,9 +328,10 @@ class SegmentRepo:
 
     def add(
         self, *, camera: str, path: str, start: float, end: float, size: int, sha256: str,
-        has_motion: bool = False, has_events: bool = False,
+        has_motion: bool = False, has_events: bool = False, node: str | None = None,
     ) -> SegmentRow:  # fmt: skip
-        """Record a finished segment; ``path`` is relative to the media root and unique."""
+        """Record a finished segment; ``path`` is relative to the media root (of ``node``'s
+        data dir in a cluster) and unique."""
         _check_sha256(sha256, "sha256")
         if path.startswith("/") or ".." in path.split("/"):
             raise StorageError(f"segment path {path!r} must be relative to the media root")
@@ -338,7 +339,8 @@ class SegmentRepo:
             raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
         row = SegmentRow(camera=camera, path=path, start=float(start), end=float(end),
                          size=int(size), sha256=sha256, evidence_lock=False,
-                         has_motion=has_motion, has_events=has_events)  # fmt: skip
+                         has_motion=has_motion, has_events=has_events,
+                         node=node)  # fmt: skip
         try:
             # A savepoint, so a duplicate does not undo the caller's whole transaction.
             with self.session.begin_nested():
