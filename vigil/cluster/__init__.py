@@ -10,14 +10,18 @@ Nothing here imports Ray: the single-host product never loads it. The parts:
 * one media actor per node (``media_actor_name``), which reads the node's recordings for the
   API served elsewhere.
 
-A node's identity is the Ray node id; its data dir (recordings, snapshots) is
-``VIGIL_NODE_DATA_DIR`` from the environment the node was started with, else the configured
+A node has two identities: the Ray node id (new each time the node's raylet starts; used to
+place actors on it) and its **node name**, stable across restarts: ``VIGIL_NODE_NAME`` from
+the environment the node was started with, else the host name. The name is what the store
+keeps (``segments.node``) and what media actors are named by. The node's data dir
+(recordings, snapshots) is ``VIGIL_NODE_DATA_DIR`` from that environment, else the configured
 ``data_dir``. All actors live in the Ray namespace ``NAMESPACE``.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 NAMESPACE = "vigil"
@@ -25,6 +29,7 @@ NAMESPACE = "vigil"
 # cameras it takes; every camera actor asks for one unit.
 CAMERA_SLOTS = "vigil_camera_slots"
 NODE_DATA_DIR_ENV = "VIGIL_NODE_DATA_DIR"
+NODE_NAME_ENV = "VIGIL_NODE_NAME"
 
 
 def camera_actor_name(camera: str) -> str:
@@ -35,8 +40,13 @@ def detector_actor_name(node_id: str) -> str:
     return f"vigil-detector:{node_id}"
 
 
-def media_actor_name(node_id: str) -> str:
-    return f"vigil-media:{node_id}"
+def media_actor_name(node_name: str) -> str:
+    return f"vigil-media:{node_name}"
+
+
+def node_name() -> str:
+    """This node's stable name (see the module docstring)."""
+    return os.environ.get(NODE_NAME_ENV, "").strip() or socket.gethostname()
 
 
 def node_data_dir(default: Path) -> Path:
