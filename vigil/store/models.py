@@ -126,6 +126,8 @@ class EventRow(Base):
     measures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict,
                                                      server_default=text("'{}'"))  # fmt: skip
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The cluster node whose data dir holds ``snapshot_path``; None on a single host (0006).
+    node: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
 
 
 class SegmentRow(Base):

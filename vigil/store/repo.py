@@ -162,12 +162,14 @@ class EventRepo:
         snapshot_path: str | None = None,
         snapshot_sha256: str | None = None,
         now: float | None = None,
+        node: str | None = None,
     ) -> EventRow:
         """Insert the event, or update its row: start, updates and end share one row.
 
         Keeps what the pipeline does not own: ``evidence_lock`` is never touched, and a
         snapshot path/hash stays until a new one is given. Assumes one writer per event id
-        (the camera worker that owns the track).
+        (the camera worker that owns the track). ``node``: the cluster node whose data dir
+        holds the snapshot (kept with it; None on a single host).
         """
         _check_sha256(snapshot_sha256, "snapshot_sha256")
         row = self.session.get(EventRow, event.id)
@@ -195,6 +197,7 @@ class EventRepo:
         if snapshot_path is not None:
             row.snapshot_path = snapshot_path
             row.snapshot_sha256 = snapshot_sha256
+            row.node = node
         self.session.flush()
         return row
 

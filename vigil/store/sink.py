@@ -103,11 +103,16 @@ class StoreEventSink:
     """Writes events, snapshots and counts through the repositories of ``db`` (thread-safe).
 
     ``media_root``: the data directory snapshots go under; None stores no snapshot files.
+    ``node``: the cluster node whose data dir that is, kept with each snapshot (None: a
+    single host).
     """
 
-    def __init__(self, db: Database, media_root: Path | None = None) -> None:
+    def __init__(
+        self, db: Database, media_root: Path | None = None, *, node: str | None = None
+    ) -> None:
         self.db = db
         self.media_root = media_root
+        self.node = node
         self._lock = threading.Lock()
         self._written: dict[str, int] = {}  # event id -> seq of the snapshot on disk
 
@@ -122,7 +127,8 @@ class StoreEventSink:
             stored = None
         path, digest = stored if stored is not None else (None, None)
         with self.db.session(immediate=True) as session:
-            EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest)
+            EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest,
+                                      node=self.node)  # fmt: skip
             if event.state is EventState.END and event.live and event.end is not None:
                 SegmentRepo(session).mark_events(event.camera_id, event.start, event.end)
 

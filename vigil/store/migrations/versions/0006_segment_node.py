@@ -1,8 +1,8 @@
-"""The node that holds a segment: ``segments.node``.
+"""The node that holds a segment or a snapshot: ``segments.node``, ``events.node``.
 
 In cluster mode (``server.backend: ray``) recordings stay on the machine that recorded them;
-the API finds the file through that node (``vigil.cluster``). NULL: recorded by a single-host
-``vigil serve``, under the server's own media root.
+the API finds the file (a segment, an event's snapshot) through that node (``vigil.cluster``).
+NULL: recorded by a single-host ``vigil serve``, under the server's own media root.
 
 Revision ID: 0006_segment_node
 Revises: 0005_token_scope
@@ -23,10 +23,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("segments") as batch:
-        batch.add_column(sa.Column("node", sa.String(length=128), nullable=True))
+    for table in ("segments", "events"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("node", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("segments") as batch:
-        batch.drop_column("node")
+    for table in ("events", "segments"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("node")
