@@ -501,7 +501,8 @@ class SourceConfig(_Model):
     )
     options: dict[str, str] = Field(
         default_factory=dict,
-        description="FFmpeg demuxer options for this input, e.g. `{rtsp_transport: tcp}`.",
+        description="FFmpeg demuxer options for this input, e.g. `{rtsp_transport: tcp}`; "
+        "`hwaccel: cuda` (and `hwaccel_device: N`) decode it on the GPU (docs/gpu.md).",
     )
     loop: bool = Field(
         False,
