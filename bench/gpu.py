@@ -6,9 +6,10 @@ under 10) measures, on a 1920x1080 30 fps H.264 copy of the shared clip
 ``bench/results/gpu_cache/``):
 
 1. decode only, the way Vigil decodes (``AvSource``, luma plane of every frame), in
-   ``--procs`` processes at once: software (FFmpeg on the CPU) and NVDEC (``hwaccel: cuda``,
-   frames copied back to system memory), plus PyNvVideoCodec with frames left in GPU
-   memory when it is installed. Streams = decoded frames/s / 30.
+   ``--procs`` processes x ``--streams-per-proc`` threads at once: software (FFmpeg on the
+   CPU) and NVDEC (``hwaccel: cuda``, frames copied back to system memory), plus
+   PyNvVideoCodec with frames left in GPU memory when it is installed.
+   Streams = decoded frames/s / 30.
 2. detector only, images/s, for YOLOX-Nano and YOLOX-S (whichever of ``yolox_nano.onnx``,
    ``yolox_s.onnx`` the shared models folder or the model cache holds), on frames already
    scaled to the network's size as the pipeline hands them over: CPU FP32 (batches 1 and 8:
@@ -204,20 +205,34 @@ def find_models() -> dict[str, Path]:
 # -- workers (run in child processes: spawn, so CUDA is initialised in each) ---------------
 
 
-def _decode_worker(clip: str, mode: str, seconds: float, device_id: int) -> tuple[int, float]:
-    """Decode ``clip`` over and over for ``seconds``; returns (frames, elapsed)."""
-    frames, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        if mode == "pynvvideocodec":
-            frames += _decode_nvc(clip, device_id)
-            continue
-        options = {"hwaccel": "cuda", "hwaccel_device": str(device_id)} if mode == "nvdec" else {}
-        source = AvSource(clip, options=options)
-        for frame in source.frames():
-            frames += frame.luma.size > 0
-            if time.perf_counter() - start >= seconds:
-                source.close()
-    return frames, time.perf_counter() - start
+def _decode_worker(
+    clip: str, mode: str, seconds: float, device_id: int, streams: int
+) -> tuple[int, float]:
+    """Decode ``clip`` over and over in ``streams`` threads for ``seconds``; returns
+    (frames, elapsed). FFmpeg decodes with the GIL released, so threads decode in parallel."""
+    counts = [0] * streams
+    start = time.perf_counter()
+
+    nvdec = {"hwaccel": "cuda", "hwaccel_device": str(device_id)}
+
+    def run(index: int) -> None:
+        while time.perf_counter() - start < seconds:
+            if mode == "pynvvideocodec":
+                counts[index] += _decode_nvc(clip, device_id)
+                continue
+            options = nvdec if mode == "nvdec" else {}
+            source = AvSource(clip, options=options)
+            for frame in source.frames():
+                counts[index] += frame.luma.size > 0
+                if time.perf_counter() - start >= seconds:
+                    source.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts), time.perf_counter() - start
 
 
 def _decode_nvc(clip: str, device_id: int) -> int:
@@ -290,12 +305,14 @@ def bench_decode(plan: Plan) -> list[dict[str, Any]]:
     rows = []
     for mode in modes:
         try:
-            results = _parallel(_decode_worker, [(str(plan.clip), mode, plan.seconds, 0)] * procs)
+            job = (str(plan.clip), mode, plan.seconds, 0, plan.streams_per_proc)
+            results = _parallel(_decode_worker, [job] * procs)
         except Exception as exc:  # report and go on: one failing decoder is a finding
             rows.append({"mode": mode, "error": f"{type(exc).__name__}: {exc}"})
             continue
         fps = sum(frames / elapsed for frames, elapsed in results)
-        rows.append({"mode": mode, "procs": procs, "fps": fps, "streams": fps / STREAM_FPS})
+        rows.append({"mode": mode, "procs": procs, "streams_run": procs * plan.streams_per_proc,
+                     "fps": fps, "streams": fps / STREAM_FPS})  # fmt: skip
     return rows
 
 
@@ -405,12 +422,13 @@ def report(machine: Machine, clip: Path, size: tuple[int, int], results: dict[st
         print("NO GPU FOUND: the GPU rows were not run. CUDA provider: "
               f"{machine.cuda_session}; NVDEC: {machine.nvdec}")  # fmt: skip
     print("\n1. decode only (AvSource, every frame's luma)")
-    print(f"{'mode':<16} {'procs':>5} {'frames/s':>10} {streams:>16}")
+    print(f"{'mode':<16} {'procs':>5} {'streams run':>11} {'frames/s':>10} {streams:>16}")
     for row in results["decode"]:
         if "error" in row:
             print(f"{row['mode']:<16} failed: {row['error']}")
             continue
-        print(f"{row['mode']:<16} {row['procs']:>5} {row['fps']:>10.0f} {row['streams']:>16.1f}")
+        print(f"{row['mode']:<16} {row['procs']:>5} {row['streams_run']:>11} {row['fps']:>10.0f} "
+              f"{row['streams']:>16.1f}")  # fmt: skip
     soft = next((r for r in results["decode"] if r["mode"] == "software" and "fps" in r), None)
     print(f"vs software: {_ratio(results['decode'], 'fps', soft)}")
     print("\n2. detector only (frames pre-scaled to the network input)")

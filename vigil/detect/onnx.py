@@ -11,6 +11,7 @@ batch of four gives exactly what four single calls give.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -80,6 +81,20 @@ def choose_providers(
         return list(requested)
     chosen = [p for p in PROVIDER_PREFERENCE if p in have]
     return chosen or ["CPUExecutionProvider"]
+
+
+@functools.cache
+def _preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA wheels the gpu extra installs (onnxruntime-gpu's
+    ``preload_dlls``): without it the CUDA provider finds them only on LD_LIBRARY_PATH.
+    A no-op on the CPU build; a failure is left for the session to report."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # the session that follows says what is really missing
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def _as_device(providers: Sequence[str]) -> Device:
@@ -331,6 +346,8 @@ class OnnxDetector:
         specs = self._provider_specs(providers)
         if primary(specs) == CUDA and self._gpu.fp16:
             model = to_fp16(model)
+        if primary(specs) in (TENSORRT, CUDA):
+            _preload_gpu_libraries()
         if primary(specs) == TENSORRT:
             self._gpu.cache_path.mkdir(parents=True, exist_ok=True)
         options = self._session_options(threads, spin_wait)

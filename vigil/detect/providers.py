@@ -45,8 +45,9 @@ GPU_FIX = (
     "driver works (`nvidia-smi`); or set detect.device: auto or cpu"
 )
 TENSORRT_FIX = (
-    "TensorRT's libraries must be loadable too (`pip install tensorrt-cu13` or NVIDIA's "
-    "packages, docs/gpu.md)"
+    "TensorRT's libraries must be loadable too: the TensorRT release ONNX Runtime's TensorRT "
+    "page lists for this onnxruntime, built for CUDA 13 (e.g. `pip install "
+    "'tensorrt-cu13-libs<11'`; docs/gpu.md)"
 )
 
 
