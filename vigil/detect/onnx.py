@@ -344,44 +344,43 @@ class OnnxDetector:
         spin_wait: bool,
     ) -> ort.InferenceSession:
         specs = self._provider_specs(providers)
-        if primary(specs) == CUDA and self._gpu.fp16:
-            model = to_fp16(model)
-        if primary(specs) in (TENSORRT, CUDA):
-            _preload_gpu_libraries()
-        if primary(specs) == TENSORRT:
-            self._gpu.cache_path.mkdir(parents=True, exist_ok=True)
         options = self._session_options(threads, spin_wait)
-        try:
-            session = ort.InferenceSession(model.SerializeToString(), options, providers=specs)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/EPFail types
-            if self.device == "auto" and not providers and primary(specs) != CPU:
+        while True:
+            try:
+                session = self._start(model, options, specs)
+                break
+            except ModelError as exc:
+                if self.device != "auto" or providers or primary(specs) == CPU:
+                    raise
                 # auto means "the best that works": a GPU provider that fails to start
-                # (missing TensorRT or cuDNN libraries) leaves the CPU.
-                log.warning("%s: %s failed to start (%s); running on the CPU", self.path,
-                            primary(specs), exc)  # fmt: skip
-                session = self._cpu_session(model, options)
-            else:
-                on_gpu = primary(specs) != CPU
-                gpu_fix = f"; or the GPU provider failed: {GPU_FIX}" if on_gpu else ""
-                raise ModelError(
-                    f"ONNX Runtime cannot load {self.path} on {[n for n, _ in specs]} ({exc}); "
-                    f"the file may be damaged or need a newer onnxruntime: {_FIX}{gpu_fix}"
-                ) from exc
+                # (TensorRT or cuDNN libraries missing) leaves it to the next in the list.
+                log.warning("%s: %s failed to start (%s); trying %s", self.path.name,
+                            primary(specs), exc.__cause__, specs[1][0])  # fmt: skip
+                specs = specs[1:]
         active = list(session.get_providers())
         check_active(self.device if not providers else _as_device(providers), specs, active)
         log.info("%s runs on %s (device %s%s)", self.path.name, active[0], self.device,
                  ", fp16" if self._gpu.fp16 and active[0] != CPU else "")  # fmt: skip
         return session
 
-    def _cpu_session(
-        self, model: onnx.ModelProto, options: ort.SessionOptions
+    def _start(
+        self, model: onnx.ModelProto, options: ort.SessionOptions, specs: list[ProviderSpec]
     ) -> ort.InferenceSession:
+        """A session on ``specs``; the CUDA provider first with ``fp16`` gets an FP16 model."""
+        first = primary(specs)
+        if first == CUDA and self._gpu.fp16:
+            model = to_fp16(model)
+        if first in (TENSORRT, CUDA):
+            _preload_gpu_libraries()
+        if first == TENSORRT:
+            self._gpu.cache_path.mkdir(parents=True, exist_ok=True)
         try:
-            return ort.InferenceSession(model.SerializeToString(), options, providers=[CPU])
-        except Exception as exc:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=specs)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/EPFail types
+            gpu_fix = f"; or the GPU provider failed: {GPU_FIX}" if first != CPU else ""
             raise ModelError(
-                f"ONNX Runtime cannot load {self.path} ({exc}); the file may be damaged or "
-                f"need a newer onnxruntime: {_FIX}"
+                f"ONNX Runtime cannot load {self.path} on {[n for n, _ in specs]} ({exc}); "
+                f"the file may be damaged or need a newer onnxruntime: {_FIX}{gpu_fix}"
             ) from exc
 
     def _session_options(self, threads: int, spin_wait: bool) -> ort.SessionOptions:

@@ -306,3 +306,38 @@ def test_shared_nano_declares_a_fixed_batch_that_the_loader_opens():
     path = require_file(shared_models_dir() / "yolox_nano.onnx")
     model = load_model(path)
     assert _dims(model.graph.input[0]) == [1, 3, 416, 416]
+
+
+@pytest.mark.filterwarnings(NOT_BUILT)
+def test_auto_steps_down_past_a_gpu_provider_that_fails_to_start(
+    monkeypatch, tiny: Path, caplog: pytest.LogCaptureFixture
+):
+    """TensorRT listed but its libraries missing: the session raises; auto tries CUDA (with
+    the FP16 model when fp16 is on), then the CPU. An explicit device does not step down."""
+    pytest.importorskip("onnxconverter_common", reason="onnxconverter-common (gpu/dev extras)")
+    import onnx
+
+    pretend(monkeypatch, ALL_GPU)
+    real = ort.InferenceSession
+    tried: list[tuple[list[str], bool]] = []
+
+    def session(model: bytes, options: object, providers: list[tuple[str, dict[str, str]]]):
+        graph = onnx.load_from_string(model).graph
+        tried.append((names(providers), any(i.data_type == 10 for i in graph.initializer)))
+        if providers[0][0] in (TENSORRT, CUDA):
+            raise RuntimeError(f"{providers[0][0]}: libnvinfer.so.10 not found")
+        return real(model, options, providers=providers)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    caplog.set_level("WARNING", logger="vigil.detect.onnx")
+    detector = OnnxDetector(tiny, gpu=GpuOptions(fp16=True))
+    assert detector.providers == [CPU]
+    # The first session (the rectangular probe) steps down all the way: TRT on the FP32
+    # model, CUDA on the FP16 one, then the CPU on the FP32 one.
+    assert tried[:3] == [([TENSORRT, CUDA, CPU], False), ([CUDA, CPU], True), ([CPU], False)]
+    assert "TensorrtExecutionProvider failed to start" in caplog.text
+    assert "libnvinfer.so.10 not found" in caplog.text
+    tried.clear()
+    with pytest.raises(ModelError, match=r"TensorrtExecutionProvider.*nvidia-smi"):
+        OnnxDetector(tiny, device="tensorrt")
+    assert tried == [([TENSORRT, CUDA, CPU], False)]
