@@ -167,3 +167,18 @@ def test_passes_detector_properties_and_empty_requests() -> None:
         assert batcher.detect_batch([]) == []
     finally:
         batcher.close()
+
+
+def test_providers_says_where_the_shared_model_runs(tmp_path):
+    from tests.unit.detect.test_onnx_detector import _tiny_yolox
+    from vigil.detect import OnnxDetector
+
+    onnx_model = OnnxDetector(_tiny_yolox(tmp_path / "tiny.onnx"), device="cpu")
+    batcher = BatchingDetector(onnx_model)
+    fake = BatchingDetector(TagDetector())
+    try:
+        assert batcher.providers == ["CPUExecutionProvider"]
+        assert fake.providers == []
+    finally:
+        batcher.close()
+        fake.close()

@@ -48,6 +48,25 @@ class DetectConfig(_Model):
         "all cameras, and with one thread that model tops out near 60 images/s on this "
         "class of CPU (bench/capacity.py).",
     )  # fmt: skip
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = Field(
+        "auto",
+        description="Where the model runs: `auto` takes TensorRT, else CUDA, else the CPU, "
+        "whichever this ONNX Runtime offers; `cuda` or `tensorrt` refuse to start without "
+        "that provider instead of running on the CPU (the `gpu` extra, docs/gpu.md). Read "
+        "from the global section: all cameras share one model.",
+    )
+    fp16: bool = Field(
+        False,
+        description="Half precision on a GPU: FP16 TensorRT engines, or the model converted "
+        "to FP16 for CUDA (needs onnxconverter-common, in the `gpu` extra). No effect on the "
+        "CPU.",
+    )
+    device_id: int = Field(0, ge=0, le=63, description="Which GPU (CUDA device index).")
+    engine_cache: Path | None = Field(
+        None,
+        description="Folder for TensorRT engines (built once per model, shape profile and "
+        "GPU; seconds to minutes); default `engines/` in the model cache.",
+    )
 
     @property
     def is_motion(self) -> bool:
@@ -482,7 +501,8 @@ class SourceConfig(_Model):
     )
     options: dict[str, str] = Field(
         default_factory=dict,
-        description="FFmpeg demuxer options for this input, e.g. `{rtsp_transport: tcp}`.",
+        description="FFmpeg demuxer options for this input, e.g. `{rtsp_transport: tcp}`; "
+        "`hwaccel: cuda` (and `hwaccel_device: N`) decode it on the GPU (docs/gpu.md).",
     )
     loop: bool = Field(
         False,

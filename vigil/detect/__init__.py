@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnxruntime as ort
+
 from vigil.config.models import DetectConfig
 from vigil.detect.base import Detector
 from vigil.detect.labels import COCO, canonical_label, class_ids
@@ -21,11 +23,17 @@ from vigil.detect.models import (
     resolve_model,
 )
 from vigil.detect.onnx import OnnxDetector, choose_providers
+from vigil.detect.providers import CPU, GpuOptions, primary, select_providers
+
+#: Images per ``session.run`` by default: the CPU gains nothing past 8, a GPU up to 64.
+CPU_MAX_BATCH = 8
+GPU_MAX_BATCH = 64
 
 __all__ = [
     "COCO",
     "REGISTRY",
     "Detector",
+    "GpuOptions",
     "ModelSpec",
     "OnnxDetector",
     "build_detector",
@@ -37,13 +45,24 @@ __all__ = [
     "model_path",
     "pull",
     "resolve_model",
+    "select_providers",
 ]
 
 
 def build_detector(
-    config: DetectConfig, *, cache_dir: Path | None = None, download: bool = False
+    config: DetectConfig,
+    *,
+    cache_dir: Path | None = None,
+    download: bool = False,
+    max_batch: int | None = None,
 ) -> Detector:
-    """The detector ``config`` describes: its model, thresholds, input size, threads, labels.
+    """The detector ``config`` describes: its model, thresholds, input size, threads, labels,
+    and where it runs (``device``, ``fp16``, ``device_id``, ``engine_cache``).
+
+    ``max_batch`` is the most images one ``session.run`` takes (larger calls run in chunks);
+    by default 8 on the CPU (larger batches buy nothing there) and
+    :data:`GPU_MAX_BATCH` on a GPU, so that ``detector.max_batch`` up to that reaches the GPU
+    as one batch.
 
     ``config.model`` is a registry name or a path (see :func:`resolve_model`); only
     ``config.labels`` classes are reported (an empty list means every class). Nothing is
@@ -57,6 +76,9 @@ def build_detector(
             "vigil.detect.motion, not build_detector"
         )
     path = resolve_model(config.model, cache_dir, download=download)
+    if max_batch is None:
+        on_cpu = primary(select_providers(config.device, ort.get_available_providers())) == CPU
+        max_batch = CPU_MAX_BATCH if on_cpu else GPU_MAX_BATCH
     return OnnxDetector(
         path,
         confidence=config.confidence,
@@ -64,4 +86,9 @@ def build_detector(
         input_size=config.input_size,
         threads=config.threads,
         labels=config.labels or None,
+        max_batch=max_batch,
+        device=config.device,
+        gpu=GpuOptions(
+            device_id=config.device_id, fp16=config.fp16, engine_cache=config.engine_cache
+        ),
     )

@@ -11,9 +11,10 @@ batch of four gives exactly what four single calls give.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,26 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from vigil.detect.fp16 import to_fp16
 from vigil.detect.labels import COCO, class_ids
 from vigil.detect.postprocess import (
     YOLOX_STRIDES,
     letterbox,
     postprocess_yolox,
     yolox_anchor_count,
+)
+from vigil.detect.providers import (
+    CPU,
+    CUDA,
+    GPU_FIX,
+    TENSORRT,
+    Device,
+    GpuOptions,
+    ProviderSpec,
+    check_active,
+    primary,
+    provider_spec,
+    select_providers,
 )
 from vigil.errors import ConfigError, ModelError
 from vigil.types import Detections, FloatArray, ImageArray
@@ -66,6 +81,30 @@ def choose_providers(
         return list(requested)
     chosen = [p for p in PROVIDER_PREFERENCE if p in have]
     return chosen or ["CPUExecutionProvider"]
+
+
+@functools.cache
+def _preload_gpu_libraries() -> None:
+    """Load CUDA and cuDNN from the NVIDIA wheels the gpu extra installs (onnxruntime-gpu's
+    ``preload_dlls``): without it the CUDA provider finds them only on LD_LIBRARY_PATH.
+    A no-op on the CPU build; a failure is left for the session to report."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # the session that follows says what is really missing
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
+def _as_device(providers: Sequence[str]) -> Device:
+    """The device an explicit provider list asks for, to check the session against."""
+    first = providers[0]
+    if first == TENSORRT:
+        return "tensorrt"
+    if first == CUDA:
+        return "cuda"
+    return "auto"
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
@@ -214,6 +253,12 @@ class OnnxDetector:
     ``class_names``. ``max_batch`` images go through one ``session.run`` at most.
     ``spin_wait`` lets idle ONNX Runtime threads busy-wait (see ``_open_session``).
 
+    Where it runs: ``device`` (``auto``, ``cpu``, ``cuda``, ``tensorrt``; see
+    :func:`vigil.detect.providers.select_providers`) with ``gpu`` options (device id, FP16,
+    TensorRT engine cache); ``providers``, a list of provider names, overrides ``device``
+    (kept for callers that name providers themselves). :attr:`providers` says what the
+    session really uses.
+
     Thread-safe: ``detect_batch`` may be called from several threads (ONNX Runtime sessions
     are; everything else here is per call).
     """
@@ -231,6 +276,8 @@ class OnnxDetector:
         labels: Collection[str] | None = None,
         max_batch: int = 8,
         spin_wait: bool = False,
+        device: Device = "auto",
+        gpu: GpuOptions | None = None,
     ) -> None:
         if not 0.0 < confidence < 1.0 or not 0.0 < nms_iou < 1.0:
             raise ConfigError(
@@ -252,6 +299,10 @@ class OnnxDetector:
             log.info("%s has a fixed batch of 1; images run one per session.run", self.path)
         self._input_name, self._output_name = io.input_name, io.output_name
         self._num_outputs = 5 + len(self._class_names)
+        self.device: Device = device
+        # TensorRT gets one optimisation profile covering every batch and canvas of the run.
+        self._gpu = replace(gpu or GpuOptions(), input_name=io.input_name,
+                            max_batch=self.max_batch, max_size=self._input_size)  # fmt: skip
         # Try a rectangular canvas first: a 16:9 frame letterboxed into a square wastes ~40 %
         # of the network's work on padding; YOLOX is fully convolutional, so a canvas of
         # multiples of 32 that just holds the scaled image gives the same boxes for less.
@@ -280,6 +331,11 @@ class OnnxDetector:
             )
         return (input_size, input_size)
 
+    def _provider_specs(self, providers: Sequence[str] | None) -> list[ProviderSpec]:
+        if providers:
+            return [provider_spec(name, self._gpu) for name in choose_providers(providers)]
+        return select_providers(self.device, ort.get_available_providers(), self._gpu)
+
     def _open_session(
         self,
         model: onnx.ModelProto,
@@ -287,6 +343,47 @@ class OnnxDetector:
         providers: Sequence[str] | None,
         spin_wait: bool,
     ) -> ort.InferenceSession:
+        specs = self._provider_specs(providers)
+        options = self._session_options(threads, spin_wait)
+        while True:
+            try:
+                session = self._start(model, options, specs)
+                break
+            except ModelError as exc:
+                if self.device != "auto" or providers or primary(specs) == CPU:
+                    raise
+                # auto means "the best that works": a GPU provider that fails to start
+                # (TensorRT or cuDNN libraries missing) leaves it to the next in the list.
+                log.warning("%s: %s failed to start (%s); trying %s", self.path.name,
+                            primary(specs), exc.__cause__, specs[1][0])  # fmt: skip
+                specs = specs[1:]
+        active = list(session.get_providers())
+        check_active(self.device if not providers else _as_device(providers), specs, active)
+        log.info("%s runs on %s (device %s%s)", self.path.name, active[0], self.device,
+                 ", fp16" if self._gpu.fp16 and active[0] != CPU else "")  # fmt: skip
+        return session
+
+    def _start(
+        self, model: onnx.ModelProto, options: ort.SessionOptions, specs: list[ProviderSpec]
+    ) -> ort.InferenceSession:
+        """A session on ``specs``; the CUDA provider first with ``fp16`` gets an FP16 model."""
+        first = primary(specs)
+        if first == CUDA and self._gpu.fp16:
+            model = to_fp16(model)
+        if first in (TENSORRT, CUDA):
+            _preload_gpu_libraries()
+        if first == TENSORRT:
+            self._gpu.cache_path.mkdir(parents=True, exist_ok=True)
+        try:
+            return ort.InferenceSession(model.SerializeToString(), options, providers=specs)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/EPFail types
+            gpu_fix = f"; or the GPU provider failed: {GPU_FIX}" if first != CPU else ""
+            raise ModelError(
+                f"ONNX Runtime cannot load {self.path} on {[n for n, _ in specs]} ({exc}); "
+                f"the file may be damaged or need a newer onnxruntime: {_FIX}{gpu_fix}"
+            ) from exc
+
+    def _session_options(self, threads: int, spin_wait: bool) -> ort.SessionOptions:
         ort.set_default_logger_severity(_ORT_LOG_ERRORS)
         options = ort.SessionOptions()
         # ONNX Runtime's idle intra-op threads busy-wait by default. On an idle 2-core machine
@@ -302,14 +399,7 @@ class OnnxDetector:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        chosen = choose_providers(providers)
-        try:
-            return ort.InferenceSession(model.SerializeToString(), options, providers=chosen)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/… types
-            raise ModelError(
-                f"ONNX Runtime cannot load {self.path} ({exc}); the file may be damaged or "
-                f"need a newer onnxruntime: {_FIX}"
-            ) from exc
+        return options
 
     @property
     def class_names(self) -> Sequence[str]:

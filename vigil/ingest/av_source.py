@@ -27,6 +27,7 @@ import av
 import av.error
 import cv2
 import numpy as np
+from av.codec.hwaccel import HWAccel
 from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.reformatter import VideoReformatter
@@ -42,6 +43,7 @@ from vigil.ingest.base import (
     is_network_url,
     mask_credentials,
 )
+from vigil.ingest.hwaccel import hwaccel_for, split_options
 from vigil.ingest.pacing import Pacer
 from vigil.types import BgrLoader, Frame, ImageArray
 
@@ -149,7 +151,10 @@ class AvSource:
         open_timeout: seconds allowed to open the source (default ``stall_timeout``).
         max_attempts: reconnection attempts before giving up with ``SourceError``
             (default: retry for ever, what a camera recorder must do).
-        options: FFmpeg demuxer options, e.g. ``{"rtsp_transport": "tcp"}``.
+        options: FFmpeg demuxer options, e.g. ``{"rtsp_transport": "tcp"}``, plus the
+            decoder's ``hwaccel`` (``cuda``: NVDEC) and ``hwaccel_device``
+            (:mod:`vigil.ingest.hwaccel`); without them decoding is FFmpeg's software decoder,
+            threaded, exactly as before.
         on_status: called with a :class:`SourceStatus` on every state change.
         realtime: deliver frames at the rate of their timestamps, as a camera would, instead
             of as fast as they decode (a file used as a camera; network streams come in real
@@ -198,8 +203,12 @@ class AvSource:
         self.stall_timeout = stall_timeout
         self.open_timeout = open_timeout if open_timeout is not None else stall_timeout
         self.max_attempts = max_attempts
-        self.options = dict(options or {})
+        self.options, self.decode_options = split_options(options)
         self.on_status = on_status
+        #: ``"software"`` or the hwaccel decoding the open stream (``"cuda"``): telemetry.
+        self.decoder = "software"
+        self._hwaccel: HWAccel | None = None
+        self._hwaccel_resolved = False
 
         self._container: InputContainer | None = None
         self._stream: VideoStream | None = None
@@ -278,13 +287,24 @@ class AvSource:
 
     # -- connection ---------------------------------------------------------------------------
 
+    def _hw(self) -> HWAccel | None:
+        """The hardware decoder to open with: resolved (and any fallback logged) once."""
+        if not self._hwaccel_resolved:
+            self._hwaccel = hwaccel_for(self.decode_options, self.safe_url)
+            self._hwaccel_resolved = True
+        return self._hwaccel
+
     def _connect(self) -> SourceInfo:
         started = time.monotonic()
+        hw = self._hw()
+        # Software decoding passes no hwaccel at all: av.open behaves as it always has.
+        extra: dict[str, Any] = {} if hw is None else {"hwaccel": hw}
         try:
             container = av.open(
                 self.url,
                 options=self.options,
                 timeout=(self.open_timeout, self.stall_timeout),
+                **extra,
             )
         except (av.error.FFmpegError, OSError) as exc:
             # FFmpeg's RTSP demuxer reports an interrupted (timed out) read as invalid data,
@@ -298,8 +318,17 @@ class AvSource:
                 "video URL"
             )
         stream = container.streams.video[0]
-        # Frame and slice threads: PyAV decodes single-threaded unless asked.
-        stream.thread_type = "AUTO"
+        if hw is None:
+            # Frame and slice threads: PyAV decodes single-threaded unless asked.
+            stream.thread_type = "AUTO"
+        # With a hwaccel NVDEC does the work; FFmpeg's frame threads would only add
+        # surfaces in flight (and some hwaccels refuse frame threading).
+        on_device = hw is not None and stream.codec_context.is_hwaccel
+        self.decoder = (self.decode_options.hwaccel or "software") if on_device else "software"
+        if hw is not None and not on_device:
+            log.warning("%s: the %s decoder cannot take this stream (%s); decoding in "
+                        "software", self.safe_url, self.decode_options.hwaccel,
+                        stream.codec_context.name)  # fmt: skip
         self._container, self._stream = container, stream
         self._info = self._describe(stream)
         self._first_pts = None

@@ -38,6 +38,7 @@ import av
 from vigil.errors import SourceError, StorageError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import mask_credentials
+from vigil.ingest.hwaccel import demuxer_options
 from vigil.ingest.pacing import Pacer
 from vigil.record.motion import MotionSpans
 from vigil.record.segmenter import Segmenter, SegmentInfo
@@ -99,7 +100,8 @@ class Recorder:
         self.safe_url = mask_credentials(source_url)
         self.mode: RecordMode = mode
         self.post_roll = post_roll
-        self.options = dict(options or {})
+        # A recorder copies packets and never decodes: a source's hwaccel is not its business.
+        self.options = demuxer_options(options)
         self.open_timeout, self.read_timeout = open_timeout, read_timeout
         self.backoff = backoff or Backoff()
         self.max_attempts = max_attempts

@@ -88,6 +88,13 @@ class BatchingDetector:
         return self.detector.input_size
 
     @property
+    def providers(self) -> list[str]:
+        """Where the shared model runs (ONNX Runtime's active providers, best first; empty
+        for a detector that is no ONNX session): for status and metrics."""
+        providers = getattr(self.detector, "providers", None)
+        return list(providers) if providers else []
+
+    @property
     def stats(self) -> BatcherStats:
         with self._cond:
             ms = 1000.0 * self._busy_s / self._batches if self._batches else 0.0
