@@ -146,10 +146,13 @@ def _false_boxes(seq: Sequence, rng: np.random.Generator) -> F64:
     return np.concatenate(out) if out else np.zeros((0, 6))
 
 
-def simulate(seq: Sequence) -> F64:
-    """(k, 6) simulated detections ``frame, x1, y1, x2, y2, score``, sorted by frame."""
+def simulate(seq: Sequence, seed: int = SEED) -> F64:
+    """(k, 6) simulated detections ``frame, x1, y1, x2, y2, score``, sorted by frame.
+
+    ``seed`` draws another sample of the same noise (more tuning data from the same sequences).
+    """
     # The gt must be sorted by frame for the per-frame slices below.
-    rng = np.random.default_rng([SEED, zlib.crc32(seq.name.encode())])
+    rng = np.random.default_rng([seed, zlib.crc32(seq.name.encode())])
     seq = _sorted(seq)
     found = _detected(seq, rng)
     rows = np.concatenate([_true_boxes(seq, found, rng), _false_boxes(seq, rng)])

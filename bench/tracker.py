@@ -27,6 +27,7 @@ sequences only (for tuning), ``--trackers Vigil`` Vigil only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 import warnings
@@ -125,7 +126,7 @@ def peer_runner(class_name: str) -> Runner:
 def _by_frame(rows: Rows, frames: int) -> list[Rows]:
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     bounds = np.searchsorted(rows[:, 0], np.arange(1, frames + 2))
-    return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [rows[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def evaluate(gt: Rows, hyp: Rows) -> dict[str, float]:
@@ -152,9 +153,10 @@ def _frames_of(rows: Rows, length: int) -> list[Detections]:
     return out
 
 
-def mot17_case(name: str, role: str) -> Case:
+def mot17_case(name: str, role: str, seed: int | None = None) -> Case:
     seq = load_sequence(shared_data_dir() / "mot17" / "train" / name)
-    return Case(name, role, _frames_of(simulate(seq), seq.length), seq.gt, seq.fps)
+    rows = simulate(seq) if seed is None else simulate(seq, seed)
+    return Case(name, role, _frames_of(rows, seq.length), seq.gt, seq.fps)
 
 
 def tud_case(name: str) -> Case:
