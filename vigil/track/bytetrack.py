@@ -3,24 +3,32 @@
 Per ``update`` (one processed frame at ``time`` seconds):
 
 1. Predict every track to ``time`` with the Kalman filter, over the real gap (frames may be
-   skipped).
+   skipped). A track already unseen at the previous update **coasts**: its velocity decays
+   with time constant ``coast_seconds``, so a long occlusion does not carry the box away.
 2. **High stage**: detections scoring >= ``high_threshold`` against all tracks (confirmed,
-   tentative and lost). Cost is ``1 - IoU`` minus OC-SORT's velocity-direction bonus (the
-   detection lies where the track was heading, weighted by the detection's score); pairs below
-   ``match_iou`` or of different classes are forbidden.
+   tentative and lost). Cost is ``1 - IoU`` minus OC-SORT's velocity-direction bonus
+   (``direction_weight``, off by default); pairs below ``match_iou`` or of different classes
+   are forbidden.
 3. **Low stage** (ByteTrack): detections between ``low_threshold`` and ``high_threshold``
-   against confirmed tracks still unmatched, IoU >= ``low_match_iou``. Low-score boxes are
-   mostly occluded people: they keep tracks alive instead of starting new ones.
+   against tracks still unmatched (tentative ones too), IoU >= ``low_match_iou``. Low-score
+   boxes are mostly occluded people: they keep tracks alive.
 4. **Recovery stage** (OC-SORT's OCR): still unmatched tracks against still unmatched
    high-score detections, using each track's *last observed box* instead of its prediction,
    which rescues tracks whose velocity estimate went wrong while they were occluded.
-5. A track re-found after a gap is **re-updated from observations** (OC-SORT's ORU): its
+5. **Re-find stage**: confirmed tracks still unmatched against every left-over detection, by
+   centre distance over the track's box height (gate ``refind_distance``, heights within
+   ``REFIND_SIZE_RATIO``): IoU fails small or jittery boxes that plainly continue a track.
+6. A track re-found after a gap is **re-updated from observations** (OC-SORT's ORU): its
    filter is rewound to the last observation and replayed along a straight virtual path to the
    new one, so the velocity that drifted during the occlusion is replaced by the observed one.
-6. Birth: unmatched high detections scoring >= ``new_track_threshold`` start tentative tracks;
-   a tentative track is confirmed (and gets an id) after ``min_hits`` matches and dies at its
-   first miss. Death: a confirmed track unmatched for more than ``lost_seconds`` (time, not
-   frames) is removed and its id reported in ``ended_ids``.
+7. Birth: every detection left unmatched and scoring >= ``new_track_threshold`` (which may
+   lie below ``high_threshold``) starts a tentative track; one whose first box scores >=
+   ``confirm_score`` is confirmed at once, others after ``min_hits`` matches, and a tentative
+   track dies at its first miss. Death: a confirmed track unmatched for more than
+   ``lost_seconds`` (time, not frames) is removed and its id reported in ``ended_ids``.
+
+All parameters are seconds, fractions of box size or scores, so one set serves 5 fps product
+video and 14-30 fps benchmark sequences (see docs/tracking.md for how they were chosen).
 
 State is a table of numpy columns (one row per live track), replaced — never extended — on
 each update, so memory is bounded by the number of live tracks. Ids come from a per-instance
