@@ -111,7 +111,9 @@ class TrackerConfig(_Model):
     )
     match_iou: float = Field(0.3, gt=0, lt=1, description="Minimum IoU of a first-stage match.")
     lost_seconds: float = Field(
-        2.5, gt=0, le=60, description="How long a lost track can be re-found."
+        1.5, gt=0, le=60,
+        description="How long a lost track can be re-found (keep it below `events.debounce`: "
+        "an event that closes first loses its object's EXIT measures).",
     )
     min_hits: int = Field(2, ge=1, le=30, description="Matches before a track is confirmed.")
     low_match_iou: float = Field(

@@ -269,3 +269,12 @@ def test_a_coasting_track_slows_down() -> None:
 
     assert 60.0 < drift(1.0) < 90.0
     assert drift(60.0) > 140.0
+
+
+def test_default_lost_tracks_end_before_their_events_close() -> None:
+    """An event closes `events.debounce` after its object was last seen; the object's EXIT
+    (with its visit's speed and heading) comes when the tracker ends the track, so a lost
+    track must end first (with lost_seconds 2.5 the red car's EXIT measures were lost)."""
+    from vigil.config.models import EventsConfig
+
+    assert TrackerConfig().lost_seconds < EventsConfig().debounce
