@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vigil.config.models import TrackerConfig
+from vigil.config.models import EventsConfig, TrackerConfig
 from vigil.errors import VigilError
 from vigil.track import ByteTracker, Tracker
 from vigil.track.kalman import KalmanBoxFilter
@@ -275,6 +275,4 @@ def test_default_lost_tracks_end_before_their_events_close() -> None:
     """An event closes `events.debounce` after its object was last seen; the object's EXIT
     (with its visit's speed and heading) comes when the tracker ends the track, so a lost
     track must end first (with lost_seconds 2.5 the red car's EXIT measures were lost)."""
-    from vigil.config.models import EventsConfig
-
     assert TrackerConfig().lost_seconds < EventsConfig().debounce
