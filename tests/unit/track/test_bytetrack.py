@@ -259,7 +259,8 @@ def test_a_coasting_track_slows_down() -> None:
     start = 100.0
 
     def drift(coast_seconds: float) -> float:
-        tracker = ByteTracker(TrackerConfig(coast_seconds=coast_seconds), frame_rate=10.0)
+        config = TrackerConfig(coast_seconds=coast_seconds, lost_seconds=5.0)
+        tracker = ByteTracker(config, frame_rate=10.0)
         for i in range(20):
             tracker.update(dets(box(start + 8.0 * i)), i * 0.1)
         for i in range(20, 40):
