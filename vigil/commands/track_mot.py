@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vigil.config import load_config
-from vigil.track.mot import MOT_PUBLIC_DETECTIONS, run_track_mot
+from vigil.track.mot import run_track_mot
 
 
 def register(subparsers: Any) -> None:
@@ -29,14 +29,14 @@ def register(subparsers: Any) -> None:
         "--config",
         type=Path,
         default=None,
-        help="Vigil YAML whose 'tracker' section to use (default: settings for public "
-        "MOTChallenge detections)",
+        help="Vigil YAML whose 'tracker' section to use (default: the tracker defaults, "
+        "the same as the product's)",
     )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config).tracker if args.config else MOT_PUBLIC_DETECTIONS
+    config = load_config(args.config).tracker if args.config else None
     count = run_track_mot(args.detections, args.output, args.fps, config)
     print(f"{count} tracks written to {args.output}")
     return 0

@@ -123,10 +123,16 @@ class TrackerConfig(_Model):
 
     high_threshold: float = Field(0.5, gt=0, lt=1, description="First-stage detection score.")
     low_threshold: float = Field(0.1, ge=0, lt=1, description="Lowest score used at all.")
-    new_track_threshold: float = Field(0.6, gt=0, le=1, description="Score to start a track.")
-    match_iou: float = Field(0.2, gt=0, lt=1, description="Minimum IoU of a first-stage match.")
+    new_track_threshold: float = Field(
+        0.4, gt=0, le=1,
+        description="Score to start a track (may lie below `high_threshold`: an unmatched "
+        "low-score box starts a tentative track).",
+    )
+    match_iou: float = Field(0.3, gt=0, lt=1, description="Minimum IoU of a first-stage match.")
     lost_seconds: float = Field(
-        1.5, gt=0, le=60, description="How long a lost track can be re-found."
+        1.5, gt=0, le=60,
+        description="How long a lost track can be re-found (keep it below `events.debounce`: "
+        "an event that closes first loses its object's EXIT measures).",
     )
     min_hits: int = Field(2, ge=1, le=30, description="Matches before a track is confirmed.")
     low_match_iou: float = Field(
@@ -134,8 +140,22 @@ class TrackerConfig(_Model):
         description="Minimum IoU of a second-stage match (low-score boxes keep tracks alive).",
     )
     direction_weight: float = Field(
-        0.2, ge=0, le=2,
+        0.0, ge=0, le=2,
         description="Weight of the velocity-direction consistency bonus in the first stage.",
+    )
+    confirm_score: float = Field(
+        0.8, gt=0, le=1,
+        description="A new track whose first detection scores at least this is confirmed at "
+        "once (weaker ones wait for `min_hits`).",
+    )
+    coast_seconds: float = Field(
+        1.0, gt=0, le=60,
+        description="Time constant (s) of the velocity decay of a track while it is unseen.",
+    )
+    refind_distance: float = Field(
+        0.3, ge=0, le=2,
+        description="Re-find stage: a track left unmatched by IoU takes a left-over detection "
+        "whose centre lies within this fraction of its box height (0 turns the stage off).",
     )
 
 

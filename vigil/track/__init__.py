@@ -10,7 +10,6 @@ from vigil.track.bytetrack import ByteTracker
 from vigil.track.kalman import KalmanBoxFilter
 from vigil.track.matching import linear_assignment
 from vigil.track.mot import (
-    MOT_PUBLIC_DETECTIONS,
     MotWriter,
     read_mot_detections,
     run_track_mot,
@@ -18,7 +17,6 @@ from vigil.track.mot import (
 )
 
 __all__ = [
-    "MOT_PUBLIC_DETECTIONS",
     "ByteTracker",
     "KalmanBoxFilter",
     "MotWriter",

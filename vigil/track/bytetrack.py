@@ -3,24 +3,32 @@
 Per ``update`` (one processed frame at ``time`` seconds):
 
 1. Predict every track to ``time`` with the Kalman filter, over the real gap (frames may be
-   skipped).
+   skipped). A track already unseen at the previous update **coasts**: its velocity decays
+   with time constant ``coast_seconds``, so a long occlusion does not carry the box away.
 2. **High stage**: detections scoring >= ``high_threshold`` against all tracks (confirmed,
-   tentative and lost). Cost is ``1 - IoU`` minus OC-SORT's velocity-direction bonus (the
-   detection lies where the track was heading, weighted by the detection's score); pairs below
-   ``match_iou`` or of different classes are forbidden.
+   tentative and lost). Cost is ``1 - IoU`` minus OC-SORT's velocity-direction bonus
+   (``direction_weight``, off by default); pairs below ``match_iou`` or of different classes
+   are forbidden.
 3. **Low stage** (ByteTrack): detections between ``low_threshold`` and ``high_threshold``
-   against confirmed tracks still unmatched, IoU >= ``low_match_iou``. Low-score boxes are
-   mostly occluded people: they keep tracks alive instead of starting new ones.
+   against tracks still unmatched (tentative ones too), IoU >= ``low_match_iou``. Low-score
+   boxes are mostly occluded people: they keep tracks alive.
 4. **Recovery stage** (OC-SORT's OCR): still unmatched tracks against still unmatched
    high-score detections, using each track's *last observed box* instead of its prediction,
    which rescues tracks whose velocity estimate went wrong while they were occluded.
-5. A track re-found after a gap is **re-updated from observations** (OC-SORT's ORU): its
+5. **Re-find stage**: confirmed tracks still unmatched against every left-over detection, by
+   centre distance over the track's box height (gate ``refind_distance``, heights within
+   ``REFIND_SIZE_RATIO``): IoU fails small or jittery boxes that plainly continue a track.
+6. A track re-found after a gap is **re-updated from observations** (OC-SORT's ORU): its
    filter is rewound to the last observation and replayed along a straight virtual path to the
    new one, so the velocity that drifted during the occlusion is replaced by the observed one.
-6. Birth: unmatched high detections scoring >= ``new_track_threshold`` start tentative tracks;
-   a tentative track is confirmed (and gets an id) after ``min_hits`` matches and dies at its
-   first miss. Death: a confirmed track unmatched for more than ``lost_seconds`` (time, not
-   frames) is removed and its id reported in ``ended_ids``.
+7. Birth: every detection left unmatched and scoring >= ``new_track_threshold`` (which may
+   lie below ``high_threshold``) starts a tentative track; one whose first box scores >=
+   ``confirm_score`` is confirmed at once, others after ``min_hits`` matches, and a tentative
+   track dies at its first miss. Death: a confirmed track unmatched for more than
+   ``lost_seconds`` (time, not frames) is removed and its id reported in ``ended_ids``.
+
+All parameters are seconds, fractions of box size or scores, so one set serves 5 fps product
+video and 14-30 fps benchmark sequences (see docs/tracking.md for how they were chosen).
 
 State is a table of numpy columns (one row per live track), replaced — never extended — on
 each update, so memory is bounded by the number of live tracks. Ids come from a per-instance
@@ -60,6 +68,8 @@ HISTORY = 4
 #: Most virtual steps of an observation-centric re-update (bounds the cost of a long gap).
 MAX_REPLAY_STEPS = 30
 _FORBIDDEN = 1e6
+#: Re-find stage: most a box's height may grow or shrink between track and detection.
+REFIND_SIZE_RATIO = 1.3
 
 
 @dataclass(slots=True)
@@ -166,7 +176,10 @@ class ByteTracker:
             self._ended = []  # quiet scene: nothing to predict, match or end
             return Detections.empty()
         if len(tracks) and dt > 0:
-            tracks.mean, tracks.cov = self.kalman.predict(tracks.mean, tracks.cov, dt)
+            # Tracks already unseen at the previous update coast with damped velocity.
+            coasting = tracks.last_seen < time - dt
+            tau = np.where(coasting, self.config.coast_seconds, np.inf)
+            tracks.mean, tracks.cov = self.kalman.predict(tracks.mean, tracks.cov, dt, tau)
         cfg = self.config
         conf = detections.confidence.astype(np.float64)
         high = np.flatnonzero(conf >= cfg.high_threshold)
@@ -181,19 +194,25 @@ class ByteTracker:
         self._record(track_of_det, rows)
         free = self._unmatched_rows(all_rows, track_of_det)
 
-        active = free[tracks.confirmed[free]]
-        rows, _ = self._associate(tracks, active, pred, detections, low, cfg.low_match_iou, None)
+        # Tentative tracks too: a person first seen while half hidden scores low for a while.
+        rows, low_left = self._associate(tracks, free, pred, detections, low, cfg.low_match_iou)
         self._record(track_of_det, rows)
         free = self._unmatched_rows(all_rows, track_of_det)
 
         rows, high_left = self._associate(
-            tracks, free, tracks.last_box(), detections, high_left, cfg.match_iou, None
+            tracks, free, tracks.last_box(), detections, high_left, cfg.match_iou
         )
         self._record(track_of_det, rows)
 
+        free = self._unmatched_rows(all_rows, track_of_det)
+        left = np.concatenate([high_left, low_left])
+        rows = self._refind(tracks, free[tracks.confirmed[free]], pred, detections, left)
+        self._record(track_of_det, rows)
+        left = left[track_of_det[left] < 0]
+
         self._apply_matches(tracks, detections, track_of_det, time)
         self._tracks, id_of_det = self._prune_and_birth(
-            tracks, detections, track_of_det, high_left, time
+            tracks, detections, track_of_det, left, time
         )
         return self._output(detections, id_of_det)
 
@@ -262,7 +281,7 @@ class ByteTracker:
         detections: Detections,
         det_idx: I64,
         min_iou: float,
-        bonus: Any,
+        bonus: Any = None,
     ) -> tuple[I64, I64]:
         """Match tracks ``rows`` to detections ``det_idx``.
 
@@ -281,6 +300,35 @@ class ByteTracker:
         matches, _, free_cols = linear_assignment(cost, _FORBIDDEN / 2)
         pairs = np.stack([det_idx[matches[:, 1]], rows[matches[:, 0]]], axis=1)
         return pairs.astype(np.int64), det_idx[free_cols]
+
+    def _refind(
+        self, tracks: _Tracks, rows: I64, pred: F64, detections: Detections, det_idx: I64
+    ) -> I64:
+        """Re-find stage: confirmed tracks ``rows`` against left-over detections ``det_idx``.
+
+        IoU fails a small box whose prediction is a little off (a far person, a jittery
+        detection, a track coasting through an occlusion) and would turn the same person into
+        a new track. Here the cost is the centre distance over the track's predicted height,
+        gated at ``refind_distance``, with heights within ``REFIND_SIZE_RATIO`` of each other.
+        Returns (k, 2) ``[det, row]`` pairs.
+        """
+        dist = self.config.refind_distance
+        if len(rows) == 0 or len(det_idx) == 0 or dist == 0.0:
+            return np.zeros((0, 2), np.int64)
+        det = detections.xyxy[det_idx].astype(np.float64)
+        track = pred[rows]
+        track_h = np.maximum(track[:, 3] - track[:, 1], 1.0)
+        det_h = np.maximum(det[:, 3] - det[:, 1], 1.0)
+        offset = (det[None, :, :2] + det[None, :, 2:]) - (track[:, None, :2] + track[:, None, 2:])
+        norm = np.linalg.norm(offset / 2.0, axis=2) / track_h[:, None]
+        ratio = np.abs(np.log(det_h[None, :] / track_h[:, None]))
+        ok = (norm <= dist) & (ratio <= math.log(REFIND_SIZE_RATIO))
+        cost = class_gate(
+            np.where(ok, norm, _FORBIDDEN), tracks.class_id[rows], detections.class_id[det_idx]
+        )
+        matches, _, _ = linear_assignment(cost, _FORBIDDEN / 2)
+        pairs = np.stack([det_idx[matches[:, 1]], rows[matches[:, 0]]], axis=1)
+        return pairs.astype(np.int64)
 
     @staticmethod
     def _record(track_of_det: I64, pairs: I64) -> None:
@@ -345,7 +393,7 @@ class ByteTracker:
         tracks: _Tracks,
         detections: Detections,
         track_of_det: I64,
-        high_left: I64,
+        left: I64,
         time: float,
     ) -> tuple[_Tracks, I64]:
         """Confirm, kill and create tracks.
@@ -366,7 +414,7 @@ class ByteTracker:
         self._ended = [int(i) for i in tracks.track_id[expired]]
         tracks = tracks.take(~(expired | failed))
 
-        born = high_left[detections.confidence[high_left] >= cfg.new_track_threshold]
+        born = left[detections.confidence[left] >= cfg.new_track_threshold]
         if len(born):
             new = self._new_tracks(detections[born], time)
             id_of_det[born] = new.track_id
@@ -381,8 +429,10 @@ class ByteTracker:
         obs[:, -1] = boxes
         obs_time = np.full((n, HISTORY), np.nan)
         obs_time[:, -1] = time
-        confirmed = self.config.min_hits <= 1
-        ids = self._new_ids(n) if confirmed else np.full(n, -1, np.int64)
+        # Confident first detections are confirmed at once (clutter rarely scores that high).
+        confirmed = (self.config.min_hits <= 1) | (dets.confidence >= self.config.confirm_score)
+        ids = np.full(n, -1, np.int64)
+        ids[confirmed] = self._new_ids(int(confirmed.sum()))
         return _Tracks(
             ids,
             dets.class_id.copy(),

@@ -78,22 +78,39 @@ class KalmanBoxFilter:
         cov[:, idx, idx] = std**2
         return mean, cov
 
-    def predict(self, mean: F64, cov: F64, dt: float | F64) -> tuple[F64, F64]:
-        """States advanced by ``dt`` seconds (scalar or (n,)); inputs are not modified."""
+    def predict(
+        self, mean: F64, cov: F64, dt: float | F64, coast_seconds: float | F64 = np.inf
+    ) -> tuple[F64, F64]:
+        """States advanced by ``dt`` seconds (scalar or (n,)); inputs are not modified.
+
+        ``coast_seconds`` (scalar or (n,); ``inf`` = none) damps the velocity of tracks that are
+        coasting unseen: it decays as ``exp(-t / coast_seconds)``, so over a long occlusion
+        the box drifts at most ``v · coast_seconds`` instead of without bound. The damped
+        transition composes exactly like the plain one (two predictions over ``dt`` equal one
+        over ``2·dt``); its process noise is the undamped one, an upper bound.
+        """
         n = mean.shape[0]
         dts = np.broadcast_to(np.asarray(dt, dtype=np.float64), (n,))
+        tau = np.broadcast_to(np.asarray(coast_seconds, dtype=np.float64), (n,))
+        damped = np.isfinite(tau) & (tau > 0)
+        safe_tau = np.where(damped, tau, 1.0)
+        decay = np.where(damped, np.exp(-dts / safe_tau), 1.0)
+        # Position gain of the velocity over the step: dt undamped, tau·(1 - e^(-dt/tau)) damped.
+        gain = np.where(damped, safe_tau * (1.0 - decay), dts)
         new_mean = mean.copy()
-        new_mean[:, :4] += mean[:, 4:] * dts[:, None]
+        new_mean[:, :4] += mean[:, 4:] * gain[:, None]
+        new_mean[:, 4:] *= decay[:, None]
         new_mean[:, 2:4] = np.maximum(new_mean[:, 2:4], MIN_SIDE)
-        # F = [[I, dt·I], [0, I]] applied blockwise: F P F^T without building F.
+        # F = [[I, g·I], [0, e·I]] applied blockwise: F P F^T without building F.
         p_pp, p_pv = cov[:, :4, :4], cov[:, :4, 4:]
         p_vp, p_vv = cov[:, 4:, :4], cov[:, 4:, 4:]
-        d = dts[:, None, None]
+        g = gain[:, None, None]
+        e = decay[:, None, None]
         new_cov = np.empty_like(cov)
-        new_cov[:, :4, :4] = p_pp + d * (p_pv + p_vp) + d * d * p_vv
-        new_cov[:, :4, 4:] = p_pv + d * p_vv
-        new_cov[:, 4:, :4] = p_vp + d * p_vv
-        new_cov[:, 4:, 4:] = p_vv
+        new_cov[:, :4, :4] = p_pp + g * (p_pv + p_vp) + g * g * p_vv
+        new_cov[:, :4, 4:] = e * (p_pv + g * p_vv)
+        new_cov[:, 4:, :4] = e * (p_vp + g * p_vv)
+        new_cov[:, 4:, 4:] = e * e * p_vv
         new_cov += self._process_noise(new_mean, dts)
         return new_mean, new_cov
 

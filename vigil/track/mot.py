@@ -28,18 +28,6 @@ from vigil.types import Detections
 
 ScoreMode = Literal["auto", "keep", "minmax"]
 
-#: Tracker settings for MOTChallenge *public* detections (Faster R-CNN at 25-30 fps), used by
-#: ``run_track_mot`` and ``vigil track-mot`` unless a configuration is given. They differ from
-#: the product defaults (tuned for YOLOX at ~5 analysed frames/s) for two stated reasons:
-#: the public files only hold boxes scoring >= 0.5, so ByteTrack's "low" band must sit inside
-#: 0.5..0.6 (high 0.6, new tracks from 0.7 — the ``trackers`` package's ByteTrack defaults);
-#: and consecutive frames 40 ms apart overlap much more than frames 200 ms apart, so the
-#: first-stage IoU floor is SORT's 0.3 instead of 0.2. The same values serve every sequence.
-MOT_PUBLIC_DETECTIONS = TrackerConfig.model_validate(
-    {"high_threshold": 0.6, "new_track_threshold": 0.7, "match_iou": 0.3}
-)
-
-
 def _load_rows(path: Path) -> npt.NDArray[np.float64]:
     """(n, >=7) float rows of a MOT file; clear errors for missing or malformed files."""
     try:
@@ -172,11 +160,12 @@ def run_track_mot(
 ) -> int:
     """Track a MOT ``det.txt`` at ``fps`` and write the tracks; returns how many tracks.
 
-    ``config`` defaults to ``MOT_PUBLIC_DETECTIONS``.
+    ``config`` defaults to ``TrackerConfig``'s defaults: the product's own settings (there
+    is no preset for MOTChallenge; the tracker measures time, so one set serves 5 to 30 fps).
     """
     if not fps > 0:
         raise ConfigError(f"fps must be a positive number of frames/s, got {fps}")
-    tracker = ByteTracker(config or MOT_PUBLIC_DETECTIONS, frame_rate=fps)
+    tracker = ByteTracker(config, frame_rate=fps)
     ids: set[int] = set()
     with MotWriter(out_path) as writer:
         for index, dets in enumerate(read_mot_detections(det_path)):

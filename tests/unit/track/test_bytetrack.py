@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vigil.config.models import TrackerConfig
+from vigil.config.models import EventsConfig, TrackerConfig
 from vigil.errors import VigilError
 from vigil.track import ByteTracker, Tracker
 from vigil.track.kalman import KalmanBoxFilter
@@ -33,7 +33,8 @@ def test_is_a_tracker() -> None:
 
 def test_birth_after_min_hits_then_steady_id() -> None:
     tracker = ByteTracker(TrackerConfig(min_hits=3))
-    outputs = [tracker.update(dets(box(100 + 2 * i)), i * 0.1) for i in range(5)]
+    # 0.7 is below confirm_score: the track has to earn its id.
+    outputs = [tracker.update(dets(box(100 + 2 * i, 0.7)), i * 0.1) for i in range(5)]
     assert [len(o) for o in outputs] == [0, 0, 1, 1, 1]
     assert {int(o.tracker_id[0]) for o in outputs[2:]} == {1}
 
@@ -112,8 +113,8 @@ def test_association_is_class_aware() -> None:
     tracker.update(dets(box(100, cls=0)), 0.0)
     assert tracker.update(dets(box(100, cls=0)), 0.1).tracker_id.tolist() == [1]
     # Same place, other class: never continues the person's track.
-    assert len(tracker.update(dets(box(100, cls=2)), 0.2)) == 0
-    out = tracker.update(dets(box(100, cls=2)), 0.3)
+    assert len(tracker.update(dets(box(100, 0.7, cls=2)), 0.2)) == 0
+    out = tracker.update(dets(box(100, 0.7, cls=2)), 0.3)
     assert out.tracker_id.tolist() == [2]
     assert out.class_id.tolist() == [2]
 
@@ -128,7 +129,7 @@ def test_constant_velocity_object_keeps_id_across_skipped_frames(gap_frames: int
         out = tracker.update(dets(box(50.0 + 8.0 * f)), f / 25.0)
         ids += out.tracker_id.tolist()
     assert set(ids) == {1}
-    assert len(ids) == len(frames) - 1  # all but the first (min_hits=2)
+    assert len(ids) == len(frames)  # the first too: 0.9 >= confirm_score
 
 
 def test_variable_gaps_without_frame_rate() -> None:
@@ -157,7 +158,7 @@ def test_crossing_objects_keep_their_ids() -> None:
 
 
 def test_predicted_lists_confirmed_live_tracks() -> None:
-    tracker = ByteTracker(TrackerConfig(min_hits=2))
+    tracker = ByteTracker(TrackerConfig(min_hits=2, confirm_score=1.0))
     tracker.update(dets(box(100), box(300)), 0.0)
     assert len(tracker.predicted()) == 0  # tentative tracks are not live yet
     tracker.update(dets(box(100), box(300)), 0.1)
@@ -213,3 +214,66 @@ def test_a_burst_of_two_frames_does_not_shrink_the_nominal_interval() -> None:
         per_frame.append(kalman.updates - before)
     assert ids == {1}
     assert max(per_frame[3:]) <= 2, per_frame  # one normal update per association stage
+
+
+def test_a_confident_first_detection_is_confirmed_at_once() -> None:
+    tracker = ByteTracker(TrackerConfig(min_hits=2, confirm_score=0.8))
+    out = tracker.update(dets(box(100, 0.85), box(300, 0.7)), 0.0)
+    assert out.tracker_id.tolist() == [1]  # 0.7 waits for its second hit
+    out = tracker.update(dets(box(100, 0.85), box(300, 0.7)), 0.1)
+    assert out.tracker_id.tolist() == [1, 2]
+
+
+def test_a_person_seen_only_with_low_scores_becomes_a_track() -> None:
+    """Half hidden from the start (0.45: below high_threshold, above new_track_threshold): the
+    box starts a tentative track, which the low stage carries to confirmation."""
+    cfg = TrackerConfig(high_threshold=0.5, new_track_threshold=0.4, min_hits=2)
+    tracker = ByteTracker(cfg)
+    ids: list[int] = []
+    for i in range(4):
+        ids += tracker.update(dets(box(100 + 3 * i, 0.45)), i * 0.1).tracker_id.tolist()
+    assert ids == [1, 1, 1]
+
+
+def test_refind_stage_keeps_a_small_jittery_box_on_its_track() -> None:
+    """A far, narrow person (20x50 px) re-detected 12 px off after a miss: IoU 0.25 fails every
+    IoU stage, but the centre lies 0.24 box heights away, inside refind_distance."""
+
+    def small(x: float) -> tuple[float, ...]:
+        return (x, 100.0, x + 20.0, 150.0, 0.9, 0.0)
+
+    def run(refind_distance: float) -> list[int]:
+        tracker = ByteTracker(TrackerConfig(refind_distance=refind_distance), frame_rate=10.0)
+        for i in range(5):
+            tracker.update(dets(small(100)), i * 0.1)
+        tracker.update(Detections.empty(), 0.5)
+        return tracker.update(dets(small(112)), 0.6).tracker_id.tolist()
+
+    assert run(0.3) == [1]
+    assert run(0.0) == [2]  # without the stage: a new identity
+
+
+def test_a_coasting_track_slows_down() -> None:
+    """80 px/s, then unseen for 2 s: the prediction drifts about v·coast_seconds (80 px), not
+    v·2 s (160 px), so the person is still near where they were last seen."""
+    start = 100.0
+
+    def drift(coast_seconds: float) -> float:
+        config = TrackerConfig(coast_seconds=coast_seconds, lost_seconds=5.0)
+        tracker = ByteTracker(config, frame_rate=10.0)
+        for i in range(20):
+            tracker.update(dets(box(start + 8.0 * i)), i * 0.1)
+        for i in range(20, 40):
+            tracker.update(Detections.empty(), i * 0.1)
+        ((x1, *_),) = tracker.predicted().xyxy.tolist()
+        return x1 - (start + 8.0 * 19)
+
+    assert 60.0 < drift(1.0) < 90.0
+    assert drift(60.0) > 140.0
+
+
+def test_default_lost_tracks_end_before_their_events_close() -> None:
+    """An event closes `events.debounce` after its object was last seen; the object's EXIT
+    (with its visit's speed and heading) comes when the tracker ends the track, so a lost
+    track must end first (with lost_seconds 2.5 the red car's EXIT measures were lost)."""
+    assert TrackerConfig().lost_seconds < EventsConfig().debounce

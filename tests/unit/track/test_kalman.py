@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,21 @@ def test_shrinking_box_never_inverts() -> None:
     mean, _ = kf.predict(mean, cov, 5.0)
     xyxy = kf.to_xyxy(mean)
     assert np.all(xyxy[:, 2:] > xyxy[:, :2])
+
+
+def test_coasting_decays_velocity_and_composes_over_split_gaps() -> None:
+    kf = KalmanBoxFilter()
+    mean, cov = kf.initiate(np.array([[0.0, 0.0, 10.0, 20.0]]))
+    mean[0, 4] = 100.0  # 100 px/s to the right
+    one_mean, _ = kf.predict(mean, cov, 0.6, coast_seconds=0.5)
+    # x moves v·tau·(1 - e^(-dt/tau)); the velocity decays by e^(-dt/tau).
+    assert one_mean[0, 0] == pytest.approx(5.0 + 100.0 * 0.5 * (1 - math.exp(-1.2)))
+    assert one_mean[0, 4] == pytest.approx(100.0 * math.exp(-1.2))
+    m, c = mean, cov
+    for _ in range(3):
+        m, c = kf.predict(m, c, 0.2, coast_seconds=0.5)
+    np.testing.assert_allclose(m, one_mean, rtol=1e-9, atol=1e-9)
+    # Per track: an undamped row (inf) moves v·dt as before.
+    both, _ = kf.predict(np.repeat(mean, 2, 0), np.repeat(cov, 2, 0), 0.6, np.array([0.5, np.inf]))
+    assert both[1, 0] == pytest.approx(5.0 + 60.0)
+    assert both[0, 0] == pytest.approx(one_mean[0, 0])
