@@ -8,23 +8,17 @@ under ``CI=true`` it fails, because CI installs them (``scripts/test.sh``).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.record.conftest import require_tool
 
 
 def require(tool: str) -> str:
-    found = shutil.which(tool)
-    if found:
-        return found
-    reason = f"{tool} is not installed (apt-get install ffmpeg; scripts/test.sh does on CI)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """``tool``'s name, once it is known to be installed (else skip, or fail under CI)."""
+    require_tool(tool)
+    return tool
 
 
 def probe(path: Path) -> dict[str, Any]:
