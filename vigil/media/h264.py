@@ -263,7 +263,12 @@ class Mp4Output:
         in ``time_base`` (default ``1 / fps``)."""
         rate = as_rate(fps)
         clock = time_base if time_base is not None else 1 / rate
-        stream = self._container.add_stream("libx264", rate=rate)
+        try:
+            stream = self._container.add_stream("libx264", rate=rate)
+        except (av.error.FFmpegError, ValueError) as exc:  # a PyAV built without libx264
+            fix = "reinstall it: pip install --force-reinstall av"
+            raise MediaWriteError(self.name, "no H.264 encoder (libx264) in PyAV", fix,
+                                  exc) from exc  # fmt: skip
         stream.width, stream.height = even_size(size)
         stream.pix_fmt = "yuv420p"
         stream.time_base = clock
