@@ -31,9 +31,9 @@ import av
 import cv2
 
 from vigil.config.models import RedactConfig
+from vigil.media.h264 import probe
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.privacy import build_redactor, redact_file
-from vigil.privacy.video import probe
 
 CLIPS = (
     "face-demographics-walking.gif",

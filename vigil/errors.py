@@ -8,7 +8,11 @@
     ├── ModelError       a model file is missing, corrupt, of the wrong kind, or fails a checksum
     ├── StorageError     the database or media storage failed
     ├── AuthError        authentication or authorisation refused
-    └── PrivacyError     redaction cannot be guaranteed, so the output is refused (fail closed)
+    ├── PrivacyError     redaction cannot be guaranteed, so the output is refused (fail closed)
+    └── MediaError       a video file cannot be read or written (``vigil.media``): names the
+        │                file (``path``) and the fix (``fix``)
+        ├── MediaReadError   also a SourceError: the input is missing, not video, or damaged
+        └── MediaWriteError  also a StorageError: the output cannot be written or encoded
 
 Every message says what went wrong *and* what to do about it.
 """
@@ -41,4 +45,31 @@ class AuthError(VigilError):
 
 
 class PrivacyError(VigilError):
+    pass
+
+
+class MediaError(VigilError):
+    """A video file (or in-memory stream) that cannot be read or written.
+
+    The message is ``PATH: PROBLEM (DETAIL); FIX``; ``path`` and ``fix`` are kept for callers
+    that show them apart. Its two kinds are also a ``SourceError`` (reading) or a
+    ``StorageError`` (writing), so the API's status for each stays the same.
+    """
+
+    def __init__(self, path: object, problem: str, fix: str, detail: object = None) -> None:
+        self.path, self.problem, self.fix = str(path), problem, fix
+        self.detail = None if detail is None else str(detail)  # text: it pickles
+        more = f" ({self.detail})" if self.detail is not None else ""
+        super().__init__(f"{path}: {problem}{more}; {fix}")
+
+    def __reduce__(self) -> tuple[type[MediaError], tuple[str, str, str, str | None]]:
+        # Exceptions pickle as ``cls(*args)``; these take more than the message.
+        return type(self), (self.path, self.problem, self.fix, self.detail)
+
+
+class MediaReadError(MediaError, SourceError):
+    pass
+
+
+class MediaWriteError(MediaError, StorageError):
     pass

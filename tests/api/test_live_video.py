@@ -20,8 +20,8 @@ from starlette.websockets import WebSocketDisconnect
 from tests.api.conftest import Api
 from tests.conftest import require_file
 from vigil.api import CameraStatus
-from vigil.api.livevideo import Fragmenter, codec_string, split_boxes
 from vigil.config.models import RedactConfig
+from vigil.media.h264 import Fragmenter, codec_string, split_boxes
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.store import AuditRepo, Role
 

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from tests.alerts.alert_servers import free_port  # noqa: E402
-from vigil.annotate.writer import Mp4Writer  # noqa: E402
+from vigil.media.h264 import Encoding, H264File  # noqa: E402
 from vigil.runtime.demo_scene import FPS, HEIGHT, WIDTH, render_frame  # noqa: E402
 from vigil.runtime.demo_scene import _script as demo_script  # noqa: E402
 from vigil.runtime.demo_scene import background as demo_background  # noqa: E402
@@ -56,7 +56,7 @@ LEFT_OUT = {
 def _clip(root: Path) -> Path:
     path = root / "street.mp4"
     movers, empty = demo_script(), demo_background()
-    with Mp4Writer(path, FPS, (WIDTH, HEIGHT), keyframe_interval=round(FPS)) as out:
+    with H264File(path, FPS, (WIDTH, HEIGHT), encoding=Encoding(keyframe_s=1.0)) as out:
         for i in range(round(6 * FPS)):
             out.write(render_frame(8.0 + i / FPS, movers, empty))
     return path

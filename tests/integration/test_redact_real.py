@@ -2,7 +2,8 @@
 
 YuNet (``cv2.FaceDetectorYN``, not the CenterFace used for redaction) must find the faces in
 the input and none in the output; the MP4 keeps its audio, frame count and duration; and a
-broken face detector leaves no output file at all.
+broken face detector leaves no output file at all; the output has a keyframe at least every
+2 s and its index first, as exports do.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.ffprobe import keyframe_gaps, top_level_boxes
 from vigil.cli import main
 from vigil.config.models import RedactConfig
 from vigil.errors import PrivacyError
@@ -88,6 +90,25 @@ def test_mp4_keeps_audio_frames_and_duration(short_mp4_with_audio: Path, tmp_pat
     assert after["video"][1] == pytest.approx(before["video"][1], abs=0.01)
     with av.open(str(target)) as container:
         assert container.streams.video[0].codec_context.name == "h264"
+
+
+def test_output_has_regular_keyframes_and_its_index_first(tmp_path: Path) -> None:
+    """An input with one keyframe in 6 s: the redacted file still seeks every 2 s at most, and
+    a player starts it before reading its end (``moov`` before ``mdat``)."""
+    source = tmp_path / "one-gop.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=12.5",
+         "-t", "6", "-c:v", "libx264", "-g", "1000", "-pix_fmt", "yuv420p", str(source)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    assert len(keyframe_gaps(source)) == 1, "the input has a single keyframe"
+    target = tmp_path / "out.mp4"
+    assert main(["redact", str(source), str(target), "--no-progress"]) == 0
+    gaps = keyframe_gaps(target)
+    assert len(gaps) >= 3, gaps
+    assert max(gaps) <= 2.0, gaps
+    boxes = top_level_boxes(target.read_bytes())
+    assert boxes.index("moov") < boxes.index("mdat"), f"faststart: {boxes}"
 
 
 def test_masks_applied_to_every_output_frame(clips_dir: Path, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from vigil.annotate.writer import Mp4Writer
 from vigil.config.models import VigilConfig
+from vigil.media.h264 import Encoding, H264File
 from vigil.runtime.demo_scene import DOOR_LINE, FPS, HEIGHT, ROAD_ZONE, WIDTH, render_frame
 from vigil.runtime.demo_scene import _script as demo_script
 from vigil.runtime.demo_scene import background as demo_background
@@ -30,7 +30,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Seconds 8–12 of the demo street: a walker heads for the door, cars pass."""
     path = tmp_path_factory.mktemp("clip") / "street.mp4"
     movers, empty = demo_script(), demo_background()
-    with Mp4Writer(path, FPS, (WIDTH, HEIGHT), keyframe_interval=round(FPS)) as out:
+    with H264File(path, FPS, (WIDTH, HEIGHT), encoding=Encoding(keyframe_s=1.0)) as out:
         for i in range(round(CLIP_SECONDS * FPS)):
             out.write(render_frame(8.0 + i / FPS, movers, empty))
     return path

@@ -1,6 +1,5 @@
-"""Drawing what Vigil saw onto frames, and writing annotated video."""
+"""Drawing what Vigil saw onto frames (annotated video is written by ``vigil.media``)."""
 
 from vigil.annotate.draw import Annotator
-from vigil.annotate.writer import Mp4Writer
 
-__all__ = ["Annotator", "Mp4Writer"]
+__all__ = ["Annotator"]

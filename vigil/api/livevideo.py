@@ -3,12 +3,12 @@
 ``LiveVideo`` keeps one ``LiveEncoder`` per ``VideoView`` (camera, width, redacted), started by
 its first viewer and stopped when the last leaves. The encoder's thread polls the camera's
 newest frame at the camera's own rate (``decode_fps``), redacts it, scales it to the view's
-width and encodes it with libx264 (``ultrafast``/``zerolatency``, constrained baseline, no
-B-frames, a keyframe every ``KEYFRAME_S``), muxed as fragmented MP4 with one fragment per
-frame (``frag_every_frame``), so a browser's Media Source Extensions can play it with about
-one frame of muxing delay. Every viewer gets the init segment (``ftyp`` + ``moov``) first,
-then fragments from a keyframe on; a viewer that joins asks for a keyframe, so it starts at
-once instead of waiting for the next GOP.
+width and encodes it as ``vigil.media.h264.LIVE`` (libx264 ``ultrafast``/``zerolatency``,
+constrained baseline, no B-frames, a keyframe every second), muxed by ``Fragmenter`` as
+fragmented MP4 with one fragment per frame, so a browser's Media Source Extensions can play
+it with about one frame of muxing delay. Every viewer gets the init segment (``ftyp`` +
+``moov``) first, then fragments from a keyframe on; a viewer that joins asks for a keyframe,
+so it starts at once instead of waiting for the next GOP.
 
 Which frames are new: the runtime's ``last_frame_time`` moves only with its status reports
 (every 0.1 s), slower than a 15 fps camera, so the encoder compares the frame's pixels with
@@ -41,21 +41,18 @@ copying the camera's own H.264 is not possible from here (see ``docs/architectur
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
-import av
 import cv2
 import numpy as np
 
 from vigil.api.runtime import RuntimeView, TrackSnapshot
+from vigil.media.h264 import CLOCK, Fragment, Fragmenter, codec_string
 from vigil.privacy import Redactor
 from vigil.privacy.redactor import mode_needs_people
 from vigil.types import Detections, FloatArray, ImageArray
@@ -70,13 +67,9 @@ Unredacted = Callable[[str, ImageArray], ImageArray]
 #: ``camera`` → the real face detector for that camera's settings (None: mode needs none).
 FaceSource = Callable[[str], Any]
 
-#: Seconds between keyframes (a joining viewer also forces one).
-KEYFRAME_S = 1.0
 #: A frame that did not change is sent again after this many seconds: a still picture (a
 #: camera that stopped, a still scene without noise) still shows, and plays on in the browser.
 REPEAT_S = 0.5
-#: The encoder's clock: 90 kHz, as RTP video; frames carry their wall-clock capture time.
-TIME_BASE = Fraction(1, 90_000)
 #: Fragments a viewer may have waiting before it is considered slow (it then skips to the
 #: next keyframe: a video stream cannot drop single fragments).
 VIEWER_QUEUE = 30
@@ -103,122 +96,6 @@ class VideoView:
     camera: str
     width: int
     redacted: bool
-
-
-# -- fragmented MP4 -----------------------------------------------------------------------------
-
-
-class _Collector(io.RawIOBase):
-    """The muxer's output file: keeps what it is given, for ``Fragmenter`` to split."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.buffer = bytearray()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self.buffer += bytes(data)
-        return len(data)
-
-
-def split_boxes(buffer: bytearray) -> list[tuple[bytes, bytes]]:
-    """Remove the complete top-level ISO BMFF boxes from the start of ``buffer``; each as
-    ``(type, bytes)``. An incomplete box stays in the buffer for the next write."""
-    boxes: list[tuple[bytes, bytes]] = []
-    while len(buffer) >= 8:
-        size = int.from_bytes(buffer[:4], "big")
-        if size < 8:  # 0 (to end of file) and 1 (64-bit) are never written by frag mode
-            raise ValueError(f"unexpected MP4 box size {size}")
-        if len(buffer) < size:
-            break
-        boxes.append((bytes(buffer[4:8]), bytes(buffer[:size])))
-        del buffer[:size]
-    return boxes
-
-
-def codec_string(init: bytes) -> str:
-    """The RFC 6381 codec of an init segment's H.264 track (``avc1.PPCCLL`` from ``avcC``),
-    what ``MediaSource.isTypeSupported`` and ``addSourceBuffer`` need."""
-    at = init.find(b"avcC")
-    if at < 0 or len(init) < at + 8:
-        raise ValueError("the init segment has no avcC box")
-    return "avc1." + init[at + 5 : at + 8].hex().upper()
-
-
-@dataclass(frozen=True, slots=True)
-class Fragment:
-    """One ``moof`` + ``mdat`` (one frame); ``key`` when it starts with a keyframe."""
-
-    data: bytes
-    key: bool
-
-
-class Fragmenter:
-    """libx264 into fragmented MP4 in memory: ``encode`` a BGR frame, get its fragments.
-
-    The first ``encode`` also produces the init segment (``init``). Frames of one size only
-    (the encoder's size is fixed by the first frame); ``pts`` are in ``TIME_BASE``.
-    """
-
-    def __init__(self, size: tuple[int, int], fps: float) -> None:
-        self.size = (size[0] - size[0] % 2, size[1] - size[1] % 2)  # yuv420p needs even sides
-        self._out_file = _Collector()
-        self._container = av.open(self._out_file, "w", format="mp4", options={
-            "movflags": "empty_moov+default_base_moof+frag_keyframe+frag_every_frame"})  # fmt: skip
-        stream = self._container.add_stream("libx264", rate=max(1, round(fps)))
-        stream.width, stream.height = self.size
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = TIME_BASE
-        stream.codec_context.time_base = TIME_BASE
-        stream.codec_context.options = {
-            "preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-            "g": str(max(1, round(fps * KEYFRAME_S))), "bf": "0",
-        }  # fmt: skip
-        self._stream = stream
-        self._pending_keys: list[bool] = []
-        self.init: bytes | None = None
-        self._init_parts: list[bytes] = []
-        self._last_pts = -1
-
-    def encode(self, image: ImageArray, pts: int, *, keyframe: bool = False) -> list[Fragment]:
-        if (image.shape[1], image.shape[0]) != self.size:
-            image = np.ascontiguousarray(image[: self.size[1], : self.size[0]])
-        pts = max(pts, self._last_pts + 1)  # strictly increasing, whatever the clock did
-        self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
-        frame.pts = pts
-        frame.time_base = TIME_BASE
-        if keyframe:
-            frame.pict_type = av.video.frame.PictureType.I
-        for packet in self._stream.encode(frame):
-            self._pending_keys.append(bool(packet.is_keyframe))
-            self._container.mux(packet)
-        return self._collect()
-
-    def _collect(self) -> list[Fragment]:
-        out: list[Fragment] = []
-        moof: bytes | None = None
-        for kind, data in split_boxes(self._out_file.buffer):
-            if self.init is None and kind in (b"ftyp", b"moov"):
-                self._init_parts.append(data)
-                if kind == b"moov":
-                    self.init = b"".join(self._init_parts)
-            elif kind == b"moof":
-                moof = data
-            elif kind == b"mdat" and moof is not None:
-                key = self._pending_keys.pop(0) if self._pending_keys else False
-                out.append(Fragment(moof + data, key))
-                moof = None
-            # anything else (styp, sidx, free) carries nothing a browser needs
-        if moof is not None:  # a moof whose mdat is not written yet: keep it for next time
-            self._out_file.buffer[:0] = moof
-        return out
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._container.close()
 
 
 # -- redaction between face detections ---------------------------------------------------------
@@ -507,7 +384,7 @@ class LiveEncoder:
     def _encode(self, fragmenter: Fragmenter, image: ImageArray) -> None:
         with self._lock:
             key, self._want_key = self._want_key, False
-        pts = int(time.time() * TIME_BASE.denominator)
+        pts = int(time.time() * CLOCK.denominator)  # the wall-clock capture time
         fragments = fragmenter.encode(image, pts, keyframe=key)
         if self.init is None and fragmenter.init is not None:
             with self._lock:
@@ -531,13 +408,12 @@ class LiveEncoder:
 
 
 def _scale(image: ImageArray, width: int) -> ImageArray:
+    """At most ``width`` wide (odd sides are the encoder's to pad)."""
     h, w = image.shape[:2]
-    if w > width:
-        height = max(2, round(h * width / w))
-        image = np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA),
-                           np.uint8)
-        w, h = width, height
-    return np.ascontiguousarray(image[: h - h % 2, : w - w % 2])
+    if w <= width:
+        return image
+    height = max(2, round(h * width / w))
+    return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), np.uint8)
 
 
 class LiveVideo:
@@ -636,5 +512,5 @@ def _camera_fps(runtime: RuntimeView, camera: str) -> float:
     return DEFAULT_FPS
 
 
-__all__ = ["CarriedFaces", "Fragmenter", "LiveEncoder", "LiveVideo", "VideoView", "Viewer",
-           "codec_string", "mode_needs_people", "split_boxes"]  # fmt: skip
+__all__ = ["CarriedFaces", "LiveEncoder", "LiveVideo", "VideoView", "Viewer", "codec_string",
+           "mode_needs_people"]  # fmt: skip

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import av
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from vigil.config.models import RedactConfig
 from vigil.errors import ConfigError, SourceError
+from vigil.media.h264 import open_input
 from vigil.paths import cache_dir
 from vigil.privacy import (
     Redactor,
@@ -86,7 +86,7 @@ def find_segments(recordings: Path, camera: str, start: float, end: float) -> li
             continue
         if seg_start >= end or seg_start < start - 3600:  # segments are far shorter than 1 h
             continue
-        with av.open(str(path)) as container:
+        with open_input(path) as container:  # a damaged segment: an error naming it
             duration = (container.duration or 0) / 1e6
         spans.append((path, seg_start, seg_start + duration + 1.0))  # names are to the second
     return [p for p, _, _ in overlapping(spans, start, end)]

@@ -22,8 +22,9 @@ from rich.progress import (
 
 from vigil.config.models import RedactConfig
 from vigil.errors import ConfigError
+from vigil.media.h264 import probe
 from vigil.privacy.masks import parse_polygon
-from vigil.privacy.video import probe, redact_file
+from vigil.privacy.video import redact_file
 
 
 def register(subparsers: Any) -> None:

@@ -34,13 +34,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
-import cv2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from vigil import __version__
-from vigil.errors import ConfigError, PrivacyError, SourceError, StorageError
+from vigil.errors import ConfigError, PrivacyError, SourceError
+from vigil.media.h264 import (
+    CLOCK,
+    EXPORT,
+    Mp4Output,
+    decode,
+    open_input,
+    partial_file,
+    video_info,
+)
 from vigil.paths import sha256_file
 from vigil.privacy.audit import UnredactedGrant
 from vigil.privacy.redactor import Redactor
@@ -54,11 +61,6 @@ ExportProgress = Callable[[int, int], None]
 #: Called now and then with the fraction of the range written (0..1).
 FractionProgress = Callable[[float], None]
 
-#: The longest run of frames without a keyframe in a redacted export, in seconds: a player
-#: seeks (and a browser starts a Range request) at a keyframe, so this bounds how far it
-#: decodes before showing the frame asked for.
-KEYFRAME_EVERY_S = 2.0
-
 
 @dataclass(frozen=True, slots=True)
 class FaceSearch:
@@ -70,7 +72,6 @@ class FaceSearch:
     hints: tuple[tuple[float, float, float, float], ...] = ()
 
 MANIFEST_FORMAT = "vigil-export/1"
-_CLOCK = Fraction(1, 90000)  # encoder time base of redacted exports
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,8 @@ def export_range(
     masks applied. The manifest records the Redactor's mode, ``none`` when it is granted.
     ``face_search``: look for faces by regions between full passes (faster; None: every
     frame whole). The MP4 has its index (``moov``) first, so a player starts before the
-    download ends; a redacted one has a keyframe at least every ``KEYFRAME_EVERY_S``.
+    download ends; a redacted one has a keyframe at least every
+    ``vigil.media.h264.KEYFRAME_EVERY_S``.
     """
     if not end > start:
         raise ConfigError(f"export end {_iso(end)} must be after its start {_iso(start)}")
@@ -133,9 +135,7 @@ def export_range(
     sources = _sources(segments, starts)
     if not sources:
         raise SourceError("no recorded segments cover that time range; check camera and times")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    try:
+    with partial_file(out) as partial:
         redaction: dict[str, Any] = {"mode": "none", "static_masks": 0}
         if redactor_factory is not None:
             first, written, redaction = _redacted(
@@ -149,10 +149,6 @@ def export_range(
             )
         if written == 0:
             raise SourceError(f"no video between {_iso(start)} and {_iso(end)} in the segments")
-        partial.replace(out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     cam = camera or _camera_of(sources[0][1])
     manifest = sign_manifest(
         _manifest(out, sources, cam, first, end, redaction=redaction, grant=grant), key
@@ -218,8 +214,8 @@ def sign_manifest(manifest: dict[str, Any], key: Ed25519PrivateKey) -> dict[str,
 class _Copier:
     """Muxes packets of several segments into one output on one timeline (output zero = base)."""
 
-    def __init__(self, container: Any) -> None:
-        self.container = container
+    def __init__(self, output: Mp4Output) -> None:
+        self.output = output
         self.streams: dict[str, Any] = {}
         self.last: dict[str, int] = {}
         self.base: float | None = None
@@ -228,7 +224,7 @@ class _Copier:
     def add_streams(self, *templates: Any) -> None:
         """Output streams like ``templates``; all before the first packet (the MP4 header)."""
         for template in templates:
-            self.streams[template.type] = self.container.add_stream_from_template(template)
+            self.streams[template.type] = self.output.add_copy(template)
 
     def write(self, packet: Any, seg_start: float) -> None:
         kind = packet.stream.type
@@ -243,7 +239,7 @@ class _Copier:
         packet.dts, packet.pts = dts + shift, pts + shift
         self.last[kind] = packet.dts
         packet.stream = self.streams[kind]
-        self.container.mux(packet)
+        self.output.mux(packet)
         self.videos += kind == "video"
 
 
@@ -256,14 +252,14 @@ def _copied(
     sources: list[tuple[float, Path]], start: float, end: float, partial: Path,
     on_progress: ExportProgress | None, *, on_fraction: FractionProgress | None,
 ) -> tuple[float, int]:  # fmt: skip
-    with _open_output(partial) as container:
-        copier = _Copier(container)
-        with _open_input(sources[0][1]) as first:
+    with Mp4Output(partial) as output:
+        copier = _Copier(output)
+        with open_input(sources[0][1]) as first:
             copier.add_streams(*_av_streams(first))
         pending: list[tuple[Any, float]] = []
         pending_start = start
         for done, (seg_start, path) in enumerate(sources, 1):
-            with _open_input(path) as inp:
+            with open_input(path) as inp:
                 for packet in inp.demux(*_av_streams(inp)):
                     if packet.size == 0 or (packet.dts is None and packet.pts is None):
                         continue
@@ -303,10 +299,9 @@ def _redacted(
 ) -> tuple[float, int, dict[str, Any]]:  # fmt: skip
     """Decode, redact, encode; returns the output's start, its frames and what the manifest
     says of the redaction."""
-    with _open_input(sources[0][1]) as first:
-        vin = first.streams.video[0]
-        size = (vin.codec_context.width, vin.codec_context.height)
-        rate = Fraction(vin.average_rate or vin.guessed_rate or 25)
+    with open_input(sources[0][1]) as first:
+        info = video_info(first.streams.video[0])
+    size, rate = (info.width, info.height), info.rate
     redactor = factory(size)  # loaded before any output exists: a failure leaves no file
     if redactor.unredacted and not granted:
         # The manifest names who asked and why: it needs the grant, not only its Redactor.
@@ -318,67 +313,31 @@ def _redacted(
                           for x1, y1, x2, y2 in face_search.hints], np.float32).reshape(-1, 4)
         redactor.search_faces_in_regions(max(1, round(rate * face_search.full_every_s)), hints)
     span = end - start
-    with _open_output(partial) as container:
-        vout = container.add_stream("libx264", rate=rate)
-        vout.width, vout.height = size[0] + size[0] % 2, size[1] + size[1] % 2
-        vout.pix_fmt = "yuv420p"
-        vout.time_base = _CLOCK
-        vout.codec_context.time_base = _CLOCK
-        # x264 counts the interval in frames at the stream's nominal rate: one frame under
-        # the bound leaves room for timestamps that wander (scene cuts add keyframes on top).
-        gop = max(1, int(rate * Fraction(KEYFRAME_EVERY_S)) - 1)
-        vout.options = {"crf": "20", "preset": "veryfast", "g": str(gop)}
-        audio = _Copier(container)
+    with Mp4Output(partial) as output:
+        vout = output.add_h264(size, rate, EXPORT, time_base=CLOCK)
+        audio = _Copier(output)
         audio.base = start
-        with _open_input(sources[0][1]) as first:
+        with open_input(sources[0][1]) as first:
             if first.streams.audio:
                 audio.add_streams(first.streams.audio[0])
-        frames, last_pts = 0, -1
         for done, (seg_start, path) in enumerate(sources, 1):
-            with _open_input(path) as inp:
+            with open_input(path) as inp:
                 for packet in inp.demux(*_av_streams(inp)):
                     if packet.stream.type == "audio":
                         if packet.size and start <= _packet_time(packet, seg_start) < end:
                             audio.write(packet, seg_start)
                         continue
-                    for frame in _decode(packet, path):
+                    for frame in decode(packet, path):
                         t = seg_start + float(frame.pts * frame.time_base)
                         if not start <= t < end:
                             continue
                         image = redactor.process(frame.to_ndarray(format="bgr24"))
-                        pts = max(last_pts + 1, round((t - start) / _CLOCK))
-                        _encode(container, vout, _to_frame(image, vout, pts))
-                        frames, last_pts = frames + 1, pts
+                        vout.write(image, round((t - start) / CLOCK))
                         if on_fraction is not None:
                             on_fraction(min(1.0, (t - start) / span))
             if on_progress is not None:
                 on_progress(done, len(sources))
-        _encode(container, vout, None)
-        return start, frames, redaction
-
-
-def _to_frame(image: np.ndarray[Any, Any], vout: Any, pts: int) -> Any:
-    pad_w, pad_h = vout.width - image.shape[1], vout.height - image.shape[0]
-    if pad_w or pad_h:  # yuv420p needs even sides
-        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-    frame.pts, frame.time_base = pts, _CLOCK
-    return frame
-
-
-def _encode(container: Any, vout: Any, frame: Any) -> None:
-    try:
-        for packet in vout.encode(frame):
-            container.mux(packet)
-    except av.error.FFmpegError as exc:
-        raise StorageError(f"H.264 encoding of the export failed ({exc})") from exc
-
-
-def _decode(packet: Any, path: Path) -> list[Any]:
-    try:
-        return list(packet.decode())
-    except av.error.FFmpegError as exc:
-        raise SourceError(f"cannot decode segment {path} ({exc}); is it damaged?") from exc
+        return start, vout.frames, redaction
 
 
 def _av_streams(container: Any) -> list[Any]:
@@ -386,27 +345,6 @@ def _av_streams(container: Any) -> list[Any]:
     if container.streams.audio:
         streams.append(container.streams.audio[0])
     return streams
-
-
-def _open_input(path: Path) -> Any:
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot open segment {path} ({exc}); is it damaged?") from exc
-    if not container.streams.video:
-        container.close()
-        raise SourceError(f"segment {path} has no video stream")
-    container.streams.video[0].thread_type = "AUTO"  # frame threads: decoding is not the cost
-    return container
-
-
-def _open_output(path: Path) -> Any:
-    try:
-        # faststart: the index goes before the media (a second pass at close), so a browser
-        # plays the first frames of a download or Range request without fetching the end.
-        return av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
-    except (av.error.FFmpegError, OSError) as exc:
-        raise StorageError(f"cannot write {path} ({exc}); check the folder") from exc
 
 
 # -- verification -----------------------------------------------------------------------------
@@ -495,7 +433,6 @@ def overlapping(
 
 
 __all__ = [
-    "KEYFRAME_EVERY_S",
     "ExportResult",
     "FaceSearch",
     "RedactorFactory",

@@ -19,7 +19,7 @@ from typing import Any
 
 import cv2
 
-from vigil.annotate import Annotator, Mp4Writer
+from vigil.annotate import Annotator
 from vigil.annotate.plot import count_series, plot_counts
 from vigil.config.models import ResolvedCamera
 from vigil.detect.base import Detector
@@ -27,6 +27,7 @@ from vigil.errors import VigilError
 from vigil.events.sinks import JsonlEventSink
 from vigil.ingest import open_source
 from vigil.ingest.base import SourceInfo
+from vigil.media.h264 import H264File
 from vigil.privacy import Redactor, build_redactor
 from vigil.privacy.audit import UnredactedGrant
 from vigil.runtime.pipeline import CameraPipeline, FrameResult
@@ -152,12 +153,12 @@ class _Outputs:
         if options.annotate or options.snapshots:
             # Built first: if faces cannot be hidden, nothing with pixels is written at all.
             self.redactor = build_redactor(camera.redact, size, grant=options.grant)
-        self.video: Mp4Writer | None = None
+        self.video: H264File | None = None
         self.annotator: Annotator | None = None
         if options.annotate:
             self.annotator = Annotator(size, self._names, camera.zones, camera.lines)
             self.video = stack.enter_context(
-                Mp4Writer(out / "annotated.mp4", info.fps or 10.0, size)
+                H264File(out / "annotated.mp4", info.fps or 10.0, size)
             )
             self.paths.append(out / "annotated.mp4")
         self.snap_dir = out / "snapshots" if options.snapshots else None

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vigil.annotate.writer import Mp4Writer
+from vigil.media.h264 import Encoding, H264File, partial_file
 from vigil.types import ImageArray
 
 WIDTH, HEIGHT, FPS = 640, 360, 15.0
@@ -163,11 +163,11 @@ def render_demo_video(path: Path) -> Path:
     """Write one loop of the scene as H.264 MP4 (a keyframe each second) unless cached."""
     if path.is_file():
         return path
-    partial = path.with_suffix(".partial.mp4")
     movers, empty = _script(), background()
     # One keyframe a second lets the recorder cut its segments where asked.
-    with Mp4Writer(partial, FPS, (WIDTH, HEIGHT), crf=26, keyframe_interval=round(FPS)) as out:
+    encoding = Encoding(crf=26, keyframe_s=1.0)
+    with partial_file(path) as partial, H264File(partial, FPS, (WIDTH, HEIGHT),
+                                                 encoding=encoding) as out:  # fmt: skip
         for i in range(round(DURATION * FPS)):
             out.write(render_frame(i / FPS, movers, empty))
-    partial.replace(path)
     return path
