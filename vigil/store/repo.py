@@ -149,6 +149,46 @@ class EventPage:
     next_cursor: EventCursor | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """One lifecycle change for ``EventRepo.upsert_many``: the event and, when a new one was
+    written, its snapshot (path relative to the media root, SHA-256, node holding it)."""
+
+    event: Event
+    snapshot_path: str | None = None
+    snapshot_sha256: str | None = None
+    node: str | None = None
+
+
+#: Rows per statement of the batched writes: well under SQLite's 32766 bound parameters
+#: for the widest table (events: ~20 columns), big enough that PostgreSQL's round trips vanish.
+_BATCH_ROWS = 500
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterable[Sequence[dict[str, Any]]]:
+    for i in range(0, len(rows), size):
+        yield rows[i:i + size]
+
+
+def _dialect_insert(session: Session) -> Any:
+    """The ``insert`` construct with ``on_conflict_do_update`` of the session's backend."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _event_values(event: Event, updated: float) -> dict[str, Any]:
+    """The columns of an event's row that the pipeline owns (what ``upsert`` sets always)."""
+    return {
+        "id": event.id, "camera": event.camera_id, "label": event.label,
+        "class_id": int(event.class_id), "track_id": int(event.track_id),
+        "start": float(event.start), "end": None if event.end is None else float(event.end),
+        "state": event.state.value, "live": bool(event.live), "zones": list(event.zones),
+        "lines": list(event.lines), "counts": {str(k): int(v) for k, v in event.counts.items()},
+        "top_score": float(event.top_score), "zones_now": list(event.zones_now),
+        "measures": {str(k): float(v) for k, v in event.measures.items()}, "updated": updated,
+    }  # fmt: skip
+
+
 class EventRepo:
     """Events: upsert from the pipeline, list/get for users, evidence lock."""
 
@@ -200,6 +240,41 @@ class EventRepo:
             row.node = node
         self.session.flush()
         return row
+
+    def upsert_many(self, writes: Iterable[EventWrite], *, now: float | None = None) -> int:
+        """``upsert`` of many lifecycle changes at once: a few statements, not one per event.
+
+        The rows end up exactly as calling ``upsert`` on each write in order would leave
+        them (the test suite compares the two): several states of one event in the batch
+        collapse into its last, keeping the last snapshot given and the box of the last
+        state that had a snapshot; ``evidence_lock`` and ``reviewed`` are set only when the
+        row is new. One ``INSERT ... ON CONFLICT (id) DO UPDATE`` per shape of row (with or
+        without a snapshot, with or without a box), rows in id order so that concurrent
+        writers lock them in the same order. Returns how many rows were written.
+        """
+        when = _now(now)
+        merged: dict[str, dict[str, Any]] = {}
+        for write in writes:
+            _check_sha256(write.snapshot_sha256, "snapshot_sha256")
+            values = merged.setdefault(write.event.id, {})
+            values.update(_event_values(write.event, when))
+            if write.event.snapshot is not None:
+                values["box"] = normalised_box(write.event.snapshot)
+            if write.snapshot_path is not None:
+                values.update(snapshot_path=write.snapshot_path,
+                              snapshot_sha256=write.snapshot_sha256, node=write.node)  # fmt: skip
+        shapes: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
+        for event_id in sorted(merged):
+            values = merged[event_id]
+            shapes.setdefault(tuple(values), []).append(values)
+        for columns, rows in shapes.items():
+            insert = _dialect_insert(self.session)(EventRow)
+            owned = {c: insert.excluded[c] for c in columns if c != "id"}
+            stmt = insert.on_conflict_do_update(index_elements=["id"], set_=owned)
+            new_row = {"evidence_lock": False, "reviewed": False}  # the users' flags, if new
+            for chunk in _chunks(rows, _BATCH_ROWS):
+                self.session.execute(stmt, [{**new_row, **r} for r in chunk])
+        return len(merged)
 
     def get(self, event_id: str) -> EventRow | None:
         return self.session.get(EventRow, event_id)
@@ -323,6 +398,29 @@ class EventRepo:
 # -- segments ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentSpec:
+    """A finished segment for ``SegmentRepo.add_many`` (the arguments of ``add``)."""
+
+    camera: str
+    path: str
+    start: float
+    end: float
+    size: int
+    sha256: str
+    has_motion: bool = False
+    has_events: bool = False
+    node: str | None = None
+
+
+def _check_segment(path: str, start: float, end: float, size: int, sha256: str) -> None:
+    _check_sha256(sha256, "sha256")
+    if path.startswith("/") or ".." in path.split("/"):
+        raise StorageError(f"segment path {path!r} must be relative to the media root")
+    if end < start or size < 0:
+        raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
+
+
 class SegmentRepo:
     """Recorded segments: add, list, sizes, retention deletes, evidence locks."""
 
@@ -335,11 +433,7 @@ class SegmentRepo:
     ) -> SegmentRow:  # fmt: skip
         """Record a finished segment; ``path`` is relative to the media root (of ``node``'s
         data dir in a cluster) and unique."""
-        _check_sha256(sha256, "sha256")
-        if path.startswith("/") or ".." in path.split("/"):
-            raise StorageError(f"segment path {path!r} must be relative to the media root")
-        if end < start or size < 0:
-            raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
+        _check_segment(path, start, end, size, sha256)
         row = SegmentRow(camera=camera, path=path, start=float(start), end=float(end),
                          size=int(size), sha256=sha256, evidence_lock=False,
                          has_motion=has_motion, has_events=has_events,
@@ -351,6 +445,24 @@ class SegmentRepo:
         except IntegrityError as exc:
             raise StorageError(f"segment {path!r} is already recorded") from exc
         return row
+
+    def add_many(self, segments: Iterable[SegmentSpec]) -> None:
+        """Record many finished segments in a few statements (many cameras' recorders on one
+        node). Checked as ``add`` checks one; a path already recorded is skipped, not an
+        error, so that a batch retried after a lost commit reply stores nothing twice."""
+        rows: builtins.list[dict[str, Any]] = []
+        for seg in segments:
+            _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
+            rows.append({"camera": seg.camera, "path": seg.path, "start": float(seg.start),
+                         "end": float(seg.end), "size": int(seg.size), "sha256": seg.sha256,
+                         "evidence_lock": False, "has_motion": seg.has_motion,
+                         "has_events": seg.has_events, "node": seg.node})  # fmt: skip
+        if not rows:
+            return
+        stmt = _dialect_insert(self.session)(SegmentRow).on_conflict_do_nothing(
+            index_elements=["path"])
+        for chunk in _chunks(sorted(rows, key=lambda r: str(r["path"])), _BATCH_ROWS):
+            self.session.execute(stmt, chunk)
 
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
@@ -494,6 +606,26 @@ class CountRepo:
             index_elements=unique, set_={"count": CountRow.count + stmt.excluded.count}
         )
         self.session.execute(stmt)
+
+    def increment_many(self, hits: Iterable[tuple[CountKey, float]]) -> int:
+        """``increment`` by one for each ``(key, when)``, summed per counter and minute first,
+        in one batched upsert (counters in key order, so concurrent writers lock them in the
+        same order and cannot deadlock). Returns how many counters changed."""
+        totals: dict[tuple[str, str, str, str, str, int], int] = {}
+        for key, when in hits:
+            ident = (key.camera, key.rule, key.kind, key.label, key.metric, minute_bucket(when))
+            totals[ident] = totals.get(ident, 0) + 1
+        if not totals:
+            return 0
+        names = ("camera", "rule", "kind", "label", "metric", "bucket")
+        rows = [{**dict(zip(names, ident, strict=True)), "count": n}
+                for ident, n in sorted(totals.items())]  # fmt: skip
+        insert = _dialect_insert(self.session)(CountRow)
+        stmt = insert.on_conflict_do_update(
+            index_elements=list(names), set_={"count": CountRow.count + insert.excluded.count})
+        for chunk in _chunks(rows, _BATCH_ROWS):
+            self.session.execute(stmt, chunk)
+        return len(rows)
 
     def series(
         self, camera: str, *, rule: str | None = None, label: str | None = None,
