@@ -461,7 +461,7 @@ class SegmentRepo:
             return
         stmt = _dialect_insert(self.session)(SegmentRow).on_conflict_do_nothing(
             index_elements=["path"])
-        for chunk in _chunks(sorted(rows, key=lambda r: str(r["path"])), _BATCH_ROWS):
+        for chunk in _chunks(rows, _BATCH_ROWS):
             self.session.execute(stmt, chunk)
 
     def get(self, segment_id: int) -> SegmentRow | None:
@@ -543,7 +543,13 @@ class SegmentRepo:
         if camera is not None:
             query = query.where(SegmentRow.camera == camera)
         if since is not None:
-            query = query.where(SegmentRow.end > since)
+            # ``end > since`` alone cannot bound an index on (camera, start): every older
+            # segment of the camera would be read and dropped. No segment is longer than the
+            # longest one, so an overlapping one starts after ``since - longest`` (the same
+            # rows, exactly; one lookup of ix_segments_span).
+            longest = select(func.coalesce(func.max(SegmentRow.end - SegmentRow.start), 0.0))
+            query = query.where(SegmentRow.end > since,
+                                SegmentRow.start >= since - longest.scalar_subquery())
         if until is not None:
             query = query.where(SegmentRow.start < until)
         return query
