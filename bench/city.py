@@ -37,6 +37,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -511,10 +512,10 @@ def run_query(db: Database, name: str, camera: str, day: float) -> int:
         if name == "events_day":
             page = EventRepo(session).list(EventFilter(camera=camera, since=day,
                                                        until=day + DAY), limit=100)
-            segments = SegmentRepo(session)
-            for row in page.items:  # routes/events.py: has_clip of each item
-                until = row.end if row.end is not None else time.time()
-                segments.recorded(row.camera, row.start, max(until, row.start + 1e-3))
+            # routes/events.py: has_clip of the page's events (``_span`` of each row).
+            SegmentRepo(session).recorded_many([
+                (r.camera, r.start, max(r.end if r.end is not None else time.time(),
+                                        r.start + 1e-3)) for r in page.items])  # fmt: skip
             return len(page.items)
         if name == "counts_week":
             week = day - 6 * DAY
@@ -617,7 +618,7 @@ def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
         "ticks": simulated, "writes": writes, "hits": hits,
         "transactions": sum(r["transactions"] for r in reports),
         # Over the time the nodes wrote (their start-up excluded).
-        "writes_per_s": round(writes / max(1e-9, max(r["elapsed"] for r in reports))),
+        "writes_per_s": round(writes / max(1e-9, *(r["elapsed"] for r in reports))),
         "offered_per_s": round(writes / max(simulated, 1)),
         "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p95_s": round(pct(lags, 0.95), 3),
         "lag_end_s": round(last_lag, 3),
@@ -719,6 +720,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"per-camera rates ({rates.source}): {rates.events_per_hour:g} events/h, "
           f"{rates.changes_per_event:g} writes/event, {rates.hits_per_event:g} rule hits/event, "
           f"{rates.segments_per_hour:g} segments/h", flush=True)  # fmt: skip
+    # A bench stopped with SIGTERM still stops its server (the ``finally`` below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     server = start_server(args.cache, args.fresh)
     try:
         return _bench(args, server, plan)

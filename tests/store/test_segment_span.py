@@ -77,3 +77,30 @@ def test_a_day_of_a_long_history_reads_only_that_day(db: Database) -> None:
     # Without the lower bound, the 19 640 older segments are read and dropped by the filter.
     removed = sum(int(n) for n in re.findall(r"Rows Removed by Filter: (\d+)", plan))
     assert removed < 100, plan
+
+
+def test_mark_events_many_flags_what_mark_events_flags(db: Database) -> None:
+    spans = [("cam", 95.0, 105.0), ("cam", 100.0, 131.0), ("cam", 300.0, 300.0),
+             ("cam", 300.0, 301.0), ("other", 0.0, 10.0), ("cam", 1e6, 1e6 + 5)]  # fmt: skip
+    with db.session() as session:
+        SegmentRepo(session).add_many([*_segments(40), *_segments(3, camera="other")])
+    with db.session() as session:
+        one = SegmentRepo(session)
+        expected = {(r.camera, r.path) for span in spans for r in one.list(*span)}
+        assert SegmentRepo(session).mark_events_many(spans) == len(expected) == 7
+        assert SegmentRepo(session).mark_events_many(spans) == 0  # flagged already
+        assert SegmentRepo(session).mark_events_many([]) == 0
+        flagged = {(r.camera, r.path) for r in one.list() if r.has_events}
+    assert flagged == expected
+
+
+def test_recorded_many_answers_like_recorded(db: Database) -> None:
+    spans = [("cam", 5.0, 6.0), ("cam", 400.0, 401.0), ("other", 15.0, 16.0),
+             ("cam", 395.0, 400.0), ("nobody", 0.0, 1e9)] * 90  # two chunks of 200
+    with db.session() as session:
+        SegmentRepo(session).add_many([*_segments(40), *_segments(2, camera="other")])
+    with db.session() as session:
+        repo = SegmentRepo(session)
+        assert repo.recorded_many(spans) == [repo.recorded(*span) for span in spans]
+        assert repo.recorded_many(spans)[:5] == [True, False, True, True, False]
+        assert repo.recorded_many([]) == []

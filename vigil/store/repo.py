@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
+import json
 import math
 import secrets
 import time as _time
@@ -21,7 +22,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, column, delete, exists, func, or_, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    and_,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import text as sa_text
 from sqlalchemy import update as sa_update
@@ -160,20 +173,90 @@ class EventWrite:
     node: str | None = None
 
 
-#: Rows per statement of the batched writes: well under SQLite's 32766 bound parameters
-#: for the widest table (events: ~20 columns), big enough that PostgreSQL's round trips vanish.
-_BATCH_ROWS = 500
+#: Spans OR-ed in one ``UPDATE`` by ``SegmentRepo.mark_events_many``, and ``EXISTS`` tests
+#: in one query of ``SegmentRepo.recorded_many`` (SQLite allows 500 terms in a compound one).
+_SPANS_PER_UPDATE = 200
+#: Rows per executemany on SQLite (in-process, so rows cost no round trips there).
+_BATCH_ROWS = 1000
+
+WriteMode = Literal["replace", "add", "ignore"]
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterable[Sequence[dict[str, Any]]]:
-    for i in range(0, len(rows), size):
-        yield rows[i:i + size]
+def _bulk_write(
+    session: Session, model: type[Any], rows: Sequence[dict[str, Any]], *,
+    key: Sequence[str], mode: WriteMode, keep: Sequence[str] = (),
+) -> None:  # fmt: skip
+    """Insert ``rows`` (dicts with the same columns) into ``model``'s table; a row whose
+    ``key`` exists already: ``replace`` overwrites the given columns, ``add`` adds ``count``,
+    ``ignore`` leaves it. Columns in ``keep`` are written into new rows only.
+
+    PostgreSQL gets one ``INSERT ... SELECT FROM unnest(<one array per column>) ON CONFLICT``
+    per call: a single round trip and a statement text that does not depend on the number of
+    rows. (An executemany sends a statement per row; a multi-row ``VALUES`` costs SQLAlchemy
+    more to compile than the server to run: both measured by ``bench/city.py``.) SQLite gets
+    an executemany of the dialect's ``INSERT ... ON CONFLICT``.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa_text(_unnest_upsert(session, table, columns, key=key, keep=keep,
+                                               mode=mode)),
+                        _unnest_params(table, columns, rows))  # fmt: skip
+        return
+    insert = sqlite.insert(table)
+    if mode == "ignore":
+        stmt = insert.on_conflict_do_nothing(index_elements=list(key))
+    elif mode == "add":
+        stmt = insert.on_conflict_do_update(
+            index_elements=list(key), set_={"count": table.c.count + insert.excluded.count})
+    else:
+        stmt = insert.on_conflict_do_update(index_elements=list(key), set_={
+            c: insert.excluded[c] for c in columns if c not in key and c not in keep})  # fmt: skip
+    for i in range(0, len(rows), _BATCH_ROWS):
+        session.execute(stmt, list(rows[i:i + _BATCH_ROWS]))
 
 
-def _dialect_insert(session: Session) -> Any:
-    """The ``insert`` construct with ``on_conflict_do_update`` of the session's backend."""
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _unnest_upsert(
+    session: Session, table: Any, columns: Sequence[str], *, key: Sequence[str],
+    keep: Sequence[str], mode: WriteMode,
+) -> str:  # fmt: skip
+    """The statement of ``_bulk_write`` on PostgreSQL."""
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    arrays, selected = [], []
+    for n, name in enumerate(columns):
+        kind = table.c[name].type
+        if isinstance(kind, JSON):  # sent as text, parsed by the server
+            arrays.append(f"CAST(:c{n} AS TEXT[])")
+            selected.append(f"CAST(t.{quote(name)} AS JSON)")
+        else:
+            arrays.append(f"CAST(:c{n} AS {kind.compile(dialect=dialect)}[])")
+            selected.append(f"t.{quote(name)}")
+    names = ", ".join(quote(c) for c in columns)
+    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(selected)} "
+           f"FROM unnest({', '.join(arrays)}) AS t({names}) "
+           f"ON CONFLICT ({', '.join(quote(c) for c in key)}) ")  # fmt: skip
+    if mode == "ignore":
+        return sql + "DO NOTHING"
+    if mode == "add":
+        return sql + f"DO UPDATE SET count = {quote(table.name)}.count + EXCLUDED.count"
+    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns
+                     if c not in key and c not in keep)  # fmt: skip
+    return sql + f"DO UPDATE SET {sets}"
+
+
+def _unnest_params(
+    table: Any, columns: Sequence[str], rows: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for n, name in enumerate(columns):
+        values = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+        params[f"c{n}"] = values
+    return params
 
 
 def _event_values(event: Event, updated: float) -> dict[str, Any]:
@@ -267,13 +350,11 @@ class EventRepo:
         for event_id in sorted(merged):
             values = merged[event_id]
             shapes.setdefault(tuple(values), []).append(values)
-        for columns, rows in shapes.items():
-            insert = _dialect_insert(self.session)(EventRow)
-            owned = {c: insert.excluded[c] for c in columns if c != "id"}
-            stmt = insert.on_conflict_do_update(index_elements=["id"], set_=owned)
-            new_row = {"evidence_lock": False, "reviewed": False}  # the users' flags, if new
-            for chunk in _chunks(rows, _BATCH_ROWS):
-                self.session.execute(stmt, [{**new_row, **r} for r in chunk])
+        new_row = {"evidence_lock": False, "reviewed": False}  # the users' flags, if new
+        for rows in shapes.values():
+            # The users' flags go into new rows only: an update leaves them as they are.
+            _bulk_write(self.session, EventRow, [{**r, **new_row} for r in rows],
+                        key=["id"], mode="replace", keep=list(new_row))  # fmt: skip
         return len(merged)
 
     def get(self, event_id: str) -> EventRow | None:
@@ -421,6 +502,16 @@ def _check_segment(path: str, start: float, end: float, size: int, sha256: str) 
         raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
 
 
+_MARK_EVENTS_PG = """
+UPDATE segments AS s SET has_events = true
+FROM unnest(CAST(:cams AS VARCHAR[]), CAST(:sinces AS DOUBLE PRECISION[]),
+            CAST(:untils AS DOUBLE PRECISION[])) AS t(camera, since, until)
+WHERE s.camera = t.camera AND s."end" > t.since AND s.start < t.until
+  AND s.start >= t.since - (SELECT coalesce(max("end" - start), 0) FROM segments)
+  AND NOT s.has_events
+"""
+
+
 class SegmentRepo:
     """Recorded segments: add, list, sizes, retention deletes, evidence locks."""
 
@@ -459,10 +550,7 @@ class SegmentRepo:
                          "has_events": seg.has_events, "node": seg.node})  # fmt: skip
         if not rows:
             return
-        stmt = _dialect_insert(self.session)(SegmentRow).on_conflict_do_nothing(
-            index_elements=["path"])
-        for chunk in _chunks(rows, _BATCH_ROWS):
-            self.session.execute(stmt, chunk)
+        _bulk_write(self.session, SegmentRow, rows, key=["path"], mode="ignore")
 
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
@@ -482,6 +570,17 @@ class SegmentRepo:
         """Whether any segment of ``camera`` overlaps ``[since, until]``."""
         query = self._range(select(SegmentRow.id), camera, since, until).limit(1)
         return self.session.scalar(query) is not None
+
+    def recorded_many(self, spans: Sequence[tuple[str, float, float]]) -> builtins.list[bool]:
+        """``recorded`` of each ``(camera, since, until)``, in one query per 200 spans (a page
+        of events asks for all its rows at once instead of a round trip each)."""
+        found: set[int] = set()
+        for i in range(0, len(spans), _SPANS_PER_UPDATE):
+            parts = [select(literal(i + k).label("i")).where(exists(
+                        select(SegmentRow.id).where(*self._overlapping(camera, since, until))))
+                     for k, (camera, since, until) in enumerate(spans[i:i + _SPANS_PER_UPDATE])]
+            found.update(int(v) for v in self.session.scalars(union_all(*parts)))
+        return [k in found for k in range(len(spans))]
 
     def total_size(self, camera: str | None = None) -> int:
         """Bytes recorded, for one camera or all of them."""
@@ -538,21 +637,58 @@ class SegmentRepo:
         )
         return int(getattr(result, "rowcount", 0))
 
+    def mark_events_many(self, spans: Iterable[tuple[str, float, float]]) -> int:
+        """``mark_events`` for many ``(camera, since, until)`` spans in a few statements (the
+        events a batch ended): one ``UPDATE`` per chunk of spans, an OR of their ranges, and
+        only of segments not flagged yet. Returns how many segments were flagged."""
+        merged: builtins.list[tuple[str, float, float]] = []
+        for camera, since, until in sorted(spans):
+            last = merged[-1] if merged else None
+            if last is not None and last[0] == camera and since <= last[2]:
+                merged[-1] = (camera, last[1], max(last[2], until))  # overlapping: one range
+            else:
+                merged.append((camera, since, until))
+        if not merged:
+            return 0
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement for the lot: the spans as arrays, joined to the index on
+            # (camera, start), bounded below as in ``_overlapping``.
+            cams, sinces, untils = (list(col) for col in zip(*merged, strict=True))
+            result = self.session.execute(sa_text(_MARK_EVENTS_PG),
+                                          {"cams": cams, "sinces": sinces, "untils": untils})
+            return int(getattr(result, "rowcount", 0))
+        flagged = 0
+        for i in range(0, len(merged), _SPANS_PER_UPDATE):
+            ranges = [and_(*self._overlapping(camera, since, until))
+                      for camera, since, until in merged[i:i + _SPANS_PER_UPDATE]]
+            result = self.session.execute(
+                sa_update(SegmentRow).where(SegmentRow.has_events.is_(False), or_(*ranges))
+                .values(has_events=True).execution_options(synchronize_session=False))
+            flagged += int(getattr(result, "rowcount", 0))
+        return flagged
+
     @staticmethod
     def _range(query: Any, camera: str | None, since: float | None, until: float | None) -> Any:
+        return query.where(*SegmentRepo._overlapping(camera, since, until))
+
+    @staticmethod
+    def _overlapping(
+        camera: str | None, since: float | None, until: float | None
+    ) -> builtins.list[ColumnElement[bool]]:
+        """Segments (of ``camera``) overlapping ``[since, until)``."""
+        out: builtins.list[ColumnElement[bool]] = []
         if camera is not None:
-            query = query.where(SegmentRow.camera == camera)
+            out.append(SegmentRow.camera == camera)
         if since is not None:
             # ``end > since`` alone cannot bound an index on (camera, start): every older
             # segment of the camera would be read and dropped. No segment is longer than the
             # longest one, so an overlapping one starts after ``since - longest`` (the same
             # rows, exactly; one lookup of ix_segments_span).
             longest = select(func.coalesce(func.max(SegmentRow.end - SegmentRow.start), 0.0))
-            query = query.where(SegmentRow.end > since,
-                                SegmentRow.start >= since - longest.scalar_subquery())
+            out += [SegmentRow.end > since, SegmentRow.start >= since - longest.scalar_subquery()]
         if until is not None:
-            query = query.where(SegmentRow.start < until)
-        return query
+            out.append(SegmentRow.start < until)
+        return out
 
 
 # -- counts -----------------------------------------------------------------------------------
@@ -626,11 +762,7 @@ class CountRepo:
         names = ("camera", "rule", "kind", "label", "metric", "bucket")
         rows = [{**dict(zip(names, ident, strict=True)), "count": n}
                 for ident, n in sorted(totals.items())]  # fmt: skip
-        insert = _dialect_insert(self.session)(CountRow)
-        stmt = insert.on_conflict_do_update(
-            index_elements=list(names), set_={"count": CountRow.count + insert.excluded.count})
-        for chunk in _chunks(rows, _BATCH_ROWS):
-            self.session.execute(stmt, chunk)
+        _bulk_write(self.session, CountRow, rows, key=list(names), mode="add")
         return len(rows)
 
     def series(

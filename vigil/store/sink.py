@@ -152,12 +152,11 @@ class StoreEventSink:
                 stored = None
             path, digest = stored if stored is not None else (None, None)
             writes.append(EventWrite(event, path, digest, self.node if path else None))
+        ended = [(e.camera_id, e.start, e.end) for e in events
+                 if e.state is EventState.END and e.live and e.end is not None]  # fmt: skip
         with self.db.session(immediate=True) as session:
             EventRepo(session).upsert_many(writes)
-            segments = SegmentRepo(session)
-            for event in events:
-                if event.state is EventState.END and event.live and event.end is not None:
-                    segments.mark_events(event.camera_id, event.start, event.end)
+            SegmentRepo(session).mark_events_many(ended)
 
     def _snapshot(self, event: Event) -> tuple[str, str] | None:
         """Write the snapshot if it is new for this event (first one, or a better frame)."""
