@@ -590,9 +590,32 @@ def clean_live_rows(db: Database) -> None:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
 
 
+def pg_cpu_seconds(datadir: Path) -> float:
+    """CPU seconds the server has used: the postmaster, its live backends and the ones that
+    exited (Linux ``/proc``; the server is a child tree of the pid in ``postmaster.pid``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    master = int((datadir / "postmaster.pid").read_text().split()[0])
+
+    def fields(pid: int) -> list[str]:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+
+    own = fields(master)
+    total = sum(int(v) for v in own[11:15])  # utime stime cutime cstime
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = fields(int(entry.name))
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if int(child[1]) == master:
+                total += int(child[11]) + int(child[12])
+    return total / tick
+
+
 def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
-             seconds: float, nodes: int, query_rate: float,
-             run: int) -> dict[str, Any]:  # fmt: skip
+             seconds: float, nodes: int, query_rate: float, run: int,
+             datadir: Path) -> dict[str, Any]:  # fmt: skip
     """``cameras`` on ``nodes`` processes for ``seconds``, queries running meanwhile."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -601,10 +624,12 @@ def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
                     seconds, run) for n in range(nodes) if n * share < cameras]  # fmt: skip
     procs = [ctx.Process(target=node_main, args=(job, out)) for job in jobs]
     began = time.monotonic()
+    cpu_before = pg_cpu_seconds(datadir)
     for p in procs:
         p.start()
     with QueryLoad(db, plan, query_rate, seed=run) as queries:
         reports = [out.get(timeout=seconds * 20 + 600) for _ in procs]
+    db_cpu = pg_cpu_seconds(datadir) - cpu_before
     for p in procs:
         p.join()
     wall = time.monotonic() - began
@@ -620,6 +645,9 @@ def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
         # Over the time the nodes wrote (their start-up excluded).
         "writes_per_s": round(writes / max(1e-9, *(r["elapsed"] for r in reports))),
         "offered_per_s": round(writes / max(simulated, 1)),
+        # The server's CPU (writes and the queries) per 1,000 rows written, and in cores.
+        "db_cpu_ms_per_1k_writes": round(db_cpu * 1e6 / max(1, writes + hits), 1),
+        "db_cores": round(db_cpu / max(1e-9, *(r["elapsed"] for r in reports)), 2),
         "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p95_s": round(pct(lags, 0.95), 3),
         "lag_end_s": round(last_lag, 3),
         "sustained": bool(last_lag < 2.0 and simulated >= seconds),
@@ -765,7 +793,8 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
             print(f"load: {cameras:,} cameras, {mode}, {args.seconds:g} s ...", flush=True)
             run += 1
             outcome = load_run(url, db, plan, cameras=cameras, mode=mode, seconds=args.seconds,
-                               nodes=args.nodes, query_rate=args.query_rate, run=run)
+                               nodes=args.nodes, query_rate=args.query_rate, run=run,
+                               datadir=server.datadir)
             result["runs"].append(outcome)
             print(json.dumps(outcome), flush=True)
     db.close()
@@ -783,14 +812,16 @@ def print_table(result: dict[str, Any]) -> None:
     idle = result["idle"]
     print("idle queries (no writes): " + ", ".join(
         f"{q} p50 {idle[f'{q}_p50_ms']} / p95 {idle[f'{q}_p95_ms']} ms" for q in QUERIES))
-    head = ("cameras", "mode", "writes/s", "offered/s", "lag p50", "lag p95", "lag end",
+    head = ("cameras", "mode", "writes/s", "offered/s", "db cores", "lag p50", "lag p95",
+            "lag end",
             "events p50/p95", "counts p50/p95", "timeline p50/p95")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     base: dict[int, dict[str, Any]] = {}
     for r in result["runs"]:
         cells = [f"{r['cameras']:,}", r["mode"], f"{r['writes_per_s']:,}",
-                 f"{r['offered_per_s']:,}", f"{r['lag_p50_s']} s", f"{r['lag_p95_s']} s",
+                 f"{r['offered_per_s']:,}", f"{r['db_cores']}", f"{r['lag_p50_s']} s",
+                 f"{r['lag_p95_s']} s",
                  f"{r['lag_end_s']} s" + ("" if r["sustained"] else " (behind)")]
         cells += [f"{r[f'{q}_p50_ms']} / {r[f'{q}_p95_ms']} ms" for q in QUERIES]
         print("| " + " | ".join(cells) + " |")

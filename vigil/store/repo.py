@@ -512,6 +512,17 @@ WHERE s.camera = t.camera AND s."end" > t.since AND s.start < t.until
 """
 
 
+_RECORDED_PG = """
+SELECT t.i FROM unnest(CAST(:cams AS VARCHAR[]), CAST(:sinces AS DOUBLE PRECISION[]),
+                       CAST(:untils AS DOUBLE PRECISION[]))
+                WITH ORDINALITY AS t(camera, since, until, i)
+WHERE EXISTS (SELECT 1 FROM segments AS s
+              WHERE s.camera = t.camera AND s."end" > t.since AND s.start < t.until
+                AND s.start >= t.since - (SELECT coalesce(max("end" - start), 0)
+                                          FROM segments))
+"""
+
+
 class SegmentRepo:
     """Recorded segments: add, list, sizes, retention deletes, evidence locks."""
 
@@ -574,6 +585,15 @@ class SegmentRepo:
     def recorded_many(self, spans: Sequence[tuple[str, float, float]]) -> builtins.list[bool]:
         """``recorded`` of each ``(camera, since, until)``, in one query per 200 spans (a page
         of events asks for all its rows at once instead of a round trip each)."""
+        if not spans:
+            return []
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement whatever the page size (compiled once, cached).
+            cams, sinces, untils = (list(col) for col in zip(*spans, strict=True))
+            rows = self.session.scalars(sa_text(_RECORDED_PG), {
+                "cams": cams, "sinces": sinces, "untils": untils})  # fmt: skip
+            hit = {int(v) for v in rows}
+            return [k in hit for k in range(1, len(spans) + 1)]
         found: set[int] = set()
         for i in range(0, len(spans), _SPANS_PER_UPDATE):
             parts = [select(literal(i + k).label("i")).where(exists(
