@@ -198,7 +198,12 @@ def start_server(cache: Path, fresh: bool) -> Any:
             for folder in (cache, root):
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
         root.chmod(0o700)
-        server.init()
+        try:
+            server.init()
+        except RuntimeError as exc:
+            raise SystemExit(f"cannot create the server's data folder in {root}: {exc}\n"
+                             f"the user {as_user or 'running this'} must be able to enter "
+                             "every folder above it; pick another --cache") from exc
     (root / "data" / "postmaster.pid").unlink(missing_ok=True)  # a killed earlier run
     server.launch(SERVER_SETTINGS, timeout=300)
     return server

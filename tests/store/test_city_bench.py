@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,15 @@ def _bench(cache: Path, out: Path, *extra: str) -> dict:  # type: ignore[type-ar
 def test_the_city_bench_runs_and_reuses_its_preload(tmp_path: Path) -> None:
     if find_bindir() is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    cache = tmp_path / "cache"
+    # The server runs as the postgres user (as root), which cannot enter pytest's folders.
+    cache = Path(tempfile.mkdtemp(prefix="vigil-city-test-"))
+    try:
+        _check(cache, tmp_path)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _check(cache: Path, tmp_path: Path) -> None:
     first = _bench(cache, tmp_path / "first.json")
     assert first["events_stored"] == 3000
     assert [(r["mode"], r["cameras"]) for r in first["runs"]] == [

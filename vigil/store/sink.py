@@ -3,8 +3,11 @@ the database.
 
 An ``EventSink`` (``publish``/``close``) that upserts every lifecycle change of an event into
 one row (``EventRepo.upsert``), plus ``count(rule_events)``, which adds each rule hit to the
-per-minute counters (``CountRepo.increment``). Each call is one transaction, so what a call
-returned for is committed: a crash loses at most the event being written. Transactions
+per-minute counters (one batched ``CountRepo.increment_many``). Each call is one
+transaction, so what a call returned for is committed: a crash loses at most the event being
+written. ``publish_many`` writes many changes (a node's cameras over a second) in one
+transaction of a few statements, which is what lets one PostgreSQL take a city's cameras
+(``docs/cluster.md``, City-scale event path). Transactions
 read before they write (upsert, increment), so on SQLite they take the write lock at
 ``BEGIN`` (``immediate``): a deferred one would fail at once with "database is locked" when
 another camera's write commits between its read and its write, instead of waiting its turn.
