@@ -582,6 +582,16 @@ def sizes(db: Database) -> dict[str, int]:
                 for t in ("events", "segments", "counts")}  # fmt: skip
 
 
+def index_sizes(db: Database) -> dict[str, int]:
+    """Bytes of each index of the three tables (what a camera-day's bytes are made of)."""
+    from sqlalchemy import text
+
+    query = text("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+                 "WHERE relname IN ('events', 'segments', 'counts') ORDER BY 2 DESC")
+    with db.session() as session:
+        return {str(name): int(size) for name, size in session.execute(query)}
+
+
 def clean_live_rows(db: Database) -> None:
     """Drop what earlier runs' simulated cameras wrote (everything after the history)."""
     from sqlalchemy import text
@@ -789,7 +799,7 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
     camera_days = plan.cameras * plan.days
     result: dict[str, Any] = {
         "rates": asdict(plan.rates), "preload": plan.key(), "events_stored": stored,
-        "bytes": size, "bytes_per_camera_day": {k: round(v / camera_days) for k, v in size.items()},
+        "bytes": size, "index_bytes": index_sizes(db), "bytes_per_camera_day": {k: round(v / camera_days) for k, v in size.items()},
         "idle": idle_queries(db, plan, 20), "explain": explain(db, plan), "runs": [],
     }  # fmt: skip
     run = int(time.time()) % 100_000
