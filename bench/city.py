@@ -799,7 +799,8 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
     camera_days = plan.cameras * plan.days
     result: dict[str, Any] = {
         "rates": asdict(plan.rates), "preload": plan.key(), "events_stored": stored,
-        "bytes": size, "index_bytes": index_sizes(db), "bytes_per_camera_day": {k: round(v / camera_days) for k, v in size.items()},
+        "bytes": size, "index_bytes": index_sizes(db),
+        "bytes_per_camera_day": {k: round(v / camera_days) for k, v in size.items()},
         "idle": idle_queries(db, plan, 20), "explain": explain(db, plan), "runs": [],
     }  # fmt: skip
     run = int(time.time()) % 100_000
