@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import (
-    JSON,
     ColumnElement,
     and_,
     column,
@@ -190,20 +189,21 @@ def _bulk_write(
     ``key`` exists already: ``replace`` overwrites the given columns, ``add`` adds ``count``,
     ``ignore`` leaves it. Columns in ``keep`` are written into new rows only.
 
-    PostgreSQL gets one ``INSERT ... SELECT FROM unnest(<one array per column>) ON CONFLICT``
-    per call: a single round trip and a statement text that does not depend on the number of
-    rows. (An executemany sends a statement per row; a multi-row ``VALUES`` costs SQLAlchemy
-    more to compile than the server to run: both measured by ``bench/city.py``.) SQLite gets
-    an executemany of the dialect's ``INSERT ... ON CONFLICT``.
+    PostgreSQL gets one ``INSERT ... SELECT FROM json_to_recordset(<the rows as one JSON
+    array>) ON CONFLICT`` per call: one round trip, one parameter the C JSON encoder makes,
+    and a statement text that does not depend on the number of rows. Measured by
+    ``bench/city.py``, the alternatives cost the client more than the server spends: an
+    executemany sends a statement per row, a multi-row ``VALUES`` takes SQLAlchemy longer to
+    compile than PostgreSQL to run, arrays per column (``unnest``) are escaped element by
+    element. SQLite gets an executemany of the dialect's ``INSERT ... ON CONFLICT``.
     """
     if not rows:
         return
     columns = list(rows[0])
     table = model.__table__
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa_text(_unnest_upsert(session, table, columns, key=key, keep=keep,
-                                               mode=mode)),
-                        _unnest_params(table, columns, rows))  # fmt: skip
+        statement = _recordset_upsert(session, table, columns, key=key, keep=keep, mode=mode)
+        session.execute(sa_text(statement), {"rows": json.dumps(rows)})
         return
     insert = sqlite.insert(table)
     if mode == "ignore":
@@ -218,25 +218,18 @@ def _bulk_write(
         session.execute(stmt, list(rows[i:i + _BATCH_ROWS]))
 
 
-def _unnest_upsert(
+def _recordset_upsert(
     session: Session, table: Any, columns: Sequence[str], *, key: Sequence[str],
     keep: Sequence[str], mode: WriteMode,
 ) -> str:  # fmt: skip
-    """The statement of ``_bulk_write`` on PostgreSQL."""
+    """The statement of ``_bulk_write`` on PostgreSQL: the rows arrive as one JSON array,
+    which the server turns into typed rows (``json_to_recordset``)."""
     dialect = session.get_bind().dialect
     quote = dialect.identifier_preparer.quote
-    arrays, selected = [], []
-    for n, name in enumerate(columns):
-        kind = table.c[name].type
-        if isinstance(kind, JSON):  # sent as text, parsed by the server
-            arrays.append(f"CAST(:c{n} AS TEXT[])")
-            selected.append(f"CAST(t.{quote(name)} AS JSON)")
-        else:
-            arrays.append(f"CAST(:c{n} AS {kind.compile(dialect=dialect)}[])")
-            selected.append(f"t.{quote(name)}")
     names = ", ".join(quote(c) for c in columns)
-    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(selected)} "
-           f"FROM unnest({', '.join(arrays)}) AS t({names}) "
+    typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} "
+           f"FROM json_to_recordset(CAST(:rows AS JSON)) AS t({typed}) "
            f"ON CONFLICT ({', '.join(quote(c) for c in key)}) ")  # fmt: skip
     if mode == "ignore":
         return sql + "DO NOTHING"
@@ -245,18 +238,6 @@ def _unnest_upsert(
     sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns
                      if c not in key and c not in keep)  # fmt: skip
     return sql + f"DO UPDATE SET {sets}"
-
-
-def _unnest_params(
-    table: Any, columns: Sequence[str], rows: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for n, name in enumerate(columns):
-        values = [row[name] for row in rows]
-        if isinstance(table.c[name].type, JSON):
-            values = [None if v is None else json.dumps(v) for v in values]
-        params[f"c{n}"] = values
-    return params
 
 
 def _event_values(event: Event, updated: float) -> dict[str, Any]:
