@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import find_bindir
+
+from tests.store.conftest import find_bindir
 
 REPO = Path(__file__).resolve().parents[2]
 
