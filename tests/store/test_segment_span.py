@@ -104,3 +104,30 @@ def test_recorded_many_answers_like_recorded(db: Database) -> None:
         assert repo.recorded_many(spans) == [repo.recorded(*span) for span in spans]
         assert repo.recorded_many(spans)[:5] == [True, False, True, True, False]
         assert repo.recorded_many([]) == []
+
+
+def test_the_migration_goes_down_and_up_with_the_segments_kept(db_url: str) -> None:
+    from alembic import command
+
+    from vigil.store.db import alembic_config
+
+    database = Database(db_url)
+    try:
+        database.migrate("0006_segment_node")
+        with database.session() as session:
+            SegmentRepo(session).add(camera="cam", path="rec/a.mp4", start=0.0, end=10.0,
+                                     size=1, sha256=SHA)  # fmt: skip
+        database.migrate()
+        assert database.current_revision() == "0007_segment_span"
+        test_the_index_exists(database)
+        with database.engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006_segment_node")
+        assert database.current_revision() == "0006_segment_node"
+        with database.session() as session:
+            assert [r.path for r in SegmentRepo(session).list("cam", 5, 6)] == ["rec/a.mp4"]
+        with pytest.raises(AssertionError):
+            test_the_index_exists(database)
+    finally:
+        database.close()
