@@ -194,3 +194,37 @@ def test_snapshot_missing_or_outside_root(api: Api) -> None:
     assert client.get("/api/events/none/snapshot").status_code == 404
     assert client.get("/api/events/evil/snapshot").status_code == 404
     assert client.get("/api/cameras/ghost/snapshot").status_code == 404
+
+
+def test_a_page_of_events_asks_for_its_clips_in_one_query(api: Api) -> None:
+    """``has_clip`` of a page is one query (``SegmentRepo.recorded_many``), not one per row:
+    at city scale the per-row round trips were most of ``GET /api/events`` (bench/city.py)."""
+    from sqlalchemy import event as sa_event
+
+    with api.db.session() as session:
+        SegmentRepo(session).add(camera="front", path="rec/front/a.mp4", start=T0 + 20,
+                                 end=T0 + 30, size=1, sha256="ab" * 32)  # fmt: skip
+    viewer = api.login("val", Role.VIEWER)
+    statements: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    sa_event.listen(api.db.engine, "before_cursor_execute", count)
+    try:
+        sizes = {}
+        for n in (2, 40):
+            for i in range(n):
+                add_event(api, f"p{n}-{i}", "front", T0 + i)  # ends 5 s after its start
+            statements.clear()
+            items = viewer.get("/api/events", params={"camera": "front", "limit": n}).json()
+            # The segments asked about (auth's own statements vary: token touches).
+            sizes[n] = sum("segments" in st for st in statements)
+            clips = {e["id"]: e["has_clip"] for e in items["items"]}
+            assert len(clips) == n
+            # The segment [T0+20, T0+30) overlaps the events that start in (T0+15, T0+30).
+            mine = {e: has for e, has in clips.items() if e.startswith(f"p{n}-")}
+            assert mine == {e: 15 < int(e.split("-")[1]) < 30 for e in mine}
+    finally:
+        sa_event.remove(api.db.engine, "before_cursor_execute", count)
+    assert sizes == {2: 1, 40: 1}

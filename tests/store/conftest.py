@@ -78,12 +78,22 @@ class PgServer:
             raise RuntimeError(f"{args[0]} failed: {result.stdout}\n{result.stderr}")
 
     def start(self) -> None:
+        self.init()
+        self.launch(("fsync=off", "synchronous_commit=off", "full_page_writes=off"))
+
+    def init(self) -> None:
+        """Create the data folder (``initdb``)."""
         self._run([str(self.bindir / "initdb"), "-D", str(self.datadir), "-A", "trust",
                    "-U", SUPERUSER, "-E", "UTF8", "--no-sync"])  # fmt: skip
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+
+    def launch(self, settings: Sequence[str] = (), timeout: float = 60) -> None:
+        """Start the server on the data folder with these ``name=value`` settings (the
+        tests' throw-away ones; ``bench/city.py`` runs a durable one on a kept folder)."""
+        options = " ".join([f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+                            *(f"-c {s}" for s in settings)])  # fmt: skip
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
-                   "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"])  # fmt: skip
+                   "-l", str(self.root / "server.log"), "-w", "-t", str(int(timeout)),
+                   "start"], timeout=timeout + 10)  # fmt: skip
 
     def stop(self) -> None:
         subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.datadir),

@@ -150,6 +150,12 @@ class SegmentRow(Base):
     node: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
 
 
+#: The longest segment's length, for range queries: a segment overlapping ``[since, until)``
+#: starts after ``since - longest``, so a camera's older history is never scanned (see
+#: ``SegmentRepo._range``); the index answers ``max(end - start)`` at once (0007).
+Index("ix_segments_span", SegmentRow.end - SegmentRow.start)
+
+
 class CountRow(Base):
     """How many objects of one class a rule counted in one UTC minute.
 

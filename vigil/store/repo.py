@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
+import json
 import math
 import secrets
 import time as _time
@@ -21,7 +22,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, column, delete, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy import cast as sa_cast
 from sqlalchemy import text as sa_text
 from sqlalchemy import update as sa_update
@@ -149,6 +161,98 @@ class EventPage:
     next_cursor: EventCursor | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """One lifecycle change for ``EventRepo.upsert_many``: the event and, when a new one was
+    written, its snapshot (path relative to the media root, SHA-256, node holding it)."""
+
+    event: Event
+    snapshot_path: str | None = None
+    snapshot_sha256: str | None = None
+    node: str | None = None
+
+
+#: Spans OR-ed in one ``UPDATE`` by ``SegmentRepo.mark_events_many``, and ``EXISTS`` tests
+#: in one query of ``SegmentRepo.recorded_many`` (SQLite allows 500 terms in a compound one).
+_SPANS_PER_UPDATE = 200
+#: Rows per executemany on SQLite (in-process, so rows cost no round trips there).
+_BATCH_ROWS = 1000
+
+WriteMode = Literal["replace", "add", "ignore"]
+
+
+def _bulk_write(
+    session: Session, model: type[Any], rows: Sequence[dict[str, Any]], *,
+    key: Sequence[str], mode: WriteMode, keep: Sequence[str] = (),
+) -> None:  # fmt: skip
+    """Insert ``rows`` (dicts with the same columns) into ``model``'s table; a row whose
+    ``key`` exists already: ``replace`` overwrites the given columns, ``add`` adds ``count``,
+    ``ignore`` leaves it. Columns in ``keep`` are written into new rows only.
+
+    PostgreSQL gets one ``INSERT ... SELECT FROM json_to_recordset(<the rows as one JSON
+    array>) ON CONFLICT`` per call: one round trip, one parameter the C JSON encoder makes,
+    and a statement text that does not depend on the number of rows. Measured by
+    ``bench/city.py``, the alternatives cost the client more than the server spends: an
+    executemany sends a statement per row, a multi-row ``VALUES`` takes SQLAlchemy longer to
+    compile than PostgreSQL to run, arrays per column (``unnest``) are escaped element by
+    element. SQLite gets an executemany of the dialect's ``INSERT ... ON CONFLICT``.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    table = model.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        statement = _recordset_upsert(session, table, columns, key=key, keep=keep, mode=mode)
+        session.execute(sa_text(statement), {"rows": json.dumps(rows)})
+        return
+    insert = sqlite.insert(table)
+    if mode == "ignore":
+        stmt = insert.on_conflict_do_nothing(index_elements=list(key))
+    elif mode == "add":
+        stmt = insert.on_conflict_do_update(
+            index_elements=list(key), set_={"count": table.c.count + insert.excluded.count})
+    else:
+        stmt = insert.on_conflict_do_update(index_elements=list(key), set_={
+            c: insert.excluded[c] for c in columns if c not in key and c not in keep})  # fmt: skip
+    for i in range(0, len(rows), _BATCH_ROWS):
+        session.execute(stmt, list(rows[i:i + _BATCH_ROWS]))
+
+
+def _recordset_upsert(
+    session: Session, table: Any, columns: Sequence[str], *, key: Sequence[str],
+    keep: Sequence[str], mode: WriteMode,
+) -> str:  # fmt: skip
+    """The statement of ``_bulk_write`` on PostgreSQL: the rows arrive as one JSON array,
+    which the server turns into typed rows (``json_to_recordset``)."""
+    dialect = session.get_bind().dialect
+    quote = dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in columns)
+    typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
+    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} "
+           f"FROM json_to_recordset(CAST(:rows AS JSON)) AS t({typed}) "
+           f"ON CONFLICT ({', '.join(quote(c) for c in key)}) ")  # fmt: skip
+    if mode == "ignore":
+        return sql + "DO NOTHING"
+    if mode == "add":
+        return sql + f"DO UPDATE SET count = {quote(table.name)}.count + EXCLUDED.count"
+    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns
+                     if c not in key and c not in keep)  # fmt: skip
+    return sql + f"DO UPDATE SET {sets}"
+
+
+def _event_values(event: Event, updated: float) -> dict[str, Any]:
+    """The columns of an event's row that the pipeline owns (what ``upsert`` sets always)."""
+    return {
+        "id": event.id, "camera": event.camera_id, "label": event.label,
+        "class_id": int(event.class_id), "track_id": int(event.track_id),
+        "start": float(event.start), "end": None if event.end is None else float(event.end),
+        "state": event.state.value, "live": bool(event.live), "zones": list(event.zones),
+        "lines": list(event.lines), "counts": {str(k): int(v) for k, v in event.counts.items()},
+        "top_score": float(event.top_score), "zones_now": list(event.zones_now),
+        "measures": {str(k): float(v) for k, v in event.measures.items()}, "updated": updated,
+    }  # fmt: skip
+
+
 class EventRepo:
     """Events: upsert from the pipeline, list/get for users, evidence lock."""
 
@@ -200,6 +304,39 @@ class EventRepo:
             row.node = node
         self.session.flush()
         return row
+
+    def upsert_many(self, writes: Iterable[EventWrite], *, now: float | None = None) -> int:
+        """``upsert`` of many lifecycle changes at once: a few statements, not one per event.
+
+        The rows end up exactly as calling ``upsert`` on each write in order would leave
+        them (the test suite compares the two): several states of one event in the batch
+        collapse into its last, keeping the last snapshot given and the box of the last
+        state that had a snapshot; ``evidence_lock`` and ``reviewed`` are set only when the
+        row is new. One ``INSERT ... ON CONFLICT (id) DO UPDATE`` per shape of row (with or
+        without a snapshot, with or without a box), rows in id order so that concurrent
+        writers lock them in the same order. Returns how many rows were written.
+        """
+        when = _now(now)
+        merged: dict[str, dict[str, Any]] = {}
+        for write in writes:
+            _check_sha256(write.snapshot_sha256, "snapshot_sha256")
+            values = merged.setdefault(write.event.id, {})
+            values.update(_event_values(write.event, when))
+            if write.event.snapshot is not None:
+                values["box"] = normalised_box(write.event.snapshot)
+            if write.snapshot_path is not None:
+                values.update(snapshot_path=write.snapshot_path,
+                              snapshot_sha256=write.snapshot_sha256, node=write.node)  # fmt: skip
+        shapes: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
+        for event_id in sorted(merged):
+            values = merged[event_id]
+            shapes.setdefault(tuple(values), []).append(values)
+        new_row = {"evidence_lock": False, "reviewed": False}  # the users' flags, if new
+        for rows in shapes.values():
+            # The users' flags go into new rows only: an update leaves them as they are.
+            _bulk_write(self.session, EventRow, [{**r, **new_row} for r in rows],
+                        key=["id"], mode="replace", keep=list(new_row))  # fmt: skip
+        return len(merged)
 
     def get(self, event_id: str) -> EventRow | None:
         return self.session.get(EventRow, event_id)
@@ -323,6 +460,50 @@ class EventRepo:
 # -- segments ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentSpec:
+    """A finished segment for ``SegmentRepo.add_many`` (the arguments of ``add``)."""
+
+    camera: str
+    path: str
+    start: float
+    end: float
+    size: int
+    sha256: str
+    has_motion: bool = False
+    has_events: bool = False
+    node: str | None = None
+
+
+def _check_segment(path: str, start: float, end: float, size: int, sha256: str) -> None:
+    _check_sha256(sha256, "sha256")
+    if path.startswith("/") or ".." in path.split("/"):
+        raise StorageError(f"segment path {path!r} must be relative to the media root")
+    if end < start or size < 0:
+        raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
+
+
+_MARK_EVENTS_PG = """
+UPDATE segments AS s SET has_events = true
+FROM unnest(CAST(:cams AS VARCHAR[]), CAST(:sinces AS DOUBLE PRECISION[]),
+            CAST(:untils AS DOUBLE PRECISION[])) AS t(camera, since, until)
+WHERE s.camera = t.camera AND s."end" > t.since AND s.start < t.until
+  AND s.start >= t.since - (SELECT coalesce(max("end" - start), 0) FROM segments)
+  AND NOT s.has_events
+"""
+
+
+_RECORDED_PG = """
+SELECT t.i FROM unnest(CAST(:cams AS VARCHAR[]), CAST(:sinces AS DOUBLE PRECISION[]),
+                       CAST(:untils AS DOUBLE PRECISION[]))
+                WITH ORDINALITY AS t(camera, since, until, i)
+WHERE EXISTS (SELECT 1 FROM segments AS s
+              WHERE s.camera = t.camera AND s."end" > t.since AND s.start < t.until
+                AND s.start >= t.since - (SELECT coalesce(max("end" - start), 0)
+                                          FROM segments))
+"""
+
+
 class SegmentRepo:
     """Recorded segments: add, list, sizes, retention deletes, evidence locks."""
 
@@ -335,11 +516,7 @@ class SegmentRepo:
     ) -> SegmentRow:  # fmt: skip
         """Record a finished segment; ``path`` is relative to the media root (of ``node``'s
         data dir in a cluster) and unique."""
-        _check_sha256(sha256, "sha256")
-        if path.startswith("/") or ".." in path.split("/"):
-            raise StorageError(f"segment path {path!r} must be relative to the media root")
-        if end < start or size < 0:
-            raise StorageError(f"segment {path!r}: end {end} before start {start} or size < 0")
+        _check_segment(path, start, end, size, sha256)
         row = SegmentRow(camera=camera, path=path, start=float(start), end=float(end),
                          size=int(size), sha256=sha256, evidence_lock=False,
                          has_motion=has_motion, has_events=has_events,
@@ -351,6 +528,21 @@ class SegmentRepo:
         except IntegrityError as exc:
             raise StorageError(f"segment {path!r} is already recorded") from exc
         return row
+
+    def add_many(self, segments: Iterable[SegmentSpec]) -> None:
+        """Record many finished segments in a few statements (many cameras' recorders on one
+        node). Checked as ``add`` checks one; a path already recorded is skipped, not an
+        error, so that a batch retried after a lost commit reply stores nothing twice."""
+        rows: builtins.list[dict[str, Any]] = []
+        for seg in segments:
+            _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
+            rows.append({"camera": seg.camera, "path": seg.path, "start": float(seg.start),
+                         "end": float(seg.end), "size": int(seg.size), "sha256": seg.sha256,
+                         "evidence_lock": False, "has_motion": seg.has_motion,
+                         "has_events": seg.has_events, "node": seg.node})  # fmt: skip
+        if not rows:
+            return
+        _bulk_write(self.session, SegmentRow, rows, key=["path"], mode="ignore")
 
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
@@ -370,6 +562,26 @@ class SegmentRepo:
         """Whether any segment of ``camera`` overlaps ``[since, until]``."""
         query = self._range(select(SegmentRow.id), camera, since, until).limit(1)
         return self.session.scalar(query) is not None
+
+    def recorded_many(self, spans: Sequence[tuple[str, float, float]]) -> builtins.list[bool]:
+        """``recorded`` of each ``(camera, since, until)``, in one query per 200 spans (a page
+        of events asks for all its rows at once instead of a round trip each)."""
+        if not spans:
+            return []
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement whatever the page size (compiled once, cached).
+            cams, sinces, untils = (list(col) for col in zip(*spans, strict=True))
+            rows = self.session.scalars(sa_text(_RECORDED_PG), {
+                "cams": cams, "sinces": sinces, "untils": untils})  # fmt: skip
+            hit = {int(v) for v in rows}
+            return [k in hit for k in range(1, len(spans) + 1)]
+        found: set[int] = set()
+        for i in range(0, len(spans), _SPANS_PER_UPDATE):
+            parts = [select(literal(i + k).label("i")).where(exists(
+                        select(SegmentRow.id).where(*self._overlapping(camera, since, until))))
+                     for k, (camera, since, until) in enumerate(spans[i:i + _SPANS_PER_UPDATE])]
+            found.update(int(v) for v in self.session.scalars(union_all(*parts)))
+        return [k in found for k in range(len(spans))]
 
     def total_size(self, camera: str | None = None) -> int:
         """Bytes recorded, for one camera or all of them."""
@@ -426,15 +638,58 @@ class SegmentRepo:
         )
         return int(getattr(result, "rowcount", 0))
 
+    def mark_events_many(self, spans: Iterable[tuple[str, float, float]]) -> int:
+        """``mark_events`` for many ``(camera, since, until)`` spans in a few statements (the
+        events a batch ended): one ``UPDATE`` per chunk of spans, an OR of their ranges, and
+        only of segments not flagged yet. Returns how many segments were flagged."""
+        merged: builtins.list[tuple[str, float, float]] = []
+        for camera, since, until in sorted(spans):
+            last = merged[-1] if merged else None
+            if last is not None and last[0] == camera and since <= last[2]:
+                merged[-1] = (camera, last[1], max(last[2], until))  # overlapping: one range
+            else:
+                merged.append((camera, since, until))
+        if not merged:
+            return 0
+        if self.session.get_bind().dialect.name == "postgresql":
+            # One statement for the lot: the spans as arrays, joined to the index on
+            # (camera, start), bounded below as in ``_overlapping``.
+            cams, sinces, untils = (list(col) for col in zip(*merged, strict=True))
+            result = self.session.execute(sa_text(_MARK_EVENTS_PG),
+                                          {"cams": cams, "sinces": sinces, "untils": untils})
+            return int(getattr(result, "rowcount", 0))
+        flagged = 0
+        for i in range(0, len(merged), _SPANS_PER_UPDATE):
+            ranges = [and_(*self._overlapping(camera, since, until))
+                      for camera, since, until in merged[i:i + _SPANS_PER_UPDATE]]
+            result = self.session.execute(
+                sa_update(SegmentRow).where(SegmentRow.has_events.is_(False), or_(*ranges))
+                .values(has_events=True).execution_options(synchronize_session=False))
+            flagged += int(getattr(result, "rowcount", 0))
+        return flagged
+
     @staticmethod
     def _range(query: Any, camera: str | None, since: float | None, until: float | None) -> Any:
+        return query.where(*SegmentRepo._overlapping(camera, since, until))
+
+    @staticmethod
+    def _overlapping(
+        camera: str | None, since: float | None, until: float | None
+    ) -> builtins.list[ColumnElement[bool]]:
+        """Segments (of ``camera``) overlapping ``[since, until)``."""
+        out: builtins.list[ColumnElement[bool]] = []
         if camera is not None:
-            query = query.where(SegmentRow.camera == camera)
+            out.append(SegmentRow.camera == camera)
         if since is not None:
-            query = query.where(SegmentRow.end > since)
+            # ``end > since`` alone cannot bound an index on (camera, start): every older
+            # segment of the camera would be read and dropped. No segment is longer than the
+            # longest one, so an overlapping one starts after ``since - longest`` (the same
+            # rows, exactly; one lookup of ix_segments_span).
+            longest = select(func.coalesce(func.max(SegmentRow.end - SegmentRow.start), 0.0))
+            out += [SegmentRow.end > since, SegmentRow.start >= since - longest.scalar_subquery()]
         if until is not None:
-            query = query.where(SegmentRow.start < until)
-        return query
+            out.append(SegmentRow.start < until)
+        return out
 
 
 # -- counts -----------------------------------------------------------------------------------
@@ -494,6 +749,22 @@ class CountRepo:
             index_elements=unique, set_={"count": CountRow.count + stmt.excluded.count}
         )
         self.session.execute(stmt)
+
+    def increment_many(self, hits: Iterable[tuple[CountKey, float]]) -> int:
+        """``increment`` by one for each ``(key, when)``, summed per counter and minute first,
+        in one batched upsert (counters in key order, so concurrent writers lock them in the
+        same order and cannot deadlock). Returns how many counters changed."""
+        totals: dict[tuple[str, str, str, str, str, int], int] = {}
+        for key, when in hits:
+            ident = (key.camera, key.rule, key.kind, key.label, key.metric, minute_bucket(when))
+            totals[ident] = totals.get(ident, 0) + 1
+        if not totals:
+            return 0
+        names = ("camera", "rule", "kind", "label", "metric", "bucket")
+        rows = [{**dict(zip(names, ident, strict=True)), "count": n}
+                for ident, n in sorted(totals.items())]  # fmt: skip
+        _bulk_write(self.session, CountRow, rows, key=list(names), mode="add")
+        return len(rows)
 
     def series(
         self, camera: str, *, rule: str | None = None, label: str | None = None,

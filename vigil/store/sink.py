@@ -3,8 +3,11 @@ the database.
 
 An ``EventSink`` (``publish``/``close``) that upserts every lifecycle change of an event into
 one row (``EventRepo.upsert``), plus ``count(rule_events)``, which adds each rule hit to the
-per-minute counters (``CountRepo.increment``). Each call is one transaction, so what a call
-returned for is committed: a crash loses at most the event being written. Transactions
+per-minute counters (one batched ``CountRepo.increment_many``). Each call is one
+transaction, so what a call returned for is committed: a crash loses at most the event being
+written. ``publish_many`` writes many changes (a node's cameras over a second) in one
+transaction of a few statements, which is what lets one PostgreSQL take a city's cameras
+(``docs/cluster.md``, City-scale event path). Transactions
 read before they write (upsert, increment), so on SQLite they take the write lock at
 ``BEGIN`` (``immediate``): a deferred one would fail at once with "database is locked" when
 another camera's write commits between its read and its write, instead of waiting its turn.
@@ -33,7 +36,7 @@ import numpy as np
 
 from vigil.errors import StorageError
 from vigil.store.db import Database
-from vigil.store.repo import CountKey, CountRepo, EventRepo, SegmentRepo
+from vigil.store.repo import CountKey, CountRepo, EventRepo, EventWrite, SegmentRepo
 from vigil.types import Event, EventState, RuleEvent, RuleEventKind
 
 log = logging.getLogger(__name__)
@@ -132,6 +135,32 @@ class StoreEventSink:
             if event.state is EventState.END and event.live and event.end is not None:
                 SegmentRepo(session).mark_events(event.camera_id, event.start, event.end)
 
+    def publish_many(self, events: Sequence[Event]) -> None:
+        """``publish`` of many lifecycle changes (of many cameras) in one transaction.
+
+        For a node that gathers what its cameras emit and writes it every second or so: a
+        commit (and its WAL flush) per batch instead of per change, and a few multi-row
+        upserts (``EventRepo.upsert_many``) instead of a read and a write per event. The rows
+        end up as ``publish`` on each event in order would leave them. What the call returned
+        for is committed; a crash loses the batch being written.
+        """
+        if not events:
+            return
+        writes: list[EventWrite] = []
+        for event in events:
+            try:
+                stored = self._snapshot(event)
+            except StorageError:
+                log.exception("event %s: snapshot not stored", event.id)
+                stored = None
+            path, digest = stored if stored is not None else (None, None)
+            writes.append(EventWrite(event, path, digest, self.node if path else None))
+        ended = [(e.camera_id, e.start, e.end) for e in events
+                 if e.state is EventState.END and e.live and e.end is not None]  # fmt: skip
+        with self.db.session(immediate=True) as session:
+            EventRepo(session).upsert_many(writes)
+            SegmentRepo(session).mark_events_many(ended)
+
     def _snapshot(self, event: Event) -> tuple[str, str] | None:
         """Write the snapshot if it is new for this event (first one, or a better frame)."""
         if self.media_root is None or event.snapshot is None:
@@ -155,9 +184,8 @@ class StoreEventSink:
         if not rule_events:
             return
         with self.db.session(immediate=True) as session:
-            repo = CountRepo(session)
-            for hit in rule_events:
-                repo.increment(count_key(hit), hit.time)
+            # One batched upsert, the hits of a counter and minute summed first.
+            CountRepo(session).increment_many((count_key(hit), hit.time) for hit in rule_events)
 
     def close(self) -> None:
         """Nothing to release: the database belongs to whoever built it."""

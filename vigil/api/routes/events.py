@@ -105,16 +105,22 @@ def list_events(
     after = None if cursor is None else _cursor(cursor)
     with state.db.session() as session:
         page = EventRepo(session).list(where, limit=limit, after=after)
-        segments = SegmentRepo(session)
-        items = [event_out(r, has_clip=_recorded(segments, r)) for r in page.items]
+        # has_clip of the whole page in one query, not a round trip per row.
+        clips = SegmentRepo(session).recorded_many([_span(r) for r in page.items])
+        items = [event_out(r, has_clip=c) for r, c in zip(page.items, clips, strict=True)]
     return EventPageOut(items=items,
                         next_cursor=page.next_cursor.encode() if page.next_cursor else None)
 
 
+def _span(row: EventRow) -> tuple[str, float, float]:
+    """The camera and time span whose recordings make the event's clip."""
+    until = row.end if row.end is not None else time.time()
+    return row.camera, row.start, max(until, row.start + 1e-3)
+
+
 def _recorded(segments: SegmentRepo, row: EventRow) -> bool:
     """Whether recordings cover any of the event's span (its clip can be played)."""
-    until = row.end if row.end is not None else time.time()
-    return segments.recorded(row.camera, row.start, max(until, row.start + 1e-3))
+    return segments.recorded(*_span(row))
 
 
 @router.get("/api/events/{event_id}")
