@@ -116,6 +116,12 @@ class MotionConfig(_Model):
     stationary_recheck: float = Field(
         2.0, gt=0, description="Seconds between detector looks at stationary objects."
     )
+    carry_frames: int = Field(
+        0, ge=0, le=10,
+        description="Analysed frames in a row on which moving tracks are carried without the "
+        "detector (extrapolated at their velocity) while all motion lies inside their boxes "
+        "and the tracker holds no lost or new track; then the detector runs (0 = off).",
+    )
 
 
 class TrackerConfig(_Model):

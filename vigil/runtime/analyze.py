@@ -54,6 +54,7 @@ class AnalyzeSummary:
     inferences: int = 0
     images_inferred: int = 0
     stationary_skips: int = 0
+    moving_carries: int = 0
     seconds: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +112,7 @@ def analyze(
         summary.inferences = pipeline.stats.inferences
         summary.images_inferred = pipeline.stats.images_inferred
         summary.stationary_skips = pipeline.stats.skipped_stationary
+        summary.moving_carries = pipeline.stats.carried_moving
         summary.events = outputs.finished
         summary.outputs = [*outputs.paths, out / "counts.json"]
     return summary
