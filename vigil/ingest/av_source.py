@@ -14,6 +14,7 @@ Every message and status names the source with its password masked.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import threading
@@ -44,6 +45,7 @@ from vigil.ingest.base import (
     mask_credentials,
 )
 from vigil.ingest.hwaccel import hwaccel_for, split_options
+from vigil.ingest.nal import avcc_length_size, h264_disposable
 from vigil.ingest.pacing import Pacer
 from vigil.types import BgrLoader, Frame, ImageArray
 
@@ -174,7 +176,15 @@ class AvSource:
 
     ``close()`` may be called from another thread; the decoding thread then stops at the next
     frame, or within ``stall_timeout`` when it is waiting for data.
+
+    ``skip``: set it to a function of a frame's pts (seconds) that says True when nobody will
+    look at that frame (the sampler will drop it); an H.264 frame that no other frame refers
+    to is then not decoded at all (:mod:`vigil.ingest.nal`). Skipped frames still count in
+    ``seq`` (it stays the frame's index in the stream) and in :attr:`skipped_frames`.
     """
+
+    #: See the class docstring; None decodes every frame.
+    skip: Callable[[float], bool] | None = None
 
     def __init__(
         self,
@@ -230,6 +240,10 @@ class AvSource:
         self._pts_offset = 0.0
         self._start_wall: float | None = None
         self._last_pts = 0.0
+        #: Frames left undecoded because ``skip`` said nobody needs them.
+        self.skipped_frames = 0
+        self._skipped_pts: list[float] = []  # skipped, not yet passed by a decoded frame
+        self._length_size: int | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -330,6 +344,8 @@ class AvSource:
                         "software", self.safe_url, self.decode_options.hwaccel,
                         stream.codec_context.name)  # fmt: skip
         self._container, self._stream = container, stream
+        self._length_size = avcc_length_size(stream.codec_context.extradata)
+        self._skipped_pts = []
         self._info = self._describe(stream)
         self._first_pts = None
         self._segment_frames = 0
@@ -427,6 +443,8 @@ class AvSource:
                     if time.monotonic() - last_frame > self.stall_timeout:
                         raise self._stalled()
                     continue
+                if self._skippable(packet, stream):
+                    continue
                 for av_frame in self._decode_packet(packet):
                     yield self._make_frame(av_frame, stream)
                     last_frame = time.monotonic()
@@ -442,6 +460,27 @@ class AvSource:
             if self._closed:
                 return
             raise self._translate(exc, "read") from None
+
+    def _skippable(self, packet: av.Packet[Any], stream: VideoStream) -> bool:
+        """Leave ``packet`` out of the decoder (see ``skip``); records it as skipped."""
+        time_base: Fraction | None = packet.time_base or stream.time_base
+        if (
+            self.skip is None
+            or self._first_pts is None  # the clock starts with the first decoded frame
+            or packet.pts is None
+            or time_base is None
+            or stream.codec_context.name != "h264"
+            or self.decoder != "software"
+        ):
+            return False
+        pts = self._pts_offset + float((packet.pts - self._first_pts) * time_base)
+        if pts <= self._last_pts or not self.skip(pts):
+            return False
+        if not h264_disposable(bytes(packet), self._length_size):
+            return False
+        heapq.heappush(self._skipped_pts, pts)
+        self.skipped_frames += 1
+        return True
 
     def _decode_packet(self, packet: av.Packet[Any]) -> list[VideoFrame]:
         try:
@@ -459,6 +498,9 @@ class AvSource:
         now = time.time()
         if self._start_wall is None:
             self._start_wall = now - pts
+        while self._skipped_pts and self._skipped_pts[0] < pts:
+            heapq.heappop(self._skipped_pts)  # a skipped frame came before this one
+            self._seq += 1
         frame = Frame(
             camera_id=self.camera_id,
             seq=self._seq,

@@ -25,7 +25,7 @@ from vigil.config.models import ResolvedCamera
 from vigil.detect.base import Detector
 from vigil.errors import VigilError
 from vigil.events.sinks import JsonlEventSink
-from vigil.ingest import open_source
+from vigil.ingest import AvSource, open_source
 from vigil.ingest.base import SourceInfo
 from vigil.privacy import Redactor, build_redactor
 from vigil.privacy.audit import UnredactedGrant
@@ -44,6 +44,9 @@ class AnalyzeOptions:
     plot: bool = False
     max_seconds: float | None = None
     grant: UnredactedGrant | None = None
+    #: Leave undecoded the frames the sampler drops and no other frame needs (no effect
+    #: with ``annotate``: the annotated video has every frame).
+    skip_decode: bool = True
 
 
 @dataclass(slots=True)
@@ -92,6 +95,9 @@ def analyze(
         outputs = _Outputs(
             out, camera=camera, pipeline=pipeline, info=info, options=options, stack=stack
         )
+        if options.skip_decode and not options.annotate and isinstance(source, AvSource):
+            interval = 1.0 / info.fps if info.fps else 0.0
+            source.skip = lambda pts: not pipeline.sampler.needed(pts, interval)
         started = time.perf_counter()
         last_time = 0.0
         for frame in _limited(source.frames(), options.max_seconds):
@@ -107,7 +113,7 @@ def analyze(
         summary.seconds = time.perf_counter() - started
         summary.counts = pipeline.rules.counts()
         (out / "counts.json").write_text(json.dumps(summary.counts, indent=2) + "\n")
-        summary.frames = pipeline.stats.frames
+        summary.frames = pipeline.stats.frames + getattr(source, "skipped_frames", 0)
         summary.analysed = pipeline.stats.analysed
         summary.inferences = pipeline.stats.inferences
         summary.images_inferred = pipeline.stats.images_inferred
