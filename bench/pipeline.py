@@ -19,6 +19,7 @@ Run: ``python bench/pipeline.py [--quick]``. Prints a table and ratios; writes
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -36,6 +38,7 @@ from vigil.ingest import open_source
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.runtime.analyze import AnalyzeOptions, analyze
 
+T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = 2
 # People leave the table (x ≈ 0.6) towards the right edge, crossing x = 0.75.
@@ -44,7 +47,33 @@ detect: {labels: [person], threads: 2}
 lines:
   exit:
     points: [[0.75, 0.55], [0.75, 1.0]]
+zones:
+  table:
+    polygon: [[0.4, 0.6], [0.75, 0.6], [0.75, 1.0], [0.4, 1.0]]
 """
+
+
+@dataclass(frozen=True)
+class Levers:
+    """What `vigil analyze` may use beyond the old pipeline (each measured alone and all)."""
+
+    carry: int = 0  # motion.carry_frames: moving tracks carried without the detector
+    skip: bool = False  # leave undecoded the frames the sampler drops and nothing refers to
+    thread: bool = False  # decode in a thread of its own
+
+    def label(self) -> str:
+        parts = [f"carry {self.carry}"] if self.carry else []
+        parts += ["skip decode"] * self.skip + ["decode thread"] * self.thread
+        return ", ".join(parts) or "no levers"
+
+
+LEVERS = {
+    "old": Levers(),
+    "carry": Levers(carry=2),
+    "skip": Levers(skip=True),
+    "thread": Levers(thread=True),
+    "all": Levers(carry=2, skip=True, thread=True),
+}
 
 
 @dataclass
@@ -54,6 +83,7 @@ class Row:
     seconds: float
     crossings: tuple[int, int] | None = None
     note: str = ""
+    visits: int | None = None  # entries into the table zone (vigil only)
 
     @property
     def fps(self) -> float:
@@ -71,9 +101,12 @@ def upscale(src: Path, height: int, work: Path) -> Path:
     return out
 
 
-def camera(clip: Path, fps: float) -> ResolvedCamera:
+def camera(clip: Path, fps: float, carry: int = 0) -> ResolvedCamera:
     cam = parse_config(RULES).for_source(str(clip))
-    return cam.model_copy(update={"detect": cam.detect.model_copy(update={"fps": fps})})
+    return cam.model_copy(update={
+        "detect": cam.detect.model_copy(update={"fps": fps}),
+        "motion": cam.motion.model_copy(update={"carry_frames": carry}),
+    })  # fmt: skip
 
 
 def detector(cam: ResolvedCamera) -> OnnxDetector:
@@ -83,19 +116,24 @@ def detector(cam: ResolvedCamera) -> OnnxDetector:
     )
 
 
-def run_vigil(clip: Path, fps: float, limit: float | None) -> tuple[Row, float]:
-    cam = camera(clip, fps)
+def run_vigil(
+    clip: Path, fps: float, limit: float | None, levers: Levers = LEVERS["all"]
+) -> tuple[Row, float]:
+    cam = camera(clip, fps, levers.carry)
     det = detector(cam)
     with tempfile.TemporaryDirectory() as tmp:
+        options = AnalyzeOptions(Path(tmp), max_seconds=limit, skip_decode=levers.skip,
+                                 decode_thread=levers.thread)  # fmt: skip
         start = time.perf_counter()
-        summary = analyze(str(clip), cam, det, AnalyzeOptions(Path(tmp), max_seconds=limit))
+        summary = analyze(str(clip), cam, det, options)
         seconds = time.perf_counter() - start
     total = summary.counts["lines"]["exit"]["total"]
     frames_per_image = summary.frames / max(1, summary.images_inferred)
-    row = Row(f"vigil (detect {fps:g} fps)", summary.frames, seconds,
+    row = Row(f"vigil {fps:g} fps, {levers.label()}", summary.frames, seconds,
               (total["a_to_b"], total["b_to_a"]),
-              f"{summary.analysed} analysed, {summary.images_inferred} images inferred, "
-              f"{summary.stationary_skips} stationary skips")
+              f"{summary.analysed} analysed, {summary.images_inferred} inferred, "
+              f"{summary.stationary_skips} still + {summary.moving_carries} moving carried",
+              summary.counts["zones"]["table"]["entries"]["total"])
     return row, frames_per_image
 
 
@@ -169,7 +207,7 @@ def stage_detector(clip: Path, n: int = 150) -> Row:
     return Row("stage: detector only (full frame)", len(images), time.perf_counter() - start)
 
 
-def timed(label: str, fn: Callable[[], Row]) -> Row:
+def timed(label: str, fn: Callable[[], T]) -> T:
     print(f"  running {label} …", flush=True)
     return fn()
 
@@ -179,15 +217,20 @@ def bench_clip(clip: Path, limit: float | None) -> list[Row]:
     decode = timed("decode", lambda: stage_decode(clip, limit))
     infer = timed("detector", lambda: stage_detector(clip))
     naive = timed("naive", lambda: run_naive(clip, limit))
-    vigil5, ratio5 = run_vigil(clip, 5.0, limit)
-    vigil_full, ratio_full = run_vigil(clip, 1000.0, limit)
-    vigil_full.name = "vigil (every frame)"
-    rows = [decode, infer, naive, vigil5, vigil_full]
-    print(f"{'pipeline':44} {'frames':>7} {'frames/s':>9} {'A→B,B→A':>9}  note")
+    levered = [timed(name, functools.partial(run_vigil, clip, 5.0, limit, lv))
+               for name, lv in LEVERS.items()]  # fmt: skip
+    vigil_full, ratio_full = timed("every frame", lambda: run_vigil(clip, 1000.0, limit))
+    vigil_full.name = "vigil every frame, all levers"
+    rows = [decode, infer, naive, *(r for r, _ in levered), vigil_full]
+    print(f"{'pipeline':48} {'frames':>7} {'frames/s':>9} {'x naive':>8} {'A→B,B→A':>9} "
+          f"{'table':>6}  note")  # fmt: skip
     for r in rows:
         counts = f"{r.crossings[0]},{r.crossings[1]}" if r.crossings else ""
-        print(f"{r.name:44} {r.frames:7d} {r.fps:9.1f} {counts:>9}  {r.note}")
-    for row, frames_per_image in ((vigil5, ratio5), (vigil_full, ratio_full)):
+        ratio = f"{r.fps / naive.fps:.2f}" if r.crossings else ""
+        visits = "" if r.visits is None else str(r.visits)
+        print(f"{r.name:48} {r.frames:7d} {r.fps:9.1f} {ratio:>8} {counts:>9} {visits:>6}  "
+              f"{r.note}")  # fmt: skip
+    for row, frames_per_image in (*levered, (vigil_full, ratio_full)):
         # Slowest stage alone (stages perfectly overlapped), and the sum of the stages (one
         # after the other: on 2 cores the detector's two threads leave nothing to overlap).
         slowest = min(decode.fps, infer.fps * frames_per_image)

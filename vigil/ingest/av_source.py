@@ -47,7 +47,7 @@ from vigil.ingest.base import (
 from vigil.ingest.hwaccel import hwaccel_for, split_options
 from vigil.ingest.nal import avcc_length_size, h264_disposable
 from vigil.ingest.pacing import Pacer
-from vigil.types import BgrLoader, Frame, ImageArray
+from vigil.types import BgrLoader, Frame, ImageArray, RegionLoader
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,48 @@ def bgr_loader(
             frame, width=width, height=height, format="bgr24", interpolation="AREA"
         ).to_ndarray()
         return np.ascontiguousarray(image, dtype=np.uint8)
+
+    return load
+
+
+#: Planar 4:2:0 formats whose regions are converted alone (chroma at half size both ways).
+_I420_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+
+
+def region_loader(
+    frame: VideoFrame, reformatter: ReformatterFactory = _fresh_reformatter
+) -> RegionLoader | None:
+    """A loader converting only a region of ``frame`` to BGR, for planar 4:2:0 frames.
+
+    The region is widened to even coordinates (a chroma sample covers 2 x 2 pixels), its
+    planes are copied into a small frame with the same colour metadata, and FFmpeg's scaler
+    converts that, exactly as it converts the full frame; the widening is cut off again.
+    None for other formats (the caller slices the full conversion).
+    """
+    if frame.format.name not in _I420_FORMATS:
+        return None
+
+    def plane(index: int, rows: int) -> ImageArray:
+        p = frame.planes[index]
+        data = np.frombuffer(memoryview(p), np.uint8, count=p.line_size * rows)
+        return data.reshape(rows, p.line_size)
+
+    def load(region: tuple[int, int, int, int]) -> ImageArray:
+        x1, y1, x2, y2 = region
+        ex1, ey1 = x1 - x1 % 2, y1 - y1 % 2
+        ex2, ey2 = min(frame.width, x2 + x2 % 2), min(frame.height, y2 + y2 % 2)
+        if (ex2 - ex1) % 2 or (ey2 - ey1) % 2:  # an odd frame size at the edge
+            return np.ascontiguousarray(bgr_loader(frame, reformatter)(None)[y1:y2, x1:x2])
+        w, h = ex2 - ex1, ey2 - ey1
+        luma = plane(0, frame.height)[ey1:ey2, ex1:ex2]
+        rows = (frame.height + 1) // 2
+        u = plane(1, rows)[ey1 // 2 : ey2 // 2, ex1 // 2 : ex2 // 2]
+        v = plane(2, rows)[ey1 // 2 : ey2 // 2, ex1 // 2 : ex2 // 2]
+        packed = np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+        small = VideoFrame.from_ndarray(packed, format=frame.format.name)
+        small.color_range, small.colorspace = frame.color_range, frame.colorspace
+        image = reformatter().reformat(small, format="bgr24").to_ndarray()
+        return np.ascontiguousarray(image[y1 - ey1 : y2 - ey1, x1 - ex1 : x2 - ex1])
 
     return load
 
@@ -509,6 +551,7 @@ class AvSource:
             luma=extract_luma(av_frame, self._reformatter),
             loader=bgr_loader(av_frame, self._reformatter),
             live=self.live,
+            region_loader=region_loader(av_frame, self._crop_reformatter),
         )
         self._seq += 1
         self._segment_frames += 1
@@ -518,6 +561,13 @@ class AvSource:
             self.backoff.reset()
             self._set_state(SourceState.STREAMING)
         return frame
+
+    def _crop_reformatter(self) -> VideoReformatter:
+        # Its own scaler: crops of changing sizes must not reset the full frames' one.
+        scaler: VideoReformatter | None = getattr(self._scalers, "crops", None)
+        if scaler is None:
+            scaler = self._scalers.crops = VideoReformatter()
+        return scaler
 
     def _reformatter(self) -> VideoReformatter:
         scaler: VideoReformatter | None = getattr(self._scalers, "reformatter", None)

@@ -10,6 +10,8 @@ an audited grant (see ``vigil.privacy.unredacted_access``).
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -47,6 +49,9 @@ class AnalyzeOptions:
     #: Leave undecoded the frames the sampler drops and no other frame needs (no effect
     #: with ``annotate``: the annotated video has every frame).
     skip_decode: bool = True
+    #: Decode in a thread of its own, a few frames ahead of the analysis, so that decoding
+    #: overlaps the pipeline's Python and the detector's waits.
+    decode_thread: bool = False
 
 
 @dataclass(slots=True)
@@ -100,7 +105,11 @@ def analyze(
             source.skip = lambda pts: not pipeline.sampler.needed(pts, interval)
         started = time.perf_counter()
         last_time = 0.0
-        for frame in _limited(source.frames(), options.max_seconds):
+        frames: Iterator[Frame] = source.frames()
+        if options.decode_thread:
+            prefetch = stack.enter_context(closing(_Prefetch(frames)))
+            frames = iter(prefetch)
+        for frame in _limited(frames, options.max_seconds):
             result = pipeline.process(frame)
             outputs.frame(result)
             last_time = frame.time
@@ -122,6 +131,60 @@ def analyze(
         summary.events = outputs.finished
         summary.outputs = [*outputs.paths, out / "counts.json"]
     return summary
+
+
+class _Prefetch:
+    """Iterates ``frames`` in a thread of its own, at most ``depth`` frames ahead.
+
+    Errors of the source are raised in the consumer, where they would have been; ``close``
+    stops the thread (the source must be closed too when it may be waiting for data)."""
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[Frame], depth: int = 8) -> None:
+        self._frames = frames
+        self._queue: queue.Queue[object] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for frame in self._frames:
+                if not self._put(frame):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+            return
+        finally:
+            # The source's generator closes its container in the thread that decoded.
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+        self._put(self._END)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, Frame)
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30.0)
 
 
 def _limited(frames: Iterator[Frame], max_seconds: float | None) -> Iterator[Frame]:

@@ -119,7 +119,7 @@ class CameraPipeline:
         detections, regions = self._detect(frame, motion)
         tracked = self.tracker.update(detections, frame.time)
         ended = list(self.tracker.ended_ids)
-        # A moving carry's boxes are extrapolations, not evidence that a box stayed put.
+        # A moving carry repeats boxes: no evidence that they stayed put.
         carried = self.moving.in_row > 0
         self.stationary.observe(Detections.empty() if carried else tracked, frame.time, ended)
         self.moving.observe(tracked, frame.time, ended)
@@ -180,8 +180,7 @@ class CameraPipeline:
             return None
         sizes = self.tracker.state_sizes()
         others = sizes["tracks"] != sizes["confirmed"] or sizes["lost"] > 0
-        return self.moving.carry(frame.time, motion.boxes, live.tracker_id, frame.size,
-                                 others=others)  # fmt: skip
+        return self.moving.carry(frame.time, motion.boxes, live.tracker_id, others=others)
 
     def _regions(self, frame: Frame, motion: MotionResult) -> list[Region]:
         full: Region = (0, 0, frame.width, frame.height)
@@ -229,7 +228,8 @@ class CameraPipeline:
 
         A full-frame region is converted and scaled to the network's size in one decoder
         call (colour conversion of the full frame is the costliest step we can avoid);
-        smaller regions are cut from the full-size BGR frame.
+        smaller regions are converted alone, at full resolution (``Frame.bgr_region``: a
+        416-pixel crop of a 1080p frame costs 0.4 ms against 3.2 ms for the whole frame).
         """
         side = max(self.detector.input_size) if self.detector is not None else 416
         if len(regions) == 1 and regions[0] == (0, 0, frame.width, frame.height):
@@ -237,6 +237,5 @@ class CameraPipeline:
             size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
             image = frame.bgr(size)
             return [image], [(0, 0)], [(frame.width / size[0], frame.height / size[1])]
-        bgr = frame.bgr()
-        images = [np.ascontiguousarray(bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in regions]
+        images = [frame.bgr_region(region) for region in regions]
         return images, [(x1, y1) for x1, y1, _, _ in regions], [(1.0, 1.0)] * len(regions)
