@@ -436,3 +436,26 @@ def test_skipping_undecoded_frames_changes_no_taken_frame(
     assert skip_keys == keys
     for a, b in zip(lumas, skip_lumas, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "region", [(0, 0, 416, 416), (101, 57, 517, 431), (351, 15, 768, 432), (0, 0, 768, 432)]
+)
+def test_a_region_converts_exactly_like_the_full_frame(
+    clips_dir: Path, region: tuple[int, int, int, int]
+) -> None:
+    """Odd and even corners, frame edges: the region's own conversion is the full frame's
+    conversion cut to the region, pixel for pixel."""
+    source = AvSource(str(clips_dir / MP4))
+    checked = 0
+    for frame in source.frames():
+        if frame.seq % 25 == 0:
+            x1, y1, x2, y2 = region
+            alone = frame.bgr_region(region)
+            full = frame.bgr()
+            np.testing.assert_array_equal(alone, full[y1:y2, x1:x2])
+            checked += 1
+        if checked == 4:
+            break
+    source.close()
+    assert checked == 4

@@ -43,6 +43,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--reason", help="why unredacted output is needed (audited)")
     p.add_argument("--audit-file", type=Path, help="audit file for --unredacted")
+    p.add_argument(
+        "--decode-thread", action="store_true",
+        help="decode in a thread of its own, a few frames ahead of the analysis",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     detector = build(camera)
     options = AnalyzeOptions(
         out_dir=args.out, annotate=args.annotate, snapshots=args.snapshots, plot=args.plot,
-        max_seconds=args.duration, grant=_grant(args),
+        max_seconds=args.duration, grant=_grant(args), decode_thread=args.decode_thread,
     )
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -117,10 +117,11 @@ class MotionConfig(_Model):
         2.0, gt=0, description="Seconds between detector looks at stationary objects."
     )
     carry_frames: int = Field(
-        0, ge=0, le=10,
-        description="Analysed frames in a row on which moving tracks are carried without the "
-        "detector (extrapolated at their velocity) while all motion lies inside their boxes "
-        "and the tracker holds no lost or new track; then the detector runs (0 = off).",
+        2, ge=0, le=10,
+        description="Analysed frames in a row on which moving tracks keep their last boxes "
+        "without the detector, while all motion lies inside those boxes (or in motion the "
+        "detector found empty) and the tracker holds no lost or new track; then the detector "
+        "runs, so a new object is found at most this many frames late (0 = off).",
     )
 
 

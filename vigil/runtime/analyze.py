@@ -114,7 +114,8 @@ def analyze(
             outputs.frame(result)
             last_time = frame.time
             if progress is not None:
-                progress(pipeline.stats.frames, info.frame_count)
+                skipped = getattr(source, "skipped_frames", 0)
+                progress(pipeline.stats.frames + skipped, info.frame_count)
         outputs.events(pipeline.close(last_time))
         if options.plot:
             plot_counts(outputs.series, out / "counts.png", end=last_time, live=info.live)
