@@ -181,7 +181,7 @@ def test_a_decode_thread_changes_no_output(tmp_path: Path) -> None:
     config = tmp_path / "rules.yaml"
     config.write_text(LINE_CONFIG)
     outs = []
-    for extra in ([], ["--decode-thread"]):
+    for extra in ([], ["--no-decode-thread"]):
         out = tmp_path / f"out{len(extra)}"
         args = ["analyze", SYNTHETIC, "--config", str(config), "--out", str(out), "--quiet"]
         assert main(args + extra) == 0

@@ -44,8 +44,8 @@ def register(sub: Any) -> None:
     p.add_argument("--reason", help="why unredacted output is needed (audited)")
     p.add_argument("--audit-file", type=Path, help="audit file for --unredacted")
     p.add_argument(
-        "--decode-thread", action="store_true",
-        help="decode in a thread of its own, a few frames ahead of the analysis",
+        "--no-decode-thread", dest="decode_thread", action="store_false",
+        help="decode in the analysis thread (by default a thread of its own decodes ahead)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
