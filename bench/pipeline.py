@@ -12,20 +12,31 @@ rate the pipeline uses it: ``min(decode fps, detector fps x frames / images infe
 sum of the two stages' costs per frame is printed too (on two cores the detector's threads
 take both, so decoding cannot hide behind inference).
 
-Run: ``python bench/pipeline.py [--quick]``. Prints a table and ratios; writes
+Levers, each measured alone and all together against the old pipeline (``Levers``): carrying
+moving tracks without the detector (``motion.carry_frames``), leaving undecoded the frames the
+sampler drops and nothing refers to, converting only the regions to BGR, a decode thread and
+ONNX Runtime's thread count. Every row prints line counts and table visits: a lever that
+changes them is not a speed-up. ``--repeat N`` interleaves N rounds of every lever (ABAB) and
+shows the median run; ``cpu s`` is this process's CPU time, steadier than wall time when other
+work shares the cores.
+
+Run: ``python bench/pipeline.py [--quick] [--repeat N]``. Prints a table and ratios; writes
 ``bench/results/pipeline.png``. Needs the bench extra and ``ffmpeg`` for the 1080p copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,7 +46,9 @@ from vigil.detect.onnx import OnnxDetector
 from vigil.ingest import open_source
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.runtime.analyze import AnalyzeOptions, analyze
+from vigil.types import Frame, ImageArray
 
+T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = 2
 # People leave the table (x ≈ 0.6) towards the right edge, crossing x = 0.75.
@@ -44,7 +57,61 @@ detect: {labels: [person], threads: 2}
 lines:
   exit:
     points: [[0.75, 0.55], [0.75, 1.0]]
+zones:
+  table:
+    polygon: [[0.4, 0.6], [0.75, 0.6], [0.75, 1.0], [0.4, 1.0]]
 """
+
+
+@dataclass(frozen=True)
+class Levers:
+    """What `vigil analyze` may use beyond the old pipeline (each measured alone and all)."""
+
+    carry: int = 0  # motion.carry_frames: moving tracks carried without the detector
+    skip: bool = False  # leave undecoded the frames the sampler drops and nothing refers to
+    crops: bool = False  # convert only the regions to BGR (else slice the full conversion)
+    thread: bool = False  # decode in a thread of its own
+    ort_threads: int = THREADS  # ONNX Runtime intra-op threads
+
+    def label(self) -> str:
+        parts = [f"carry {self.carry}"] if self.carry else []
+        parts += ["skip decode"] * self.skip + ["crops"] * self.crops
+        parts += ["decode thread"] * self.thread
+        if self.ort_threads != THREADS:
+            parts.append(f"{self.ort_threads} ORT thread")
+        return ", ".join(parts) or "no levers (the old pipeline)"
+
+
+ALL = Levers(carry=2, skip=True, crops=True)
+LEVERS = {
+    "old": Levers(),
+    "carry": Levers(carry=2),
+    "skip": Levers(skip=True),
+    "crops": Levers(crops=True),
+    "thread": Levers(thread=True),
+    "all": ALL,
+    "all+thread": Levers(carry=2, skip=True, crops=True, thread=True),
+    "all+thread, 1 ORT": Levers(carry=2, skip=True, crops=True, thread=True, ort_threads=1),
+}
+
+
+@contextlib.contextmanager
+def full_frame_crops(off: bool) -> Iterator[None]:
+    """With ``off``, regions are cut from the full frame's BGR as before ``Frame.bgr_region``."""
+    if not off:
+        yield
+        return
+    original = Frame.bgr_region
+
+    def sliced(self: Frame, region: tuple[int, int, int, int]) -> ImageArray:
+        x1, y1, x2, y2 = region
+        return np.ascontiguousarray(self.bgr()[y1:y2, x1:x2])
+
+    Frame.bgr_region = sliced  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Frame.bgr_region = original  # type: ignore[method-assign]
 
 
 @dataclass
@@ -54,6 +121,8 @@ class Row:
     seconds: float
     crossings: tuple[int, int] | None = None
     note: str = ""
+    visits: int | None = None  # entries into the table zone (vigil only)
+    cpu: float = 0.0  # CPU seconds of this process (all its threads): less load-sensitive
 
     @property
     def fps(self) -> float:
@@ -71,32 +140,49 @@ def upscale(src: Path, height: int, work: Path) -> Path:
     return out
 
 
-def camera(clip: Path, fps: float) -> ResolvedCamera:
+def camera(clip: Path, fps: float, carry: int = 0) -> ResolvedCamera:
     cam = parse_config(RULES).for_source(str(clip))
-    return cam.model_copy(update={"detect": cam.detect.model_copy(update={"fps": fps})})
+    return cam.model_copy(update={
+        "detect": cam.detect.model_copy(update={"fps": fps}),
+        "motion": cam.motion.model_copy(update={"carry_frames": carry}),
+    })  # fmt: skip
 
 
-def detector(cam: ResolvedCamera) -> OnnxDetector:
+def detector(cam: ResolvedCamera, threads: int = THREADS) -> OnnxDetector:
     return OnnxDetector(
         shared_models_dir() / "yolox_nano.onnx", confidence=cam.detect.confidence,
-        nms_iou=cam.detect.nms_iou, threads=THREADS, labels=cam.detect.labels,
+        nms_iou=cam.detect.nms_iou, threads=threads, labels=cam.detect.labels,
     )
 
 
-def run_vigil(clip: Path, fps: float, limit: float | None) -> tuple[Row, float]:
-    cam = camera(clip, fps)
-    det = detector(cam)
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        summary = analyze(str(clip), cam, det, AnalyzeOptions(Path(tmp), max_seconds=limit))
-        seconds = time.perf_counter() - start
+def run_vigil(
+    clip: Path, fps: float, limit: float | None, levers: Levers = ALL
+) -> tuple[Row, float]:
+    cam = camera(clip, fps, levers.carry)
+    det = detector(cam, levers.ort_threads)
+    with tempfile.TemporaryDirectory() as tmp, full_frame_crops(not levers.crops):
+        options = AnalyzeOptions(Path(tmp), max_seconds=limit, skip_decode=levers.skip,
+                                 decode_thread=levers.thread)  # fmt: skip
+        start, cpu = time.perf_counter(), time.process_time()
+        summary = analyze(str(clip), cam, det, options)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     total = summary.counts["lines"]["exit"]["total"]
     frames_per_image = summary.frames / max(1, summary.images_inferred)
-    row = Row(f"vigil (detect {fps:g} fps)", summary.frames, seconds,
+    row = Row(f"vigil {fps:g} fps, {levers.label()}", summary.frames, seconds,
               (total["a_to_b"], total["b_to_a"]),
-              f"{summary.analysed} analysed, {summary.images_inferred} images inferred, "
-              f"{summary.stationary_skips} stationary skips")
+              f"{summary.analysed} analysed, {summary.images_inferred} inferred, "
+              f"{summary.stationary_skips} still + {summary.moving_carries} moving carried",
+              summary.counts["zones"]["table"]["entries"]["total"], cpu)
     return row, frames_per_image
+
+
+def median_row(rows: list[Row]) -> Row:
+    """The run of median frames/s (runs of one lever are interleaved with the others')."""
+    by_fps = sorted(rows, key=lambda r: r.fps)
+    middle = by_fps[len(by_fps) // 2]
+    if len(rows) > 1:
+        middle.note += f"; median of {len(rows)} ({', '.join(f'{r.fps:.0f}' for r in rows)})"
+    return middle
 
 
 def run_naive(clip: Path, limit: float | None) -> Row:
@@ -115,7 +201,7 @@ def run_naive(clip: Path, limit: float | None) -> Row:
         triggering_anchors=[sv.Position.BOTTOM_CENTER],
     )
     tracker = trackers.ByteTrackTracker()
-    frames, start = 0, time.perf_counter()
+    frames, start, cpu = 0, time.perf_counter(), time.process_time()
     while True:
         ok, image = cap.read()
         if not ok or (limit is not None and frames / fps_src > limit):
@@ -128,12 +214,12 @@ def run_naive(clip: Path, limit: float | None) -> Row:
         tracked = tracked[tracked.tracker_id >= 0]
         line.trigger(tracked)
         frames += 1
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     cap.release()
     # LineZone's "in" is crossing from its right side to its left side, seen from start to end
     # (supervision's convention), which is Vigil's B→A; "out" is A→B.
     return Row("naive (OpenCV+YOLOX+ByteTrack+LineZone)", frames, seconds,
-               (line.out_count, line.in_count), "every frame")
+               (line.out_count, line.in_count), "every frame", cpu=cpu)
 
 
 def stage_decode(clip: Path, limit: float | None) -> Row:
@@ -169,25 +255,38 @@ def stage_detector(clip: Path, n: int = 150) -> Row:
     return Row("stage: detector only (full frame)", len(images), time.perf_counter() - start)
 
 
-def timed(label: str, fn: Callable[[], Row]) -> Row:
+def timed(label: str, fn: Callable[[], T]) -> T:
     print(f"  running {label} …", flush=True)
     return fn()
 
 
-def bench_clip(clip: Path, limit: float | None) -> list[Row]:
+def bench_clip(clip: Path, limit: float | None, repeat: int) -> list[Row]:
     print(f"\n{clip.name}")
     decode = timed("decode", lambda: stage_decode(clip, limit))
     infer = timed("detector", lambda: stage_detector(clip))
     naive = timed("naive", lambda: run_naive(clip, limit))
-    vigil5, ratio5 = run_vigil(clip, 5.0, limit)
-    vigil_full, ratio_full = run_vigil(clip, 1000.0, limit)
-    vigil_full.name = "vigil (every frame)"
-    rows = [decode, infer, naive, vigil5, vigil_full]
-    print(f"{'pipeline':44} {'frames':>7} {'frames/s':>9} {'A→B,B→A':>9}  note")
+    runs: dict[str, list[tuple[Row, float]]] = {name: [] for name in LEVERS}
+    for i in range(repeat):  # ABAB…: every lever once per round, so load drifts hit all
+        for name, lv in LEVERS.items():
+            runs[name].append(timed(f"{name} ({i + 1}/{repeat})",
+                                    functools.partial(run_vigil, clip, 5.0, limit, lv)))
+    levered = []
+    for results in runs.values():
+        row = median_row([r for r, _ in results])
+        levered.append((row, next(f for r, f in results if r is row)))
+    vigil_full, ratio_full = timed("every frame", lambda: run_vigil(clip, 1000.0, limit))
+    vigil_full.name = "vigil every frame, " + ALL.label()
+    rows = [decode, infer, naive, *(r for r, _ in levered), vigil_full]
+    print(f"{'pipeline':56} {'frames':>6} {'frames/s':>8} {'x naive':>7} {'cpu s':>6} "
+          f"{'A→B,B→A':>8} {'table':>5}  note")  # fmt: skip
     for r in rows:
         counts = f"{r.crossings[0]},{r.crossings[1]}" if r.crossings else ""
-        print(f"{r.name:44} {r.frames:7d} {r.fps:9.1f} {counts:>9}  {r.note}")
-    for row, frames_per_image in ((vigil5, ratio5), (vigil_full, ratio_full)):
+        ratio = f"{r.fps / naive.fps:.2f}" if r.crossings else ""
+        visits = "" if r.visits is None else str(r.visits)
+        cpu = f"{r.cpu:.1f}" if r.cpu else ""
+        print(f"{r.name:56} {r.frames:6d} {r.fps:8.1f} {ratio:>7} {cpu:>6} {counts:>8} "
+              f"{visits:>5}  {r.note}")  # fmt: skip
+    for row, frames_per_image in (*levered, (vigil_full, ratio_full)):
         # Slowest stage alone (stages perfectly overlapped), and the sum of the stages (one
         # after the other: on 2 cores the detector's two threads leave nothing to overlap).
         slowest = min(decode.fps, infer.fps * frames_per_image)
@@ -222,14 +321,16 @@ def plot(results: dict[str, list[Row]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="first 40 s of each clip only")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each lever, interleaved; the median is shown")
     args = parser.parse_args()
     limit = 40.0 if args.quick else None
     clip = shared_data_dir() / "clips" / "one-by-one-person-detection.mp4"
-    results = {clip.name: bench_clip(clip, limit)}
+    results = {clip.name: bench_clip(clip, limit, args.repeat)}
     if shutil.which("ffmpeg"):
         RESULTS.mkdir(exist_ok=True)
         big = upscale(clip, 1080, RESULTS)
-        results[big.name] = bench_clip(big, limit)
+        results[big.name] = bench_clip(big, limit, args.repeat)
     else:
         print("ffmpeg not found: skipping the 1080p copy")
     plot(results)

@@ -22,6 +22,8 @@ ImageArray = npt.NDArray[np.uint8]
 
 #: Builds the BGR image of a frame, scaled to ``(width, height)`` when a size is given.
 BgrLoader = Callable[[tuple[int, int] | None], ImageArray]
+#: Builds the BGR image of one region ``(x1, y1, x2, y2)`` (frame pixels, end-exclusive).
+RegionLoader = Callable[[tuple[int, int, int, int]], ImageArray]
 
 
 class Frame:
@@ -35,6 +37,7 @@ class Frame:
     __slots__ = (
         "_bgr",
         "_loader",
+        "_region_loader",
         "camera_id",
         "height",
         "live",
@@ -55,6 +58,7 @@ class Frame:
         luma: ImageArray,
         loader: BgrLoader,
         live: bool = False,
+        region_loader: RegionLoader | None = None,
     ) -> None:
         if luma.ndim != 2 or luma.dtype != np.uint8:
             raise ValueError(f"luma must be a 2-D uint8 array, got {luma.dtype} {luma.shape}")
@@ -66,6 +70,7 @@ class Frame:
         self.height, self.width = int(luma.shape[0]), int(luma.shape[1])
         self.live = live
         self._loader = loader
+        self._region_loader = region_loader
         self._bgr: ImageArray | None = None
 
     @classmethod
@@ -115,6 +120,19 @@ class Frame:
         if self._bgr is None:
             self._bgr = self._loader(None)
         return self._bgr
+
+    def bgr_region(self, region: tuple[int, int, int, int]) -> ImageArray:
+        """BGR uint8 of ``region = (x1, y1, x2, y2)`` (frame pixels, end-exclusive), a copy.
+
+        Converting only the region costs its share of a full-frame conversion (a 416-pixel
+        crop of a 1080p frame: 8 %); a source that cannot do that gets the full frame's slice.
+        """
+        x1, y1, x2, y2 = region
+        if not (0 <= x1 < x2 <= self.width and 0 <= y1 < y2 <= self.height):
+            raise ValueError(f"region {region} is empty or outside the {self.size} frame")
+        if self._bgr is None and self._region_loader is not None:
+            return self._region_loader(region)
+        return np.ascontiguousarray(self.bgr()[y1:y2, x1:x2])
 
 
 def _as_float32_2d(value: Any, cols: int, name: str) -> FloatArray:

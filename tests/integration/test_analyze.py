@@ -135,3 +135,56 @@ def test_bad_input_fails_clearly(
     err = capsys.readouterr().err
     assert "error:" in err
     assert message in err
+
+
+def test_moving_carry_keeps_its_bound_and_the_counts(
+    clips_dir: Path, yolox_nano_path: Path
+) -> None:
+    """The people clip through the pipeline with and without carrying moving tracks: the
+    carry never goes beyond ``carry_frames`` analysed frames in a row, saves inferences, and
+    the table visits and line counts stay the same."""
+    from vigil.config import parse_config
+    from vigil.detect.onnx import OnnxDetector
+    from vigil.ingest import open_source
+    from vigil.runtime.pipeline import CameraPipeline
+
+    clip = str(clips_dir / "one-by-one-person-detection.mp4")
+    base = parse_config(ROOM).for_source(clip)
+    detector = OnnxDetector(yolox_nano_path, labels=["person"], threads=2)
+    results = {}
+    for bound in (0, 2):
+        cam = base.model_copy(
+            update={"motion": base.motion.model_copy(update={"carry_frames": bound})}
+        )
+        source = open_source(clip)
+        info = source.open()
+        pipeline = CameraPipeline(cam, detector, (info.width, info.height), source_fps=info.fps)
+        longest = 0
+        for frame in source.frames():
+            pipeline.process(frame)
+            assert pipeline.moving.in_row <= bound
+            longest = max(longest, pipeline.moving.in_row)
+        source.close()
+        counts = pipeline.rules.counts()
+        results[bound] = (
+            counts["lines"]["exit"]["total"],
+            counts["zones"]["table"]["entries"]["total"],
+            pipeline.stats.images_inferred,
+        )
+        assert longest == bound  # the bound was reached, so it was what stopped the carry
+    assert results[2][:2] == results[0][:2]
+    assert results[0][1] == 6  # six visits to the table
+    assert results[2][2] < 0.8 * results[0][2]
+
+
+def test_a_decode_thread_changes_no_output(tmp_path: Path) -> None:
+    config = tmp_path / "rules.yaml"
+    config.write_text(LINE_CONFIG)
+    outs = []
+    for extra in ([], ["--no-decode-thread"]):
+        out = tmp_path / f"out{len(extra)}"
+        args = ["analyze", SYNTHETIC, "--config", str(config), "--out", str(out), "--quiet"]
+        assert main(args + extra) == 0
+        outs.append(((out / "tracks.txt").read_text(), (out / "counts.json").read_text()))
+    assert outs[0] == outs[1]
+    assert outs[0][0]

@@ -393,3 +393,69 @@ def test_close_from_another_thread_interrupts_a_reconnect_wait(hls_url: str) -> 
     assert frames >= 28
     assert time.monotonic() - started < 10, "close() must cut the 30 s backoff short"
     assert statuses[-1].state is SourceState.RECONNECTING
+
+
+def _sampled(
+    url: str, skip: bool, seconds: float = 6.0
+) -> tuple[list[tuple[int, float]], list[np.ndarray], int]:
+    """(seq, pts) and luma of the frames a 5 fps sampler takes, and how many were skipped."""
+    from vigil.ingest import FrameSampler
+
+    source = AvSource(url)
+    info = source.open()
+    sampler = FrameSampler(5.0)
+    if skip:
+        source.skip = lambda pts: not sampler.needed(pts, 1.0 / info.fps)
+    keys, lumas = [], []
+    for frame in source.frames():
+        if frame.pts > seconds:
+            break
+        if sampler.take(frame):
+            keys.append((frame.seq, round(frame.pts, 6)))
+            lumas.append(frame.luma)
+    source.close()
+    return keys, lumas, source.skipped_frames
+
+
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_skipping_undecoded_frames_changes_no_taken_frame(
+    clips_dir: Path, tmp_path: Path, container: str
+) -> None:
+    """Length-prefixed (MP4) and start-code (MPEG-TS) H.264 alike: the sampler takes the same
+    frames with the same seq and the same pixels, while non-reference frames it drops are
+    never decoded."""
+    url = str(clips_dir / MP4)
+    if container == "ts":
+        url = str(tmp_path / "clip.ts")
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(clips_dir / MP4), "-t", "7",
+                        "-c", "copy", "-an", url], check=True)  # fmt: skip
+    keys, lumas, skipped = _sampled(url, skip=False)
+    skip_keys, skip_lumas, skip_skipped = _sampled(url, skip=True)
+    assert skipped == 0
+    assert skip_skipped >= 0.3 * 60  # 4 of each 10 frames are droppable B-frames here
+    assert skip_keys == keys
+    for a, b in zip(lumas, skip_lumas, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "region", [(0, 0, 416, 416), (101, 57, 517, 431), (351, 15, 768, 432), (0, 0, 768, 432)]
+)
+def test_a_region_converts_exactly_like_the_full_frame(
+    clips_dir: Path, region: tuple[int, int, int, int]
+) -> None:
+    """Odd and even corners, frame edges: the region's own conversion is the full frame's
+    conversion cut to the region, pixel for pixel."""
+    source = AvSource(str(clips_dir / MP4))
+    checked = 0
+    for frame in source.frames():
+        if frame.seq % 25 == 0:
+            x1, y1, x2, y2 = region
+            alone = frame.bgr_region(region)
+            full = frame.bgr()
+            np.testing.assert_array_equal(alone, full[y1:y2, x1:x2])
+            checked += 1
+        if checked == 4:
+            break
+    source.close()
+    assert checked == 4

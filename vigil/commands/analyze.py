@@ -43,6 +43,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--reason", help="why unredacted output is needed (audited)")
     p.add_argument("--audit-file", type=Path, help="audit file for --unredacted")
+    p.add_argument(
+        "--no-decode-thread", dest="decode_thread", action="store_false",
+        help="decode in the analysis thread (by default a thread of its own decodes ahead)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     detector = build(camera)
     options = AnalyzeOptions(
         out_dir=args.out, annotate=args.annotate, snapshots=args.snapshots, plot=args.plot,
-        max_seconds=args.duration, grant=_grant(args),
+        max_seconds=args.duration, grant=_grant(args), decode_thread=args.decode_thread,
     )
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -116,6 +116,13 @@ class MotionConfig(_Model):
     stationary_recheck: float = Field(
         2.0, gt=0, description="Seconds between detector looks at stationary objects."
     )
+    carry_frames: int = Field(
+        2, ge=0, le=10,
+        description="Analysed frames in a row on which moving tracks keep their last boxes "
+        "without the detector, while all motion lies inside those boxes (or in motion the "
+        "detector found empty) and the tracker holds no lost or new track; then the detector "
+        "runs, so a new object is found at most this many frames late (0 = off).",
+    )
 
 
 class TrackerConfig(_Model):

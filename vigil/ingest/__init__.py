@@ -97,6 +97,21 @@ class FrameSampler:
         self._last_pts: float | None = None
         self._source_dt: float | None = None
 
+    def needed(self, pts: float, frame_interval: float) -> bool:
+        """Whether a frame at ``pts`` could be taken; False only when it surely will not.
+
+        For a source that leaves undecoded the frames nobody will look at, decided before
+        the frame exists (and before the frames decoded ahead of it reach :meth:`take`):
+        ``frame_interval`` is the source's nominal one. A frame further than three quarters
+        of an interval from every due time of the current grid is never the one taken for
+        it; before the grid exists, or when every frame is taken anyway, all are needed.
+        """
+        if self._due is None or frame_interval <= 0 or self.interval < 1.5 * frame_interval:
+            return True
+        offset = (pts - self._due) % self.interval
+        distance = min(offset, self.interval - offset)
+        return distance <= 0.75 * frame_interval
+
     def take(self, frame: Frame) -> bool:
         """True when ``frame`` should be analysed."""
         return self.take_pts(frame.pts)

@@ -14,6 +14,7 @@ Every message and status names the source with its password masked.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import threading
@@ -44,8 +45,9 @@ from vigil.ingest.base import (
     mask_credentials,
 )
 from vigil.ingest.hwaccel import hwaccel_for, split_options
+from vigil.ingest.nal import avcc_length_size, h264_disposable
 from vigil.ingest.pacing import Pacer
-from vigil.types import BgrLoader, Frame, ImageArray
+from vigil.types import BgrLoader, Frame, ImageArray, RegionLoader
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,48 @@ def bgr_loader(
     return load
 
 
+#: Planar 4:2:0 formats whose regions are converted alone (chroma at half size both ways).
+_I420_FORMATS = frozenset({"yuv420p", "yuvj420p"})
+
+
+def region_loader(
+    frame: VideoFrame, reformatter: ReformatterFactory = _fresh_reformatter
+) -> RegionLoader | None:
+    """A loader converting only a region of ``frame`` to BGR, for planar 4:2:0 frames.
+
+    The region is widened to even coordinates (a chroma sample covers 2 x 2 pixels), its
+    planes are copied into a small frame with the same colour metadata, and FFmpeg's scaler
+    converts that, exactly as it converts the full frame; the widening is cut off again.
+    None for other formats (the caller slices the full conversion).
+    """
+    if frame.format.name not in _I420_FORMATS:
+        return None
+
+    def plane(index: int, rows: int) -> ImageArray:
+        p = frame.planes[index]
+        data = np.frombuffer(memoryview(p), np.uint8, count=p.line_size * rows)
+        return data.reshape(rows, p.line_size)
+
+    def load(region: tuple[int, int, int, int]) -> ImageArray:
+        x1, y1, x2, y2 = region
+        ex1, ey1 = x1 - x1 % 2, y1 - y1 % 2
+        ex2, ey2 = min(frame.width, x2 + x2 % 2), min(frame.height, y2 + y2 % 2)
+        if (ex2 - ex1) % 2 or (ey2 - ey1) % 2:  # an odd frame size at the edge
+            return np.ascontiguousarray(bgr_loader(frame, reformatter)(None)[y1:y2, x1:x2])
+        w, h = ex2 - ex1, ey2 - ey1
+        luma = plane(0, frame.height)[ey1:ey2, ex1:ex2]
+        rows = (frame.height + 1) // 2
+        u = plane(1, rows)[ey1 // 2 : ey2 // 2, ex1 // 2 : ex2 // 2]
+        v = plane(2, rows)[ey1 // 2 : ey2 // 2, ex1 // 2 : ex2 // 2]
+        packed = np.concatenate([luma.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+        small = VideoFrame.from_ndarray(packed, format=frame.format.name)
+        small.color_range, small.colorspace = frame.color_range, frame.colorspace
+        image = reformatter().reformat(small, format="bgr24").to_ndarray()
+        return np.ascontiguousarray(image[y1 - ey1 : y2 - ey1, x1 - ex1 : x2 - ex1])
+
+    return load
+
+
 class AvSource:
     """A video file or network stream, decoded by PyAV.
 
@@ -174,7 +218,15 @@ class AvSource:
 
     ``close()`` may be called from another thread; the decoding thread then stops at the next
     frame, or within ``stall_timeout`` when it is waiting for data.
+
+    ``skip``: set it to a function of a frame's pts (seconds) that says True when nobody will
+    look at that frame (the sampler will drop it); an H.264 frame that no other frame refers
+    to is then not decoded at all (:mod:`vigil.ingest.nal`). Skipped frames still count in
+    ``seq`` (it stays the frame's index in the stream) and in :attr:`skipped_frames`.
     """
+
+    #: See the class docstring; None decodes every frame.
+    skip: Callable[[float], bool] | None = None
 
     def __init__(
         self,
@@ -230,6 +282,10 @@ class AvSource:
         self._pts_offset = 0.0
         self._start_wall: float | None = None
         self._last_pts = 0.0
+        #: Frames left undecoded because ``skip`` said nobody needs them.
+        self.skipped_frames = 0
+        self._skipped_pts: list[float] = []  # skipped, not yet passed by a decoded frame
+        self._length_size: int | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -330,6 +386,8 @@ class AvSource:
                         "software", self.safe_url, self.decode_options.hwaccel,
                         stream.codec_context.name)  # fmt: skip
         self._container, self._stream = container, stream
+        self._length_size = avcc_length_size(stream.codec_context.extradata)
+        self._skipped_pts = []
         self._info = self._describe(stream)
         self._first_pts = None
         self._segment_frames = 0
@@ -427,6 +485,8 @@ class AvSource:
                     if time.monotonic() - last_frame > self.stall_timeout:
                         raise self._stalled()
                     continue
+                if self._skippable(packet, stream):
+                    continue
                 for av_frame in self._decode_packet(packet):
                     yield self._make_frame(av_frame, stream)
                     last_frame = time.monotonic()
@@ -442,6 +502,27 @@ class AvSource:
             if self._closed:
                 return
             raise self._translate(exc, "read") from None
+
+    def _skippable(self, packet: av.Packet[Any], stream: VideoStream) -> bool:
+        """Leave ``packet`` out of the decoder (see ``skip``); records it as skipped."""
+        time_base: Fraction | None = packet.time_base or stream.time_base
+        if (
+            self.skip is None
+            or self._first_pts is None  # the clock starts with the first decoded frame
+            or packet.pts is None
+            or time_base is None
+            or stream.codec_context.name != "h264"
+            or self.decoder != "software"
+        ):
+            return False
+        pts = self._pts_offset + float((packet.pts - self._first_pts) * time_base)
+        if pts <= self._last_pts or not self.skip(pts):
+            return False
+        if not h264_disposable(bytes(packet), self._length_size):
+            return False
+        heapq.heappush(self._skipped_pts, pts)
+        self.skipped_frames += 1
+        return True
 
     def _decode_packet(self, packet: av.Packet[Any]) -> list[VideoFrame]:
         try:
@@ -459,6 +540,9 @@ class AvSource:
         now = time.time()
         if self._start_wall is None:
             self._start_wall = now - pts
+        while self._skipped_pts and self._skipped_pts[0] < pts:
+            heapq.heappop(self._skipped_pts)  # a skipped frame came before this one
+            self._seq += 1
         frame = Frame(
             camera_id=self.camera_id,
             seq=self._seq,
@@ -467,6 +551,7 @@ class AvSource:
             luma=extract_luma(av_frame, self._reformatter),
             loader=bgr_loader(av_frame, self._reformatter),
             live=self.live,
+            region_loader=region_loader(av_frame, self._crop_reformatter),
         )
         self._seq += 1
         self._segment_frames += 1
@@ -476,6 +561,13 @@ class AvSource:
             self.backoff.reset()
             self._set_state(SourceState.STREAMING)
         return frame
+
+    def _crop_reformatter(self) -> VideoReformatter:
+        # Its own scaler: crops of changing sizes must not reset the full frames' one.
+        scaler: VideoReformatter | None = getattr(self._scalers, "crops", None)
+        if scaler is None:
+            scaler = self._scalers.crops = VideoReformatter()
+        return scaler
 
     def _reformatter(self) -> VideoReformatter:
         scaler: VideoReformatter | None = getattr(self._scalers, "reformatter", None)

@@ -10,6 +10,8 @@ an audited grant (see ``vigil.privacy.unredacted_access``).
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, closing
@@ -25,7 +27,7 @@ from vigil.config.models import ResolvedCamera
 from vigil.detect.base import Detector
 from vigil.errors import VigilError
 from vigil.events.sinks import JsonlEventSink
-from vigil.ingest import open_source
+from vigil.ingest import AvSource, open_source
 from vigil.ingest.base import SourceInfo
 from vigil.media.h264 import H264File
 from vigil.privacy import Redactor, build_redactor
@@ -45,6 +47,12 @@ class AnalyzeOptions:
     plot: bool = False
     max_seconds: float | None = None
     grant: UnredactedGrant | None = None
+    #: Leave undecoded the frames the sampler drops and no other frame needs (no effect
+    #: with ``annotate``: the annotated video has every frame).
+    skip_decode: bool = True
+    #: Decode in a thread of its own, a few frames ahead of the analysis, so that decoding
+    #: overlaps the pipeline's Python and the detector's waits (bench/pipeline.py).
+    decode_thread: bool = True
 
 
 @dataclass(slots=True)
@@ -55,6 +63,7 @@ class AnalyzeSummary:
     inferences: int = 0
     images_inferred: int = 0
     stationary_skips: int = 0
+    moving_carries: int = 0
     seconds: float = 0.0
     events: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
@@ -92,14 +101,22 @@ def analyze(
         outputs = _Outputs(
             out, camera=camera, pipeline=pipeline, info=info, options=options, stack=stack
         )
+        if options.skip_decode and not options.annotate and isinstance(source, AvSource):
+            interval = 1.0 / info.fps if info.fps else 0.0
+            source.skip = lambda pts: not pipeline.sampler.needed(pts, interval)
         started = time.perf_counter()
         last_time = 0.0
-        for frame in _limited(source.frames(), options.max_seconds):
+        frames: Iterator[Frame] = source.frames()
+        if options.decode_thread:
+            prefetch = stack.enter_context(closing(_Prefetch(frames)))
+            frames = iter(prefetch)
+        for frame in _limited(frames, options.max_seconds):
             result = pipeline.process(frame)
             outputs.frame(result)
             last_time = frame.time
             if progress is not None:
-                progress(pipeline.stats.frames, info.frame_count)
+                skipped = getattr(source, "skipped_frames", 0)
+                progress(pipeline.stats.frames + skipped, info.frame_count)
         outputs.events(pipeline.close(last_time))
         if options.plot:
             plot_counts(outputs.series, out / "counts.png", end=last_time, live=info.live)
@@ -107,14 +124,69 @@ def analyze(
         summary.seconds = time.perf_counter() - started
         summary.counts = pipeline.rules.counts()
         (out / "counts.json").write_text(json.dumps(summary.counts, indent=2) + "\n")
-        summary.frames = pipeline.stats.frames
+        summary.frames = pipeline.stats.frames + getattr(source, "skipped_frames", 0)
         summary.analysed = pipeline.stats.analysed
         summary.inferences = pipeline.stats.inferences
         summary.images_inferred = pipeline.stats.images_inferred
         summary.stationary_skips = pipeline.stats.skipped_stationary
+        summary.moving_carries = pipeline.stats.carried_moving
         summary.events = outputs.finished
         summary.outputs = [*outputs.paths, out / "counts.json"]
     return summary
+
+
+class _Prefetch:
+    """Iterates ``frames`` in a thread of its own, at most ``depth`` frames ahead.
+
+    Errors of the source are raised in the consumer, where they would have been; ``close``
+    stops the thread (the source must be closed too when it may be waiting for data)."""
+
+    _END = object()
+
+    def __init__(self, frames: Iterator[Frame], depth: int = 8) -> None:
+        self._frames = frames
+        self._queue: queue.Queue[object] = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vigil-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for frame in self._frames:
+                if not self._put(frame):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put(exc)
+            return
+        finally:
+            # The source's generator closes its container in the thread that decoded.
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+        self._put(self._END)
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, Frame)
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30.0)
 
 
 def _limited(frames: Iterator[Frame], max_seconds: float | None) -> Iterator[Frame]:

@@ -29,6 +29,7 @@ from vigil.events.lifecycle import EventManager
 from vigil.ingest import FrameSampler
 from vigil.motion import MotionGate, MotionResult, detection_regions
 from vigil.rules.engine import RuleEngine
+from vigil.runtime.carry import MovingCarry
 from vigil.runtime.stationary import StationaryTracks
 from vigil.track.bytetrack import ByteTracker
 from vigil.types import Detections, Event, Frame, ImageArray, RuleEvent
@@ -59,6 +60,8 @@ class PipelineStats:
     images_inferred: int = 0
     skipped_quiet: int = 0
     skipped_stationary: int = 0
+    #: Analysed frames whose moving tracks were carried without the detector.
+    carried_moving: int = 0
 
 
 class CameraPipeline:
@@ -101,6 +104,7 @@ class CameraPipeline:
         self.stationary = StationaryTracks(
             camera.motion.stationary_seconds, camera.motion.stationary_recheck
         )
+        self.moving = MovingCarry(camera.motion.carry_frames)
         self.stats = PipelineStats()
         self._last_full_frame = -np.inf
         self._last = Detections.empty()
@@ -115,7 +119,10 @@ class CameraPipeline:
         detections, regions = self._detect(frame, motion)
         tracked = self.tracker.update(detections, frame.time)
         ended = list(self.tracker.ended_ids)
-        self.stationary.observe(tracked, frame.time, ended)
+        # A moving carry repeats boxes: no evidence that they stayed put.
+        carried = self.moving.in_row > 0
+        self.stationary.observe(Detections.empty() if carried else tracked, frame.time, ended)
+        self.moving.observe(tracked, frame.time, ended)
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
         self._last = tracked
@@ -152,12 +159,28 @@ class CameraPipeline:
             if carried is not None:
                 self.stats.skipped_stationary += 1
                 return carried, []
+            carried = self._carry_moving(frame, motion, live)
+            if carried is not None:
+                self.stats.carried_moving += 1
+                return carried, []
         regions = self._regions(frame, motion)
         if not regions:
             self.stats.skipped_quiet += 1
             return Detections.empty(), []
         self.stationary.looked(frame.time)
-        return self._infer(frame, regions), regions
+        found = self._infer(frame, regions)
+        self.moving.looked(motion.boxes, found)
+        return found, regions
+
+    def _carry_moving(
+        self, frame: Frame, motion: MotionResult, live: Detections
+    ) -> Detections | None:
+        # The periodic full-frame look is never carried: it is what finds still objects.
+        if frame.time - self._last_full_frame >= self.camera.motion.full_frame_interval:
+            return None
+        sizes = self.tracker.state_sizes()
+        others = sizes["tracks"] != sizes["confirmed"] or sizes["lost"] > 0
+        return self.moving.carry(frame.time, motion.boxes, live.tracker_id, others=others)
 
     def _regions(self, frame: Frame, motion: MotionResult) -> list[Region]:
         full: Region = (0, 0, frame.width, frame.height)
@@ -205,7 +228,8 @@ class CameraPipeline:
 
         A full-frame region is converted and scaled to the network's size in one decoder
         call (colour conversion of the full frame is the costliest step we can avoid);
-        smaller regions are cut from the full-size BGR frame.
+        smaller regions are converted alone, at full resolution (``Frame.bgr_region``: a
+        416-pixel crop of a 1080p frame costs 0.4 ms against 3.2 ms for the whole frame).
         """
         side = max(self.detector.input_size) if self.detector is not None else 416
         if len(regions) == 1 and regions[0] == (0, 0, frame.width, frame.height):
@@ -213,6 +237,5 @@ class CameraPipeline:
             size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
             image = frame.bgr(size)
             return [image], [(0, 0)], [(frame.width / size[0], frame.height / size[1])]
-        bgr = frame.bgr()
-        images = [np.ascontiguousarray(bgr[y1:y2, x1:x2]) for x1, y1, x2, y2 in regions]
+        images = [frame.bgr_region(region) for region in regions]
         return images, [(x1, y1) for x1, y1, _, _ in regions], [(1.0, 1.0)] * len(regions)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vigil.boxes import iou_matrix
+from vigil.runtime.carry import covered
 from vigil.types import Detections, FloatArray
 
 
@@ -31,18 +32,6 @@ class _Still:
     box: FloatArray  # its latest box
     confidence: float
     class_id: int
-
-
-def _covered(boxes: FloatArray, covers: FloatArray, fraction: float) -> bool:
-    """Whether every box lies at least ``fraction`` inside one of ``covers``."""
-    for box in boxes:
-        area = float(np.prod(np.clip(box[2:] - box[:2], 0.0, None)))
-        lt = np.maximum(box[:2], covers[:, :2])
-        rb = np.minimum(box[2:], covers[:, 2:])
-        inter = np.prod(np.clip(rb - lt, 0.0, None), axis=1)
-        if area <= 0 or float(inter.max(initial=0.0)) < fraction * area:
-            return False
-    return True
 
 
 class StationaryTracks:
@@ -112,7 +101,7 @@ class StationaryTracks:
         if len(motion_boxes):
             grow = (boxes[:, 2:] - boxes[:, :2]) * self.margin
             covers = np.concatenate([boxes[:, :2] - grow, boxes[:, 2:] + grow], axis=1)
-            if not _covered(np.asarray(motion_boxes, np.float32), covers, self.inside):
+            if not covered(np.asarray(motion_boxes, np.float32), covers, self.inside):
                 return None
         return Detections(
             boxes,

@@ -75,3 +75,32 @@ def test_take_uses_frame_pts() -> None:
 def test_rejects_nonpositive_fps() -> None:
     with pytest.raises(ValueError, match="fps > 0"):
         FrameSampler(0)
+
+
+@pytest.mark.parametrize(("source_fps", "detect_fps"), [(10, 5), (25, 5), (30, 10), (12.5, 5)])
+def test_needed_is_false_only_for_frames_the_sampler_drops(
+    source_fps: float, detect_fps: float
+) -> None:
+    """A source that asks ``needed`` before decoding each frame never loses a taken one."""
+    sampler = FrameSampler(detect_fps)
+    pts = [i / source_fps for i in range(200)]
+    skipped = 0
+    for t in pts:
+        needed = sampler.needed(t, 1.0 / source_fps)
+        taken = sampler.take_pts(t)
+        assert needed or not taken, f"pts {t}: would have been left undecoded but was taken"
+        skipped += not needed
+    # And it does say "not needed" for most dropped frames (else it would be pointless).
+    dropped = len(pts) - len(_taken(FrameSampler(detect_fps), pts))
+    assert skipped >= 0.6 * dropped
+
+
+def test_needed_before_the_grid_and_when_every_frame_is_taken() -> None:
+    sampler = FrameSampler(5.0)
+    assert sampler.needed(0.1, 0.1)  # no grid yet
+    sampler.take_pts(0.0)
+    assert not sampler.needed(0.1, 0.1)
+    assert sampler.needed(0.2, 0.1)
+    slow = FrameSampler(10.0)
+    slow.take_pts(0.0)
+    assert all(slow.needed(i / 8, 1 / 8) for i in range(1, 20))  # 8 fps source at 10 fps
