@@ -48,7 +48,9 @@ from vigil.store import (
 router = protected(tags=["events"])
 
 JPEG: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/jpeg": {}}, "description": "A JPEG, redacted by default."}
+    200: {"content": {"image/jpeg": {}}, "description": "A JPEG, redacted by default."},
+    503: error("The cluster node holding the snapshot is down (the message names it)",
+               Retry_After="seconds until the next try"),
 }
 
 
