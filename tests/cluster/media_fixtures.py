@@ -110,7 +110,7 @@ def record_on(env: ClusterEnv, node: str, camera: str, seconds: float = 5.0) -> 
 
 
 def _snapshot(db_url: str, base: str, event_id: str, camera: str, when: float) -> str:
-    from vigil.store import StoreEventSink
+    from vigil.store.sink import StoreEventSink
 
     root = node_data_dir(Path(base))
     image = np.full((120, 160, 3), 90, np.uint8)

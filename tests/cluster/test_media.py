@@ -152,7 +152,7 @@ def test_media_actor_keeps_to_its_data_dir(
 
 def _old_segment(env: ClusterEnv, node: str, camera: str, start: float) -> SegmentRow:
     """A segment row of ``node`` with its file in that node's data dir, recorded long ago."""
-    rel = f"recordings/{camera}/old/{int(start)}.mp4"
+    rel = f"recordings/{camera}/old/{node}-{int(start)}.mp4"
     path = env.root / node / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     data = f"{node} {start}".encode() * 100
@@ -287,7 +287,20 @@ def test_node_down_answers_503_naming_it_and_the_rest_goes_on(
     fresh = _old_segment(env, "node-1", "cam1", time.time() - 100)  # never fetched: no copy
     other = _old_segment(env, "node-2", "cam2", time.time() - 100)
     admin = login_admin(env.api)
+    actor = env.actors["node-1"]
     env.cluster.remove("node-1")
+
+    def node1_gone() -> bool:
+        # The raylet is killed at once; its worker processes notice within seconds.
+        import ray
+
+        try:
+            ray.get(actor.identity.remote(), timeout=5)
+        except Exception:
+            return True
+        return False
+
+    wait_for(node1_gone, "node-1's processes to end")
     reply = admin.get(f"/api/recordings/{fresh.id}/media")
     assert reply.status_code == 503, reply.text
     error = reply.json()["error"]

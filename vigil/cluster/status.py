@@ -103,19 +103,18 @@ def gather_status(*, timeout_s: float = 5.0) -> ClusterStatus:
         nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
         actors: Mapping[str, Any] = state.actors()
         available: Mapping[str, Any] = state.available_resources_per_node()  # type: ignore[no-untyped-call]
+        # The GCS's actor table names no namespace: the named-actor list does.
+        ours = {str(a["name"]) for a in ray.util.list_named_actors(all_namespaces=True)
+                if a.get("namespace") == NAMESPACE}  # fmt: skip
     except Exception as exc:  # Ray's boundary: connection errors come in many types
         raise StorageError(f"the Ray cluster cannot be asked for its status: {exc}") from exc
-    alive = [a for a in actors.values() if _namespace(a) == NAMESPACE and a.get("State") != "DEAD"]
+    alive = [a for a in actors.values() if a.get("Name") in ours and a.get("State") != "DEAD"]
     names = _node_names(alive)
     cameras = _cameras(alive, names)
     node_rows = tuple(_node(n, names, available, cameras) for n in nodes)
     detectors = _detectors([n.node_id for n in node_rows if n.alive], names, timeout_s)
     failovers = tuple(Failover(c.camera, c.restarts, c.node) for c in cameras if c.restarts > 0)
     return ClusterStatus(time.time(), node_rows, tuple(cameras), detectors, failovers)
-
-
-def _namespace(actor: Mapping[str, Any]) -> str:
-    return str(actor.get("RayNamespace") or "")
 
 
 def _node_id(actor: Mapping[str, Any]) -> str | None:
