@@ -324,3 +324,24 @@ def test_node_down_answers_503_naming_it_and_the_rest_goes_on(
     again = admin.get(f"/api/recordings/{fresh.id}/media")
     assert again.status_code == 503
     assert "'node-1'" in again.json()["error"]["message"]
+
+
+def test_media_actors_again_when_a_node_joins(cluster_env: ClusterEnv) -> None:  # noqa: F811
+    """After node-1's loss: ``ensure_media_actors`` keeps the running actors and starts one on a
+    node that joined, whose recordings are then served."""
+    import ray
+
+    from vigil.cluster.media import ensure_media_actors
+
+    env = cluster_env
+    before = env.actors["node-2"]
+    joined = env.cluster.add("node-3", env.root / "node-3", slots=2)
+    wait_for(lambda: any(n["NodeID"] == joined.node_id and n["Alive"] for n in ray.nodes()),
+             "node-3 to join")  # fmt: skip
+    handles = ensure_media_actors(env.root / "unused")
+    assert set(handles) == {"head", "node-2", "node-3"}
+    assert handles["node-2"]._actor_id == before._actor_id, "the running actor is kept"
+    row = _old_segment(env, "node-3", "cam3", time.time() - 50)
+    reply = login_admin(env.api).get(f"/api/recordings/{row.id}/media")
+    assert reply.status_code == 200, reply.text
+    assert reply.content == (env.root / "node-3" / row.path).read_bytes()

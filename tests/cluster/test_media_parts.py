@@ -184,3 +184,13 @@ def test_cluster_status_without_a_cluster_is_a_clear_error() -> None:
     assert "no Ray cluster reachable at '127.0.0.1:1'" in done.stderr
     assert "ray start --head" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cluster_status_without_ray_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vigil.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the cluster extra were not installed
+    assert main(["cluster", "status", "--address", "auto"]) == 2
+    assert "pip install 'vigil[cluster]'" in capsys.readouterr().err
