@@ -186,6 +186,13 @@ def test_cluster_status_without_a_cluster_is_a_clear_error() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_cluster_status_refuses_a_ray_client_address(capsys: pytest.CaptureFixture[str]) -> None:
+    from vigil.cli import main
+
+    assert main(["cluster", "status", "--address", "ray://10.0.0.5:10001"]) == 2
+    assert "give the head's GCS address" in capsys.readouterr().err
+
+
 def test_cluster_status_without_ray_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -69,7 +69,11 @@ def _unreachable(address: str, why: str) -> StorageError:
 
 def _check_reachable(address: str) -> None:
     """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for about a minute)."""
-    if address == "auto" or address.startswith(("ray://", "local")):
+    if address.startswith("ray://"):
+        # Ray Client proxies the public API only; the status reads the GCS's actor table.
+        raise StorageError(f"--address {address!r}: a Ray Client address cannot be used here; "
+                           "give the head's GCS address instead, e.g. --address HOST:6379")
+    if address == "auto":
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
