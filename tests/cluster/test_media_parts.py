@@ -201,3 +201,47 @@ def test_cluster_status_without_ray_names_the_extra(
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the cluster extra were not installed
     assert main(["cluster", "status", "--address", "auto"]) == 2
     assert "pip install 'vigil[cluster]'" in capsys.readouterr().err
+
+
+def test_media_actor_runs_its_node_retention_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The actor's own loop (here a plain object, as Ray runs it) expires this node's files."""
+    import time
+
+    from tests.cluster.media_fixtures import wait_for
+    from vigil.cluster import NODE_DATA_DIR_ENV, NODE_NAME_ENV
+    from vigil.cluster.media import MediaActor
+    from vigil.cluster.retention import NodeRetention
+    from vigil.record.retention import CameraRetention, RetentionPolicy
+
+    node_dir = tmp_path / "node-7"
+    monkeypatch.setenv(NODE_NAME_ENV, "node-7")
+    monkeypatch.setenv(NODE_DATA_DIR_ENV, str(node_dir))
+    url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    database = Database(url)
+    database.migrate()
+    files = {}
+    with database.session() as session:
+        for node in ("node-7", "node-8"):
+            rel = f"recordings/c/{node}.mp4"
+            files[node] = (tmp_path / node) / rel
+            files[node].parent.mkdir(parents=True)
+            files[node].write_bytes(b"old")
+            SegmentRepo(session).add(camera="c", path=rel, start=T0, end=T0 + 1, size=3,
+                                     sha256=_sha(b"old"), node=node)  # fmt: skip
+    policy = RetentionPolicy(default=CameraRetention(max_age=60.0))
+    actor = MediaActor(str(tmp_path / "configured"), NodeRetention(url, policy, interval_s=0.2))
+    assert actor.root == node_dir
+    assert actor.stat("recordings/c/node-7.mp4", "recordings").size == 3
+    assert actor.read("recordings/c/node-7.mp4", "recordings", 1, 10) == b"ld"
+    wait_for(lambda: not files["node-7"].exists(), "node-7's retention to delete its file", 60)
+    assert actor.last_retention is not None
+    assert actor.last_retention.segments == ["recordings/c/node-7.mp4"]
+    time.sleep(0.5)  # a few more runs: they must leave the other node's file alone
+    assert files["node-8"].exists()
+    assert not (node_dir / "recordings" / "c").exists(), "the emptied folder is pruned"
+    actor.stop()
+    with database.session() as session:
+        assert [r.node for r in SegmentRepo(session).list()] == ["node-8"]
+    database.close()

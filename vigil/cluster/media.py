@@ -82,6 +82,7 @@ class MediaActor:
         self.retention_error: str | None = None
         self._db: Any = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         if retention is not None and retention.interval_s > 0:
             threading.Thread(target=self._retention_loop, name="node-retention",
                              daemon=True).start()  # fmt: skip
@@ -114,6 +115,8 @@ class MediaActor:
         from vigil.store import Database
 
         with self._lock:  # one run at a time: the loop and a call may meet
+            if self._stop.is_set():
+                raise StorageError(f"node {self.node!r}: its media actor is stopping")
             if self._db is None:
                 self._db = Database(self.retention.database_url)
             result = run_node_retention(self._db, self.root, self.node, self.retention,
@@ -121,10 +124,17 @@ class MediaActor:
             self.last_retention = result
             return result
 
+    def stop(self) -> None:
+        """End the retention loop (after a run in progress) and close the database."""
+        self._stop.set()
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
     def _retention_loop(self) -> None:
         assert self.retention is not None
-        while True:
-            time.sleep(self.retention.interval_s)
+        while not self._stop.wait(self.retention.interval_s):
             try:
                 self.run_retention()
                 self.retention_error = None
