@@ -21,6 +21,16 @@ path outside, no symlink escape), and runs that node's retention (``vigil.cluste
 when given a ``NodeRetention``. ``ensure_media_actors()`` on the head starts one on every alive
 node that has none; call it again when nodes join.
 
+How the head's ``vigil serve`` (``server.backend: ray``) wires it::
+
+    ensure_media_actors(config.data_dir, NodeRetention(database_url, retention_policy(config),
+                        {cam: max_age per camera}, config.server.retention_interval))
+    create_app(..., media_resolver=ClusterMedia(data_dir, node_name(),
+               MediaCache(data_dir / "cache" / "media")), cluster_status=gather_status)
+
+and calls ``ensure_media_actors`` again when nodes join. The head's own retention then covers
+only rows without a node (``NodeCatalog(db, data_dir, None)``): every node does its own.
+
 Ray is imported only inside functions: the single-host product never loads it.
 """
 
