@@ -11,6 +11,7 @@ segment rows with the node's name. ``snapshot_on`` stores an event with its snap
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -175,3 +176,4 @@ def cluster_env(pg_server: PgServer, face_detector: FaceDetector) -> Iterator[Cl
             db.close()
         finally:
             ray.shutdown()
+    shutil.rmtree(root, ignore_errors=True)
