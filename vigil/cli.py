@@ -15,7 +15,7 @@ from vigil.paths import restrict_umask
 #: Modules of ``vigil.commands`` in the order ``vigil --help`` lists them.
 COMMANDS: tuple[str, ...] = (
     "analyze", "demo", "track_mot", "redact", "models", "audit", "export", "verify",
-    "serve", "user",
+    "serve", "cluster", "user",
 )  # fmt: skip
 
 

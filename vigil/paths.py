@@ -12,6 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from vigil.errors import MediaNotFoundError
+
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +47,44 @@ def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks (segments and models can be large)."""
     with path.open("rb") as stream:
         return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+#: The data directory's folders of recorded segments and of event snapshots.
+RECORDINGS = "recordings"
+SNAPSHOTS = "snapshots"
+
+
+def confined_path(root: Path, relative: str) -> Path:
+    """The file ``relative`` names under ``root``, or ``MediaNotFoundError``.
+
+    The one confinement rule for media files, wherever they are read (the API, a node's media
+    actor): ``relative`` must have no absolute prefix, ``..``, ``.``, empty part, backslash or
+    NUL, and must resolve (symlinks included) to a regular file under ``root``.
+    """
+    check_relative(relative)
+    base = root.resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base) or not target.is_file():
+        raise MediaNotFoundError("media file not found")
+    return target
+
+
+def check_relative(relative: str, folder: str | None = None) -> None:
+    """``MediaNotFoundError`` unless ``relative`` is a plain relative path (see
+    ``confined_path``), starting with ``folder/`` when given. Needs no file system: what a
+    node other than the file's own can check."""
+    parts = relative.split("/")
+    if (not relative or relative.startswith("/") or "\\" in relative or "\x00" in relative
+            or any(p in ("", ".", "..") for p in parts)
+            or (folder is not None and (len(parts) < 2 or parts[0] != folder))):  # fmt: skip
+        raise MediaNotFoundError("media file not found")
+
+
+def confined_media_path(data_dir: Path, relative: str, folder: str) -> Path:
+    """The file a database row names (``relative`` to ``data_dir``) when it lies in the media
+    ``folder`` of ``data_dir`` (symlinks resolved), else ``MediaNotFoundError``."""
+    check_relative(relative, folder)
+    return confined_path(data_dir / folder, relative.partition("/")[2])
 
 
 #: The file-creation mask ``vigil`` runs under: recordings, snapshots, exports, clips and the

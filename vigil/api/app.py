@@ -10,7 +10,7 @@ token; ``tests/api/test_routes_auth.py`` enumerates the routes to hold that line
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,10 +24,12 @@ from vigil.api.exports import run_export_job
 from vigil.api.headers import ApiSecurityHeaders
 from vigil.api.jobs import Handler, JobRunner
 from vigil.api.limits import BodyLimit
+from vigil.api.media import MediaResolver
 from vigil.api.routes import admin, auth, events, jobs, live, livevideo, media, stream
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.api.state import AppState, RedactorFactory
+from vigil.cluster.status import ClusterStatus
 from vigil.store import AuditLog, Database
 from vigil.web import PUBLIC_UI_PATHS
 from vigil.web import mount as mount_web
@@ -49,12 +51,18 @@ def create_app(
     *,
     data_dir: Path,
     redactor_factory: RedactorFactory | None = None,
+    media_resolver: MediaResolver | None = None,
+    cluster_status: Callable[[], ClusterStatus] | None = None,
 ) -> FastAPI:
     """The API over a migrated ``db``, the running cameras and the media under ``data_dir``.
 
     ``redactor_factory``: builds the redacting Redactor from a camera's ``RedactConfig``
     (``settings.redact_for(camera)``) for ``(width, height)`` images; by default
     ``build_redactor`` with a CenterFace detector loaded on first use and shared.
+
+    ``media_resolver``: where rows' media files are read from (default: ``data_dir``; a
+    cluster passes ``vigil.cluster.media.ClusterMedia``). ``cluster_status``: gathers the
+    cluster's status for ``GET /api/cluster`` (None: a single host: ``{"cluster": null}``).
 
     Starts ``settings.job_workers`` threads that render event clips and exports in the
     background (jobs a stopped server left running are queued again first); they stop when
@@ -80,7 +88,8 @@ def create_app(
                                address_max=settings.login_max_failures_per_address,
                                window_s=settings.login_window_s),
         hashing=HashGate(settings.hash_slots, settings.hash_queue, settings.hash_wait_s),
-        audit_log=AuditLog(db), redactor_override=redactor_factory,
+        audit_log=AuditLog(db), redactor_override=redactor_factory, media_resolver=media_resolver,
+        cluster_status=cluster_status,
     )  # fmt: skip
     errors.install(app)
     for router in (auth.public, auth.router, events.router, media.router, jobs.router,

@@ -41,7 +41,7 @@ from vigil.api.jobs import (
     Progress,
     submit,
 )
-from vigil.api.media import RECORDINGS, stored_media_path
+from vigil.api.media import segment_source
 from vigil.api.state import AppState
 from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
@@ -137,7 +137,7 @@ def event_clip(
             os.utime(path)
             return Clip(path, plan.start, plan.end, cached=True)
         _delete_clips(path.parent, _prefix(row.id, redacted=grant is None), keep=path)
-        sources = [stored_media_path(state.data_dir, s.path, RECORDINGS) for s in plan.segments]
+        sources = [segment_source(state.media, s) for s in plan.segments]
         export_range(
             sources, plan.start, plan.end, path,
             key=load_or_create_key(state.signing_key_path),
@@ -221,7 +221,7 @@ def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
     """The file that plays segment ``row`` for ``actor`` (an operator): the recording itself,
     or, for a camera with static masks, a masks-only re-encode of it (masks apply even to
     unredacted output), cut on first request and cached with the clips. Blocking."""
-    source = stored_media_path(state.data_dir, row.path, RECORDINGS)
+    source = segment_source(state.media, row)
     config = state.redact_config(row.camera)
     if not config.masks:
         return source

@@ -2,8 +2,9 @@
 
 ``VigilError`` subclasses map to statuses here, at the boundary (routes raise them freely):
 ``AuthError`` 401 (``ForbiddenError``, its subclass, 403), ``PrivacyError`` 403, ``ConfigError``
-422, ``SourceError`` 404 (no such media), ``StorageError`` 503. ``ApiError`` carries any other
-status with a code.
+422, ``SourceError`` 404 (no such media), ``StorageError`` 503 (``NodeUnavailableError``, the
+cluster node holding the media is down: 503 ``node_unavailable`` naming it). ``ApiError``
+carries any other status with a code.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vigil.errors import AuthError, ConfigError, PrivacyError, SourceError, StorageError, VigilError
+from vigil.errors import (
+    AuthError,
+    ConfigError,
+    MediaNotFoundError,
+    NodeUnavailableError,
+    PrivacyError,
+    SourceError,
+    StorageError,
+    VigilError,
+)
 
 
 class ForbiddenError(AuthError):
@@ -34,6 +44,8 @@ class ApiError(VigilError):
         self.headers = dict(headers or {})
 
 
+#: Seconds a client is told to wait before asking again for media of a node that is down.
+NODE_RETRY_S = 30
 #: Seconds a client is told to wait when every password-check slot is taken.
 BUSY_RETRY_S = 1
 
@@ -53,7 +65,9 @@ _STATUS: tuple[tuple[type[VigilError], int, str], ...] = (
     (AuthError, 401, "unauthorized"),
     (PrivacyError, 403, "privacy"),
     (ConfigError, 422, "invalid"),
+    (MediaNotFoundError, 404, "not_found"),
     (SourceError, 404, "no_media"),
+    (NodeUnavailableError, 503, "node_unavailable"),
     (StorageError, 503, "storage_unavailable"),
 )
 
@@ -84,6 +98,8 @@ def _vigil(_request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc.status, exc.code, str(exc), exc.headers)
     status, code = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, NodeUnavailableError):  # a node comes back: worth asking again
+        headers = {"Retry-After": str(NODE_RETRY_S)}
     return error_response(status, code, str(exc), headers)
 
 

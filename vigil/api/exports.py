@@ -14,7 +14,7 @@ from typing import Any
 
 from vigil.api.auth import Principal
 from vigil.api.jobs import PRIORITY_EXPORT, Progress, submit
-from vigil.api.media import RECORDINGS, stored_media_path
+from vigil.api.media import check_segment, segment_source
 from vigil.api.schemas import ExportOut, ExportRequest
 from vigil.api.state import AppState
 from vigil.errors import ConfigError, SourceError
@@ -39,7 +39,7 @@ def queue_export(state: AppState, who: Principal, body: ExportRequest, camera: s
     if not rows:
         raise SourceError(f"no recordings of {camera!r} in that time range")
     for row in rows:  # a row naming a file outside recordings/ is refused now (404), not later
-        stored_media_path(state.data_dir, row.path, RECORDINGS)
+        check_segment(state.media, row)
     name = f"{camera}-{int(body.start)}-{int(body.end)}-{secrets.token_hex(4)}.mp4"
     params = {"camera": camera, "start": body.start, "end": body.end, "name": name,
               "unredacted": body.unredacted, "reason": reason, "actor": who.name}  # fmt: skip
@@ -68,7 +68,7 @@ def run_export_job(state: AppState, job: JobRow, progress: Progress) -> dict[str
                                   state.unredacted_file, f"export {camera} {start}..{end}")
     # Media confinement and per-camera redaction as everywhere else: DB-named paths stay
     # under recordings/, and a granted export still gets the camera's static masks.
-    paths = [stored_media_path(state.data_dir, r.path, RECORDINGS) for r in rows]
+    paths = [segment_source(state.media, r) for r in rows]
     result = export_range(
         paths, start, end, state.exports_dir / name,
         key=load_or_create_key(state.signing_key_path),

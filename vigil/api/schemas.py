@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.cluster.status import ClusterStatus
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
 from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, TokenRow, UserRow
@@ -324,3 +325,9 @@ class OverlayOut(BaseModel):
     zones: dict[str, ZoneConfig]
     lines: dict[str, LineConfig]
     counts: dict[str, Any]
+
+
+class ClusterOut(BaseModel):
+    """``GET /api/cluster``: the cluster's status, or null on a single host (no cluster)."""
+
+    cluster: ClusterStatus | None

@@ -25,8 +25,10 @@ from vigil.api.auth import HashGate, LoginThrottle, Principal
 from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
+from vigil.api.media import LocalMedia, MediaResolver
 from vigil.api.runtime import RuntimeView
 from vigil.api.settings import ApiSettings
+from vigil.cluster.status import ClusterStatus
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
 from vigil.privacy.masks import masked
@@ -55,6 +57,11 @@ class AppState:
     hashing: HashGate
     audit_log: AuditLog
     redactor_override: RedactorFactory | None = None
+    #: Where rows' media files are read from (None: ``LocalMedia(data_dir)``, a single host);
+    #: read it through ``media``.
+    media_resolver: MediaResolver | None = None
+    #: The cluster's status for ``GET /api/cluster`` (None: a single host, no cluster).
+    cluster_status: Callable[[], ClusterStatus] | None = None
     #: Set when the app shuts down: live streams end at their next poll.
     stopping: threading.Event = field(default_factory=threading.Event)
     #: Live streams now open (they decrement when their client goes away).
@@ -71,6 +78,13 @@ class AppState:
         default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokens_purged: float = field(default=-math.inf, repr=False)
+
+    @property
+    def media(self) -> MediaResolver:
+        """The resolver of every media route (``vigil.api.media.MediaResolver``)."""
+        if self.media_resolver is None:
+            self.media_resolver = LocalMedia(self.data_dir)
+        return self.media_resolver
 
     @property
     def exports_dir(self) -> Path:

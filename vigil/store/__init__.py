@@ -31,6 +31,7 @@ from vigil.store.models import (
     UserRow,
 )
 from vigil.store.repo import (
+    ANY_NODE,
     AuditRepo,
     CameraRepo,
     CountKey,
@@ -52,6 +53,7 @@ from vigil.store.repo import (
 )
 
 __all__ = [
+    "ANY_NODE",
     "AuditHead",
     "AuditLog",
     "AuditRepo",

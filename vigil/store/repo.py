@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import enum
 import hashlib
 import json
 import math
@@ -57,6 +58,26 @@ from vigil.store.models import (
     UserRow,
 )
 from vigil.types import Event
+
+
+class AnyNode(enum.Enum):
+    """The type of ``ANY_NODE``: a node filter that keeps every row."""
+
+    ANY = "any"
+
+
+#: A ``node`` filter that keeps rows of every node (the single host's view). Any other value
+#: keeps the rows of that node only; None the rows without one (the server's own media).
+ANY_NODE = AnyNode.ANY
+NodeFilter = str | None | AnyNode
+
+
+def _node_is(col: Any, node: NodeFilter) -> ColumnElement[bool] | None:
+    if node is ANY_NODE:
+        return None
+    where: ColumnElement[bool] = col.is_(None) if node is None else col == node
+    return where
+
 
 #: Largest page ``EventRepo.list`` returns, whatever the caller asks.
 MAX_PAGE = 1000
@@ -392,18 +413,22 @@ class EventRepo:
         self.session.flush()
         return [i for i in dict.fromkeys(ids) if i in rows]
 
-    def expire_snapshots(self, camera: str, before: float) -> builtins.list[str]:
+    def expire_snapshots(self, camera: str, before: float, *,
+                         node: NodeFilter = ANY_NODE) -> builtins.list[str]:  # fmt: skip
         """Forget the snapshots of ``camera``'s ended, unlocked live events that ended before
         ``before`` (UNIX s; a file's events are in media seconds and are kept). Returns
         their paths, for the caller to delete after the commit (a crash in between leaves
-        an orphan file, never a row pointing at nothing)."""
-        rows = self.session.scalars(
-            select(EventRow).where(
-                EventRow.camera == camera, EventRow.snapshot_path.is_not(None),
-                EventRow.end.is_not(None), EventRow.end < before,
-                EventRow.evidence_lock.is_(False), EventRow.live.is_(True),
-            )
-        ).all()  # fmt: skip
+        an orphan file, never a row pointing at nothing). ``node``: only the snapshots that
+        node holds (a cluster node expires its own files only)."""
+        query = select(EventRow).where(
+            EventRow.camera == camera, EventRow.snapshot_path.is_not(None),
+            EventRow.end.is_not(None), EventRow.end < before,
+            EventRow.evidence_lock.is_(False), EventRow.live.is_(True),
+        )  # fmt: skip
+        on_node = _node_is(EventRow.node, node)
+        if on_node is not None:
+            query = query.where(on_node)
+        rows = self.session.scalars(query).all()
         paths = [row.snapshot_path for row in rows if row.snapshot_path is not None]
         for row in rows:
             row.snapshot_path = row.snapshot_sha256 = None
@@ -549,10 +574,14 @@ class SegmentRepo:
 
     def list(
         self, camera: str | None = None, since: float | None = None,
-        until: float | None = None, *, limit: int | None = None,
+        until: float | None = None, *, limit: int | None = None, node: NodeFilter = ANY_NODE,
     ) -> list[SegmentRow]:  # fmt: skip
-        """Segments overlapping ``[since, until)``, oldest first (retention's order)."""
+        """Segments overlapping ``[since, until)``, oldest first (retention's order);
+        ``node``: only those recorded by that node (None: the server's own)."""
         query = self._range(select(SegmentRow), camera, since, until)
+        on_node = _node_is(SegmentRow.node, node)
+        if on_node is not None:
+            query = query.where(on_node)
         query = query.order_by(SegmentRow.start, SegmentRow.id)
         if limit is not None:
             query = query.limit(limit)
@@ -594,8 +623,10 @@ class SegmentRepo:
         query = select(SegmentRow.camera, func.sum(SegmentRow.size)).group_by(SegmentRow.camera)
         return {cam: int(size) for cam, size in self.session.execute(query)}
 
-    def delete(self, ids: Iterable[int]) -> builtins.list[SegmentRow]:
-        """Delete the unlocked segments among ``ids``; returns the rows deleted.
+    def delete(self, ids: Iterable[int], *,
+               node: NodeFilter = ANY_NODE) -> builtins.list[SegmentRow]:  # fmt: skip
+        """Delete the unlocked segments among ``ids`` (of ``node`` only, when given); returns
+        the rows deleted.
 
         Locked segments are never deleted, whatever the caller asks. The caller removes the
         files *after* the transaction commits: a crash in between leaves an orphan file (found
@@ -604,9 +635,12 @@ class SegmentRepo:
         wanted = list(ids)
         if not wanted:
             return []
-        rows = list(self.session.scalars(
-            select(SegmentRow).where(SegmentRow.id.in_(wanted), SegmentRow.evidence_lock.is_(False))
-        ))  # fmt: skip
+        query = select(SegmentRow).where(SegmentRow.id.in_(wanted),
+                                         SegmentRow.evidence_lock.is_(False))  # fmt: skip
+        on_node = _node_is(SegmentRow.node, node)
+        if on_node is not None:
+            query = query.where(on_node)
+        rows = list(self.session.scalars(query))
         if rows:
             self.session.execute(
                 delete(SegmentRow)

@@ -1,4 +1,5 @@
-"""Run-time rules (zones/lines), the audit log, users. Every change is audited."""
+"""Run-time rules (zones/lines), the audit log, users, the cluster's status. Every change is
+audited."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from vigil.api.params import DbId
 from vigil.api.routes import error, protected
 from vigil.api.routes.view import end_user_grants
 from vigil.api.runtime import Lines, Zones
-from vigil.api.schemas import AuditOut, AuditVerifyOut, RulesBody, UserCreate, UserOut, UserPatch
+from vigil.api.schemas import (
+    AuditOut,
+    AuditVerifyOut,
+    ClusterOut,
+    RulesBody,
+    UserCreate,
+    UserOut,
+    UserPatch,
+)
 from vigil.api.state import AppState
 from vigil.store import AuditRepo, Role, TokenRepo, UserRepo
 
@@ -76,6 +85,16 @@ def audit_verify(who: Auditor, state: StateDep) -> AuditVerifyOut:
     return AuditVerifyOut(ok=report.ok, records=report.records,
                           first_bad_seq=report.first_bad_seq, problem=report.problem,
                           head_seq=head.seq, head_hash=head.hash)  # fmt: skip
+
+
+@router.get("/api/cluster", responses={503: error("The Ray cluster cannot be asked")})
+def cluster_status(who: Admin, state: StateDep) -> ClusterOut:
+    """Nodes (camera slots, CPUs, GPUs), where each camera runs, each node's detector load
+    and the failovers (``vigil cluster status``); admins only, as it names every camera and
+    machine. ``{"cluster": null}`` on a single host (no Ray backend)."""
+    if state.cluster_status is None:
+        return ClusterOut(cluster=None)
+    return ClusterOut(cluster=state.cluster_status())
 
 
 @router.get("/api/users")

@@ -17,7 +17,7 @@ from vigil.api.clips import Clip, cached_clip, clip_job_key, event_clip, queue_c
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
-from vigil.api.media import SNAPSHOTS, check_range, outgoing_image, read_image, stored_media_path
+from vigil.api.media import check_range, outgoing_image, read_image, snapshot_source
 from vigil.api.params import Cursor
 from vigil.api.routes import error, protected
 from vigil.api.schemas import (
@@ -48,7 +48,9 @@ from vigil.store import (
 router = protected(tags=["events"])
 
 JPEG: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/jpeg": {}}, "description": "A JPEG, redacted by default."}
+    200: {"content": {"image/jpeg": {}}, "description": "A JPEG, redacted by default."},
+    503: error("The cluster node holding the snapshot is down (the message names it)",
+               Retry_After="seconds until the next try"),
 }
 
 
@@ -181,7 +183,7 @@ def event_snapshot(
     row = _event(state, who, event_id)
     if row.snapshot_path is None:
         raise not_found(f"snapshot of event {event_id!r}")
-    path = stored_media_path(state.data_dir, row.snapshot_path, SNAPSHOTS)
+    path = snapshot_source(state.media, row)
     grant = unredacted_grant(state, who, f"snapshot {row.id}", reason) if unredacted else None
     why = None if grant is None else grant.reason
     image = read_image(path)

@@ -39,6 +39,8 @@ MP4: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}},
     206: {"description": "Partial content"},
     416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
+    503: error("The cluster node holding the recording is down (the message names it)",
+               Retry_After="seconds until the next try"),
 }
 
 

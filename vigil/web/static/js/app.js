@@ -17,12 +17,14 @@ const PAGES = {
   counts: { module: './counts.js', cap: 'read', nav: 'Counts', deny: 'view counts' },
   audit: { module: './audit.js', cap: 'audit', nav: 'Audit', deny: 'read the audit log' },
   users: { module: './users.js', cap: 'admin', nav: 'Users', deny: 'manage users' },
+  // Shown in the navigation only when the server runs on a Ray cluster (see clusterKnown).
+  cluster: { module: './cluster.js', cap: 'admin', nav: 'Cluster', deny: 'view the cluster', cluster: true },
   tokens: { module: './tokens.js', cap: 'login', nav: 'API tokens', deny: 'manage API tokens' },
   login: { module: './login.js', cap: null },
   setup: { module: './setup.js', cap: null },
 };
 
-const state = { me: null, cleanup: null, returnTo: null, renderId: 0 };
+const state = { me: null, cleanup: null, returnTo: null, renderId: 0, cluster: false };
 
 /** Whether `me` may use a page that needs `cap`. */
 function allowed(me, cap) { return cap === 'login' ? Boolean(me) : can(me, cap); }
@@ -43,7 +45,7 @@ function renderNav() {
     return;
   }
   fill(list, Object.entries(PAGES)
-    .filter(([, def]) => def.nav && allowed(state.me, def.cap))
+    .filter(([, def]) => def.nav && allowed(state.me, def.cap) && (!def.cluster || state.cluster))
     .map(([name, def]) => {
       // The editor needs a camera; its nav entry opens the first one.
       const link = h('a', { href: href(name), 'aria-current': name === page ? 'page' : false }, def.nav);
@@ -70,7 +72,17 @@ async function whoAmI() {
     if (err.status === 401) return null;
     throw err;
   }
+  await clusterKnown(state.me);
   return state.me;
+}
+
+/** Whether the server runs on a cluster (admins only: others cannot ask), for the nav. */
+async function clusterKnown(me) {
+  state.cluster = false;
+  if (!can(me, 'admin')) return;
+  try {
+    state.cluster = Boolean((await api('/api/cluster')).cluster);
+  } catch (_) { /* a cluster that cannot answer now: the page says why when opened */ }
 }
 
 async function render(route) {
@@ -116,8 +128,9 @@ async function render(route) {
 }
 
 /** The login and setup pages call this with /api/login's answer. */
-function loggedIn(me) {
+async function loggedIn(me) {
   state.me = me;
+  await clusterKnown(me);
   const target = state.returnTo;
   state.returnTo = null;
   if (target) location.hash = target;
