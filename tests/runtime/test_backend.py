@@ -37,6 +37,7 @@ SCENE = "synthetic://?width=320&height=180&fps=10&duration={d}"
     ("processes", "auto", 9, None, ("processes", 1)),
     ("processes", 3, 9, 2, ("processes", 3)),
     ("processes", "auto", 0, 2, ("threads", 0)),  # nothing to run
+    ("ray", "auto", 9, 2, ("ray", 0)),  # actors on the cluster: no worker processes here
 ])  # fmt: skip
 def test_resolve_backend(
     backend: str, procs: int | str, cameras: int, cpus: int | None, expected: tuple[str, int]
@@ -82,7 +83,8 @@ def test_a_cluster_address_without_a_port_names_the_forms() -> None:
 
 
 def test_an_unknown_backend_names_the_allowed_ones() -> None:
-    with pytest.raises(ConfigError, match=r"server\.backend.*'auto', 'threads', 'processes' or 'ray'"):
+    allowed = r"server\.backend.*'auto', 'threads', 'processes' or 'ray'"
+    with pytest.raises(ConfigError, match=allowed):
         parse_config("server:\n  backend: fibers\n", source="x.yaml")
 
 
@@ -93,6 +95,22 @@ def test_an_unknown_backend_names_the_allowed_ones() -> None:
 def test_backend_and_worker_processes_must_agree(text: str, fix: str) -> None:
     with pytest.raises(ConfigError, match=fix):
         parse_config(text, source="x.yaml")
+
+
+@pytest.mark.parametrize("database", ["sqlite", None])
+def test_the_ray_backend_refuses_sqlite_naming_postgresql(
+    tmp_path: Path, database: str | None
+) -> None:
+    from vigil.store import Database
+
+    config = make_config(tmp_path, {"a": {"sources": [{"url": SCENE.format(d=1)}]}})
+    config = config.model_copy(
+        update={"server": ServerConfig.model_validate({"backend": "ray"})})  # fmt: skip
+    db = None if database is None else Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    with pytest.raises(ConfigError, match=r"needs PostgreSQL.*database_url: postgresql://"):
+        Supervisor(config, db=db, backoff=fast_backoff)
+    if db is not None:
+        db.close()
 
 
 def test_threads_backend_from_the_configuration(tmp_path: Path) -> None:
