@@ -189,7 +189,7 @@ class CameraActor:
     def __init__(self, spec: CameraSpec) -> None:
         import ray
 
-        logging.basicConfig(level=logging.INFO)
+        logging.basicConfig(level=logging.WARNING)  # a Ray worker's root logger has none
         self.spec = spec
         self.name = spec.camera.name
         self.incarnation = uuid.uuid4().hex
