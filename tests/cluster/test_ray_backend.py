@@ -163,7 +163,8 @@ def test_the_yolox_camera_is_served_by_its_nodes_batched_detector(running: Runni
     stats = ray.get(detector.stats.remote(), timeout=30)
     assert stats["node"] == _node_of(running, YOLOX_CAMERA)
     assert stats["node_id"] == node_id
-    assert stats["images"] > 0 and stats["batches"] > 0
+    assert stats["images"] > 0
+    assert stats["batches"] > 0
     assert stats["mean_batch"] >= 1.0
     assert {"queue", "max_batch", "max_wait_ms"} <= set(stats)
 
@@ -176,7 +177,9 @@ def test_the_yolox_camera_is_served_by_its_nodes_batched_detector(running: Runni
 
 def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
     frame = running.supervisor.latest_frame("cam2")
-    assert frame is not None and frame.ndim == 3 and frame.shape[2] == 3
+    assert frame is not None
+    assert frame.ndim == 3
+    assert frame.shape[2] == 3
     tracks = running.supervisor.latest_tracks("cam2")
     assert tracks.time is not None
 
