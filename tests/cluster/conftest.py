@@ -21,8 +21,11 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from tests.conftest import require_file
 from tests.rtsp_relay import RtspRelay, require_tools
-from tests.store.conftest import PgServer, new_pg_database
-from tests.store.conftest import pg_server  # noqa: F401  # the session's PostgreSQL server
+from tests.store.conftest import (
+    PgServer,
+    new_pg_database,
+    pg_server,  # noqa: F401  # the session's PostgreSQL server
+)
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
 from vigil.paths import shared_data_dir
