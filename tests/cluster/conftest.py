@@ -137,12 +137,6 @@ def relays() -> Iterator[list[Mount]]:
         relay.stop()
 
 
-@pytest.fixture
-def pg_url(pg_server: PgServer) -> str:
-    """A fresh migrated PostgreSQL database for the test."""
-    return new_pg_database(pg_server)
-
-
 def cluster_config(
     data: Path, database_url: str, address: str, cameras: dict[str, str], *,
     models: dict[str, str] | None = None, **cluster: Any,
