@@ -22,8 +22,6 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 from tests.conftest import require_file
 from tests.rtsp_relay import RtspRelay, require_tools
 from tests.store.conftest import (
-    PgServer,
-    new_pg_database,
     pg_server,  # noqa: F401  # the session's PostgreSQL server
 )
 from vigil.config.models import VigilConfig
