@@ -102,12 +102,15 @@ class Mount:
                              f"after {attempts} publishes")  # fmt: skip
 
 
-def _start_relay(clips: Path, cameras: int, servers: int = 4) -> tuple[RtspRelay, list[Mount]]:
-    """A relay serving ``cameras`` mounts, each checked readable. A relay whose mount stays
-    unreadable is replaced by a fresh one (new ports, a new RTP range)."""
+def start_relay(
+    clips: Path, cameras: int, names: tuple[str, ...] = CLIPS, servers: int = 4
+) -> tuple[RtspRelay, list[Mount]]:  # fmt: skip
+    """A relay serving ``cameras`` mounts (clips ``names`` in turn), each checked readable.
+    A relay whose mount stays unreadable is replaced by a fresh one (new ports and RTP
+    range)."""
     for attempt in range(servers):
-        relay = RtspRelay(clips / CLIPS[0])
-        mounts = [Mount(relay, f"cam{i}", clips / CLIPS[i % len(CLIPS)]) for i in range(cameras)]
+        relay = RtspRelay(clips / names[0])
+        mounts = [Mount(relay, f"cam{i}", clips / names[i % len(names)]) for i in range(cameras)]
         try:
             for mount in mounts:
                 mount.publish_checked(attempts=3)
@@ -126,7 +129,7 @@ def relays() -> Iterator[list[Mount]]:
     """Four RTSP cameras on one relay, each serving a shared clip, checked readable."""
     require_tools("rtsp-server-perl", "ffmpeg")
     clips = require_file(shared_data_dir() / "clips")
-    relay, mounts = _start_relay(clips, 4)
+    relay, mounts = start_relay(clips, 4)
     try:
         yield mounts
     finally:
