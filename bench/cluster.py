@@ -46,6 +46,7 @@ from tests.cluster.conftest import Mount, cluster_config, fast_backoff, start_re
 from tests.ray_cluster import FAST_FAILURE_DETECTION, local_cluster
 from tests.store.conftest import _TEMPLATE, PgServer, new_pg_database, start_server
 from vigil.cluster import NAMESPACE
+from vigil.cluster.backend import RayBackend
 from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database
@@ -150,7 +151,8 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
         config = cluster_config(root / "ray", url, cluster.address,
                                 {m.path: m.url for m in mounts})  # fmt: skip
         db = Database(url)
-        supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0)
+        supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0,
+                                cluster_backend=RayBackend)  # fmt: skip
         supervisor.start()
         try:
             _wait(lambda: all(s.online for s in supervisor.cameras()), 240, "cameras not online")

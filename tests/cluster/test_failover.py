@@ -30,6 +30,7 @@ from tests.ray_cluster import FAST_FAILURE_DETECTION, local_cluster
 from tests.rtsp_relay import require_tools
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster import NAMESPACE
+from vigil.cluster.backend import RayBackend
 from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
@@ -78,7 +79,8 @@ def test_a_lost_node_s_cameras_come_back_on_the_others(
         config = cluster_config(tmp_path / "data", url, cluster.address,
                                 {m.path: m.url for m in people})  # fmt: skip
         db = Database(url)
-        supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0)
+        supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0,
+                                cluster_backend=RayBackend)  # fmt: skip
         supervisor.start()
         try:
             _fail_over(cluster, supervisor, db)

@@ -20,7 +20,8 @@ from tests.cluster.conftest import Mount, cluster_config, fast_backoff, wait_for
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
-from vigil.cluster import NAMESPACE, detector_actor_name
+from vigil.cluster import NAMESPACE
+from vigil.cluster.backend import RayBackend, detector_actor_name
 from vigil.config.models import ZoneConfig
 from vigil.paths import shared_models_dir
 from vigil.runtime.serve import Supervisor
@@ -71,7 +72,7 @@ def running(
         db = Database(url)
         head = Collector()
         supervisor = Supervisor(config, db=db, sinks=(head,), backoff=fast_backoff,
-                                stall_timeout=5.0)  # fmt: skip
+                                stall_timeout=5.0, cluster_backend=RayBackend)  # fmt: skip
         supervisor.start()
         try:
             wait_for(lambda: all(s.online for s in supervisor.cameras()), 240,

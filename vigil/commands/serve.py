@@ -107,7 +107,13 @@ def serve(
         from vigil.api.clips import ClipJobSink
 
         clips = ClipJobSink(db)
-    supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,))
+    cluster: Any = None
+    if config.server.backend == "ray":
+        from vigil.cluster.backend import RayBackend
+
+        cluster = RayBackend
+    supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,),
+                            cluster_backend=cluster)  # fmt: skip
     supervisor.start()
     announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
              f"database {db.display_url}")  # fmt: skip

@@ -297,6 +297,9 @@ class Supervisor:
         worker_processes: overrides ``server.backend`` and ``server.worker_processes``: 0
             analyses every camera in a thread of this process; n > 0 in n spawned worker
             processes (``procs``), where ``source_factory`` and ``backoff`` must be picklable.
+        cluster_backend: the Ray backend (``vigil.cluster.backend.RayBackend``) for
+            ``server.backend: ray``. Given by the caller (``vigil serve``): the cluster
+            package sits above the runtime, which never imports it.
     """
 
     def __init__(
@@ -311,8 +314,10 @@ class Supervisor:
         backoff: Callable[[], Backoff] = Backoff,
         stall_timeout: float = 10.0,
         worker_processes: int | None = None,
+        cluster_backend: Callable[..., CameraBackend] | None = None,
     ) -> None:
         self.config = config
+        self._cluster_backend = cluster_backend
         self.db = db
         self.root = Path(config.data_dir)
         self._backoff = backoff
@@ -391,13 +396,15 @@ class Supervisor:
         must be one every node reaches."""
         if self.db is None or self.db.backend != "postgresql":
             raise ConfigError(cluster_database_error())
-        from vigil.cluster.backend import RayBackend
-
+        if self._cluster_backend is None:
+            raise VigilError("server.backend is 'ray' but no cluster backend was given: pass "
+                             "cluster_backend=vigil.cluster.backend.RayBackend")  # fmt: skip
         models = [c.detect for c in cameras if not c.detect.is_motion]
         detect = shared_detect_config(self.config.detect, models) if models else None
-        return RayBackend(cameras, hooks, self.config, database_url=self.db.url, detect=detect,
-                          stall_timeout=stall_timeout, source_factory=source_factory,
-                          backoff=self._backoff)  # fmt: skip
+        return self._cluster_backend(
+            cameras, hooks, self.config, database_url=self.db.url, detect=detect,
+            stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
+        )  # fmt: skip
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (none in thread mode)."""
