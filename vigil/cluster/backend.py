@@ -206,7 +206,7 @@ class RayCamera:
         """A restarted actor has the rules of its spec: hand it those in force now."""
         if drained.rules is not None and drained.rules != (self._zones, self._lines):
             self._fire(lambda actor: actor.update_rules.remote(self._zones, self._lines))
-        if drained.report is not None and drained.detection != self.detection:
+        if drained.rules is not None and drained.detection != self.detection:
             self._fire(lambda actor: actor.set_detection.remote(self.detection))
 
     def _fire(self, call: Any) -> None:

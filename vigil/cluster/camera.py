@@ -207,16 +207,23 @@ class CameraActor:
     # -- start-up (its own thread) --------------------------------------------------------------
 
     def _start(self) -> None:
-        try:
-            self._running = self._build()
-        except Exception as exc:
-            self._boot_error = f"{type(exc).__name__}: {exc}"
-            log.exception("%s: the camera actor could not start", self.name)
-            return
-        running = self._running
+        """Build the camera, retrying with backoff (the database or the node's detector may
+        be unreachable for a while), then start its worker and recorder threads."""
         backoff = (self.spec.backoff or Backoff)()
+        while self._running is None:
+            try:
+                self._running = self._build()
+            except Exception as exc:
+                self._boot_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: the camera actor could not start; retrying", self.name)
+                if self._stop.wait(backoff.next()):
+                    return
+        self._boot_error = None
+        running = self._running
+        sessions = (self.spec.backoff or Backoff)()
         thread = threading.Thread(target=run_supervised, name=f"camera-{self.name}",
-                                  args=(running.worker, self._stop, backoff), daemon=True)
+                                  args=(running.worker, self._stop, sessions),
+                                  daemon=True)  # fmt: skip
         running.threads.append(thread)
         thread.start()
         if running.recorder is not None:
@@ -282,7 +289,10 @@ class CameraActor:
         """The report and the outbox items after sequence number ``after`` (acknowledging
         those up to it)."""
         running = self._running
-        report = None if running is None else self._report(running)
+        report = (
+            CameraReport(self.status(), 0, 0, 0, 0, self._boot_error) if running is None
+            else self._report(running)
+        )  # fmt: skip
         rules = None if running is None else running.worker.rules()
         detection = True if running is None else running.worker.detection
         return Drained(self.incarnation, self.node, self.node_id, report,
@@ -304,7 +314,7 @@ class CameraActor:
     def status(self) -> CameraStatus:
         running = self._running
         if running is None:
-            state = "failed" if self._boot_error else "starting"
+            state = "offline" if self._boot_error else "starting"
             return CameraStatus(name=self.name, online=False, state=state, node=self.node)
         return self._report(running).status
 
