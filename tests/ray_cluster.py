@@ -63,19 +63,31 @@ class LocalCluster:
         self.cluster.remove_node(node.handle, allow_graceful=False)
 
 
+#: Ray's GCS declares a node dead after ``health_check_failure_threshold`` missed health
+#: checks ``health_check_period_ms`` apart: about 15 s by default (3 s x 5). A failover test
+#: may ask for a quicker verdict, as an operator can (``ray start --system-config``).
+FAST_FAILURE_DETECTION = {"health_check_period_ms": 1000, "health_check_failure_threshold": 4}
+
+
 @contextmanager
-def local_cluster(root: Path, workers: int = 2, *, slots: int = 2) -> Iterator[LocalCluster]:
+def local_cluster(
+    root: Path, workers: int = 2, *, slots: int = 2, system_config: dict[str, Any] | None = None
+) -> Iterator[LocalCluster]:
     """A head with no camera slots (it serves the API) and ``workers`` worker nodes named
-    ``node-1``… with ``slots`` camera slots each, data dirs under ``root``."""
+    ``node-1``… with ``slots`` camera slots each, data dirs under ``root``; ``system_config``:
+    Ray settings of the head (e.g. ``FAST_FAILURE_DETECTION``)."""
     require_ray()
     from ray.cluster_utils import Cluster
 
     head_env = {NODE_NAME_ENV: "head", NODE_DATA_DIR_ENV: str(root / "head")}
     (root / "head").mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(initialize_head=True, head_node_args={
+    head_args: dict[str, Any] = {
         "num_cpus": 1, "resources": {CAMERA_SLOTS: 0}, "include_dashboard": False,
         "env_vars": head_env,
-    })  # fmt: skip
+    }  # fmt: skip
+    if system_config:
+        head_args["_system_config"] = system_config
+    cluster = Cluster(initialize_head=True, head_node_args=head_args)
     local = LocalCluster(cluster)
     local.nodes["head"] = ClusterNode("head", root / "head", cluster.head_node,
                                       cluster.head_node.node_id)  # fmt: skip

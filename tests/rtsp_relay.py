@@ -29,6 +29,16 @@ def require_tools(*names: str) -> None:
     pytest.skip(reason)
 
 
+# rtsp-server-perl 0.4 resets its next RTP port to a hard-coded 20000 whenever it has no
+# mount (``RTSP::Server::housekeeping``), whatever ``--rtp_start_port`` said, and does not
+# check its ``bind``: every relay on the machine then hands out the same ports, and readers of
+# all but one get no packets. Run it with that constant set to this relay's own start.
+_RELAY = (
+    "use RTSP::Server; $RTSP::Server::RTP_START_PORT = shift @ARGV; "
+    "do '/usr/bin/rtsp-server-perl'; die $@ if $@;"
+)
+
+
 class RtspRelay:
     """rtsp-server-perl plus an ffmpeg publisher of ``clip`` (looped, real time, stream copy)."""
 
@@ -38,8 +48,10 @@ class RtspRelay:
         # Every relay hands out RTP ports from 20000 up unless told otherwise; a random start
         # keeps relays of parallel test runs from colliding.
         rtp_start = 2 * random.randrange(15000, 30000)
+        script = shutil.which("rtsp-server-perl") or "/usr/bin/rtsp-server-perl"
         self.server = subprocess.Popen(
-            ["rtsp-server-perl", "-c", str(self.client_port), "-s", str(self.source_port),
+            ["perl", "-e", _RELAY.replace("/usr/bin/rtsp-server-perl", script), str(rtp_start),
+             "-c", str(self.client_port), "-s", str(self.source_port),
              "--rtp_start_port", str(rtp_start)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

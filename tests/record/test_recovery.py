@@ -123,6 +123,22 @@ def test_stray_temporary_files_are_deleted_and_nothing_else(tmp_path: Path) -> N
     assert all(p.exists() for p in kept), "only our own hidden temporary files go"
 
 
+def test_one_camera_is_cleaned_without_touching_its_neighbours(tmp_path: Path) -> None:
+    """A cluster node's camera actors share a data dir and start one by one: a restarting
+    camera must not delete the open segment of another camera recording on that node."""
+    root = tmp_path / "data"
+    own = [root / "recordings/cam1/2023-11-14/10/.00.00.mp4.partial",
+           root / "snapshots/cam1/2023-11-14/.e1.jpg.1.tmp"]  # fmt: skip
+    neighbour = [root / "recordings/cam2/2023-11-14/10/.00.00.mp4.partial",
+                 root / "snapshots/cam2/2023-11-14/.e2.jpg.1.tmp"]  # fmt: skip
+    for path in (*own, *neighbour):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    report = recover(root, camera="cam1")
+    assert sorted([*report.deleted, *report.temps]) == sorted(own)
+    assert all(p.exists() for p in neighbour)
+
+
 def test_supervisor_start_indexes_recovered_segments_for_retention(
     segments35: list[SegmentInfo], tmp_path: Path
 ) -> None:

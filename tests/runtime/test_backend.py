@@ -37,6 +37,7 @@ SCENE = "synthetic://?width=320&height=180&fps=10&duration={d}"
     ("processes", "auto", 9, None, ("processes", 1)),
     ("processes", 3, 9, 2, ("processes", 3)),
     ("processes", "auto", 0, 2, ("threads", 0)),  # nothing to run
+    ("ray", "auto", 9, 2, ("ray", 0)),  # actors on the cluster: no worker processes here
 ])  # fmt: skip
 def test_resolve_backend(
     backend: str, procs: int | str, cameras: int, cpus: int | None, expected: tuple[str, int]
@@ -56,18 +57,34 @@ def test_backend_defaults_to_auto() -> None:
     assert ServerConfig().backend == "auto"
 
 
-def test_ray_is_refused_saying_it_is_not_built_yet() -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_config("server:\n  backend: ray\n", source="x.yaml")
-    text = str(info.value)
-    assert "x.yaml:2" in text
-    assert "server.backend" in text
-    assert "'ray' is not built yet" in text
-    assert "auto, threads or processes" in text
+def test_ray_is_accepted_with_a_cluster_section() -> None:
+    config = parse_config("server:\n  backend: ray\ncluster:\n  address: 10.0.0.5:6379\n"
+                          "  max_restarts: 3\n  detector_num_gpus: 0.5\n", source="x.yaml")
+    assert config.server.backend == "ray"
+    assert config.cluster.address == "10.0.0.5:6379"
+    assert (config.cluster.max_restarts, config.cluster.detector_num_gpus) == (3, 0.5)
+
+
+def test_the_cluster_section_defaults_to_an_existing_cluster_restarting_for_ever() -> None:
+    config = parse_config("server:\n  backend: ray\n", source="x.yaml")
+    assert (config.cluster.address, config.cluster.max_restarts) == ("auto", -1)
+    assert config.cluster.detector_num_gpus == 0
+
+
+@pytest.mark.parametrize("address", ["auto", "local", "ray://head:10001", "head:6379"])
+def test_cluster_addresses_that_are_accepted(address: str) -> None:
+    config = parse_config(f"cluster:\n  address: '{address}'\n", source="x.yaml")
+    assert config.cluster.address == address
+
+
+def test_a_cluster_address_without_a_port_names_the_forms() -> None:
+    with pytest.raises(ConfigError, match=r"x\.yaml:2.*'auto', 'local', HOST:PORT"):
+        parse_config("cluster:\n  address: somehost\n", source="x.yaml")
 
 
 def test_an_unknown_backend_names_the_allowed_ones() -> None:
-    with pytest.raises(ConfigError, match=r"server\.backend.*'auto', 'threads' or 'processes'"):
+    allowed = r"server\.backend.*'auto', 'threads', 'processes' or 'ray'"
+    with pytest.raises(ConfigError, match=allowed):
         parse_config("server:\n  backend: fibers\n", source="x.yaml")
 
 
@@ -78,6 +95,22 @@ def test_an_unknown_backend_names_the_allowed_ones() -> None:
 def test_backend_and_worker_processes_must_agree(text: str, fix: str) -> None:
     with pytest.raises(ConfigError, match=fix):
         parse_config(text, source="x.yaml")
+
+
+@pytest.mark.parametrize("database", ["sqlite", None])
+def test_the_ray_backend_refuses_sqlite_naming_postgresql(
+    tmp_path: Path, database: str | None
+) -> None:
+    from vigil.store import Database
+
+    config = make_config(tmp_path, {"a": {"sources": [{"url": SCENE.format(d=1)}]}})
+    config = config.model_copy(
+        update={"server": ServerConfig.model_validate({"backend": "ray"})})  # fmt: skip
+    db = None if database is None else Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    with pytest.raises(ConfigError, match=r"needs PostgreSQL.*database_url: postgresql://"):
+        Supervisor(config, db=db, backoff=fast_backoff)
+    if db is not None:
+        db.close()
 
 
 def test_threads_backend_from_the_configuration(tmp_path: Path) -> None:

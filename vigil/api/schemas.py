@@ -234,6 +234,9 @@ class CameraOut(BaseModel):
         "recorded.")  # fmt: skip
     recording_error: str | None = Field(
         None, description='Why recording fails, e.g. "recording failed: disk full".')
+    node: str | None = Field(
+        None, description="The cluster node the camera runs on now (`server.backend: ray`); "
+        "null on a single host.")  # fmt: skip
 
 
 class RulesBody(_Body):

@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--config", metavar="FILE", required=True, help="the YAML configuration")
     parser.add_argument("--no-api", action="store_true",
                         help="run the cameras only, without the HTTP API")  # fmt: skip
+    parser.add_argument(
+        "--cluster", metavar="ADDRESS",
+        help="run the cameras as actors on a Ray cluster (server.backend: ray): 'auto' (the "
+        "cluster `ray start` made here, or RAY_ADDRESS), 'local' (start a throw-away one on "
+        "this machine), HOST:PORT or ray://HOST:PORT; needs a postgresql:// database_url",
+    )  # fmt: skip
     parser.set_defaults(handler=_serve)
 
 
@@ -41,7 +47,42 @@ def _serve(args: argparse.Namespace) -> int:
     from vigil.config.loader import load_config
 
     stop = _StopSignal()  # before anything else: a signal during start-up stops cleanly too
-    return serve(load_config(args.config), api=not args.no_api, stop=stop)
+    config = load_config(args.config)
+    if args.cluster is not None:
+        config = with_cluster(config, args.cluster)
+    return serve(config, api=not args.no_api, stop=stop)
+
+
+def with_cluster(config: VigilConfig, address: str) -> VigilConfig:
+    """``config`` with ``server.backend: ray`` on the cluster at ``address`` (``--cluster``)."""
+    from pydantic import ValidationError
+
+    from vigil.config.models import ClusterConfig, ServerConfig
+    from vigil.errors import ConfigError
+
+    try:
+        cluster = ClusterConfig.model_validate({**config.cluster.model_dump(), "address": address})
+        server = ServerConfig.model_validate({**config.server.model_dump(), "backend": "ray",
+                                              "worker_processes": "auto"})  # fmt: skip
+    except ValidationError as exc:
+        messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise ConfigError(f"--cluster {address!r}: {messages}") from None
+    return config.model_copy(update={"cluster": cluster, "server": server})
+
+
+def check_cluster(config: VigilConfig) -> None:
+    """Refuse a cluster start that cannot work, before anything is created: SQLite (every
+    node writes to the database) or Ray missing (``ModuleNotFoundError``, which the CLI
+    turns into the ``cluster`` extra to install)."""
+    from vigil.errors import ConfigError
+    from vigil.runtime.serve import cluster_database_error
+    from vigil.store import database_url_for
+
+    if config.server.backend != "ray":
+        return
+    if not database_url_for(config).lower().startswith(("postgresql", "postgres:")):
+        raise ConfigError(cluster_database_error())
+    import ray  # noqa: F401
 
 
 def serve(
@@ -55,6 +96,7 @@ def serve(
 
     # From the very start, so that a signal during start-up also ends in a clean stop.
     stop = stop or _StopSignal()
+    check_cluster(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
@@ -65,7 +107,13 @@ def serve(
         from vigil.api.clips import ClipJobSink
 
         clips = ClipJobSink(db)
-    supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,))
+    cluster: Any = None
+    if config.server.backend == "ray":
+        from vigil.cluster.backend import RayBackend
+
+        cluster = RayBackend
+    supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,),
+                            cluster_backend=cluster)  # fmt: skip
     supervisor.start()
     announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
              f"database {db.display_url}")  # fmt: skip

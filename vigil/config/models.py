@@ -411,13 +411,15 @@ class ServerConfig(_Model):
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )
-    backend: Literal["auto", "threads", "processes"] = Field(
+    backend: Literal["auto", "threads", "processes", "ray"] = Field(
         "auto",
         description=(
             "How cameras run: 'threads' (every camera a thread of the one process), "
             "'processes' (worker processes, as many as `worker_processes`, or one per CPU "
-            "core, at most one per camera, when that is 'auto'), or 'auto': decided by "
-            "`worker_processes` alone, as described there."
+            "core, at most one per camera, when that is 'auto'), 'ray' (every camera an "
+            "actor on a Ray cluster, see the `cluster` section; needs PostgreSQL and the "
+            "`cluster` extra), or 'auto': decided by `worker_processes` alone, as described "
+            "there."
         ),
     )  # fmt: skip
     worker_processes: int | Literal["auto"] = Field(
@@ -477,18 +479,6 @@ class ServerConfig(_Model):
                                  "e.g. 10.0.0.0/8 or ::1") from exc  # fmt: skip
         return out
 
-    @field_validator("backend", mode="before")
-    @classmethod
-    def _built_backend(cls, value: object) -> object:
-        # Named on purpose: a cluster backend is planned, and a user who read about it should
-        # learn that it is not there yet rather than see a bare list of allowed values.
-        if isinstance(value, str) and value.strip().lower() == "ray":
-            raise ValueError(
-                "backend 'ray' is not built yet (the cluster backend and its extra are "
-                "future work); use auto, threads or processes"
-            )
-        return value
-
     @field_validator("worker_processes")
     @classmethod
     def _process_count(cls, value: int | str) -> int | str:
@@ -510,6 +500,46 @@ class ServerConfig(_Model):
                 "a number of processes or 'auto', or backend to 'threads' or 'auto'"
             )
         return self
+
+
+class ClusterConfig(_Model):
+    """`server.backend: ray`: the Ray cluster the cameras run on (docs/cluster.md)."""
+
+    address: str = Field(
+        "auto", min_length=1,
+        description="The cluster: 'auto' (the one `ray start` made on this machine, or "
+        "RAY_ADDRESS), 'local' (start a throw-away single-machine cluster, for trying it "
+        "out), 'HOST:PORT' of a head's GCS, or 'ray://HOST:PORT' (Ray Client).",
+    )  # fmt: skip
+    max_restarts: int = Field(
+        -1, ge=-1,
+        description="How often Ray restarts a camera actor whose process or node died, on a "
+        "node with a free camera slot (-1: for ever).",
+    )  # fmt: skip
+    detector_num_gpus: float = Field(
+        0.0, ge=0, le=64,
+        description="GPUs each node's detector actor asks for (0: runs on the CPU; 1: a whole "
+        "GPU; fractions share one).",
+    )  # fmt: skip
+    call_timeout: float = Field(
+        5.0, gt=0, le=300,
+        description="Seconds the head waits for a camera actor's answer (live frame, tracks, "
+        "a rule change) and a camera for its node's detector, before reporting it down.",
+    )  # fmt: skip
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("auto", "local") or value.startswith("ray://"):
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(
+                f"cluster address {value!r} is not 'auto', 'local', HOST:PORT or "
+                "ray://HOST:PORT; e.g. 10.0.0.5:6379"
+            )
+        return value
 
 
 SourceRole = Literal["detect", "record"]
@@ -592,6 +622,7 @@ class VigilConfig(_Model):
     record: RecordConfig = Field(default_factory=RecordConfig)
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     mqtt: MqttConfig | None = Field(None, description="Publish events to an MQTT broker.")
     webhooks: WebhookConfig | None = Field(None, description="POST signed events to URLs.")
     zones: dict[str, ZoneConfig] = Field(

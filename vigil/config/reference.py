@@ -16,6 +16,7 @@ from pydantic_core import PydanticUndefined
 
 from vigil.config.models import (
     CameraConfig,
+    ClusterConfig,
     DetectConfig,
     DetectorConfig,
     EventsConfig,
@@ -42,6 +43,7 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`record`", RecordConfig),
     ("`detector`", DetectorConfig),
     ("`server`", ServerConfig),
+    ("`cluster`", ClusterConfig),
     ("`zones.<name>`", ZoneConfig),
     ("`zones.<name>.calibration`", ZoneCalibration),
     ("`zones.<name>.direction`", ZoneDirection),

@@ -9,6 +9,8 @@
 - ``.<name>.tmp``: half-written snapshots and test writes; deleted.
 
 Run it before the recorders start (``Supervisor.start``): it must not see their open files.
+On a cluster node several camera actors share one data dir and start at different times:
+each cleans only its own camera's folders (``camera``), never a neighbour's open segment.
 """
 
 from __future__ import annotations
@@ -89,10 +91,15 @@ def recover_partial(partial: Path) -> SegmentInfo | None:
                        sha256_file(target), has_audio)  # fmt: skip
 
 
-def recover(root: Path, on_segment: Callable[[SegmentInfo], None] | None = None) -> RecoveryReport:
-    """Clean ``root`` (the data directory) as the module docstring says."""
+def recover(
+    root: Path, on_segment: Callable[[SegmentInfo], None] | None = None, *,
+    camera: str | None = None,
+) -> RecoveryReport:  # fmt: skip
+    """Clean ``root`` (the data directory) as the module docstring says; with ``camera``,
+    only that camera's recordings and snapshots."""
     report = RecoveryReport()
-    recordings = root / "recordings"
+    recordings = root / "recordings" if camera is None else root / "recordings" / camera
+    snapshots = root / "snapshots" if camera is None else root / "snapshots" / camera
     for partial in _hidden_files(recordings, PARTIAL_SUFFIX):
         try:
             info = recover_partial(partial)
@@ -106,7 +113,7 @@ def recover(root: Path, on_segment: Callable[[SegmentInfo], None] | None = None)
         except Exception as exc:  # one bad file must not stop the start
             report.failed.append((partial, str(exc)))
             log.warning("recovery: cannot handle %s: %s", partial, exc)
-    for folder in (recordings, root / "snapshots"):
+    for folder in (recordings, snapshots):
         for temp in _hidden_files(folder, TMP_SUFFIX):
             try:
                 temp.unlink(missing_ok=True)

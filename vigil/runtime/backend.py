@@ -9,7 +9,10 @@ then on uses only this protocol:
 * ``ProcessPool`` (``vigil.runtime.procs``): cameras dealt to spawned worker processes; the
   handle is a ``RemoteCamera`` that reads the worker's reports and calls into it.
 
-A cluster backend would be a third implementation. The backend owns the cameras' life cycle
+* ``RayBackend`` (``vigil.cluster.backend``): every camera a Ray actor on a cluster node;
+  the handle asks the actor, and the actor writes to PostgreSQL itself.
+
+The backend owns the cameras' life cycle
 as a whole, not each handle: cameras of one worker process share its lifetime, so a camera
 cannot be started or stopped alone.
 
@@ -31,7 +34,7 @@ from vigil.record import Recorder
 from vigil.runtime.view import CameraStatus, Lines, TrackSnapshot, Zones
 from vigil.types import ImageArray, RuleEvent
 
-BackendKind = Literal["threads", "processes"]
+BackendKind = Literal["threads", "processes", "ray"]
 
 
 class CameraHandle(Protocol):
@@ -147,13 +150,15 @@ def resolve_backend(
     server: ServerConfig, cameras: int, cpus: int | None, *, worker_processes: int | None = None
 ) -> tuple[BackendKind, int]:
     """The backend of ``server`` for ``cameras`` cameras, and its number of worker processes
-    (0 for threads).
+    (0 for threads and for ``ray``, whose cameras are actors on the cluster).
 
     ``backend: auto`` keeps the rule of ``server.worker_processes`` (``resolve_worker_processes``);
     ``processes`` with ``worker_processes: auto`` uses one process per CPU core, at most one per
     camera. ``worker_processes`` given here (tests, benchmarks) overrides the configuration as
     if ``backend`` were ``auto``.
     """
+    if server.backend == "ray" and worker_processes is None:
+        return "ray", 0
     if worker_processes is not None:
         count = resolve_worker_processes(worker_processes, cameras, cpus)
     elif server.backend == "threads":

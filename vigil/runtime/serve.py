@@ -27,14 +27,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from vigil.alerts.fanout import FanoutSink
-from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
+from vigil.config.models import (
+    DetectConfig,
+    LineConfig,
+    ResolvedCamera,
+    SourceConfig,
+    VigilConfig,
+    ZoneConfig,
+)
 from vigil.detect.base import Detector
-from vigil.errors import VigilError
+from vigil.errors import ConfigError, VigilError
 from vigil.events.sinks import EventSink, event_to_dict
 from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
@@ -157,9 +164,10 @@ def retention_policy(config: VigilConfig) -> RetentionPolicy:
 
 class ClipFlags:
     """Marks each event with ``has_clip`` (its camera records) before every sink sees it,
-    so that MQTT, webhooks and the WebSocket tell what REST tells."""
+    so that MQTT, webhooks and the WebSocket tell what REST tells. ``recorders``: the
+    recording cameras (the recorders by name, or the names of cameras recorded elsewhere)."""
 
-    def __init__(self, sink: FanoutSink, recorders: Mapping[str, Recorder]) -> None:
+    def __init__(self, sink: FanoutSink, recorders: Container[str]) -> None:
         self.inner = sink
         self.recorders = recorders
 
@@ -289,6 +297,9 @@ class Supervisor:
         worker_processes: overrides ``server.backend`` and ``server.worker_processes``: 0
             analyses every camera in a thread of this process; n > 0 in n spawned worker
             processes (``procs``), where ``source_factory`` and ``backoff`` must be picklable.
+        cluster_backend: the Ray backend (``vigil.cluster.backend.RayBackend``) for
+            ``server.backend: ray``. Given by the caller (``vigil serve``): the cluster
+            package sits above the runtime, which never imports it.
     """
 
     def __init__(
@@ -303,8 +314,10 @@ class Supervisor:
         backoff: Callable[[], Backoff] = Backoff,
         stall_timeout: float = 10.0,
         worker_processes: int | None = None,
+        cluster_backend: Callable[..., CameraBackend] | None = None,
     ) -> None:
         self.config = config
+        self._cluster_backend = cluster_backend
         self.db = db
         self.root = Path(config.data_dir)
         self._backoff = backoff
@@ -314,7 +327,14 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
         self.started = False
         cameras = [config.camera(n) for n in config.cameras if config.cameras[n].enabled]
-        self.batcher = self._shared_detector(cameras, detector, detector_factory)
+        self.kind, self.processes = resolve_backend(config.server, len(cameras), os.cpu_count(),
+                                                    worker_processes=worker_processes)  # fmt: skip
+        #: Cameras run on cluster nodes, which record, store and keep their own files: this
+        #: process neither records nor writes what the nodes write.
+        self.clustered = self.kind == "ray"
+        self.batcher = (
+            None if self.clustered else self._shared_detector(cameras, detector, detector_factory)
+        )
         self.hub = LiveHub()
         self.telemetry = Telemetry(c.name for c in cameras)
         self.started_at = time.time()
@@ -322,15 +342,19 @@ class Supervisor:
         self.mqtt: Any = None
         self.recorders: dict[str, Recorder] = {}
         self.webhooks: Any = None
-        self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), self.recorders)
-        for camera in cameras:
+        recording = (
+            frozenset(c.name for c in cameras if record_input(c) is not None)
+            if self.clustered else self.recorders
+        )  # fmt: skip
+        self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), recording)
+        for camera in cameras if not self.clustered else ():
             recorder = self._recorder(camera, stall_timeout)
             if recorder is not None:
                 self.recorders[camera.name] = recorder
         #: The process backend when cameras run in worker processes, else None: for tests and
         #: benchmarks that look at the processes; the supervisor itself uses ``backend``.
         self.pool: ProcessPool | None = None
-        self.backend = self._backend(cameras, source_factory, stall_timeout, worker_processes)
+        self.backend = self._backend(cameras, source_factory, stall_timeout)
         self.workers: Mapping[str, CameraHandle] = self.backend.handles
         self.retention_warnings: list[str] = []
 
@@ -338,17 +362,18 @@ class Supervisor:
 
     def _backend(
         self, cameras: list[ResolvedCamera], source_factory: SourceFactory | None,
-        stall_timeout: float, worker_processes: int | None,
+        stall_timeout: float,
     ) -> CameraBackend:  # fmt: skip
         """The camera backend that ``server.backend`` asks for (the only place that knows
         the backends apart)."""
-        kind, self.processes = resolve_backend(self.config.server, len(cameras), os.cpu_count(),
-                                               worker_processes=worker_processes)  # fmt: skip
+        kind = self.kind
         hooks = BackendHooks(
             detector=self.batcher, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
             queue_depth=self._queue_depth,
         )  # fmt: skip
+        if kind == "ray":
+            return self._ray_backend(cameras, hooks, source_factory, stall_timeout)
         if kind == "threads":
             return ThreadBackend(cameras, hooks, source_factory=source_factory,
                                  stall_timeout=stall_timeout, backoff=self._backoff)  # fmt: skip
@@ -362,6 +387,24 @@ class Supervisor:
             source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
         return self.pool
+
+    def _ray_backend(
+        self, cameras: list[ResolvedCamera], hooks: BackendHooks,
+        source_factory: SourceFactory | None, stall_timeout: float,
+    ) -> CameraBackend:  # fmt: skip
+        """Cameras as actors on the cluster: they write to the database themselves, so it
+        must be one every node reaches."""
+        if self.db is None or self.db.backend != "postgresql":
+            raise ConfigError(cluster_database_error())
+        if self._cluster_backend is None:
+            raise VigilError("server.backend is 'ray' but no cluster backend was given: pass "
+                             "cluster_backend=vigil.cluster.backend.RayBackend")  # fmt: skip
+        models = [c.detect for c in cameras if not c.detect.is_motion]
+        detect = shared_detect_config(self.config.detect, models) if models else None
+        return self._cluster_backend(
+            cameras, hooks, self.config, database_url=self.db.url, detect=detect,
+            stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
+        )  # fmt: skip
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes (none in thread mode)."""
@@ -385,7 +428,7 @@ class Supervisor:
 
     def _sinks(self, extra: Sequence[EventSink]) -> list[EventSink]:
         sinks: list[EventSink] = []
-        if self.db is not None:
+        if self.db is not None and not self.clustered:  # nodes store their cameras' events
             from vigil.store.sink import StoreEventSink
 
             self.store = StoreEventSink(self.db, self.root)
@@ -404,26 +447,9 @@ class Supervisor:
         return [*sinks, *extra, self.telemetry, self.hub]
 
     def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
-        record = camera.record
-        inputs = [s for s in camera.sources if "record" in s.roles]
-        if record.mode == "off" or not inputs:
-            return None
-        source = inputs[0]
-        if source.url.lower().startswith("synthetic:"):
-            # A synthetic scene has no encoded stream: there is nothing to record.
-            log.warning("%s: %s is rendered, not encoded; not recording it", camera.name,
-                        source.url)  # fmt: skip
-            return None
-        # A file stands for a camera: recorded in real time as it plays, once or looping.
-        file_loop = None if is_network_url(source.url) else source.loop
-        return Recorder(
-            source.url, camera.name, self.root, mode=record.mode, pre_roll=record.pre_roll,
-            post_roll=record.post_roll, segment_seconds=record.segment_seconds,
-            options=dict(source.options), on_segment=self._segment_added,
-            open_timeout=stall_timeout, read_timeout=stall_timeout,
-            backoff=self._backoff() if file_loop is None else loop_backoff(),
-            file_loop=file_loop, on_state=self._recording_state,
-        )  # fmt: skip
+        return build_recorder(camera, self.root, on_segment=self._segment_added,
+                              on_state=self._recording_state, backoff=self._backoff,
+                              stall_timeout=stall_timeout)  # fmt: skip
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -434,11 +460,12 @@ class Supervisor:
         self.started = True
         self.started_at = time.time()
         self._register_cameras()
-        self._recover()
+        if not self.clustered:  # a node cleans its own data dir, camera by camera
+            self._recover()
         self.backend.start()
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
-        if self.db is not None:
+        if self.db is not None and not self.clustered:  # nodes keep their own files
             self._spawn("retention", self._retention_loop)
 
     def _recover(self) -> None:
@@ -574,23 +601,8 @@ class Supervisor:
                 log.debug("%s: MQTT sink closed", camera)
 
     def _segment_added(self, info: SegmentInfo) -> None:
-        if self.db is None:
-            return
-        from vigil.store.repo import SegmentRepo
-
-        path = info.path.resolve().relative_to(self.root.resolve()).as_posix()
-        recorder = self.recorders.get(info.camera)
-        motion = recorder.motion if recorder is not None else None
-        moved = motion is not None and motion.any(info.start, info.end)
-        with self.db.session(immediate=True) as session:
-            segments = SegmentRepo(session)
-            segments.add(camera=info.camera, path=path, start=info.start, end=info.end,
-                         size=info.size, sha256=info.sha256, has_motion=moved)  # fmt: skip
-            if motion is not None:
-                # Analysis runs behind the recording: motion reported since the previous
-                # segment was indexed may belong to it.
-                for start, end in motion.overlapping(info.start - 60.0, info.start):
-                    segments.mark_motion(info.camera, start, min(end, info.start))
+        if self.db is not None:
+            index_segment(self.db, self.root, info, self.recorders.get(info.camera))
 
     # -- retention --------------------------------------------------------------------------
 
@@ -716,6 +728,74 @@ class Supervisor:
         record = {name: max(0, r.connections - 1) for name, r in self.recorders.items()}
         return self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
                                        webhooks=webhooks)  # fmt: skip
+
+
+def cluster_database_error() -> str:
+    return ("server.backend 'ray' needs PostgreSQL: every node writes its cameras' events, "
+            "counts and segments to one database, and SQLite is a file on one machine; set "
+            "database_url: postgresql://USER:PASSWORD@HOST/DB")
+
+
+def record_input(camera: ResolvedCamera) -> SourceConfig | None:
+    """The input ``camera`` records, or None when it records nothing (mode ``off``, no
+    ``record`` input, or a rendered ``synthetic:`` scene, which has no encoded stream)."""
+    inputs = [s for s in camera.sources if "record" in s.roles]
+    if camera.record.mode == "off" or not inputs:
+        return None
+    if inputs[0].url.lower().startswith("synthetic:"):
+        return None
+    return inputs[0]
+
+
+def build_recorder(
+    camera: ResolvedCamera, root: Path, *, on_segment: Callable[[SegmentInfo], None],
+    on_state: Callable[[str, RecorderState, str | None], None] | None,
+    backoff: Callable[[], Backoff], stall_timeout: float,
+) -> Recorder | None:  # fmt: skip
+    """The ``Recorder`` of ``camera`` under ``root`` (a data dir), or None when it records
+    nothing; the Supervisor's and a cluster camera actor's (on its node's data dir)."""
+    record = camera.record
+    source = record_input(camera)
+    if source is None or record.mode == "off":
+        rendered = [s.url for s in camera.sources if "record" in s.roles]
+        if record.mode != "off" and rendered:
+            # A synthetic scene has no encoded stream: there is nothing to record.
+            log.warning("%s: %s is rendered, not encoded; not recording it", camera.name,
+                        rendered[0])  # fmt: skip
+        return None
+    # A file stands for a camera: recorded in real time as it plays, once or looping.
+    file_loop = None if is_network_url(source.url) else source.loop
+    return Recorder(
+        source.url, camera.name, root, mode=record.mode, pre_roll=record.pre_roll,
+        post_roll=record.post_roll, segment_seconds=record.segment_seconds,
+        options=dict(source.options), on_segment=on_segment,
+        open_timeout=stall_timeout, read_timeout=stall_timeout,
+        backoff=backoff() if file_loop is None else loop_backoff(),
+        file_loop=file_loop, on_state=on_state,
+    )  # fmt: skip
+
+
+def index_segment(
+    db: Database, root: Path, info: SegmentInfo, recorder: Recorder | None, *,
+    node: str | None = None,
+) -> None:  # fmt: skip
+    """Give a finished segment of ``root`` (the data dir holding it; of ``node`` in a
+    cluster) its row, with the motion its recorder was told of."""
+    from vigil.store.repo import SegmentRepo
+
+    path = info.path.resolve().relative_to(root.resolve()).as_posix()
+    motion = recorder.motion if recorder is not None else None
+    moved = motion is not None and motion.any(info.start, info.end)
+    with db.session(immediate=True) as session:
+        segments = SegmentRepo(session)
+        segments.add(camera=info.camera, path=path, start=info.start, end=info.end,
+                     size=info.size, sha256=info.sha256, has_motion=moved,
+                     node=node)  # fmt: skip
+        if motion is not None:
+            # Analysis runs behind the recording: motion reported since the previous
+            # segment was indexed may belong to it.
+            for start, end in motion.overlapping(info.start - 60.0, info.start):
+                segments.mark_motion(info.camera, start, min(end, info.start))
 
 
 def _unlink_all(root: Path, paths: Sequence[str]) -> None:

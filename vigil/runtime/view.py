@@ -55,6 +55,8 @@ class CameraStatus:
     ``recording``: the recorder's state (``recording``, ``reconnecting``, ``failed``...; None
     when the camera is not recorded) and ``recording_error`` why it fails ("recording failed:
     disk full"), independent of ``online``, which is about the analysis stream.
+    ``node``: the name of the cluster node the camera runs on now (``server.backend: ray``);
+    None on a single host.
     """
 
     name: str
@@ -68,6 +70,7 @@ class CameraStatus:
     queue_depth: int = 0
     recording: str | None = None
     recording_error: str | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,12 @@ class Database:
         """The URL with its password masked: safe in logs and error messages."""
         return self._url.render_as_string(hide_password=True)
 
+    @property
+    def url(self) -> str:
+        """The URL with its password: for another process that must open the same database
+        (a camera actor on a cluster node); never log it (``display_url`` is for that)."""
+        return self._url.render_as_string(hide_password=False)
+
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
 

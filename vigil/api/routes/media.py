@@ -146,7 +146,7 @@ def list_cameras(who: Reader, state: StateDep) -> list[CameraOut]:
                       detect_fps=s.detect_fps, last_frame_time=s.last_frame_time,
                       skipped_frames=s.skipped_frames, inference_ms=s.inference_ms,
                       queue_depth=s.queue_depth, recording=s.recording,
-                      recording_error=s.recording_error)
+                      recording_error=s.recording_error, node=s.node)
             for s in state.runtime.cameras() if who.sees(s.name)]  # fmt: skip
 
 

@@ -1,0 +1,137 @@
+"""The head's side of a camera actor, without a cluster: the outbox's acknowledgements and
+bound, and what the handle does when an actor answers as a new incarnation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.cluster.backend import RayCamera
+from vigil.cluster.camera import CameraSpec, Drained, EventOut, OnlineOut, _Outbox
+from vigil.config.models import ClusterConfig, VigilConfig, ZoneConfig
+from vigil.runtime.backend import BackendHooks
+from vigil.runtime.messages import CameraReport
+from vigil.runtime.view import CameraStatus
+from vigil.types import Event, EventState, RuleEvent
+
+
+def test_the_outbox_keeps_what_was_not_acknowledged() -> None:
+    box = _Outbox(10)
+    for online in (True, False, True):
+        box.put(OnlineOut(online))
+    first = box.after(0)
+    assert [seq for seq, _ in first] == [1, 2, 3]
+    assert [seq for seq, _ in box.after(0)] == [1, 2, 3], "an answer lost: sent again"
+    assert [seq for seq, _ in box.after(2)] == [3]
+    assert box.after(3) == ()
+
+
+def test_a_full_outbox_drops_the_oldest_and_counts_them() -> None:
+    box = _Outbox(2)
+    for online in (True, False, True):
+        box.put(OnlineOut(online))
+    assert [seq for seq, _ in box.after(0)] == [2, 3]
+    assert box.dropped == 1
+
+
+@dataclass
+class Heard:
+    events: list[Event] = field(default_factory=list)
+    online: list[bool] = field(default_factory=list)
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+    def on_online(self, _camera: str, online: bool) -> None:
+        self.online.append(online)
+
+
+class _Method:
+    def __init__(self, calls: list[tuple[str, Any]], name: str) -> None:
+        self.calls, self.name = calls, name
+
+    def remote(self, *args: Any) -> None:
+        self.calls.append((self.name, args))
+
+
+class FakeActor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> _Method:
+        return _Method(self.calls, name)
+
+
+@dataclass
+class FakeBackend:
+    hooks: BackendHooks
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    failovers: list[Any] = field(default_factory=list)
+
+
+def _handle() -> tuple[RayCamera, Heard, FakeActor]:
+    config = VigilConfig.model_validate({"detect": {"model": "motion"}, "cameras": {
+        "door": {"sources": [{"url": "synthetic://?fps=10"}]}}})  # fmt: skip
+    heard = Heard()
+
+    def counts(_hits: list[RuleEvent]) -> None:
+        pass
+
+    def on_counts(_camera: str, _counts: Mapping[str, Any]) -> None:
+        pass
+
+    hooks = BackendHooks(detector=None, sink=heard, counts=counts, on_counts=on_counts,
+                         on_online=heard.on_online, recorders={},
+                         queue_depth=lambda: 0)  # fmt: skip
+    spec = CameraSpec(config, config.camera("door"), "postgresql://x@y/z", None)
+    camera = RayCamera(spec, FakeBackend(hooks))  # type: ignore[arg-type]
+    actor = FakeActor()
+    camera.actor = actor
+    return camera, heard, actor
+
+
+def _report(online: bool = True) -> CameraReport:
+    status = CameraStatus(name="door", online=online, state="running", last_frame_time=50.0)
+    return CameraReport(status, 10, 5, 0, 1, None)
+
+
+def _event(state: EventState) -> Event:
+    return Event(id="e1", camera_id="door", label="person", class_id=0, track_id=1,
+                 start=40.0, end=None, state=state, live=True)  # fmt: skip
+
+
+def test_a_new_incarnation_ends_the_events_the_lost_one_left_open() -> None:
+    camera, heard, actor = _handle()
+    camera.take(Drained("one", "node-1", "id1", _report(),
+                        ((1, OnlineOut(True)), (2, EventOut(_event(EventState.START)))), 0,
+                        ({}, {})))  # fmt: skip
+    assert camera.acked == 2
+    assert heard.online == [True]
+    camera.lost("ActorDiedError")
+    assert heard.online == [True, False]
+    assert camera.state == "restarting"
+    assert camera.status().node == "node-1"
+    # Back on another node: a fresh outbox numbered from 1 again.
+    camera.take(Drained("two", "node-2", "id2", _report(), ((1, OnlineOut(True)),), 0,
+                        ({}, {})))  # fmt: skip
+    ended = [e for e in heard.events if e.state is EventState.END]
+    assert [e.id for e in ended] == ["e1"]
+    assert ended[0].end == 50.0, "ended at the camera's last frame"
+    assert camera.acked == 1
+    assert heard.online == [True, False, True]
+    assert camera.status().node == "node-2"
+    assert camera.restarts == 1
+    assert [(f.before, f.after) for f in camera._backend.failovers] == [("node-1", "node-2")]
+    assert actor.calls == [], "its rules were those in force: nothing to hand over"
+
+
+def test_a_restarted_actor_gets_the_rules_in_force() -> None:
+    camera, _, actor = _handle()
+    zone = ZoneConfig.model_validate({"polygon": [[0, 0], [1, 0], [1, 1]]})
+    camera._zones = {"yard": zone}  # edited on the head while the actor was away
+    camera.take(Drained("two", "node-2", "id2", _report(), (), 0, ({}, {})))
+    assert actor.calls == [("update_rules", ({"yard": zone}, {}))]

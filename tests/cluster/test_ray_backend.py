@@ -1,0 +1,196 @@
+"""The Ray backend on a real cluster: four RTSP cameras on two worker nodes of two camera
+slots each (the head takes none), PostgreSQL, one camera with YOLOX-Nano.
+
+One Supervisor runs for the whole module (starting four camera actors is what costs); each
+test checks one promise of issue 9 §2 against it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import Mount, cluster_config, fast_backoff, wait_for
+from tests.conftest import require_file
+from tests.ray_cluster import LocalCluster, local_cluster
+from tests.store.conftest import PgServer, new_pg_database
+from vigil.cluster import NAMESPACE
+from vigil.cluster.backend import RayBackend, detector_actor_name
+from vigil.config.models import ZoneConfig
+from vigil.paths import shared_models_dir
+from vigil.runtime.serve import Supervisor
+from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
+from vigil.store.models import CountRow
+from vigil.types import Event
+
+YOLOX_CAMERA = "cam0"  # streams the people clip
+
+
+class Collector:
+    """An extra sink of the head: what reaches MQTT, webhooks and the live WebSocket."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Running:
+    cluster: LocalCluster
+    supervisor: Supervisor
+    db: Database
+    head: Collector
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer, relays: list[Mount]
+) -> Iterator[Running]:
+    import ray
+
+    model = require_file(shared_models_dir() / "yolox_nano.onnx")
+    root = tmp_path_factory.mktemp("ray")
+    url = new_pg_database(pg_server)
+    with local_cluster(root / "nodes", workers=2, slots=2) as cluster:
+        ray.init(address=cluster.address, namespace=NAMESPACE)
+        cameras = {f"cam{i}": relay.url for i, relay in enumerate(relays)}
+        config = cluster_config(root / "data", url, cluster.address, cameras,
+                                models={YOLOX_CAMERA: str(model)})  # fmt: skip
+        db = Database(url)
+        head = Collector()
+        supervisor = Supervisor(config, db=db, sinks=(head,), backoff=fast_backoff,
+                                stall_timeout=5.0, cluster_backend=RayBackend)  # fmt: skip
+        supervisor.start()
+        try:
+            wait_for(lambda: all(s.online for s in supervisor.cameras()), 240,
+                     "not every camera came online")  # fmt: skip
+            yield Running(cluster, supervisor, db, head)
+        finally:
+            supervisor.stop()
+            db.close()
+            ray.shutdown()
+
+
+def test_cameras_are_spread_over_the_nodes_by_capacity(running: Running) -> None:
+    statuses = running.supervisor.cameras()
+    per_node = Counter(s.node for s in statuses)
+    # Two slots per worker node, none on the head: four cameras can only sit two and two.
+    assert per_node == {"node-1": 2, "node-2": 2}
+    assert running.supervisor.backend.kind == "ray"
+    assert running.supervisor.store is None, "the head does not write what the nodes write"
+    assert running.supervisor.recorders == {}, "the head records nothing"
+
+
+def _node_of(running: Running, camera: str) -> str:
+    node = next(s.node for s in running.supervisor.cameras() if s.name == camera)
+    assert node is not None
+    return node
+
+
+def test_segments_reach_postgresql_with_the_node_holding_them(running: Running) -> None:
+    def segments() -> list[Any]:
+        with running.db.session() as session:
+            return list(SegmentRepo(session).list())
+
+    cameras = sorted(running.supervisor.workers)
+    wait_for(lambda: {r.camera for r in segments()} >= set(cameras), 120,
+             "a camera has no segment in PostgreSQL")  # fmt: skip
+    for row in segments():
+        node = _node_of(running, row.camera)
+        assert row.node == node
+        # The file lies in that node's data dir, nowhere else.
+        assert (running.cluster.nodes[node].data_dir / row.path).is_file()
+        assert not (running.supervisor.root / row.path).exists()
+
+
+def test_events_and_counts_reach_postgresql_and_the_head(running: Running) -> None:
+    def stored() -> list[Any]:
+        with running.db.session() as session:
+            return list(EventRepo(session).list(EventFilter(), limit=1000).items)
+
+    def counts() -> int:
+        with running.db.session() as session:
+            return session.query(CountRow).count()
+
+    wait_for(lambda: any(r.snapshot_path for r in stored()), 180, "no event with a snapshot")
+    wait_for(lambda: counts() > 0, 180, "no line crossing counted")
+    for row in stored():
+        if row.snapshot_path is not None:
+            node = _node_of(running, row.camera)
+            assert row.node == node
+            assert (running.cluster.nodes[node].data_dir / row.snapshot_path).is_file()
+    # The head's sinks got the events too, marked as recorded, each row written once.
+    ids = {r.id for r in stored()}
+    wait_for(lambda: ids <= {e.id for e in running.head.events}, 30,
+             "stored events did not reach the head's sinks")  # fmt: skip
+    assert all(e.has_clip for e in running.head.events)
+
+
+def test_a_rule_edited_on_the_head_reaches_the_camera_on_its_node(running: Running) -> None:
+    supervisor = running.supervisor
+    camera = "cam1"
+    zones, lines = supervisor.rules(camera)
+    assert "everywhere" not in supervisor.counts(camera).get("zones", {})
+    zones["everywhere"] = ZoneConfig.model_validate(
+        {"polygon": [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]}
+    )
+    supervisor.update_rules(camera, zones, lines)
+    # The camera's pipeline, in its actor on another node, reports the new zone.
+    wait_for(lambda: "everywhere" in supervisor.counts(camera).get("zones", {}), 60,
+             "the new zone is not in the remote camera's counts")  # fmt: skip
+    assert "everywhere" in supervisor.rules(camera)[0]
+
+
+def test_the_yolox_camera_is_served_by_its_nodes_batched_detector(running: Running) -> None:
+    import ray
+
+    handle: Any = running.supervisor.workers[YOLOX_CAMERA]
+    wait_for(lambda: handle.analysed > 5, 180, "the YOLOX camera analysed no frames")
+    node_id = handle.node_id
+    detector = ray.get_actor(detector_actor_name(node_id), namespace=NAMESPACE)
+    stats = ray.get(detector.stats.remote(), timeout=30)
+    assert stats["node"] == _node_of(running, YOLOX_CAMERA)
+    assert stats["node_id"] == node_id
+    assert stats["images"] > 0
+    assert stats["batches"] > 0
+    assert stats["mean_batch"] >= 1.0
+    assert {"queue", "max_batch", "max_wait_ms"} <= set(stats)
+
+    def people() -> int:
+        with running.db.session() as session:
+            return EventRepo(session).count(EventFilter(camera=YOLOX_CAMERA, label="person"))
+
+    wait_for(lambda: people() > 0, 180, "YOLOX-Nano found no person in the people clip")
+
+
+def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
+    frame = running.supervisor.latest_frame("cam2")
+    assert frame is not None
+    assert frame.ndim == 3
+    assert frame.shape[2] == 3
+    tracks = running.supervisor.latest_tracks("cam2")
+    assert tracks.time is not None
+
+
+def test_stop_leaves_no_event_open(running: Running, tmp_path: Path) -> None:
+    """Last in the module: stop the Supervisor; every camera's events are closed."""
+    running.supervisor.stop()
+    with running.db.session() as session:
+        repo = EventRepo(session)
+        assert repo.count(EventFilter()) > 0
+        rows = repo.list(EventFilter(), limit=10_000).items
+    assert [r.id for r in rows if r.end is None] == []
+    assert not any(s.online for s in running.supervisor.cameras())

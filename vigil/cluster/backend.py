@@ -1,0 +1,504 @@
+"""``RayBackend``: the cameras as actors on a Ray cluster (``server.backend: ray``).
+
+::
+
+    head (Supervisor, API)                          cluster nodes (a camera slot each)
+    RayBackend ── creates ──────────────────────►  CameraActor "vigil-camera:<name>"
+      poll thread: drain(after) every 0.25 s ◄───    outbox: events, hits, counts, online
+        └► hooks: sink (MQTT, webhooks, live), counts (metrics, MQTT), on_online
+      RayCamera (handle): status from the last     writes PostgreSQL itself (events,
+        drain; frame, tracks, counts, rules:          counts, segments with the node)
+        calls with cluster.call_timeout
+
+The third implementation of ``CameraBackend`` (``vigil.runtime.backend``). The actor does the
+store writes on its node, so the head's sink must not write them again (the ``Supervisor``
+leaves its store out in this mode); the head's hooks get every event all the same.
+
+Failover: Ray restarts a camera actor whose node (or process) died on a node with a free
+``CAMERA_SLOTS`` unit, up to ``cluster.max_restarts`` times. The handle sees it as drains
+failing (``restarting``, offline), then answers from a new *incarnation*: it ends, for the
+head's sinks, the events it had seen open (the new actor closed their rows at their last
+update before starting), hands the actor the rules and the detection switch in force, and
+counts a restart. ``failovers`` records (camera, node before, node after, seconds offline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vigil.cluster import CAMERA_SLOTS, NAMESPACE, camera_actor_name, detector_actor_name
+from vigil.cluster.camera import (
+    CAMERA_CONCURRENCY,
+    CameraActor,
+    CameraSpec,
+    CountsOut,
+    Drained,
+    EventOut,
+    HitsOut,
+    OnlineOut,
+)
+from vigil.cluster.detector import DetectorSpec
+from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
+from vigil.errors import VigilError
+from vigil.ingest import Backoff
+from vigil.runtime.backend import BackendHooks, BackendKind
+from vigil.runtime.messages import CameraReport
+from vigil.runtime.view import CameraStatus, TrackSnapshot
+from vigil.runtime.worker import SourceFactory
+from vigil.types import Event, EventState, ImageArray
+
+log = logging.getLogger(__name__)
+
+Zones = dict[str, ZoneConfig]
+Lines = dict[str, LineConfig]
+
+POLL_INTERVAL = 0.25  # s between drains: events reach MQTT/live within about this
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """A camera that came back after its actor was lost: ``seconds`` from its last good
+    drain to the first drain of the new incarnation."""
+
+    camera: str
+    before: str
+    after: str
+    seconds: float
+
+
+def connect(cluster: ClusterConfig, cameras: int) -> bool:
+    """Connect this process to the cluster (``ray.init``); True when this call did it
+    (then ``RayBackend.close`` disconnects). ``local`` starts a one-machine cluster with a
+    camera slot per camera."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if cluster.address == "local":
+        ray.init(namespace=NAMESPACE, resources={CAMERA_SLOTS: max(1, cameras)},
+                 include_dashboard=False)  # fmt: skip
+    else:
+        ray.init(address=cluster.address, namespace=NAMESPACE)
+    return True
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The error raised in the actor (Ray wraps it in a ``RayTaskError``)."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException):
+        return exc.cause
+    return exc
+
+
+class RayCamera:
+    """The head's ``CameraHandle`` of one camera actor (see the module docstring)."""
+
+    def __init__(self, spec: CameraSpec, backend: RayBackend) -> None:
+        self.spec = spec
+        self.camera = spec.camera
+        self.name = spec.camera.name
+        self._backend = backend
+        self.actor: Any = None
+        self._zones: Zones = dict(spec.camera.zones)
+        self._lines: Lines = dict(spec.camera.lines)
+        self.detection = True
+        self.incarnation: str | None = None
+        self.incarnations = 0
+        self.node: str | None = None
+        self.node_id: str | None = None
+        self.acked = 0
+        self.pending: Any = None  # the drain in flight (an ObjectRef)
+        self.pending_since = 0.0
+        self.report_: CameraReport | None = None
+        self.down = False
+        self.last_ok = time.monotonic()
+        self.last_frame_time: float | None = None
+        self.open_events: dict[str, Event] = {}
+        self.latencies: deque[tuple[float, float, bool]] = deque(maxlen=4096)
+        self.dropped = 0
+        self.is_online = False
+
+    # -- what the drains say ----------------------------------------------------------------
+
+    def take(self, drained: Drained) -> None:
+        """Act on one drain (poll thread)."""
+        hooks = self._backend.hooks
+        if drained.incarnation != self.incarnation:
+            self._new_incarnation(drained)
+        self.down = False
+        self.last_ok = time.monotonic()
+        self.node, self.node_id = drained.node, drained.node_id
+        self.dropped = drained.dropped
+        if drained.report is not None:
+            self.report_ = drained.report
+            self.latencies.extend(drained.report.latencies)
+            if drained.report.status.last_frame_time is not None:
+                self.last_frame_time = drained.report.status.last_frame_time
+        for seq, item in drained.items:
+            if seq <= self.acked:
+                continue  # delivered already; the actor drops it at the next drain
+            self.acked = seq
+            try:
+                self._deliver(item, hooks)
+            except Exception:  # one failing sink must not stop the others' delivery
+                log.exception("%s: %s from the camera actor not delivered", self.name,
+                              type(item).__name__)  # fmt: skip
+        self._sync_rules(drained)
+
+    def _deliver(self, item: object, hooks: BackendHooks) -> None:
+        match item:
+            case EventOut(event=event):
+                if event.state is EventState.END:
+                    self.open_events.pop(event.id, None)
+                else:
+                    self.open_events[event.id] = event
+                hooks.sink.publish(event)
+            case HitsOut(hits=hits):
+                hooks.counts(list(hits))
+            case CountsOut(counts=counts):
+                hooks.on_counts(self.name, counts)
+            case OnlineOut(online=online):
+                self._set_online(online)
+            case _:
+                log.warning("%s: unknown outbox item %s; ignored", self.name,
+                            type(item).__name__)  # fmt: skip
+
+    def _set_online(self, online: bool) -> None:
+        if online != self.is_online:
+            self.is_online = online
+            self._backend.hooks.on_online(self.name, online)
+
+    def _new_incarnation(self, drained: Drained) -> None:
+        """The actor (re)started: a fresh outbox, and the events of the old one ended."""
+        before = self.node
+        self.incarnations += 1
+        self.incarnation = drained.incarnation
+        self.acked = 0
+        if self.incarnations > 1:
+            gone = time.monotonic() - self.last_ok
+            self._backend.failovers.append(Failover(self.name, before or "?", drained.node, gone))
+            log.warning("%s: camera actor restarted on node %s (was on %s, %.1f s away)",
+                        self.name, drained.node, before, gone)  # fmt: skip
+            self.close_orphans()
+
+    def close_orphans(self) -> None:
+        """End, for the head's sinks, the events a lost actor left open (their rows were
+        closed by the actor's next incarnation, or are by ``close_dangling`` at start)."""
+        when = self.last_frame_time if self.last_frame_time is not None else time.time()
+        for event in list(self.open_events.values()):
+            closed = dataclasses.replace(event, end=max(when, event.start), state=EventState.END)
+            self.open_events.pop(event.id, None)
+            try:
+                self._backend.hooks.sink.publish(closed)
+            except Exception:
+                log.exception("%s: event %s could not be closed", self.name, event.id)
+
+    def _sync_rules(self, drained: Drained) -> None:
+        """A restarted actor has the rules of its spec: hand it those in force now."""
+        if drained.rules is not None and drained.rules != (self._zones, self._lines):
+            self._fire(lambda actor: actor.update_rules.remote(self._zones, self._lines))
+        if drained.rules is not None and drained.detection != self.detection:
+            self._fire(lambda actor: actor.set_detection.remote(self.detection))
+
+    def _fire(self, call: Any) -> None:
+        try:
+            call(self.actor)
+        except Exception:
+            log.exception("%s: could not hand the camera actor its settings", self.name)
+
+    def lost(self, why: str) -> None:
+        """A drain failed (poll thread): the actor is down or restarting."""
+        if not self.down:
+            log.warning("%s: camera actor unreachable (%s)", self.name, why)
+        self.down = True
+        self._set_online(False)
+
+    # -- CameraHandle -----------------------------------------------------------------------
+
+    @property
+    def frames(self) -> int:
+        return self.report_.frames if self.report_ else 0
+
+    @property
+    def analysed(self) -> int:
+        return self.report_.analysed if self.report_ else 0
+
+    @property
+    def sessions(self) -> int:
+        return self.report_.sessions if self.report_ else 0
+
+    @property
+    def restarts(self) -> int:
+        own = self.report_.restarts if self.report_ else 0
+        return max(0, self.incarnations - 1) + own
+
+    @property
+    def last_error(self) -> str | None:
+        return self.report_.last_error if self.report_ else None
+
+    @property
+    def skipped_frames(self) -> int:
+        return self.report_.status.skipped_frames if self.report_ else 0
+
+    @property
+    def state(self) -> str:
+        if self.down:
+            return "restarting"
+        return self.report_.status.state if self.report_ else "starting"
+
+    @property
+    def online(self) -> bool:
+        return not self.down and self.report_ is not None and self.report_.status.online
+
+    def status(self) -> CameraStatus:
+        """The last drain's status (cheap: no call), with the node it came from."""
+        report = self.report_
+        if report is None or self.down:
+            return CameraStatus(name=self.name, online=False, state=self.state, node=self.node,
+                                last_frame_time=self.last_frame_time)  # fmt: skip
+        return dataclasses.replace(report.status, node=self.node)
+
+    def _call(self, call: Any) -> Any:
+        import ray
+
+        actor = self.actor
+        if actor is None:
+            raise VigilError(f"camera {self.name!r}: its actor is not running")
+        try:
+            return ray.get(call(actor), timeout=self._backend.cluster.call_timeout)
+        except Exception as exc:
+            cause = _unwrap(exc)
+            if isinstance(cause, VigilError | KeyError):
+                raise cause from None
+            raise VigilError(f"camera {self.name!r}: no answer from its actor "
+                             f"({type(exc).__name__})") from None  # fmt: skip
+
+    def latest_frame(self) -> ImageArray | None:
+        try:
+            frame: ImageArray | None = self._call(lambda a: a.latest_frame.remote())
+        except VigilError:
+            return None
+        return frame
+
+    def latest_tracks(self) -> TrackSnapshot:
+        try:
+            tracks: TrackSnapshot = self._call(lambda a: a.latest_tracks.remote())
+        except VigilError:
+            return TrackSnapshot()
+        return tracks
+
+    def counts(self) -> dict[str, Any]:
+        try:
+            counts: dict[str, Any] = self._call(lambda a: a.counts.remote())
+        except VigilError:
+            return {}
+        return counts
+
+    def rules(self) -> tuple[Zones, Lines]:
+        return dict(self._zones), dict(self._lines)
+
+    def update_rules(
+        self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]
+    ) -> None:
+        """Apply in the actor, wherever it runs (its ``ConfigError`` reaches the caller);
+        an actor that is down gets them when it is back."""
+        zones, lines = dict(zones), dict(lines)
+        try:
+            self._call(lambda a: a.update_rules.remote(zones, lines))
+        except VigilError as exc:
+            if type(exc) is not VigilError:  # ConfigError & co: the rules are wrong
+                raise
+            log.warning("%s: rules kept for when its actor answers: %s", self.name, exc)
+        self._zones, self._lines = zones, lines
+
+    def set_detection(self, on: bool) -> None:
+        self.detection = bool(on)
+        try:
+            self._call(lambda a: a.set_detection.remote(self.detection))
+        except VigilError as exc:
+            log.warning("%s: detection switch kept for when its actor answers: %s",
+                        self.name, exc)  # fmt: skip
+
+
+class RayBackend:
+    """Every camera an actor on the Ray cluster (see the module docstring).
+
+    ``config``: the whole configuration (the actors need its data dir and record settings);
+    ``database_url``: PostgreSQL, which every node writes to; ``detect``: the shared model's
+    settings (``shared_detect_config``), None when every camera uses motion.
+    """
+
+    def __init__(
+        self, cameras: Sequence[ResolvedCamera], hooks: BackendHooks, config: VigilConfig, *,
+        database_url: str, detect: Any = None, stall_timeout: float = 10.0,
+        source_factory: SourceFactory | None = None, backoff: Any = Backoff,
+    ) -> None:  # fmt: skip
+        import ray  # noqa: F401  # fails here, naming the extra, when Ray is missing
+
+        self.hooks = hooks
+        self.config = config
+        self.database_url = database_url
+        self.cluster = config.cluster
+        detector = None if detect is None else DetectorSpec(
+            detect, config.detector.max_batch, config.detector.max_wait_ms,
+            self.cluster.detector_num_gpus, self.cluster.call_timeout,
+        )  # fmt: skip
+        self.cameras: dict[str, RayCamera] = {}
+        for camera in cameras:
+            spec = CameraSpec(config, camera, database_url,
+                              None if camera.detect.is_motion else detector,
+                              stall_timeout=stall_timeout, source_factory=source_factory,
+                              backoff=backoff)  # fmt: skip
+            self.cameras[camera.name] = RayCamera(spec, self)
+        self.failovers: list[Failover] = []
+        self._connected = False
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._stops: list[Any] = []
+
+    @property
+    def kind(self) -> BackendKind:
+        return "ray"
+
+    @property
+    def handles(self) -> Mapping[str, RayCamera]:
+        return self.cameras
+
+    def start(self) -> None:
+        import ray
+
+        self._connected = connect(self.cluster, len(self.cameras))
+        actor_class: Any = ray.remote(CameraActor)
+        for cam in self.cameras.values():
+            name = camera_actor_name(cam.name)
+            self._kill_named(name)  # left by a head that died: this head owns the camera now
+            cam.actor = actor_class.options(
+                name=name, namespace=NAMESPACE, resources={CAMERA_SLOTS: 1}, num_cpus=0,
+                max_restarts=self.cluster.max_restarts, max_task_retries=0,
+                max_concurrency=CAMERA_CONCURRENCY,
+            ).remote(cam.spec)  # fmt: skip
+        self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
+                                        daemon=True)  # fmt: skip
+        self._poller.start()
+
+    @staticmethod
+    def _kill_named(name: str) -> None:
+        import ray
+
+        try:
+            old = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return
+        ray.kill(old, no_restart=True)
+
+    # -- the poll thread ----------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(POLL_INTERVAL):
+            self.poll()
+
+    def poll(self, wait: float = 0.0) -> None:
+        """One round: start a drain for every camera without one in flight, take the
+        answers that are there (waiting up to ``wait`` s)."""
+        import ray
+
+        now = time.monotonic()
+        for cam in self.cameras.values():
+            if cam.pending is None and cam.actor is not None:
+                cam.pending = cam.actor.drain.remote(cam.acked)
+                cam.pending_since = now
+        refs = [c.pending for c in self.cameras.values() if c.pending is not None]
+        if not refs:
+            return
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait)
+        done = set(ready)
+        for cam in self.cameras.values():
+            if cam.pending is None:
+                continue
+            if cam.pending not in done:
+                if now - cam.pending_since > self.cluster.call_timeout:
+                    cam.lost(f"no answer within {self.cluster.call_timeout:g} s")
+                continue
+            ref, cam.pending = cam.pending, None
+            try:
+                drained = ray.get(ref)
+            except Exception as exc:
+                cam.lost(type(_unwrap(exc)).__name__)
+                continue
+            cam.take(drained)
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask every actor to close its events and end its session; returns at once."""
+        self._stop.set()
+        for cam in self.cameras.values():
+            if cam.actor is not None:
+                self._stops.append(cam.actor.stop.remote())
+
+    def close(self, timeout: float) -> None:
+        """Wait for the actors' stops, deliver their last outbox items (the events they
+        closed), then kill the actors and the nodes' detectors."""
+        import ray
+
+        if not self._stop.is_set():
+            self.stop()
+        deadline = time.monotonic() + timeout
+        if self._poller is not None:
+            self._poller.join(max(0.5, deadline - time.monotonic()))
+        if self._stops:
+            ray.wait(self._stops, num_returns=len(self._stops),
+                     timeout=max(0.5, deadline - time.monotonic()))  # fmt: skip
+        for cam in self.cameras.values():
+            cam.pending = None  # a drain still in flight would answer with stale items
+        self.poll(wait=max(1.0, min(5.0, deadline - time.monotonic())))
+        self._close_left_open([n for n, c in self.cameras.items() if c.open_events])
+        for cam in self.cameras.values():
+            cam.close_orphans()  # killed before its last events came back
+            if cam.actor is not None:
+                ray.kill(cam.actor, no_restart=True)
+                cam.actor = None
+        self._kill_detectors()
+        if self._connected:
+            ray.shutdown()
+            self._connected = False
+
+    def _close_left_open(self, cameras: list[str]) -> None:
+        """Close the rows of events whose actor did not stop in time (it cannot any more)."""
+        if not cameras:
+            return
+        from vigil.store import Database
+        from vigil.store.repo import EventRepo
+
+        db = Database(self.database_url)
+        try:
+            with db.session(immediate=True) as session:
+                for name in cameras:
+                    EventRepo(session).close_dangling(name, time.time())
+        except Exception:
+            log.exception("events of %s left open; the next start closes them", cameras)
+        finally:
+            db.close()
+
+    @staticmethod
+    def _kill_detectors() -> None:
+        import ray
+
+        prefix = detector_actor_name("")
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = str(entry.get("name", ""))
+            if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
+                with contextlib.suppress(ValueError):  # it ended meanwhile
+                    ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+
+    def pids(self) -> list[int]:
+        return []

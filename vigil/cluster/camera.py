@@ -1,0 +1,379 @@
+"""``CameraActor``: one camera on a cluster node, as a Ray actor.
+
+::
+
+    node (a camera slot)                                            head (Supervisor)
+    CameraActor "vigil-camera:<name>"
+      source ─► CameraWorker ─► CameraPipeline ─► events ─┬► StoreEventSink ─► PostgreSQL
+                     │  (vigil.runtime.worker)             └► outbox ─── drain(after) ──► sinks:
+                     └─► NodeDetector ─► the node's DetectorActor        MQTT, webhooks, live
+      record input ─► Recorder ─► segments in the node's data dir ─► SegmentRepo (node=…)
+
+The actor owns everything the single-host runtime does for one camera: its analysis source
+and ``CameraWorker`` (the same pipeline, not a fork), its ``Recorder`` under the node's data
+dir (``node_data_dir``), and the store writes, straight to PostgreSQL (events with their
+snapshots and the node's name, counts, segments). What the head still needs (events for
+MQTT, webhooks and the live WebSocket; rule hits for metrics and MQTT; availability and
+counts changes) waits in a bounded *outbox* that the head drains: each item has a sequence
+number, and ``drain(after)`` drops what the head acknowledged and returns the rest, so a
+drain whose answer got lost loses nothing. An outbox the head does not drain keeps only the
+newest items (``outbox_size``): everything that matters is in the database already.
+
+On every (re)start, which on a node failure happens on another node, the actor first closes
+the events its camera left open at their last update (``EventRepo.close_dangling``: the
+previous incarnation cannot), then cleans its own camera's partial segments in this node's
+data dir, then starts. The head hands it the rules in force when it sees a new incarnation.
+
+Heavy start-up work (database, model, source) runs in a thread, so the actor answers
+``drain`` at once and the head sees it as ``starting`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.cluster import node_data_dir, node_name
+from vigil.cluster.detector import DetectorSpec, NodeDetector
+from vigil.config.models import LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
+from vigil.events.sinks import EventSink
+from vigil.ingest import Backoff
+from vigil.record import Recorder, SegmentInfo
+from vigil.runtime.messages import CameraReport
+from vigil.runtime.view import CameraStatus, TrackSnapshot
+from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
+from vigil.types import Event, EventState, ImageArray, RuleEvent
+
+log = logging.getLogger(__name__)
+
+#: Calls one camera actor serves at once (a drain, a live frame and a rule change).
+CAMERA_CONCURRENCY = 4
+
+
+# -- what the outbox carries -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventOut:
+    """An event for the head's sinks (already stored). Its snapshot's pixels travel only
+    with a start or an end (what MQTT's snapshot entity shows), never with an update."""
+
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class HitsOut:
+    """One frame's rule hits (already counted in the database)."""
+
+    hits: tuple[RuleEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CountsOut:
+    """``RuleEngine.counts()`` after a change."""
+
+    counts: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineOut:
+    online: bool
+
+
+OutItem = EventOut | HitsOut | CountsOut | OnlineOut
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """One answer to ``drain``: who answers (``incarnation``: new at every (re)start of the
+    actor; ``node``/``node_id``: where it runs now), its report, and the outbox items after
+    the acknowledged sequence number, ``(seq, item)`` in order; ``dropped``: items lost to a
+    full outbox since the start."""
+
+    incarnation: str
+    node: str
+    node_id: str
+    report: CameraReport | None
+    items: tuple[tuple[int, OutItem], ...]
+    dropped: int
+    #: The rules in force in the actor (None before it has started its worker).
+    rules: tuple[dict[str, ZoneConfig], dict[str, LineConfig]] | None = None
+    detection: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    """Everything a camera actor needs; pickled once, and again for each restart (so the
+    head re-sends what changed at run time: rules, the detection switch).
+
+    ``database_url`` must be PostgreSQL (every node writes to it); ``detector`` None: the
+    camera uses the motion detector; ``source_factory``/``backoff``: tests only.
+    """
+
+    config: VigilConfig
+    camera: ResolvedCamera
+    database_url: str
+    detector: DetectorSpec | None
+    stall_timeout: float = 10.0
+    outbox_size: int = 2000
+    source_factory: SourceFactory | None = None
+    backoff: Callable[[], Backoff] | None = None
+    recording: bool = True
+
+
+class _Outbox:
+    """Sequence-numbered items, bounded; see the module docstring."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[tuple[int, OutItem]] = deque(maxlen=size)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self.dropped = 0
+
+    def put(self, item: OutItem) -> None:
+        with self._lock:
+            if len(self._items) == self._items.maxlen:
+                self.dropped += 1
+            self._seq += 1
+            self._items.append((self._seq, item))
+
+    def after(self, seq: int) -> tuple[tuple[int, OutItem], ...]:
+        """Drop what is acknowledged (``<= seq``) and return the rest."""
+        with self._lock:
+            while self._items and self._items[0][0] <= seq:
+                self._items.popleft()
+            return tuple(self._items)
+
+
+class _ActorSink:
+    """The camera's event sink in the actor: ``has_clip`` set as ``ClipFlags`` does on a
+    single host, then the store (the row first), then the outbox."""
+
+    def __init__(self, store: EventSink, outbox: _Outbox, records: bool) -> None:
+        self.store, self.outbox, self.records = store, outbox, records
+
+    def publish(self, event: Event) -> None:
+        event.has_clip = self.records
+        try:
+            self.store.publish(event)
+        except Exception:  # the head still hears of it; the next change writes the row
+            log.exception("%s: event %s not stored", event.camera_id, event.id)
+        snapshot = event.snapshot
+        if event.state is EventState.UPDATE and snapshot is not None and snapshot.image is not None:
+            event = dataclasses.replace(event, snapshot=dataclasses.replace(snapshot, image=None))
+        self.outbox.put(EventOut(event))
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class _Running:
+    """What the boot thread built."""
+
+    worker: CameraWorker
+    recorder: Recorder | None
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class CameraActor:
+    """One camera on a cluster node (a Ray actor; see the module docstring)."""
+
+    def __init__(self, spec: CameraSpec) -> None:
+        import ray
+
+        logging.basicConfig(level=logging.WARNING)  # a Ray worker's root logger has none
+        self.spec = spec
+        self.name = spec.camera.name
+        self.incarnation = uuid.uuid4().hex
+        self.node = node_name()
+        self.node_id = str(ray.get_runtime_context().get_node_id())
+        self.root = node_data_dir(spec.config.data_dir)
+        self.outbox = _Outbox(spec.outbox_size)
+        self._stop = threading.Event()
+        self._running: _Running | None = None
+        self.recorder: Recorder | None = None
+        self._boot_error: str | None = None
+        self._boot = threading.Thread(target=self._start, name=f"boot-{self.name}", daemon=True)
+        self._boot.start()
+
+    # -- start-up (its own thread) --------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Build the camera, retrying with backoff (the database or the node's detector may
+        be unreachable for a while), then start its worker and recorder threads."""
+        backoff = (self.spec.backoff or Backoff)()
+        while self._running is None:
+            try:
+                self._running = self._build()
+            except Exception as exc:
+                self._boot_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s: the camera actor could not start; retrying", self.name)
+                if self._stop.wait(backoff.next()):
+                    return
+        self._boot_error = None
+        running = self._running
+        sessions = (self.spec.backoff or Backoff)()
+        thread = threading.Thread(target=run_supervised, name=f"camera-{self.name}",
+                                  args=(running.worker, self._stop, sessions),
+                                  daemon=True)  # fmt: skip
+        running.threads.append(thread)
+        thread.start()
+        if running.recorder is not None:
+            running.threads.append(running.recorder.start())
+
+    def _build(self) -> _Running:
+        from vigil.record.recovery import recover
+        from vigil.runtime.serve import build_recorder
+        from vigil.store import Database
+        from vigil.store.repo import CameraRepo, EventRepo
+        from vigil.store.sink import StoreEventSink
+
+        spec, name = self.spec, self.name
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db = Database(spec.database_url)
+        with self.db.session(immediate=True) as session:
+            CameraRepo(session).ensure(name)
+            # The incarnation before this one (on a node that died) cannot end these.
+            closed = EventRepo(session).close_dangling(name, time.time())
+        if closed:
+            log.warning("%s: closed %d event(s) left open by the camera's previous run",
+                        name, closed)  # fmt: skip
+        recover(self.root, self._segment_added, camera=name)
+        store = StoreEventSink(self.db, self.root, node=self.node)
+        recorder = build_recorder(
+            spec.camera, self.root, on_segment=self._segment_added, on_state=None,
+            backoff=spec.backoff or Backoff, stall_timeout=spec.stall_timeout,
+        ) if spec.recording else None  # fmt: skip
+        self.recorder = recorder
+        detector = None if spec.detector is None else NodeDetector(spec.detector)
+
+        def factory(source: Any, camera: str, on_status: Any) -> Any:
+            return default_source(source, camera, on_status, stall_timeout=spec.stall_timeout)
+
+        def hits(found: list[RuleEvent]) -> None:
+            try:
+                store.count(found)
+            except Exception:
+                log.exception("counts of %s were not stored", name)
+            self.outbox.put(HitsOut(tuple(found)))
+
+        def counts(_camera: str, values: Mapping[str, Any]) -> None:
+            self.outbox.put(CountsOut(dict(values)))
+
+        def online(_camera: str, on: bool) -> None:
+            self.outbox.put(OnlineOut(on))
+
+        worker = CameraWorker(
+            spec.camera, detector, _ActorSink(store, self.outbox, recorder is not None),
+            counts=hits, on_counts=counts, on_online=online, recorder=recorder,
+            source_factory=spec.source_factory or factory,
+        )  # fmt: skip
+        return _Running(worker, recorder)
+
+    def _segment_added(self, info: SegmentInfo) -> None:
+        from vigil.runtime.serve import index_segment
+
+        index_segment(self.db, self.root, info, self.recorder, node=self.node)
+
+    # -- what the head calls --------------------------------------------------------------------
+
+    def drain(self, after: int) -> Drained:
+        """The report and the outbox items after sequence number ``after`` (acknowledging
+        those up to it)."""
+        running = self._running
+        report = (
+            CameraReport(self.status(), 0, 0, 0, 0, self._boot_error) if running is None
+            else self._report(running)
+        )  # fmt: skip
+        rules = None if running is None else running.worker.rules()
+        detection = True if running is None else running.worker.detection
+        return Drained(self.incarnation, self.node, self.node_id, report,
+                       self.outbox.after(after), self.outbox.dropped, rules,
+                       detection)  # fmt: skip
+
+    def _report(self, running: _Running) -> CameraReport:
+        worker = running.worker
+        status = dataclasses.replace(worker.status(), node=self.node)
+        if running.recorder is not None:
+            state, error = running.recorder.status()
+            status = dataclasses.replace(status, recording=state, recording_error=error)
+        latencies: list[tuple[float, float, bool]] = []
+        while worker.latencies:
+            latencies.append(worker.latencies.popleft())
+        return CameraReport(status, worker.frames, worker.analysed, worker.restarts,
+                            worker.sessions, worker.last_error, tuple(latencies))  # fmt: skip
+
+    def status(self) -> CameraStatus:
+        running = self._running
+        if running is None:
+            state = "offline" if self._boot_error else "starting"
+            return CameraStatus(name=self.name, online=False, state=state, node=self.node)
+        return self._report(running).status
+
+    def boot_error(self) -> str | None:
+        return self._boot_error
+
+    def latest_frame(self) -> ImageArray | None:
+        running = self._running
+        return None if running is None else running.worker.latest_frame()
+
+    def latest_tracks(self) -> TrackSnapshot:
+        running = self._running
+        return TrackSnapshot() if running is None else running.worker.latest_tracks()
+
+    def counts(self) -> dict[str, Any]:
+        running = self._running
+        return {} if running is None else running.worker.counts()
+
+    def update_rules(
+        self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]
+    ) -> None:
+        """Replace the rules from the next frame (a ``ConfigError`` changes nothing); before
+        the worker exists, they are waited for (the boot thread is quick to get there)."""
+        running = self._wait_running(30.0)
+        running.worker.update_rules(zones, lines)
+
+    def set_detection(self, on: bool) -> None:
+        self._wait_running(30.0).worker.set_detection(on)
+
+    def set_recording(self, on: bool) -> bool:
+        """Switch recording; False when the camera records nothing."""
+        recorder = self._wait_running(30.0).recorder
+        if recorder is None:
+            return False
+        recorder.enabled = bool(on)
+        return True
+
+    def _wait_running(self, timeout: float) -> _Running:
+        from vigil.errors import VigilError
+
+        self._boot.join(timeout)
+        if self._running is None:
+            raise VigilError(f"camera {self.name!r} has not started on node {self.node}: "
+                             f"{self._boot_error or 'still starting'}")  # fmt: skip
+        return self._running
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the session (its open events are closed, stored and put in the outbox), then
+        let the recorder finish its segment. The actor stays up for the head's last drain."""
+        deadline = time.monotonic() + timeout
+        self._stop.set()
+        self._boot.join(max(0.0, deadline - time.monotonic()))
+        running = self._running
+        if running is None:
+            return
+        running.worker.stop()
+        for thread in running.threads[:1]:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if running.recorder is not None:
+            running.recorder.close()
+        for thread in running.threads[1:]:
+            thread.join(max(0.0, deadline - time.monotonic()))
