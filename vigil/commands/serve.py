@@ -115,6 +115,14 @@ def serve(
     supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,),
                             cluster_backend=cluster)  # fmt: skip
     supervisor.start()
+    head: Any = None
+    if cluster is not None:
+        # After the backend connected to the cluster: media actors on every node.
+        from vigil.cluster.head import cluster_head
+
+        head = cluster_head(config, db)
+        head.start()
+        stop.install()
     announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
              f"database {db.display_url}")  # fmt: skip
     try:
@@ -126,9 +134,11 @@ def serve(
                 announce(f"No user exists yet: open {_setup_link(config, token)} to create the "
                          "first administrator (the link works once).")  # fmt: skip
             _run_api(config, db, supervisor, setup_token=token, access_log=access_log,
-                     clips=clips)
+                     clips=clips, head=head)
     finally:
         supervisor.stop()
+        if head is not None:
+            head.stop()
         db.close()
     return 0
 
@@ -167,6 +177,11 @@ class _StopSignal:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.install()
+
+    def install(self) -> None:
+        """(Re)take SIGINT and SIGTERM: ``ray.init`` puts in its own SIGTERM handler, which
+        exits at once (status 15), skipping the graceful stop."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
@@ -199,15 +214,20 @@ def _load_api() -> None:
 
 def _run_api(
     config: VigilConfig, db: Any, supervisor: Any, *, setup_token: str | None = None,
-    access_log: bool = True, clips: Any = None,
+    access_log: bool = True, clips: Any = None, head: Any = None,
 ) -> None:  # fmt: skip
+    """``head``: the ``vigil.cluster.head.ClusterHead`` in cluster mode (media and status
+    across nodes), else None."""
     import uvicorn
 
     from vigil.api import create_app
     from vigil.api.logs import server_log_config
 
+    cluster: dict[str, Any] = {}
+    if head is not None:
+        cluster = {"media_resolver": head.media, "cluster_status": head.status}
     app = create_app(api_settings(config, setup_token=setup_token), db, supervisor,
-                     data_dir=config.data_dir)  # fmt: skip
+                     data_dir=config.data_dir, **cluster)  # fmt: skip
     if clips is not None:
         clips.on_queued = app.state.vigil.wake_jobs
     # uvicorn handles SIGINT/SIGTERM itself and returns (see ``_StopSignal`` for what it does

@@ -1,0 +1,94 @@
+"""What the head's ``vigil serve`` adds in cluster mode, besides the camera backend: a media
+actor on every node (each serving and retaining its own node's recordings), kept on nodes
+that join later, and the API's view of media and status across the cluster.
+
+The ``RayBackend`` (started by the ``Supervisor``) connects to the cluster first; ``start``
+here needs that connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from vigil.cluster import NAMESPACE, media_actor_name, node_data_dir, node_name
+from vigil.cluster.media import ClusterMedia, MediaCache, ensure_media_actors
+from vigil.cluster.retention import NodeRetention
+from vigil.cluster.status import ClusterStatus, gather_status
+from vigil.config.models import VigilConfig
+
+log = logging.getLogger(__name__)
+
+#: Seconds between looks for nodes that joined (and need a media actor).
+NODE_WATCH_S = 15.0
+
+
+def node_retention(config: VigilConfig, database_url: str) -> NodeRetention:
+    """The retention every node runs on its own files: the configuration's policy, each
+    camera's snapshot age limit, the server's interval."""
+    from vigil.runtime.serve import retention_policy
+
+    snapshot_max_age = {
+        name: age for name in config.cameras
+        if (age := config.camera(name).record.max_age) is not None
+    }  # fmt: skip
+    return NodeRetention(database_url, retention_policy(config), snapshot_max_age,
+                         config.server.retention_interval)  # fmt: skip
+
+
+class ClusterHead:
+    """Media actors on every node while the head runs; ``media`` and ``status`` for the API."""
+
+    def __init__(self, config: VigilConfig, database_url: str) -> None:
+        self.config = config
+        self.retention = node_retention(config, database_url)
+        self.data_dir = node_data_dir(Path(config.data_dir))
+        self.media = ClusterMedia(self.data_dir, node_name(),
+                                  MediaCache(self.data_dir / "cache" / "media"))  # fmt: skip
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Media actors on the nodes there are now, and a watch for nodes that join."""
+        self._ensure()
+        self._thread = threading.Thread(target=self._watch, name="cluster-nodes", daemon=True)
+        self._thread.start()
+
+    def status(self) -> ClusterStatus:
+        return gather_status(timeout_s=self.config.cluster.call_timeout)
+
+    def stop(self) -> None:
+        """End the watch and the media actors (detached: they would outlive the head)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        import ray
+
+        if not ray.is_initialized():
+            return
+        prefix = media_actor_name("")
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            name = str(entry.get("name", ""))
+            if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
+                with contextlib.suppress(Exception):  # Ray's boundary: gone meanwhile
+                    ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+
+    def _ensure(self) -> None:
+        try:
+            handles = ensure_media_actors(self.config.data_dir, self.retention)
+        except Exception:  # a node lost meanwhile must not end the watch
+            log.exception("media actors not (all) started; trying again in %.0f s",
+                          NODE_WATCH_S)  # fmt: skip
+            return
+        log.debug("media actors on %s", sorted(handles))
+
+    def _watch(self) -> None:
+        while not self._stop.wait(NODE_WATCH_S):
+            self._ensure()
+
+
+def cluster_head(config: VigilConfig, db: Any) -> ClusterHead:
+    return ClusterHead(config, str(db.url))
