@@ -80,10 +80,20 @@ class PgServer:
     def start(self) -> None:
         self._run([str(self.bindir / "initdb"), "-D", str(self.datadir), "-A", "trust",
                    "-U", SUPERUSER, "-E", "UTF8", "--no-sync"])  # fmt: skip
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its existing data folder (after ``start`` and ``halt``)."""
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
                    "-l", str(self.root / "server.log"), "-w", "-t", "60", "start"])  # fmt: skip
+
+    def halt(self) -> None:
+        """Stop the server the way an administrator restarting it does (``-m fast``: open
+        connections are closed, clients see the server go); ``resume`` starts it again."""
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
+                   "stop"])  # fmt: skip
 
     def stop(self) -> None:
         subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.datadir),

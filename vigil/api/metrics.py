@@ -158,6 +158,10 @@ class _Scrape(Collector):
         if metrics.webhooks is not None:
             yield from _delivery("webhook", "deliveries", metrics.webhooks, "webhook deliveries "
                                  "answered 2xx, or failed for good (dead-lettered)")
+        if metrics.store is not None:
+            yield from _delivery("store", "writes", metrics.store, "database writes of events "
+                                 "and counts that failed (the database was down) and were "
+                                 "stored on a retry (delivered), or lost for good (failed)")
 
 
 def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:

@@ -714,8 +714,13 @@ class Supervisor:
             webhooks = DeliveryHealth(None, w.delivered, w.dead_letters, w.queued)
         # A recorder's first connection is no reconnect.
         record = {name: max(0, r.connections - 1) for name, r in self.recorders.items()}
-        return self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
-                                       webhooks=webhooks)  # fmt: skip
+        snapshot = self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
+                                           webhooks=webhooks)  # fmt: skip
+        if self.store is None:
+            return snapshot
+        b = self.store.backlog.stats
+        return dataclasses.replace(snapshot, store=DeliveryHealth(None, b.late, b.dropped,
+                                                                  b.queued))  # fmt: skip
 
 
 def _unlink_all(root: Path, paths: Sequence[str]) -> None:

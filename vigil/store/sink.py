@@ -4,7 +4,8 @@ the database.
 An ``EventSink`` (``publish``/``close``) that upserts every lifecycle change of an event into
 one row (``EventRepo.upsert``), plus ``count(rule_events)``, which adds each rule hit to the
 per-minute counters (``CountRepo.increment``). Each call is one transaction, so what a call
-returned for is committed: a crash loses at most the event being written. Transactions
+returned for is committed (unless the database was down: see below): a crash loses at most
+the event being written. Transactions
 read before they write (upsert, increment), so on SQLite they take the write lock at
 ``BEGIN`` (``immediate``): a deferred one would fail at once with "database is locked" when
 another camera's write commits between its read and its write, instead of waiting its turn.
@@ -15,6 +16,10 @@ written as ``<media_root>/snapshots/<camera>/<YYYY-MM-DD>/<event id>.jpg`` (UTC 
 event's start) when the event starts and again when it ends with a better view, and the row
 gets the path relative to ``media_root`` and the file's SHA-256. The file is complete on disk
 (written to a temporary name, then renamed) before the row that points at it commits.
+
+A database that is down (restarted, unreachable) loses nothing at first: the writes of the
+rows wait in a bounded ``WriteBacklog`` in memory, in order, and are retried until they land
+(``backlog.stats`` counts the late and the lost); the snapshot files are on disk already.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import cv2
 import numpy as np
 
 from vigil.errors import StorageError
+from vigil.store.backlog import WriteBacklog
 from vigil.store.db import Database
 from vigil.store.repo import CountKey, CountRepo, EventRepo, SegmentRepo
 from vigil.types import Event, EventState, RuleEvent, RuleEventKind
@@ -115,6 +121,8 @@ class StoreEventSink:
         self.node = node
         self._lock = threading.Lock()
         self._written: dict[str, int] = {}  # event id -> seq of the snapshot on disk
+        #: Writes the database failed while down, retried in order (``WriteBacklog``).
+        self.backlog = WriteBacklog()
 
     def publish(self, event: Event) -> None:
         """Insert or update the event's row (and its snapshot); a finished live event flags
@@ -126,6 +134,10 @@ class StoreEventSink:
             log.exception("event %s: snapshot not stored", event.id)
             stored = None
         path, digest = stored if stored is not None else (None, None)
+        self.backlog.submit(lambda: self._upsert(event, path, digest),
+                            f"event {event.id} {event.state.value}")  # fmt: skip
+
+    def _upsert(self, event: Event, path: str | None, digest: str | None) -> None:
         with self.db.session(immediate=True) as session:
             EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest,
                                       node=self.node)  # fmt: skip
@@ -154,10 +166,17 @@ class StoreEventSink:
         """Add one to the minute counter of every rule hit (none: no transaction at all)."""
         if not rule_events:
             return
+        hits = list(rule_events)
+        self.backlog.submit(lambda: self._count(hits), f"{len(hits)} count(s) of "
+                            f"{hits[0].camera_id}")  # fmt: skip
+
+    def _count(self, rule_events: Sequence[RuleEvent]) -> None:
         with self.db.session(immediate=True) as session:
             repo = CountRepo(session)
             for hit in rule_events:
                 repo.increment(count_key(hit), hit.time)
 
     def close(self) -> None:
-        """Nothing to release: the database belongs to whoever built it."""
+        """One last try of the writes still queued (the database belongs to whoever built
+        it and stays open)."""
+        self.backlog.close()
