@@ -109,8 +109,13 @@ def test_postgresql_restarted_mid_run_loses_nothing(
             rows = serve.query(lambda s: SegmentRepo(s).list(CAMERA), [])
             return bool(events) and any(down < r.start < up - 2.0 for r in rows)
 
-        serve.wait_for(outage_stored, 120, "the events and segments of the outage were not "
-                       "stored")  # fmt: skip
+        try:
+            serve.wait_for(outage_stored, 120, "the events and segments of the outage were not "
+                           "stored")  # fmt: skip
+        except AssertionError:
+            print(down, up, [(e.id, e.start, e.end, e.state) for e in serve.events()])
+            print(sorted(r.start for r in serve.query(lambda s: SegmentRepo(s).list(CAMERA), [])))
+            raise
         scrape = admin.get("/metrics")
         assert scrape.status_code == 200, scrape.text
         assert metric(scrape.text, 'vigil_store_writes_total{outcome="delivered"}') > 0
