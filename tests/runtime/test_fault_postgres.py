@@ -1,9 +1,10 @@
 """Fault: the PostgreSQL server of a running ``vigil serve`` is stopped for 30 s, then started.
 
-A real ``vigil serve`` (one camera: synthetic analysis, a real RTSP relay recorded in 2 s
-segments) stores into a real PostgreSQL server of its own (``tests.store.conftest``), which
-is stopped the way an administrator restarts it (``pg_ctl stop -m fast``) and started again
-30 s later. Wanted: the server keeps running; while the database is down the API answers 503
+A real ``vigil serve`` (one camera: synthetic analysis, a real camera stream recorded in 2 s
+segments: ``ffmpeg`` pushing MPEG-TS over UDP, as ``test_disk_full``, since the RTSP relay
+starves on a loaded machine) stores into a real PostgreSQL server of its own
+(``tests.store.conftest``), which is stopped the way an administrator restarts it
+(``pg_ctl stop -m fast``) and started again 30 s later. Wanted: the server keeps running; while the database is down the API answers 503
 ``storage_unavailable`` naming the problem, ``/api/health`` says the database is down, the
 recorder's status says segments are not indexed, and the log says why; afterwards everything
 resumes by itself: the events and segments of the outage reach the database (nothing lost,
@@ -27,24 +28,26 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import free_port
-from tests.rtsp_relay import RtspRelay, require_tools
+from tests.rtsp_relay import require_tools
 from tests.runtime.serve_process import CAMERA, ServeProcess, serve_config
+from tests.runtime.test_disk_full import UdpCameras
 from tests.store.conftest import PgServer, _unavailable, start_server
 from vigil.store import SegmentRepo
 
 CLIP = "one-by-one-person-detection.mp4"
 OUTAGE_S = 30.0
+#: How long an event is open when the database goes (see the test).
+OPEN_S = 34.0
 
 
 @pytest.fixture
-def camera(clips_dir: Path) -> Iterator[RtspRelay]:
-    require_tools("rtsp-server-perl", "ffmpeg")
-    relay = RtspRelay(clips_dir / CLIP)
-    relay.publish()
+def camera(clips_dir: Path) -> Iterator[UdpCameras]:
+    require_tools("ffmpeg")
+    streams = UdpCameras(clips_dir / CLIP, (CAMERA,))
     try:
-        yield relay
+        yield streams
     finally:
-        relay.stop()
+        streams.stop()
 
 
 @pytest.fixture
@@ -70,18 +73,24 @@ def metric(text: str, name: str) -> float:
 
 @pytest.mark.slow
 def test_postgresql_restarted_mid_run_loses_nothing(
-    tmp_path: Path, camera: RtspRelay, own_pg: PgServer
+    tmp_path: Path, camera: UdpCameras, own_pg: PgServer
 ) -> None:
     own_pg.admin_sql("CREATE DATABASE vigil_serve")
     url = own_pg.url("vigil_serve")
     port = free_port()
-    text = serve_config(tmp_path / "data", port, camera.url) + f"database_url: {url}\n"
+    text = serve_config(tmp_path / "data", port, camera.url(CAMERA)) + f"database_url: {url}\n"
     serve = ServeProcess(tmp_path, text, port, db_url=url)
+    admin: httpx.Client | None = None
     try:
         serve.wait_for(serve.api_up, 120, "the API did not answer")
         admin = serve.admin()
-        serve.wait_for(lambda: len(serve.events()) > 0 and len(serve.segment_paths()) >= 2,
-                       90, "no event and two segments before the outage")  # fmt: skip
+        serve.wait_for(lambda: len(serve.segment_paths()) >= 2, 90, "no segment")
+        # The scene's objects walk one at a time, 48 s each, 12 s apart: stop the server
+        # 34 s into an event, so that it ends and the next one starts during the outage.
+        serve.wait_for(lambda: any(e.state != "end" and time.time() - e.start > OPEN_S
+                                   for e in serve.events()), 150,
+                       "no event open for long enough")  # fmt: skip
+        (open_event,) = [e.id for e in serve.events() if e.state != "end"]
 
         own_pg.halt()
         down = time.time()
@@ -105,9 +114,12 @@ def test_postgresql_restarted_mid_run_loses_nothing(
                        "the API did not answer again")  # fmt: skip
 
         def outage_stored() -> bool:
-            events = [e for e in serve.events() if down < e.start < up]
+            events = serve.events()
+            ended = [e for e in events if e.id == open_event and e.end is not None
+                     and down < e.end < up]  # fmt: skip
+            started = [e for e in events if down < e.start < up]
             rows = serve.query(lambda s: SegmentRepo(s).list(CAMERA), [])
-            return bool(events) and any(down < r.start < up - 2.0 for r in rows)
+            return bool(ended and started) and any(down < r.start < up - 2.0 for r in rows)
 
         try:
             serve.wait_for(outage_stored, 120, "the events and segments of the outage were not "
@@ -129,6 +141,8 @@ def test_postgresql_restarted_mid_run_loses_nothing(
         except subprocess.TimeoutExpired:
             pytest.fail(f"still running 60 s after SIGINT:\n{serve.output[-4000:]}")
     finally:
+        if admin is not None:
+            admin.close()
         serve.stop()
 
     log = serve.output
@@ -139,6 +153,7 @@ def test_postgresql_restarted_mid_run_loses_nothing(
     recordings = serve.data / "recordings"
     on_disk = {p.relative_to(serve.data).as_posix() for p in recordings.rglob("*.mp4")}
     indexed = serve.segment_paths()
-    assert on_disk and on_disk == indexed, sorted(on_disk ^ indexed)
+    assert on_disk, "nothing was recorded"
+    assert on_disk == indexed, sorted(on_disk ^ indexed)
     events = serve.events()
     assert [e.id for e in events if e.state != "end"] == [], "an event was left open"

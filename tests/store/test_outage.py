@@ -82,7 +82,7 @@ def test_events_and_counts_written_while_postgresql_restarts_are_not_lost(
             sink.publish(event(n, EventState.END))
         sink.publish(event(6, EventState.START))  # still open when the server returns
         down = sink.backlog.stats
-        assert down.failing and down.queued == 16 and down.dropped == 0, down
+        assert (down.failing, down.queued, down.dropped) == (True, 16, 0), down
 
         own_pg.resume()
         wait_for(lambda: sink.backlog.stats.queued == 0, 60, "the backlog did not drain")

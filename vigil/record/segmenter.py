@@ -42,6 +42,9 @@ MAX_JUMP_SECONDS = 5.0
 #: How many times a finished segment is offered to ``on_segment`` before it is given up on.
 MAX_REPORT_ATTEMPTS = 20
 
+#: How many finished segments ``Segmenter.segments`` remembers.
+KEEP_FINISHED = 100
+
 #: Suffix of the hidden file a segment is written to (``.<MM.SS>.mp4.partial``).
 PARTIAL_SUFFIX = ".partial"
 
@@ -174,6 +177,8 @@ class Segmenter:
         self._ring: deque[_Held] = deque()
         self._out: _OpenSegment | None = None
         self.last_time = 0.0
+        #: The last ``KEEP_FINISHED`` finished segments, oldest first (a recorder runs for
+        #: months: all of them would grow by one per segment for ever).
         self.segments: list[SegmentInfo] = []
         #: Finished segments whose ``on_segment`` report failed, retried at the next finish.
         self.unreported: list[SegmentInfo] = []
@@ -253,6 +258,8 @@ class Segmenter:
             info = out.close()
             if info is not None:
                 self.segments.append(info)
+                if len(self.segments) > 2 * KEEP_FINISHED:
+                    del self.segments[:-KEEP_FINISHED]
                 self.unreported.append(info)
         self._report()
         return info

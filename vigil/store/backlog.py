@@ -3,9 +3,10 @@
 A database restart (PostgreSQL upgraded, failed over, or simply restarted) must not lose the
 events the cameras produce meanwhile. A write that fails for a reason that passes (the server
 is unreachable, the connection dropped, SQLite is locked or its disk full: SQLAlchemy's
-``OperationalError`` and kin) is queued instead of dropped, and so is every later write while the queue is not empty (so one event's start,
-updates and end reach the database in order, and a camera thread never waits on a database
-that is down: only the first write notices). A daemon thread retries the oldest write every
+``OperationalError`` and kin) is queued instead of dropped, and so is every later write
+while the queue is not empty (so one event's start, updates and end reach the database in
+order, and a camera thread never waits on a database that is down: only the first write
+notices). A daemon thread retries the oldest write every
 ``retry_s`` seconds; when the database answers again the queue drains by itself.
 
 What is still lost, and counted in ``stats.dropped`` and logged: the oldest writes once more
