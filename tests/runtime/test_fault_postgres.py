@@ -1,15 +1,16 @@
 """Fault: the PostgreSQL server of a running ``vigil serve`` is stopped for 30 s, then started.
 
-A real ``vigil serve`` (one camera: synthetic analysis, a real camera stream recorded in 2 s
-segments: ``ffmpeg`` pushing MPEG-TS over UDP, as ``test_disk_full``, since the RTSP relay
-starves on a loaded machine) stores into a real PostgreSQL server of its own
+A real ``vigil serve`` (one camera: synthetic analysis, a real camera stream recorded in
+2 s segments: ``ffmpeg`` pushing MPEG-TS over UDP, as ``test_disk_full``, since the RTSP
+relay starves on a loaded machine) stores into a real PostgreSQL server of its own
 (``tests.store.conftest``), which is stopped the way an administrator restarts it
 (``pg_ctl stop -m fast``) and started again 30 s later. Wanted: the server keeps running;
-while the database is down the API answers 503 ``storage_unavailable`` naming the problem, ``/api/health`` says the database is down, the
-recorder's status says segments are not indexed, and the log says why; afterwards everything
-resumes by itself: the events and segments of the outage reach the database (nothing lost,
-``vigil_store_writes_total{outcome="failed"}`` is 0), and after a graceful stop every segment
-file on disk has its row and no event is left open.
+while the database is down the API answers 503 ``storage_unavailable`` naming the problem,
+``/api/health`` says the database is down, the recorder's status says segments are not
+indexed, and the log says why; afterwards everything resumes by itself: the events and
+segments of the outage reach the database (nothing lost,
+``vigil_store_writes_total{outcome="failed"}`` is 0), and after a graceful stop every
+segment file on disk has its row and no event is left open.
 """
 
 from __future__ import annotations
