@@ -6,8 +6,8 @@ relay starves on a loaded machine) stores into a real PostgreSQL server of its o
 (``tests.store.conftest``), which is stopped the way an administrator restarts it
 (``pg_ctl stop -m fast``) and started again 30 s later. Wanted: the server keeps running;
 while the database is down the API answers 503 ``storage_unavailable`` naming the problem,
-``/api/health`` says the database is down, the recorder's status says segments are not
-indexed, and the log says why; afterwards everything resumes by itself: the events and
+``/api/health`` says the database is down, and the log says why (and that segments wait to
+be indexed); afterwards everything resumes by itself: the events and
 segments of the outage reach the database (nothing lost,
 ``vigil_store_writes_total{outcome="failed"}`` is 0), and after a graceful stop every
 segment file on disk has its row and no event is left open.

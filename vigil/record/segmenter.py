@@ -293,8 +293,10 @@ class Segmenter:
                 self.report_error = f"segment {info.path.name} not indexed: {exc}"
                 if tries < MAX_REPORT_ATTEMPTS:
                     kept.append(info)
-                    log.warning("%s: %s; retrying with the next segment", self.camera,
-                                self.report_error)  # fmt: skip
+                    # Once per segment: every retry of every waiting one would be n² lines.
+                    log.log(logging.WARNING if tries == 1 else logging.DEBUG,
+                            "%s: %s; retrying with the next segment", self.camera,
+                            self.report_error)  # fmt: skip
                 else:
                     log.error("%s: %s; gave up after %d attempts (the file stays on disk)",
                               self.camera, self.report_error, tries)  # fmt: skip
