@@ -32,6 +32,7 @@ from av.video.frame import VideoFrame
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
+from vigil import clock
 from vigil.errors import SourceError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import (
@@ -309,7 +310,7 @@ class AvSource:
             # but never backwards (a stream may have been read faster than real time).
             self._pts_offset = self._last_pts + 1.0 / self._info.fps
             if self.live:
-                self._pts_offset = max(self._pts_offset, time.time() - self._start_wall)
+                self._pts_offset = max(self._pts_offset, clock.now() - self._start_wall)
         return self._info
 
     def _describe(self, stream: VideoStream) -> SourceInfo:
@@ -427,7 +428,7 @@ class AvSource:
         pts = self._pts_seconds(av_frame, stream)
         if self._pacer is not None:
             self._pacer.wait(pts)  # close() cuts the wait short; the caller then stops
-        now = time.time()
+        now = clock.now()  # a jump of the host clock must not reach frame times
         if self._start_wall is None:
             self._start_wall = now - pts
         frame = Frame(

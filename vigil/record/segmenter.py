@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO, Protocol
 
 import av
 
+from vigil import clock
 from vigil.errors import StorageError
 from vigil.paths import sha256_file
 from vigil.record.layout import check_camera_id, segment_path
@@ -159,7 +159,7 @@ class Segmenter:
         segment_seconds: float = 10.0,
         pre_roll: float = 0.0,
         on_segment: Callable[[SegmentInfo], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock.now,
     ) -> None:
         if segment_seconds <= 0 or pre_roll < 0:
             raise ValueError("segment_seconds must be > 0 and pre_roll >= 0 seconds")

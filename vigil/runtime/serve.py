@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from vigil import clock
 from vigil.alerts.fanout import FanoutSink
 from vigil.config.models import DetectConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.detect.base import Detector
@@ -602,7 +603,9 @@ class Supervisor:
             if self._stop.is_set():
                 return
             try:
-                self.run_retention(time.time())
+                # Not time.time(): a forward jump of the host clock would age every
+                # recording at once (vigil.clock absorbs it).
+                self.run_retention(clock.now())
             except Exception:
                 log.exception("retention run failed; retrying in %.0f s", interval)
 

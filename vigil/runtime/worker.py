@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil import clock
 from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.labels import class_ids
@@ -282,7 +283,7 @@ class CameraWorker:
         return pipeline
 
     def _on_frame(self, pipeline: CameraPipeline, frame: Frame, live: bool) -> None:
-        now = time.time()
+        now = clock.now()
         self.frames += 1
         self._decode.tick(now)
         self._last_frame, self._last_frame_wall = frame, now
@@ -305,7 +306,7 @@ class CameraWorker:
         self._mark_activity(result)
         if result.analysed:
             self.analysed += 1
-            done = time.time()
+            done = clock.now()
             self.latencies.append((done, done - frame.wall_time, bool(result.events)))
 
     def set_detection(self, on: bool) -> None:
@@ -316,8 +317,8 @@ class CameraWorker:
     def _idle_frame(self, frame: Frame) -> None:
         """A frame while detection is off: kept for the live view, not analysed."""
         self.frames += 1
-        self._decode.tick(time.time())
-        self._last_frame, self._last_frame_wall = frame, time.time()
+        self._decode.tick(clock.now())
+        self._last_frame, self._last_frame_wall = frame, clock.now()
         if not self.online:
             self.set_state("running")
         pipeline = self.pipeline
@@ -386,7 +387,7 @@ class CameraWorker:
         pipeline = self.pipeline
         if pipeline is None:
             return
-        when = last_time if last_time is not None else time.time()
+        when = last_time if last_time is not None else clock.now()
         with self._lock:
             closed = pipeline.close(when)
         self._publish(closed)
@@ -411,7 +412,7 @@ class CameraWorker:
 
     def status(self) -> CameraStatus:
         """A snapshot of the camera's health for the API (cheap, no I/O)."""
-        now = time.time()
+        now = clock.now()
         return CameraStatus(
             name=self.name, online=self.online, state=self.state,
             decode_fps=round(self._decode.value(now), 2),
