@@ -179,6 +179,13 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
     for status in statuses:
         skipped.add_metric([status.name], status.skipped_frames)
     yield skipped
+    corrupt = CounterMetricFamily(
+        "vigil_camera_decode_errors", "corrupt packets of the analysis stream the decoder "
+        "skipped, or frames it decoded with errors (the camera goes on)", labels=["camera"],
+    )  # fmt: skip
+    for status in statuses:
+        corrupt.add_metric([status.name], status.decode_errors)
+    yield corrupt
     failing = GaugeMetricFamily(
         "vigil_camera_recording_failed", "1 while the camera's recorder cannot write (disk "
         "full, storage error), else 0; absent for cameras that are not recorded",

@@ -206,6 +206,9 @@ class AvSource:
         self._stream: VideoStream | None = None
         self._info: SourceInfo | None = None
         self._closed = False
+        #: Packets the decoder refused as corrupt (each costs a frame, not the source) and
+        #: frames it decoded with errors (concealed; still analysed).
+        self.decode_errors = 0
         self._wake = threading.Event()
         self._pacer = Pacer(self._wake) if realtime else None
         # One scaler per thread: reused across frames (its setup is the expensive part), and
@@ -417,12 +420,22 @@ class AvSource:
 
     def _decode_packet(self, packet: av.Packet[Any]) -> list[VideoFrame]:
         try:
-            return [f for f in packet.decode() if isinstance(f, VideoFrame)]
+            frames = [f for f in packet.decode() if isinstance(f, VideoFrame)]
         except av.error.InvalidDataError as exc:
             # One corrupt packet (lost RTP data, a damaged file) costs a frame, not the source.
-            log.warning("%s: skipped a corrupt packet: %s", self.safe_url,
-                        mask_credentials(exc.strerror or str(exc)))
+            self._decode_error(f"skipped a corrupt packet: {exc.strerror or exc}")
             return []
+        for frame in frames:
+            if frame.is_corrupt:  # decoded with errors the decoder concealed: still analysed
+                self._decode_error("a frame decoded with errors (damaged packets)")
+        return frames
+
+    def _decode_error(self, what: str) -> None:
+        self.decode_errors += 1
+        # The first and every 100th: a damaged stream can corrupt many frames a second.
+        if self.decode_errors % 100 == 1:
+            log.warning("%s: %s (%d decode errors so far)", self.safe_url,
+                        mask_credentials(what), self.decode_errors)  # fmt: skip
 
     def _make_frame(self, av_frame: VideoFrame, stream: VideoStream) -> Frame:
         pts = self._pts_seconds(av_frame, stream)

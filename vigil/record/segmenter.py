@@ -49,6 +49,34 @@ KEEP_FINISHED = 100
 PARTIAL_SUFFIX = ".partial"
 
 
+#: Bytes of a keyframe searched for its parameter sets (they precede the picture data).
+PARAMETER_SCAN_BYTES = 4096
+
+#: NAL unit types that define a picture's size and coding, by codec: H.264's SPS; H.265's
+#: VPS and SPS. PPS are left out: encoders may vary them without a new configuration.
+_PARAMETER_NALS = {"h264": frozenset({7}), "hevc": frozenset({32, 33})}
+
+
+def parameter_sets(packet: Any, codec: str) -> bytes | None:
+    """The in-band parameter sets of an Annex B keyframe, concatenated; None when the codec
+    is neither H.264 nor H.265, the packet is not Annex B (length-prefixed, as from MP4
+    files: their parameters live in the container) or carries none."""
+    wanted = _PARAMETER_NALS.get(codec)
+    if wanted is None:
+        return None
+    data = memoryview(packet)[:PARAMETER_SCAN_BYTES].tobytes()
+    if not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
+        return None
+    found = []
+    for unit in data.split(b"\x00\x00\x01")[1:]:
+        if not unit:
+            continue
+        kind = unit[0] & 0x1F if codec == "h264" else (unit[0] >> 1) & 0x3F
+        if kind in wanted:
+            found.append(unit.rstrip(b"\x00"))
+    return b"".join(found) or None
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
     """One finished segment file.
@@ -185,6 +213,7 @@ class Segmenter:
         #: Why the last report failed while some are unreported (None when all were).
         self.report_error: str | None = None
         self._report_failures: dict[Path, int] = {}
+        self._parameters: bytes | None = None  # SPS (and VPS) of the last video keyframe
 
     # -- input ------------------------------------------------------------------------------
 
@@ -203,6 +232,7 @@ class Segmenter:
             for s in (video, audio) if s is not None
         }  # fmt: skip
         self._first = {}
+        self._parameters = None
         self._anchor = self._clock() if start is None else start
 
     def write(self, packet: Any, *, record: bool = True) -> None:
@@ -222,12 +252,13 @@ class Segmenter:
             self.finish_segment()
             self._keep_pre_roll(held)
             return
+        reconfigured = held.is_video and held.packet.is_keyframe and self._new_parameters(held)
         if self._out is None:
             self._start_with_pre_roll(held)
         elif (
             held.is_video
             and held.packet.is_keyframe
-            and (held.seconds - self._out.first_seconds >= self.segment_seconds)
+            and (held.seconds - self._out.first_seconds >= self.segment_seconds or reconfigured)
         ):
             self.finish_segment()
             self._open(held)
@@ -308,6 +339,20 @@ class Segmenter:
             self.report_error = None
 
     # -- internals --------------------------------------------------------------------------
+
+    def _new_parameters(self, held: _Held) -> bool:
+        """Whether this keyframe carries other parameter sets (SPS) than the last one: the
+        camera changed resolution or encoding, and an MP4 describes one configuration, so a
+        segment must not span the change. Only in-band (Annex B) parameter sets are seen."""
+        found = parameter_sets(held.packet, self._video.codec_context.name)
+        if found is None:
+            return False
+        changed = self._parameters is not None and found != self._parameters
+        if changed:
+            log.info("%s: the stream's parameter sets changed (new resolution or encoding); "
+                     "starting a new segment", self.camera)  # fmt: skip
+        self._parameters = found
+        return changed
 
     def _hold(self, packet: Any) -> _Held | None:
         stream = packet.stream

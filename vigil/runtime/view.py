@@ -55,6 +55,8 @@ class CameraStatus:
     ``recording``: the recorder's state (``recording``, ``reconnecting``, ``failed``...; None
     when the camera is not recorded) and ``recording_error`` why it fails ("recording failed:
     disk full"), independent of ``online``, which is about the analysis stream.
+    ``decode_errors``: corrupt packets skipped or frames decoded with errors (the camera
+    goes on).
     """
 
     name: str
@@ -68,6 +70,8 @@ class CameraStatus:
     queue_depth: int = 0
     recording: str | None = None
     recording_error: str | None = None
+    #: Corrupt packets skipped or frames decoded with errors since start (analysis stream).
+    decode_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)

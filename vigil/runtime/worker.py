@@ -208,6 +208,9 @@ class CameraWorker:
         self.online = False
         self.last_error: str | None = None
         self.restarts = 0
+        #: Times the camera's picture changed size mid-stream (a new pipeline each time).
+        self.resolution_changes = 0
+        self._decode_errors_before = 0  # corrupt packets of the sessions that ended
         self.sessions = 0
         self.frames = 0
         self.skipped_frames = 0
@@ -243,6 +246,8 @@ class CameraWorker:
                 if not self.detection:
                     self._idle_frame(frame)
                     continue
+                if pipeline is not None and pipeline.frame_size != frame.size:
+                    pipeline = self._resized(pipeline, frame, last_time)
                 if pipeline is None or pipeline is self._retired:
                     # Sized by the first frame: an RTSP stream may open before its size is
                     # known (``info`` reports 0 x 0), and frames are what the stages see.
@@ -255,6 +260,7 @@ class CameraWorker:
         finally:
             with self._lock:
                 self._source = None
+                self._decode_errors_before += getattr(source, "decode_errors", 0)
             source.close()
             self._close_events(last_time)
             self._flush_counts()
@@ -270,6 +276,21 @@ class CameraWorker:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    def _resized(
+        self, pipeline: CameraPipeline, frame: Frame, last_time: float | None
+    ) -> CameraPipeline | None:
+        """The camera changed its resolution mid-stream (reconfigured, or a sub-stream that
+        adapts): the rules are in pixels of the old picture and the tracks' boxes too, so
+        the open events end and the caller starts a pipeline at the new size (None)."""
+        old_w, old_h = pipeline.frame_size
+        log.warning("%s: the picture changed from %dx%d to %dx%d; analysis goes on at the new "
+                    "size (open events ended, tracks start afresh)", self.name, old_w, old_h,
+                    frame.width, frame.height)  # fmt: skip
+        self.resolution_changes += 1
+        self._close_events(last_time)
+        self._flush_counts()
+        return None
 
     def _new_pipeline(
         self, size: tuple[int, int], live: bool, fps: float
@@ -419,8 +440,16 @@ class CameraWorker:
             detect_fps=round(self._detect.value(now), 2),
             last_frame_time=self._last_frame_wall, skipped_frames=self.skipped_frames,
             inference_ms=round(self.detector.ms, 2) if self.detector is not None else 0.0,
-            queue_depth=self.queue_depth(),
+            queue_depth=self.queue_depth(), decode_errors=self.decode_errors,
         )  # fmt: skip
+
+    @property
+    def decode_errors(self) -> int:
+        """Corrupt packets the decoder skipped since start, all sessions."""
+        with self._lock:
+            source = self._source
+            before = self._decode_errors_before
+        return before + (getattr(source, "decode_errors", 0) if source is not None else 0)
 
     def latest_frame(self) -> ImageArray | None:
         """The newest frame as BGR, long side at most ``preview_side``; a fresh array."""
