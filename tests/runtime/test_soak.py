@@ -240,6 +240,9 @@ def test_a_day_of_segments_and_retention_leaks_no_files_rows_or_descriptors(
     assert max(rows[i] for i in settled) <= kept, rows
     assert files[-1] == rows[-1], "every file on disk has its row and no more"
     assert max(fds) - fds[settled[0]] <= 2, f"file descriptors leak: {fds}"
-    # A leak of one SegmentInfo (~0.5 kB) per segment: 3.6 MB/day at 10 s segments.
-    growth = slope(hours[settled[0]:], heap[settled[0]:])
+    # A leak of one SegmentInfo (~0.7 kB) per segment: 250 kB/h at 10 s segments. Over the
+    # second half only: a one-off step (caches filling; 3.8 MB once, 4 h into the 24 h run)
+    # is no leak.
+    half = max(settled[0], len(hours) // 2)
+    growth = slope(hours[half:], heap[half:])
     assert growth < 20_000, f"the heap grows by {growth:.0f} bytes per hour: {heap}"
