@@ -58,8 +58,11 @@ def serve_config(
 class ServeProcess:
     """``python -m vigil.cli serve --config FILE`` with its output in ``serve.log``."""
 
-    def __init__(self, folder: Path, config_text: str, port: int) -> None:
+    def __init__(
+        self, folder: Path, config_text: str, port: int, db_url: str | None = None
+    ) -> None:
         self.folder = folder
+        self.db_url = db_url  # the config's database_url; None: SQLite in data_dir
         self.port = port
         self.data = folder / "data"
         config = folder / "vigil.yaml"
@@ -108,11 +111,12 @@ class ServeProcess:
         return client
 
     def query(self, read: Callable[[Any], Any], default: Any) -> Any:
-        """``read(session)`` on the server's SQLite database; ``default`` before migration."""
+        """``read(session)`` on the server's database; ``default`` before migration (or
+        while the database does not answer)."""
         db_file = self.data / "vigil.db"
-        if not db_file.exists():
+        if self.db_url is None and not db_file.exists():
             return default
-        db = Database(f"sqlite:///{db_file}")
+        db = Database(self.db_url or f"sqlite:///{db_file}")
         try:
             with db.session() as session:
                 return read(session)

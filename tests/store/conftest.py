@@ -77,9 +77,16 @@ class PgServer:
         if result.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {result.stdout}\n{result.stderr}")
 
+    #: The tests' throw-away settings: the data folder is deleted afterwards.
+    TEST_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
     def start(self) -> None:
         self.init()
-        self.launch(("fsync=off", "synchronous_commit=off", "full_page_writes=off"))
+        self.launch(self.TEST_SETTINGS)
+
+    def resume(self) -> None:
+        """Start the server on its existing data folder (after ``start`` and ``halt``)."""
+        self.launch(self.TEST_SETTINGS)
 
     def init(self) -> None:
         """Create the data folder (``initdb``)."""
@@ -94,6 +101,12 @@ class PgServer:
         self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-o", options,
                    "-l", str(self.root / "server.log"), "-w", "-t", str(int(timeout)),
                    "start"], timeout=timeout + 10)  # fmt: skip
+
+    def halt(self) -> None:
+        """Stop the server the way an administrator restarting it does (``-m fast``: open
+        connections are closed, clients see the server go); ``resume`` starts it again."""
+        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
+                   "stop"])  # fmt: skip
 
     def stop(self) -> None:
         subprocess.run(self._cmd([str(self.bindir / "pg_ctl"), "-D", str(self.datadir),

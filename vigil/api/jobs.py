@@ -157,12 +157,22 @@ class JobRunner(Generic[HostT]):
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 ran = self.run_next()
-            except Exception:  # the database is down, say: try again at the next poll
-                log.exception("jobs: cannot claim the next job")
-                ran = False
+            except Exception as exc:  # the database is down, say: try again at the next poll
+                # Once per outage with the traceback, not at every poll (twice a second).
+                if not failing:
+                    log.exception("jobs: cannot claim the next job; retrying every %.1f s",
+                                  self.poll_s)  # fmt: skip
+                else:
+                    log.debug("jobs: still cannot claim the next job: %s", exc)
+                failing, ran = True, False
+            else:
+                if failing:
+                    log.warning("jobs: claiming jobs again")
+                failing = False
             if not ran:
                 self._prune()
                 self._wake.wait(self.poll_s)

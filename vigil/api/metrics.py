@@ -158,6 +158,10 @@ class _Scrape(Collector):
         if metrics.webhooks is not None:
             yield from _delivery("webhook", "deliveries", metrics.webhooks, "webhook deliveries "
                                  "answered 2xx, or failed for good (dead-lettered)")
+        if metrics.store is not None:
+            yield from _delivery("store", "writes", metrics.store, "database writes of events "
+                                 "and counts that failed (the database was down) and were "
+                                 "stored on a retry (delivered), or lost for good (failed)")
 
 
 def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
@@ -175,6 +179,13 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
     for status in statuses:
         skipped.add_metric([status.name], status.skipped_frames)
     yield skipped
+    corrupt = CounterMetricFamily(
+        "vigil_camera_decode_errors", "corrupt packets of the analysis stream the decoder "
+        "skipped, or frames it decoded with errors (the camera goes on)", labels=["camera"],
+    )  # fmt: skip
+    for status in statuses:
+        corrupt.add_metric([status.name], status.decode_errors)
+    yield corrupt
     failing = GaugeMetricFamily(
         "vigil_camera_recording_failed", "1 while the camera's recorder cannot write (disk "
         "full, storage error), else 0; absent for cameras that are not recorded",

@@ -34,6 +34,7 @@ from av.video.frame import VideoFrame
 from av.video.reformatter import VideoReformatter
 from av.video.stream import VideoStream
 
+from vigil import clock
 from vigil.errors import SourceError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import (
@@ -266,6 +267,9 @@ class AvSource:
         self._stream: VideoStream | None = None
         self._info: SourceInfo | None = None
         self._closed = False
+        #: Packets the decoder refused as corrupt (each costs a frame, not the source) and
+        #: frames it decoded with errors (concealed; still analysed).
+        self.decode_errors = 0
         self._wake = threading.Event()
         self._pacer = Pacer(self._wake) if realtime else None
         # One scaler per thread: reused across frames (its setup is the expensive part), and
@@ -396,7 +400,7 @@ class AvSource:
             # but never backwards (a stream may have been read faster than real time).
             self._pts_offset = self._last_pts + 1.0 / self._info.fps
             if self.live:
-                self._pts_offset = max(self._pts_offset, time.time() - self._start_wall)
+                self._pts_offset = max(self._pts_offset, clock.now() - self._start_wall)
         return self._info
 
     def _describe(self, stream: VideoStream) -> SourceInfo:
@@ -526,18 +530,28 @@ class AvSource:
 
     def _decode_packet(self, packet: av.Packet[Any]) -> list[VideoFrame]:
         try:
-            return [f for f in packet.decode() if isinstance(f, VideoFrame)]
+            frames = [f for f in packet.decode() if isinstance(f, VideoFrame)]
         except av.error.InvalidDataError as exc:
             # One corrupt packet (lost RTP data, a damaged file) costs a frame, not the source.
-            log.warning("%s: skipped a corrupt packet: %s", self.safe_url,
-                        mask_credentials(exc.strerror or str(exc)))
+            self._decode_error(f"skipped a corrupt packet: {exc.strerror or exc}")
             return []
+        for frame in frames:
+            if frame.is_corrupt:  # decoded with errors the decoder concealed: still analysed
+                self._decode_error("a frame decoded with errors (damaged packets)")
+        return frames
+
+    def _decode_error(self, what: str) -> None:
+        self.decode_errors += 1
+        # The first and every 100th: a damaged stream can corrupt many frames a second.
+        if self.decode_errors % 100 == 1:
+            log.warning("%s: %s (%d decode errors so far)", self.safe_url,
+                        mask_credentials(what), self.decode_errors)  # fmt: skip
 
     def _make_frame(self, av_frame: VideoFrame, stream: VideoStream) -> Frame:
         pts = self._pts_seconds(av_frame, stream)
         if self._pacer is not None:
             self._pacer.wait(pts)  # close() cuts the wait short; the caller then stops
-        now = time.time()
+        now = clock.now()  # a jump of the host clock must not reach frame times
         if self._start_wall is None:
             self._start_wall = now - pts
         while self._skipped_pts and self._skipped_pts[0] < pts:

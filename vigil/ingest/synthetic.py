@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from vigil import clock
 from vigil.ingest.base import SourceInfo
 from vigil.types import Frame, ImageArray
 
@@ -218,18 +219,18 @@ class SyntheticSource:
         return result
 
     def frames(self) -> Iterator[Frame]:
-        start = time.time()
+        start, paced = clock.now(), time.monotonic()  # paced by the monotonic clock
         for seq in range(self.frame_count):
             if self._closed:
                 return
             pts = seq / self.fps
             if self.live:
-                delay = start + pts - time.time()
+                delay = paced + pts - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
             yield Frame.from_bgr(
                 self.render(seq), camera_id=self.camera_id, seq=seq, pts=pts,
-                wall_time=time.time() if self.live else start + pts, live=self.live,
+                wall_time=clock.now() if self.live else start + pts, live=self.live,
             )
 
     def close(self) -> None:

@@ -28,13 +28,13 @@ import errno
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import av
 
+from vigil import clock
 from vigil.errors import SourceError, StorageError
 from vigil.ingest.backoff import Backoff
 from vigil.ingest.base import mask_credentials
@@ -295,7 +295,7 @@ class Recorder:
                     break
                 when = self.segmenter.time_of(packet)
                 self.segmenter.write(
-                    packet, record=self.recording_at(when if when is not None else time.time())
+                    packet, record=self.recording_at(when if when is not None else clock.now())
                 )
                 got = True
         except StorageError:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO, Protocol
 
 import av
 
+from vigil import clock
 from vigil.errors import StorageError
 from vigil.paths import sha256_file
 from vigil.record.layout import check_camera_id, segment_path
@@ -42,8 +42,39 @@ MAX_JUMP_SECONDS = 5.0
 #: How many times a finished segment is offered to ``on_segment`` before it is given up on.
 MAX_REPORT_ATTEMPTS = 20
 
+#: How many finished segments ``Segmenter.segments`` remembers.
+KEEP_FINISHED = 100
+
 #: Suffix of the hidden file a segment is written to (``.<MM.SS>.mp4.partial``).
 PARTIAL_SUFFIX = ".partial"
+
+
+#: Bytes of a keyframe searched for its parameter sets (they precede the picture data).
+PARAMETER_SCAN_BYTES = 4096
+
+#: NAL unit types that define a picture's size and coding, by codec: H.264's SPS; H.265's
+#: VPS and SPS. PPS are left out: encoders may vary them without a new configuration.
+_PARAMETER_NALS = {"h264": frozenset({7}), "hevc": frozenset({32, 33})}
+
+
+def parameter_sets(packet: Any, codec: str) -> bytes | None:
+    """The in-band parameter sets of an Annex B keyframe, concatenated; None when the codec
+    is neither H.264 nor H.265, the packet is not Annex B (length-prefixed, as from MP4
+    files: their parameters live in the container) or carries none."""
+    wanted = _PARAMETER_NALS.get(codec)
+    if wanted is None:
+        return None
+    data = memoryview(packet)[:PARAMETER_SCAN_BYTES].tobytes()
+    if not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
+        return None
+    found = []
+    for unit in data.split(b"\x00\x00\x01")[1:]:
+        if not unit:
+            continue
+        kind = unit[0] & 0x1F if codec == "h264" else (unit[0] >> 1) & 0x3F
+        if kind in wanted:
+            found.append(unit.rstrip(b"\x00"))
+    return b"".join(found) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +187,7 @@ class Segmenter:
         segment_seconds: float = 10.0,
         pre_roll: float = 0.0,
         on_segment: Callable[[SegmentInfo], None] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock.now,
     ) -> None:
         if segment_seconds <= 0 or pre_roll < 0:
             raise ValueError("segment_seconds must be > 0 and pre_roll >= 0 seconds")
@@ -174,12 +205,15 @@ class Segmenter:
         self._ring: deque[_Held] = deque()
         self._out: _OpenSegment | None = None
         self.last_time = 0.0
+        #: The last ``KEEP_FINISHED`` finished segments, oldest first (a recorder runs for
+        #: months: all of them would grow by one per segment for ever).
         self.segments: list[SegmentInfo] = []
         #: Finished segments whose ``on_segment`` report failed, retried at the next finish.
         self.unreported: list[SegmentInfo] = []
         #: Why the last report failed while some are unreported (None when all were).
         self.report_error: str | None = None
         self._report_failures: dict[Path, int] = {}
+        self._parameters: bytes | None = None  # SPS (and VPS) of the last video keyframe
 
     # -- input ------------------------------------------------------------------------------
 
@@ -198,6 +232,7 @@ class Segmenter:
             for s in (video, audio) if s is not None
         }  # fmt: skip
         self._first = {}
+        self._parameters = None
         self._anchor = self._clock() if start is None else start
 
     def write(self, packet: Any, *, record: bool = True) -> None:
@@ -217,12 +252,13 @@ class Segmenter:
             self.finish_segment()
             self._keep_pre_roll(held)
             return
+        reconfigured = held.is_video and held.packet.is_keyframe and self._new_parameters(held)
         if self._out is None:
             self._start_with_pre_roll(held)
         elif (
             held.is_video
             and held.packet.is_keyframe
-            and (held.seconds - self._out.first_seconds >= self.segment_seconds)
+            and (held.seconds - self._out.first_seconds >= self.segment_seconds or reconfigured)
         ):
             self.finish_segment()
             self._open(held)
@@ -253,6 +289,8 @@ class Segmenter:
             info = out.close()
             if info is not None:
                 self.segments.append(info)
+                if len(self.segments) > 2 * KEEP_FINISHED:
+                    del self.segments[:-KEEP_FINISHED]
                 self.unreported.append(info)
         self._report()
         return info
@@ -286,8 +324,10 @@ class Segmenter:
                 self.report_error = f"segment {info.path.name} not indexed: {exc}"
                 if tries < MAX_REPORT_ATTEMPTS:
                     kept.append(info)
-                    log.warning("%s: %s; retrying with the next segment", self.camera,
-                                self.report_error)  # fmt: skip
+                    # Once per segment: every retry of every waiting one would be n² lines.
+                    log.log(logging.WARNING if tries == 1 else logging.DEBUG,
+                            "%s: %s; retrying with the next segment", self.camera,
+                            self.report_error)  # fmt: skip
                 else:
                     log.error("%s: %s; gave up after %d attempts (the file stays on disk)",
                               self.camera, self.report_error, tries)  # fmt: skip
@@ -299,6 +339,20 @@ class Segmenter:
             self.report_error = None
 
     # -- internals --------------------------------------------------------------------------
+
+    def _new_parameters(self, held: _Held) -> bool:
+        """Whether this keyframe carries other parameter sets (SPS) than the last one: the
+        camera changed resolution or encoding, and an MP4 describes one configuration, so a
+        segment must not span the change. Only in-band (Annex B) parameter sets are seen."""
+        found = parameter_sets(held.packet, self._video.codec_context.name)
+        if found is None:
+            return False
+        changed = self._parameters is not None and found != self._parameters
+        if changed:
+            log.info("%s: the stream's parameter sets changed (new resolution or encoding); "
+                     "starting a new segment", self.camera)  # fmt: skip
+        self._parameters = found
+        return changed
 
     def _hold(self, packet: Any) -> _Held | None:
         stream = packet.stream

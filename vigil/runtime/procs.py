@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil import clock
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.errors import ModelError, VigilError
 from vigil.ingest import Backoff
@@ -722,7 +723,7 @@ class WorkerProcess:
     def close_orphans(self) -> None:
         """End the events the dead process left open (it could not), at its last frame."""
         for cam in self.cameras.values():
-            when = cam.last_time if cam.last_time is not None else time.time()
+            when = cam.last_time if cam.last_time is not None else clock.now()
             for event in list(cam.open_events.values()):
                 end = max(when, event.start)
                 closed = dataclasses.replace(event, end=end, state=EventState.END)

@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Container, Hashable, Mappin
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from vigil import clock
 from vigil.alerts.fanout import FanoutSink
 from vigil.config.models import (
     DetectConfig,
@@ -614,7 +615,9 @@ class Supervisor:
             if self._stop.is_set():
                 return
             try:
-                self.run_retention(time.time())
+                # Not time.time(): a forward jump of the host clock would age every
+                # recording at once (vigil.clock absorbs it).
+                self.run_retention(clock.now())
             except Exception:
                 log.exception("retention run failed; retrying in %.0f s", interval)
 
@@ -726,8 +729,13 @@ class Supervisor:
             webhooks = DeliveryHealth(None, w.delivered, w.dead_letters, w.queued)
         # A recorder's first connection is no reconnect.
         record = {name: max(0, r.connections - 1) for name, r in self.recorders.items()}
-        return self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
-                                       webhooks=webhooks)  # fmt: skip
+        snapshot = self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
+                                           webhooks=webhooks)  # fmt: skip
+        if self.store is None:
+            return snapshot
+        b = self.store.backlog.stats
+        return dataclasses.replace(snapshot, store=DeliveryHealth(None, b.late, b.dropped,
+                                                                  b.queued))  # fmt: skip
 
 
 def cluster_database_error() -> str:

@@ -46,7 +46,9 @@ class RuntimeMetrics:
     ``started``: UNIX time the cameras were started. ``events``: events *started*, by camera
     and label. ``crossings``: line crossings by camera, line, direction and label.
     ``reconnects``: times a camera's stream came back after it was lost, by camera and
-    role. ``mqtt``/``webhooks``: None when not configured.
+    role. ``mqtt``/``webhooks``: None when not configured. ``store``: the database writes
+    of events and counts that failed and were stored on a retry (``delivered``), lost for
+    good (``failed``) and waiting now (``queued``); None without a database.
     """
 
     started: float
@@ -55,6 +57,7 @@ class RuntimeMetrics:
     reconnects: Mapping[SourceKey, int] = field(default_factory=dict)
     mqtt: DeliveryHealth | None = None
     webhooks: DeliveryHealth | None = None
+    store: DeliveryHealth | None = None
 
 
 class Telemetry:

@@ -57,6 +57,8 @@ class CameraStatus:
     disk full"), independent of ``online``, which is about the analysis stream.
     ``node``: the name of the cluster node the camera runs on now (``server.backend: ray``);
     None on a single host.
+    ``decode_errors``: corrupt packets skipped or frames decoded with errors (the camera
+    goes on).
     """
 
     name: str
@@ -71,6 +73,8 @@ class CameraStatus:
     recording: str | None = None
     recording_error: str | None = None
     node: str | None = None
+    #: Corrupt packets skipped or frames decoded with errors since start (analysis stream).
+    decode_errors: int = 0
 
 
 @dataclass(frozen=True, slots=True)

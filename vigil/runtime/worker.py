@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from vigil import clock
 from vigil.config.models import LineConfig, ResolvedCamera, SourceConfig, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.labels import class_ids
@@ -207,6 +208,9 @@ class CameraWorker:
         self.online = False
         self.last_error: str | None = None
         self.restarts = 0
+        #: Times the camera's picture changed size mid-stream (a new pipeline each time).
+        self.resolution_changes = 0
+        self._decode_errors_before = 0  # corrupt packets of the sessions that ended
         self.sessions = 0
         self.frames = 0
         self.skipped_frames = 0
@@ -242,6 +246,8 @@ class CameraWorker:
                 if not self.detection:
                     self._idle_frame(frame)
                     continue
+                if pipeline is not None and pipeline.frame_size != frame.size:
+                    pipeline = self._resized(pipeline, frame, last_time)
                 if pipeline is None or pipeline is self._retired:
                     # Sized by the first frame: an RTSP stream may open before its size is
                     # known (``info`` reports 0 x 0), and frames are what the stages see.
@@ -254,6 +260,7 @@ class CameraWorker:
         finally:
             with self._lock:
                 self._source = None
+                self._decode_errors_before += getattr(source, "decode_errors", 0)
             source.close()
             self._close_events(last_time)
             self._flush_counts()
@@ -270,6 +277,21 @@ class CameraWorker:
     def stopping(self) -> bool:
         return self._stopping
 
+    def _resized(
+        self, pipeline: CameraPipeline, frame: Frame, last_time: float | None
+    ) -> CameraPipeline | None:
+        """The camera changed its resolution mid-stream (reconfigured, or a sub-stream that
+        adapts): the rules are in pixels of the old picture and the tracks' boxes too, so
+        the open events end and the caller starts a pipeline at the new size (None)."""
+        old_w, old_h = pipeline.frame_size
+        log.warning("%s: the picture changed from %dx%d to %dx%d; analysis goes on at the new "
+                    "size (open events ended, tracks start afresh)", self.name, old_w, old_h,
+                    frame.width, frame.height)  # fmt: skip
+        self.resolution_changes += 1
+        self._close_events(last_time)
+        self._flush_counts()
+        return None
+
     def _new_pipeline(
         self, size: tuple[int, int], live: bool, fps: float
     ) -> CameraPipeline:
@@ -282,7 +304,7 @@ class CameraWorker:
         return pipeline
 
     def _on_frame(self, pipeline: CameraPipeline, frame: Frame, live: bool) -> None:
-        now = time.time()
+        now = clock.now()
         self.frames += 1
         self._decode.tick(now)
         self._last_frame, self._last_frame_wall = frame, now
@@ -305,7 +327,7 @@ class CameraWorker:
         self._mark_activity(result)
         if result.analysed:
             self.analysed += 1
-            done = time.time()
+            done = clock.now()
             self.latencies.append((done, done - frame.wall_time, bool(result.events)))
 
     def set_detection(self, on: bool) -> None:
@@ -316,8 +338,8 @@ class CameraWorker:
     def _idle_frame(self, frame: Frame) -> None:
         """A frame while detection is off: kept for the live view, not analysed."""
         self.frames += 1
-        self._decode.tick(time.time())
-        self._last_frame, self._last_frame_wall = frame, time.time()
+        self._decode.tick(clock.now())
+        self._last_frame, self._last_frame_wall = frame, clock.now()
         if not self.online:
             self.set_state("running")
         pipeline = self.pipeline
@@ -386,7 +408,7 @@ class CameraWorker:
         pipeline = self.pipeline
         if pipeline is None:
             return
-        when = last_time if last_time is not None else time.time()
+        when = last_time if last_time is not None else clock.now()
         with self._lock:
             closed = pipeline.close(when)
         self._publish(closed)
@@ -411,15 +433,23 @@ class CameraWorker:
 
     def status(self) -> CameraStatus:
         """A snapshot of the camera's health for the API (cheap, no I/O)."""
-        now = time.time()
+        now = clock.now()
         return CameraStatus(
             name=self.name, online=self.online, state=self.state,
             decode_fps=round(self._decode.value(now), 2),
             detect_fps=round(self._detect.value(now), 2),
             last_frame_time=self._last_frame_wall, skipped_frames=self.skipped_frames,
             inference_ms=round(self.detector.ms, 2) if self.detector is not None else 0.0,
-            queue_depth=self.queue_depth(),
+            queue_depth=self.queue_depth(), decode_errors=self.decode_errors,
         )  # fmt: skip
+
+    @property
+    def decode_errors(self) -> int:
+        """Corrupt packets the decoder skipped since start, all sessions."""
+        with self._lock:
+            source = self._source
+            before = self._decode_errors_before
+        return before + (getattr(source, "decode_errors", 0) if source is not None else 0)
 
     def latest_frame(self) -> ImageArray | None:
         """The newest frame as BGR, long side at most ``preview_side``; a fresh array."""

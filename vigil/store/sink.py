@@ -4,10 +4,10 @@ the database.
 An ``EventSink`` (``publish``/``close``) that upserts every lifecycle change of an event into
 one row (``EventRepo.upsert``), plus ``count(rule_events)``, which adds each rule hit to the
 per-minute counters (one batched ``CountRepo.increment_many``). Each call is one
-transaction, so what a call returned for is committed: a crash loses at most the event being
-written. ``publish_many`` writes many changes (a node's cameras over a second) in one
-transaction of a few statements, which is what lets one PostgreSQL take a city's cameras
-(``docs/cluster.md``, City-scale event path). Transactions
+transaction, so what a call returned for is committed (unless the database was down: see
+below): a crash loses at most the event being written. ``publish_many`` writes many changes
+(a node's cameras over a second) in one transaction of a few statements, which is what lets
+one PostgreSQL take a city's cameras (``docs/cluster.md``, City-scale event path). Transactions
 read before they write (upsert, increment), so on SQLite they take the write lock at
 ``BEGIN`` (``immediate``): a deferred one would fail at once with "database is locked" when
 another camera's write commits between its read and its write, instead of waiting its turn.
@@ -18,6 +18,10 @@ written as ``<media_root>/snapshots/<camera>/<YYYY-MM-DD>/<event id>.jpg`` (UTC 
 event's start) when the event starts and again when it ends with a better view, and the row
 gets the path relative to ``media_root`` and the file's SHA-256. The file is complete on disk
 (written to a temporary name, then renamed) before the row that points at it commits.
+
+A database that is down (restarted, unreachable) loses nothing at first: the writes of the
+rows wait in a bounded ``WriteBacklog`` in memory, in order, and are retried until they land
+(``backlog.stats`` counts the late and the lost); the snapshot files are on disk already.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import cv2
 import numpy as np
 
 from vigil.errors import StorageError
+from vigil.store.backlog import WriteBacklog
 from vigil.store.db import Database
 from vigil.store.repo import CountKey, CountRepo, EventRepo, EventWrite, SegmentRepo
 from vigil.types import Event, EventState, RuleEvent, RuleEventKind
@@ -118,6 +123,8 @@ class StoreEventSink:
         self.node = node
         self._lock = threading.Lock()
         self._written: dict[str, int] = {}  # event id -> seq of the snapshot on disk
+        #: Writes the database failed while down, retried in order (``WriteBacklog``).
+        self.backlog = WriteBacklog()
 
     def publish(self, event: Event) -> None:
         """Insert or update the event's row (and its snapshot); a finished live event flags
@@ -129,6 +136,10 @@ class StoreEventSink:
             log.exception("event %s: snapshot not stored", event.id)
             stored = None
         path, digest = stored if stored is not None else (None, None)
+        self.backlog.submit(lambda: self._upsert(event, path, digest),
+                            f"event {event.id} {event.state.value}")  # fmt: skip
+
+    def _upsert(self, event: Event, path: str | None, digest: str | None) -> None:
         with self.db.session(immediate=True) as session:
             EventRepo(session).upsert(event, snapshot_path=path, snapshot_sha256=digest,
                                       node=self.node)  # fmt: skip
@@ -142,7 +153,8 @@ class StoreEventSink:
         commit (and its WAL flush) per batch instead of per change, and a few multi-row
         upserts (``EventRepo.upsert_many``) instead of a read and a write per event. The rows
         end up as ``publish`` on each event in order would leave them. What the call returned
-        for is committed; a crash loses the batch being written.
+        for is committed (or queued in the backlog while the database is down, like
+        ``publish``); a crash loses the batch being written.
         """
         if not events:
             return
@@ -157,6 +169,12 @@ class StoreEventSink:
             writes.append(EventWrite(event, path, digest, self.node if path else None))
         ended = [(e.camera_id, e.start, e.end) for e in events
                  if e.state is EventState.END and e.live and e.end is not None]  # fmt: skip
+        self.backlog.submit(lambda: self._upsert_many(writes, ended),
+                            f"{len(writes)} event change(s)")  # fmt: skip
+
+    def _upsert_many(
+        self, writes: list[EventWrite], ended: list[tuple[str, float, float]]
+    ) -> None:
         with self.db.session(immediate=True) as session:
             EventRepo(session).upsert_many(writes)
             SegmentRepo(session).mark_events_many(ended)
@@ -183,9 +201,16 @@ class StoreEventSink:
         """Add one to the minute counter of every rule hit (none: no transaction at all)."""
         if not rule_events:
             return
+        hits = list(rule_events)
+        self.backlog.submit(lambda: self._count(hits), f"{len(hits)} count(s) of "
+                            f"{hits[0].camera_id}")  # fmt: skip
+
+    def _count(self, rule_events: Sequence[RuleEvent]) -> None:
         with self.db.session(immediate=True) as session:
             # One batched upsert, the hits of a counter and minute summed first.
             CountRepo(session).increment_many((count_key(hit), hit.time) for hit in rule_events)
 
     def close(self) -> None:
-        """Nothing to release: the database belongs to whoever built it."""
+        """One last try of the writes still queued (the database belongs to whoever built
+        it and stays open)."""
+        self.backlog.close()

@@ -1,0 +1,222 @@
+"""Faults of the camera stream itself: a resolution change mid-stream, corrupt packets.
+
+A real ``Supervisor`` (model-free motion analysis, a line in normalised coordinates, 2 s
+continuous segments into a real SQLite database) reads real ``ffmpeg`` publishers (MPEG-TS
+over UDP, as ``test_disk_full``: one port for the analysis input, one for the recorded one,
+no relay process to starve on a loaded machine):
+
+- **Resolution change**: the camera is reconfigured from 320x180 to 480x270 and back without
+  dropping the connection (two encodings of the shared clip, concatenated as one stream,
+  looped). Wanted: analysis goes on at the new size with its rules rebuilt for it (they are
+  in pixels inside the pipeline: a line at the middle stays at the middle), no crash loop
+  (no worker restart), and recording starts a new segment at the change: no MP4 mixes two
+  sizes (a player would show the second part wrong or not at all).
+- **Corrupt packets**: the publisher damages the H.264 data (``-bsf:v noise``). Wanted: the
+  decoder errors are counted (``CameraStatus.decode_errors``, ``vigil_camera_decode_errors``
+  on ``/metrics``) and logged without flooding, and the camera keeps going: frames analysed,
+  segments written, no restart.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import pytest
+
+pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
+
+from tests.alerts.alert_servers import free_port
+from tests.rtsp_relay import require_tools
+from vigil.api.metrics import _camera_families
+from vigil.config.models import VigilConfig
+from vigil.ingest import Backoff
+from vigil.runtime.serve import Supervisor
+from vigil.runtime.worker import CameraWorker
+from vigil.store import Database, SegmentRepo
+
+CLIP = "one-by-one-person-detection.mp4"
+SIZES = ((320, 180), (480, 270))
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        time.sleep(0.2)
+
+
+class Publishers:
+    """One ``ffmpeg`` per role pushing ``clip`` (looped, real time, stream copy) as MPEG-TS
+    over UDP."""
+
+    def __init__(self, clip: Path) -> None:
+        self.ports = {"detect": free_port(), "record": free_port()}
+        self.processes = [
+            subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1",
+                 "-i", str(clip), "-c", "copy", "-f", "mpegts",
+                 f"udp://127.0.0.1:{port}?pkt_size=1316"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for port in self.ports.values()
+        ]  # fmt: skip
+
+    def url(self, role: str) -> str:
+        return f"udp://127.0.0.1:{self.ports[role]}"
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture
+def two_sizes(clips_dir: Path, tmp_path: Path) -> Path:
+    """6 s of the clip at 320x180, then the next 6 s at 480x270: one MPEG-TS stream whose
+    resolution changes at a keyframe, as a reconfigured camera's does."""
+    require_tools("ffmpeg")
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    parts = []
+    for n, (width, height) in enumerate(SIZES):
+        part = folder / f"{n}.ts"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-ss", str(6 * n), "-t", "6",
+             "-i", str(clips_dir / CLIP), "-vf", f"scale={width}:{height}", "-an",
+             "-c:v", "libx264", "-preset", "ultrafast", "-g", "10", "-f", "mpegts", str(part)],
+            check=True, timeout=300,
+        )  # fmt: skip
+        parts.append(part.read_bytes())
+    joined = folder / "two-sizes.ts"
+    joined.write_bytes(b"".join(parts))
+    return joined
+
+
+def supervisor_for(tmp_path: Path, streams: Publishers) -> tuple[Supervisor, Database]:
+    config = VigilConfig.model_validate({
+        "detect": {"model": "motion", "fps": 5},
+        "data_dir": str(tmp_path / "data"),
+        "record": {"mode": "continuous", "segment_seconds": 2.0},
+        "lines": {"middle": {"points": [[0.5, 0.0], [0.5, 1.0]]}},
+        "cameras": {"cam": {"sources": [
+            {"url": streams.url("detect"), "roles": ["detect"]},
+            {"url": streams.url("record"), "roles": ["record"]},
+        ]}},
+    })  # fmt: skip
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    db.migrate()
+    backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
+    return Supervisor(config, db=db, backoff=backoff, stall_timeout=5.0), db
+
+
+def segment_sizes(supervisor: Supervisor, db: Database) -> dict[str, set[tuple[int, int]]]:
+    """The frame sizes in each indexed segment, by path."""
+    with db.session() as session:
+        paths = [r.path for r in SegmentRepo(session).list("cam")]
+    found = {}
+    for rel in paths:
+        with av.open(str(supervisor.root / rel)) as container:
+            video = container.streams.video[0]
+            found[rel] = {(f.width, f.height) for f in container.decode(video)}
+    return found
+
+
+@pytest.mark.slow
+def test_a_camera_changing_resolution_mid_stream(
+    tmp_path: Path, two_sizes: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    streams = Publishers(two_sizes)
+    supervisor, db = supervisor_for(tmp_path, streams)
+    supervisor.start()
+    worker = supervisor.workers["cam"]
+    assert isinstance(worker, CameraWorker)
+    try:
+        wait_for(lambda: worker.resolution_changes >= 2, 120,
+                 "the analysis did not see the picture change size twice")  # fmt: skip
+        frames = worker.frames
+        wait_for(lambda: worker.frames > frames + 20, 60, "analysis stopped after the change")
+        pipeline = worker.pipeline
+        assert pipeline is not None
+        latest = worker._last_frame
+        assert latest is not None
+        size = (latest.width, latest.height)
+        assert pipeline.frame_size == size, "the pipeline kept the old size"
+        assert pipeline.rules.frame_size == size, "the rules kept the old size"
+        line = pipeline.rules._lines["middle"]
+        assert line._a[0] == pytest.approx(size[0] / 2, abs=1), "the line left the middle"
+        wait_for(lambda: {s for f in segment_sizes(supervisor, db).values() for s in f}
+                 >= set(SIZES), 120, "no segments of both sizes")  # fmt: skip
+        assert worker.restarts == 0, "a crash loop"
+    finally:
+        supervisor.stop()
+        streams.stop()
+    sizes = segment_sizes(supervisor, db)
+    db.close()
+    mixed = {path: found for path, found in sizes.items() if len(found) > 1}
+    assert mixed == {}, f"segments mixing two sizes: {mixed}"
+    assert "the picture changed from" in caplog.text
+
+
+@pytest.fixture
+def noisy(two_sizes: Path) -> Path:
+    """The first part of ``two_sizes`` (one size) with about one byte in 300 of the H.264
+    data garbled (``-bsf:v noise``), done once: garbling live, the MPEG-TS muxer may refuse
+    a packet whose start code was hit and stop."""
+    out = two_sizes.with_name("noisy.ts")
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(two_sizes.with_name("0.ts")), "-c", "copy",
+         "-bsf:v", "noise=amount=300", "-f", "mpegts", str(out)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    return out
+
+
+@pytest.mark.slow
+def test_corrupt_packets_are_counted_and_the_camera_goes_on(
+    tmp_path: Path, noisy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    streams = Publishers(noisy)
+    supervisor, db = supervisor_for(tmp_path, streams)
+    supervisor.start()
+    worker = supervisor.workers["cam"]
+    assert isinstance(worker, CameraWorker)
+
+    def segments() -> int:
+        with db.session() as session:
+            return len(SegmentRepo(session).list("cam"))
+
+    try:
+        wait_for(lambda: worker.decode_errors >= 3, 120, "no corrupt packet was counted")
+        frames, errors = worker.frames, worker.decode_errors
+        wait_for(lambda: worker.frames > frames + 50 and worker.decode_errors > errors, 120,
+                 "the camera did not go on through more corrupt packets")  # fmt: skip
+        wait_for(lambda: segments() >= 2, 60, "nothing was recorded")
+        (status,) = supervisor.cameras()
+        assert status.online, status
+        assert status.decode_errors >= 3, status
+        assert worker.restarts == 0, "a crash loop"
+    finally:
+        supervisor.stop()
+        streams.stop()
+        db.close()
+    registry = CollectorRegistry(auto_describe=False)
+
+    class One(Collector):
+        def collect(self):  # type: ignore[no-untyped-def]
+            yield from _camera_families([status])
+
+    registry.register(One())
+    text = generate_latest(registry).decode()
+    assert f'vigil_camera_decode_errors_total{{camera="cam"}} {float(status.decode_errors)}' \
+        in text, text
+    warnings = [r for r in caplog.records if "decode errors so far" in r.getMessage()]
+    assert warnings, "the corrupt packets were not logged"
+    assert len(warnings) <= 1 + status.decode_errors // 100, "one line per corrupt packet"
