@@ -7,6 +7,8 @@ Nothing here imports Ray: the single-host product never loads it. The parts:
   surviving node when its node dies;
 * one batched detector actor per node (``detector_actor_name``), the only detector a camera
   on that node calls, so pixels never cross the network;
+* one store writer actor per node (``writer_actor_name``), through which the node's cameras
+  write their events and counts in batches, over one database connection per node;
 * one media actor per node (``media_actor_name``), which reads the node's recordings for the
   API served elsewhere.
 
@@ -38,6 +40,10 @@ def camera_actor_name(camera: str) -> str:
 
 def detector_actor_name(node_id: str) -> str:
     return f"vigil-detector:{node_id}"
+
+
+def writer_actor_name(node_id: str) -> str:
+    return f"vigil-writer:{node_id}"
 
 
 def media_actor_name(node_name: str) -> str:

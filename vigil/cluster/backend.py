@@ -34,7 +34,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cluster import CAMERA_SLOTS, NAMESPACE, camera_actor_name, detector_actor_name
+from vigil.cluster import (
+    CAMERA_SLOTS,
+    NAMESPACE,
+    camera_actor_name,
+    detector_actor_name,
+    writer_actor_name,
+)
 from vigil.cluster.camera import (
     CAMERA_CONCURRENCY,
     CameraActor,
@@ -461,6 +467,8 @@ class RayBackend:
         for cam in self.cameras.values():
             cam.pending = None  # a drain still in flight would answer with stale items
         self.poll(wait=max(1.0, min(5.0, deadline - time.monotonic())))
+        # The events the stops closed are gathered in the nodes' writers: write them first.
+        self._close_writers(max(1.0, deadline - time.monotonic()))
         self._close_left_open([n for n, c in self.cameras.items() if c.open_events])
         for cam in self.cameras.values():
             cam.close_orphans()  # killed before its last events came back
@@ -490,6 +498,19 @@ class RayBackend:
             db.close()
 
     @staticmethod
+    def _close_writers(timeout: float) -> None:
+        """Every node's store writer writes what it gathered, then ends."""
+        import ray
+
+        writers = _named_actors(writer_actor_name(""))
+        closing = [actor.close.remote() for actor in writers]
+        if closing:
+            ray.wait(closing, num_returns=len(closing), timeout=timeout)
+        for actor in writers:
+            with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+                ray.kill(actor)
+
+    @staticmethod
     def _kill_detectors() -> None:
         import ray
 
@@ -502,3 +523,16 @@ class RayBackend:
 
     def pids(self) -> list[int]:
         return []
+
+
+def _named_actors(prefix: str) -> list[Any]:
+    """Handles of this namespace's named actors whose name starts with ``prefix``."""
+    import ray
+
+    found: list[Any] = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = str(entry.get("name", ""))
+        if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
+            with contextlib.suppress(ValueError):  # it ended meanwhile
+                found.append(ray.get_actor(name, namespace=NAMESPACE))
+    return found

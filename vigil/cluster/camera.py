@@ -4,20 +4,21 @@
 
     node (a camera slot)                                            head (Supervisor)
     CameraActor "vigil-camera:<name>"
-      source ─► CameraWorker ─► CameraPipeline ─► events ─┬► StoreEventSink ─► PostgreSQL
+      source ─► CameraWorker ─► CameraPipeline ─► events ─┬► the node's StoreWriter ─► PostgreSQL
                      │  (vigil.runtime.worker)             └► outbox ─── drain(after) ──► sinks:
                      └─► NodeDetector ─► the node's DetectorActor        MQTT, webhooks, live
       record input ─► Recorder ─► segments in the node's data dir ─► SegmentRepo (node=…)
 
-The actor owns everything the single-host runtime does for one camera: its analysis source
-and ``CameraWorker`` (the same pipeline, not a fork), its ``Recorder`` under the node's data
-dir (``node_data_dir``), and the store writes, straight to PostgreSQL (events with their
-snapshots and the node's name, counts, segments). What the head still needs (events for
-MQTT, webhooks and the live WebSocket; rule hits for metrics and MQTT; availability and
-counts changes) waits in a bounded *outbox* that the head drains: each item has a sequence
-number, and ``drain(after)`` drops what the head acknowledged and returns the rest, so a
-drain whose answer got lost loses nothing. An outbox the head does not drain keeps only the
-newest items (``outbox_size``): everything that matters is in the database already.
+The actor owns everything the single-host runtime does for one camera: its analysis source and
+``CameraWorker`` (the same pipeline, not a fork), its ``Recorder`` under the node's data dir
+(``node_data_dir``), and the store writes to PostgreSQL: segments itself, events (with their
+snapshots and the node's name) and counts through the node's ``StoreWriter``
+(``vigil.cluster.writer``), which batches the changes of all the node's cameras. What the head
+still needs (events for MQTT, webhooks and the live WebSocket; rule hits for metrics and MQTT;
+availability and counts changes) waits in a bounded *outbox* that the head drains: each item
+has a sequence number, and ``drain(after)`` drops what the head acknowledged and returns the
+rest, so a drain whose answer got lost loses nothing. An outbox the head does not drain keeps
+only the newest items (``outbox_size``): everything that matters is in the database already.
 
 On every (re)start, which on a node failure happens on another node, the actor first closes
 the events its camera left open at their last update (``EventRepo.close_dangling``: the
@@ -42,6 +43,7 @@ from typing import Any
 
 from vigil.cluster import node_data_dir, node_name
 from vigil.cluster.detector import DetectorSpec, NodeDetector
+from vigil.cluster.writer import NodeStore
 from vigil.config.models import LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
@@ -181,6 +183,7 @@ class _Running:
     worker: CameraWorker
     recorder: Recorder | None
     threads: list[threading.Thread] = field(default_factory=list)
+    store: NodeStore | None = None
 
 
 class CameraActor:
@@ -234,7 +237,6 @@ class CameraActor:
         from vigil.runtime.serve import build_recorder
         from vigil.store import Database
         from vigil.store.repo import CameraRepo, EventRepo
-        from vigil.store.sink import StoreEventSink
 
         spec, name = self.spec, self.name
         self.root.mkdir(parents=True, exist_ok=True)
@@ -247,7 +249,8 @@ class CameraActor:
             log.warning("%s: closed %d event(s) left open by the camera's previous run",
                         name, closed)  # fmt: skip
         recover(self.root, self._segment_added, camera=name)
-        store = StoreEventSink(self.db, self.root, node=self.node)
+        # Events and counts go through the node's writer, batched with its other cameras'.
+        store = NodeStore(spec.database_url, str(spec.config.data_dir))
         recorder = build_recorder(
             spec.camera, self.root, on_segment=self._segment_added, on_state=None,
             backoff=spec.backoff or Backoff, stall_timeout=spec.stall_timeout,
@@ -276,7 +279,7 @@ class CameraActor:
             counts=hits, on_counts=counts, on_online=online, recorder=recorder,
             source_factory=spec.source_factory or factory,
         )  # fmt: skip
-        return _Running(worker, recorder)
+        return _Running(worker, recorder, store=store)
 
     def _segment_added(self, info: SegmentInfo) -> None:
         from vigil.runtime.serve import index_segment
@@ -373,6 +376,8 @@ class CameraActor:
         running.worker.stop()
         for thread in running.threads[:1]:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if running.store is not None:
+            running.store.close()  # the closed events are on their way to the node's writer
         if running.recorder is not None:
             running.recorder.close()
         for thread in running.threads[1:]:
