@@ -29,6 +29,7 @@ from tests.ray_cluster import LocalCluster, local_cluster
 from tests.rtsp_relay import require_tools
 from tests.runtime.serve_process import ServeProcess
 from tests.store.conftest import PgServer, new_pg_database
+from vigil.cluster import NAMESPACE
 from vigil.paths import shared_data_dir
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
@@ -161,6 +162,8 @@ def test_the_cluster_status_names_the_nodes_and_the_cameras(served: Served) -> N
 
 
 def test_sigterm_stops_the_cluster_cleanly(served: Served) -> None:
+    import ray
+
     serve, db = served.serve, served.db
     serve.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 120
@@ -172,3 +175,12 @@ def test_sigterm_stops_the_cluster_cleanly(served: Served) -> None:
             open_events = [e for e in EventRepo(session).list(EventFilter(camera=name)).items
                            if e.end is None]  # fmt: skip
             assert not open_events, f"{name}: events left open"
+    # Nothing of this head is left on the cluster: cameras, detectors, writers and the
+    # (detached) media actors all ended with it.
+    ray.init(address=served.cluster.address, namespace=NAMESPACE, log_to_driver=False)
+    try:
+        left = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                if a.get("namespace") == NAMESPACE]  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert left == [], f"actors left on the cluster: {left}"

@@ -136,9 +136,14 @@ def serve(
             _run_api(config, db, supervisor, setup_token=token, access_log=access_log,
                      clips=clips, head=head)
     finally:
-        supervisor.stop()
         if head is not None:
-            head.stop()
+            # First, while the backend still holds the cluster connection (its close ends it):
+            # the media actors are detached and would outlive this head.
+            try:
+                head.stop()
+            except Exception:  # the cameras must stop whatever happened to the media actors
+                log.exception("the cluster's media actors were not all stopped")
+        supervisor.stop()
         db.close()
     return 0
 
