@@ -514,12 +514,9 @@ class RayBackend:
     def _kill_detectors() -> None:
         import ray
 
-        prefix = detector_actor_name("")
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            name = str(entry.get("name", ""))
-            if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
-                with contextlib.suppress(ValueError):  # it ended meanwhile
-                    ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+        for actor in _named_actors(detector_actor_name("")):
+            with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+                ray.kill(actor)
 
     def pids(self) -> list[int]:
         return []

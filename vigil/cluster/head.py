@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vigil.cluster import NAMESPACE, media_actor_name, node_data_dir, node_name
+from vigil.cluster import media_actor_name, node_data_dir, node_name
 from vigil.cluster.media import ClusterMedia, MediaCache, ensure_media_actors
 from vigil.cluster.retention import NodeRetention
 from vigil.cluster.status import ClusterStatus, gather_status
@@ -69,12 +69,11 @@ class ClusterHead:
 
         if not ray.is_initialized():
             return
-        prefix = media_actor_name("")
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            name = str(entry.get("name", ""))
-            if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
-                with contextlib.suppress(Exception):  # Ray's boundary: gone meanwhile
-                    ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+        from vigil.cluster.backend import _named_actors
+
+        for actor in _named_actors(media_actor_name("")):
+            with contextlib.suppress(Exception):  # Ray's boundary: gone meanwhile
+                ray.kill(actor)
 
     def _ensure(self) -> None:
         try:
