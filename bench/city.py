@@ -17,7 +17,7 @@ each rule hit's tick and each segment in its own transaction, as ``vigil serve``
 host. A node that cannot keep up falls behind: its *lag* (the age of a tick's changes when
 they commit) grows. Queries are the route code's repository calls: ``EventRepo.list`` plus
 ``SegmentRepo.recorded`` per row (``GET /api/events?camera&start&end``), ``CountRepo.series``
-(``GET /api/counts?period=hour``, a week), ``SegmentRepo.list`` (``GET /api/recordings``, a
+(``GET /api/counts?period=hour``, a week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a
 day).
 
 The server is PostgreSQL 15 as ``tests/store/conftest.py`` starts it (its helper, imported),
@@ -540,7 +540,7 @@ def run_query(db: Database, name: str, camera: str, day: float) -> int:
             week = day - 6 * DAY
             return len(CountRepo(session).series(camera, rule="lot", since=week,
                                                  until=day + DAY, period="hour"))
-        return len(SegmentRepo(session).list(camera, day, day + DAY, limit=1000))
+        return len(SegmentRepo(session).timeline(camera, day, day + DAY, limit=1000))
 
 
 class QueryLoad:
