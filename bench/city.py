@@ -774,6 +774,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--measure-rates", action="store_true",
                         help="measure the per-camera rates on the shared clips and exit")
+    parser.add_argument("--write-cost", type=int, metavar="CAMERAS",
+                        help="measure the CPU each batched write costs per 1,000 rows (the "
+                             "client's and the server's) for one node of CAMERAS cameras, on "
+                             "a throw-away server, and exit")
     return parser.parse_args(argv)
 
 
@@ -781,6 +785,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.measure_rates:
         return _measure()
+    if args.write_cost:
+        return write_cost(args.write_cost)
     rates = STREET
     plan = preload_plan(args.events, args.days, rates)
     print(f"per-camera rates ({rates.source}): {rates.events_per_hour:g} events/h, "
@@ -871,6 +877,47 @@ def print_table(result: dict[str, Any]) -> None:
             b = base[r["cameras"]]
             print(f"|  | batched / per-event | x{r['writes_per_s'] / max(1, b['writes_per_s']):.1f}"
                   " |" * 1 + " |" * (len(head) - 3))
+
+
+def write_cost(cameras: int, ticks: int = 6) -> dict[str, Any]:
+    """CPU per 1,000 rows of each batched write of a node owning ``cameras`` (its ticks made
+    beforehand, so that only the store code is measured): the client's (this process) and
+    the server's (``pg_cpu_seconds``). The server is the test suite's (fsync off), idle
+    otherwise: what is measured is CPU, not waiting for the disk."""
+    pg = _pg_helpers()
+    server = pg.start_server()
+    try:
+        server.admin_sql("CREATE DATABASE vigil_cost")
+        db = Database(server.url("vigil_cost"))
+        db.migrate()
+        sink = StoreEventSink(db, node="node-0")
+        sim = CameraSim(0, cameras, STREET, seed=1)
+        batches = [sim.tick(HISTORY_END + t, 1.0) for t in range(ticks + 1)]
+
+        def segments(rows: list[SegmentSpec]) -> None:
+            with db.session() as session:
+                SegmentRepo(session).add_many(rows)
+
+        calls: dict[str, tuple[Callable[[Any], None], int]] = {
+            "publish_many (events)": (sink.publish_many, 0), "count (counts)": (sink.count, 1),
+            "add_many (segments)": (segments, 2)}  # fmt: skip
+        for call, part in calls.values():  # warm up: connections, compiled statements
+            call(batches[0][part])
+        out: dict[str, Any] = {"cameras": cameras}
+        for name, (call, part) in calls.items():
+            rows = sum(len(b[part]) for b in batches[1:])
+            client, db_cpu = time.process_time(), pg_cpu_seconds(server.datadir)
+            for batch in batches[1:]:
+                call(batch[part])
+            client, db_cpu = time.process_time() - client, pg_cpu_seconds(server.datadir) - db_cpu
+            out[name] = {"rows_per_tick": round(rows / ticks),
+                         "client_cpu_ms_per_1k": round(client * 1e6 / rows, 1),
+                         "server_cpu_ms_per_1k": round(db_cpu * 1e6 / rows, 1)}  # fmt: skip
+        db.close()
+    finally:
+        server.stop()
+    print(json.dumps(out, indent=2))
+    return out
 
 
 def _measure() -> dict[str, Any]:
