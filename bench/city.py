@@ -17,7 +17,7 @@ each rule hit's tick and each segment in its own transaction, as ``vigil serve``
 host. A node that cannot keep up falls behind: its *lag* (the age of a tick's changes when
 they commit) grows. Queries are the route code's repository calls: ``EventRepo.list`` plus
 ``SegmentRepo.recorded`` per row (``GET /api/events?camera&start&end``), ``CountRepo.series``
-(``GET /api/counts?period=hour``, a week), ``SegmentRepo.list`` (``GET /api/recordings``, a
+(``GET /api/counts?period=hour``, a week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a
 day).
 
 The server is PostgreSQL 15 as ``tests/store/conftest.py`` starts it (its helper, imported),
@@ -30,7 +30,9 @@ starts over).
 from __future__ import annotations
 
 import argparse
+import heapq
 import importlib.util
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -335,6 +337,8 @@ class NodeReport:
     segments: int = 0
     transactions: int = 0
     elapsed: float = 0.0
+    sim_cpu_s: float = 0.0  # the node's CPU making its cameras' changes (the simulation)
+    write_cpu_s: float = 0.0  # ... and writing them (the product's store code, client side)
     lags: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -356,10 +360,15 @@ class CameraSim:
         self.open: list[_Open] = []
         self.serial = 0
         labels = rates.labels or {"car": 1.0}
-        self.labels, self.weights = list(labels), list(labels.values())
+        self.labels = list(labels)
+        self.cum_weights = list(itertools.accumulate(labels.values()))
+        self.names = [camera_name(first + k) for k in range(count)]
         self.seg_step = 3600.0 / rates.segments_per_hour
         # Cameras' recorders are out of phase: camera k closes a segment at k*phase mod step.
-        self.seg_next = [HISTORY_END + (k * 0.618) % self.seg_step for k in range(count)]
+        # A heap of (next segment's end, camera): a tick visits only the cameras that close a
+        # segment in it, not all of them (the simulation's CPU competes with the writes).
+        self.seg_next = [(HISTORY_END + (k * 0.618) % self.seg_step, k) for k in range(count)]
+        heapq.heapify(self.seg_next)
         self.seg_serial = [0] * count
         self.run = seed
 
@@ -372,8 +381,9 @@ class CameraSim:
             self.serial += 1
             cam = self.first + rng.randrange(self.count)
             start = t0 + rng.random() * dt
-            label = rng.choices(self.labels, self.weights)[0]
-            event = Event(id=f"r{self.run}-{cam}-{self.serial}", camera_id=camera_name(cam),
+            label = rng.choices(self.labels, cum_weights=self.cum_weights)[0]
+            event = Event(id=f"r{self.run}-{cam}-{self.serial}",
+                          camera_id=self.names[cam - self.first],
                           label=label, class_id=2, track_id=self.serial, start=start, end=None,
                           state=EventState.START, live=True, zones=["lot"], zones_now=["lot"],
                           top_score=0.6)  # fmt: skip
@@ -411,14 +421,14 @@ class CameraSim:
                 still.append(item)
         self.open = still
         segments: list[SegmentSpec] = []
-        for k in range(self.count):
-            while self.seg_next[k] < end:
-                cam = camera_name(self.first + k)
-                n = self.seg_serial[k] = self.seg_serial[k] + 1
-                start = self.seg_next[k] - self.seg_step
-                segments.append(SegmentSpec(cam, f"recordings/{cam}/r{self.run}-{n}.mp4",
-                                            start, self.seg_next[k], 1_500_000, SHA))
-                self.seg_next[k] += self.seg_step
+        heap, step = self.seg_next, self.seg_step
+        while heap[0][0] < end:
+            closes, k = heap[0]
+            cam = self.names[k]
+            n = self.seg_serial[k] = self.seg_serial[k] + 1
+            segments.append(SegmentSpec(cam, f"recordings/{cam}/r{self.run}-{n}.mp4",
+                                        closes - step, closes, 1_500_000, SHA))
+            heapq.heapreplace(heap, (closes + step, k))
         return changes, hits, segments
 
 
@@ -469,12 +479,16 @@ def node_main(job: NodeJob, out: Any) -> None:
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        cpu = time.process_time()
         changes, hits, segments = sim.tick(HISTORY_END + tick * dt, dt)
+        report.sim_cpu_s += time.process_time() - cpu
+        cpu = time.process_time()
         try:
             report.transactions += _write(db, sink, mode, changes=changes, hits=hits,
                                           segments=segments)
         except Exception as exc:
             report.errors.append(repr(exc)[:300])
+        report.write_cpu_s += time.process_time() - cpu
         report.lags.append(time.monotonic() - due)
         report.ticks += 1
         report.changes += len(changes)
@@ -526,7 +540,7 @@ def run_query(db: Database, name: str, camera: str, day: float) -> int:
             week = day - 6 * DAY
             return len(CountRepo(session).series(camera, rule="lot", since=week,
                                                  until=day + DAY, period="hour"))
-        return len(SegmentRepo(session).list(camera, day, day + DAY, limit=1000))
+        return len(SegmentRepo(session).timeline(camera, day, day + DAY, limit=1000))
 
 
 class QueryLoad:
@@ -663,9 +677,18 @@ def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
         # The server's CPU (writes and the queries) per 1,000 rows written, and in cores.
         "db_cpu_ms_per_1k_writes": round(db_cpu * 1e6 / max(1, writes + hits), 1),
         "db_cores": round(db_cpu / max(1e-9, *(r["elapsed"] for r in reports)), 2),
+        # The nodes' own CPU: writing (the store code's client side) and simulating.
+        "client_cpu_ms_per_1k_writes": round(
+            sum(r["write_cpu_s"] for r in reports) * 1e6 / max(1, writes + hits), 1),
+        "client_cores": round(sum(r["write_cpu_s"] for r in reports)
+                              / max(1e-9, *(r["elapsed"] for r in reports)), 2),
+        "sim_cores": round(sum(r["sim_cpu_s"] for r in reports)
+                           / max(1e-9, *(r["elapsed"] for r in reports)), 2),
         "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p95_s": round(pct(lags, 0.95), 3),
         "lag_end_s": round(last_lag, 3),
         "sustained": bool(last_lag < 2.0 and simulated >= seconds),
+        # The machine's (other sessions' work included) at the end of the run: 1, 5, 15 min.
+        "load_average": [round(v, 1) for v in os.getloadavg()],
         "errors": [e for r in reports for e in r["errors"]][:5],
         **{f"{q}_p50_ms": round(pct(queries.times[q], 0.5) * 1000, 1) for q in QUERIES},
         **{f"{q}_p95_ms": round(pct(queries.times[q], 0.95) * 1000, 1) for q in QUERIES},
@@ -751,6 +774,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--measure-rates", action="store_true",
                         help="measure the per-camera rates on the shared clips and exit")
+    parser.add_argument("--write-cost", type=int, metavar="CAMERAS",
+                        help="measure the CPU each batched write costs per 1,000 rows (the "
+                             "client's and the server's) for one node of CAMERAS cameras, on "
+                             "a throw-away server, and exit")
     return parser.parse_args(argv)
 
 
@@ -758,6 +785,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.measure_rates:
         return _measure()
+    if args.write_cost:
+        return write_cost(args.write_cost)
     rates = STREET
     plan = preload_plan(args.events, args.days, rates)
     print(f"per-camera rates ({rates.source}): {rates.events_per_hour:g} events/h, "
@@ -828,15 +857,16 @@ def print_table(result: dict[str, Any]) -> None:
     idle = result["idle"]
     print("idle queries (no writes): " + ", ".join(
         f"{q} p50 {idle[f'{q}_p50_ms']} / p95 {idle[f'{q}_p95_ms']} ms" for q in QUERIES))
-    head = ("cameras", "mode", "writes/s", "offered/s", "db cores", "lag p50", "lag p95",
-            "lag end",
+    head = ("cameras", "mode", "writes/s", "offered/s", "db cores", "client cores",
+            "sim cores", "load", "lag p50", "lag p95", "lag end",
             "events p50/p95", "counts p50/p95", "timeline p50/p95")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     base: dict[int, dict[str, Any]] = {}
     for r in result["runs"]:
         cells = [f"{r['cameras']:,}", r["mode"], f"{r['writes_per_s']:,}",
-                 f"{r['offered_per_s']:,}", f"{r['db_cores']}", f"{r['lag_p50_s']} s",
+                 f"{r['offered_per_s']:,}", f"{r['db_cores']}", f"{r['client_cores']}",
+                 f"{r['sim_cores']}", f"{r['load_average'][0]}", f"{r['lag_p50_s']} s",
                  f"{r['lag_p95_s']} s",
                  f"{r['lag_end_s']} s" + ("" if r["sustained"] else " (behind)")]
         cells += [f"{r[f'{q}_p50_ms']} / {r[f'{q}_p95_ms']} ms" for q in QUERIES]
@@ -847,6 +877,47 @@ def print_table(result: dict[str, Any]) -> None:
             b = base[r["cameras"]]
             print(f"|  | batched / per-event | x{r['writes_per_s'] / max(1, b['writes_per_s']):.1f}"
                   " |" * 1 + " |" * (len(head) - 3))
+
+
+def write_cost(cameras: int, ticks: int = 6) -> dict[str, Any]:
+    """CPU per 1,000 rows of each batched write of a node owning ``cameras`` (its ticks made
+    beforehand, so that only the store code is measured): the client's (this process) and
+    the server's (``pg_cpu_seconds``). The server is the test suite's (fsync off), idle
+    otherwise: what is measured is CPU, not waiting for the disk."""
+    pg = _pg_helpers()
+    server = pg.start_server()
+    try:
+        server.admin_sql("CREATE DATABASE vigil_cost")
+        db = Database(server.url("vigil_cost"))
+        db.migrate()
+        sink = StoreEventSink(db, node="node-0")
+        sim = CameraSim(0, cameras, STREET, seed=1)
+        batches = [sim.tick(HISTORY_END + t, 1.0) for t in range(ticks + 1)]
+
+        def segments(rows: list[SegmentSpec]) -> None:
+            with db.session() as session:
+                SegmentRepo(session).add_many(rows)
+
+        calls: dict[str, tuple[Callable[[Any], None], int]] = {
+            "publish_many (events)": (sink.publish_many, 0), "count (counts)": (sink.count, 1),
+            "add_many (segments)": (segments, 2)}  # fmt: skip
+        for call, part in calls.values():  # warm up: connections, compiled statements
+            call(batches[0][part])
+        out: dict[str, Any] = {"cameras": cameras}
+        for name, (call, part) in calls.items():
+            rows = sum(len(b[part]) for b in batches[1:])
+            client, db_cpu = time.process_time(), pg_cpu_seconds(server.datadir)
+            for batch in batches[1:]:
+                call(batch[part])
+            client, db_cpu = time.process_time() - client, pg_cpu_seconds(server.datadir) - db_cpu
+            out[name] = {"rows_per_tick": round(rows / ticks),
+                         "client_cpu_ms_per_1k": round(client * 1e6 / rows, 1),
+                         "server_cpu_ms_per_1k": round(db_cpu * 1e6 / rows, 1)}  # fmt: skip
+        db.close()
+    finally:
+        server.stop()
+    print(json.dumps(out, indent=2))
+    return out
 
 
 def _measure() -> dict[str, Any]:

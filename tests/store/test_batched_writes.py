@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -86,6 +87,52 @@ def test_upsert_many_writes_what_upserting_one_by_one_writes(db: Database) -> No
     assert many[1]["box"] is None
 
 
+def _numpy_lifecycle(prefix: str) -> list[EventWrite]:
+    """A detector's numpy scalars everywhere an event carries numbers."""
+    start = Event(id=f"{prefix}n", camera_id="cam", label="car", class_id=np.int64(2),
+                  track_id=np.int32(9), start=np.float64(1_700_000_000.25), end=None,
+                  state=EventState.START, live=np.bool_(True), top_score=np.float32(0.8),
+                  counts={"lot:enter": np.int64(1)},
+                  measures={"lot:speed_kmh": np.float32(12.3)})  # type: ignore[arg-type]
+    end = dataclasses.replace(start, state=EventState.END, end=np.float32(1_700_000_010.5),
+                              counts={"lot:enter": np.int64(1), "lot:exit": np.int64(1)})
+    return [EventWrite(start), EventWrite(end)]
+
+
+def test_upsert_many_takes_numpy_scalars_as_upsert_does(db: Database) -> None:
+    with db.session() as session:
+        repo = EventRepo(session)
+        for w in _numpy_lifecycle("one-"):
+            repo.upsert(w.event, now=NOW)
+    with db.session() as session:
+        assert EventRepo(session).upsert_many(_numpy_lifecycle("many-"), now=NOW) == 1
+    one, many = _rows(db, "one-"), _rows(db, "many-")
+    assert one == many
+    assert many[0]["class_id"] == 2
+    assert many[0]["counts"] == {"lot:enter": 1, "lot:exit": 1}
+    assert many[0]["measures"] == {"lot:speed_kmh": pytest.approx(12.3, rel=1e-6)}
+
+
+def test_upsert_many_keeps_the_json_as_written(db: Database) -> None:
+    """The JSON columns read back in the order the pipeline wrote their keys, as the one-by-one
+    path stores them (``jsonb`` would sort them: shortest key first)."""
+    counts = {"lot:enter": 1, "lot:exit": 1, "a": 2}
+    measures = {"road:speed_kmh": 3.5, "road:heading": 90.0}
+    for prefix, batched in (("one-", False), ("many-", True)):
+        event = Event(id=f"{prefix}j", camera_id="cam", label="car", class_id=2, track_id=1,
+                      start=1_700_000_000.0, end=None, state=EventState.START, counts=counts,
+                      measures=measures, zones=["z2", "z1"])  # fmt: skip
+        with db.session() as session:
+            if batched:
+                EventRepo(session).upsert_many([EventWrite(event)], now=NOW)
+            else:
+                EventRepo(session).upsert(event, now=NOW)
+    for row in (_rows(db, "one-")[0], _rows(db, "many-")[0]):
+        assert list(row["counts"]) == ["lot:enter", "lot:exit", "a"]
+        assert list(row["measures"]) == ["road:speed_kmh", "road:heading"]
+        assert row["zones"] == ["z2", "z1"]
+
+
 def test_upsert_many_keeps_the_users_flags(db: Database) -> None:
     writes = _lifecycle("e-")
     with db.session() as session:
@@ -155,7 +202,8 @@ def test_add_many_records_segments_and_skips_known_paths(db: Database) -> None:
 
 @pytest.mark.parametrize(("change", "problem"), [
     ({"path": "/abs.mp4"}, "relative"), ({"end": 0.0}, "before start"),
-    ({"sha256": "x"}, "SHA-256")])  # fmt: skip
+    ({"sha256": "x"}, "SHA-256"), ({"sha256": "AB" * 32}, "SHA-256"),
+    ({"sha256": "ab" * 31 + "g0"}, "SHA-256")])  # fmt: skip
 def test_add_many_refuses_bad_segments(db: Database, change: dict[str, Any], problem: str) -> None:
     with pytest.raises(StorageError, match=problem), db.session() as session:
         SegmentRepo(session).add_many([_spec(1), _spec(2, **change)])

@@ -56,3 +56,18 @@ def _check(cache: Path, tmp_path: Path) -> None:
     second = _bench(cache, tmp_path / "second.json", "--modes", "batched")
     assert second["events_stored"] == 3000
     assert second["preload"] == first["preload"]
+
+
+def test_the_write_cost_measure_runs() -> None:
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    args = [sys.executable, str(REPO / "bench" / "city.py"), "--write-cost", "2000"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = json.loads(done.stdout[done.stdout.index("{"):])
+    assert out["cameras"] == 2000
+    for name in ("publish_many (events)", "count (counts)", "add_many (segments)"):
+        assert out[name]["rows_per_tick"] > 0, name
+        assert out[name]["client_cpu_ms_per_1k"] > 0, name

@@ -27,6 +27,7 @@ from vigil.store import (
     hash_token,
     minute_bucket,
 )
+from vigil.store.repo import ANY_NODE, SegmentEntry
 from vigil.types import Event, EventState
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
@@ -176,6 +177,28 @@ def test_segment_listing_and_sizes(db: Database) -> None:
         assert [r.path for r in rows] == ["front/2023-11-14/22/01.00.mp4",
                                           "front/2023-11-14/22/02.00.mp4"]
         assert [r.start for r in repo.list(limit=3)] == [T0, T0, T0 + 10]  # oldest first
+
+
+@pytest.mark.parametrize(("camera", "since", "until", "limit"), [
+    ("front", T0 + 15, T0 + 30, None), (None, None, None, 3), ("back", T0 + 5, None, 2),
+    ("nobody", None, None, None)])  # fmt: skip
+def test_segment_timeline_reads_what_list_reads(
+    db: Database, camera: str | None, since: float | None, until: float | None,
+    limit: int | None,
+) -> None:  # fmt: skip
+    _segments(db)
+    with db.session() as s:
+        SegmentRepo(s).set_lock("front", T0 + 15, T0 + 30, True)
+        SegmentRepo(s).add(camera="front", path="n1/x.mp4", start=T0 + 20, end=T0 + 25,
+                           size=1, sha256=SHA, node="n1")  # fmt: skip
+    with db.session() as s:
+        repo = SegmentRepo(s)
+        for node in (ANY_NODE, None, "n1"):
+            rows = repo.list(camera, since, until, limit=limit, node=node)
+            entries = repo.timeline(camera, since, until, limit=limit, node=node)
+            assert entries == [tuple(getattr(r, c) for c in SegmentEntry._fields)
+                               for r in rows]  # fmt: skip
+            assert all(type(e) is SegmentEntry for e in entries)
 
 
 def test_segment_delete_never_removes_locked_ones(db: Database) -> None:

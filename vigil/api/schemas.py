@@ -10,6 +10,7 @@ from vigil.cluster.status import ClusterStatus
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
 from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, TokenRow, UserRow
+from vigil.store.repo import SegmentEntry
 
 
 class _Body(BaseModel):
@@ -162,7 +163,7 @@ class SegmentOut(BaseModel):
     has_events: bool
 
     @classmethod
-    def of(cls, row: SegmentRow) -> SegmentOut:
+    def of(cls, row: SegmentRow | SegmentEntry) -> SegmentOut:
         return cls(id=row.id, camera=row.camera, start=row.start, end=row.end, size=row.size,
                    sha256=row.sha256, evidence_lock=row.evidence_lock,
                    has_motion=row.has_motion, has_events=row.has_events)  # fmt: skip

@@ -20,6 +20,7 @@ database (password masked) and what to do.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,22 @@ from sqlalchemy.pool import StaticPool
 
 from vigil.config.models import VigilConfig
 from vigil.errors import ConfigError, StorageError
+
+
+def _json_default(value: Any) -> Any:
+    """What ``json.dumps`` cannot encode by itself: numpy scalars (a detector's ints and
+    floats) become Python's; anything else is an error naming the type."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"cannot store a {type(value).__name__} in a JSON column: {value!r}")
+
+
+def json_dumps(value: Any) -> str:
+    """The JSON of what Vigil stores (JSON columns, batched rows): ``json.dumps`` that also
+    takes numpy scalars."""
+    return json.dumps(value, default=_json_default)
+
 
 #: How long a SQLite connection waits for another writer's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -115,7 +132,8 @@ class Database:
 
     def _build_engine(self, echo: bool) -> Engine:
         if self.backend == "postgresql":
-            return create_engine(self._url, echo=echo, pool_pre_ping=True)
+            return create_engine(self._url, echo=echo, pool_pre_ping=True,
+                                 json_serializer=json_dumps)
         database = self._url.database
         memory = database in (None, "", ":memory:")
         if not memory:
@@ -123,7 +141,7 @@ class Database:
         engine = create_engine(
             self._url, echo=echo,
             connect_args={"timeout": self.busy_timeout_s, "check_same_thread": False},
-            poolclass=StaticPool if memory else None,
+            poolclass=StaticPool if memory else None, json_serializer=json_dumps,
         )  # fmt: skip
         busy_ms = int(self.busy_timeout_s * 1000)
 

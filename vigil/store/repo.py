@@ -14,14 +14,15 @@ from __future__ import annotations
 import base64
 import builtins
 import enum
+import functools
 import hashlib
-import json
 import math
+import re
 import secrets
 import time as _time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -44,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from vigil.errors import StorageError
 from vigil.events.schema import normalised_box
+from vigil.store.db import json_dumps
 from vigil.store.models import (
     AuditRow,
     CameraRow,
@@ -83,6 +85,7 @@ def _node_is(col: Any, node: NodeFilter) -> ColumnElement[bool] | None:
 MAX_PAGE = 1000
 
 _SHA256_HEX = 64
+_HEX = re.compile("[0-9a-f]*")
 
 
 def _now(now: float | None) -> float:
@@ -92,7 +95,7 @@ def _now(now: float | None) -> float:
 def _check_sha256(value: str | None, what: str) -> None:
     if value is None:
         return
-    if len(value) != _SHA256_HEX or any(c not in "0123456789abcdef" for c in value):
+    if len(value) != _SHA256_HEX or _HEX.fullmatch(value) is None:
         raise StorageError(f"{what} must be 64 lower-case hex digits (a SHA-256), got {value!r}")
 
 
@@ -202,31 +205,56 @@ _BATCH_ROWS = 1000
 WriteMode = Literal["replace", "add", "ignore"]
 
 
-def _bulk_write(
-    session: Session, model: type[Any], rows: Sequence[dict[str, Any]], *,
-    key: Sequence[str], mode: WriteMode, keep: Sequence[str] = (),
-) -> None:  # fmt: skip
-    """Insert ``rows`` (dicts with the same columns) into ``model``'s table; a row whose
-    ``key`` exists already: ``replace`` overwrites the given columns, ``add`` adds ``count``,
-    ``ignore`` leaves it. Columns in ``keep`` are written into new rows only.
+@dataclass(frozen=True)
+class _Rows:
+    """Rows for ``_bulk_write``: per row a tuple of the values of ``columns`` and, for a table
+    with JSON columns, one of the values of ``json_columns`` (``json_values[i]`` goes with
+    ``values[i]``; never None: a JSON null would be stored as JSON, not as SQL's NULL)."""
 
-    PostgreSQL gets one ``INSERT ... SELECT FROM json_to_recordset(<the rows as one JSON
-    array>) ON CONFLICT`` per call: one round trip, one parameter the C JSON encoder makes,
-    and a statement text that does not depend on the number of rows. Measured by
-    ``bench/city.py``, the alternatives cost the client more than the server spends: an
+    columns: tuple[str, ...]
+    values: Sequence[tuple[Any, ...]]
+    json_columns: tuple[str, ...] = ()
+    json_values: Sequence[tuple[Any, ...]] = ()
+
+
+def _bulk_write(
+    session: Session, model: type[Any], rows: _Rows, *, key: Sequence[str], mode: WriteMode,
+    new_only: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """Insert ``rows`` into ``model``'s table; a row whose ``key`` exists already:
+    ``replace`` overwrites the given columns, ``add`` adds ``count``, ``ignore`` leaves it.
+    ``new_only``: columns and the one value they get in new rows only (an update leaves them
+    as they are).
+
+    PostgreSQL gets one ``INSERT ... SELECT FROM jsonb_array_elements(<the rows as one JSON
+    array of arrays>) ON CONFLICT`` per call: one round trip, one parameter the C JSON
+    encoder makes from the tuples as they are (no dict per row, no column names repeated in
+    every row), a statement text that does not depend on the number of rows. The JSON
+    columns' values come in a second array of arrays, read as ``json`` (walked in step,
+    ``ROWS FROM``), so that they are stored as written, as the ORM stores them (``jsonb``
+    would reorder their keys). Measured (``bench/city.py``), the alternatives cost more: an
     executemany sends a statement per row, a multi-row ``VALUES`` takes SQLAlchemy longer to
     compile than PostgreSQL to run, arrays per column (``unnest``) are escaped element by
-    element. SQLite gets an executemany of the dialect's ``INSERT ... ON CONFLICT``.
+    element, an object per row (``json_to_recordset``) took the client twice as long (a dict
+    per row, the names encoded in every row), ``COPY`` into a staging table saved under 10 %,
+    and positions in ``json`` (not ``jsonb``) are found by parsing the row again for each
+    column. SQLite gets an executemany of the dialect's ``INSERT ... ON CONFLICT``.
     """
-    if not rows:
+    if not rows.values:
         return
-    columns = list(rows[0])
     table = model.__table__
+    extra = dict(new_only or {})
     if session.get_bind().dialect.name == "postgresql":
-        statement = _recordset_upsert(session, table, columns, key=key, keep=keep, mode=mode)
-        session.execute(sa_text(statement), {"rows": json.dumps(rows)})
+        statement = _positional_upsert(session, table, rows.columns, rows.json_columns,
+                                       tuple(extra), key=tuple(key), mode=mode)  # fmt: skip
+        params = {"rows": json_dumps(rows.values),
+                  **{f"new_{i}": v for i, v in enumerate(extra.values())}}  # fmt: skip
+        if rows.json_columns:
+            params["docs"] = json_dumps(rows.json_values)
+        session.execute(statement, params)
         return
     insert = sqlite.insert(table)
+    columns = (*rows.columns, *rows.json_columns)
     if mode == "ignore":
         stmt = insert.on_conflict_do_nothing(index_elements=list(key))
     elif mode == "add":
@@ -234,44 +262,74 @@ def _bulk_write(
             index_elements=list(key), set_={"count": table.c.count + insert.excluded.count})
     else:
         stmt = insert.on_conflict_do_update(index_elements=list(key), set_={
-            c: insert.excluded[c] for c in columns if c not in key and c not in keep})  # fmt: skip
-    for i in range(0, len(rows), _BATCH_ROWS):
-        session.execute(stmt, list(rows[i:i + _BATCH_ROWS]))
+            c: insert.excluded[c] for c in columns if c not in key})  # fmt: skip
+    docs = rows.json_values if rows.json_columns else [()] * len(rows.values)
+    dicts = [{**dict(zip(columns, (*row, *doc), strict=True)), **extra}
+             for row, doc in zip(rows.values, docs, strict=True)]  # fmt: skip
+    for i in range(0, len(dicts), _BATCH_ROWS):
+        session.execute(stmt, dicts[i:i + _BATCH_ROWS])
 
 
-def _recordset_upsert(
-    session: Session, table: Any, columns: Sequence[str], *, key: Sequence[str],
-    keep: Sequence[str], mode: WriteMode,
-) -> str:  # fmt: skip
-    """The statement of ``_bulk_write`` on PostgreSQL: the rows arrive as one JSON array,
-    which the server turns into typed rows (``json_to_recordset``)."""
-    dialect = session.get_bind().dialect
-    quote = dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in columns)
-    typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
-    sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} "
-           f"FROM json_to_recordset(CAST(:rows AS JSON)) AS t({typed}) "
+@functools.lru_cache(maxsize=64)
+def _positional_sql(
+    table_name: str, types: tuple[tuple[str, str], ...], *, json_columns: tuple[str, ...],
+    extra: tuple[str, ...], key: tuple[str, ...], mode: WriteMode,
+) -> Any:  # fmt: skip
+    """The statement of ``_bulk_write`` on PostgreSQL (built once per shape, then cached):
+    element ``i`` of a row's array is column ``i``, cast by the server; ``types``: (name, SQL
+    type) of the plain columns; the JSON ones come from ``docs``."""
+    def quote(name: str) -> str:  # the model's own names: no quote character in any
+        return f'"{name}"'
+
+    values = [f"CAST(r ->> {i} AS {sql_type})" for i, (_, sql_type) in enumerate(types)]
+    values += [f"d -> {i}" for i in range(len(json_columns))]
+    values += [f":new_{i}" for i in range(len(extra))]
+    names = [name for name, _ in types] + list(json_columns) + list(extra)
+    source = ("ROWS FROM (jsonb_array_elements(CAST(:rows AS JSONB)), "
+              "json_array_elements(CAST(:docs AS JSON))) AS t(r, d)" if json_columns
+              else "jsonb_array_elements(CAST(:rows AS JSONB)) AS t(r)")  # fmt: skip
+    sql = (f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in names)}) "
+           f"SELECT {', '.join(values)} FROM {source} "
            f"ON CONFLICT ({', '.join(quote(c) for c in key)}) ")  # fmt: skip
     if mode == "ignore":
-        return sql + "DO NOTHING"
-    if mode == "add":
-        return sql + f"DO UPDATE SET count = {quote(table.name)}.count + EXCLUDED.count"
-    sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns
-                     if c not in key and c not in keep)  # fmt: skip
-    return sql + f"DO UPDATE SET {sets}"
+        sql += "DO NOTHING"
+    elif mode == "add":
+        sql += f"DO UPDATE SET count = {quote(table_name)}.count + EXCLUDED.count"
+    else:
+        sql += "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}"
+                                            for c in names if c not in key and c not in extra)
+    return sa_text(sql)
 
 
-def _event_values(event: Event, updated: float) -> dict[str, Any]:
-    """The columns of an event's row that the pipeline owns (what ``upsert`` sets always)."""
-    return {
-        "id": event.id, "camera": event.camera_id, "label": event.label,
-        "class_id": int(event.class_id), "track_id": int(event.track_id),
-        "start": float(event.start), "end": None if event.end is None else float(event.end),
-        "state": event.state.value, "live": bool(event.live), "zones": list(event.zones),
-        "lines": list(event.lines), "counts": {str(k): int(v) for k, v in event.counts.items()},
-        "top_score": float(event.top_score), "zones_now": list(event.zones_now),
-        "measures": {str(k): float(v) for k, v in event.measures.items()}, "updated": updated,
-    }  # fmt: skip
+def _positional_upsert(
+    session: Session, table: Any, columns: tuple[str, ...], json_columns: tuple[str, ...],
+    extra: tuple[str, ...], *, key: tuple[str, ...], mode: WriteMode,
+) -> Any:  # fmt: skip
+    dialect = session.get_bind().dialect
+    types = tuple((c, str(table.c[c].type.compile(dialect=dialect))) for c in columns)
+    return _positional_sql(table.name, types, json_columns=json_columns, extra=extra, key=key,
+                           mode=mode)
+
+
+#: The plain and the JSON columns of an event's row that the pipeline owns (what ``upsert``
+#: sets always), in ``_event_row``'s order.
+_EVENT_COLUMNS = ("id", "camera", "label", "class_id", "track_id", "start", "end", "state",
+                  "live", "top_score", "updated")  # fmt: skip
+_EVENT_JSON = ("zones", "lines", "counts", "zones_now", "measures")
+_SNAPSHOT_COLUMNS = ("snapshot_path", "snapshot_sha256", "node")
+#: The users' flags: written into new rows only, never by an update.
+_EVENT_NEW_ONLY = {"evidence_lock": False, "reviewed": False}
+
+
+def _event_row(event: Event, updated: float) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The values of ``_EVENT_COLUMNS`` and ``_EVENT_JSON``. Scalars are made Python's (a
+    detector's numpy ones bind nowhere); lists and dicts go as they are: the JSON encoder
+    takes them (and numpy scalars inside, ``json_dumps``) without a copy each."""
+    end = event.end
+    return ((event.id, event.camera_id, event.label, int(event.class_id), int(event.track_id),
+             float(event.start), None if end is None else float(end), event.state.value,
+             bool(event.live), float(event.top_score), updated),
+            (event.zones, event.lines, event.counts, event.zones_now, event.measures))
 
 
 class EventRepo:
@@ -338,25 +396,31 @@ class EventRepo:
         writers lock them in the same order. Returns how many rows were written.
         """
         when = _now(now)
-        merged: dict[str, dict[str, Any]] = {}
+        # Per event id: its last state's values, the box of the last state with a snapshot,
+        # the last snapshot file given (None: not in this batch).
+        merged: dict[str, tuple[tuple[tuple[Any, ...], tuple[Any, ...]],
+                                list[float] | None, tuple[Any, ...] | None]] = {}
         for write in writes:
+            event = write.event
             _check_sha256(write.snapshot_sha256, "snapshot_sha256")
-            values = merged.setdefault(write.event.id, {})
-            values.update(_event_values(write.event, when))
-            if write.event.snapshot is not None:
-                values["box"] = normalised_box(write.event.snapshot)
+            _, box, snap = merged.get(event.id, (((), ()), None, None))
+            if event.snapshot is not None:
+                box = normalised_box(event.snapshot)
             if write.snapshot_path is not None:
-                values.update(snapshot_path=write.snapshot_path,
-                              snapshot_sha256=write.snapshot_sha256, node=write.node)  # fmt: skip
-        shapes: dict[tuple[str, ...], builtins.list[dict[str, Any]]] = {}
+                snap = (write.snapshot_path, write.snapshot_sha256, write.node)
+            merged[event.id] = (_event_row(event, when), box, snap)
+        shapes: dict[tuple[bool, bool], tuple[builtins.list[tuple[Any, ...]],
+                                              builtins.list[tuple[Any, ...]]]] = {}
         for event_id in sorted(merged):
-            values = merged[event_id]
-            shapes.setdefault(tuple(values), []).append(values)
-        new_row = {"evidence_lock": False, "reviewed": False}  # the users' flags, if new
-        for rows in shapes.values():
-            # The users' flags go into new rows only: an update leaves them as they are.
-            _bulk_write(self.session, EventRow, [{**r, **new_row} for r in rows],
-                        key=["id"], mode="replace", keep=list(new_row))  # fmt: skip
+            (row, doc), box, snap = merged[event_id]
+            values, docs = shapes.setdefault((box is not None, snap is not None), ([], []))
+            values.append(row if snap is None else row + snap)
+            docs.append(doc if box is None else (*doc, box))
+        for (has_box, has_snap), (values, docs) in shapes.items():
+            rows = _Rows((*_EVENT_COLUMNS, *(_SNAPSHOT_COLUMNS if has_snap else ())), values,
+                         (*_EVENT_JSON, *(("box",) if has_box else ())), docs)
+            _bulk_write(self.session, EventRow, rows, key=["id"], mode="replace",
+                        new_only=_EVENT_NEW_ONLY)  # fmt: skip
         return len(merged)
 
     def get(self, event_id: str) -> EventRow | None:
@@ -510,12 +574,14 @@ def _check_segment(path: str, start: float, end: float, size: int, sha256: str) 
 
 _MARK_EVENTS_PG = """
 UPDATE segments AS s SET has_events = true
-FROM unnest(CAST(:cams AS VARCHAR[]), CAST(:sinces AS DOUBLE PRECISION[]),
-            CAST(:untils AS DOUBLE PRECISION[])) AS t(camera, since, until)
+FROM (SELECT CAST(r ->> 0 AS VARCHAR) AS camera, CAST(r ->> 1 AS DOUBLE PRECISION) AS since,
+             CAST(r ->> 2 AS DOUBLE PRECISION) AS until
+      FROM json_array_elements(CAST(:spans AS JSON)) AS j(r)) AS t
 WHERE s.camera = t.camera AND s."end" > t.since AND s.start < t.until
   AND s.start >= t.since - (SELECT coalesce(max("end" - start), 0) FROM segments)
   AND NOT s.has_events
 """
+_MARK_EVENTS_STATEMENT = sa_text(_MARK_EVENTS_PG)
 
 
 _RECORDED_PG = """
@@ -527,6 +593,29 @@ WHERE EXISTS (SELECT 1 FROM segments AS s
                 AND s.start >= t.since - (SELECT coalesce(max("end" - start), 0)
                                           FROM segments))
 """
+
+
+class SegmentEntry(NamedTuple):
+    """A segment as ``SegmentRepo.timeline`` reads it: the columns, no ORM object."""
+
+    id: int
+    camera: str
+    start: float
+    end: float
+    size: int
+    sha256: str
+    evidence_lock: bool
+    has_motion: bool
+    has_events: bool
+    node: str | None
+
+
+_ENTRY_COLUMNS = SegmentEntry._fields
+
+
+#: The columns ``SegmentRepo.add_many`` writes, in the order of its rows.
+_SEGMENT_COLUMNS = ("camera", "path", "start", "end", "size", "sha256", "has_motion",
+                    "has_events", "node")  # fmt: skip
 
 
 class SegmentRepo:
@@ -558,16 +647,13 @@ class SegmentRepo:
         """Record many finished segments in a few statements (many cameras' recorders on one
         node). Checked as ``add`` checks one; a path already recorded is skipped, not an
         error, so that a batch retried after a lost commit reply stores nothing twice."""
-        rows: builtins.list[dict[str, Any]] = []
+        rows: builtins.list[tuple[Any, ...]] = []
         for seg in segments:
             _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
-            rows.append({"camera": seg.camera, "path": seg.path, "start": float(seg.start),
-                         "end": float(seg.end), "size": int(seg.size), "sha256": seg.sha256,
-                         "evidence_lock": False, "has_motion": seg.has_motion,
-                         "has_events": seg.has_events, "node": seg.node})  # fmt: skip
-        if not rows:
-            return
-        _bulk_write(self.session, SegmentRow, rows, key=["path"], mode="ignore")
+            rows.append((seg.camera, seg.path, float(seg.start), float(seg.end), int(seg.size),
+                         seg.sha256, bool(seg.has_motion), bool(seg.has_events), seg.node))
+        _bulk_write(self.session, SegmentRow, _Rows(_SEGMENT_COLUMNS, rows), key=["path"],
+                    mode="ignore", new_only={"evidence_lock": False})  # fmt: skip
 
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
@@ -578,14 +664,30 @@ class SegmentRepo:
     ) -> list[SegmentRow]:  # fmt: skip
         """Segments overlapping ``[since, until)``, oldest first (retention's order);
         ``node``: only those recorded by that node (None: the server's own)."""
-        query = self._range(select(SegmentRow), camera, since, until)
+        query = self._listing(select(SegmentRow), camera, since, until, limit=limit, node=node)
+        return list(self.session.scalars(query))
+
+    def timeline(
+        self, camera: str | None = None, since: float | None = None,
+        until: float | None = None, *, limit: int | None = None, node: NodeFilter = ANY_NODE,
+    ) -> builtins.list[SegmentEntry]:  # fmt: skip
+        """``list``, as plain rows of the columns a recordings timeline shows: a day of a
+        camera is 8 640 segments, and ORM objects (identity map, state tracking) cost the
+        client several times what the query costs the server (``bench/city.py``)."""
+        query = self._listing(select(*(SegmentRow.__table__.c[c] for c in _ENTRY_COLUMNS)),
+                              camera, since, until, limit=limit, node=node)  # fmt: skip
+        return [SegmentEntry(*row) for row in self.session.execute(query)]
+
+    def _listing(
+        self, query: Any, camera: str | None, since: float | None, until: float | None, *,
+        limit: int | None, node: NodeFilter,
+    ) -> Any:  # fmt: skip
+        query = self._range(query, camera, since, until)
         on_node = _node_is(SegmentRow.node, node)
         if on_node is not None:
             query = query.where(on_node)
         query = query.order_by(SegmentRow.start, SegmentRow.id)
-        if limit is not None:
-            query = query.limit(limit)
-        return list(self.session.scalars(query))
+        return query if limit is None else query.limit(limit)
 
     def recorded(self, camera: str, since: float, until: float) -> bool:
         """Whether any segment of ``camera`` overlaps ``[since, until]``."""
@@ -686,11 +788,10 @@ class SegmentRepo:
         if not merged:
             return 0
         if self.session.get_bind().dialect.name == "postgresql":
-            # One statement for the lot: the spans as arrays, joined to the index on
-            # (camera, start), bounded below as in ``_overlapping``.
-            cams, sinces, untils = (list(col) for col in zip(*merged, strict=True))
-            result = self.session.execute(sa_text(_MARK_EVENTS_PG),
-                                          {"cams": cams, "sinces": sinces, "untils": untils})
+            # One statement for the lot: the spans as one JSON array (psycopg escapes text
+            # arrays element by element in Python), joined to the index on (camera, start),
+            # bounded below as in ``_overlapping``.
+            result = self.session.execute(_MARK_EVENTS_STATEMENT, {"spans": json_dumps(merged)})
             return int(getattr(result, "rowcount", 0))
         flagged = 0
         for i in range(0, len(merged), _SPANS_PER_UPDATE):
@@ -795,9 +896,9 @@ class CountRepo:
         if not totals:
             return 0
         names = ("camera", "rule", "kind", "label", "metric", "bucket")
-        rows = [{**dict(zip(names, ident, strict=True)), "count": n}
-                for ident, n in sorted(totals.items())]  # fmt: skip
-        _bulk_write(self.session, CountRow, rows, key=list(names), mode="add")
+        rows = [(*ident, n) for ident, n in sorted(totals.items())]
+        _bulk_write(self.session, CountRow, _Rows((*names, "count"), rows), key=names,
+                    mode="add")
         return len(rows)
 
     def series(

@@ -63,7 +63,7 @@ def list_recordings(
     with state.db.session() as session:
         repo = SegmentRepo(session)
         for cam in cams:
-            rows.extend(repo.list(cam, start, end, limit=limit))
+            rows.extend(repo.timeline(cam, start, end, limit=limit))
     rows.sort(key=lambda r: (r.start, r.id))
     return [SegmentOut.of(r) for r in rows[:limit]]
 
