@@ -99,8 +99,46 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(exclude: set[int], window: float) -> dict[str, float]:
-    """CPU (% of one core) and RSS (MB) of this process's tree over ``window`` seconds."""
+def _pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (libraries, Python's own) divided among the
+    processes mapping them, so a sum over processes counts each page once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _kind(pid: int) -> str:
+    """What a process is, from its command line: a Ray worker's title (``ray::CameraActor``,
+    ``ray::IDLE``), a Ray system process, or this bench's own / a worker process."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return "?"
+    if words[0].startswith("ray::"):
+        return words[0].split(".")[0].split()[0]
+    if pid == os.getpid():
+        return "bench (Supervisor)"
+    for word in words[:4]:
+        name = Path(word).name
+        if name in ("raylet", "gcs_server"):
+            return name
+        if name.endswith(".py"):
+            return f"python {Path(word).parent.name}/{name}"
+    if "multiprocessing" in " ".join(words) or "spawn_main" in " ".join(words):
+        return "worker process"
+    return Path(words[0]).name
+
+
+def measure(exclude: set[int], window: float) -> dict[str, Any]:
+    """CPU (% of one core), RSS and PSS (MB) of this process's tree over ``window`` seconds,
+    in all and per kind of process (``by_kind``)."""
     pids = _tree(os.getpid(), exclude)
     before = {p: _cpu_s(p) for p in pids}
     started = time.monotonic()
@@ -108,10 +146,19 @@ def measure(exclude: set[int], window: float) -> dict[str, float]:
     elapsed = time.monotonic() - started
     pids = _tree(os.getpid(), exclude)
     # A process that appeared meanwhile counts from 0; one that ended is lost (rare).
-    cpu = sum(_cpu_s(p) - before.get(p, 0.0) for p in pids)
-    rss = sum(_rss_mb(p) for p in pids)
-    return {"cpu_pct": round(100.0 * cpu / elapsed, 1), "rss_mb": round(rss, 1),
-            "processes": len(pids)}  # fmt: skip
+    kinds: dict[str, dict[str, float]] = {}
+    for pid in pids:
+        row = kinds.setdefault(_kind(pid), {"n": 0, "cpu_pct": 0.0, "rss_mb": 0.0, "pss_mb": 0.0})
+        row["n"] += 1
+        row["cpu_pct"] += 100.0 * (_cpu_s(pid) - before.get(pid, 0.0)) / elapsed
+        row["rss_mb"] += _rss_mb(pid)
+        row["pss_mb"] += _pss_mb(pid)
+    by_kind = {k: {f: round(v, 1) for f, v in row.items()}
+               for k, row in sorted(kinds.items(), key=lambda kv: -kv[1]["pss_mb"])}  # fmt: skip
+    return {"cpu_pct": round(sum(r["cpu_pct"] for r in kinds.values()), 1),
+            "rss_mb": round(sum(r["rss_mb"] for r in kinds.values()), 1),
+            "pss_mb": round(sum(r["pss_mb"] for r in kinds.values()), 1),
+            "processes": len(pids), "by_kind": by_kind}  # fmt: skip
 
 
 def _wait(what: Any, timeout: float, message: str) -> None:
@@ -221,15 +268,21 @@ def main() -> None:
         "cameras": args.cameras, "load": os.getloadavg(), "processes": procs, "ray": ray_usage,
         "cpu_ratio": round(ray_usage["cpu_pct"] / max(procs["cpu_pct"], 0.1), 2),
         "rss_ratio": round(ray_usage["rss_mb"] / max(procs["rss_mb"], 0.1), 2),
+        "pss_ratio": round(ray_usage["pss_mb"] / max(procs["pss_mb"], 0.1), 2),
         "failover_s": [round(k, 1) for k in kills],
         "failover_p50_s": round(statistics.median(kills), 1) if kills else None,
         "failover_max_s": round(max(kills), 1) if kills else None,
     }  # fmt: skip
-    print(f"{'backend':<10} {'CPU %':>7} {'RSS MB':>8} {'procs':>6}")
+    print(f"{'backend':<10} {'CPU %':>7} {'RSS MB':>8} {'PSS MB':>8} {'procs':>6}")
     for name in ("processes", "ray"):
         row = result[name]
-        print(f"{name:<10} {row['cpu_pct']:>7.1f} {row['rss_mb']:>8.1f} {row['processes']:>6}")
-    print(f"ray / processes: CPU {result['cpu_ratio']}x, RSS {result['rss_ratio']}x")
+        print(f"{name:<10} {row['cpu_pct']:>7.1f} {row['rss_mb']:>8.1f} {row['pss_mb']:>8.1f} "
+              f"{row['processes']:>6}")  # fmt: skip
+        for kind, k in row["by_kind"].items():
+            print(f"  {kind:<34} x{k['n']:<3.0f} {k['cpu_pct']:>6.1f} {k['rss_mb']:>8.1f} "
+                  f"{k['pss_mb']:>8.1f}")  # fmt: skip
+    print(f"ray / processes: CPU {result['cpu_ratio']}x, RSS {result['rss_ratio']}x, "
+          f"PSS {result['pss_ratio']}x; load average {result['load']}")  # fmt: skip
     print(f"failover over {len(kills)} node kills: p50 {result['failover_p50_s']} s, "
           f"max {result['failover_max_s']} s")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)

@@ -37,13 +37,10 @@ from typing import Any
 from vigil.cluster import (
     CAMERA_SLOTS,
     NAMESPACE,
-    camera_actor_name,
     detector_actor_name,
     writer_actor_name,
 )
 from vigil.cluster.camera import (
-    CAMERA_CONCURRENCY,
-    CameraActor,
     CameraSpec,
     CountsOut,
     Drained,
@@ -52,6 +49,7 @@ from vigil.cluster.camera import (
     OnlineOut,
 )
 from vigil.cluster.detector import DetectorSpec
+from vigil.cluster.group import kill_group, start_groups
 from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
@@ -380,31 +378,16 @@ class RayBackend:
         return self.cameras
 
     def start(self) -> None:
-        import ray
-
         self._connected = connect(self.cluster, len(self.cameras))
-        actor_class: Any = ray.remote(CameraActor)
+        # Several cameras per actor process (vigil.cluster.group), placed by node capacity.
+        members = start_groups({n: c.spec for n, c in self.cameras.items()},
+                               self.cluster.cameras_per_actor,
+                               max_restarts=self.cluster.max_restarts)  # fmt: skip
         for cam in self.cameras.values():
-            name = camera_actor_name(cam.name)
-            self._kill_named(name)  # left by a head that died: this head owns the camera now
-            cam.actor = actor_class.options(
-                name=name, namespace=NAMESPACE, resources={CAMERA_SLOTS: 1}, num_cpus=0,
-                max_restarts=self.cluster.max_restarts, max_task_retries=0,
-                max_concurrency=CAMERA_CONCURRENCY,
-            ).remote(cam.spec)  # fmt: skip
+            cam.actor = members[cam.name]
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
                                         daemon=True)  # fmt: skip
         self._poller.start()
-
-    @staticmethod
-    def _kill_named(name: str) -> None:
-        import ray
-
-        try:
-            old = ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            return
-        ray.kill(old, no_restart=True)
 
     # -- the poll thread ----------------------------------------------------------------------
 
@@ -473,7 +456,8 @@ class RayBackend:
         for cam in self.cameras.values():
             cam.close_orphans()  # killed before its last events came back
             if cam.actor is not None:
-                ray.kill(cam.actor, no_restart=True)
+                with contextlib.suppress(Exception):  # its group ended with a neighbour's
+                    kill_group(cam.actor)
                 cam.actor = None
         self._kill_detectors()
         if self._connected:

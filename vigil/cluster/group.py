@@ -1,0 +1,196 @@
+"""Camera groups: several cameras in one Ray actor process, as a worker process hosts several.
+
+::
+
+    head (RayBackend)                                node N (slots: vigil_camera_slots)
+    RayCamera "cam0" ─ actor: _Member(group, cam0) ─►  CameraGroup "vigil-camera:cam0,cam1"
+    RayCamera "cam1" ─ actor: _Member(group, cam1) ─►    asks len(group) slots, one process:
+                                                          CameraActor(cam0), CameraActor(cam1)
+
+Why: one actor per camera is one Python process per camera with Vigil and Ray's core worker
+loaded (about 170 MB and a share of CPU each, ``bench/cluster.py``), where the process backend
+hosts a group of cameras in each worker process. A ``CameraGroup`` holds up to
+``cluster.cameras_per_actor`` cameras, each a plain ``CameraActor`` object (the same code as a
+camera alone: its outbox, boot thread, store and recorder), and asks for as many
+``CAMERA_SLOTS`` units as it holds cameras, so a node never runs more cameras than it has
+slots.
+
+The head keeps one ``RayCamera`` handle per camera, as before: its ``actor`` is a
+``_Member``, which turns ``handle.actor.drain.remote(after)`` into
+``group.call.remote(camera, "drain", after)``, so the handle's protocol (drains, incarnations,
+orphaned events, rules sync) is unchanged. When the group's node or process dies, Ray restarts
+the whole group on a node with enough free slots: each of its cameras starts a new
+incarnation there (closing its events left open, then recording and analysing again), and
+each handle sees that as a failover of its own.
+
+Grouping (``plan_groups``): the cameras are spread over the nodes alive at start by free
+slots (each camera to the node with the most slots left), and each node's share is cut into
+groups of at most ``cameras_per_actor``, as even as possible. The plan only sizes the groups;
+Ray places them (on the planned node or any other with room). The cost of bigger groups: a
+group fails over only to a node with that many free slots at once, and a process crash takes
+all of its cameras down together (they come back together).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from vigil.cluster import CAMERA_SLOTS, NAMESPACE, camera_actor_name
+
+if TYPE_CHECKING:  # the camera's imports are the runtime's: only actors and the head need them
+    from vigil.cluster.camera import CameraSpec
+
+log = logging.getLogger(__name__)
+
+#: Separates the cameras in a group actor's name (camera names hold only letters, digits,
+#: '-' and '_', so it cannot occur in one).
+GROUP_SEPARATOR = ","
+
+#: The ``CameraActor`` methods the head may call through a group.
+CALLS = frozenset({
+    "drain", "status", "boot_error", "latest_frame", "latest_tracks", "counts",
+    "update_rules", "set_detection", "set_recording", "stop",
+})  # fmt: skip
+
+
+def group_actor_name(cameras: Sequence[str]) -> str:
+    """``vigil-camera:cam0,cam1``: the camera actors' prefix, so tools that list camera actors
+    (``vigil cluster status``) find groups too and can tell their cameras from the name."""
+    return camera_actor_name(GROUP_SEPARATOR.join(cameras))
+
+
+def cameras_of(actor_name_tail: str) -> list[str]:
+    """The cameras of a camera actor named ``vigil-camera:<tail>`` (one, or a group's)."""
+    return [name for name in actor_name_tail.split(GROUP_SEPARATOR) if name]
+
+
+def _chunks(names: Sequence[str], size: int) -> list[list[str]]:
+    """``names`` in consecutive groups of at most ``size``, as even as possible."""
+    if not names:
+        return []
+    count = -(-len(names) // size)
+    base, extra = divmod(len(names), count)
+    out, start = [], 0
+    for index in range(count):
+        end = start + base + (1 if index < extra else 0)
+        out.append(list(names[start:end]))
+        start = end
+    return out
+
+
+def plan_groups(
+    cameras: Sequence[str], per_actor: int, capacities: Sequence[float]
+) -> list[list[str]]:  # fmt: skip
+    """The camera groups (see the module docstring). ``capacities``: the camera slots of each
+    node alive now (nodes without slots left out). With no node known yet (they join later),
+    or more cameras than slots, the cameras beyond the slots are cut into groups of
+    ``per_actor`` and wait for room like single actors do."""
+    if per_actor < 1:
+        raise ValueError(f"cameras_per_actor must be at least 1, not {per_actor}")
+    free = [int(c) for c in capacities if int(c) > 0]
+    shares: list[list[str]] = [[] for _ in free]
+    left: list[str] = []
+    for name in cameras:
+        best = max(range(len(free)), key=lambda i: free[i], default=None)
+        if best is None or free[best] <= 0:
+            left.append(name)
+            continue
+        shares[best].append(name)
+        free[best] -= 1
+    groups = [group for share in shares for group in _chunks(share, per_actor)]
+    return groups + _chunks(left, per_actor)
+
+
+def node_capacities() -> list[float]:
+    """The camera slots of every alive node of the connected cluster."""
+    import ray
+
+    nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+    return [float(node.get("Resources", {}).get(CAMERA_SLOTS, 0.0))
+            for node in nodes if node.get("Alive")]  # fmt: skip
+
+
+class CameraGroup:
+    """Several cameras in one actor process (a Ray actor; see the module docstring)."""
+
+    def __init__(self, specs: Sequence[CameraSpec]) -> None:
+        from vigil.cluster.camera import CameraActor
+
+        self.cameras = {spec.camera.name: CameraActor(spec) for spec in specs}
+
+    def call(self, camera: str, method: str, *args: Any) -> Any:
+        """``method`` of ``camera``'s ``CameraActor`` (its errors reach the caller)."""
+        if method not in CALLS:
+            raise ValueError(f"{method!r} is not a camera call; one of {sorted(CALLS)}")
+        return getattr(self.cameras[camera], method)(*args)
+
+    def names(self) -> list[str]:
+        return list(self.cameras)
+
+
+class _Call:
+    """``member.<method>.remote(*args)``: one camera's call through its group."""
+
+    def __init__(self, group: Any, camera: str, method: str) -> None:
+        self.group, self.camera, self.method = group, camera, method
+
+    def remote(self, *args: Any) -> Any:
+        return self.group.call.remote(self.camera, self.method, *args)
+
+
+class _Member:
+    """What a ``RayCamera`` holds as its ``actor`` when its camera lives in a group: the
+    camera actor's calls, addressed to the group with the camera's name."""
+
+    def __init__(self, group: Any, camera: str) -> None:
+        self.group, self.camera = group, camera
+
+    def __getattr__(self, method: str) -> _Call:
+        if method not in CALLS:
+            raise AttributeError(method)
+        return _Call(self.group, self.camera, method)
+
+
+def start_groups(
+    specs: Mapping[str, CameraSpec], per_actor: int, *, max_restarts: int
+) -> dict[str, Any]:  # fmt: skip
+    """Create the group actors of ``specs`` (camera -> spec) on the connected cluster; returns
+    each camera's ``_Member``. A group left by a head that died under the same name is
+    killed first: this head owns its cameras now."""
+    import ray
+
+    from vigil.cluster.camera import CAMERA_CONCURRENCY
+
+    actor_class: Any = ray.remote(CameraGroup)
+    members: dict[str, Any] = {}
+    for group in plan_groups(list(specs), per_actor, node_capacities()):
+        name = group_actor_name(group)
+        _kill_named(name)
+        handle = actor_class.options(
+            name=name, namespace=NAMESPACE, resources={CAMERA_SLOTS: len(group)},
+            num_cpus=0, max_restarts=max_restarts, max_task_retries=0,
+            max_concurrency=CAMERA_CONCURRENCY * len(group),
+        ).remote([specs[camera] for camera in group])  # fmt: skip
+        members.update({camera: _Member(handle, camera) for camera in group})
+    log.info("%d camera(s) in %d actor(s)", len(members),
+             len({id(m.group) for m in members.values()}))  # fmt: skip
+    return members
+
+
+def kill_group(actor: Any) -> None:
+    """End the actor behind a ``RayCamera.actor`` (its group, once for all its cameras)."""
+    import ray
+
+    ray.kill(actor.group if isinstance(actor, _Member) else actor, no_restart=True)
+
+
+def _kill_named(name: str) -> None:
+    import ray
+
+    try:
+        old = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return
+    ray.kill(old, no_restart=True)
