@@ -23,10 +23,11 @@ the whole group on a node with enough free slots: each of its cameras starts a n
 incarnation there (closing its events left open, then recording and analysing again), and
 each handle sees that as a failover of its own.
 
-Grouping (``plan_groups``): the cameras are spread over the nodes alive at start by free
-slots (each camera to the node with the most slots left), and each node's share is cut into
-groups of at most ``cameras_per_actor``, as even as possible. The plan only sizes the groups;
-Ray places them (on the planned node or any other with room). The cost of bigger groups: a
+Grouping (``plan_groups``): the cameras are cut into as few groups as ``cameras_per_actor`` and
+the largest node's camera slots allow, as even as possible; a group that no node alive at
+start has room for is split until each fits a node's free slots (best fit, biggest group
+first), so the groups need no more slots than the nodes have, and nodes left whole stay free
+for failover. The plan only sizes the groups; Ray places them. The cost of bigger groups: a
 group fails over only to a node with that many free slots at once, and a process crash takes
 all of its cameras down together (they come back together).
 """
@@ -83,24 +84,32 @@ def _chunks(names: Sequence[str], size: int) -> list[list[str]]:
 def plan_groups(
     cameras: Sequence[str], per_actor: int, capacities: Sequence[float]
 ) -> list[list[str]]:  # fmt: skip
-    """The camera groups (see the module docstring). ``capacities``: the camera slots of each
-    node alive now (nodes without slots left out). With no node known yet (they join later),
-    or more cameras than slots, the cameras beyond the slots are cut into groups of
-    ``per_actor`` and wait for room like single actors do."""
+    """The camera groups, biggest first (see the module docstring). ``capacities``: the
+    camera slots of each node alive now. With no node known yet (they join later) the groups
+    are of ``per_actor``; cameras beyond the slots wait in groups for room, as a single
+    camera actor would."""
     if per_actor < 1:
         raise ValueError(f"cameras_per_actor must be at least 1, not {per_actor}")
-    free = [int(c) for c in capacities if int(c) > 0]
-    shares: list[list[str]] = [[] for _ in free]
-    left: list[str] = []
-    for name in cameras:
-        best = max(range(len(free)), key=lambda i: free[i], default=None)
-        if best is None or free[best] <= 0:
-            left.append(name)
-            continue
-        shares[best].append(name)
-        free[best] -= 1
-    groups = [group for share in shares for group in _chunks(share, per_actor)]
-    return groups + _chunks(left, per_actor)
+    free = sorted((int(c) for c in capacities if int(c) > 0), reverse=True)
+    size = min(per_actor, free[0]) if free else per_actor
+    todo = _chunks(cameras, size)
+    placed: list[list[str]] = []
+    while todo:
+        todo.sort(key=len, reverse=True)
+        group = todo.pop(0)
+        # Best fit: the node with the fewest free slots that still takes the whole group.
+        fits = [i for i, slots in enumerate(free) if slots >= len(group)]
+        if fits:
+            best = min(fits, key=lambda i: free[i])
+            free[best] -= len(group)
+            placed.append(group)
+        elif free and max(free) > 0:
+            # No node has room for all of it: split off what the roomiest node takes.
+            room = max(free)
+            todo += [group[:room], group[room:]]
+        else:
+            placed.append(group)  # waits for a node with room, as a camera alone would
+    return placed
 
 
 def node_capacities() -> list[float]:
