@@ -7,8 +7,8 @@ detector at 5 fps and recorded continuously in 2 s segments, events and counts i
 throw-away PostgreSQL (both backends: the Ray backend refuses SQLite).
 
 1. ``processes``: the ``Supervisor`` in this process with ``--processes`` worker processes.
-2. ``ray``: a local Ray cluster of ``--nodes`` worker nodes (``tests/ray_cluster.py``, two
-   camera slots each, the head none) and the ``Supervisor`` on the head with
+2. ``ray``: a local Ray cluster of ``--nodes`` worker nodes (``tests/ray_cluster.py``,
+   ``--slots`` camera slots each, the head none) and the ``Supervisor`` on the head with
    ``server.backend: ray``.
 
 For each, after ``--warmup`` seconds, CPU (user + system) and RSS are summed over this
@@ -21,7 +21,14 @@ kill); p50 and max are printed. The head's node health checks run every second, 
 ones declaring a node dead (``FAST_FAILURE_DETECTION``; Ray's default takes about 15 s).
 
     python bench/cluster.py [--cameras 4] [--processes 2] [--nodes 3] [--kills 5]
-                            [--warmup 20] [--window 30]
+                            [--warmup 20] [--window 30] [--slots 2]
+                            [--cameras-per-actor 4] [--lean | --no-lean]
+
+``--cameras-per-actor 1 --no-lean`` is the Ray backend as it was before camera groups and
+the lean settings (one actor process per camera, Ray's default processes). Besides the
+totals, each backend's usage is broken down by kind of process (``by_kind``: camera actors,
+each Ray system process, the bench itself), with PSS next to RSS: RSS counts a shared page
+(Python, NumPy, Ray's libraries) once in every process mapping it, PSS divides it among them.
 
 Writes ``bench/results/cluster.json``.
 """
@@ -47,6 +54,7 @@ from tests.ray_cluster import FAST_FAILURE_DETECTION, local_cluster
 from tests.store.conftest import _TEMPLATE, PgServer, new_pg_database, start_server
 from vigil.cluster import NAMESPACE
 from vigil.cluster.backend import RayBackend
+from vigil.cluster.lean import LEAN_HEAD_PARAMS, LEAN_SYSTEM_CONFIG
 from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database
@@ -192,11 +200,14 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
     import ray
 
     url = new_pg_database(pg)
-    with local_cluster(root / "nodes", workers=args.nodes, slots=2,
-                       system_config=FAST_FAILURE_DETECTION) as cluster:  # fmt: skip
+    system = FAST_FAILURE_DETECTION | (LEAN_SYSTEM_CONFIG if args.lean else {})
+    with local_cluster(root / "nodes", workers=args.nodes, slots=args.slots,
+                       system_config=system,
+                       head_params=LEAN_HEAD_PARAMS if args.lean else None) as cluster:  # fmt: skip
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
         config = cluster_config(root / "ray", url, cluster.address,
-                                {m.path: m.url for m in mounts})  # fmt: skip
+                                {m.path: m.url for m in mounts},
+                                cameras_per_actor=args.cameras_per_actor)  # fmt: skip
         db = Database(url)
         supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0,
                                 cluster_backend=RayBackend)  # fmt: skip
@@ -205,7 +216,7 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
             _wait(lambda: all(s.online for s in supervisor.cameras()), 240, "cameras not online")
             time.sleep(args.warmup)
             usage = measure(exclude, args.window)
-            times = [kill_one(cluster, supervisor, root, index)
+            times = [kill_one(cluster, supervisor, root, index, args.slots)
                      for index in range(args.kills)]  # fmt: skip
             return usage, times
         finally:
@@ -214,7 +225,7 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
             ray.shutdown()
 
 
-def kill_one(cluster: Any, supervisor: Supervisor, root: Path, index: int) -> float:
+def kill_one(cluster: Any, supervisor: Supervisor, root: Path, index: int, slots: int) -> float:
     """Kill the node with the most cameras; seconds until they are online elsewhere. A new
     node joins afterwards, so the next kill has free slots to fail over to."""
     placed = {s.name: s.node for s in supervisor.cameras()}
@@ -231,7 +242,7 @@ def kill_one(cluster: Any, supervisor: Supervisor, root: Path, index: int) -> fl
     seconds = time.monotonic() - started
     print(f"kill {index + 1}: {victim} ({len(moved)} cameras) back in {seconds:.1f} s",
           flush=True)  # fmt: skip
-    cluster.add(f"node-j{index + 1}", root / "nodes" / f"node-j{index + 1}", slots=2)
+    cluster.add(f"node-j{index + 1}", root / "nodes" / f"node-j{index + 1}", slots=slots)
     cluster.cluster.wait_for_nodes()
     return seconds
 
@@ -244,9 +255,16 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--slots", type=int, default=2, help="camera slots per Ray node")
+    parser.add_argument("--cameras-per-actor", type=int, default=4,
+                        help="cluster.cameras_per_actor (1: an actor process per camera)")
+    parser.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
+                        help="the head's lean Ray settings (vigil.cluster.lean)")
     args = parser.parse_args()
-    if args.nodes * 2 < args.cameras + 2:
-        raise SystemExit("need two spare camera slots: --nodes * 2 >= --cameras + 2")
+    if args.kills and args.nodes * args.slots < args.cameras + args.slots:
+        raise SystemExit("failover needs a spare node: --nodes * --slots >= --cameras + --slots")
+    if args.nodes * args.slots < args.cameras:
+        raise SystemExit("not enough camera slots: --nodes * --slots >= --cameras")
     logging.basicConfig(level=logging.WARNING)
     pg = start_server()
     pg.admin_sql(f"CREATE DATABASE {_TEMPLATE}")
@@ -265,7 +283,9 @@ def main() -> None:
         relay.stop()
         pg.stop()
     result = {
-        "cameras": args.cameras, "load": os.getloadavg(), "processes": procs, "ray": ray_usage,
+        "cameras": args.cameras, "nodes": args.nodes, "slots": args.slots,
+        "cameras_per_actor": args.cameras_per_actor, "lean": args.lean,
+        "load": os.getloadavg(), "processes": procs, "ray": ray_usage,
         "cpu_ratio": round(ray_usage["cpu_pct"] / max(procs["cpu_pct"], 0.1), 2),
         "rss_ratio": round(ray_usage["rss_mb"] / max(procs["rss_mb"], 0.1), 2),
         "pss_ratio": round(ray_usage["pss_mb"] / max(procs["pss_mb"], 0.1), 2),

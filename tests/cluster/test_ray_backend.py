@@ -8,6 +8,7 @@ test checks one promise of issue 9 §2 against it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,6 +184,52 @@ def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
     assert frame.shape[2] == 3
     tracks = running.supervisor.latest_tracks("cam2")
     assert tracks.time is not None
+
+
+def _groups() -> list[list[str]]:
+    """The cameras of each camera actor alive in the namespace (one per group)."""
+    import ray
+
+    from vigil.cluster.group import cameras_of
+
+    return sorted(cameras_of(str(entry["name"]).removeprefix("vigil-camera:"))
+                  for entry in ray.util.list_named_actors(all_namespaces=True)
+                  if entry.get("namespace") == NAMESPACE
+                  and str(entry["name"]).startswith("vigil-camera:"))  # fmt: skip
+
+
+def test_the_cameras_share_actor_processes_in_groups_of_a_node(running: Running) -> None:
+    # cameras_per_actor 4 by default, two slots a node: two actors of two cameras.
+    groups = _groups()
+    assert sorted(map(len, groups)) == [2, 2]
+    assert sorted(c for g in groups for c in g) == sorted(running.supervisor.workers)
+    for group in groups:
+        assert len({_node_of(running, c) for c in group}) == 1, "a group lives on one node"
+
+
+def test_a_group_s_process_dying_restarts_all_of_its_cameras(running: Running) -> None:
+    """Second to last: the process of one group actor is killed (as a crash); Ray restarts
+    it, and each of its cameras comes back as a new incarnation with its events closed."""
+    import ray
+
+    backend: Any = running.supervisor.backend
+    group = next(g for g in _groups() if YOLOX_CAMERA not in g)
+    before = {c: backend.cameras[c].incarnation for c in group}
+    killed_at = time.time()
+    ray.kill(backend.cameras[group[0]].actor.group, no_restart=False)
+
+    def back() -> bool:
+        return all(backend.cameras[c].incarnation not in (None, before[c])
+                   and backend.cameras[c].online for c in group)  # fmt: skip
+
+    wait_for(back, 180, f"the cameras of {group} did not come back")
+    assert {f.camera for f in backend.failovers} >= set(group)
+    others = [c for c in running.supervisor.workers if c not in group]
+    assert all(backend.cameras[c].incarnations == 1 for c in others), "neighbours untouched"
+    with running.db.session() as session:
+        rows = EventRepo(session).list(EventFilter(), limit=10_000).items
+    left = [r.id for r in rows if r.camera in group and r.start < killed_at and r.end is None]
+    assert left == [], "the restarted cameras closed the events the dead process left open"
 
 
 def test_stop_leaves_no_event_open(running: Running, tmp_path: Path) -> None:

@@ -87,8 +87,10 @@ def connect(cluster: ClusterConfig, cameras: int) -> bool:
     if ray.is_initialized():
         return False
     if cluster.address == "local":
+        from vigil.cluster.lean import LEAN_SYSTEM_CONFIG
+
         ray.init(namespace=NAMESPACE, resources={CAMERA_SLOTS: max(1, cameras)},
-                 include_dashboard=False)  # fmt: skip
+                 include_dashboard=False, _system_config=LEAN_SYSTEM_CONFIG)  # fmt: skip
     else:
         ray.init(address=cluster.address, namespace=NAMESPACE)
     return True
