@@ -20,6 +20,10 @@ failing (``restarting``, offline), then answers from a new *incarnation*: it end
 head's sinks, the events it had seen open (the new actor closed their rows at their last
 update before starting), hands the actor the rules and the detection switch in force, and
 counts a restart. ``failovers`` records (camera, node before, node after, seconds offline).
+
+The actors are camera groups (``vigil.cluster.group``): several cameras per actor process,
+each handle's ``actor`` a member of its group; a group fails over whole, each of its cameras
+as above.
 """
 
 from __future__ import annotations
