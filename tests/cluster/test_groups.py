@@ -6,12 +6,19 @@ cluster status reads a group's name. On a real cluster, ``test_ray_backend`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.cluster.test_outbox import FakeActor
-from vigil.cluster.group import _Member, group_actor_name, plan_groups
+from vigil.cluster.group import (
+    _Member,
+    drained_for,
+    group_actor_name,
+    plan_groups,
+    start_drains,
+)
 from vigil.cluster.status import _cameras
 from vigil.config.models import ClusterConfig
 
@@ -111,3 +118,50 @@ def test_the_cluster_status_lists_each_camera_of_a_group_where_the_group_runs() 
         ("cam0", "ALIVE", "node-1", 1), ("cam1", "ALIVE", "node-1", 1),
         ("cam2", "RESTARTING", None, 2),
     ]  # fmt: skip
+
+
+class _Recorder:
+    """An actor handle whose ``<method>.remote(*args)`` records the call and returns a token
+    (what a Ray ObjectRef is to the poll loop)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        recorder = self
+
+        class _M:
+            @staticmethod
+            def remote(*args: Any) -> str:
+                recorder.calls.append((method, args))
+                return f"{recorder.name}.{method}#{len(recorder.calls)}"
+
+        return _M
+
+
+@dataclass
+class _Cam:
+    name: str
+    actor: Any
+    acked: int = 0
+    pending: Any = None
+    pending_since: float = 0.0
+
+
+def test_one_drain_a_poll_round_per_group_shared_by_its_cameras() -> None:
+    group, alone = _Recorder("g"), _Recorder("a")
+    cams = [_Cam("cam0", _Member(group, "cam0"), acked=3),
+            _Cam("cam1", _Member(group, "cam1"), acked=5),
+            _Cam("cam2", alone, acked=1),
+            _Cam("cam3", _Member(group, "cam3"), pending="in flight")]  # fmt: skip
+    start_drains(cams, now=7.0)
+    # cam3's drain is still in flight: not asked again; the others of its group are.
+    assert group.calls == [("drain_many", ({"cam0": 3, "cam1": 5},))]
+    assert alone.calls == [("drain", (1,))]
+    assert cams[0].pending == cams[1].pending == "g.drain_many#1"
+    assert (cams[2].pending, cams[3].pending) == ("a.drain#1", "in flight")
+    assert cams[0].pending_since == 7.0
+    # Each camera takes its own part of the group's answer.
+    assert drained_for({"cam0": "d0", "cam1": "d1"}, "cam1") == "d1"
+    assert drained_for("alone", "cam2") == "alone"

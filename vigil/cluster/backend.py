@@ -53,7 +53,7 @@ from vigil.cluster.camera import (
     OnlineOut,
 )
 from vigil.cluster.detector import DetectorSpec
-from vigil.cluster.group import kill_group, start_groups
+from vigil.cluster.group import drained_for, kill_group, start_drains, start_groups
 from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
@@ -407,11 +407,10 @@ class RayBackend:
         import ray
 
         now = time.monotonic()
-        for cam in self.cameras.values():
-            if cam.pending is None and cam.actor is not None:
-                cam.pending = cam.actor.drain.remote(cam.acked)
-                cam.pending_since = now
-        refs = [c.pending for c in self.cameras.values() if c.pending is not None]
+        start_drains(self.cameras.values(), now)  # one call per camera group
+        # A group's cameras share one answer: each ref once.
+        pending = (c.pending for c in self.cameras.values() if c.pending is not None)
+        refs = list(dict.fromkeys(pending))
         if not refs:
             return
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait)
@@ -425,7 +424,7 @@ class RayBackend:
                 continue
             ref, cam.pending = cam.pending, None
             try:
-                drained = ray.get(ref)
+                drained = drained_for(ray.get(ref), cam.name)
             except Exception as exc:
                 cam.lost(type(_unwrap(exc)).__name__)
                 continue

@@ -35,7 +35,7 @@ all of its cameras down together (they come back together).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from vigil.cluster import CAMERA_SLOTS, NAMESPACE, camera_actor_name
@@ -135,6 +135,11 @@ class CameraGroup:
             raise ValueError(f"{method!r} is not a camera call; one of {sorted(CALLS)}")
         return getattr(self.cameras[camera], method)(*args)
 
+    def drain_many(self, acks: Mapping[str, int]) -> dict[str, Any]:
+        """``drain(after)`` of each camera in ``acks`` (camera -> acknowledged sequence
+        number): one call a poll round for the whole group, not one per camera."""
+        return {camera: self.cameras[camera].drain(after) for camera, after in acks.items()}
+
     def names(self) -> list[str]:
         return list(self.cameras)
 
@@ -160,6 +165,29 @@ class _Member:
         if method not in CALLS:
             raise AttributeError(method)
         return _Call(self.group, self.camera, method)
+
+
+def start_drains(cameras: Iterable[Any], now: float) -> None:
+    """Start a drain for each ``RayCamera`` of ``cameras`` without one in flight: one
+    ``drain_many`` per group for its cameras (they share its answer, ``drained_for`` picks
+    theirs), ``drain`` for a camera alone."""
+    groups: dict[int, tuple[Any, list[Any]]] = {}
+    for cam in cameras:
+        if cam.pending is not None or cam.actor is None:
+            continue
+        if isinstance(cam.actor, _Member):
+            groups.setdefault(id(cam.actor.group), (cam.actor.group, []))[1].append(cam)
+        else:
+            cam.pending, cam.pending_since = cam.actor.drain.remote(cam.acked), now
+    for group, members in groups.values():
+        ref = group.drain_many.remote({cam.name: cam.acked for cam in members})
+        for cam in members:
+            cam.pending, cam.pending_since = ref, now
+
+
+def drained_for(answer: Any, camera: str) -> Any:
+    """``camera``'s ``Drained`` in the answer to its drain (a group's: one per camera)."""
+    return answer[camera] if isinstance(answer, dict) else answer
 
 
 def start_groups(
