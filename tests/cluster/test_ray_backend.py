@@ -7,6 +7,10 @@ test checks one promise of issue 9 §2 against it.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -184,6 +188,31 @@ def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
     assert frame.shape[2] == 3
     tracks = running.supervisor.latest_tracks("cam2")
     assert tracks.time is not None
+
+
+_LOCAL = """
+import json, ray
+from vigil.cluster.backend import connect
+from vigil.cluster.group import node_capacities
+from vigil.config.models import ClusterConfig
+print(json.dumps([connect(ClusterConfig(address="local"), 3), node_capacities(),
+                  ray.get_runtime_context().gcs_address]))
+ray.shutdown()
+"""
+
+
+def test_cluster_address_local_starts_its_own_cluster_beside_a_running_one(
+    running: Running,
+) -> None:
+    # RAY_ADDRESS names the module's cluster, as on a machine where one runs already.
+    env = {**os.environ, "RAY_ADDRESS": running.cluster.address}
+    done = subprocess.run([sys.executable, "-c", _LOCAL], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    started, capacities, address = json.loads(done.stdout.strip().splitlines()[-1])
+    assert started is True
+    assert capacities == [3.0], "one node with a camera slot per camera"
+    assert address != running.cluster.address
 
 
 def _groups() -> list[list[str]]:

@@ -93,8 +93,11 @@ def connect(cluster: ClusterConfig, cameras: int) -> bool:
     if cluster.address == "local":
         from vigil.cluster.lean import LEAN_SYSTEM_CONFIG
 
-        ray.init(namespace=NAMESPACE, resources={CAMERA_SLOTS: max(1, cameras)},
-                 include_dashboard=False, _system_config=LEAN_SYSTEM_CONFIG)  # fmt: skip
+        # address="local": a new cluster even where one runs already (ray.init() alone would
+        # join that one, and refuse the camera slots).
+        ray.init(address="local", namespace=NAMESPACE,
+                 resources={CAMERA_SLOTS: max(1, cameras)}, include_dashboard=False,
+                 _system_config=LEAN_SYSTEM_CONFIG)  # fmt: skip
     else:
         ray.init(address=cluster.address, namespace=NAMESPACE)
     return True
