@@ -21,7 +21,6 @@ node's ``/tmp/ray/session_latest/logs`` instead of being copied to the head's ou
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 #: ``ray start --head --system-config`` (also ``ray.init(_system_config=…)`` for
@@ -36,11 +35,3 @@ LEAN_SYSTEM_CONFIG: dict[str, Any] = {
 #: The head's processes Vigil does without (``RayParams`` names; ``ray start`` flags above).
 LEAN_HEAD_PARAMS: dict[str, Any] = {"no_monitor": True, "include_log_monitor": False}
 
-
-def lean_head_command(slots: int = 0) -> str:
-    """The ``ray start`` line of a lean head with ``slots`` camera slots (docs, CLI help)."""
-    from vigil.cluster import CAMERA_SLOTS
-
-    return ("ray start --head --no-monitor --include-log-monitor=false --include-dashboard=false "
-            f"--resources='{json.dumps({CAMERA_SLOTS: slots})}' "
-            f"--system-config='{json.dumps(LEAN_SYSTEM_CONFIG)}'")  # fmt: skip
