@@ -236,6 +236,36 @@ def test_the_cameras_share_actor_processes_in_groups_of_a_node(running: Running)
         assert len({_node_of(running, c) for c in group}) == 1, "a group lives on one node"
 
 
+def test_camera_actors_an_earlier_head_left_are_killed_by_camera_not_by_name(
+    running: Running,
+) -> None:
+    """A head that died may have grouped its cameras otherwise: whatever group hosts one of
+    this head's cameras goes, other actors stay."""
+    import ray
+
+    from vigil.cluster.group import kill_overlapping
+
+    @ray.remote(num_cpus=0)
+    class Leftover:
+        def ping(self) -> bool:
+            return True
+
+    old = Leftover.options(name="vigil-camera:camZ,cam9", namespace=NAMESPACE,
+                           lifetime="detached").remote()  # fmt: skip
+    other = Leftover.options(name="vigil-camera:camY", namespace=NAMESPACE,
+                             lifetime="detached").remote()  # fmt: skip
+    try:
+        assert ray.get([old.ping.remote(), other.ping.remote()], timeout=120) == [True, True]
+        assert kill_overlapping({"cam9", "cam8"}) == ["vigil-camera:camZ,cam9"]
+        wait_for(lambda: "vigil-camera:camZ,cam9" not in
+                 {e["name"] for e in ray.util.list_named_actors(all_namespaces=True)}, 60,
+                 "the leftover group was not killed")  # fmt: skip
+        assert ray.get(other.ping.remote(), timeout=60) is True
+        assert sorted(map(len, _groups())) == [1, 2, 2], "this head's groups untouched"
+    finally:
+        ray.kill(other, no_restart=True)
+
+
 def test_a_group_s_process_dying_restarts_all_of_its_cameras(running: Running) -> None:
     """Second to last: the process of one group actor is killed (as a crash); Ray restarts
     it, and each of its cameras comes back as a new incarnation with its events closed."""

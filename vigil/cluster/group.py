@@ -194,17 +194,17 @@ def start_groups(
     specs: Mapping[str, CameraSpec], per_actor: int, *, max_restarts: int
 ) -> dict[str, Any]:  # fmt: skip
     """Create the group actors of ``specs`` (camera -> spec) on the connected cluster; returns
-    each camera's ``_Member``. A group left by a head that died under the same name is
-    killed first: this head owns its cameras now."""
+    each camera's ``_Member``. Camera actors left by a head that died are killed first
+    (``kill_overlapping``)."""
     import ray
 
     from vigil.cluster.camera import CAMERA_CONCURRENCY
 
     actor_class: Any = ray.remote(CameraGroup)
     members: dict[str, Any] = {}
+    kill_overlapping(set(specs))
     for group in plan_groups(list(specs), per_actor, node_capacities()):
         name = group_actor_name(group)
-        _kill_named(name)
         handle = actor_class.options(
             name=name, namespace=NAMESPACE, resources={CAMERA_SLOTS: len(group)},
             num_cpus=0, max_restarts=max_restarts, max_task_retries=0,
@@ -223,11 +223,23 @@ def kill_group(actor: Any) -> None:
     ray.kill(actor.group if isinstance(actor, _Member) else actor, no_restart=True)
 
 
-def _kill_named(name: str) -> None:
+def kill_overlapping(cameras: set[str]) -> list[str]:
+    """Kill every camera actor of the namespace hosting one of ``cameras`` (left by a head
+    that died, grouped as it was then): this head owns those cameras now. Returns the names
+    of the actors killed."""
     import ray
 
-    try:
-        old = ray.get_actor(name, namespace=NAMESPACE)
-    except ValueError:
-        return
-    ray.kill(old, no_restart=True)
+    prefix = camera_actor_name("")
+    killed: list[str] = []
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = str(entry.get("name", ""))
+        if entry.get("namespace") != NAMESPACE or not name.startswith(prefix):
+            continue
+        if not cameras & set(cameras_of(name.removeprefix(prefix))):
+            continue
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # it ended meanwhile
+            continue
+        killed.append(name)
+    return killed
