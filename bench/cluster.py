@@ -7,8 +7,8 @@ detector at 5 fps and recorded continuously in 2 s segments, events and counts i
 throw-away PostgreSQL (both backends: the Ray backend refuses SQLite).
 
 1. ``processes``: the ``Supervisor`` in this process with ``--processes`` worker processes.
-2. ``ray``: a local Ray cluster of ``--nodes`` worker nodes (``tests/ray_cluster.py``, two
-   camera slots each, the head none) and the ``Supervisor`` on the head with
+2. ``ray``: a local Ray cluster of ``--nodes`` worker nodes (``tests/ray_cluster.py``,
+   ``--slots`` camera slots each, the head none) and the ``Supervisor`` on the head with
    ``server.backend: ray``.
 
 For each, after ``--warmup`` seconds, CPU (user + system) and RSS are summed over this
@@ -21,7 +21,14 @@ kill); p50 and max are printed. The head's node health checks run every second, 
 ones declaring a node dead (``FAST_FAILURE_DETECTION``; Ray's default takes about 15 s).
 
     python bench/cluster.py [--cameras 4] [--processes 2] [--nodes 3] [--kills 5]
-                            [--warmup 20] [--window 30]
+                            [--warmup 20] [--window 30] [--slots 2]
+                            [--cameras-per-actor 4] [--lean | --no-lean]
+
+``--cameras-per-actor 1 --no-lean`` is the Ray backend as it was before camera groups and
+the lean settings (one actor process per camera, Ray's default processes). Besides the
+totals, each backend's usage is broken down by kind of process (``by_kind``: camera actors,
+each Ray system process, the bench itself), with PSS next to RSS: RSS counts a shared page
+(Python, NumPy, Ray's libraries) once in every process mapping it, PSS divides it among them.
 
 Writes ``bench/results/cluster.json``.
 """
@@ -47,6 +54,7 @@ from tests.ray_cluster import FAST_FAILURE_DETECTION, local_cluster
 from tests.store.conftest import _TEMPLATE, PgServer, new_pg_database, start_server
 from vigil.cluster import NAMESPACE
 from vigil.cluster.backend import RayBackend
+from vigil.cluster.lean import LEAN_HEAD_PARAMS, LEAN_SYSTEM_CONFIG
 from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database
@@ -99,8 +107,46 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def measure(exclude: set[int], window: float) -> dict[str, float]:
-    """CPU (% of one core) and RSS (MB) of this process's tree over ``window`` seconds."""
+def _pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (libraries, Python's own) divided among the
+    processes mapping them, so a sum over processes counts each page once."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _kind(pid: int) -> str:
+    """What a process is, from its command line: a Ray worker's title (``ray::CameraActor``,
+    ``ray::IDLE``), a Ray system process, or this bench's own / a worker process."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    words = [a.decode(errors="replace") for a in argv if a]
+    if not words:
+        return "?"
+    if words[0].startswith("ray::"):
+        return words[0].split(".")[0].split()[0]
+    if pid == os.getpid():
+        return "bench (Supervisor)"
+    for word in words[:4]:
+        name = Path(word).name
+        if name in ("raylet", "gcs_server"):
+            return name
+        if name.endswith(".py"):
+            return f"python {Path(word).parent.name}/{name}"
+    if "multiprocessing" in " ".join(words) or "spawn_main" in " ".join(words):
+        return "worker process"
+    return Path(words[0]).name
+
+
+def measure(exclude: set[int], window: float) -> dict[str, Any]:
+    """CPU (% of one core), RSS and PSS (MB) of this process's tree over ``window`` seconds,
+    in all and per kind of process (``by_kind``)."""
     pids = _tree(os.getpid(), exclude)
     before = {p: _cpu_s(p) for p in pids}
     started = time.monotonic()
@@ -108,10 +154,19 @@ def measure(exclude: set[int], window: float) -> dict[str, float]:
     elapsed = time.monotonic() - started
     pids = _tree(os.getpid(), exclude)
     # A process that appeared meanwhile counts from 0; one that ended is lost (rare).
-    cpu = sum(_cpu_s(p) - before.get(p, 0.0) for p in pids)
-    rss = sum(_rss_mb(p) for p in pids)
-    return {"cpu_pct": round(100.0 * cpu / elapsed, 1), "rss_mb": round(rss, 1),
-            "processes": len(pids)}  # fmt: skip
+    kinds: dict[str, dict[str, float]] = {}
+    for pid in pids:
+        row = kinds.setdefault(_kind(pid), {"n": 0, "cpu_pct": 0.0, "rss_mb": 0.0, "pss_mb": 0.0})
+        row["n"] += 1
+        row["cpu_pct"] += 100.0 * (_cpu_s(pid) - before.get(pid, 0.0)) / elapsed
+        row["rss_mb"] += _rss_mb(pid)
+        row["pss_mb"] += _pss_mb(pid)
+    by_kind = {k: {f: round(v, 1) for f, v in row.items()}
+               for k, row in sorted(kinds.items(), key=lambda kv: -kv[1]["pss_mb"])}  # fmt: skip
+    return {"cpu_pct": round(sum(r["cpu_pct"] for r in kinds.values()), 1),
+            "rss_mb": round(sum(r["rss_mb"] for r in kinds.values()), 1),
+            "pss_mb": round(sum(r["pss_mb"] for r in kinds.values()), 1),
+            "processes": len(pids), "by_kind": by_kind}  # fmt: skip
 
 
 def _wait(what: Any, timeout: float, message: str) -> None:
@@ -145,11 +200,14 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
     import ray
 
     url = new_pg_database(pg)
-    with local_cluster(root / "nodes", workers=args.nodes, slots=2,
-                       system_config=FAST_FAILURE_DETECTION) as cluster:  # fmt: skip
+    system = FAST_FAILURE_DETECTION | (LEAN_SYSTEM_CONFIG if args.lean else {})
+    with local_cluster(root / "nodes", workers=args.nodes, slots=args.slots,
+                       system_config=system,
+                       head_params=LEAN_HEAD_PARAMS if args.lean else None) as cluster:  # fmt: skip
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
         config = cluster_config(root / "ray", url, cluster.address,
-                                {m.path: m.url for m in mounts})  # fmt: skip
+                                {m.path: m.url for m in mounts},
+                                cameras_per_actor=args.cameras_per_actor)  # fmt: skip
         db = Database(url)
         supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0,
                                 cluster_backend=RayBackend)  # fmt: skip
@@ -158,7 +216,7 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
             _wait(lambda: all(s.online for s in supervisor.cameras()), 240, "cameras not online")
             time.sleep(args.warmup)
             usage = measure(exclude, args.window)
-            times = [kill_one(cluster, supervisor, root, index)
+            times = [kill_one(cluster, supervisor, root, index, args.slots)
                      for index in range(args.kills)]  # fmt: skip
             return usage, times
         finally:
@@ -167,7 +225,7 @@ def run_ray(args: argparse.Namespace, pg: PgServer, mounts: list[Mount], root: P
             ray.shutdown()
 
 
-def kill_one(cluster: Any, supervisor: Supervisor, root: Path, index: int) -> float:
+def kill_one(cluster: Any, supervisor: Supervisor, root: Path, index: int, slots: int) -> float:
     """Kill the node with the most cameras; seconds until they are online elsewhere. A new
     node joins afterwards, so the next kill has free slots to fail over to."""
     placed = {s.name: s.node for s in supervisor.cameras()}
@@ -184,7 +242,7 @@ def kill_one(cluster: Any, supervisor: Supervisor, root: Path, index: int) -> fl
     seconds = time.monotonic() - started
     print(f"kill {index + 1}: {victim} ({len(moved)} cameras) back in {seconds:.1f} s",
           flush=True)  # fmt: skip
-    cluster.add(f"node-j{index + 1}", root / "nodes" / f"node-j{index + 1}", slots=2)
+    cluster.add(f"node-j{index + 1}", root / "nodes" / f"node-j{index + 1}", slots=slots)
     cluster.cluster.wait_for_nodes()
     return seconds
 
@@ -197,9 +255,16 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--slots", type=int, default=2, help="camera slots per Ray node")
+    parser.add_argument("--cameras-per-actor", type=int, default=4,
+                        help="cluster.cameras_per_actor (1: an actor process per camera)")
+    parser.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
+                        help="the head's lean Ray settings (vigil.cluster.lean)")
     args = parser.parse_args()
-    if args.nodes * 2 < args.cameras + 2:
-        raise SystemExit("need two spare camera slots: --nodes * 2 >= --cameras + 2")
+    if args.kills and args.nodes * args.slots < args.cameras + args.slots:
+        raise SystemExit("failover needs a spare node: --nodes * --slots >= --cameras + --slots")
+    if args.nodes * args.slots < args.cameras:
+        raise SystemExit("not enough camera slots: --nodes * --slots >= --cameras")
     logging.basicConfig(level=logging.WARNING)
     pg = start_server()
     pg.admin_sql(f"CREATE DATABASE {_TEMPLATE}")
@@ -218,18 +283,26 @@ def main() -> None:
         relay.stop()
         pg.stop()
     result = {
-        "cameras": args.cameras, "load": os.getloadavg(), "processes": procs, "ray": ray_usage,
+        "cameras": args.cameras, "nodes": args.nodes, "slots": args.slots,
+        "cameras_per_actor": args.cameras_per_actor, "lean": args.lean,
+        "load": os.getloadavg(), "processes": procs, "ray": ray_usage,
         "cpu_ratio": round(ray_usage["cpu_pct"] / max(procs["cpu_pct"], 0.1), 2),
         "rss_ratio": round(ray_usage["rss_mb"] / max(procs["rss_mb"], 0.1), 2),
+        "pss_ratio": round(ray_usage["pss_mb"] / max(procs["pss_mb"], 0.1), 2),
         "failover_s": [round(k, 1) for k in kills],
         "failover_p50_s": round(statistics.median(kills), 1) if kills else None,
         "failover_max_s": round(max(kills), 1) if kills else None,
     }  # fmt: skip
-    print(f"{'backend':<10} {'CPU %':>7} {'RSS MB':>8} {'procs':>6}")
+    print(f"{'backend':<10} {'CPU %':>7} {'RSS MB':>8} {'PSS MB':>8} {'procs':>6}")
     for name in ("processes", "ray"):
         row = result[name]
-        print(f"{name:<10} {row['cpu_pct']:>7.1f} {row['rss_mb']:>8.1f} {row['processes']:>6}")
-    print(f"ray / processes: CPU {result['cpu_ratio']}x, RSS {result['rss_ratio']}x")
+        print(f"{name:<10} {row['cpu_pct']:>7.1f} {row['rss_mb']:>8.1f} {row['pss_mb']:>8.1f} "
+              f"{row['processes']:>6}")  # fmt: skip
+        for kind, k in row["by_kind"].items():
+            print(f"  {kind:<34} x{k['n']:<3.0f} {k['cpu_pct']:>6.1f} {k['rss_mb']:>8.1f} "
+                  f"{k['pss_mb']:>8.1f}")  # fmt: skip
+    print(f"ray / processes: CPU {result['cpu_ratio']}x, RSS {result['rss_ratio']}x, "
+          f"PSS {result['pss_ratio']}x; load average {result['load']}")  # fmt: skip
     print(f"failover over {len(kills)} node kills: p50 {result['failover_p50_s']} s, "
           f"max {result['failover_max_s']} s")  # fmt: skip
     RESULTS.mkdir(exist_ok=True)

@@ -71,11 +71,13 @@ FAST_FAILURE_DETECTION = {"health_check_period_ms": 1000, "health_check_failure_
 
 @contextmanager
 def local_cluster(
-    root: Path, workers: int = 2, *, slots: int = 2, system_config: dict[str, Any] | None = None
-) -> Iterator[LocalCluster]:
+    root: Path, workers: int = 2, *, slots: int = 2, system_config: dict[str, Any] | None = None,
+    head_params: dict[str, Any] | None = None,
+) -> Iterator[LocalCluster]:  # fmt: skip
     """A head with no camera slots (it serves the API) and ``workers`` worker nodes named
     ``node-1``… with ``slots`` camera slots each, data dirs under ``root``; ``system_config``:
-    Ray settings of the head (e.g. ``FAST_FAILURE_DETECTION``)."""
+    Ray settings of the head (e.g. ``FAST_FAILURE_DETECTION``); ``head_params``: more
+    ``RayParams`` of the head (e.g. ``vigil.cluster.lean.LEAN_HEAD_PARAMS``)."""
     require_ray()
     from ray.cluster_utils import Cluster
 
@@ -87,6 +89,7 @@ def local_cluster(
     }  # fmt: skip
     if system_config:
         head_args["_system_config"] = system_config
+    head_args.update(head_params or {})
     cluster = Cluster(initialize_head=True, head_node_args=head_args)
     local = LocalCluster(cluster)
     local.nodes["head"] = ClusterNode("head", root / "head", cluster.head_node,

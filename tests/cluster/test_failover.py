@@ -121,6 +121,8 @@ def _fail_over(cluster: Any, supervisor: Supervisor, db: Database) -> None:
     now = where()
     assert all(now[c] == placed[c] for c in cameras if c not in moved)
     assert Counter(now.values()).most_common(1)[0][1] <= 2, "no node over its slots"
+    # The lost node's cameras were one group (two slots a node): they moved together.
+    assert len({now[c] for c in moved}) == 1
     assert {f.camera for f in supervisor.backend.failovers} >= set(moved)  # type: ignore[attr-defined]
 
     # The dead actors' open events were closed at their last update, before the restart.

@@ -7,7 +7,12 @@ test checks one promise of issue 9 §2 against it.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,6 +188,107 @@ def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
     assert frame.shape[2] == 3
     tracks = running.supervisor.latest_tracks("cam2")
     assert tracks.time is not None
+
+
+_LOCAL = """
+import json, ray
+from vigil.cluster.backend import connect
+from vigil.cluster.group import node_capacities
+from vigil.config.models import ClusterConfig
+print(json.dumps([connect(ClusterConfig(address="local"), 3), node_capacities(),
+                  ray.get_runtime_context().gcs_address]))
+ray.shutdown()
+"""
+
+
+def test_cluster_address_local_starts_its_own_cluster_beside_a_running_one(
+    running: Running,
+) -> None:
+    # RAY_ADDRESS names the module's cluster, as on a machine where one runs already.
+    env = {**os.environ, "RAY_ADDRESS": running.cluster.address}
+    done = subprocess.run([sys.executable, "-c", _LOCAL], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    started, capacities, address = json.loads(done.stdout.strip().splitlines()[-1])
+    assert started is True
+    assert capacities == [3.0], "one node with a camera slot per camera"
+    assert address != running.cluster.address
+
+
+def _groups() -> list[list[str]]:
+    """The cameras of each camera actor alive in the namespace (one per group)."""
+    import ray
+
+    from vigil.cluster.group import cameras_of
+
+    return sorted(cameras_of(str(entry["name"]).removeprefix("vigil-camera:"))
+                  for entry in ray.util.list_named_actors(all_namespaces=True)
+                  if entry.get("namespace") == NAMESPACE
+                  and str(entry["name"]).startswith("vigil-camera:"))  # fmt: skip
+
+
+def test_the_cameras_share_actor_processes_in_groups_of_a_node(running: Running) -> None:
+    # cameras_per_actor 4 by default, two slots a node: two actors of two cameras.
+    groups = _groups()
+    assert sorted(map(len, groups)) == [2, 2]
+    assert sorted(c for g in groups for c in g) == sorted(running.supervisor.workers)
+    for group in groups:
+        assert len({_node_of(running, c) for c in group}) == 1, "a group lives on one node"
+
+
+def test_camera_actors_an_earlier_head_left_are_killed_by_camera_not_by_name(
+    running: Running,
+) -> None:
+    """A head that died may have grouped its cameras otherwise: whatever group hosts one of
+    this head's cameras goes, other actors stay."""
+    import ray
+
+    from vigil.cluster.group import kill_overlapping
+
+    @ray.remote(num_cpus=0)
+    class Leftover:
+        def ping(self) -> bool:
+            return True
+
+    old = Leftover.options(name="vigil-camera:camZ,cam9", namespace=NAMESPACE,
+                           lifetime="detached").remote()  # fmt: skip
+    other = Leftover.options(name="vigil-camera:camY", namespace=NAMESPACE,
+                             lifetime="detached").remote()  # fmt: skip
+    try:
+        assert ray.get([old.ping.remote(), other.ping.remote()], timeout=120) == [True, True]
+        assert kill_overlapping({"cam9", "cam8"}) == ["vigil-camera:camZ,cam9"]
+        wait_for(lambda: "vigil-camera:camZ,cam9" not in
+                 {e["name"] for e in ray.util.list_named_actors(all_namespaces=True)}, 60,
+                 "the leftover group was not killed")  # fmt: skip
+        assert ray.get(other.ping.remote(), timeout=60) is True
+        assert sorted(map(len, _groups())) == [1, 2, 2], "this head's groups untouched"
+    finally:
+        ray.kill(other, no_restart=True)
+
+
+def test_a_group_s_process_dying_restarts_all_of_its_cameras(running: Running) -> None:
+    """Second to last: the process of one group actor is killed (as a crash); Ray restarts
+    it, and each of its cameras comes back as a new incarnation with its events closed."""
+    import ray
+
+    backend: Any = running.supervisor.backend
+    group = next(g for g in _groups() if YOLOX_CAMERA not in g)
+    before = {c: backend.cameras[c].incarnation for c in group}
+    killed_at = time.time()
+    ray.kill(backend.cameras[group[0]].actor.group, no_restart=False)
+
+    def back() -> bool:
+        return all(backend.cameras[c].incarnation not in (None, before[c])
+                   and backend.cameras[c].online for c in group)  # fmt: skip
+
+    wait_for(back, 180, f"the cameras of {group} did not come back")
+    assert {f.camera for f in backend.failovers} >= set(group)
+    others = [c for c in running.supervisor.workers if c not in group]
+    assert all(backend.cameras[c].incarnations == 1 for c in others), "neighbours untouched"
+    with running.db.session() as session:
+        rows = EventRepo(session).list(EventFilter(), limit=10_000).items
+    left = [r.id for r in rows if r.camera in group and r.start < killed_at and r.end is None]
+    assert left == [], "the restarted cameras closed the events the dead process left open"
 
 
 def test_stop_leaves_no_event_open(running: Running, tmp_path: Path) -> None:

@@ -20,6 +20,10 @@ failing (``restarting``, offline), then answers from a new *incarnation*: it end
 head's sinks, the events it had seen open (the new actor closed their rows at their last
 update before starting), hands the actor the rules and the detection switch in force, and
 counts a restart. ``failovers`` records (camera, node before, node after, seconds offline).
+
+The actors are camera groups (``vigil.cluster.group``): several cameras per actor process,
+each handle's ``actor`` a member of its group; a group fails over whole, each of its cameras
+as above.
 """
 
 from __future__ import annotations
@@ -37,13 +41,10 @@ from typing import Any
 from vigil.cluster import (
     CAMERA_SLOTS,
     NAMESPACE,
-    camera_actor_name,
     detector_actor_name,
     writer_actor_name,
 )
 from vigil.cluster.camera import (
-    CAMERA_CONCURRENCY,
-    CameraActor,
     CameraSpec,
     CountsOut,
     Drained,
@@ -52,6 +53,7 @@ from vigil.cluster.camera import (
     OnlineOut,
 )
 from vigil.cluster.detector import DetectorSpec
+from vigil.cluster.group import drained_for, kill_group, start_drains, start_groups
 from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
@@ -89,8 +91,13 @@ def connect(cluster: ClusterConfig, cameras: int) -> bool:
     if ray.is_initialized():
         return False
     if cluster.address == "local":
-        ray.init(namespace=NAMESPACE, resources={CAMERA_SLOTS: max(1, cameras)},
-                 include_dashboard=False)  # fmt: skip
+        from vigil.cluster.lean import LEAN_SYSTEM_CONFIG
+
+        # address="local": a new cluster even where one runs already (ray.init() alone would
+        # join that one, and refuse the camera slots).
+        ray.init(address="local", namespace=NAMESPACE,
+                 resources={CAMERA_SLOTS: max(1, cameras)}, include_dashboard=False,
+                 _system_config=LEAN_SYSTEM_CONFIG)  # fmt: skip
     else:
         ray.init(address=cluster.address, namespace=NAMESPACE)
     return True
@@ -380,31 +387,16 @@ class RayBackend:
         return self.cameras
 
     def start(self) -> None:
-        import ray
-
         self._connected = connect(self.cluster, len(self.cameras))
-        actor_class: Any = ray.remote(CameraActor)
+        # Several cameras per actor process (vigil.cluster.group), placed by node capacity.
+        members = start_groups({n: c.spec for n, c in self.cameras.items()},
+                               self.cluster.cameras_per_actor,
+                               max_restarts=self.cluster.max_restarts)  # fmt: skip
         for cam in self.cameras.values():
-            name = camera_actor_name(cam.name)
-            self._kill_named(name)  # left by a head that died: this head owns the camera now
-            cam.actor = actor_class.options(
-                name=name, namespace=NAMESPACE, resources={CAMERA_SLOTS: 1}, num_cpus=0,
-                max_restarts=self.cluster.max_restarts, max_task_retries=0,
-                max_concurrency=CAMERA_CONCURRENCY,
-            ).remote(cam.spec)  # fmt: skip
+            cam.actor = members[cam.name]
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
                                         daemon=True)  # fmt: skip
         self._poller.start()
-
-    @staticmethod
-    def _kill_named(name: str) -> None:
-        import ray
-
-        try:
-            old = ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:
-            return
-        ray.kill(old, no_restart=True)
 
     # -- the poll thread ----------------------------------------------------------------------
 
@@ -418,11 +410,10 @@ class RayBackend:
         import ray
 
         now = time.monotonic()
-        for cam in self.cameras.values():
-            if cam.pending is None and cam.actor is not None:
-                cam.pending = cam.actor.drain.remote(cam.acked)
-                cam.pending_since = now
-        refs = [c.pending for c in self.cameras.values() if c.pending is not None]
+        start_drains(self.cameras.values(), now)  # one call per camera group
+        # A group's cameras share one answer: each ref once.
+        pending = (c.pending for c in self.cameras.values() if c.pending is not None)
+        refs = list(dict.fromkeys(pending))
         if not refs:
             return
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait)
@@ -436,7 +427,7 @@ class RayBackend:
                 continue
             ref, cam.pending = cam.pending, None
             try:
-                drained = ray.get(ref)
+                drained = drained_for(ray.get(ref), cam.name)
             except Exception as exc:
                 cam.lost(type(_unwrap(exc)).__name__)
                 continue
@@ -473,7 +464,8 @@ class RayBackend:
         for cam in self.cameras.values():
             cam.close_orphans()  # killed before its last events came back
             if cam.actor is not None:
-                ray.kill(cam.actor, no_restart=True)
+                with contextlib.suppress(Exception):  # its group ended with a neighbour's
+                    kill_group(cam.actor)
                 cam.actor = None
         self._kill_detectors()
         if self._connected:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.cluster import CAMERA_SLOTS, NAMESPACE, detector_actor_name
+from vigil.cluster.group import cameras_of
 from vigil.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,10 @@ def _cameras(actors: list[Mapping[str, Any]], names: Mapping[str, str]) -> list[
             continue
         state = str(actor.get("State") or "UNKNOWN")
         node = _node_id(actor) if state == "ALIVE" else None
-        out.append(CameraPlacement(name.removeprefix(_CAMERA_PREFIX), state,
-                                   names.get(node) if node else None, node,
-                                   int(actor.get("NumRestarts") or 0)))  # fmt: skip
+        # A group actor (vigil.cluster.group) is named after all of its cameras.
+        for camera in cameras_of(name.removeprefix(_CAMERA_PREFIX)):
+            out.append(CameraPlacement(camera, state, names.get(node) if node else None, node,
+                                       int(actor.get("NumRestarts") or 0)))  # fmt: skip
     return sorted(out, key=lambda c: c.camera)
 
 

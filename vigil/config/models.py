@@ -526,6 +526,13 @@ class ClusterConfig(_Model):
         description="Seconds the head waits for a camera actor's answer (live frame, tracks, "
         "a rule change) and a camera for its node's detector, before reporting it down.",
     )  # fmt: skip
+    cameras_per_actor: int = Field(
+        4, ge=1, le=64,
+        description="Cameras one actor process hosts, as a worker process does (fewer "
+        "processes: less memory and CPU per camera); a group takes that many camera slots of "
+        "one node, and fails over as a whole to a node with that many free. Groups are never "
+        "bigger than the largest node's slots.",
+    )  # fmt: skip
 
     @field_validator("address")
     @classmethod

@@ -1,0 +1,167 @@
+"""Camera groups (``vigil.cluster.group``) without a cluster: how cameras are cut into groups
+by node capacity, how a handle's calls reach its camera through the group, and how the
+cluster status reads a group's name. On a real cluster, ``test_ray_backend`` and
+``test_failover`` run the cameras in groups (the default ``cameras_per_actor``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.cluster.test_outbox import FakeActor
+from vigil.cluster.group import (
+    _Member,
+    drained_for,
+    group_actor_name,
+    plan_groups,
+    start_drains,
+)
+from vigil.cluster.status import _cameras
+from vigil.config.models import ClusterConfig
+
+CAMS = [f"cam{i}" for i in range(10)]
+
+
+def _fits(groups: Sequence[Sequence[str]], capacities: Sequence[int]) -> bool:
+    """Whether the groups can all be placed, each on one node, within its slots."""
+    free = sorted(capacities, reverse=True)
+    for group in sorted(groups, key=len, reverse=True):
+        fits = [i for i, slots in enumerate(free) if slots >= len(group)]
+        if not fits:
+            return False
+        free[min(fits, key=lambda i: free[i])] -= len(group)
+    return True
+
+
+def _flat(groups: Sequence[Sequence[str]]) -> list[str]:
+    return sorted(c for group in groups for c in group)
+
+
+def test_groups_are_no_bigger_than_a_node_and_leave_a_whole_node_for_failover() -> None:
+    # The bench's and the failover test's cluster: three nodes of two slots, four cameras.
+    groups = plan_groups(CAMS[:4], 4, [2, 2, 2])
+    assert sorted(map(len, groups)) == [2, 2]
+    assert _flat(groups) == CAMS[:4]
+    # The head's node (no slots) counts for nothing.
+    assert sorted(map(len, plan_groups(CAMS[:4], 4, [0, 2, 2]))) == [2, 2]
+
+
+def test_groups_follow_cameras_per_actor_on_big_nodes_as_evenly_as_possible() -> None:
+    assert sorted(map(len, plan_groups(CAMS, 4, [16, 16]))) == [3, 3, 4]
+    assert plan_groups(CAMS[:3], 1, [16]) == [["cam0"], ["cam1"], ["cam2"]]
+    assert plan_groups(CAMS[:6], 8, [16]) == [CAMS[:6]]
+
+
+@pytest.mark.parametrize("capacities", [[3, 1], [5, 2, 2], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                                        [7, 3], [4, 4, 2]])  # fmt: skip
+def test_a_group_no_node_has_room_for_is_split_until_every_camera_fits(
+    capacities: list[int],
+) -> None:
+    cameras = CAMS[: sum(capacities)]  # as many as there are slots
+    groups = plan_groups(cameras, 4, capacities)
+    assert _flat(groups) == cameras, "every camera in exactly one group"
+    assert all(1 <= len(g) <= 4 for g in groups)
+    assert _fits(groups, capacities), f"{groups} do not fit {capacities}"
+
+
+def test_without_nodes_or_slots_the_cameras_wait_in_groups_of_cameras_per_actor() -> None:
+    assert sorted(map(len, plan_groups(CAMS[:5], 4, []))) == [2, 3]
+    # More cameras than slots: those beyond wait, grouped, for a node with room.
+    groups = plan_groups(CAMS, 4, [4, 4])
+    assert _flat(groups) == CAMS
+    assert all(len(g) <= 4 for g in groups)
+
+
+def test_cameras_per_actor_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_groups(CAMS, 0, [2])
+    with pytest.raises(ValueError, match="cameras_per_actor"):
+        ClusterConfig.model_validate({"cameras_per_actor": 0})
+    assert ClusterConfig().cameras_per_actor == 4
+
+
+class FakeGroup:
+    """A group actor's handle: records ``call.remote(camera, method, *args)``."""
+
+    def __init__(self) -> None:
+        self.actor = FakeActor()
+
+    @property
+    def call(self) -> Any:
+        return self.actor.call
+
+
+def test_a_member_addresses_its_camera_s_calls_to_the_group() -> None:
+    group = FakeGroup()
+    member = _Member(group, "cam1")
+    member.drain.remote(7)
+    member.update_rules.remote({"z": 1}, {})
+    member.stop.remote()
+    assert group.actor.calls == [("call", ("cam1", "drain", 7)),
+                                 ("call", ("cam1", "update_rules", {"z": 1}, {})),
+                                 ("call", ("cam1", "stop"))]  # fmt: skip
+    with pytest.raises(AttributeError):
+        member.shutdown_the_node  # noqa: B018  # not a camera call
+
+
+def test_the_cluster_status_lists_each_camera_of_a_group_where_the_group_runs() -> None:
+    actors = [
+        {"Name": group_actor_name(["cam0", "cam1"]), "State": "ALIVE",
+         "Address": {"NodeID": "n1"}, "NumRestarts": 1},
+        {"Name": "vigil-camera:cam2", "State": "RESTARTING", "NumRestarts": 2},
+    ]  # fmt: skip
+    placed = _cameras(actors, {"n1": "node-1"})
+    assert [(c.camera, c.state, c.node, c.restarts) for c in placed] == [
+        ("cam0", "ALIVE", "node-1", 1), ("cam1", "ALIVE", "node-1", 1),
+        ("cam2", "RESTARTING", None, 2),
+    ]  # fmt: skip
+
+
+class _Recorder:
+    """An actor handle whose ``<method>.remote(*args)`` records the call and returns a token
+    (what a Ray ObjectRef is to the poll loop)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        recorder = self
+
+        class _M:
+            @staticmethod
+            def remote(*args: Any) -> str:
+                recorder.calls.append((method, args))
+                return f"{recorder.name}.{method}#{len(recorder.calls)}"
+
+        return _M
+
+
+@dataclass
+class _Cam:
+    name: str
+    actor: Any
+    acked: int = 0
+    pending: Any = None
+    pending_since: float = 0.0
+
+
+def test_one_drain_a_poll_round_per_group_shared_by_its_cameras() -> None:
+    group, alone = _Recorder("g"), _Recorder("a")
+    cams = [_Cam("cam0", _Member(group, "cam0"), acked=3),
+            _Cam("cam1", _Member(group, "cam1"), acked=5),
+            _Cam("cam2", alone, acked=1),
+            _Cam("cam3", _Member(group, "cam3"), pending="in flight")]  # fmt: skip
+    start_drains(cams, now=7.0)
+    # cam3's drain is still in flight: not asked again; the others of its group are.
+    assert group.calls == [("drain_many", ({"cam0": 3, "cam1": 5},))]
+    assert alone.calls == [("drain", (1,))]
+    assert cams[0].pending == cams[1].pending == "g.drain_many#1"
+    assert (cams[2].pending, cams[3].pending) == ("a.drain#1", "in flight")
+    assert cams[0].pending_since == 7.0
+    # Each camera takes its own part of the group's answer.
+    assert drained_for({"cam0": "d0", "cam1": "d1"}, "cam1") == "d1"
+    assert drained_for("alone", "cam2") == "alone"
