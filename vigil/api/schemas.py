@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
+from vigil.record.previews import parse_offsets
 from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, TokenRow, UserRow
 
 
@@ -160,12 +161,15 @@ class SegmentOut(BaseModel):
     evidence_lock: bool
     has_motion: bool
     has_events: bool
+    #: How many redacted preview thumbnails the segment has (``GET .../preview?at=``).
+    previews: int = 0
 
     @classmethod
     def of(cls, row: SegmentRow) -> SegmentOut:
         return cls(id=row.id, camera=row.camera, start=row.start, end=row.end, size=row.size,
                    sha256=row.sha256, evidence_lock=row.evidence_lock,
-                   has_motion=row.has_motion, has_events=row.has_events)  # fmt: skip
+                   has_motion=row.has_motion, has_events=row.has_events,
+                   previews=len(parse_offsets(row.previews)))  # fmt: skip
 
 
 class ExportRequest(_Body):

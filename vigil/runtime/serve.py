@@ -48,8 +48,8 @@ from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
 from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
-from vigil.record.recorder import RecorderState
 from vigil.record.previews import PreviewSet
+from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
