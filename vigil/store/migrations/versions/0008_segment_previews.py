@@ -25,13 +25,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("segments") as batch:
-        batch.add_column(sa.Column("previews", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("preview_bytes", sa.BigInteger(), nullable=False,
-                                   server_default="0"))  # fmt: skip
+    # Plain ADD COLUMN, not a batch (on SQLite a batch copies the table and would lose the
+    # expression index ix_segments_span, which it cannot reflect).
+    op.add_column("segments", sa.Column("previews", sa.Text(), nullable=True))
+    op.add_column("segments", sa.Column("preview_bytes", sa.BigInteger(), nullable=False,
+                                        server_default="0"))  # fmt: skip
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("segments") as batch:
-        batch.drop_column("preview_bytes")
-        batch.drop_column("previews")
+    op.drop_column("segments", "preview_bytes")
+    op.drop_column("segments", "previews")
