@@ -203,6 +203,10 @@ def nearest_preview(rows: Iterable[PreviewRow], at: float, *,
     ``max_gap`` seconds away; the earlier of two as near. None when there is none."""
     best: PreviewRef | None = None
     for row in rows:
+        try:
+            preview_dir(row.path)
+        except ValueError:  # a row naming no segment (a tampered database) has no previews
+            continue
         for offset in parse_offsets(row.previews):
             when = row.start + offset / 1000.0
             gap = abs(when - at)

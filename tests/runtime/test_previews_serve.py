@@ -1,0 +1,154 @@
+"""Redacted timeline previews made by ``vigil serve`` at record time, on both local backends.
+
+The face clip (``face-demographics-walking.gif``, as H.264) is a looping file camera of a real
+Supervisor with a real SQLite database. Its segments get previews written beside them and
+listed on their rows; YuNet (not the CenterFace that redacts) finds no face in any of them,
+though it finds the faces in the same frames unredacted at the previews' size; retention
+deletes them with their segments.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from tests.record.conftest import require_tool
+from vigil.config.models import VigilConfig
+from vigil.record.previews import parse_offsets, preview_dir, preview_file
+from vigil.runtime.previews import PREVIEW_WIDTH, PreviewTaker
+from vigil.runtime.serve import Supervisor
+from vigil.runtime.view import TrackSnapshot
+from vigil.store import Database, SegmentRepo
+from vigil.types import ImageArray
+
+
+def yunet_faces(model: Path, image: ImageArray) -> int:
+    h, w = image.shape[:2]
+    detector = cv2.FaceDetectorYN.create(str(model), "", (w, h), 0.5, 0.3, 5000)
+    _, found = detector.detect(image)
+    return 0 if found is None else len(found)
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The face clip as H.264 (a recorder stream-copies; a GIF cannot go into an MP4)."""
+    require_tool("ffmpeg")
+    from vigil.paths import shared_data_dir
+
+    gif = shared_data_dir() / "clips" / "face-demographics-walking.gif"
+    if not gif.exists():
+        pytest.skip(f"shared file {gif} is missing (set VIGIL_SHARED_DIR)")
+    out = tmp_path_factory.mktemp("face") / "face.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(gif), "-c:v",
+                    "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-r", "10",
+                    "-g", "5", "-keyint_min", "5", "-sc_threshold", "0", str(out)],
+                   check=True)  # fmt: skip
+    return out
+
+
+def frames(path: Path) -> list[ImageArray]:
+    with av.open(str(path)) as container:
+        return [np.ascontiguousarray(f.to_ndarray(format="bgr24"))
+                for f in container.decode(video=0)]  # fmt: skip
+
+
+def small(image: ImageArray) -> ImageArray:
+    height = round(image.shape[0] * PREVIEW_WIDTH / image.shape[1])
+    return np.ascontiguousarray(cv2.resize(image, (PREVIEW_WIDTH, height),
+                                           interpolation=cv2.INTER_AREA))  # fmt: skip
+
+
+def config(tmp: Path, clip: Path, **record: Any) -> VigilConfig:
+    return VigilConfig.model_validate({
+        "detect": {"model": "motion", "fps": 5},
+        "record": {"mode": "continuous", "segment_seconds": 1, "preview_interval": 0.25,
+                   "max_age": 3600, **record},
+        "data_dir": str(tmp / "data"),
+        "cameras": {"face": {"sources": [{"url": str(clip), "loop": True}]}},
+    })  # fmt: skip
+
+
+def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        time.sleep(0.2)
+
+
+def previewed(db: Database) -> list[Any]:
+    with db.session() as session:
+        return [r for r in SegmentRepo(session).list("face") if r.previews]
+
+
+def test_a_preview_of_a_face_frame_shows_no_face(face_clip: Path, yunet_path: Path,
+                                                 tmp_path: Path) -> None:  # fmt: skip
+    """The taker's render, frame by frame: YuNet finds the faces in the scaled frame, none
+    in its preview (CenterFace on the full frame, then scaled)."""
+    taker = PreviewTaker(config(tmp_path, face_clip), {}, {}, tmp_path)
+    checked = 0
+    for image in frames(face_clip)[::4]:
+        if yunet_faces(yunet_path, small(image)) == 0:
+            continue  # nothing to hide in this frame at this size
+        jpeg = taker.render("face", image, TrackSnapshot())
+        assert jpeg is not None
+        preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert preview.shape[1] == PREVIEW_WIDTH
+        assert yunet_faces(yunet_path, preview) == 0
+        checked += 1
+    assert checked >= 3, "the clip shows faces YuNet finds at the previews' size"
+
+
+def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) -> None:
+    def broken(*_: Any) -> Callable[..., ImageArray]:
+        raise RuntimeError("the face model cannot be loaded")
+
+    taker = PreviewTaker(config(tmp_path, face_clip), {}, {}, tmp_path, redactor=broken)
+    assert taker.render("face", frames(face_clip)[0], TrackSnapshot()) is None
+
+
+@pytest.mark.parametrize("processes", [0, 1], ids=["threads", "processes"])
+def test_serve_writes_redacted_previews_beside_segments_and_retention_deletes_them(
+    face_clip: Path, yunet_path: Path, tmp_path: Path, processes: int,
+) -> None:  # fmt: skip
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    db.migrate()
+    supervisor = Supervisor(config(tmp_path, face_clip), db=db, worker_processes=processes)
+    assert (supervisor.pool is not None) == bool(processes)
+    supervisor.start()
+    try:
+        wait_for(lambda: len(previewed(db)) >= 4, 120, "four segments with previews")
+    finally:
+        supervisor.stop()
+    data = tmp_path / "data"
+    rows = previewed(db)
+    faces_seen = 0
+    for row in rows:
+        offsets = parse_offsets(row.previews)
+        files = [data / preview_file(row.path, o) for o in offsets]
+        assert all(f.is_file() for f in files), row.path
+        assert sum(f.stat().st_size for f in files) == row.preview_bytes
+        assert all(0 <= o <= (row.end - row.start) * 1000 for o in offsets)
+        for file in files:
+            preview = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            assert preview is not None and preview.shape[1] == PREVIEW_WIDTH
+            faces_seen += yunet_faces(yunet_path, preview)
+    assert faces_seen == 0, "a preview shows a face"
+    with db.session() as session:
+        total = SegmentRepo(session).total_size("face")
+        files = sum(r.size for r in SegmentRepo(session).list("face"))
+    assert total == files + sum(r.preview_bytes for r in rows), "the storage gauge counts them"
+    # Everything is past max_age two hours on: the segments go, and their previews with them.
+    removed = supervisor.run_retention(time.time() + 7200)
+    assert {r.path for r in rows} <= set(removed)
+    assert not any((data / preview_dir(r.path)).exists() for r in rows)
+    assert not (data / "previews" / "face").exists(), "emptied folders are pruned"
+    db.close()
