@@ -52,7 +52,8 @@ def test_offsets_column_round_trips_and_ignores_garbage() -> None:
     assert PreviewSet((0, 2000, 4000), 30).column() == "0 2000 4000"
     assert PreviewSet().column() is None
     assert parse_offsets("0 2000 4000") == [0, 2000, 4000]
-    assert parse_offsets(None) == [] and parse_offsets("x -5 7") == [7]
+    assert parse_offsets(None) == []
+    assert parse_offsets("x -5 7") == [7]
 
 
 def test_the_buffer_hands_out_a_segment_span_and_forgets_what_is_before_it() -> None:
@@ -96,13 +97,19 @@ def test_nearest_preview_maps_a_time_to_a_file() -> None:
     rows = [Row(SEG, T0, "0 2000 4000 6000 8000"),
             Row("recordings/cam/2023-11-14/22/13.30.mp4", T0 + 10, "500 2500", "node-b")]
     found = nearest_preview(rows, T0 + 4.9)
-    assert found is not None and found.path == preview_file(SEG, 4000) and found.node is None
+    assert found is not None
+    assert found.path == preview_file(SEG, 4000)
+    assert found.node is None
     found = nearest_preview(rows, T0 + 9.6)
-    assert found is not None and found.time == T0 + 10.5 and found.node == "node-b"
+    assert found is not None
+    assert found.time == T0 + 10.5
+    assert found.node == "node-b"
     tie = nearest_preview(rows, T0 + 3.0)
-    assert tie is not None and tie.time == T0 + 2.0, "the earlier of two as near"
+    assert tie is not None
+    assert tie.time == T0 + 2.0, "the earlier of two as near"
     edge = nearest_preview(rows, T0 - 9.0)
-    assert edge is not None and edge.time == T0
+    assert edge is not None
+    assert edge.time == T0
     assert nearest_preview(rows, T0 - 10.5) is None, "more than 10 s from any preview"
     assert nearest_preview([Row(SEG, T0, None)], T0) is None, "a segment without previews"
 

@@ -139,7 +139,8 @@ def test_serve_writes_redacted_previews_beside_segments_and_retention_deletes_th
         assert all(0 <= o <= (row.end - row.start) * 1000 for o in offsets)
         for file in files:
             preview = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            assert preview is not None and preview.shape[1] == PREVIEW_WIDTH
+            assert preview is not None
+            assert preview.shape[1] == PREVIEW_WIDTH
             faces_seen += yunet_faces(yunet_path, preview)
     assert faces_seen == 0, "a preview shows a face"
     with db.session() as session:
