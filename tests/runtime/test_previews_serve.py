@@ -107,6 +107,21 @@ def test_a_preview_of_a_face_frame_shows_no_face(face_clip: Path, yunet_path: Pa
     assert checked >= 3, "the clip shows faces YuNet finds at the previews' size"
 
 
+def test_a_preview_has_the_camera_s_own_masks(face_clip: Path, tmp_path: Path) -> None:
+    """``redact_for(camera)``: the camera's mask over its left half is black in the preview,
+    the right half keeps the picture."""
+    settings = config(tmp_path, face_clip).model_dump()
+    settings["cameras"]["face"]["redact"] = {
+        "masks": [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]}
+    taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path)
+    image = np.full((270, 480, 3), 200, np.uint8)
+    jpeg = taker.render("face", image, TrackSnapshot())
+    assert jpeg is not None
+    preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert preview[:, : PREVIEW_WIDTH // 2 - 4].max() < 20, "the mask is black"
+    assert preview[:, PREVIEW_WIDTH // 2 + 4 :].min() > 180, "outside it, the picture"
+
+
 def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) -> None:
     def broken(*_: Any) -> Callable[..., ImageArray]:
         raise RuntimeError("the face model cannot be loaded")
