@@ -21,11 +21,13 @@ import numpy as np
 import pytest
 
 from tests.record.conftest import require_tool
+from vigil import clock
 from vigil.config.models import VigilConfig
 from vigil.record.previews import parse_offsets, preview_dir, preview_file
+from vigil.record.recorder import Recorder
 from vigil.runtime.previews import PREVIEW_WIDTH, PreviewTaker
 from vigil.runtime.serve import Supervisor
-from vigil.runtime.view import TrackSnapshot
+from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.store import Database, SegmentRepo
 from vigil.types import ImageArray
 
@@ -128,6 +130,43 @@ def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) ->
 
     taker = PreviewTaker(config(tmp_path, face_clip), {}, {}, tmp_path, redactor=broken)
     assert taker.render("face", frames(face_clip)[0], TrackSnapshot()) is None
+
+
+class _Camera:
+    def __init__(self, online: bool, age: float) -> None:
+        self.online, self.age = online, age
+
+    def status(self) -> CameraStatus:
+        return CameraStatus("face", self.online, "running", last_frame_time=clock.now() - self.age)
+
+    def latest_frame(self) -> ImageArray:
+        return np.full((36, 64, 3), 90, np.uint8)
+
+    def latest_tracks(self) -> TrackSnapshot:
+        return TrackSnapshot()
+
+
+def test_previews_are_taken_only_while_recording_a_fresh_frame(face_clip: Path,
+                                                               tmp_path: Path) -> None:  # fmt: skip
+    settings = config(tmp_path, face_clip, mode="motion")
+    recorder = Recorder(str(face_clip), "face", tmp_path, mode="motion", post_roll=0.0)
+    camera = _Camera(online=True, age=0.1)
+    taker = PreviewTaker(settings, {"face": camera}, {"face": recorder}, tmp_path,
+                         redactor=lambda _c, _s: lambda image, people=None: image)  # fmt: skip
+    recorder.state = "recording"
+    assert not taker.take("face"), "motion mode, nothing moves: nothing is recorded"
+    recorder.mark_activity(clock.now() + 60)
+    assert taker.take("face")
+    camera.age = 30.0
+    assert not taker.take("face"), "a stale frame (the analysis stalled)"
+    camera.age, camera.online = 0.1, False
+    assert not taker.take("face"), "the camera is offline"
+    camera.online, recorder.enabled = True, False
+    assert not taker.take("face"), "recording switched off"
+    recorder.enabled, recorder.state = True, "reconnecting"
+    assert not taker.take("face"), "the recorder is not connected"
+    assert taker.taken == {"face": 1}
+    assert len(taker.buffers["face"]) == 1
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["threads", "processes"])

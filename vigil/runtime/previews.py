@@ -125,17 +125,20 @@ class PreviewTaker:
 
     def take(self, camera: str) -> bool:
         """Take one preview of ``camera`` now; True when one was kept. Nothing is taken while
-        the camera is not recording (no segment would hold it) or has no fresh frame."""
+        the camera is not recording (no segment would hold it: disconnected, switched off, or
+        idle in motion/events mode) or has no fresh frame."""
         recorder = self.recorders.get(camera)
         handle = self.cameras.get(camera)
         buffer = self.buffers.get(camera)
         if recorder is None or handle is None or buffer is None:
             return False
-        if recorder.state != "recording" or not recorder.enabled:
+        now = clock.now()
+        # Motion and events modes: only while recording (an idle camera's previews would be
+        # redacted for nothing; the pre-roll goes without).
+        if recorder.state != "recording" or not recorder.recording_at(now):
             return False
         status = handle.status()
         when = status.last_frame_time
-        now = clock.now()
         if not status.online or when is None or now - when > MAX_FRAME_AGE_S:
             return False
         frame = handle.latest_frame()

@@ -363,7 +363,9 @@ class Supervisor:
         self.workers: Mapping[str, CameraHandle] = self.backend.handles
         self.retention_warnings: list[str] = []
         #: The recording cameras' redacted timeline previews (``vigil.runtime.previews``).
-        self.previews = PreviewTaker(config, self.workers, self.recorders, self.root)
+        #: Only with a database: the segments' rows are the previews' index.
+        self.previews = PreviewTaker(config, self.workers,
+                                     self.recorders if db is not None else {}, self.root)
 
     # -- composition ------------------------------------------------------------------------
 
