@@ -27,7 +27,7 @@ from vigil.record.previews import parse_offsets, preview_dir, preview_file
 from vigil.record.recorder import Recorder
 from vigil.runtime.previews import PREVIEW_WIDTH, PreviewTaker
 from vigil.runtime.serve import Supervisor
-from vigil.runtime.view import CameraStatus, TrackSnapshot
+from vigil.runtime.view import CameraStatus, TrackBox, TrackSnapshot
 from vigil.store import Database, SegmentRepo
 from vigil.types import ImageArray
 
@@ -122,6 +122,36 @@ def test_a_preview_has_the_camera_s_own_masks(face_clip: Path, tmp_path: Path) -
     preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert preview[:, : PREVIEW_WIDTH // 2 - 4].max() < 20, "the mask is black"
     assert preview[:, PREVIEW_WIDTH // 2 + 4 :].min() > 180, "outside it, the picture"
+
+
+@pytest.mark.parametrize(("model", "tracked"), [("motion", False), ("yolox-nano", True)])
+def test_people_modes_hide_the_tracked_people_or_detect_them(
+    face_clip: Path, tmp_path: Path, model: str, tracked: bool,
+) -> None:  # fmt: skip
+    """People come from the camera's person tracks when its detector tracks people; a motion
+    camera has none, so the Redactor's own person detector must run (``people=None``)."""
+    settings = config(tmp_path, face_clip).model_dump()
+    settings["redact"] = {"mode": "people"}
+    settings["detect"] = {"model": model}
+    seen: list[Any] = []
+
+    def factory(_config: Any, _size: Any) -> Callable[..., ImageArray]:
+        def redact(image: ImageArray, people: Any = None) -> ImageArray:
+            seen.append(people)
+            return image
+        return redact
+
+    taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path,
+                         redactor=factory)  # fmt: skip
+    walker = TrackBox(7, "person", 0.9, (0.25, 0.5, 0.5, 1.0))
+    tracks = TrackSnapshot(time=1.0, width=64, height=36, tracks=(walker,))
+    assert taker.render("face", np.zeros((36, 64, 3), np.uint8), tracks) is not None
+    (people,) = seen
+    if not tracked:
+        assert people is None
+    else:
+        assert people.xyxy.tolist() == [[16.0, 18.0, 32.0, 36.0]]
+        assert people.tracker_id.tolist() == [7]
 
 
 def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ a cluster node). Every ``record.preview_interval`` seconds per camera it takes t
 latest analysed frame (``CameraHandle.latest_frame``: the worker thread's frame, or a worker
 process's preview slot; the same frame the live view redacts), redacts it with the camera's
 own settings (``VigilConfig.redact_for``: CenterFace on this frame for faces, the camera's
-person tracks for people, the static masks) at the frame's size, scales it to
+person tracks for people, or the person detector on this frame when its detector tracks no
+people, the static masks) at the frame's size, scales it to
 ``PREVIEW_WIDTH`` and keeps the JPEG in the camera's ``PreviewBuffer``. When the recorder
 finishes a segment, ``save(info)`` writes the previews taken during it beside the segment
 (``vigil.record.previews``) and returns what the segment's row lists.
@@ -159,7 +160,9 @@ class PreviewTaker:
         config = self.config.redact_for(camera)
         try:
             redact = self._redactor(camera, config, (width, height))
-            people = _people(tracks, (width, height)) if _needs_people(config) else None
+            people = None  # None: the Redactor's own person detector runs on this frame
+            if _needs_people(config) and self._tracks_people(camera):
+                people = _people(tracks, (width, height))
             redacted = redact(frame, people=people)
         except Exception as exc:  # fail closed: no preview rather than an unredacted one
             if camera not in self._failed:
@@ -189,6 +192,13 @@ class PreviewTaker:
         return save_previews(self.root, relative, info.start, buffer.take(info.start, info.end))
 
     # -- redaction ------------------------------------------------------------------------
+
+    def _tracks_people(self, camera: str) -> bool:
+        """Whether the camera's tracks hold its people: its detector is a model that keeps
+        the ``person`` class. Else (motion blobs, other labels) people modes would hide
+        nobody from the tracks, so the frame's own person detection is used."""
+        detect = self.config.camera(camera).detect
+        return not detect.is_motion and (not detect.labels or "person" in detect.labels)
 
     def _redactor(self, camera: str, config: RedactConfig,
                   size: tuple[int, int]) -> Callable[..., ImageArray]:  # fmt: skip
