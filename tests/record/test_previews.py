@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.small_disk import small_disk
+from vigil.errors import StorageError
 from vigil.record.previews import (
     PreviewBuffer,
     PreviewSet,
@@ -167,3 +168,34 @@ def test_emergency_retention_counts_and_frees_the_previews(tmp_path: Path) -> No
         assert result.deleted == [0, 1, 2]
         assert not (disk.path / "previews/cam/2023-11-14/02").exists()
         assert (disk.path / "previews/cam/2023-11-14/03").is_dir()
+
+
+class _FullCatalog(_Catalog):
+    """A catalog on the full disk: its first deletion cannot be recorded (SQLite there)."""
+
+    def __init__(self, files: list[SegmentFile]) -> None:
+        super().__init__(files)
+        self.refused = 0
+
+    def remove(self, ids: Sequence[Hashable]) -> list[SegmentFile]:
+        if not self.refused:
+            self.refused += 1
+            raise StorageError("database or disk is full")
+        return super().remove(ids)
+
+
+def test_files_first_retention_deletes_the_previews_too(tmp_path: Path) -> None:
+    """When the catalog cannot record a deletion, the planned files go first: their
+    previews with them, before the rows."""
+    with small_disk(tmp_path / "disk", 4 * 1024 * 1024) as disk:
+        files = _segments_with_previews(disk.path, 6, file_bytes=20_000, preview_bytes=150_000)
+        disk.fill()
+        catalog = _FullCatalog(files)
+        job = RetentionJob(catalog, RetentionPolicy(min_free_bytes=500_000),
+                           disk.path / "recordings")  # fmt: skip
+        result = job.run(T0 + 100)
+        assert catalog.refused == 1
+        assert result.deleted == [0, 1]
+        assert disk.free >= 500_000
+        assert not (disk.path / "previews/cam/2023-11-14/01").exists()
+        assert (disk.path / "previews/cam/2023-11-14/02").is_dir()
