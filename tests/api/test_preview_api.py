@@ -50,7 +50,7 @@ def test_the_nearest_preview_is_served_with_a_private_cache(api: Api) -> None:
     assert float(reply.headers["x-preview-time"]) == T0 + 2.0
     assert viewer.get(URL, params={"at": T0 + 3.2}).content != reply.content, "4000.jpg"
     listed = viewer.get("/api/recordings", params={"camera": "front"}).json()
-    assert [s["previews"] for s in listed] == [3]
+    assert [s["preview_offsets"] for s in listed] == [[0, 2000, 4000]]
 
 
 def test_no_preview_near_the_time_is_404_not_cached(api: Api) -> None:

@@ -82,7 +82,7 @@ def lobby_pages(browser: Any, lobby: Server) -> Iterator[Pages]:
 def previewed_segments(page: Any) -> int:
     got = page.evaluate("""async () => {
       const r = await fetch('/api/recordings?camera=lobby');
-      return r.ok ? (await r.json()).filter((s) => s.previews > 0).length : 0;
+      return r.ok ? (await r.json()).filter((s) => s.preview_offsets.length > 0).length : 0;
     }""")
     return int(got)
 

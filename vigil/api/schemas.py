@@ -161,15 +161,16 @@ class SegmentOut(BaseModel):
     evidence_lock: bool
     has_motion: bool
     has_events: bool
-    #: How many redacted preview thumbnails the segment has (``GET .../preview?at=``).
-    previews: int = 0
+    #: When the segment's redacted preview thumbnails were taken, in ms from ``start``
+    #: (``GET /api/recordings/{camera}/preview?at=`` with start + offset gives that one).
+    preview_offsets: list[int] = Field(default_factory=list)
 
     @classmethod
     def of(cls, row: SegmentRow) -> SegmentOut:
         return cls(id=row.id, camera=row.camera, start=row.start, end=row.end, size=row.size,
                    sha256=row.sha256, evidence_lock=row.evidence_lock,
                    has_motion=row.has_motion, has_events=row.has_events,
-                   previews=len(parse_offsets(row.previews)))  # fmt: skip
+                   preview_offsets=parse_offsets(row.previews))  # fmt: skip
 
 
 class ExportRequest(_Body):

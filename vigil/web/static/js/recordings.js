@@ -4,7 +4,8 @@
 // (unredacted stream copy, audited), continuing into the next segment; viewers get a
 // redacted export of a short window, since segments are unredacted.
 // Hovering shows the redacted preview thumbnail nearest to the pointer's time (made at record
-// time, GET /api/recordings/{camera}/preview?at=), with that time, above the timeline.
+// time; the segments list when theirs were taken; GET /api/recordings/{camera}/preview?at=
+// that exact time), with its time, above the timeline.
 
 import { api, can, seg } from './api.js';
 import { followJob, progressLine } from './jobs.js';
@@ -14,12 +15,10 @@ import { empty, errorBox, field, fill, fmtTime, h, header, message, select, shar
 const DAY = 86400;
 const VIEWER_WINDOW_S = 30;
 const MIN_SPAN_S = 60;
-// Preview requests: the hovered time is rounded to this step (the default preview interval),
-// so that moving along the timeline asks for the same few URLs, which the browser keeps.
-const PREVIEW_STEP_S = 2;
-// At most one preview request in flight, and at least this long between two (ms).
+// At most one preview request in flight, and at least this long between two (ms); each
+// preview has one URL (its own time), so the browser's cache answers a second hover.
 const PREVIEW_GAP_MS = 120;
-// How far from a segment with previews a hover still asks for one (the API's limit, 10 s).
+// How far from the pointer's time a preview may be and still be shown (the API's limit).
 const PREVIEW_REACH_S = 10;
 
 export async function render(ctx) {
@@ -57,7 +56,7 @@ export async function render(ctx) {
         h('div', { class: 'actions' }, zoomIn, zoomOut, whole))),
     h('div', { class: 'timeline-wrap' }, canvas, tip), legend, info, message_, video);
 
-  const tl = { segments: [], events: [], day0: 0, view: [0, DAY], playing: null, hover: null };
+  const tl = { segments: [], events: [], day0: 0, view: [0, DAY], playing: null, hover: null, longest: 0 };
   const previews = previewLoader(tipImage);
 
   const load = async () => {
@@ -73,6 +72,7 @@ export async function render(ctx) {
       fill(message_, errorBox(err));
       return;
     }
+    tl.longest = tl.segments.reduce((m, sg) => Math.max(m, sg.end - sg.start), 0);
     info.textContent = tl.segments.length
       ? `${tl.segments.length} segment(s), ${tl.events.length} event(s). Click the timeline to play.`
       : 'No recordings on this day.';
@@ -109,13 +109,11 @@ export async function render(ctx) {
   canvas.addEventListener('pointerdown', (event) => { drag = { x: event.clientX, view: [...tl.view], moved: false }; });
   const showPreview = (clientX) => {
     const t = tl.hover;
-    const near = t !== null && !drag && tl.segments.some((s) => s.previews > 0
-      && s.start - PREVIEW_REACH_S <= t && t <= s.end + PREVIEW_REACH_S);
-    if (!near) { tip.hidden = true; return; }
+    const at = t === null || drag ? null : nearestPreview(tl.segments, t, tl.longest);
+    if (at === null) { tip.hidden = true; return; }
     const rect = canvas.getBoundingClientRect();
-    const at = Math.round(t / PREVIEW_STEP_S) * PREVIEW_STEP_S;
-    previews.want(`/api/recordings/${seg(camera.value)}/preview?at=${at}`);
-    tipTime.textContent = fmtTime(t).slice(11);
+    previews.want(`/api/recordings/${seg(camera.value)}/preview?at=${at.toFixed(3)}`);
+    tipTime.textContent = fmtTime(at).slice(11);
     const width = tip.offsetWidth || 240;
     tip.style.left = `${Math.min(Math.max(0, clientX - rect.left - width / 2), rect.width - width)}px`;
     tip.hidden = false;
@@ -205,9 +203,33 @@ export async function render(ctx) {
 }
 
 /**
+ * The time of the preview nearest to ``t`` (within PREVIEW_REACH_S), from the segments'
+ * ``preview_offsets``, or null. ``segments`` are sorted by start and none is longer than
+ * ``longest`` seconds: a binary search finds the first one that may hold it.
+ */
+function nearestPreview(segments, t, longest) {
+  let lo = 0;
+  let hi = segments.length;
+  while (lo < hi) { // the first segment starting after t - reach - the longest segment
+    const mid = (lo + hi) >> 1;
+    if (segments[mid].start < t - PREVIEW_REACH_S - longest) lo = mid + 1; else hi = mid;
+  }
+  let best = null;
+  for (let i = lo; i < segments.length && segments[i].start <= t + PREVIEW_REACH_S; i += 1) {
+    const s = segments[i];
+    for (const offset of s.preview_offsets || []) {
+      const when = s.start + offset / 1000;
+      if (Math.abs(when - t) <= PREVIEW_REACH_S && (best === null || Math.abs(when - t) < Math.abs(best - t))) best = when;
+    }
+  }
+  return best;
+}
+
+/**
  * Loads preview images into ``img`` without flooding the server: one request at a time, at
  * least PREVIEW_GAP_MS apart; while one loads, only the latest wanted URL waits (the pointer
- * moved on from the others). Same URLs come from the browser's cache (private, 10 min).
+ * moved on from the others). A preview seen before comes from the browser's cache (private,
+ * 10 min).
  */
 function previewLoader(img) {
   let loading = false;
