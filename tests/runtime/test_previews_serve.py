@@ -162,6 +162,10 @@ def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) ->
     assert taker.render("face", frames(face_clip)[0], TrackSnapshot()) is None
 
 
+def _as_is(_config: Any, _size: Any) -> Callable[..., ImageArray]:
+    return lambda image, people=None: image
+
+
 class _Camera:
     def __init__(self, online: bool, age: float) -> None:
         self.online, self.age = online, age
@@ -197,6 +201,23 @@ def test_previews_are_taken_only_while_recording_a_fresh_frame(face_clip: Path,
     assert not taker.take("face"), "the recorder is not connected"
     assert taker.taken == {"face": 1}
     assert len(taker.buffers["face"]) == 1
+
+
+def test_a_preview_is_placed_on_the_recording_s_timeline(face_clip: Path,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """A camera that bursts buffered video on connect puts its segments' times ahead of the
+    frames' wall clock (an RTSP relay: ~4-5 s); the preview goes where the recording shows
+    the same moment, else no segment would ever hold it."""
+    recorder = Recorder(str(face_clip), "face", tmp_path)
+    camera = _Camera(online=True, age=0.0)
+    taker = PreviewTaker(config(tmp_path, face_clip), {"face": camera}, {"face": recorder},
+                         tmp_path, redactor=_as_is)
+    recorder.state = "recording"
+    recorder.segmenter.last_time = clock.now() + 5.0
+    before = clock.now()
+    assert taker.take("face")
+    ((when, _),) = taker.buffers["face"].take(0, float("inf"))
+    assert before + 4.5 <= when <= clock.now() + 5.5
 
 
 @pytest.mark.parametrize("processes", [0, 1], ids=["threads", "processes"])

@@ -148,7 +148,7 @@ class PreviewTaker:
         jpeg = self.render(camera, frame, handle.latest_tracks())
         if jpeg is None:
             return False
-        buffer.add(when, jpeg)
+        buffer.add(when + _recording_offset(recorder, now), jpeg)
         self.taken[camera] = self.taken.get(camera, 0) + 1
         return True
 
@@ -222,6 +222,19 @@ class PreviewTaker:
                 faces = build_face_detector(config, threads=1)
                 self._faces[key] = faces
         return build_redactor(config, size, face_detector=faces).redact_still
+
+
+def _recording_offset(recorder: Recorder, now: float) -> float:
+    """Seconds the recording's timeline runs ahead of the wall clock (behind: negative).
+
+    A segment's times come from its packets' timestamps on a timeline anchored when the
+    recorder connected; a camera that sends a burst of buffered video on connect puts that
+    timeline seconds ahead of the frames' wall-clock times (measured: ~4-5 s with an RTSP
+    relay). A preview belongs where the recording shows the same moment: its frame's time
+    plus this offset, from the last packet the recorder read (live, so it was read about
+    now). 0 before the first packet."""
+    last = recorder.segmenter.last_time
+    return last - now if last > 0 else 0.0
 
 
 def _keep_s(config: VigilConfig, camera: str) -> float:
