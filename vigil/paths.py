@@ -49,9 +49,11 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-#: The data directory's folders of recorded segments and of event snapshots.
+#: The data directory's folders of recorded segments, of event snapshots and of the
+#: segments' redacted preview thumbnails (``vigil.record.previews``).
 RECORDINGS = "recordings"
 SNAPSHOTS = "snapshots"
+PREVIEWS = "previews"
 
 
 def confined_path(root: Path, relative: str) -> Path:

@@ -245,3 +245,30 @@ def test_media_actor_runs_its_node_retention_every_interval(
     with database.session() as session:
         assert [r.node for r in SegmentRepo(session).list()] == ["node-8"]
     database.close()
+
+
+def test_a_preview_of_another_node_goes_through_the_resolver(api: Api, tmp_path: Path) -> None:
+    """The preview route finds the row's node and asks the resolver (here a shared mount,
+    then a node that is down): no route knows where a preview lies."""
+    from vigil.record.previews import preview_file
+
+    relative = "recordings/front/2024-05-01/12/00.00.mp4"
+    mount = tmp_path / "mnt"
+    preview = mount / "node-2" / preview_file(relative, 1000)
+    preview.parent.mkdir(parents=True)
+    preview.write_bytes(b"\xff\xd8 a jpeg of node-2")
+    with api.db.session() as session:
+        SegmentRepo(session).add(camera="front", path=relative, start=T0, end=T0 + 10, size=1,
+                                 sha256="ab" * 32, node="node-2", previews="1000",
+                                 preview_bytes=20)  # fmt: skip
+    viewer = api.login("val", Role.VIEWER)
+    url = f"/api/recordings/front/preview?at={T0 + 2}"
+    assert viewer.get(url).status_code == 404, "not in this server's own data dir"
+    api.app.state.vigil.media_resolver = SharedMountMedia(api.data_dir, "head", mount)
+    reply = viewer.get(url)
+    assert reply.status_code == 200, reply.text
+    assert reply.content == preview.read_bytes()
+    api.app.state.vigil.media_resolver = _Down(api.data_dir)
+    reply = viewer.get(url)
+    assert reply.status_code == 503
+    assert "'node-2'" in reply.json()["error"]["message"]

@@ -144,6 +144,30 @@ def test_a_segment_recorded_on_a_node_plays_through_the_head(served: Served) -> 
     assert part.content == on_node.read_bytes()[100:200]
 
 
+def test_a_preview_made_on_a_node_is_served_through_the_head(served: Served) -> None:
+    """The camera actor makes its redacted timeline previews on its node, beside its
+    segments; the head serves them through that node's media actor."""
+    from vigil.record.previews import parse_offsets, preview_file
+
+    serve, cluster, db, admin = served.serve, served.cluster, served.db, served.admin
+
+    def previewed() -> list[Any]:
+        with db.session() as session:
+            return [r for r in SegmentRepo(session).list("cam0") if r.node and r.previews]
+
+    serve.wait_for(lambda: bool(previewed()), 300, "no segment of cam0 got previews")
+    row = previewed()[0]
+    offset = parse_offsets(row.previews)[0]
+    relative = preview_file(row.path, offset)
+    on_node = cluster.nodes[row.node].data_dir / relative
+    assert on_node.is_file(), f"the preview is not in {row.node}'s data dir"
+    assert not (serve.data / relative).exists()
+    reply = admin.get("/api/recordings/cam0/preview", params={"at": row.start + offset / 1000})
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == "image/jpeg"
+    assert reply.content == on_node.read_bytes()
+
+
 def test_the_cluster_status_names_the_nodes_and_the_cameras(served: Served) -> None:
     serve, admin = served.serve, served.admin
 

@@ -111,9 +111,10 @@ def test_partial_of_a_segment_already_complete_is_deleted(
 def test_stray_temporary_files_are_deleted_and_nothing_else(tmp_path: Path) -> None:
     root = tmp_path / "data"
     stray = [root / "snapshots/cam1/2023-11-14/.e1.jpg.1234.tmp",
-             root / "recordings/cam1/.probe-1-2.tmp"]  # fmt: skip
+             root / "recordings/cam1/.probe-1-2.tmp",
+             root / "previews/cam1/2023-11-14/22/13.20/.2000.jpg.tmp"]  # fmt: skip
     kept = [root / "snapshots/cam1/2023-11-14/e1.jpg", root / "recordings/cam1/notes.tmp",
-            root / "exports/.x.tmp"]  # fmt: skip
+            root / "exports/.x.tmp", root / "previews/cam1/2023-11-14/22/13.20/0.jpg"]  # fmt: skip
     for path in (*stray, *kept):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")

@@ -114,19 +114,26 @@ def test_the_migration_goes_down_and_up_with_the_segments_kept(db_url: str) -> N
     database = Database(db_url)
     try:
         database.migrate("0006_segment_node")
-        with database.session() as session:
-            SegmentRepo(session).add(camera="cam", path="rec/a.mp4", start=0.0, end=10.0,
-                                     size=1, sha256=SHA)  # fmt: skip
+        # Raw SQL at old revisions: the model has columns of later ones (0008's previews).
+        with database.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO segments (camera, path, start, \"end\", size, sha256, "
+                "evidence_lock, has_motion, has_events) VALUES "
+                "('cam', 'rec/a.mp4', 0, 10, 1, :sha, false, false, false)"), {"sha": SHA})
         database.migrate()
-        assert database.current_revision() == "0007_segment_span"
+        assert database.current_revision() == "0008_segment_previews"
         test_the_index_exists(database)
+        with database.session() as session:
+            (row,) = SegmentRepo(session).list("cam", 5, 6)
+            assert (row.path, row.previews, row.preview_bytes) == ("rec/a.mp4", None, 0)
         with database.engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
             command.downgrade(config, "0006_segment_node")
         assert database.current_revision() == "0006_segment_node"
-        with database.session() as session:
-            assert [r.path for r in SegmentRepo(session).list("cam", 5, 6)] == ["rec/a.mp4"]
+        with database.engine.begin() as connection:
+            paths = connection.execute(text("SELECT path FROM segments")).scalars().all()
+        assert paths == ["rec/a.mp4"]
         with pytest.raises(AssertionError):
             test_the_index_exists(database)
     finally:

@@ -5,10 +5,10 @@ the rule a cluster node's media actor applies too): the stored relative path mus
 absolute prefix, ``..``, backslash or NUL, and must resolve (symlinks included) to a file
 under the media root. Files that rows name are found through the app's ``MediaResolver``.
 Paths that database rows hold (relative to the data directory) go through
-``stored_media_path``, which confines them to one media folder (``recordings/`` or
-``snapshots/``): the data directory also holds the database, the export signing key and the
-local unredacted-access log, and a row that names one of those (a tampered database) must not
-get it served. Nothing here builds a shell command.
+``stored_media_path``, which confines them to one media folder (``recordings/``,
+``snapshots/`` or ``previews/``): the data directory also holds the database, the export
+signing key and the local unredacted-access log, and a row that names one of those (a
+tampered database) must not get it served. Nothing here builds a shell command.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from vigil.api.errors import ApiError, not_found
 from vigil.errors import MediaNotFoundError
-from vigil.paths import RECORDINGS, SNAPSHOTS, confined_media_path, confined_path
+from vigil.paths import PREVIEWS, RECORDINGS, SNAPSHOTS, confined_media_path, confined_path
 from vigil.privacy import Redactor
 from vigil.store import EventRow, SegmentRow
 from vigil.types import ImageArray
@@ -96,6 +96,12 @@ def snapshot_source(media: MediaResolver, row: EventRow) -> Path:
     assert row.snapshot_path is not None
     relative = row.snapshot_path
     return _resolved(lambda: media.path(row.node, relative, SNAPSHOTS, row.snapshot_sha256))
+
+
+def preview_source(media: MediaResolver, node: str | None, relative: str) -> Path:
+    """The readable preview thumbnail ``relative`` (under ``previews/``) of ``node``; its
+    row holds no digest, so a cluster fetches it by the node's own (``ClusterMedia``)."""
+    return _resolved(lambda: media.path(node, relative, PREVIEWS, None))
 
 
 def check_segment(media: MediaResolver, row: SegmentRow) -> None:

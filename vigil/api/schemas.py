@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
+from vigil.record.previews import parse_offsets
 from vigil.store import AuditRow, EventRow, JobRow, Role, SegmentRow, TokenRow, UserRow
 from vigil.store.repo import SegmentEntry
 
@@ -161,12 +162,16 @@ class SegmentOut(BaseModel):
     evidence_lock: bool
     has_motion: bool
     has_events: bool
+    #: When the segment's redacted preview thumbnails were taken, in ms from ``start``
+    #: (``GET /api/recordings/{camera}/preview?at=`` with start + offset gives that one).
+    preview_offsets: list[int] = Field(default_factory=list)
 
     @classmethod
     def of(cls, row: SegmentRow | SegmentEntry) -> SegmentOut:
         return cls(id=row.id, camera=row.camera, start=row.start, end=row.end, size=row.size,
                    sha256=row.sha256, evidence_lock=row.evidence_lock,
-                   has_motion=row.has_motion, has_events=row.has_events)  # fmt: skip
+                   has_motion=row.has_motion, has_events=row.has_events,
+                   preview_offsets=parse_offsets(row.previews))  # fmt: skip
 
 
 class ExportRequest(_Body):

@@ -78,6 +78,7 @@ class AppState:
         default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokens_purged: float = field(default=-math.inf, repr=False)
+    _last_seen: dict[tuple[str, ...], float] = field(default_factory=dict, repr=False)
 
     @property
     def media(self) -> MediaResolver:
@@ -226,6 +227,21 @@ class AppState:
             self._tokens_purged = when
         with self.db.session(immediate=True) as session:
             TokenRepo(session).purge_expired(now=when)
+
+    def first_in(self, key: tuple[str, ...], window_s: float, now: float | None = None) -> bool:
+        """Whether ``key`` was not seen in the last ``window_s`` seconds (it is now): for
+        audit records kept to one per user and window where a page asks many times (the
+        timeline's previews). In memory, per process; bounded by dropping stale keys."""
+        when = time.monotonic() if now is None else now
+        with self._lock:
+            last = self._last_seen.get(key)
+            if last is not None and when - last < window_s:
+                return False
+            if len(self._last_seen) > 10_000:
+                self._last_seen = {k: t for k, t in self._last_seen.items()
+                                   if when - t < window_s}  # fmt: skip
+            self._last_seen[key] = when
+            return True
 
     def audit(
         self, who: Principal, action: str, target: str, *, reason: str | None = None,

@@ -49,6 +49,7 @@ from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
 from vigil.record import Recorder, SegmentInfo
 from vigil.runtime.messages import CameraReport
+from vigil.runtime.previews import PreviewTaker
 from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Event, EventState, ImageArray, RuleEvent
@@ -203,6 +204,7 @@ class CameraActor:
         self._stop = threading.Event()
         self._running: _Running | None = None
         self.recorder: Recorder | None = None
+        self.previews: PreviewTaker | None = None
         self._boot_error: str | None = None
         self._boot = threading.Thread(target=self._start, name=f"boot-{self.name}", daemon=True)
         self._boot.start()
@@ -231,6 +233,8 @@ class CameraActor:
         thread.start()
         if running.recorder is not None:
             running.threads.append(running.recorder.start())
+        if self.previews is not None:
+            self.previews.start()
 
     def _build(self) -> _Running:
         from vigil.record.recovery import recover
@@ -279,12 +283,19 @@ class CameraActor:
             counts=hits, on_counts=counts, on_online=online, recorder=recorder,
             source_factory=spec.source_factory or factory,
         )  # fmt: skip
+        if recorder is not None:
+            # The previews are made on the node, beside its segments; the head serves them
+            # through the node's media actor like the segments (``ClusterMedia``).
+            self.previews = PreviewTaker(spec.config, {name: worker}, {name: recorder},
+                                         self.root)  # fmt: skip
         return _Running(worker, recorder, store=store)
 
     def _segment_added(self, info: SegmentInfo) -> None:
         from vigil.runtime.serve import index_segment
 
-        index_segment(self.db, self.root, info, self.recorder, node=self.node)
+        previews = None if self.previews is None else self.previews.save(info)
+        index_segment(self.db, self.root, info, self.recorder, node=self.node,
+                      previews=previews)  # fmt: skip
 
     # -- what the head calls --------------------------------------------------------------------
 
@@ -374,6 +385,8 @@ class CameraActor:
         if running is None:
             return
         running.worker.stop()
+        if self.previews is not None:
+            self.previews.close()
         for thread in running.threads[:1]:
             thread.join(max(0.0, deadline - time.monotonic()))
         if running.store is not None:

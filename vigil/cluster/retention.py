@@ -67,7 +67,9 @@ class NodeCatalog:
             return [self._file(r) for r in SegmentRepo(session).delete(wanted, node=self.node)]
 
     def _file(self, row: SegmentRow) -> SegmentFile:
-        meta = SegmentMeta(row.id, row.camera, row.start, row.end, row.size, row.evidence_lock)
+        # A segment's previews are part of what it costs on disk (quotas, free space).
+        size = row.size + (row.preview_bytes or 0)
+        meta = SegmentMeta(row.id, row.camera, row.start, row.end, size, row.evidence_lock)
         return SegmentFile(meta, self.root / row.path)
 
 

@@ -373,6 +373,11 @@ class RecordConfig(_Model):
     max_bytes: int | None = Field(
         None, gt=0, description="Retention: this camera's size quota in bytes (oldest go first)."
     )
+    preview_interval: float = Field(
+        2.0, ge=0, le=60,
+        description="Seconds between the redacted preview thumbnails of the recordings "
+        "timeline, kept with their segment (0: none).",
+    )  # fmt: skip
 
 
 class DetectorConfig(_Model):

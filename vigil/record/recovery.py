@@ -6,7 +6,7 @@
   to the end (the process died between completing and renaming it) is *recovered*: renamed to
   its segment name, hashed and reported to ``on_segment`` (indexed); every other one is
   deleted.
-- ``.<name>.tmp``: half-written snapshots and test writes; deleted.
+- ``.<name>.tmp``: half-written snapshots, preview thumbnails and test writes; deleted.
 
 Run it before the recorders start (``Supervisor.start``): it must not see their open files.
 On a cluster node several camera actors share one data dir and start at different times:
@@ -24,7 +24,7 @@ from typing import Any
 
 import av
 
-from vigil.paths import sha256_file
+from vigil.paths import PREVIEWS, sha256_file
 from vigil.record.layout import parse_segment_path
 from vigil.record.segmenter import PARTIAL_SUFFIX, SegmentInfo, final_path
 
@@ -100,6 +100,7 @@ def recover(
     report = RecoveryReport()
     recordings = root / "recordings" if camera is None else root / "recordings" / camera
     snapshots = root / "snapshots" if camera is None else root / "snapshots" / camera
+    previews = root / PREVIEWS if camera is None else root / PREVIEWS / camera
     for partial in _hidden_files(recordings, PARTIAL_SUFFIX):
         try:
             info = recover_partial(partial)
@@ -113,7 +114,7 @@ def recover(
         except Exception as exc:  # one bad file must not stop the start
             report.failed.append((partial, str(exc)))
             log.warning("recovery: cannot handle %s: %s", partial, exc)
-    for folder in (recordings, snapshots):
+    for folder in (recordings, snapshots, previews):
         for temp in _hidden_files(folder, TMP_SUFFIX):
             try:
                 temp.unlink(missing_ok=True)

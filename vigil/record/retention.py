@@ -19,7 +19,8 @@ the free space stays below the reserve, the plan carries a warning for the opera
 
 ``RetentionJob`` is the one way plans are applied (``vigil serve`` and the tests alike): the
 catalog forgets the segments first (the store re-checks each lock in the same transaction),
-then the files go and the hour/day folders left empty are pruned. A crash in between leaves
+then the files go (with their preview thumbnails, ``vigil.record.previews``) and the
+hour/day folders left empty are pruned. A crash in between leaves
 an orphan file, never a row that points at nothing. Only when the disk is below the reserve
 and the catalog cannot write (SQLite on that same full disk) do the files go first.
 """
@@ -34,13 +35,15 @@ from pathlib import Path
 from typing import Protocol
 
 from vigil.errors import StorageError
+from vigil.record.previews import delete_previews
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class SegmentMeta:
-    """What retention needs to know of a segment: times in UTC seconds, size in bytes."""
+    """What retention needs to know of a segment: times in UTC seconds, size in bytes (its
+    file's and its preview thumbnails')."""
 
     id: Hashable
     camera: str
@@ -272,6 +275,7 @@ class RetentionJob:
         missing: list[Hashable] = []
         failed: list[tuple[Hashable, str]] = []
         for file in removed:
+            self._drop_previews(file)
             try:
                 if file.meta.id in early:
                     deleted.append(file.meta.id)
@@ -288,6 +292,16 @@ class RetentionJob:
         kept = [i for i in plan.delete if i not in gone]
         return RetentionResult(deleted, missing, failed, plan.warnings, kept, removed)
 
+    def _drop_previews(self, file: SegmentFile) -> None:
+        """The segment's preview thumbnails go with it (``vigil.record.previews``); a segment
+        outside the recordings folder has none."""
+        data_dir = self.recordings.parent
+        try:
+            relative = file.path.relative_to(data_dir).as_posix()
+        except ValueError:
+            return
+        delete_previews(data_dir, relative)
+
     def _files_first(self, doomed: list[SegmentFile]) -> list[SegmentFile]:
         """The disk is so full that the catalog cannot record a deletion (SQLite on the same
         disk): delete the planned files first, then forget them. Safe for evidence: the plan
@@ -297,6 +311,7 @@ class RetentionJob:
         log.warning("retention: the disk is too full to record deletions; deleting %d "
                     "segment file(s) first", len(doomed))  # fmt: skip
         for file in doomed:
+            self._drop_previews(file)
             try:
                 file.path.unlink(missing_ok=True)
             except OSError as exc:

@@ -48,11 +48,13 @@ from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
 from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
+from vigil.record.previews import PreviewSet
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
+from vigil.runtime.previews import PreviewTaker
 from vigil.runtime.procs import ProcessPool
 from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics, Telemetry
 from vigil.runtime.threads import ThreadBackend
@@ -203,7 +205,9 @@ class StoreCatalog:
 
 
 def _meta(row: Any) -> SegmentMeta:
-    return SegmentMeta(row.id, row.camera, row.start, row.end, row.size, row.evidence_lock)
+    # A segment's previews are part of what it costs on disk (quotas, free space).
+    size = row.size + (row.preview_bytes or 0)
+    return SegmentMeta(row.id, row.camera, row.start, row.end, size, row.evidence_lock)
 
 
 #: Long side (px) of the snapshots sent to Home Assistant's camera entity.
@@ -358,6 +362,10 @@ class Supervisor:
         self.backend = self._backend(cameras, source_factory, stall_timeout)
         self.workers: Mapping[str, CameraHandle] = self.backend.handles
         self.retention_warnings: list[str] = []
+        #: The recording cameras' redacted timeline previews (``vigil.runtime.previews``).
+        #: Only with a database: the segments' rows are the previews' index.
+        self.previews = PreviewTaker(config, self.workers,
+                                     self.recorders if db is not None else {}, self.root)
 
     # -- composition ------------------------------------------------------------------------
 
@@ -466,6 +474,9 @@ class Supervisor:
         self.backend.start()
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
+        if self.previews.start() is not None:
+            log.info("previews: %s", ", ".join(f"{c} every {s:g} s"
+                                               for c, s in self.previews.interval.items()))
         if self.db is not None and not self.clustered:  # nodes keep their own files
             self._spawn("retention", self._retention_loop)
 
@@ -544,6 +555,7 @@ class Supervisor:
         # Cameras first: their last events and activity reach the sinks and recorders here.
         self.backend.stop()
         self.backend.close(timeout)
+        self.previews.close()
         for recorder in self.recorders.values():
             recorder.close()
         for thread in self._threads:
@@ -603,7 +615,8 @@ class Supervisor:
 
     def _segment_added(self, info: SegmentInfo) -> None:
         if self.db is not None:
-            index_segment(self.db, self.root, info, self.recorders.get(info.camera))
+            index_segment(self.db, self.root, info, self.recorders.get(info.camera),
+                          previews=self.previews.save(info))  # fmt: skip
 
     # -- retention --------------------------------------------------------------------------
 
@@ -785,10 +798,10 @@ def build_recorder(
 
 def index_segment(
     db: Database, root: Path, info: SegmentInfo, recorder: Recorder | None, *,
-    node: str | None = None,
+    node: str | None = None, previews: PreviewSet | None = None,
 ) -> None:  # fmt: skip
     """Give a finished segment of ``root`` (the data dir holding it; of ``node`` in a
-    cluster) its row, with the motion its recorder was told of."""
+    cluster) its row, with the motion its recorder was told of and its ``previews``."""
     from vigil.store.repo import SegmentRepo
 
     path = info.path.resolve().relative_to(root.resolve()).as_posix()
@@ -797,8 +810,9 @@ def index_segment(
     with db.session(immediate=True) as session:
         segments = SegmentRepo(session)
         segments.add(camera=info.camera, path=path, start=info.start, end=info.end,
-                     size=info.size, sha256=info.sha256, has_motion=moved,
-                     node=node)  # fmt: skip
+                     size=info.size, sha256=info.sha256, has_motion=moved, node=node,
+                     previews=previews.column() if previews else None,
+                     preview_bytes=previews.size if previews else 0)  # fmt: skip
         if motion is not None:
             # Analysis runs behind the recording: motion reported since the previous
             # segment was indexed may belong to it.

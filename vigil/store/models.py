@@ -148,6 +148,10 @@ class SegmentRow(Base):
     has_events: Mapped[bool] = mapped_column(Boolean, default=False)
     # The cluster node whose data dir holds ``path``; None on a single host (see 0006).
     node: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+    # The segment's redacted preview thumbnails: their offsets (ms from ``start``, separated
+    # by spaces; None: none) and their bytes on disk, counted by retention (see 0008).
+    previews: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    preview_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 #: The longest segment's length, for range queries: a segment overlapping ``[since, until)``

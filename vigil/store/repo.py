@@ -627,14 +627,19 @@ class SegmentRepo:
     def add(
         self, *, camera: str, path: str, start: float, end: float, size: int, sha256: str,
         has_motion: bool = False, has_events: bool = False, node: str | None = None,
+        previews: str | None = None, preview_bytes: int = 0,
     ) -> SegmentRow:  # fmt: skip
         """Record a finished segment; ``path`` is relative to the media root (of ``node``'s
-        data dir in a cluster) and unique."""
+        data dir in a cluster) and unique. ``previews``/``preview_bytes``: its preview
+        thumbnails (``vigil.record.previews.PreviewSet.column``) and their size."""
         _check_segment(path, start, end, size, sha256)
+        if preview_bytes < 0:
+            raise StorageError(f"segment {path!r}: preview_bytes must be >= 0")
         row = SegmentRow(camera=camera, path=path, start=float(start), end=float(end),
                          size=int(size), sha256=sha256, evidence_lock=False,
                          has_motion=has_motion, has_events=has_events,
-                         node=node)  # fmt: skip
+                         node=node, previews=previews,
+                         preview_bytes=int(preview_bytes))  # fmt: skip
         try:
             # A savepoint, so a duplicate does not undo the caller's whole transaction.
             with self.session.begin_nested():
@@ -715,14 +720,17 @@ class SegmentRepo:
         return [k in found for k in range(len(spans))]
 
     def total_size(self, camera: str | None = None) -> int:
-        """Bytes recorded, for one camera or all of them."""
-        query = select(func.coalesce(func.sum(SegmentRow.size), 0))
+        """Bytes recorded (segments and their previews), for one camera or all of them."""
+        query = select(func.coalesce(func.sum(SegmentRow.size + SegmentRow.preview_bytes), 0))
         if camera is not None:
             query = query.where(SegmentRow.camera == camera)
         return int(self.session.scalar(query) or 0)
 
     def size_by_camera(self) -> dict[str, int]:
-        query = select(SegmentRow.camera, func.sum(SegmentRow.size)).group_by(SegmentRow.camera)
+        """Bytes recorded per camera, segments and their previews."""
+        query = select(SegmentRow.camera,
+                       func.sum(SegmentRow.size + SegmentRow.preview_bytes),
+                       ).group_by(SegmentRow.camera)  # fmt: skip
         return {cam: int(size) for cam, size in self.session.execute(query)}
 
     def delete(self, ids: Iterable[int], *,

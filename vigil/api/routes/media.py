@@ -22,7 +22,7 @@ from vigil.api.clips import segment_file
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
 from vigil.api.exports import queue_export
-from vigil.api.media import check_range, outgoing_image, safe_media_path
+from vigil.api.media import check_range, outgoing_image, preview_source, safe_media_path
 from vigil.api.params import DbId
 from vigil.api.routes import error, protected
 from vigil.api.routes.events import JPEG, unredacted_grant
@@ -30,6 +30,7 @@ from vigil.api.schemas import CameraOut, ExportRequest, JobOut, SegmentOut
 from vigil.api.state import AppState
 from vigil.record.export import manifest_path
 from vigil.record.layout import check_camera_id
+from vigil.record.previews import MAX_PREVIEW_GAP_S, nearest_preview
 from vigil.store import SegmentRepo
 
 router = protected(tags=["media"])
@@ -81,6 +82,47 @@ def segment_media(segment_id: DbId, request: Request, who: Operator, state: Stat
                 details={"segment": row.id, "range": request.headers.get("range"),
                          "masked": masked})  # fmt: skip
     return _media_file(request, segment_file(state, row, who.name))
+
+
+#: How long a browser may keep a preview (it is redacted, and its file never changes; a
+#: newer segment near the same time may answer better later, hence not for ever).
+PREVIEW_MAX_AGE_S = 600
+#: One ``recording.preview`` audit record per user and camera in this many seconds: hovering
+#: the timeline asks for many previews, and one record per request would flood the chain.
+PREVIEW_AUDIT_S = 600.0
+PREVIEW_JPEG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/jpeg": {}}, "description": "The redacted preview nearest to `at`",
+          "headers": {"X-Preview-Time": {"description": "UNIX seconds of the preview",
+                                         "schema": {"type": "number"}}}},
+    404: error("No preview within 10 s of `at` (nothing recorded then, or older segments "
+               "without previews)"),
+    503: error("The cluster node holding the recording is down (the message names it)",
+               Retry_After="seconds until the next try"),
+}
+
+
+@router.get("/api/recordings/{camera}/preview", responses=PREVIEW_JPEG,
+            response_class=FileResponse)  # fmt: skip
+def recording_preview(
+    camera: str, who: Reader, state: StateDep,
+    at: Annotated[float, Query(ge=0, le=1e11, description="UNIX seconds")],
+) -> Response:  # fmt: skip
+    """The redacted preview thumbnail of ``camera``'s recordings nearest to ``at`` (at most
+    10 s away), made at record time with the camera's redaction settings; for the timeline's
+    hover. Browsers may keep it ``PREVIEW_MAX_AGE_S`` (``private``); audited once per user
+    and camera every 10 minutes."""
+    check_camera(who, camera)
+    with state.db.session() as session:
+        rows = SegmentRepo(session).list(camera, at - MAX_PREVIEW_GAP_S, at + MAX_PREVIEW_GAP_S)
+    found = nearest_preview(rows, at)
+    if found is None:
+        raise not_found(f"preview of {camera!r} near {at:.0f}")
+    path = preview_source(state.media, found.node, found.path)
+    if state.first_in(("recording.preview", who.name, camera), PREVIEW_AUDIT_S):
+        state.audit(who, "recording.preview", camera, details={"at": round(at, 3)})
+    return FileResponse(path, media_type="image/jpeg", headers={
+        "Cache-Control": f"private, max-age={PREVIEW_MAX_AGE_S}",
+        "X-Preview-Time": f"{found.time:.3f}"})  # fmt: skip
 
 
 def _export_path(state: AppState, name: str) -> Path:

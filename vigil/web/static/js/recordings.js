@@ -3,6 +3,9 @@
 // A click plays from that moment: operators play the recorded segments themselves
 // (unredacted stream copy, audited), continuing into the next segment; viewers get a
 // redacted export of a short window, since segments are unredacted.
+// Hovering shows the redacted preview thumbnail nearest to the pointer's time (made at record
+// time; the segments list when theirs were taken; GET /api/recordings/{camera}/preview?at=
+// that exact time), with its time, above the timeline.
 
 import { api, can, seg } from './api.js';
 import { followJob, progressLine } from './jobs.js';
@@ -12,6 +15,11 @@ import { empty, errorBox, field, fill, fmtTime, h, header, message, select, shar
 const DAY = 86400;
 const VIEWER_WINDOW_S = 30;
 const MIN_SPAN_S = 60;
+// At most one preview request in flight, and at least this long between two (ms); each
+// preview has one URL (its own time), so the browser's cache answers a second hover.
+const PREVIEW_GAP_MS = 120;
+// How far from the pointer's time a preview may be and still be shown (the API's limit).
+const PREVIEW_REACH_S = 10;
 
 export async function render(ctx) {
   document.title = 'Recordings — Vigil';
@@ -35,6 +43,10 @@ export async function render(ctx) {
     h('li', {}, h('span', { class: 'swatch swatch-rec' }), 'recorded'),
     h('li', {}, h('span', { class: 'swatch swatch-motion' }), 'motion'),
     h('li', {}, h('span', { class: 'swatch swatch-event' }), 'events'));
+  const tipImage = h('img', { alt: '', width: 320, height: 180, decoding: 'async' });
+  const tipTime = h('span', { class: 'preview-time' });
+  const tip = h('div', { class: 'preview-tip', id: 'preview-tip', hidden: true, 'aria-hidden': 'true' },
+    tipImage, tipTime);
   const info = h('p', { class: 'muted', 'aria-live': 'polite' });
   const video = h('video', { controls: true, class: 'clip', playsinline: true, hidden: true, muted: true });
   const message_ = h('div', { 'aria-live': 'polite' });
@@ -42,9 +54,10 @@ export async function render(ctx) {
     h('div', { class: 'filters' }, field('Camera', camera), field('Day', dayInput),
       h('div', { class: 'field zoom' }, h('span', { class: 'label' }, 'Zoom'),
         h('div', { class: 'actions' }, zoomIn, zoomOut, whole))),
-    canvas, legend, info, message_, video);
+    h('div', { class: 'timeline-wrap' }, canvas, tip), legend, info, message_, video);
 
-  const tl = { segments: [], events: [], day0: 0, view: [0, DAY], playing: null, hover: null };
+  const tl = { segments: [], events: [], day0: 0, view: [0, DAY], playing: null, hover: null, longest: 0 };
+  const previews = previewLoader(tipImage);
 
   const load = async () => {
     const [y, m, d] = dayInput.value.split('-').map(Number);
@@ -59,6 +72,7 @@ export async function render(ctx) {
       fill(message_, errorBox(err));
       return;
     }
+    tl.longest = tl.segments.reduce((m, sg) => Math.max(m, sg.end - sg.start), 0);
     info.textContent = tl.segments.length
       ? `${tl.segments.length} segment(s), ${tl.events.length} event(s). Click the timeline to play.`
       : 'No recordings on this day.';
@@ -93,8 +107,20 @@ export async function render(ctx) {
   }, { passive: false });
   let drag = null;
   canvas.addEventListener('pointerdown', (event) => { drag = { x: event.clientX, view: [...tl.view], moved: false }; });
+  const showPreview = (clientX) => {
+    const t = tl.hover;
+    const at = t === null || drag ? null : nearestPreview(tl.segments, t, tl.longest);
+    if (at === null) { tip.hidden = true; return; }
+    const rect = canvas.getBoundingClientRect();
+    previews.want(`/api/recordings/${seg(camera.value)}/preview?at=${at.toFixed(3)}`);
+    tipTime.textContent = fmtTime(at).slice(11);
+    const width = tip.offsetWidth || 240;
+    tip.style.left = `${Math.min(Math.max(0, clientX - rect.left - width / 2), rect.width - width)}px`;
+    tip.hidden = false;
+  };
   canvas.addEventListener('pointermove', (event) => {
     tl.hover = timeAt(event.clientX);
+    showPreview(event.clientX);
     if (drag && Math.abs(event.clientX - drag.x) > 4) {
       drag.moved = true;
       const rect = canvas.getBoundingClientRect();
@@ -105,7 +131,7 @@ export async function render(ctx) {
     }
     draw(canvas, tl);
   });
-  canvas.addEventListener('pointerleave', () => { tl.hover = null; draw(canvas, tl); });
+  canvas.addEventListener('pointerleave', () => { tl.hover = null; tip.hidden = true; draw(canvas, tl); });
   canvas.addEventListener('pointerup', (event) => {
     const wasDrag = drag && drag.moved;
     drag = null;
@@ -173,6 +199,67 @@ export async function render(ctx) {
     window.removeEventListener('resize', onResize);
     video.pause();
     video.removeAttribute('src');
+  };
+}
+
+/**
+ * The time of the preview nearest to ``t`` (within PREVIEW_REACH_S), from the segments'
+ * ``preview_offsets``, or null. ``segments`` are sorted by start and none is longer than
+ * ``longest`` seconds: a binary search finds the first one that may hold it.
+ */
+function nearestPreview(segments, t, longest) {
+  let lo = 0;
+  let hi = segments.length;
+  while (lo < hi) { // the first segment starting after t - reach - the longest segment
+    const mid = (lo + hi) >> 1;
+    if (segments[mid].start < t - PREVIEW_REACH_S - longest) lo = mid + 1; else hi = mid;
+  }
+  let best = null;
+  for (let i = lo; i < segments.length && segments[i].start <= t + PREVIEW_REACH_S; i += 1) {
+    const s = segments[i];
+    for (const offset of s.preview_offsets || []) {
+      const when = s.start + offset / 1000;
+      if (Math.abs(when - t) <= PREVIEW_REACH_S && (best === null || Math.abs(when - t) < Math.abs(best - t))) best = when;
+    }
+  }
+  return best;
+}
+
+/**
+ * Loads preview images into ``img`` without flooding the server: one request at a time, at
+ * least PREVIEW_GAP_MS apart; while one loads, only the latest wanted URL waits (the pointer
+ * moved on from the others). A preview seen before comes from the browser's cache (private,
+ * 10 min).
+ */
+function previewLoader(img) {
+  let loading = false;
+  let pending = null;
+  let last = 0;
+  let shown = null;
+  const start = () => {
+    const url = pending;
+    pending = null;
+    if (url === null || url === shown) return;
+    loading = true;
+    last = performance.now();
+    shown = url;
+    img.src = url;
+  };
+  const done = () => {
+    loading = false;
+    if (pending !== null) setTimeout(start, Math.max(0, PREVIEW_GAP_MS - (performance.now() - last)));
+  };
+  img.addEventListener('load', () => { img.style.visibility = 'visible'; done(); });
+  img.addEventListener('error', () => { img.style.visibility = 'hidden'; done(); });
+  return {
+    want(url) {
+      pending = url;
+      if (!loading && performance.now() - last >= PREVIEW_GAP_MS) start();
+      else if (!loading) {
+        loading = true; // a timer is due: no second one
+        setTimeout(() => { loading = false; start(); }, PREVIEW_GAP_MS - (performance.now() - last));
+      }
+    },
   };
 }
 

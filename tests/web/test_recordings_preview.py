@@ -1,0 +1,121 @@
+"""The recordings timeline's hover previews in a real browser, against a real ``vigil serve``
+whose camera is the face clip as a looping file (recorded in 2 s segments, previews made at
+record time, redacted): hovering the recorded span shows the preview image and its time; a
+sweep across the timeline asks for a bounded number of previews."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.alerts.alert_servers import free_port
+from tests.conftest import require_file
+from tests.rtsp_relay import require_tools
+from tests.web.conftest import PASSWORD, Pages, Server, _health, login, wait_until
+from vigil.paths import shared_data_dir
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+detect: {{model: motion, fps: 5}}
+data_dir: "{data}"
+record: {{mode: continuous, segment_seconds: 2, preview_interval: 1}}
+server: {{host: 127.0.0.1, port: {port}, secure_cookies: false}}
+cameras:
+  lobby:
+    sources: [{{url: "{clip}", loop: true}}]
+"""
+
+
+@pytest.fixture(scope="module")
+def lobby(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    require_tools("ffmpeg")
+    gif = require_file(shared_data_dir() / "clips" / "face-demographics-walking.gif")
+    root = tmp_path_factory.mktemp("lobby")
+    clip = root / "face.mp4"  # H.264: a recorder stream-copies, a GIF cannot go into an MP4
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(gif), "-c:v",
+                    "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-r", "10", "-g",
+                    "10", "-sc_threshold", "0", str(clip)], check=True)  # fmt: skip
+    port = free_port()
+    config = root / "vigil.yaml"
+    config.write_text(CONFIG.format(data=root / "data", port=port, clip=clip))
+    cli = [sys.executable, "-m", "vigil.cli"]
+    subprocess.run([*cli, "user", "--config", str(config), "add", "ada", "--role", "admin",
+                    "--password-stdin"], input=f"{PASSWORD}\n".encode(), check=True)  # fmt: skip
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([*cli, "serve", "--config", str(config)],
+                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _health(url) is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"vigil serve did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield Server(url, root / "data", process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def lobby_pages(browser: Any, lobby: Server) -> Iterator[Pages]:
+    opened = Pages(browser, lobby.url)
+    try:
+        yield opened
+        assert not opened.errors, "console errors:\n" + "\n".join(opened.errors)
+    finally:
+        opened.close()
+
+
+def previewed_segments(page: Any) -> int:
+    got = page.evaluate("""async () => {
+      const r = await fetch('/api/recordings?camera=lobby');
+      return r.ok ? (await r.json()).filter((s) => s.preview_offsets.length > 0).length : 0;
+    }""")
+    return int(got)
+
+
+def test_hovering_the_timeline_shows_the_redacted_preview_and_its_time(
+    lobby_pages: Pages, shots: Path
+) -> None:
+    page = lobby_pages.open()
+    login(page, "ada")
+    wait_until(lambda: previewed_segments(page) >= 4, 90, "four segments with previews")
+    page.goto("/#/recordings?camera=lobby")
+    page.get_by_text("segment(s)").wait_for()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/preview?" in r.url else None)
+    box = page.locator("#timeline").bounding_box()
+    assert box is not None
+    # The day opens zoomed on the recordings, centred: the middle is recorded.
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 20)
+    tip = page.locator("#preview-tip")
+    tip.wait_for(state="visible")
+    image = tip.locator("img")
+    wait_until(lambda: bool(image.evaluate("(i) => i.complete && i.naturalWidth > 0")), 15,
+               "the preview image did not load")  # fmt: skip
+    assert image.evaluate("(i) => i.naturalWidth") == 320
+    assert tip.locator(".preview-time").inner_text().count(":") == 2  # HH:MM:SS
+    page.screenshot(path=shots / "recordings-preview.png")
+    # A sweep over the recorded part: one request at a time, the latest wanted; rounded times.
+    asked.clear()
+    moves = 60
+    for k in range(moves):
+        page.mouse.move(box["x"] + box["width"] * (0.45 + 0.1 * k / moves), box["y"] + 20)
+    page.wait_for_timeout(1000)
+    assert asked, "the sweep showed no preview"
+    assert len(asked) < moves / 2, f"{len(asked)} preview requests for {moves} moves"
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 200)  # off the timeline
+    tip.wait_for(state="hidden")
