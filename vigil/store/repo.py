@@ -608,6 +608,7 @@ class SegmentEntry(NamedTuple):
     has_motion: bool
     has_events: bool
     node: str | None
+    previews: str | None
 
 
 _ENTRY_COLUMNS = SegmentEntry._fields
