@@ -1,4 +1,4 @@
-"""Live video: redacted H.264 in fragmented MP4, one encoder per camera and view, fanned out.
+"""Live video: H.264 in fragmented MP4, one encoder (or stream copy) per camera and view.
 
 ``LiveVideo`` keeps one ``LiveEncoder`` per ``VideoView`` (camera, width, redacted), started by
 its first viewer and stopped when the last leaves. The encoder's thread polls the camera's
@@ -33,9 +33,12 @@ detection, up to ``1 / face_hz`` plus one detection time later; a face moving fa
 growth allowance and outside any track can slip out of its box until the next detection.
 People (modes ``people``, ``faces+people``) come from the tracks of every frame.
 
-An unredacted view (behind a live grant) is the camera's frame with the static masks applied,
-re-encoded like the redacted one: the runtime hands the API decoded frames only, so stream
-copying the camera's own H.264 is not possible from here (see ``docs/architecture.md``).
+An unredacted view (behind a live grant) is a ``StreamCopy`` of the camera's own H.264 when
+``copy_source`` (``AppState.copy_source``) gives the camera's ``PacketTap``: its recorder's
+packets muxed into fragmented MP4 as they are, no decoder and no encoder. Otherwise (static
+masks, which copied packets cannot carry; the camera not recorded in this process; not H.264)
+it is the camera's frame with the static masks applied, re-encoded like the redacted one, and
+``reason`` says why (see ``docs/privacy.md``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ Annotated video (``vigil analyze``), the demo clip, ``vigil redact``, exports an
   a player starts before the download ends) or, with ``fragmented=True``, fragmented MP4 into
   a buffer: an init segment (``ftyp`` + ``moov``), then one ``moof`` + ``mdat`` per frame, what
   Media Source Extensions play (``Fragmenter``). ``add_copy`` adds a stream copied packet for
-  packet (audio) beside the encoded video.
+  packet (audio) beside the encoded video; ``CopyFragmenter`` muxes a camera's own H.264
+  packets (no encoder) into the same fragmented MP4, for stream-copied live video.
 - **Errors.** Every failure is a ``MediaError`` that names the file and the fix:
   ``MediaReadError`` (a ``SourceError``) for inputs, ``MediaWriteError`` (a ``StorageError``)
   for outputs.
