@@ -219,8 +219,10 @@ def run_unredacted(mode: str, cameras: int, seconds: float, root: Path) -> dict[
     login = http.post("/api/login", json={"name": "bench", "password": "correct horse battery"})
     http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
     cookie = login.cookies["vigil_session"]
-    grants = {n: http.post(f"/api/cameras/{n}/live/unredacted",
-                           json={"reason": "benchmark"}).json()["grant"] for n in names}  # fmt: skip
+    grants = {}
+    for n in names:
+        reply = http.post(f"/api/cameras/{n}/live/unredacted", json={"reason": "benchmark"})
+        grants[n] = reply.json()["grant"]
     stop = threading.Event()
 
     def play() -> None:

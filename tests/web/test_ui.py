@@ -5,7 +5,8 @@ The scenarios run in this order on one server (setup creates the admin the other
 auditor checks the records the others left): first-run setup; users added through the UI;
 login; live tiles show changing frames; a line drawn in the editor counts the people who
 cross it; an event's clip plays; unredacted live for an operator-capable admin with the
-banner, the camera's own H.264 stream-copied and playing; a viewer gets no unredacted button (the API says 403) and no audit page; the auditor
+banner, the camera's own H.264 stream-copied and playing; a viewer gets no unredacted button
+(the API says 403) and no audit page; the auditor
 sees the records and a verified chain. Every page must log no console error. Screenshots go
 to ``artifacts/screenshots`` (or ``$VIGIL_ARTIFACTS_DIR/screenshots``).
 """
