@@ -36,13 +36,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from vigil.config.models import LineConfig, ZoneConfig
-from vigil.record.tap import PacketTap
 from vigil.types import Detections, ImageArray
+
+if TYPE_CHECKING:  # a worker process imports this module: it needs no recording code
+    from vigil.record.tap import PacketTap
 
 Zones = dict[str, ZoneConfig]
 Lines = dict[str, LineConfig]
