@@ -10,10 +10,11 @@ The recorder must never wait for a viewer. ``publish`` takes a lock only to copy
 packet's bytes into each subscriber's bounded queue (``Subscription``, ``QUEUE_PACKETS``); a
 subscriber whose queue is full is *lagging*: its queue is emptied and it gets nothing more
 until the next keyframe, since a video stream cannot skip single packets. Nothing is copied
-while nobody subscribed, except the current GOP (the packets since the last keyframe, at most
-``GOP_BYTES``), which a new subscriber gets first, so that it starts at once at a keyframe
-instead of waiting up to one GOP for the next. Every fault inside the tap is logged and
-swallowed: the recording goes on.
+before the first subscriber: a camera nobody watches unredacted costs nothing. From then on
+the tap keeps the current GOP (the packets since the last keyframe, at most ``GOP_BYTES``)
+even between subscribers, and a new one gets it first, so that it starts at once at a
+keyframe instead of waiting up to one GOP for the next (only the very first waits). Every
+fault inside the tap is logged and swallowed: the recording goes on.
 
 Each connection is a ``TapSession``: the codec, and a private copy of the stream's codec
 parameters (``template``, an output stream of a container that is never written) from which
@@ -149,6 +150,8 @@ class PacketTap:
         self.session: TapSession | None = None
         #: Packets published since start (all connections).
         self.packets = 0
+        #: Set by the first subscriber: from then on the current GOP is kept.
+        self._armed = False
 
     # -- the recorder's side (its thread only) --------------------------------------------------
 
@@ -168,6 +171,9 @@ class PacketTap:
         session = self.session
         if session is None or packet.size == 0:
             return
+        self.packets += 1
+        if not self._armed:  # read without the lock: at worst one packet is not kept
+            return
         try:
             tapped = TapPacket(session, bytes(packet), packet.pts, packet.dts,
                                int(packet.duration or 0), bool(packet.is_keyframe))  # fmt: skip
@@ -175,7 +181,6 @@ class PacketTap:
             log.exception("%s: cannot tap a packet", self.camera)
             return
         with self._lock:
-            self.packets += 1
             self._keep(tapped)
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
@@ -193,6 +198,7 @@ class PacketTap:
         """A new subscriber; its queue starts with the current GOP when it was kept."""
         subscription = Subscription(self, limit)
         with self._lock:
+            self._armed = True
             if len(self._gop) <= limit:  # a longer one would not fit: the next keyframe
                 for packet in self._gop:
                     subscription.offer(packet)
