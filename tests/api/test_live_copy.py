@@ -22,6 +22,7 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from tests.api.conftest import PASSWORD
+from tests.api.conftest import Api as ApiFixture
 from tests.rtsp_relay import RtspRelay, require_tools
 from vigil.api import ApiSettings, create_app
 from vigil.api.livevideo import LiveEncoder, StreamCopy
@@ -278,3 +279,45 @@ def test_ending_the_grant_ends_the_copied_stream_and_its_subscription(
         with state.db.session() as session:
             ends = AuditRepo(session).records(action="camera.live.unredacted.end")
         assert ends, "the grant's end is audited"
+
+
+def test_a_viewer_joining_a_copy_starts_at_once_with_the_current_gop(
+    api: ApiFixture, tmp_path: Path, clips_dir: Path
+) -> None:
+    """A file camera's recorder (real time, looping) taps its packets; a second viewer of the
+    same copy gets the current GOP first: fragments the first viewer already had, from a
+    keyframe, not the next keyframe's."""
+    from vigil.api import CameraStatus
+    from vigil.record import Recorder
+
+    recorder = Recorder(str(clips_dir / CLIP), "cam", tmp_path / "rec", file_loop=True)
+    # A StaticRuntime that hands out the recorder's tap, as the Supervisor does (PacketTaps).
+    api.runtime.packet_tap = (  # type: ignore[attr-defined]
+        lambda camera: recorder.tap if camera == "cam" else None)
+    api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=10.0))
+    api.runtime.set_frame("cam", np.zeros((432, 768, 3), np.uint8), time=time.time())
+    api.add_user("op", Role.OPERATOR)
+    op = api.login("op")
+    recorder.start()
+    try:
+        wait_for(lambda: recorder.tap.session is not None, 30, "the recorder starts")
+        token = op.post("/api/cameras/cam/live/unredacted",
+                        json={"reason": "incident 14"}).json()["grant"]  # fmt: skip
+        url = f"/api/cameras/cam/live.mp4ws?grant={token}"
+        with op.websocket_connect(url) as first:
+            assert json.loads(first.receive_text())["mode"] == "copy"
+            first.receive_bytes()
+            before = [first.receive_bytes() for _ in range(14)]  # into the second GOP
+            with op.websocket_connect(url) as second:
+                assert json.loads(second.receive_text())["mode"] == "copy"
+                init = second.receive_bytes()
+                joined = [second.receive_bytes() for _ in range(12)]
+            streams = api.app.state.vigil.video.encoders()
+            assert len(streams) == 1  # one copy for both
+    finally:
+        recorder.close()
+    assert joined[0] in before, "the joining viewer got the GOP already sent, not a later one"
+    with av.open(io.BytesIO(init + b"".join(joined)), format="mp4") as box:
+        packets = [p for p in box.demux(video=0) if p.size]
+        assert packets[0].is_keyframe
+    assert slices(bytes(packets[0]))[0][0] & 0x1F == 5  # an IDR picture
