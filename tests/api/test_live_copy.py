@@ -321,3 +321,67 @@ def test_a_viewer_joining_a_copy_starts_at_once_with_the_current_gop(
         packets = [p for p in box.demux(video=0) if p.size]
         assert packets[0].is_keyframe
     assert slices(bytes(packets[0]))[0][0] & 0x1F == 5  # an IDR picture
+
+
+def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
+    api: ApiFixture, tmp_path: Path
+) -> None:
+    """The camera switches resolution mid-connection (new SPS in-band): the init segment no
+    longer describes the packets, so the copy ends (1011) and the player reconnects."""
+    import subprocess
+    import threading
+
+    from vigil.api import CameraStatus
+
+    streams = []
+    for size in ("320x240", "160x120"):
+        path = tmp_path / f"{size}.h264"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                        f"testsrc=size={size}:rate=10", "-t", "3", "-c:v", "libx264", "-g",
+                        "10", "-bf", "0", "-f", "h264", str(path)], check=True)  # fmt: skip
+        streams.append(path)
+    tap = PacketTap("cam")
+    api.runtime.packet_tap = lambda camera: tap  # type: ignore[attr-defined]
+    api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=10.0))
+    api.runtime.set_frame("cam", np.zeros((240, 320, 3), np.uint8), time=time.time())
+    api.add_user("op", Role.OPERATOR)
+    op = api.login("op")
+    stop, forced = threading.Event(), threading.Event()
+
+    token = op.post("/api/cameras/cam/live/unredacted",
+                    json={"reason": "incident 15"}).json()["grant"]  # fmt: skip
+    with av.open(str(streams[0]), format="h264") as a, \
+            av.open(str(streams[1]), format="h264") as b:  # fmt: skip
+        tap.start(a.streams.video[0])  # the camera is connected: its view can be copied
+
+        def camera() -> None:  # one connection: the first stream, then the second
+            packets = (p for box in (a, b) for p in box.demux(video=0) if p.size)
+            for n, packet in enumerate(packets):
+                if stop.wait(0.05):
+                    break
+                packet.pts = packet.dts = n * 120_000  # 10 fps; the raw demuxer stamps none
+                tap.publish(packet)
+            # A copy that missed the change would wait for packets for ever: end it, and
+            # say so (the test must fail, not hang).
+            if not stop.wait(10.0):
+                forced.set()
+                api.app.state.vigil.video.stop_all()
+            tap.end()
+
+        feeder = threading.Thread(target=camera, daemon=True)
+        with op.websocket_connect(f"/api/cameras/cam/live.mp4ws?grant={token}") as ws:
+            wait_for(lambda: tap.subscribers() > 0, 10, "the copy subscribes")
+            feeder.start()
+            try:
+                head = json.loads(ws.receive_text())
+                init = ws.receive_bytes()
+                code = closed_with(ws, 30.0)
+            finally:
+                stop.set()
+                feeder.join(10)
+    assert not forced.is_set(), "the copy went on over the camera's new parameter sets"
+    assert head["mode"] == "copy"
+    assert head["codec"].startswith("avc1.")
+    assert init
+    assert code == 1011
+
