@@ -2,7 +2,9 @@
 real ``Supervisor`` (recorder in the main process, with the thread backend and with a worker
 process) under the API; the received fMP4's pictures are the camera's own H.264 slices, byte
 for byte (no encoder ran), while a camera with static masks is still re-encoded with them
-painted, and a subscriber that never reads does not stall the recording."""
+painted; a subscriber that never reads does not stall the recording; ending the grant ends
+the copy; a joining viewer starts at once from the current GOP; new parameter sets end the
+copy (the player reconnects)."""
 
 from __future__ import annotations
 
