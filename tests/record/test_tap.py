@@ -71,6 +71,18 @@ def test_a_subscriber_that_does_not_read_is_bounded_and_resumes_at_a_keyframe(
     assert tap.packets == 53
 
 
+def test_a_full_queue_meeting_a_keyframe_keeps_it(packets: tuple[Any, list[Any]]) -> None:
+    video, demuxed = packets
+    tap = PacketTap("door")
+    tap.start(video)
+    slow = tap.subscribe(limit=10)
+    for packet in demuxed[:11]:  # ten packets fill it; the eleventh is the next keyframe
+        tap.publish(packet)
+    got = drain(slow)
+    assert [p.data for p in got] == [bytes(demuxed[10])]
+    assert slow.dropped == 10
+
+
 def test_a_new_connection_is_a_new_session_and_closing_unsubscribes(
     packets: tuple[Any, list[Any]],
 ) -> None:

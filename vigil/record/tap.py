@@ -108,10 +108,11 @@ class Subscription:
                 self.dropped += 1
                 return
             if len(self._queue) >= self.limit:
-                self.dropped += len(self._queue) + 1
+                self.dropped += len(self._queue)
                 self._queue.clear()
                 self.lagging = True
                 if not packet.key:
+                    self.dropped += 1
                     return
             self.lagging = False
             self._queue.append(packet)
