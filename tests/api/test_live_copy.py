@@ -387,3 +387,35 @@ def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
     assert init
     assert code == 1011
 
+
+
+def test_an_h265_camera_is_re_encoded_and_says_why(api: ApiFixture, tmp_path: Path) -> None:
+    """Browsers' MSE here plays H.264: an H.265 camera's granted view is re-encoded."""
+    import subprocess
+
+    from vigil.api import CameraStatus
+    from vigil.record import Recorder
+
+    require_tools("ffmpeg")
+    clip = tmp_path / "hevc.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=320x240:rate=10", "-t", "3", "-c:v", "libx265", "-x265-params",
+                    "log-level=error", str(clip)], check=True)  # fmt: skip
+    recorder = Recorder(str(clip), "cam", tmp_path / "rec", file_loop=True)
+    api.runtime.packet_tap = (  # type: ignore[attr-defined]
+        lambda camera: recorder.tap if camera == "cam" else None)
+    api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=10.0))
+    api.add_user("op", Role.OPERATOR)
+    op = api.login("op")
+    recorder.start()
+    try:
+        wait_for(lambda: recorder.tap.session is not None, 30, "the recorder starts")
+        token = op.post("/api/cameras/cam/live/unredacted",
+                        json={"reason": "incident 16"}).json()["grant"]  # fmt: skip
+        api.runtime.set_frame("cam", np.full((240, 320, 3), 90, np.uint8), time=time.time())
+        with op.websocket_connect(f"/api/cameras/cam/live.mp4ws?grant={token}") as ws:
+            head = json.loads(ws.receive_text())
+    finally:
+        recorder.close()
+    assert head["mode"] == "encode"
+    assert "hevc" in head["reason"]
