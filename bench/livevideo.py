@@ -3,6 +3,7 @@
 Run from the repository root::
 
     python bench/livevideo.py [--cameras 1 4 16] [--seconds 20] [--width 480]
+    python bench/livevideo.py --unredacted copy encode [--cameras 1 4]
 
 The API runs under uvicorn in this process over a ``StaticRuntime``; every camera plays the
 face clip (``face-demographics-walking.gif``, 480x270) at 15 fps from one thread, forwards
@@ -14,6 +15,15 @@ the latency from "frame available to the API" to "fragment at the client" (the c
 decode before it, and the browser's buffer after it, are not in it: the web test reports the
 player's lag). CPU: the encoder and face-detector threads' own CPU time (``/proc``) per stream,
 and the whole process's CPU (which also holds the player, the clients and the event loop).
+
+``--unredacted copy encode``: granted unredacted streams instead, of a camera that is a real
+``Recorder`` of ``one-by-one-person-detection.mp4`` (768x432, 10 fps, H.264 Main; a file
+camera: paced to real time, looping), whose decoded frames a player thread also sets, as the
+analysis would. ``copy``: the runtime hands the API the recorder's ``PacketTap`` (the stream
+copy); ``encode``: it does not, so the view is re-encoded from the frames at full width (what
+a camera with static masks gets). CPU per stream: the process's CPU while streaming less its
+CPU before any stream (recorders and player only), per stream (libx264 encodes in threads of
+its own, which the encoder thread's own CPU, also shown, leaves out).
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from vigil.config.models import RedactConfig
 from vigil.paths import shared_data_dir
 from vigil.privacy import build_redactor
 from vigil.privacy.redactor import build_face_detector
+from vigil.record import Recorder
+from vigil.record.tap import PacketTap
 from vigil.store import Database, Role, UserRepo
 
 FPS = 15.0
@@ -162,6 +174,116 @@ def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dic
     }  # fmt: skip
 
 
+COPY_CLIP = "one-by-one-person-detection.mp4"
+
+
+class TapRuntime(StaticRuntime):
+    """A StaticRuntime whose cameras' recorders hand out their packet taps (``PacketTaps``)."""
+
+    def __init__(self, statuses: dict[str, CameraStatus], taps: dict[str, PacketTap]) -> None:
+        super().__init__(statuses)
+        self.taps = taps
+
+    def packet_tap(self, camera: str) -> PacketTap | None:
+        return self.taps.get(camera)
+
+
+def run_unredacted(mode: str, cameras: int, seconds: float, root: Path) -> dict[str, float]:
+    """Granted unredacted streams, copied or re-encoded (see the module docstring)."""
+    from fastapi.testclient import TestClient
+
+    clip = shared_data_dir() / "clips" / COPY_CLIP
+    with av.open(str(clip)) as box:
+        frames = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+        fps = float(box.streams.video[0].average_rate or 10)
+    names = [f"cam{i:02d}" for i in range(cameras)]
+    recorders = [Recorder(str(clip), n, root / mode, file_loop=True) for n in names]
+    statuses = {n: CameraStatus(n, True, "running", decode_fps=fps) for n in names}
+    runtime = (TapRuntime(statuses, {r.segmenter.camera: r.tap for r in recorders})
+               if mode == "copy" else StaticRuntime(statuses))  # fmt: skip
+    db = Database(f"sqlite:///{root / f'unredacted-{mode}{cameras}.db'}")
+    db.migrate()
+    with db.session() as session:
+        UserRepo(session).add("bench", Role.OPERATOR, hash_password("correct horse battery"))
+    app = create_app(ApiSettings(secure_cookies=False, job_workers=0), db, runtime,
+                     data_dir=root / "data")  # fmt: skip
+    port = 18100 + cameras + (50 if mode == "copy" else 0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))  # fmt: skip
+    threading.Thread(target=server.run, daemon=True).start()
+    for recorder in recorders:
+        recorder.start()
+    while not server.started or any(r.tap.session is None for r in recorders):
+        time.sleep(0.05)
+    http = TestClient(app)
+    login = http.post("/api/login", json={"name": "bench", "password": "correct horse battery"})
+    http.headers["X-CSRF-Token"] = login.json()["csrf_token"]
+    cookie = login.cookies["vigil_session"]
+    grants = {}
+    for n in names:
+        reply = http.post(f"/api/cameras/{n}/live/unredacted", json={"reason": "benchmark"})
+        grants[n] = reply.json()["grant"]
+    stop = threading.Event()
+
+    def play() -> None:
+        n, start = 0, time.monotonic()
+        while not stop.is_set():
+            for name in names:
+                runtime.set_frame(name, frames[n % len(frames)], time=time.time())
+            n += 1
+            stop.wait(max(0.0, start + n / fps - time.monotonic()))
+
+    counts: dict[str, tuple[int, float, str]] = {}
+
+    def client(name: str) -> None:
+        url = (f"ws://127.0.0.1:{port}/api/cameras/{name}/live.mp4ws?width=768"
+               f"&grant={grants[name]}")  # fmt: skip
+        with connect(url, additional_headers={"Cookie": f"vigil_session={cookie}"},
+                     max_size=None) as ws:  # fmt: skip
+            head = str(ws.recv())
+            ws.recv()
+            got, first = 0, time.monotonic()
+            deadline = first + seconds
+            while time.monotonic() < deadline:
+                ws.recv()
+                got += 1
+        counts[name] = (got, time.monotonic() - first, head)
+
+    threading.Thread(target=play, daemon=True).start()
+    # The baseline: recorders and player without any stream (libx264's own threads are not
+    # the encoder thread's, so the stream's cost is the process's CPU above this).
+    base0, basew0 = time.process_time(), time.time()
+    time.sleep(max(3.0, seconds / 2))
+    baseline = (time.process_time() - base0) / (time.time() - basew0)
+    clients = [threading.Thread(target=client, args=(n,)) for n in names]
+    for c in clients:
+        c.start()
+    time.sleep(3)
+    video = app.state.vigil.video
+    tids = [e._thread.native_id for e in video.encoders().values()]
+    modes = {e.mode for e in video.encoders().values()}
+    cpu0, proc0, wall0 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
+    time.sleep(max(1.0, seconds - 4))
+    cpu1, proc1, wall1 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
+    for c in clients:
+        c.join()
+    stop.set()
+    server.should_exit = True
+    for recorder in recorders:
+        recorder.close()
+    db.close()
+    assert modes == {mode}, f"asked for {mode}, ran {modes}"
+    wall = wall1 - wall0
+    return {
+        "cameras": cameras,
+        "fps_mean": statistics.mean(got / span for got, span, _ in counts.values()),
+        "cpu_thread_pct": 100 * (cpu1 - cpu0) / wall / cameras,
+        "cpu_stream_pct": 100 * ((proc1 - proc0) / wall - baseline) / cameras,
+        "cpu_process_pct": 100 * (proc1 - proc0) / wall,
+        "cpu_baseline_pct": 100 * baseline,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 16])
@@ -169,7 +291,23 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=480)
     parser.add_argument("--cuts", action="store_true",
                         help="loop the clip with a jump (a cut every 2.3 s) instead of to and fro")
+    parser.add_argument("--unredacted", nargs="+", choices=["copy", "encode"],
+                        help="granted unredacted streams: stream copy and/or re-encoding")
     args = parser.parse_args()
+    if args.unredacted:
+        print(f"CPUs: {os.cpu_count()}; {COPY_CLIP} (768x432, H.264 Main) as a recorded "
+              "file camera; unredacted at full size")
+        print("| mode | cameras | fps mean | CPU/stream % | its thread % | process CPU % | "
+              "without streams % |")
+        print("|---|---|---|---|---|---|---|")
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in args.cameras:
+                for mode in args.unredacted:
+                    r = run_unredacted(mode, n, args.seconds, Path(tmp))
+                    print(f"| {mode} | {n} | {r['fps_mean']:.1f} | {r['cpu_stream_pct']:.1f} | "
+                          f"{r['cpu_thread_pct']:.1f} | {r['cpu_process_pct']:.0f} | "
+                          f"{r['cpu_baseline_pct']:.0f} |", flush=True)
+        return
     print(f"CPUs: {os.cpu_count()}; source 480x270 @ {FPS:g} fps; output width {args.width}")
     print("| cameras | fps min | fps mean | latency p50 ms | p95 ms | CPU/stream % | "
           "process CPU % | face det. Hz/cam |")

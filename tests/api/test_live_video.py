@@ -183,7 +183,9 @@ def test_granted_stream_is_unredacted_but_masked(api: Api) -> None:
         token = op.post("/api/cameras/cam/live/unredacted",
                         json={"reason": "incident 10"}).json()["grant"]  # fmt: skip
         with op.websocket_connect(URL.format("cam") + f"?grant={token}&width=320") as ws:
-            _, init, fragments = receive(ws, 2.0)
+            head, init, fragments = receive(ws, 2.0)
+    assert head["mode"] == "encode"  # masks cannot be painted on copied packets
+    assert "mask" in head["reason"]
     views = decode(init, fragments)
     assert views
     image = views[-1].astype(np.float32)
@@ -218,3 +220,23 @@ def test_yunet_finds_no_face_in_a_minute_of_the_redacted_face_clip(
         if faces is not None:
             leaks.append(i)
     assert not leaks, f"YuNet found faces in {len(leaks)} of {len(live)} frames: {leaks[:20]}"
+
+
+def test_granted_stream_without_packets_is_re_encoded_and_says_why(api: Api) -> None:
+    """A runtime that hands the API no packets (here a ``StaticRuntime``; a Ray cluster's
+    cameras, recorded on their nodes): the granted view is re-encoded from frames."""
+    api.add_user("op", Role.OPERATOR)
+    op = api.login("op")
+    with Player(api, "cam", sweep()):
+        token = op.post("/api/cameras/cam/live/unredacted",
+                        json={"reason": "incident 11"}).json()["grant"]  # fmt: skip
+        with op.websocket_connect(URL.format("cam") + f"?grant={token}&width=160") as ws:
+            head, init, fragments = receive(ws, 1.5)
+        redacted = op.websocket_connect(URL.format("cam") + "?width=160")
+        with redacted as ws:
+            plain = json.loads(ws.receive_text())
+    assert head["mode"] == "encode"
+    assert "no packets" in head["reason"]
+    assert decode(init, fragments)
+    assert plain["mode"] == "encode"
+    assert "reason" not in plain  # a redacted view is always encoded: nothing to explain

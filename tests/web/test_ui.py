@@ -5,7 +5,8 @@ The scenarios run in this order on one server (setup creates the admin the other
 auditor checks the records the others left): first-run setup; users added through the UI;
 login; live tiles show changing frames; a line drawn in the editor counts the people who
 cross it; an event's clip plays; unredacted live for an operator-capable admin with the
-banner; a viewer gets no unredacted button (the API says 403) and no audit page; the auditor
+banner, the camera's own H.264 stream-copied and playing; a viewer gets no unredacted button
+(the API says 403) and no audit page; the auditor
 sees the records and a verified chain. Every page must log no console error. Screenshots go
 to ``artifacts/screenshots`` (or ``$VIGIL_ARTIFACTS_DIR/screenshots``).
 """
@@ -276,6 +277,14 @@ def test_recordings_and_counts_pages(pages: Pages, shots: Path) -> None:
 def test_unredacted_live_needs_a_reason_and_shows_a_banner(pages: Pages, shots: Path) -> None:
     page = pages.open()
     login(page, "admin")
+    heads: list[dict[str, Any]] = []  # the live sockets' first (text) messages
+
+    def on_socket(ws: Any) -> None:
+        if "live.mp4ws" in ws.url and "grant=" in ws.url:
+            ws.on("framereceived",
+                  lambda data: heads.append(json.loads(data)) if isinstance(data, str) else None)
+
+    page.on("websocket", on_socket)
     page.goto("/#/live/door")
     page.locator("#unredact").click()
     page.get_by_label("Reason (audited)").fill("checking a delivery at the door")
@@ -284,6 +293,15 @@ def test_unredacted_live_needs_a_reason_and_shows_a_banner(pages: Pages, shots: 
     banner.get_by_text("UNREDACTED").wait_for()
     assert "checking a delivery" in banner.inner_text()
     wait_for_frame(page, "video.stream.large")
+    # The granted view is the camera's own H.264 (Main profile, B-frames), stream-copied from
+    # its recorder, and Chromium plays it on.
+    wait_until(lambda: bool(heads), 15, "the unredacted stream said what it sends")
+    assert heads[0]["mode"] == "copy", heads
+    assert heads[0]["codec"].startswith("avc1.4D"), heads
+    video = page.locator("video.stream.large")
+    start = video.evaluate("v => v.currentTime")
+    wait_until(lambda: video.evaluate("v => v.currentTime") > start + 2, 20,
+               "the copied stream plays in Chromium")  # fmt: skip
     page.screenshot(path=shots / "camera-unredacted.png")
     page.locator("#end-unredacted").click()
     banner.wait_for(state="hidden")

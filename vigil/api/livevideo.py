@@ -1,4 +1,4 @@
-"""Live video: redacted H.264 in fragmented MP4, one encoder per camera and view, fanned out.
+"""Live video: H.264 in fragmented MP4, one encoder (or stream copy) per camera and view.
 
 ``LiveVideo`` keeps one ``LiveEncoder`` per ``VideoView`` (camera, width, redacted), started by
 its first viewer and stopped when the last leaves. The encoder's thread polls the camera's
@@ -33,9 +33,12 @@ detection, up to ``1 / face_hz`` plus one detection time later; a face moving fa
 growth allowance and outside any track can slip out of its box until the next detection.
 People (modes ``people``, ``faces+people``) come from the tracks of every frame.
 
-An unredacted view (behind a live grant) is the camera's frame with the static masks applied,
-re-encoded like the redacted one: the runtime hands the API decoded frames only, so stream
-copying the camera's own H.264 is not possible from here (see ``docs/architecture.md``).
+An unredacted view (behind a live grant) is a ``StreamCopy`` of the camera's own H.264 when
+``copy_source`` (``AppState.copy_source``) gives the camera's ``PacketTap``: its recorder's
+packets muxed into fragmented MP4 as they are, no decoder and no encoder. Otherwise (static
+masks, which copied packets cannot carry; the camera not recorded in this process; not H.264)
+it is the camera's frame with the static masks applied, re-encoded like the redacted one, and
+``reason`` says why (see ``docs/privacy.md``).
 """
 
 from __future__ import annotations
@@ -52,9 +55,19 @@ import cv2
 import numpy as np
 
 from vigil.api.runtime import RuntimeView, TrackSnapshot
-from vigil.media.h264 import CLOCK, Fragment, Fragmenter, codec_string
+from vigil.media.h264 import (
+    CLOCK,
+    CopyFragmenter,
+    Fragment,
+    Fragmenter,
+    annexb_units,
+    codec_string,
+    h264_parameter_sets,
+)
 from vigil.privacy import Redactor
 from vigil.privacy.redactor import mode_needs_people
+from vigil.record.segmenter import MAX_JUMP_SECONDS, TimestampFixer
+from vigil.record.tap import PacketTap, TapSession
 from vigil.types import Detections, FloatArray, ImageArray
 
 log = logging.getLogger(__name__)
@@ -66,6 +79,9 @@ RedactorFactory = Callable[[str, tuple[int, int], Any], Redactor]
 Unredacted = Callable[[str, ImageArray], ImageArray]
 #: ``camera`` → the real face detector for that camera's settings (None: mode needs none).
 FaceSource = Callable[[str], Any]
+#: ``camera`` → its packet tap when its granted unredacted view may be stream-copied, else
+#: None and why not (``AppState.copy_source`` holds the rule).
+CopySource = Callable[[str], tuple[PacketTap | None, str | None]]
 
 #: A frame that did not change is sent again after this many seconds: a still picture (a
 #: camera that stopped, a still scene without noise) still shows, and plays on in the browser.
@@ -84,6 +100,8 @@ CUT_DIFF = 6.0
 FACE_HZ = 5.0
 #: The encoder polls the camera's newest frame this many times its frame rate.
 POLL_RATIO = 1.5
+#: A stream copy keeps the fragments of the current GOP for joining viewers up to this size.
+COPY_GOP_BYTES = 8 * 1024 * 1024
 #: Bounds of the encoder's polling rate when the camera does not report its own.
 DEFAULT_FPS = 15.0
 MAX_FPS = 30.0
@@ -293,18 +311,17 @@ class Viewer:
             self.lagging = True  # skip to the next keyframe (see ``LiveEncoder._send``)
 
 
-class LiveEncoder:
-    """The thread that redacts, encodes and fans out one ``VideoView`` (see module doc)."""
+class LiveStream:
+    """One stream's fan-out: its viewers, the init segment and the fragments it sends them,
+    fed by a thread that makes the fragments (``LiveEncoder`` or ``StreamCopy``).
 
-    def __init__(
-        self, view: VideoView, runtime: RuntimeView, render: Callable[[ImageArray], ImageArray],
-        faces: CarriedFaces | None, fps: float,
-    ) -> None:  # fmt: skip
+    ``mode``: ``encode`` or ``copy``; ``reason``: why an unredacted view is re-encoded (None
+    when it is copied, or redacted)."""
+
+    mode = "encode"
+
+    def __init__(self, view: VideoView) -> None:
         self.view = view
-        self.runtime = runtime
-        self._render = render
-        self._faces = faces
-        self.fps = fps
         self._viewers: list[Viewer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -313,8 +330,9 @@ class LiveEncoder:
         self.codec: str | None = None
         self.frames = 0
         self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name=f"live-{view.camera}", daemon=True)
-        self._thread.start()
+        self.reason: str | None = None
+        self._thread = threading.Thread(target=self._guarded, name=f"live-{view.camera}",
+                                        daemon=True)  # fmt: skip
 
     def add(self, viewer: Viewer) -> None:
         with self._lock:
@@ -331,11 +349,62 @@ class LiveEncoder:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._faces is not None:
-            self._faces.close()
 
     def join(self, timeout: float = 5.0) -> None:
         self._thread.join(timeout)
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a fault ends this stream; viewers reconnect for a fresh one
+            log.exception("live video of %s failed", self.view.camera)
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                viewers, self._viewers = list(self._viewers), []
+            for viewer in viewers:
+                viewer.offer(None)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _publish_init(self, init: bytes) -> None:
+        with self._lock:
+            self.init = init
+            self.codec = codec_string(init)
+            for viewer in self._viewers:
+                viewer.offer(init)
+
+    def _send(self, fragment: Fragment) -> None:
+        self.frames += 1
+        with self._lock:
+            for viewer in self._viewers:
+                if viewer.lagging or not viewer.started:
+                    if not fragment.key:
+                        self._want_key = True
+                        continue
+                    viewer.lagging, viewer.started = False, True
+                viewer.offer(fragment.data)
+
+
+class LiveEncoder(LiveStream):
+    """The thread that redacts, encodes and fans out one ``VideoView`` (see module doc)."""
+
+    def __init__(
+        self, view: VideoView, runtime: RuntimeView, render: Callable[[ImageArray], ImageArray],
+        faces: CarriedFaces | None, fps: float,
+    ) -> None:  # fmt: skip
+        super().__init__(view)
+        self.runtime = runtime
+        self._render = render
+        self._faces = faces
+        self.fps = fps
+        self._thread.start()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._faces is not None:
+            self._faces.close()
 
     def _run(self) -> None:
         fragmenter: Fragmenter | None = None
@@ -358,16 +427,9 @@ class LiveEncoder:
                             fragmenter = Fragmenter((image.shape[1], image.shape[0]), self.fps)
                         self._encode(fragmenter, image)
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
-        except Exception as exc:  # a fault ends this stream; viewers reconnect for a fresh one
-            log.exception("live video of %s failed", self.view.camera)
-            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             if fragmenter is not None:
                 fragmenter.close()
-            with self._lock:
-                viewers, self._viewers = list(self._viewers), []
-            for viewer in viewers:
-                viewer.offer(None)
 
     def _prepare(self, frame: ImageArray) -> ImageArray | None:
         """The frame as the view shows it, or None while redaction is not ready yet."""
@@ -387,24 +449,104 @@ class LiveEncoder:
         pts = int(time.time() * CLOCK.denominator)  # the wall-clock capture time
         fragments = fragmenter.encode(image, pts, keyframe=key)
         if self.init is None and fragmenter.init is not None:
-            with self._lock:
-                self.init = fragmenter.init
-                self.codec = codec_string(fragmenter.init)
-                for viewer in self._viewers:
-                    viewer.offer(self.init)
+            self._publish_init(fragmenter.init)
         for fragment in fragments:
-            self.frames += 1
             self._send(fragment)
 
-    def _send(self, fragment: Fragment) -> None:
+
+class StreamRestartedError(Exception):
+    """The camera's recording stream reconnected or changed its parameters: a copy's init
+    segment no longer describes its packets, so the stream ends and viewers reconnect."""
+
+
+class StreamCopy(LiveStream):
+    """A granted unredacted view as the camera's own H.264, copied packet for packet from its
+    recorder (``PacketTap``) into fragmented MP4 (``CopyFragmenter``): no decoding, no
+    encoding, the camera's resolution whatever the view's width (see ``docs/privacy.md`` for
+    when a view is copied). It starts at a keyframe; a viewer that joins gets the current GOP
+    (kept up to ``COPY_GOP_BYTES``) and so starts at once, a little behind the live edge that
+    the player jumps to. Its thread never blocks the recorder: it reads its own bounded
+    subscription, which skips to the next keyframe when this thread falls behind."""
+
+    mode = "copy"
+
+    def __init__(self, view: VideoView, tap: PacketTap) -> None:
+        super().__init__(view)
+        self._subscription = tap.subscribe()
+        self._gop: list[bytes] = []
+        self._gop_bytes = 0
+        self._thread.start()
+
+    def add(self, viewer: Viewer) -> None:
         with self._lock:
-            for viewer in self._viewers:
-                if viewer.lagging or not viewer.started:
-                    if not fragment.key:
-                        self._want_key = True
-                        continue
-                    viewer.lagging, viewer.started = False, True
-                viewer.offer(fragment.data)
+            self._viewers.append(viewer)
+            if self.init is not None:
+                viewer.offer(self.init)
+                # The current GOP (when it fits the viewer's queue): it starts at once.
+                if self._gop and len(self._gop) < VIEWER_QUEUE - 1:
+                    for data in self._gop:
+                        viewer.offer(data)
+                    viewer.started = True
+
+    def _run(self) -> None:
+        fragmenter: CopyFragmenter | None = None
+        session: TapSession | None = None
+        fixer: TimestampFixer | None = None
+        base: int | None = None
+        sps = b""
+        try:
+            while not self._stop.is_set():
+                packet = self._subscription.get(0.25)
+                if packet is None:
+                    continue
+                if session is None:
+                    if not packet.key:
+                        continue  # a stream starts at a keyframe
+                    session = packet.session
+                    sps = _sps(packet.data)
+                    fragmenter = CopyFragmenter(session.template,
+                                                extradata=h264_parameter_sets(packet.data))
+                    fixer = TimestampFixer(max(1, int(MAX_JUMP_SECONDS / session.time_base)))
+                elif packet.session is not session:
+                    raise StreamRestartedError("the camera's recording stream reconnected")
+                elif packet.key and (now := _sps(packet.data)) and sps and now != sps:
+                    raise StreamRestartedError("the camera changed its stream's parameters")
+                assert fragmenter is not None
+                assert fixer is not None
+                dts, pts = fixer.fix(packet.dts, packet.pts, packet.duration)
+                if base is None:
+                    base = dts  # the copy's clock starts at its first keyframe
+                fragments = fragmenter.write(packet.data, pts - base, dts - base,
+                                             session.time_base, key=packet.key)  # fmt: skip
+                if self.init is None and fragmenter.init is not None:
+                    self._publish_init(fragmenter.init)
+                for fragment in fragments:
+                    self._keep(fragment)
+                    self._send(fragment)
+        except StreamRestartedError as exc:
+            log.info("live stream copy of %s ends: %s", self.view.camera, exc)
+            self.error = str(exc)
+        finally:
+            self._subscription.close()
+            if fragmenter is not None:
+                fragmenter.close()
+
+    def _keep(self, fragment: Fragment) -> None:
+        with self._lock:
+            if fragment.key:
+                self._gop, self._gop_bytes = [], 0
+            elif not self._gop:
+                return
+            if self._gop_bytes + len(fragment.data) > COPY_GOP_BYTES:
+                self._gop, self._gop_bytes = [], 0
+                return
+            self._gop.append(fragment.data)
+            self._gop_bytes += len(fragment.data)
+
+
+def _sps(data: bytes) -> bytes:
+    """The in-band SPS of an Annex B keyframe (b"" when none: its parameters are out of band)."""
+    return b"".join(u for u in annexb_units(data) if u[0] & 0x1F == 7)
 
 
 def _scale(image: ImageArray, width: int) -> ImageArray:
@@ -427,23 +569,24 @@ class LiveVideo:
     def __init__(
         self, runtime: RuntimeView, *, redactor: RedactorFactory, unredacted: Unredacted,
         face_detector: FaceSource, needs_people: Callable[[str], bool],
-        face_hz: float = FACE_HZ,
+        face_hz: float = FACE_HZ, copy_source: CopySource | None = None,
     ) -> None:  # fmt: skip
         self.runtime = runtime
+        self._copy_source = copy_source
         self._redactor = redactor
         self._unredacted = unredacted
         self._face_detector = face_detector
         self._needs_people = needs_people
         self.face_hz = face_hz
-        self._encoders: dict[VideoView, LiveEncoder] = {}
+        self._encoders: dict[VideoView, LiveStream] = {}
         self._users: dict[VideoView, int] = {}
         self._lock = threading.Lock()
 
-    def encoders(self) -> dict[VideoView, LiveEncoder]:
+    def encoders(self) -> dict[VideoView, LiveStream]:
         with self._lock:
             return dict(self._encoders)
 
-    def join(self, view: VideoView, viewer: Viewer) -> LiveEncoder:
+    def join(self, view: VideoView, viewer: Viewer) -> LiveStream:
         """Add ``viewer`` to ``view``'s encoder, starting it for the first viewer."""
         with self._lock:
             encoder = self._encoders.get(view)
@@ -472,11 +615,19 @@ class LiveVideo:
         for encoder in encoders:
             encoder.stop()
 
-    def _start(self, view: VideoView) -> LiveEncoder:
+    def _start(self, view: VideoView) -> LiveStream:
         fps = _camera_fps(self.runtime, view.camera)
         if not view.redacted:
-            return LiveEncoder(view, self.runtime,
-                               lambda image: self._unredacted(view.camera, image), None, fps)
+            tap, reason = (None, "no packet source") if self._copy_source is None else \
+                self._copy_source(view.camera)  # fmt: skip
+            if tap is not None:
+                log.info("%s: unredacted live video is a stream copy", view.camera)
+                return StreamCopy(view, tap)
+            log.info("%s: unredacted live video is re-encoded: %s", view.camera, reason)
+            encoder = LiveEncoder(view, self.runtime,
+                                  lambda image: self._unredacted(view.camera, image), None, fps)
+            encoder.reason = reason
+            return encoder
         detector = self._face_detector(view.camera)
         faces = None if detector is None else CarriedFaces(detector, self.face_hz)
         render = _Redacting(self, view.camera, faces)
@@ -512,5 +663,5 @@ def _camera_fps(runtime: RuntimeView, camera: str) -> float:
     return DEFAULT_FPS
 
 
-__all__ = ["CarriedFaces", "LiveEncoder", "LiveVideo", "VideoView", "Viewer", "codec_string",
-           "mode_needs_people"]  # fmt: skip
+__all__ = ["CarriedFaces", "LiveEncoder", "LiveStream", "LiveVideo", "StreamCopy", "VideoView",
+           "Viewer", "codec_string", "mode_needs_people"]  # fmt: skip

@@ -15,12 +15,21 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from vigil.runtime.view import CameraStatus, Lines, RuntimeView, TrackBox, TrackSnapshot, Zones
+from vigil.runtime.view import (
+    CameraStatus,
+    Lines,
+    PacketTaps,
+    RuntimeView,
+    TrackBox,
+    TrackSnapshot,
+    Zones,
+)
 from vigil.types import ImageArray
 
 __all__ = [
     "CameraStatus",
     "Lines",
+    "PacketTaps",
     "RuntimeView",
     "StaticRuntime",
     "TrackBox",

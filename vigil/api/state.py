@@ -26,7 +26,7 @@ from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
 from vigil.api.media import LocalMedia, MediaResolver
-from vigil.api.runtime import RuntimeView
+from vigil.api.runtime import PacketTaps, RuntimeView
 from vigil.api.settings import ApiSettings
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import RedactConfig
@@ -34,6 +34,7 @@ from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
 from vigil.privacy.masks import masked
 from vigil.privacy.redactor import mode_needs_people
 from vigil.record.export import FaceSearch
+from vigil.record.tap import PacketTap
 from vigil.store import AuditLog, AuditRow, Database, TokenRepo
 from vigil.types import ImageArray
 
@@ -130,8 +131,32 @@ class AppState:
                     self.runtime, redactor=self._live_redactor, unredacted=self.unredacted,
                     face_detector=self.face_detector,
                     needs_people=lambda camera: mode_needs_people(self.redact_config(camera).mode),
+                    copy_source=self.copy_source,
                 )  # fmt: skip
             return self._video
+
+    def copy_source(self, camera: str) -> tuple[PacketTap | None, str | None]:
+        """Whether ``camera``'s granted unredacted live view is a stream copy of its own H.264:
+        its packet tap, or None and why it is re-encoded instead. The privacy rule first:
+        static masks apply to unredacted output too and cannot be painted on copied packets,
+        so a camera with masks is always re-encoded (``docs/privacy.md``)."""
+        config = self.redact_config(camera)
+        if config.masks:
+            return None, (f"the camera has {len(config.masks)} static privacy mask(s), which "
+                          "apply to unredacted output too: re-encoded with them painted")
+        if not isinstance(self.runtime, PacketTaps):
+            return None, "this runtime hands the API no packets: re-encoded"
+        tap = self.runtime.packet_tap(camera)
+        if tap is None:
+            return None, ("the camera is not recorded in the API's process (recording off, "
+                          "or recorded on a cluster node): re-encoded")
+        session = tap.session
+        if session is None:
+            return None, "the camera's recording stream is not connected now: re-encoded"
+        if session.codec != "h264" or session.template is None:
+            return None, (f"the camera sends {session.codec}, and live stream copy is for "
+                          "H.264 (what browsers' Media Source Extensions play): re-encoded")
+        return tap, None
 
     def _live_redactor(self, camera: str, size: tuple[int, int], faces: Any) -> Redactor:
         # The camera's settings, with the live stream's carried faces as its face detector

@@ -19,7 +19,8 @@ Annotated video (``vigil analyze``), the demo clip, ``vigil redact``, exports an
   a player starts before the download ends) or, with ``fragmented=True``, fragmented MP4 into
   a buffer: an init segment (``ftyp`` + ``moov``), then one ``moof`` + ``mdat`` per frame, what
   Media Source Extensions play (``Fragmenter``). ``add_copy`` adds a stream copied packet for
-  packet (audio) beside the encoded video.
+  packet (audio) beside the encoded video; ``CopyFragmenter`` muxes a camera's own H.264
+  packets (no encoder) into the same fragmented MP4, for stream-copied live video.
 - **Errors.** Every failure is a ``MediaError`` that names the file and the fix:
   ``MediaReadError`` (a ``SourceError``) for inputs, ``MediaWriteError`` (a ``StorageError``)
   for outputs.
@@ -406,6 +407,36 @@ class Fragment:
     key: bool
 
 
+class _Fragments:
+    """A fragmented-MP4 muxer's output file, split into the init segment and fragments."""
+
+    def __init__(self) -> None:
+        self.file = _Collector()
+        self.init: bytes | None = None
+        self._init_parts: list[bytes] = []
+        #: Whether each packet muxed and not yet seen in a fragment is a keyframe, in order.
+        self.pending_keys: list[bool] = []
+
+    def collect(self) -> list[Fragment]:
+        out: list[Fragment] = []
+        moof: bytes | None = None
+        for kind, data in split_boxes(self.file.buffer):
+            if self.init is None and kind in (b"ftyp", b"moov"):
+                self._init_parts.append(data)
+                if kind == b"moov":
+                    self.init = b"".join(self._init_parts)
+            elif kind == b"moof":
+                moof = data
+            elif kind == b"mdat" and moof is not None:
+                key = self.pending_keys.pop(0) if self.pending_keys else False
+                out.append(Fragment(moof + data, key))
+                moof = None
+            # anything else (styp, sidx, free) carries nothing a browser needs
+        if moof is not None:  # a moof whose mdat is not written yet: keep it for next time
+            self.file.buffer[:0] = moof
+        return out
+
+
 class Fragmenter:
     """``LIVE`` H.264 into fragmented MP4 in memory: ``encode`` a BGR frame, get its fragments.
 
@@ -414,40 +445,83 @@ class Fragmenter:
     """
 
     def __init__(self, size: Size, fps: float, *, name: str = "live video") -> None:
-        self._out_file = _Collector()
-        self._output = Mp4Output(self._out_file, fragmented=True, name=name)
+        self._fragments = _Fragments()
+        self._output = Mp4Output(self._fragments.file, fragmented=True, name=name)
         self._video = self._output.add_h264(size, fps, LIVE, time_base=CLOCK)
         self.size = self._video.size
-        self._pending_keys: list[bool] = []
-        self.init: bytes | None = None
-        self._init_parts: list[bytes] = []
+
+    @property
+    def init(self) -> bytes | None:
+        return self._fragments.init
 
     def encode(self, image: ImageArray, pts: int, *, keyframe: bool = False) -> list[Fragment]:
-        self._pending_keys += self._video.write(image, pts, keyframe=keyframe)
-        return self._collect()
-
-    def _collect(self) -> list[Fragment]:
-        out: list[Fragment] = []
-        moof: bytes | None = None
-        for kind, data in split_boxes(self._out_file.buffer):
-            if self.init is None and kind in (b"ftyp", b"moov"):
-                self._init_parts.append(data)
-                if kind == b"moov":
-                    self.init = b"".join(self._init_parts)
-            elif kind == b"moof":
-                moof = data
-            elif kind == b"mdat" and moof is not None:
-                key = self._pending_keys.pop(0) if self._pending_keys else False
-                out.append(Fragment(moof + data, key))
-                moof = None
-            # anything else (styp, sidx, free) carries nothing a browser needs
-        if moof is not None:  # a moof whose mdat is not written yet: keep it for next time
-            self._out_file.buffer[:0] = moof
-        return out
+        self._fragments.pending_keys += self._video.write(image, pts, keyframe=keyframe)
+        return self._fragments.collect()
 
     def close(self) -> None:
         """End the stream; what the encoder still held has no viewer left, so errors in
         finishing it are of no consequence."""
+        with contextlib.suppress(MediaError):
+            self._output.close()
+
+
+#: H.264 NAL unit types of the parameter sets a decoder needs before a picture: SPS, PPS.
+_H264_PARAMETERS = frozenset({7, 8})
+
+
+def annexb_units(data: bytes) -> list[bytes]:
+    """The NAL units of Annex B H.264 ``data`` (start codes removed; empty when ``data`` is
+    not Annex B)."""
+    if not (data.startswith(b"\x00\x00\x01") or data.startswith(b"\x00\x00\x00\x01")):
+        return []
+    return [unit.rstrip(b"\x00") for unit in data.split(b"\x00\x00\x01")[1:] if unit]
+
+
+def h264_parameter_sets(data: bytes) -> bytes:
+    """The SPS and PPS of an Annex B H.264 keyframe, each with a start code (b"" if none):
+    the extradata of a stream whose container gave none (an RTSP camera without
+    ``sprop-parameter-sets``)."""
+    units = [u for u in annexb_units(data) if u[0] & 0x1F in _H264_PARAMETERS]
+    return b"".join(b"\x00\x00\x00\x01" + u for u in units)
+
+
+class CopyFragmenter:
+    """Compressed H.264 packets into fragmented MP4 in memory, copied: no decoding, no
+    encoding, the camera's own bytes (Annex B units are only length-prefixed, as MP4 wants).
+
+    ``template``: a stream holding the codec parameters (``add_stream_from_template``);
+    ``extradata``: Annex B SPS/PPS for a template that has none (``h264_parameter_sets`` of
+    the first keyframe). ``write`` the packets from a keyframe on, in decoding order, with
+    increasing ``dts``; each returns the fragments complete now (a packet's fragment is
+    written when the next packet comes: the muxer needs its duration). The first ``write``
+    also produces the init segment (``init``), whose ``codec_string`` is the camera's profile.
+    """
+
+    def __init__(self, template: Any, *, extradata: bytes = b"",
+                 name: str = "live video copy") -> None:  # fmt: skip
+        self._fragments = _Fragments()
+        self._output = Mp4Output(self._fragments.file, fragmented=True, name=name)
+        self._stream = self._output.add_copy(template)
+        if extradata and not self._stream.codec_context.extradata:
+            self._stream.codec_context.extradata = extradata
+
+    @property
+    def init(self) -> bytes | None:
+        return self._fragments.init
+
+    def write(self, data: bytes, pts: int, dts: int, time_base: Fraction, *,
+              key: bool) -> list[Fragment]:  # fmt: skip
+        """Mux one packet (timestamps in ``time_base``); its fragments, as ``collect``."""
+        packet = av.Packet(data)
+        packet.pts, packet.dts, packet.time_base = pts, dts, time_base
+        packet.is_keyframe = key
+        packet.stream = self._stream
+        self._fragments.pending_keys.append(key)
+        self._output.mux(packet)
+        return self._fragments.collect()
+
+    def close(self) -> None:
+        """End the stream (nobody watches any more: errors in finishing it do not matter)."""
         with contextlib.suppress(MediaError):
             self._output.close()
 
@@ -458,6 +532,7 @@ __all__ = [
     "FILE",
     "KEYFRAME_EVERY_S",
     "LIVE",
+    "CopyFragmenter",
     "Encoding",
     "Fragment",
     "Fragmenter",
@@ -465,10 +540,12 @@ __all__ = [
     "H264Stream",
     "Mp4Output",
     "VideoInfo",
+    "annexb_units",
     "as_rate",
     "codec_string",
     "decode",
     "even_size",
+    "h264_parameter_sets",
     "keyframe_gap",
     "open_input",
     "partial_file",

@@ -1,6 +1,7 @@
 """Recording: stream-copy segments, retention, integrity hashes and signed exports.
 
-- ``Segmenter`` / ``Recorder``: packets to ``recordings/<camera>/<date>/<HH>/<MM.SS>.mp4``.
+- ``Segmenter`` / ``Recorder``: packets to ``recordings/<camera>/<date>/<HH>/<MM.SS>.mp4``;
+  the recorder's ``PacketTap`` (``vigil.record.tap``) hands them to live stream copies too.
 - ``plan_retention`` (pure) and ``RetentionJob``: age and size quotas, evidence locks.
 - ``export_range`` / ``verify_export``: an MP4 of a time range with an Ed25519-signed manifest.
 """

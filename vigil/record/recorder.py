@@ -42,6 +42,7 @@ from vigil.ingest.hwaccel import demuxer_options
 from vigil.ingest.pacing import Pacer
 from vigil.record.motion import MotionSpans
 from vigil.record.segmenter import Segmenter, SegmentInfo
+from vigil.record.tap import PacketTap
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Recorder:
         #: False while recording is switched off (Home Assistant's switch): packets only
         #: feed the pre-roll, no segment is written.
         self.enabled = True
+        #: The video packets as demuxed, for live stream copy (``vigil.record.tap``).
+        self.tap = PacketTap(camera_id)
 
     def note_motion(self, when: float) -> None:
         """The camera's motion gate saw motion at ``when`` (UTC seconds); thread-safe."""
@@ -285,6 +288,7 @@ class Recorder:
             video = container.streams.video[0]
             audio = container.streams.audio[0] if container.streams.audio else None
             self.segmenter.set_streams(video, audio)
+            self.tap.start(video)
             self.connections += 1
             self._set_state("recording", None)
             streams = [video] if audio is None else [video, audio]
@@ -293,6 +297,8 @@ class Recorder:
             for packet in container.demux(*streams):
                 if self._stop.is_set() or not self._paced(packet):
                     break
+                if packet.stream_index == video.index:  # before the segmenter restamps it
+                    self.tap.publish(packet)
                 when = self.segmenter.time_of(packet)
                 self.segmenter.write(
                     packet, record=self.recording_at(when if when is not None else clock.now())
@@ -305,6 +311,7 @@ class Recorder:
             self.last_error = mask_credentials(str(exc))
             log.warning("%s: stream lost (%s); reconnecting", self.safe_url, self.last_error)
         finally:
+            self.tap.end()
             try:
                 self.segmenter.finish_segment()
             finally:

@@ -52,6 +52,7 @@ from vigil.record.previews import PreviewSet
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
+from vigil.record.tap import PacketTap
 from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.previews import PreviewTaker
@@ -687,6 +688,12 @@ class Supervisor:
             return status
         state, error = recorder.status()
         return dataclasses.replace(status, recording=state, recording_error=error)
+
+    def packet_tap(self, camera: str) -> PacketTap | None:
+        """The recorded video packets of ``camera`` (``PacketTaps``): its recorder's tap. The
+        recorders run in this process with every backend but Ray (there, on the nodes)."""
+        recorder = self.recorders.get(camera)
+        return None if recorder is None else recorder.tap
 
     def latest_frame(self, camera: str) -> ImageArray | None:
         worker = self.workers.get(camera)

@@ -19,6 +19,8 @@ The camera supervisor (``vigil/runtime/serve.py``, built separately) implements
   (``time`` None) before the first frame or for an unknown camera. Cheap, any thread.
 * ``counts(camera)``: the live pipeline's ``RuleEngine.counts()`` (``{"lines": {...},
   "zones": {...}}``), ``{}`` before the first frame; ``KeyError`` for an unknown camera.
+* optionally (``PacketTaps``) ``packet_tap(camera)``: the camera's recorded video packets,
+  for stream-copied unredacted live video.
 * ``subscribe()``: an async iterator of live events as ``vigil.events.sinks.event_to_dict``
   dicts, one iterator per WebSocket client, each seeing every event published after it
   subscribed; it ends when the runtime stops. A slow client may miss events (bounded queue)
@@ -34,12 +36,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.types import Detections, ImageArray
+
+if TYPE_CHECKING:  # a worker process imports this module: it needs no recording code
+    from vigil.record.tap import PacketTap
 
 Zones = dict[str, ZoneConfig]
 Lines = dict[str, LineConfig]
@@ -134,3 +139,13 @@ class RuntimeView(Protocol):
     def counts(self, camera: str) -> dict[str, Any]: ...
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class PacketTaps(Protocol):
+    """A runtime whose recorders run in the API's process can hand out their packet taps
+    (``vigil.record.tap``) for stream-copied unredacted live video: ``packet_tap(camera)``
+    is the camera's tap, None when it is not recorded in this process (not recorded, or on
+    a cluster node). Optional: the API re-encodes when the runtime is not one."""
+
+    def packet_tap(self, camera: str) -> PacketTap | None: ...

@@ -6,11 +6,16 @@ same origin. ``width`` (default 640) bounds the picture; ``grant`` (from ``POST
 audit record per stream, as the MJPEG stream writes.
 
 Messages, server to client: one text message ``{"codec": "avc1.…", "mime": "video/mp4;
-codecs=\\"avc1.…\\""}``, then binary ones: the init segment, then one media fragment per frame
-from a keyframe on (``vigil.api.livevideo``). The socket closes with 1008 when the caller may
-not watch (bad credential, unknown camera, invalid grant) and later, like the MJPEG stream,
-when the credential, the account or the grant stops being valid (checked every
-``ACCOUNT_CHECK_S``), with 1011 when the encoder failed, 1001 when the server stops.
+codecs=\\"avc1.…\\"", "mode": "encode"|"copy"}`` (``reason`` besides: why a granted view is
+re-encoded, not copied), then binary ones: the init segment, then one media fragment per
+frame from a keyframe on (``vigil.api.livevideo``). A granted unredacted view is the
+camera's own H.264 stream-copied from its recorder, at the recording stream's size (``width``
+does not apply), unless the camera has static masks or cannot be copied (``reason``).
+
+The socket closes with 1008 when the caller may not watch (bad credential, unknown camera,
+invalid grant) and later, like the MJPEG stream, when the credential, the account or the
+grant stops being valid (checked every ``ACCOUNT_CHECK_S``), with 1011 when the encoder
+failed or a copied stream restarted (the camera reconnected), 1001 when the server stops.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from vigil.api.auth import Capability, Principal
 from vigil.api.deps import get_state
 from vigil.api.live import frame_time
-from vigil.api.livevideo import LiveEncoder, VideoView, Viewer, codec_string
+from vigil.api.livevideo import LiveStream, VideoView, Viewer, codec_string
 from vigil.api.routes.live import WS_POLICY, ws_principal
 from vigil.api.routes.view import ACCOUNT_CHECK_S, _fingerprint, _still_allowed, granted
 from vigil.api.state import AppState
@@ -130,7 +135,7 @@ async def live_video_socket(ws: WebSocket, name: str) -> None:
             await ws.close(code=code)
 
 
-async def _pump(ws: WebSocket, state: AppState, encoder: LiveEncoder, viewer: Viewer) -> int:
+async def _pump(ws: WebSocket, state: AppState, encoder: LiveStream, viewer: Viewer) -> int:
     """Send the viewer's queue until the encoder ends; the close code to end with."""
     first = True
     with contextlib.suppress(WebSocketDisconnect):
@@ -140,8 +145,11 @@ async def _pump(ws: WebSocket, state: AppState, encoder: LiveEncoder, viewer: Vi
                 return WS_GOING_AWAY if state.stopping.is_set() else WS_INTERNAL
             if first:  # the init segment: say first what it holds
                 codec = codec_string(data)
-                await ws.send_text(json.dumps(
-                    {"codec": codec, "mime": f'video/mp4; codecs="{codec}"'}))  # fmt: skip
+                head: dict[str, Any] = {"codec": codec, "mime": f'video/mp4; codecs="{codec}"',
+                                        "mode": encoder.mode}  # fmt: skip
+                if encoder.reason is not None:
+                    head["reason"] = encoder.reason
+                await ws.send_text(json.dumps(head))
                 first = False
             await ws.send_bytes(data)
     return WS_GOING_AWAY
