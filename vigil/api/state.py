@@ -45,6 +45,9 @@ ExportRedactor = Callable[[tuple[int, int]], Redactor]
 
 #: Seconds between purges of expired tokens (per process).
 TOKEN_PURGE_S = 600.0
+#: The actor of audit records that Vigil itself writes (a grant ended by an account change
+#: made outside this process, an export refused when its job runs).
+SYSTEM_ACTOR = "vigil"
 
 
 @dataclass
