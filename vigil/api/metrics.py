@@ -195,6 +195,15 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
         if status.recording is not None:
             failing.add_metric([status.name], 1.0 if status.recording == "failed" else 0.0)
     yield failing
+    unindexed = CounterMetricFamily(
+        "vigil_camera_segments_unindexed", "finished segments the database never took (given "
+        "up after repeated failures): their files stay on disk, unknown to retention and the "
+        "API; absent for cameras that are not recorded", labels=["camera"],
+    )  # fmt: skip
+    for status in statuses:
+        if status.recording is not None:
+            unindexed.add_metric([status.name], status.segments_unindexed)
+    yield unindexed
 
 
 def _delivery(channel: str, what: str, health: DeliveryHealth, doc: str) -> Iterator[Metric]:

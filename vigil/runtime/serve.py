@@ -673,7 +673,8 @@ class Supervisor:
         if recorder is None:
             return status
         state, error = recorder.status()
-        return dataclasses.replace(status, recording=state, recording_error=error)
+        return dataclasses.replace(status, recording=state, recording_error=error,
+                                   segments_unindexed=recorder.segmenter.given_up)
 
     def latest_frame(self, camera: str) -> ImageArray | None:
         worker = self.workers.get(camera)

@@ -71,7 +71,8 @@ def health(state: StateDep) -> Health:
     good = users is not None and storage in ("ok", "low") and not failing
     return Health(status="ok" if good else "degraded", database=users is not None,
                   setup_required=users == 0, storage=storage, free_bytes=free,
-                  recording=recording, recording_failed=len(failing))  # fmt: skip
+                  recording=recording, recording_failed=len(failing),
+                  segments_unindexed=sum(s.segments_unindexed for s in statuses))  # fmt: skip
 
 
 def _free_bytes(folder: Path) -> int | None:
