@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.api.auth import HashGate, LoginThrottle, Principal
+from vigil.api.auth import HashGate, LoginThrottle, Principal, PrincipalCache
 from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
@@ -74,6 +74,7 @@ class AppState:
     #: No token ``last_used`` write before this time (UNIX s): the last one failed.
     touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)
+    _principals: PrincipalCache | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _video: LiveVideo | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
@@ -114,6 +115,14 @@ class AppState:
             if self._grants is None:
                 self._grants = LiveGrants(self.settings.live_grant_ttl_s)
             return self._grants
+
+    @property
+    def principals(self) -> PrincipalCache:
+        """Credentials verified lately, for read-only routes during a database outage."""
+        with self._lock:
+            if self._principals is None:
+                self._principals = PrincipalCache(self.settings.outage_auth_ttl_s)
+            return self._principals
 
     @property
     def live(self) -> LiveFrames:

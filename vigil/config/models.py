@@ -462,6 +462,13 @@ class ServerConfig(_Model):
     login_window: float = Field(
         60.0, gt=0, le=86400, description="Seconds over which failed logins are counted."
     )
+    outage_auth_ttl: float = Field(
+        600.0, ge=0, le=86400,
+        description="While the database is down, a session or API token it verified at most "
+        "this many seconds ago still reads `/metrics` and `/api/cameras` (nothing else); "
+        "0: those answer 503 too. A revocation made by another process shortly before an "
+        "outage can be missed for this long (docs/architecture.md).",
+    )  # fmt: skip
     password_hash_concurrency: int | None = Field(
         None, ge=1, le=64, description="Password hashes (Argon2id, 64 MiB each) computed at "
         "once; more logins wait briefly, then get 503. Default: one per core, at most 4.",

@@ -35,7 +35,7 @@ from vigil.api.schemas import (
     UserOut,
 )
 from vigil.errors import ConfigError, StorageError
-from vigil.store import Role, TokenKind, TokenRepo, UserRepo
+from vigil.store import Role, TokenKind, TokenRepo, UserRepo, hash_token
 
 public = APIRouter(responses=ERRORS, tags=["auth"])
 router = protected(tags=["auth"])
@@ -172,6 +172,7 @@ def logout(request: Request, response: Response, state: StateDep) -> None:
     revoked (``DELETE /api/tokens/{id}``): they are credentials of their own."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
+        state.principals.forget(hash_token(cookie))  # first: even if the database is down
         with state.db.session(immediate=True) as session:
             TokenRepo(session).revoke(cookie)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -232,5 +233,6 @@ def revoke_token(token_id: DbId, who: PrincipalDep, state: StateDep) -> None:
             raise not_found(f"token {token_id}")
         owner = UserRepo(session).get_by_id(row.user_id)
         tokens.revoke_id(token_id)
+        state.principals.forget(row.token_hash)
     state.audit(who, "token.revoke", owner.name if owner else str(row.user_id),
                 details={"id": token_id, "name": row.name})
