@@ -31,14 +31,17 @@ def serve_config(
     mqtt_port: int | None = None,
     webhook_url: str | None = None,
     segment_seconds: float = 2.0,
+    worker_processes: int = 0,
 ) -> str:
-    """A YAML configuration: one camera, synthetic analysis, RTSP recording, API on ``port``."""
+    """A YAML configuration: one camera, synthetic analysis, RTSP recording, API on ``port``;
+    the camera analysed in a thread (``worker_processes`` 0) or in worker processes."""
     lines = [
         "detect: {model: motion, fps: 10}",
         "tracker: {new_track_threshold: 0.5, high_threshold: 0.4}",
         f"data_dir: {data}",
         f"record: {{mode: continuous, segment_seconds: {segment_seconds}}}",
-        f"server: {{host: 127.0.0.1, port: {port}, secure_cookies: false, worker_processes: 0}}",
+        f"server: {{host: 127.0.0.1, port: {port}, secure_cookies: false, "
+        f"worker_processes: {worker_processes}}}",
         "cameras:",
         f"  {CAMERA}:",
         "    sources:",

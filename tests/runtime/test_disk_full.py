@@ -7,11 +7,13 @@ to 64 MiB in place (``mount -o remount,size=``), the way an operator adds space.
 recording threads survive, each camera reports ``recording failed: disk full`` in its status
 and on MQTT while the disk is full, no temporary file is left behind, and each writes new
 segments once there is space again (within about one segment: the retry delay is capped at
-one segment's length, ``tests/record/test_recorder_storage.py``).
+one segment's length, ``tests/record/test_recorder_storage.py``). The cameras are analysed in
+threads, and in a worker process (the recorders stay in the main process either way).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import threading
@@ -109,8 +111,9 @@ def temp_files(root: Path) -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
-    tmp_path: Path, cameras: UdpCameras, broker: Broker, disk: SmallDisk
+    tmp_path: Path, cameras: UdpCameras, broker: Broker, disk: SmallDisk, workers: int
 ) -> None:
     subscriber = Subscriber(broker.port, ["vigil/+/recording/status"])
     config = VigilConfig.model_validate({
@@ -143,9 +146,10 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         status = {s.name: s for s in supervisor.cameras()}[name]
         return status.recording, status.recording_error
 
-    backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
+    # A partial, not a lambda: a worker process gets it pickled.
+    backoff = functools.partial(Backoff, initial=0.3, factor=2.0, max=1.0, jitter=0.0)
     supervisor = Supervisor(config, db=db, backoff=backoff, stall_timeout=10.0,
-                            worker_processes=0)  # fmt: skip
+                            worker_processes=workers)  # fmt: skip
     supervisor.start()
     try:
         wait_for(lambda: all(starts(c) for c in CAMERAS), 120, "both cameras recorded",

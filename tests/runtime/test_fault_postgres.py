@@ -8,7 +8,8 @@ relay starves on a loaded machine) stores into a real PostgreSQL server of its o
 while the database is down the API answers 503 ``storage_unavailable`` naming the problem
 (but ``/metrics`` and ``/api/cameras`` answer a session verified lately, ``OUTAGE_READS``),
 ``/api/health`` says the database is down, and the log says why (and that segments wait to
-be indexed); afterwards everything resumes by itself: the events and
+be indexed); afterwards everything resumes by itself (the camera analysed in a thread, and
+in a worker process): the events and
 segments of the outage reach the database (nothing lost,
 ``vigil_store_writes_total{outcome="failed"}`` is 0), and after a graceful stop every
 segment file on disk has its row and no event is left open.
@@ -58,13 +59,15 @@ def metric(text: str, name: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 def test_postgresql_restarted_mid_run_loses_nothing(
-    tmp_path: Path, camera: UdpCameras, own_pg: PgServer
+    tmp_path: Path, camera: UdpCameras, own_pg: PgServer, workers: int
 ) -> None:
     own_pg.admin_sql("CREATE DATABASE vigil_serve")
     url = own_pg.url("vigil_serve")
     port = free_port()
-    text = serve_config(tmp_path / "data", port, camera.url(CAMERA)) + f"database_url: {url}\n"
+    text = serve_config(tmp_path / "data", port, camera.url(CAMERA),
+                        worker_processes=workers) + f"database_url: {url}\n"
     serve = ServeProcess(tmp_path, text, port, db_url=url)
     admin: httpx.Client | None = None
     try:
