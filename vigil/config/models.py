@@ -408,6 +408,12 @@ class ServerConfig(_Model):
         description="Retention also keeps free the space of this many seconds of recording at "
         "the recent rate, deleting the oldest unlocked segments early (0: min_free_bytes only).",
     )  # fmt: skip
+    export_max_age: float | None = Field(
+        7 * 86400.0, gt=0,
+        description="Retention: seconds an export (`<data_dir>/exports`) is kept after it was "
+        "written (default 7 days; null: for ever). An export of evidence-locked footage stays "
+        "while the lock holds. Cached clips go with the recordings they were cut from.",
+    )  # fmt: skip
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )

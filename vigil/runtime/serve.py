@@ -50,7 +50,7 @@ from vigil.ingest.pacing import loop_backoff
 from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
-from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
+from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.procs import ProcessPool
@@ -160,6 +160,7 @@ def retention_policy(config: VigilConfig) -> RetentionPolicy:
         cameras=cameras, total_max_bytes=config.server.total_max_bytes,
         min_free_bytes=config.server.min_free_bytes,
         reserve_seconds=config.server.free_space_reserve or None,
+        export_max_age=config.server.export_max_age,
     )  # fmt: skip
 
 
@@ -632,8 +633,9 @@ class Supervisor:
         assert self.db is not None
         self.expire_snapshots(now)
         recordings = self.root / "recordings"
+        derived = DerivedFolders(self.root / "exports", self.root / "clips")
         job = RetentionJob(StoreCatalog(self.db, self.root), retention_policy(self.config),
-                           recordings)  # fmt: skip
+                           recordings, derived=derived)  # fmt: skip
         result = job.run(now)
         self.retention_warnings = result.warnings
         gone = set(result.deleted) | set(result.missing)
