@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,8 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 
-from tests.alerts.alert_servers import Broker, Subscriber, free_port
-from tests.rtsp_relay import require_tools
+from tests.alerts.alert_servers import Broker, Subscriber
+from tests.runtime.serve_process import CLIP, UdpCameras, running_broker, udp_cameras, wait_for
 from tests.small_disk import SmallDisk, small_disk
 from vigil.config.models import VigilConfig
 from vigil.errors import StorageError
@@ -36,74 +35,25 @@ from vigil.record.segmenter import sha256_file
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 SEGMENT_S = 2.0
 CAMERAS = ("cam1", "cam2")
 SCENE = "synthetic://?width=320&height=180&fps=5&duration=600"
 
 
-class UdpCameras:
-    """One ``ffmpeg`` per camera pushing the clip as MPEG-TS over UDP to a local port, in
-    real time and for ever: a camera stream with no server process in between (the RTSP
-    relay, a Perl program, starves on a loaded machine), which a reader may leave and join
-    again at any time, as the recorders do after a storage failure."""
-
-    def __init__(self, clip: Path, names: tuple[str, ...]) -> None:
-        self.ports = {name: free_port() for name in names}
-        self.publishers = [
-            subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                 "-i", str(clip), "-c", "copy", "-f", "mpegts",
-                 f"udp://127.0.0.1:{port}?pkt_size=1316"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            for port in self.ports.values()
-        ]  # fmt: skip
-
-    def url(self, name: str) -> str:
-        return f"udp://127.0.0.1:{self.ports[name]}"
-
-    def stop(self) -> None:
-        for publisher in self.publishers:
-            publisher.kill()
-            publisher.wait(10)
-
-
 @pytest.fixture
 def cameras(clips_dir: Path) -> Iterator[UdpCameras]:
-    require_tools("ffmpeg")
-    streams = UdpCameras(clips_dir / CLIP, CAMERAS)
-    try:
-        yield streams
-    finally:
-        streams.stop()
+    yield from udp_cameras(clips_dir / CLIP, CAMERAS)
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    server = Broker(folder)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_broker(tmp_path / "broker")
 
 
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[SmallDisk]:
     with small_disk(tmp_path / "disk", 8 * 1024 * 1024) as mounted:
         yield mounted
-
-
-def wait_for(
-    what: Callable[[], bool], timeout: float, message: str, why: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s {why()}")
-        time.sleep(0.1)
 
 
 def temp_files(root: Path) -> list[Path]:

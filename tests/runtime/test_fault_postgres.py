@@ -30,13 +30,17 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import free_port
-from tests.rtsp_relay import require_tools
-from tests.runtime.serve_process import CAMERA, ServeProcess, serve_config
-from tests.runtime.test_disk_full import UdpCameras
+from tests.runtime.serve_process import (
+    CAMERA,
+    CLIP,
+    ServeProcess,
+    UdpCameras,
+    serve_config,
+    udp_cameras,
+)
 from tests.store.conftest import PgServer
 from vigil.store import SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 OUTAGE_S = 30.0
 #: How long an event is open when the database goes (see the test).
 OPEN_S = 34.0
@@ -44,12 +48,7 @@ OPEN_S = 34.0
 
 @pytest.fixture
 def camera(clips_dir: Path) -> Iterator[UdpCameras]:
-    require_tools("ffmpeg")
-    streams = UdpCameras(clips_dir / CLIP, (CAMERA,))
-    try:
-        yield streams
-    finally:
-        streams.stop()
+    yield from udp_cameras(clips_dir / CLIP, (CAMERA,))
 
 
 def metric(text: str, name: str) -> float:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import functools
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -38,8 +36,8 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from tests.alerts.alert_servers import free_port
 from tests.rtsp_relay import require_tools
+from tests.runtime.serve_process import CLIP, UdpCameras, wait_for
 from vigil.api.metrics import _camera_families
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
@@ -47,41 +45,9 @@ from vigil.runtime.serve import Supervisor
 from vigil.runtime.worker import CameraWorker
 from vigil.store import Database, SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 SIZES = ((320, 180), (480, 270))
-
-
-def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s")
-        time.sleep(0.2)
-
-
-class Publishers:
-    """One ``ffmpeg`` per role pushing ``clip`` (looped, real time, stream copy) as MPEG-TS
-    over UDP."""
-
-    def __init__(self, clip: Path) -> None:
-        self.ports = {"detect": free_port(), "record": free_port()}
-        self.processes = [
-            subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1",
-                 "-i", str(clip), "-c", "copy", "-f", "mpegts",
-                 f"udp://127.0.0.1:{port}?pkt_size=1316"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            for port in self.ports.values()
-        ]  # fmt: skip
-
-    def url(self, role: str) -> str:
-        return f"udp://127.0.0.1:{self.ports[role]}"
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait(10)
+#: One stream per input of the camera, named by its role.
+ROLES = ("detect", "record")
 
 
 @pytest.fixture
@@ -106,7 +72,7 @@ def two_sizes(clips_dir: Path, tmp_path: Path) -> Path:
     return joined
 
 
-def supervisor_for(tmp_path: Path, streams: Publishers, workers: int = 0
+def supervisor_for(tmp_path: Path, streams: UdpCameras, workers: int = 0
                    ) -> tuple[Supervisor, Database]:  # fmt: skip
     config = VigilConfig.model_validate({
         "detect": {"model": "motion", "fps": 5},
@@ -162,7 +128,7 @@ def test_a_camera_changing_resolution_mid_stream(
     tmp_path: Path, two_sizes: Path, caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str], workers: int,
 ) -> None:  # fmt: skip
-    streams = Publishers(two_sizes)
+    streams = UdpCameras(two_sizes, ROLES)
     supervisor, db = supervisor_for(tmp_path, streams, workers)
     supervisor.start()
     handle = supervisor.workers["cam"]
@@ -215,7 +181,7 @@ def test_corrupt_packets_are_counted_and_the_camera_goes_on(
     tmp_path: Path, noisy: Path, caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str], workers: int,
 ) -> None:  # fmt: skip
-    streams = Publishers(noisy)
+    streams = UdpCameras(noisy, ROLES)
     supervisor, db = supervisor_for(tmp_path, streams, workers)
     supervisor.start()
     worker = supervisor.workers["cam"]
