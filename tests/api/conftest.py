@@ -28,7 +28,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
-from tests.store.conftest import pg_server  # noqa: F401 (re-exported fixture)
+from tests.store.conftest import own_pg, pg_server  # noqa: F401 (re-exported fixtures)
 from vigil.api import ApiSettings, CameraStatus, StaticRuntime, create_app
 from vigil.api.auth import hash_password
 from vigil.config.models import RedactConfig

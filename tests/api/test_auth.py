@@ -84,7 +84,8 @@ def test_public_routes_are_only_these(api: Api) -> None:
     health = client.get("/api/health").json()
     assert isinstance(health.pop("free_bytes"), int)
     assert health == {"status": "ok", "database": True, "setup_required": True,
-                      "storage": "ok", "recording": "off", "recording_failed": 0}  # fmt: skip
+                      "storage": "ok", "recording": "off", "recording_failed": 0,
+                      "segments_unindexed": 0}  # fmt: skip
     assert client.get("/api/openapi.json").status_code == 200
 
 

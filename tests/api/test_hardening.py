@@ -127,6 +127,34 @@ def test_largest_int64_is_accepted(api: Api) -> None:
     assert admin.get(f"/api/recordings/{INT64_MAX}/media").status_code == 404
 
 
+def test_every_string_id_in_a_path_is_bounded(api: Api) -> None:
+    """An id in a path names one database row: its parameter declares a pattern or a length
+    bound (so an unbounded string is a 422 the spec announces, not a lookup)."""
+    spec = api.client().get("/api/openapi.json").json()
+    ids = [(f"{method} {path}", param["name"], param["schema"])
+           for path, operations in spec["paths"].items()
+           for method, operation in operations.items()
+           for param in operation.get("parameters", [])
+           if param["in"] == "path" and param["name"].endswith("_id")
+           and param["schema"].get("type") == "string"]  # fmt: skip
+    assert {name for _, name, _ in ids} >= {"job_id", "event_id"}
+    for where, name, schema in ids:
+        assert "pattern" in schema or "maxLength" in schema, (where, name)
+
+
+@pytest.mark.parametrize("job_id", ["x" * 10_000, "0" * 33, "ABCDEF" + "0" * 26, "zz"])
+def test_a_job_id_that_cannot_be_one_is_422(api: Api, job_id: str) -> None:
+    reply = api.login("val", Role.VIEWER).get(f"/api/jobs/{job_id}")
+    assert reply.status_code == 422, reply.text[:200]
+    assert reply.json()["error"]["code"] == "validation_error"
+
+
+def test_a_job_id_of_the_right_form_is_looked_up(api: Api) -> None:
+    viewer = api.login("val", Role.VIEWER)
+    assert viewer.get(f"/api/jobs/{'0' * 32}").status_code == 404
+    assert viewer.get(f"/api/events/{'e' * 65}").status_code == 422
+
+
 def test_auditors_do_not_read_metrics(api: Api) -> None:
     """/metrics names every camera, its state and storage: the ``read`` capability, as
     /api/cameras; an auditor's role is the audit log only."""

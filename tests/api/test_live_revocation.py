@@ -16,7 +16,7 @@ import pytest
 from tests.api.conftest import Api
 from tests.api.test_http_server import _serve
 from tests.api.test_live_view import GRANTS, LIVE, Feeder, http_login, read_parts, state_of
-from vigil.api.routes.view import SYSTEM_ACTOR
+from vigil.api.state import SYSTEM_ACTOR
 from vigil.cli import main
 from vigil.store import AuditRepo, Role
 

@@ -5,6 +5,8 @@ The live scrape of a running ``vigil serve`` is ``tests/runtime/test_metrics_scr
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import T0, Api
@@ -83,6 +85,22 @@ def test_runtime_counters_follow_the_callers_scope(api: Api) -> None:
     assert "vigil_webhook_connected" not in families  # webhooks have no standing connection
     assert families["vigil_uptime_seconds"][1][()] > 0
     assert promtool_complaints(reply.content) == ""
+
+
+def test_segments_given_up_are_counted_in_metrics_and_health(api: Api) -> None:
+    runtime = api.runtime
+    front, back = (s for s in runtime.cameras() if s.name == "front"), runtime.cameras()[0]
+    runtime.set_status(dataclasses.replace(next(front), recording="recording",
+                                           segments_unindexed=3))
+    runtime.set_status(dataclasses.replace(back, recording="recording"))
+    reply = api.login("val", Role.VIEWER).get("/metrics")
+    assert reply.status_code == 200
+    families = _families(reply.text)
+    assert families["vigil_camera_segments_unindexed"] == (
+        "counter", {(("camera", "front"),): 3.0, (("camera", "back"),): 0.0})
+    assert promtool_complaints(reply.content) == ""
+    health = api.client().get("/api/health").json()
+    assert health["segments_unindexed"] == 3
 
 
 def test_promtool_check_catches_what_it_must() -> None:

@@ -15,7 +15,7 @@ from vigil.errors import StorageError
 from vigil.ingest import Backoff
 from vigil.record import Recorder
 from vigil.record.recorder import storage_problem
-from vigil.record.segmenter import Segmenter, SegmentInfo
+from vigil.record.segmenter import MAX_REPORT_ATTEMPTS, Segmenter, SegmentInfo
 
 
 def test_storage_retries_wait_at_most_one_segment(tmp_path: Path) -> None:
@@ -78,6 +78,36 @@ def test_a_failed_report_is_retried_with_the_next_segment(stream35: Path, tmp_pa
     assert [r.path for r in reported] == [s.path for s in segmenter.segments]
     assert segmenter.report_error is None
     assert segmenter.unreported == []
+
+
+def test_a_segment_the_store_never_takes_is_counted_when_given_up(
+    stream35: Path, tmp_path: Path
+) -> None:
+    """The database refuses for good: after ``MAX_REPORT_ATTEMPTS`` reports the segment is
+    given up on (its file stays) and counted, and the count reaches the camera's status."""
+    from vigil.config.models import VigilConfig
+    from vigil.runtime.serve import Supervisor
+    from vigil.runtime.view import CameraStatus
+
+    def on_segment(info: SegmentInfo) -> None:
+        raise StorageError("database: disk is full")
+
+    recorder = Recorder("rtsp://127.0.0.1:1/x", "cam1", tmp_path, on_segment=on_segment)
+    segmenter = recorder.segmenter
+    _feed(stream35, segmenter, until=5.0)
+    segmenter.finish_segment()  # one finished segment, reported once
+    (first,) = segmenter.unreported
+    for _ in range(MAX_REPORT_ATTEMPTS - 2):
+        segmenter.finish_segment()  # each finish retries the waiting ones
+    assert (segmenter.given_up, segmenter.unreported) == (0, [first])
+    segmenter.finish_segment()  # the last attempt
+    assert (segmenter.given_up, segmenter.unreported) == (1, [])
+    assert first.path.exists(), "the file stays on disk"
+
+    supervisor = Supervisor(VigilConfig.model_validate({"data_dir": str(tmp_path / "data")}))
+    supervisor.recorders["cam1"] = recorder
+    status = supervisor._with_recording(CameraStatus("cam1", True, "running"))
+    assert status.segments_unindexed == 1
 
 
 def test_a_full_disk_fails_the_write_at_once_and_leaves_no_partial(

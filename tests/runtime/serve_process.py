@@ -1,8 +1,13 @@
-"""``vigil serve`` as a real child process, for tests that stop it with a signal or scrape it.
+"""``vigil serve`` as a real child process, and the parts the serve and fault tests share.
 
 The camera analyses a paced synthetic scene (cheap on a busy machine, objects always coming
-and going) and records a real RTSP stream (``tests.rtsp_relay``), so the run has events,
-segments and a live recorder to finish. MQTT and webhooks are optional.
+and going) and records a real RTSP stream (``tests.rtsp_relay``) or a UDP one
+(``UdpCameras``), so the run has events, segments and a live recorder to finish. MQTT and
+webhooks are optional.
+
+Shared with the tests of a ``Supervisor`` in this process: the clip (``CLIP``), cameras
+pushing it over UDP (``UdpCameras``), the RTSP relay of a fixture (``rtsp_camera``), a
+Mosquitto broker of a fixture (``running_broker``) and ``wait_for``.
 """
 
 from __future__ import annotations
@@ -11,16 +16,91 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.alerts.alert_servers import Broker, free_port
+from tests.rtsp_relay import RtspRelay, require_tools
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
 PASSWORD = "correct horse battery"
 CAMERA = "door"
+#: The shared clip every camera of these tests streams.
+CLIP = "one-by-one-person-detection.mp4"
+
+
+def wait_for(
+    what: Callable[[], bool], timeout: float, message: str, why: Callable[[], str] = str
+) -> None:
+    """Poll ``what`` until true; fail after ``timeout`` s with ``message`` and ``why()``."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s {why()}")
+        time.sleep(0.1)
+
+
+class UdpCameras:
+    """One ``ffmpeg`` per name pushing ``clip`` as MPEG-TS over UDP to a local port, in
+    real time and for ever: a camera stream with no server process in between (the RTSP
+    relay, a Perl program, starves on a loaded machine), which a reader may leave and join
+    again at any time, as the recorders do after a storage failure. The names are cameras,
+    or the roles of one camera's inputs."""
+
+    def __init__(self, clip: Path, names: tuple[str, ...]) -> None:
+        require_tools("ffmpeg")
+        self.ports = {name: free_port() for name in names}
+        self.publishers = [
+            subprocess.Popen(
+                ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                 "-i", str(clip), "-c", "copy", "-f", "mpegts",
+                 f"udp://127.0.0.1:{port}?pkt_size=1316"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for port in self.ports.values()
+        ]  # fmt: skip
+
+    def url(self, name: str) -> str:
+        return f"udp://127.0.0.1:{self.ports[name]}"
+
+    def stop(self) -> None:
+        for publisher in self.publishers:
+            publisher.kill()
+            publisher.wait(10)
+
+
+def udp_cameras(clip: Path, names: tuple[str, ...]) -> Iterator[UdpCameras]:
+    """A fixture's body: ``UdpCameras`` until the test ends."""
+    streams = UdpCameras(clip, names)
+    try:
+        yield streams
+    finally:
+        streams.stop()
+
+
+def rtsp_camera(clip: Path, *, publish: bool = True) -> Iterator[RtspRelay]:
+    """A fixture's body: an RTSP relay of ``clip`` (published now, or by the test)."""
+    require_tools("rtsp-server-perl", "ffmpeg")
+    relay = RtspRelay(clip)
+    try:
+        if publish:
+            relay.publish()
+        yield relay
+    finally:
+        relay.stop()
+
+
+def running_broker(folder: Path) -> Iterator[Broker]:
+    """A fixture's body: a Mosquitto broker of its own under ``folder``."""
+    folder.mkdir()
+    server = Broker(folder)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def serve_config(
@@ -31,14 +111,17 @@ def serve_config(
     mqtt_port: int | None = None,
     webhook_url: str | None = None,
     segment_seconds: float = 2.0,
+    worker_processes: int = 0,
 ) -> str:
-    """A YAML configuration: one camera, synthetic analysis, RTSP recording, API on ``port``."""
+    """A YAML configuration: one camera, synthetic analysis, RTSP recording, API on ``port``;
+    the camera analysed in a thread (``worker_processes`` 0) or in worker processes."""
     lines = [
         "detect: {model: motion, fps: 10}",
         "tracker: {new_track_threshold: 0.5, high_threshold: 0.4}",
         f"data_dir: {data}",
         f"record: {{mode: continuous, segment_seconds: {segment_seconds}}}",
-        f"server: {{host: 127.0.0.1, port: {port}, secure_cookies: false, worker_processes: 0}}",
+        f"server: {{host: 127.0.0.1, port: {port}, secure_cookies: false, "
+        f"worker_processes: {worker_processes}}}",
         "cameras:",
         f"  {CAMERA}:",
         "    sources:",

@@ -9,6 +9,7 @@ while no event of the killed run stays open.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
@@ -28,7 +29,7 @@ from vigil.types import Event, EventState
 CAMERAS = 8
 
 
-def config_text(data: Path) -> str:
+def config_text(data: Path, workers: int = 0) -> str:
     cameras = "".join(
         f"  cam{i}:\n"
         f'    sources: [{{url: "synthetic://?width=320&height=180&fps=25&duration={4 + i}"}}]\n'
@@ -39,6 +40,7 @@ def config_text(data: Path) -> str:
         "detect: {model: motion, fps: 25}\n"
         "tracker: {new_track_threshold: 0.5, high_threshold: 0.4}\n"
         f"data_dir: {data}\n"
+        f"server: {{worker_processes: {workers}}}\n"
         f"cameras:\n{cameras}"
     )
 
@@ -84,16 +86,37 @@ def integrity(db_file: Path) -> str:
         return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` started (its worker processes, multiprocessing's helpers)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie does not: it only waits to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
-def test_kill_9_loses_no_committed_event_and_restart_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2], ids=["threads", "processes"])
+def test_kill_9_loses_no_committed_event_and_restart_resumes(tmp_path: Path, workers: int) -> None:
     config = tmp_path / "vigil.yaml"
-    config.write_text(config_text(tmp_path / "data"))
+    config.write_text(config_text(tmp_path / "data", workers))
     db_file = tmp_path / "data" / "vigil.db"
     process = serve(config)
     try:
         wait_until(process, lambda: len(all_events(db_file)) >= 12, 60,
                    "no burst of events reached the database")  # fmt: skip
         committed = all_events(db_file)
+        spawned = children(process.pid)
+        if workers:
+            assert len(spawned) >= workers, f"the worker processes: {spawned}"
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=10)
     finally:
@@ -102,6 +125,11 @@ def test_kill_9_loses_no_committed_event_and_restart_resumes(tmp_path: Path) -> 
             process.communicate()
     killed_at = time.time()
     assert process.returncode == -signal.SIGKILL
+    # Nothing the killed server started lives on (an orphaned worker would keep decoding).
+    deadline = time.monotonic() + 60
+    while left := [p for p in spawned if alive(p)]:
+        assert time.monotonic() < deadline, f"orphans of the killed server: {left}"
+        time.sleep(0.2)
 
     assert integrity(db_file) == "ok"
     after_kill = all_events(db_file)

@@ -7,16 +7,17 @@ to 64 MiB in place (``mount -o remount,size=``), the way an operator adds space.
 recording threads survive, each camera reports ``recording failed: disk full`` in its status
 and on MQTT while the disk is full, no temporary file is left behind, and each writes new
 segments once there is space again (within about one segment: the retry delay is capped at
-one segment's length, ``tests/record/test_recorder_storage.py``).
+one segment's length, ``tests/record/test_recorder_storage.py``). The cameras are analysed in
+threads, and in a worker process (the recorders stay in the main process either way).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +25,8 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 
-from tests.alerts.alert_servers import Broker, Subscriber, free_port
-from tests.rtsp_relay import require_tools
+from tests.alerts.alert_servers import Broker, Subscriber
+from tests.runtime.serve_process import CLIP, UdpCameras, running_broker, udp_cameras, wait_for
 from tests.small_disk import SmallDisk, small_disk
 from vigil.config.models import VigilConfig
 from vigil.errors import StorageError
@@ -34,58 +35,19 @@ from vigil.record.segmenter import sha256_file
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 SEGMENT_S = 2.0
 CAMERAS = ("cam1", "cam2")
 SCENE = "synthetic://?width=320&height=180&fps=5&duration=600"
 
 
-class UdpCameras:
-    """One ``ffmpeg`` per camera pushing the clip as MPEG-TS over UDP to a local port, in
-    real time and for ever: a camera stream with no server process in between (the RTSP
-    relay, a Perl program, starves on a loaded machine), which a reader may leave and join
-    again at any time, as the recorders do after a storage failure."""
-
-    def __init__(self, clip: Path, names: tuple[str, ...]) -> None:
-        self.ports = {name: free_port() for name in names}
-        self.publishers = [
-            subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                 "-i", str(clip), "-c", "copy", "-f", "mpegts",
-                 f"udp://127.0.0.1:{port}?pkt_size=1316"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            for port in self.ports.values()
-        ]  # fmt: skip
-
-    def url(self, name: str) -> str:
-        return f"udp://127.0.0.1:{self.ports[name]}"
-
-    def stop(self) -> None:
-        for publisher in self.publishers:
-            publisher.kill()
-            publisher.wait(10)
-
-
 @pytest.fixture
 def cameras(clips_dir: Path) -> Iterator[UdpCameras]:
-    require_tools("ffmpeg")
-    streams = UdpCameras(clips_dir / CLIP, CAMERAS)
-    try:
-        yield streams
-    finally:
-        streams.stop()
+    yield from udp_cameras(clips_dir / CLIP, CAMERAS)
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    server = Broker(folder)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_broker(tmp_path / "broker")
 
 
 @pytest.fixture
@@ -94,23 +56,14 @@ def disk(tmp_path: Path) -> Iterator[SmallDisk]:
         yield mounted
 
 
-def wait_for(
-    what: Callable[[], bool], timeout: float, message: str, why: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s {why()}")
-        time.sleep(0.1)
-
-
 def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*") if p.name.endswith(".tmp")]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
-    tmp_path: Path, cameras: UdpCameras, broker: Broker, disk: SmallDisk
+    tmp_path: Path, cameras: UdpCameras, broker: Broker, disk: SmallDisk, workers: int
 ) -> None:
     subscriber = Subscriber(broker.port, ["vigil/+/recording/status"])
     config = VigilConfig.model_validate({
@@ -143,9 +96,10 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
         status = {s.name: s for s in supervisor.cameras()}[name]
         return status.recording, status.recording_error
 
-    backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
+    # A partial, not a lambda: a worker process gets it pickled.
+    backoff = functools.partial(Backoff, initial=0.3, factor=2.0, max=1.0, jitter=0.0)
     supervisor = Supervisor(config, db=db, backoff=backoff, stall_timeout=10.0,
-                            worker_processes=0)  # fmt: skip
+                            worker_processes=workers)  # fmt: skip
     supervisor.start()
     try:
         wait_for(lambda: all(starts(c) for c in CAMERAS), 120, "both cameras recorded",

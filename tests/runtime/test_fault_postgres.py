@@ -5,9 +5,11 @@ A real ``vigil serve`` (one camera: synthetic analysis, a real camera stream rec
 relay starves on a loaded machine) stores into a real PostgreSQL server of its own
 (``tests.store.conftest``), which is stopped the way an administrator restarts it
 (``pg_ctl stop -m fast``) and started again 30 s later. Wanted: the server keeps running;
-while the database is down the API answers 503 ``storage_unavailable`` naming the problem,
+while the database is down the API answers 503 ``storage_unavailable`` naming the problem
+(but ``/metrics`` and ``/api/cameras`` answer a session verified lately, ``OUTAGE_READS``),
 ``/api/health`` says the database is down, and the log says why (and that segments wait to
-be indexed); afterwards everything resumes by itself: the events and
+be indexed); afterwards everything resumes by itself (the camera analysed in a thread, and
+in a worker process): the events and
 segments of the outage reach the database (nothing lost,
 ``vigil_store_writes_total{outcome="failed"}`` is 0), and after a graceful stop every
 segment file on disk has its row and no event is left open.
@@ -16,7 +18,6 @@ segment file on disk has its row and no event is left open.
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -29,13 +30,17 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import free_port
-from tests.rtsp_relay import require_tools
-from tests.runtime.serve_process import CAMERA, ServeProcess, serve_config
-from tests.runtime.test_disk_full import UdpCameras
-from tests.store.conftest import PgServer, _unavailable, start_server
+from tests.runtime.serve_process import (
+    CAMERA,
+    CLIP,
+    ServeProcess,
+    UdpCameras,
+    serve_config,
+    udp_cameras,
+)
+from tests.store.conftest import PgServer
 from vigil.store import SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 OUTAGE_S = 30.0
 #: How long an event is open when the database goes (see the test).
 OPEN_S = 34.0
@@ -43,27 +48,7 @@ OPEN_S = 34.0
 
 @pytest.fixture
 def camera(clips_dir: Path) -> Iterator[UdpCameras]:
-    require_tools("ffmpeg")
-    streams = UdpCameras(clips_dir / CLIP, (CAMERA,))
-    try:
-        yield streams
-    finally:
-        streams.stop()
-
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    """A PostgreSQL server for this test alone: it is stopped and started mid-test."""
-    try:
-        server = start_server()
-    except FileNotFoundError:
-        _unavailable("PostgreSQL is not installed (apt-get install postgresql)")
-        raise
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
+    yield from udp_cameras(clips_dir / CLIP, (CAMERA,))
 
 
 def metric(text: str, name: str) -> float:
@@ -73,13 +58,15 @@ def metric(text: str, name: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
 def test_postgresql_restarted_mid_run_loses_nothing(
-    tmp_path: Path, camera: UdpCameras, own_pg: PgServer
+    tmp_path: Path, camera: UdpCameras, own_pg: PgServer, workers: int
 ) -> None:
     own_pg.admin_sql("CREATE DATABASE vigil_serve")
     url = own_pg.url("vigil_serve")
     port = free_port()
-    text = serve_config(tmp_path / "data", port, camera.url(CAMERA)) + f"database_url: {url}\n"
+    text = serve_config(tmp_path / "data", port, camera.url(CAMERA),
+                        worker_processes=workers) + f"database_url: {url}\n"
     serve = ServeProcess(tmp_path, text, port, db_url=url)
     admin: httpx.Client | None = None
     try:
@@ -92,6 +79,7 @@ def test_postgresql_restarted_mid_run_loses_nothing(
                                    for e in serve.events()), 150,
                        "no event open for long enough")  # fmt: skip
         (open_event,) = [e.id for e in serve.events() if e.state != "end"]
+        assert admin.get("/api/cameras").status_code == 200  # the session, verified lately
 
         own_pg.halt()
         down = time.time()
@@ -103,6 +91,13 @@ def test_postgresql_restarted_mid_run_loses_nothing(
         assert "cannot reach the database server" in error["message"], error
         health = httpx.get(f"{serve.base_url}/api/health", timeout=30).json()
         assert (health["status"], health["database"]) == ("degraded", False), health
+        # ... but what operators need during the outage still answers (``OUTAGE_READS``).
+        cameras = admin.get("/api/cameras")
+        assert cameras.status_code == 200, cameras.text
+        assert [c["name"] for c in cameras.json()] == [CAMERA]
+        during = admin.get("/metrics")
+        assert during.status_code == 200, during.text
+        assert metric(during.text, "vigil_database_up") == 0
         while time.time() - down < OUTAGE_S:
             serve.wait_for(lambda: True, 1, "")  # fails at once if the server died
             time.sleep(1.0)

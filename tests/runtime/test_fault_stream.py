@@ -15,13 +15,17 @@ no relay process to starve on a loaded machine):
   decoder errors are counted (``CameraStatus.decode_errors``, ``vigil_camera_decode_errors``
   on ``/metrics``) and logged without flooding, and the camera keeps going: frames analysed,
   segments written, no restart.
+
+Both run with the camera analysed in a thread and in a worker process (``workers``): there
+the handle is the worker's ``RemoteCamera``, so what the test reads of the pipeline comes
+through its reports (status, frames, restarts, the tracks' frame size), and the worker's log
+through its standard error (``capfd``).
 """
 
 from __future__ import annotations
 
+import functools
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -32,8 +36,8 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 
-from tests.alerts.alert_servers import free_port
 from tests.rtsp_relay import require_tools
+from tests.runtime.serve_process import CLIP, UdpCameras, wait_for
 from vigil.api.metrics import _camera_families
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
@@ -41,41 +45,9 @@ from vigil.runtime.serve import Supervisor
 from vigil.runtime.worker import CameraWorker
 from vigil.store import Database, SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 SIZES = ((320, 180), (480, 270))
-
-
-def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s")
-        time.sleep(0.2)
-
-
-class Publishers:
-    """One ``ffmpeg`` per role pushing ``clip`` (looped, real time, stream copy) as MPEG-TS
-    over UDP."""
-
-    def __init__(self, clip: Path) -> None:
-        self.ports = {"detect": free_port(), "record": free_port()}
-        self.processes = [
-            subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-re", "-stream_loop", "-1",
-                 "-i", str(clip), "-c", "copy", "-f", "mpegts",
-                 f"udp://127.0.0.1:{port}?pkt_size=1316"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            for port in self.ports.values()
-        ]  # fmt: skip
-
-    def url(self, role: str) -> str:
-        return f"udp://127.0.0.1:{self.ports[role]}"
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait(10)
+#: One stream per input of the camera, named by its role.
+ROLES = ("detect", "record")
 
 
 @pytest.fixture
@@ -100,7 +72,8 @@ def two_sizes(clips_dir: Path, tmp_path: Path) -> Path:
     return joined
 
 
-def supervisor_for(tmp_path: Path, streams: Publishers) -> tuple[Supervisor, Database]:
+def supervisor_for(tmp_path: Path, streams: UdpCameras, workers: int = 0
+                   ) -> tuple[Supervisor, Database]:  # fmt: skip
     config = VigilConfig.model_validate({
         "detect": {"model": "motion", "fps": 5},
         "data_dir": str(tmp_path / "data"),
@@ -113,8 +86,10 @@ def supervisor_for(tmp_path: Path, streams: Publishers) -> tuple[Supervisor, Dat
     })  # fmt: skip
     db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
     db.migrate()
-    backoff = lambda: Backoff(initial=0.3, factor=2.0, max=1.0, jitter=0.0)  # noqa: E731
-    return Supervisor(config, db=db, backoff=backoff, stall_timeout=5.0), db
+    # A partial, not a lambda: a worker process gets it pickled.
+    backoff = functools.partial(Backoff, initial=0.3, factor=2.0, max=1.0, jitter=0.0)
+    return Supervisor(config, db=db, backoff=backoff, stall_timeout=5.0,
+                      worker_processes=workers), db
 
 
 def segment_sizes(supervisor: Supervisor, db: Database) -> dict[str, set[tuple[int, int]]]:
@@ -129,40 +104,61 @@ def segment_sizes(supervisor: Supervisor, db: Database) -> dict[str, set[tuple[i
     return found
 
 
-@pytest.mark.slow
-def test_a_camera_changing_resolution_mid_stream(
-    tmp_path: Path, two_sizes: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    streams = Publishers(two_sizes)
-    supervisor, db = supervisor_for(tmp_path, streams)
-    supervisor.start()
-    worker = supervisor.workers["cam"]
+def check_pipeline(worker: object) -> None:
+    """The thread's pipeline and rules follow the new size (the line stays in the middle)."""
     assert isinstance(worker, CameraWorker)
+    assert worker.resolution_changes >= 2
+    pipeline = worker.pipeline
+    assert pipeline is not None
+    latest = worker._last_frame
+    assert latest is not None
+    size = (latest.width, latest.height)
+    assert pipeline.frame_size == size, "the pipeline kept the old size"
+    assert pipeline.rules.frame_size == size, "the rules kept the old size"
+    line = pipeline.rules._lines["middle"]
+    assert line._a[0] == pytest.approx(size[0] / 2, abs=1), "the line left the middle"
+
+
+WORKERS = pytest.mark.parametrize("workers", [0, 1], ids=["threads", "processes"])
+
+
+@pytest.mark.slow
+@WORKERS
+def test_a_camera_changing_resolution_mid_stream(
+    tmp_path: Path, two_sizes: Path, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str], workers: int,
+) -> None:  # fmt: skip
+    streams = UdpCameras(two_sizes, ROLES)
+    supervisor, db = supervisor_for(tmp_path, streams, workers)
+    supervisor.start()
+    handle = supervisor.workers["cam"]
+    analysed: list[tuple[int, int]] = []  # the size of each frame analysed, as reported
+
+    def size_changes() -> int:
+        size = handle.latest_tracks()
+        if size.width and (not analysed or analysed[-1] != (size.width, size.height)):
+            analysed.append((size.width, size.height))
+        return len(analysed) - 1
+
     try:
-        wait_for(lambda: worker.resolution_changes >= 2, 120,
+        wait_for(lambda: size_changes() >= 2, 120,
                  "the analysis did not see the picture change size twice")  # fmt: skip
-        frames = worker.frames
-        wait_for(lambda: worker.frames > frames + 20, 60, "analysis stopped after the change")
-        pipeline = worker.pipeline
-        assert pipeline is not None
-        latest = worker._last_frame
-        assert latest is not None
-        size = (latest.width, latest.height)
-        assert pipeline.frame_size == size, "the pipeline kept the old size"
-        assert pipeline.rules.frame_size == size, "the rules kept the old size"
-        line = pipeline.rules._lines["middle"]
-        assert line._a[0] == pytest.approx(size[0] / 2, abs=1), "the line left the middle"
+        assert set(analysed) == set(SIZES), analysed
+        frames = handle.frames
+        wait_for(lambda: handle.frames > frames + 20, 60, "analysis stopped after the change")
         wait_for(lambda: {s for f in segment_sizes(supervisor, db).values() for s in f}
                  >= set(SIZES), 120, "no segments of both sizes")  # fmt: skip
-        assert worker.restarts == 0, "a crash loop"
+        if not workers:  # in a worker process, the pipeline is out of reach: its reports do
+            check_pipeline(handle)
+        assert handle.restarts == 0, "a crash loop"
     finally:
         supervisor.stop()
         streams.stop()
-    sizes = segment_sizes(supervisor, db)
-    db.close()
+        sizes = segment_sizes(supervisor, db)
+        db.close()
     mixed = {path: found for path, found in sizes.items() if len(found) > 1}
     assert mixed == {}, f"segments mixing two sizes: {mixed}"
-    assert "the picture changed from" in caplog.text
+    assert "the picture changed from" in caplog.text + capfd.readouterr().err
 
 
 @pytest.fixture
@@ -180,23 +176,27 @@ def noisy(two_sizes: Path) -> Path:
 
 
 @pytest.mark.slow
+@WORKERS
 def test_corrupt_packets_are_counted_and_the_camera_goes_on(
-    tmp_path: Path, noisy: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    streams = Publishers(noisy)
-    supervisor, db = supervisor_for(tmp_path, streams)
+    tmp_path: Path, noisy: Path, caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str], workers: int,
+) -> None:  # fmt: skip
+    streams = UdpCameras(noisy, ROLES)
+    supervisor, db = supervisor_for(tmp_path, streams, workers)
     supervisor.start()
     worker = supervisor.workers["cam"]
-    assert isinstance(worker, CameraWorker)
 
     def segments() -> int:
         with db.session() as session:
             return len(SegmentRepo(session).list("cam"))
 
+    def errors_now() -> int:
+        return worker.status().decode_errors  # the worker process's count, as reported
+
     try:
-        wait_for(lambda: worker.decode_errors >= 3, 120, "no corrupt packet was counted")
-        frames, errors = worker.frames, worker.decode_errors
-        wait_for(lambda: worker.frames > frames + 50 and worker.decode_errors > errors, 120,
+        wait_for(lambda: errors_now() >= 3, 120, "no corrupt packet was counted")
+        frames, errors = worker.frames, errors_now()
+        wait_for(lambda: worker.frames > frames + 50 and errors_now() > errors, 120,
                  "the camera did not go on through more corrupt packets")  # fmt: skip
         wait_for(lambda: segments() >= 2, 60, "nothing was recorded")
         (status,) = supervisor.cameras()
@@ -217,6 +217,7 @@ def test_corrupt_packets_are_counted_and_the_camera_goes_on(
     text = generate_latest(registry).decode()
     assert f'vigil_camera_decode_errors_total{{camera="cam"}} {float(status.decode_errors)}' \
         in text, text
-    warnings = [r for r in caplog.records if "decode errors so far" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records] + capfd.readouterr().err.splitlines()
+    warnings = [line for line in logged if "decode errors so far" in line]
     assert warnings, "the corrupt packets were not logged"
     assert len(warnings) <= 1 + status.decode_errors // 100, "one line per corrupt packet"

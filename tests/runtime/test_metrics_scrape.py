@@ -25,33 +25,27 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerts.alert_servers import Broker, free_port
 from tests.promtool import promtool_complaints, require_promtool
-from tests.rtsp_relay import RtspRelay, require_tools
-from tests.runtime.serve_process import CAMERA, ServeProcess, serve_config
+from tests.rtsp_relay import RtspRelay
+from tests.runtime.serve_process import (
+    CAMERA,
+    CLIP,
+    ServeProcess,
+    rtsp_camera,
+    running_broker,
+    serve_config,
+)
 
-CLIP = "one-by-one-person-detection.mp4"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @pytest.fixture
 def camera(clips_dir: Path) -> Iterator[RtspRelay]:
-    require_tools("rtsp-server-perl", "ffmpeg")
-    relay = RtspRelay(clips_dir / CLIP)
-    relay.publish()
-    try:
-        yield relay
-    finally:
-        relay.stop()
+    yield from rtsp_camera(clips_dir / CLIP)
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    server = Broker(folder)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_broker(tmp_path / "broker")
 
 
 @pytest.fixture

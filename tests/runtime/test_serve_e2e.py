@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import Broker, Subscriber
 from tests.rtsp_relay import RtspRelay as Camera
-from tests.rtsp_relay import require_tools
+from tests.runtime.serve_process import CLIP, rtsp_camera, running_broker, wait_for
 from vigil.api.clips import ClipJobSink
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
@@ -29,37 +29,17 @@ from vigil.paths import sha256_file
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, EventFilter, EventRepo, JobRepo, SegmentRepo
 
-CLIP = "one-by-one-person-detection.mp4"
 SEGMENT_S = 2.0
 
 
 @pytest.fixture
 def camera(clips_dir: Path) -> Iterator[Camera]:
-    require_tools("rtsp-server-perl", "ffmpeg")
-    cam = Camera(clips_dir / CLIP)
-    try:
-        yield cam
-    finally:
-        cam.stop()
+    yield from rtsp_camera(clips_dir / CLIP, publish=False)  # the test publishes
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    server = Broker(folder)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s")
-        time.sleep(0.1)
+    yield from running_broker(tmp_path / "broker")
 
 
 @pytest.mark.slow

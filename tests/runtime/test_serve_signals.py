@@ -20,34 +20,28 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 pytest.importorskip("paho.mqtt", reason="the server extra is not installed")
 
 from tests.alerts.alert_servers import Broker, Subscriber, free_port
-from tests.rtsp_relay import RtspRelay, require_tools
-from tests.runtime.serve_process import CAMERA, ServeProcess, serve_config
+from tests.rtsp_relay import RtspRelay
+from tests.runtime.serve_process import (
+    CAMERA,
+    CLIP,
+    ServeProcess,
+    rtsp_camera,
+    running_broker,
+    serve_config,
+)
 
-CLIP = "one-by-one-person-detection.mp4"
 #: ``docker stop``'s default grace period before SIGKILL (systemd's is longer).
 GRACE_S = 10
 
 
 @pytest.fixture
 def camera(clips_dir: Path) -> Iterator[RtspRelay]:
-    require_tools("rtsp-server-perl", "ffmpeg")
-    relay = RtspRelay(clips_dir / CLIP)
-    relay.publish()
-    try:
-        yield relay
-    finally:
-        relay.stop()
+    yield from rtsp_camera(clips_dir / CLIP)
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    server = Broker(folder)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_broker(tmp_path / "broker")
 
 
 def _retained(port: int, topic: str) -> bytes:

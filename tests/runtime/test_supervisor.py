@@ -123,8 +123,16 @@ def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         line = LineConfig.model_validate(LINE["middle"])
         supervisor.update_rules("b", {}, {"middle": line})
         result.rules_b = supervisor.rules("b")
-        time.sleep(3.0)
-        result.mid_status = {s.name: s for s in supervisor.cameras()}
+        # Mid-run: once camera a runs at its pace and the bad one was found offline (worker
+        # processes take a while to spawn and report on a busy machine: no fixed sleep).
+        def settled() -> bool:
+            status = {s.name: s for s in supervisor.cameras()}
+            result.mid_status = status
+            a, bad = status["a"], status["bad"]
+            return (a.online and a.state == "running" and a.decode_fps >= 5.0
+                    and a.detect_fps > 0 and bad.state == "offline")  # fmt: skip
+
+        wait_for(settled, 60, "camera a running and camera bad offline")
         result.mid_frame = supervisor.latest_frame("a")
         wait_for(lambda: all(supervisor.workers[c].state == "ended" for c in "ab"), 30,
                  "both synthetic cameras did not finish")  # fmt: skip

@@ -179,6 +179,22 @@ def pg_server() -> Iterator[PgServer]:
         shutil.rmtree(server.root, ignore_errors=True)
 
 
+@pytest.fixture
+def own_pg() -> Iterator[PgServer]:
+    """A PostgreSQL server for one test alone, which may stop (``halt``) and start
+    (``resume``) it mid-test: the session's shared ``pg_server`` must never see that."""
+    try:
+        server = start_server()
+    except FileNotFoundError:
+        _unavailable("PostgreSQL is not installed (apt-get install postgresql)")
+        raise
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
 def new_pg_database(server: PgServer, *, migrated: bool = True) -> str:
     """A URL of a new, empty (or migrated) database on ``server``."""
     name = f"vigil_test_{os.getpid()}_{next(_counter)}"

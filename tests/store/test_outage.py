@@ -9,9 +9,8 @@ every row is there with its last state and every hit counted, without anyone ask
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -19,7 +18,7 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tests.store.conftest import PgServer, _unavailable, start_server
+from tests.store.conftest import PgServer
 from vigil.errors import StorageError
 from vigil.store import CountRepo, Database, EventFilter, EventRepo
 from vigil.store.backlog import WriteBacklog, transient
@@ -27,20 +26,6 @@ from vigil.store.sink import StoreEventSink
 from vigil.types import Event, EventState, RuleEvent, RuleEventKind
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    try:
-        server = start_server()
-    except FileNotFoundError:
-        _unavailable("PostgreSQL is not installed (apt-get install postgresql)")
-        raise
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
 
 
 def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:

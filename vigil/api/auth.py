@@ -18,6 +18,7 @@ import hmac
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -253,3 +254,80 @@ class HashGate:
             with self._lock:
                 self._admitted -= 1
 
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    who: Principal
+    user_id: int
+    at: float  # monotonic time of the database lookup that found the credential valid
+    expires: float | None  # the credential's own expiry (UNIX s)
+
+
+class PrincipalCache:
+    """Credentials the database found valid lately → who they were, for a database outage.
+
+    While the database cannot be reached, every credential check would fail, and with it
+    ``/metrics`` and ``/api/cameras``, exactly when operators need them. So ``principal_for``
+    remembers each credential it verified (by its SHA-256, never the credential itself) and,
+    for the few read-only routes of ``OUTAGE_READS`` only, answers from here when the lookup
+    fails with a storage error: at most ``ttl_s`` seconds after that credential was last
+    verified, never past its own expiry, never for a write, a login or any other route.
+
+    Bounded (``max_entries``, least recently verified out first) and thread-safe. What this
+    process revokes (logout, a revoked token, any change of a user) is forgotten at once; a
+    revocation made elsewhere (``vigil user``, another replica) is seen at the next lookup
+    that reaches the database, so only one made shortly before an outage can be missed, for
+    at most ``ttl_s`` (see ``docs/architecture.md``, "Authentication during a database
+    outage"). ``ttl_s`` 0 turns it off.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 1024,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:  # fmt: skip
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self.clock, self.wall = clock, wall
+        self._entries: OrderedDict[tuple[str, str], _Verified] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, digest: str, kind: str, who: Principal, expires: float | None) -> None:
+        """The database just found the credential with SHA-256 ``digest`` valid for ``who``."""
+        if self.ttl_s <= 0:
+            return
+        key = (digest, kind)
+        with self._lock:
+            self._entries[key] = _Verified(who, who.user_id, self.clock(), expires)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def recall(self, digest: str, kind: str) -> Principal | None:
+        """Who the credential was, when it was verified at most ``ttl_s`` ago and has not
+        expired; else None (and a stale entry is dropped)."""
+        key = (digest, kind)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            fresh = self.clock() - entry.at <= self.ttl_s
+            if not fresh or (entry.expires is not None and entry.expires <= self.wall()):
+                del self._entries[key]
+                return None
+            return entry.who
+
+    def forget(self, digest: str) -> None:
+        """The credential was revoked or found invalid."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == digest]:
+                del self._entries[key]
+
+    def forget_user(self, user_id: int) -> None:
+        """The user changed (role, scope, state, password): forget all their credentials."""
+        with self._lock:
+            for key in [k for k, v in self._entries.items() if v.user_id == user_id]:
+                del self._entries[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

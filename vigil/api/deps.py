@@ -9,6 +9,7 @@ added later cannot forget authentication; routes then ask for the role they need
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -30,9 +31,14 @@ from vigil.api.errors import ForbiddenError
 from vigil.api.settings import Network
 from vigil.api.state import AppState
 from vigil.errors import AuthError, StorageError
-from vigil.store import TokenKind, TokenRepo
+from vigil.store import TokenKind, TokenRepo, hash_token
 
 log = logging.getLogger(__name__)
+
+#: The routes a credential verified lately still opens while the database is down
+#: (``PrincipalCache``): reads of what the running process knows by itself, which operators
+#: need most during an outage. GET and HEAD only; never a write, a login or media.
+OUTAGE_READS = frozenset({"/metrics", "/api/cameras"})
 
 # ``last_used`` is for people reviewing tokens: a minute's precision is enough, and it keeps
 # most requests free of any database write.
@@ -86,21 +92,38 @@ def bearer(conn: HTTPConnection) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def principal_for(state: AppState, token: str, kind: TokenKind, client: str | None) -> Principal:
-    """The user behind a token of ``kind``; ``AuthError`` when it is not valid."""
-    # A read-only lookup: every request passes here, and on SQLite a deferred transaction that
-    # reads and then writes fails at once ("database is locked") while a camera is writing.
-    with state.db.session() as session:
-        found = TokenRepo(session).lookup(token, touch=False)
-        if found is None or found[0].kind != kind:
-            raise AuthError("not logged in or the session/token expired; log in again")
-        row, user = found
-        if row.scope is not None:
-            # A scoped token (a camera's stream URL for Home Assistant) opens that URL only.
-            raise AuthError(f"this token is limited to {row.scope!r} and opens only its "
-                            "stream URL; use a full API token or log in")  # fmt: skip
-        cams = None if user.cameras is None else tuple(user.cameras)
-        who = Principal(user.id, user.name, user.role, cams, kind.value, client)
+def principal_for(
+    state: AppState, token: str, kind: TokenKind, client: str | None, *, outage_ok: bool = False
+) -> Principal:
+    """The user behind a token of ``kind``; ``AuthError`` when it is not valid.
+
+    ``outage_ok``: the request is a read of ``OUTAGE_READS``; when the database cannot be
+    reached, a credential verified lately still opens it (``PrincipalCache``).
+    """
+    digest = hash_token(token)
+    try:
+        # A read-only lookup: every request passes here, and on SQLite a deferred transaction
+        # that reads and then writes fails at once ("database is locked") while a camera is
+        # writing.
+        with state.db.session() as session:
+            found = TokenRepo(session).lookup(token, touch=False)
+            if found is None or found[0].kind != kind:
+                state.principals.forget(digest)
+                raise AuthError("not logged in or the session/token expired; log in again")
+            row, user = found
+            if row.scope is not None:
+                # A scoped token (a camera's stream URL for Home Assistant) opens that URL only.
+                raise AuthError(f"this token is limited to {row.scope!r} and opens only its "
+                                "stream URL; use a full API token or log in")  # fmt: skip
+            cams = None if user.cameras is None else tuple(user.cameras)
+            who = Principal(user.id, user.name, user.role, cams, kind.value, client)
+    except StorageError:
+        cached = state.principals.recall(digest, kind.value) if outage_ok else None
+        if cached is None:
+            raise
+        log.debug("database unreachable: %s let in by its credential verified lately", cached.name)
+        return dataclasses.replace(cached, client=client)
+    state.principals.remember(digest, kind.value, who, row.expires)
     now = time.time()
     due = row.last_used is None or now - row.last_used >= TOUCH_INTERVAL_S
     if due and now >= state.touch_retry_at:
@@ -120,13 +143,15 @@ def authenticate(request: Request) -> Principal:
     """The caller, by bearer token or session cookie (+ CSRF check on unsafe methods)."""
     state = get_state(request)
     client = client_address(request)
+    route = getattr(request.scope.get("route"), "path", None)
+    outage_ok = request.method in ("GET", "HEAD") and route in OUTAGE_READS
     token = bearer(request)
     if token is not None:
-        return principal_for(state, token, TokenKind.API, client)
+        return principal_for(state, token, TokenKind.API, client, outage_ok=outage_ok)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise AuthError("authentication required: log in (POST /api/login) or send a token")
-    who = principal_for(state, cookie, TokenKind.SESSION, client)
+    who = principal_for(state, cookie, TokenKind.SESSION, client, outage_ok=outage_ok)
     unsafe = request.method not in SAFE_METHODS
     if unsafe and not csrf_valid(cookie, request.headers.get(CSRF_HEADER)):
         raise ForbiddenError(f"missing or wrong {CSRF_HEADER} header; send the vigil_csrf cookie")

@@ -34,6 +34,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from vigil import __version__
+from vigil.errors import StorageError
 from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics
 from vigil.store import SegmentRepo
 
@@ -108,10 +109,18 @@ class _Scrape(Collector):
     def _storage(self) -> Iterator[Metric]:
         used = GaugeMetricFamily("vigil_storage_used_bytes", "bytes of recorded segments",
                                  labels=["camera"])  # fmt: skip
-        with self.state.db.session() as session:
-            for camera, size in SegmentRepo(session).size_by_camera().items():
-                if self.who.sees(camera):
-                    used.add_metric([camera], size)
+        try:
+            with self.state.db.session() as session:
+                sizes = SegmentRepo(session).size_by_camera()
+        except StorageError:
+            # The database is down: the scrape goes on without what only it knows (a scrape
+            # during an outage is what ``OUTAGE_READS`` is for), and says so.
+            sizes = None
+        yield GaugeMetricFamily("vigil_database_up", "1 when this scrape could read the "
+                                "database, else 0", value=float(sizes is not None))  # fmt: skip
+        for camera, size in (sizes or {}).items():
+            if self.who.sees(camera):
+                used.add_metric([camera], size)
         yield used
         folder = self.state.data_dir / "recordings"
         try:
@@ -195,6 +204,15 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
         if status.recording is not None:
             failing.add_metric([status.name], 1.0 if status.recording == "failed" else 0.0)
     yield failing
+    unindexed = CounterMetricFamily(
+        "vigil_camera_segments_unindexed", "finished segments the database never took (given "
+        "up after repeated failures): their files stay on disk, unknown to retention and the "
+        "API; absent for cameras that are not recorded", labels=["camera"],
+    )  # fmt: skip
+    for status in statuses:
+        if status.recording is not None:
+            unindexed.add_metric([status.name], status.segments_unindexed)
+    yield unindexed
 
 
 def _delivery(channel: str, what: str, health: DeliveryHealth, doc: str) -> Iterator[Metric]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Path, Query
 from pydantic import Field
 
 #: The largest value of a signed 64-bit database integer.
@@ -33,3 +33,17 @@ Cursor = Annotated[
           description="The next_cursor of the previous page, unchanged (opaque); any other "
           "value is refused with 422."),
 ]
+
+
+#: What ``JobRepo.add`` makes: 16 random bytes in hex. Anything else (an unbounded string
+#: included) is refused with 422 before the database is asked.
+JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+#: The ``job_id`` path parameter.
+JobId = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, description="The job's id (32 hex digits), as `POST` "
+              "answered it; any other value is refused with 422."),
+]  # fmt: skip
+
+#: The ``event_id`` path parameter: at most as long as the database column (64).
+EventId = Annotated[str, Path(min_length=1, max_length=64)]

@@ -40,6 +40,10 @@ class Health(BaseModel):
     recording: Literal["ok", "failed", "off"] = Field(
         description="failed while any camera's recorder cannot write; off: nothing records.")
     recording_failed: int = Field(description="How many cameras cannot record now.")
+    segments_unindexed: int = Field(
+        0, description="Finished segments the database never took since the start (given up "
+        "after repeated failures), all cameras together: their files stay on disk, unknown to "
+        "retention; the log names them.")
 
 
 class Credentials(_Body):

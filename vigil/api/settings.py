@@ -66,7 +66,9 @@ class ApiSettings:
     ``setup_token``: when set, first-run setup needs it (``vigil serve`` prints the link that
     carries it), so nobody else on the network can create the first admin.
     ``min_free_bytes``: below this much free space in the data directory ``/api/health``
-    reports storage ``low`` (``server.min_free_bytes``).
+    reports storage ``low`` (``server.min_free_bytes``). ``outage_auth_ttl_s``: while the
+    database is down, a credential it verified at most this long ago still opens the
+    read-only routes of ``OUTAGE_READS`` (``PrincipalCache``; 0: never).
     """
 
     secure_cookies: bool = True
@@ -98,6 +100,7 @@ class ApiSettings:
     clip_wait_s: float = 2.0
     clip_settle_s: float = 90.0
     face_full_every_s: float = 1.0
+    outage_auth_ttl_s: float = 600.0
 
     def redact_for(self, camera: str) -> RedactConfig:
         """How pixels of ``camera`` are redacted: its own settings, else the global ones."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vigil.api.auth import HashGate, LoginThrottle, Principal
+from vigil.api.auth import HashGate, LoginThrottle, Principal, PrincipalCache
 from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
@@ -46,6 +46,9 @@ ExportRedactor = Callable[[tuple[int, int]], Redactor]
 
 #: Seconds between purges of expired tokens (per process).
 TOKEN_PURGE_S = 600.0
+#: The actor of audit records that Vigil itself writes (a grant ended by an account change
+#: made outside this process, an export refused when its job runs).
+SYSTEM_ACTOR = "vigil"
 
 
 @dataclass
@@ -72,6 +75,7 @@ class AppState:
     #: No token ``last_used`` write before this time (UNIX s): the last one failed.
     touch_retry_at: float = 0.0
     _grants: LiveGrants | None = field(default=None, repr=False)
+    _principals: PrincipalCache | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _video: LiveVideo | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
@@ -113,6 +117,14 @@ class AppState:
             if self._grants is None:
                 self._grants = LiveGrants(self.settings.live_grant_ttl_s)
             return self._grants
+
+    @property
+    def principals(self) -> PrincipalCache:
+        """Credentials verified lately, for read-only routes during a database outage."""
+        with self._lock:
+            if self._principals is None:
+                self._principals = PrincipalCache(self.settings.outage_auth_ttl_s)
+            return self._principals
 
     @property
     def live(self) -> LiveFrames:

@@ -318,7 +318,8 @@ class CameraActor:
         status = dataclasses.replace(worker.status(), node=self.node)
         if running.recorder is not None:
             state, error = running.recorder.status()
-            status = dataclasses.replace(status, recording=state, recording_error=error)
+            status = dataclasses.replace(status, recording=state, recording_error=error,
+                                         segments_unindexed=running.recorder.segmenter.given_up)
         latencies: list[tuple[float, float, bool]] = []
         while worker.latencies:
             latencies.append(worker.latencies.popleft())

@@ -269,4 +269,5 @@ def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiS
         login_window_s=server.login_window,
         hash_slots=server.password_hash_concurrency or default_hash_slots(),
         setup_token=setup_token, min_free_bytes=server.min_free_bytes,
+        outage_auth_ttl_s=server.outage_auth_ttl,
     )  # fmt: skip

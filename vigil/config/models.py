@@ -413,6 +413,12 @@ class ServerConfig(_Model):
         description="Retention also keeps free the space of this many seconds of recording at "
         "the recent rate, deleting the oldest unlocked segments early (0: min_free_bytes only).",
     )  # fmt: skip
+    export_max_age: float | None = Field(
+        7 * 86400.0, gt=0,
+        description="Retention: seconds an export (`<data_dir>/exports`) is kept after it was "
+        "written (default 7 days; null: for ever). An export of evidence-locked footage stays "
+        "while the lock holds. Cached clips go with the recordings they were cut from.",
+    )  # fmt: skip
     retention_interval: float = Field(
         60.0, gt=0, le=86400, description="Seconds between retention runs."
     )
@@ -467,6 +473,13 @@ class ServerConfig(_Model):
     login_window: float = Field(
         60.0, gt=0, le=86400, description="Seconds over which failed logins are counted."
     )
+    outage_auth_ttl: float = Field(
+        600.0, ge=0, le=86400,
+        description="While the database is down, a session or API token it verified at most "
+        "this many seconds ago still reads `/metrics` and `/api/cameras` (nothing else); "
+        "0: those answer 503 too. A revocation made by another process shortly before an "
+        "outage can be missed for this long (docs/architecture.md).",
+    )  # fmt: skip
     password_hash_concurrency: int | None = Field(
         None, ge=1, le=64, description="Password hashes (Argon2id, 64 MiB each) computed at "
         "once; more logins wait briefly, then get 503. Default: one per core, at most 4.",

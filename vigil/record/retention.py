@@ -20,13 +20,16 @@ the free space stays below the reserve, the plan carries a warning for the opera
 ``RetentionJob`` is the one way plans are applied (``vigil serve`` and the tests alike): the
 catalog forgets the segments first (the store re-checks each lock in the same transaction),
 then the files go (with their preview thumbnails, ``vigil.record.previews``) and the
-hour/day folders left empty are pruned. A crash in between leaves
+hour/day folders left empty are pruned; then exports and cached
+clips go by their own rule (``vigil.record.derived``: exports after ``export_max_age``,
+clips with the footage they were cut from). A crash in between leaves
 an orphan file, never a row that points at nothing. Only when the disk is below the reserve
 and the catalog cannot write (SQLite on that same full disk) do the files go first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vigil.errors import StorageError
+from vigil.record.derived import delete_derived, plan_derived, scan_derived
 from vigil.record.previews import delete_previews
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,8 @@ class RetentionPolicy:
     total_max_bytes: int | None = None
     min_free_bytes: int | None = None
     reserve_seconds: float | None = None
+    #: Seconds an export is kept after it was written (None: for ever; ``vigil.record.derived``).
+    export_max_age: float | None = None
 
     def for_camera(self, camera: str) -> CameraRetention:
         return self.cameras.get(camera, self.default)
@@ -231,6 +237,17 @@ class RetentionResult:
     warnings: list[str]
     kept: list[Hashable] = field(default_factory=list)
     removed: list[SegmentFile] = field(default_factory=list)
+    #: Exports and cached clips deleted (``vigil.record.derived``).
+    derived: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedFolders:
+    """Where the media derived from recordings lie: ``exports`` and the clip cache ``clips``
+    (``<data_dir>/exports``, ``<data_dir>/clips`` under ``vigil serve``)."""
+
+    exports: Path
+    clips: Path
 
 
 class RetentionJob:
@@ -249,13 +266,38 @@ class RetentionJob:
         recordings: Path,
         *,
         free_bytes: Callable[[Path], int | None] | None = None,
+        derived: DerivedFolders | None = None,
     ) -> None:
         self.catalog, self.policy, self.recordings = catalog, policy, recordings
         self._free = free_bytes or disk_free_bytes
+        self.derived = derived
 
     def run(self, now: float) -> RetentionResult:
         files = {f.meta.id: f for f in self.catalog.segments()}
         metas = [f.meta for f in files.values()]
+        result = self._segments(files, metas, now)
+        if self.derived is None:
+            return result
+        # After the segments: what they were cut from must not outlive them.
+        removed = [(f.meta.camera, f.meta.start, f.meta.end) for f in result.removed
+                   if f.meta.id in set(result.deleted) | set(result.missing)]  # fmt: skip
+        locked = [(m.camera, m.start, m.end) for m in metas if m.locked]
+        try:
+            found = scan_derived(self.derived.exports, self.derived.clips)
+            doomed = plan_derived(
+                found, now, export_max_age=self.policy.export_max_age,
+                clip_max_age=lambda camera: self.policy.for_camera(camera).max_age,
+                locked=locked, removed=removed,
+            )  # fmt: skip
+            deleted = delete_derived(doomed)
+        except OSError as exc:  # a folder that cannot be read: the segments' run still counts
+            log.warning("retention: exports and clips not checked: %s", exc)
+            deleted = []
+        return dataclasses.replace(result, derived=deleted)
+
+    def _segments(
+        self, files: dict[Hashable, SegmentFile], metas: list[SegmentMeta], now: float
+    ) -> RetentionResult:
         free = self._free(self.recordings) if self.recordings.exists() else None
         plan = plan_retention(metas, now, self.policy, free_bytes=free)
         for warning in plan.warnings:

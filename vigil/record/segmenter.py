@@ -213,6 +213,10 @@ class Segmenter:
         #: Why the last report failed while some are unreported (None when all were).
         self.report_error: str | None = None
         self._report_failures: dict[Path, int] = {}
+        #: Finished segments given up on after ``MAX_REPORT_ATTEMPTS`` failed reports since
+        #: start: their files stay on disk, unknown to the store, hence to retention and the
+        #: API (``vigil_camera_segments_unindexed_total``).
+        self.given_up = 0
         self._parameters: bytes | None = None  # SPS (and VPS) of the last video keyframe
 
     # -- input ------------------------------------------------------------------------------
@@ -332,6 +336,7 @@ class Segmenter:
                     log.error("%s: %s; gave up after %d attempts (the file stays on disk)",
                               self.camera, self.report_error, tries)  # fmt: skip
                     self._report_failures.pop(info.path, None)
+                    self.given_up += 1
             else:
                 self._report_failures.pop(info.path, None)
         self.unreported = kept

@@ -51,7 +51,7 @@ from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo
 from vigil.record.previews import PreviewSet
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
-from vigil.record.retention import RetentionJob, SegmentFile, prune_empty_dirs
+from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.record.tap import PacketTap
 from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
 from vigil.runtime.batcher import BatchingDetector
@@ -163,6 +163,7 @@ def retention_policy(config: VigilConfig) -> RetentionPolicy:
         cameras=cameras, total_max_bytes=config.server.total_max_bytes,
         min_free_bytes=config.server.min_free_bytes,
         reserve_seconds=config.server.free_space_reserve or None,
+        export_max_age=config.server.export_max_age,
     )  # fmt: skip
 
 
@@ -646,8 +647,9 @@ class Supervisor:
         assert self.db is not None
         self.expire_snapshots(now)
         recordings = self.root / "recordings"
+        derived = DerivedFolders(self.root / "exports", self.root / "clips")
         job = RetentionJob(StoreCatalog(self.db, self.root), retention_policy(self.config),
-                           recordings)  # fmt: skip
+                           recordings, derived=derived)  # fmt: skip
         result = job.run(now)
         self.retention_warnings = result.warnings
         gone = set(result.deleted) | set(result.missing)
@@ -687,7 +689,8 @@ class Supervisor:
         if recorder is None:
             return status
         state, error = recorder.status()
-        return dataclasses.replace(status, recording=state, recording_error=error)
+        return dataclasses.replace(status, recording=state, recording_error=error,
+                                   segments_unindexed=recorder.segmenter.given_up)
 
     def packet_tap(self, camera: str) -> PacketTap | None:
         """The recorded video packets of ``camera`` (``PacketTaps``): its recorder's tap. The

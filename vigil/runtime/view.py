@@ -63,7 +63,9 @@ class CameraStatus:
     ``node``: the name of the cluster node the camera runs on now (``server.backend: ray``);
     None on a single host.
     ``decode_errors``: corrupt packets skipped or frames decoded with errors (the camera
-    goes on).
+    goes on). ``segments_unindexed``: finished segments the store never took (given up after
+    ``MAX_REPORT_ATTEMPTS`` tries; their files stay on disk, unknown to retention) since the
+    recorder started.
     """
 
     name: str
@@ -80,6 +82,7 @@ class CameraStatus:
     node: str | None = None
     #: Corrupt packets skipped or frames decoded with errors since start (analysis stream).
     decode_errors: int = 0
+    segments_unindexed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,6 +155,8 @@ def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> User
             users.set_password_hash(name, new_hash)
         if body.disabled or new_hash is not None:
             TokenRepo(session).revoke_user(row.id)
+        # Any change: what an outage would let in (``PrincipalCache``) is the user as was.
+        state.principals.forget_user(row.id)
     state.audit(who, "user.update", name, details=changes)
     if changes:
         end_user_grants(state, name, actor=who.name, cause="user.update")

@@ -35,7 +35,7 @@ from vigil.api.schemas import (
     UserOut,
 )
 from vigil.errors import ConfigError, StorageError
-from vigil.store import Role, TokenKind, TokenRepo, UserRepo
+from vigil.store import Role, TokenKind, TokenRepo, UserRepo, hash_token
 
 public = APIRouter(responses=ERRORS, tags=["auth"])
 router = protected(tags=["auth"])
@@ -71,7 +71,8 @@ def health(state: StateDep) -> Health:
     good = users is not None and storage in ("ok", "low") and not failing
     return Health(status="ok" if good else "degraded", database=users is not None,
                   setup_required=users == 0, storage=storage, free_bytes=free,
-                  recording=recording, recording_failed=len(failing))  # fmt: skip
+                  recording=recording, recording_failed=len(failing),
+                  segments_unindexed=sum(s.segments_unindexed for s in statuses))  # fmt: skip
 
 
 def _free_bytes(folder: Path) -> int | None:
@@ -171,6 +172,7 @@ def logout(request: Request, response: Response, state: StateDep) -> None:
     revoked (``DELETE /api/tokens/{id}``): they are credentials of their own."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
+        state.principals.forget(hash_token(cookie))  # first: even if the database is down
         with state.db.session(immediate=True) as session:
             TokenRepo(session).revoke(cookie)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -231,5 +233,6 @@ def revoke_token(token_id: DbId, who: PrincipalDep, state: StateDep) -> None:
             raise not_found(f"token {token_id}")
         owner = UserRepo(session).get_by_id(row.user_id)
         tokens.revoke_id(token_id)
+        state.principals.forget(row.token_hash)
     state.audit(who, "token.revoke", owner.name if owner else str(row.user_id),
                 details={"id": token_id, "name": row.name})

@@ -18,7 +18,7 @@ from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
 from vigil.api.media import check_range, outgoing_image, read_image, snapshot_source
-from vigil.api.params import Cursor
+from vigil.api.params import Cursor, EventId
 from vigil.api.routes import error, protected
 from vigil.api.schemas import (
     BulkReviewRequest,
@@ -126,7 +126,7 @@ def _recorded(segments: SegmentRepo, row: EventRow) -> bool:
 
 
 @router.get("/api/events/{event_id}")
-def get_event(event_id: str, who: Reader, state: StateDep) -> EventOut:
+def get_event(event_id: EventId, who: Reader, state: StateDep) -> EventOut:
     row = _event(state, who, event_id)
     with state.db.session() as session:
         return event_out(row, has_clip=_recorded(SegmentRepo(session), row))
@@ -134,7 +134,7 @@ def get_event(event_id: str, who: Reader, state: StateDep) -> EventOut:
 
 @router.post("/api/events/{event_id}/review")
 def review_event(
-    event_id: str, who: Operator, state: StateDep, body: ReviewRequest | None = None
+    event_id: EventId, who: Operator, state: StateDep, body: ReviewRequest | None = None
 ) -> ReviewOut:
     """Mark the event reviewed (``{"reviewed": false}``: unreviewed again)."""
     body = body or ReviewRequest()
@@ -159,7 +159,7 @@ def _review(state: AppState, who: Principal, ids: list[str], reviewed: bool) -> 
 
 @router.post("/api/events/{event_id}/lock")
 def lock_event(
-    event_id: str, who: Operator, state: StateDep, body: LockRequest | None = None
+    event_id: EventId, who: Operator, state: StateDep, body: LockRequest | None = None
 ) -> LockOut:
     """Evidence lock: retention never deletes the event or the segments of its span."""
     body = body or LockRequest()
@@ -175,7 +175,7 @@ def lock_event(
 
 @router.get("/api/events/{event_id}/snapshot", responses=JPEG, response_class=Response)
 def event_snapshot(
-    event_id: str, who: Reader, state: StateDep, unredacted: bool = False,
+    event_id: EventId, who: Reader, state: StateDep, unredacted: bool = False,
     reason: str | None = None,
 ) -> Response:  # fmt: skip
     """The event's best frame as JPEG, redacted; ``unredacted=true&reason=...`` for
@@ -254,7 +254,7 @@ def ready_clip(state: AppState, row: EventRow) -> Clip | None:
 
 @router.get("/api/events/{event_id}/clip", responses=CLIP, response_class=FileResponse)
 async def event_clip_media(
-    event_id: str, request: Request, who: Reader, state: StateDep, *, unredacted: bool = False,
+    event_id: EventId, request: Request, who: Reader, state: StateDep, *, unredacted: bool = False,
     reason: str | None = None,
 ) -> Response:  # fmt: skip
     """The event as MP4 with the camera's pre/post-roll, redacted; ``unredacted=true&reason=``

@@ -9,6 +9,7 @@ from fastapi import Query
 from vigil.api.auth import Capability, Principal
 from vigil.api.deps import Reader, StateDep
 from vigil.api.errors import not_found
+from vigil.api.params import JobId
 from vigil.api.routes import protected
 from vigil.api.schemas import JobOut
 from vigil.store import JobRepo, JobRow
@@ -36,7 +37,7 @@ def list_jobs(
 
 
 @router.get("/api/jobs/{job_id}")
-def get_job(job_id: str, who: Reader, state: StateDep) -> JobOut:
+def get_job(job_id: JobId, who: Reader, state: StateDep) -> JobOut:
     """One job: its state and progress, and its result once done."""
     with state.db.session() as session:
         row = JobRepo(session).get(job_id)

@@ -39,7 +39,7 @@ from vigil.api.live import LiveGrant, LiveView, account_state, frame_time
 from vigil.api.routes import protected
 from vigil.api.routes.events import unredacted_grant
 from vigil.api.schemas import LiveGrantOut, LiveGrantRequest, OverlayOut, TrackOut
-from vigil.api.state import AppState
+from vigil.api.state import SYSTEM_ACTOR, AppState
 from vigil.errors import StorageError
 from vigil.store import TokenRepo, UserRepo, UserRow
 
@@ -52,9 +52,6 @@ BOUNDARY = "frame"
 POLL_S = 0.05
 #: Seconds between two reads of a streaming viewer's account (revocation within a second).
 ACCOUNT_CHECK_S = 0.5
-#: The actor of audit records that Vigil itself writes (a grant ended by an account change
-#: made outside this process).
-SYSTEM_ACTOR = "vigil"
 MJPEG: dict[int | str, dict[str, Any]] = {
     200: {"content": {f"multipart/x-mixed-replace; boundary={BOUNDARY}": {}},
           "description": "JPEG parts, redacted unless a valid grant is given."},
