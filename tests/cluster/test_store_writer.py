@@ -3,45 +3,62 @@
 Real Ray (head + two worker nodes), real PostgreSQL. Two "cameras" on node-1 (tasks pinned
 there, each with its own ``NodeStore``, as camera actors have) publish the full life of many
 events and their counts; the rows must end as one-by-one writes would leave them, carry the
-node's name with their snapshots, and take far fewer transactions than changes.
+node's name with their snapshots, and take far fewer transactions than changes. Their
+segments too: the rows ``index_segment`` would write one by one (motion, events), in a few
+batches, and a row the store refuses comes back to the camera's recording status.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from tests.cluster.writer_tasks import EVENTS, camera_task
+from tests.cluster.writer_tasks import (
+    EVENTS,
+    SEGMENTS,
+    SHA,
+    camera_task,
+    ended,
+    note_motion,
+    refused_task,
+    segment_infos,
+    segment_task,
+)
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster import NAMESPACE, writer_actor_name
-from vigil.store import CountRepo, Database, EventFilter, EventRepo
+from vigil.record.motion import MotionSpans
+from vigil.runtime.serve import index_segment
+from vigil.store import CountRepo, Database, EventFilter, EventRepo, SegmentRepo
+from vigil.store.sink import StoreEventSink
 
 
 @pytest.fixture(scope="module")
-def cluster(pg_server: PgServer) -> Iterator[tuple[LocalCluster, str]]:
+def cluster(pg_server: PgServer) -> Iterator[tuple[LocalCluster, str, PgServer]]:
     import ray
 
     root = Path(tempfile.mkdtemp(prefix="vigil-writer-"))
     with local_cluster(root, workers=2, slots=1) as local:
         ray.init(address=local.address, namespace=NAMESPACE, log_to_driver=False)
         try:
-            yield local, new_pg_database(pg_server)
+            yield local, new_pg_database(pg_server), pg_server
         finally:
             ray.shutdown()
 
 
 def test_a_nodes_cameras_write_through_one_batching_writer(
-    cluster: tuple[LocalCluster, str],
+    cluster: tuple[LocalCluster, str, PgServer],
 ) -> None:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    local, db_url = cluster
+    local, db_url = cluster[0], cluster[1]
     node = local.nodes["node-1"]
     pinned = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
     task: Any = ray.remote(num_cpus=0)(camera_task).options(scheduling_strategy=pinned)
@@ -75,4 +92,113 @@ def test_a_nodes_cameras_write_through_one_batching_writer(
             assert sum(c.count for c in counts) == EVENTS
     finally:
         db.close()
-    ray.kill(writer)
+    _end_writer(node.node_id)
+
+
+def _end_writer(node_id: str) -> None:
+    """Kill the node's writer and wait for its name to be free (the next test's cameras
+    would otherwise find the dying one)."""
+    import ray
+
+    ray.kill(ray.get_actor(writer_actor_name(node_id), namespace=NAMESPACE))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(writer_actor_name(node_id), namespace=NAMESPACE)
+        except ValueError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the killed writer's name is still taken after 60 s")
+
+
+def _pinned_task(local: LocalCluster, node: str, function: Any) -> Any:
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    pinned = NodeAffinitySchedulingStrategy(local.nodes[node].node_id, soft=False)
+    return ray.remote(num_cpus=0)(function).options(scheduling_strategy=pinned)
+
+
+_COLUMNS = ("camera", "path", "start", "end", "size", "sha256", "evidence_lock", "has_motion",
+            "has_events", "node")  # fmt: skip
+
+
+def _rows(url: str) -> list[tuple[Any, ...]]:
+    db = Database(url)
+    try:
+        with db.session() as session:
+            return sorted(tuple(getattr(r, c) for c in _COLUMNS)
+                          for r in SegmentRepo(session).list())  # fmt: skip
+    finally:
+        db.close()
+
+
+def test_a_nodes_segments_go_through_its_writer_in_batches_as_index_segment_writes_them(
+    cluster: tuple[LocalCluster, str, PgServer],
+) -> None:
+    import ray
+
+    local, _, pg = cluster
+    node = local.nodes["node-1"]
+    url, reference = new_pg_database(pg), new_pg_database(pg)
+    start = 1_767_100_000.0
+    cameras = ("cam1", "cam2")
+    task = _pinned_task(local, "node-1", segment_task)
+    errors = ray.get([task.remote(url, "/unused", cam, start) for cam in cameras], timeout=180)
+    assert errors == [[None], [None]], "every row was stored"
+    writer = ray.get_actor(writer_actor_name(node.node_id), namespace=NAMESPACE)
+    ray.get(writer.flush.remote(), timeout=60)
+    stats = ray.get(writer.stats.remote(), timeout=60)
+    assert stats["segments"] == 2 * SEGMENTS
+    # Batched: many segments of both cameras per transaction (one each before).
+    assert 1 <= stats["segment_batches"] < 2 * SEGMENTS / 4, stats
+
+    # The single host's path, one segment and one transaction at a time, for comparison.
+    db = Database(reference)
+    sink = StoreEventSink(db, None, node="node-1")
+    try:
+        for cam in cameras:
+            recorder: Any = SimpleNamespace(motion=MotionSpans())
+            for index, info in enumerate(segment_infos(node.data_dir, cam, start)):
+                note_motion(recorder.motion, info, index)
+                index_segment(db, node.data_dir, info, recorder, node="node-1")
+            sink.publish(ended(cam, start))
+    finally:
+        sink.close()
+        db.close()
+    rows, expected = _rows(url), _rows(reference)
+    assert len(rows) == 2 * SEGMENTS
+    assert rows == expected
+    assert any(r[7] for r in rows), "motion flagged"
+    assert any(r[8] for r in rows), "events flagged"
+    _end_writer(node.node_id)
+
+
+def test_a_segment_row_refused_by_the_store_fails_the_recording_until_one_is_stored(
+    cluster: tuple[LocalCluster, str, PgServer],
+) -> None:
+    import ray
+
+    local, _, pg = cluster
+    node = local.nodes["node-1"]
+    url = new_pg_database(pg)
+    start = 1_767_200_000.0
+    first = segment_infos(node.data_dir, "cam3", start)[0]
+    path = first.path.relative_to(node.data_dir).as_posix()
+    db = Database(url)
+    try:
+        with db.session() as session:  # another segment holds the first one's place
+            SegmentRepo(session).add(camera="cam3", path=path, start=first.start,
+                                     end=first.end, size=1, sha256=SHA, node="node-1")
+        task = _pinned_task(local, "node-1", refused_task)
+        refused, after = ray.get(task.remote(url, "/unused", "cam3", start), timeout=180)
+        assert refused is not None
+        assert "not indexed" in refused, refused
+        assert "already recorded" in refused
+        assert after is None, "a stored segment ends the failure"
+        with db.session() as session:
+            rows = SegmentRepo(session).list("cam3")
+        assert [r.sha256 for r in rows] == [SHA, SHA], "the refused row was not written"
+    finally:
+        db.close()
+    _end_writer(node.node_id)

@@ -3,8 +3,15 @@ by name: ``tests.cluster.writer_tasks``; a test module is imported under its bar
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 
+from vigil.cluster import node_name
+from vigil.record import SegmentInfo
+from vigil.record.layout import segment_path
+from vigil.record.motion import MotionSpans
 from vigil.types import Direction, Event, EventState, RuleEvent, RuleEventKind, Snapshot
 
 EVENTS = 40  # per camera
@@ -35,3 +42,71 @@ def camera_task(db_url: str, data_dir: str, camera: str, start: float) -> int:
                                start + index * 10 + 1, (0.5, 0.5), Direction.A_TO_B)])
     store.close()
     return EVENTS
+
+
+SEGMENTS = 30  # per camera
+SEGMENT_LEN = 10.0
+SHA = "ab" * 32
+
+
+def segment_infos(root: Path, camera: str, start: float) -> list[SegmentInfo]:
+    """``SEGMENTS`` finished 10 s segments of ``camera`` under ``root`` (rows only: the
+    writer never reads the files)."""
+    recordings = root / "recordings"
+    return [SegmentInfo(camera, segment_path(recordings, camera, start + i * SEGMENT_LEN),
+                        start + i * SEGMENT_LEN, start + (i + 1) * SEGMENT_LEN, 1000 + i, SHA,
+                        False) for i in range(SEGMENTS)]  # fmt: skip
+
+
+def note_motion(motion: MotionSpans, info: SegmentInfo, index: int) -> None:
+    """What the camera's analysis reports before segment ``index`` is finished: motion in it
+    now and then, and, behind the recording, in the segment before it."""
+    if index % 3 == 0:
+        motion.note(info.start + 5.0)
+    if index % 4 == 1:
+        motion.note(info.start - 1.0)
+
+
+def ended(camera: str, start: float) -> Event:
+    """An event of ``camera`` that ended within its segments 10 to 12."""
+    return Event(id=f"{camera}-seg", camera_id=camera, label="person", class_id=0, track_id=1,
+                 start=start + 10 * SEGMENT_LEN + 3, end=start + 12 * SEGMENT_LEN + 2,
+                 state=EventState.END, top_score=0.9, live=True)  # fmt: skip
+
+
+def segment_task(db_url: str, data_dir: str, camera: str, start: float) -> list[str | None]:
+    """A camera's recorder on the node: its segments through ``NodeSegments``, then an event
+    that ended over some of them; returns ``NodeSegments.status`` after each segment was
+    answered (its error, None while every row is stored)."""
+    from vigil.cluster import node_data_dir
+    from vigil.cluster.writer import NodeSegments, NodeStore
+
+    root = node_data_dir(Path(data_dir))
+    store = NodeStore(db_url, data_dir)
+    segments = NodeSegments(store, root, node_name())
+    segments.motion = MotionSpans()
+    for index, info in enumerate(segment_infos(root, camera, start)):
+        note_motion(segments.motion, info, index)
+        segments(info)
+    segments.close(120.0)
+    errors = [segments.status("recording", None)[1]]
+    store.publish(ended(camera, start))
+    store.close()
+    return errors
+
+
+def refused_task(db_url: str, data_dir: str, camera: str, start: float) -> list[str | None]:
+    """A segment whose place holds another one (same path, other digest), then a good one:
+    the recording's error while refused, and after."""
+    from vigil.cluster import node_data_dir
+    from vigil.cluster.writer import NodeSegments, NodeStore
+
+    root = node_data_dir(Path(data_dir))
+    segments = NodeSegments(NodeStore(db_url, data_dir), root, node_name())
+    first, second = segment_infos(root, camera, start)[:2]
+    segments(dataclasses.replace(first, sha256="cd" * 32))
+    segments.close(120.0)
+    refused = segments.status("recording", None)[1]
+    segments(second)
+    segments.close(120.0)
+    return [refused, segments.status("recording", None)[1]]

@@ -500,6 +500,12 @@ class SegmentSpec:
     node: str | None = None
 
 
+def check_segment(seg: SegmentSpec) -> None:
+    """Raise ``StorageError`` for a segment ``add`` would refuse before writing (a path
+    outside the media root, an end before the start, a bad digest)."""
+    _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
+
+
 def _check_segment(path: str, start: float, end: float, size: int, sha256: str) -> None:
     _check_sha256(sha256, "sha256")
     if path.startswith("/") or ".." in path.split("/"):
@@ -554,20 +560,39 @@ class SegmentRepo:
             raise StorageError(f"segment {path!r} is already recorded") from exc
         return row
 
-    def add_many(self, segments: Iterable[SegmentSpec]) -> None:
+    def add_many(self, segments: Iterable[SegmentSpec]) -> builtins.list[SegmentSpec]:
         """Record many finished segments in a few statements (many cameras' recorders on one
         node). Checked as ``add`` checks one; a path already recorded is skipped, not an
-        error, so that a batch retried after a lost commit reply stores nothing twice."""
+        error, so that a batch retried after a lost commit reply stores nothing twice.
+
+        Returns the segments refused: those whose place (node and path) holds another
+        segment (another camera, start or digest), where ``add`` would raise; a segment
+        found stored as given (a retried batch) is not refused."""
+        specs = builtins.list(segments)
         rows: builtins.list[dict[str, Any]] = []
-        for seg in segments:
-            _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
+        for seg in specs:
+            check_segment(seg)
             rows.append({"camera": seg.camera, "path": seg.path, "start": float(seg.start),
                          "end": float(seg.end), "size": int(seg.size), "sha256": seg.sha256,
                          "evidence_lock": False, "has_motion": seg.has_motion,
                          "has_events": seg.has_events, "node": seg.node})  # fmt: skip
         if not rows:
-            return
+            return []
         _bulk_write(self.session, SegmentRow, rows, key=["path"], mode="ignore")
+        return self._not_stored(specs)
+
+    def _not_stored(self, specs: Sequence[SegmentSpec]) -> builtins.list[SegmentSpec]:
+        """Which of ``specs`` have no row of their own (same node, path, camera, start and
+        digest): one query per 500 paths."""
+        stored: set[tuple[str | None, str, str, float, str]] = set()
+        paths = sorted({s.path for s in specs})
+        for i in range(0, len(paths), 500):
+            query = select(SegmentRow.node, SegmentRow.path, SegmentRow.camera,
+                           SegmentRow.start, SegmentRow.sha256).where(
+                SegmentRow.path.in_(paths[i:i + 500]))  # fmt: skip
+            stored.update((n, p, c, float(t), d) for n, p, c, t, d in self.session.execute(query))
+        return [s for s in specs
+                if (s.node, s.path, s.camera, float(s.start), s.sha256) not in stored]  # fmt: skip
 
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
