@@ -232,7 +232,8 @@ def node_writer_actor(database_url: str, data_dir: str) -> Any:
 
     node_id = ray.get_runtime_context().get_node_id()
     # The segments' group is the class's (Ray takes concurrency groups there only).
-    actor_class: Any = ray.remote(concurrency_groups={SEGMENT_GROUP: SEGMENT_CALLS})(StoreWriter)
+    remote: Any = ray.remote  # its stubs do not know ``concurrency_groups``
+    actor_class: Any = remote(concurrency_groups={SEGMENT_GROUP: SEGMENT_CALLS})(StoreWriter)
     return actor_class.options(
         name=writer_actor_name(node_id), namespace=NAMESPACE, get_if_exists=True,
         lifetime="detached", max_concurrency=1, num_cpus=0, max_restarts=0,
