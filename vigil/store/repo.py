@@ -228,7 +228,7 @@ def _bulk_write(
         return
     insert = sqlite.insert(table)
     if mode == "ignore":
-        stmt = insert.on_conflict_do_nothing(index_elements=list(key))
+        stmt = insert.on_conflict_do_nothing(index_elements=list(key) or None)
     elif mode == "add":
         stmt = insert.on_conflict_do_update(
             index_elements=list(key), set_={"count": table.c.count + insert.excluded.count})
@@ -251,7 +251,7 @@ def _recordset_upsert(
     typed = ", ".join(f"{quote(c)} {table.c[c].type.compile(dialect=dialect)}" for c in columns)
     sql = (f"INSERT INTO {quote(table.name)} ({names}) SELECT {names} "
            f"FROM json_to_recordset(CAST(:rows AS JSON)) AS t({typed}) "
-           f"ON CONFLICT ({', '.join(quote(c) for c in key)}) ")  # fmt: skip
+           f"ON CONFLICT {'(' + ', '.join(quote(c) for c in key) + ') ' if key else ''}")
     if mode == "ignore":
         return sql + "DO NOTHING"
     if mode == "add":
@@ -546,7 +546,7 @@ class SegmentRepo:
         has_motion: bool = False, has_events: bool = False, node: str | None = None,
     ) -> SegmentRow:  # fmt: skip
         """Record a finished segment; ``path`` is relative to the media root (of ``node``'s
-        data dir in a cluster) and unique."""
+        data dir in a cluster) and unique on its node."""
         _check_segment(path, start, end, size, sha256)
         row = SegmentRow(camera=camera, path=path, start=float(start), end=float(end),
                          size=int(size), sha256=sha256, evidence_lock=False,
@@ -557,7 +557,8 @@ class SegmentRepo:
             with self.session.begin_nested():
                 self.session.add(row)
         except IntegrityError as exc:
-            raise StorageError(f"segment {path!r} is already recorded") from exc
+            where = f" on node {node}" if node else ""
+            raise StorageError(f"segment {path!r} is already recorded{where}") from exc
         return row
 
     def add_many(self, segments: Iterable[SegmentSpec]) -> builtins.list[SegmentSpec]:
@@ -578,7 +579,8 @@ class SegmentRepo:
                          "has_events": seg.has_events, "node": seg.node})  # fmt: skip
         if not rows:
             return []
-        _bulk_write(self.session, SegmentRow, rows, key=["path"], mode="ignore")
+        # No conflict target: the unique key is an expression (``uq_segments_node_path``).
+        _bulk_write(self.session, SegmentRow, rows, key=[], mode="ignore")
         return self._not_stored(specs)
 
     def _not_stored(self, specs: Sequence[SegmentSpec]) -> builtins.list[SegmentSpec]:
