@@ -246,7 +246,7 @@ def _camera_like(node_env: ClusterEnv) -> Any:
 
     from tests.cluster.media_fixtures import pinned
 
-    detector = Detector.options(name=detector_actor_name(node_id), namespace=NAMESPACE,
+    detector = Detector.options(name=detector_actor_name(node_id, "test"), namespace=NAMESPACE,
                                 lifetime="detached", scheduling_strategy=pinned(node_id)).remote()
     ray.get(detector.stats.remote(), timeout=120)
     return camera, detector, node_id

@@ -20,8 +20,8 @@ from tests.cluster.conftest import Mount, cluster_config, fast_backoff, wait_for
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
-from vigil.cluster import NAMESPACE
-from vigil.cluster.backend import RayBackend, detector_actor_name
+from vigil.cluster import DETECTOR_PREFIX, NAMESPACE, keyed_actor_parts
+from vigil.cluster.backend import RayBackend, named_actors
 from vigil.config.models import ZoneConfig
 from vigil.paths import shared_models_dir
 from vigil.runtime.serve import Supervisor
@@ -160,7 +160,8 @@ def test_the_yolox_camera_is_served_by_its_nodes_batched_detector(running: Runni
     handle: Any = running.supervisor.workers[YOLOX_CAMERA]
     wait_for(lambda: handle.analysed > 5, 180, "the YOLOX camera analysed no frames")
     node_id = handle.node_id
-    detector = ray.get_actor(detector_actor_name(node_id), namespace=NAMESPACE)
+    detector = next(actor for name, actor in named_actors(DETECTOR_PREFIX)
+                    if keyed_actor_parts(name)[1] == node_id)  # fmt: skip
     stats = ray.get(detector.stats.remote(), timeout=30)
     assert stats["node"] == _node_of(running, YOLOX_CAMERA)
     assert stats["node_id"] == node_id

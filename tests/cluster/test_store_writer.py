@@ -11,7 +11,6 @@ batches, and a row the store refuses comes back to the camera's recording status
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.cluster.conftest import wait_for
 from tests.cluster.writer_tasks import (
     EVENTS,
     SEGMENTS,
@@ -29,10 +29,15 @@ from tests.cluster.writer_tasks import (
     refused_task,
     segment_infos,
     segment_task,
+    stale_detector,
+    writer_of,
 )
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
-from vigil.cluster import NAMESPACE, writer_actor_name
+from vigil.cluster import NAMESPACE, detector_actor_name, writer_actor_name
+from vigil.cluster.backend import RayBackend
+from vigil.cluster.writer import writer_key
+from vigil.config.models import VigilConfig
 from vigil.record.motion import MotionSpans
 from vigil.runtime.serve import index_segment
 from vigil.store import CountRepo, Database, EventFilter, EventRepo, SegmentRepo
@@ -66,7 +71,7 @@ def test_a_nodes_cameras_write_through_one_batching_writer(
     done = ray.get([task.remote(db_url, "/unused", cam, start) for cam in ("cam1", "cam2")],
                    timeout=180)  # fmt: skip
     assert done == [EVENTS, EVENTS]
-    writer = ray.get_actor(writer_actor_name(node.node_id), namespace=NAMESPACE)
+    writer = _writer(node.node_id, db_url)
     ray.get(writer.flush.remote(), timeout=60)
     stats = ray.get(writer.stats.remote(), timeout=60)
     assert stats["node"] == "node-1"
@@ -92,23 +97,35 @@ def test_a_nodes_cameras_write_through_one_batching_writer(
             assert sum(c.count for c in counts) == EVENTS
     finally:
         db.close()
-    _end_writer(node.node_id)
+    _end_writer(node.node_id, db_url)
 
 
-def _end_writer(node_id: str) -> None:
+def _writer(node_id: str, db_url: str) -> Any:
+    """The node's writer for ``db_url`` (the tasks' data dir is ``/unused``)."""
+    import ray
+
+    name = writer_actor_name(node_id, writer_key(db_url, "/unused"))
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def _gone(name: str) -> bool:
+    import ray
+
+    try:
+        ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return True
+    return False
+
+
+def _end_writer(node_id: str, db_url: str) -> None:
     """Kill the node's writer and wait for its name to be free (the next test's cameras
     would otherwise find the dying one)."""
     import ray
 
-    ray.kill(ray.get_actor(writer_actor_name(node_id), namespace=NAMESPACE))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            ray.get_actor(writer_actor_name(node_id), namespace=NAMESPACE)
-        except ValueError:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the killed writer's name is still taken after 60 s")
+    ray.kill(_writer(node_id, db_url))
+    name = writer_actor_name(node_id, writer_key(db_url, "/unused"))
+    wait_for(lambda: _gone(name), 60, "the killed writer's name was not freed")
 
 
 def _pinned_task(local: LocalCluster, node: str, function: Any) -> Any:
@@ -146,7 +163,7 @@ def test_a_nodes_segments_go_through_its_writer_in_batches_as_index_segment_writ
     task = _pinned_task(local, "node-1", segment_task)
     errors = ray.get([task.remote(url, "/unused", cam, start) for cam in cameras], timeout=180)
     assert errors == [[None], [None]], "every row was stored"
-    writer = ray.get_actor(writer_actor_name(node.node_id), namespace=NAMESPACE)
+    writer = _writer(node.node_id, url)
     ray.get(writer.flush.remote(), timeout=60)
     stats = ray.get(writer.stats.remote(), timeout=60)
     assert stats["segments"] == 2 * SEGMENTS
@@ -171,7 +188,7 @@ def test_a_nodes_segments_go_through_its_writer_in_batches_as_index_segment_writ
     assert rows == expected
     assert any(r[7] for r in rows), "motion flagged"
     assert any(r[8] for r in rows), "events flagged"
-    _end_writer(node.node_id)
+    _end_writer(node.node_id, url)
 
 
 def test_a_segment_row_refused_by_the_store_fails_the_recording_until_one_is_stored(
@@ -201,4 +218,43 @@ def test_a_segment_row_refused_by_the_store_fails_the_recording_until_one_is_sto
         assert [r.sha256 for r in rows] == [SHA, SHA], "the refused row was not written"
     finally:
         db.close()
-    _end_writer(node.node_id)
+    _end_writer(node.node_id, url)
+
+
+def test_a_writer_left_for_another_database_is_not_reused_and_the_next_head_ends_it(
+    cluster: tuple[LocalCluster, str, PgServer],
+) -> None:
+    """A head killed with -9 leaves its (detached) writers and detectors running: the next
+    head, of another database, must neither write through them nor leave them."""
+    import ray
+
+    local, _, pg = cluster
+    node = local.nodes["node-1"]
+    old_url, new_url = new_pg_database(pg), new_pg_database(pg)
+    task = _pinned_task(local, "node-1", writer_of)
+    old = ray.get(task.remote(old_url, "/unused", "before"), timeout=180)
+    detector = ray.get(_pinned_task(local, "node-1", stale_detector).remote(), timeout=180)
+    new = ray.get(task.remote(new_url, "/unused", "after"), timeout=180)
+    assert old != new, "another database, another writer"
+    for url, wanted in ((old_url, ["before"]), (new_url, ["after"])):
+        ray.get(_writer(node.node_id, url).flush.remote(), timeout=60)
+        db = Database(url)
+        try:
+            with db.session() as session:
+                ids = [r.id for r in EventRepo(session).list(EventFilter(), limit=10).items]
+        finally:
+            db.close()
+        assert ids == wanted, f"{url}: {ids}"
+
+    # The next head (of the new database, no camera with a model) ends the stale ones.
+    config = VigilConfig.model_validate({"data_dir": "/unused", "database_url": new_url,
+                                         "server": {"backend": "ray"}})  # fmt: skip
+    hooks: Any = None
+    backend = RayBackend([], hooks, config, database_url=new_url)
+    backend.start()
+    try:
+        wait_for(lambda: _gone(old) and _gone(detector), 60, "the stale actors were not ended")
+        assert not _gone(new), "the writer of this head's database is kept"
+    finally:
+        backend.close(10)
+    assert detector == detector_actor_name(node.node_id, "stale")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -110,3 +111,41 @@ def refused_task(db_url: str, data_dir: str, camera: str, start: float) -> list[
     segments(second)
     segments.close(120.0)
     return [refused, segments.status("recording", None)[1]]
+
+
+def writer_of(db_url: str, data_dir: str, event_id: str) -> str:
+    """Publish one ended event through the node's writer for ``db_url``; the writer's name."""
+    import ray
+
+    from vigil.cluster import NAMESPACE
+    from vigil.cluster.writer import NodeStore, node_writer_actor
+
+    store = NodeStore(db_url, data_dir)
+    store.publish(Event(id=event_id, camera_id="cam", label="person", class_id=0, track_id=1,
+                        start=1.0, end=2.0, state=EventState.END, top_score=0.9))  # fmt: skip
+    store.close()
+    actor = node_writer_actor(db_url, data_dir)
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        handle = ray.get_actor(entry["name"], namespace=NAMESPACE)
+        if entry.get("namespace") == NAMESPACE and handle._actor_id == actor._actor_id:
+            return str(entry["name"])
+    raise AssertionError("the writer has no name")
+
+
+class _Stale:
+    def stats(self) -> dict[str, str]:
+        return {}
+
+
+def stale_detector() -> str:
+    """A detector actor of this node made with other settings (key ``stale``), detached, as
+    a head killed with -9 leaves one; its name."""
+    import ray
+
+    from vigil.cluster import NAMESPACE, detector_actor_name
+
+    name = detector_actor_name(ray.get_runtime_context().get_node_id(), "stale")
+    actor: Any = ray.remote(num_cpus=0)(_Stale)
+    handle = actor.options(name=name, namespace=NAMESPACE, lifetime="detached").remote()
+    ray.get(handle.stats.remote())
+    return name

@@ -36,10 +36,11 @@ from typing import Any
 
 from vigil.cluster import (
     CAMERA_SLOTS,
+    DETECTOR_PREFIX,
     NAMESPACE,
+    WRITER_PREFIX,
     camera_actor_name,
-    detector_actor_name,
-    writer_actor_name,
+    keyed_actor_parts,
 )
 from vigil.cluster.camera import (
     CAMERA_CONCURRENCY,
@@ -52,6 +53,7 @@ from vigil.cluster.camera import (
     OnlineOut,
 )
 from vigil.cluster.detector import DetectorSpec
+from vigil.cluster.writer import writer_key
 from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
@@ -383,6 +385,7 @@ class RayBackend:
         import ray
 
         self._connected = connect(self.cluster, len(self.cameras))
+        self._end_stale()
         actor_class: Any = ray.remote(CameraActor)
         for cam in self.cameras.values():
             name = camera_actor_name(cam.name)
@@ -395,6 +398,24 @@ class RayBackend:
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
                                         daemon=True)  # fmt: skip
         self._poller.start()
+
+    def _end_stale(self) -> None:
+        """End the detectors and writers a head that died left (detached, they run on) when
+        they were made for another database, data dir or model: this head's cameras would
+        not find them by name, and they would hold their node's resources (a GPU share)."""
+        import ray
+
+        writers = {writer_key(self.database_url, str(self.config.data_dir))}
+        detectors = {spec.detector.key for cam in self.cameras.values()
+                     if (spec := cam.spec).detector is not None}  # fmt: skip
+        for prefix, keep in ((WRITER_PREFIX, writers), (DETECTOR_PREFIX, detectors)):
+            for name, actor in named_actors(prefix):
+                key, _node = keyed_actor_parts(name)
+                if key in keep:
+                    continue  # the same database (model): reused, its backlog with it
+                log.warning("ending %s, left by an earlier head with other settings", name)
+                with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+                    ray.kill(actor, no_restart=True)
 
     @staticmethod
     def _kill_named(name: str) -> None:
@@ -502,7 +523,7 @@ class RayBackend:
         """Every node's store writer writes what it gathered, then ends."""
         import ray
 
-        writers = _named_actors(writer_actor_name(""))
+        writers = _named_actors(WRITER_PREFIX)
         closing = [actor.close.remote() for actor in writers]
         if closing:
             ray.wait(closing, num_returns=len(closing), timeout=timeout)
@@ -514,7 +535,7 @@ class RayBackend:
     def _kill_detectors() -> None:
         import ray
 
-        for actor in _named_actors(detector_actor_name("")):
+        for actor in _named_actors(DETECTOR_PREFIX):
             with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
                 ray.kill(actor)
 
@@ -524,12 +545,17 @@ class RayBackend:
 
 def _named_actors(prefix: str) -> list[Any]:
     """Handles of this namespace's named actors whose name starts with ``prefix``."""
+    return [actor for _name, actor in named_actors(prefix)]
+
+
+def named_actors(prefix: str) -> list[tuple[str, Any]]:
+    """``(name, handle)`` of this namespace's named actors whose name starts with ``prefix``."""
     import ray
 
-    found: list[Any] = []
+    found: list[tuple[str, Any]] = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = str(entry.get("name", ""))
         if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
             with contextlib.suppress(ValueError):  # it ended meanwhile
-                found.append(ray.get_actor(name, namespace=NAMESPACE))
+                found.append((name, ray.get_actor(name, namespace=NAMESPACE)))
     return found

@@ -31,9 +31,11 @@ A database that is down queues the batches in the sink's ``WriteBacklog`` (retri
 What is lost with a node: at most the last ``flush_s`` of its changes, not yet committed; the
 camera's restart elsewhere closes its events left open (``close_dangling``).
 
-The actor is pinned to its node (not soft), named after the Ray node id, detached (it must
-outlive the camera that created it, which may move) and created by the first camera that
-needs it (``get_if_exists``). The head flushes and ends it at stop.
+The actor is pinned to its node (not soft), named after the Ray node id and ``writer_key``
+(a digest of the database URL and data dir: a writer left by a head that died is reused
+only by a head of the same database), detached (it must outlive the camera that created
+it, which may move) and created by the first camera that needs it (``get_if_exists``). The
+head flushes and ends it at stop.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vigil.cluster import NAMESPACE, node_data_dir, node_name, writer_actor_name
+from vigil.cluster import NAMESPACE, actor_key, node_data_dir, node_name, writer_actor_name
 from vigil.types import Event, RuleEvent
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ class StoreWriter:
 
         logging.basicConfig(level=logging.WARNING)  # a Ray worker's root logger has none
         self.node = node_name()
+        self.key = writer_key(database_url, data_dir)
         self.db = Database(database_url)
         self.sink = StoreEventSink(self.db, node_data_dir(Path(data_dir)), node=self.node)
         self.flush_s = flush_s
@@ -207,7 +210,8 @@ class StoreWriter:
 
     def stats(self) -> dict[str, Any]:
         backlog = self.sink.backlog.stats
-        return {"node": self.node, "batches": self._batches, "events": self._written,
+        return {"node": self.node, "key": self.key, "batches": self._batches,
+                "events": self._written,
                 "segment_batches": self._segment_batches, "segments": self._segment_rows,
                 "queued": backlog.queued, "dropped": backlog.dropped}  # fmt: skip
 
@@ -224,6 +228,11 @@ class StoreWriter:
             self.flush()
 
 
+def writer_key(database_url: str, data_dir: str) -> str:
+    """What a node's writer must have been made with to be reused (see ``actor_key``)."""
+    return actor_key("writer", database_url, data_dir, repr(FLUSH_S))
+
+
 def node_writer_actor(database_url: str, data_dir: str) -> Any:
     """This node's writer actor: the running one, or a new one pinned here (call it from a
     Ray worker on the node, e.g. a camera actor)."""
@@ -235,7 +244,8 @@ def node_writer_actor(database_url: str, data_dir: str) -> Any:
     remote: Any = ray.remote  # its stubs do not know ``concurrency_groups``
     actor_class: Any = remote(concurrency_groups={SEGMENT_GROUP: SEGMENT_CALLS})(StoreWriter)
     return actor_class.options(
-        name=writer_actor_name(node_id), namespace=NAMESPACE, get_if_exists=True,
+        name=writer_actor_name(node_id, writer_key(database_url, data_dir)),
+        namespace=NAMESPACE, get_if_exists=True,
         lifetime="detached", max_concurrency=1, num_cpus=0, max_restarts=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
     ).remote(database_url, data_dir)  # fmt: skip
