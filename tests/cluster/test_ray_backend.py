@@ -8,6 +8,7 @@ test checks one promise of issue 9 §2 against it.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import Mount, cluster_config, fast_backoff, wait_for
+from tests.cluster.conftest import SEGMENT_S, Mount, cluster_config, fast_backoff, wait_for
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
@@ -184,6 +185,44 @@ def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
     assert frame.shape[2] == 3
     tracks = running.supervisor.latest_tracks("cam2")
     assert tracks.time is not None
+
+
+def test_the_recording_switch_reaches_the_camera_on_its_node(running: Running) -> None:
+    """Home Assistant's recording switch (``Supervisor.set_switch``, as an MQTT command
+    calls it) goes to the camera's actor: its recorder stops writing segments, then starts
+    again."""
+    import ray
+
+    supervisor, camera = running.supervisor, "cam3"
+    handle: Any = supervisor.workers[camera]
+    assert camera in supervisor.recorded_remotely
+
+    def segments() -> int:
+        with running.db.session() as session:
+            return len(SegmentRepo(session).list(camera))
+
+    def actor_records() -> bool | None:
+        drained = ray.get(handle.actor.drain.remote(handle.acked), timeout=30)
+        return drained.recording  # type: ignore[no-any-return]
+
+    wait_for(lambda: segments() > 0, 120, f"{camera} recorded nothing")
+    supervisor.set_switch(camera, "recording", False)
+    assert handle.recording is False
+    assert actor_records() is False
+    seen: dict[str, float] = {"count": -1, "since": 0.0}
+
+    def quiet() -> bool:
+        """No new segment for four segment lengths (the one open at the switch ends)."""
+        now, count = time.monotonic(), segments()
+        if count != seen["count"]:
+            seen.update(count=count, since=now)
+        return now - seen["since"] > 4 * SEGMENT_S
+
+    wait_for(quiet, 120, f"{camera} kept recording with its switch off")
+    stopped = segments()
+    supervisor.set_switch(camera, "recording", True)
+    assert actor_records() is True
+    wait_for(lambda: segments() > stopped, 120, f"{camera} did not record again")
 
 
 def test_stop_leaves_no_event_open(running: Running, tmp_path: Path) -> None:

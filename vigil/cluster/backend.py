@@ -18,8 +18,9 @@ Failover: Ray restarts a camera actor whose node (or process) died on a node wit
 ``CAMERA_SLOTS`` unit, up to ``cluster.max_restarts`` times. The handle sees it as drains
 failing (``restarting``, offline), then answers from a new *incarnation*: it ends, for the
 head's sinks, the events it had seen open (the new actor closed their rows at their last
-update before starting), hands the actor the rules and the detection switch in force, and
-counts a restart. ``failovers`` records (camera, node before, node after, seconds offline).
+update before starting), hands the actor the rules and the detection and recording switches
+in force, and counts a restart. ``failovers`` records (camera, node before, node after,
+seconds offline).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class RayCamera:
         self._zones: Zones = dict(spec.camera.zones)
         self._lines: Lines = dict(spec.camera.lines)
         self.detection = True
+        #: The recording switch in force (Home Assistant's), handed to a restarted actor.
+        self.recording = True
         self.incarnation: str | None = None
         self.incarnations = 0
         self.node: str | None = None
@@ -216,6 +219,8 @@ class RayCamera:
             self._fire(lambda actor: actor.update_rules.remote(self._zones, self._lines))
         if drained.rules is not None and drained.detection != self.detection:
             self._fire(lambda actor: actor.set_detection.remote(self.detection))
+        if drained.recording is not None and drained.recording != self.recording:
+            self._fire(lambda actor: actor.set_recording.remote(self.recording))
 
     def _fire(self, call: Any) -> None:
         try:
@@ -334,6 +339,16 @@ class RayCamera:
             self._call(lambda a: a.set_detection.remote(self.detection))
         except VigilError as exc:
             log.warning("%s: detection switch kept for when its actor answers: %s",
+                        self.name, exc)  # fmt: skip
+
+    def set_recording(self, on: bool) -> None:
+        """Home Assistant's recording switch, in the actor's recorder wherever it runs (an
+        actor that is down gets it when it is back)."""
+        self.recording = bool(on)
+        try:
+            self._call(lambda a: a.set_recording.remote(self.recording))
+        except VigilError as exc:
+            log.warning("%s: recording switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
 
 

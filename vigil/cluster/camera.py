@@ -110,6 +110,8 @@ class Drained:
     #: The rules in force in the actor (None before it has started its worker).
     rules: tuple[dict[str, ZoneConfig], dict[str, LineConfig]] | None = None
     detection: bool = True
+    #: The recording switch in force (None: the camera records nothing).
+    recording: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,9 +306,12 @@ class CameraActor:
         )  # fmt: skip
         rules = None if running is None else running.worker.rules()
         detection = True if running is None else running.worker.detection
+        recording = (
+            None if running is None or running.recorder is None else running.recorder.enabled
+        )  # fmt: skip
         return Drained(self.incarnation, self.node, self.node_id, report,
                        self.outbox.after(after), self.outbox.dropped, rules,
-                       detection)  # fmt: skip
+                       detection, recording)  # fmt: skip
 
     def _report(self, running: _Running) -> CameraReport:
         worker = running.worker
