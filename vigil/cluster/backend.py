@@ -92,8 +92,11 @@ def connect(cluster: ClusterConfig, cameras: int) -> bool:
     if ray.is_initialized():
         return False
     if cluster.address == "local":
-        ray.init(namespace=NAMESPACE, resources={CAMERA_SLOTS: max(1, cameras)},
-                 include_dashboard=False)  # fmt: skip
+        # ``address="local"``: always a new cluster of this process (``ray.init()`` with no
+        # address would join any cluster already running on the machine); ended by
+        # ``ray.shutdown`` in ``RayBackend.close``, its processes with it.
+        ray.init(address="local", namespace=NAMESPACE,
+                 resources={CAMERA_SLOTS: max(1, cameras)}, include_dashboard=False)  # fmt: skip
     else:
         ray.init(address=cluster.address, namespace=NAMESPACE)
     return True
