@@ -14,10 +14,10 @@ The actor owns everything the single-host runtime does for one camera: its analy
 (``node_data_dir``), and the store writes to PostgreSQL: segments, events (with their
 snapshots and the node's name) and counts through the node's ``StoreWriter``
 (``vigil.cluster.writer``), which batches the writes of all the node's cameras. The actor
-itself opens a database connection only at (re)start, for the two writes below, and closes
-it. What the head
-still needs (events for MQTT, webhooks and the live WebSocket; rule hits for metrics and MQTT;
-availability and counts changes) waits in a bounded *outbox* that the head drains: each item
+itself opens a database connection only at (re)start (to register its camera and close its
+events left open, below) and closes it at once. What the head still needs (events for MQTT,
+webhooks and the live WebSocket; rule hits for metrics and MQTT; availability and counts
+changes) waits in a bounded *outbox* that the head drains: each item
 has a sequence number, and ``drain(after)`` drops what the head acknowledged and returns the
 rest, so a drain whose answer got lost loses nothing. An outbox the head does not drain keeps
 only the newest items (``outbox_size``): everything that matters is in the database already.
