@@ -26,6 +26,7 @@ from tests.cluster.writer_tasks import (
     camera_task,
     ended,
     note_motion,
+    outage_task,
     refused_task,
     segment_infos,
     segment_task,
@@ -258,3 +259,37 @@ def test_a_writer_left_for_another_database_is_not_reused_and_the_next_head_ends
     finally:
         backend.close(10)
     assert detector == detector_actor_name(node.node_id, "stale")
+
+
+def test_segments_written_while_the_database_is_down_are_stored_when_it_is_back(
+    cluster: tuple[LocalCluster, str, PgServer],
+) -> None:
+    import ray
+
+    local, _, pg = cluster
+    node = local.nodes["node-1"]
+    url = new_pg_database(pg)
+    name = url.rsplit("/", 1)[1]
+    pg.admin_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")  # down for the nodes
+    try:
+        task = _pinned_task(local, "node-1", outage_task)
+        error = ray.get(task.remote(url, "/unused", "cam4", 1_767_300_000.0), timeout=180)
+        assert error is None, "queued, not refused"
+        stats = ray.get(_writer(node.node_id, url).stats.remote(), timeout=60)
+        assert stats["queued"] >= 1, stats
+    finally:
+        pg.admin_sql(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+
+    def stored() -> int:
+        db = Database(url)
+        try:
+            with db.session() as session:
+                return len(SegmentRepo(session).list("cam4"))
+        finally:
+            db.close()
+
+    wait_for(lambda: stored() == 5, 120, "the queued segments were not stored")
+    stats = ray.get(_writer(node.node_id, url).stats.remote(), timeout=60)
+    assert stats["queued"] == 0
+    assert stats["dropped"] == 0
+    _end_writer(node.node_id, url)

@@ -149,3 +149,17 @@ def stale_detector() -> str:
     handle = actor.options(name=name, namespace=NAMESPACE, lifetime="detached").remote()
     ray.get(handle.stats.remote())
     return name
+
+
+def outage_task(db_url: str, data_dir: str, camera: str, start: float) -> str | None:
+    """A camera's segments while the database refuses connections: the recording's error
+    once the writer answered (None: queued, not refused)."""
+    from vigil.cluster import node_data_dir
+    from vigil.cluster.writer import NodeSegments, NodeStore
+
+    root = node_data_dir(Path(data_dir))
+    segments = NodeSegments(NodeStore(db_url, data_dir), root, node_name())
+    for info in segment_infos(root, camera, start)[:5]:
+        segments(info)
+    segments.close(120.0)
+    return segments.status("recording", None)[1]
