@@ -4,7 +4,10 @@ last one on the old node was named); one node, or the single host, may not."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import event, text
 
 from vigil.errors import StorageError
 from vigil.store import Database
@@ -84,3 +87,34 @@ def test_the_migration_keeps_the_rows_and_goes_down_while_paths_are_unique(
             assert [r.node for r in SegmentRepo(session).list("cam")] == ["node-1"]
     finally:
         database.close()
+
+
+def test_the_refusal_check_reads_the_unique_index(db: Database) -> None:
+    """``add_many``'s look-up of what it stored asks the index's own expression, so a node's
+    batch never scans the segments of the whole cluster."""
+    if db.backend != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    specs = [SegmentSpec("cam", f"recordings/cam/{i}.mp4", 10.0 * i, 10.0 * i + 10, 1, SHA,
+                         node="node-1") for i in range(2_000)]  # fmt: skip
+    with db.session() as session:
+        SegmentRepo(session).add_many(specs[:1_900])
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE segments"))
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
+        statements.append((statement, params))
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        with db.session() as session:
+            assert SegmentRepo(session).add_many(specs[1_900:]) == []
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    statement, params = next((s, p) for s, p in statements if s.lstrip().startswith("SELECT"))
+    with db.engine.connect() as conn:
+        # A table this small is cheaper to scan: ask whether the index can answer at all.
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", params).scalars())
+    assert "uq_segments_node_path" in plan, plan
+    assert "Seq Scan" not in plan, plan

@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     union_all,
@@ -585,14 +586,21 @@ class SegmentRepo:
 
     def _not_stored(self, specs: Sequence[SegmentSpec]) -> builtins.list[SegmentSpec]:
         """Which of ``specs`` have no row of their own (same node, path, camera, start and
-        digest): one query per 500 paths."""
+        digest): one query per node and 500 paths, on the unique index (node, path)."""
+        # The index's own expression, with the literal: a bound '' would not match it.
+        place = func.coalesce(SegmentRow.node, literal_column("''"))
         stored: set[tuple[str | None, str, str, float, str]] = set()
-        paths = sorted({s.path for s in specs})
-        for i in range(0, len(paths), 500):
-            query = select(SegmentRow.node, SegmentRow.path, SegmentRow.camera,
-                           SegmentRow.start, SegmentRow.sha256).where(
-                SegmentRow.path.in_(paths[i:i + 500]))  # fmt: skip
-            stored.update((n, p, c, float(t), d) for n, p, c, t, d in self.session.execute(query))
+        by_node: dict[str, builtins.list[str]] = {}
+        for spec in specs:
+            by_node.setdefault(spec.node or "", []).append(spec.path)
+        for node, paths in by_node.items():
+            unique = sorted(set(paths))
+            for i in range(0, len(unique), 500):
+                query = select(SegmentRow.node, SegmentRow.path, SegmentRow.camera,
+                               SegmentRow.start, SegmentRow.sha256).where(
+                    place == node, SegmentRow.path.in_(unique[i:i + 500]))  # fmt: skip
+                stored.update((n, p, c, float(t), d)
+                              for n, p, c, t, d in self.session.execute(query))  # fmt: skip
         return [s for s in specs
                 if (s.node, s.path, s.camera, float(s.start), s.sha256) not in stored]  # fmt: skip
 
