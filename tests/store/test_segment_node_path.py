@@ -40,8 +40,9 @@ def test_add_many_returns_the_rows_whose_place_holds_another(db: Database) -> No
     mine = SegmentSpec("cam", PATH, 5.0, 15.0, 1, SHA, node="node-2")
     clash = SegmentSpec("cam", PATH, 5.0, 15.0, 1, OTHER, node="node-1")
     fresh = SegmentSpec("cam", "recordings/cam/b.mp4", 15.0, 25.0, 1, SHA, node="node-1")
-    with db.session() as session:
-        assert SegmentRepo(session).add_many([mine, clash, fresh]) == [clash]
+    twin = SegmentSpec("cam", "recordings/cam/b.mp4", 15.0, 25.0, 1, OTHER, node="node-1")
+    with db.session() as session:  # ``twin``: the same place as ``fresh`` in one batch
+        assert SegmentRepo(session).add_many([mine, clash, fresh, twin]) == [clash, twin]
     with db.session() as session:  # a batch sent again (its commit reply was lost): stored once
         assert SegmentRepo(session).add_many([mine, fresh]) == []
     with db.session() as session:
@@ -107,8 +108,8 @@ def test_the_refusal_check_reads_the_unique_index(db: Database) -> None:
 
     event.listen(db.engine, "before_cursor_execute", capture)
     try:
-        with db.session() as session:
-            assert SegmentRepo(session).add_many(specs[1_900:]) == []
+        with db.session() as session:  # 50 known (a batch sent again), 100 new
+            assert SegmentRepo(session).add_many(specs[1_850:]) == []
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
     statement, params = next((s, p) for s, p in statements if s.lstrip().startswith("SELECT"))

@@ -206,10 +206,12 @@ WriteMode = Literal["replace", "add", "ignore"]
 def _bulk_write(
     session: Session, model: type[Any], rows: Sequence[dict[str, Any]], *,
     key: Sequence[str], mode: WriteMode, keep: Sequence[str] = (),
-) -> None:  # fmt: skip
+    returning: Sequence[str] = (),
+) -> builtins.list[tuple[Any, ...]] | None:  # fmt: skip
     """Insert ``rows`` (dicts with the same columns) into ``model``'s table; a row whose
     ``key`` exists already: ``replace`` overwrites the given columns, ``add`` adds ``count``,
-    ``ignore`` leaves it. Columns in ``keep`` are written into new rows only.
+    ``ignore`` leaves it. Columns in ``keep`` are written into new rows only. ``returning``:
+    columns of the rows written, returned on PostgreSQL (None elsewhere: not known).
 
     PostgreSQL gets one ``INSERT ... SELECT FROM json_to_recordset(<the rows as one JSON
     array>) ON CONFLICT`` per call: one round trip, one parameter the C JSON encoder makes,
@@ -220,13 +222,18 @@ def _bulk_write(
     element. SQLite gets an executemany of the dialect's ``INSERT ... ON CONFLICT``.
     """
     if not rows:
-        return
+        return [] if returning else None
     columns = list(rows[0])
     table = model.__table__
     if session.get_bind().dialect.name == "postgresql":
         statement = _recordset_upsert(session, table, columns, key=key, keep=keep, mode=mode)
+        if returning:
+            quote = session.get_bind().dialect.identifier_preparer.quote
+            statement += f" RETURNING {', '.join(quote(c) for c in returning)}"
+            result = session.execute(sa_text(statement), {"rows": json.dumps(rows)})
+            return [tuple(row) for row in result]
         session.execute(sa_text(statement), {"rows": json.dumps(rows)})
-        return
+        return None
     insert = sqlite.insert(table)
     if mode == "ignore":
         stmt = insert.on_conflict_do_nothing(index_elements=list(key) or None)
@@ -238,6 +245,7 @@ def _bulk_write(
             c: insert.excluded[c] for c in columns if c not in key and c not in keep})  # fmt: skip
     for i in range(0, len(rows), _BATCH_ROWS):
         session.execute(stmt, list(rows[i:i + _BATCH_ROWS]))
+    return None
 
 
 def _recordset_upsert(
@@ -581,8 +589,19 @@ class SegmentRepo:
         if not rows:
             return []
         # No conflict target: the unique key is an expression (``uq_segments_node_path``).
-        _bulk_write(self.session, SegmentRow, rows, key=[], mode="ignore")
-        return self._not_stored(specs)
+        written = _bulk_write(self.session, SegmentRow, rows, key=[], mode="ignore",
+                              returning=("node", "path"))  # fmt: skip
+        if written is not None:  # only the rows not written can be refused: look those up
+            new = {(node or "", path) for node, path in written}
+            left = []
+            for spec in specs:  # each row written stands for the first of its place only
+                place = (spec.node or "", spec.path)
+                if place in new:
+                    new.discard(place)
+                else:
+                    left.append(spec)
+            specs = left
+        return self._not_stored(specs) if specs else []
 
     def _not_stored(self, specs: Sequence[SegmentSpec]) -> builtins.list[SegmentSpec]:
         """Which of ``specs`` have no row of their own (same node, path, camera, start and
