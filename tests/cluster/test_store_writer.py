@@ -35,8 +35,10 @@ from tests.cluster.writer_tasks import (
 )
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
-from vigil.cluster import NAMESPACE, detector_actor_name, writer_actor_name
+from vigil.cluster import NAMESPACE, detector_actor_name, media_actor_name, writer_actor_name
 from vigil.cluster.backend import RayBackend
+from vigil.cluster.head import ClusterHead, node_retention
+from vigil.cluster.media import ensure_media_actors
 from vigil.cluster.writer import writer_key
 from vigil.config.models import VigilConfig
 from vigil.record.motion import MotionSpans
@@ -293,3 +295,27 @@ def test_segments_written_while_the_database_is_down_are_stored_when_it_is_back(
     assert stats["queued"] == 0
     assert stats["dropped"] == 0
     _end_writer(node.node_id, url)
+
+
+def test_media_actors_left_by_a_head_that_died_are_made_again_by_the_next(
+    cluster: tuple[LocalCluster, str, PgServer],
+) -> None:
+    """A media actor holds its head's retention (database URL, policy): the next head, of
+    another database, makes its own instead of finding the old one by name."""
+    import ray
+
+    local, _, pg = cluster
+    old_url, new_url = new_pg_database(pg), new_pg_database(pg)
+    config = VigilConfig.model_validate({"data_dir": str(local.nodes["head"].data_dir),
+                                         "database_url": new_url,
+                                         "server": {"backend": "ray"}})  # fmt: skip
+    left = ensure_media_actors(config.data_dir, node_retention(config, old_url))
+    assert "node-1" in left
+    head = ClusterHead(config, new_url)
+    head.start()
+    try:
+        now = ray.get_actor(media_actor_name("node-1"), namespace=NAMESPACE)
+        assert now._actor_id != left["node-1"]._actor_id, "the old head's actor was reused"
+        assert ray.get(now.identity.remote(), timeout=60)["node"] == "node-1"
+    finally:
+        head.stop()
