@@ -150,6 +150,31 @@ def test_media_actor_keeps_to_its_data_dir(
     link.unlink()
 
 
+def test_one_path_on_two_nodes_plays_each_nodes_own_file(
+    cluster_env: ClusterEnv,  # noqa: F811
+) -> None:
+    """A camera that failed over within the second its last segment started names its first
+    segment on the new node as the last one was named on the old: both rows are kept (unique
+    per node), and each plays its own node's file."""
+    env = cluster_env
+    rel = "recordings/cam2/2026/12/01/14/00.05.mp4"
+    start = time.time() - 120
+    rows: dict[str, SegmentRow] = {}
+    for node in ("node-1", "node-2", "head"):
+        data = f"{node}'s segment ".encode() * 300
+        (env.root / node / rel).parent.mkdir(parents=True, exist_ok=True)
+        (env.root / node / rel).write_bytes(data)
+        with env.db.session() as session:
+            rows[node] = SegmentRepo(session).add(
+                camera="cam2", path=rel, start=start, end=start + 2.0, size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(), node=None if node == "head" else node)
+    admin = login_admin(env.api)
+    for node, row in rows.items():
+        reply = admin.get(f"/api/recordings/{row.id}/media")
+        assert reply.status_code == 200, reply.text
+        assert reply.content == (env.root / node / rel).read_bytes(), f"{node}'s own file"
+
+
 def _old_segment(env: ClusterEnv, node: str, camera: str, start: float) -> SegmentRow:
     """A segment row of ``node`` with its file in that node's data dir, recorded long ago."""
     rel = f"recordings/{camera}/old/{node}-{int(start)}.mp4"
@@ -221,7 +246,7 @@ def _camera_like(node_env: ClusterEnv) -> Any:
 
     from tests.cluster.media_fixtures import pinned
 
-    detector = Detector.options(name=detector_actor_name(node_id), namespace=NAMESPACE,
+    detector = Detector.options(name=detector_actor_name(node_id, "test"), namespace=NAMESPACE,
                                 lifetime="detached", scheduling_strategy=pinned(node_id)).remote()
     ray.get(detector.stats.remote(), timeout=120)
     return camera, detector, node_id

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import Mount, cluster_config, fast_backoff, wait_for
+from tests.cluster.conftest import SEGMENT_S, Mount, cluster_config, fast_backoff, wait_for
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.store.conftest import PgServer, new_pg_database
-from vigil.cluster import NAMESPACE
-from vigil.cluster.backend import RayBackend, detector_actor_name
+from vigil.cluster import DETECTOR_PREFIX, NAMESPACE, keyed_actor_parts
+from vigil.cluster.backend import RayBackend, named_actors
 from vigil.config.models import ZoneConfig
 from vigil.paths import shared_models_dir
 from vigil.runtime.serve import Supervisor
@@ -165,7 +165,8 @@ def test_the_yolox_camera_is_served_by_its_nodes_batched_detector(running: Runni
     handle: Any = running.supervisor.workers[YOLOX_CAMERA]
     wait_for(lambda: handle.analysed > 5, 180, "the YOLOX camera analysed no frames")
     node_id = handle.node_id
-    detector = ray.get_actor(detector_actor_name(node_id), namespace=NAMESPACE)
+    detector = next(actor for name, actor in named_actors(DETECTOR_PREFIX)
+                    if keyed_actor_parts(name)[1] == node_id)  # fmt: skip
     stats = ray.get(detector.stats.remote(), timeout=30)
     assert stats["node"] == _node_of(running, YOLOX_CAMERA)
     assert stats["node_id"] == node_id
@@ -188,6 +189,44 @@ def test_live_frame_and_tracks_come_from_the_actor(running: Running) -> None:
     assert frame.shape[2] == 3
     tracks = running.supervisor.latest_tracks("cam2")
     assert tracks.time is not None
+
+
+def test_the_recording_switch_reaches_the_camera_on_its_node(running: Running) -> None:
+    """Home Assistant's recording switch (``Supervisor.set_switch``, as an MQTT command
+    calls it) goes to the camera's actor: its recorder stops writing segments, then starts
+    again."""
+    import ray
+
+    supervisor, camera = running.supervisor, "cam3"
+    handle: Any = supervisor.workers[camera]
+    assert camera in supervisor.recorded_remotely
+
+    def segments() -> int:
+        with running.db.session() as session:
+            return len(SegmentRepo(session).list(camera))
+
+    def actor_records() -> bool | None:
+        drained = ray.get(handle.actor.drain.remote(handle.acked), timeout=30)
+        return drained.recording  # type: ignore[no-any-return]
+
+    wait_for(lambda: segments() > 0, 120, f"{camera} recorded nothing")
+    supervisor.set_switch(camera, "recording", False)
+    assert handle.recording is False
+    assert actor_records() is False
+    seen: dict[str, float] = {"count": -1, "since": 0.0}
+
+    def quiet() -> bool:
+        """No new segment for four segment lengths (the one open at the switch ends)."""
+        now, count = time.monotonic(), segments()
+        if count != seen["count"]:
+            seen.update(count=count, since=now)
+        return now - seen["since"] > 4 * SEGMENT_S
+
+    wait_for(quiet, 120, f"{camera} kept recording with its switch off")
+    stopped = segments()
+    supervisor.set_switch(camera, "recording", True)
+    assert actor_records() is True
+    wait_for(lambda: segments() > stopped, 120, f"{camera} did not record again")
 
 
 _LOCAL = """

@@ -108,6 +108,7 @@ def test_recorded_many_answers_like_recorded(db: Database) -> None:
 
 def test_the_migration_goes_down_and_up_with_the_segments_kept(db_url: str) -> None:
     from alembic import command
+    from alembic.script import ScriptDirectory
 
     from vigil.store.db import alembic_config
 
@@ -121,7 +122,8 @@ def test_the_migration_goes_down_and_up_with_the_segments_kept(db_url: str) -> N
                 "evidence_lock, has_motion, has_events) VALUES "
                 "('cam', 'rec/a.mp4', 0, 10, 1, :sha, false, false, false)"), {"sha": SHA})
         database.migrate()
-        assert database.current_revision() == "0008_segment_previews"
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert database.current_revision() == head
         test_the_index_exists(database)
         with database.session() as session:
             (row,) = SegmentRepo(session).list("cam", 5, 6)

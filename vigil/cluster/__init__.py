@@ -8,7 +8,7 @@ Nothing here imports Ray: the single-host product never loads it. The parts:
 * one batched detector actor per node (``detector_actor_name``), the only detector a camera
   on that node calls, so pixels never cross the network;
 * one store writer actor per node (``writer_actor_name``), through which the node's cameras
-  write their events and counts in batches, over one database connection per node;
+  write their segments, events and counts in batches, over one database connection per node;
 * one media actor per node (``media_actor_name``), which reads the node's recordings for the
   API served elsewhere.
 
@@ -18,13 +18,24 @@ the environment the node was started with, else the host name. The name is what 
 keeps (``segments.node``) and what media actors are named by. The node's data dir
 (recordings, snapshots) is ``VIGIL_NODE_DATA_DIR`` from that environment, else the configured
 ``data_dir``. All actors live in the Ray namespace ``NAMESPACE``.
+
+The detector and writer actors are detached (they outlive the camera that made them, which
+may move) and found by name (``get_if_exists``), so a head that died without stopping them
+(``kill -9``) leaves them running. Their names carry a short digest of what they were made
+with (``actor_key``: the writer's database URL and data dir, the detector's model and
+batching, and Vigil's version), so the next head's cameras never reuse one made for another
+database or model; the head ends those of another key before it starts its cameras
+(``RayBackend.start``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
+
+from vigil import __version__
 
 NAMESPACE = "vigil"
 # The custom resource an operator sets per node (``ray start --resources``) to say how many
@@ -38,12 +49,30 @@ def camera_actor_name(camera: str) -> str:
     return f"vigil-camera:{camera}"
 
 
-def detector_actor_name(node_id: str) -> str:
-    return f"vigil-detector:{node_id}"
+#: Name prefixes of the per-node actors whose names carry a key (``actor_key``).
+DETECTOR_PREFIX = "vigil-detector:"
+WRITER_PREFIX = "vigil-writer:"
 
 
-def writer_actor_name(node_id: str) -> str:
-    return f"vigil-writer:{node_id}"
+def actor_key(*parts: str) -> str:
+    """A short, stable digest of what a node actor was made with (and of Vigil's version):
+    the same in every process, and no secret of a database URL shows in an actor's name."""
+    digest = hashlib.sha256("\0".join((__version__, *parts)).encode())
+    return digest.hexdigest()[:12]
+
+
+def detector_actor_name(node_id: str, key: str) -> str:
+    return f"{DETECTOR_PREFIX}{key}:{node_id}"
+
+
+def writer_actor_name(node_id: str, key: str) -> str:
+    return f"{WRITER_PREFIX}{key}:{node_id}"
+
+
+def keyed_actor_parts(name: str) -> tuple[str, str]:
+    """``(key, node id)`` of a detector or writer actor's name."""
+    _kind, key, node_id = [*name.split(":", 2), "", ""][:3]
+    return key, node_id
 
 
 def media_actor_name(node_name: str) -> str:

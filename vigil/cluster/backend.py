@@ -18,8 +18,9 @@ Failover: Ray restarts a camera actor whose node (or process) died on a node wit
 ``CAMERA_SLOTS`` unit, up to ``cluster.max_restarts`` times. The handle sees it as drains
 failing (``restarting``, offline), then answers from a new *incarnation*: it ends, for the
 head's sinks, the events it had seen open (the new actor closed their rows at their last
-update before starting), hands the actor the rules and the detection switch in force, and
-counts a restart. ``failovers`` records (camera, node before, node after, seconds offline).
+update before starting), hands the actor the rules and the detection and recording switches
+in force, and counts a restart. ``failovers`` records (camera, node before, node after,
+seconds offline).
 
 The actors are camera groups (``vigil.cluster.group``): several cameras per actor process,
 each handle's ``actor`` a member of its group; a group fails over whole, each of its cameras
@@ -40,9 +41,10 @@ from typing import Any
 
 from vigil.cluster import (
     CAMERA_SLOTS,
+    DETECTOR_PREFIX,
     NAMESPACE,
-    detector_actor_name,
-    writer_actor_name,
+    WRITER_PREFIX,
+    keyed_actor_parts,
 )
 from vigil.cluster.camera import (
     CameraSpec,
@@ -54,6 +56,7 @@ from vigil.cluster.camera import (
 )
 from vigil.cluster.detector import DetectorSpec
 from vigil.cluster.group import drained_for, kill_group, start_drains, start_groups
+from vigil.cluster.writer import writer_key
 from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
@@ -124,6 +127,8 @@ class RayCamera:
         self._zones: Zones = dict(spec.camera.zones)
         self._lines: Lines = dict(spec.camera.lines)
         self.detection = True
+        #: The recording switch in force (Home Assistant's), handed to a restarted actor.
+        self.recording = True
         self.incarnation: str | None = None
         self.incarnations = 0
         self.node: str | None = None
@@ -221,6 +226,8 @@ class RayCamera:
             self._fire(lambda actor: actor.update_rules.remote(self._zones, self._lines))
         if drained.rules is not None and drained.detection != self.detection:
             self._fire(lambda actor: actor.set_detection.remote(self.detection))
+        if drained.recording is not None and drained.recording != self.recording:
+            self._fire(lambda actor: actor.set_recording.remote(self.recording))
 
     def _fire(self, call: Any) -> None:
         try:
@@ -341,6 +348,16 @@ class RayCamera:
             log.warning("%s: detection switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
 
+    def set_recording(self, on: bool) -> None:
+        """Home Assistant's recording switch, in the actor's recorder wherever it runs (an
+        actor that is down gets it when it is back)."""
+        self.recording = bool(on)
+        try:
+            self._call(lambda a: a.set_recording.remote(self.recording))
+        except VigilError as exc:
+            log.warning("%s: recording switch kept for when its actor answers: %s",
+                        self.name, exc)  # fmt: skip
+
 
 class RayBackend:
     """Every camera an actor on the Ray cluster (see the module docstring).
@@ -388,6 +405,7 @@ class RayBackend:
 
     def start(self) -> None:
         self._connected = connect(self.cluster, len(self.cameras))
+        self._end_stale()
         # Several cameras per actor process (vigil.cluster.group), placed by node capacity.
         members = start_groups({n: c.spec for n, c in self.cameras.items()},
                                self.cluster.cameras_per_actor,
@@ -397,6 +415,24 @@ class RayBackend:
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
                                         daemon=True)  # fmt: skip
         self._poller.start()
+
+    def _end_stale(self) -> None:
+        """End the detectors and writers a head that died left (detached, they run on) when
+        they were made for another database, data dir or model: this head's cameras would
+        not find them by name, and they would hold their node's resources (a GPU share)."""
+        import ray
+
+        writers = {writer_key(self.database_url, str(self.config.data_dir))}
+        detectors = {spec.detector.key for cam in self.cameras.values()
+                     if (spec := cam.spec).detector is not None}  # fmt: skip
+        for prefix, keep in ((WRITER_PREFIX, writers), (DETECTOR_PREFIX, detectors)):
+            for name, actor in named_actors(prefix):
+                key, _node = keyed_actor_parts(name)
+                if key in keep:
+                    continue  # the same database (model): reused, its backlog with it
+                log.warning("ending %s, left by an earlier head with other settings", name)
+                with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+                    ray.kill(actor, no_restart=True)
 
     # -- the poll thread ----------------------------------------------------------------------
 
@@ -494,7 +530,7 @@ class RayBackend:
         """Every node's store writer writes what it gathered, then ends."""
         import ray
 
-        writers = _named_actors(writer_actor_name(""))
+        writers = _named_actors(WRITER_PREFIX)
         closing = [actor.close.remote() for actor in writers]
         if closing:
             ray.wait(closing, num_returns=len(closing), timeout=timeout)
@@ -506,7 +542,7 @@ class RayBackend:
     def _kill_detectors() -> None:
         import ray
 
-        for actor in _named_actors(detector_actor_name("")):
+        for actor in _named_actors(DETECTOR_PREFIX):
             with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
                 ray.kill(actor)
 
@@ -516,12 +552,17 @@ class RayBackend:
 
 def _named_actors(prefix: str) -> list[Any]:
     """Handles of this namespace's named actors whose name starts with ``prefix``."""
+    return [actor for _name, actor in named_actors(prefix)]
+
+
+def named_actors(prefix: str) -> list[tuple[str, Any]]:
+    """``(name, handle)`` of this namespace's named actors whose name starts with ``prefix``."""
     import ray
 
-    found: list[Any] = []
+    found: list[tuple[str, Any]] = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = str(entry.get("name", ""))
         if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
             with contextlib.suppress(ValueError):  # it ended meanwhile
-                found.append(ray.get_actor(name, namespace=NAMESPACE))
+                found.append((name, ray.get_actor(name, namespace=NAMESPACE)))
     return found

@@ -7,15 +7,17 @@
       source ─► CameraWorker ─► CameraPipeline ─► events ─┬► the node's StoreWriter ─► PostgreSQL
                      │  (vigil.runtime.worker)             └► outbox ─── drain(after) ──► sinks:
                      └─► NodeDetector ─► the node's DetectorActor        MQTT, webhooks, live
-      record input ─► Recorder ─► segments in the node's data dir ─► SegmentRepo (node=…)
+      record input ─► Recorder ─► segments in the node's data dir ─► the node's StoreWriter
 
 The actor owns everything the single-host runtime does for one camera: its analysis source and
 ``CameraWorker`` (the same pipeline, not a fork), its ``Recorder`` under the node's data dir
-(``node_data_dir``), and the store writes to PostgreSQL: segments itself, events (with their
+(``node_data_dir``), and the store writes to PostgreSQL: segments, events (with their
 snapshots and the node's name) and counts through the node's ``StoreWriter``
-(``vigil.cluster.writer``), which batches the changes of all the node's cameras. What the head
-still needs (events for MQTT, webhooks and the live WebSocket; rule hits for metrics and MQTT;
-availability and counts changes) waits in a bounded *outbox* that the head drains: each item
+(``vigil.cluster.writer``), which batches the writes of all the node's cameras. The actor
+itself opens a database connection only at (re)start (to register its camera and close its
+events left open, below) and closes it at once. What the head still needs (events for MQTT,
+webhooks and the live WebSocket; rule hits for metrics and MQTT; availability and counts
+changes) waits in a bounded *outbox* that the head drains: each item
 has a sequence number, and ``drain(after)`` drops what the head acknowledged and returns the
 rest, so a drain whose answer got lost loses nothing. An outbox the head does not drain keeps
 only the newest items (``outbox_size``): everything that matters is in the database already.
@@ -43,11 +45,11 @@ from typing import Any
 
 from vigil.cluster import node_data_dir, node_name
 from vigil.cluster.detector import DetectorSpec, NodeDetector
-from vigil.cluster.writer import NodeStore
+from vigil.cluster.writer import NodeSegments, NodeStore
 from vigil.config.models import LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
 from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff
-from vigil.record import Recorder, SegmentInfo
+from vigil.record import Recorder
 from vigil.runtime.messages import CameraReport
 from vigil.runtime.previews import PreviewTaker
 from vigil.runtime.view import CameraStatus, TrackSnapshot
@@ -109,6 +111,8 @@ class Drained:
     #: The rules in force in the actor (None before it has started its worker).
     rules: tuple[dict[str, ZoneConfig], dict[str, LineConfig]] | None = None
     detection: bool = True
+    #: The recording switch in force (None: the camera records nothing).
+    recording: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +189,7 @@ class _Running:
     recorder: Recorder | None
     threads: list[threading.Thread] = field(default_factory=list)
     store: NodeStore | None = None
+    segments: NodeSegments | None = None
 
 
 class CameraActor:
@@ -244,22 +249,30 @@ class CameraActor:
 
         spec, name = self.spec, self.name
         self.root.mkdir(parents=True, exist_ok=True)
-        self.db = Database(spec.database_url)
-        with self.db.session(immediate=True) as session:
-            CameraRepo(session).ensure(name)
-            # The incarnation before this one (on a node that died) cannot end these.
-            closed = EventRepo(session).close_dangling(name, time.time())
+        # The actor's only own connection, closed at once: every later write goes through
+        # the node's writer.
+        db = Database(spec.database_url)
+        try:
+            with db.session(immediate=True) as session:
+                CameraRepo(session).ensure(name)
+                # The incarnation before this one (on a node that died) cannot end these.
+                closed = EventRepo(session).close_dangling(name, time.time())
+        finally:
+            db.close()
         if closed:
             log.warning("%s: closed %d event(s) left open by the camera's previous run",
                         name, closed)  # fmt: skip
-        recover(self.root, self._segment_added, camera=name)
-        # Events and counts go through the node's writer, batched with its other cameras'.
+        # Segments, events and counts go through the node's writer, batched with its other
+        # cameras'.
         store = NodeStore(spec.database_url, str(spec.config.data_dir))
+        segments = NodeSegments(store, self.root, self.node)
+        recover(self.root, segments, camera=name)
         recorder = build_recorder(
-            spec.camera, self.root, on_segment=self._segment_added, on_state=None,
+            spec.camera, self.root, on_segment=segments, on_state=None,
             backoff=spec.backoff or Backoff, stall_timeout=spec.stall_timeout,
         ) if spec.recording else None  # fmt: skip
         self.recorder = recorder
+        segments.motion = recorder.motion if recorder is not None else None
         detector = None if spec.detector is None else NodeDetector(spec.detector)
 
         def factory(source: Any, camera: str, on_status: Any) -> Any:
@@ -288,14 +301,8 @@ class CameraActor:
             # through the node's media actor like the segments (``ClusterMedia``).
             self.previews = PreviewTaker(spec.config, {name: worker}, {name: recorder},
                                          self.root)  # fmt: skip
-        return _Running(worker, recorder, store=store)
-
-    def _segment_added(self, info: SegmentInfo) -> None:
-        from vigil.runtime.serve import index_segment
-
-        previews = None if self.previews is None else self.previews.save(info)
-        index_segment(self.db, self.root, info, self.recorder, node=self.node,
-                      previews=previews)  # fmt: skip
+            segments.previews = self.previews.save
+        return _Running(worker, recorder, store=store, segments=segments)
 
     # -- what the head calls --------------------------------------------------------------------
 
@@ -309,15 +316,20 @@ class CameraActor:
         )  # fmt: skip
         rules = None if running is None else running.worker.rules()
         detection = True if running is None else running.worker.detection
+        recording = (
+            None if running is None or running.recorder is None else running.recorder.enabled
+        )  # fmt: skip
         return Drained(self.incarnation, self.node, self.node_id, report,
                        self.outbox.after(after), self.outbox.dropped, rules,
-                       detection)  # fmt: skip
+                       detection, recording)  # fmt: skip
 
     def _report(self, running: _Running) -> CameraReport:
         worker = running.worker
         status = dataclasses.replace(worker.status(), node=self.node)
         if running.recorder is not None:
             state, error = running.recorder.status()
+            if running.segments is not None:  # a row the node's writer refused
+                state, error = running.segments.status(state, error)
             status = dataclasses.replace(status, recording=state, recording_error=error,
                                          segments_unindexed=running.recorder.segmenter.given_up)
         latencies: list[tuple[float, float, bool]] = []
@@ -396,3 +408,5 @@ class CameraActor:
             running.recorder.close()
         for thread in running.threads[1:]:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if running.segments is not None:  # the last segment is on its way to the writer
+            running.segments.close(max(0.5, deadline - time.monotonic()))

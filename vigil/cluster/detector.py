@@ -9,8 +9,10 @@
 ``DetectorActor`` wraps the ``BatchingDetector`` of the single-host runtime around the model
 the ``Supervisor`` would build (``shared_detect_config``: the union of the cameras' labels,
 the lowest confidence). It is pinned to its node (``NodeAffinitySchedulingStrategy``, not
-soft), named after the Ray node id and *detached*: it is created by the first camera actor
-that needs it on the node (``get_if_exists``), and must outlive that camera, which may move.
+soft), named after the Ray node id and the spec's ``key`` (a detector left by a head that
+died is reused only for the same model and batching) and *detached*: it is created by the
+first camera actor that needs it on the node (``get_if_exists``), and must outlive that
+camera, which may move.
 It is a threaded actor, so the calls of all the node's cameras wait in it at once and batch
 together. The images go through the node's object store (``ray.put`` on the same node:
 shared memory, never the network); only the small ``Detections`` come back.
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cluster import NAMESPACE, detector_actor_name, node_name
+from vigil.cluster import NAMESPACE, actor_key, detector_actor_name, node_name
 from vigil.config.models import DetectConfig
 from vigil.errors import ModelError
 from vigil.runtime.batcher import BatchingDetector
@@ -49,6 +51,12 @@ class DetectorSpec:
     max_wait_ms: float
     num_gpus: float = 0.0
     call_timeout: float = 5.0
+
+    @property
+    def key(self) -> str:
+        """What a node's detector must have been made with to be reused (``actor_key``)."""
+        return actor_key("detector", self.detect.model_dump_json(), repr(self.max_batch),
+                         repr(self.max_wait_ms), repr(self.num_gpus))  # fmt: skip
 
 
 class DetectorActor:
@@ -82,6 +90,7 @@ class DetectorActor:
             "batches": s.batches, "requests": s.requests, "mean_batch": round(s.mean_batch, 3),
             "queue": s.queue_depth, "inference_ms": round(s.inference_ms, 2),
             "max_batch": self.batcher.max_batch, "max_wait_ms": self.spec.max_wait_ms,
+            "key": self.spec.key,
         }  # fmt: skip
 
     def close(self) -> None:
@@ -97,7 +106,7 @@ def node_detector_actor(spec: DetectorSpec) -> Any:
     node_id = ray.get_runtime_context().get_node_id()
     actor_class: Any = ray.remote(DetectorActor)
     return actor_class.options(
-        name=detector_actor_name(node_id), namespace=NAMESPACE, get_if_exists=True,
+        name=detector_actor_name(node_id, spec.key), namespace=NAMESPACE, get_if_exists=True,
         lifetime="detached", max_concurrency=DETECTOR_CONCURRENCY, num_cpus=0,
         num_gpus=spec.num_gpus, max_restarts=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),

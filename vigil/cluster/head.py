@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class ClusterHead:
 
     def start(self) -> None:
         """Media actors on the nodes there are now, and a watch for nodes that join."""
+        self._end_left()
         self._ensure()
         self._thread = threading.Thread(target=self._watch, name="cluster-nodes", daemon=True)
         self._thread.start()
@@ -74,6 +76,27 @@ class ClusterHead:
         for actor in _named_actors(media_actor_name("")):
             with contextlib.suppress(Exception):  # Ray's boundary: gone meanwhile
                 ray.kill(actor)
+
+    @staticmethod
+    def _end_left(timeout_s: float = 30.0) -> None:
+        """End the media actors a head that died left (detached, they run on, found by
+        name): they hold that head's retention (its database URL and policy) and data dir,
+        so this head's must be made instead. Waits (up to ``timeout_s``) for their names to
+        be free, or the new ones would find the dying ones."""
+        import ray
+
+        from vigil.cluster.backend import named_actors
+
+        left = named_actors(media_actor_name(""))
+        for name, actor in left:
+            log.warning("ending %s, left by an earlier head", name)
+            with contextlib.suppress(Exception):  # Ray's boundary: gone meanwhile
+                ray.kill(actor, no_restart=True)
+        names = {name for name, _actor in left}
+        deadline = time.monotonic() + timeout_s
+        while names and time.monotonic() < deadline:
+            time.sleep(0.2)
+            names &= {name for name, _actor in named_actors(media_actor_name(""))}
 
     def _ensure(self) -> None:
         try:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cluster import CAMERA_SLOTS, NAMESPACE, detector_actor_name
+from vigil.cluster import CAMERA_SLOTS, DETECTOR_PREFIX, NAMESPACE, keyed_actor_parts
 from vigil.cluster.group import cameras_of
 from vigil.errors import StorageError
 
@@ -170,15 +170,19 @@ def _detectors(node_ids: list[str], names: Mapping[str, str],
                timeout_s: float) -> tuple[DetectorLoad, ...]:  # fmt: skip
     import ray
 
-    calls: dict[str, Any] = {}
-    for node_id in node_ids:
-        try:
-            actor = ray.get_actor(detector_actor_name(node_id), namespace=NAMESPACE)
-        except ValueError:  # no detector on this node (no camera there, or not started)
+    calls: list[tuple[str, Any]] = []
+    wanted = set(node_ids)
+    for name in _detector_names():  # a node without one has no camera there (or not yet)
+        _key, node_id = keyed_actor_parts(name)
+        if node_id not in wanted:
             continue
-        calls[node_id] = actor.stats.remote()
+        try:
+            actor = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:  # it ended meanwhile
+            continue
+        calls.append((node_id, actor.stats.remote()))
     out = []
-    for node_id, ref in calls.items():
+    for node_id, ref in calls:
         try:
             stats = ray.get(ref, timeout=timeout_s)
         except Exception as exc:  # Ray's boundary: the actor died, timed out, or failed
@@ -187,6 +191,15 @@ def _detectors(node_ids: list[str], names: Mapping[str, str],
             continue
         out.append(_load(stats, names.get(node_id), node_id))
     return tuple(out)
+
+
+def _detector_names() -> list[str]:
+    """The names of the namespace's detector actors (one per node; named with a key)."""
+    import ray
+
+    return sorted(str(a.get("name", "")) for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a.get("namespace") == NAMESPACE
+                  and str(a.get("name", "")).startswith(DETECTOR_PREFIX))  # fmt: skip
 
 
 def _load(stats: Mapping[str, Any], name: str | None, node_id: str) -> DetectorLoad:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from vigil.config.models import LineConfig, ResolvedCamera, ServerConfig, ZoneConfig
 from vigil.detect.base import Detector
@@ -98,6 +98,18 @@ class CameraHandle(Protocol):
     def detection(self) -> bool: ...
 
     def set_detection(self, on: bool) -> None: ...
+
+
+@runtime_checkable
+class RemoteRecording(Protocol):
+    """A handle whose camera records where it runs, not in this process (the Ray backend's
+    camera actors): Home Assistant's recording switch goes through it. ``recording``: the
+    switch in force (kept for a camera that restarts)."""
+
+    @property
+    def recording(self) -> bool: ...
+
+    def set_recording(self, on: bool) -> None: ...
 
 
 class CameraBackend(Protocol):

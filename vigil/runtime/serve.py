@@ -53,7 +53,13 @@ from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.record.tap import PacketTap
-from vigil.runtime.backend import BackendHooks, CameraBackend, CameraHandle, resolve_backend
+from vigil.runtime.backend import (
+    BackendHooks,
+    CameraBackend,
+    CameraHandle,
+    RemoteRecording,
+    resolve_backend,
+)
 from vigil.runtime.batcher import BatchingDetector
 from vigil.runtime.previews import PreviewTaker
 from vigil.runtime.procs import ProcessPool
@@ -349,10 +355,10 @@ class Supervisor:
         self.mqtt: Any = None
         self.recorders: dict[str, Recorder] = {}
         self.webhooks: Any = None
-        recording = (
-            frozenset(c.name for c in cameras if record_input(c) is not None)
-            if self.clustered else self.recorders
-        )  # fmt: skip
+        #: The cameras that record on the cluster's nodes (none but in cluster mode).
+        self.recorded_remotely = frozenset(
+            c.name for c in cameras if self.clustered and record_input(c) is not None)
+        recording = self.recorded_remotely if self.clustered else self.recorders
         self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), recording)
         for camera in cameras if not self.clustered else ():
             recorder = self._recorder(camera, stall_timeout)
@@ -517,9 +523,20 @@ class Supervisor:
         for name, worker in self.workers.items():
             self.mqtt.camera_online(name, False)
             self.mqtt.switch_state(name, "detection", worker.detection)
-            recorder = self.recorders.get(name)
-            if recorder is not None:
-                self.mqtt.switch_state(name, "recording", recorder.enabled)
+            recording = self._recording_switch(name)
+            if recording is not None:
+                self.mqtt.switch_state(name, "recording", recording)
+
+    def _recording_switch(self, camera: str) -> bool | None:
+        """The recording switch of ``camera`` (its recorder here, or its handle when it
+        records on a cluster node); None when it records nothing."""
+        recorder = self.recorders.get(camera)
+        if recorder is not None:
+            return recorder.enabled
+        handle = self.workers.get(camera)
+        if camera in self.recorded_remotely and isinstance(handle, RemoteRecording):
+            return handle.recording
+        return None
 
     def set_switch(self, camera: str, switch: str, on: bool) -> None:
         """Switch ``detection`` or ``recording`` of ``camera`` on or off (Home Assistant's
@@ -530,6 +547,11 @@ class Supervisor:
         elif switch == "recording" and camera in self.recorders:
             self.recorders[camera].enabled = on
             state = self.recorders[camera].enabled
+        elif switch == "recording" and isinstance(remote := self.workers.get(camera),
+                                                  RemoteRecording) \
+                and camera in self.recorded_remotely:  # fmt: skip
+            remote.set_recording(on)  # to its actor, wherever it runs
+            state = remote.recording
         else:
             raise VigilError(f"camera {camera!r} has no {switch!r} switch")
         log.info("%s: %s switched %s", camera, switch, "on" if state else "off")
@@ -730,7 +752,8 @@ class Supervisor:
         cameras = {}
         for name, worker in self.workers.items():
             zones, lines = worker.rules()
-            switches = ("detection", "recording") if name in self.recorders else ("detection",)
+            records = self._recording_switch(name) is not None
+            switches = ("detection", "recording") if records else ("detection",)
             cameras[name] = CameraDiscovery(
                 labels=worker.camera.detect.labels, lines=list(lines), zones=list(zones),
                 activity=True, snapshot=True, switches=switches,

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -138,7 +139,8 @@ class SegmentRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     camera: Mapped[str] = mapped_column(String(64))
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    # Relative to the data dir of ``node``: unique per node (``uq_segments_node_path``).
+    path: Mapped[str] = mapped_column(Text)
     start: Mapped[float] = mapped_column(index=True)
     end: Mapped[float]
     size: Mapped[int] = mapped_column(BigInteger)
@@ -158,6 +160,11 @@ class SegmentRow(Base):
 #: starts after ``since - longest``, so a camera's older history is never scanned (see
 #: ``SegmentRepo._range``); the index answers ``max(end - start)`` at once (0007).
 Index("ix_segments_span", SegmentRow.end - SegmentRow.start)
+
+#: A file's place is its node and its path (0008): two nodes may hold one path (a camera that
+#: failed over names its first segment as its last one elsewhere was named); the single
+#: host's rows (no node) count as one node.
+Index("uq_segments_node_path", func.coalesce(SegmentRow.node, ""), SegmentRow.path, unique=True)
 
 
 class CountRow(Base):

@@ -32,6 +32,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     union_all,
@@ -219,12 +220,14 @@ class _Rows:
 
 def _bulk_write(
     session: Session, model: type[Any], rows: _Rows, *, key: Sequence[str], mode: WriteMode,
-    new_only: dict[str, Any] | None = None,
-) -> None:  # fmt: skip
+    new_only: dict[str, Any] | None = None, returning: Sequence[str] = (),
+) -> builtins.list[tuple[Any, ...]] | None:  # fmt: skip
     """Insert ``rows`` into ``model``'s table; a row whose ``key`` exists already:
-    ``replace`` overwrites the given columns, ``add`` adds ``count``, ``ignore`` leaves it.
+    ``replace`` overwrites the given columns, ``add`` adds ``count``, ``ignore`` leaves it
+    (an empty ``key`` with ``ignore``: any unique index, e.g. one on an expression).
     ``new_only``: columns and the one value they get in new rows only (an update leaves them
-    as they are).
+    as they are). ``returning``: columns of the rows written, returned on PostgreSQL (None
+    elsewhere: not known).
 
     PostgreSQL gets one ``INSERT ... SELECT FROM jsonb_array_elements(<the rows as one JSON
     array of arrays>) ON CONFLICT`` per call: one round trip, one parameter the C JSON
@@ -241,22 +244,23 @@ def _bulk_write(
     column. SQLite gets an executemany of the dialect's ``INSERT ... ON CONFLICT``.
     """
     if not rows.values:
-        return
+        return [] if returning else None
     table = model.__table__
     extra = dict(new_only or {})
     if session.get_bind().dialect.name == "postgresql":
         statement = _positional_upsert(session, table, rows.columns, rows.json_columns,
-                                       tuple(extra), key=tuple(key), mode=mode)  # fmt: skip
+                                       tuple(extra), key=tuple(key), mode=mode,
+                                       returning=tuple(returning))  # fmt: skip
         params = {"rows": json_dumps(rows.values),
                   **{f"new_{i}": v for i, v in enumerate(extra.values())}}  # fmt: skip
         if rows.json_columns:
             params["docs"] = json_dumps(rows.json_values)
-        session.execute(statement, params)
-        return
+        result = session.execute(statement, params)
+        return [tuple(row) for row in result] if returning else None
     insert = sqlite.insert(table)
     columns = (*rows.columns, *rows.json_columns)
     if mode == "ignore":
-        stmt = insert.on_conflict_do_nothing(index_elements=list(key))
+        stmt = insert.on_conflict_do_nothing(index_elements=list(key) or None)
     elif mode == "add":
         stmt = insert.on_conflict_do_update(
             index_elements=list(key), set_={"count": table.c.count + insert.excluded.count})
@@ -268,12 +272,13 @@ def _bulk_write(
              for row, doc in zip(rows.values, docs, strict=True)]  # fmt: skip
     for i in range(0, len(dicts), _BATCH_ROWS):
         session.execute(stmt, dicts[i:i + _BATCH_ROWS])
+    return None
 
 
 @functools.lru_cache(maxsize=64)
 def _positional_sql(
     table_name: str, types: tuple[tuple[str, str], ...], *, json_columns: tuple[str, ...],
-    extra: tuple[str, ...], key: tuple[str, ...], mode: WriteMode,
+    extra: tuple[str, ...], key: tuple[str, ...], mode: WriteMode, returning: tuple[str, ...],
 ) -> Any:  # fmt: skip
     """The statement of ``_bulk_write`` on PostgreSQL (built once per shape, then cached):
     element ``i`` of a row's array is column ``i``, cast by the server; ``types``: (name, SQL
@@ -290,7 +295,7 @@ def _positional_sql(
               else "jsonb_array_elements(CAST(:rows AS JSONB)) AS t(r)")  # fmt: skip
     sql = (f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in names)}) "
            f"SELECT {', '.join(values)} FROM {source} "
-           f"ON CONFLICT ({', '.join(quote(c) for c in key)}) ")  # fmt: skip
+           f"ON CONFLICT {'(' + ', '.join(quote(c) for c in key) + ') ' if key else ''}")
     if mode == "ignore":
         sql += "DO NOTHING"
     elif mode == "add":
@@ -298,17 +303,20 @@ def _positional_sql(
     else:
         sql += "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}"
                                             for c in names if c not in key and c not in extra)
+    if returning:
+        sql += " RETURNING " + ", ".join(quote(c) for c in returning)
     return sa_text(sql)
 
 
 def _positional_upsert(
     session: Session, table: Any, columns: tuple[str, ...], json_columns: tuple[str, ...],
     extra: tuple[str, ...], *, key: tuple[str, ...], mode: WriteMode,
+    returning: tuple[str, ...] = (),
 ) -> Any:  # fmt: skip
     dialect = session.get_bind().dialect
     types = tuple((c, str(table.c[c].type.compile(dialect=dialect))) for c in columns)
     return _positional_sql(table.name, types, json_columns=json_columns, extra=extra, key=key,
-                           mode=mode)
+                           mode=mode, returning=returning)
 
 
 #: The plain and the JSON columns of an event's row that the pipeline owns (what ``upsert``
@@ -562,6 +570,15 @@ class SegmentSpec:
     has_motion: bool = False
     has_events: bool = False
     node: str | None = None
+    #: Its preview thumbnails (``vigil.record.previews.PreviewSet.column``) and their bytes.
+    previews: str | None = None
+    preview_bytes: int = 0
+
+
+def check_segment(seg: SegmentSpec) -> None:
+    """Raise ``StorageError`` for a segment ``add`` would refuse before writing (a path
+    outside the media root, an end before the start, a bad digest)."""
+    _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
 
 
 def _check_segment(path: str, start: float, end: float, size: int, sha256: str) -> None:
@@ -616,7 +633,7 @@ _ENTRY_COLUMNS = SegmentEntry._fields
 
 #: The columns ``SegmentRepo.add_many`` writes, in the order of its rows.
 _SEGMENT_COLUMNS = ("camera", "path", "start", "end", "size", "sha256", "has_motion",
-                    "has_events", "node")  # fmt: skip
+                    "has_events", "node", "previews", "preview_bytes")  # fmt: skip
 
 
 class SegmentRepo:
@@ -631,7 +648,7 @@ class SegmentRepo:
         previews: str | None = None, preview_bytes: int = 0,
     ) -> SegmentRow:  # fmt: skip
         """Record a finished segment; ``path`` is relative to the media root (of ``node``'s
-        data dir in a cluster) and unique. ``previews``/``preview_bytes``: its preview
+        data dir in a cluster) and unique on its node. ``previews``/``preview_bytes``: its preview
         thumbnails (``vigil.record.previews.PreviewSet.column``) and their size."""
         _check_segment(path, start, end, size, sha256)
         if preview_bytes < 0:
@@ -646,20 +663,62 @@ class SegmentRepo:
             with self.session.begin_nested():
                 self.session.add(row)
         except IntegrityError as exc:
-            raise StorageError(f"segment {path!r} is already recorded") from exc
+            where = f" on node {node}" if node else ""
+            raise StorageError(f"segment {path!r} is already recorded{where}") from exc
         return row
 
-    def add_many(self, segments: Iterable[SegmentSpec]) -> None:
+    def add_many(self, segments: Iterable[SegmentSpec]) -> builtins.list[SegmentSpec]:
         """Record many finished segments in a few statements (many cameras' recorders on one
         node). Checked as ``add`` checks one; a path already recorded is skipped, not an
-        error, so that a batch retried after a lost commit reply stores nothing twice."""
+        error, so that a batch retried after a lost commit reply stores nothing twice.
+
+        Returns the segments refused: those whose place (node and path) holds another
+        segment (another camera, start or digest), where ``add`` would raise; a segment
+        found stored as given (a retried batch) is not refused."""
+        specs = builtins.list(segments)
         rows: builtins.list[tuple[Any, ...]] = []
-        for seg in segments:
-            _check_segment(seg.path, seg.start, seg.end, seg.size, seg.sha256)
+        for seg in specs:
+            check_segment(seg)
             rows.append((seg.camera, seg.path, float(seg.start), float(seg.end), int(seg.size),
-                         seg.sha256, bool(seg.has_motion), bool(seg.has_events), seg.node))
-        _bulk_write(self.session, SegmentRow, _Rows(_SEGMENT_COLUMNS, rows), key=["path"],
-                    mode="ignore", new_only={"evidence_lock": False})  # fmt: skip
+                         seg.sha256, bool(seg.has_motion), bool(seg.has_events), seg.node,
+                         seg.previews, int(seg.preview_bytes)))  # fmt: skip
+        if not rows:
+            return []
+        # No conflict target: the unique key is an expression (``uq_segments_node_path``).
+        written = _bulk_write(self.session, SegmentRow, _Rows(_SEGMENT_COLUMNS, rows), key=[],
+                              mode="ignore", new_only={"evidence_lock": False},
+                              returning=("node", "path"))  # fmt: skip
+        if written is not None:  # only the rows not written can be refused: look those up
+            new = {(node or "", path) for node, path in written}
+            left = []
+            for spec in specs:  # each row written stands for the first of its place only
+                place = (spec.node or "", spec.path)
+                if place in new:
+                    new.discard(place)
+                else:
+                    left.append(spec)
+            specs = left
+        return self._not_stored(specs) if specs else []
+
+    def _not_stored(self, specs: Sequence[SegmentSpec]) -> builtins.list[SegmentSpec]:
+        """Which of ``specs`` have no row of their own (same node, path, camera, start and
+        digest): one query per node and 500 paths, on the unique index (node, path)."""
+        # The index's own expression, with the literal: a bound '' would not match it.
+        place = func.coalesce(SegmentRow.node, literal_column("''"))
+        stored: set[tuple[str | None, str, str, float, str]] = set()
+        by_node: dict[str, builtins.list[str]] = {}
+        for spec in specs:
+            by_node.setdefault(spec.node or "", []).append(spec.path)
+        for node, paths in by_node.items():
+            unique = sorted(set(paths))
+            for i in range(0, len(unique), 500):
+                query = select(SegmentRow.node, SegmentRow.path, SegmentRow.camera,
+                               SegmentRow.start, SegmentRow.sha256).where(
+                    place == node, SegmentRow.path.in_(unique[i:i + 500]))  # fmt: skip
+                stored.update((n, p, c, float(t), d)
+                              for n, p, c, t, d in self.session.execute(query))  # fmt: skip
+        return [s for s in specs
+                if (s.node, s.path, s.camera, float(s.start), s.sha256) not in stored]  # fmt: skip
 
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
