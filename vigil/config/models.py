@@ -42,11 +42,13 @@ class DetectConfig(_Model):
                                  "dog", "cat"],
         description="Class names to keep (people, vehicles, animals by default).",
     )
-    threads: int = Field(
-        2, ge=1, le=64,
-        description="ONNX Runtime intra-op threads. Two: `vigil serve` shares one model among "
-        "all cameras, and with one thread that model tops out near 60 images/s on this "
-        "class of CPU (bench/capacity.py).",
+    threads: int | None = Field(
+        None, ge=1, le=64,
+        description="ONNX Runtime intra-op threads; unset, `vigil serve` uses 2 (it shares "
+        "one model among all cameras, and with one thread that model tops out near 60 "
+        "images/s on this class of CPU, bench/capacity.py) and `vigil analyze` one per core "
+        "less the core its decode thread needs (at least 1; 2 with `--no-decode-thread`; "
+        "bench/pipeline.py).",
     )  # fmt: skip
     device: Literal["auto", "cpu", "cuda", "tensorrt"] = Field(
         "auto",
