@@ -153,9 +153,10 @@ class TrackerConfig(_Model):
         description="Weight of the velocity-direction consistency bonus in the first stage.",
     )
     confirm_score: float = Field(
-        0.8, gt=0, le=1,
+        1.0, gt=0, le=1,
         description="A new track whose first detection scores at least this is confirmed at "
-        "once (weaker ones wait for `min_hits`).",
+        "once (weaker ones wait for `min_hits`). 1, the default, turns it off: a real "
+        "detector's recurring false boxes score high too (docs/tracking.md).",
     )
     coast_seconds: float = Field(
         1.0, gt=0, le=60,
