@@ -82,6 +82,8 @@ class Levers:
         if self.ort_threads != THREADS:
             plural = "s" if self.ort_threads > 1 else ""
             parts.append(f"{self.ort_threads} ORT thread{plural}")
+        if self == ANALYZE_DEFAULT:
+            parts.append("= vigil analyze")
         return ", ".join(parts) or "no levers (the old pipeline)"
 
 
@@ -89,6 +91,7 @@ ALL = Levers(carry=2, skip=True, crops=True)
 #: What `vigil analyze` gives the detector here by default: a core less than this machine
 #: has, for the decode thread (vigil.detect.threads).
 ANALYZE_THREADS = detector_threads(None, decode_thread=True)
+ANALYZE_DEFAULT = Levers(carry=2, skip=True, crops=True, thread=True, ort_threads=ANALYZE_THREADS)
 LEVERS = {
     "old": Levers(),
     "carry": Levers(carry=2),
@@ -98,9 +101,7 @@ LEVERS = {
     "all": ALL,
     "all+thread": Levers(carry=2, skip=True, crops=True, thread=True),
     # The `vigil analyze` default (the same row as the one above where it comes to 2).
-    "all+thread, analyze default": Levers(
-        carry=2, skip=True, crops=True, thread=True, ort_threads=ANALYZE_THREADS
-    ),
+    "all+thread, analyze default": ANALYZE_DEFAULT,
 }
 if ANALYZE_THREADS == THREADS:
     del LEVERS["all+thread, analyze default"]

@@ -13,15 +13,18 @@ Data and split (fixed before tuning; see docs/tracking.md):
   misses, jitter, false positives and overlapping scores, never tuned).
   Tuning: MOT17-02, -05, -09, -11 (two static and two moving cameras, 14 and 30 fps).
   Held out: MOT17-04, -10, -13 (static crowd; moving camera at night; moving camera at 25 fps).
-* **MOT15 TUD-Campus and TUD-Stadtmitte, real public detections** (held out). The evaluation
-  is first checked against the published score of each one's ``reference-result.txt``.
+* **MOT15 train, real public detections** (the Faster R-CNN boxes SORT's authors published).
+  Tuning: ETH-Sunnyday, KITTI-13, KITTI-17 (where the shared folder has them; the stock one
+  has only TUD). Held out: TUD-Campus and TUD-Stadtmitte, whose evaluation is first checked
+  against the published score of each one's ``reference-result.txt``. Ground-truth rows
+  flagged 0 (not scored by MOT15) are dropped.
 
 Everything is scored with py-motmetrics (CLEAR MOT at IoU 0.5, IDF1).
 
 Run: ``python bench/tracker.py`` — prints MOTA, IDF1 and ID-switch tables (per sequence, mean
 of the tuning and of the held-out MOT17 sequences), whether Vigil beats the best peer on the
 held-out data, and writes ``bench/results/tracker.png``. ``--sets tuning`` runs the tuning
-sequences only (for tuning), ``--trackers Vigil`` Vigil only, ``--rate 5`` the MOT17 sequences
+sequences only (for tuning), ``--trackers Vigil`` Vigil only, ``--rate 5`` every sequence
 subsampled to the product's 5 analysed frames/s.
 """
 
@@ -297,18 +300,16 @@ def plot(results: Results, roles: dict[str, str], trackers: list[str], path: Pat
 
 
 def cases(sets: list[str], rate: float | None = None) -> list[Case]:
-    """The benchmark sequences; with ``rate``, MOT17 only, subsampled to about that rate."""
+    """The benchmark sequences; with ``rate``, every one subsampled to about that rate."""
     out = []
     if "tuning" in sets:
         out += [mot17_case(s, "tuning") for s in TUNING]
     if "held-out" in sets:
         out += [mot17_case(s, "held-out") for s in HELD_OUT_MOT17]
-    if rate is not None:
-        return [subsampled(c, rate) for c in out]
     for name, (_, role) in MOT15.items():
         if role in sets and (case := mot15_case(name)) is not None:
             out.append(case)
-    return out
+    return out if rate is None else [subsampled(c, rate) for c in out]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,8 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         "--rate",
         type=float,
         default=None,
-        help="subsample MOT17 to about this many frames/s (5 = the product's analysis rate); "
-        "TUD is skipped",
+        help="subsample every sequence to about this many frames/s (5 = the product's "
+        "analysis rate)",
     )
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
