@@ -438,7 +438,8 @@ class ByteTracker:
         obs[:, -1] = boxes
         obs_time = np.full((n, HISTORY), np.nan)
         obs_time[:, -1] = time
-        # Confident first detections are confirmed at once (clutter rarely scores that high).
+        # With confirm_score < 1, a confident first box is confirmed at once (off by default:
+        # a real detector's recurring false boxes score high too, docs/tracking.md).
         confirmed = (self.config.min_hits <= 1) | (dets.confidence >= self.config.confirm_score)
         ids = np.full(n, -1, np.int64)
         ids[confirmed] = self._new_ids(int(confirmed.sum()))
