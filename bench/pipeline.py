@@ -15,10 +15,11 @@ take both, so decoding cannot hide behind inference).
 Levers, each measured alone and all together against the old pipeline (``Levers``): carrying
 moving tracks without the detector (``motion.carry_frames``), leaving undecoded the frames the
 sampler drops and nothing refers to, converting only the regions to BGR, a decode thread and
-ONNX Runtime's thread count. Every row prints line counts and table visits: a lever that
-changes them is not a speed-up. ``--repeat N`` interleaves N rounds of every lever (ABAB) and
-shows the median run; ``cpu s`` is this process's CPU time, steadier than wall time when other
-work shares the cores.
+ONNX Runtime's thread count (2, the old default, and `vigil analyze`'s default with its
+decode thread, one per core less one; one row where that comes to 2). Every row prints line
+counts and table visits: a lever that changes them is not a speed-up. ``--repeat N``
+interleaves N rounds of every lever (ABAB) and shows the median run; ``cpu s`` is this
+process's CPU time, steadier than wall time when other work shares the cores.
 
 Run: ``python bench/pipeline.py [--quick] [--repeat N]``. Prints a table and ratios; writes
 ``bench/results/pipeline.png``. Needs the bench extra and ``ffmpeg`` for the 1080p copy.
@@ -43,6 +44,7 @@ import numpy as np
 from vigil.config import parse_config
 from vigil.config.models import ResolvedCamera
 from vigil.detect.onnx import OnnxDetector
+from vigil.detect.threads import SHARED_MODEL_THREADS, detector_threads
 from vigil.ingest import open_source
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.runtime.analyze import AnalyzeOptions, analyze
@@ -50,7 +52,7 @@ from vigil.types import Frame, ImageArray
 
 T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results"
-THREADS = 2
+THREADS = SHARED_MODEL_THREADS  # the naive pipeline's and the old default
 # People leave the table (x ≈ 0.6) towards the right edge, crossing x = 0.75.
 RULES = """
 detect: {labels: [person], threads: 2}
@@ -78,11 +80,18 @@ class Levers:
         parts += ["skip decode"] * self.skip + ["crops"] * self.crops
         parts += ["decode thread"] * self.thread
         if self.ort_threads != THREADS:
-            parts.append(f"{self.ort_threads} ORT thread")
+            plural = "s" if self.ort_threads > 1 else ""
+            parts.append(f"{self.ort_threads} ORT thread{plural}")
+        if self == ANALYZE_DEFAULT:
+            parts.append("= vigil analyze")
         return ", ".join(parts) or "no levers (the old pipeline)"
 
 
 ALL = Levers(carry=2, skip=True, crops=True)
+#: What `vigil analyze` gives the detector here by default: a core less than this machine
+#: has, for the decode thread (vigil.detect.threads).
+ANALYZE_THREADS = detector_threads(None, decode_thread=True)
+ANALYZE_DEFAULT = Levers(carry=2, skip=True, crops=True, thread=True, ort_threads=ANALYZE_THREADS)
 LEVERS = {
     "old": Levers(),
     "carry": Levers(carry=2),
@@ -91,8 +100,11 @@ LEVERS = {
     "thread": Levers(thread=True),
     "all": ALL,
     "all+thread": Levers(carry=2, skip=True, crops=True, thread=True),
-    "all+thread, 1 ORT": Levers(carry=2, skip=True, crops=True, thread=True, ort_threads=1),
+    # The `vigil analyze` default (the same row as the one above where it comes to 2).
+    "all+thread, analyze default": ANALYZE_DEFAULT,
 }
+if ANALYZE_THREADS == THREADS:
+    del LEVERS["all+thread, analyze default"]
 
 
 @contextlib.contextmanager

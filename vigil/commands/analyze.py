@@ -71,13 +71,18 @@ def camera_from_args(args: argparse.Namespace) -> ResolvedCamera:
     return camera
 
 
-def build(camera: ResolvedCamera) -> Detector | None:
-    """The camera's detector, or None for the model-free motion detector."""
+def build(camera: ResolvedCamera, *, decode_thread: bool = True) -> Detector | None:
+    """The camera's detector, or None for the model-free motion detector.
+
+    Unless ``detect.threads`` is set, the detector's thread count leaves a core to the
+    decode thread when there is one (``vigil.detect.threads``).
+    """
     if camera.detect.is_motion:
         return None
-    from vigil.detect import build_detector
+    from vigil.detect import build_detector, detector_threads
 
-    return build_detector(camera.detect)
+    threads = detector_threads(camera.detect.threads, decode_thread=decode_thread)
+    return build_detector(camera.detect.model_copy(update={"threads": threads}))
 
 
 def _grant(args: argparse.Namespace) -> UnredactedGrant | None:
@@ -96,7 +101,7 @@ def _grant(args: argparse.Namespace) -> UnredactedGrant | None:
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     camera = camera_from_args(args)
-    detector = build(camera)
+    detector = build(camera, decode_thread=args.decode_thread)
     options = AnalyzeOptions(
         out_dir=args.out, annotate=args.annotate, snapshots=args.snapshots, plot=args.plot,
         max_seconds=args.duration, grant=_grant(args), decode_thread=args.decode_thread,

@@ -42,11 +42,13 @@ class DetectConfig(_Model):
                                  "dog", "cat"],
         description="Class names to keep (people, vehicles, animals by default).",
     )
-    threads: int = Field(
-        2, ge=1, le=64,
-        description="ONNX Runtime intra-op threads. Two: `vigil serve` shares one model among "
-        "all cameras, and with one thread that model tops out near 60 images/s on this "
-        "class of CPU (bench/capacity.py).",
+    threads: int | None = Field(
+        None, ge=1, le=64,
+        description="ONNX Runtime intra-op threads; unset, `vigil serve` uses 2 (it shares "
+        "one model among all cameras, and with one thread that model tops out near 60 "
+        "images/s on this class of CPU, bench/capacity.py) and `vigil analyze` one per core "
+        "less the core its decode thread needs (at least 1; 2 with `--no-decode-thread`; "
+        "bench/pipeline.py).",
     )  # fmt: skip
     device: Literal["auto", "cpu", "cuda", "tensorrt"] = Field(
         "auto",
@@ -151,9 +153,10 @@ class TrackerConfig(_Model):
         description="Weight of the velocity-direction consistency bonus in the first stage.",
     )
     confirm_score: float = Field(
-        0.8, gt=0, le=1,
+        1.0, gt=0, le=1,
         description="A new track whose first detection scores at least this is confirmed at "
-        "once (weaker ones wait for `min_hits`).",
+        "once (weaker ones wait for `min_hits`). 1, the default, turns it off: a real "
+        "detector's recurring false boxes score high too (docs/tracking.md).",
     )
     coast_seconds: float = Field(
         1.0, gt=0, le=60,

@@ -24,6 +24,7 @@ from vigil.detect.models import (
 )
 from vigil.detect.onnx import OnnxDetector, choose_providers
 from vigil.detect.providers import CPU, GpuOptions, primary, select_providers
+from vigil.detect.threads import detector_threads
 
 #: Images per ``session.run`` by default: the CPU gains nothing past 8, a GPU up to 64.
 CPU_MAX_BATCH = 8
@@ -40,6 +41,7 @@ __all__ = [
     "canonical_label",
     "choose_providers",
     "class_ids",
+    "detector_threads",
     "get_model",
     "list_models",
     "model_path",
@@ -84,7 +86,7 @@ def build_detector(
         confidence=config.confidence,
         nms_iou=config.nms_iou,
         input_size=config.input_size,
-        threads=config.threads,
+        threads=detector_threads(config.threads),
         labels=config.labels or None,
         max_batch=max_batch,
         device=config.device,

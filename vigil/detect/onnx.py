@@ -288,6 +288,7 @@ class OnnxDetector:
         self.path = Path(path)
         self.confidence = float(confidence)
         self.nms_iou = float(nms_iou)
+        self.threads = threads  # intra-op threads of the session
         self._class_names = tuple(class_names)
         self._keep = None if labels is None else class_ids(labels, self._class_names)
         model = load_model(self.path)

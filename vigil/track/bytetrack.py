@@ -5,10 +5,10 @@ Per ``update`` (one processed frame at ``time`` seconds):
 1. Predict every track to ``time`` with the Kalman filter, over the real gap (frames may be
    skipped). A track already unseen at the previous update **coasts**: its velocity decays
    with time constant ``coast_seconds``, so a long occlusion does not carry the box away.
-2. **High stage**: detections scoring >= ``high_threshold`` against all tracks (confirmed,
-   tentative and lost). Cost is ``1 - IoU`` minus OC-SORT's velocity-direction bonus
-   (``direction_weight``, off by default); pairs below ``match_iou`` or of different classes
-   are forbidden.
+2. **High stage**: detections scoring >= ``high_threshold`` against the confirmed tracks
+   (lost ones too), then the tentative tracks against the detections left. Cost is
+   ``1 - IoU`` minus OC-SORT's velocity-direction bonus (``direction_weight``, off by
+   default); pairs below ``match_iou`` or of different classes are forbidden.
 3. **Low stage** (ByteTrack): detections between ``low_threshold`` and ``high_threshold``
    against tracks still unmatched (tentative ones too), IoU >= ``low_match_iou``. Low-score
    boxes are mostly occluded people: they keep tracks alive.
@@ -22,10 +22,11 @@ Per ``update`` (one processed frame at ``time`` seconds):
    filter is rewound to the last observation and replayed along a straight virtual path to the
    new one, so the velocity that drifted during the occlusion is replaced by the observed one.
 7. Birth: every detection left unmatched and scoring >= ``new_track_threshold`` (which may
-   lie below ``high_threshold``) starts a tentative track; one whose first box scores >=
-   ``confirm_score`` is confirmed at once, others after ``min_hits`` matches, and a tentative
-   track dies at its first miss. Death: a confirmed track unmatched for more than
-   ``lost_seconds`` (time, not frames) is removed and its id reported in ``ended_ids``.
+   lie below ``high_threshold``) starts a tentative track, confirmed after ``min_hits``
+   matches (at once where its first box scores >= ``confirm_score``: off by default, as real
+   detectors' false boxes score high too); a tentative track dies at its first miss.
+   Death: a confirmed track unmatched for more than ``lost_seconds`` (time, not frames) is
+   removed and its id reported in ``ended_ids``.
 
 All parameters are seconds, fractions of box size or scores, so one set serves 5 fps product
 video and 14-30 fps benchmark sequences (see docs/tracking.md for how they were chosen).
@@ -188,8 +189,16 @@ class ByteTracker:
         all_rows = np.arange(len(tracks), dtype=np.int64)
 
         pred = self.kalman.to_xyxy(tracks.mean)
+        # Confirmed tracks first, tentative ones on what is left (ByteTrack's order): a
+        # tentative track is often a false detection that recurs (real detectors' clutter
+        # does), and in one joint assignment it can take a person's box from their track.
+        confirmed = all_rows[tracks.confirmed]
         rows, high_left = self._associate(
-            tracks, all_rows, pred, detections, high, cfg.match_iou, self._direction_bonus
+            tracks, confirmed, pred, detections, high, cfg.match_iou, self._direction_bonus
+        )
+        self._record(track_of_det, rows)
+        rows, high_left = self._associate(
+            tracks, all_rows[~tracks.confirmed], pred, detections, high_left, cfg.match_iou
         )
         self._record(track_of_det, rows)
         free = self._unmatched_rows(all_rows, track_of_det)
@@ -429,7 +438,8 @@ class ByteTracker:
         obs[:, -1] = boxes
         obs_time = np.full((n, HISTORY), np.nan)
         obs_time[:, -1] = time
-        # Confident first detections are confirmed at once (clutter rarely scores that high).
+        # With confirm_score < 1, a confident first box is confirmed at once (off by default:
+        # a real detector's recurring false boxes score high too, docs/tracking.md).
         confirmed = (self.config.min_hits <= 1) | (dets.confidence >= self.config.confirm_score)
         ids = np.full(n, -1, np.int64)
         ids[confirmed] = self._new_ids(int(confirmed.sum()))
