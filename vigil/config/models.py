@@ -7,6 +7,7 @@ defaults that work out of the box; ``docs/configuration.md`` is the reference.
 
 from __future__ import annotations
 
+import os
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,7 +25,15 @@ class _Model(BaseModel):
 
 
 class DetectConfig(_Model):
-    """Object detection: which model, how often, which classes."""
+    """Object detection: which model, how often, which classes.
+
+    A camera may set its own model and model settings: `vigil serve` loads one model per
+    distinct model settings (every key here but `fps`, `confidence` and `labels`, which each
+    camera applies to the results of the model it shares), and the cameras sharing one batch
+    their frames together. A `model` that is a path must exist (checked at load). On a Ray
+    cluster (`server.backend: ray`, one detector per node) every camera with a model must have
+    the same model settings.
+    """
 
     model: str = Field(
         "yolox-nano",
@@ -44,16 +53,16 @@ class DetectConfig(_Model):
     )
     threads: int = Field(
         2, ge=1, le=64,
-        description="ONNX Runtime intra-op threads. Two: `vigil serve` shares one model among "
-        "all cameras, and with one thread that model tops out near 60 images/s on this "
+        description="ONNX Runtime intra-op threads. Two: `vigil serve` shares a model among "
+        "the cameras using it, and with one thread that model tops out near 60 images/s on this "
         "class of CPU (bench/capacity.py).",
     )  # fmt: skip
     device: Literal["auto", "cpu", "cuda", "tensorrt"] = Field(
         "auto",
         description="Where the model runs: `auto` takes TensorRT, else CUDA, else the CPU, "
         "whichever this ONNX Runtime offers; `cuda` or `tensorrt` refuse to start without "
-        "that provider instead of running on the CPU (the `gpu` extra, docs/gpu.md). Read "
-        "from the global section: all cameras share one model.",
+        "that provider instead of running on the CPU (the `gpu` extra, docs/gpu.md). "
+        "Cameras with the same model settings share one loaded model.",
     )
     fp16: bool = Field(
         False,
@@ -72,6 +81,25 @@ class DetectConfig(_Model):
     def is_motion(self) -> bool:
         """Whether ``model`` names the model-free motion detector (no ONNX model to load)."""
         return self.model.strip().lower() == "motion"
+
+    @property
+    def model_settings(self) -> tuple[tuple[str, object], ...]:
+        """What makes one loaded model: every field but the per-camera filters (``fps``,
+        ``confidence``, ``labels``, applied to the shared model's results). Cameras whose
+        settings are equal share one model and batch together; a registry name counts the
+        same however it is spelled (``yolox-nano``, ``yolox_nano``)."""
+        values = self.model_dump(exclude={"fps", "confidence", "labels"})
+        name = self.model.strip()
+        if not model_is_path(name):
+            name = name.lower().replace("_", "-")
+        values["model"] = name
+        return tuple(sorted(values.items()))
+
+
+def model_is_path(model: str) -> bool:
+    """Whether ``detect.model`` names a file (as ``vigil.detect.models`` reads it), not a
+    registry name or ``motion``."""
+    return model.strip().lower().endswith(".onnx") or "/" in model or os.sep in model
 
 
 class MotionConfig(_Model):
@@ -646,6 +674,12 @@ class VigilConfig(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _one_model_on_a_cluster(self) -> VigilConfig:
+        if self.server.backend == "ray" and (problem := cluster_model_problem(self)):
+            raise ValueError(problem)
+        return self
+
     def camera(self, name: str) -> ResolvedCamera:
         """The named camera with global defaults merged in."""
         cam = self.cameras[name]
@@ -693,3 +727,35 @@ class VigilConfig(_Model):
             lines=self.lines,
             record=self.record,
         )
+
+
+def model_groups(config: VigilConfig) -> dict[tuple[tuple[str, object], ...], list[str]]:
+    """The enabled cameras with a model, grouped by their model settings
+    (``DetectConfig.model_settings``), in configuration order: one loaded model per group."""
+    groups: dict[tuple[tuple[str, object], ...], list[str]] = {}
+    for name, cam in config.cameras.items():
+        detect = cam.detect or config.detect
+        if cam.enabled and not detect.is_motion:
+            groups.setdefault(detect.model_settings, []).append(name)
+    return groups
+
+
+def cluster_model_problem(config: VigilConfig) -> str | None:
+    """Why ``config``'s cameras cannot run on a Ray cluster as they are, or None: each node
+    runs one detector actor, so every camera with a model must share its settings."""
+    groups = model_groups(config)
+    if len(groups) < 2:
+        return None
+    settings = [dict(key) for key in groups]
+    differ = [k for k in settings[0] if len({repr(s[k]) for s in settings}) > 1]
+    described = "; ".join(
+        f"{', '.join(names)}: " + ", ".join(f"{k}={s[k]}" for k in differ)
+        for s, names in zip(settings, groups.values(), strict=True)
+    )
+    return (
+        f"server.backend 'ray' runs one detection model per node, but the cameras use "
+        f"{len(groups)} different model settings ({described}); give every camera the same "
+        "detect model, input_size, nms_iou, threads, device, fp16, device_id and "
+        "engine_cache (fps, confidence and labels may differ), or run the cameras with "
+        "server.backend 'threads' or 'processes'"
+    )

@@ -2,7 +2,7 @@
 
 ::
 
-    cameras ─► camera backend ─────────► BatchingDetector (one, shared) ─┐
+    cameras ─► camera backend ─────────► BatchingDetector (one per model) ┐
        │            │ events                                           │
        │            ▼                                                  │
        │       FanoutSink: store · MQTT · webhooks · live subscribers  │
@@ -40,6 +40,7 @@ from vigil.config.models import (
     SourceConfig,
     VigilConfig,
     ZoneConfig,
+    cluster_model_problem,
 )
 from vigil.detect.base import Detector
 from vigil.errors import ConfigError, VigilError
@@ -133,7 +134,8 @@ def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | N
 
 
 def shared_detect_config(base: DetectConfig, cameras: Sequence[DetectConfig]) -> DetectConfig:
-    """The settings of the one shared model: ``base`` (the global ``detect`` section) with the
+    """The settings of one shared model: ``base`` (the ``detect`` section of one of the
+    cameras sharing it: they agree on ``model_settings``) with the
     lowest confidence and the union of the labels of ``cameras``, so that every camera's
     results are a subset of the shared results; each camera then filters to its own
     (``CameraDetector``). Any camera keeping every class (``labels: []``) keeps all."""
@@ -291,7 +293,10 @@ class Supervisor:
         config: the whole configuration; ``data_dir`` holds the recordings.
         db: where events, counts and segments go (None: nowhere, e.g. in tests of alerts).
         sinks: further event sinks (after the store, MQTT and webhooks of ``config``).
-        detector: the detector to share instead of building ``config.detect``'s model.
+        detector: one detector for every camera with a model, instead of building theirs.
+        detector_factory: builds a model from a configuration whose ``detect`` is one model's
+            settings (``shared_detect_config`` of the cameras using it); called once per
+            distinct ``DetectConfig.model_settings`` of the cameras.
         source_factory: how workers open their analysis stream.
         backoff: a fresh ``Backoff`` per camera, for restarts of workers and recorders.
         stall_timeout: seconds without a frame after which a network camera reconnects.
@@ -333,8 +338,10 @@ class Supervisor:
         #: Cameras run on cluster nodes, which record, store and keep their own files: this
         #: process neither records nor writes what the nodes write.
         self.clustered = self.kind == "ray"
-        self.batcher = (
-            None if self.clustered else self._shared_detector(cameras, detector, detector_factory)
+        #: The batching detectors, one per distinct model; ``detectors`` says whose is whose.
+        self.batchers: list[BatchingDetector] = []
+        self.detectors: dict[str, BatchingDetector] = (
+            {} if self.clustered else self._shared_detectors(cameras, detector, detector_factory)
         )
         self.hub = LiveHub()
         self.telemetry = Telemetry(c.name for c in cameras)
@@ -369,7 +376,7 @@ class Supervisor:
         the backends apart)."""
         kind = self.kind
         hooks = BackendHooks(
-            detector=self.batcher, sink=self.sink, counts=self._count,
+            detectors=self.detectors, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
             queue_depth=self._queue_depth,
         )  # fmt: skip
@@ -378,13 +385,12 @@ class Supervisor:
         if kind == "threads":
             return ThreadBackend(cameras, hooks, source_factory=source_factory,
                                  stall_timeout=stall_timeout, backoff=self._backoff)  # fmt: skip
-        batcher = self.batcher
-        model = (
-            None if batcher is None
-            else (list(batcher.class_names), (batcher.input_size[0], batcher.input_size[1]))
-        )  # fmt: skip
+        models = {
+            name: (list(batcher.class_names), (batcher.input_size[0], batcher.input_size[1]))
+            for name, batcher in self.detectors.items()
+        }  # fmt: skip
         self.pool = ProcessPool(
-            cameras, self.processes, hooks, model, stall_timeout=stall_timeout,
+            cameras, self.processes, hooks, models, stall_timeout=stall_timeout,
             source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
         return self.pool
@@ -400,8 +406,12 @@ class Supervisor:
         if self._cluster_backend is None:
             raise VigilError("server.backend is 'ray' but no cluster backend was given: pass "
                              "cluster_backend=vigil.cluster.backend.RayBackend")  # fmt: skip
+        problem = cluster_model_problem(self.config)
+        if problem is not None:
+            raise ConfigError(problem)
         models = [c.detect for c in cameras if not c.detect.is_motion]
-        detect = shared_detect_config(self.config.detect, models) if models else None
+        # One model per node (cluster_model_problem): the cameras' own settings, loosened.
+        detect = shared_detect_config(models[0], models) if models else None
         return self._cluster_backend(
             cameras, hooks, self.config, database_url=self.db.url, detect=detect,
             stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
@@ -411,21 +421,38 @@ class Supervisor:
         """Process ids of the worker processes (none in thread mode)."""
         return self.backend.pids()
 
-    def _shared_detector(
+    def _shared_detectors(
         self, cameras: list[ResolvedCamera], detector: Detector | None,
         factory: DetectorFactory,
-    ) -> BatchingDetector | None:  # fmt: skip
-        """One batching detector for every camera with a model (none if all use motion)."""
-        if all(c.detect.is_motion for c in cameras):
-            return None
-        models = [c for c in cameras if not c.detect.is_motion]
-        if detector is not None:
-            model = detector
-        else:
-            widened = shared_detect_config(self.config.detect, [c.detect for c in models])
-            model = factory(self.config.model_copy(update={"detect": widened}))
+    ) -> dict[str, BatchingDetector]:  # fmt: skip
+        """One batching detector per distinct model (``DetectConfig.model_settings``), by
+        camera: cameras with equal model settings share it and batch together, each gets
+        its own model otherwise (none for a camera on the motion detector). ``detector``,
+        when given, is the one model of every camera."""
+        groups: dict[tuple[tuple[str, object], ...], list[ResolvedCamera]] = {}
+        for camera in cameras:
+            if not camera.detect.is_motion:
+                key = () if detector is not None else camera.detect.model_settings
+                groups.setdefault(key, []).append(camera)
         batching = self.config.detector
-        return BatchingDetector(model, batching.max_batch, batching.max_wait_ms / 1000.0)
+        by_camera: dict[str, BatchingDetector] = {}
+        for members in groups.values():
+            if detector is not None:
+                model = detector
+            else:
+                # The group's own settings, loosened to every member's labels and confidence.
+                widened = shared_detect_config(members[0].detect, [c.detect for c in members])
+                model = factory(self.config.model_copy(update={"detect": widened}))
+            batcher = BatchingDetector(model, batching.max_batch, batching.max_wait_ms / 1000.0)
+            self.batchers.append(batcher)
+            by_camera.update((c.name, batcher) for c in members)
+        return by_camera
+
+    @property
+    def batcher(self) -> BatchingDetector | None:
+        """The first model's batching detector (the only one when every camera shares one
+        model), None when every camera uses motion; ``batchers`` holds them all."""
+        return self.batchers[0] if self.batchers else None
 
     def _sinks(self, extra: Sequence[EventSink]) -> list[EventSink]:
         sinks: list[EventSink] = []
@@ -548,8 +575,8 @@ class Supervisor:
             recorder.close()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self.batcher is not None:
-            self.batcher.close()
+        for batcher in self.batchers:
+            batcher.close()
         if self.mqtt is not None:
             for name in self.workers:
                 self._online(name, False)
@@ -659,8 +686,9 @@ class Supervisor:
             prune_empty_dirs((self.root / rel).parent, self.root / "snapshots")
         return paths
 
-    def _queue_depth(self) -> int:
-        return self.batcher.stats.queue_depth if self.batcher is not None else 0
+    def _queue_depth(self, camera: str) -> int:
+        batcher = self.detectors.get(camera)
+        return batcher.stats.queue_depth if batcher is not None else 0
 
     # -- RuntimeView ------------------------------------------------------------------------
 
