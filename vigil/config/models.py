@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vigil.config.alerts import MqttConfig, WebhookConfig
 from vigil.types import Anchor, Direction
 
+#: The longest camera name: the width of the store's ``camera`` columns (an event id,
+#: ``<camera>-<start>-<track>``, then fits the 128 of ``events.id``).
+CAMERA_NAME_MAX = 64
+
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
 
@@ -671,6 +675,12 @@ class VigilConfig(_Model):
             if not name or not all(c.isalnum() or c in "-_" for c in name):
                 raise ValueError(
                     f"camera name {name!r} may hold only letters, digits, '-' and '_'"
+                )
+            if len(name) > CAMERA_NAME_MAX:
+                raise ValueError(
+                    f"camera name {name[:20]!r}... is {len(name)} characters long; give it "
+                    f"a name of at most {CAMERA_NAME_MAX} (the database keeps camera names, "
+                    "and event ids made from them, in fixed-width columns)"
                 )
         return self
 

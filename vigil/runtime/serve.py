@@ -514,15 +514,32 @@ class Supervisor:
             from vigil.store.repo import CameraRepo, EventRepo
 
             now = time.time()
+            switches: dict[str, dict[str, bool]] = {}
             with self.db.session(immediate=True) as session:
                 for name in self.workers:
                     CameraRepo(session).ensure(name)
+                    switches[name] = CameraRepo(session).switches(name)
                     # A crash (kill -9, power loss) left these open; nobody will end them.
                     closed = EventRepo(session).close_dangling(name, now)
                     if closed:
                         log.warning("%s: closed %d event(s) left open by an unclean stop",
                                     name, closed)  # fmt: skip
+            self._restore_switches(switches)
         self._announce()
+
+    def _restore_switches(self, switches: Mapping[str, Mapping[str, bool]]) -> None:
+        """Before the cameras start: the switches as they were last set (a camera switched
+        off in Home Assistant stays off across a restart); ``_announce`` then publishes
+        them."""
+        for name, states in switches.items():
+            for switch, on in states.items():
+                if on:
+                    continue  # on is how every camera starts
+                if switch == "detection":
+                    self.workers[name].set_detection(False)
+                elif switch == "recording" and name in self.recorders:
+                    self.recorders[name].enabled = False
+                log.info("%s: %s is off, as it was switched before the restart", name, switch)
 
     def _announce(self) -> None:
         if self.mqtt is None:
@@ -537,7 +554,8 @@ class Supervisor:
 
     def set_switch(self, camera: str, switch: str, on: bool) -> None:
         """Switch ``detection`` or ``recording`` of ``camera`` on or off (Home Assistant's
-        switches, through MQTT) and report the state now in force."""
+        switches, through MQTT), keep the state in the database for the next start, and
+        report the state now in force."""
         if switch == "detection":
             self.workers[camera].set_detection(on)
             state = self.workers[camera].detection
@@ -547,8 +565,23 @@ class Supervisor:
         else:
             raise VigilError(f"camera {camera!r} has no {switch!r} switch")
         log.info("%s: %s switched %s", camera, switch, "on" if state else "off")
+        self._keep_switch(camera, switch, state)
         if self.mqtt is not None:
             self.mqtt.switch_state(camera, switch, state)
+
+    def _keep_switch(self, camera: str, switch: str, on: bool) -> None:
+        """The new state into the database, for the next start; the switch is in force
+        already, so a database that fails only costs the memory of it (logged)."""
+        if self.db is None:
+            return
+        from vigil.store.repo import CameraRepo
+
+        try:
+            with self.db.session(immediate=True) as session:
+                CameraRepo(session).set_switch(camera, switch, on)
+        except VigilError:
+            log.exception("%s: the %s switch was not stored; after a restart it is as "
+                          "it was before", camera, switch)  # fmt: skip
 
     def _command(self, camera: str, switch: str, on: bool) -> None:
         try:
