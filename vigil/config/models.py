@@ -419,6 +419,65 @@ class DetectorConfig(_Model):
     )
 
 
+class JobsConfig(_Model):
+    """`vigil serve`'s background jobs: each ended event's redacted clip (rendered before
+    anyone opens it) and exports, in a bounded queue kept in the database."""
+
+    workers: int = Field(
+        1, ge=0, le=16,
+        description="Threads rendering clips and exports (each encodes video: one per two "
+        "cores is plenty). 0: none in this server; jobs wait in the database for one that "
+        "has some.",
+    )  # fmt: skip
+    max_queued: int = Field(
+        200, ge=1, le=100_000,
+        description="Most jobs queued or running in all: beyond it an export or a clip "
+        "request gets 503, and the clip of an ended event is skipped (cut when asked for).",
+    )  # fmt: skip
+    max_user_exports: int = Field(
+        2, ge=1, le=1000, description="Exports one user may have queued or running (429 beyond)."
+    )
+    max_user_clips: int = Field(
+        6, ge=1, le=1000,
+        description="Event clips one user may wait for at once (429 beyond).",
+    )  # fmt: skip
+    max_export_seconds: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="Longest span of recording one export may cover."
+    )
+    clip_cache_bytes: int = Field(
+        2 * 1024**3, ge=1024**2,
+        description="Most disk the rendered event clips keep (in <data_dir>/clips); the least "
+        "recently served go first.",
+    )  # fmt: skip
+    clip_wait: float = Field(
+        2.0, ge=0, le=60,
+        description="Seconds a request for a clip that is not ready waits before it answers "
+        "202 with the job's progress.",
+    )  # fmt: skip
+    clip_settle: float = Field(
+        90.0, ge=0, le=3600,
+        description="Seconds after an event's clip span that its background render waits for "
+        "the post-roll to be recorded (it starts as soon as the recording covers the span).",
+    )  # fmt: skip
+    face_full_every: float = Field(
+        1.0, ge=0, le=60,
+        description="In clips and exports, seconds between searches for faces in the whole "
+        "frame; in between only where people move (0: every frame whole, slower).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _per_user_within_total(self) -> JobsConfig:
+        # Only a bound set by hand: a lowered max_queued just caps the defaults.
+        for name in ("max_user_exports", "max_user_clips"):
+            if name in self.model_fields_set and getattr(self, name) > self.max_queued:
+                raise ValueError(
+                    f"jobs.{name} ({getattr(self, name)}) is above jobs.max_queued "
+                    f"({self.max_queued}), which bounds every user together; lower it or "
+                    "raise max_queued"
+                )
+        return self
+
+
 class ServerConfig(_Model):
     """`vigil serve`: where the API listens and the disk limits of all cameras together."""
 
@@ -655,6 +714,7 @@ class VigilConfig(_Model):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     mqtt: MqttConfig | None = Field(None, description="Publish events to an MQTT broker.")
     webhooks: WebhookConfig | None = Field(None, description="POST signed events to URLs.")
     zones: dict[str, ZoneConfig] = Field(
