@@ -1,10 +1,11 @@
 """The detection and recording switches of a camera outlive a restart of ``vigil serve``.
 
-A real ``vigil serve`` (API, a real RTSP camera recorded, a real Mosquitto) gets both
-switches of its camera turned OFF by MQTT commands, as Home Assistant sends them, and is
-stopped with SIGTERM. The retained state topics are then cleared, so that what a client
-finds there after the second start can only come from the new process: it must say OFF, and
-the camera must really be off (frames decoded, none analysed; no segment written).
+A real ``vigil serve`` (API, a real RTSP camera recorded, a real Mosquitto) gets its camera's
+detection switched OFF by an MQTT command, as Home Assistant sends it, and its recording
+through the API, and is stopped with SIGTERM. The retained state topics are then cleared, so
+that what a client finds there after the second start can only come from the new process: it
+must say OFF, the API must say so too, and the camera must really be off (frames decoded, none
+analysed; no segment written).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from paho.mqtt import publish
 
 from tests.alerts.alert_servers import Broker, Subscriber, free_port
 from tests.rtsp_relay import RtspRelay, require_tools
-from tests.runtime.serve_process import CAMERA, ServeProcess, serve_config
+from tests.runtime.serve_process import CAMERA, PASSWORD, ServeProcess, serve_config
 from vigil.store.models import CameraRow
 
 CLIP = "one-by-one-person-detection.mp4"
@@ -81,6 +82,15 @@ def stored_switches(serve: ServeProcess) -> dict[str, bool | None]:
     return result
 
 
+def login(serve: ServeProcess) -> httpx.Client:
+    """The first run's admin, logged in again (first-run setup is done)."""
+    client = httpx.Client(base_url=serve.base_url, timeout=30)
+    reply = client.post("/api/login", json={"name": "root", "password": PASSWORD})
+    assert reply.status_code == 200, reply.text
+    client.headers["X-CSRF-Token"] = reply.json()["csrf_token"]
+    return client
+
+
 def check_off(serve: ServeProcess, client: httpx.Client) -> None:
     """The camera decodes frames but analyses none; its recorder is there."""
     cameras: list[dict[str, object]] = []
@@ -109,8 +119,16 @@ def test_switches_stay_off_across_a_restart(
         for switch in SWITCHES:
             serve.wait_for(lambda s=switch: retained(broker.port, state_topic(s)) == b"ON", 30,
                            f"the {switch} switch was never reported ON")  # fmt: skip
-            publish.single(f"{state_topic(switch)}/set", "OFF", hostname="127.0.0.1",
-                           port=broker.port)  # fmt: skip
+        # Detection as Home Assistant switches it, recording through the API.
+        publish.single(f"{state_topic('detection')}/set", "OFF", hostname="127.0.0.1",
+                       port=broker.port)  # fmt: skip
+        client = serve.admin()
+        try:
+            reply = client.put(f"/api/cameras/{CAMERA}/switches/recording", json={"on": False})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["recording"] is False
+        finally:
+            client.close()
         for switch in SWITCHES:
             serve.wait_for(lambda s=switch: retained(broker.port, state_topic(s)) == b"OFF",
                            30, f"the {switch} switch did not go OFF")  # fmt: skip
@@ -135,8 +153,10 @@ def test_switches_stay_off_across_a_restart(
             again.wait_for(lambda s=switch: retained(broker.port, state_topic(s)) is not None,
                            30, f"the {switch} switch was not published after the restart")
             assert retained(broker.port, state_topic(switch)) == b"OFF", switch
-        client = again.admin()
+        client = login(again)
         try:
+            answer = client.get(f"/api/cameras/{CAMERA}/switches")
+            assert answer.json() == {"detection": False, "recording": False}, answer.text
             check_off(again, client)
         finally:
             client.close()

@@ -552,6 +552,15 @@ class Supervisor:
             if recorder is not None:
                 self.mqtt.switch_state(name, "recording", recorder.enabled)
 
+    def switches(self, camera: str) -> dict[str, bool]:
+        """``detection`` and, for a camera recorded here, ``recording``, with their states;
+        ``KeyError`` for an unknown camera."""
+        states = {"detection": self.workers[camera].detection}
+        recorder = self.recorders.get(camera)
+        if recorder is not None:
+            states["recording"] = recorder.enabled
+        return states
+
     def set_switch(self, camera: str, switch: str, on: bool) -> None:
         """Switch ``detection`` or ``recording`` of ``camera`` on or off (Home Assistant's
         switches, through MQTT), keep the state in the database for the next start, and
