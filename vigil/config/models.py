@@ -721,7 +721,11 @@ class VigilConfig(_Model):
         default_factory=dict, description="Zones for `vigil analyze` (and cameras without any)."
     )
     lines: dict[str, LineConfig] = Field(default_factory=dict)
-    cameras: dict[str, CameraConfig] = Field(default_factory=dict)
+    cameras: dict[str, CameraConfig] = Field(
+        default_factory=dict,
+        description=f"The cameras of `vigil serve`, by name: letters, digits, '-' and '_', at "
+        f"most {CAMERA_NAME_MAX} characters.",
+    )  # fmt: skip
     data_dir: Path = Field(Path("vigil-data"), description="Where recordings and the DB live.")
     database_url: str | None = Field(
         None,
