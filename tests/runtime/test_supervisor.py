@@ -123,7 +123,14 @@ def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         line = LineConfig.model_validate(LINE["middle"])
         supervisor.update_rules("b", {}, {"middle": line})
         result.rules_b = supervisor.rules("b")
-        time.sleep(3.0)
+        # Mid-run: once the cameras run (worker processes take seconds to start on a busy
+        # machine, so a fixed sleep is not enough) and the bad one was given up on once.
+        def running() -> bool:
+            now = {s.name: s for s in supervisor.cameras()}
+            a, bad = now["a"], now["bad"]
+            return a.decode_fps >= 5.0 and a.detect_fps > 0 and bad.state == "offline"
+
+        wait_for(running, 60, "camera a did not run while bad was offline")
         result.mid_status = {s.name: s for s in supervisor.cameras()}
         result.mid_frame = supervisor.latest_frame("a")
         wait_for(lambda: all(supervisor.workers[c].state == "ended" for c in "ab"), 30,
