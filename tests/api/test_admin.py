@@ -67,6 +67,29 @@ def test_rules_get_put_validated_and_audited(api: Api) -> None:
     assert list(record.details["new"]["zones"]) == ["door"]
 
 
+def test_switches_through_the_api_are_role_checked_and_audited(api: Api) -> None:
+    viewer = api.login("val", Role.VIEWER)
+    operator = api.login("opal", Role.OPERATOR)
+    assert viewer.get("/api/cameras/front/switches").json() == {"detection": True,
+                                                               "recording": None}
+    off = {"on": False}
+    assert viewer.put("/api/cameras/front/switches/detection", json=off).status_code == 403
+    reply = operator.put("/api/cameras/front/switches/detection", json=off)
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"detection": False, "recording": None}
+    assert api.runtime.switches("front") == {"detection": False}
+    # A camera not recorded here has no recording switch; unknown names are refused.
+    assert operator.put("/api/cameras/front/switches/recording", json=off).status_code == 404
+    assert operator.put("/api/cameras/front/switches/lights", json=off).status_code == 422
+    assert operator.put("/api/cameras/ghost/switches/detection", json=off).status_code == 404
+    assert operator.put("/api/cameras/front/switches/detection",
+                        json={"on": "maybe"}).status_code == 422  # fmt: skip
+    with api.db.session() as session:
+        (record,) = AuditRepo(session).records(action="switch.set")
+    assert (record.actor, record.target) == ("opal", "front")
+    assert record.details == {"switch": "detection", "on": False, "was": True}
+
+
 def test_audit_log_filters_and_verify(api: Api) -> None:
     admin = api.login("root", Role.ADMIN)
     admin.post("/api/users", json={"name": "ann", "role": "viewer", "password": PASSWORD})

@@ -353,3 +353,81 @@ def test_clips_one_user_waits_for_are_limited(
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "too_many_jobs"
     assert api.login("ann", Role.VIEWER).get("/api/events/e2/clip").status_code == 202
+
+
+# -- the YAML `jobs` section ---------------------------------------------------------------------
+
+JOBS_YAML = """
+jobs:
+  workers: 3
+  max_queued: 50
+  max_user_exports: 4
+  max_user_clips: 9
+  max_export_seconds: 600
+  clip_cache_bytes: 5000000
+  clip_wait: 0.5
+  clip_settle: 30
+  face_full_every: 0.25
+"""
+
+
+def test_the_jobs_section_reaches_the_api_and_the_clip_sink(tmp_path: Path) -> None:
+    from vigil.commands.serve import api_settings, clip_jobs
+    from vigil.config.loader import parse_config
+
+    settings = api_settings(parse_config(JOBS_YAML))
+    assert (settings.job_workers, settings.max_queued_jobs, settings.max_user_jobs,
+            settings.max_user_clip_jobs, settings.max_export_s, settings.clip_cache_bytes,
+            settings.clip_wait_s, settings.clip_settle_s, settings.face_full_every_s) == (
+        3, 50, 4, 9, 600, 5_000_000, 0.5, 30, 0.25)  # fmt: skip
+    db = Database(f"sqlite:///{tmp_path / 'vigil.db'}")
+    try:
+        assert clip_jobs(parse_config(JOBS_YAML), db).limits.max_queued == 50
+    finally:
+        db.close()
+    # Without a `jobs` section the API keeps the defaults it always had.
+    from vigil.api import ApiSettings
+    from vigil.config.models import VigilConfig
+
+    defaults, before = api_settings(VigilConfig()), ApiSettings()
+    for name in ("job_workers", "max_queued_jobs", "max_user_jobs", "max_user_clip_jobs",
+                 "max_export_s", "clip_cache_bytes", "clip_wait_s", "clip_settle_s",
+                 "face_full_every_s"):  # fmt: skip
+        assert getattr(defaults, name) == getattr(before, name), name
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("jobs:\n  workers: -1\n", r"cameras.yaml:2: jobs.workers: .*greater than or equal to 0"),
+    ("jobs:\n  max_queued: 0\n", r"cameras.yaml:2: jobs.max_queued"),
+    ("jobs:\n  clip_cache_bytes: 10\n", r"jobs.clip_cache_bytes"),
+    ("jobs:\n  threads: 2\n", r"unknown key 'threads'; allowed here: clip_cache_bytes, .*workers"),
+    ("jobs:\n  max_queued: 5\n  max_user_clips: 6\n",
+     r"jobs.max_user_clips \(6\) is above jobs.max_queued \(5\).*lower it or raise max_queued"),
+])  # fmt: skip
+def test_bad_jobs_settings_are_configuration_errors(text: str, message: str) -> None:
+    from vigil.config.loader import parse_config
+    from vigil.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text, source="cameras.yaml")
+
+
+def test_the_yaml_job_limits_govern_the_api(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object
+) -> None:
+    from vigil.commands.serve import api_settings
+    from vigil.config.loader import parse_config
+
+    config = parse_config("jobs: {workers: 0, max_queued: 2, max_user_exports: 1}\n")
+    s = api_settings(config)
+    api = make_api(apps, recorded, factory, job_workers=s.job_workers,
+                   max_queued_jobs=s.max_queued_jobs, max_user_jobs=s.max_user_jobs)  # fmt: skip
+    assert api.app.state.vigil.jobs is None, "workers: 0 starts no job thread"
+    request = {"camera": "front", "start": T0, "end": T0 + 2}
+    val, ann, bob = (api.login(n, Role.VIEWER) for n in ("val", "ann", "bob"))
+    assert val.post("/api/exports", json=request).status_code == 202
+    assert val.post("/api/exports", json=request).status_code == 429, "max_user_exports: 1"
+    assert ann.post("/api/exports", json=request).status_code == 202
+    full = bob.post("/api/exports", json=request)
+    assert full.status_code == 503, "max_queued: 2"
+    assert full.json()["error"]["code"] == "queue_full"

@@ -84,9 +84,9 @@ def _handle() -> tuple[RayCamera, Heard, FakeActor]:
     def on_counts(_camera: str, _counts: Mapping[str, Any]) -> None:
         pass
 
-    hooks = BackendHooks(detector=None, sink=heard, counts=counts, on_counts=on_counts,
+    hooks = BackendHooks(detectors={}, sink=heard, counts=counts, on_counts=on_counts,
                          on_online=heard.on_online, recorders={},
-                         queue_depth=lambda: 0)  # fmt: skip
+                         queue_depth=lambda _camera: 0)  # fmt: skip
     spec = CameraSpec(config, config.camera("door"), "postgresql://x@y/z", None)
     camera = RayCamera(spec, FakeBackend(hooks))  # type: ignore[arg-type]
     actor = FakeActor()

@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from vigil.errors import VigilError
 from vigil.runtime.view import (
     CameraStatus,
     Lines,
@@ -58,6 +59,7 @@ class StaticRuntime:
         self._rules = {k: (dict(z), dict(ln)) for k, (z, ln) in (rules or {}).items()}
         self._tracks: dict[str, TrackSnapshot] = {}
         self._counts: dict[str, dict[str, Any]] = {}
+        self._switches: dict[str, dict[str, bool]] = {}
         self._queues: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any] | None]]]
         self._queues = []
         self._queue_size = queue_size
@@ -104,6 +106,16 @@ class StaticRuntime:
 
     def set_counts(self, camera: str, counts: Mapping[str, Any]) -> None:
         self._counts[camera] = dict(counts)
+
+    def switches(self, camera: str) -> dict[str, bool]:
+        if camera not in self._statuses:
+            raise KeyError(camera)
+        return {"detection": True, **self._switches.get(camera, {})}
+
+    def set_switch(self, camera: str, switch: str, on: bool) -> None:
+        if switch not in self.switches(camera):
+            raise VigilError(f"camera {camera!r} has no {switch!r} switch")
+        self._switches.setdefault(camera, {})[switch] = bool(on)
 
     @property
     def subscribers(self) -> int:

@@ -249,6 +249,18 @@ class CameraOut(BaseModel):
         "null on a single host.")  # fmt: skip
 
 
+class SwitchBody(_Body):
+    on: bool = Field(description="true: switched on; false: off.")
+
+
+class SwitchesOut(BaseModel):
+    """A camera's switches, as Home Assistant's MQTT switches show them; kept over restarts.
+    ``recording``: null when the camera is not recorded by this server."""
+
+    detection: bool = Field(description="Analysis on: frames are analysed, events raised.")
+    recording: bool | None = Field(None, description="Recording on (its mode in force).")
+
+
 class RulesBody(_Body):
     zones: dict[str, ZoneConfig] = Field(default_factory=dict)
     lines: dict[str, LineConfig] = Field(default_factory=dict)

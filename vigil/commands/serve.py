@@ -72,14 +72,20 @@ def with_cluster(config: VigilConfig, address: str) -> VigilConfig:
 
 def check_cluster(config: VigilConfig) -> None:
     """Refuse a cluster start that cannot work, before anything is created: SQLite (every
-    node writes to the database) or Ray missing (``ModuleNotFoundError``, which the CLI
+    node writes to the database), cameras with different models (one detector per node), or
+    Ray missing (``ModuleNotFoundError``, which the CLI
     turns into the ``cluster`` extra to install)."""
+    from vigil.config.models import cluster_model_problem
     from vigil.errors import ConfigError
     from vigil.runtime.serve import cluster_database_error
     from vigil.store import database_url_for
 
     if config.server.backend != "ray":
         return
+    # --cluster turns an ordinary configuration into a cluster one after it was validated.
+    problem = cluster_model_problem(config)
+    if problem is not None:
+        raise ConfigError(problem)
     if not database_url_for(config).lower().startswith(("postgresql", "postgres:")):
         raise ConfigError(cluster_database_error())
     import ray  # noqa: F401
@@ -103,10 +109,7 @@ def serve(
     clips: Any = None
     if api:
         _load_api()
-        # The API renders each ended event's clip in the background: queue them.
-        from vigil.api.clips import ClipJobSink
-
-        clips = ClipJobSink(db)
+        clips = clip_jobs(config, db)
     cluster: Any = None
     if config.server.backend == "ray":
         from vigil.cluster.backend import RayBackend
@@ -249,14 +252,22 @@ def _run_api(
                 proxy_headers=False)  # fmt: skip
 
 
+def clip_jobs(config: VigilConfig, db: Any) -> Any:
+    """The sink that queues each ended event's clip (the API renders them in the
+    background), bounded by ``jobs.max_queued`` like every job."""
+    from vigil.api.clips import ClipJobSink
+
+    return ClipJobSink(db, max_queued=config.jobs.max_queued)
+
+
 def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiSettings:
-    """The API's settings from the configuration: its ``server`` section, per camera its own
-    redaction (every camera configured, disabled ones too: their recordings can still be
-    exported) and clip rolls."""
+    """The API's settings from the configuration: its ``server`` and ``jobs`` sections, per
+    camera its own redaction (every camera configured, disabled ones too: their recordings
+    can still be exported) and clip rolls."""
     from vigil.api import ApiSettings
     from vigil.api.settings import default_hash_slots, networks
 
-    server = config.server
+    server, jobs = config.server, config.jobs
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
     redact = {name: config.redact_for(name) for name in config.cameras}
@@ -270,4 +281,9 @@ def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiS
         hash_slots=server.password_hash_concurrency or default_hash_slots(),
         setup_token=setup_token, min_free_bytes=server.min_free_bytes,
         outage_auth_ttl_s=server.outage_auth_ttl,
+        job_workers=jobs.workers, max_queued_jobs=jobs.max_queued,
+        max_user_jobs=jobs.max_user_exports, max_user_clip_jobs=jobs.max_user_clips,
+        max_export_s=jobs.max_export_seconds, clip_cache_bytes=jobs.clip_cache_bytes,
+        clip_wait_s=jobs.clip_wait, clip_settle_s=jobs.clip_settle,
+        face_full_every_s=jobs.face_full_every,
     )  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from vigil.config.models import VigilConfig
+from vigil.config.models import VigilConfig, model_is_path
 from vigil.errors import ConfigError
 
 _MERGED_SECTIONS = ("detect", "motion", "tracker", "events", "redact")
@@ -49,9 +49,39 @@ def parse_config(text: str, source: str = "<config>") -> VigilConfig:
         raise ConfigError(f"{source}:1: the top level must be a mapping of sections")
     merged = merge_camera_defaults(data)
     try:
-        return VigilConfig.model_validate(merged)
+        config = VigilConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, root, source)) from exc
+    check_model_files(config, root, source)
+    return config
+
+
+def check_model_files(
+    config: VigilConfig, root: yaml.Node | None = None, source: str = "<config>"
+) -> None:
+    """A ``detect.model`` that names a file (global or a camera's own) must exist: a camera
+    whose model is missing would otherwise only fail when ``vigil serve`` builds it. Paths
+    are read as the detector reads them (relative to the working directory, ``~``
+    expanded)."""
+    owners: list[tuple[list[Any], str]] = [(["detect", "model"], config.detect.model)]
+    for name, cam in config.cameras.items():
+        if cam.detect is not None and cam.detect.model != config.detect.model:
+            owners.append((["cameras", name, "detect", "model"], cam.detect.model))
+    problems = []
+    for loc, model in owners:
+        if model_is_path(model) and not Path(model).expanduser().is_file():
+            line = _line_of(root, loc)
+            where = f"{source}:{line}" if line else source
+            camera = loc[0] == "cameras"
+            whose = f"camera {loc[1]!r}: " if camera else ""
+            rest = ", or remove it to use the global detect.model" if camera else ""
+            problems.append(
+                f"  {where}: {whose}{'.'.join(loc)}: model file {model} does not exist; set "
+                f"it to an existing ONNX file or a registry name (`vigil models list`){rest}"
+            )
+    if problems:
+        raise ConfigError(f"{source}: invalid configuration ({len(problems)} problem(s)):\n"
+                          + "\n".join(problems))  # fmt: skip
 
 
 def merge_camera_defaults(data: Mapping[str, Any]) -> dict[str, Any]:

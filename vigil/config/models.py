@@ -7,6 +7,7 @@ defaults that work out of the box; ``docs/configuration.md`` is the reference.
 
 from __future__ import annotations
 
+import os
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from vigil.config.alerts import MqttConfig, WebhookConfig
 from vigil.types import Anchor, Direction
 
+#: The longest camera name: the width of the store's ``camera`` columns (an event id,
+#: ``<camera>-<start>-<track>``, then fits the 128 of ``events.id``).
+CAMERA_NAME_MAX = 64
+
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
 
@@ -24,7 +29,15 @@ class _Model(BaseModel):
 
 
 class DetectConfig(_Model):
-    """Object detection: which model, how often, which classes."""
+    """Object detection: which model, how often, which classes.
+
+    A camera may set its own model and model settings: `vigil serve` loads one model per
+    distinct model settings (every key here but `fps`, `confidence` and `labels`, which each
+    camera applies to the results of the model it shares), and the cameras sharing one batch
+    their frames together. A `model` that is a path must exist (checked at load). On a Ray
+    cluster (`server.backend: ray`, one detector per node) every camera with a model must have
+    the same model settings.
+    """
 
     model: str = Field(
         "yolox-nano",
@@ -45,7 +58,7 @@ class DetectConfig(_Model):
     threads: int | None = Field(
         None, ge=1, le=64,
         description="ONNX Runtime intra-op threads; unset, `vigil serve` uses 2 (it shares "
-        "one model among all cameras, and with one thread that model tops out near 60 "
+        "one model among the cameras using it, and with one thread that model tops out near 60 "
         "images/s on this class of CPU, bench/capacity.py) and `vigil analyze` one per core "
         "less the core its decode thread needs (at least 1; 2 with `--no-decode-thread`; "
         "bench/pipeline.py).",
@@ -54,8 +67,8 @@ class DetectConfig(_Model):
         "auto",
         description="Where the model runs: `auto` takes TensorRT, else CUDA, else the CPU, "
         "whichever this ONNX Runtime offers; `cuda` or `tensorrt` refuse to start without "
-        "that provider instead of running on the CPU (the `gpu` extra, docs/gpu.md). Read "
-        "from the global section: all cameras share one model.",
+        "that provider instead of running on the CPU (the `gpu` extra, docs/gpu.md). "
+        "Cameras with the same model settings share one loaded model.",
     )
     fp16: bool = Field(
         False,
@@ -74,6 +87,25 @@ class DetectConfig(_Model):
     def is_motion(self) -> bool:
         """Whether ``model`` names the model-free motion detector (no ONNX model to load)."""
         return self.model.strip().lower() == "motion"
+
+    @property
+    def model_settings(self) -> tuple[tuple[str, object], ...]:
+        """What makes one loaded model: every field but the per-camera filters (``fps``,
+        ``confidence``, ``labels``, applied to the shared model's results). Cameras whose
+        settings are equal share one model and batch together; a registry name counts the
+        same however it is spelled (``yolox-nano``, ``yolox_nano``)."""
+        values = self.model_dump(exclude={"fps", "confidence", "labels"})
+        name = self.model.strip()
+        if not model_is_path(name):
+            name = name.lower().replace("_", "-")
+        values["model"] = name
+        return tuple(sorted(values.items()))
+
+
+def model_is_path(model: str) -> bool:
+    """Whether ``detect.model`` names a file (as ``vigil.detect.models`` reads it), not a
+    registry name or ``motion``."""
+    return model.strip().lower().endswith(".onnx") or "/" in model or os.sep in model
 
 
 class MotionConfig(_Model):
@@ -395,6 +427,65 @@ class DetectorConfig(_Model):
     )
 
 
+class JobsConfig(_Model):
+    """`vigil serve`'s background jobs: each ended event's redacted clip (rendered before
+    anyone opens it) and exports, in a bounded queue kept in the database."""
+
+    workers: int = Field(
+        1, ge=0, le=16,
+        description="Threads rendering clips and exports (each encodes video: one per two "
+        "cores is plenty). 0: none in this server; jobs wait in the database for one that "
+        "has some.",
+    )  # fmt: skip
+    max_queued: int = Field(
+        200, ge=1, le=100_000,
+        description="Most jobs queued or running in all: beyond it an export or a clip "
+        "request gets 503, and the clip of an ended event is skipped (cut when asked for).",
+    )  # fmt: skip
+    max_user_exports: int = Field(
+        2, ge=1, le=1000, description="Exports one user may have queued or running (429 beyond)."
+    )
+    max_user_clips: int = Field(
+        6, ge=1, le=1000,
+        description="Event clips one user may wait for at once (429 beyond).",
+    )  # fmt: skip
+    max_export_seconds: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="Longest span of recording one export may cover."
+    )
+    clip_cache_bytes: int = Field(
+        2 * 1024**3, ge=1024**2,
+        description="Most disk the rendered event clips keep (in <data_dir>/clips); the least "
+        "recently served go first.",
+    )  # fmt: skip
+    clip_wait: float = Field(
+        2.0, ge=0, le=60,
+        description="Seconds a request for a clip that is not ready waits before it answers "
+        "202 with the job's progress.",
+    )  # fmt: skip
+    clip_settle: float = Field(
+        90.0, ge=0, le=3600,
+        description="Seconds after an event's clip span that its background render waits for "
+        "the post-roll to be recorded (it starts as soon as the recording covers the span).",
+    )  # fmt: skip
+    face_full_every: float = Field(
+        1.0, ge=0, le=60,
+        description="In clips and exports, seconds between searches for faces in the whole "
+        "frame; in between only where people move (0: every frame whole, slower).",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _per_user_within_total(self) -> JobsConfig:
+        # Only a bound set by hand: a lowered max_queued just caps the defaults.
+        for name in ("max_user_exports", "max_user_clips"):
+            if name in self.model_fields_set and getattr(self, name) > self.max_queued:
+                raise ValueError(
+                    f"jobs.{name} ({getattr(self, name)}) is above jobs.max_queued "
+                    f"({self.max_queued}), which bounds every user together; lower it or "
+                    "raise max_queued"
+                )
+        return self
+
+
 class ServerConfig(_Model):
     """`vigil serve`: where the API listens and the disk limits of all cameras together."""
 
@@ -651,13 +742,18 @@ class VigilConfig(_Model):
     detector: DetectorConfig = Field(default_factory=DetectorConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     mqtt: MqttConfig | None = Field(None, description="Publish events to an MQTT broker.")
     webhooks: WebhookConfig | None = Field(None, description="POST signed events to URLs.")
     zones: dict[str, ZoneConfig] = Field(
         default_factory=dict, description="Zones for `vigil analyze` (and cameras without any)."
     )
     lines: dict[str, LineConfig] = Field(default_factory=dict)
-    cameras: dict[str, CameraConfig] = Field(default_factory=dict)
+    cameras: dict[str, CameraConfig] = Field(
+        default_factory=dict,
+        description=f"The cameras of `vigil serve`, by name: letters, digits, '-' and '_', at "
+        f"most {CAMERA_NAME_MAX} characters.",
+    )  # fmt: skip
     data_dir: Path = Field(Path("vigil-data"), description="Where recordings and the DB live.")
     database_url: str | None = Field(
         None,
@@ -672,6 +768,18 @@ class VigilConfig(_Model):
                 raise ValueError(
                     f"camera name {name!r} may hold only letters, digits, '-' and '_'"
                 )
+            if len(name) > CAMERA_NAME_MAX:
+                raise ValueError(
+                    f"camera name {name[:20]!r}... is {len(name)} characters long; give it "
+                    f"a name of at most {CAMERA_NAME_MAX} (the database keeps camera names, "
+                    "and event ids made from them, in fixed-width columns)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _one_model_on_a_cluster(self) -> VigilConfig:
+        if self.server.backend == "ray" and (problem := cluster_model_problem(self)):
+            raise ValueError(problem)
         return self
 
     def camera(self, name: str) -> ResolvedCamera:
@@ -721,3 +829,35 @@ class VigilConfig(_Model):
             lines=self.lines,
             record=self.record,
         )
+
+
+def model_groups(config: VigilConfig) -> dict[tuple[tuple[str, object], ...], list[str]]:
+    """The enabled cameras with a model, grouped by their model settings
+    (``DetectConfig.model_settings``), in configuration order: one loaded model per group."""
+    groups: dict[tuple[tuple[str, object], ...], list[str]] = {}
+    for name, cam in config.cameras.items():
+        detect = cam.detect or config.detect
+        if cam.enabled and not detect.is_motion:
+            groups.setdefault(detect.model_settings, []).append(name)
+    return groups
+
+
+def cluster_model_problem(config: VigilConfig) -> str | None:
+    """Why ``config``'s cameras cannot run on a Ray cluster as they are, or None: each node
+    runs one detector actor, so every camera with a model must share its settings."""
+    groups = model_groups(config)
+    if len(groups) < 2:
+        return None
+    settings = [dict(key) for key in groups]
+    differ = [k for k in settings[0] if len({repr(s[k]) for s in settings}) > 1]
+    described = "; ".join(
+        f"{', '.join(names)}: " + ", ".join(f"{k}={s[k]}" for k in differ)
+        for s, names in zip(settings, groups.values(), strict=True)
+    )
+    return (
+        f"server.backend 'ray' runs one detection model per node, but the cameras use "
+        f"{len(groups)} different model settings ({described}); give every camera the same "
+        "detect model, input_size, nms_iou, threads, device, fp16, device_id and "
+        "engine_cache (fps, confidence and labels may differ), or run the cameras with "
+        "server.backend 'threads' or 'processes'"
+    )

@@ -17,7 +17,7 @@ as a whole, not each handle: cameras of one worker process share its lifetime, s
 cannot be started or stopped alone.
 
 ``BackendHooks`` is what the cameras' outputs reach in the main process, whatever backend:
-the shared detector, the event sink, counts, availability and the recorders.
+the shared detectors, the event sink, counts, availability and the recorders.
 """
 
 from __future__ import annotations
@@ -144,18 +144,19 @@ class CameraBackend(Protocol):
 class BackendHooks:
     """Where the cameras' outputs go in the main process (the ``Supervisor``'s).
 
-    ``detector``: the shared (batching) detector, None when every camera uses motion;
-    ``recorders``: by camera, for ``mark_activity``; ``queue_depth``: the shared detector's
-    queue, shown in every camera's status.
+    ``detectors``: by camera, the shared (batching) detector of its model (cameras with the
+    same model settings share one); a camera on the motion detector has none.
+    ``recorders``: by camera, for ``mark_activity``; ``queue_depth``: the requests waiting
+    for the camera's detector, shown in its status.
     """
 
-    detector: Detector | None
+    detectors: Mapping[str, Detector]
     sink: EventSink
     counts: Callable[[list[RuleEvent]], None]
     on_counts: Callable[[str, Mapping[str, Any]], None]
     on_online: Callable[[str, bool], None]
     recorders: Mapping[str, Recorder]
-    queue_depth: Callable[[], int]
+    queue_depth: Callable[[str], int]
 
 
 def resolve_backend(

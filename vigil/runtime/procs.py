@@ -4,7 +4,7 @@
 
     main process (Supervisor)                          worker process k (spawn)
     ─────────────────────────                          ────────────────────────
-    BatchingDetector (one, all cameras) ◄── detect ─── CameraWorker threads (decode, gate,
+    BatchingDetector (one per model) ◄─── detect ─── CameraWorker threads (decode, gate,
     per camera: a link thread ────────────► reply ──►    tracker, rules, events)
       sink (store · MQTT · webhooks · live) ◄─ events ─
       recorder.mark_activity ◄──────────── activity ─
@@ -117,7 +117,8 @@ class _WorkerSpec:
 
     index: int
     cameras: list[ResolvedCamera]
-    model: tuple[list[str], tuple[int, int]] | None  # class names, input size
+    #: By camera with a model: its shared detector's class names and input size.
+    models: dict[str, tuple[list[str], tuple[int, int]]]
     previews: dict[str, str]  # camera -> preview slot name
     stall_timeout: float
     source_factory: SourceFactory | None
@@ -288,7 +289,7 @@ def _build_workers(spec: _WorkerSpec, links: dict[str, Connection]) -> dict[str,
     workers: dict[str, CameraWorker] = {}
     for camera in spec.cameras:
         link = _Link(links[camera.name])
-        model = None if camera.detect.is_motion else spec.model
+        model = spec.models.get(camera.name)
         detector = None if model is None else _RemoteDetector(link, model[0], model[1])
         recorder = _RecorderProxy(link, camera.record.mode)
         notices = _Notices(link)
@@ -445,7 +446,7 @@ class RemoteCamera:
         return self.process_restarts + (self._report.restarts if self._report else 0)
 
     def status(self) -> CameraStatus:
-        depth = self._pool.hooks.queue_depth()
+        depth = self._pool.hooks.queue_depth(self.name)
         if self._report is None or self.state_override is not None:
             state = self.state_override or "starting"
             return CameraStatus(name=self.name, online=False, state=state, queue_depth=depth)
@@ -543,7 +544,8 @@ class WorkerProcess:
         links = {name: ctx.Pipe() for name in self.cameras}
         spec = _WorkerSpec(
             index=self.index, cameras=[c.resolved() for c in self.cameras.values()],
-            model=pool.model, previews={n: s.name for n, s in self._previews.items()},
+            models={n: pool.models[n] for n in self.cameras if n in pool.models},
+            previews={n: s.name for n, s in self._previews.items()},
             stall_timeout=pool.stall_timeout, source_factory=pool.source_factory,
             backoff=pool.backoff_picklable, log_level=logging.getLogger().getEffectiveLevel(),
             paused=frozenset(n for n, c in self.cameras.items() if not c.detection),
@@ -678,10 +680,11 @@ class WorkerProcess:
         hooks = self.pool.hooks
         match msg:
             case Detect(slot=slot, layout=layout):
-                if hooks.detector is None:
-                    raise ModelError("no shared detector in the main process")
+                detector = hooks.detectors.get(cam.name)
+                if detector is None:
+                    raise ModelError(f"{cam.name}: no shared detector in the main process")
                 views = self.pool.registry.get(slot).views(layout)
-                return Reply(hooks.detector.detect_batch(views))
+                return Reply(detector.detect_batch(views))
             case AllocSlot(size=size, replaces=replaces):
                 created = self.pool.registry.create(size, replaces=replaces)
                 self._requests[cam.name] = created.name
@@ -739,16 +742,17 @@ class ProcessPool:
     r"""Worker processes owning groups of cameras, restarted with backoff when they die: the
     process ``CameraBackend`` (``vigil.runtime.backend``), its handles ``RemoteCamera``\ s.
 
-    ``model``: the shared detector's (class names, input size), None if every camera uses
-    the motion detector. ``source_factory``/``backoff`` travel to the workers and so must be
-    picklable (module-level functions or classes); ``backoff`` that is not is replaced by
-    the default ``Backoff`` in the workers (the main process still uses it for restarts).
+    ``models``: by camera with a model, its shared detector's (class names, input size);
+    a camera on the motion detector is not in it. ``source_factory``/``backoff`` travel to
+    the workers and so must be picklable (module-level functions or classes); ``backoff``
+    that is not is replaced by the default ``Backoff`` in the workers (the main process
+    still uses it for restarts).
     """
 
     cameras: list[ResolvedCamera]
     processes: int
     hooks: BackendHooks
-    model: tuple[list[str], tuple[int, int]] | None
+    models: Mapping[str, tuple[list[str], tuple[int, int]]]
     stall_timeout: float = 10.0
     source_factory: SourceFactory | None = None
     backoff: BackoffFactory = Backoff

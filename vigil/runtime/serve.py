@@ -2,7 +2,7 @@
 
 ::
 
-    cameras ─► camera backend ─────────► BatchingDetector (one, shared) ─┐
+    cameras ─► camera backend ─────────► BatchingDetector (one per model) ┐
        │            │ events                                           │
        │            ▼                                                  │
        │       FanoutSink: store · MQTT · webhooks · live subscribers  │
@@ -40,6 +40,7 @@ from vigil.config.models import (
     SourceConfig,
     VigilConfig,
     ZoneConfig,
+    cluster_model_problem,
 )
 from vigil.detect.base import Detector
 from vigil.errors import ConfigError, VigilError
@@ -142,7 +143,8 @@ def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | N
 
 
 def shared_detect_config(base: DetectConfig, cameras: Sequence[DetectConfig]) -> DetectConfig:
-    """The settings of the one shared model: ``base`` (the global ``detect`` section) with the
+    """The settings of one shared model: ``base`` (the ``detect`` section of one of the
+    cameras sharing it: they agree on ``model_settings``) with the
     lowest confidence and the union of the labels of ``cameras``, so that every camera's
     results are a subset of the shared results; each camera then filters to its own
     (``CameraDetector``). Any camera keeping every class (``labels: []``) keeps all."""
@@ -303,7 +305,10 @@ class Supervisor:
         config: the whole configuration; ``data_dir`` holds the recordings.
         db: where events, counts and segments go (None: nowhere, e.g. in tests of alerts).
         sinks: further event sinks (after the store, MQTT and webhooks of ``config``).
-        detector: the detector to share instead of building ``config.detect``'s model.
+        detector: one detector for every camera with a model, instead of building theirs.
+        detector_factory: builds a model from a configuration whose ``detect`` is one model's
+            settings (``shared_detect_config`` of the cameras using it); called once per
+            distinct ``DetectConfig.model_settings`` of the cameras.
         source_factory: how workers open their analysis stream.
         backoff: a fresh ``Backoff`` per camera, for restarts of workers and recorders.
         stall_timeout: seconds without a frame after which a network camera reconnects.
@@ -345,8 +350,10 @@ class Supervisor:
         #: Cameras run on cluster nodes, which record, store and keep their own files: this
         #: process neither records nor writes what the nodes write.
         self.clustered = self.kind == "ray"
-        self.batcher = (
-            None if self.clustered else self._shared_detector(cameras, detector, detector_factory)
+        #: The batching detectors, one per distinct model; ``detectors`` says whose is whose.
+        self.batchers: list[BatchingDetector] = []
+        self.detectors: dict[str, BatchingDetector] = (
+            {} if self.clustered else self._shared_detectors(cameras, detector, detector_factory)
         )
         self.hub = LiveHub()
         self.telemetry = Telemetry(c.name for c in cameras)
@@ -385,7 +392,7 @@ class Supervisor:
         the backends apart)."""
         kind = self.kind
         hooks = BackendHooks(
-            detector=self.batcher, sink=self.sink, counts=self._count,
+            detectors=self.detectors, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
             queue_depth=self._queue_depth,
         )  # fmt: skip
@@ -394,13 +401,12 @@ class Supervisor:
         if kind == "threads":
             return ThreadBackend(cameras, hooks, source_factory=source_factory,
                                  stall_timeout=stall_timeout, backoff=self._backoff)  # fmt: skip
-        batcher = self.batcher
-        model = (
-            None if batcher is None
-            else (list(batcher.class_names), (batcher.input_size[0], batcher.input_size[1]))
-        )  # fmt: skip
+        models = {
+            name: (list(batcher.class_names), (batcher.input_size[0], batcher.input_size[1]))
+            for name, batcher in self.detectors.items()
+        }  # fmt: skip
         self.pool = ProcessPool(
-            cameras, self.processes, hooks, model, stall_timeout=stall_timeout,
+            cameras, self.processes, hooks, models, stall_timeout=stall_timeout,
             source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
         return self.pool
@@ -416,8 +422,12 @@ class Supervisor:
         if self._cluster_backend is None:
             raise VigilError("server.backend is 'ray' but no cluster backend was given: pass "
                              "cluster_backend=vigil.cluster.backend.RayBackend")  # fmt: skip
+        problem = cluster_model_problem(self.config)
+        if problem is not None:
+            raise ConfigError(problem)
         models = [c.detect for c in cameras if not c.detect.is_motion]
-        detect = shared_detect_config(self.config.detect, models) if models else None
+        # One model per node (cluster_model_problem): the cameras' own settings, loosened.
+        detect = shared_detect_config(models[0], models) if models else None
         return self._cluster_backend(
             cameras, hooks, self.config, database_url=self.db.url, detect=detect,
             stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
@@ -427,21 +437,38 @@ class Supervisor:
         """Process ids of the worker processes (none in thread mode)."""
         return self.backend.pids()
 
-    def _shared_detector(
+    def _shared_detectors(
         self, cameras: list[ResolvedCamera], detector: Detector | None,
         factory: DetectorFactory,
-    ) -> BatchingDetector | None:  # fmt: skip
-        """One batching detector for every camera with a model (none if all use motion)."""
-        if all(c.detect.is_motion for c in cameras):
-            return None
-        models = [c for c in cameras if not c.detect.is_motion]
-        if detector is not None:
-            model = detector
-        else:
-            widened = shared_detect_config(self.config.detect, [c.detect for c in models])
-            model = factory(self.config.model_copy(update={"detect": widened}))
+    ) -> dict[str, BatchingDetector]:  # fmt: skip
+        """One batching detector per distinct model (``DetectConfig.model_settings``), by
+        camera: cameras with equal model settings share it and batch together, each gets
+        its own model otherwise (none for a camera on the motion detector). ``detector``,
+        when given, is the one model of every camera."""
+        groups: dict[tuple[tuple[str, object], ...], list[ResolvedCamera]] = {}
+        for camera in cameras:
+            if not camera.detect.is_motion:
+                key = () if detector is not None else camera.detect.model_settings
+                groups.setdefault(key, []).append(camera)
         batching = self.config.detector
-        return BatchingDetector(model, batching.max_batch, batching.max_wait_ms / 1000.0)
+        by_camera: dict[str, BatchingDetector] = {}
+        for members in groups.values():
+            if detector is not None:
+                model = detector
+            else:
+                # The group's own settings, loosened to every member's labels and confidence.
+                widened = shared_detect_config(members[0].detect, [c.detect for c in members])
+                model = factory(self.config.model_copy(update={"detect": widened}))
+            batcher = BatchingDetector(model, batching.max_batch, batching.max_wait_ms / 1000.0)
+            self.batchers.append(batcher)
+            by_camera.update((c.name, batcher) for c in members)
+        return by_camera
+
+    @property
+    def batcher(self) -> BatchingDetector | None:
+        """The first model's batching detector (the only one when every camera shares one
+        model), None when every camera uses motion; ``batchers`` holds them all."""
+        return self.batchers[0] if self.batchers else None
 
     def _sinks(self, extra: Sequence[EventSink]) -> list[EventSink]:
         sinks: list[EventSink] = []
@@ -506,15 +533,32 @@ class Supervisor:
             from vigil.store.repo import CameraRepo, EventRepo
 
             now = time.time()
+            switches: dict[str, dict[str, bool]] = {}
             with self.db.session(immediate=True) as session:
                 for name in self.workers:
                     CameraRepo(session).ensure(name)
+                    switches[name] = CameraRepo(session).switches(name)
                     # A crash (kill -9, power loss) left these open; nobody will end them.
                     closed = EventRepo(session).close_dangling(name, now)
                     if closed:
                         log.warning("%s: closed %d event(s) left open by an unclean stop",
                                     name, closed)  # fmt: skip
+            self._restore_switches(switches)
         self._announce()
+
+    def _restore_switches(self, switches: Mapping[str, Mapping[str, bool]]) -> None:
+        """Before the cameras start: the switches as they were last set (a camera switched
+        off in Home Assistant stays off across a restart); ``_announce`` then publishes
+        them."""
+        for name, states in switches.items():
+            for switch, on in states.items():
+                if on:
+                    continue  # on is how every camera starts
+                if switch == "detection":
+                    self.workers[name].set_detection(False)
+                elif switch == "recording" and name in self.recorders:
+                    self.recorders[name].enabled = False
+                log.info("%s: %s is off, as it was switched before the restart", name, switch)
 
     def _announce(self) -> None:
         if self.mqtt is None:
@@ -538,9 +582,19 @@ class Supervisor:
             return handle.recording
         return None
 
+    def switches(self, camera: str) -> dict[str, bool]:
+        """``detection`` and, for a camera recorded here, ``recording``, with their states;
+        ``KeyError`` for an unknown camera."""
+        states = {"detection": self.workers[camera].detection}
+        recorder = self.recorders.get(camera)
+        if recorder is not None:
+            states["recording"] = recorder.enabled
+        return states
+
     def set_switch(self, camera: str, switch: str, on: bool) -> None:
         """Switch ``detection`` or ``recording`` of ``camera`` on or off (Home Assistant's
-        switches, through MQTT) and report the state now in force."""
+        switches, through MQTT), keep the state in the database for the next start, and
+        report the state now in force."""
         if switch == "detection":
             self.workers[camera].set_detection(on)
             state = self.workers[camera].detection
@@ -555,8 +609,23 @@ class Supervisor:
         else:
             raise VigilError(f"camera {camera!r} has no {switch!r} switch")
         log.info("%s: %s switched %s", camera, switch, "on" if state else "off")
+        self._keep_switch(camera, switch, state)
         if self.mqtt is not None:
             self.mqtt.switch_state(camera, switch, state)
+
+    def _keep_switch(self, camera: str, switch: str, on: bool) -> None:
+        """The new state into the database, for the next start; the switch is in force
+        already, so a database that fails only costs the memory of it (logged)."""
+        if self.db is None:
+            return
+        from vigil.store.repo import CameraRepo
+
+        try:
+            with self.db.session(immediate=True) as session:
+                CameraRepo(session).set_switch(camera, switch, on)
+        except VigilError:
+            log.exception("%s: the %s switch was not stored; after a restart it is as "
+                          "it was before", camera, switch)  # fmt: skip
 
     def _command(self, camera: str, switch: str, on: bool) -> None:
         try:
@@ -584,8 +653,8 @@ class Supervisor:
             recorder.close()
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self.batcher is not None:
-            self.batcher.close()
+        for batcher in self.batchers:
+            batcher.close()
         if self.mqtt is not None:
             for name in self.workers:
                 self._online(name, False)
@@ -697,8 +766,9 @@ class Supervisor:
             prune_empty_dirs((self.root / rel).parent, self.root / "snapshots")
         return paths
 
-    def _queue_depth(self) -> int:
-        return self.batcher.stats.queue_depth if self.batcher is not None else 0
+    def _queue_depth(self, camera: str) -> int:
+        batcher = self.detectors.get(camera)
+        return batcher.stats.queue_depth if batcher is not None else 0
 
     # -- RuntimeView ------------------------------------------------------------------------
 

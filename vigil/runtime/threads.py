@@ -36,13 +36,12 @@ class ThreadBackend:
         self._threads: list[threading.Thread] = []
         self.workers: dict[str, CameraWorker] = {}
         for camera in cameras:
-            uses_model = camera.detect.model.strip().lower() != "motion"
             worker = CameraWorker(
-                camera, hooks.detector if uses_model else None, hooks.sink,
+                camera, hooks.detectors.get(camera.name), hooks.sink,
                 counts=hooks.counts, on_counts=hooks.on_counts, on_online=hooks.on_online,
                 recorder=hooks.recorders.get(camera.name), source_factory=factory,
             )  # fmt: skip
-            worker.queue_depth = hooks.queue_depth
+            worker.queue_depth = functools.partial(hooks.queue_depth, camera.name)
             self.workers[camera.name] = worker
 
     @property

@@ -143,6 +143,17 @@ class RuntimeView(Protocol):
 
     def subscribe(self) -> AsyncIterator[dict[str, Any]]: ...
 
+    def switches(self, camera: str) -> dict[str, bool]:
+        """The camera's switches and their states: ``detection``, and ``recording`` for a
+        camera recorded here; ``KeyError`` for an unknown camera."""
+        ...
+
+    def set_switch(self, camera: str, switch: str, on: bool) -> None:
+        """Switch one of ``switches(camera)`` on or off (kept over restarts where the runtime
+        has a database); ``KeyError`` for an unknown camera, ``VigilError`` for a switch the
+        camera does not have."""
+        ...
+
 
 @runtime_checkable
 class PacketTaps(Protocol):

@@ -93,6 +93,10 @@ class CameraRow(Base):
     created: Mapped[float]
     last_seen: Mapped[float | None]
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The detection and recording switches as last set (Home Assistant's, over MQTT),
+    # restored at start; None: never switched, on (0009).
+    detection: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=None)
+    recording: Mapped[bool | None] = mapped_column(Boolean, nullable=True, default=None)
 
 
 class EventRow(Base):
@@ -105,7 +109,8 @@ class EventRow(Base):
     __tablename__ = "events"
     __table_args__ = (Index("ix_events_camera_start", "camera", "start"),)
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # ``<camera>-<start>-<track>``: up to 90 characters with a 64-character camera (0009).
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
     camera: Mapped[str] = mapped_column(String(64))
     label: Mapped[str] = mapped_column(String(64), index=True)
     class_id: Mapped[int]

@@ -125,6 +125,25 @@ class CameraRepo:
     def list(self) -> list[CameraRow]:
         return list(self.session.scalars(select(CameraRow).order_by(CameraRow.name)))
 
+    def switches(self, name: str) -> dict[str, bool]:
+        """The camera's switches as last set (``detection``, ``recording``); a switch never
+        set is left out (it is on)."""
+        row = self.session.get(CameraRow, name)
+        if row is None:
+            return {}
+        states = {"detection": row.detection, "recording": row.recording}
+        return {switch: bool(on) for switch, on in states.items() if on is not None}
+
+    def set_switch(self, name: str, switch: str, on: bool) -> None:
+        """Keep the state of the camera's ``detection`` or ``recording`` switch."""
+        row = self.ensure(name)
+        if switch == "detection":
+            row.detection = bool(on)
+        elif switch == "recording":
+            row.recording = bool(on)
+        else:
+            raise ValueError(f"unknown switch {switch!r}; use 'detection' or 'recording'")
+
 
 # -- events -----------------------------------------------------------------------------------
 

@@ -122,6 +122,11 @@ def test_readme_example_configs_are_valid() -> None:
     [("motion", True), (" Motion ", True), ("MOTION", True), ("yolox-nano", False),
      ("models/motion.onnx", False)],
 )
-def test_is_motion_names_the_model_free_detector(model: str, motion: bool) -> None:
+def test_is_motion_names_the_model_free_detector(
+    model: str, motion: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a model path must exist at load
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "motion.onnx").write_bytes(b"")
     assert DetectConfig(model=model).is_motion is motion
     assert parse_config(f"detect:\n  model: '{model}'\n").detect.is_motion is motion

@@ -3,7 +3,7 @@ audited."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
 
@@ -19,11 +19,14 @@ from vigil.api.schemas import (
     AuditVerifyOut,
     ClusterOut,
     RulesBody,
+    SwitchBody,
+    SwitchesOut,
     UserCreate,
     UserOut,
     UserPatch,
 )
 from vigil.api.state import AppState
+from vigil.errors import VigilError
 from vigil.store import AuditRepo, Role, TokenRepo, UserRepo
 
 router = protected(tags=["admin"])
@@ -62,6 +65,45 @@ def put_rules(name: str, body: RulesBody, who: Operator, state: StateDep) -> Rul
     except KeyError as exc:
         raise not_found(f"camera {name!r}") from exc
     return body
+
+
+def _switches(state: AppState, camera: str) -> SwitchesOut:
+    try:
+        return SwitchesOut.model_validate(state.runtime.switches(camera))
+    except KeyError as exc:
+        raise not_found(f"camera {camera!r}") from exc
+
+
+@router.get("/api/cameras/{name}/switches")
+def get_switches(name: str, who: Reader, state: StateDep) -> SwitchesOut:
+    """The camera's ``detection`` and ``recording`` switches (what Home Assistant's MQTT
+    switches show)."""
+    if not who.sees(name):
+        raise not_found(f"camera {name!r}")
+    return _switches(state, name)
+
+
+@router.put("/api/cameras/{name}/switches/{switch}")
+def put_switch(
+    name: str, switch: Literal["detection", "recording"], body: SwitchBody, who: Operator,
+    state: StateDep,
+) -> SwitchesOut:  # fmt: skip
+    """Switch the camera's analysis (``detection``) or recording on or off, as Home
+    Assistant's switches do; kept over restarts, published on MQTT; operators and admins."""
+    if not who.sees(name):
+        raise not_found(f"camera {name!r}")
+    old = _switches(state, name)
+    if getattr(old, switch) is None:
+        raise not_found(f"the {switch} switch of camera {name!r} (it is not recorded here)")
+    state.audit(who, "switch.set", name, details={"switch": switch, "on": body.on,
+                                                   "was": getattr(old, switch)})  # fmt: skip
+    try:
+        state.runtime.set_switch(name, switch, body.on)
+    except KeyError as exc:
+        raise not_found(f"camera {name!r}") from exc
+    except VigilError as exc:
+        raise not_found(f"the {switch} switch of camera {name!r}: {exc}") from exc
+    return _switches(state, name)
 
 
 @router.get("/api/audit")
