@@ -31,6 +31,7 @@ from vigil.privacy.styles import grow_boxes, hide_boxes
 from vigil.types import Detections, FloatArray, ImageArray
 
 if TYPE_CHECKING:
+    from vigil.config.models import DetectConfig
     from vigil.detect.base import Detector
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,14 @@ def mode_needs_faces(mode: str) -> bool:
 
 def mode_needs_people(mode: str) -> bool:
     return mode in ("people", "faces+people")
+
+
+def tracks_people(detect: DetectConfig) -> bool:
+    """Whether a camera's tracks can hold its people: its detector is a model that keeps the
+    ``person`` class. Else (the motion detector's blobs, a model limited to other labels)
+    people modes would hide nobody from the tracks, so every path that hides people runs
+    the person detector on its frames instead (``docs/privacy.md``)."""
+    return not detect.is_motion and (not detect.labels or _PERSON in detect.labels)
 
 
 class Redactor:
