@@ -103,8 +103,6 @@ def test_mjpeg_of_a_motion_camera_hides_people(api: Api, person_detector: Any) -
     frames = people_frames()[::6]
     state = api.app.state.vigil
     state.settings = dataclasses.replace(state.settings, camera_redact={"cam": PEOPLE})
-    api.add_user("viewer", Role.VIEWER)
-    client = api.login("viewer")
     width = frames[0].shape[1]
     shown = []
     for i, image in enumerate(frames):

@@ -100,6 +100,11 @@ class Redactor:
         """The face detector this Redactor runs on every frame (None when it needs none)."""
         return self._face_detector
 
+    @property
+    def person_detector(self) -> Detector | None:
+        """The person detector this Redactor runs when no person boxes are given (or None)."""
+        return self._person_detector
+
     def reset(self) -> None:
         """Forget held regions: call at a cut (new file, seek, reconnect)."""
         self._face_hold.reset()
