@@ -5,6 +5,7 @@ detector): nobody may be shown unhidden. Measured on the pixels with the person 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import av
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+import vigil.runtime
 from tests.api.conftest import Api
 from tests.api.test_live_video import URL, Player, decode, receive
 from tests.conftest import require_file
@@ -19,8 +21,9 @@ from vigil.api.live import LiveView
 from vigil.commands.serve import api_settings
 from vigil.config.loader import parse_config
 from vigil.config.models import RedactConfig
+from vigil.errors import ConfigError
 from vigil.paths import shared_data_dir, shared_models_dir
-from vigil.privacy.redactor import build_person_detector, tracks_people
+from vigil.privacy.redactor import build_person_detector, check_person_model, tracks_people
 from vigil.store import Role
 from vigil.types import ImageArray
 
@@ -111,3 +114,27 @@ def test_mjpeg_of_a_motion_camera_hides_people(api: Api, person_detector: Any) -
         shown.append(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
     leaks = frames_with_people(person_detector, shown)
     assert not leaks, f"people found in {len(leaks)} of {len(shown)} images"
+
+
+def test_start_up_refuses_people_modes_without_a_person_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No person model at all: refused with the cameras named and the fixes, not shown."""
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIGIL_MODELS_DIR", str(tmp_path / "empty"))
+    config = parse_config(CONFIG)
+    with pytest.raises(ConfigError) as caught:
+        check_person_model(config)
+    message = str(caught.value)
+    assert "cam, cars" in message  # the camera with person tracks ("yolo") is not named
+    assert "vigil models pull" in message
+    assert "detect.model" in message
+    # The demo's configuration (motion detector, the default redaction: faces) starts.
+    demo = parse_config((Path(vigil.runtime.__file__).parent / "demo.yaml").read_text())
+    assert demo.redact.mode == "faces"
+    check_person_model(demo)
+
+
+def test_start_up_accepts_people_modes_with_the_person_model() -> None:
+    require_file(shared_models_dir() / "yolox_nano.onnx")
+    check_person_model(parse_config(CONFIG))

@@ -97,6 +97,9 @@ def serve(
     # From the very start, so that a signal during start-up also ends in a clean stop.
     stop = stop or _StopSignal()
     check_cluster(config)
+    from vigil.privacy.redactor import check_person_model
+
+    check_person_model(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()

@@ -31,7 +31,7 @@ from vigil.privacy.styles import grow_boxes, hide_boxes
 from vigil.types import Detections, FloatArray, ImageArray
 
 if TYPE_CHECKING:
-    from vigil.config.models import DetectConfig
+    from vigil.config.models import DetectConfig, VigilConfig
     from vigil.detect.base import Detector
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,33 @@ class Redactor:
         hide_boxes(out, grow_boxes(boxes, self.config.margin, self.frame_size), self.config.style)
         self._masks.apply(out)
         return out
+
+
+def check_person_model(config: VigilConfig) -> None:
+    """Refuse a configuration whose people modes would have to detect people on the frames
+    (a camera whose tracks cannot hold people: ``tracks_people``) when the person model is
+    not there: ``ConfigError`` naming the cameras and the fixes, at start-up, rather than
+    live views and exports that fail later (they fail closed too, never unredacted)."""
+    from vigil.config.models import DetectConfig
+    from vigil.detect.models import resolve_model
+    from vigil.errors import ConfigError, ModelError
+
+    cameras = [name for name in config.cameras
+               if mode_needs_people(config.redact_for(name).mode)
+               and not tracks_people(config.camera(name).detect)]  # fmt: skip
+    if not cameras:
+        return
+    model = DetectConfig().model
+    try:
+        resolve_model(model)
+    except ModelError as exc:
+        raise ConfigError(
+            f"camera(s) {', '.join(cameras)}: redact.mode hides people, and their detector "
+            "tracks no people (detect.model motion, or detect.labels without person), so the "
+            f"person detector must run on their frames, but its model is missing ({exc}). Fix: "
+            f"run `vigil models pull {model}`, or set detect.model to a model with the person "
+            "class, or choose redact.mode faces."
+        ) from exc
 
 
 def build_face_detector(config: RedactConfig, *, threads: int = 2) -> FaceDetector:
