@@ -17,6 +17,7 @@ import vigil.runtime
 from tests.api.conftest import Api
 from tests.api.test_live_video import URL, Player, decode, receive
 from tests.conftest import require_file
+from vigil.api import CameraStatus
 from vigil.api.live import LiveView
 from vigil.commands.serve import api_settings
 from vigil.config.loader import parse_config
@@ -24,6 +25,7 @@ from vigil.config.models import RedactConfig
 from vigil.errors import ConfigError
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.privacy.redactor import build_person_detector, check_person_model, tracks_people
+from vigil.runtime.serve import SnapshotPublisher
 from vigil.store import Role
 from vigil.types import ImageArray
 
@@ -100,18 +102,34 @@ def test_live_video_of_a_motion_camera_hides_people(api: Api, person_detector: A
     assert not leaks, f"people found in {len(leaks)} of {len(live)} live frames: {leaks[:20]}"
 
 
-def test_mjpeg_of_a_motion_camera_hides_people(api: Api, person_detector: Any) -> None:
-    """The MJPEG stream and the stream token's still (``LiveFrames``): the Redactor's own
-    person detector runs on each new frame (``people=None``)."""
-    frames = people_frames()[::6]
+def test_other_pixel_paths_of_a_motion_camera_hide_people(api: Api, person_detector: Any) -> None:
+    """The MJPEG stream and the stream token's still (``LiveFrames``), the camera snapshot,
+    the Redactor of event clips and exports, the MQTT camera snapshot: each runs the
+    Redactor's own person detector on its frame (``people=None``)."""
+    frames = people_frames()[::8]
+    assert len(frames_with_people(person_detector, frames)) > len(frames) // 2
     state = api.app.state.vigil
     state.settings = dataclasses.replace(state.settings, camera_redact={"cam": PEOPLE})
-    width = frames[0].shape[1]
+    api.add_user("viewer", Role.VIEWER)
+    client = api.login("viewer")
+    width, height = frames[0].shape[1], frames[0].shape[0]
+    api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=15.0))
+    factory = state.export_redactor("cam", None)
+    assert factory is not None
+    export = factory((width, height))
+    mqtt = SnapshotPublisher(parse_config(CONFIG), lambda _camera, _jpeg: None)
     shown = []
-    for i, image in enumerate(frames):
-        api.runtime.set_frame("cam", image, time=float(i + 1))
-        data = state.live.jpeg(LiveView("cam", width, False, True), float(i + 1))
-        shown.append(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    try:
+        for i, image in enumerate(frames):
+            api.runtime.set_frame("cam", image, time=float(i + 1))
+            jpegs = [state.live.jpeg(LiveView("cam", width, False, True), float(i + 1)),
+                     client.get("/api/cameras/cam/snapshot").content,
+                     mqtt.redacted_jpeg("cam", image)]  # fmt: skip
+            shown += [cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR) for d in jpegs]
+            shown.append(export.process(image))
+    finally:
+        mqtt.close()
+    assert len(shown) == 4 * len(frames)
     leaks = frames_with_people(person_detector, shown)
     assert not leaks, f"people found in {len(leaks)} of {len(shown)} images"
 
