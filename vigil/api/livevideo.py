@@ -31,7 +31,11 @@ is sent before the first detection finished either (fail
 closed). What this gives up: a face that *enters* the picture is covered only from the next
 detection, up to ``1 / face_hz`` plus one detection time later; a face moving faster than the
 growth allowance and outside any track can slip out of its box until the next detection.
-People (modes ``people``, ``faces+people``) come from the tracks of every frame.
+People (modes ``people``, ``faces+people``) come from the tracks of every frame when the
+camera's tracks hold people (``vigil.privacy.tracks_people``); when they cannot (the motion
+detector, a model without the person class) the person detector runs on the live frames the
+same way, carried between its detections like the faces (``CarriedFaces`` around
+``PersonBoxes``), and nothing is sent before its first detection either.
 
 An unredacted view (behind a live grant) is a ``StreamCopy`` of the camera's own H.264 when
 ``copy_source`` (``AppState.copy_source``) gives the camera's ``PacketTap``: its recorder's
@@ -79,6 +83,9 @@ RedactorFactory = Callable[[str, tuple[int, int], Any], Redactor]
 Unredacted = Callable[[str, ImageArray], ImageArray]
 #: ``camera`` → the real face detector for that camera's settings (None: mode needs none).
 FaceSource = Callable[[str], Any]
+#: ``camera`` → the person detector its live frames need (None: its mode hides no people, or
+#: its tracks hold them).
+PersonSource = Callable[[str], Any]
 #: ``camera`` → its packet tap when its granted unredacted view may be stream-copied, else
 #: None and why not (``AppState.copy_source`` holds the rule).
 CopySource = Callable[[str], tuple[PacketTap | None, str | None]]
@@ -127,13 +134,32 @@ def _track_boxes(snapshot: TrackSnapshot, size: tuple[int, int]) -> tuple[FloatA
     return boxes, np.array([t.id for t in people], np.int64)
 
 
+class PersonBoxes:
+    """The person detector as ``CarriedFaces`` calls a detector: ``detect(image)`` → the
+    ``(n, 5)`` person boxes (box, score) of ``image``."""
+
+    def __init__(self, detector: Any) -> None:
+        self._detector = detector
+        names = list(detector.class_names)
+        self._person = names.index("person") if "person" in names else -1
+
+    def detect(self, image: ImageArray) -> FloatArray:
+        dets = self._detector.detect_batch([image])[0]
+        if self._person >= 0:
+            dets = dets[dets.class_id == self._person]
+        return np.concatenate([dets.xyxy.reshape(-1, 4), dets.confidence.reshape(-1, 1)],
+                              axis=1).astype(np.float32)  # fmt: skip
+
+
 class CarriedFaces:
     """A face "detector" for a live ``Redactor``: the real detector's newest faces, carried
-    to the current frame (see the module docstring). ``observe`` gives it each frame and the
+    to the current frame (see the module docstring). Around ``PersonBoxes`` it carries
+    people the same way. ``observe`` gives it each frame and the
     tracks of that moment before the Redactor runs; ``ready`` once one detection finished."""
 
-    def __init__(self, detector: Any, face_hz: float = FACE_HZ) -> None:
+    def __init__(self, detector: Any, face_hz: float = FACE_HZ, what: str = "face") -> None:
         self._detector = detector
+        self.what = what
         self._period = 1.0 / face_hz
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -150,7 +176,7 @@ class CarriedFaces:
                                                        np.zeros(0, np.int64))  # fmt: skip
         self.detections = 0
         self.failed: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="live-faces", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"live-{what}s", daemon=True)
         self._thread.start()
 
     @property
@@ -206,7 +232,7 @@ class CarriedFaces:
             try:
                 found = np.asarray(self._detector.detect(image), np.float32)
             except Exception as exc:  # fail closed: the encoder stops sending
-                log.warning("live face detection failed: %s", exc)
+                log.warning("live %s detection failed: %s", self.what, exc)
                 self.failed = exc
                 return
             boxes = found[:, :4].reshape(-1, 4)
@@ -392,19 +418,19 @@ class LiveEncoder(LiveStream):
 
     def __init__(
         self, view: VideoView, runtime: RuntimeView, render: Callable[[ImageArray], ImageArray],
-        faces: CarriedFaces | None, fps: float,
+        carried: list[CarriedFaces], fps: float,
     ) -> None:  # fmt: skip
         super().__init__(view)
         self.runtime = runtime
         self._render = render
-        self._faces = faces
+        self._carried = carried
         self.fps = fps
         self._thread.start()
 
     def stop(self) -> None:
         super().stop()
-        if self._faces is not None:
-            self._faces.close()
+        for carried in self._carried:
+            carried.close()
 
     def _run(self) -> None:
         fragmenter: Fragmenter | None = None
@@ -433,14 +459,16 @@ class LiveEncoder(LiveStream):
 
     def _prepare(self, frame: ImageArray) -> ImageArray | None:
         """The frame as the view shows it, or None while redaction is not ready yet."""
-        faces = self._faces
-        if faces is not None:
+        if self._carried:
             size = (int(frame.shape[1]), int(frame.shape[0]))
-            faces.observe(frame, _track_boxes(self.runtime.latest_tracks(self.view.camera), size))
-            if faces.failed is not None:
-                raise RuntimeError(f"face detection failed: {faces.failed}")
-            if not faces.ready:
-                return None  # fail closed: nothing leaves before the first detection
+            tracks = _track_boxes(self.runtime.latest_tracks(self.view.camera), size)
+            for carried in self._carried:
+                carried.observe(frame, tracks)
+            for carried in self._carried:
+                if carried.failed is not None:
+                    raise RuntimeError(f"{carried.what} detection failed: {carried.failed}")
+            if not all(carried.ready for carried in self._carried):
+                return None  # fail closed: nothing leaves before the first detections
         return _scale(self._render(frame), self.view.width)
 
     def _encode(self, fragmenter: Fragmenter, image: ImageArray) -> None:
@@ -563,15 +591,19 @@ class LiveVideo:
 
     ``redactor(camera, size, faces)`` builds the camera's stream Redactor around the given
     face detector; ``face_detector(camera)`` is the real detector of that camera's settings
-    (None when its mode needs no faces); ``people(camera)`` whether its mode hides people.
+    (None when its mode needs no faces); ``people(camera)`` whether its mode hides people;
+    ``person_detector(camera)`` the person detector to run on its live frames (None when its
+    mode hides no people or its tracks hold them).
     """
 
     def __init__(
         self, runtime: RuntimeView, *, redactor: RedactorFactory, unredacted: Unredacted,
         face_detector: FaceSource, needs_people: Callable[[str], bool],
         face_hz: float = FACE_HZ, copy_source: CopySource | None = None,
+        person_detector: PersonSource | None = None,
     ) -> None:  # fmt: skip
         self.runtime = runtime
+        self._person_detector = person_detector
         self._copy_source = copy_source
         self._redactor = redactor
         self._unredacted = unredacted
@@ -625,23 +657,32 @@ class LiveVideo:
                 return StreamCopy(view, tap)
             log.info("%s: unredacted live video is re-encoded: %s", view.camera, reason)
             encoder = LiveEncoder(view, self.runtime,
-                                  lambda image: self._unredacted(view.camera, image), None, fps)
+                                  lambda image: self._unredacted(view.camera, image), [], fps)
             encoder.reason = reason
             return encoder
         detector = self._face_detector(view.camera)
+        # Loaded before any thread starts: a person model that cannot load refuses the
+        # stream (PrivacyError) rather than showing people.
+        person = None if self._person_detector is None else self._person_detector(view.camera)
         faces = None if detector is None else CarriedFaces(detector, self.face_hz)
-        render = _Redacting(self, view.camera, faces)
-        return LiveEncoder(view, self.runtime, render, faces, fps)
+        people = None if person is None else CarriedFaces(PersonBoxes(person), self.face_hz,
+                                                          "person")  # fmt: skip
+        render = _Redacting(self, view.camera, faces, people)
+        carried = [c for c in (faces, people) if c is not None]
+        return LiveEncoder(view, self.runtime, render, carried, fps)
 
 
 class _Redacting:
     """The redacting render of one encoder: the camera's Redactor around ``CarriedFaces``,
-    rebuilt when the frame size changes, with the tracks as people when the mode hides them."""
+    rebuilt when the frame size changes, with the tracks as people when the mode hides them
+    (or, with ``people``, the carried detections of the person detector)."""
 
-    def __init__(self, owner: LiveVideo, camera: str, faces: CarriedFaces | None) -> None:
+    def __init__(self, owner: LiveVideo, camera: str, faces: CarriedFaces | None,
+                 people: CarriedFaces | None = None) -> None:  # fmt: skip
         self._owner = owner
         self._camera = camera
         self._faces = faces
+        self._people = people
         self._redactor: Redactor | None = None
 
     def __call__(self, frame: ImageArray) -> ImageArray:
@@ -649,7 +690,11 @@ class _Redacting:
         if self._redactor is None or self._redactor.frame_size != size:
             self._redactor = self._owner._redactor(self._camera, size, self._faces)
         people = None
-        if self._owner._needs_people(self._camera):
+        if self._people is not None:
+            boxes = self._people.detect(frame)[:, :4]
+            people = Detections(boxes, np.ones(len(boxes), np.float32),
+                                np.zeros(len(boxes), np.int64))  # fmt: skip
+        elif self._owner._needs_people(self._camera):
             boxes, ids = _track_boxes(self._owner.runtime.latest_tracks(self._camera), size)
             people = Detections(boxes, np.ones(len(boxes), np.float32),
                                 np.zeros(len(boxes), np.int64), ids)  # fmt: skip
@@ -663,5 +708,5 @@ def _camera_fps(runtime: RuntimeView, camera: str) -> float:
     return DEFAULT_FPS
 
 
-__all__ = ["CarriedFaces", "LiveEncoder", "LiveStream", "LiveVideo", "StreamCopy", "VideoView",
-           "Viewer", "codec_string", "mode_needs_people"]  # fmt: skip
+__all__ = ["CarriedFaces", "LiveEncoder", "LiveStream", "LiveVideo", "PersonBoxes", "StreamCopy",
+           "VideoView", "Viewer", "codec_string", "mode_needs_people"]  # fmt: skip

@@ -47,7 +47,8 @@ class ApiSettings:
     ``token_ttl_s``: the default and longest lifetime of an API token. ``redact``: how pixels
     are redacted on their way out; ``camera_redact``: the redaction in force per camera
     (``VigilConfig.redact_for``: the global one with the camera's own settings over it),
-    ``redact`` for cameras not listed; read it through ``redact_for``. ``signing_key``:
+    ``redact`` for cameras not listed; read it through ``redact_for``. ``camera_tracks_people``:
+    per camera whether its tracks hold its people (read through ``tracks_people``). ``signing_key``:
     Ed25519 key for export manifests (default
     ``<data_dir>/keys/export_ed25519.pem``, created 0600 when missing). ``live_grant_ttl_s``:
     how long an unredacted live-view grant lasts. ``clip_rolls``: per camera ``(pre_roll,
@@ -85,6 +86,7 @@ class ApiSettings:
     min_password_length: int = 8
     redact: RedactConfig = field(default_factory=RedactConfig)
     camera_redact: Mapping[str, RedactConfig] = field(default_factory=dict)
+    camera_tracks_people: Mapping[str, bool] = field(default_factory=dict)
     signing_key: Path | None = None
     max_export_s: float = 3600.0
     live_grant_ttl_s: float = 600.0
@@ -105,6 +107,11 @@ class ApiSettings:
     def redact_for(self, camera: str) -> RedactConfig:
         """How pixels of ``camera`` are redacted: its own settings, else the global ones."""
         return self.camera_redact.get(camera, self.redact)
+
+    def tracks_people(self, camera: str) -> bool:
+        """Whether ``camera``'s tracks hold its people (``vigil.privacy.tracks_people``);
+        False for a camera not listed, so that people modes detect people on the frame."""
+        return self.camera_tracks_people.get(camera, False)
 
     def clip_roll(self, camera: str) -> tuple[float, float]:
         """``(pre_roll, post_roll)`` seconds of ``camera``'s event clips."""

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.api.auth import HashGate, LoginThrottle, Principal, PrincipalCache
 from vigil.api.jobs import JobLimits, JobRunner
@@ -37,6 +37,9 @@ from vigil.record.export import FaceSearch
 from vigil.record.tap import PacketTap
 from vigil.store import AuditLog, AuditRow, Database, TokenRepo
 from vigil.types import ImageArray
+
+if TYPE_CHECKING:
+    from vigil.detect.base import Detector
 
 #: Builds a redacting Redactor from a camera's RedactConfig for ``(width, height)`` images
 #: (tests inject one that shares a loaded face detector).
@@ -81,6 +84,7 @@ class AppState:
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _faces: dict[tuple[float, tuple[float, ...], int], FaceDetector] = field(
         default_factory=dict, repr=False)
+    _people: dict[float, Detector] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokens_purged: float = field(default=-math.inf, repr=False)
     _last_seen: dict[tuple[str, ...], float] = field(default_factory=dict, repr=False)
@@ -143,7 +147,7 @@ class AppState:
                     self.runtime, redactor=self._live_redactor, unredacted=self.unredacted,
                     face_detector=self.face_detector,
                     needs_people=lambda camera: mode_needs_people(self.redact_config(camera).mode),
-                    copy_source=self.copy_source,
+                    copy_source=self.copy_source, person_detector=self.live_person_detector,
                 )  # fmt: skip
             return self._video
 
@@ -174,6 +178,27 @@ class AppState:
         # The camera's settings, with the live stream's carried faces as its face detector
         # and the tracks as its people (passed per frame): no detector runs per frame here.
         return Redactor(self.redact_config(camera), size, face_detector=faces)
+
+    def live_person_detector(self, camera: str) -> Detector | None:
+        """The person detector ``camera``'s live video runs on its frames: when its mode hides
+        people and its tracks cannot hold them (``ApiSettings.tracks_people``; the motion
+        detector). None otherwise. ``PrivacyError`` when it cannot be loaded (fail closed)."""
+        config = self.redact_config(camera)
+        if not mode_needs_people(config.mode) or self.settings.tracks_people(camera):
+            return None
+        if self.redactor_override is not None:
+            found = self.redactor_override(config, (16, 16)).person_detector
+            if found is not None:
+                return found
+        from vigil.privacy.redactor import build_person_detector
+
+        with self._lock:
+            # One per confidence, shared by the cameras' streams (ONNX Runtime sessions are
+            # safe to run from several threads).
+            detector = self._people.get(config.person_confidence)
+            if detector is None:
+                detector = self._people[config.person_confidence] = build_person_detector(config)
+        return detector
 
     def face_detector(self, camera: str) -> FaceDetector | None:
         """The shared face detector of ``camera``'s redaction settings; None when its mode

@@ -103,6 +103,9 @@ def serve(
     # From the very start, so that a signal during start-up also ends in a clean stop.
     stop = stop or _StopSignal()
     check_cluster(config)
+    from vigil.privacy.redactor import check_person_model
+
+    check_person_model(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
@@ -271,9 +274,12 @@ def api_settings(config: VigilConfig, *, setup_token: str | None = None) -> ApiS
     rolls = {name: (config.camera(name).record.pre_roll, config.camera(name).record.post_roll)
              for name in config.cameras}  # fmt: skip
     redact = {name: config.redact_for(name) for name in config.cameras}
+    from vigil.privacy.redactor import tracks_people
+
+    people = {name: tracks_people(config.camera(name).detect) for name in config.cameras}
     return ApiSettings(
         secure_cookies=server.secure_cookies, redact=config.redact, camera_redact=redact,
-        clip_rolls=rolls,
+        camera_tracks_people=people, clip_rolls=rolls,
         trusted_proxies=networks(server.trusted_proxies), max_body_bytes=server.max_body_bytes,
         token_ttl_s=server.token_ttl, login_max_failures=server.login_max_failures,
         login_max_failures_per_address=server.login_max_failures_per_address,

@@ -31,6 +31,7 @@ from vigil.privacy.styles import grow_boxes, hide_boxes
 from vigil.types import Detections, FloatArray, ImageArray
 
 if TYPE_CHECKING:
+    from vigil.config.models import DetectConfig, VigilConfig
     from vigil.detect.base import Detector
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,14 @@ def mode_needs_faces(mode: str) -> bool:
 
 def mode_needs_people(mode: str) -> bool:
     return mode in ("people", "faces+people")
+
+
+def tracks_people(detect: DetectConfig) -> bool:
+    """Whether a camera's tracks can hold its people: its detector is a model that keeps the
+    ``person`` class. Else (the motion detector's blobs, a model limited to other labels)
+    people modes would hide nobody from the tracks, so every path that hides people runs
+    the person detector on its frames instead (``docs/privacy.md``)."""
+    return not detect.is_motion and (not detect.labels or _PERSON in detect.labels)
 
 
 class Redactor:
@@ -90,6 +99,11 @@ class Redactor:
     def face_detector(self) -> FaceDetector | None:
         """The face detector this Redactor runs on every frame (None when it needs none)."""
         return self._face_detector
+
+    @property
+    def person_detector(self) -> Detector | None:
+        """The person detector this Redactor runs when no person boxes are given (or None)."""
+        return self._person_detector
 
     def reset(self) -> None:
         """Forget held regions: call at a cut (new file, seek, reconnect)."""
@@ -183,6 +197,33 @@ class Redactor:
         hide_boxes(out, grow_boxes(boxes, self.config.margin, self.frame_size), self.config.style)
         self._masks.apply(out)
         return out
+
+
+def check_person_model(config: VigilConfig) -> None:
+    """Refuse a configuration whose people modes would have to detect people on the frames
+    (a camera whose tracks cannot hold people: ``tracks_people``) when the person model is
+    not there: ``ConfigError`` naming the cameras and the fixes, at start-up, rather than
+    live views and exports that fail later (they fail closed too, never unredacted)."""
+    from vigil.config.models import DetectConfig
+    from vigil.detect.models import resolve_model
+    from vigil.errors import ConfigError, ModelError
+
+    cameras = [name for name in config.cameras
+               if mode_needs_people(config.redact_for(name).mode)
+               and not tracks_people(config.camera(name).detect)]  # fmt: skip
+    if not cameras:
+        return
+    model = DetectConfig().model
+    try:
+        resolve_model(model)
+    except ModelError as exc:
+        raise ConfigError(
+            f"camera(s) {', '.join(cameras)}: redact.mode hides people, and their detector "
+            "tracks no people (detect.model motion, or detect.labels without person), so the "
+            f"person detector must run on their frames, but its model is missing ({exc}). Fix: "
+            f"run `vigil models pull {model}`, or set detect.model to a model with the person "
+            "class, or choose redact.mode faces."
+        ) from exc
 
 
 def build_face_detector(config: RedactConfig, *, threads: int = 2) -> FaceDetector:

@@ -197,8 +197,9 @@ class PreviewTaker:
         """Whether the camera's tracks hold its people: its detector is a model that keeps
         the ``person`` class. Else (motion blobs, other labels) people modes would hide
         nobody from the tracks, so the frame's own person detection is used."""
-        detect = self.config.camera(camera).detect
-        return not detect.is_motion and (not detect.labels or "person" in detect.labels)
+        from vigil.privacy.redactor import tracks_people
+
+        return tracks_people(self.config.camera(camera).detect)
 
     def _redactor(self, camera: str, config: RedactConfig,
                   size: tuple[int, int]) -> Callable[..., ImageArray]:  # fmt: skip

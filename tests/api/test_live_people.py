@@ -1,0 +1,158 @@
+"""People modes on the live paths of a camera whose detector tracks no people (the motion
+detector): nobody may be shown unhidden. Measured on the pixels with the person detector
+(yolox-nano) on the frames that leave the API."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+import vigil.runtime
+from tests.api.conftest import Api
+from tests.api.test_live_video import URL, Player, decode, receive
+from tests.conftest import require_file
+from vigil.api import CameraStatus
+from vigil.api.live import LiveView
+from vigil.commands.serve import api_settings
+from vigil.config.loader import parse_config
+from vigil.config.models import RedactConfig
+from vigil.errors import ConfigError
+from vigil.paths import shared_data_dir, shared_models_dir
+from vigil.privacy.redactor import build_person_detector, check_person_model, tracks_people
+from vigil.runtime.serve import SnapshotPublisher
+from vigil.store import Role
+from vigil.types import ImageArray
+
+PEOPLE = RedactConfig.model_validate({"mode": "people", "style": "fill"})
+CONFIG = """
+redact: {mode: people, style: fill}
+cameras:
+  cam:
+    sources: [{url: "synthetic://"}]
+    detect: {model: motion}
+  yolo:
+    sources: [{url: "synthetic://"}]
+  cars:
+    sources: [{url: "synthetic://"}]
+    detect: {labels: [car]}
+"""
+
+
+def people_frames() -> list[ImageArray]:
+    """Frames 100-219 of the clip of people walking one by one (yolox-nano finds a person in
+    most of them), halved to 384x216 (the size of an analysis sub-stream)."""
+    path = require_file(shared_data_dir() / "clips" / "one-by-one-person-detection.mp4")
+    out = []
+    with av.open(str(path)) as box:
+        for i, frame in enumerate(box.decode(video=0)):
+            if i >= 220:
+                break
+            if i >= 100:
+                out.append(frame.to_ndarray(format="bgr24", width=384, height=216))
+    return out
+
+
+def frames_with_people(detector: Any, frames: list[ImageArray]) -> list[int]:
+    found = []
+    for i, image in enumerate(frames):
+        dets = detector.detect_batch([image])[0]
+        if len(dets):
+            found.append(i)
+    return found
+
+
+@pytest.fixture
+def person_detector() -> Any:
+    require_file(shared_models_dir() / "yolox_nano.onnx")
+    return build_person_detector(PEOPLE)
+
+
+def test_the_rule_of_which_cameras_tracks_hold_people() -> None:
+    settings = api_settings(parse_config(CONFIG))
+    config = parse_config(CONFIG)
+    assert not tracks_people(config.camera("cam").detect)  # motion blobs: no person class
+    assert tracks_people(config.camera("yolo").detect)
+    assert not tracks_people(config.camera("cars").detect)  # a model without the person class
+    assert dict(settings.camera_tracks_people) == {"cam": False, "yolo": True, "cars": False}
+    assert not settings.tracks_people("unknown")  # unknown: assume not, detect on the frame
+
+
+def test_live_video_of_a_motion_camera_hides_people(api: Api, person_detector: Any) -> None:
+    frames = people_frames()
+    raw = frames_with_people(person_detector, frames)
+    assert len(raw) > len(frames) // 2, "the clip must show people for this test to mean anything"
+    state = api.app.state.vigil
+    # The StaticRuntime's camera has no person tracks, like a motion-detector camera.
+    state.settings = dataclasses.replace(state.settings, camera_redact={"cam": PEOPLE})
+    api.add_user("viewer", Role.VIEWER)
+    client = api.login("viewer")
+    width = frames[0].shape[1]
+    with Player(api, "cam", frames), client.websocket_connect(
+            URL.format("cam") + f"?width={width}") as ws:  # fmt: skip
+        _, init, fragments = receive(ws, 8.0)
+    live = decode(init, fragments)
+    assert len(live) > 30
+    leaks = frames_with_people(person_detector, live)
+    assert not leaks, f"people found in {len(leaks)} of {len(live)} live frames: {leaks[:20]}"
+
+
+def test_other_pixel_paths_of_a_motion_camera_hide_people(api: Api, person_detector: Any) -> None:
+    """The MJPEG stream and the stream token's still (``LiveFrames``), the camera snapshot,
+    the Redactor of event clips and exports, the MQTT camera snapshot: each runs the
+    Redactor's own person detector on its frame (``people=None``)."""
+    frames = people_frames()[::8]
+    assert len(frames_with_people(person_detector, frames)) > len(frames) // 2
+    state = api.app.state.vigil
+    state.settings = dataclasses.replace(state.settings, camera_redact={"cam": PEOPLE})
+    api.add_user("viewer", Role.VIEWER)
+    client = api.login("viewer")
+    width, height = frames[0].shape[1], frames[0].shape[0]
+    api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=15.0))
+    factory = state.export_redactor("cam", None)
+    assert factory is not None
+    export = factory((width, height))
+    mqtt = SnapshotPublisher(parse_config(CONFIG), lambda _camera, _jpeg: None)
+    shown = []
+    try:
+        for i, image in enumerate(frames):
+            api.runtime.set_frame("cam", image, time=float(i + 1))
+            jpegs = [state.live.jpeg(LiveView("cam", width, False, True), float(i + 1)),
+                     client.get("/api/cameras/cam/snapshot").content,
+                     mqtt.redacted_jpeg("cam", image)]  # fmt: skip
+            shown += [cv2.imdecode(np.frombuffer(d, np.uint8), cv2.IMREAD_COLOR) for d in jpegs]
+            shown.append(export.process(image))
+    finally:
+        mqtt.close()
+    assert len(shown) == 4 * len(frames)
+    leaks = frames_with_people(person_detector, shown)
+    assert not leaks, f"people found in {len(leaks)} of {len(shown)} images"
+
+
+def test_start_up_refuses_people_modes_without_a_person_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No person model at all: refused with the cameras named and the fixes, not shown."""
+    monkeypatch.setenv("VIGIL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIGIL_MODELS_DIR", str(tmp_path / "empty"))
+    config = parse_config(CONFIG)
+    with pytest.raises(ConfigError) as caught:
+        check_person_model(config)
+    message = str(caught.value)
+    assert "cam, cars" in message  # the camera with person tracks ("yolo") is not named
+    assert "vigil models pull" in message
+    assert "detect.model" in message
+    # The demo's configuration (motion detector, the default redaction: faces) starts.
+    demo = parse_config((Path(vigil.runtime.__file__).parent / "demo.yaml").read_text())
+    assert demo.redact.mode == "faces"
+    check_person_model(demo)
+
+
+def test_start_up_accepts_people_modes_with_the_person_model() -> None:
+    require_file(shared_models_dir() / "yolox_nano.onnx")
+    check_person_model(parse_config(CONFIG))
