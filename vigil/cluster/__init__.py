@@ -2,8 +2,9 @@
 
 Nothing here imports Ray: the single-host product never loads it. The parts:
 
-* camera actors (``vigil.cluster.camera``): one per camera, named ``camera_actor_name``,
-  each taking one ``CAMERA_SLOTS`` unit of its node's custom resource, restarted by Ray on a
+* camera actors (``vigil.cluster.camera``), hosted several to an actor process by camera
+  groups (``vigil.cluster.group``, ``cluster.cameras_per_actor``), each group taking one
+  ``CAMERA_SLOTS`` unit of its node's custom resource per camera, restarted by Ray on a
   surviving node when its node dies;
 * one batched detector actor per node (``detector_actor_name``), the only detector a camera
   on that node calls, so pixels never cross the network;
