@@ -118,11 +118,14 @@ MAX_FPS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class VideoView:
-    """One encoded stream: ``camera`` at most ``width`` pixels wide, redacted or not."""
+    """One encoded stream: ``camera`` at most ``width`` pixels wide, redacted or not.
+    ``encode``: an unredacted view re-encoded even when it could be copied (the browser
+    cannot play the camera's own profile; ``?encode=1``)."""
 
     camera: str
     width: int
     redacted: bool
+    encode: bool = False
 
 
 # -- redaction between face detections ---------------------------------------------------------
@@ -655,8 +658,13 @@ class LiveVideo:
     def _start(self, view: VideoView) -> LiveStream:
         fps = _camera_fps(self.runtime, view.camera)
         if not view.redacted:
-            tap, reason = (None, "no packet source") if self._copy_source is None else \
-                self._copy_source(view.camera)  # fmt: skip
+            tap: PacketTap | None
+            reason: str | None
+            if view.encode:
+                tap, reason = None, "asked for (encode=1): the browser cannot play the copy"
+            else:
+                tap, reason = (None, "no packet source") if self._copy_source is None else \
+                    self._copy_source(view.camera)  # fmt: skip
             if tap is not None:
                 log.info("%s: unredacted live video is a stream copy", view.camera)
                 return StreamCopy(view, tap)
