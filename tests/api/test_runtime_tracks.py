@@ -49,6 +49,12 @@ def test_worker_exposes_tracks_of_the_last_frame_and_live_counts(tmp_path: Path)
             assert t.label
             assert all(0.0 <= v <= 1.0 for v in t.box)
             assert t.box[0] <= t.box[2]
+    # The detector's boxes besides the tracks: what no confirmed track holds yet.
+    with_detections = [s for s in seen if s.detections]
+    assert with_detections, "the walkers are detected on some frames"
+    assert all(d.id == -1 for s in with_detections for d in s.detections)
+    first = next(i for i, s in enumerate(seen) if s.detections)
+    assert not seen[first].tracks, "a walker's first detection holds no confirmed track yet"
     times = [s.time for s in seen if s.time is not None]
     assert times == sorted(times)
     totals = worker.counts()["lines"]["middle"]["total"]
