@@ -20,6 +20,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from starlette.websockets import WebSocketDisconnect
 
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
@@ -131,14 +132,14 @@ def serve(tmp_path: Path, camera: RtspRelay, *, processes: int = 0,
         db.close()
 
 
-def watch(client: TestClient, state: AppState, seconds: float
+def watch(client: TestClient, state: AppState, seconds: float, query: str = ""
           ) -> tuple[dict[str, Any], bytes, list[bytes], list[object]]:  # fmt: skip
-    """The head message, init segment and fragments of ``seconds`` of the granted view, and
-    the live streams that ran it."""
+    """The head message, init segment and fragments of ``seconds`` of the granted view (more
+    query parameters: ``query``), and the live streams that ran it."""
     grant = client.post("/api/cameras/door/live/unredacted", json={"reason": "incident 12"})
     assert grant.status_code in (200, 201), grant.text
     token = grant.json()["grant"]
-    with client.websocket_connect(f"{URL}?grant={token}&width=320") as ws:
+    with client.websocket_connect(f"{URL}?grant={token}&width=320{query}") as ws:
         head = json.loads(ws.receive_text())
         init = ws.receive_bytes()
         fragments: list[bytes] = []
@@ -178,6 +179,32 @@ def test_granted_view_is_the_cameras_own_h264_byte_for_byte(
     with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
         frames = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
     assert frames[0].shape == (432, 768, 3)  # the camera's size: width does not apply
+
+
+def test_encode_1_asks_for_the_re_encoded_stream_of_a_copyable_view(
+    tmp_path: Path, camera: RtspRelay
+) -> None:
+    """The player's fallback when its browser cannot play the camera's own profile."""
+    with serve(tmp_path, camera) as (client, _, state):
+        head, init, fragments, streams = watch(client, state, 3.0, "&encode=1")
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(
+                f"{URL}?width=320&encode=yes") as ws:  # fmt: skip
+            ws.receive_text()
+        # A redacted view is encoded anyway: the flag does not split its shared encoder.
+        with client.websocket_connect(f"{URL}?width=320&encode=1") as ws:
+            assert json.loads(ws.receive_text())["mode"] == "encode"
+            views = list(state.video.encoders())
+    assert refused.value.code == 1008
+    assert [v.encode for v in views if v.redacted] == [False], views
+    assert streams, "no live stream ran"
+    assert all(isinstance(s, LiveEncoder) for s in streams), streams
+    assert head["mode"] == "encode", head
+    assert "encode=1" in head["reason"]
+    assert head["codec"].startswith("avc1.42")  # Vigil's own live encoding (baseline)
+    with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
+        frames = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+    assert frames
+    assert frames[0].shape[1] == 320  # re-encoded at the view's width
 
 
 def test_a_masked_camera_is_still_re_encoded_with_its_masks(

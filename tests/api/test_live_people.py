@@ -5,6 +5,7 @@ detector): nobody may be shown unhidden. Measured on the pixels with the person 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,15 @@ from vigil.api.live import LiveView
 from vigil.commands.serve import api_settings
 from vigil.config.loader import parse_config
 from vigil.config.models import RedactConfig
+from vigil.detect import build_detector
 from vigil.errors import ConfigError
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.privacy.redactor import build_person_detector, check_person_model, tracks_people
+from vigil.runtime.pipeline import CameraPipeline
 from vigil.runtime.serve import SnapshotPublisher
+from vigil.runtime.view import TrackSnapshot
 from vigil.store import Role
-from vigil.types import ImageArray
+from vigil.types import Frame, ImageArray
 
 PEOPLE = RedactConfig.model_validate({"mode": "people", "style": "fill"})
 CONFIG = """
@@ -156,3 +160,84 @@ def test_start_up_refuses_people_modes_without_a_person_model(
 def test_start_up_accepts_people_modes_with_the_person_model() -> None:
     require_file(shared_models_dir() / "yolox_nano.onnx")
     check_person_model(parse_config(CONFIG))
+
+
+ENTRY = """
+cameras:
+  yolo:
+    sources: [{url: "synthetic://"}]
+    detect: {fps: 10, labels: [person]}
+    motion: {enabled: false}
+    tracker: {min_hits: 3}
+"""
+
+
+def entry_frames() -> tuple[list[ImageArray], list[TrackSnapshot]]:
+    """Frames 61-80 of the one-by-one clip at 384x216, where the first person comes in
+    (yolox-nano finds them first in frame 61), with the ``TrackSnapshot`` a camera worker
+    hands out for each: a fresh pipeline on these frames, ``min_hits: 3``, so the person's
+    first detections hold no confirmed track."""
+    path = require_file(shared_data_dir() / "clips" / "one-by-one-person-detection.mp4")
+    frames = []
+    with av.open(str(path)) as box:
+        for i, frame in enumerate(box.decode(video=0)):
+            if i > 80:
+                break
+            if i >= 61:
+                frames.append(frame.to_ndarray(format="bgr24", width=384, height=216))
+    camera = parse_config(ENTRY).camera("yolo")
+    pipeline = CameraPipeline(camera, build_detector(camera.detect), (384, 216), source_fps=10)
+    snaps = []
+    for i, image in enumerate(frames):
+        result = pipeline.process(Frame.from_bgr(image, seq=i, pts=i / 10, wall_time=i / 10))
+        snaps.append(TrackSnapshot.of(result.tracked, pipeline.class_names, i / 10.0,
+                                      (384, 216), result.detections))  # fmt: skip
+    return frames, snaps
+
+
+def test_live_video_hides_people_before_their_track_is_confirmed(
+    api: Api, person_detector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera whose tracks hold people: a person who just came in has no confirmed track
+    for ``min_hits`` detections, and must be hidden in those frames too."""
+    frames, snaps = entry_frames()
+    shown = set(frames_with_people(person_detector, frames))
+    untracked = [i for i, s in enumerate(snaps) if i in shown and not s.tracks]
+    assert len(untracked) >= 2, "the person's first frames must have no confirmed track"
+    state = api.app.state.vigil
+    state.settings = dataclasses.replace(state.settings, camera_redact={"cam": PEOPLE},
+                                         camera_tracks_people={"cam": True})  # fmt: skip
+    assert state.live_person_detector("cam") is None  # the tracks' boxes, no detector
+    # Each frame with its own snapshot, whatever the order of the encoder's two reads: the
+    # encoder reads the frame, then the tracks, in its own thread.
+    current = threading.local()
+    playing = {"index": 0}
+
+    def latest_frame(camera: str) -> ImageArray:
+        current.index = playing["index"]
+        return frames[current.index].copy()
+
+    monkeypatch.setattr(api.runtime, "latest_frame", latest_frame)
+    monkeypatch.setattr(api.runtime, "latest_tracks",
+                        lambda camera: snaps[getattr(current, "index", 0)])  # fmt: skip
+    api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=10.0))
+    api.add_user("viewer", Role.VIEWER)
+    client = api.login("viewer")
+    stop = threading.Event()
+
+    def play() -> None:
+        while not stop.wait(0.1):
+            playing["index"] = (playing["index"] + 1) % len(frames)
+
+    player = threading.Thread(target=play, daemon=True)
+    player.start()
+    try:
+        with client.websocket_connect(URL.format("cam") + "?width=384") as ws:
+            _, init, fragments = receive(ws, 8.0)
+    finally:
+        stop.set()
+        player.join(5)
+    live = decode(init, fragments)
+    assert len(live) > len(frames)  # the entry was shown at least once
+    leaks = frames_with_people(person_detector, live)
+    assert not leaks, f"people found in {len(leaks)} of {len(live)} live frames: {leaks[:20]}"

@@ -49,6 +49,12 @@ def test_worker_exposes_tracks_of_the_last_frame_and_live_counts(tmp_path: Path)
             assert t.label
             assert all(0.0 <= v <= 1.0 for v in t.box)
             assert t.box[0] <= t.box[2]
+    # The detector's boxes besides the tracks: what no confirmed track holds yet.
+    with_detections = [s for s in seen if s.detections]
+    assert with_detections, "the walkers are detected on some frames"
+    assert all(d.id == -1 for s in with_detections for d in s.detections)
+    first = next(i for i, s in enumerate(seen) if s.detections)
+    assert not seen[first].tracks, "a walker's first detection holds no confirmed track yet"
     times = [s.time for s in seen if s.time is not None]
     assert times == sorted(times)
     totals = worker.counts()["lines"]["middle"]["total"]
@@ -87,3 +93,28 @@ def test_static_runtime_tracks_counts_and_frame_time() -> None:
     assert rt.counts("a") == {"lines": {}}
     rt.set_frame("a", np.zeros((4, 4, 3), np.uint8), time=5.0)
     assert rt.cameras()[0].last_frame_time == 5.0
+
+
+def test_people_modes_take_the_detections_no_confirmed_track_holds_yet() -> None:
+    """A person's first detections (``min_hits``) hold no confirmed track: the previews and
+    ``vigil analyze`` hide them too, like the live video."""
+    from vigil.runtime.analyze import _Outputs
+    from vigil.runtime.pipeline import FrameResult
+    from vigil.runtime.previews import _people
+    from vigil.types import Frame
+
+    raw = Detections(np.array([[10, 10, 50, 90], [100, 20, 180, 60]], np.float32),
+                     np.array([0.6, 0.7], np.float32), np.array([0, 1]))  # fmt: skip
+    snap = TrackSnapshot.of(Detections.empty(), ["person", "car"], 1.0, (200, 100), raw)
+    assert not snap.tracks
+    assert [(t.id, t.label) for t in snap.people()] == [(-1, "person")]
+    people = _people(snap, (400, 200))  # the preview's size: twice the analysed frame's
+    assert people.xyxy.tolist() == [[20.0, 20.0, 100.0, 180.0]]
+    outputs = object.__new__(_Outputs)
+    outputs._person = 0
+    image = np.zeros((100, 200, 3), np.uint8)
+    result = FrameResult(Frame.from_bgr(image), True, Detections.empty(), detections=raw)
+    found = outputs._people(result)
+    assert found is not None
+    assert found.xyxy.tolist() == [[10.0, 10.0, 50.0, 90.0]]
+    assert found.tracker_id.tolist() == [-1]

@@ -211,6 +211,9 @@ def test_rules_updated_at_run_time_reach_a_camera_in_a_worker(tmp_path: Path) ->
         assert frame is not None
         assert frame.shape == (360, 640, 3)
         assert supervisor.latest_tracks("a").width == 640
+        # The raw detections cross the process boundary too (people modes hide them).
+        wait_for(lambda: bool(supervisor.latest_tracks("a").detections), 20,
+                 "no detections from the worker process")  # fmt: skip
         assert supervisor.latest_frame("nope") is None
     finally:
         supervisor.stop()

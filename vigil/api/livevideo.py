@@ -32,7 +32,9 @@ closed). What this gives up: a face that *enters* the picture is covered only fr
 detection, up to ``1 / face_hz`` plus one detection time later; a face moving faster than the
 growth allowance and outside any track can slip out of its box until the next detection.
 People (modes ``people``, ``faces+people``) come from the tracks of every frame when the
-camera's tracks hold people (``vigil.privacy.tracks_people``); when they cannot (the motion
+camera's tracks hold people (``vigil.privacy.tracks_people``), with the raw person detections
+of the same analysed frame (``TrackSnapshot.detections``: a person who just came in has no
+confirmed track for ``min_hits`` detections); when they cannot (the motion
 detector, a model without the person class) the person detector runs on the live frames the
 same way, carried between its detections like the faces (``CarriedFaces`` around
 ``PersonBoxes``), and nothing is sent before its first detection either.
@@ -116,19 +118,25 @@ MAX_FPS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class VideoView:
-    """One encoded stream: ``camera`` at most ``width`` pixels wide, redacted or not."""
+    """One encoded stream: ``camera`` at most ``width`` pixels wide, redacted or not.
+    ``encode``: an unredacted view re-encoded even when it could be copied (the browser
+    cannot play the camera's own profile; ``?encode=1``)."""
 
     camera: str
     width: int
     redacted: bool
+    encode: bool = False
 
 
 # -- redaction between face detections ---------------------------------------------------------
 
 
-def _track_boxes(snapshot: TrackSnapshot, size: tuple[int, int]) -> tuple[FloatArray, np.ndarray]:
-    """The snapshot's person boxes in pixels of a ``size`` image, with their track ids."""
-    people = [t for t in snapshot.tracks if t.label == "person"]
+def _track_boxes(snapshot: TrackSnapshot, size: tuple[int, int], *,
+                 detections: bool = False) -> tuple[FloatArray, np.ndarray]:  # fmt: skip
+    """The snapshot's person tracks in pixels of a ``size`` image, with their track ids; with
+    ``detections`` its person detections too (id -1: people no confirmed track holds yet)."""
+    people = snapshot.people() if detections else \
+        [t for t in snapshot.tracks if t.label == "person"]  # fmt: skip
     scale = np.array([size[0], size[1], size[0], size[1]], np.float32)
     boxes = np.array([t.box for t in people], np.float32).reshape(-1, 4) * scale
     return boxes, np.array([t.id for t in people], np.int64)
@@ -650,8 +658,13 @@ class LiveVideo:
     def _start(self, view: VideoView) -> LiveStream:
         fps = _camera_fps(self.runtime, view.camera)
         if not view.redacted:
-            tap, reason = (None, "no packet source") if self._copy_source is None else \
-                self._copy_source(view.camera)  # fmt: skip
+            tap: PacketTap | None
+            reason: str | None
+            if view.encode:
+                tap, reason = None, "asked for (encode=1): the browser cannot play the copy"
+            else:
+                tap, reason = (None, "no packet source") if self._copy_source is None else \
+                    self._copy_source(view.camera)  # fmt: skip
             if tap is not None:
                 log.info("%s: unredacted live video is a stream copy", view.camera)
                 return StreamCopy(view, tap)
@@ -695,7 +708,9 @@ class _Redacting:
             people = Detections(boxes, np.ones(len(boxes), np.float32),
                                 np.zeros(len(boxes), np.int64))  # fmt: skip
         elif self._owner._needs_people(self._camera):
-            boxes, ids = _track_boxes(self._owner.runtime.latest_tracks(self._camera), size)
+            # The detections too: a person who just came in has no confirmed track yet.
+            boxes, ids = _track_boxes(self._owner.runtime.latest_tracks(self._camera), size,
+                                      detections=True)  # fmt: skip
             people = Detections(boxes, np.ones(len(boxes), np.float32),
                                 np.zeros(len(boxes), np.int64), ids)  # fmt: skip
         return self._redactor.process(frame, people=people)

@@ -250,7 +250,7 @@ class _Outputs:
         self.events(result.events)
         if self.video is not None and self.annotator is not None:
             assert self.redactor is not None
-            image = self.redactor.process(result.frame.bgr(), people=self._people(result.tracked))
+            image = self.redactor.process(result.frame.bgr(), people=self._people(result))
             self.video.write(self.annotator.draw(image, result.tracked, self._counts))
 
     def events(self, events: list[Event]) -> None:
@@ -272,11 +272,15 @@ class _Outputs:
         if not cv2.imwrite(str(path), image):
             raise VigilError(f"cannot write snapshot {path}; check free space and permissions")
 
-    def _people(self, tracked: Detections) -> Detections | None:
+    def _people(self, result: FrameResult) -> Detections | None:
         # Without a person class (motion detector) the Redactor runs its own person detector.
         if self._person < 0:
             return None
-        return tracked[tracked.class_id == self._person]
+        # The detections too: a person's first frames come before its track is confirmed.
+        raw = result.detections  # without ids: no track holds them (or it holds its own box)
+        both = Detections.merge([result.tracked, Detections(raw.xyxy, raw.confidence,
+                                                            raw.class_id)])  # fmt: skip
+        return both[both.class_id == self._person]
 
     def _line_counts(self) -> dict[str, tuple[int, int]]:
         lines = self._pipeline.rules.counts().get("lines", {})

@@ -50,6 +50,10 @@ class FrameResult:
     ended_ids: list[int] = field(default_factory=list)
     #: The motion gate saw motion in this (analysed) frame.
     moving: bool = False
+    #: The detector's boxes behind ``tracked`` (of the last analysed frame, like it): they
+    #: include objects that no confirmed track holds yet (a track needs ``min_hits``), which
+    #: people-hiding redaction must hide too.
+    detections: Detections = field(default_factory=Detections.empty)
 
 
 @dataclass(slots=True)
@@ -108,12 +112,14 @@ class CameraPipeline:
         self.stats = PipelineStats()
         self._last_full_frame = -np.inf
         self._last = Detections.empty()
+        self._last_detections = Detections.empty()
 
     def process(self, frame: Frame) -> FrameResult:
         """Advance by one decoded frame (see the module docstring for the contract)."""
         self.stats.frames += 1
         if not self.sampler.take(frame):
-            return FrameResult(frame, analysed=False, tracked=self._last)
+            return FrameResult(frame, analysed=False, tracked=self._last,
+                               detections=self._last_detections)
         self.stats.analysed += 1
         motion = self.gate.update(frame)
         detections, regions = self._detect(frame, motion)
@@ -125,9 +131,9 @@ class CameraPipeline:
         self.moving.observe(tracked, frame.time, ended)
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
-        self._last = tracked
+        self._last, self._last_detections = tracked, detections
         return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
-                           moving=len(motion.boxes) > 0)  # fmt: skip
+                           moving=len(motion.boxes) > 0, detections=detections)  # fmt: skip
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).

@@ -252,8 +252,9 @@ def _needs_people(config: RedactConfig) -> bool:
 
 
 def _people(tracks: TrackSnapshot, size: tuple[int, int]) -> Detections:
-    """The person tracks of the camera's latest analysed frame, in pixels of ``size``."""
-    people = [t for t in tracks.tracks if t.label == "person"]
+    """The person tracks and detections (people not tracked yet) of the camera's latest
+    analysed frame, in pixels of ``size``."""
+    people = tracks.people()
     scale = np.array([size[0], size[1], size[0], size[1]], np.float32)
     boxes = np.array([t.box for t in people], np.float32).reshape(-1, 4) * scale
     ids = np.array([t.id for t in people], np.int64)

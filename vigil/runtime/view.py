@@ -15,7 +15,8 @@ The camera supervisor (``vigil/runtime/serve.py``, built separately) implements
   (already validated by the API with the pydantic models); ``KeyError`` for an unknown camera,
   ``ConfigError`` when the runtime cannot apply them. Takes effect from the next frame.
 * ``latest_tracks(camera)``: a ``TrackSnapshot`` of the tracks of the newest *processed* frame
-  (boxes normalised to 0..1, so they fit any scaled copy of the frame); an empty snapshot
+  (boxes normalised to 0..1, so they fit any scaled copy of the frame) with the detector's
+  boxes of that frame (``detections``: people not tracked yet); an empty snapshot
   (``time`` None) before the first frame or for an unknown camera. Cheap, any thread.
 * ``counts(camera)``: the live pipeline's ``RuleEngine.counts()`` (``{"lines": {...},
   "zones": {...}}``), ``{}`` before the first frame; ``KeyError`` for an unknown camera.
@@ -98,28 +99,45 @@ class TrackBox:
 @dataclass(frozen=True, slots=True)
 class TrackSnapshot:
     """The tracks of one processed frame. ``time``: the frame's wall-clock time (UNIX s), None
-    when there is no frame yet; ``width``/``height``: the analysed frame's size in pixels."""
+    when there is no frame yet; ``width``/``height``: the analysed frame's size in pixels.
+    ``detections``: the detector's boxes of that frame (id -1), which hold what no confirmed
+    track holds yet (a new track needs ``tracker.min_hits`` detections): people-hiding
+    redaction hides them too (``people``)."""
 
     time: float | None = None
     width: int = 0
     height: int = 0
     tracks: tuple[TrackBox, ...] = ()
+    detections: tuple[TrackBox, ...] = ()
 
     @classmethod
     def of(
-        cls, tracked: Detections, class_names: Sequence[str], time: float, size: tuple[int, int]
-    ) -> TrackSnapshot:
+        cls, tracked: Detections, class_names: Sequence[str], time: float, size: tuple[int, int],
+        detections: Detections | None = None,
+    ) -> TrackSnapshot:  # fmt: skip
         """From pixel ``Detections`` of a ``size`` = ``(width, height)`` frame."""
-        w, h = max(1, size[0]), max(1, size[1])
-        scale = np.array([w, h, w, h], np.float64)
-        boxes = np.clip(tracked.xyxy.astype(np.float64) / scale, 0.0, 1.0)
-        tracks = tuple(
-            TrackBox(int(tid), _label(class_names, int(cid)), round(float(conf), 4),
-                     (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
-            for tid, cid, conf, b in zip(tracked.tracker_id, tracked.class_id,
-                                         tracked.confidence, boxes, strict=True)
-        )  # fmt: skip
-        return cls(time=time, width=size[0], height=size[1], tracks=tracks)
+        raw = () if detections is None else _boxes(detections, class_names, size, track=False)
+        return cls(time=time, width=size[0], height=size[1],
+                   tracks=_boxes(tracked, class_names, size, track=True),
+                   detections=raw)  # fmt: skip
+
+    def people(self) -> tuple[TrackBox, ...]:
+        """Every box that may be a person: the person tracks and the person detections."""
+        return tuple(t for t in self.tracks + self.detections if t.label == "person")
+
+
+def _boxes(dets: Detections, class_names: Sequence[str], size: tuple[int, int], *,
+           track: bool) -> tuple[TrackBox, ...]:  # fmt: skip
+    """``dets`` as normalised ``TrackBox``es (id -1 unless ``track``)."""
+    w, h = max(1, size[0]), max(1, size[1])
+    scale = np.array([w, h, w, h], np.float64)
+    boxes = np.clip(dets.xyxy.astype(np.float64) / scale, 0.0, 1.0)
+    return tuple(
+        TrackBox(int(tid) if track else -1, _label(class_names, int(cid)), round(float(conf), 4),
+                 (float(b[0]), float(b[1]), float(b[2]), float(b[3])))
+        for tid, cid, conf, b in zip(dets.tracker_id, dets.class_id, dets.confidence, boxes,
+                                     strict=True)
+    )  # fmt: skip
 
 
 def _label(names: Sequence[str], class_id: int) -> str:

@@ -470,7 +470,7 @@ class CameraWorker:
         result, pipeline = last
         frame = result.frame
         return TrackSnapshot.of(result.tracked, pipeline.class_names, frame.wall_time,
-                                (frame.width, frame.height))  # fmt: skip
+                                (frame.width, frame.height), result.detections)  # fmt: skip
 
     def counts(self) -> dict[str, Any]:
         """``RuleEngine.counts()`` of the live pipeline; ``{}`` before the first frame."""

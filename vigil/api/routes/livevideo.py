@@ -10,7 +10,10 @@ codecs=\\"avc1.…\\"", "mode": "encode"|"copy"}`` (``reason`` besides: why a gr
 re-encoded, not copied), then binary ones: the init segment, then one media fragment per
 frame from a keyframe on (``vigil.api.livevideo``). A granted unredacted view is the
 camera's own H.264 stream-copied from its recorder, at the recording stream's size (``width``
-does not apply), unless the camera has static masks or cannot be copied (``reason``).
+does not apply), unless the camera has static masks or cannot be copied (``reason``), or the
+client asks with ``encode=1`` for the re-encoded stream (constrained baseline: the player
+does when its browser cannot play the copy's codec; ignored for redacted views, which are
+always re-encoded).
 
 The socket closes with 1008 when the caller may not watch (bad credential, unknown camera,
 invalid grant) and later, like the MJPEG stream, when the credential, the account or the
@@ -56,6 +59,12 @@ def _width(ws: WebSocket) -> int | None:
     return width if MIN_WIDTH <= width <= MAX_WIDTH else None
 
 
+def _encode(ws: WebSocket) -> bool | None:
+    """The ``encode`` query flag: "1" or "0" (absent: 0); None when it is neither."""
+    raw = ws.query_params.get("encode", "0")
+    return {"1": True, "0": False}.get(raw)
+
+
 def _authorise(ws: WebSocket, state: AppState, name: str) -> tuple[Principal, VideoView, Any]:
     """The caller, its view and its grant; ``AuthError`` when it may not watch. Also writes
     the stream's audit record (runs in a worker thread: database reads)."""
@@ -66,13 +75,17 @@ def _authorise(ws: WebSocket, state: AppState, name: str) -> tuple[Principal, Vi
     width = _width(ws)
     if width is None:
         raise AuthError(f"width must be an integer {MIN_WIDTH}..{MAX_WIDTH}")
+    encode = _encode(ws)
+    if encode is None:
+        raise AuthError("encode must be 0 or 1")
     token = ws.query_params.get("grant")
     found = None
     if token:
         found = granted(state, token, who, name)
         if found is None or not who.can(Capability.OPERATE):
             raise AuthError("the unredacted-live grant is not valid; ask for a new one")
-    view = VideoView(name, width, redacted=found is None)
+    # Redacted views are always encoded: the flag would only split their shared encoder.
+    view = VideoView(name, width, redacted=found is None, encode=encode and found is not None)
     details: dict[str, Any] = {"redacted": view.redacted, "width": width, "format": "fmp4"}
     if found is not None:
         details["grant"] = _fingerprint(found.token)

@@ -4,6 +4,10 @@
 // playback jumps to the live edge when it falls behind (a hidden tab, a slow decoder), so the
 // picture is never more than MAX_LAG_S old. A closed socket reconnects after RETRY_MS.
 // Callers check `supported()` first and fall back to MJPEG without MSE.
+// The stream's codec is checked too (`choose`): a granted unredacted view may be the camera's
+// own H.264 copied as it is (mode "copy"), in a Main/High profile this browser may not play;
+// the player then reconnects with ?encode=1, for the server's re-encoded (baseline) stream,
+// and says why (console, the video's tooltip, onStatus).
 
 const MAX_LAG_S = 0.5; // behind the buffered end by more: jump
 const KEEP_S = 4; // buffered seconds kept behind the playhead
@@ -13,6 +17,20 @@ export function supported() {
   // globalThis, not window: live.js (which asks at load) is also imported outside a browser.
   const source = globalThis.MediaSource;
   return typeof source === 'function' && source.isTypeSupported('video/mp4; codecs="avc1.42C01E"');
+}
+
+/** What to do with the stream the server announced (`head`: {codec, mime, mode}) at `path`:
+ * {action: 'play'}, {action: 'reencode', path, reason} (the same stream re-encoded) or
+ * {action: 'fail', reason}. `canPlay(mime)` is MediaSource.isTypeSupported. */
+export function choose(head, path, canPlay) {
+  if (canPlay(head.mime)) return { action: 'play' };
+  const reason = `this browser cannot play ${head.codec}`;
+  if (head.mode === 'copy' && !/[?&]encode=1(&|$)/.test(path)) {
+    const sep = path.includes('?') ? '&' : '?';
+    return { action: 'reencode', path: `${path}${sep}encode=1`,
+      reason: `${reason} (the camera's own stream): asking for it re-encoded` };
+  }
+  return { action: 'fail', reason };
 }
 
 /** Play `path` (e.g. /api/cameras/door/live.mp4ws?width=640) in `video`; returns stop(). */
@@ -53,6 +71,15 @@ export function play(video, path, { onStatus = () => {} } = {}) {
         if (stopped || source.readyState !== 'open') { ws.close(); return; }
         if (typeof msg.data === 'string') {
           const head = JSON.parse(msg.data);
+          const choice = choose(head, path, (mime) => MediaSource.isTypeSupported(mime));
+          if (choice.action !== 'play') {
+            console.warn(`live video ${path}: ${choice.reason}`);
+            video.title = choice.reason;
+            onStatus(choice.action === 'reencode' ? 're-encoding' : 'unsupported', choice.reason);
+            if (choice.action === 'reencode') { path = choice.path; release(); connect(); }
+            else { stopped = true; release(); }
+            return;
+          }
           buffer = source.addSourceBuffer(head.mime);
           buffer.mode = 'segments';
           buffer.addEventListener('updateend', pump);
