@@ -35,8 +35,8 @@ class DetectConfig(_Model):
     distinct model settings (every key here but `fps`, `confidence` and `labels`, which each
     camera applies to the results of the model it shares), and the cameras sharing one batch
     their frames together. A `model` that is a path must exist (checked at load). On a Ray
-    cluster (`server.backend: ray`, one detector per node) every camera with a model must have
-    the same model settings.
+    cluster (`server.backend: ray`) each node runs one detector actor per distinct model
+    settings among the cameras it runs.
     """
 
     model: str = Field(
@@ -630,8 +630,9 @@ class ClusterConfig(_Model):
     )  # fmt: skip
     detector_num_gpus: float = Field(
         0.0, ge=0, le=64,
-        description="GPUs each node's detector actor asks for (0: runs on the CPU; 1: a whole "
-        "GPU; fractions share one).",
+        description="GPUs each detector actor asks for (0: runs on the CPU; 1: a whole GPU; "
+        "fractions share one); a node runs one detector actor per model among its cameras, "
+        "so with N models a node may need N times this.",
     )  # fmt: skip
     call_timeout: float = Field(
         5.0, gt=0, le=300,
@@ -776,12 +777,6 @@ class VigilConfig(_Model):
                 )
         return self
 
-    @model_validator(mode="after")
-    def _one_model_on_a_cluster(self) -> VigilConfig:
-        if self.server.backend == "ray" and (problem := cluster_model_problem(self)):
-            raise ValueError(problem)
-        return self
-
     def camera(self, name: str) -> ResolvedCamera:
         """The named camera with global defaults merged in."""
         cam = self.cameras[name]
@@ -829,35 +824,3 @@ class VigilConfig(_Model):
             lines=self.lines,
             record=self.record,
         )
-
-
-def model_groups(config: VigilConfig) -> dict[tuple[tuple[str, object], ...], list[str]]:
-    """The enabled cameras with a model, grouped by their model settings
-    (``DetectConfig.model_settings``), in configuration order: one loaded model per group."""
-    groups: dict[tuple[tuple[str, object], ...], list[str]] = {}
-    for name, cam in config.cameras.items():
-        detect = cam.detect or config.detect
-        if cam.enabled and not detect.is_motion:
-            groups.setdefault(detect.model_settings, []).append(name)
-    return groups
-
-
-def cluster_model_problem(config: VigilConfig) -> str | None:
-    """Why ``config``'s cameras cannot run on a Ray cluster as they are, or None: each node
-    runs one detector actor, so every camera with a model must share its settings."""
-    groups = model_groups(config)
-    if len(groups) < 2:
-        return None
-    settings = [dict(key) for key in groups]
-    differ = [k for k in settings[0] if len({repr(s[k]) for s in settings}) > 1]
-    described = "; ".join(
-        f"{', '.join(names)}: " + ", ".join(f"{k}={s[k]}" for k in differ)
-        for s, names in zip(settings, groups.values(), strict=True)
-    )
-    return (
-        f"server.backend 'ray' runs one detection model per node, but the cameras use "
-        f"{len(groups)} different model settings ({described}); give every camera the same "
-        "detect model, input_size, nms_iou, threads, device, fp16, device_id and "
-        "engine_cache (fps, confidence and labels may differ), or run the cameras with "
-        "server.backend 'threads' or 'processes'"
-    )

@@ -40,7 +40,6 @@ from vigil.config.models import (
     SourceConfig,
     VigilConfig,
     ZoneConfig,
-    cluster_model_problem,
 )
 from vigil.detect.base import Detector
 from vigil.errors import ConfigError, VigilError
@@ -140,6 +139,22 @@ def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | N
         if item is None:  # the end must arrive: make room for it
             queue.get_nowait()
             queue.put_nowait(None)
+
+
+def cluster_detect_configs(cameras: Sequence[ResolvedCamera]) -> dict[str, DetectConfig]:
+    """Each camera with a model, by name, with the settings of the model it shares: the
+    cameras of equal ``model_settings`` are one group (one detector actor per node and
+    group on a Ray cluster), whose model runs with the group's widened labels and
+    confidence (``shared_detect_config``). Motion cameras have none."""
+    groups: dict[tuple[tuple[str, object], ...], list[ResolvedCamera]] = {}
+    for camera in cameras:
+        if not camera.detect.is_motion:
+            groups.setdefault(camera.detect.model_settings, []).append(camera)
+    by_camera: dict[str, DetectConfig] = {}
+    for members in groups.values():
+        widened = shared_detect_config(members[0].detect, [c.detect for c in members])
+        by_camera.update((c.name, widened) for c in members)
+    return by_camera
 
 
 def shared_detect_config(base: DetectConfig, cameras: Sequence[DetectConfig]) -> DetectConfig:
@@ -422,14 +437,9 @@ class Supervisor:
         if self._cluster_backend is None:
             raise VigilError("server.backend is 'ray' but no cluster backend was given: pass "
                              "cluster_backend=vigil.cluster.backend.RayBackend")  # fmt: skip
-        problem = cluster_model_problem(self.config)
-        if problem is not None:
-            raise ConfigError(problem)
-        models = [c.detect for c in cameras if not c.detect.is_motion]
-        # One model per node (cluster_model_problem): the cameras' own settings, loosened.
-        detect = shared_detect_config(models[0], models) if models else None
         return self._cluster_backend(
-            cameras, hooks, self.config, database_url=self.db.url, detect=detect,
+            cameras, hooks, self.config, database_url=self.db.url,
+            detect=cluster_detect_configs(cameras),
             stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
 
