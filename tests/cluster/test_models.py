@@ -2,13 +2,18 @@
 cameras, one on YOLOX-nano and one on a copy of it under another path (what a user's own
 export is to Vigil). The node runs one detector actor per model, each serving only its own
 camera; ``vigil cluster status`` lists both; the head's start ends a detector left with other
-settings but keeps both of this configuration's."""
+settings but keeps both of this configuration's. The same head ages the exports and cached
+clips it made (the nodes age their recordings): its retention runs in cluster mode too."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +27,19 @@ from vigil.cluster import DETECTOR_PREFIX, NAMESPACE, keyed_actor_parts
 from vigil.cluster.backend import RayBackend, named_actors
 from vigil.cluster.status import gather_status
 from vigil.paths import shared_models_dir
+from vigil.record.export import manifest_path
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database
+from vigil.store.repo import SegmentRepo
+
+EXPORT_MAX_AGE_S = 3600.0
 
 
 @dataclass
 class TwoModels:
     cluster: LocalCluster
     supervisor: Supervisor
+    db: Database
     own: Path  # the copy's path: the second model
 
 
@@ -52,7 +62,11 @@ def two_models(
         # cam1 runs the copy: other model settings than the global detect's.
         cam1 = config.cameras["cam1"].model_copy(
             update={"detect": config.detect.model_copy(update={"model": str(own)})})
-        config = config.model_copy(update={"cameras": {**config.cameras, "cam1": cam1}})
+        # Retention every second: the head's run over its exports and clips is waited for.
+        server = config.server.model_copy(update={"retention_interval": 1.0,
+                                                  "export_max_age": EXPORT_MAX_AGE_S})
+        config = config.model_copy(update={"cameras": {**config.cameras, "cam1": cam1},
+                                           "server": server})  # fmt: skip
         db = Database(url)
         supervisor = Supervisor(config, db=db, backoff=fast_backoff, stall_timeout=5.0,
                                 cluster_backend=RayBackend)  # fmt: skip
@@ -60,7 +74,7 @@ def two_models(
             supervisor.start()
             wait_for(lambda: all(s.online for s in supervisor.cameras()), 240,
                      "not every camera came online")  # fmt: skip
-            yield TwoModels(cluster, supervisor, own)
+            yield TwoModels(cluster, supervisor, db, own)
         finally:
             supervisor.stop()
             db.close()
@@ -110,3 +124,46 @@ def test_a_restarted_head_keeps_both_models_detectors(two_models: TwoModels) -> 
     after = sorted(name for name, _actor in named_actors(DETECTOR_PREFIX))
     assert after == before
     assert len({keyed_actor_parts(name)[0] for name in after}) == 2
+
+
+def _derived(path: Path, camera: str, start: float, end: float, written: float) -> Path:
+    """An export or cached clip as the API leaves it: the MP4 (its time: ``written``) and
+    the manifest naming its footage."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 64)
+    iso = [datetime.fromtimestamp(t, UTC).isoformat() for t in (start, end)]
+    manifest_path(path).write_text(json.dumps({"camera": camera, "start": iso[0],
+                                               "end": iso[1]}), encoding="utf-8")  # fmt: skip
+    os.utime(path, (written, written))
+    return path
+
+
+def test_the_head_ages_its_exports_and_clips(two_models: TwoModels) -> None:
+    root = two_models.supervisor.root
+    assert two_models.supervisor.clustered
+
+    def segments(camera: str) -> list[Any]:
+        with two_models.db.session() as session:
+            return list(SegmentRepo(session).list(camera))
+
+    wait_for(lambda: bool(segments("cam0") and segments("cam1")), 180, "no segments stored")
+    held, recorded = segments("cam0")[0], segments("cam1")[-1]
+    with two_models.db.session() as session:
+        assert SegmentRepo(session).set_lock("cam0", held.start, held.end, True) >= 1
+    now, long_ago = time.time(), time.time() - 86400.0
+    old = now - 2 * EXPORT_MAX_AGE_S
+    # Kept, written first so that the run that deletes the others has seen them too.
+    evidence = _derived(root / "exports" / "evidence.mp4", "cam0", held.start, held.end, old)
+    fresh = _derived(root / "exports" / "fresh.mp4", "cam1", long_ago, long_ago + 5, now)
+    cached = _derived(root / "clips" / "cam1" / "cached.mp4", "cam1", recorded.start,
+                      recorded.end, now)  # fmt: skip
+    # Deleted: an export past export_max_age, a clip whose recordings are gone.
+    expired = _derived(root / "exports" / "expired.mp4", "cam1", long_ago, long_ago + 5, old)
+    orphan = _derived(root / "clips" / "cam1" / "orphan.mp4", "cam1", long_ago,
+                      long_ago + 5, now)  # fmt: skip
+    wait_for(lambda: not expired.exists() and not orphan.exists(), 60,
+             "the head's retention left an expired export or an orphaned clip")  # fmt: skip
+    assert not manifest_path(expired).exists()
+    assert evidence.exists(), "an export of locked footage stays while the lock holds"
+    assert fresh.exists()
+    assert cached.exists()

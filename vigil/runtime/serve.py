@@ -48,6 +48,7 @@ from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
 from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
+from vigil.record.derived import Span, delete_derived, plan_derived, scan_derived
 from vigil.record.previews import PreviewSet
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
@@ -522,7 +523,9 @@ class Supervisor:
         if self.previews.start() is not None:
             log.info("previews: %s", ", ".join(f"{c} every {s:g} s"
                                                for c, s in self.previews.interval.items()))
-        if self.db is not None and not self.clustered:  # nodes keep their own files
+        if self.db is not None:
+            # On a cluster the nodes age their own recordings (NodeRetention); the head
+            # still ages the exports and cached clips it made itself.
             self._spawn("retention", self._retention_loop)
 
     def _recover(self) -> None:
@@ -733,7 +736,10 @@ class Supervisor:
             try:
                 # Not time.time(): a forward jump of the host clock would age every
                 # recording at once (vigil.clock absorbs it).
-                self.run_retention(clock.now())
+                if self.clustered:
+                    self.run_derived_retention(clock.now())
+                else:
+                    self.run_retention(clock.now())
             except Exception:
                 log.exception("retention run failed; retrying in %.0f s", interval)
 
@@ -756,6 +762,38 @@ class Supervisor:
         gone = set(result.deleted) | set(result.missing)
         return [f.path.relative_to(self.root).as_posix() for f in result.removed
                 if f.meta.id in gone]  # fmt: skip
+
+    def run_derived_retention(self, now: float) -> list[Path]:
+        """The head's retention on a cluster: the exports and cached clips under this
+        ``data_dir`` (made here by the API), by the rules of ``vigil.record.derived``; the
+        nodes delete the segments themselves. Returns the files deleted.
+
+        The head does not see which segments a node's retention removed, so a clip whose
+        footage no stored segment overlaps any more counts as cut from removed recordings;
+        a file whose footage overlaps a locked segment is held. One query per file: the
+        clip cache is bounded (``clip_cache_bytes``), exports are few.
+        """
+        from vigil.store.repo import SegmentRepo
+
+        assert self.db is not None
+        found = scan_derived(self.root / "exports", self.root / "clips")
+        locked: list[Span] = []
+        removed: list[Span] = []
+        with self.db.session() as session:
+            repo = SegmentRepo(session)
+            for span in {f.footage for f in found if f.footage is not None}:
+                rows = repo.list(*span)
+                if not rows:
+                    removed.append(span)
+                elif any(row.evidence_lock for row in rows):
+                    locked.append(span)
+        policy = retention_policy(self.config)
+        doomed = plan_derived(
+            found, now, export_max_age=policy.export_max_age,
+            clip_max_age=lambda camera: policy.for_camera(camera).max_age,
+            locked=locked, removed=removed,  # (plan_derived: only clips go with recordings)
+        )  # fmt: skip
+        return delete_derived(doomed)
 
     def expire_snapshots(self, now: float) -> list[str]:
         """Delete the snapshots of events that ended longer than their camera's
