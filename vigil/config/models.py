@@ -8,6 +8,7 @@ defaults that work out of the box; ``docs/configuration.md`` is the reference.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,9 @@ from vigil.types import Anchor, Direction
 #: The longest camera name: the width of the store's ``camera`` columns (an event id,
 #: ``<camera>-<start>-<track>``, then fits the 128 of ``events.id``).
 CAMERA_NAME_MAX = 64
+#: The longest zone or line name: the store keeps rule names in 64-wide columns
+#: (``counts.rule``), as camera names.
+RULE_NAME_MAX = 64
 
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
@@ -747,9 +751,16 @@ class VigilConfig(_Model):
     mqtt: MqttConfig | None = Field(None, description="Publish events to an MQTT broker.")
     webhooks: WebhookConfig | None = Field(None, description="POST signed events to URLs.")
     zones: dict[str, ZoneConfig] = Field(
-        default_factory=dict, description="Zones for `vigil analyze` (and cameras without any)."
-    )
-    lines: dict[str, LineConfig] = Field(default_factory=dict)
+        default_factory=dict,
+        description="Zones for `vigil analyze` (and cameras without any), by name. Zone and "
+        f"line names (here and in a camera's `zones`/`lines`) are at most {RULE_NAME_MAX} "
+        "characters: the database keeps counts by rule name.",
+    )  # fmt: skip
+    lines: dict[str, LineConfig] = Field(
+        default_factory=dict,
+        description=f"Lines for `vigil analyze` (and cameras without any), by name (at most "
+        f"{RULE_NAME_MAX} characters).",
+    )  # fmt: skip
     cameras: dict[str, CameraConfig] = Field(
         default_factory=dict,
         description=f"The cameras of `vigil serve`, by name: letters, digits, '-' and '_', at "
@@ -761,6 +772,15 @@ class VigilConfig(_Model):
         description="sqlite:///path or postgresql://user:pass@host/db; default is SQLite "
         "(WAL) at <data_dir>/vigil.db.",
     )
+
+    @model_validator(mode="after")
+    def _rule_names(self) -> VigilConfig:
+        problem = rule_names_problem(None, self.zones, self.lines)
+        for name, cam in self.cameras.items():
+            problem = problem or rule_names_problem(name, cam.zones, cam.lines)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> VigilConfig:
@@ -824,3 +844,20 @@ class VigilConfig(_Model):
             lines=self.lines,
             record=self.record,
         )
+
+
+def rule_names_problem(
+    camera: str | None, zones: Mapping[str, object], lines: Mapping[str, object]
+) -> str | None:
+    """Why a zone or line name of ``camera`` (None: the top-level rules) cannot be kept, or
+    None: one longer than ``RULE_NAME_MAX`` (the database's rule columns are that wide, so
+    its counts could never be written)."""
+    where = f"camera {camera!r}" if camera is not None else "the top-level rules"
+    for kind, names in (("zone", zones), ("line", lines)):
+        for name in names:
+            if len(name) > RULE_NAME_MAX:
+                shown = name if len(name) <= 80 else name[:80] + "..."
+                return (f"{where}: {kind} {shown!r} is {len(name)} characters long; "
+                        f"give it a name of at most {RULE_NAME_MAX} (the database keeps rule "
+                        "names in fixed-width columns)")  # fmt: skip
+    return None

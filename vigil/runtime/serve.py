@@ -40,6 +40,7 @@ from vigil.config.models import (
     SourceConfig,
     VigilConfig,
     ZoneConfig,
+    rule_names_problem,
 )
 from vigil.detect.base import Detector
 from vigil.errors import ConfigError, VigilError
@@ -854,6 +855,8 @@ class Supervisor:
 
     def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None:
         """Apply new zones and lines to the running camera from its next frame."""
+        if (problem := rule_names_problem(camera, zones, lines)) is not None:
+            raise ConfigError(problem)  # its counts could never be stored
         self.workers[camera].update_rules(zones, lines)
         if self.mqtt is not None:
             try:
