@@ -67,6 +67,28 @@ def test_rules_get_put_validated_and_audited(api: Api) -> None:
     assert list(record.details["new"]["zones"]) == ["door"]
 
 
+def test_a_rule_name_over_the_limit_is_refused_by_the_api(api: Api) -> None:
+    from vigil.config.models import RULE_NAME_MAX
+
+    admin = api.login("root", Role.ADMIN)
+    long = "g" * (RULE_NAME_MAX + 1)
+    reply = admin.put("/api/config/cameras/front/rules",
+                      json={"zones": {"door": ZONE}, "lines": {long: LINE}})  # fmt: skip
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid"
+    assert f"camera 'front': line {long!r} is {RULE_NAME_MAX + 1} characters long" in (
+        error["message"])
+    assert f"at most {RULE_NAME_MAX}" in error["message"]
+    assert api.runtime.rules("front") == ({}, {}), "nothing applied"
+    with api.db.session() as session:
+        assert AuditRepo(session).records(action="rules.update") == []
+    longest = "g" * RULE_NAME_MAX
+    ok = admin.put("/api/config/cameras/front/rules", json={"lines": {longest: LINE}})
+    assert ok.status_code == 200, ok.text
+    assert list(api.runtime.rules("front")[1]) == [longest]
+
+
 def test_switches_through_the_api_are_role_checked_and_audited(api: Api) -> None:
     viewer = api.login("val", Role.VIEWER)
     operator = api.login("opal", Role.OPERATOR)

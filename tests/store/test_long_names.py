@@ -1,7 +1,9 @@
 """Camera names at their limit, on SQLite and on a real PostgreSQL: an event id
 (``<camera>-<start>-<track>``) of a 64-character camera is longer than 64 characters and
-must be stored, one by one and in batches; a longer camera name is refused at load. And the
-cameras' switches, kept for the next start."""
+must be stored, one by one and in batches; a longer camera name is refused at load. Zone and
+line names likewise: the longest one's counts are stored, a longer one is refused at load
+naming the camera, the rule and the limit. And the cameras' switches, kept for the next
+start."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ import dataclasses
 import pytest
 
 from vigil.config.loader import parse_config
-from vigil.config.models import CAMERA_NAME_MAX
+from vigil.config.models import CAMERA_NAME_MAX, RULE_NAME_MAX
 from vigil.errors import ConfigError
 from vigil.events.lifecycle import event_id
 from vigil.store import CameraRepo, Database, EventFilter, EventRepo
-from vigil.store.repo import EventWrite
+from vigil.store.models import CountRow
+from vigil.store.repo import CountKey, CountRepo, EventWrite
 from vigil.types import Event, EventState
 
 LONGEST = "c" * CAMERA_NAME_MAX
@@ -69,6 +72,49 @@ def test_a_camera_name_over_the_limit_is_refused_at_load() -> None:
         parse_config(text, source="cameras.yaml")
     ok = f"cameras:\n  {LONGEST}:\n    sources: [{{url: 'synthetic://'}}]\n"
     assert list(parse_config(ok).cameras) == [LONGEST]
+
+
+def test_counts_of_the_longest_rule_name_are_stored(db: Database) -> None:
+    rule = "r" * RULE_NAME_MAX
+    assert CountRow.__table__.c.rule.type.length >= RULE_NAME_MAX  # type: ignore[attr-defined]
+    with db.session() as s:
+        CountRepo(s).increment(CountKey(LONGEST, rule, "zone", "person", "enter"), START)
+    with db.session() as s:
+        (row,) = s.query(CountRow).all()
+        assert (row.camera, row.rule, row.count) == (LONGEST, rule, 1)
+
+
+RULES = """
+zones:
+  {top}: {{polygon: [[0, 0], [1, 0], [1, 1]]}}
+cameras:
+  door:
+    sources: [{{url: 'synthetic://'}}]
+    zones:
+      {zone}: {{polygon: [[0, 0], [1, 0], [1, 1]]}}
+    lines:
+      {line}: {{points: [[0, 0.5], [1, 0.5]]}}
+"""
+
+
+@pytest.mark.parametrize(("where", "kind", "names"), [
+    ("camera 'door'", "zone", {"zone": "z" * (RULE_NAME_MAX + 1)}),
+    ("camera 'door'", "line", {"line": "l" * (RULE_NAME_MAX + 1)}),
+    ("the top-level rules", "zone", {"top": "t" * (RULE_NAME_MAX + 1)}),
+])  # fmt: skip
+def test_a_rule_name_over_the_limit_is_refused_at_load(
+    where: str, kind: str, names: dict[str, str]
+) -> None:
+    text = RULES.format(**{"top": "all", "zone": "porch", "line": "gate", **names})
+    (name,) = names.values()
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="cameras.yaml")
+    message = str(caught.value)
+    assert f"{where}: {kind} {name!r} is {RULE_NAME_MAX + 1} characters long" in message
+    assert f"at most {RULE_NAME_MAX}" in message
+    longest = "n" * RULE_NAME_MAX
+    ok = parse_config(RULES.format(top=longest, zone=longest, line=longest))
+    assert list(ok.camera("door").zones) == [longest]
 
 
 def test_switches_are_kept(db: Database) -> None:

@@ -45,7 +45,11 @@ STATUS = ClusterStatus(
         CameraPlacement("yard", "ALIVE", "node-1", "b2" * 28, 1),
         CameraPlacement("gate", "RESTARTING", None, None, 2),
     ),
-    detectors=(DetectorLoad("node-1", "b2" * 28, 1200, 400, 3.0, 1, 16, 20.0),),
+    # One detector per model on a node: two models on node-1.
+    detectors=(DetectorLoad("node-1", "b2" * 28, 1200, 400, 3.0, 1, 16, 20.0,
+                            "/models/yolox_nano.onnx", (416, 416)),
+               DetectorLoad("node-1", "b2" * 28, 90, 90, 1.0, 0, 16, 20.0,
+                            "/models/own.onnx", (640, 640))),
     failovers=(Failover("yard", 1, "node-1"), Failover("gate", 2, None)),
 )
 
@@ -111,7 +115,10 @@ def test_cluster_page_shows_nodes_cameras_load_failovers(
             camera = '#cluster-cameras tr[data-camera="{}"]'.format
             assert "node-1" in page.locator(camera("yard")).inner_text()
             assert "restarting" in page.locator(camera("gate")).inner_text()
-            assert "3.00" in page.locator("#cluster-detectors").inner_text()
+            detectors = page.locator("#cluster-detectors").inner_text()
+            assert "3.00" in detectors
+            assert "yolox_nano.onnx 416×416" in detectors
+            assert "own.onnx 640×640" in detectors
             failovers = page.locator("#cluster-failovers").inner_text()
             assert "yard: restarted 1×, now on node-1" in failovers
             page.screenshot(path=shots / "cluster.png", full_page=True)

@@ -6,8 +6,9 @@ Nothing here imports Ray: the single-host product never loads it. The parts:
   groups (``vigil.cluster.group``, ``cluster.cameras_per_actor``), each group taking one
   ``CAMERA_SLOTS`` unit of its node's custom resource per camera, restarted by Ray on a
   surviving node when its node dies;
-* one batched detector actor per node (``detector_actor_name``), the only detector a camera
-  on that node calls, so pixels never cross the network;
+* one batched detector actor per node and model (``detector_actor_name``, keyed by the
+  model's settings), the only detector a camera of that model on that node calls, so pixels
+  never cross the network;
 * one store writer actor per node (``writer_actor_name``), through which the node's cameras
   write their segments, events and counts in batches, over one database connection per node;
 * one media actor per node (``media_actor_name``), which reads the node's recordings for the

@@ -57,7 +57,14 @@ from vigil.cluster.camera import (
 from vigil.cluster.detector import DetectorSpec
 from vigil.cluster.group import drained_for, kill_group, start_drains, start_groups
 from vigil.cluster.writer import writer_key
-from vigil.config.models import ClusterConfig, LineConfig, ResolvedCamera, VigilConfig, ZoneConfig
+from vigil.config.models import (
+    ClusterConfig,
+    DetectConfig,
+    LineConfig,
+    ResolvedCamera,
+    VigilConfig,
+    ZoneConfig,
+)
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
 from vigil.runtime.backend import BackendHooks, BackendKind
@@ -363,13 +370,15 @@ class RayBackend:
     """Every camera an actor on the Ray cluster (see the module docstring).
 
     ``config``: the whole configuration (the actors need its data dir and record settings);
-    ``database_url``: PostgreSQL, which every node writes to; ``detect``: the shared model's
-    settings (``shared_detect_config``), None when every camera uses motion.
+    ``database_url``: PostgreSQL, which every node writes to; ``detect``: by camera, the
+    settings of the model it shares (``cluster_detect_configs``; a motion camera has none):
+    each distinct one is its own detector actor on every node running such a camera.
     """
 
     def __init__(
         self, cameras: Sequence[ResolvedCamera], hooks: BackendHooks, config: VigilConfig, *,
-        database_url: str, detect: Any = None, stall_timeout: float = 10.0,
+        database_url: str, detect: Mapping[str, DetectConfig] | None = None,
+        stall_timeout: float = 10.0,
         source_factory: SourceFactory | None = None, backoff: Any = Backoff,
     ) -> None:  # fmt: skip
         import ray  # noqa: F401  # fails here, naming the extra, when Ray is missing
@@ -378,14 +387,15 @@ class RayBackend:
         self.config = config
         self.database_url = database_url
         self.cluster = config.cluster
-        detector = None if detect is None else DetectorSpec(
-            detect, config.detector.max_batch, config.detector.max_wait_ms,
-            self.cluster.detector_num_gpus, self.cluster.call_timeout,
-        )  # fmt: skip
+        models = detect or {}
         self.cameras: dict[str, RayCamera] = {}
         for camera in cameras:
-            spec = CameraSpec(config, camera, database_url,
-                              None if camera.detect.is_motion else detector,
+            model = models.get(camera.name)
+            detector = None if model is None or camera.detect.is_motion else DetectorSpec(
+                model, config.detector.max_batch, config.detector.max_wait_ms,
+                self.cluster.detector_num_gpus, self.cluster.call_timeout,
+            )  # fmt: skip
+            spec = CameraSpec(config, camera, database_url, detector,
                               stall_timeout=stall_timeout, source_factory=source_factory,
                               backoff=backoff)  # fmt: skip
             self.cameras[camera.name] = RayCamera(spec, self)

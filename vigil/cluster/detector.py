@@ -1,18 +1,23 @@
-"""One batched detector actor per node, and what a camera on that node calls it through.
+"""One batched detector actor per node and model, and what a camera on that node calls it
+through.
 
 ::
 
-    node N: camera actor ─┐                     DetectorActor "vigil-detector:<node id>"
+    node N: camera actor ─┐                     DetectorActor "vigil-detector:<key>:<node id>"
             camera actor ─┼─ ray.put(images) ──►  BatchingDetector (max batch, max wait)
             camera actor ─┘   (N's object store)     └─ the shared model, one call per batch
 
-``DetectorActor`` wraps the ``BatchingDetector`` of the single-host runtime around the model
-the ``Supervisor`` would build (``shared_detect_config``: the union of the cameras' labels,
-the lowest confidence). It is pinned to its node (``NodeAffinitySchedulingStrategy``, not
-soft), named after the Ray node id and the spec's ``key`` (a detector left by a head that
-died is reused only for the same model and batching) and *detached*: it is created by the
-first camera actor that needs it on the node (``get_if_exists``), and must outlive that
-camera, which may move.
+Cameras are grouped by their model settings (``DetectConfig.model_settings``), as on a
+single host: each group's cameras carry the same ``DetectorSpec`` and so find the same
+actor on their node; a node running cameras of two models runs two detector actors.
+``DetectorActor`` wraps the ``BatchingDetector`` of the single-host runtime around the
+group's model as the ``Supervisor`` would build it (``cluster_detect_configs``: the union of
+the group's labels, its lowest confidence). It is pinned to its node
+(``NodeAffinitySchedulingStrategy``, not soft), named after the Ray node id and the spec's
+``key`` (the model and batching settings: the cameras of one model find theirs, and a
+detector left by a head that died is reused only for the same model and batching) and
+*detached*: it is created by the first camera actor that needs it on the node
+(``get_if_exists``), and must outlive that camera, which may move.
 It is a threaded actor, so the calls of all the node's cameras wait in it at once and batch
 together. The images go through the node's object store (``ray.put`` on the same node:
 shared memory, never the network); only the small ``Detections`` come back.
@@ -43,8 +48,8 @@ DETECTOR_CONCURRENCY = 256
 
 @dataclass(frozen=True, slots=True)
 class DetectorSpec:
-    """What every camera actor of a cluster passes to its node's detector (all the same, so
-    whichever camera creates it, it is the same detector)."""
+    """What every camera actor of one model group passes to its node's detector (all the
+    same within the group, so whichever camera creates it, it is the same detector)."""
 
     detect: DetectConfig
     max_batch: int
@@ -83,14 +88,16 @@ class DetectorActor:
     def stats(self) -> dict[str, Any]:
         """Load and batching since the actor started (``vigil cluster status`` reads these
         keys): the node's name and Ray id, images and batches inferred, mean images per
-        batch, requests waiting now, mean inference ms, and the batching settings."""
+        batch, requests waiting now, mean inference ms, the batching settings, and the
+        model (path or name, input size) with its key."""
         s = self.batcher.stats
         return {
             "node": self.node, "node_id": self.node_id, "images": s.images,
             "batches": s.batches, "requests": s.requests, "mean_batch": round(s.mean_batch, 3),
             "queue": s.queue_depth, "inference_ms": round(s.inference_ms, 2),
             "max_batch": self.batcher.max_batch, "max_wait_ms": self.spec.max_wait_ms,
-            "key": self.spec.key,
+            "key": self.spec.key, "model": self.spec.detect.model,
+            "input_size": [int(v) for v in self.batcher.input_size],
         }  # fmt: skip
 
     def close(self) -> None:
@@ -98,8 +105,8 @@ class DetectorActor:
 
 
 def node_detector_actor(spec: DetectorSpec) -> Any:
-    """This node's detector actor: the running one, or a new one pinned here (call it from
-    a Ray worker on the node, e.g. a camera actor)."""
+    """This node's detector actor for ``spec``'s model: the running one, or a new one
+    pinned here (call it from a Ray worker on the node, e.g. a camera actor)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

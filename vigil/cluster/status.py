@@ -70,6 +70,9 @@ class DetectorLoad:
     queue: int = 0
     max_batch: int = 0
     max_wait_ms: float = 0.0
+    #: The model (path or name) and input size: a node runs one detector per model.
+    model: str = ""
+    input_size: tuple[int, int] = (0, 0)
     error: str | None = None
 
 
@@ -194,7 +197,8 @@ def _detectors(node_ids: list[str], names: Mapping[str, str],
 
 
 def _detector_names() -> list[str]:
-    """The names of the namespace's detector actors (one per node; named with a key)."""
+    """The names of the namespace's detector actors (one per node and model; named with
+    the model's key)."""
     import ray
 
     return sorted(str(a.get("name", "")) for a in ray.util.list_named_actors(all_namespaces=True)
@@ -208,5 +212,13 @@ def _load(stats: Mapping[str, Any], name: str | None, node_id: str) -> DetectorL
         images=int(stats.get("images", 0)), batches=int(stats.get("batches", 0)),
         mean_batch=float(stats.get("mean_batch", 0.0)), queue=int(stats.get("queue", 0)),
         max_batch=int(stats.get("max_batch", 0)),
-        max_wait_ms=float(stats.get("max_wait_ms", 0.0)),
+        max_wait_ms=float(stats.get("max_wait_ms", 0.0)), model=str(stats.get("model", "")),
+        input_size=_size(stats.get("input_size")),
     )  # fmt: skip
+
+
+def _size(value: Any) -> tuple[int, int]:
+    """A ``stats()`` input size (a two-item list), (0, 0) when missing or malformed."""
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    return (0, 0)

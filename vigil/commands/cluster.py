@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from vigil.errors import StorageError
@@ -100,13 +101,14 @@ def _print_tables(status: Any) -> None:
     for c in status.cameras:
         cameras.add_row(c.camera, c.node or "-", c.state, str(c.restarts))
     console.print(cameras)
-    load = Table("node", "images", "batches", "mean batch", "queue", "max batch", "max wait ms",
-                 title="Detectors")  # fmt: skip
+    load = Table("node", "model", "images", "batches", "mean batch", "queue", "max batch",
+                 "max wait ms", title="Detectors")  # fmt: skip
     for d in status.detectors:
         if d.error is not None:
-            load.add_row(d.node or d.node_id[:12], "-", "-", "-", "-", "-", d.error)
+            load.add_row(d.node or d.node_id[:12], "-", "-", "-", "-", "-", "-", d.error)
             continue
-        load.add_row(d.node or d.node_id[:12], str(d.images), str(d.batches),
+        model = f"{Path(d.model).name} {d.input_size[0]}x{d.input_size[1]}" if d.model else "?"
+        load.add_row(d.node or d.node_id[:12], model, str(d.images), str(d.batches),
                      f"{d.mean_batch:.2f}", str(d.queue), str(d.max_batch), f"{d.max_wait_ms:g}")
     console.print(load)
     if status.failovers:

@@ -72,20 +72,15 @@ def with_cluster(config: VigilConfig, address: str) -> VigilConfig:
 
 def check_cluster(config: VigilConfig) -> None:
     """Refuse a cluster start that cannot work, before anything is created: SQLite (every
-    node writes to the database), cameras with different models (one detector per node), or
-    Ray missing (``ModuleNotFoundError``, which the CLI
-    turns into the ``cluster`` extra to install)."""
-    from vigil.config.models import cluster_model_problem
+    node writes to the database) or Ray missing (``ModuleNotFoundError``, which the CLI
+    turns into the ``cluster`` extra to install). Cameras of different models are fine:
+    each node runs a detector actor per model."""
     from vigil.errors import ConfigError
     from vigil.runtime.serve import cluster_database_error
     from vigil.store import database_url_for
 
     if config.server.backend != "ray":
         return
-    # --cluster turns an ordinary configuration into a cluster one after it was validated.
-    problem = cluster_model_problem(config)
-    if problem is not None:
-        raise ConfigError(problem)
     if not database_url_for(config).lower().startswith(("postgresql", "postgres:")):
         raise ConfigError(cluster_database_error())
     import ray  # noqa: F401

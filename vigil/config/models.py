@@ -8,6 +8,7 @@ defaults that work out of the box; ``docs/configuration.md`` is the reference.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,9 @@ from vigil.types import Anchor, Direction
 #: The longest camera name: the width of the store's ``camera`` columns (an event id,
 #: ``<camera>-<start>-<track>``, then fits the 128 of ``events.id``).
 CAMERA_NAME_MAX = 64
+#: The longest zone or line name: the store keeps rule names in 64-wide columns
+#: (``counts.rule``), as camera names.
+RULE_NAME_MAX = 64
 
 NormPoint = tuple[Annotated[float, Field(ge=0.0, le=1.0)], Annotated[float, Field(ge=0.0, le=1.0)]]
 
@@ -35,8 +39,8 @@ class DetectConfig(_Model):
     distinct model settings (every key here but `fps`, `confidence` and `labels`, which each
     camera applies to the results of the model it shares), and the cameras sharing one batch
     their frames together. A `model` that is a path must exist (checked at load). On a Ray
-    cluster (`server.backend: ray`, one detector per node) every camera with a model must have
-    the same model settings.
+    cluster (`server.backend: ray`) each node runs one detector actor per distinct model
+    settings among the cameras it runs.
     """
 
     model: str = Field(
@@ -630,8 +634,9 @@ class ClusterConfig(_Model):
     )  # fmt: skip
     detector_num_gpus: float = Field(
         0.0, ge=0, le=64,
-        description="GPUs each node's detector actor asks for (0: runs on the CPU; 1: a whole "
-        "GPU; fractions share one).",
+        description="GPUs each detector actor asks for (0: runs on the CPU; 1: a whole GPU; "
+        "fractions share one); a node runs one detector actor per model among its cameras, "
+        "so with N models a node may need N times this.",
     )  # fmt: skip
     call_timeout: float = Field(
         5.0, gt=0, le=300,
@@ -746,9 +751,16 @@ class VigilConfig(_Model):
     mqtt: MqttConfig | None = Field(None, description="Publish events to an MQTT broker.")
     webhooks: WebhookConfig | None = Field(None, description="POST signed events to URLs.")
     zones: dict[str, ZoneConfig] = Field(
-        default_factory=dict, description="Zones for `vigil analyze` (and cameras without any)."
-    )
-    lines: dict[str, LineConfig] = Field(default_factory=dict)
+        default_factory=dict,
+        description="Zones for `vigil analyze` (and cameras without any), by name. Zone and "
+        f"line names (here and in a camera's `zones`/`lines`) are at most {RULE_NAME_MAX} "
+        "characters: the database keeps counts by rule name.",
+    )  # fmt: skip
+    lines: dict[str, LineConfig] = Field(
+        default_factory=dict,
+        description=f"Lines for `vigil analyze` (and cameras without any), by name (at most "
+        f"{RULE_NAME_MAX} characters).",
+    )  # fmt: skip
     cameras: dict[str, CameraConfig] = Field(
         default_factory=dict,
         description=f"The cameras of `vigil serve`, by name: letters, digits, '-' and '_', at "
@@ -760,6 +772,15 @@ class VigilConfig(_Model):
         description="sqlite:///path or postgresql://user:pass@host/db; default is SQLite "
         "(WAL) at <data_dir>/vigil.db.",
     )
+
+    @model_validator(mode="after")
+    def _rule_names(self) -> VigilConfig:
+        problem = rule_names_problem(None, self.zones, self.lines)
+        for name, cam in self.cameras.items():
+            problem = problem or rule_names_problem(name, cam.zones, cam.lines)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> VigilConfig:
@@ -774,12 +795,6 @@ class VigilConfig(_Model):
                     f"a name of at most {CAMERA_NAME_MAX} (the database keeps camera names, "
                     "and event ids made from them, in fixed-width columns)"
                 )
-        return self
-
-    @model_validator(mode="after")
-    def _one_model_on_a_cluster(self) -> VigilConfig:
-        if self.server.backend == "ray" and (problem := cluster_model_problem(self)):
-            raise ValueError(problem)
         return self
 
     def camera(self, name: str) -> ResolvedCamera:
@@ -831,33 +846,18 @@ class VigilConfig(_Model):
         )
 
 
-def model_groups(config: VigilConfig) -> dict[tuple[tuple[str, object], ...], list[str]]:
-    """The enabled cameras with a model, grouped by their model settings
-    (``DetectConfig.model_settings``), in configuration order: one loaded model per group."""
-    groups: dict[tuple[tuple[str, object], ...], list[str]] = {}
-    for name, cam in config.cameras.items():
-        detect = cam.detect or config.detect
-        if cam.enabled and not detect.is_motion:
-            groups.setdefault(detect.model_settings, []).append(name)
-    return groups
-
-
-def cluster_model_problem(config: VigilConfig) -> str | None:
-    """Why ``config``'s cameras cannot run on a Ray cluster as they are, or None: each node
-    runs one detector actor, so every camera with a model must share its settings."""
-    groups = model_groups(config)
-    if len(groups) < 2:
-        return None
-    settings = [dict(key) for key in groups]
-    differ = [k for k in settings[0] if len({repr(s[k]) for s in settings}) > 1]
-    described = "; ".join(
-        f"{', '.join(names)}: " + ", ".join(f"{k}={s[k]}" for k in differ)
-        for s, names in zip(settings, groups.values(), strict=True)
-    )
-    return (
-        f"server.backend 'ray' runs one detection model per node, but the cameras use "
-        f"{len(groups)} different model settings ({described}); give every camera the same "
-        "detect model, input_size, nms_iou, threads, device, fp16, device_id and "
-        "engine_cache (fps, confidence and labels may differ), or run the cameras with "
-        "server.backend 'threads' or 'processes'"
-    )
+def rule_names_problem(
+    camera: str | None, zones: Mapping[str, object], lines: Mapping[str, object]
+) -> str | None:
+    """Why a zone or line name of ``camera`` (None: the top-level rules) cannot be kept, or
+    None: one longer than ``RULE_NAME_MAX`` (the database's rule columns are that wide, so
+    its counts could never be written)."""
+    where = f"camera {camera!r}" if camera is not None else "the top-level rules"
+    for kind, names in (("zone", zones), ("line", lines)):
+        for name in names:
+            if len(name) > RULE_NAME_MAX:
+                shown = name if len(name) <= 80 else name[:80] + "..."
+                return (f"{where}: {kind} {shown!r} is {len(name)} characters long; "
+                        f"give it a name of at most {RULE_NAME_MAX} (the database keeps rule "
+                        "names in fixed-width columns)")  # fmt: skip
+    return None

@@ -40,7 +40,7 @@ from vigil.config.models import (
     SourceConfig,
     VigilConfig,
     ZoneConfig,
-    cluster_model_problem,
+    rule_names_problem,
 )
 from vigil.detect.base import Detector
 from vigil.errors import ConfigError, VigilError
@@ -49,6 +49,7 @@ from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
 from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
+from vigil.record.derived import Span, delete_derived, plan_derived, scan_derived
 from vigil.record.previews import PreviewSet
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
@@ -140,6 +141,22 @@ def _offer(queue: asyncio.Queue[dict[str, Any] | None], item: dict[str, Any] | N
         if item is None:  # the end must arrive: make room for it
             queue.get_nowait()
             queue.put_nowait(None)
+
+
+def cluster_detect_configs(cameras: Sequence[ResolvedCamera]) -> dict[str, DetectConfig]:
+    """Each camera with a model, by name, with the settings of the model it shares: the
+    cameras of equal ``model_settings`` are one group (one detector actor per node and
+    group on a Ray cluster), whose model runs with the group's widened labels and
+    confidence (``shared_detect_config``). Motion cameras have none."""
+    groups: dict[tuple[tuple[str, object], ...], list[ResolvedCamera]] = {}
+    for camera in cameras:
+        if not camera.detect.is_motion:
+            groups.setdefault(camera.detect.model_settings, []).append(camera)
+    by_camera: dict[str, DetectConfig] = {}
+    for members in groups.values():
+        widened = shared_detect_config(members[0].detect, [c.detect for c in members])
+        by_camera.update((c.name, widened) for c in members)
+    return by_camera
 
 
 def shared_detect_config(base: DetectConfig, cameras: Sequence[DetectConfig]) -> DetectConfig:
@@ -422,14 +439,9 @@ class Supervisor:
         if self._cluster_backend is None:
             raise VigilError("server.backend is 'ray' but no cluster backend was given: pass "
                              "cluster_backend=vigil.cluster.backend.RayBackend")  # fmt: skip
-        problem = cluster_model_problem(self.config)
-        if problem is not None:
-            raise ConfigError(problem)
-        models = [c.detect for c in cameras if not c.detect.is_motion]
-        # One model per node (cluster_model_problem): the cameras' own settings, loosened.
-        detect = shared_detect_config(models[0], models) if models else None
         return self._cluster_backend(
-            cameras, hooks, self.config, database_url=self.db.url, detect=detect,
+            cameras, hooks, self.config, database_url=self.db.url,
+            detect=cluster_detect_configs(cameras),
             stall_timeout=stall_timeout, source_factory=source_factory, backoff=self._backoff,
         )  # fmt: skip
 
@@ -512,7 +524,9 @@ class Supervisor:
         if self.previews.start() is not None:
             log.info("previews: %s", ", ".join(f"{c} every {s:g} s"
                                                for c, s in self.previews.interval.items()))
-        if self.db is not None and not self.clustered:  # nodes keep their own files
+        if self.db is not None:
+            # On a cluster the nodes age their own recordings (NodeRetention); the head
+            # still ages the exports and cached clips it made itself.
             self._spawn("retention", self._retention_loop)
 
     def _recover(self) -> None:
@@ -723,7 +737,10 @@ class Supervisor:
             try:
                 # Not time.time(): a forward jump of the host clock would age every
                 # recording at once (vigil.clock absorbs it).
-                self.run_retention(clock.now())
+                if self.clustered:
+                    self.run_derived_retention(clock.now())
+                else:
+                    self.run_retention(clock.now())
             except Exception:
                 log.exception("retention run failed; retrying in %.0f s", interval)
 
@@ -746,6 +763,38 @@ class Supervisor:
         gone = set(result.deleted) | set(result.missing)
         return [f.path.relative_to(self.root).as_posix() for f in result.removed
                 if f.meta.id in gone]  # fmt: skip
+
+    def run_derived_retention(self, now: float) -> list[Path]:
+        """The head's retention on a cluster: the exports and cached clips under this
+        ``data_dir`` (made here by the API), by the rules of ``vigil.record.derived``; the
+        nodes delete the segments themselves. Returns the files deleted.
+
+        The head does not see which segments a node's retention removed, so a clip whose
+        footage no stored segment overlaps any more counts as cut from removed recordings;
+        a file whose footage overlaps a locked segment is held. One query per file: the
+        clip cache is bounded (``clip_cache_bytes``), exports are few.
+        """
+        from vigil.store.repo import SegmentRepo
+
+        assert self.db is not None
+        found = scan_derived(self.root / "exports", self.root / "clips")
+        locked: list[Span] = []
+        removed: list[Span] = []
+        with self.db.session() as session:
+            repo = SegmentRepo(session)
+            for span in {f.footage for f in found if f.footage is not None}:
+                rows = repo.list(*span)
+                if not rows:
+                    removed.append(span)
+                elif any(row.evidence_lock for row in rows):
+                    locked.append(span)
+        policy = retention_policy(self.config)
+        doomed = plan_derived(
+            found, now, export_max_age=policy.export_max_age,
+            clip_max_age=lambda camera: policy.for_camera(camera).max_age,
+            locked=locked, removed=removed,  # (plan_derived: only clips go with recordings)
+        )  # fmt: skip
+        return delete_derived(doomed)
 
     def expire_snapshots(self, now: float) -> list[str]:
         """Delete the snapshots of events that ended longer than their camera's
@@ -806,6 +855,8 @@ class Supervisor:
 
     def update_rules(self, camera: str, zones: Zones, lines: Lines) -> None:
         """Apply new zones and lines to the running camera from its next frame."""
+        if (problem := rule_names_problem(camera, zones, lines)) is not None:
+            raise ConfigError(problem)  # its counts could never be stored
         self.workers[camera].update_rules(zones, lines)
         if self.mqtt is not None:
             try:

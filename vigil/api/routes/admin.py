@@ -26,7 +26,8 @@ from vigil.api.schemas import (
     UserPatch,
 )
 from vigil.api.state import AppState
-from vigil.errors import VigilError
+from vigil.config.models import rule_names_problem
+from vigil.errors import ConfigError, VigilError
 from vigil.store import AuditRepo, Role, TokenRepo, UserRepo
 
 router = protected(tags=["admin"])
@@ -57,6 +58,8 @@ def put_rules(name: str, body: RulesBody, who: Operator, state: StateDep) -> Rul
     operators and admins."""
     if not who.sees(name):
         raise not_found(f"camera {name!r}")
+    if (problem := rule_names_problem(name, body.zones, body.lines)) is not None:
+        raise ConfigError(problem)  # 422, before the audit: nothing was changed
     old = _dump(*_rules(state, name))
     new = body.model_dump(mode="json")
     state.audit(who, "rules.update", name, details={"old": old, "new": new})

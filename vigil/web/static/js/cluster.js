@@ -32,11 +32,17 @@ function cameraRows(cameras) {
     num(c.restarts)));
 }
 
+// A node runs one detector per model: the model's file name and input size tell them apart.
+function modelOf(d) {
+  if (!d.model) return '—';
+  return `${d.model.split('/').pop()} ${d.input_size[0]}×${d.input_size[1]}`;
+}
+
 function detectorRows(detectors) {
   return detectors.map((d) => h('tr', {},
     h('td', {}, d.node || d.node_id.slice(0, 12)),
-    ...(d.error ? [h('td', { colspan: 6, class: 'state-error' }, d.error)]
-      : [num(d.images), num(d.batches), num(d.mean_batch.toFixed(2)), num(d.queue), num(d.max_batch), num(d.max_wait_ms)])));
+    ...(d.error ? [h('td', { colspan: 7, class: 'state-error' }, d.error)]
+      : [h('td', {}, modelOf(d)), num(d.images), num(d.batches), num(d.mean_batch.toFixed(2)), num(d.queue), num(d.max_batch), num(d.max_wait_ms)])));
 }
 
 export async function render(ctx) {
@@ -61,7 +67,7 @@ export async function render(ctx) {
         ? table('cluster-cameras', ['Camera', 'Node', 'State', 'Restarts'], cameraRows(cluster.cameras))
         : empty('No camera actors run.'),
       h('h2', {}, 'Detectors'), cluster.detectors.length
-        ? table('cluster-detectors', ['Node', 'Images', 'Batches', 'Mean batch', 'Queue', 'Max batch', 'Max wait (ms)'], detectorRows(cluster.detectors))
+        ? table('cluster-detectors', ['Node', 'Model', 'Images', 'Batches', 'Mean batch', 'Queue', 'Max batch', 'Max wait (ms)'], detectorRows(cluster.detectors))
         : empty('No detector actors answer.'),
       h('h2', {}, 'Failovers'), failovers);
   };
