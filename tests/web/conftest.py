@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,14 +164,48 @@ class Pages:
             context.close()
 
 
-@pytest.fixture
-def pages(browser: Any, server: Server) -> Iterator[Pages]:
+@contextmanager
+def serve_with_admin(root: Path, config: Path, port: int) -> Iterator[Server]:
+    """``vigil serve --config config`` (listening on ``port``, data in ``root / data``) with
+    the admin ``ada`` (``PASSWORD``) made first, until the block ends; its output in
+    ``root / serve.log``."""
+    cli = [sys.executable, "-m", "vigil.cli"]
+    subprocess.run([*cli, "user", "--config", str(config), "add", "ada", "--role", "admin",
+                    "--password-stdin"], input=f"{PASSWORD}\n".encode(), check=True)  # fmt: skip
+    log = root / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([*cli, "serve", "--config", str(config)],
+                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while _health(url) is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"vigil serve did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
+        yield Server(url, root / "data", process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def checked_pages(browser: Any, server: Server) -> Iterator[Pages]:
+    """Pages on ``server`` for one test, failing it on any console error they logged."""
     opened = Pages(browser, server.url)
     try:
         yield opened
         assert not opened.errors, "console errors:\n" + "\n".join(opened.errors)
     finally:
         opened.close()
+
+
+@pytest.fixture
+def pages(browser: Any, server: Server) -> Iterator[Pages]:
+    yield from checked_pages(browser, server)
 
 
 def login(page: Any, name: str, password: str = PASSWORD) -> None:

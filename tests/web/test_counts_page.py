@@ -4,16 +4,20 @@ detector, label ``motion``) with a line and a calibrated zone that measures spee
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.alerts.alert_servers import free_port
-from tests.web.conftest import PASSWORD, Pages, Server, _health, login, wait_until
+from tests.web.conftest import (
+    Pages,
+    Server,
+    checked_pages,
+    login,
+    serve_with_admin,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,38 +46,13 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     config = root / "vigil.yaml"
     config.write_text(CONFIG.format(data=root / "data", port=port))
-    cli = [sys.executable, "-m", "vigil.cli"]
-    subprocess.run([*cli, "user", "--config", str(config), "add", "ada", "--role", "admin",
-                    "--password-stdin"], input=f"{PASSWORD}\n".encode(), check=True)  # fmt: skip
-    log = root / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([*cli, "serve", "--config", str(config)],
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while _health(url) is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"vigil serve did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.2)
-        yield Server(url, root / "data", process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_with_admin(root, config, port) as served:
+        yield served
 
 
 @pytest.fixture
 def street_pages(browser: Any, street: Server) -> Iterator[Pages]:
-    opened = Pages(browser, street.url)
-    try:
-        yield opened
-        assert not opened.errors, "console errors:\n" + "\n".join(opened.errors)
-    finally:
-        opened.close()
+    yield from checked_pages(browser, street)
 
 
 def rows(page: Any) -> list[list[str]]:

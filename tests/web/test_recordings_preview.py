@@ -6,8 +6,6 @@ sweep across the timeline asks for a bounded number of previews."""
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,14 @@ import pytest
 from tests.alerts.alert_servers import free_port
 from tests.conftest import require_file
 from tests.rtsp_relay import require_tools
-from tests.web.conftest import PASSWORD, Pages, Server, _health, login, wait_until
+from tests.web.conftest import (
+    Pages,
+    Server,
+    checked_pages,
+    login,
+    serve_with_admin,
+    wait_until,
+)
 from vigil.paths import shared_data_dir
 
 pytestmark = pytest.mark.slow
@@ -45,38 +50,13 @@ def lobby(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     config = root / "vigil.yaml"
     config.write_text(CONFIG.format(data=root / "data", port=port, clip=clip))
-    cli = [sys.executable, "-m", "vigil.cli"]
-    subprocess.run([*cli, "user", "--config", str(config), "add", "ada", "--role", "admin",
-                    "--password-stdin"], input=f"{PASSWORD}\n".encode(), check=True)  # fmt: skip
-    log = root / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([*cli, "serve", "--config", str(config)],
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while _health(url) is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"vigil serve did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.2)
-        yield Server(url, root / "data", process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve_with_admin(root, config, port) as served:
+        yield served
 
 
 @pytest.fixture
 def lobby_pages(browser: Any, lobby: Server) -> Iterator[Pages]:
-    opened = Pages(browser, lobby.url)
-    try:
-        yield opened
-        assert not opened.errors, "console errors:\n" + "\n".join(opened.errors)
-    finally:
-        opened.close()
+    yield from checked_pages(browser, lobby)
 
 
 def previewed_segments(page: Any) -> int:
