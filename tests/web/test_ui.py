@@ -170,6 +170,36 @@ def test_live_tile_shows_changing_frames(pages: Pages, shots: Path) -> None:
     phone.get_by_role("link", name="Events").wait_for()
 
 
+def test_editor_keeps_a_tool_picked_before_the_picture_came(pages: Pages, server: Server) -> None:
+    """The editor's tools work while the camera's snapshot is on its way; picking "Draw line"
+    then was undone when the picture came (the editor reset itself to "Select")."""
+    page = pages.open()
+    login(page, "admin")
+
+    def door_has_a_picture() -> bool:  # else the editor asks for no snapshot
+        reply = page.request.get(f"{server.url}/api/cameras")
+        return reply.ok and any(c["name"] == "door" and c["online"] and c["last_frame_time"]
+                                for c in reply.json())  # fmt: skip
+
+    wait_until(door_has_a_picture, 90, "camera door sent no picture")
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # answered once the tool is picked
+        held.append(route)
+
+    page.route("**/api/cameras/door/snapshot", hold)
+    page.goto("/#/editor/door")
+    for _ in range(300):  # Playwright runs the route handler while the page is waited on
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the editor asked for no snapshot"
+    page.locator("#mode-line").click()
+    held[0].continue_()
+    page.locator("#editor-canvas[data-background]").wait_for()
+    assert page.locator("#mode-line").get_attribute("aria-pressed") == "true"
+
+
 def test_editor_line_counts_people_crossing(pages: Pages, server: Server, shots: Path) -> None:
     """A vertical line at x = 0.75 across the walkers' way to and from the table (they come
     and go on the lower right): both directions summed must rise as the clip plays."""
@@ -177,7 +207,8 @@ def test_editor_line_counts_people_crossing(pages: Pages, server: Server, shots:
     login(page, "admin")
     page.goto("/#/editor/door")
     canvas = page.locator("#editor-canvas")
-    canvas.wait_for()
+    # Clicks land on the canvas as sized for the camera's picture, once it has come.
+    page.locator("#editor-canvas[data-background]").wait_for()
     page.locator("#mode-line").click()
     box = canvas.bounding_box()
     assert box is not None

@@ -172,10 +172,15 @@ export async function render(ctx) {
 
   const onResize = () => { sizeCanvas(canvas, ed); redraw(); };
   window.addEventListener('resize', onResize);
-  await loadBackground(name, cameras.find((c) => c.name === name), ed, hint);
   sizeCanvas(canvas, ed);
   setMode('select');
   refreshSide();
+  // The tools work before the picture has come (a slow camera): a mode picked meanwhile is
+  // kept, and the canvas takes the picture's shape once it is there.
+  await loadBackground(name, cameras.find((c) => c.name === name), ed, hint);
+  sizeCanvas(canvas, ed);
+  redraw();
+  canvas.dataset.background = ed.image ? 'snapshot' : 'blank';
   const stopCounts = every(1000, async () => {
     const overlay = await api(`/api/cameras/${seg(name)}/overlay`);
     ed.counts = overlay.counts || {};
