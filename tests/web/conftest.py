@@ -12,6 +12,7 @@ uncaught exceptions; every test ends with ``assert_clean()`` on its pages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -88,27 +89,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     config = root / "vigil.yaml"
     config.write_text(CONFIG.format(model=model, data=root / "data", port=port, url=camera.url))
-    log = root / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "vigil.cli", "serve", "--config",
-                                    str(config)], stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while _health(url) is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"vigil serve did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.2)
-        link = re.search(r"open http://127\.0\.0\.1:\d+(/#/setup\?token=\S+)", log.read_text())
-        assert link is not None, f"vigil serve printed no setup link:\n{log.read_text()[-4000:]}"
-        yield Server(url, root / "data", process, log, link.group(1))
+        with serving(root, config, port) as served:
+            text = served.log.read_text()
+            link = re.search(r"open http://127\.0\.0\.1:\d+(/#/setup\?token=\S+)", text)
+            assert link is not None, f"vigil serve printed no setup link:\n{text[-4000:]}"
+            yield dataclasses.replace(served, setup_link=link.group(1))
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         camera.stop()
 
 
@@ -169,13 +156,21 @@ def serve_with_admin(root: Path, config: Path, port: int) -> Iterator[Server]:
     """``vigil serve --config config`` (listening on ``port``, data in ``root / data``) with
     the admin ``ada`` (``PASSWORD``) made first, until the block ends; its output in
     ``root / serve.log``."""
-    cli = [sys.executable, "-m", "vigil.cli"]
-    subprocess.run([*cli, "user", "--config", str(config), "add", "ada", "--role", "admin",
-                    "--password-stdin"], input=f"{PASSWORD}\n".encode(), check=True)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "vigil.cli", "user", "--config", str(config), "add",
+                    "ada", "--role", "admin", "--password-stdin"],
+                   input=f"{PASSWORD}\n".encode(), check=True)  # fmt: skip
+    with serving(root, config, port) as served:
+        yield served
+
+
+@contextmanager
+def serving(root: Path, config: Path, port: int) -> Iterator[Server]:
+    """``vigil serve --config config`` (on ``port``, data in ``root / data``, output in
+    ``root / serve.log``) once its API answers, until the block ends."""
     log = root / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen([*cli, "serve", "--config", str(config)],
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen([sys.executable, "-m", "vigil.cli", "serve", "--config",
+                                    str(config)], stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
