@@ -541,10 +541,18 @@ def int_list(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", default="8,12,16,20,24", type=int_list)
-    parser.add_argument("--processes", default="0,2", type=int_list,
-                        help="modes to compare: 0 = threads, n = n worker processes")
-    parser.add_argument("--unbatched-at", default="16", type=int_list,
-                        help="camera counts at which each mode also runs without batching")
+    parser.add_argument(
+        "--processes",
+        default="0,2",
+        type=int_list,
+        help="modes to compare: 0 = threads, n = n worker processes",
+    )
+    parser.add_argument(
+        "--unbatched-at",
+        default="16",
+        type=int_list,
+        help="camera counts at which each mode also runs without batching",
+    )
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--batch", type=int, default=8, help="max_batch of the batched run")

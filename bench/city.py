@@ -176,8 +176,14 @@ def _pg_helpers() -> ModuleType:
 
 
 #: Durable, as in production; a larger cache and WAL than the defaults for the bulk load.
-SERVER_SETTINGS = ("fsync=on", "synchronous_commit=on", "shared_buffers=512MB",
-                   "max_wal_size=4GB", "checkpoint_timeout=15min", "max_connections=200")
+SERVER_SETTINGS = (
+    "fsync=on",
+    "synchronous_commit=on",
+    "shared_buffers=512MB",
+    "max_wal_size=4GB",
+    "checkpoint_timeout=15min",
+    "max_connections=200",
+)
 
 
 def start_server(cache: Path, fresh: bool) -> Any:
@@ -203,9 +209,11 @@ def start_server(cache: Path, fresh: bool) -> Any:
         try:
             server.init()
         except RuntimeError as exc:
-            raise SystemExit(f"cannot create the server's data folder in {root}: {exc}\n"
-                             f"the user {as_user or 'running this'} must be able to enter "
-                             "every folder above it; pick another --cache") from exc
+            raise SystemExit(
+                f"cannot create the server's data folder in {root}: {exc}\n"
+                f"the user {as_user or 'running this'} must be able to enter "
+                "every folder above it; pick another --cache"
+            ) from exc
     (root / "data" / "postmaster.pid").unlink(missing_ok=True)  # a killed earlier run
     server.launch(SERVER_SETTINGS, timeout=300)
     return server
@@ -426,8 +434,16 @@ class CameraSim:
             closes, k = heap[0]
             cam = self.names[k]
             n = self.seg_serial[k] = self.seg_serial[k] + 1
-            segments.append(SegmentSpec(cam, f"recordings/{cam}/r{self.run}-{n}.mp4",
-                                        closes - step, closes, 1_500_000, SHA))
+            segments.append(
+                SegmentSpec(
+                    cam,
+                    f"recordings/{cam}/r{self.run}-{n}.mp4",
+                    closes - step,
+                    closes,
+                    1_500_000,
+                    SHA,
+                )
+            )
             heapq.heapreplace(heap, (closes + step, k))
         return changes, hits, segments
 
@@ -484,8 +500,9 @@ def node_main(job: NodeJob, out: Any) -> None:
         report.sim_cpu_s += time.process_time() - cpu
         cpu = time.process_time()
         try:
-            report.transactions += _write(db, sink, mode, changes=changes, hits=hits,
-                                          segments=segments)
+            report.transactions += _write(
+                db, sink, mode, changes=changes, hits=hits, segments=segments
+            )
         except Exception as exc:
             report.errors.append(repr(exc)[:300])
         report.write_cpu_s += time.process_time() - cpu
@@ -514,8 +531,14 @@ def _write(db: Database, sink: StoreEventSink, mode: str, *, changes: list[Event
     sink.count(hits)  # serve.py: one count() per analysed frame; ~a tick's hits per camera
     for seg in segments:
         with db.session(immediate=True) as session:
-            SegmentRepo(session).add(camera=seg.camera, path=seg.path, start=seg.start,
-                                     end=seg.end, size=seg.size, sha256=seg.sha256)
+            SegmentRepo(session).add(
+                camera=seg.camera,
+                path=seg.path,
+                start=seg.start,
+                end=seg.end,
+                size=seg.size,
+                sha256=seg.sha256,
+            )
     return len(changes) + 1 + len(segments)
 
 
@@ -529,8 +552,9 @@ def run_query(db: Database, name: str, camera: str, day: float) -> int:
     """One API request's repository calls (the routes' code path); rows returned."""
     with db.session() as session:
         if name == "events_day":
-            page = EventRepo(session).list(EventFilter(camera=camera, since=day,
-                                                       until=day + DAY), limit=100)
+            page = EventRepo(session).list(
+                EventFilter(camera=camera, since=day, until=day + DAY), limit=100
+            )
             # routes/events.py: has_clip of the page's events (``_span`` of each row).
             SegmentRepo(session).recorded_many([
                 (r.camera, r.start, max(r.end if r.end is not None else time.time(),
@@ -538,8 +562,11 @@ def run_query(db: Database, name: str, camera: str, day: float) -> int:
             return len(page.items)
         if name == "counts_week":
             week = day - 6 * DAY
-            return len(CountRepo(session).series(camera, rule="lot", since=week,
-                                                 until=day + DAY, period="hour"))
+            return len(
+                CountRepo(session).series(
+                    camera, rule="lot", since=week, until=day + DAY, period="hour"
+                )
+            )
         return len(SegmentRepo(session).timeline(camera, day, day + DAY, limit=1000))
 
 
@@ -600,8 +627,10 @@ def index_sizes(db: Database) -> dict[str, int]:
     """Bytes of each index of the three tables (what a camera-day's bytes are made of)."""
     from sqlalchemy import text
 
-    query = text("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
-                 "WHERE relname IN ('events', 'segments', 'counts') ORDER BY 2 DESC")
+    query = text(
+        "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+        "WHERE relname IN ('events', 'segments', 'counts') ORDER BY 2 DESC"
+    )
     with db.session() as session:
         return {str(name): int(size) for name, size in session.execute(query)}
 
@@ -612,8 +641,9 @@ def clean_live_rows(db: Database) -> None:
 
     with db.session() as session:
         session.execute(text(f"DELETE FROM events WHERE start >= {HISTORY_END}"))
-        session.execute(text(f"DELETE FROM segments WHERE start >= {HISTORY_END - 3600}"
-                             " AND path LIKE '%/r%'"))
+        session.execute(
+            text(f"DELETE FROM segments WHERE start >= {HISTORY_END - 3600} AND path LIKE '%/r%'")
+        )
         session.execute(text(f"DELETE FROM counts WHERE bucket >= {HISTORY_END}"))
     with db.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
@@ -627,7 +657,7 @@ def pg_cpu_seconds(datadir: Path) -> float:
 
     def fields(pid: int) -> list[str]:
         text = Path(f"/proc/{pid}/stat").read_text()
-        return text[text.rindex(")") + 2:].split()  # after "pid (comm) "
+        return text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
 
     own = fields(master)
     total = sum(int(v) for v in own[11:15])  # utime stime cutime cstime
@@ -740,8 +770,10 @@ def _progress_factory() -> Callable[[str, int, int], None]:
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm is in the dev env
+
         def plain(name: str, done: int, total: int) -> None:
             print(f"  {name}: {done}/{total}", flush=True)
+
         return plain
     bars: dict[str, Any] = {}
 
@@ -753,31 +785,49 @@ def _progress_factory() -> Callable[[str, int, int], None]:
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
+
     return update
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cameras", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--events", type=int, default=10_000_000,
-                        help="events preloaded (the history the queries run against)")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=10_000_000,
+        help="events preloaded (the history the queries run against)",
+    )
     parser.add_argument("--days", type=int, default=7, help="days of preloaded history")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each load run")
     parser.add_argument("--nodes", type=int, default=2, help="writer processes")
-    parser.add_argument("--modes", nargs="+", default=["per-event", "batched"],
-                        choices=["per-event", "batched"])
+    parser.add_argument(
+        "--modes", nargs="+", default=["per-event", "batched"], choices=["per-event", "batched"]
+    )
     parser.add_argument("--query-rate", type=float, default=6.0, help="API queries per second")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/vigil-city-cache"),
-                        help="keeps the server's data folder (the preload) between runs")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/vigil-city-cache"),
+        help="keeps the server's data folder (the preload) between runs",
+    )
     parser.add_argument("--fresh", action="store_true", help="preload again from nothing")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--measure-rates", action="store_true",
-                        help="measure the per-camera rates on the shared clips and exit")
-    parser.add_argument("--write-cost", type=int, metavar="CAMERAS",
-                        help="measure the CPU each batched write costs per 1,000 rows (the "
-                             "client's and the server's) for one node of CAMERAS cameras, on "
-                             "a throw-away server, and exit")
+    parser.add_argument(
+        "--measure-rates",
+        action="store_true",
+        help="measure the per-camera rates on the shared clips and exit",
+    )
+    parser.add_argument(
+        "--write-cost",
+        type=int,
+        metavar="CAMERAS",
+        help="measure the CPU each batched write costs per 1,000 rows (the "
+        "client's and the server's) for one node of CAMERAS cameras, on "
+        "a throw-away server, and exit",
+    )
     return parser.parse_args(argv)
 
 
@@ -837,9 +887,18 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
         for mode in args.modes:
             print(f"load: {cameras:,} cameras, {mode}, {args.seconds:g} s ...", flush=True)
             run += 1
-            outcome = load_run(url, db, plan, cameras=cameras, mode=mode, seconds=args.seconds,
-                               nodes=args.nodes, query_rate=args.query_rate, run=run,
-                               datadir=server.datadir)
+            outcome = load_run(
+                url,
+                db,
+                plan,
+                cameras=cameras,
+                mode=mode,
+                seconds=args.seconds,
+                nodes=args.nodes,
+                query_rate=args.query_rate,
+                run=run,
+                datadir=server.datadir,
+            )
             result["runs"].append(outcome)
             print(json.dumps(outcome), flush=True)
     db.close()
@@ -851,32 +910,61 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
 
 def print_table(result: dict[str, Any]) -> None:
     per_day = result["bytes_per_camera_day"]
-    print(f"\nstored events: {result['events_stored']:,}; bytes per camera-day: "
-          + ", ".join(f"{k} {v:,}" for k, v in per_day.items())
-          + f" (total {sum(per_day.values()):,})")
+    print(
+        f"\nstored events: {result['events_stored']:,}; bytes per camera-day: "
+        + ", ".join(f"{k} {v:,}" for k, v in per_day.items())
+        + f" (total {sum(per_day.values()):,})"
+    )
     idle = result["idle"]
-    print("idle queries (no writes): " + ", ".join(
-        f"{q} p50 {idle[f'{q}_p50_ms']} / p95 {idle[f'{q}_p95_ms']} ms" for q in QUERIES))
-    head = ("cameras", "mode", "writes/s", "offered/s", "db cores", "client cores",
-            "sim cores", "load", "lag p50", "lag p95", "lag end",
-            "events p50/p95", "counts p50/p95", "timeline p50/p95")
+    print(
+        "idle queries (no writes): "
+        + ", ".join(
+            f"{q} p50 {idle[f'{q}_p50_ms']} / p95 {idle[f'{q}_p95_ms']} ms" for q in QUERIES
+        )
+    )
+    head = (
+        "cameras",
+        "mode",
+        "writes/s",
+        "offered/s",
+        "db cores",
+        "client cores",
+        "sim cores",
+        "load",
+        "lag p50",
+        "lag p95",
+        "lag end",
+        "events p50/p95",
+        "counts p50/p95",
+        "timeline p50/p95",
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     base: dict[int, dict[str, Any]] = {}
     for r in result["runs"]:
-        cells = [f"{r['cameras']:,}", r["mode"], f"{r['writes_per_s']:,}",
-                 f"{r['offered_per_s']:,}", f"{r['db_cores']}", f"{r['client_cores']}",
-                 f"{r['sim_cores']}", f"{r['load_average'][0]}", f"{r['lag_p50_s']} s",
-                 f"{r['lag_p95_s']} s",
-                 f"{r['lag_end_s']} s" + ("" if r["sustained"] else " (behind)")]
+        cells = [
+            f"{r['cameras']:,}",
+            r["mode"],
+            f"{r['writes_per_s']:,}",
+            f"{r['offered_per_s']:,}",
+            f"{r['db_cores']}",
+            f"{r['client_cores']}",
+            f"{r['sim_cores']}",
+            f"{r['load_average'][0]}",
+            f"{r['lag_p50_s']} s",
+            f"{r['lag_p95_s']} s",
+            f"{r['lag_end_s']} s" + ("" if r["sustained"] else " (behind)"),
+        ]
         cells += [f"{r[f'{q}_p50_ms']} / {r[f'{q}_p95_ms']} ms" for q in QUERIES]
         print("| " + " | ".join(cells) + " |")
         if r["mode"] == "per-event":
             base[r["cameras"]] = r
         elif r["cameras"] in base:
             b = base[r["cameras"]]
-            print(f"|  | batched / per-event | x{r['writes_per_s'] / max(1, b['writes_per_s']):.1f}"
-                  " |" * 1 + " |" * (len(head) - 3))
+            print(
+                f"|  | batched / per-event | x{r['writes_per_s'] / max(1, b['writes_per_s']):.1f}"
+                " |" * 1 + " |" * (len(head) - 3)
+            )
 
 
 def write_cost(cameras: int, ticks: int = 6) -> dict[str, Any]:

@@ -174,17 +174,25 @@ def main() -> int:
             state.jobs.stop()
 
         old_x, new_x = clip_s / old_s, clip_s / render_s
-        print(f"clip: {clip_s:.1f} s of 640x360 at {args.fps} fps, {len(segments)} segments, "
-              f"CenterFace, 2 threads")
+        print(
+            f"clip: {clip_s:.1f} s of 640x360 at {args.fps} fps, {len(segments)} segments, "
+            f"CenterFace, 2 threads"
+        )
         print(f"{'path':<34}{'render s':>10}{'x real time':>13}{'YuNet faces':>13}")
-        print(f"{'in-request, whole frame (before)':<34}{old_s:>10.2f}{old_x:>13.2f}"
-              f"{yunet_faces(old):>13}")
-        print(f"{'job, face search by regions (now)':<34}{render_s:>10.2f}{new_x:>13.2f}"
-              f"{yunet_faces(new):>13}")
+        print(
+            f"{'in-request, whole frame (before)':<34}{old_s:>10.2f}{old_x:>13.2f}"
+            f"{yunet_faces(old):>13}"
+        )
+        print(
+            f"{'job, face search by regions (now)':<34}{render_s:>10.2f}{new_x:>13.2f}"
+            f"{yunet_faces(new):>13}"
+        )
         print(f"render speed ratio now/before: {new_x / old_x:.2f}x")
         print(f"event end -> clip ready (job queued, claimed, rendered): {ready_s:.2f} s")
-        print(f"opening the ready clip (first 64 KiB, HTTP, audited): {open_s * 1000:.0f} ms "
-              f"(before: the whole in-request cut, {old_s:.1f} s)")
+        print(
+            f"opening the ready clip (first 64 KiB, HTTP, audited): {open_s * 1000:.0f} ms "
+            f"(before: the whole in-request cut, {old_s:.1f} s)"
+        )
         db.close()
     return 0
 

@@ -256,10 +256,18 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--slots", type=int, default=2, help="camera slots per Ray node")
-    parser.add_argument("--cameras-per-actor", type=int, default=4,
-                        help="cluster.cameras_per_actor (1: an actor process per camera)")
-    parser.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
-                        help="the head's lean Ray settings (vigil.cluster.lean)")
+    parser.add_argument(
+        "--cameras-per-actor",
+        type=int,
+        default=4,
+        help="cluster.cameras_per_actor (1: an actor process per camera)",
+    )
+    parser.add_argument(
+        "--lean",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the head's lean Ray settings (vigil.cluster.lean)",
+    )
     args = parser.parse_args()
     if args.kills and args.nodes * args.slots < args.cameras + args.slots:
         raise SystemExit("failover needs a spare node: --nodes * --slots >= --cameras + --slots")

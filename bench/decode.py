@@ -50,7 +50,8 @@ def luma_bgr_scaled(path: Path, width: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--clip", type=Path,
+        "--clip",
+        type=Path,
         default=shared_data_dir() / "clips" / "one-by-one-person-detection.mp4",
     )
     parser.add_argument("--rounds", type=int, default=3)

@@ -469,23 +469,37 @@ def _batches(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer batch sizes and shorter windows (~3-5 min on a GPU host)")
-    parser.add_argument("--require-gpu", action="store_true",
-                        help="exit 2 when no usable NVIDIA GPU is found")
-    parser.add_argument("--seconds", type=float, default=None,
-                        help="measuring window per row (default 10, quick 5)")
-    parser.add_argument("--procs", type=int, default=None,
-                        help="worker processes (default: cores, at most 16)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer batch sizes and shorter windows (~3-5 min on a GPU host)",
+    )
+    parser.add_argument(
+        "--require-gpu", action="store_true", help="exit 2 when no usable NVIDIA GPU is found"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="measuring window per row (default 10, quick 5)"
+    )
+    parser.add_argument(
+        "--procs", type=int, default=None, help="worker processes (default: cores, at most 16)"
+    )
     parser.add_argument("--streams-per-proc", type=int, default=4)
-    parser.add_argument("--batches", type=_batches, default=None,
-                        help="detector batch sizes (default 1,2,4,...,64; quick 1,8,64)")
+    parser.add_argument(
+        "--batches",
+        type=_batches,
+        default=None,
+        help="detector batch sizes (default 1,2,4,...,64; quick 1,8,64)",
+    )
     parser.add_argument("--size", type=_size, default=(1920, 1080), help="clip size WxH")
     parser.add_argument("--clip-seconds", type=float, default=20.0)
     parser.add_argument("--models", default="yolox-nano,yolox-s")
-    parser.add_argument("--engine-cache", type=Path, default=None,
-                        help="TensorRT engine cache (default: a fresh temporary folder, so the "
-                        "first TensorRT row's load time is the engine build)")
+    parser.add_argument(
+        "--engine-cache",
+        type=Path,
+        default=None,
+        help="TensorRT engine cache (default: a fresh temporary folder, so the "
+        "first TensorRT row's load time is the engine build)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "gpu.json")
     parser.add_argument("--work", type=Path, default=CACHE, help="where the clip is made")
     args = parser.parse_args(argv)  # fmt: skip

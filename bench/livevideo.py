@@ -92,8 +92,13 @@ def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dic
     names = [f"cam{i:02d}" for i in range(cameras)]
     runtime = StaticRuntime({n: CameraStatus(n, True, "running", decode_fps=FPS) for n in names})
     faces = build_face_detector(RedactConfig())
-    app = create_app(ApiSettings(secure_cookies=False), db, runtime, data_dir=root / "data",
-                     redactor_factory=lambda c, s: build_redactor(c, s, face_detector=faces))
+    app = create_app(
+        ApiSettings(secure_cookies=False),
+        db,
+        runtime,
+        data_dir=root / "data",
+        redactor_factory=lambda c, s: build_redactor(c, s, face_detector=faces),
+    )
     port = 18000 + cameras
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="off"))  # fmt: skip
@@ -102,8 +107,9 @@ def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dic
         time.sleep(0.05)
     from fastapi.testclient import TestClient
 
-    token = TestClient(app).post("/api/login", json={"name": "bench",
-                                                      "password": "correct horse battery"})
+    token = TestClient(app).post(
+        "/api/login", json={"name": "bench", "password": "correct horse battery"}
+    )
     cookie = token.cookies["vigil_session"]
     set_times: dict[int, float] = {}
     stop = threading.Event()
@@ -289,35 +295,54 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--width", type=int, default=480)
-    parser.add_argument("--cuts", action="store_true",
-                        help="loop the clip with a jump (a cut every 2.3 s) instead of to and fro")
-    parser.add_argument("--unredacted", nargs="+", choices=["copy", "encode"],
-                        help="granted unredacted streams: stream copy and/or re-encoding")
+    parser.add_argument(
+        "--cuts",
+        action="store_true",
+        help="loop the clip with a jump (a cut every 2.3 s) instead of to and fro",
+    )
+    parser.add_argument(
+        "--unredacted",
+        nargs="+",
+        choices=["copy", "encode"],
+        help="granted unredacted streams: stream copy and/or re-encoding",
+    )
     args = parser.parse_args()
     if args.unredacted:
-        print(f"CPUs: {os.cpu_count()}; {COPY_CLIP} (768x432, H.264 Main) as a recorded "
-              "file camera; unredacted at full size")
-        print("| mode | cameras | fps mean | CPU/stream % | its thread % | process CPU % | "
-              "without streams % |")
+        print(
+            f"CPUs: {os.cpu_count()}; {COPY_CLIP} (768x432, H.264 Main) as a recorded "
+            "file camera; unredacted at full size"
+        )
+        print(
+            "| mode | cameras | fps mean | CPU/stream % | its thread % | process CPU % | "
+            "without streams % |"
+        )
         print("|---|---|---|---|---|---|---|")
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.cameras:
                 for mode in args.unredacted:
                     r = run_unredacted(mode, n, args.seconds, Path(tmp))
-                    print(f"| {mode} | {n} | {r['fps_mean']:.1f} | {r['cpu_stream_pct']:.1f} | "
-                          f"{r['cpu_thread_pct']:.1f} | {r['cpu_process_pct']:.0f} | "
-                          f"{r['cpu_baseline_pct']:.0f} |", flush=True)
+                    print(
+                        f"| {mode} | {n} | {r['fps_mean']:.1f} | {r['cpu_stream_pct']:.1f} | "
+                        f"{r['cpu_thread_pct']:.1f} | {r['cpu_process_pct']:.0f} | "
+                        f"{r['cpu_baseline_pct']:.0f} |",
+                        flush=True,
+                    )
         return
     print(f"CPUs: {os.cpu_count()}; source 480x270 @ {FPS:g} fps; output width {args.width}")
-    print("| cameras | fps min | fps mean | latency p50 ms | p95 ms | CPU/stream % | "
-          "process CPU % | face det. Hz/cam |")
+    print(
+        "| cameras | fps min | fps mean | latency p50 ms | p95 ms | CPU/stream % | "
+        "process CPU % | face det. Hz/cam |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.cameras:
             r: dict[str, Any] = run(n, args.seconds, args.width, Path(tmp), args.cuts)
-            print(f"| {n} | {r['fps_min']:.1f} | {r['fps_mean']:.1f} | {r['lat_p50_ms']:.0f} | "
-                  f"{r['lat_p95_ms']:.0f} | {r['cpu_stream_pct']:.0f} | "
-                  f"{r['cpu_process_pct']:.0f} | {r['face_hz_per_cam']:.1f} |", flush=True)
+            print(
+                f"| {n} | {r['fps_min']:.1f} | {r['fps_mean']:.1f} | {r['lat_p50_ms']:.0f} | "
+                f"{r['lat_p95_ms']:.0f} | {r['cpu_stream_pct']:.0f} | "
+                f"{r['cpu_process_pct']:.0f} | {r['face_hz_per_cam']:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -99,9 +99,11 @@ def main() -> None:
             timings["opencv"].append(ms_per_call(opencv_nms, cases))
         numpy_ms = statistics.median(timings["numpy"])
         opencv_ms = statistics.median(timings["opencv"])
-        print(f"{kind.__name__:9s} {n:5d} boxes: numpy {numpy_ms:7.2f} ms  "
-              f"opencv {opencv_ms:6.2f} ms  x{numpy_ms / opencv_ms:5.1f}  "
-              f"same boxes in {same} of {len(cases)} cases")
+        print(
+            f"{kind.__name__:9s} {n:5d} boxes: numpy {numpy_ms:7.2f} ms  "
+            f"opencv {opencv_ms:6.2f} ms  x{numpy_ms / opencv_ms:5.1f}  "
+            f"same boxes in {same} of {len(cases)} cases"
+        )
 
 
 def _loadavg() -> str:

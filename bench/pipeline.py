@@ -145,8 +145,24 @@ def upscale(src: Path, height: int, work: Path) -> Path:
     out = work / f"{src.stem}-{height}p.mp4"
     if not out.exists():
         subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-y", "-i", str(src), "-vf", f"scale=-2:{height}",
-             "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-an", str(out)],
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(src),
+                "-vf",
+                f"scale=-2:{height}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-crf",
+                "23",
+                "-an",
+                str(out),
+            ],
             check=True,
         )
     return out
@@ -162,8 +178,11 @@ def camera(clip: Path, fps: float, carry: int = 0) -> ResolvedCamera:
 
 def detector(cam: ResolvedCamera, threads: int = THREADS) -> OnnxDetector:
     return OnnxDetector(
-        shared_models_dir() / "yolox_nano.onnx", confidence=cam.detect.confidence,
-        nms_iou=cam.detect.nms_iou, threads=threads, labels=cam.detect.labels,
+        shared_models_dir() / "yolox_nano.onnx",
+        confidence=cam.detect.confidence,
+        nms_iou=cam.detect.nms_iou,
+        threads=threads,
+        labels=cam.detect.labels,
     )
 
 
@@ -180,11 +199,16 @@ def run_vigil(
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     total = summary.counts["lines"]["exit"]["total"]
     frames_per_image = summary.frames / max(1, summary.images_inferred)
-    row = Row(f"vigil {fps:g} fps, {levers.label()}", summary.frames, seconds,
-              (total["a_to_b"], total["b_to_a"]),
-              f"{summary.analysed} analysed, {summary.images_inferred} inferred, "
-              f"{summary.stationary_skips} still + {summary.moving_carries} moving carried",
-              summary.counts["zones"]["table"]["entries"]["total"], cpu)
+    row = Row(
+        f"vigil {fps:g} fps, {levers.label()}",
+        summary.frames,
+        seconds,
+        (total["a_to_b"], total["b_to_a"]),
+        f"{summary.analysed} analysed, {summary.images_inferred} inferred, "
+        f"{summary.stationary_skips} still + {summary.moving_carries} moving carried",
+        summary.counts["zones"]["table"]["entries"]["total"],
+        cpu,
+    )
     return row, frames_per_image
 
 
@@ -209,7 +233,8 @@ def run_naive(clip: Path, limit: float | None) -> Row:
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     (ax, ay), (bx, by) = cam.lines["exit"].points
     line = sv.LineZone(
-        start=sv.Point(ax * w, ay * h), end=sv.Point(bx * w, by * h),
+        start=sv.Point(ax * w, ay * h),
+        end=sv.Point(bx * w, by * h),
         triggering_anchors=[sv.Position.BOTTOM_CENTER],
     )
     tracker = trackers.ByteTrackTracker()
@@ -219,10 +244,13 @@ def run_naive(clip: Path, limit: float | None) -> Row:
         if not ok or (limit is not None and frames / fps_src > limit):
             break
         d = det.detect_batch([image])[0]
-        tracked = tracker.update(sv.Detections(
-            xyxy=d.xyxy.astype(np.float64), confidence=d.confidence.astype(np.float64),
-            class_id=d.class_id.astype(int),
-        ))
+        tracked = tracker.update(
+            sv.Detections(
+                xyxy=d.xyxy.astype(np.float64),
+                confidence=d.confidence.astype(np.float64),
+                class_id=d.class_id.astype(int),
+            )
+        )
         tracked = tracked[tracked.tracker_id >= 0]
         line.trigger(tracked)
         frames += 1
@@ -230,8 +258,14 @@ def run_naive(clip: Path, limit: float | None) -> Row:
     cap.release()
     # LineZone's "in" is crossing from its right side to its left side, seen from start to end
     # (supervision's convention), which is Vigil's B→A; "out" is A→B.
-    return Row("naive (OpenCV+YOLOX+ByteTrack+LineZone)", frames, seconds,
-               (line.out_count, line.in_count), "every frame", cpu=cpu)
+    return Row(
+        "naive (OpenCV+YOLOX+ByteTrack+LineZone)",
+        frames,
+        seconds,
+        (line.out_count, line.in_count),
+        "every frame",
+        cpu=cpu,
+    )
 
 
 def stage_decode(clip: Path, limit: float | None) -> Row:
@@ -280,8 +314,11 @@ def bench_clip(clip: Path, limit: float | None, repeat: int) -> list[Row]:
     runs: dict[str, list[tuple[Row, float]]] = {name: [] for name in LEVERS}
     for i in range(repeat):  # ABAB…: every lever once per round, so load drifts hit all
         for name, lv in LEVERS.items():
-            runs[name].append(timed(f"{name} ({i + 1}/{repeat})",
-                                    functools.partial(run_vigil, clip, 5.0, limit, lv)))
+            runs[name].append(
+                timed(
+                    f"{name} ({i + 1}/{repeat})", functools.partial(run_vigil, clip, 5.0, limit, lv)
+                )
+            )
     levered = []
     for results in runs.values():
         row = median_row([r for r, _ in results])
@@ -333,8 +370,9 @@ def plot(results: dict[str, list[Row]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="first 40 s of each clip only")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each lever, interleaved; the median is shown")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each lever, interleaved; the median is shown"
+    )
     args = parser.parse_args()
     limit = 40.0 if args.quick else None
     clip = shared_data_dir() / "clips" / "one-by-one-person-detection.mp4"

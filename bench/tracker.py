@@ -226,9 +226,7 @@ def print_tables(results: Results, roles: dict[str, str], trackers: list[str]) -
     """Markdown tables: one per metric, rows = sequences (+ means), columns = trackers."""
     groups = {
         "mean tuning MOT17": tuple(s for s in results if s in TUNING),
-        "mean tuning MOT15": tuple(
-            s for s in results if s in MOT15 and MOT15[s][1] == "tuning"
-        ),
+        "mean tuning MOT15": tuple(s for s in results if s in MOT15 and MOT15[s][1] == "tuning"),
         "mean held-out MOT17": tuple(s for s in results if s in HELD_OUT_MOT17),
     }
     for metric, title, fmt in (

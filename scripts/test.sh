@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the test suite needs on a fresh Debian 12 machine, then runs the gates:
-# ruff, mypy --strict on the package, and pytest (warnings are errors). Idempotent.
+# ruff (lint and format), mypy --strict on the package, and pytest (warnings are errors). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,5 +28,6 @@ fi
 .venv/bin/python -m pip install -q -e '.[bench,cluster,dev]'
 
 echo "== ruff"; .venv/bin/ruff check vigil tests bench
+.venv/bin/ruff format --check vigil tests bench scripts
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/python -m pytest "$@"

@@ -102,8 +102,9 @@ def test_vigil_package_imports_no_identity_library() -> None:
 
 
 def test_vigil_tests_and_bench_import_no_identity_library() -> None:
-    violations = [f for d in ("tests", "bench") if (REPO / d).exists()
-                  for f in scan_package(REPO / d)]
+    violations = [
+        f for d in ("tests", "bench") if (REPO / d).exists() for f in scan_package(REPO / d)
+    ]
     # This file holds crafted violations as string literals only: not imports.
     assert violations == [], "\n".join(map(str, violations))
 

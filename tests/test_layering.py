@@ -132,31 +132,59 @@ BASE = {"pkg/__init__.py": "", "pkg/low/__init__.py": "", "pkg/high/__init__.py"
 @pytest.mark.parametrize(
     ("files", "modules_cycle", "packages_cycle"),
     [
-        pytest.param({"pkg/low/a.py": "from pkg.high import b\n",
-                      "pkg/high/b.py": "import pkg.low.a\n"},
-                     ["pkg.high.b", "pkg.low.a", "pkg.high.b"], ["high", "low", "high"],
-                     id="two modules"),
-        pytest.param({"pkg/low/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                      "    from pkg.high.b import B\n",
-                      "pkg/high/b.py": "from pkg.low.a import A\n"},
-                     ["pkg.high.b", "pkg.low.a", "pkg.high.b"], ["high", "low", "high"],
-                     id="type-only"),
-        pytest.param({"pkg/low/__init__.py": "from pkg.low.a import A\n",
-                      "pkg/low/a.py": "from pkg.high.b import B\n",
-                      "pkg/high/b.py": "from pkg.low.c import C\n", "pkg/low/c.py": ""},
-                     ["pkg.high.b", "pkg.low", "pkg.low.a", "pkg.high.b"],
-                     ["high", "low", "high"], id="through a package __init__"),
-        pytest.param({"pkg/low/a.py": "def f():\n    from pkg.high import b\n",
-                      "pkg/high/b.py": "from . import c\nfrom pkg.low.a import f\n",
-                      "pkg/high/c.py": ""},
-                     None, ["high", "low", "high"], id="lazy: packages only"),
-        pytest.param({"pkg/low/a.py": "from pkg.low import b\n", "pkg/low/b.py": "x = 1\n",
-                      "pkg/high/c.py": "from ..low.a import b\n"},
-                     None, None, id="no cycle, relative imports"),
+        pytest.param(
+            {"pkg/low/a.py": "from pkg.high import b\n", "pkg/high/b.py": "import pkg.low.a\n"},
+            ["pkg.high.b", "pkg.low.a", "pkg.high.b"],
+            ["high", "low", "high"],
+            id="two modules",
+        ),
+        pytest.param(
+            {
+                "pkg/low/a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                "    from pkg.high.b import B\n",
+                "pkg/high/b.py": "from pkg.low.a import A\n",
+            },
+            ["pkg.high.b", "pkg.low.a", "pkg.high.b"],
+            ["high", "low", "high"],
+            id="type-only",
+        ),
+        pytest.param(
+            {
+                "pkg/low/__init__.py": "from pkg.low.a import A\n",
+                "pkg/low/a.py": "from pkg.high.b import B\n",
+                "pkg/high/b.py": "from pkg.low.c import C\n",
+                "pkg/low/c.py": "",
+            },
+            ["pkg.high.b", "pkg.low", "pkg.low.a", "pkg.high.b"],
+            ["high", "low", "high"],
+            id="through a package __init__",
+        ),
+        pytest.param(
+            {
+                "pkg/low/a.py": "def f():\n    from pkg.high import b\n",
+                "pkg/high/b.py": "from . import c\nfrom pkg.low.a import f\n",
+                "pkg/high/c.py": "",
+            },
+            None,
+            ["high", "low", "high"],
+            id="lazy: packages only",
+        ),
+        pytest.param(
+            {
+                "pkg/low/a.py": "from pkg.low import b\n",
+                "pkg/low/b.py": "x = 1\n",
+                "pkg/high/c.py": "from ..low.a import b\n",
+            },
+            None,
+            None,
+            id="no cycle, relative imports",
+        ),
     ],
 )
 def test_checker_finds_crafted_cycles(
-    tmp_path: Path, files: dict[str, str], modules_cycle: list[str] | None,
+    tmp_path: Path,
+    files: dict[str, str],
+    modules_cycle: list[str] | None,
     packages_cycle: list[str] | None,
 ) -> None:
     by_module, by_package = graphs(_write(tmp_path, {**BASE, **files}), "pkg")
@@ -189,7 +217,8 @@ def test_no_import_cycle_between_packages() -> None:
     assert {"config", "events", "alerts", "api", "runtime"} <= set(by_package)
     cycle = find_cycle(by_package)
     assert cycle is None, (
-        "packages import each other: " + " -> ".join(cycle or [])
+        "packages import each other: "
+        + " -> ".join(cycle or [])
         + "; move the shared type or function down to the package it belongs to"
     )
 

@@ -84,7 +84,9 @@ def nms(
 
 
 def _opencv_nms(
-    boxes: F64, rank: npt.NDArray[np.float32], classes: npt.NDArray[np.int32] | None,
+    boxes: F64,
+    rank: npt.NDArray[np.float32],
+    classes: npt.NDArray[np.int32] | None,
     iou_threshold: float,
 ) -> I64:
     """Indices into ``boxes`` (all with area) that OpenCV keeps, best rank first."""

@@ -52,9 +52,11 @@ class NodeUnavailableError(StorageError):
     media actor is gone); ``node`` names it. The API answers 503, never 500."""
 
     def __init__(self, node: str, detail: str) -> None:
-        super().__init__(f"node {node!r}, which holds this media, is unavailable ({detail}); "
-                         "it is served again once the node is back (check `vigil cluster "
-                         "status`)")
+        super().__init__(
+            f"node {node!r}, which holds this media, is unavailable ({detail}); "
+            "it is served again once the node is back (check `vigil cluster "
+            "status`)"
+        )
         self.node = node
         self.detail = detail
 

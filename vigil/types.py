@@ -97,8 +97,13 @@ class Frame:
             return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
 
         frame = cls(
-            camera_id=camera_id, seq=seq, pts=pts, wall_time=wall_time, luma=luma,
-            loader=load, live=live,
+            camera_id=camera_id,
+            seq=seq,
+            pts=pts,
+            wall_time=wall_time,
+            luma=luma,
+            loader=load,
+            live=live,
         )
         frame._bgr = image
         return frame

@@ -59,20 +59,27 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 class Broker:
     """A Mosquitto process; ``stop``/``start`` restart it on the same port and folder."""
 
-    def __init__(self, folder: Path, *, passwords: dict[str, str] | None = None,
-                 persistence: bool = False) -> None:
+    def __init__(
+        self, folder: Path, *, passwords: dict[str, str] | None = None, persistence: bool = False
+    ) -> None:
         self.binary = require_binary("mosquitto", "/usr/sbin")
         self.folder = folder
         self.port = free_port()
-        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}",
-                 "max_queued_messages 100000"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"user {getpass.getuser()}",
+            "max_queued_messages 100000",
+        ]
         if passwords:
             pwfile = folder / "passwords"
             tool = require_binary("mosquitto_passwd")
             for i, (user, password) in enumerate(passwords.items()):
                 flags = ["-c"] if i == 0 else []
-                subprocess.run([tool, "-b", *flags, str(pwfile), user, password], check=True,
-                               capture_output=True)
+                subprocess.run(
+                    [tool, "-b", *flags, str(pwfile), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
@@ -85,8 +92,9 @@ class Broker:
 
     def start(self) -> None:
         with (self.folder / "broker.log").open("ab") as log:  # the child keeps its own copy
-            self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
+            )
         wait_port(self.port)
 
     def stop(self) -> None:
@@ -99,12 +107,20 @@ class Broker:
 class Subscriber:
     """A paho client collecting messages; ``persistent`` keeps its session over restarts."""
 
-    def __init__(self, port: int, topics: list[str], *, client_id: str = "",
-                 persistent: bool = False, username: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        topics: list[str],
+        *,
+        client_id: str = "",
+        persistent: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=not persistent)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent
+        )
         if username:
             self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(1, 1)
@@ -175,5 +191,3 @@ class Receiver:
 
     def payloads(self) -> list[dict[str, Any]]:
         return [json.loads(r.body) for r in self.requests]
-
-

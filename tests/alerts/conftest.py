@@ -22,8 +22,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 @pytest.fixture(scope="session")
 def auth_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = Broker(tmp_path_factory.mktemp("mosquitto-auth"),
-                    passwords={"vigil": "correct horse battery"})
+    server = Broker(
+        tmp_path_factory.mktemp("mosquitto-auth"), passwords={"vigil": "correct horse battery"}
+    )
     yield server
     server.stop()
 

@@ -31,29 +31,75 @@ from vigil.types import Direction, Event, EventState, RuleEvent, RuleEventKind, 
 # "origin"); full names only (a payload may abbreviate them, Vigil does not).
 
 #: Keys every MQTT entity platform takes.
-COMMON = frozenset({
-    "availability", "availability_mode", "availability_template", "availability_topic",
-    "default_entity_id", "device", "enabled_by_default", "encoding", "entity_category",
-    "entity_picture", "icon", "json_attributes_template", "json_attributes_topic", "name",
-    "object_id", "origin", "payload_available", "payload_not_available", "platform", "qos",
-    "unique_id",
-})
+COMMON = frozenset(
+    {
+        "availability",
+        "availability_mode",
+        "availability_template",
+        "availability_topic",
+        "default_entity_id",
+        "device",
+        "enabled_by_default",
+        "encoding",
+        "entity_category",
+        "entity_picture",
+        "icon",
+        "json_attributes_template",
+        "json_attributes_topic",
+        "name",
+        "object_id",
+        "origin",
+        "payload_available",
+        "payload_not_available",
+        "platform",
+        "qos",
+        "unique_id",
+    }
+)
 PLATFORM_KEYS: dict[str, frozenset[str]] = {
-    "sensor": frozenset({
-        "device_class", "expire_after", "force_update", "last_reset_value_template", "options",
-        "state_class", "state_topic", "suggested_display_precision", "unit_of_measurement",
-        "value_template",
-    }),
-    "binary_sensor": frozenset({
-        "device_class", "expire_after", "force_update", "off_delay", "payload_off",
-        "payload_on", "state_topic", "value_template",
-    }),
+    "sensor": frozenset(
+        {
+            "device_class",
+            "expire_after",
+            "force_update",
+            "last_reset_value_template",
+            "options",
+            "state_class",
+            "state_topic",
+            "suggested_display_precision",
+            "unit_of_measurement",
+            "value_template",
+        }
+    ),
+    "binary_sensor": frozenset(
+        {
+            "device_class",
+            "expire_after",
+            "force_update",
+            "off_delay",
+            "payload_off",
+            "payload_on",
+            "state_topic",
+            "value_template",
+        }
+    ),
     "event": frozenset({"device_class", "event_types", "state_topic", "value_template"}),
     "camera": frozenset({"image_encoding", "topic"}),
-    "switch": frozenset({
-        "command_template", "command_topic", "device_class", "optimistic", "payload_off",
-        "payload_on", "retain", "state_off", "state_on", "state_topic", "value_template",
-    }),
+    "switch": frozenset(
+        {
+            "command_template",
+            "command_topic",
+            "device_class",
+            "optimistic",
+            "payload_off",
+            "payload_on",
+            "retain",
+            "state_off",
+            "state_on",
+            "state_topic",
+            "value_template",
+        }
+    ),
 }
 REQUIRED: dict[str, frozenset[str]] = {
     "sensor": frozenset({"state_topic"}),
@@ -62,10 +108,22 @@ REQUIRED: dict[str, frozenset[str]] = {
     "camera": frozenset({"topic"}),
     "switch": frozenset({"command_topic"}),
 }
-DEVICE_KEYS = frozenset({
-    "configuration_url", "connections", "hw_version", "identifiers", "manufacturer", "model",
-    "model_id", "name", "serial_number", "suggested_area", "sw_version", "via_device",
-})
+DEVICE_KEYS = frozenset(
+    {
+        "configuration_url",
+        "connections",
+        "hw_version",
+        "identifiers",
+        "manufacturer",
+        "model",
+        "model_id",
+        "name",
+        "serial_number",
+        "suggested_area",
+        "sw_version",
+        "via_device",
+    }
+)
 ORIGIN_KEYS = frozenset({"name", "sw_version", "support_url"})
 #: Values Home Assistant accepts for the device classes Vigil uses.
 BINARY_SENSOR_CLASSES = frozenset({"motion", "occupancy", "presence", "moving"})
@@ -130,8 +188,15 @@ def mqtt_config(broker: Broker, p: str) -> MqttConfig:
                       reconnect_max_s=1)  # fmt: skip
 
 
-FULL = CameraDiscovery(labels=["person", "car"], lines=["gate"], zones=["porch"], name="Door",
-                       activity=True, snapshot=True, switches=("detection", "recording"))
+FULL = CameraDiscovery(
+    labels=["person", "car"],
+    lines=["gate"],
+    zones=["porch"],
+    name="Door",
+    activity=True,
+    snapshot=True,
+    switches=("detection", "recording"),
+)
 
 
 def test_every_discovery_payload_is_documented_and_complete(broker: Broker) -> None:
@@ -172,8 +237,18 @@ def test_every_discovery_payload_is_documented_and_complete(broker: Broker) -> N
 
 
 def _event(state: EventState, n: int, label: str, zones_now: list[str]) -> Event:
-    return Event(id=f"e{n}", camera_id="front door", label=label, class_id=0, track_id=n,
-                 start=1.0, end=None, state=state, zones=list(zones_now), zones_now=zones_now)
+    return Event(
+        id=f"e{n}",
+        camera_id="front door",
+        label=label,
+        class_id=0,
+        track_id=n,
+        start=1.0,
+        end=None,
+        state=state,
+        zones=list(zones_now),
+        zones_now=zones_now,
+    )
 
 
 def test_presence_follows_open_events_and_hits_become_ha_events(broker: Broker) -> None:
@@ -188,8 +263,16 @@ def test_presence_follows_open_events_and_hits_become_ha_events(broker: Broker) 
         hit = RuleEvent(rule_id="gate", kind=RuleEventKind.CROSS, camera_id="front door",
                         track_id=2, class_id=2, label="car", time=5.0, point=(0.5, 0.5),
                         direction=Direction.B_TO_A)  # fmt: skip
-        entry = RuleEvent(rule_id="porch", kind=RuleEventKind.ENTER, camera_id="front door",
-                          track_id=1, class_id=0, label="person", time=4.0, point=(0.2, 0.8))
+        entry = RuleEvent(
+            rule_id="porch",
+            kind=RuleEventKind.ENTER,
+            camera_id="front door",
+            track_id=1,
+            class_id=0,
+            label="person",
+            time=4.0,
+            point=(0.2, 0.8),
+        )
         sink.publish_rule_hits("front door", [hit, entry])
         msgs = sub.drain(0.5)
     sub.close()
@@ -283,8 +366,13 @@ def running(broker: Broker, tmp_path: Path) -> Iterator[tuple[Supervisor, str, S
         sub.close()
 
 
-def _collect(sub: Subscriber, until: Callable[[dict[str, list[bytes]]], bool],
-             seen: dict[str, list[bytes]], timeout: float, message: str) -> None:
+def _collect(
+    sub: Subscriber,
+    until: Callable[[dict[str, list[bytes]]], bool],
+    seen: dict[str, list[bytes]],
+    timeout: float,
+    message: str,
+) -> None:
     deadline = time.monotonic() + timeout
     while not until(seen):
         assert time.monotonic() < deadline, f"{message} within {timeout} s: {sorted(seen)}"
@@ -315,13 +403,14 @@ def test_a_running_camera_drives_states_events_and_a_redacted_snapshot(
     image = cv2.imdecode(np.frombuffer(seen[f"{p}/cam/snapshot"][-1], np.uint8), cv2.IMREAD_COLOR)
     assert image is not None, "the camera entity gets a JPEG"
     middle = image.shape[1] // 2
-    left, right = float(image[:, : middle - 4].mean()), float(image[:, middle + 4:].mean())
+    left, right = float(image[:, : middle - 4].mean()), float(image[:, middle + 4 :].mean())
     assert left < 3.0, f"the masked half is not black in the snapshot (mean {left:.1f})"
     assert right > 20.0, "the rest of the picture is there"
 
 
 def test_the_detection_switch_stops_and_restarts_analysis(
-    running: tuple[Supervisor, str, Subscriber], broker: Broker,
+    running: tuple[Supervisor, str, Subscriber],
+    broker: Broker,
 ) -> None:
     supervisor, p, sub = running
     worker = supervisor.workers["cam"]
@@ -381,10 +470,25 @@ def test_snapshots_are_redacted_at_full_size_and_sent_at_most_1280_wide(tmp_path
     sent: list[tuple[str, bytes]] = []
     publisher = SnapshotPublisher(config, lambda camera, jpeg: sent.append((camera, jpeg)))
     try:
-        publisher.publish(Event(id="e1", camera_id="cam", label="motion", class_id=0,
-                                track_id=1, start=1.0, end=None, state=EventState.START,
-                                snapshot=Snapshot(seq=1, time=1.0, box=(0, 0, 10, 10), score=1.0,
-                                                  image=np.full((1000, 2000, 3), 200, np.uint8))))
+        publisher.publish(
+            Event(
+                id="e1",
+                camera_id="cam",
+                label="motion",
+                class_id=0,
+                track_id=1,
+                start=1.0,
+                end=None,
+                state=EventState.START,
+                snapshot=Snapshot(
+                    seq=1,
+                    time=1.0,
+                    box=(0, 0, 10, 10),
+                    score=1.0,
+                    image=np.full((1000, 2000, 3), 200, np.uint8),
+                ),
+            )
+        )
         _wait(lambda: bool(sent), 60, "no snapshot sent")
     finally:
         publisher.close()

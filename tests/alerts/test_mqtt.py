@@ -23,8 +23,17 @@ from vigil.types import Event, EventState
 
 
 def event(n: int = 1, camera: str = "front door") -> Event:
-    return Event(id=f"e{n}", camera_id=camera, label="person", class_id=0, track_id=n,
-                 start=float(n), end=None, state=EventState.START, zones=["porch"])
+    return Event(
+        id=f"e{n}",
+        camera_id=camera,
+        label="person",
+        class_id=0,
+        track_id=n,
+        start=float(n),
+        end=None,
+        state=EventState.START,
+        zones=["porch"],
+    )
 
 
 def prefix() -> str:
@@ -34,8 +43,11 @@ def prefix() -> str:
 
 def sink_for(broker: Broker, topic_prefix: str, **over: Any) -> MqttSink:
     values: dict[str, Any] = {
-        "host": "127.0.0.1", "port": broker.port, "topic_prefix": topic_prefix,
-        "client_id": f"vigil-{topic_prefix}", "node_id": f"n{topic_prefix}",
+        "host": "127.0.0.1",
+        "port": broker.port,
+        "topic_prefix": topic_prefix,
+        "client_id": f"vigil-{topic_prefix}",
+        "node_id": f"n{topic_prefix}",
         "discovery_prefix": f"ha{topic_prefix}",
     }
     values.update(over)
@@ -73,8 +85,11 @@ def test_availability_is_retained_for_late_subscribers(broker: Broker) -> None:
         late.close()
     after = Subscriber(broker.port, [f"{p}/#"])  # close() marked everything offline
     got = {m.topic: m.payload.decode() for m in after.drain()}
-    assert got == {f"{p}/availability": "offline", f"{p}/front_door/availability": "offline",
-                   f"{p}/yard/availability": "offline"}
+    assert got == {
+        f"{p}/availability": "offline",
+        f"{p}/front_door/availability": "offline",
+        f"{p}/yard/availability": "offline",
+    }
     after.close()
 
 
@@ -87,8 +102,10 @@ def test_recording_state_is_retained_and_sent_only_on_change(broker: Broker) -> 
         sink.camera_recording("front door", "failed", "recording failed: disk full")
         sink.camera_recording("front door", "failed", "recording failed: disk full")
         got = [json.loads(m.payload) for m in sub.drain() if m.topic == topic]
-        assert got == [{"state": "recording", "error": None},
-                       {"state": "failed", "error": "recording failed: disk full"}]
+        assert got == [
+            {"state": "recording", "error": None},
+            {"state": "failed", "error": "recording failed: disk full"},
+        ]
         late = Subscriber(broker.port, [f"{p}/+/recording/status"])
         [retained] = late.drain()
         assert retained.retain
@@ -111,8 +128,13 @@ COUNTS = {
 def test_discovery_configs_and_states(broker: Broker) -> None:
     p = prefix()
     with sink_for(broker, p) as sink:
-        sink.announce({"front door": CameraDiscovery(labels=["person", "dog"], lines=["gate"],
-                                                     name="Front door")})
+        sink.announce(
+            {
+                "front door": CameraDiscovery(
+                    labels=["person", "dog"], lines=["gate"], name="Front door"
+                )
+            }
+        )
         sink.publish_counts("front door", COUNTS)
         time.sleep(0.2)
         late = Subscriber(broker.port, [f"ha{p}/#", f"{p}/#"])
@@ -131,8 +153,10 @@ def test_discovery_configs_and_states(broker: Broker) -> None:
     assert person["unique_id"] == f"{node}_front_door_person_occupancy"
     assert person["state_topic"] == f"{p}/front_door/person"
     assert person["state_class"] == "measurement"
-    assert person["availability"] == [{"topic": f"{p}/availability"},
-                                      {"topic": f"{p}/front_door/availability"}]
+    assert person["availability"] == [
+        {"topic": f"{p}/availability"},
+        {"topic": f"{p}/front_door/availability"},
+    ]
     assert person["availability_mode"] == "all"
     assert person["device"]["identifiers"] == [f"{node}_front_door"]
     assert person["device"]["name"] == "Front door"
@@ -254,8 +278,10 @@ def test_reconnect_after_broker_restart_delivers_bounded_queue(
     sub = Subscriber(broker.port, [f"{p}/events"], client_id=f"sub-{p}", persistent=True)
     sink = sink_for(broker, p, queue_size=5)
     sink.publish(event(0))
-    assert sub.take(f"{p}/events").payload == json.dumps(
-        event_to_dict(event(0)), separators=(",", ":")).encode()
+    assert (
+        sub.take(f"{p}/events").payload
+        == json.dumps(event_to_dict(event(0)), separators=(",", ":")).encode()
+    )
     broker.stop()
     deadline = time.monotonic() + 10
     while sink.connected and time.monotonic() < deadline:
@@ -294,15 +320,23 @@ def test_unreachable_broker_never_blocks() -> None:
 
 def test_password_auth(auth_broker: Broker) -> None:
     p = prefix()
-    sub = Subscriber(auth_broker.port, [f"{p}/events"], username="vigil",
-                     password="correct horse battery")
+    sub = Subscriber(
+        auth_broker.port, [f"{p}/events"], username="vigil", password="correct horse battery"
+    )
     with sink_for(auth_broker, p, username="vigil", password="correct horse battery") as sink:
         sink.publish(event(1))
         assert json.loads(sub.take(f"{p}/events").payload)["id"] == "e1"
     sub.close()
 
-    bad = MqttSink(MqttConfig(host="127.0.0.1", port=auth_broker.port, username="vigil",
-                              password="wrong", client_id=f"bad-{p}"))
+    bad = MqttSink(
+        MqttConfig(
+            host="127.0.0.1",
+            port=auth_broker.port,
+            username="vigil",
+            password="wrong",
+            client_id=f"bad-{p}",
+        )
+    )
     try:
         assert not bad.wait_connected(1.5)
         assert bad.last_error is not None

@@ -24,14 +24,29 @@ SECRET = "s3cret-s3cret-s3cret"
 
 
 def event(n: int = 1, state: EventState = EventState.END) -> Event:
-    return Event(id=f"cam-{n}", camera_id="cam", label="person", class_id=0, track_id=n,
-                 start=1.0, end=2.5, state=state, zones=["door"], counts={"door:enter": 1})
+    return Event(
+        id=f"cam-{n}",
+        camera_id="cam",
+        label="person",
+        class_id=0,
+        track_id=n,
+        start=1.0,
+        end=2.5,
+        state=state,
+        zones=["door"],
+        counts={"door:enter": 1},
+    )
 
 
 def config(urls: list[str], tmp_path: Path, **over: Any) -> WebhookConfig:
     values: dict[str, Any] = {
-        "urls": urls, "secret": SECRET, "backoff_initial_s": 0.01, "backoff_max_s": 0.05,
-        "max_attempts": 3, "timeout_s": 2.0, "dead_letter_path": tmp_path / "dead.jsonl",
+        "urls": urls,
+        "secret": SECRET,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+        "max_attempts": 3,
+        "timeout_s": 2.0,
+        "dead_letter_path": tmp_path / "dead.jsonl",
     }
     values.update(over)
     return WebhookConfig(**values)
@@ -55,8 +70,9 @@ def test_signed_post_of_the_event(receiver: Receiver, tmp_path: Path) -> None:
     stamp = req.headers["X-Vigil-Timestamp"]
     assert abs(int(stamp) - time.time()) < 30
     assert verify_signature(SECRET, stamp, req.body, req.headers["X-Vigil-Signature"])
-    assert not verify_signature("another-secret-1234", stamp, req.body,
-                                req.headers["X-Vigil-Signature"])
+    assert not verify_signature(
+        "another-secret-1234", stamp, req.body, req.headers["X-Vigil-Signature"]
+    )
     assert sink.stats.delivered == 1
     assert dead_letters(tmp_path) == []
 
@@ -98,8 +114,9 @@ def test_retry_after_is_capped(receiver: Receiver, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 404, 410, 301])
-def test_other_4xx_and_redirects_not_retried(receiver: Receiver, tmp_path: Path,
-                                             status: int) -> None:
+def test_other_4xx_and_redirects_not_retried(
+    receiver: Receiver, tmp_path: Path, status: int
+) -> None:
     receiver.script.append((status, {"Location": "http://elsewhere/"}))
     with WebhookSink(config([receiver.url], tmp_path)) as sink:
         sink.publish(event())
@@ -126,8 +143,12 @@ def test_dead_letter_after_max_attempts_then_replay(receiver: Receiver, tmp_path
     assert (result.sent, result.failed) == (1, 0)
     replayed = receiver.requests[-1]
     assert json.loads(replayed.body) == event_to_dict(event(7))
-    assert verify_signature(SECRET, replayed.headers["X-Vigil-Timestamp"], replayed.body,
-                            replayed.headers["X-Vigil-Signature"])
+    assert verify_signature(
+        SECRET,
+        replayed.headers["X-Vigil-Timestamp"],
+        replayed.body,
+        replayed.headers["X-Vigil-Signature"],
+    )
     assert dead_letters(tmp_path) == []
     assert not (tmp_path / "dead.jsonl.replaying").exists()
 
@@ -149,8 +170,13 @@ def test_receiver_down_retries_then_dead_letter(tmp_path: Path) -> None:
 
 def test_replay_keeps_unreadable_lines(receiver: Receiver, tmp_path: Path) -> None:
     path = tmp_path / "dead.jsonl"
-    good = {"url": receiver.url, "event_id": "e", "attempts": 1, "last_error": "x",
-            "payload": {"id": "e"}}
+    good = {
+        "url": receiver.url,
+        "event_id": "e",
+        "attempts": 1,
+        "last_error": "x",
+        "payload": {"id": "e"},
+    }
     path.write_text("not json\n" + json.dumps(good) + "\n")
     result = replay_dead_letters(path, config([receiver.url], tmp_path))
     assert (result.sent, result.failed) == (1, 1)
@@ -161,14 +187,14 @@ def test_publish_never_waits_and_queue_is_bounded(tmp_path: Path) -> None:
     release = threading.Event()
     calls: list[str] = []
 
-    def slow_post(url: str, body: bytes, event_id: str, secret: str | bytes,
-                  timeout: float) -> Outcome:
+    def slow_post(
+        url: str, body: bytes, event_id: str, secret: str | bytes, timeout: float
+    ) -> Outcome:
         calls.append(event_id)
         release.wait(5)
         return Outcome(ok=True)
 
-    sink = WebhookSink(config(["http://example.invalid/"], tmp_path, queue_size=2),
-                       post=slow_post)
+    sink = WebhookSink(config(["http://example.invalid/"], tmp_path, queue_size=2), post=slow_post)
     sink.publish(event(1))
     while not calls:  # the worker is now stuck on event 1
         time.sleep(0.01)
@@ -218,8 +244,9 @@ GOOD = sign(SECRET, int(NOW), BODY)
         (SECRET.encode(), int(NOW), BODY, GOOD, True),
     ],
 )
-def test_verify_signature(secret: str | bytes, stamp: str | int, body: bytes, header: str,
-                          expected: bool) -> None:
+def test_verify_signature(
+    secret: str | bytes, stamp: str | int, body: bytes, header: str, expected: bool
+) -> None:
     assert verify_signature(secret, stamp, body, header, 300, now=NOW) is expected
 
 
@@ -247,8 +274,9 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 
 def test_retry_delays_grow_to_the_cap(tmp_path: Path) -> None:
-    cfg = config(["http://h/x"], tmp_path, backoff_initial_s=1, backoff_factor=3,
-                 backoff_max_s=20, jitter=0)
+    cfg = config(
+        ["http://h/x"], tmp_path, backoff_initial_s=1, backoff_factor=3, backoff_max_s=20, jitter=0
+    )
     rng = random.Random(1)
     assert [retry_delay(cfg, n, rng) for n in range(1, 6)] == [1, 3, 9, 20, 20]
     assert retry_delay(cfg, 10_000, rng) == 20  # no overflow for huge attempt counts

@@ -32,9 +32,7 @@ LINE = {"points": [[0.0, 0.5], [1.0, 0.5]]}
     (Role.ADMIN, "PUT", "/api/config/cameras/front/rules", {}, 200),
     (Role.ADMIN, "GET", "/api/audit", None, 200),
 ])  # fmt: skip
-def test_roles(
-    api: Api, role: Role, method: str, path: str, *, body: Any, status: int
-) -> None:
+def test_roles(api: Api, role: Role, method: str, path: str, *, body: Any, status: int) -> None:
     client = api.login("someone", role)
     reply = client.request(method, path, json=body)
     assert reply.status_code == status, reply.text
@@ -59,7 +57,8 @@ def test_rules_get_put_validated_and_audited(api: Api) -> None:
     assert zones["door"].labels == ["person"]
     assert list(lines) == ["gate"]
     assert admin.get("/api/config/cameras/front/rules").json()["zones"]["door"]["labels"] == [
-        "person"]
+        "person"
+    ]
     assert admin.put("/api/config/cameras/ghost/rules", json={}).status_code == 404
     with api.db.session() as session:
         (record,) = AuditRepo(session).records(action="rules.update")
@@ -77,8 +76,10 @@ def test_a_rule_name_over_the_limit_is_refused_by_the_api(api: Api) -> None:
     assert reply.status_code == 422, reply.text
     error = reply.json()["error"]
     assert error["code"] == "invalid"
-    assert f"camera 'front': line {long!r} is {RULE_NAME_MAX + 1} characters long" in (
-        error["message"])
+    assert (
+        f"camera 'front': line {long!r} is {RULE_NAME_MAX + 1} characters long"
+        in (error["message"])
+    )
     assert f"at most {RULE_NAME_MAX}" in error["message"]
     assert api.runtime.rules("front") == ({}, {}), "nothing applied"
     with api.db.session() as session:
@@ -92,8 +93,10 @@ def test_a_rule_name_over_the_limit_is_refused_by_the_api(api: Api) -> None:
 def test_switches_through_the_api_are_role_checked_and_audited(api: Api) -> None:
     viewer = api.login("val", Role.VIEWER)
     operator = api.login("opal", Role.OPERATOR)
-    assert viewer.get("/api/cameras/front/switches").json() == {"detection": True,
-                                                               "recording": None}
+    assert viewer.get("/api/cameras/front/switches").json() == {
+        "detection": True,
+        "recording": None,
+    }
     off = {"on": False}
     assert viewer.put("/api/cameras/front/switches/detection", json=off).status_code == 403
     reply = operator.put("/api/cameras/front/switches/detection", json=off)
@@ -198,9 +201,10 @@ def test_websocket_token_and_origin(api: Api) -> None:
         assert ws.receive_json()["id"] == "f1"
         api.runtime.close()
     evil = {"Origin": "https://evil.example"}
-    with pytest.raises(WebSocketDisconnect), client.websocket_connect(
-        "/api/ws/events", headers=evil
-    ) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect("/api/ws/events", headers=evil) as ws,
+    ):
         ws.receive_json()
     auditor = api.login("aud", Role.AUDITOR)
     with pytest.raises(WebSocketDisconnect), auditor.websocket_connect("/api/ws/events") as ws:

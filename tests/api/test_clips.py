@@ -166,7 +166,8 @@ def test_unredacted_clip_needs_operator_and_reason(
     assert clip_audit(rec) == [("op", "incident 42", False, False)]
     redacted = operator.get(url)
     assert redacted.status_code == 202 or redacted.headers["x-vigil-clip-cache"] == "miss", (
-        "kept apart from the unredacted")
+        "kept apart from the unredacted"
+    )
 
 
 def test_clip_without_recording_and_after_retention(rec: Api) -> None:

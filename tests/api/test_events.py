@@ -177,11 +177,14 @@ def test_unredacted_snapshot_needs_role_and_reason(
     with api.db.session() as session:
         records = AuditRepo(session).records(action="snapshot.")
     assert [(r.actor, r.reason, r.details["redacted"]) for r in records] == [
-        ("op", "incident 42", False)]
+        ("op", "incident 42", False)
+    ]
     with api.db.session() as session:
         denied = AuditRepo(session).records(action="unredacted.denied")
     assert [(r.actor, r.target, r.reason) for r in denied] == [
-        ("val", "snapshot e1", "curious"), ("op", "snapshot e1", None)]
+        ("val", "snapshot e1", "curious"),
+        ("op", "snapshot e1", None),
+    ]
     assert denied[0].details["why"] == "role viewer"
     assert "reason" in denied[1].details["why"]
     assert (api.data_dir / "audit" / "unredacted.jsonl").read_text().count("incident 42") == 1

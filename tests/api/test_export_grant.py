@@ -46,8 +46,16 @@ def _queue(api: Api) -> tuple[dict[str, Any], Any]:
     api.add_segment("front", T0)
     admin = api.login("ada", Role.ADMIN)
     operator = api.login("op", Role.OPERATOR)
-    made = operator.post("/api/exports", json={"camera": "front", "start": T0, "end": T0 + 1.5,
-                                                "unredacted": True, "reason": REASON})
+    made = operator.post(
+        "/api/exports",
+        json={
+            "camera": "front",
+            "start": T0,
+            "end": T0 + 1.5,
+            "unredacted": True,
+            "reason": REASON,
+        },
+    )
     assert made.status_code == 202, made.text
     return made.json(), admin
 

@@ -87,8 +87,11 @@ def test_health_reports_a_full_disk_and_failed_recording(full_api: Api, disk: Sm
     runtime = full_api.runtime
     front = runtime.cameras()[1]
     assert front.name == "front"
-    runtime.set_status(dataclasses.replace(front, recording="failed",
-                                           recording_error="recording failed: disk full"))
+    runtime.set_status(
+        dataclasses.replace(
+            front, recording="failed", recording_error="recording failed: disk full"
+        )
+    )
     runtime.set_status(dataclasses.replace(runtime.cameras()[0], recording="recording"))
     failing = client.get("/api/health").json()
     assert (failing["recording"], failing["recording_failed"]) == ("failed", 1)
@@ -107,8 +110,9 @@ def test_health_reports_a_full_disk_and_failed_recording(full_api: Api, disk: Sm
     # Space is back but the recorder still fails: still degraded, storage no longer full.
     still = client.get("/api/health").json()
     assert (still["status"], still["storage"], still["recording"]) == ("degraded", "ok", "failed")
-    runtime.set_status(dataclasses.replace(runtime.cameras()[1], recording="recording",
-                                           recording_error=None))
+    runtime.set_status(
+        dataclasses.replace(runtime.cameras()[1], recording="recording", recording_error=None)
+    )
     recovered = client.get("/api/health").json()
     assert (recovered["status"], recovered["storage"], recovered["recording"]) == (
         "ok", "ok", "ok")  # fmt: skip

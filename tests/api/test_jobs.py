@@ -330,8 +330,20 @@ def test_an_open_events_clip_is_served_once_rendered(
     """An open event's span grows with every request: the clip its job just rendered is
     served, rather than a new job queued at each poll."""
     api = make_api(apps, recorded, factory)
-    StoreEventSink(api.db).publish(Event("open", "front", "person", 0, 7, T0 + 1.0, None,
-                                         EventState.START, live=True, has_clip=True))
+    StoreEventSink(api.db).publish(
+        Event(
+            "open",
+            "front",
+            "person",
+            0,
+            7,
+            T0 + 1.0,
+            None,
+            EventState.START,
+            live=True,
+            has_clip=True,
+        )
+    )
     viewer = api.login("val", Role.VIEWER)
     reply = fetch_clip(viewer, "/api/events/open/clip")
     assert reply.status_code == 200

@@ -108,8 +108,9 @@ def serve(tmp_path: Path, camera: RtspRelay, *, processes: int = 0,
     db.migrate()
     with db.session() as session:
         UserRepo(session).add("op", Role.OPERATOR, hash_password(PASSWORD))
-    supervisor = Supervisor(config, db=db,
-                            backoff=lambda: Backoff(initial=0.2, factor=1.5, max=0.5, jitter=0))
+    supervisor = Supervisor(
+        config, db=db, backoff=lambda: Backoff(initial=0.2, factor=1.5, max=0.5, jitter=0)
+    )
     settings = ApiSettings(secure_cookies=False, job_workers=0, redact=config.redact,
                            camera_redact={"door": config.redact_for("door")})  # fmt: skip
     app = create_app(settings, db, supervisor, data_dir=tmp_path / "data")
@@ -322,7 +323,8 @@ def test_a_viewer_joining_a_copy_starts_at_once_with_the_current_gop(
     recorder = Recorder(str(clips_dir / CLIP), "cam", tmp_path / "rec", file_loop=True)
     # A StaticRuntime that hands out the recorder's tap, as the Supervisor does (PacketTaps).
     api.runtime.packet_tap = (  # type: ignore[attr-defined]
-        lambda camera: recorder.tap if camera == "cam" else None)
+        lambda camera: recorder.tap if camera == "cam" else None
+    )
     api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=10.0))
     api.runtime.set_frame("cam", np.zeros((432, 768, 3), np.uint8), time=time.time())
     api.add_user("op", Role.OPERATOR)
@@ -415,7 +417,6 @@ def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
     assert code == 1011
 
 
-
 def test_an_h265_camera_is_re_encoded_and_says_why(api: ApiFixture, tmp_path: Path) -> None:
     """Browsers' MSE here plays H.264: an H.265 camera's granted view is re-encoded."""
     import subprocess
@@ -430,7 +431,8 @@ def test_an_h265_camera_is_re_encoded_and_says_why(api: ApiFixture, tmp_path: Pa
                     "log-level=error", str(clip)], check=True)  # fmt: skip
     recorder = Recorder(str(clip), "cam", tmp_path / "rec", file_loop=True)
     api.runtime.packet_tap = (  # type: ignore[attr-defined]
-        lambda camera: recorder.tap if camera == "cam" else None)
+        lambda camera: recorder.tap if camera == "cam" else None
+    )
     api.runtime.set_status(CameraStatus("cam", True, "running", decode_fps=10.0))
     api.add_user("op", Role.OPERATOR)
     op = api.login("op")

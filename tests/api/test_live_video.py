@@ -175,7 +175,8 @@ def test_granted_stream_is_unredacted_but_masked(api: Api) -> None:
     state = api.app.state.vigil
     left_half = [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]
     state.settings = dataclasses.replace(
-        state.settings, camera_redact={"cam": RedactConfig.model_validate({"masks": left_half})})
+        state.settings, camera_redact={"cam": RedactConfig.model_validate({"masks": left_half})}
+    )
     api.add_user("op", Role.OPERATOR)
     op = api.login("op")
     frames = noise(5)

@@ -147,9 +147,9 @@ def read_parts(chunks: Iterator[bytes], n: int) -> list[bytes]:
             size = int(headers["Content-Length"])
             start = head_end + 4
             if len(buffer) >= start + size + 2:
-                assert buffer[start + size:start + size + 2] == b"\r\n"
-                parts.append(buffer[start:start + size])
-                buffer = buffer[start + size + 2:]
+                assert buffer[start + size : start + size + 2] == b"\r\n"
+                parts.append(buffer[start : start + size])
+                buffer = buffer[start + size + 2 :]
                 continue
         buffer += next(chunks)
     return parts

@@ -139,7 +139,9 @@ def test_success_clears_the_account_but_failures_are_audited(make_api: MakeApi) 
         assert _login(client, "ann", "wrong wrong").status_code == 401
     records = _audit(api, "login.failure")
     assert [(r.actor, r.target, r.details["why"]) for r in records[:5]] == [
-        *[("anonymous", "ann", "wrong password")] * 4, ("anonymous", "ghost", "unknown user")]
+        *[("anonymous", "ann", "wrong password")] * 4,
+        ("anonymous", "ghost", "unknown user"),
+    ]
     assert [r.details["locked_out"] for r in records[:4]] == [False, False, False, False]
     assert _login(client, "ann", "wrong wrong").status_code == 401  # the 5th locks ann out
     assert _audit(api, "login.failure")[-1].details["locked_out"] is True
@@ -275,7 +277,8 @@ def test_password_checks_beyond_the_bound_answer_503(
     monkeypatch.setattr(routes.auth, "verify_password", slow)
     results: list[int] = []
     first = threading.Thread(
-        target=lambda: results.append(_login(TestClient(api.app), "ann", PASSWORD).status_code))
+        target=lambda: results.append(_login(TestClient(api.app), "ann", PASSWORD).status_code)
+    )
     first.start()
     try:
         assert started.wait(120)

@@ -90,14 +90,17 @@ def test_runtime_counters_follow_the_callers_scope(api: Api) -> None:
 def test_segments_given_up_are_counted_in_metrics_and_health(api: Api) -> None:
     runtime = api.runtime
     front, back = (s for s in runtime.cameras() if s.name == "front"), runtime.cameras()[0]
-    runtime.set_status(dataclasses.replace(next(front), recording="recording",
-                                           segments_unindexed=3))
+    runtime.set_status(
+        dataclasses.replace(next(front), recording="recording", segments_unindexed=3)
+    )
     runtime.set_status(dataclasses.replace(back, recording="recording"))
     reply = api.login("val", Role.VIEWER).get("/metrics")
     assert reply.status_code == 200
     families = _families(reply.text)
     assert families["vigil_camera_segments_unindexed"] == (
-        "counter", {(("camera", "front"),): 3.0, (("camera", "back"),): 0.0})
+        "counter",
+        {(("camera", "front"),): 3.0, (("camera", "back"),): 0.0},
+    )
     assert promtool_complaints(reply.content) == ""
     health = api.client().get("/api/health").json()
     assert health["segments_unindexed"] == 3

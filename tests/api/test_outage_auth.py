@@ -58,9 +58,7 @@ def _code(reply: Any) -> str:
     return code
 
 
-def test_metrics_and_cameras_answer_during_a_database_outage(
-    pg_api: Api, own_pg: PgServer
-) -> None:
+def test_metrics_and_cameras_answer_during_a_database_outage(pg_api: Api, own_pg: PgServer) -> None:
     viewer = pg_api.login("val", Role.VIEWER, cameras=["front"])
     scraper = _bearer(pg_api, _token(viewer))
     unseen = _bearer(pg_api, _token(viewer, "never used"))

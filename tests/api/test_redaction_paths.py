@@ -95,7 +95,7 @@ def halves(image: ImageArray) -> tuple[float, float]:
     """Mean brightness of the left and right half, a few pixels off the middle (JPEG and
     H.264 ring at a hard edge)."""
     middle = image.shape[1] // 2
-    return float(image[:, : middle - 4].mean()), float(image[:, middle + 4:].mean())
+    return float(image[:, : middle - 4].mean()), float(image[:, middle + 4 :].mean())
 
 
 def video_frames(data: bytes, tmp_path: Path) -> list[ImageArray]:

@@ -77,9 +77,7 @@ def _answers(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_serve_writes_private_files_and_logs_no_url_secrets(
-    tmp_path: Path, camera: str
-) -> None:
+def test_serve_writes_private_files_and_logs_no_url_secrets(tmp_path: Path, camera: str) -> None:
     port = free_port()
     data = tmp_path / "data"
     config = tmp_path / "vigil.yaml"

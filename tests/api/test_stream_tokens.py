@@ -83,8 +83,8 @@ def regions(image: ImageArray) -> tuple[float, float, float]:
     """Mean brightness of the masked left half, the "face" corner and the rest of the right."""
     h, w = image.shape[:2]
     left = float(image[:, : w // 2 - 4].mean())
-    corner = float(image[: int(h * 0.4) - 4, int(w * 0.75) + 4:].mean())
-    rest = float(image[int(h * 0.4) + 4:, w // 2 + 4:].mean())
+    corner = float(image[: int(h * 0.4) - 4, int(w * 0.75) + 4 :].mean())
+    rest = float(image[int(h * 0.4) + 4 :, w // 2 + 4 :].mean())
     return left, corner, rest
 
 
@@ -156,9 +156,10 @@ def test_a_stream_token_opens_nothing_else(stream_api: Api, base_url: str) -> No
         assert other.get(f"/api/stream/front/still.jpg?token={full}").status_code == 401
         assert other.get("/api/stream/front/still.jpg?token=nope").status_code == 401
         assert other.get("/api/stream/front/still.jpg").status_code == 401
-    with pytest.raises(WebSocketDisconnect), stream_api.client().websocket_connect(
-        f"/api/ws/events?token={token}"
-    ) as ws:
+    with (
+        pytest.raises(WebSocketDisconnect),
+        stream_api.client().websocket_connect(f"/api/ws/events?token={token}") as ws,
+    ):
         ws.receive_json()
 
 

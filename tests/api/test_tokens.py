@@ -56,7 +56,9 @@ def test_list_and_revoke_tokens(api: Api) -> None:
     second = op.post("/api/tokens", json={"name": "ha"}).json()
     listed = op.get("/api/tokens").json()
     assert [(t["id"], t["user"], t["name"]) for t in listed] == [
-        (first["id"], "op", "nvr"), (second["id"], "op", "ha")]
+        (first["id"], "op", "nvr"),
+        (second["id"], "op", "ha"),
+    ]
     assert all("token" not in t for t in listed)  # the secret is never listed
     viewer = api.login("val", Role.VIEWER)
     assert viewer.get("/api/tokens").json() == []
@@ -84,7 +86,10 @@ def test_list_and_revoke_tokens(api: Api) -> None:
     with api.db.session() as session:
         revoked = AuditRepo(session).records(action="token.revoke")
     assert [(r.actor, r.target, r.details["name"]) for r in revoked] == [
-        ("op", "op", "nvr"), ("root", "op", "ha"), ("root", "root", "script")]
+        ("op", "op", "nvr"),
+        ("root", "op", "ha"),
+        ("root", "root", "script"),
+    ]
 
 
 def test_tokens_end_on_disable_and_password_change(api: Api) -> None:

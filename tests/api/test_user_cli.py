@@ -98,7 +98,9 @@ def test_tokens_listed_and_revoked_and_a_new_password_ends_them(
         lines = capsys.readouterr().out.splitlines()
         assert lines[0].split("\t")[:3] == ["id", "user", "name"]
         assert [line.split("\t")[:3] for line in lines[1:]] == [
-            [str(first.row.id), "op", "nvr"], [str(second.row.id), "op", "ha"]]
+            [str(first.row.id), "op", "nvr"],
+            [str(second.row.id), "op", "ha"],
+        ]
         assert lines[1].split("\t")[4] == "1970-01-01T01:00:00Z"  # expires
         assert first.token not in "\n".join(lines)
         assert main(["user", "--database-url", url, "token", "revoke", str(first.row.id)]) == 0

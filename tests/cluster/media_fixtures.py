@@ -104,7 +104,8 @@ def record_on(env: ClusterEnv, node: str, camera: str, seconds: float = 5.0) -> 
 
     clip = require_file(shared_data_dir() / "clips" / CLIP)
     task = ray.remote(num_cpus=0)(_record).options(
-        scheduling_strategy=pinned(env.cluster.nodes[node].node_id))
+        scheduling_strategy=pinned(env.cluster.nodes[node].node_id)
+    )
     ids: list[int] = ray.get(task.remote(str(clip), camera, env.db_url, seconds,
                                          str(env.root / "unused")), timeout=180)  # fmt: skip
     return ids
@@ -120,8 +121,18 @@ def _snapshot(db_url: str, base: str, event_id: str, camera: str, when: float) -
     sink = StoreEventSink(db, root, node=node_name())
     snap = Snapshot(seq=1, time=when, box=(40.0, 30.0, 120.0, 90.0), score=0.9, image=image,
                     frame_size=(160, 120))  # fmt: skip
-    event = Event(id=event_id, camera_id=camera, label="car", class_id=2, track_id=1,
-                  start=when, end=when + 2.0, state=EventState.END, live=True, snapshot=snap)
+    event = Event(
+        id=event_id,
+        camera_id=camera,
+        label="car",
+        class_id=2,
+        track_id=1,
+        start=when,
+        end=when + 2.0,
+        state=EventState.END,
+        live=True,
+        snapshot=snap,
+    )
     sink.publish(event)
     db.close()
     return node_name()
@@ -131,7 +142,8 @@ def snapshot_on(env: ClusterEnv, node: str, event_id: str, camera: str, when: fl
     import ray
 
     task = ray.remote(num_cpus=0)(_snapshot).options(
-        scheduling_strategy=pinned(env.cluster.nodes[node].node_id))
+        scheduling_strategy=pinned(env.cluster.nodes[node].node_id)
+    )
     assert ray.get(task.remote(env.db_url, str(env.root / "unused"), event_id, camera, when),
                    timeout=120) == node  # fmt: skip
 

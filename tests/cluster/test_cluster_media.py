@@ -80,7 +80,9 @@ def test_segment_recorded_on_node_plays_through_the_head(
     with env.db.session() as session:
         reads = AuditRepo(session).records(action="segment.read")
     assert [(r.actor, r.target, r.details["range"]) for r in reads] == [
-        ("root", row.path, None), ("root", row.path, "bytes=100-1099")]
+        ("root", row.path, None),
+        ("root", row.path, "bytes=100-1099"),
+    ]
 
 
 def test_clip_spanning_node_segments_renders(
@@ -166,8 +168,14 @@ def test_one_path_on_two_nodes_plays_each_nodes_own_file(
         (env.root / node / rel).write_bytes(data)
         with env.db.session() as session:
             rows[node] = SegmentRepo(session).add(
-                camera="cam2", path=rel, start=start, end=start + 2.0, size=len(data),
-                sha256=hashlib.sha256(data).hexdigest(), node=None if node == "head" else node)
+                camera="cam2",
+                path=rel,
+                start=start,
+                end=start + 2.0,
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                node=None if node == "head" else node,
+            )
     admin = login_admin(env.api)
     for node, row in rows.items():
         reply = admin.get(f"/api/recordings/{row.id}/media")
@@ -241,13 +249,25 @@ def _camera_like(node_env: ClusterEnv) -> Any:
     @ray.remote(num_cpus=0)
     class Detector:
         def stats(self) -> dict[str, Any]:
-            return {"node": "?", "node_id": node_id, "images": 40, "batches": 10,
-                    "mean_batch": 4.0, "queue": 1, "max_batch": 8, "max_wait_ms": 20.0}
+            return {
+                "node": "?",
+                "node_id": node_id,
+                "images": 40,
+                "batches": 10,
+                "mean_batch": 4.0,
+                "queue": 1,
+                "max_batch": 8,
+                "max_wait_ms": 20.0,
+            }
 
     from tests.cluster.media_fixtures import pinned
 
-    detector = Detector.options(name=detector_actor_name(node_id, "test"), namespace=NAMESPACE,
-                                lifetime="detached", scheduling_strategy=pinned(node_id)).remote()
+    detector = Detector.options(
+        name=detector_actor_name(node_id, "test"),
+        namespace=NAMESPACE,
+        lifetime="detached",
+        scheduling_strategy=pinned(node_id),
+    ).remote()
     ray.get(detector.stats.remote(), timeout=120)
     return camera, detector, node_id
 
@@ -275,8 +295,20 @@ def test_cluster_status_cli_and_api(cluster_env: ClusterEnv) -> None:  # noqa: F
         viewer_status = env.api.login("vic", Role.VIEWER).get("/api/cluster")
         assert viewer_status.status_code == 403
         table = subprocess.run(
-            [sys.executable, "-m", "vigil.cli", "cluster", "status", "--address",
-             env.cluster.address], capture_output=True, text=True, timeout=180, check=False)
+            [
+                sys.executable,
+                "-m",
+                "vigil.cli",
+                "cluster",
+                "status",
+                "--address",
+                env.cluster.address,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert table.returncode == 0, table.stderr
         assert "node-1" in table.stdout
         assert "cam1" in table.stdout

@@ -111,8 +111,13 @@ def _fail_over(cluster: Any, supervisor: Supervisor, db: Database) -> None:
     killed_at = time.time()
     started = time.monotonic()
     cluster.remove(victim)
-    wait_for(lambda: all(supervisor.workers[c].online and where()[c] not in (None, victim)
-                         for c in moved), 120, "the lost node's cameras did not come back")
+    wait_for(
+        lambda: all(
+            supervisor.workers[c].online and where()[c] not in (None, victim) for c in moved
+        ),
+        120,
+        "the lost node's cameras did not come back",
+    )
     failover_s = time.monotonic() - started
     print(f"failover of {moved} from {victim}: {failover_s:.1f} s")
     assert failover_s <= BOUND_S

@@ -171,7 +171,8 @@ def test_snapshot_expiry_filters_by_node(db: Database) -> None:  # noqa: F811
                         node=node)  # fmt: skip
     with db.session() as session:
         assert EventRepo(session).expire_snapshots("c", T0 + 10, node="node-1") == [
-            "snapshots/c/e1.jpg"]
+            "snapshots/c/e1.jpg"
+        ]
         assert EventRepo(session).expire_snapshots("c", T0 + 10, node="node-2") == []
         assert EventRepo(session).expire_snapshots("c", T0 + 10) == ["snapshots/c/e0.jpg"]
 

@@ -61,10 +61,12 @@ def two_models(
                                 models={"cam0": str(model)})  # fmt: skip
         # cam1 runs the copy: other model settings than the global detect's.
         cam1 = config.cameras["cam1"].model_copy(
-            update={"detect": config.detect.model_copy(update={"model": str(own)})})
+            update={"detect": config.detect.model_copy(update={"model": str(own)})}
+        )
         # Retention every second: the head's run over its exports and clips is waited for.
-        server = config.server.model_copy(update={"retention_interval": 1.0,
-                                                  "export_max_age": EXPORT_MAX_AGE_S})
+        server = config.server.model_copy(
+            update={"retention_interval": 1.0, "export_max_age": EXPORT_MAX_AGE_S}
+        )
         config = config.model_copy(update={"cameras": {**config.cameras, "cam1": cam1},
                                            "server": server})  # fmt: skip
         db = Database(url)

@@ -208,8 +208,15 @@ def test_a_segment_row_refused_by_the_store_fails_the_recording_until_one_is_sto
     db = Database(url)
     try:
         with db.session() as session:  # another segment holds the first one's place
-            SegmentRepo(session).add(camera="cam3", path=path, start=first.start,
-                                     end=first.end, size=1, sha256=SHA, node="node-1")
+            SegmentRepo(session).add(
+                camera="cam3",
+                path=path,
+                start=first.start,
+                end=first.end,
+                size=1,
+                sha256=SHA,
+                node="node-1",
+            )
         task = _pinned_task(local, "node-1", refused_task)
         refused, after = ray.get(task.remote(url, "/unused", "cam3", start), timeout=180)
         assert refused is not None

@@ -39,8 +39,21 @@ def camera_task(db_url: str, data_dir: str, camera: str, start: float) -> int:
     for index in range(EVENTS):
         for event in _life(camera, index, start + index * 10):
             store.publish(event)
-        store.count([RuleEvent("door", RuleEventKind.CROSS, camera, index, 0, "person",
-                               start + index * 10 + 1, (0.5, 0.5), Direction.A_TO_B)])
+        store.count(
+            [
+                RuleEvent(
+                    "door",
+                    RuleEventKind.CROSS,
+                    camera,
+                    index,
+                    0,
+                    "person",
+                    start + index * 10 + 1,
+                    (0.5, 0.5),
+                    Direction.A_TO_B,
+                )
+            ]
+        )
     store.close()
     return EVENTS
 

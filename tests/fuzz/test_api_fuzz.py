@@ -150,8 +150,9 @@ def test_every_operation_answers_as_its_spec_says(server: tuple[str, str]) -> No
             fuzz()
         except Exception as exc:  # a failed check: keep going, report them all
             text = str(exc)  # the check that failed and the request (as curl) come first
-            failures[str(operation.label)] = text[:800] + ("\n…\n" + text[-400:]
-                                                           if len(text) > 1200 else text[800:])
+            failures[str(operation.label)] = text[:800] + (
+                "\n…\n" + text[-400:] if len(text) > 1200 else text[800:]
+            )
         ran += 1
     assert ran >= 25, f"only {ran} operations in the spec"
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())

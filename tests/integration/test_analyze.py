@@ -70,8 +70,18 @@ def test_people_in_real_footage(tmp_path: Path, clips_dir: Path, yolox_nano_path
     config.write_text(ROOM)
     out = tmp_path / "out"
     clip = clips_dir / "one-by-one-person-detection.mp4"
-    args = ["analyze", str(clip), "--config", str(config), "--model", str(yolox_nano_path),
-            "--out", str(out), "--quiet", "--snapshots"]
+    args = [
+        "analyze",
+        str(clip),
+        "--config",
+        str(config),
+        "--model",
+        str(yolox_nano_path),
+        "--out",
+        str(out),
+        "--quiet",
+        "--snapshots",
+    ]
     assert main(args) == 0
     events = read_events(out)
     # Six people come to the table one by one and leave again.
@@ -96,8 +106,22 @@ def test_car_in_real_footage(tmp_path: Path, clips_dir: Path, yolox_nano_path: P
     config.write_text("detect: {fps: 12.5}\nevents: {min_duration: 0.5}\n")
     out = tmp_path / "out"
     clip = clips_dir / "person-bicycle-car-detection.gif"
-    assert main(["analyze", str(clip), "--config", str(config), "--model", str(yolox_nano_path),
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(clip),
+                "--config",
+                str(config),
+                "--model",
+                str(yolox_nano_path),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cars = [e for e in read_events(out) if e["label"] == "car"]
     assert len(cars) == 1
     x1, _, x2, y2 = cars[0]["box"]  # the car drives out on the upper left (of 480×270)
@@ -111,8 +135,21 @@ def test_annotated_video_covers_every_frame(
 ) -> None:
     out = tmp_path / "out"
     clip = clips_dir / "people-detection.gif"
-    assert main(["analyze", str(clip), "--model", str(yolox_nano_path), "--out", str(out),
-                 "--quiet", "--annotate"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(clip),
+                "--model",
+                str(yolox_nano_path),
+                "--out",
+                str(out),
+                "--quiet",
+                "--annotate",
+            ]
+        )
+        == 0
+    )
     with av.open(str(clip)) as src:
         expected = sum(1 for _ in src.decode(video=0))
     with av.open(str(out / "annotated.mp4")) as video:

@@ -188,8 +188,17 @@ def test_audio_only_file(tmp_path: Path) -> None:
     require_tools("ffmpeg")
     path = tmp_path / "tone.m4a"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
-         "sine=frequency=440:duration=1", str(path)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=1",
+            str(path),
+        ],
         check=True,
     )
     assert "no video stream" in _open_error(str(path))
@@ -246,9 +255,25 @@ def hls_url(clips_dir: Path, tmp_path: Path) -> Iterator[str]:
     """The first 3 s of a clip as an HLS playlist served over HTTP from a local server."""
     require_tools("ffmpeg")
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clips_dir / MP4), "-t", "3",
-         "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
-         str(tmp_path / "live.m3u8")],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(clips_dir / MP4),
+            "-t",
+            "3",
+            "-c",
+            "copy",
+            "-f",
+            "hls",
+            "-hls_time",
+            "1",
+            "-hls_playlist_type",
+            "vod",
+            str(tmp_path / "live.m3u8"),
+        ],
         check=True,
     )
     handler = functools.partial(_QuietHandler, directory=str(tmp_path))
@@ -311,8 +336,13 @@ def test_rtsp_reconnects_after_the_camera_drops_out(relay: RtspRelay) -> None:
 
     url = f"rtsp://viewer:s3cret@127.0.0.1:{relay.client_port}/cam1"
     source = AvSource(
-        url, "door", stall_timeout=2.0, open_timeout=8.0, on_status=on_status,
-        options={"rtsp_transport": "udp"}, backoff=Backoff(0.3, 2, 2.0, jitter=0),
+        url,
+        "door",
+        stall_timeout=2.0,
+        open_timeout=8.0,
+        on_status=on_status,
+        options={"rtsp_transport": "udp"},
+        backoff=Backoff(0.3, 2, 2.0, jitter=0),
     )
     watchdog = threading.Timer(45, source.close)
     watchdog.start()
@@ -323,8 +353,10 @@ def test_rtsp_reconnects_after_the_camera_drops_out(relay: RtspRelay) -> None:
             if len(frames) == 20:
                 relay.unpublish()
                 killed_at = len(frames)
-            if restarted.is_set() and len(frames) > killed_at + 20 and (
-                statuses[-1].state is SourceState.STREAMING
+            if (
+                restarted.is_set()
+                and len(frames) > killed_at + 20
+                and (statuses[-1].state is SourceState.STREAMING)
             ):
                 break
     finally:
@@ -334,8 +366,9 @@ def test_rtsp_reconnects_after_the_camera_drops_out(relay: RtspRelay) -> None:
     states = [s.state for s in statuses]
     assert states[:2] == [SourceState.CONNECTING, SourceState.STREAMING]
     assert SourceState.STALLED in states or SourceState.RECONNECTING in states
-    gone = min(i for i, s in enumerate(states) if s in (SourceState.STALLED,
-                                                          SourceState.RECONNECTING))
+    gone = min(
+        i for i, s in enumerate(states) if s in (SourceState.STALLED, SourceState.RECONNECTING)
+    )
     assert SourceState.STREAMING in states[gone:], f"never streamed again: {states}"
     seqs = [f[0] for f in frames]
     assert seqs == list(range(len(seqs)))
@@ -352,7 +385,11 @@ def test_network_stream_reconnects_at_its_end_and_gives_up_when_gone(
     """A stream that ends is reopened (seq and pts go on); one that vanishes fails in time."""
     statuses: list[SourceStatus] = []
     source = AvSource(
-        hls_url, "hls", stall_timeout=3.0, max_attempts=2, on_status=statuses.append,
+        hls_url,
+        "hls",
+        stall_timeout=3.0,
+        max_attempts=2,
+        on_status=statuses.append,
         backoff=Backoff(0.05, 2, 0.2, jitter=0),
     )
     frames: list[Frame] = []
@@ -370,8 +407,7 @@ def test_network_stream_reconnects_at_its_end_and_gives_up_when_gone(
     assert [f.seq for f in frames] == list(range(len(frames)))
     assert np.all(np.diff([f.pts for f in frames]) > 0)
     states = [s.state for s in statuses]
-    assert states[:3] == [SourceState.CONNECTING, SourceState.STREAMING,
-                          SourceState.RECONNECTING]
+    assert states[:3] == [SourceState.CONNECTING, SourceState.STREAMING, SourceState.RECONNECTING]
     assert "the stream ended" in (statuses[2].last_error or "")
     assert states[3] is SourceState.STREAMING
     assert states[-1] is SourceState.FAILED

@@ -156,8 +156,7 @@ def test_export_cli_follows_the_cameras_masks_from_the_config(
     assert means
     assert max(means) < 8, "the masked half is black in every frame"
     redaction = json.loads(manifest_path(out).read_text())["redaction"]
-    assert (redaction["mode"], redaction["static_masks"]) == (
-        "none" if unredacted else "faces", 1)
+    assert (redaction["mode"], redaction["static_masks"]) == ("none" if unredacted else "faces", 1)
     assert verify_export(out).ok
 
 
@@ -165,7 +164,12 @@ def test_a_granted_redactor_needs_its_grant(segments35: list[SegmentInfo], tmp_p
     grant = unredacted_access("court order 44", "tester", tmp_path / "audit.jsonl", "test")
     config = RedactConfig(masks=[[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0)]])
     with pytest.raises(PrivacyError, match="grant"):
-        export_range([segments35[0].path], T0, T0 + 2, tmp_path / "x.mp4",
-                     key=Ed25519PrivateKey.generate(),
-                     redactor_factory=lambda size: build_redactor(config, size, grant=grant))
+        export_range(
+            [segments35[0].path],
+            T0,
+            T0 + 2,
+            tmp_path / "x.mp4",
+            key=Ed25519PrivateKey.generate(),
+            redactor_factory=lambda size: build_redactor(config, size, grant=grant),
+        )
     assert not (tmp_path / "x.mp4").exists()

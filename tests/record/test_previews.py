@@ -95,8 +95,10 @@ def test_a_full_disk_drops_the_previews_not_the_segment(tmp_path: Path) -> None:
 
 
 def test_nearest_preview_maps_a_time_to_a_file() -> None:
-    rows = [Row(SEG, T0, "0 2000 4000 6000 8000"),
-            Row("recordings/cam/2023-11-14/22/13.30.mp4", T0 + 10, "500 2500", "node-b")]
+    rows = [
+        Row(SEG, T0, "0 2000 4000 6000 8000"),
+        Row("recordings/cam/2023-11-14/22/13.30.mp4", T0 + 10, "500 2500", "node-b"),
+    ]
     found = nearest_preview(rows, T0 + 4.9)
     assert found is not None
     assert found.path == preview_file(SEG, 4000)

@@ -19,8 +19,13 @@ from vigil.record.segmenter import MAX_REPORT_ATTEMPTS, Segmenter, SegmentInfo
 
 
 def test_storage_retries_wait_at_most_one_segment(tmp_path: Path) -> None:
-    recorder = Recorder("rtsp://127.0.0.1:1/x", "cam1", tmp_path, segment_seconds=4.0,
-                        backoff=Backoff(initial=1.0, factor=10.0, max=300.0, jitter=0.0))
+    recorder = Recorder(
+        "rtsp://127.0.0.1:1/x",
+        "cam1",
+        tmp_path,
+        segment_seconds=4.0,
+        backoff=Backoff(initial=1.0, factor=10.0, max=300.0, jitter=0.0),
+    )
     assert [recorder.storage_retry_delay() for _ in range(4)] == [1.0, 4.0, 4.0, 4.0]
 
 

@@ -58,8 +58,11 @@ def test_backend_defaults_to_auto() -> None:
 
 
 def test_ray_is_accepted_with_a_cluster_section() -> None:
-    config = parse_config("server:\n  backend: ray\ncluster:\n  address: 10.0.0.5:6379\n"
-                          "  max_restarts: 3\n  detector_num_gpus: 0.5\n", source="x.yaml")
+    config = parse_config(
+        "server:\n  backend: ray\ncluster:\n  address: 10.0.0.5:6379\n"
+        "  max_restarts: 3\n  detector_num_gpus: 0.5\n",
+        source="x.yaml",
+    )
     assert config.server.backend == "ray"
     assert config.cluster.address == "10.0.0.5:6379"
     assert (config.cluster.max_restarts, config.cluster.detector_num_gpus) == (3, 0.5)

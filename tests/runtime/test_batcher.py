@@ -108,8 +108,10 @@ def test_batches_respect_max_batch(
         results: list[object] = [None] * len(requests)
         threads = []
         for i, tags in enumerate(requests):
+
             def call(i: int = i, tags: list[int] = tags) -> None:
                 results[i] = tags_of(batcher.detect_batch(tagged(*tags)))
+
             threads.append(threading.Thread(target=call))
             threads[-1].start()
             while batcher.stats.queue_depth < i + 1:

@@ -212,10 +212,22 @@ def test_timers_run_on_the_monotonic_clock() -> None:
     """Stall detection, reconnect backoff and batching waits must not read the wall clock:
     a jump would fire or starve them. No ``time.time()`` in those modules."""
     root = Path(__file__).resolve().parents[2] / "vigil"
-    for rel in ("ingest/av_source.py", "ingest/backoff.py", "runtime/batcher.py",
-                "record/recorder.py", "runtime/worker.py", "runtime/threads.py"):
+    for rel in (
+        "ingest/av_source.py",
+        "ingest/backoff.py",
+        "runtime/batcher.py",
+        "record/recorder.py",
+        "runtime/worker.py",
+        "runtime/threads.py",
+    ):
         tree = ast.parse((root / rel).read_text())
-        calls = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call)
-                 and isinstance(n.func, ast.Attribute) and n.func.attr == "time"
-                 and isinstance(n.func.value, ast.Name) and n.func.value.id == "time"]
+        calls = [
+            n.lineno
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute)
+            and n.func.attr == "time"
+            and isinstance(n.func.value, ast.Name)
+            and n.func.value.id == "time"
+        ]
         assert calls == [], f"vigil/{rel} reads time.time() at lines {calls}"

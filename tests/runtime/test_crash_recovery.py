@@ -143,6 +143,7 @@ def test_kill_9_loses_no_committed_event_and_restart_resumes(tmp_path: Path, wor
 
     process = serve(config)
     try:
+
         def resumed() -> bool:
             rows = all_events(db_file)
             new = [r for r in rows.values() if r.start > killed_at]
@@ -169,9 +170,17 @@ def test_kill_9_loses_no_committed_event_and_restart_resumes(tmp_path: Path, wor
 
 def _event(camera: str, track: int, start: float, *, live: bool = True,
            end: float | None = None) -> Event:  # fmt: skip
-    return Event(id=f"{camera}-{start:.3f}-{track}", camera_id=camera, label="person",
-                 class_id=0, track_id=track, start=start, end=end,
-                 state=EventState.END if end is not None else EventState.START, live=live)
+    return Event(
+        id=f"{camera}-{start:.3f}-{track}",
+        camera_id=camera,
+        label="person",
+        class_id=0,
+        track_id=track,
+        start=start,
+        end=end,
+        state=EventState.END if end is not None else EventState.START,
+        live=live,
+    )
 
 
 def test_close_dangling_ends_open_events_at_their_last_update(tmp_path: Path) -> None:

@@ -88,9 +88,12 @@ def test_recording_survives_a_full_disk_and_resumes_when_space_returns(
             return [r.start for r in SegmentRepo(session).list(name)]
 
     def describe() -> str:
-        return "; ".join(f"{c}: {len(starts(c))} segment(s), recorder {recording(c)}, "
-                         f"{supervisor.recorders[c].connections} connection(s), last error "
-                         f"{supervisor.recorders[c].last_error}" for c in CAMERAS)
+        return "; ".join(
+            f"{c}: {len(starts(c))} segment(s), recorder {recording(c)}, "
+            f"{supervisor.recorders[c].connections} connection(s), last error "
+            f"{supervisor.recorders[c].last_error}"
+            for c in CAMERAS
+        )
 
     def recording(name: str) -> tuple[str | None, str | None]:
         status = {s.name: s for s in supervisor.cameras()}[name]

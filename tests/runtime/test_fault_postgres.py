@@ -65,8 +65,10 @@ def test_postgresql_restarted_mid_run_loses_nothing(
     own_pg.admin_sql("CREATE DATABASE vigil_serve")
     url = own_pg.url("vigil_serve")
     port = free_port()
-    text = serve_config(tmp_path / "data", port, camera.url(CAMERA),
-                        worker_processes=workers) + f"database_url: {url}\n"
+    text = (
+        serve_config(tmp_path / "data", port, camera.url(CAMERA), worker_processes=workers)
+        + f"database_url: {url}\n"
+    )
     serve = ServeProcess(tmp_path, text, port, db_url=url)
     admin: httpx.Client | None = None
     try:

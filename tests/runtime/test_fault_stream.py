@@ -88,8 +88,9 @@ def supervisor_for(tmp_path: Path, streams: UdpCameras, workers: int = 0
     db.migrate()
     # A partial, not a lambda: a worker process gets it pickled.
     backoff = functools.partial(Backoff, initial=0.3, factor=2.0, max=1.0, jitter=0.0)
-    return Supervisor(config, db=db, backoff=backoff, stall_timeout=5.0,
-                      worker_processes=workers), db
+    return Supervisor(
+        config, db=db, backoff=backoff, stall_timeout=5.0, worker_processes=workers
+    ), db
 
 
 def segment_sizes(supervisor: Supervisor, db: Database) -> dict[str, set[tuple[int, int]]]:
@@ -215,8 +216,9 @@ def test_corrupt_packets_are_counted_and_the_camera_goes_on(
 
     registry.register(One())
     text = generate_latest(registry).decode()
-    assert f'vigil_camera_decode_errors_total{{camera="cam"}} {float(status.decode_errors)}' \
-        in text, text
+    assert (
+        f'vigil_camera_decode_errors_total{{camera="cam"}} {float(status.decode_errors)}' in text
+    ), text
     logged = [r.getMessage() for r in caplog.records] + capfd.readouterr().err.splitlines()
     warnings = [line for line in logged if "decode errors so far" in line]
     assert warnings, "the corrupt packets were not logged"

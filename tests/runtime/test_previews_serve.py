@@ -113,8 +113,7 @@ def test_a_preview_has_the_camera_s_own_masks(face_clip: Path, tmp_path: Path) -
     """``redact_for(camera)``: the camera's mask over its left half is black in the preview,
     the right half keeps the picture."""
     settings = config(tmp_path, face_clip).model_dump()
-    settings["cameras"]["face"]["redact"] = {
-        "masks": [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]}
+    settings["cameras"]["face"]["redact"] = {"masks": [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]}
     taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path)
     image = np.full((270, 480, 3), 200, np.uint8)
     jpeg = taker.render("face", image, TrackSnapshot())
@@ -139,6 +138,7 @@ def test_people_modes_hide_the_tracked_people_or_detect_them(
         def redact(image: ImageArray, people: Any = None) -> ImageArray:
             seen.append(people)
             return image
+
         return redact
 
     taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path,
@@ -210,8 +210,9 @@ def test_a_preview_is_placed_on_the_recording_s_timeline(face_clip: Path,
     the same moment, else no segment would ever hold it."""
     recorder = Recorder(str(face_clip), "face", tmp_path)
     camera = _Camera(online=True, age=0.0)
-    taker = PreviewTaker(config(tmp_path, face_clip), {"face": camera}, {"face": recorder},
-                         tmp_path, redactor=_as_is)
+    taker = PreviewTaker(
+        config(tmp_path, face_clip), {"face": camera}, {"face": recorder}, tmp_path, redactor=_as_is
+    )
     recorder.state = "recording"
     recorder.segmenter.last_time = clock.now() + 5.0
     before = clock.now()

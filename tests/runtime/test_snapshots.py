@@ -155,9 +155,17 @@ def test_an_unwritable_snapshot_folder_still_stores_the_event(
     db = make_db(tmp_path)
     (tmp_path / "media").write_text("a file where the folder should be")
     image = np.zeros((36, 64, 3), np.uint8)
-    event = Event(id="a-1.000-1", camera_id="a", label="person", class_id=0, track_id=1,
-                  start=1.0, end=None, state=EventState.START,
-                  snapshot=Snapshot(seq=3, time=1.0, box=(0, 0, 8, 8), score=1.0, image=image))
+    event = Event(
+        id="a-1.000-1",
+        camera_id="a",
+        label="person",
+        class_id=0,
+        track_id=1,
+        start=1.0,
+        end=None,
+        state=EventState.START,
+        snapshot=Snapshot(seq=3, time=1.0, box=(0, 0, 8, 8), score=1.0, image=image),
+    )
     try:
         StoreEventSink(db, tmp_path / "media").publish(event)
         with db.session() as session:

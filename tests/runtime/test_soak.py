@@ -94,7 +94,7 @@ def scene_frames(count: int) -> Iterator[Frame]:
         phase = seq % period
         if phase < walk:
             x = int(phase * (width - 20) / walk)
-            image[30:70, x:x + 16] = 230
+            image[30:70, x : x + 16] = 230
         yield Frame.from_bgr(image, camera_id="soak", seq=seq, pts=seq / FPS,
                              wall_time=seq / FPS)  # fmt: skip
 
@@ -142,9 +142,11 @@ def test_frames_through_the_pipeline_with_flat_memory() -> None:
     half = len(samples.at) // 3  # after the warm-up (tracker state, caches, first events)
     heap = slope(samples.at[half:], samples.heap[half:])
     rss = slope(samples.at[half:], samples.rss[half:])
-    print(f"\n{FRAMES} frames, {events} events: heap {samples.heap[half] / 1e6:.1f} -> "
-          f"{samples.heap[-1] / 1e6:.1f} MB ({heap:.3f} B/frame), RSS "
-          f"{samples.rss[half] / 1e6:.1f} -> {samples.rss[-1] / 1e6:.1f} MB ({rss:.3f} B/frame)")
+    print(
+        f"\n{FRAMES} frames, {events} events: heap {samples.heap[half] / 1e6:.1f} -> "
+        f"{samples.heap[-1] / 1e6:.1f} MB ({heap:.3f} B/frame), RSS "
+        f"{samples.rss[half] / 1e6:.1f} -> {samples.rss[-1] / 1e6:.1f} MB ({rss:.3f} B/frame)"
+    )
     # One leaked event (a few hundred bytes) per pass would be ~5 B/frame; one small object
     # per frame >= 50 B/frame.
     assert heap < 1.0, f"the Python heap grows by {heap:.2f} bytes per frame"
@@ -246,8 +248,10 @@ def test_a_day_of_segments_and_retention_leaks_no_files_rows_or_descriptors(
         tracemalloc.stop()
         container.close()
         db.close()
-    print(f"\n{HOURS:g} h: files {files[5]}..{max(files)}, rows {rows[5]}..{max(rows)}, fds "
-          f"{min(fds)}..{max(fds)}, heap {heap[5] / 1e6:.2f} -> {heap[-1] / 1e6:.2f} MB")
+    print(
+        f"\n{HOURS:g} h: files {files[5]}..{max(files)}, rows {rows[5]}..{max(rows)}, fds "
+        f"{min(fds)}..{max(fds)}, heap {heap[5] / 1e6:.2f} -> {heap[-1] / 1e6:.2f} MB"
+    )
     kept = 3600 / 10 + 10 * 60 / 10 + 2  # max_age + one retention interval + slack
     settled = [i for i, h in enumerate(hours) if h > 1.5]
     assert settled, "the run is shorter than max_age"

@@ -123,6 +123,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         line = LineConfig.model_validate(LINE["middle"])
         supervisor.update_rules("b", {}, {"middle": line})
         result.rules_b = supervisor.rules("b")
+
         # Mid-run: once camera a runs at its pace and the bad one was found offline (worker
         # processes take a while to spawn and report on a busy machine: no fixed sleep).
         def settled() -> bool:
@@ -326,7 +327,11 @@ def _hit(kind: RuleEventKind, direction: Direction | None = None) -> RuleEvent:
 def test_count_keys(hit: RuleEvent, kind: str, metric: str) -> None:
     key = count_key(hit)
     assert (key.camera, key.rule, key.kind, key.label, key.metric) == (
-        "cam", "r", kind, "person", metric
+        "cam",
+        "r",
+        kind,
+        "person",
+        metric,
     )
 
 
@@ -371,8 +376,10 @@ def test_retention_of_vigil_serve_prunes_the_folders_it_empties(tmp_path: Path) 
     try:
         with db.session() as session:
             repo = SegmentRepo(session)
-            for rel, start in (("recordings/cam/2023-11-13/10/00.00.mp4", now - 86_400),
-                               ("recordings/cam/2023-11-14/22/13.00.mp4", now - 20)):
+            for rel, start in (
+                ("recordings/cam/2023-11-13/10/00.00.mp4", now - 86_400),
+                ("recordings/cam/2023-11-14/22/13.00.mp4", now - 20),
+            ):
                 (config.data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
                 (config.data_dir / rel).write_bytes(b"x" * 10)
                 repo.add(camera="cam", path=rel, start=start, end=start + 10, size=10,

@@ -150,8 +150,11 @@ def test_switches_stay_off_across_a_restart(
     try:
         again.wait_for(again.api_up, 60, "the API did not answer after the restart")
         for switch in SWITCHES:
-            again.wait_for(lambda s=switch: retained(broker.port, state_topic(s)) is not None,
-                           30, f"the {switch} switch was not published after the restart")
+            again.wait_for(
+                lambda s=switch: retained(broker.port, state_topic(s)) is not None,
+                30,
+                f"the {switch} switch was not published after the restart",
+            )
             assert retained(broker.port, state_topic(switch)) == b"OFF", switch
         client = login(again)
         try:

@@ -40,7 +40,6 @@ _counter = itertools.count()
 SUPERUSER = "postgres"
 
 
-
 def find_bindir() -> Path | None:
     """The folder of ``initdb``/``pg_ctl``: Debian's versioned folder, else the PATH."""
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
@@ -151,7 +150,6 @@ def start_server() -> PgServer:
 
 
 # -- fixtures ----------------------------------------------------------------------------------
-
 
 
 def _unavailable(reason: str) -> None:

@@ -113,8 +113,11 @@ def test_truncation_with_a_rewritten_head_needs_an_anchor(db: Database) -> None:
     log = _fill(db)
     anchor = log.head()  # copied somewhere the forger cannot write
     rows = log.records()
-    _sql(db, "DELETE FROM audit WHERE seq >= 5",
-         f"UPDATE audit_head SET seq = 4, hash = '{rows[3].hash}'")
+    _sql(
+        db,
+        "DELETE FROM audit WHERE seq >= 5",
+        f"UPDATE audit_head SET seq = 4, hash = '{rows[3].hash}'",
+    )
     assert log.verify().ok  # what the database alone can show: a consistent shorter chain
     report = log.verify(anchor=anchor)
     assert (report.ok, report.first_bad_seq) == (False, 5)

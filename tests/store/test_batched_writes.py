@@ -33,8 +33,18 @@ def _lifecycle(prefix: str) -> list[EventWrite]:
     changes, an event still open, a label change."""
     snap = Snapshot(seq=1, time=10.0, box=(10, 20, 110, 220), score=0.9, frame_size=(640, 480))
     later = Snapshot(seq=2, time=12.0, box=(0, 0, 64, 48), score=0.95, frame_size=(640, 480))
-    a = Event(id=f"{prefix}1", camera_id="cam", label="car", class_id=2, track_id=1,
-              start=1_700_000_000.0, end=None, state=EventState.START, live=True, snapshot=snap)
+    a = Event(
+        id=f"{prefix}1",
+        camera_id="cam",
+        label="car",
+        class_id=2,
+        track_id=1,
+        start=1_700_000_000.0,
+        end=None,
+        state=EventState.START,
+        live=True,
+        snapshot=snap,
+    )
     b = dataclasses.replace(a, id=f"{prefix}2", track_id=2, snapshot=None)
     c = dataclasses.replace(a, id=f"{prefix}3", track_id=3, label="person", class_id=0)
     return [
@@ -60,7 +70,7 @@ def _rows(db: Database, prefix: str) -> list[dict[str, Any]]:
         out = []
         for row in rows:
             values = {c.key: getattr(row, c.key) for c in EventRow.__table__.columns}
-            values["id"] = values["id"][len(prefix):]
+            values["id"] = values["id"][len(prefix) :]
             values["snapshot_path"] = (values["snapshot_path"] or "").replace(prefix, "")
             out.append(values)
         return out
@@ -89,13 +99,26 @@ def test_upsert_many_writes_what_upserting_one_by_one_writes(db: Database) -> No
 
 def _numpy_lifecycle(prefix: str) -> list[EventWrite]:
     """A detector's numpy scalars everywhere an event carries numbers."""
-    start = Event(id=f"{prefix}n", camera_id="cam", label="car", class_id=np.int64(2),
-                  track_id=np.int32(9), start=np.float64(1_700_000_000.25), end=None,
-                  state=EventState.START, live=np.bool_(True), top_score=np.float32(0.8),
-                  counts={"lot:enter": np.int64(1)},
-                  measures={"lot:speed_kmh": np.float32(12.3)})  # type: ignore[arg-type]
-    end = dataclasses.replace(start, state=EventState.END, end=np.float32(1_700_000_010.5),
-                              counts={"lot:enter": np.int64(1), "lot:exit": np.int64(1)})
+    start = Event(
+        id=f"{prefix}n",
+        camera_id="cam",
+        label="car",
+        class_id=np.int64(2),
+        track_id=np.int32(9),
+        start=np.float64(1_700_000_000.25),
+        end=None,
+        state=EventState.START,
+        live=np.bool_(True),
+        top_score=np.float32(0.8),
+        counts={"lot:enter": np.int64(1)},
+        measures={"lot:speed_kmh": np.float32(12.3)},
+    )  # type: ignore[arg-type]
+    end = dataclasses.replace(
+        start,
+        state=EventState.END,
+        end=np.float32(1_700_000_010.5),
+        counts={"lot:enter": np.int64(1), "lot:exit": np.int64(1)},
+    )
     return [EventWrite(start), EventWrite(end)]
 
 

@@ -66,7 +66,7 @@ def test_the_write_cost_measure_runs() -> None:
     done = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env,
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    out = json.loads(done.stdout[done.stdout.index("{"):])
+    out = json.loads(done.stdout[done.stdout.index("{") :])
     assert out["cameras"] == 2000
     for name in ("publish_many (events)", "count (counts)", "add_many (segments)"):
         assert out[name]["rows_per_tick"] > 0, name

@@ -18,8 +18,17 @@ from vigil.store import Database, database_url_for, default_database_url
 from vigil.store.db import alembic_config, normalise_url
 from vigil.store.models import Base
 
-TABLES = {"cameras", "events", "segments", "counts", "users", "tokens", "audit", "audit_head",
-          "login_attempts"}
+TABLES = {
+    "cameras",
+    "events",
+    "segments",
+    "counts",
+    "users",
+    "tokens",
+    "audit",
+    "audit_head",
+    "login_attempts",
+}
 
 
 @pytest.mark.parametrize(
@@ -176,6 +185,9 @@ def test_migration_gives_old_api_tokens_an_expiry(db_url: str) -> None:
     db.migrate()
     with db.engine.connect() as conn:
         rows = conn.execute(text("SELECT kind, expires FROM tokens ORDER BY token_hash")).all()
-    assert [(k, e) for k, e in rows] == [("api", 100 + 90 * 86400.0), ("api", 500.0),
-                                         ("session", 9.0)]
+    assert [(k, e) for k, e in rows] == [
+        ("api", 100 + 90 * 86400.0),
+        ("api", 500.0),
+        ("session", 9.0),
+    ]
     db.close()

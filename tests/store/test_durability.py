@@ -78,8 +78,18 @@ def _check_and_resume(url: str, reported: list[str]) -> None:
     assert report.ok, report.problem
     assert report.records >= len(reported) // 10
     with db.session() as s:  # writing resumes
-        EventRepo(s).upsert(Event(id="after", camera_id="front", label="person", class_id=0,
-                                  track_id=1, start=0.0, end=None, state=EventState.START))
+        EventRepo(s).upsert(
+            Event(
+                id="after",
+                camera_id="front",
+                label="person",
+                class_id=0,
+                track_id=1,
+                start=0.0,
+                end=None,
+                state=EventState.START,
+            )
+        )
     AuditLog(db).append("system", "restart", "-")
     assert AuditLog(db).verify().ok
     db.close()

@@ -63,8 +63,12 @@ def test_event_lifecycle_updates_one_row(db: Database) -> None:
         assert repo.count() == 1
         row = repo.get("ev001")
         assert row is not None
-        assert (row.state, row.end, row.top_score, row.counts) == ("end", T0 + 42.5, 0.9,
-                                                                    {"gate": 2})
+        assert (row.state, row.end, row.top_score, row.counts) == (
+            "end",
+            T0 + 42.5,
+            0.9,
+            {"gate": 2},
+        )
         # What the pipeline does not own survives its upserts.
         assert row.evidence_lock is True
         assert (row.snapshot_path, row.snapshot_sha256) == ("snapshots/front/ev001.jpg", SHA)
@@ -174,8 +178,10 @@ def test_segment_listing_and_sizes(db: Database) -> None:
         assert repo.size_by_camera() == {"front": 6015, "back": 6015}
         # Overlap with [T0+15, T0+30): segments 1 (10..20) and 2 (20..30).
         rows = repo.list("front", T0 + 15, T0 + 30)
-        assert [r.path for r in rows] == ["front/2023-11-14/22/01.00.mp4",
-                                          "front/2023-11-14/22/02.00.mp4"]
+        assert [r.path for r in rows] == [
+            "front/2023-11-14/22/01.00.mp4",
+            "front/2023-11-14/22/02.00.mp4",
+        ]
         assert [r.start for r in repo.list(limit=3)] == [T0, T0, T0 + 10]  # oldest first
 
 
@@ -207,8 +213,12 @@ def test_segment_delete_never_removes_locked_ones(db: Database) -> None:
         assert SegmentRepo(s).set_lock("front", T0 + 15, T0 + 30, True) == 2
     with db.session() as s:
         deleted = SegmentRepo(s).delete(ids[:6])
-        assert [r.path.split("/")[-1] for r in deleted] == ["00.00.mp4", "03.00.mp4",
-                                                            "04.00.mp4", "05.00.mp4"]
+        assert [r.path.split("/")[-1] for r in deleted] == [
+            "00.00.mp4",
+            "03.00.mp4",
+            "04.00.mp4",
+            "05.00.mp4",
+        ]
     with db.session() as s:
         left = SegmentRepo(s).list("front")
         assert [(r.start, r.evidence_lock) for r in left] == [(T0 + 10, True), (T0 + 20, True)]
@@ -292,7 +302,11 @@ def test_counts_increment_and_series(db: Database) -> None:
         repo = CountRepo(s)
         minutes = repo.series("front", label="person", metric="a_to_b", period="minute")
         assert [(p.time - day, p.count) for p in minutes] == [
-            (0, 3), (60, 1), (3540, 1), (3600, 1), (86_400, 1)
+            (0, 3),
+            (60, 1),
+            (3540, 1),
+            (3600, 1),
+            (86_400, 1),
         ]
         hours = repo.series("front", period="hour", until=day + 86_400)
         assert [(p.time - day, p.label, p.metric, p.count) for p in hours] == [
@@ -301,7 +315,9 @@ def test_counts_increment_and_series(db: Database) -> None:
         ]  # fmt: skip
         days = repo.series("front", label="person", period="day", since=day)
         assert [(p.time - day, p.metric, p.count) for p in days] == [
-            (0, "a_to_b", 6), (0, "b_to_a", 5), (86_400, "a_to_b", 1)
+            (0, "a_to_b", 6),
+            (0, "b_to_a", 5),
+            (86_400, "a_to_b", 1),
         ]
         assert repo.series("front", rule="other") == []
 
@@ -331,8 +347,7 @@ def test_users(db: Database) -> None:
         bob, alice = repo.get("bob"), repo.get("alice")
         assert bob is not None
         assert alice is not None
-        assert (bob.role, bob.cameras, bob.password_hash) == (Role.OPERATOR, None,
-                                                               "$argon2id$new")
+        assert (bob.role, bob.cameras, bob.password_hash) == (Role.OPERATOR, None, "$argon2id$new")
         assert alice.disabled is True
         assert repo.get_by_id(bob.id) is not None
         assert repo.count() == 2
@@ -350,8 +365,11 @@ def test_tokens_store_only_a_hash(db: Database) -> None:
         assert all(issued.token not in r.token_hash for r in rows)
         found = TokenRepo(s).lookup(issued.token, now=T0 + 10)
         assert found is not None
-        assert (found[1].name, found[0].kind, found[0].last_used) == ("alice", TokenKind.SESSION,
-                                                                      T0 + 10)
+        assert (found[1].name, found[0].kind, found[0].last_used) == (
+            "alice",
+            TokenKind.SESSION,
+            T0 + 10,
+        )
         assert TokenRepo(s).lookup(issued.token, now=T0 + 3600) is None  # expired
         assert TokenRepo(s).lookup("guess", now=T0) is None
         assert TokenRepo(s).lookup(api.token, now=T0 + 10**6) is not None  # never expires
@@ -389,7 +407,8 @@ def test_cameras(db: Database) -> None:
     with db.session() as s:
         rows = CameraRepo(s).list()
         assert [(r.name, r.created > 0, r.last_seen) for r in rows] == [
-            ("back", True, T0), ("front", True, None)
+            ("back", True, T0),
+            ("front", True, None),
         ]
         assert rows[1].created == 1.0
 
@@ -431,8 +450,7 @@ def test_api_tokens_listed_with_their_user_and_revoked_by_id(db: Database) -> No
         b = tokens.issue(bob.id, TokenKind.API, ttl_s=60, name="b", now=T0 + 2)
     with db.session() as s:
         tokens = TokenRepo(s)
-        assert [(r.name, user) for r, user in tokens.api_tokens()] == [("a", "alice"),
-                                                                       ("b", "bob")]
+        assert [(r.name, user) for r, user in tokens.api_tokens()] == [("a", "alice"), ("b", "bob")]
         assert [r.id for r, _ in tokens.api_tokens(bob.id)] == [b.row.id]
         assert tokens.revoke_id(a.row.id)
         assert not tokens.revoke_id(a.row.id)

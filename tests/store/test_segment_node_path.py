@@ -48,7 +48,10 @@ def test_add_many_returns_the_rows_whose_place_holds_another(db: Database) -> No
     with db.session() as session:
         rows = SegmentRepo(session).list("cam")
     assert sorted((r.node, r.path, r.sha256) for r in rows) == [
-        ("node-1", PATH, SHA), ("node-1", "recordings/cam/b.mp4", SHA), ("node-2", PATH, SHA)]
+        ("node-1", PATH, SHA),
+        ("node-1", "recordings/cam/b.mp4", SHA),
+        ("node-2", PATH, SHA),
+    ]
 
 
 def _downgrade(database: Database) -> None:

@@ -46,8 +46,11 @@ def test_the_index_exists(db: Database) -> None:
         if db.backend == "sqlite":
             names = [r[1] for r in conn.execute(text("PRAGMA index_list('segments')"))]
         else:
-            names = list(conn.execute(text(
-                "SELECT indexname FROM pg_indexes WHERE tablename = 'segments'")).scalars())
+            names = list(
+                conn.execute(
+                    text("SELECT indexname FROM pg_indexes WHERE tablename = 'segments'")
+                ).scalars()
+            )
     assert "ix_segments_span" in names
 
 
@@ -95,8 +98,13 @@ def test_mark_events_many_flags_what_mark_events_flags(db: Database) -> None:
 
 
 def test_recorded_many_answers_like_recorded(db: Database) -> None:
-    spans = [("cam", 5.0, 6.0), ("cam", 400.0, 401.0), ("other", 15.0, 16.0),
-             ("cam", 395.0, 400.0), ("nobody", 0.0, 1e9)] * 90  # two chunks of 200
+    spans = [
+        ("cam", 5.0, 6.0),
+        ("cam", 400.0, 401.0),
+        ("other", 15.0, 16.0),
+        ("cam", 395.0, 400.0),
+        ("nobody", 0.0, 1e9),
+    ] * 90  # two chunks of 200
     with db.session() as session:
         SegmentRepo(session).add_many([*_segments(40), *_segments(2, camera="other")])
     with db.session() as session:
@@ -117,10 +125,14 @@ def test_the_migration_goes_down_and_up_with_the_segments_kept(db_url: str) -> N
         database.migrate("0006_segment_node")
         # Raw SQL at old revisions: the model has columns of later ones (0008's previews).
         with database.engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO segments (camera, path, start, \"end\", size, sha256, "
-                "evidence_lock, has_motion, has_events) VALUES "
-                "('cam', 'rec/a.mp4', 0, 10, 1, :sha, false, false, false)"), {"sha": SHA})
+            connection.execute(
+                text(
+                    'INSERT INTO segments (camera, path, start, "end", size, sha256, '
+                    "evidence_lock, has_motion, has_events) VALUES "
+                    "('cam', 'rec/a.mp4', 0, 10, 1, :sha, false, false, false)"
+                ),
+                {"sha": SHA},
+            )
         database.migrate()
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert database.current_revision() == head

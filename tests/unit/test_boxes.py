@@ -83,7 +83,10 @@ def reference_nms(
     ],
 )
 def test_nms_table(
-    boxes: list[list[float]], scores: list[float], classes: list[int], threshold: float,
+    boxes: list[list[float]],
+    scores: list[float],
+    classes: list[int],
+    threshold: float,
     kept: list[int],
 ) -> None:
     keep = nms(np.asarray(boxes, np.float32), np.asarray(scores, np.float32), threshold,

@@ -46,10 +46,12 @@ STATUS = ClusterStatus(
         CameraPlacement("gate", "RESTARTING", None, None, 2),
     ),
     # One detector per model on a node: two models on node-1.
-    detectors=(DetectorLoad("node-1", "b2" * 28, 1200, 400, 3.0, 1, 16, 20.0,
-                            "/models/yolox_nano.onnx", (416, 416)),
-               DetectorLoad("node-1", "b2" * 28, 90, 90, 1.0, 0, 16, 20.0,
-                            "/models/own.onnx", (640, 640))),
+    detectors=(
+        DetectorLoad(
+            "node-1", "b2" * 28, 1200, 400, 3.0, 1, 16, 20.0, "/models/yolox_nano.onnx", (416, 416)
+        ),
+        DetectorLoad("node-1", "b2" * 28, 90, 90, 1.0, 0, 16, 20.0, "/models/own.onnx", (640, 640)),
+    ),
     failovers=(Failover("yard", 1, "node-1"), Failover("gate", 2, None)),
 )
 

@@ -71,7 +71,10 @@ def test_now_table_per_rule_and_class_with_speeds(street_pages: Pages) -> None:
     def measured() -> bool:
         figures = {(r[0], r[1], r[2]) for r in rows(page)}
         return ("road", "motion", "mean speed (km/h)") in figures and (
-            "middle", "motion", "crossings A→B") in figures
+            "middle",
+            "motion",
+            "crossings A→B",
+        ) in figures
 
     wait_until(measured, 60, "the live table shows per-class crossings and speeds")
     table = rows(page)

@@ -108,10 +108,13 @@ def test_grid_of_16_cameras_all_play_video_near_the_live_edge(browser: Any, grid
             wait_until(lambda: all(t > 1.0 for t in videos.evaluate_all(TIMES)), 90,
                        "every tile playing for a second")  # fmt: skip
         except AssertionError as exc:
-            encoders = {(v.camera, e.frames, len(e._viewers), e.error)
-                        for v, e in APPS[-1].state.vigil.video.encoders().items()}
-            raise AssertionError(f"{exc}: {videos.evaluate_all(STATES)}, {errors}, "
-                                 f"{sorted(encoders)}") from None
+            encoders = {
+                (v.camera, e.frames, len(e._viewers), e.error)
+                for v, e in APPS[-1].state.vigil.video.encoders().items()
+            }
+            raise AssertionError(
+                f"{exc}: {videos.evaluate_all(STATES)}, {errors}, {sorted(encoders)}"
+            ) from None
         first = videos.evaluate_all(TIMES)
         time.sleep(3)
         later = videos.evaluate_all(TIMES)
@@ -127,8 +130,10 @@ def test_grid_of_16_cameras_all_play_video_near_the_live_edge(browser: Any, grid
         lags = [statistics.median(tile) for tile in per_tile]
         # The player jumps to the live edge when it is 0.5 s behind; 1 s is the promise.
         assert max(lags) < 1.0, lags
-        print(f"player lag behind the buffered edge, s: max {max(lags):.3f} "
-              f"mean {sum(lags) / len(lags):.3f}")
+        print(
+            f"player lag behind the buffered edge, s: max {max(lags):.3f} "
+            f"mean {sum(lags) / len(lags):.3f}"
+        )
     finally:
         context.close()
     assert not errors, errors

@@ -67,8 +67,15 @@ def test_ui_files_are_public_and_carry_security_headers(client: TestClient, path
         assert reply.headers[name] == value, (path, name)
 
 
-@pytest.mark.parametrize(("suffix", "media"), [(".js", "javascript"), (".css", "text/css"),
-                                               (".html", "text/html"), (".svg", "image/svg+xml")])
+@pytest.mark.parametrize(
+    ("suffix", "media"),
+    [
+        (".js", "javascript"),
+        (".css", "text/css"),
+        (".html", "text/html"),
+        (".svg", "image/svg+xml"),
+    ],
+)
 def test_ui_files_have_the_right_media_type(client: TestClient, suffix: str, media: str) -> None:
     """ES modules only load with a JavaScript media type (and nosniff is on)."""
     name = next(f for f in static_files() if f.endswith(suffix))

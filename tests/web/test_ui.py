@@ -108,8 +108,9 @@ def test_operator_makes_and_revokes_an_api_token(pages: Pages, server: Server,
     assert gone.status == 401
 
 
-def test_a_stream_url_for_home_assistant_opens_only_its_camera(pages: Pages,
-                                                               server: Server) -> None:
+def test_a_stream_url_for_home_assistant_opens_only_its_camera(
+    pages: Pages, server: Server
+) -> None:
     page = pages.open()
     login(page, "otto")
     page.get_by_role("link", name="API tokens").click()
@@ -122,8 +123,11 @@ def test_a_stream_url_for_home_assistant_opens_only_its_camera(pages: Pages,
     still.wait_for()
     url, token = still.input_value(), page.locator("#token-secret").input_value()
     assert url.startswith(server.url + "/api/stream/door/still.jpg?token=")
-    assert page.locator("#token-mjpeg_url").input_value().startswith(
-        server.url + "/api/stream/door/live.mjpeg?token=")
+    assert (
+        page.locator("#token-mjpeg_url")
+        .input_value()
+        .startswith(server.url + "/api/stream/door/live.mjpeg?token=")
+    )
     page.get_by_role("button", name="Close").click()
     page.locator("#tokens-table tbody tr", has_text="stream of door").wait_for()
     fresh = page.context.browser.new_context()  # no session cookie: the URL is the credential
@@ -312,8 +316,10 @@ def test_unredacted_live_needs_a_reason_and_shows_a_banner(pages: Pages, shots: 
 
     def on_socket(ws: Any) -> None:
         if "live.mp4ws" in ws.url and "grant=" in ws.url:
-            ws.on("framereceived",
-                  lambda data: heads.append(json.loads(data)) if isinstance(data, str) else None)
+            ws.on(
+                "framereceived",
+                lambda data: heads.append(json.loads(data)) if isinstance(data, str) else None,
+            )
 
     page.on("websocket", on_socket)
     page.goto("/#/live/door")
@@ -348,9 +354,11 @@ def test_viewer_cannot_open_unredacted_live_or_the_audit_page(pages: Pages, serv
     assert page.locator("#unredact").count() == 0
     assert page.get_by_role("link", name="Audit").count() == 0
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "vigil_csrf")
-    reply = page.request.post(f"{server.url}/api/cameras/door/live/unredacted",
-                              data=json.dumps({"reason": "just curious"}),
-                              headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    reply = page.request.post(
+        f"{server.url}/api/cameras/door/live/unredacted",
+        data=json.dumps({"reason": "just curious"}),
+        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+    )
     assert reply.status == 403
     page.goto("/#/audit")
     page.get_by_role("heading", name="No permission").wait_for()
@@ -362,11 +370,22 @@ def test_auditor_sees_the_records_of_the_other_scenarios(pages: Pages, shots: Pa
     page.wait_for_url("**/#/audit")  # an auditor's home page
     page.locator('#audit-verify[data-ok="true"]').wait_for()
     assert "Chain verified" in page.locator("#audit-verify").inner_text()
-    actions = set(page.locator("#audit-table tbody tr").evaluate_all(
-        "rows => rows.map(r => r.dataset.action)"))
-    assert {"user.setup", "user.create", "camera.live", "rules.update",
-            "camera.live.unredacted", "event.clip", "token.create", "token.revoke",
-            "unredacted.denied"} <= actions, sorted(actions)
+    actions = set(
+        page.locator("#audit-table tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.action)"
+        )
+    )
+    assert {
+        "user.setup",
+        "user.create",
+        "camera.live",
+        "rules.update",
+        "camera.live.unredacted",
+        "event.clip",
+        "token.create",
+        "token.revoke",
+        "unredacted.denied",
+    } <= actions, sorted(actions)
     assert page.get_by_role("link", name="Live").count() == 0
     page.set_viewport_size(DESKTOP)
     page.screenshot(path=shots / "audit.png")

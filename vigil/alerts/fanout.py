@@ -32,7 +32,9 @@ class FanoutSink:
                 self.failures[index] += 1
                 log.exception(
                     "event sink %d (%s) failed on event %s; the other sinks still get it",
-                    index, type(sink).__name__, event.id,
+                    index,
+                    type(sink).__name__,
+                    event.id,
                 )
 
     def close(self) -> None:

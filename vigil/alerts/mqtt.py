@@ -90,10 +90,21 @@ ONLINE = "online"
 OFFLINE = "offline"
 
 #: Topic levels under a camera that labels must not take.
-_RESERVED = frozenset({
-    "events", "availability", "line", "activity", "present", "zone", "crossing", "zone_entry",
-    "snapshot", "detection", "recording",
-})
+_RESERVED = frozenset(
+    {
+        "events",
+        "availability",
+        "line",
+        "activity",
+        "present",
+        "zone",
+        "crossing",
+        "zone_entry",
+        "snapshot",
+        "detection",
+        "recording",
+    }
+)
 #: Zone event counters of `RuleEngine.counts()` and their topic level under ``events/``.
 _ZONE_EVENTS = ("dwell", "loiter", "speeding", "wrong_way", "stopped")
 #: The per-camera switches Home Assistant may flip (``<prefix>/<camera>/<switch>/set``).
@@ -269,7 +280,10 @@ class MqttSink:
             self.last_error = f"broker refused the connection: {reason}"
             log.error(
                 "MQTT broker %s:%d refused Vigil: %s; check mqtt.username/password and the "
-                "broker's ACL", self.config.host, self.config.port, reason,
+                "broker's ACL",
+                self.config.host,
+                self.config.port,
+                reason,
             )
             return
         with self._lock:
@@ -297,8 +311,12 @@ class MqttSink:
             self._connected_event.clear()
         if was and not self._closed:
             self.last_error = f"connection lost: {reason}"
-            log.warning("MQTT connection to %s:%d lost (%s); reconnecting",
-                        self.config.host, self.config.port, reason)
+            log.warning(
+                "MQTT connection to %s:%d lost (%s); reconnecting",
+                self.config.host,
+                self.config.port,
+                reason,
+            )
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, properties: Any
@@ -458,8 +476,10 @@ class MqttSink:
                     )
                 infos.append(self._send(self.availability_topic, OFFLINE.encode(), retain=True))
             elif self._queue:
-                log.warning("MQTT closing while disconnected: %d queued event message(s) lost",
-                            len(self._queue))
+                log.warning(
+                    "MQTT closing while disconnected: %d queued event message(s) lost",
+                    len(self._queue),
+                )
             self._closed = True
         for info in infos:
             try:
@@ -514,8 +534,13 @@ class MqttSink:
             event_type = topic_level(hit.rule_id, "zone")
         else:
             return None
-        body: dict[str, Any] = {"event_type": event_type, "rule": hit.rule_id,
-                                "label": hit.label, "track_id": hit.track_id, "time": hit.time}
+        body: dict[str, Any] = {
+            "event_type": event_type,
+            "rule": hit.rule_id,
+            "label": hit.label,
+            "track_id": hit.track_id,
+            "time": hit.time,
+        }
         if hit.direction is not None:
             body["direction"] = hit.direction.value
         return topic, json.dumps(body, separators=(",", ":")).encode("utf-8")
@@ -541,8 +566,11 @@ class MqttSink:
             return
         level, switch = parts[1], parts[2]
         with self._lock:
-            cameras = [c for c, info in self._announced.items()
-                       if switch in info.switches and topic_level(c, "camera") == level]
+            cameras = [
+                c
+                for c, info in self._announced.items()
+                if switch in info.switches and topic_level(c, "camera") == level
+            ]
         word = msg.payload.decode("utf-8", "replace").strip().upper()
         if not cameras or word not in (ON, OFF):
             log.warning("MQTT command %r on %s ignored: send ON or OFF to "
@@ -602,8 +630,9 @@ class MqttSink:
         out: list[tuple[str, str, dict[str, Any]]] = []
 
         def add(platform: str, object_id: str, **config: Any) -> None:
-            out.append((platform, object_id,
-                        {**config, "unique_id": f"{node}_{object_id}", **common}))
+            out.append(
+                (platform, object_id, {**config, "unique_id": f"{node}_{object_id}", **common})
+            )
 
         if info.activity:
             add("binary_sensor", f"{cam}_activity", name="Activity", device_class="motion",
@@ -631,15 +660,25 @@ class MqttSink:
                     event_types=[topic_level(z, "zone") for z in info.zones],
                     icon="mdi:location-enter")  # fmt: skip
         if info.snapshot:
-            add("camera", f"{cam}_snapshot", name="Snapshot",
-                topic=self.camera_topic(camera, "snapshot"))
+            add(
+                "camera",
+                f"{cam}_snapshot",
+                name="Snapshot",
+                topic=self.camera_topic(camera, "snapshot"),
+            )
         for switch in info.switches:
             if switch not in SWITCHES:
                 raise ConfigError(f"unknown switch {switch!r}; use one of {SWITCHES}")
-            add("switch", f"{cam}_{switch}", name=switch.capitalize(),
+            add(
+                "switch",
+                f"{cam}_{switch}",
+                name=switch.capitalize(),
                 command_topic=self.camera_topic(camera, switch, "set"),
-                state_topic=self.camera_topic(camera, switch), payload_on=ON, payload_off=OFF,
-                icon="mdi:motion-sensor" if switch == "detection" else "mdi:record-rec")
+                state_topic=self.camera_topic(camera, switch),
+                payload_on=ON,
+                payload_off=OFF,
+                icon="mdi:motion-sensor" if switch == "detection" else "mdi:record-rec",
+            )
         return out
 
     # ----------------------------------------------------------------- helpers
@@ -745,25 +784,31 @@ class MqttSink:
 
         for label in info.labels:
             object_id = f"{cam}_{topic_level(label, 'label')}_occupancy"
-            add(object_id, {
-                "name": f"{label} occupancy",
-                "unique_id": f"{node}_{object_id}",
-                "state_topic": self.label_topic(camera, label),
-                "state_class": "measurement",
-                "icon": "mdi:account-group",
-                **common,
-            })
+            add(
+                object_id,
+                {
+                    "name": f"{label} occupancy",
+                    "unique_id": f"{node}_{object_id}",
+                    "state_topic": self.label_topic(camera, label),
+                    "state_class": "measurement",
+                    "icon": "mdi:account-group",
+                    **common,
+                },
+            )
         for line in info.lines:
             for direction in Direction:
                 object_id = f"{cam}_{topic_level(line, 'line')}_{direction.value}"
-                add(object_id, {
-                    "name": f"{line} {direction.value.replace('_', ' ')}",
-                    "unique_id": f"{node}_{object_id}",
-                    "state_topic": self.line_topic(camera, line, direction),
-                    "state_class": "total_increasing",
-                    "icon": "mdi:counter",
-                    **common,
-                })
+                add(
+                    object_id,
+                    {
+                        "name": f"{line} {direction.value.replace('_', ' ')}",
+                        "unique_id": f"{node}_{object_id}",
+                        "state_topic": self.line_topic(camera, line, direction),
+                        "state_class": "total_increasing",
+                        "icon": "mdi:counter",
+                        **common,
+                    },
+                )
         for platform, object_id, payload in self._entity_configs(camera, info, common):
             add(object_id, payload, platform)
         return out

@@ -175,7 +175,9 @@ def post_once(
         return Outcome(ok=True)
     if status == 429 or status >= 500:
         return Outcome(
-            ok=False, retry=True, error=f"HTTP {status}",
+            ok=False,
+            retry=True,
+            error=f"HTTP {status}",
             retry_after=parse_retry_after(retry_after),
         )
     return Outcome(ok=False, retry=False, error=f"HTTP {status} (not retried)")
@@ -226,7 +228,10 @@ class DeadLetterLog:
             self.count += 1
         log.error(
             "webhook delivery of event %s to %s failed for good after %d attempt(s): %s",
-            delivery.event_id, delivery.url, delivery.attempts, delivery.last_error,
+            delivery.event_id,
+            delivery.url,
+            delivery.attempts,
+            delivery.last_error,
         )
         if self.path is None:
             return
@@ -389,7 +394,11 @@ class WebhookSink:
         delay = _wait_for(self.config, outcome, delivery.attempts, self._rng)
         log.warning(
             "webhook to %s failed (%s), attempt %d of %d; retrying in %.1f s",
-            delivery.url, outcome.error, delivery.attempts, self.config.max_attempts, delay,
+            delivery.url,
+            outcome.error,
+            delivery.attempts,
+            self.config.max_attempts,
+            delay,
         )
         with self._cond:
             self._stats.retries += 1
@@ -410,8 +419,8 @@ class WebhookSink:
             left = [item.delivery for item in sorted(self._heap)]
             self._heap.clear()
         for delivery in left:
-            delivery.last_error = (
-                f"{delivery.last_error}; not delivered before shutdown".lstrip("; ")
+            delivery.last_error = f"{delivery.last_error}; not delivered before shutdown".lstrip(
+                "; "
             )
             self._dead.write(delivery)
 

@@ -70,8 +70,14 @@ class Annotator:
             cv2.polylines(out, [poly], True, _ZONE, self._thick)
             self._label(out, name, (int(poly[0][0]), int(poly[0][1])), _ZONE)
         for name, (a, b) in self._lines.items():
-            cv2.arrowedLine(out, tuple(int(v) for v in a), tuple(int(v) for v in b), _LINE,
-                            self._thick + 1, tipLength=0.03)
+            cv2.arrowedLine(
+                out,
+                tuple(int(v) for v in a),
+                tuple(int(v) for v in b),
+                _LINE,
+                self._thick + 1,
+                tipLength=0.03,
+            )
             ab, ba = counts.get(name, (0, 0))
             self._label(out, f"{name} A>B {ab}  B>A {ba}", (int(a[0]), int(a[1])), _LINE)
 
@@ -81,5 +87,13 @@ class Annotator:
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, self._font, 1)
         x, y = max(0, at[0]), max(th + base, at[1])
         cv2.rectangle(out, (x, y - th - base), (x + tw, y), colour, -1)
-        cv2.putText(out, text, (x, y - base), cv2.FONT_HERSHEY_SIMPLEX, self._font, (0, 0, 0),
-                    1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (x, y - base),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            self._font,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )

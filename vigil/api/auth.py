@@ -255,7 +255,6 @@ class HashGate:
                 self._admitted -= 1
 
 
-
 @dataclass(frozen=True, slots=True)
 class _Verified:
     who: Principal

@@ -182,8 +182,14 @@ def run_clip_job(state: AppState, job: JobRow, progress: Progress) -> dict[str, 
         if plan.recorded_until < plan.end - _FRAME_S and not settled:
             raise Deferred(now + _RECHECK_S)
     clip = event_clip(state, row, None, on_fraction=progress)
-    return {"event": row.id, "url": f"/api/events/{row.id}/clip", "file": clip.path.name,
-            "start": clip.start, "end": clip.end, "size": clip.path.stat().st_size}
+    return {
+        "event": row.id,
+        "url": f"/api/events/{row.id}/clip",
+        "file": clip.path.name,
+        "start": clip.start,
+        "end": clip.end,
+        "size": clip.path.stat().st_size,
+    }
 
 
 class ClipJobSink:
@@ -205,8 +211,15 @@ class ClipJobSink:
         if event.state is not EventState.END or not event.live or not event.has_clip:
             return
         try:
-            submit(self.db, self.limits, "clip", {"event": event.id, "camera": event.camera_id},
-                   owner=None, priority=PRIORITY_BACKGROUND, key=clip_job_key(event.id))
+            submit(
+                self.db,
+                self.limits,
+                "clip",
+                {"event": event.id, "camera": event.camera_id},
+                owner=None,
+                priority=PRIORITY_BACKGROUND,
+                key=clip_job_key(event.id),
+            )
         except ApiError as exc:  # the queue is full: the clip is cut on request instead
             log.warning("event %s: clip not queued (%s)", event.id, exc)
             return

@@ -93,9 +93,15 @@ def run_export_job(state: AppState, job: JobRow, progress: Progress) -> dict[str
         starts=[r.start for r in rows], on_fraction=progress,
         face_search=None if grant is not None else state.face_search(),
     )  # fmt: skip
-    out = ExportOut(name=name, url=f"/api/exports/{name}",
-                    manifest_url=f"/api/exports/{name}/manifest", start=result.start,
-                    end=result.end, redaction=result.redaction, frames=result.packets)
+    out = ExportOut(
+        name=name,
+        url=f"/api/exports/{name}",
+        manifest_url=f"/api/exports/{name}/manifest",
+        start=result.start,
+        end=result.end,
+        redaction=result.redaction,
+        frames=result.packets,
+    )
     return out.model_dump()
 
 
@@ -135,6 +141,8 @@ def grant_refusal(row: UserRow | None, camera: str, account: object) -> str | No
     if row.cameras is not None and camera not in row.cameras:
         return f"camera {camera!r} is no longer in the camera scope of {row.name!r}"
     if account is not None and account != account_state(row):
-        return (f"the account of {row.name!r} changed since the export was asked for "
-                "(role, password, state or camera scope)")
+        return (
+            f"the account of {row.name!r} changed since the export was asked for "
+            "(role, password, state or camera scope)"
+        )
     return None

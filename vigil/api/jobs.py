@@ -96,9 +96,12 @@ def submit(
         if existing is not None and existing.owner not in (None, owner):
             return existing  # someone else already waits for it: just wait too
         most = limits.per_user.get(kind, limits.max_queued)
-        if owner is not None and repo.count_active(owner=owner, kind=kind) - (
-            existing is not None and existing.owner == owner
-        ) >= most:
+        if (
+            owner is not None
+            and repo.count_active(owner=owner, kind=kind)
+            - (existing is not None and existing.owner == owner)
+            >= most
+        ):
             raise ApiError(429, "too_many_jobs", f"{owner!r} already has "
                            f"{most} {kind} job(s) queued or running; wait for "
                            "one to finish (GET /api/jobs) and try again",
@@ -107,8 +110,12 @@ def submit(
             repo.promote(existing.id, priority, owner)
             return existing
         if repo.count_active() >= limits.max_queued:
-            raise ApiError(503, "queue_full", f"the job queue holds {limits.max_queued} jobs "
-                           "already; try again in a minute", headers={"Retry-After": "30"})
+            raise ApiError(
+                503,
+                "queue_full",
+                f"the job queue holds {limits.max_queued} jobs already; try again in a minute",
+                headers={"Retry-After": "30"},
+            )
         return repo.add(kind, params, priority=priority, key=key, owner=owner)
 
 

@@ -540,8 +540,9 @@ class StreamCopy(LiveStream):
                         continue  # a stream starts at a keyframe
                     session = packet.session
                     sps = _sps(packet.data)
-                    fragmenter = CopyFragmenter(session.template,
-                                                extradata=h264_parameter_sets(packet.data))
+                    fragmenter = CopyFragmenter(
+                        session.template, extradata=h264_parameter_sets(packet.data)
+                    )
                     fixer = TimestampFixer(max(1, int(MAX_JUMP_SECONDS / session.time_base)))
                 elif packet.session is not session:
                     raise StreamRestartedError("the camera's recording stream reconnected")
@@ -669,8 +670,9 @@ class LiveVideo:
                 log.info("%s: unredacted live video is a stream copy", view.camera)
                 return StreamCopy(view, tap)
             log.info("%s: unredacted live video is re-encoded: %s", view.camera, reason)
-            encoder = LiveEncoder(view, self.runtime,
-                                  lambda image: self._unredacted(view.camera, image), [], fps)
+            encoder = LiveEncoder(
+                view, self.runtime, lambda image: self._unredacted(view.camera, image), [], fps
+            )
             encoder.reason = reason
             return encoder
         detector = self._face_detector(view.camera)

@@ -132,8 +132,12 @@ def check_range(header: str | None, size: int) -> None:
     if first != "" and last != "" and int(last) < int(first):
         bad = True
     if bad:
-        raise ApiError(416, "range_not_satisfiable", f"range {header!r} is outside the "
-                       f"{size}-byte file", headers={"Content-Range": f"bytes */{size}"})
+        raise ApiError(
+            416,
+            "range_not_satisfiable",
+            f"range {header!r} is outside the {size}-byte file",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
 
 
 def encode_jpeg(image: ImageArray) -> bytes:

@@ -162,15 +162,28 @@ class _Scrape(Collector):
                 reconnects.add_metric([camera, role], count)
         yield reconnects
         if metrics.mqtt is not None:
-            yield from _delivery("mqtt", "messages", metrics.mqtt, "MQTT messages acknowledged "
-                                 "by the broker, or failed (dropped from a full queue)")
+            yield from _delivery(
+                "mqtt",
+                "messages",
+                metrics.mqtt,
+                "MQTT messages acknowledged by the broker, or failed (dropped from a full queue)",
+            )
         if metrics.webhooks is not None:
-            yield from _delivery("webhook", "deliveries", metrics.webhooks, "webhook deliveries "
-                                 "answered 2xx, or failed for good (dead-lettered)")
+            yield from _delivery(
+                "webhook",
+                "deliveries",
+                metrics.webhooks,
+                "webhook deliveries answered 2xx, or failed for good (dead-lettered)",
+            )
         if metrics.store is not None:
-            yield from _delivery("store", "writes", metrics.store, "database writes of events "
-                                 "and counts that failed (the database was down) and were "
-                                 "stored on a retry (delivered), or lost for good (failed)")
+            yield from _delivery(
+                "store",
+                "writes",
+                metrics.store,
+                "database writes of events "
+                "and counts that failed (the database was down) and were "
+                "stored on a retry (delivered), or lost for good (failed)",
+            )
 
 
 def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:

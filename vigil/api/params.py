@@ -29,9 +29,13 @@ CURSOR_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
 #: The ``cursor`` query parameter of a keyset-paginated list.
 Cursor = Annotated[
     str | None,
-    Query(pattern=CURSOR_PATTERN, min_length=2, max_length=1024,
-          description="The next_cursor of the previous page, unchanged (opaque); any other "
-          "value is refused with 422."),
+    Query(
+        pattern=CURSOR_PATTERN,
+        min_length=2,
+        max_length=1024,
+        description="The next_cursor of the previous page, unchanged (opaque); any other "
+        "value is refused with 422.",
+    ),
 ]
 
 

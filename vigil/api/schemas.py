@@ -35,15 +35,19 @@ class Health(BaseModel):
     setup_required: bool
     storage: Literal["ok", "low", "full", "unknown"] = Field(
         description="Free space of the data directory: full (under 1 MiB), low (under "
-        "server.min_free_bytes), unknown (cannot be asked).")
+        "server.min_free_bytes), unknown (cannot be asked)."
+    )
     free_bytes: int | None = Field(description="Free bytes in the data directory.")
     recording: Literal["ok", "failed", "off"] = Field(
-        description="failed while any camera's recorder cannot write; off: nothing records.")
+        description="failed while any camera's recorder cannot write; off: nothing records."
+    )
     recording_failed: int = Field(description="How many cameras cannot record now.")
     segments_unindexed: int = Field(
-        0, description="Finished segments the database never took since the start (given up "
+        0,
+        description="Finished segments the database never took since the start (given up "
         "after repeated failures), all cameras together: their files stay on disk, unknown to "
-        "retention; the log names them.")
+        "retention; the log names them.",
+    )
 
 
 class Credentials(_Body):
@@ -52,8 +56,9 @@ class Credentials(_Body):
 
 
 class SetupRequest(Credentials):
-    token: str | None = Field(None, max_length=256,
-                              description="The one-time token of the link `vigil serve` printed.")
+    token: str | None = Field(
+        None, max_length=256, description="The one-time token of the link `vigil serve` printed."
+    )
 
 
 class Me(BaseModel):
@@ -243,7 +248,8 @@ class CameraOut(BaseModel):
         None, description="Recorder state (recording, reconnecting, failed...); null: not "
         "recorded.")  # fmt: skip
     recording_error: str | None = Field(
-        None, description='Why recording fails, e.g. "recording failed: disk full".')
+        None, description='Why recording fails, e.g. "recording failed: disk full".'
+    )
     node: str | None = Field(
         None, description="The cluster node the camera runs on now (`server.backend: ray`); "
         "null on a single host.")  # fmt: skip

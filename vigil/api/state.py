@@ -83,7 +83,8 @@ class AppState:
     _video: LiveVideo | None = field(default=None, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _faces: dict[tuple[float, tuple[float, ...], int], FaceDetector] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False
+    )
     _people: dict[float, Detector] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _tokens_purged: float = field(default=-math.inf, repr=False)
@@ -158,20 +159,26 @@ class AppState:
         so a camera with masks is always re-encoded (``docs/privacy.md``)."""
         config = self.redact_config(camera)
         if config.masks:
-            return None, (f"the camera has {len(config.masks)} static privacy mask(s), which "
-                          "apply to unredacted output too: re-encoded with them painted")
+            return None, (
+                f"the camera has {len(config.masks)} static privacy mask(s), which "
+                "apply to unredacted output too: re-encoded with them painted"
+            )
         if not isinstance(self.runtime, PacketTaps):
             return None, "this runtime hands the API no packets: re-encoded"
         tap = self.runtime.packet_tap(camera)
         if tap is None:
-            return None, ("the camera is not recorded in the API's process (recording off, "
-                          "or recorded on a cluster node): re-encoded")
+            return None, (
+                "the camera is not recorded in the API's process (recording off, "
+                "or recorded on a cluster node): re-encoded"
+            )
         session = tap.session
         if session is None:
             return None, "the camera's recording stream is not connected now: re-encoded"
         if session.codec != "h264" or session.template is None:
-            return None, (f"the camera sends {session.codec}, and live stream copy is for "
-                          "H.264 (what browsers' Media Source Extensions play): re-encoded")
+            return None, (
+                f"the camera sends {session.codec}, and live stream copy is for "
+                "H.264 (what browsers' Media Source Extensions play): re-encoded"
+            )
         return tap, None
 
     def _live_redactor(self, camera: str, size: tuple[int, int], faces: Any) -> Redactor:
@@ -229,8 +236,9 @@ class AppState:
     @property
     def job_limits(self) -> JobLimits:
         s = self.settings
-        return JobLimits(s.max_queued_jobs, {"export": s.max_user_jobs,
-                                             "clip": s.max_user_clip_jobs})
+        return JobLimits(
+            s.max_queued_jobs, {"export": s.max_user_jobs, "clip": s.max_user_clip_jobs}
+        )
 
     def wake_jobs(self) -> None:
         """A job was queued: let an idle worker look now."""
@@ -266,9 +274,7 @@ class AppState:
         camera's static masks blacked out (they apply always, see ``docs/privacy.md``)."""
         return masked(image, self.redact_config(camera).masks)
 
-    def export_redactor(
-        self, camera: str, grant: UnredactedGrant | None
-    ) -> ExportRedactor | None:
+    def export_redactor(self, camera: str, grant: UnredactedGrant | None) -> ExportRedactor | None:
         """The Redactor factory of an export or clip of ``camera``: redacting without
         ``grant``; with it, masks only (re-encoded) when the camera has static masks, else
         None, the stream copy, which keeps the recording's own bytes."""

@@ -330,8 +330,12 @@ class CameraActor:
             state, error = running.recorder.status()
             if running.segments is not None:  # a row the node's writer refused
                 state, error = running.segments.status(state, error)
-            status = dataclasses.replace(status, recording=state, recording_error=error,
-                                         segments_unindexed=running.recorder.segmenter.given_up)
+            status = dataclasses.replace(
+                status,
+                recording=state,
+                recording_error=error,
+                segments_unindexed=running.recorder.segmenter.given_up,
+            )
         latencies: list[tuple[float, float, bool]] = []
         while worker.latencies:
             latencies.append(worker.latencies.popleft())

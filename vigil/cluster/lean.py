@@ -34,4 +34,3 @@ LEAN_SYSTEM_CONFIG: dict[str, Any] = {
 
 #: The head's processes Vigil does without (``RayParams`` names; ``ray start`` flags above).
 LEAN_HEAD_PARAMS: dict[str, Any] = {"no_monitor": True, "include_log_monitor": False}
-

@@ -162,8 +162,11 @@ def _node(
     slots = float(total.get(CAMERA_SLOTS, 0.0))
     free = (available.get(node_id) or {}).get(CAMERA_SLOTS)
     # Free slots from the scheduler when it reports them; else one per camera actor there.
-    used = slots - float(free) if free is not None else float(
-        sum(1 for c in cameras if c.node_id == node_id))
+    used = (
+        slots - float(free)
+        if free is not None
+        else float(sum(1 for c in cameras if c.node_id == node_id))
+    )
     return NodeStatus(names.get(node_id), node_id, bool(node.get("Alive")),
                       str(node.get("NodeManagerAddress") or ""), max(0.0, used), slots,
                       float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)))  # fmt: skip

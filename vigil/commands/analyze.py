@@ -38,13 +38,16 @@ def register(sub: Any) -> None:
     p.add_argument("--plot", action="store_true", help="also write counts.png (over time)")
     p.add_argument("--duration", type=float, help="stop after this many seconds of video")
     p.add_argument(
-        "--unredacted", action="store_true",
+        "--unredacted",
+        action="store_true",
         help="write pixels without redaction (needs --reason; recorded in the audit file)",
     )
     p.add_argument("--reason", help="why unredacted output is needed (audited)")
     p.add_argument("--audit-file", type=Path, help="audit file for --unredacted")
     p.add_argument(
-        "--no-decode-thread", dest="decode_thread", action="store_false",
+        "--no-decode-thread",
+        dest="decode_thread",
+        action="store_false",
         help="decode in the analysis thread (by default a thread of its own decodes ahead)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -103,12 +106,23 @@ def run(args: argparse.Namespace) -> int:
     camera = camera_from_args(args)
     detector = build(camera, decode_thread=args.decode_thread)
     options = AnalyzeOptions(
-        out_dir=args.out, annotate=args.annotate, snapshots=args.snapshots, plot=args.plot,
-        max_seconds=args.duration, grant=_grant(args), decode_thread=args.decode_thread,
+        out_dir=args.out,
+        annotate=args.annotate,
+        snapshots=args.snapshots,
+        plot=args.plot,
+        max_seconds=args.duration,
+        grant=_grant(args),
+        decode_thread=args.decode_thread,
     )
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        "frames", TimeRemainingColumn(), console=console, disable=args.quiet, transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        "frames",
+        TimeRemainingColumn(),
+        console=console,
+        disable=args.quiet,
+        transient=True,
     ) as bar:
         task = bar.add_task(f"analysing {Path(args.video).name}", total=None)
 

@@ -19,10 +19,16 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     add_database_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    verify = add_action(actions, "verify",
-                        help="walk the hash chain: exit 0 if intact, 1 naming the first bad record")
-    verify.add_argument("--anchor", metavar="SEQ:HASH",
-                        help="a head copied earlier (`SEQ:HASH`): that record must be unchanged")
+    verify = add_action(
+        actions,
+        "verify",
+        help="walk the hash chain: exit 0 if intact, 1 naming the first bad record",
+    )
+    verify.add_argument(
+        "--anchor",
+        metavar="SEQ:HASH",
+        help="a head copied earlier (`SEQ:HASH`): that record must be unchanged",
+    )
     verify.set_defaults(handler=_verify)
 
 

@@ -32,9 +32,12 @@ def register(subparsers: Any) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     status = actions.add_parser("status", help="nodes (camera slots, CPUs, GPUs), cameras per "
                                 "node, detector load and batch sizes, failovers")  # fmt: skip
-    status.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "auto"),
-                        help="the head's HOST:PORT (GCS port, 6379 by default) or `auto`, the "
-                        "cluster this machine is part of (default: $RAY_ADDRESS or auto)")
+    status.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS", "auto"),
+        help="the head's HOST:PORT (GCS port, 6379 by default) or `auto`, the "
+        "cluster this machine is part of (default: $RAY_ADDRESS or auto)",
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.set_defaults(handler=_status)
 
@@ -64,16 +67,20 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _unreachable(address: str, why: str) -> StorageError:
-    return StorageError(f"no Ray cluster reachable at {address!r} ({why}); start the head with "
-                        "`ray start --head` or pass the head's address: --address HOST:6379")
+    return StorageError(
+        f"no Ray cluster reachable at {address!r} ({why}); start the head with "
+        "`ray start --head` or pass the head's address: --address HOST:6379"
+    )
 
 
 def _check_reachable(address: str) -> None:
     """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for about a minute)."""
     if address.startswith("ray://"):
         # Ray Client proxies the public API only; the status reads the GCS's actor table.
-        raise StorageError(f"--address {address!r}: a Ray Client address cannot be used here; "
-                           "give the head's GCS address instead, e.g. --address HOST:6379")
+        raise StorageError(
+            f"--address {address!r}: a Ray Client address cannot be used here; "
+            "give the head's GCS address instead, e.g. --address HOST:6379"
+        )
     if address == "auto":
         return
     host, _, port = address.rpartition(":")
@@ -108,8 +115,16 @@ def _print_tables(status: Any) -> None:
             load.add_row(d.node or d.node_id[:12], "-", "-", "-", "-", "-", "-", d.error)
             continue
         model = f"{Path(d.model).name} {d.input_size[0]}x{d.input_size[1]}" if d.model else "?"
-        load.add_row(d.node or d.node_id[:12], model, str(d.images), str(d.batches),
-                     f"{d.mean_batch:.2f}", str(d.queue), str(d.max_batch), f"{d.max_wait_ms:g}")
+        load.add_row(
+            d.node or d.node_id[:12],
+            model,
+            str(d.images),
+            str(d.batches),
+            f"{d.mean_batch:.2f}",
+            str(d.queue),
+            str(d.max_batch),
+            f"{d.max_wait_ms:g}",
+        )
     console.print(load)
     if status.failovers:
         for f in status.failovers:

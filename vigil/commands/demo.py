@@ -135,8 +135,11 @@ def _serve(args: argparse.Namespace) -> int:
     if port != args.port:
         console.print(f"Port {args.port} is taken; using {port}.")
     timer = _stop_after(args.seconds) if args.seconds is not None else None
-    console.print("Ctrl-C stops the demo." if timer is None
-                  else f"The demo stops by itself after {args.seconds:g} s, or on Ctrl-C.")
+    console.print(
+        "Ctrl-C stops the demo."
+        if timer is None
+        else f"The demo stops by itself after {args.seconds:g} s, or on Ctrl-C."
+    )
 
     def announce(line: str) -> None:
         console.print(line, highlight=False, soft_wrap=True)
@@ -176,7 +179,9 @@ def _batch(args: argparse.Namespace) -> int:
     camera = config.for_source(DEMO_URL, name="demo")
     console.print("[bold]Vigil demo[/]: a synthetic camera, 20 s at 10 fps, motion detector.")
     summary = analyze(
-        DEMO_URL, camera, None,
+        DEMO_URL,
+        camera,
+        None,
         AnalyzeOptions(out_dir=out, annotate=not args.no_video, plot=_has_matplotlib()),
     )
     print_summary(summary, console)

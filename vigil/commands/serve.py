@@ -134,8 +134,15 @@ def serve(
             if token is not None:
                 announce(f"No user exists yet: open {_setup_link(config, token)} to create the "
                          "first administrator (the link works once).")  # fmt: skip
-            _run_api(config, db, supervisor, setup_token=token, access_log=access_log,
-                     clips=clips, head=head)
+            _run_api(
+                config,
+                db,
+                supervisor,
+                setup_token=token,
+                access_log=access_log,
+                clips=clips,
+                head=head,
+            )
     finally:
         if head is not None:
             # First, while the backend still holds the cluster connection (its close ends it):

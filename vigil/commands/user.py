@@ -36,8 +36,11 @@ def register(subparsers: Any) -> None:
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
     add.add_argument("--cameras", metavar="A,B", help="limit the user to these cameras")
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the password from the first line of standard input")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     add.set_defaults(handler=_add)
     add_action(actions, "list", help="list users").set_defaults(handler=_list)
     for verb, handler in (("disable", _disable), ("enable", _enable)):
@@ -51,8 +54,11 @@ def register(subparsers: Any) -> None:
     password = actions.add_parser("password", help="set a user's password (ends their "
                                   "sessions and API tokens)")  # fmt: skip
     password.add_argument("name")
-    password.add_argument("--password-stdin", action="store_true",
-                          help="read the password from the first line of standard input")
+    password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     password.set_defaults(handler=_set_password)
     token = actions.add_parser("token", help="list or revoke API tokens")
     token_actions = token.add_subparsers(dest="token_action", metavar="ACTION", required=True)

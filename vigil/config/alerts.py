@@ -61,7 +61,8 @@ class MqttConfig(_Model):
     host: str = Field("localhost", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
     client_id: str = Field(
-        "vigil", min_length=1,
+        "vigil",
+        min_length=1,
         description="MQTT client id; must be unique per broker (two Vigils need two ids).",
     )
     username: str | None = Field(None, description="User name, when the broker asks for one.")
@@ -70,11 +71,15 @@ class MqttConfig(_Model):
     topic_prefix: str = Field("vigil", description="First topic level of everything Vigil sends.")
     qos: Literal[0, 1, 2] = Field(1, description="QoS of events and states (1: at least once).")
     keepalive_s: int = Field(
-        30, ge=5, le=3600,
+        30,
+        ge=5,
+        le=3600,
         description="Keep-alive; the broker sends the Last Will ~1.5x this after a silent death.",
     )
     queue_size: int = Field(
-        1000, ge=1, le=1_000_000,
+        1000,
+        ge=1,
+        le=1_000_000,
         description="Event messages kept while the broker is unreachable (two per event: the "
         "global and the camera topic); the oldest are dropped beyond.",
     )
@@ -121,14 +126,18 @@ class WebhookConfig(_Model):
         600.0, ge=0, le=86400, description="Cap on a server's Retry-After, in seconds."
     )
     queue_size: int = Field(
-        1000, ge=1, le=1_000_000,
+        1000,
+        ge=1,
+        le=1_000_000,
         description="Deliveries waiting or retrying; the oldest waiting one is dropped beyond.",
     )
     dead_letter_path: Path | None = Field(
         None, description="JSON Lines file of deliveries that failed for good (None: log only)."
     )
     close_timeout_s: float = Field(
-        5.0, ge=0, le=600,
+        5.0,
+        ge=0,
+        le=600,
         description="How long close() keeps delivering; what is left goes to the dead letters.",
     )
 

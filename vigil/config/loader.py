@@ -100,8 +100,10 @@ def merge_camera_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
             base = data.get(section)
             if isinstance(base, dict):
                 own = cam.get(section)
-                cam[section] = _deep_merge(base, own) if isinstance(own, dict) else (
-                    own if section in cam else base
+                cam[section] = (
+                    _deep_merge(base, own)
+                    if isinstance(own, dict)
+                    else (own if section in cam else base)
                 )
         merged_cams[name] = cam
     out["cameras"] = merged_cams

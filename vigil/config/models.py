@@ -55,8 +55,16 @@ class DetectConfig(_Model):
         None, ge=32, le=2048, description="Network input side; default is the model's own."
     )
     labels: list[str] = Field(
-        default_factory=lambda: ["person", "bicycle", "car", "motorcycle", "bus", "truck",
-                                 "dog", "cat"],
+        default_factory=lambda: [
+            "person",
+            "bicycle",
+            "car",
+            "motorcycle",
+            "bus",
+            "truck",
+            "dog",
+            "cat",
+        ],
         description="Class names to keep (people, vehicles, animals by default).",
     )
     threads: int | None = Field(
@@ -125,13 +133,17 @@ class MotionConfig(_Model):
         0.05, gt=0, le=1, description="Running-average rate of the background model."
     )
     moving_alpha: float = Field(
-        0.01, ge=0, le=1,
+        0.01,
+        ge=0,
+        le=1,
         description="Background rate under moving pixels, per analysed frame: slow, so moving "
         "objects leave no ghost trail, yet an object that stops (and the ghost of one that "
         "left after standing still) is absorbed in half a minute at 5 fps (0 = never).",
     )
     recalibrate: float = Field(
-        0.5, gt=0, le=1,
+        0.5,
+        gt=0,
+        le=1,
         description="Fraction of changed pixels that means a global change (lights, IR switch): "
         "the background is reset instead of reporting motion everywhere.",
     )
@@ -139,7 +151,8 @@ class MotionConfig(_Model):
         default_factory=list, description="Polygons where motion is ignored."
     )
     full_frame_interval: float = Field(
-        5.0, gt=0,
+        5.0,
+        gt=0,
         description="Seconds between full-frame detections even without motion, so objects "
         "that were still from the start (a parked car) are found too.",
     )
@@ -147,7 +160,8 @@ class MotionConfig(_Model):
         0.25, ge=0, le=2, description="Regions around live tracks, grown by this fraction."
     )
     stationary_seconds: float = Field(
-        3.0, ge=0,
+        3.0,
+        ge=0,
         description="A track whose box stays put this long is stationary: while all motion "
         "is inside stationary boxes the detector is skipped and they are carried (0 = off).",
     )
@@ -155,7 +169,9 @@ class MotionConfig(_Model):
         2.0, gt=0, description="Seconds between detector looks at stationary objects."
     )
     carry_frames: int = Field(
-        2, ge=0, le=10,
+        2,
+        ge=0,
+        le=10,
         description="Analysed frames in a row on which moving tracks keep their last boxes "
         "without the detector, while all motion lies inside those boxes (or in motion the "
         "detector found empty) and the tracker holds no lost or new track; then the detector "
@@ -169,37 +185,51 @@ class TrackerConfig(_Model):
     high_threshold: float = Field(0.5, gt=0, lt=1, description="First-stage detection score.")
     low_threshold: float = Field(0.1, ge=0, lt=1, description="Lowest score used at all.")
     new_track_threshold: float = Field(
-        0.4, gt=0, le=1,
+        0.4,
+        gt=0,
+        le=1,
         description="Score to start a track (may lie below `high_threshold`: an unmatched "
         "low-score box starts a tentative track).",
     )
     match_iou: float = Field(0.3, gt=0, lt=1, description="Minimum IoU of a first-stage match.")
     lost_seconds: float = Field(
-        1.5, gt=0, le=60,
+        1.5,
+        gt=0,
+        le=60,
         description="How long a lost track can be re-found (keep it below `events.debounce`: "
         "an event that closes first loses its object's EXIT measures).",
     )
     min_hits: int = Field(2, ge=1, le=30, description="Matches before a track is confirmed.")
     low_match_iou: float = Field(
-        0.5, gt=0, lt=1,
+        0.5,
+        gt=0,
+        lt=1,
         description="Minimum IoU of a second-stage match (low-score boxes keep tracks alive).",
     )
     direction_weight: float = Field(
-        0.0, ge=0, le=2,
+        0.0,
+        ge=0,
+        le=2,
         description="Weight of the velocity-direction consistency bonus in the first stage.",
     )
     confirm_score: float = Field(
-        1.0, gt=0, le=1,
+        1.0,
+        gt=0,
+        le=1,
         description="A new track whose first detection scores at least this is confirmed at "
         "once (weaker ones wait for `min_hits`). 1, the default, turns it off: a real "
         "detector's recurring false boxes score high too (docs/tracking.md).",
     )
     coast_seconds: float = Field(
-        1.0, gt=0, le=60,
+        1.0,
+        gt=0,
+        le=60,
         description="Time constant (s) of the velocity decay of a track while it is unseen.",
     )
     refind_distance: float = Field(
-        0.3, ge=0, le=2,
+        0.3,
+        ge=0,
+        le=2,
         description="Re-find stage: a track left unmatched by IoU takes a left-over detection "
         "whose centre lies within this fraction of its box height (0 turns the stage off).",
     )
@@ -255,11 +285,14 @@ class ZoneDirection(_Model):
         ge=0, lt=360, description="Allowed direction of travel, degrees (see above)."
     )
     tolerance: float = Field(
-        60.0, gt=0, lt=180,
+        60.0,
+        gt=0,
+        lt=180,
         description="Headings within this many degrees of `heading` are allowed.",
     )
     min_distance: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="Distance a track must move outside the allowed headings to raise the "
         "event: metres/feet in a calibrated zone (default 3 m or 10 ft), otherwise a fraction "
         "of the frame diagonal (default 0.05).",
@@ -286,12 +319,15 @@ class ZoneConfig(_Model):
         None, description="Side lengths of a four-point zone: turns on speeds (see below)."
     )
     speed_limit: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="Smoothed speed (km/h, or mph with imperial units) above which a track "
         "raises a speeding event; needs `calibration`.",
     )
     smoothing: float = Field(
-        1.0, ge=0.5, le=10,
+        1.0,
+        ge=0.5,
+        le=10,
         description="Seconds of track positions that one speed or heading is fitted over: "
         "longer is steadier against box jitter, shorter follows changes sooner.",
     )
@@ -299,11 +335,13 @@ class ZoneConfig(_Model):
         None, description="Allowed direction of travel (wrong-way events, see below)."
     )
     stopped: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="Seconds a track may stand still inside before a stopped-vehicle event.",
     )
     stopped_radius: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="A track whose smoothed position stays within this distance is standing "
         "still: metres/feet in a calibrated zone (default 1 m or 3 ft), otherwise a fraction "
         "of the frame diagonal (default 0.02).",
@@ -340,7 +378,9 @@ class LineConfig(_Model):
         description="Directions that raise events (both are always counted).",
     )
     hysteresis: float = Field(
-        0.01, ge=0, le=0.25,
+        0.01,
+        ge=0,
+        le=0.25,
         description="Half-width of the band around the line, as a fraction of the frame "
         "diagonal: a track must leave the band on the other side to count, so jitter on the "
         "line counts once.",
@@ -367,17 +407,22 @@ class RedactConfig(_Model):
         default_factory=list, description="Polygons always blacked out."
     )
     face_threshold: float = Field(
-        0.3, gt=0, lt=1,
+        0.3,
+        gt=0,
+        lt=1,
         description="CenterFace heatmap score that counts as a face; lower hides more "
         "(a false positive only blurs a patch, a miss shows a face).",
     )
     face_scales: list[float] = Field(
-        default_factory=lambda: [1.0], min_length=1,
+        default_factory=lambda: [1.0],
+        min_length=1,
         description="Face detection passes, as scales of the frame (capped by face_max_side); "
         "add 2.0 to find faces under ~10 px in low-resolution streams, at 4x the cost.",
     )
     face_max_side: int = Field(
-        1280, ge=64, le=8192,
+        1280,
+        ge=64,
+        le=8192,
         description="Long side (px) of the scale-1 face pass; larger frames are reduced to it.",
     )
     person_confidence: float = Field(
@@ -426,7 +471,9 @@ class DetectorConfig(_Model):
         8, ge=1, le=256, description="Most images in one inference call (1 = no batching)."
     )
     max_wait_ms: float = Field(
-        10.0, ge=0, le=1000,
+        10.0,
+        ge=0,
+        le=1000,
         description="How long the first request of a batch waits for others to join.",
     )
 
@@ -786,9 +833,7 @@ class VigilConfig(_Model):
     def _names(self) -> VigilConfig:
         for name in self.cameras:
             if not name or not all(c.isalnum() or c in "-_" for c in name):
-                raise ValueError(
-                    f"camera name {name!r} may hold only letters, digits, '-' and '_'"
-                )
+                raise ValueError(f"camera name {name!r} may hold only letters, digits, '-' and '_'")
             if len(name) > CAMERA_NAME_MAX:
                 raise ValueError(
                     f"camera name {name[:20]!r}... is {len(name)} characters long; give it "

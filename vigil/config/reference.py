@@ -90,8 +90,11 @@ def _type_name(annotation: Any) -> str:
         text = text.replace(prefix, "")
     if typing.get_origin(annotation) is typing.Annotated:
         return _type_name(typing.get_args(annotation)[0])
-    return text.replace("Annotated[float, FieldInfo(annotation=NoneType, required=True, "
-                        "metadata=[Ge(ge=0.0), Le(le=1.0)])]", "float")
+    return text.replace(
+        "Annotated[float, FieldInfo(annotation=NoneType, required=True, "
+        "metadata=[Ge(ge=0.0), Le(le=1.0)])]",
+        "float",
+    )
 
 
 def _default(field: Any) -> str:

@@ -163,9 +163,7 @@ def select_candidates(
     if rows.shape[0] > max_candidates:
         rows = rows[np.argpartition(-conf[rows], max_candidates - 1)[:max_candidates]]
     cls = best[rows].astype(np.int64) if cls_index is None else cls_index[best[rows]]
-    return (
-        np.asarray(xyxy, dtype=np.float32)[rows], conf[rows].astype(np.float32), cls
-    )
+    return (np.asarray(xyxy, dtype=np.float32)[rows], conf[rows].astype(np.float32), cls)
 
 
 def postprocess_yolox(

@@ -193,8 +193,11 @@ class EventManager:
             track.votes[class_id] = track.votes.get(class_id, 0.0) + confidence
             track.top_score = max(track.top_score, confidence)
             track.current = Snapshot(
-                seq=-1, time=now, box=(box[0], box[1], box[2], box[3]),
-                score=snapshot_score(box, confidence, frame_size), frame_size=frame_size,
+                seq=-1,
+                time=now,
+                box=(box[0], box[1], box[2], box[3]),
+                score=snapshot_score(box, confidence, frame_size),
+                frame_size=frame_size,
             )
 
     def _apply(self, rule_event: RuleEvent) -> _Track | None:
@@ -207,7 +210,9 @@ class EventManager:
             if not triggers:
                 return None
             track = self._tracks[rule_event.track_id] = _Track(
-                rule_event.track_id, first_seen=rule_event.time, last_seen=rule_event.time,
+                rule_event.track_id,
+                first_seen=rule_event.time,
+                last_seen=rule_event.time,
                 votes={rule_event.class_id: 1.0},
             )
         if rule_event.kind == RuleEventKind.CROSS:
@@ -234,7 +239,8 @@ class EventManager:
         """No-rules mode: tracks without an event that have been tracked ``min_duration``."""
         least = self.config.min_duration
         return [
-            t for t in self._tracks.values()
+            t
+            for t in self._tracks.values()
             if t.event is None and t.last_seen - t.first_seen >= least
         ]
 
@@ -254,9 +260,14 @@ class EventManager:
         class_id = track.class_id()
         track.event = Event(
             id=event_id(self.camera_id, track.first_seen, track.track_id),
-            camera_id=self.camera_id, label=label_of(self._class_names, class_id),
-            class_id=class_id, track_id=track.track_id, start=track.first_seen, end=None,
-            state=EventState.START, live=self.live,
+            camera_id=self.camera_id,
+            label=label_of(self._class_names, class_id),
+            class_id=class_id,
+            track_id=track.track_id,
+            start=track.first_seen,
+            end=None,
+            state=EventState.START,
+            live=self.live,
         )
         if self.rules_configured:
             track.best = None  # the snapshot is chosen from the trigger on (see module doc)
@@ -279,9 +290,14 @@ class EventManager:
         assert track.event is not None
         track.dirty = False
         return replace(
-            track.event, state=state, end=end, zones=list(track.zones),
+            track.event,
+            state=state,
+            end=end,
+            zones=list(track.zones),
             zones_now=[] if state is EventState.END else list(track.zones_now),
-            lines=list(track.lines), counts=dict(track.counts), measures=dict(track.measures),
+            lines=list(track.lines),
+            counts=dict(track.counts),
+            measures=dict(track.measures),
             top_score=track.top_score,
             snapshot=None if track.best is None else replace(track.best),
         )

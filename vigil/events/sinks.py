@@ -59,8 +59,7 @@ class JsonlEventSink:
             self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
         except OSError as exc:
             raise StorageError(
-                f"cannot open event file {self.path}: {exc.strerror or exc}; "
-                "choose a writable path"
+                f"cannot open event file {self.path}: {exc.strerror or exc}; choose a writable path"
             ) from exc
 
     def publish(self, event: Event) -> None:

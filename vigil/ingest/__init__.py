@@ -42,7 +42,11 @@ __all__ = [
 ]
 
 _SYNTHETIC_PARAMS: dict[str, type] = {
-    "width": int, "height": int, "fps": float, "duration": float, "seed": int,
+    "width": int,
+    "height": int,
+    "fps": float,
+    "duration": float,
+    "seed": int,
 }
 
 
@@ -57,9 +61,7 @@ def _synthetic_kwargs(url: str) -> dict[str, Any]:
         try:
             kwargs[key] = kind(value)
         except ValueError:
-            raise SourceError(
-                f"{url}: {key}={value!r} is not a valid {kind.__name__}"
-            ) from None
+            raise SourceError(f"{url}: {key}={value!r} is not a valid {kind.__name__}") from None
     return kwargs
 
 

@@ -53,10 +53,26 @@ from vigil.types import BgrLoader, Frame, ImageArray, RegionLoader
 log = logging.getLogger(__name__)
 
 #: Pixel formats whose first plane is an 8-bit luma plane (planar or semi-planar YUV, gray).
-_LUMA_FORMATS = frozenset({
-    "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p",
-    "yuvj440p", "yuv411p", "yuvj411p", "yuv410p", "yuva420p", "nv12", "nv21", "nv16", "gray",
-})
+_LUMA_FORMATS = frozenset(
+    {
+        "yuv420p",
+        "yuvj420p",
+        "yuv422p",
+        "yuvj422p",
+        "yuv444p",
+        "yuvj444p",
+        "yuv440p",
+        "yuvj440p",
+        "yuv411p",
+        "yuvj411p",
+        "yuv410p",
+        "yuva420p",
+        "nv12",
+        "nv21",
+        "nv16",
+        "gray",
+    }
+)
 
 #: AVCOL_RANGE_JPEG: luma already spans 0..255.
 _FULL_RANGE = 2
@@ -130,9 +146,11 @@ def bgr_loader(
             width, height = frame.width, frame.height
         else:
             width, height = size
-        image = reformatter().reformat(
-            frame, width=width, height=height, format="bgr24", interpolation="AREA"
-        ).to_ndarray()
+        image = (
+            reformatter()
+            .reformat(frame, width=width, height=height, format="bgr24", interpolation="AREA")
+            .to_ndarray()
+        )
         return np.ascontiguousarray(image, dtype=np.uint8)
 
     return load
@@ -374,8 +392,7 @@ class AvSource:
         if not isinstance(container, InputContainer) or not container.streams.video:
             container.close()
             raise SourceError(
-                f"{self.safe_url} holds no video stream; give a video file or a camera's "
-                "video URL"
+                f"{self.safe_url} holds no video stream; give a video file or a camera's video URL"
             )
         stream = container.streams.video[0]
         if hw is None:
@@ -654,8 +671,13 @@ class AvSource:
         self._state = state
         status = self._status(state)
         if state in (SourceState.STALLED, SourceState.RECONNECTING, SourceState.FAILED):
-            log.warning("%s %s (attempt %d): %s", self.camera_id, state.value, status.attempts,
-                        status.last_error)
+            log.warning(
+                "%s %s (attempt %d): %s",
+                self.camera_id,
+                state.value,
+                status.attempts,
+                status.last_error,
+            )
         else:
             log.info("%s %s", self.camera_id, state.value)
         if self.on_status is not None:

@@ -19,8 +19,9 @@ from urllib.parse import urlsplit
 from vigil.types import Frame
 
 #: URL schemes that name a network stream (reconnect, wall-clock timestamps).
-NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp",
-                             "tcp", "rtp"})
+NETWORK_SCHEMES = frozenset(
+    {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "srt", "udp", "tcp", "rtp"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,11 @@ DEFAULT_UP_CROSSINGS = 2
 #: Object colours (BGR), alternately far darker and far brighter than the background (grey
 #: levels 90..170), as people in dark or light clothes are.
 _PALETTE: tuple[tuple[int, int, int], ...] = (
-    (30, 25, 70), (230, 240, 250), (90, 30, 15), (40, 230, 250), (70, 20, 60),
+    (30, 25, 70),
+    (230, 240, 250),
+    (90, 30, 15),
+    (40, 230, 250),
+    (70, 20, 60),
 )
 
 
@@ -81,9 +85,9 @@ class SyntheticObject:
         return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
-def default_scene(duration: float = 20.0, frame_size: tuple[int, int] = (640, 360)) -> list[
-    SyntheticObject
-]:
+def default_scene(
+    duration: float = 20.0, frame_size: tuple[int, int] = (640, 360)
+) -> list[SyntheticObject]:
     """Five person-sized objects walking vertically through the frame, one at a time.
 
     Each walks from ``y = 0.15`` to ``y = 0.85`` (or back) over a fifth of ``duration`` minus
@@ -98,16 +102,25 @@ def default_scene(duration: float = 20.0, frame_size: tuple[int, int] = (640, 36
     size = (max(4, round(w / 16)), max(8, round(h * 2 / 9)))
     slot = duration / 5.0
     walks = [  # (x, downwards)
-        (0.2, True), (0.4, False), (0.6, True), (0.8, False), (0.3, True),
+        (0.2, True),
+        (0.4, False),
+        (0.6, True),
+        (0.8, False),
+        (0.3, True),
     ]
     objects = []
     for i, (x, down) in enumerate(walks):
         y0, y1 = (0.15, 0.85) if down else (0.85, 0.15)
-        objects.append(SyntheticObject(
-            start=(x, y0), end=(x, y1),
-            t0=i * slot + 0.1 * slot, t1=(i + 1) * slot - 0.1 * slot,
-            size=size, color=_PALETTE[i % len(_PALETTE)],
-        ))
+        objects.append(
+            SyntheticObject(
+                start=(x, y0),
+                end=(x, y1),
+                t0=i * slot + 0.1 * slot,
+                t1=(i + 1) * slot - 0.1 * slot,
+                size=size,
+                color=_PALETTE[i % len(_PALETTE)],
+            )
+        )
     return objects
 
 
@@ -158,8 +171,8 @@ class SyntheticSource:
         self.camera_id = camera_id
         self.width, self.height = width, height
         self.fps, self.duration = fps, duration
-        self.objects = list(objects) if objects is not None else default_scene(
-            duration, (width, height)
+        self.objects = (
+            list(objects) if objects is not None else default_scene(duration, (width, height))
         )
         self.seed = seed
         self.live = live
@@ -179,8 +192,12 @@ class SyntheticSource:
             f"&duration={self.duration:g}&seed={self.seed}"
         )
         return SourceInfo(
-            url=f"synthetic://?{query}", width=self.width, height=self.height, fps=self.fps,
-            frame_count=self.frame_count, live=self.live,
+            url=f"synthetic://?{query}",
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+            frame_count=self.frame_count,
+            live=self.live,
         )
 
     def render(self, seq: int) -> ImageArray:
@@ -229,8 +246,12 @@ class SyntheticSource:
                 if delay > 0:
                     time.sleep(delay)
             yield Frame.from_bgr(
-                self.render(seq), camera_id=self.camera_id, seq=seq, pts=pts,
-                wall_time=clock.now() if self.live else start + pts, live=self.live,
+                self.render(seq),
+                camera_id=self.camera_id,
+                seq=seq,
+                pts=pts,
+                wall_time=clock.now() if self.live else start + pts,
+                live=self.live,
             )
 
     def close(self) -> None:

@@ -103,9 +103,7 @@ class MotionGate:
         self._scale = np.array(
             [width / small_w, height / small_h, width / small_w, height / small_h], np.float32
         )
-        self._watched = rasterise_masks(
-            [list(p) for p in self.config.masks], self.small_size
-        )
+        self._watched = rasterise_masks([list(p) for p in self.config.masks], self.small_size)
         watched = small_w * small_h
         if self._watched is not None:
             watched = int(cv2.countNonZero(self._watched))

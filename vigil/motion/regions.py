@@ -49,8 +49,10 @@ def group_boxes(boxes: npt.ArrayLike, gap: float) -> list[list[int]]:
             while j < len(unions):
                 if _near(unions[i], unions[j], gap):
                     unions[i] = np.concatenate(
-                        [np.minimum(unions[i][:2], unions[j][:2]),
-                         np.maximum(unions[i][2:], unions[j][2:])]
+                        [
+                            np.minimum(unions[i][:2], unions[j][:2]),
+                            np.maximum(unions[i][2:], unions[j][2:]),
+                        ]
                     )
                     members[i].extend(members.pop(j))
                     unions.pop(j)
@@ -136,8 +138,10 @@ def detection_regions(
         return [(0, 0, width, height)]
     result = [
         (
-            max(0, math.floor(x1)), max(0, math.floor(y1)),
-            min(width, math.ceil(x2)), min(height, math.ceil(y2)),
+            max(0, math.floor(x1)),
+            max(0, math.floor(y1)),
+            min(width, math.ceil(x2)),
+            min(height, math.ceil(y2)),
         )
         for x1, y1, x2, y2 in regions
     ]

@@ -59,8 +59,13 @@ def unredacted_access(reason: str, actor: str, audit_path: Path, what: str) -> U
     if not actor:
         raise PrivacyError("unredacted output needs the name of who asks for it")
     when = datetime.now(UTC).isoformat(timespec="seconds")
-    record = {"time": when, "action": "unredacted_access", "actor": actor, "what": what,
-              "reason": reason}
+    record = {
+        "time": when,
+        "action": "unredacted_access",
+        "actor": actor,
+        "what": what,
+        "reason": reason,
+    }
     _append_line(audit_path, json.dumps(record, ensure_ascii=False))
     return UnredactedGrant(actor, what, reason, when, audit_path, _TOKEN)
 

@@ -136,9 +136,7 @@ class Redactor:
         """
         self._check(image)
         faces, bodies = self._regions(image, people)
-        return self._render(
-            image, self._face_hold.update(faces), self._people_hold.update(*bodies)
-        )
+        return self._render(image, self._face_hold.update(faces), self._people_hold.update(*bodies))
 
     def redact_still(self, image: ImageArray, *, people: Detections | None = None) -> ImageArray:
         """Redact a single image (snapshot, thumbnail): detections of this image only."""
@@ -273,7 +271,10 @@ def build_redactor(
         if mode_needs_people(config.mode) and person_detector is None:
             person_detector = build_person_detector(config)
     return Redactor(
-        config, frame_size, face_detector=face_detector, person_detector=person_detector,
+        config,
+        frame_size,
+        face_detector=face_detector,
+        person_detector=person_detector,
         grant=grant,
     )
 

@@ -65,8 +65,10 @@ class RegionFaceDetector:
         h, w = image.shape[:2]
         small = _grey_small(image)
         regions = None
-        if self._previous is not None and self._previous.shape == small.shape and (
-            self.frames % self.full_every
+        if (
+            self._previous is not None
+            and self._previous.shape == small.shape
+            and (self.frames % self.full_every)
         ):
             regions = self._regions(small, (w, h))
         self._previous = small

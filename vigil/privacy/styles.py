@@ -53,7 +53,8 @@ def _shrink_grow(roi: ImageArray, cells: int, interpolation: int) -> ImageArray:
     h, w = roi.shape[:2]
     cell = max(1.0, min(h, w) / cells)
     small = cv2.resize(
-        roi, (max(1, math.ceil(w / cell)), max(1, math.ceil(h / cell))),
+        roi,
+        (max(1, math.ceil(w / cell)), max(1, math.ceil(h / cell))),
         interpolation=cv2.INTER_AREA,
     )
     return np.asarray(cv2.resize(small, (w, h), interpolation=interpolation), np.uint8)

@@ -68,8 +68,9 @@ def redact_file(
         frames, audio = _transcode(
             source, partial, redactor, info, on_frame=on_frame, crf=crf, preset=preset
         )
-    return RedactReport(target, frames, info.width, info.height, audio,
-                        time.perf_counter() - started)
+    return RedactReport(
+        target, frames, info.width, info.height, audio, time.perf_counter() - started
+    )
 
 
 def _transcode(

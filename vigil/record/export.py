@@ -71,6 +71,7 @@ class FaceSearch:
     full_every_s: float = 1.0
     hints: tuple[tuple[float, float, float, float], ...] = ()
 
+
 MANIFEST_FORMAT = "vigil-export/1"
 
 
@@ -309,8 +310,13 @@ def _redacted(
     redaction = {"mode": "none" if redactor.unredacted else redactor.config.mode,
                  "static_masks": len(redactor.config.masks)}  # fmt: skip
     if face_search is not None:
-        hints = np.array([(x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1])
-                          for x1, y1, x2, y2 in face_search.hints], np.float32).reshape(-1, 4)
+        hints = np.array(
+            [
+                (x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1])
+                for x1, y1, x2, y2 in face_search.hints
+            ],
+            np.float32,
+        ).reshape(-1, 4)
         redactor.search_faces_in_regions(max(1, round(rate * face_search.full_every_s)), hints)
     span = end - start
     with Mp4Output(partial) as output:

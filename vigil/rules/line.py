@@ -128,8 +128,14 @@ class LineRule:
             if direction in self._emit:
                 events.append(
                     RuleEvent(
-                        rule_id=self.rule_id, kind=RuleEventKind.CROSS, camera_id=camera_id,
-                        track_id=tid, class_id=class_id, label=label, time=time, point=point,
+                        rule_id=self.rule_id,
+                        kind=RuleEventKind.CROSS,
+                        camera_id=camera_id,
+                        track_id=tid,
+                        class_id=class_id,
+                        label=label,
+                        time=time,
+                        point=point,
                         direction=direction,
                     )
                 )

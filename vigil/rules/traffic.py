@@ -172,9 +172,7 @@ class ZoneTraffic:
         """The fit's heading, or None for a track too slow for its heading to mean travel."""
         return None if fit.speed < self._min_speed else heading_of(fit.vx, fit.vy)
 
-    def observe(
-        self, tid: int, time: float, point: tuple[float, float], label: str
-    ) -> list[Hit]:
+    def observe(self, tid: int, time: float, point: tuple[float, float], label: str) -> list[Hit]:
         """One observation of a track of class ``label`` inside the zone (anchor in frame
         pixels)."""
         travel = self._tracks.get(tid)

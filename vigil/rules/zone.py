@@ -136,20 +136,26 @@ class ZoneRule:
     ) -> _Visit:
         label = label_of(self._class_names, class_id)
         visit = _Visit(
-            class_id=class_id, label=label, camera_id=camera_id, entered=time, last_seen=time,
+            class_id=class_id,
+            label=label,
+            camera_id=camera_id,
+            entered=time,
+            last_seen=time,
             point=point,
         )
         self._inside[tid] = visit
         self._entries[label] += 1
         return visit
 
-    def _leave(
-        self, tid: int, visit: _Visit, time: float, point: tuple[float, float]
-    ) -> RuleEvent:
+    def _leave(self, tid: int, visit: _Visit, time: float, point: tuple[float, float]) -> RuleEvent:
         del self._inside[tid]
         visit.point = point
         return self._event(
-            RuleEventKind.EXIT, tid, visit, time, duration=time - visit.entered,
+            RuleEventKind.EXIT,
+            tid,
+            visit,
+            time,
+            duration=time - visit.entered,
             measures=self.traffic.leave(tid),
         )
 
@@ -191,9 +197,16 @@ class ZoneRule:
             counter = self._events_by_class.setdefault(kind.value, Counter())
             counter[visit.label] += 1
         return RuleEvent(
-            rule_id=self.rule_id, kind=kind, camera_id=visit.camera_id, track_id=tid,
-            class_id=visit.class_id, label=visit.label, time=time, point=visit.point,
-            duration=duration, measures=measures,
+            rule_id=self.rule_id,
+            kind=kind,
+            camera_id=visit.camera_id,
+            track_id=tid,
+            class_id=visit.class_id,
+            label=visit.label,
+            time=time,
+            point=visit.point,
+            duration=duration,
+            measures=measures,
         )
 
     def forget(self, track_ids: Iterable[int]) -> list[RuleEvent]:
@@ -204,7 +217,10 @@ class ZoneRule:
             if visit is not None:
                 events.append(
                     self._event(
-                        RuleEventKind.EXIT, int(tid), visit, visit.last_seen,
+                        RuleEventKind.EXIT,
+                        int(tid),
+                        visit,
+                        visit.last_seen,
                         duration=visit.last_seen - visit.entered,
                         measures=self.traffic.leave(int(tid)),
                     )

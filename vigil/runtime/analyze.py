@@ -95,7 +95,10 @@ def analyze(
         stack.callback(source.close)
         info = source.open()
         pipeline = CameraPipeline(
-            camera, detector, (info.width, info.height), live=info.live,
+            camera,
+            detector,
+            (info.width, info.height),
+            live=info.live,
             source_fps=info.fps or None,
         )
         outputs = _Outputs(
@@ -288,4 +291,3 @@ class _Outputs:
             name: (int(c["total"]["a_to_b"]), int(c["total"]["b_to_a"]))
             for name, c in lines.items()
         }
-

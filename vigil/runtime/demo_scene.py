@@ -106,8 +106,8 @@ def background() -> ImageArray:
     image[facade:pavement] = (175, 178, 180)
     for x in range(0, WIDTH, 48):  # paving slabs
         cv2.line(image, (x, facade), (x, pavement), (155, 158, 160), 1)
-    image[pavement:pavement + 4] = (120, 120, 120)  # kerb
-    image[pavement + 4:road] = (70, 72, 75)
+    image[pavement : pavement + 4] = (120, 120, 120)  # kerb
+    image[pavement + 4 : road] = (70, 72, 75)
     middle = (pavement + road) // 2
     for x in range(0, WIDTH, 60):
         cv2.line(image, (x, middle), (x + 30, middle), (230, 230, 230), 3)

@@ -102,7 +102,10 @@ class CameraPipeline:
             camera.name, camera.zones, camera.lines, frame_size, self.class_names
         )
         self.events = EventManager(
-            camera.name, camera.events, self.class_names, live=live,
+            camera.name,
+            camera.events,
+            self.class_names,
+            live=live,
             rules_configured=self.rules.configured,
         )
         self.stationary = StationaryTracks(
@@ -118,8 +121,9 @@ class CameraPipeline:
         """Advance by one decoded frame (see the module docstring for the contract)."""
         self.stats.frames += 1
         if not self.sampler.take(frame):
-            return FrameResult(frame, analysed=False, tracked=self._last,
-                               detections=self._last_detections)
+            return FrameResult(
+                frame, analysed=False, tracked=self._last, detections=self._last_detections
+            )
         self.stats.analysed += 1
         motion = self.gate.update(frame)
         detections, regions = self._detect(frame, motion)
@@ -200,8 +204,11 @@ class CameraPipeline:
             return [full]
         assert self.detector is not None
         return detection_regions(
-            frame.size, motion.boxes, self.tracker.predicted().xyxy,
-            margin=cfg.track_margin, min_side=min(self.detector.input_size),
+            frame.size,
+            motion.boxes,
+            self.tracker.predicted().xyxy,
+            margin=cfg.track_margin,
+            min_side=min(self.detector.input_size),
             merge_gap=max(8, frame.width // 50),
         )
 
@@ -221,9 +228,7 @@ class CameraPipeline:
         merged = Detections.merge(parts)
         if len(regions) > 1 and len(merged):
             # Regions may overlap at their margins; one object must stay one box.
-            keep = nms(
-                merged.xyxy, merged.confidence, self.camera.detect.nms_iou, merged.class_id
-            )
+            keep = nms(merged.xyxy, merged.confidence, self.camera.detect.nms_iou, merged.class_id)
             merged = merged[keep]
         return merged
 

@@ -381,7 +381,8 @@ class Supervisor:
         self.webhooks: Any = None
         #: The cameras that record on the cluster's nodes (none but in cluster mode).
         self.recorded_remotely = frozenset(
-            c.name for c in cameras if self.clustered and record_input(c) is not None)
+            c.name for c in cameras if self.clustered and record_input(c) is not None
+        )
         recording = self.recorded_remotely if self.clustered else self.recorders
         self.sink = ClipFlags(FanoutSink(self._sinks(sinks)), recording)
         for camera in cameras if not self.clustered else ():
@@ -396,8 +397,9 @@ class Supervisor:
         self.retention_warnings: list[str] = []
         #: The recording cameras' redacted timeline previews (``vigil.runtime.previews``).
         #: Only with a database: the segments' rows are the previews' index.
-        self.previews = PreviewTaker(config, self.workers,
-                                     self.recorders if db is not None else {}, self.root)
+        self.previews = PreviewTaker(
+            config, self.workers, self.recorders if db is not None else {}, self.root
+        )
 
     # -- composition ------------------------------------------------------------------------
 
@@ -522,8 +524,10 @@ class Supervisor:
         for recorder in self.recorders.values():
             self._threads.append(recorder.start())
         if self.previews.start() is not None:
-            log.info("previews: %s", ", ".join(f"{c} every {s:g} s"
-                                               for c, s in self.previews.interval.items()))
+            log.info(
+                "previews: %s",
+                ", ".join(f"{c} every {s:g} s" for c, s in self.previews.interval.items()),
+            )
         if self.db is not None:
             # On a cluster the nodes age their own recordings (NodeRetention); the head
             # still ages the exports and cached clips it made itself.
@@ -830,8 +834,12 @@ class Supervisor:
         if recorder is None:
             return status
         state, error = recorder.status()
-        return dataclasses.replace(status, recording=state, recording_error=error,
-                                   segments_unindexed=recorder.segmenter.given_up)
+        return dataclasses.replace(
+            status,
+            recording=state,
+            recording_error=error,
+            segments_unindexed=recorder.segmenter.given_up,
+        )
 
     def packet_tap(self, camera: str) -> PacketTap | None:
         """The recorded video packets of ``camera`` (``PacketTaps``): its recorder's tap. The
@@ -906,9 +914,11 @@ class Supervisor:
 
 
 def cluster_database_error() -> str:
-    return ("server.backend 'ray' needs PostgreSQL: every node writes its cameras' events, "
-            "counts and segments to one database, and SQLite is a file on one machine; set "
-            "database_url: postgresql://USER:PASSWORD@HOST/DB")
+    return (
+        "server.backend 'ray' needs PostgreSQL: every node writes its cameras' events, "
+        "counts and segments to one database, and SQLite is a file on one machine; set "
+        "database_url: postgresql://USER:PASSWORD@HOST/DB"
+    )
 
 
 def record_input(camera: ResolvedCamera) -> SourceConfig | None:

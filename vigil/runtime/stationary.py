@@ -73,8 +73,7 @@ class StationaryTracks:
                 continue
             still = self._tracks.get(int(tid))
             if still is None or iou_matrix(still.anchor, box)[0, 0] < self.settle_iou:
-                self._tracks[int(tid)] = _Still(box.copy(), time, box.copy(), float(conf),
-                                                int(cls))
+                self._tracks[int(tid)] = _Still(box.copy(), time, box.copy(), float(conf), int(cls))
             else:
                 still.box, still.confidence, still.class_id = box.copy(), float(conf), int(cls)
 
@@ -82,9 +81,9 @@ class StationaryTracks:
         """The detector ran on this frame."""
         self._last_look = time
 
-    def carry(self, time: float, motion_boxes: FloatArray, live_ids: Iterable[int]) -> (
-        Detections | None
-    ):
+    def carry(
+        self, time: float, motion_boxes: FloatArray, live_ids: Iterable[int]
+    ) -> Detections | None:
         """Detections to use instead of running the detector, or None when it must run.
 
         ``live_ids``: ids of every track the tracker still holds (confirmed or lost).

@@ -76,7 +76,6 @@ def default_source(
                        realtime=True, reconnect=source.loop, backoff=loop_backoff())  # fmt: skip
 
 
-
 class _Rate:
     """Events per second over the last ``window`` seconds (0 when none came lately)."""
 
@@ -292,9 +291,7 @@ class CameraWorker:
         self._flush_counts()
         return None
 
-    def _new_pipeline(
-        self, size: tuple[int, int], live: bool, fps: float
-    ) -> CameraPipeline:
+    def _new_pipeline(self, size: tuple[int, int], live: bool, fps: float) -> CameraPipeline:
         # A new session starts a new pipeline (a crash may have left the old one in any
         # state), with the rules in force now rather than those of the config file.
         camera = self.camera.model_copy(update={"zones": self._zones, "lines": self._lines})

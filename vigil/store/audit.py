@@ -196,8 +196,11 @@ class _ChainWalker:
             return self._bad(self.expected_seq, f"record {self.expected_seq} is missing (the "
                              f"next record is {row.seq}): records were deleted")  # fmt: skip
         if row.prev_hash != self.prev_hash:
-            return self._bad(row.seq, f"record {row.seq} does not follow record {row.seq - 1} "
-                             "(prev_hash differs): records were deleted or reordered")
+            return self._bad(
+                row.seq,
+                f"record {row.seq} does not follow record {row.seq - 1} "
+                "(prev_hash differs): records were deleted or reordered",
+            )
         if _row_hash(row) != row.hash:
             return self._bad(row.seq, f"record {row.seq} was altered (its hash does not match "
                              "its content)")  # fmt: skip
@@ -214,8 +217,11 @@ class _ChainWalker:
             return self._bad(last + 1, "the audit_head row is missing: it was deleted, so a "
                              "truncated tail could not be detected")  # fmt: skip
         if head.seq > last:
-            return self._bad(last + 1, f"the chain ends at record {last} but the head says "
-                             f"{head.seq}: the last {head.seq - last} record(s) were deleted")
+            return self._bad(
+                last + 1,
+                f"the chain ends at record {last} but the head says "
+                f"{head.seq}: the last {head.seq - last} record(s) were deleted",
+            )
         if head.seq < last or head.hash != self.prev_hash:
             return self._bad(head.seq if head.seq < last else last,
                              f"the audit_head row (seq {head.seq}) does not match the last "

@@ -75,9 +75,7 @@ def transient(exc: BaseException) -> bool:
 class WriteBacklog:
     """Runs database writes now, or later in submission order when the database is down."""
 
-    def __init__(
-        self, *, limit: int = DEFAULT_LIMIT, retry_s: float = DEFAULT_RETRY_S
-    ) -> None:
+    def __init__(self, *, limit: int = DEFAULT_LIMIT, retry_s: float = DEFAULT_RETRY_S) -> None:
         if limit < 1:
             raise ValueError(f"the write backlog limit must be at least 1, got {limit}")
         self.limit = limit

@@ -132,8 +132,9 @@ class Database:
 
     def _build_engine(self, echo: bool) -> Engine:
         if self.backend == "postgresql":
-            return create_engine(self._url, echo=echo, pool_pre_ping=True,
-                                 json_serializer=json_dumps)
+            return create_engine(
+                self._url, echo=echo, pool_pre_ping=True, json_serializer=json_dumps
+            )
         database = self._url.database
         memory = database in (None, "", ":memory:")
         if not memory:

@@ -282,7 +282,8 @@ def _bulk_write(
         stmt = insert.on_conflict_do_nothing(index_elements=list(key) or None)
     elif mode == "add":
         stmt = insert.on_conflict_do_update(
-            index_elements=list(key), set_={"count": table.c.count + insert.excluded.count})
+            index_elements=list(key), set_={"count": table.c.count + insert.excluded.count}
+        )
     else:
         stmt = insert.on_conflict_do_update(index_elements=list(key), set_={
             c: insert.excluded[c] for c in columns if c not in key})  # fmt: skip
@@ -290,7 +291,7 @@ def _bulk_write(
     dicts = [{**dict(zip(columns, (*row, *doc), strict=True)), **extra}
              for row, doc in zip(rows.values, docs, strict=True)]  # fmt: skip
     for i in range(0, len(dicts), _BATCH_ROWS):
-        session.execute(stmt, dicts[i:i + _BATCH_ROWS])
+        session.execute(stmt, dicts[i : i + _BATCH_ROWS])
     return None
 
 
@@ -302,6 +303,7 @@ def _positional_sql(
     """The statement of ``_bulk_write`` on PostgreSQL (built once per shape, then cached):
     element ``i`` of a row's array is column ``i``, cast by the server; ``types``: (name, SQL
     type) of the plain columns; the JSON ones come from ``docs``."""
+
     def quote(name: str) -> str:  # the model's own names: no quote character in any
         return f'"{name}"'
 
@@ -312,16 +314,19 @@ def _positional_sql(
     source = ("ROWS FROM (jsonb_array_elements(CAST(:rows AS JSONB)), "
               "json_array_elements(CAST(:docs AS JSON))) AS t(r, d)" if json_columns
               else "jsonb_array_elements(CAST(:rows AS JSONB)) AS t(r)")  # fmt: skip
-    sql = (f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in names)}) "
-           f"SELECT {', '.join(values)} FROM {source} "
-           f"ON CONFLICT {'(' + ', '.join(quote(c) for c in key) + ') ' if key else ''}")
+    sql = (
+        f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in names)}) "
+        f"SELECT {', '.join(values)} FROM {source} "
+        f"ON CONFLICT {'(' + ', '.join(quote(c) for c in key) + ') ' if key else ''}"
+    )
     if mode == "ignore":
         sql += "DO NOTHING"
     elif mode == "add":
         sql += f"DO UPDATE SET count = {quote(table_name)}.count + EXCLUDED.count"
     else:
-        sql += "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}"
-                                            for c in names if c not in key and c not in extra)
+        sql += "DO UPDATE SET " + ", ".join(
+            f"{quote(c)} = EXCLUDED.{quote(c)}" for c in names if c not in key and c not in extra
+        )
     if returning:
         sql += " RETURNING " + ", ".join(quote(c) for c in returning)
     return sa_text(sql)
@@ -334,8 +339,15 @@ def _positional_upsert(
 ) -> Any:  # fmt: skip
     dialect = session.get_bind().dialect
     types = tuple((c, str(table.c[c].type.compile(dialect=dialect))) for c in columns)
-    return _positional_sql(table.name, types, json_columns=json_columns, extra=extra, key=key,
-                           mode=mode, returning=returning)
+    return _positional_sql(
+        table.name,
+        types,
+        json_columns=json_columns,
+        extra=extra,
+        key=key,
+        mode=mode,
+        returning=returning,
+    )
 
 
 #: The plain and the JSON columns of an event's row that the pipeline owns (what ``upsert``
@@ -353,10 +365,22 @@ def _event_row(event: Event, updated: float) -> tuple[tuple[Any, ...], tuple[Any
     detector's numpy ones bind nowhere); lists and dicts go as they are: the JSON encoder
     takes them (and numpy scalars inside, ``json_dumps``) without a copy each."""
     end = event.end
-    return ((event.id, event.camera_id, event.label, int(event.class_id), int(event.track_id),
-             float(event.start), None if end is None else float(end), event.state.value,
-             bool(event.live), float(event.top_score), updated),
-            (event.zones, event.lines, event.counts, event.zones_now, event.measures))
+    return (
+        (
+            event.id,
+            event.camera_id,
+            event.label,
+            int(event.class_id),
+            int(event.track_id),
+            float(event.start),
+            None if end is None else float(end),
+            event.state.value,
+            bool(event.live),
+            float(event.top_score),
+            updated,
+        ),
+        (event.zones, event.lines, event.counts, event.zones_now, event.measures),
+    )
 
 
 class EventRepo:
@@ -425,8 +449,12 @@ class EventRepo:
         when = _now(now)
         # Per event id: its last state's values, the box of the last state with a snapshot,
         # the last snapshot file given (None: not in this batch).
-        merged: dict[str, tuple[tuple[tuple[Any, ...], tuple[Any, ...]],
-                                list[float] | None, tuple[Any, ...] | None]] = {}
+        merged: dict[
+            str,
+            tuple[
+                tuple[tuple[Any, ...], tuple[Any, ...]], list[float] | None, tuple[Any, ...] | None
+            ],
+        ] = {}
         for write in writes:
             event = write.event
             _check_sha256(write.snapshot_sha256, "snapshot_sha256")
@@ -436,16 +464,21 @@ class EventRepo:
             if write.snapshot_path is not None:
                 snap = (write.snapshot_path, write.snapshot_sha256, write.node)
             merged[event.id] = (_event_row(event, when), box, snap)
-        shapes: dict[tuple[bool, bool], tuple[builtins.list[tuple[Any, ...]],
-                                              builtins.list[tuple[Any, ...]]]] = {}
+        shapes: dict[
+            tuple[bool, bool], tuple[builtins.list[tuple[Any, ...]], builtins.list[tuple[Any, ...]]]
+        ] = {}
         for event_id in sorted(merged):
             (row, doc), box, snap = merged[event_id]
             values, docs = shapes.setdefault((box is not None, snap is not None), ([], []))
             values.append(row if snap is None else row + snap)
             docs.append(doc if box is None else (*doc, box))
         for (has_box, has_snap), (values, docs) in shapes.items():
-            rows = _Rows((*_EVENT_COLUMNS, *(_SNAPSHOT_COLUMNS if has_snap else ())), values,
-                         (*_EVENT_JSON, *(("box",) if has_box else ())), docs)
+            rows = _Rows(
+                (*_EVENT_COLUMNS, *(_SNAPSHOT_COLUMNS if has_snap else ())),
+                values,
+                (*_EVENT_JSON, *(("box",) if has_box else ())),
+                docs,
+            )
             _bulk_write(self.session, EventRow, rows, key=["id"], mode="replace",
                         new_only=_EVENT_NEW_ONLY)  # fmt: skip
         return len(merged)
@@ -792,9 +825,12 @@ class SegmentRepo:
             return [k in hit for k in range(1, len(spans) + 1)]
         found: set[int] = set()
         for i in range(0, len(spans), _SPANS_PER_UPDATE):
-            parts = [select(literal(i + k).label("i")).where(exists(
-                        select(SegmentRow.id).where(*self._overlapping(camera, since, until))))
-                     for k, (camera, since, until) in enumerate(spans[i:i + _SPANS_PER_UPDATE])]
+            parts = [
+                select(literal(i + k).label("i")).where(
+                    exists(select(SegmentRow.id).where(*self._overlapping(camera, since, until)))
+                )
+                for k, (camera, since, until) in enumerate(spans[i : i + _SPANS_PER_UPDATE])
+            ]
             found.update(int(v) for v in self.session.scalars(union_all(*parts)))
         return [k in found for k in range(len(spans))]
 
@@ -882,11 +918,16 @@ class SegmentRepo:
             return int(getattr(result, "rowcount", 0))
         flagged = 0
         for i in range(0, len(merged), _SPANS_PER_UPDATE):
-            ranges = [and_(*self._overlapping(camera, since, until))
-                      for camera, since, until in merged[i:i + _SPANS_PER_UPDATE]]
+            ranges = [
+                and_(*self._overlapping(camera, since, until))
+                for camera, since, until in merged[i : i + _SPANS_PER_UPDATE]
+            ]
             result = self.session.execute(
-                sa_update(SegmentRow).where(SegmentRow.has_events.is_(False), or_(*ranges))
-                .values(has_events=True).execution_options(synchronize_session=False))
+                sa_update(SegmentRow)
+                .where(SegmentRow.has_events.is_(False), or_(*ranges))
+                .values(has_events=True)
+                .execution_options(synchronize_session=False)
+            )
             flagged += int(getattr(result, "rowcount", 0))
         return flagged
 
@@ -984,8 +1025,7 @@ class CountRepo:
             return 0
         names = ("camera", "rule", "kind", "label", "metric", "bucket")
         rows = [(*ident, n) for ident, n in sorted(totals.items())]
-        _bulk_write(self.session, CountRow, _Rows((*names, "count"), rows), key=names,
-                    mode="add")
+        _bulk_write(self.session, CountRow, _Rows((*names, "count"), rows), key=names, mode="add")
         return len(rows)
 
     def series(
@@ -1041,8 +1081,14 @@ class UserRepo:
         """Create a user; ``StorageError`` if the name is taken."""
         if not name.strip():
             raise StorageError("a user needs a name")
-        row = UserRow(name=name, role=Role(role), password_hash=password_hash, disabled=False,
-                      cameras=None if cameras is None else list(cameras), created=_now(now))
+        row = UserRow(
+            name=name,
+            role=Role(role),
+            password_hash=password_hash,
+            disabled=False,
+            cameras=None if cameras is None else list(cameras),
+            created=_now(now),
+        )
         try:
             with self.session.begin_nested():
                 self.session.add(row)
@@ -1171,7 +1217,8 @@ class TokenRepo:
     def touch(self, token_id: int, *, now: float | None = None) -> None:
         """Record that the token was used at ``now``."""
         self.session.execute(
-            sa_update(TokenRow).where(TokenRow.id == token_id).values(last_used=_now(now)))
+            sa_update(TokenRow).where(TokenRow.id == token_id).values(last_used=_now(now))
+        )
 
     def list(self, user_id: int | None = None) -> list[TokenRow]:
         query = select(TokenRow).order_by(TokenRow.created)
@@ -1201,8 +1248,12 @@ class TokenRepo:
 
     def api_tokens(self, user_id: int | None = None) -> builtins.list[tuple[TokenRow, str]]:
         """API tokens (of one user) with their user's name, oldest first; never sessions."""
-        query = (select(TokenRow, UserRow.name).join(UserRow, TokenRow.user_id == UserRow.id)
-                 .where(TokenRow.kind == TokenKind.API).order_by(TokenRow.created, TokenRow.id))
+        query = (
+            select(TokenRow, UserRow.name)
+            .join(UserRow, TokenRow.user_id == UserRow.id)
+            .where(TokenRow.kind == TokenKind.API)
+            .order_by(TokenRow.created, TokenRow.id)
+        )
         if user_id is not None:
             query = query.where(TokenRow.user_id == user_id)
         return [(row, name) for row, name in self.session.execute(query)]
@@ -1392,17 +1443,26 @@ class JobRepo:
                              .values(progress=min(1.0, max(0.0, float(progress)))))  # fmt: skip
 
     def finish(self, job_id: str, result: dict[str, Any], now: float | None = None) -> None:
-        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id).values(
-            state=JOB_DONE, progress=1.0, result=result, error=None, finished=_now(now)))
+        self.session.execute(
+            sa_update(JobRow)
+            .where(JobRow.id == job_id)
+            .values(state=JOB_DONE, progress=1.0, result=result, error=None, finished=_now(now))
+        )
 
     def fail(self, job_id: str, error: str, now: float | None = None) -> None:
-        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id).values(
-            state=JOB_FAILED, error=error[:2000], finished=_now(now)))
+        self.session.execute(
+            sa_update(JobRow)
+            .where(JobRow.id == job_id)
+            .values(state=JOB_FAILED, error=error[:2000], finished=_now(now))
+        )
 
     def defer(self, job_id: str, not_before: float) -> None:
         """Back to the queue, not to be claimed before ``not_before``."""
-        self.session.execute(sa_update(JobRow).where(JobRow.id == job_id).values(
-            state=JOB_QUEUED, started=None, not_before=not_before))
+        self.session.execute(
+            sa_update(JobRow)
+            .where(JobRow.id == job_id)
+            .values(state=JOB_QUEUED, started=None, not_before=not_before)
+        )
 
     def promote(self, job_id: str, priority: int, owner: str | None) -> None:
         """Someone waits for this job: raise its priority, make it due now, and give it an
@@ -1417,13 +1477,15 @@ class JobRepo:
 
     def requeue_running(self) -> int:
         """Queue again the jobs a stopped server left running; returns how many."""
-        result = self.session.execute(sa_update(JobRow).where(JobRow.state == JOB_RUNNING)
-                                      .values(state=JOB_QUEUED, started=None, progress=0.0))
+        result = self.session.execute(
+            sa_update(JobRow)
+            .where(JobRow.state == JOB_RUNNING)
+            .values(state=JOB_QUEUED, started=None, progress=0.0)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def count_active(self, *, owner: str | None = None, kind: str | None = None) -> int:
-        query = select(func.count()).select_from(JobRow).where(
-            JobRow.state.in_(ACTIVE_JOB_STATES))
+        query = select(func.count()).select_from(JobRow).where(JobRow.state.in_(ACTIVE_JOB_STATES))
         if owner is not None:
             query = query.where(JobRow.owner == owner)
         if kind is not None:
@@ -1438,11 +1500,13 @@ class JobRepo:
             query = query.where(JobRow.owner == owner)
         if kind is not None:
             query = query.where(JobRow.kind == kind)
-        return builtins.list(self.session.scalars(
-            query.order_by(JobRow.created.desc(), JobRow.id).limit(limit)))
+        return builtins.list(
+            self.session.scalars(query.order_by(JobRow.created.desc(), JobRow.id).limit(limit))
+        )
 
     def delete_finished(self, before: float) -> int:
         """Forget done and failed jobs that finished before ``before``."""
-        result = self.session.execute(delete(JobRow).where(
-            JobRow.state.in_((JOB_DONE, JOB_FAILED)), JobRow.finished < before))
+        result = self.session.execute(
+            delete(JobRow).where(JobRow.state.in_((JOB_DONE, JOB_FAILED)), JobRow.finished < before)
+        )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]

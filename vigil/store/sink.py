@@ -83,9 +83,7 @@ def write_snapshot(root: Path, event: Event) -> tuple[str, str] | None:
     snapshot = event.snapshot
     if snapshot is None or snapshot.image is None:
         return None
-    ok, encoded = cv2.imencode(
-        ".jpg", snapshot.image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY]
-    )
+    ok, encoded = cv2.imencode(".jpg", snapshot.image, [cv2.IMWRITE_JPEG_QUALITY, SNAPSHOT_QUALITY])
     if not ok:
         raise StorageError(f"could not encode the snapshot of event {event.id} as JPEG")
     data = np.asarray(encoded).tobytes()
@@ -172,9 +170,7 @@ class StoreEventSink:
         self.backlog.submit(lambda: self._upsert_many(writes, ended),
                             f"{len(writes)} event change(s)")  # fmt: skip
 
-    def _upsert_many(
-        self, writes: list[EventWrite], ended: list[tuple[str, float, float]]
-    ) -> None:
+    def _upsert_many(self, writes: list[EventWrite], ended: list[tuple[str, float, float]]) -> None:
         with self.db.session(immediate=True) as session:
             EventRepo(session).upsert_many(writes)
             SegmentRepo(session).mark_events_many(ended)

@@ -28,6 +28,7 @@ from vigil.types import Detections
 
 ScoreMode = Literal["auto", "keep", "minmax"]
 
+
 def _load_rows(path: Path) -> npt.NDArray[np.float64]:
     """(n, >=7) float rows of a MOT file; clear errors for missing or malformed files."""
     try:

@@ -75,8 +75,9 @@ def test_redaction_of_a_camera_is_the_global_one_with_its_own_over_it(via: str) 
                     "side": {"sources": [{"url": "b.mp4"}], "redact": {"masks": []}},
                     "back": {"sources": [{"url": "c.mp4"}]}},
     }  # fmt: skip
-    config = parse_config(yaml.safe_dump(data)) if via == "file" else VigilConfig.model_validate(
-        data)
+    config = (
+        parse_config(yaml.safe_dump(data)) if via == "file" else VigilConfig.model_validate(data)
+    )
     front = config.redact_for("front")
     assert (front.mode, front.style) == ("people", "fill")
     assert front.masks == [[tuple(p) for p in MASK]], "the global masks stay with the camera"
@@ -119,8 +120,13 @@ def test_readme_example_configs_are_valid() -> None:
 
 @pytest.mark.parametrize(
     ("model", "motion"),
-    [("motion", True), (" Motion ", True), ("MOTION", True), ("yolox-nano", False),
-     ("models/motion.onnx", False)],
+    [
+        ("motion", True),
+        (" Motion ", True),
+        ("MOTION", True),
+        ("yolox-nano", False),
+        ("models/motion.onnx", False),
+    ],
 )
 def test_is_motion_names_the_model_free_detector(
     model: str, motion: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -26,8 +26,15 @@ def frame(seq: int, t: float, live: bool = False, calls: list[int] | None = None
             calls.append(seq)
         return image
 
-    return Frame(camera_id="cam", seq=seq, pts=t, wall_time=t, luma=image[:, :, 0].copy(),
-                 loader=load, live=live)
+    return Frame(
+        camera_id="cam",
+        seq=seq,
+        pts=t,
+        wall_time=t,
+        luma=image[:, :, 0].copy(),
+        loader=load,
+        live=live,
+    )
 
 
 def boxes(rows: Sequence[tuple[int, Sequence[float], float, int]]) -> Detections:
@@ -44,19 +51,26 @@ BOX = (100.0, 100.0, 140.0, 180.0)
 
 
 def manager(rules: bool = False, live: bool = False, **kw: object) -> EventManager:
-    return EventManager("cam", EventsConfig(**kw), NAMES, live=live,  # type: ignore[arg-type]
-                        rules_configured=rules)
+    return EventManager(
+        "cam",
+        EventsConfig(**kw),
+        NAMES,
+        live=live,  # type: ignore[arg-type]
+        rules_configured=rules,
+    )
 
 
-def life(mgr: EventManager, track: int, t0: float, t1: float, *, dt: float = 0.25,
-         seq0: int = 0) -> list[Event]:
+def life(
+    mgr: EventManager, track: int, t0: float, t1: float, *, dt: float = 0.25, seq0: int = 0
+) -> list[Event]:
     """A track seen every ``dt`` from t0 to t1, then reported ended on the next frame."""
     out: list[Event] = []
     times = np.arange(t0, t1 + 1e-9, dt)
     for i, t in enumerate(times):
         out += mgr.update(frame(seq0 + i, float(t)), boxes([(track, BOX, 0.8, 0)]), [], [])
-    out += mgr.update(frame(seq0 + len(times), float(times[-1] + dt)), Detections.empty(), [],
-                      [track])
+    out += mgr.update(
+        frame(seq0 + len(times), float(times[-1] + dt)), Detections.empty(), [], [track]
+    )
     return out
 
 
@@ -96,7 +110,10 @@ def test_several_objects_make_separate_events() -> None:
         events += mgr.update(frame(i, t), boxes(rows), [], [3] if i == 3 else [])
     events += mgr.close(4.0)
     assert [(e.track_id, e.state, e.label) for e in events] == [
-        (1, START, "person"), (2, START, "car"), (1, END, "person"), (2, END, "car"),
+        (1, START, "person"),
+        (2, START, "car"),
+        (1, END, "person"),
+        (2, END, "car"),
     ]
     assert len({e.id for e in events}) == 2
 
@@ -110,14 +127,14 @@ def walk_through_rules(mgr: EventManager, engine: RuleEngine) -> list[Event]:
         f = frame(i, i * 0.5)
         out += mgr.update(f, tracked, engine.update(tracked, f.time), [])
     f = frame(len(ys), len(ys) * 0.5)
-    out += mgr.update(f, Detections.empty(), engine.update(Detections.empty(), f.time, [1, 2]),
-                      [1, 2])
+    out += mgr.update(
+        f, Detections.empty(), engine.update(Detections.empty(), f.time, [1, 2]), [1, 2]
+    )
     return out
 
 
 def test_rule_based_event_lists_zones_and_lines() -> None:
-    zones = {"yard": ZoneConfig(polygon=[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75),
-                                         (0.25, 0.75)])}
+    zones = {"yard": ZoneConfig(polygon=[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)])}
     lines = {"gate": LineConfig(points=((0.25, 0.5), (0.75, 0.5)))}
     engine = RuleEngine("cam", zones, lines, (W, H), NAMES)
     mgr = manager(rules=True)
@@ -136,8 +153,7 @@ def test_rule_based_event_lists_zones_and_lines() -> None:
 
 
 def test_exit_alone_does_not_start_an_event() -> None:
-    zones = {"yard": ZoneConfig(polygon=[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75),
-                                         (0.25, 0.75)])}
+    zones = {"yard": ZoneConfig(polygon=[(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)])}
     engine = RuleEngine("cam", zones, {}, (W, H), NAMES)
     tracked = boxes([(1, (315, 140, 325, 180), 0.9, 0)])
     engine.update(tracked, 0.0)  # the rule saw the ENTER, the manager did not (e.g. restarted)
@@ -232,7 +248,9 @@ def test_label_follows_the_class_with_the_most_confidence() -> None:
     changes += mgr.close(9.0)
     # car 0.5, car 0.8, person 0.9 (UPDATE), person 1.7, car 1.2: one relabel, same event
     assert [(e.state, e.label, e.class_id) for e in changes] == [
-        (START, "car", 2), (UPDATE, "person", 0), (END, "person", 0),
+        (START, "car", 2),
+        (UPDATE, "person", 0),
+        (END, "person", 0),
     ]
     assert len({e.id for e in changes}) == 1
 

@@ -14,14 +14,34 @@ from vigil.events.sinks import EventSink, JsonlEventSink, event_to_dict
 from vigil.types import Event, EventState, Snapshot
 
 
-def event(state: EventState = EventState.END, live: bool = False, start: float = 12.4,
-          end: float | None = 19.9) -> Event:
+def event(
+    state: EventState = EventState.END,
+    live: bool = False,
+    start: float = 12.4,
+    end: float | None = 19.9,
+) -> Event:
     return Event(
-        id=f"cam-{start:.3f}-7", camera_id="cam", label="person", class_id=0, track_id=7,
-        start=start, end=end, state=state, live=live, zones=["door"], lines=["gate"],
-        counts={"door:enter": 1, "gate:a_to_b": 1}, top_score=0.91,
-        snapshot=Snapshot(seq=311, time=start + 2.75, box=(1.0, 2.0, 30.5, 80.25), score=98.1,
-                          image=np.zeros((4, 4, 3), np.uint8), frame_size=(100, 200)),
+        id=f"cam-{start:.3f}-7",
+        camera_id="cam",
+        label="person",
+        class_id=0,
+        track_id=7,
+        start=start,
+        end=end,
+        state=state,
+        live=live,
+        zones=["door"],
+        lines=["gate"],
+        counts={"door:enter": 1, "gate:a_to_b": 1},
+        top_score=0.91,
+        snapshot=Snapshot(
+            seq=311,
+            time=start + 2.75,
+            box=(1.0, 2.0, 30.5, 80.25),
+            score=98.1,
+            image=np.zeros((4, 4, 3), np.uint8),
+            frame_size=(100, 200),
+        ),
         zones_now=["door"],
     )
 
@@ -38,13 +58,27 @@ def test_media_time_jsonl_writes_end_events_only(tmp_path: Path) -> None:
     sink.close()
     (record,) = read_lines(path)
     assert record == {
-        "id": "cam-12.400-7", "state": "end", "camera": "cam", "label": "person",
-        "class_id": 0, "track_id": 7, "live": False, "start": 12.4, "end": 19.9,
-        "duration": pytest.approx(7.5), "zones": ["door"], "zones_now": ["door"],
-        "lines": ["gate"], "counts": {"door:enter": 1, "gate:a_to_b": 1}, "measures": {},
+        "id": "cam-12.400-7",
+        "state": "end",
+        "camera": "cam",
+        "label": "person",
+        "class_id": 0,
+        "track_id": 7,
+        "live": False,
+        "start": 12.4,
+        "end": 19.9,
+        "duration": pytest.approx(7.5),
+        "zones": ["door"],
+        "zones_now": ["door"],
+        "lines": ["gate"],
+        "counts": {"door:enter": 1, "gate:a_to_b": 1},
+        "measures": {},
         "top_score": 0.91,
-        "box": [0.01, 0.01, 0.305, 0.4012], "has_snapshot": True, "has_clip": False,
-        "evidence_lock": False, "reviewed": False,
+        "box": [0.01, 0.01, 0.305, 0.4012],
+        "has_snapshot": True,
+        "has_clip": False,
+        "evidence_lock": False,
+        "reviewed": False,
     }
     EventPayload.model_validate(record)  # the documented schema, as REST serves it
 
@@ -62,8 +96,9 @@ def test_scores_and_box_stay_in_0_to_1() -> None:
     wild = event()
     wild.top_score = 1.7
     assert wild.snapshot is not None
-    wild.snapshot = Snapshot(seq=1, time=13.0, box=(-5.0, -2.0, 150.0, 250.0), score=223.0,
-                             frame_size=(100, 200))
+    wild.snapshot = Snapshot(
+        seq=1, time=13.0, box=(-5.0, -2.0, 150.0, 250.0), score=223.0, frame_size=(100, 200)
+    )
     record = event_to_dict(wild)
     assert record["top_score"] == 1.0
     assert record["box"] == [0.0, 0.0, 1.0, 1.0]
@@ -80,7 +115,8 @@ def test_appends_and_selectable_states(tmp_path: Path) -> None:
         sink.publish(event(EventState.END))
     records = read_lines(path)
     assert [(r["state"], r["end"], r["duration"]) for r in records] == [
-        ("start", None, None), ("end", 19.9, pytest.approx(7.5)),
+        ("start", None, None),
+        ("end", 19.9, pytest.approx(7.5)),
     ]
 
 

@@ -29,7 +29,11 @@ def test_frame_timing_and_info() -> None:
     source = SyntheticSource("cam9", width=320, height=240, fps=4, duration=2.5)
     info = source.open()
     assert (info.width, info.height, info.fps, info.frame_count, info.live) == (
-        320, 240, 4.0, 10, False
+        320,
+        240,
+        4.0,
+        10,
+        False,
     )
     frames = list(source.frames())
     assert [f.seq for f in frames] == list(range(10))
@@ -47,10 +51,10 @@ def test_background_has_noise_but_is_static() -> None:
 
 
 def test_ground_truth_matches_rendered_pixels() -> None:
-    obj = SyntheticObject(start=(0.25, 0.5), end=(0.75, 0.5), t0=0.0, t1=2.0, size=(40, 60),
-                          color=(255, 255, 255))
-    source = SyntheticSource(width=400, height=200, fps=10, duration=2.0, objects=[obj],
-                             noise=0)
+    obj = SyntheticObject(
+        start=(0.25, 0.5), end=(0.75, 0.5), t0=0.0, t1=2.0, size=(40, 60), color=(255, 255, 255)
+    )
+    source = SyntheticSource(width=400, height=200, fps=10, duration=2.0, objects=[obj], noise=0)
     assert source.ground_truth_boxes(1.0) == [("person", (180.0, 70.0, 220.0, 130.0))]
     empty = SyntheticSource(width=400, height=200, fps=10, duration=2.0, objects=[], noise=0)
     changed = np.any(source.render(10) != empty.render(10), axis=2)  # t = 1.0
@@ -60,8 +64,7 @@ def test_ground_truth_matches_rendered_pixels() -> None:
 
 
 def test_ground_truth_is_clipped_to_the_frame() -> None:
-    obj = SyntheticObject(start=(0.0, 0.0), end=(1.0, 1.0), t0=0, t1=1, size=(20, 20),
-                          label="car")
+    obj = SyntheticObject(start=(0.0, 0.0), end=(1.0, 1.0), t0=0, t1=1, size=(20, 20), label="car")
     source = SyntheticSource(width=100, height=100, duration=1, objects=[obj])
     assert source.ground_truth_boxes(0.0) == [("car", (0.0, 0.0, 10.0, 10.0))]
 

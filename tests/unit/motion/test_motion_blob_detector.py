@@ -17,8 +17,11 @@ from vigil.track import ByteTracker
 
 def _result(boxes: list[list[float]], fill: list[float]) -> MotionResult:
     return MotionResult(
-        np.asarray(boxes, np.float32).reshape(-1, 4), 0.01, False,
-        np.asarray(fill, np.float32), (1000, 500),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        0.01,
+        False,
+        np.asarray(fill, np.float32),
+        (1000, 500),
     )
 
 
@@ -35,15 +38,25 @@ def test_no_motion_gives_no_detections() -> None:
         ([[10, 10, 50, 90]], [0.0], [[10, 10, 50, 90]], [0.5]),
         ([[10, 10, 50, 90]], [0.5], [[10, 10, 50, 90]], [0.75]),
         # Two fragments 10 px apart (gap 0.02 * 1000 = 20 px): one object, area-weighted fill.
-        ([[100, 100, 140, 150], [100, 160, 140, 200]], [1.0, 1.0], [[100, 100, 140, 200]],
-         [0.5 + 0.5 * 0.9]),
+        (
+            [[100, 100, 140, 150], [100, 160, 140, 200]],
+            [1.0, 1.0],
+            [[100, 100, 140, 200]],
+            [0.5 + 0.5 * 0.9],
+        ),
         # Two objects far apart stay two.
-        ([[100, 100, 140, 150], [600, 100, 640, 150]], [0.8, 0.4],
-         [[100, 100, 140, 150], [600, 100, 640, 150]], [0.9, 0.7]),
+        (
+            [[100, 100, 140, 150], [600, 100, 640, 150]],
+            [0.8, 0.4],
+            [[100, 100, 140, 150], [600, 100, 640, 150]],
+            [0.9, 0.7],
+        ),
     ],
 )
 def test_detect_table(
-    boxes: list[list[float]], fill: list[float], xyxy: list[list[float]],
+    boxes: list[list[float]],
+    fill: list[float],
+    xyxy: list[list[float]],
     confidence: list[float],
 ) -> None:
     detections = MotionBlobDetector().detect(_result(boxes, fill))
@@ -91,8 +104,7 @@ def test_model_free_pipeline_counts_the_synthetic_crossings(
     gate = MotionGate(MotionConfig(), size)
     detector = MotionBlobDetector()
     tracker = ByteTracker(TrackerConfig(), frame_rate=detect_fps)
-    line = LineRule("door", LineConfig(points=((0.0, 0.5), (1.0, 0.5))), size,
-                    detector.class_names)
+    line = LineRule("door", LineConfig(points=((0.0, 0.5), (1.0, 0.5))), size, detector.class_names)
     sampler = FrameSampler(detect_fps)
     for frame in source.frames():
         if not sampler.take(frame):
@@ -101,5 +113,6 @@ def test_model_free_pipeline_counts_the_synthetic_crossings(
         line.update(tracked, frame.time, frame.camera_id)
     # The line runs left to right, so side A is above it: downwards is A to B.
     assert line.counts()["total"] == {
-        "a_to_b": DEFAULT_DOWN_CROSSINGS, "b_to_a": DEFAULT_UP_CROSSINGS,
+        "a_to_b": DEFAULT_DOWN_CROSSINGS,
+        "b_to_a": DEFAULT_UP_CROSSINGS,
     }

@@ -19,8 +19,13 @@ def _scene(seed: int = 0) -> np.ndarray:
     return np.asarray(cv2.resize(coarse, (W, H), interpolation=cv2.INTER_CUBIC), np.float32)
 
 
-def _frame(base: np.ndarray, seq: int, square: tuple[int, int] | None = None,
-           gain: float = 0.0, noise: float = 2.0) -> Frame:
+def _frame(
+    base: np.ndarray,
+    seq: int,
+    square: tuple[int, int] | None = None,
+    gain: float = 0.0,
+    noise: float = 2.0,
+) -> Frame:
     """A BGR frame of the static scene plus noise, with a dark 40x40 square at ``square``."""
     rng = np.random.default_rng(1000 + seq)
     luma = base + gain + rng.normal(0, noise, size=base.shape)
@@ -78,8 +83,9 @@ def test_moving_object_leaves_no_ghost_once_gone() -> None:
 def test_object_that_stops_is_eventually_absorbed() -> None:
     base = _scene()
     gate = MotionGate(MotionConfig(alpha=0.05, moving_alpha=0.05), (W, H))
-    results = _run(gate, [_frame(base, 0)] + [_frame(base, i, square=(300, 200))
-                                             for i in range(1, 120)])
+    results = _run(
+        gate, [_frame(base, 0)] + [_frame(base, i, square=(300, 200)) for i in range(1, 120)]
+    )
     assert results[1].has_motion
     assert not results[-1].has_motion
 
@@ -89,13 +95,11 @@ def test_mask_suppresses_motion_inside_it() -> None:
     mask = [[(0.1, 0.3), (0.5, 0.3), (0.5, 0.8), (0.1, 0.8)]]
     gate = MotionGate(MotionConfig(masks=mask), (W, H))
     open_gate = MotionGate(MotionConfig(), (W, H))
-    frames = [_frame(base, 0)] + [_frame(base, 1 + s, square=(100 + 10 * s, 150))
-                                 for s in range(5)]
+    frames = [_frame(base, 0)] + [_frame(base, 1 + s, square=(100 + 10 * s, 150)) for s in range(5)]
     assert not any(r.has_motion for r in _run(gate, frames))
     assert all(r.has_motion for r in _run(open_gate, frames)[1:])
     # Outside the mask it still sees motion.
-    outside = [_frame(base, 0)] + [_frame(base, 1 + s, square=(450, 50 + 10 * s))
-                                   for s in range(5)]
+    outside = [_frame(base, 0)] + [_frame(base, 1 + s, square=(450, 50 + 10 * s)) for s in range(5)]
     gate.reset()
     assert all(r.has_motion for r in _run(gate, outside)[1:])
 

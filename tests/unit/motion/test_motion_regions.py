@@ -55,8 +55,11 @@ def test_merge_boxes_rejects_wrong_shapes() -> None:
         # A live track alone keeps its region (an object that stopped moving).
         (NONE, [[100, 600, 200, 900]], [(0, 525, 416, 975)]),
         # Two distant blobs: two regions.
-        ([[100, 100, 140, 160], [1700, 800, 1740, 860]], NONE,
-         [(0, 0, 416, 416), (1504, 622, 1920, 1038)]),
+        (
+            [[100, 100, 140, 160], [1700, 800, 1740, 860]],
+            NONE,
+            [(0, 0, 416, 416), (1504, 622, 1920, 1038)],
+        ),
         # Two blobs whose squares overlap: one region, their union.
         ([[500, 500, 540, 560], [700, 500, 740, 560]], NONE, [(312, 322, 928, 738)]),
         # A large region: kept as is (plus margin), bigger than min_side.
@@ -64,24 +67,33 @@ def test_merge_boxes_rejects_wrong_shapes() -> None:
         # Regions over half the frame: one full-frame inference.
         ([[100, 100, 1800, 1000]], NONE, [(0, 0, 1920, 1080)]),
         # Four corner regions of 562x562 each: 61 % of the frame together.
-        ([[0, 0, 450, 450], [1470, 0, 1920, 450], [0, 630, 450, 1080],
-          [1470, 630, 1920, 1080]], NONE, [(0, 0, 1920, 1080)]),
+        (
+            [[0, 0, 450, 450], [1470, 0, 1920, 450], [0, 630, 450, 1080], [1470, 630, 1920, 1080]],
+            NONE,
+            [(0, 0, 1920, 1080)],
+        ),
         # Three corner squares of 416: 25 % of the frame, kept apart.
-        ([[0, 0, 200, 200], [1700, 0, 1900, 200], [0, 800, 200, 1000]], NONE,
-         [(0, 0, 416, 416), (1504, 0, 1920, 416), (0, 664, 416, 1080)]),
+        (
+            [[0, 0, 200, 200], [1700, 0, 1900, 200], [0, 800, 200, 1000]],
+            NONE,
+            [(0, 0, 416, 416), (1504, 0, 1920, 416), (0, 664, 416, 1080)],
+        ),
     ],
 )
 def test_detection_regions(
     motion: list[list[float]], tracks: list[list[float]], expected: list[tuple[int, ...]]
 ) -> None:
-    assert detection_regions(FRAME, motion, tracks, margin=0.25, min_side=416,
-                             merge_gap=16) == expected
+    assert (
+        detection_regions(FRAME, motion, tracks, margin=0.25, min_side=416, merge_gap=16)
+        == expected
+    )
 
 
 def test_small_frames_give_the_whole_frame() -> None:
     # A 416 region is over half of a 640x360 frame.
-    assert detection_regions((640, 360), [[10, 10, 20, 20]], NONE, margin=0.25, min_side=416,
-                             merge_gap=16) == [(0, 0, 640, 360)]
+    assert detection_regions(
+        (640, 360), [[10, 10, 20, 20]], NONE, margin=0.25, min_side=416, merge_gap=16
+    ) == [(0, 0, 640, 360)]
 
 
 def test_regions_are_inside_the_frame_and_disjoint() -> None:
@@ -91,8 +103,9 @@ def test_regions_are_inside_the_frame_and_disjoint() -> None:
         xy = rng.uniform(-50, 1900, size=(n, 2))
         wh = rng.uniform(5, 200, size=(n, 2))
         boxes = np.concatenate([xy, xy + wh], axis=1)
-        regions = detection_regions(FRAME, boxes, NONE, margin=0.25, min_side=300,
-                                    merge_gap=16, full_frame_fraction=1.0)
+        regions = detection_regions(
+            FRAME, boxes, NONE, margin=0.25, min_side=300, merge_gap=16, full_frame_fraction=1.0
+        )
         for x1, y1, x2, y2 in regions:
             assert 0 <= x1 < x2 <= FRAME[0]
             assert 0 <= y1 < y2 <= FRAME[1]
@@ -103,5 +116,4 @@ def test_regions_are_inside_the_frame_and_disjoint() -> None:
         # Every input box that lies in the frame is covered by some region.
         for x1, y1, x2, y2 in np.clip(boxes, 0, [1920, 1080, 1920, 1080]):
             if x2 > x1 and y2 > y1:
-                assert any(r[0] <= x1 and r[1] <= y1 and x2 <= r[2] and y2 <= r[3]
-                           for r in regions)
+                assert any(r[0] <= x1 and r[1] <= y1 and x2 <= r[2] and y2 <= r[3] for r in regions)

@@ -25,8 +25,9 @@ def test_audit_line_written_before_grant(tmp_path: Path) -> None:
     assert grant.time.endswith("+00:00")
 
 
-@pytest.mark.parametrize(("reason", "actor"), [("", "bob"), ("   ", "bob"), ("ok", "bob"),
-                                               ("a real reason", " ")])
+@pytest.mark.parametrize(
+    ("reason", "actor"), [("", "bob"), ("   ", "bob"), ("ok", "bob"), ("a real reason", " ")]
+)
 def test_refused_without_reason_or_actor(tmp_path: Path, reason: str, actor: str) -> None:
     audit = tmp_path / "audit.jsonl"
     with pytest.raises(PrivacyError):

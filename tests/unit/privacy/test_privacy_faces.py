@@ -72,9 +72,7 @@ def test_centerface_is_a_face_detector(centerface: CenterFaceDetector) -> None:
     assert isinstance(centerface, FaceDetector)
 
 
-def test_finds_both_faces_in_walking_clip(
-    centerface: CenterFaceDetector, clips_dir: Path
-) -> None:
+def test_finds_both_faces_in_walking_clip(centerface: CenterFaceDetector, clips_dir: Path) -> None:
     for image in _gif_frames(clips_dir):
         faces = centerface.detect(image)
         assert len(faces) >= 2, "two people walk towards the camera, faces visible"

@@ -51,8 +51,10 @@ class PeopleOnly:
     def detect_batch(self, images: Sequence[ImageArray]) -> list[Detections]:
         self.calls += 1
         return [
-            Detections(np.array([[10, 10, 40, 100], [100, 10, 150, 60]], np.float32),
-                       class_id=np.array([0, 1]))
+            Detections(
+                np.array([[10, 10, 40, 100], [100, 10, 150, 60]], np.float32),
+                class_id=np.array([0, 1]),
+            )
             for _ in images
         ]
 

@@ -19,8 +19,9 @@ NAMES = ["person", "bicycle", "car"]
 HORIZONTAL = ((0.25, 0.5), (0.75, 0.5))
 
 
-def boxes(rows: Sequence[tuple[int, float, float]], w: float = 10, h: float = 20,
-          class_id: int = 0) -> Detections:
+def boxes(
+    rows: Sequence[tuple[int, float, float]], w: float = 10, h: float = 20, class_id: int = 0
+) -> Detections:
     """Tracked boxes whose bottom centre is at (x, y): rows of (track id, x, y)."""
     xyxy = [(x - w / 2, y - h, x + w / 2, y) for _, x, y in rows]
     return Detections(
@@ -31,16 +32,18 @@ def boxes(rows: Sequence[tuple[int, float, float]], w: float = 10, h: float = 20
     )
 
 
-def run(rule: LineRule, path: Sequence[tuple[float, float]], track: int = 1,
-        **kw: float) -> list[RuleEvent]:
+def run(
+    rule: LineRule, path: Sequence[tuple[float, float]], track: int = 1, **kw: float
+) -> list[RuleEvent]:
     events: list[RuleEvent] = []
     for i, (x, y) in enumerate(path):
         events += rule.update(boxes([(track, x, y)], **kw), float(i), "cam")  # type: ignore[arg-type]
     return events
 
 
-def line(points: tuple[tuple[float, float], tuple[float, float]] = HORIZONTAL,
-         **kw: object) -> LineRule:
+def line(
+    points: tuple[tuple[float, float], tuple[float, float]] = HORIZONTAL, **kw: object
+) -> LineRule:
     return LineRule("gate", LineConfig(points=points, **kw), FRAME, NAMES)  # type: ignore[arg-type]
 
 
@@ -63,10 +66,8 @@ def vertical_path(x: float, y0: float, y1: float, steps: int = 9) -> list[tuple[
         ((HORIZONTAL[1], HORIZONTAL[0]), vertical_path(320, 100, 260), Direction.B_TO_A),
         # Line pointing down the screen (A at the top): the screen's right is side A, so
         # moving left to right is B → A.
-        (((0.5, 0.2), (0.5, 0.8)), [(250.0 + 20 * i, 180.0) for i in range(8)],
-         Direction.B_TO_A),
-        (((0.5, 0.2), (0.5, 0.8)), [(390.0 - 20 * i, 180.0) for i in range(8)],
-         Direction.A_TO_B),
+        (((0.5, 0.2), (0.5, 0.8)), [(250.0 + 20 * i, 180.0) for i in range(8)], Direction.B_TO_A),
+        (((0.5, 0.2), (0.5, 0.8)), [(390.0 - 20 * i, 180.0) for i in range(8)], Direction.A_TO_B),
     ],
 )
 def test_direction_convention(
@@ -149,11 +150,13 @@ def test_touching_the_segment_then_going_round_its_end_does_not_count() -> None:
 def test_class_filter_and_counts_by_class() -> None:
     rule = line(labels=["car", "bicycle"])
     for i, y in enumerate(np.linspace(100, 260, 9)):
-        tracked = Detections.merge([
-            boxes([(1, 300, y)], class_id=0),  # person: filtered out
-            boxes([(2, 320, y)], class_id=2),  # car, downwards
-            boxes([(3, 340, 360 - y)], class_id=1),  # bicycle, upwards
-        ])
+        tracked = Detections.merge(
+            [
+                boxes([(1, 300, y)], class_id=0),  # person: filtered out
+                boxes([(2, 320, y)], class_id=2),  # car, downwards
+                boxes([(3, 340, 360 - y)], class_id=1),  # bicycle, upwards
+            ]
+        )
         rule.update(tracked, float(i), "cam")
     counts = rule.counts()
     assert counts["total"] == {"a_to_b": 1, "b_to_a": 1}

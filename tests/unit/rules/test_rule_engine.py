@@ -52,7 +52,9 @@ def test_counts_shape_is_json_ready() -> None:
             "yard": {
                 "entries": {"total": 1, "by_class": {"person": 1}},
                 "occupancy": {
-                    "current": 0, "max": 1, "by_class": {"person": 0},
+                    "current": 0,
+                    "max": 1,
+                    "by_class": {"person": 0},
                     "max_by_class": {"person": 1},
                 },
                 "dwell_events": 0,

@@ -61,8 +61,13 @@ def box(u: float, v: float, rng: np.random.Generator, jitter: float) -> list[flo
 
 
 def drive(
-    start: tuple[float, float], velocity: tuple[float, float], times: np.ndarray,
-    *, jitter: float = 1.0, seed: int = 1, track: int = 7,
+    start: tuple[float, float],
+    velocity: tuple[float, float],
+    times: np.ndarray,
+    *,
+    jitter: float = 1.0,
+    seed: int = 1,
+    track: int = 7,
 ) -> Iterator[tuple[float, Detections]]:
     """Frames of one car moving at a constant ground velocity (m/s)."""
     rng = np.random.default_rng(seed)
@@ -70,7 +75,9 @@ def drive(
         x, y = start[0] + velocity[0] * t, start[1] + velocity[1] * t
         det = Detections(
             np.array([box(*project(x, y), rng, jitter)], np.float32),
-            np.array([0.9], np.float32), np.array([CAR], np.int64), np.array([track], np.int64),
+            np.array([0.9], np.float32),
+            np.array([CAR], np.int64),
+            np.array([track], np.int64),
         )
         yield float(t), det
 
@@ -105,8 +112,8 @@ def test_ground_plane_reproduces_true_distances() -> None:
 @pytest.mark.parametrize(
     ("start", "velocity", "smoothing"),
     [
-        ((0.5, 12.5), (0.0, 50 / 3.6), 1.0),    # 50 km/h away from the camera
-        ((-1.8, 14.0), (0.3, 80 / 3.6), 1.0),   # 80 km/h, drifting right across the lane
+        ((0.5, 12.5), (0.0, 50 / 3.6), 1.0),  # 50 km/h away from the camera
+        ((-1.8, 14.0), (0.3, 80 / 3.6), 1.0),  # 80 km/h, drifting right across the lane
         # 30 km/h towards it from 42 m away, where one pixel is 25 cm of road: a 1 s fit of
         # 1 px jitter is only good to ~3 % (1 sigma) there, so this case smooths over 2 s.
         ((-0.5, 41.5), (0.0, -30 / 3.6), 2.0),
@@ -225,8 +232,9 @@ def test_wrong_way_without_calibration_uses_image_headings() -> None:
     for i in range(40):  # 200 px/s to the left, up 10 px/s: heading ~273°
         t = i * 0.1
         u, v = 1000 - 200 * t, 500 - 10 * t
-        det = Detections(np.array([box(u, v, rng, 1.0)], np.float32), class_id=[CAR],
-                         tracker_id=[3])
+        det = Detections(
+            np.array([box(u, v, rng, 1.0)], np.float32), class_id=[CAR], tracker_id=[3]
+        )
         events += rule.update(det, t, "cam")
         now = dict(rule.traffic.current(3))
         if "heading" in now:
@@ -254,8 +262,9 @@ def test_stopped_vehicle_despite_box_jitter() -> None:
             y = 33.0 + 10.0 * (t - 52.0)
         if y > 41.0:
             break
-        det = Detections(np.array([box(*project(0.0, y), rng, 2.0)], np.float32),
-                         class_id=[CAR], tracker_id=[4])
+        det = Detections(
+            np.array([box(*project(0.0, y), rng, 2.0)], np.float32), class_id=[CAR], tracker_id=[4]
+        )
         events += rule.update(det, t, "cam")
         stopped_now = rule.counts()["stopped"]["current"]
         if stop_at + 31.5 <= t < 52.0:
@@ -337,8 +346,9 @@ def test_speeding_opens_an_event_that_carries_the_measures() -> None:
         frame = Frame.from_bgr(image, camera_id="cam", seq=i, pts=t)
         changes += manager.update(frame, det, hits, [])
     hits = engine.update(Detections.empty(), 1.6, ended_ids=[7])
-    changes += manager.update(Frame.from_bgr(image, camera_id="cam", seq=99, pts=1.6),
-                              Detections.empty(), hits, [7])
+    changes += manager.update(
+        Frame.from_bgr(image, camera_id="cam", seq=99, pts=1.6), Detections.empty(), hits, [7]
+    )
     end = changes[-1]
     assert end.state is EventState.END
     assert end.counts["road:speeding"] == 1

@@ -17,12 +17,16 @@ NAMES = ["person", "bicycle", "car"]
 SQUARE = [(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75)]  # pixels 160..480 x 90..270
 IN, OUT = (320.0, 180.0), (40.0, 180.0)
 ENTER, EXIT, DWELL, LOITER = (
-    RuleEventKind.ENTER, RuleEventKind.EXIT, RuleEventKind.DWELL, RuleEventKind.LOITER
+    RuleEventKind.ENTER,
+    RuleEventKind.EXIT,
+    RuleEventKind.DWELL,
+    RuleEventKind.LOITER,
 )
 
 
-def boxes(rows: Sequence[tuple[int, float, float]], w: float = 10, h: float = 20,
-          class_id: int = 0) -> Detections:
+def boxes(
+    rows: Sequence[tuple[int, float, float]], w: float = 10, h: float = 20, class_id: int = 0
+) -> Detections:
     """Tracked boxes whose bottom centre is at (x, y): rows of (track id, x, y)."""
     xyxy = [(x - w / 2, y - h, x + w / 2, y) for _, x, y in rows]
     return Detections(
@@ -38,30 +42,39 @@ def zone(**kw: object) -> ZoneRule:
 
 
 def summary(events: list[RuleEvent]) -> list[tuple[RuleEventKind, float, float | None]]:
-    return [
-        (e.kind, e.time, None if e.duration is None else round(e.duration, 6)) for e in events
-    ]
+    return [(e.kind, e.time, None if e.duration is None else round(e.duration, 6)) for e in events]
 
 
 @pytest.mark.parametrize(
     ("timeline", "dwell", "loiter", "expected"),
     [
         # appears inside: ENTER on its first frame; leaves: EXIT with the time it stayed
-        ([(0.0, IN), (0.5, IN), (0.9, OUT)], None, None,
-         [(ENTER, 0.0, None), (EXIT, 0.9, 0.9)]),
+        ([(0.0, IN), (0.5, IN), (0.9, OUT)], None, None, [(ENTER, 0.0, None), (EXIT, 0.9, 0.9)]),
         # uneven gaps: dwell fires on the first frame at or past 1.5 s inside (2.0 - 0.4)
-        ([(0.0, OUT), (0.4, IN), (1.7, IN), (2.0, IN), (3.3, IN), (5.2, IN), (5.3, IN)], 1.5, 4.0,
-         [(ENTER, 0.4, None), (DWELL, 2.0, 1.6), (LOITER, 5.2, 4.8)]),
+        (
+            [(0.0, OUT), (0.4, IN), (1.7, IN), (2.0, IN), (3.3, IN), (5.2, IN), (5.3, IN)],
+            1.5,
+            4.0,
+            [(ENTER, 0.4, None), (DWELL, 2.0, 1.6), (LOITER, 5.2, 4.8)],
+        ),
         # exactly at the threshold counts
         ([(0.0, IN), (1.0, IN), (2.0, IN)], 2.0, None, [(ENTER, 0.0, None), (DWELL, 2.0, 2.0)]),
         # leaves before the threshold: no dwell; comes back: the timer restarts
-        ([(0.0, IN), (1.0, IN), (1.2, OUT), (1.4, IN), (2.5, IN), (3.0, IN)], 1.5, None,
-         [(ENTER, 0.0, None), (EXIT, 1.2, 1.2), (ENTER, 1.4, None), (DWELL, 3.0, 1.6)]),
+        (
+            [(0.0, IN), (1.0, IN), (1.2, OUT), (1.4, IN), (2.5, IN), (3.0, IN)],
+            1.5,
+            None,
+            [(ENTER, 0.0, None), (EXIT, 1.2, 1.2), (ENTER, 1.4, None), (DWELL, 3.0, 1.6)],
+        ),
         # dwell fires once per visit, not on every frame after
         ([(float(t), IN) for t in range(6)], 1.0, None, [(ENTER, 0.0, None), (DWELL, 1.0, 1.0)]),
         # one big gap jumps past both thresholds at once
-        ([(0.0, IN), (10.0, IN)], 1.0, 5.0,
-         [(ENTER, 0.0, None), (DWELL, 10.0, 10.0), (LOITER, 10.0, 10.0)]),
+        (
+            [(0.0, IN), (10.0, IN)],
+            1.0,
+            5.0,
+            [(ENTER, 0.0, None), (DWELL, 10.0, 10.0), (LOITER, 10.0, 10.0)],
+        ),
         # never inside: nothing
         ([(0.0, OUT), (1.0, OUT)], 0.5, 0.5, []),
     ],

@@ -82,4 +82,3 @@ def test_zero_seconds_switches_it_off() -> None:
     st = StationaryTracks(stationary_seconds=0.0, recheck_seconds=2.0)
     st.observe(tracked((1, BOX)), 0.0, [])
     assert st.carry(10.0, NO_MOTION, [1]) is None
-

@@ -74,8 +74,14 @@ def test_state_stays_bounded_over_100k_frames() -> None:
         objects, detections = _scene(rng, objects, frame)
         out = tracker.update(detections, frame / FPS)
         ended_total += len(tracker.ended_ids)
-        image = Frame(camera_id="cam", seq=frame, pts=frame / FPS, wall_time=0.0, luma=luma,
-                      loader=lambda size: np.zeros((1, 1, 3), np.uint8))
+        image = Frame(
+            camera_id="cam",
+            seq=frame,
+            pts=frame / FPS,
+            wall_time=0.0,
+            luma=luma,
+            loader=lambda size: np.zeros((1, 1, 3), np.uint8),
+        )
         hits = rules.update(out, image.time, tracker.ended_ids)
         events.update(image, out, hits, tracker.ended_ids)
         peak_rules = max(peak_rules, rules.state_size())
@@ -95,8 +101,14 @@ def test_state_stays_bounded_over_100k_frames() -> None:
         tracker.update(Detections.empty(), frame / FPS)
         ended_total += len(tracker.ended_ids)
         rules.update(Detections.empty(), frame / FPS, tracker.ended_ids)
-        image = Frame(camera_id="cam", seq=frame, pts=frame / FPS, wall_time=0.0, luma=luma,
-                      loader=lambda size: np.zeros((1, 1, 3), np.uint8))
+        image = Frame(
+            camera_id="cam",
+            seq=frame,
+            pts=frame / FPS,
+            wall_time=0.0,
+            luma=luma,
+            loader=lambda size: np.zeros((1, 1, 3), np.uint8),
+        )
         events.update(image, Detections.empty(), [], tracker.ended_ids)
     assert tracker.state_sizes()["tracks"] == 0
     assert rules.state_size() == 0

@@ -171,8 +171,10 @@ def create_user(body: UserCreate, who: Admin, state: StateDep) -> UserOut:
     return UserOut.of(row)
 
 
-@router.patch("/api/users/{name}",
-              responses={409: error("The last enabled admin cannot be demoted or disabled")})
+@router.patch(
+    "/api/users/{name}",
+    responses={409: error("The last enabled admin cannot be demoted or disabled")},
+)
 def update_user(name: str, body: UserPatch, who: Admin, state: StateDep) -> UserOut:
     """Change role, scope, password or disable; a disabled user or a new password ends the
     user's sessions and tokens, and any change ends their unredacted-live grants at once."""

@@ -102,8 +102,9 @@ def setup(body: SetupRequest, request: Request, state: StateDep) -> UserOut:
             raise _setup_done()
     try:
         with state.hashing.slot():
-            password_hash = hash_password(body.password,
-                                          min_length=state.settings.min_password_length)
+            password_hash = hash_password(
+                body.password, min_length=state.settings.min_password_length
+            )
     except HashBusyError as exc:
         raise hashing_busy() from exc
     with state.db.session(immediate=True) as session:
@@ -121,8 +122,10 @@ def _setup_done() -> ApiError:
     return ApiError(409, "conflict", "setup is done: users exist; log in as an admin")
 
 
-@public.post("/api/login", responses={
-    429: error("Too many failed logins", Retry_After="seconds until the next try")})
+@public.post(
+    "/api/login",
+    responses={429: error("Too many failed logins", Retry_After="seconds until the next try")},
+)
 def login(body: Credentials, request: Request, response: Response, state: StateDep) -> Me:
     """Check the password, start a session: HttpOnly session cookie + CSRF cookie.
 
@@ -182,9 +185,12 @@ def logout(request: Request, response: Response, state: StateDep) -> None:
 @router.get("/api/me")
 def me(who: PrincipalDep, request: Request) -> Me:
     cookie = request.cookies.get(SESSION_COOKIE)
-    return Me(name=who.name, role=who.role,
-              cameras=None if who.cameras is None else list(who.cameras),
-              csrf_token=csrf_token_for(cookie) if who.via == "session" and cookie else None)
+    return Me(
+        name=who.name,
+        role=who.role,
+        cameras=None if who.cameras is None else list(who.cameras),
+        csrf_token=csrf_token_for(cookie) if who.via == "session" and cookie else None,
+    )
 
 
 @router.post("/api/tokens", status_code=201)
@@ -203,10 +209,15 @@ def create_token(body: TokenRequest, who: PrincipalDep, state: StateDep) -> Toke
     with state.db.session(immediate=True) as session:
         issued = TokenRepo(session).issue(who.user_id, TokenKind.API, ttl_s=body.ttl_s or most,
                                           name=body.name)  # fmt: skip
-    state.audit(who, "token.create", who.name,
-                details={"name": body.name, "id": issued.row.id, "expires": issued.row.expires})
-    return TokenOut(id=issued.row.id, token=issued.token, name=issued.row.name,
-                    expires=issued.row.expires)
+    state.audit(
+        who,
+        "token.create",
+        who.name,
+        details={"name": body.name, "id": issued.row.id, "expires": issued.row.expires},
+    )
+    return TokenOut(
+        id=issued.row.id, token=issued.token, name=issued.row.name, expires=issued.row.expires
+    )
 
 
 @router.get("/api/tokens")
@@ -218,8 +229,9 @@ def list_tokens(who: PrincipalDep, state: StateDep, all_users: bool = False) -> 
     with state.db.session() as session:
         rows = TokenRepo(session).api_tokens(None if all_users else who.user_id)
     now = time.time()
-    return [TokenInfo.of(row, user) for row, user in rows
-            if row.expires is None or row.expires > now]
+    return [
+        TokenInfo.of(row, user) for row, user in rows if row.expires is None or row.expires > now
+    ]
 
 
 @router.delete("/api/tokens/{token_id}", status_code=204)
@@ -234,5 +246,9 @@ def revoke_token(token_id: DbId, who: PrincipalDep, state: StateDep) -> None:
         owner = UserRepo(session).get_by_id(row.user_id)
         tokens.revoke_id(token_id)
         state.principals.forget(row.token_hash)
-    state.audit(who, "token.revoke", owner.name if owner else str(row.user_id),
-                details={"id": token_id, "name": row.name})
+    state.audit(
+        who,
+        "token.revoke",
+        owner.name if owner else str(row.user_id),
+        details={"id": token_id, "name": row.name},
+    )

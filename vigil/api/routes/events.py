@@ -49,8 +49,10 @@ router = protected(tags=["events"])
 
 JPEG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/jpeg": {}}, "description": "A JPEG, redacted by default."},
-    503: error("The cluster node holding the snapshot is down (the message names it)",
-               Retry_After="seconds until the next try"),
+    503: error(
+        "The cluster node holding the snapshot is down (the message names it)",
+        Retry_After="seconds until the next try",
+    ),
 }
 
 
@@ -110,8 +112,9 @@ def list_events(
         # has_clip of the whole page in one query, not a round trip per row.
         clips = SegmentRepo(session).recorded_many([_span(r) for r in page.items])
         items = [event_out(r, has_clip=c) for r, c in zip(page.items, clips, strict=True)]
-    return EventPageOut(items=items,
-                        next_cursor=page.next_cursor.encode() if page.next_cursor else None)
+    return EventPageOut(
+        items=items, next_cursor=page.next_cursor.encode() if page.next_cursor else None
+    )
 
 
 def _span(row: EventRow) -> tuple[str, float, float]:
@@ -189,12 +192,18 @@ def event_snapshot(
     image = read_image(path)
     state.audit(who, "snapshot.read", row.id, reason=why,
                 details={"redacted": not unredacted, "path": row.snapshot_path})  # fmt: skip
-    return Response(outgoing_image(state, row.camera, image, unredacted=unredacted),
-                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    return Response(
+        outgoing_image(state, row.camera, image, unredacted=unredacted),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
-@router.get("/api/counts", response_model=list[CountPointOut],
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/api/counts",
+    response_model=list[CountPointOut],
+    responses={200: {"content": {"text/csv": {}}}},
+)
 def counts(
     *, request: Request, who: Reader, state: StateDep, camera: str,
     rule: str | None = None, label: str | None = None, metric: str | None = None,
@@ -224,12 +233,16 @@ def counts(
 
 CLIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}, "description": "MP4, redacted by default."},
-    202: {"model": JobOut, "description": "The clip is being prepared: the job's state and "
-          "progress (``Retry-After`` says when to ask again; or follow ``url``)."},
+    202: {
+        "model": JobOut,
+        "description": "The clip is being prepared: the job's state and "
+        "progress (``Retry-After`` says when to ask again; or follow ``url``).",
+    },
     206: {"description": "Partial content"},
     416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
-    429: error("Too many clips being prepared for this user",
-               Retry_After="seconds until the next try"),
+    429: error(
+        "Too many clips being prepared for this user", Retry_After="seconds until the next try"
+    ),
 }
 #: An open event's clip grows with it: the last one rendered is served for this long.
 _OPEN_CLIP_FRESH_S = 30.0
@@ -282,8 +295,9 @@ async def event_clip_media(
                 found = await run_in_threadpool(ready_clip, state, row)
             if found is None:
                 body = JobOut.of(done or job).model_dump()
-                return JSONResponse(body, status_code=202, headers={"Retry-After": "1",
-                                                                    "Cache-Control": "no-store"})
+                return JSONResponse(
+                    body, status_code=202, headers={"Retry-After": "1", "Cache-Control": "no-store"}
+                )
         clip = found
     await run_in_threadpool(
         state.audit, who, "event.clip", row.id, reason=None if grant is None else grant.reason,
@@ -292,6 +306,8 @@ async def event_clip_media(
     )  # fmt: skip
     check_range(request.headers.get("range"), clip.path.stat().st_size)
     hit = clip.cached and not waited
-    return FileResponse(clip.path, media_type="video/mp4",
-                        headers={"Cache-Control": "no-store",
-                                 "X-Vigil-Clip-Cache": "hit" if hit else "miss"})
+    return FileResponse(
+        clip.path,
+        media_type="video/mp4",
+        headers={"Cache-Control": "no-store", "X-Vigil-Clip-Cache": "hit" if hit else "miss"},
+    )

@@ -69,8 +69,11 @@ def _authorise(ws: WebSocket, state: AppState, name: str) -> tuple[Principal, Vi
     """The caller, its view and its grant; ``AuthError`` when it may not watch. Also writes
     the stream's audit record (runs in a worker thread: database reads)."""
     who = ws_principal(ws, state)
-    if not who.can(Capability.READ) or not who.sees(name) or frame_time(state.runtime,
-                                                                          name) is None:
+    if (
+        not who.can(Capability.READ)
+        or not who.sees(name)
+        or frame_time(state.runtime, name) is None
+    ):
         raise AuthError(f"camera {name!r} is not there or not yours to watch")
     width = _width(ws)
     if width is None:

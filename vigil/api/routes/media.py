@@ -40,8 +40,10 @@ MP4: dict[int | str, dict[str, Any]] = {
     200: {"content": {"video/mp4": {}}},
     206: {"description": "Partial content"},
     416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
-    503: error("The cluster node holding the recording is down (the message names it)",
-               Retry_After="seconds until the next try"),
+    503: error(
+        "The cluster node holding the recording is down (the message names it)",
+        Retry_After="seconds until the next try",
+    ),
 }
 
 
@@ -58,8 +60,9 @@ def list_recordings(
     """Segments overlapping ``[start, end)``, oldest first, of the cameras the caller sees."""
     if camera is not None:
         check_camera(who, camera)
-    cams: list[str | None] = [camera] if camera is not None or who.cameras is None else list(
-        who.cameras)
+    cams: list[str | None] = (
+        [camera] if camera is not None or who.cameras is None else list(who.cameras)
+    )
     rows = []
     with state.db.session() as session:
         repo = SegmentRepo(session)
@@ -91,13 +94,23 @@ PREVIEW_MAX_AGE_S = 600
 #: the timeline asks for many previews, and one record per request would flood the chain.
 PREVIEW_AUDIT_S = 600.0
 PREVIEW_JPEG: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/jpeg": {}}, "description": "The redacted preview nearest to `at`",
-          "headers": {"X-Preview-Time": {"description": "UNIX seconds of the preview",
-                                         "schema": {"type": "number"}}}},
-    404: error("No preview within 10 s of `at` (nothing recorded then, or older segments "
-               "without previews)"),
-    503: error("The cluster node holding the recording is down (the message names it)",
-               Retry_After="seconds until the next try"),
+    200: {
+        "content": {"image/jpeg": {}},
+        "description": "The redacted preview nearest to `at`",
+        "headers": {
+            "X-Preview-Time": {
+                "description": "UNIX seconds of the preview",
+                "schema": {"type": "number"},
+            }
+        },
+    },
+    404: error(
+        "No preview within 10 s of `at` (nothing recorded then, or older segments without previews)"
+    ),
+    503: error(
+        "The cluster node holding the recording is down (the message names it)",
+        Retry_After="seconds until the next try",
+    ),
 }
 
 
@@ -131,9 +144,16 @@ def _export_path(state: AppState, name: str) -> Path:
     return safe_media_path(state.exports_dir, name)
 
 
-@router.post("/api/exports", status_code=202,
-             responses={429: error("Too many exports queued or running for this user",
-                                   Retry_After="seconds until the next try")})
+@router.post(
+    "/api/exports",
+    status_code=202,
+    responses={
+        429: error(
+            "Too many exports queued or running for this user",
+            Retry_After="seconds until the next try",
+        )
+    },
+)
 def create_export(body: ExportRequest, who: Reader, state: StateDep) -> JobOut:
     """Queue an MP4 of ``[start, end)`` of one camera with a signed manifest; redacted
     unless ``unredacted`` (operators/admins, with a reason, audited). Answers the job at
@@ -170,8 +190,12 @@ def redaction_of(manifest: dict[str, Any]) -> str:
 def get_export(name: str, request: Request, who: Reader, state: StateDep) -> Response:
     """Download an export (Range supported)."""
     path, manifest = _export_manifest(state, who, name)
-    state.audit(who, "export.read", name, details={"redaction": redaction_of(manifest),
-                                                   "range": request.headers.get("range")})
+    state.audit(
+        who,
+        "export.read",
+        name,
+        details={"redaction": redaction_of(manifest), "range": request.headers.get("range")},
+    )
     return _media_file(request, path)
 
 
@@ -207,5 +231,8 @@ def camera_snapshot(
     if frame is None:
         raise ApiError(404, "no_frame", f"camera {name!r} has no frame yet; is it online?")
     state.audit(who, "camera.snapshot", name, reason=why, details={"redacted": not unredacted})
-    return Response(outgoing_image(state, name, frame, unredacted=unredacted),
-                    media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    return Response(
+        outgoing_image(state, name, frame, unredacted=unredacted),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "no-store"},
+    )

@@ -86,8 +86,12 @@ def stream_principal(state: AppState, token: str, camera: str, client: str | Non
     longer watch the camera)."""
     with state.db.session() as session:
         found = TokenRepo(session).lookup(token, touch=False)
-        if (found is None or found[0].kind != TokenKind.API
-                or found[0].scope != live_scope(camera) or not _may_watch(found[1], camera)):
+        if (
+            found is None
+            or found[0].kind != TokenKind.API
+            or found[0].scope != live_scope(camera)
+            or not _may_watch(found[1], camera)
+        ):
             raise AuthError(f"not a valid stream token of camera {camera!r}; mint one with "
                             f"POST /api/cameras/{camera}/stream-token")  # fmt: skip
         row, user = found
@@ -101,9 +105,7 @@ def stream_principal(state: AppState, token: str, camera: str, client: str | Non
     return who
 
 
-async def _authorise(
-    state: AppState, request: Request, token: str | None, name: str
-) -> Principal:
+async def _authorise(state: AppState, request: Request, token: str | None, name: str) -> Principal:
     if not token:  # optional in the signature so that its absence is a 401, as elsewhere
         raise AuthError(f"add ?token=<stream token of {name!r}> to the URL")
     who = await run_in_threadpool(stream_principal, state, token, name, client_address(request))

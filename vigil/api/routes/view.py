@@ -154,7 +154,8 @@ async def _parts(
             now = anyio.current_time()
             if now - checked_at >= ACCOUNT_CHECK_S:
                 allowed = await anyio.to_thread.run_sync(
-                    _still_allowed, state, who, view.camera, grant, credential)
+                    _still_allowed, state, who, view.camera, grant, credential
+                )
                 if not allowed:
                     return  # disabled, demoted, new password or scope: see the module doc
                 checked_at = now
@@ -192,13 +193,25 @@ async def live_mjpeg(
                                "width": width}  # fmt: skip
     if found is not None:
         details["grant"] = _fingerprint(found.token)
-    await run_in_threadpool(state.audit, who, "camera.live", name,
-                            reason=None if found is None else found.reason, details=details)
+    await run_in_threadpool(
+        state.audit,
+        who,
+        "camera.live",
+        name,
+        reason=None if found is None else found.reason,
+        details=details,
+    )
     return StreamingResponse(
         # The credential the request was authenticated with (as ``authenticate`` found it):
         # the stream re-checks it, so a logout or revoked token ends the stream too.
-        _parts(state, who, view, fps=fps, grant=grant,
-               credential=bearer(request) or request.cookies.get(SESSION_COOKIE)),
+        _parts(
+            state,
+            who,
+            view,
+            fps=fps,
+            grant=grant,
+            credential=bearer(request) or request.cookies.get(SESSION_COOKIE),
+        ),
         media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -216,8 +229,13 @@ def grant_unredacted_live(
     if row is None:  # deleted since this request was authenticated
         raise ForbiddenError(f"user {who.name!r} no longer exists")
     grant = state.grants.issue(who.name, name, body.reason, account_state(row))
-    state.audit(who, "camera.live.unredacted", name, reason=body.reason,
-                details={"grant": _fingerprint(grant.token), "expires_at": grant.expires_at})
+    state.audit(
+        who,
+        "camera.live.unredacted",
+        name,
+        reason=body.reason,
+        details={"grant": _fingerprint(grant.token), "expires_at": grant.expires_at},
+    )
     return LiveGrantOut(grant=grant.token, camera=name, expires_at=grant.expires_at)
 
 
@@ -228,8 +246,9 @@ def end_unredacted_live(name: str, grant: str, who: Reader, state: StateDep) -> 
     ended = state.grants.end(grant, who.name, name)
     if ended is None or not who.sees(name):
         raise not_found("unredacted-live grant")
-    state.audit(who, "camera.live.unredacted.end", name,
-                details={"grant": _fingerprint(ended.token)})
+    state.audit(
+        who, "camera.live.unredacted.end", name, details={"grant": _fingerprint(ended.token)}
+    )
     return Response(status_code=204)
 
 

@@ -37,8 +37,11 @@ def upgrade() -> None:
     op.create_index("ix_login_attempts_scope_key_time", "login_attempts",
                     ["scope", "key", "time"])  # fmt: skip
     op.create_index(op.f("ix_login_attempts_time"), "login_attempts", ["time"])
-    op.execute(sa.text("UPDATE tokens SET expires = created + :ttl "
-                       "WHERE expires IS NULL AND kind = 'api'").bindparams(ttl=_TOKEN_TTL_S))
+    op.execute(
+        sa.text(
+            "UPDATE tokens SET expires = created + :ttl WHERE expires IS NULL AND kind = 'api'"
+        ).bindparams(ttl=_TOKEN_TTL_S)
+    )
 
 
 def downgrade() -> None:
