@@ -147,11 +147,16 @@ class Redactor:
         boxes = self._face_hold.update(faces), self._people_hold.update(*bodies)
         return self._render(image, *boxes, decided=decided)
 
-    def redact_still(self, image: ImageArray, *, people: Detections | None = None) -> ImageArray:
-        """Redact a single image (snapshot, thumbnail): detections of this image only."""
+    def redact_still(
+        self, image: ImageArray, *, people: Detections | None = None,
+        decided: Sequence[Decided] = (),
+    ) -> ImageArray:  # fmt: skip
+        """Redact a single image (snapshot, thumbnail): detections of this image only.
+        ``people`` and ``decided`` as for ``process`` (a preview of a camera's newest frame
+        with the person boxes of its last analysed frame)."""
         self._check(image)
         faces, bodies = self._regions(image, people)
-        return self._render(image, faces, bodies[0])
+        return self._render(image, faces, bodies[0], decided=decided)
 
     # -- steps ---------------------------------------------------------------------------
 
