@@ -10,8 +10,10 @@ thumbnail of the decided frame (``Decided``): every changed region not covered b
 being hidden (nor by ``Decided.known``: objects the decision looked at) is hidden as well.
 The next decision then says what it was.
 
-Thumbnails are grey, ``THUMB_WIDTH`` pixels wide and blurred (sensor noise and compression
-blocks do not count as change); a pixel changed when it differs by ``THRESHOLD`` grey levels.
+Thumbnails are in colour, ``THUMB_WIDTH`` pixels wide and blurred (sensor noise and
+compression blocks do not count as change); a pixel changed when one of its colours differs
+by ``THRESHOLD`` levels (a grey jumper in front of a floor of the same brightness changes
+the colour more than the brightness).
 The cost is one small resize, blur and difference per frame (``bench/changes.py``).
 A thumbnail of another size than the frame's (the camera changed resolution) cannot be
 compared: the whole frame counts as changed (fail closed) until the next decision.
@@ -30,7 +32,7 @@ from vigil.types import FloatArray, ImageArray
 #: Width of the compared thumbnails (a 640 px frame: 5 px per thumbnail pixel; a person
 #: entering spans dozens of them, a face of 20 px four).
 THUMB_WIDTH = 128
-#: Grey levels (0-255, after the blur) a thumbnail pixel must change by to count.
+#: Levels (0-255, after the blur) one colour of a thumbnail pixel must change by to count.
 THRESHOLD = 18
 #: Changed thumbnail pixels a region needs outside the hidden boxes to be hidden: fewer is a
 #: sliver of a moving limb or noise (at 640 px, 3 pixels are ~75 frame pixels).
@@ -52,12 +54,11 @@ class Decided:
 
 
 def thumbnail(image: ImageArray) -> ImageArray:
-    """The grey, blurred, ``THUMB_WIDTH``-wide thumbnail of a BGR frame that ``changed``
+    """The blurred, ``THUMB_WIDTH``-wide colour thumbnail of a BGR frame that ``changed``
     compares (make both sides with this function, from frames of the same size)."""
     h, w = image.shape[:2]
     size = (min(THUMB_WIDTH, w), max(1, round(h * min(THUMB_WIDTH, w) / w)))
-    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return np.asarray(cv2.GaussianBlur(small, (5, 5), 0), np.uint8)
 
 
@@ -69,7 +70,8 @@ def changed(image: ImageArray, decided: Decided, covers: npt.ArrayLike) -> Float
     now = thumbnail(image)
     if now.shape != decided.thumb.shape:
         return np.array([[0, 0, w, h]], np.float32)
-    moved = np.asarray(cv2.absdiff(now, decided.thumb) >= THRESHOLD, np.uint8)
+    # Colour, not grey: a grey jumper in front of a floor of the same brightness is a change.
+    moved = np.asarray(cv2.absdiff(now, decided.thumb).max(axis=2) >= THRESHOLD, np.uint8)
     sx, sy = w / now.shape[1], h / now.shape[0]
     for x1, y1, x2, y2 in np.concatenate([np.asarray(covers, np.float32).reshape(-1, 4),
                                           decided.known.reshape(-1, 4)]):  # fmt: skip
