@@ -746,9 +746,11 @@ class _Redacting:
         if self._redactor is None or self._redactor.frame_size != size:
             self._redactor = self._owner._redactor(self._camera, size, self._faces)
         people = None
-        # The frames the hidden boxes were decided on: what changed since is hidden too.
-        decided = [d for d in (c.decided() for c in (self._faces, self._people)
-                               if c is not None) if d is not None]  # fmt: skip
+        # The frames the hidden boxes were decided on: what changed since is hidden too
+        # (a carrier's only where the Redactor hides what it carries).
+        hides = ((self._faces, self._redactor.faces), (self._people, self._redactor.people))
+        decided = [d for d in (c.decided() for c, on in hides if c is not None and on)
+                   if d is not None]  # fmt: skip
         if self._people is not None:
             boxes = self._people.detect(frame)[:, :4]
             people = Detections(boxes, np.ones(len(boxes), np.float32),
