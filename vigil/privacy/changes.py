@@ -37,6 +37,9 @@ THRESHOLD = 18
 #: Changed thumbnail pixels a region needs outside the hidden boxes to be hidden: fewer is a
 #: sliver of a moving limb or noise (at 640 px, 3 pixels are ~75 frame pixels).
 MIN_PIXELS = 3
+#: ``Decided.known`` boxes grow by this fraction of their size on each side: a detector's box
+#: is tight, and hair and swinging limbs stick out of it.
+KNOWN_MARGIN = 0.15
 
 
 def _empty() -> FloatArray:
@@ -73,8 +76,10 @@ def changed(image: ImageArray, decided: Decided, covers: npt.ArrayLike) -> Float
     # Colour, not grey: a grey jumper in front of a floor of the same brightness is a change.
     moved = np.asarray(cv2.absdiff(now, decided.thumb).max(axis=2) >= THRESHOLD, np.uint8)
     sx, sy = w / now.shape[1], h / now.shape[0]
+    known = np.asarray(decided.known, np.float32).reshape(-1, 4)
+    grow = np.tile((known[:, 2:] - known[:, :2]) * KNOWN_MARGIN, 2) * [-1, -1, 1, 1]
     for x1, y1, x2, y2 in np.concatenate([np.asarray(covers, np.float32).reshape(-1, 4),
-                                          decided.known.reshape(-1, 4)]):  # fmt: skip
+                                          known + grow]):  # fmt: skip
         # Inward rounding: only thumbnail pixels wholly inside a box are cleared.
         a, b = int(np.ceil(x1 / sx)), int(np.ceil(y1 / sy))
         c, d = int(np.floor(x2 / sx)), int(np.floor(y2 / sy))
