@@ -94,7 +94,8 @@ def test_carried_faces_hide_who_came_in_since_but_not_the_objects_looked_at(
                             (before, np.array([7])))  # fmt: skip
     carried.observe(image, NONE, (person[None, :], np.array([7])))
     decided = carried.decided()
-    assert decided is not None and len(decided.known) == 2
+    assert decided is not None
+    assert len(decided.known) == 2
     redactor = Redactor(FACES, SIZE, face_detector=carried)
     out = redactor.process(image, decided=[decided])
     assert hidden_fraction(out, person) < 0.1
