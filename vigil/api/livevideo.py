@@ -28,16 +28,21 @@ since its detection, by ``CARRY_GROWTH`` of its size and ``CARRY_SPEED`` of the 
 covering where it may have gone. At a cut (the whole picture changed at once, ``CUT_DIFF``)
 the carried faces are void and nothing is sent until a detection of the new picture. Nothing
 is sent before the first detection finished either (fail
-closed). What this gives up: a face that *enters* the picture is covered only from the next
-detection, up to ``1 / face_hz`` plus one detection time later; a face moving faster than the
-growth allowance and outside any track can slip out of its box until the next detection.
+closed). Between detections, what changed since the detection's frame outside the carried
+boxes (and, for faces, outside the objects of that frame's tracks, which the face search
+looked at) is hidden too (``CarriedFaces.decided``, ``vigil.privacy.changes``): a face that
+*enters* the picture is hidden from the frame it enters in, as part of the change, until a
+detection looked at it. What this gives up: a face that turns to the camera inside a tracked
+object's box shows until the next detection.
 People (modes ``people``, ``faces+people``) come from the tracks of every frame when the
 camera's tracks hold people (``vigil.privacy.tracks_people``), with the raw person detections
 of the same analysed frame (``TrackSnapshot.detections``: a person who just came in has no
 confirmed track for ``min_hits`` detections); when they cannot (the motion
 detector, a model without the person class) the person detector runs on the live frames the
 same way, carried between its detections like the faces (``CarriedFaces`` around
-``PersonBoxes``), and nothing is sent before its first detection either.
+``PersonBoxes``), and nothing is sent before its first detection either. Either way what
+changed since the frame the people boxes were decided on (the analysed frame's thumbnail,
+``TrackSnapshot.decided``; the person detection's frame) is hidden too.
 
 An unredacted view (behind a live grant) is a ``StreamCopy`` of the camera's own H.264 when
 ``copy_source`` (``AppState.copy_source``) gives the camera's ``PacketTap``: its recorder's
