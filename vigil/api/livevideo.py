@@ -752,7 +752,9 @@ class _Redacting:
             self._redactor = self._owner._redactor(self._camera, size, self._faces)
         people = None
         # The frames the hidden boxes were decided on: what changed since is hidden too
-        # (a carrier's only where the Redactor hides what it carries).
+        # (a carrier's only where the Redactor hides what it carries). Read before the
+        # boxes: a detection finishing in between then pairs newer boxes with an older
+        # frame (more is hidden), never older boxes with a newer frame.
         hides = ((self._faces, self._redactor.faces), (self._people, self._redactor.people))
         decided = [d for d in (c.decided() for c, on in hides if c is not None and on)
                    if d is not None]  # fmt: skip
