@@ -20,8 +20,8 @@ one batch across every camera. So whole cameras move to workers and the detector
 shared in the main process. Pixels cross the boundary only through the shared-memory slots
 (``vigil.runtime.shm``): a pipe carries a few-dozen-byte layout, never a frame. (One small
 array does ride with the tracks: ``TrackSnapshot.decided``, the analysed frame's 128x72
-colour thumbnail, ~28 KB, that live video compares its frames with; a slot per call would
-cost more than it saves.) A request
+colour thumbnail, ~28 KB pickled, that live video compares its frames with; it is not worth
+a slot of its own.) A request
 slot is safe without locks because its camera's thread waits for the reply before writing
 it again; the preview slot is guarded by a per-camera lock in the main process.
 
