@@ -13,6 +13,7 @@ from vigil.api.runtime import StaticRuntime, TrackSnapshot
 from vigil.config.models import SourceConfig
 from vigil.ingest import Source, StatusCallback, open_source
 from vigil.ingest.synthetic import DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS
+from vigil.privacy.changes import thumbnail
 from vigil.runtime.worker import CameraWorker
 from vigil.types import Detections
 
@@ -59,6 +60,42 @@ def test_worker_exposes_tracks_of_the_last_frame_and_live_counts(tmp_path: Path)
     assert times == sorted(times)
     totals = worker.counts()["lines"]["middle"]["total"]
     assert totals == {"a_to_b": DEFAULT_DOWN_CROSSINGS, "b_to_a": DEFAULT_UP_CROSSINGS}
+
+
+def test_worker_tracks_carry_the_thumbnail_of_their_analysed_frame(tmp_path: Path) -> None:
+    """``TrackSnapshot.decided``: the ``vigil.privacy.changes`` thumbnail of the analysed
+    frame the boxes come from, made from it as ``latest_frame`` gives frames: equal to the
+    newest frame's on an analysed frame, the last analysed one's on the frames between."""
+    config = make_config(tmp_path, {
+        "a": {"sources": [{"url": "synthetic://?fps=10&duration=6"}], "detect": {"fps": 2.5}},
+    })  # fmt: skip
+    worker = CameraWorker(config.camera("a"), None, ListSink(), source_factory=unpaced)
+    seen: list[tuple[bool, np.ndarray, np.ndarray | None]] = []
+    original = worker._on_frame
+
+    def spy(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)  # type: ignore[arg-type]
+        last = worker._last_result
+        frame = worker.latest_frame()
+        assert last is not None
+        assert frame is not None
+        seen.append((last[0].analysed, thumbnail(frame), worker.latest_tracks().decided))
+
+    worker._on_frame = spy  # type: ignore[method-assign]
+    worker.run()
+    assert sum(a for a, _, _ in seen) < len(seen) / 2, "most frames are not analysed"
+    decided: np.ndarray | None = None
+    moved = 0
+    for analysed, now, thumb in seen:
+        assert thumb is not None
+        if analysed:
+            assert np.array_equal(thumb, now)
+            decided = now
+        else:
+            assert decided is not None
+            assert np.array_equal(thumb, decided)
+            moved += not np.array_equal(thumb, now)
+    assert moved, "the scene moves between analysed frames"
 
 
 @pytest.mark.parametrize(

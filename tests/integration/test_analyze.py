@@ -225,3 +225,46 @@ def test_a_decode_thread_changes_no_output(tmp_path: Path) -> None:
         outs.append(((out / "tracks.txt").read_text(), (out / "counts.json").read_text()))
     assert outs[0] == outs[1]
     assert outs[0][0]
+
+
+GAP = """
+detect: {fps: 2.5}
+motion: {enabled: false}
+tracker: {min_hits: 3}
+redact: {mode: people, style: fill}
+"""
+
+
+def test_annotated_video_hides_a_person_coming_in_between_analysed_frames(
+    tmp_path: Path, clips_dir: Path, yolox_nano_path: Path
+) -> None:
+    """Frames 40-75 of the one-by-one clip at 384x216, every 4th analysed (40, 44, ... 60,
+    64): the person comes in after frame 60, and the frames until 64 carry the boxes of 60,
+    which hold nobody. What changed since frame 60 is hidden too: yolox-nano finds nobody in
+    the annotated video (without, it finds the person in frames 61 and 63)."""
+    import subprocess
+
+    from vigil.config.models import RedactConfig
+    from vigil.privacy.redactor import build_person_detector
+
+    clip = tmp_path / "entry.mp4"
+    source = clips_dir / "one-by-one-person-detection.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source),
+                    "-vf", "trim=start_frame=40:end_frame=76,setpts=PTS-STARTPTS,scale=384:216",
+                    "-c:v", "libx264", "-crf", "12", "-pix_fmt", "yuv420p", str(clip)],
+                   check=True)  # fmt: skip
+    config = tmp_path / "gap.yaml"
+    config.write_text(GAP)
+    out = tmp_path / "out"
+    args = ["analyze", str(clip), "--config", str(config), "--model", str(yolox_nano_path),
+            "--out", str(out), "--quiet", "--annotate"]  # fmt: skip
+    assert main(args) == 0
+    detector = build_person_detector(RedactConfig())
+    with av.open(str(clip)) as box:
+        raw = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+    with av.open(str(out / "annotated.mp4")) as video:
+        shown = [f.to_ndarray(format="bgr24") for f in video.decode(video=0)]
+    assert len(shown) == len(raw) == 36
+    assert len(detector.detect_batch([raw[63 - 40]])[0]), "the person must be in frame 63"
+    leaks = [40 + i for i, image in enumerate(shown) if len(detector.detect_batch([image])[0])]
+    assert not leaks, f"people found in the annotated frames {leaks}"

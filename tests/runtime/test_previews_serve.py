@@ -154,6 +154,37 @@ def test_people_modes_hide_the_tracked_people_or_detect_them(
         assert people.tracker_id.tolist() == [7]
 
 
+def test_a_preview_of_a_newer_frame_hides_who_came_in_since_the_analysed_one(
+    face_clip: Path, tmp_path: Path
+) -> None:
+    """A preview is the camera's newest frame with the person boxes of its last analysed
+    frame: someone who came in since is in no box, and is hidden as a change since that
+    frame (``TrackSnapshot.decided``; ``vigil.privacy.changes``). The one-by-one clip:
+    nobody in frame 60, the person coming in in frame 63."""
+    from tests.unit.privacy.test_privacy_changes import frame, people
+    from vigil.privacy.changes import thumbnail
+    from vigil.privacy.redactor import build_person_detector
+
+    settings = config(tmp_path, face_clip).model_dump()
+    settings["redact"] = {"mode": "people", "style": "fill"}
+    settings["detect"] = {"model": "yolox-nano"}
+    detector = build_person_detector(VigilConfig.model_validate(settings).redact)
+    taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path)
+    image = frame(63)
+    assert len(people(detector, image)), "yolox-nano must see the person coming in"
+    shown = []
+    for decided in (None, thumbnail(frame(60))):
+        tracks = TrackSnapshot(time=6.0, width=384, height=216, decided=decided)
+        jpeg = taker.render("face", image, tracks)
+        assert jpeg is not None
+        shown.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+    # The person's box in the 320 px preview: filled black (JPEG: nearly) only with it.
+    x1, y1, x2, y2 = (people(detector, image)[0] * PREVIEW_WIDTH / 384).astype(int)
+    black = [float((im[y1:y2, x1:x2].max(axis=2) < 16).mean()) for im in shown]
+    assert black[0] < 0.2, "without the analysed frame's thumbnail the person shows"
+    assert black[1] > 0.9, black
+
+
 def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) -> None:
     def broken(*_: Any) -> Callable[..., ImageArray]:
         raise RuntimeError("the face model cannot be loaded")

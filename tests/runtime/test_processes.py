@@ -24,6 +24,7 @@ from tests.runtime.test_supervisor import LINE, ListSink, fast_backoff, make_con
 from vigil.config.models import LineConfig
 from vigil.detect.labels import COCO
 from vigil.errors import ConfigError
+from vigil.privacy.changes import thumbnail
 from vigil.runtime.procs import assign, resolve_worker_processes
 from vigil.runtime.serve import Supervisor
 from vigil.runtime.shm import Slot, SlotRegistry, packed_size
@@ -214,6 +215,10 @@ def test_rules_updated_at_run_time_reach_a_camera_in_a_worker(tmp_path: Path) ->
         # The raw detections cross the process boundary too (people modes hide them).
         wait_for(lambda: bool(supervisor.latest_tracks("a").detections), 20,
                  "no detections from the worker process")  # fmt: skip
+        # And the thumbnail of their analysed frame (live video hides what changed since).
+        decided = supervisor.latest_tracks("a").decided
+        assert decided is not None
+        assert decided.shape == thumbnail(frame).shape
         assert supervisor.latest_frame("nope") is None
     finally:
         supervisor.stop()

@@ -28,16 +28,21 @@ since its detection, by ``CARRY_GROWTH`` of its size and ``CARRY_SPEED`` of the 
 covering where it may have gone. At a cut (the whole picture changed at once, ``CUT_DIFF``)
 the carried faces are void and nothing is sent until a detection of the new picture. Nothing
 is sent before the first detection finished either (fail
-closed). What this gives up: a face that *enters* the picture is covered only from the next
-detection, up to ``1 / face_hz`` plus one detection time later; a face moving faster than the
-growth allowance and outside any track can slip out of its box until the next detection.
+closed). Between detections, what changed since the detection's frame outside the carried
+boxes (and, for faces, outside the objects of that frame's tracks, which the face search
+looked at) is hidden too (``CarriedFaces.decided``, ``vigil.privacy.changes``): a face that
+*enters* the picture is hidden from the frame it enters in, as part of the change, until a
+detection looked at it. What this gives up: a face that turns to the camera inside a tracked
+object's box shows until the next detection.
 People (modes ``people``, ``faces+people``) come from the tracks of every frame when the
 camera's tracks hold people (``vigil.privacy.tracks_people``), with the raw person detections
 of the same analysed frame (``TrackSnapshot.detections``: a person who just came in has no
 confirmed track for ``min_hits`` detections); when they cannot (the motion
 detector, a model without the person class) the person detector runs on the live frames the
 same way, carried between its detections like the faces (``CarriedFaces`` around
-``PersonBoxes``), and nothing is sent before its first detection either.
+``PersonBoxes``), and nothing is sent before its first detection either. Either way what
+changed since the frame the people boxes were decided on (the analysed frame's thumbnail,
+``TrackSnapshot.decided``; the person detection's frame) is hidden too.
 
 An unredacted view (behind a live grant) is a ``StreamCopy`` of the camera's own H.264 when
 ``copy_source`` (``AppState.copy_source``) gives the camera's ``PacketTap``: its recorder's
@@ -71,6 +76,7 @@ from vigil.media.h264 import (
     h264_parameter_sets,
 )
 from vigil.privacy import Redactor
+from vigil.privacy.changes import Decided, thumbnail
 from vigil.privacy.redactor import mode_needs_people
 from vigil.record.segmenter import MAX_JUMP_SECONDS, TimestampFixer
 from vigil.record.tap import PacketTap, TapSession
@@ -142,6 +148,18 @@ def _track_boxes(snapshot: TrackSnapshot, size: tuple[int, int], *,
     return boxes, np.array([t.id for t in people], np.int64)
 
 
+def _object_boxes(snapshot: TrackSnapshot, size: tuple[int, int]) -> tuple[FloatArray, np.ndarray]:
+    """Every box of the snapshot (tracks and detections, any label) in pixels of a ``size``
+    image, with its track id (-1 for a detection)."""
+    objects = snapshot.tracks + snapshot.detections
+    scale = np.array([size[0], size[1], size[0], size[1]], np.float32)
+    boxes = np.array([t.box for t in objects], np.float32).reshape(-1, 4) * scale
+    return boxes, np.array([t.id for t in objects], np.int64)
+
+
+_NO_BOXES: tuple[FloatArray, np.ndarray] = (np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+
+
 class PersonBoxes:
     """The person detector as ``CarriedFaces`` calls a detector: ``detect(image)`` → the
     ``(n, 5)`` person boxes (box, score) of ``image``."""
@@ -163,16 +181,25 @@ class CarriedFaces:
     """A face "detector" for a live ``Redactor``: the real detector's newest faces, carried
     to the current frame (see the module docstring). Around ``PersonBoxes`` it carries
     people the same way. ``observe`` gives it each frame and the
-    tracks of that moment before the Redactor runs; ``ready`` once one detection finished."""
+    tracks of that moment before the Redactor runs; ``ready`` once one detection finished.
+    ``decided()`` is the frame of the detection carried now (``vigil.privacy.changes``): for
+    faces, with the objects of the tracks of that frame as looked at (``objects`` given to
+    ``observe``: the detector searched them, and a face among them is carried with them);
+    for people, without (a person is in a person box or is someone new)."""
 
     def __init__(self, detector: Any, face_hz: float = FACE_HZ, what: str = "face") -> None:
         self._detector = detector
         self.what = what
+        self._objects_known = what == "face"
         self._period = 1.0 / face_hz
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._frame: tuple[ImageArray, FloatArray, np.ndarray, int] | None = None
+        self._frame: tuple[ImageArray, FloatArray, np.ndarray, int,
+                           tuple[FloatArray, np.ndarray]] | None = None  # fmt: skip
+        #: The frame of the detection carried now: its thumbnail and its objects.
+        self._decided: tuple[ImageArray, tuple[FloatArray, np.ndarray]] | None = None
+        self._objects = _NO_BOXES
         self._small: np.ndarray | None = None
         self._epoch = 0
         self.cuts = 0
@@ -191,10 +218,12 @@ class CarriedFaces:
     def ready(self) -> bool:
         return self._faces is not None
 
-    def observe(self, image: ImageArray, tracks: tuple[FloatArray, np.ndarray]) -> None:
-        """Take the next frame (and the tracks of now). At a cut (the picture changed at
-        once: a file camera looping, a reconnect, a PTZ move) the carried faces are void:
-        ``ready`` is False until a detection of a frame after the cut finished."""
+    def observe(self, image: ImageArray, tracks: tuple[FloatArray, np.ndarray],
+                objects: tuple[FloatArray, np.ndarray] = _NO_BOXES) -> None:  # fmt: skip
+        """Take the next frame (and the person tracks and all objects of now). At a cut
+        (the picture changed at once: a file camera looping, a reconnect, a PTZ move) the
+        carried faces are void: ``ready`` is False until a detection of a frame after the
+        cut finished."""
         small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (64, 36),
                            interpolation=cv2.INTER_AREA).astype(np.int16)  # fmt: skip
         with self._lock:
@@ -204,8 +233,8 @@ class CarriedFaces:
                 self._faces = None
                 self.cuts += 1
             self._small = small
-            self._frame = (image, tracks[0], tracks[1], self._epoch)
-            self._tracks = tracks
+            self._frame = (image, tracks[0], tracks[1], self._epoch, objects)
+            self._tracks, self._objects = tracks, objects
         self._wake.set()
 
     def detect(self, image: ImageArray) -> FloatArray:
@@ -216,6 +245,20 @@ class CarriedFaces:
             return np.zeros((0, 5), np.float32)
         boxes = _carry(faces, tracks, time.monotonic() - faces[0], int(image.shape[1]))
         return np.concatenate([boxes, np.ones((len(boxes), 1), np.float32)], axis=1)
+
+    def decided(self) -> Decided | None:
+        """The frame of the detection carried now (None before the first): what changed
+        since then outside the carried boxes is hidden too (see the class docstring)."""
+        with self._lock:
+            decided, now = self._decided, self._objects
+        if decided is None:
+            return None
+        thumb, (boxes, ids) = decided
+        if not self._objects_known:
+            return Decided(thumb)
+        # The same objects now (by track id) were looked at too, wherever they went since.
+        same = np.isin(now[1], ids[ids >= 0]) & (now[1] >= 0)
+        return Decided(thumb, np.concatenate([boxes, now[0][same]]).astype(np.float32))
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -236,7 +279,7 @@ class CarriedFaces:
             if taken is None or self._stop.is_set():
                 continue
             started = time.monotonic()
-            image, track_boxes, track_ids, epoch = taken
+            image, track_boxes, track_ids, epoch, objects = taken
             try:
                 found = np.asarray(self._detector.detect(image), np.float32)
             except Exception as exc:  # fail closed: the encoder stops sending
@@ -245,11 +288,13 @@ class CarriedFaces:
                 return
             boxes = found[:, :4].reshape(-1, 4)
             ids, rel = _attach(boxes, track_boxes, track_ids)
+            thumb = thumbnail(image)
             with self._lock:
                 if epoch != self._epoch:
                     continue  # a cut came while detecting: this frame's faces are void
                 velocity = _velocity(self._faces, started, boxes)
                 self._faces = (started, boxes, ids, rel, velocity)
+                self._decided = (thumb, objects)
             self.detections += 1
             self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
 
@@ -469,9 +514,10 @@ class LiveEncoder(LiveStream):
         """The frame as the view shows it, or None while redaction is not ready yet."""
         if self._carried:
             size = (int(frame.shape[1]), int(frame.shape[0]))
-            tracks = _track_boxes(self.runtime.latest_tracks(self.view.camera), size)
+            snapshot = self.runtime.latest_tracks(self.view.camera)
+            tracks, objects = _track_boxes(snapshot, size), _object_boxes(snapshot, size)
             for carried in self._carried:
-                carried.observe(frame, tracks)
+                carried.observe(frame, tracks, objects)
             for carried in self._carried:
                 if carried.failed is not None:
                     raise RuntimeError(f"{carried.what} detection failed: {carried.failed}")
@@ -705,17 +751,26 @@ class _Redacting:
         if self._redactor is None or self._redactor.frame_size != size:
             self._redactor = self._owner._redactor(self._camera, size, self._faces)
         people = None
+        # The frames the hidden boxes were decided on: what changed since is hidden too
+        # (a carrier's only where the Redactor hides what it carries). Read before the
+        # boxes: a detection finishing in between then pairs newer boxes with an older
+        # frame (more is hidden), never older boxes with a newer frame.
+        hides = ((self._faces, self._redactor.faces), (self._people, self._redactor.people))
+        decided = [d for d in (c.decided() for c, on in hides if c is not None and on)
+                   if d is not None]  # fmt: skip
         if self._people is not None:
             boxes = self._people.detect(frame)[:, :4]
             people = Detections(boxes, np.ones(len(boxes), np.float32),
                                 np.zeros(len(boxes), np.int64))  # fmt: skip
         elif self._owner._needs_people(self._camera):
+            snapshot = self._owner.runtime.latest_tracks(self._camera)
             # The detections too: a person who just came in has no confirmed track yet.
-            boxes, ids = _track_boxes(self._owner.runtime.latest_tracks(self._camera), size,
-                                      detections=True)  # fmt: skip
+            boxes, ids = _track_boxes(snapshot, size, detections=True)
             people = Detections(boxes, np.ones(len(boxes), np.float32),
                                 np.zeros(len(boxes), np.int64), ids)  # fmt: skip
-        return self._redactor.process(frame, people=people)
+            if snapshot.decided is not None:
+                decided.append(Decided(snapshot.decided))
+        return self._redactor.process(frame, people=people, decided=decided)
 
 
 def _camera_fps(runtime: RuntimeView, camera: str) -> float:

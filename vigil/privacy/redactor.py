@@ -15,6 +15,7 @@ static masks apply even then, because they mark what the camera must never show.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ import numpy as np
 from vigil.config.models import RedactConfig
 from vigil.errors import PrivacyError
 from vigil.privacy.audit import UnredactedGrant
+from vigil.privacy.changes import Decided, changed
 from vigil.privacy.faces import CenterFaceDetector, FaceDetector
 from vigil.privacy.hold import BoxHold
 from vigil.privacy.masks import StaticMasks
@@ -127,22 +129,34 @@ class Redactor:
         self._face_detector = RegionFaceDetector(inner, full_every=full_every, hints=hints)
         return self._face_detector
 
-    def process(self, image: ImageArray, *, people: Detections | None = None) -> ImageArray:
+    def process(
+        self, image: ImageArray, *, people: Detections | None = None,
+        decided: Sequence[Decided] = (),
+    ) -> ImageArray:  # fmt: skip
         """Redact one frame of a stream; call on **every** output frame, in order.
 
         ``image`` BGR uint8 ``(h, w, 3)`` of ``frame_size``. ``people``: person boxes the
         pipeline already has for this frame (with ``tracker_id`` when tracked); when ``None``
-        and the mode needs people, the Redactor's person detector runs.
+        and the mode needs people, the Redactor's person detector runs. ``decided``: when
+        the faces or people boxes were decided on an earlier frame (an output frame between
+        two detections), that frame: what changed since then outside the hidden boxes is
+        hidden too (``vigil.privacy.changes``), one entry per decision.
         """
         self._check(image)
         faces, bodies = self._regions(image, people)
-        return self._render(image, self._face_hold.update(faces), self._people_hold.update(*bodies))
+        boxes = self._face_hold.update(faces), self._people_hold.update(*bodies)
+        return self._render(image, *boxes, decided=decided)
 
-    def redact_still(self, image: ImageArray, *, people: Detections | None = None) -> ImageArray:
-        """Redact a single image (snapshot, thumbnail): detections of this image only."""
+    def redact_still(
+        self, image: ImageArray, *, people: Detections | None = None,
+        decided: Sequence[Decided] = (),
+    ) -> ImageArray:  # fmt: skip
+        """Redact a single image (snapshot, thumbnail): detections of this image only.
+        ``people`` and ``decided`` as for ``process`` (a preview of a camera's newest frame
+        with the person boxes of its last analysed frame)."""
         self._check(image)
         faces, bodies = self._regions(image, people)
-        return self._render(image, faces, bodies[0])
+        return self._render(image, faces, bodies[0], decided=decided)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -189,10 +203,20 @@ class Redactor:
             dets = dets[dets.class_id == names.index(_PERSON)]
         return dets
 
-    def _render(self, image: ImageArray, faces: FloatArray, bodies: FloatArray) -> ImageArray:
+    def _render(
+        self, image: ImageArray, faces: FloatArray, bodies: FloatArray,
+        decided: Sequence[Decided] = (),
+    ) -> ImageArray:  # fmt: skip
         out = image.copy()
         boxes = np.concatenate([faces, bodies]) if len(bodies) else faces
-        hide_boxes(out, grow_boxes(boxes, self.config.margin, self.frame_size), self.config.style)
+        hidden = grow_boxes(boxes, self.config.margin, self.frame_size)
+        # Measured on the frame as it came in: a blurred box is a change of its own.
+        new = [changed(image, d, hidden) for d in decided if not self.unredacted]
+        hide_boxes(out, hidden, self.config.style)
+        if new:
+            unsure = np.concatenate(new)
+            hide_boxes(out, grow_boxes(unsure, self.config.margin, self.frame_size),
+                       self.config.style)  # fmt: skip
         self._masks.apply(out)
         return out
 

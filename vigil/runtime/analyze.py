@@ -32,9 +32,10 @@ from vigil.ingest.base import SourceInfo
 from vigil.media.h264 import H264File
 from vigil.privacy import Redactor, build_redactor
 from vigil.privacy.audit import UnredactedGrant
+from vigil.privacy.changes import Decided, thumbnail
 from vigil.runtime.pipeline import CameraPipeline, FrameResult
 from vigil.track.mot import MotWriter
-from vigil.types import Detections, Event, EventState, Frame
+from vigil.types import Detections, Event, EventState, Frame, ImageArray
 
 ProgressFn = Callable[[int, int | None], None]
 
@@ -219,6 +220,7 @@ class _Outputs:
         self._to_dict = event_to_dict
         self._names = list(pipeline.class_names)
         self._person = self._names.index("person") if "person" in self._names else -1
+        self._thumb: tuple[Frame, ImageArray] | None = None  # the decided frame's (_decided)
         self.sink = stack.enter_context(closing(JsonlEventSink(out / "events.jsonl")))
         self.mot = stack.enter_context(closing(MotWriter(out / "tracks.txt")))
         self.paths = [out / "events.jsonl", out / "tracks.txt"]
@@ -253,7 +255,9 @@ class _Outputs:
         self.events(result.events)
         if self.video is not None and self.annotator is not None:
             assert self.redactor is not None
-            image = self.redactor.process(result.frame.bgr(), people=self._people(result))
+            people = self._people(result)
+            image = self.redactor.process(result.frame.bgr(), people=people,
+                                          decided=self._decided(result, people))  # fmt: skip
             self.video.write(self.annotator.draw(image, result.tracked, self._counts))
 
     def events(self, events: list[Event]) -> None:
@@ -284,6 +288,19 @@ class _Outputs:
         both = Detections.merge([result.tracked, Detections(raw.xyxy, raw.confidence,
                                                             raw.class_id)])  # fmt: skip
         return both[both.class_id == self._person]
+
+    def _decided(self, result: FrameResult, people: Detections | None) -> list[Decided]:
+        """Between analysed frames the people boxes are those of the last analysed frame:
+        what changed since then (someone coming in) is hidden too (``vigil.privacy.changes``).
+        On an analysed frame, and when the Redactor detects people on every frame itself,
+        there is nothing to add."""
+        hides_people = self.redactor is not None and self.redactor.people
+        if people is None or not hides_people or result.analysed or result.decided is None:
+            return []
+        cached = self._thumb
+        if cached is None or cached[0] is not result.decided:
+            cached = self._thumb = (result.decided, thumbnail(result.decided.bgr()))
+        return [Decided(cached[1])]
 
     def _line_counts(self) -> dict[str, tuple[int, int]]:
         lines = self._pipeline.rules.counts().get("lines", {})

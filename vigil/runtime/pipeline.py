@@ -54,6 +54,10 @@ class FrameResult:
     #: include objects that no confirmed track holds yet (a track needs ``min_hits``), which
     #: people-hiding redaction must hide too.
     detections: Detections = field(default_factory=Detections.empty)
+    #: The analysed frame ``tracked`` and ``detections`` come from (this frame when analysed;
+    #: None before the first): what changed since then may be someone new, which redaction
+    #: between analysed frames hides too (``vigil.privacy.changes``).
+    decided: Frame | None = None
 
 
 @dataclass(slots=True)
@@ -116,14 +120,14 @@ class CameraPipeline:
         self._last_full_frame = -np.inf
         self._last = Detections.empty()
         self._last_detections = Detections.empty()
+        self._decided: Frame | None = None
 
     def process(self, frame: Frame) -> FrameResult:
         """Advance by one decoded frame (see the module docstring for the contract)."""
         self.stats.frames += 1
         if not self.sampler.take(frame):
-            return FrameResult(
-                frame, analysed=False, tracked=self._last, detections=self._last_detections
-            )
+            return FrameResult(frame, analysed=False, tracked=self._last,
+                               detections=self._last_detections, decided=self._decided)  # fmt: skip
         self.stats.analysed += 1
         motion = self.gate.update(frame)
         detections, regions = self._detect(frame, motion)
@@ -135,9 +139,10 @@ class CameraPipeline:
         self.moving.observe(tracked, frame.time, ended)
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
-        self._last, self._last_detections = tracked, detections
+        self._last, self._last_detections, self._decided = tracked, detections, frame
         return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
-                           moving=len(motion.boxes) > 0, detections=detections)  # fmt: skip
+                           moving=len(motion.boxes) > 0, detections=detections,
+                           decided=frame)  # fmt: skip
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).

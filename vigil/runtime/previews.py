@@ -31,6 +31,7 @@ import numpy as np
 
 from vigil import clock
 from vigil.config.models import RedactConfig, VigilConfig
+from vigil.privacy.changes import Decided
 from vigil.record.previews import PreviewBuffer, PreviewSet, save_previews
 from vigil.record.recorder import Recorder
 from vigil.record.segmenter import SegmentInfo
@@ -161,9 +162,14 @@ class PreviewTaker:
         try:
             redact = self._redactor(camera, config, (width, height))
             people = None  # None: the Redactor's own person detector runs on this frame
+            extra: dict[str, Any] = {}
             if _needs_people(config) and self._tracks_people(camera):
                 people = _people(tracks, (width, height))
-            redacted = redact(frame, people=people)
+                # The newest frame, the boxes of the last analysed one: what changed since
+                # (someone coming in) is hidden too (vigil.privacy.changes).
+                if tracks.decided is not None:
+                    extra["decided"] = [Decided(tracks.decided)]
+            redacted = redact(frame, people=people, **extra)
         except Exception as exc:  # fail closed: no preview rather than an unredacted one
             if camera not in self._failed:
                 log.error("%s: previews are not made: redaction failed (%s)", camera, exc)

@@ -18,7 +18,10 @@ Why this split: the main process is GIL-bound in the per-camera Python work (tra
 events; see ``docs/architecture.md``), while ONNX inference releases the GIL and gains from
 one batch across every camera. So whole cameras move to workers and the detector stays
 shared in the main process. Pixels cross the boundary only through the shared-memory slots
-(``vigil.runtime.shm``): a pipe carries a few-dozen-byte layout, never an array. A request
+(``vigil.runtime.shm``): a pipe carries a few-dozen-byte layout, never a frame. (One small
+array does ride with the tracks: ``TrackSnapshot.decided``, the analysed frame's 128x72
+colour thumbnail, ~28 KB pickled, that live video compares its frames with; it is not worth
+a slot of its own.) A request
 slot is safe without locks because its camera's thread waits for the reply before writing
 it again; the preview slot is guarded by a per-camera lock in the main process.
 

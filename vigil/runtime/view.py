@@ -36,7 +36,7 @@ FastAPI (and the store) into every worker. ``vigil.api.runtime`` re-exports them
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -102,24 +102,29 @@ class TrackSnapshot:
     when there is no frame yet; ``width``/``height``: the analysed frame's size in pixels.
     ``detections``: the detector's boxes of that frame (id -1), which hold what no confirmed
     track holds yet (a new track needs ``tracker.min_hits`` detections): people-hiding
-    redaction hides them too (``people``)."""
+    redaction hides them too (``people``). ``decided``: the ``vigil.privacy.changes``
+    thumbnail of the *analysed* frame these boxes come from, made from that frame as
+    ``latest_frame`` would give it (a frame that was not analysed carries the boxes of the
+    last one that was): live video hides what changed since then outside the boxes (None:
+    the runtime gives none, e.g. ``StaticRuntime``)."""
 
     time: float | None = None
     width: int = 0
     height: int = 0
     tracks: tuple[TrackBox, ...] = ()
     detections: tuple[TrackBox, ...] = ()
+    decided: ImageArray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(
         cls, tracked: Detections, class_names: Sequence[str], time: float, size: tuple[int, int],
-        detections: Detections | None = None,
+        detections: Detections | None = None, *, decided: ImageArray | None = None,
     ) -> TrackSnapshot:  # fmt: skip
         """From pixel ``Detections`` of a ``size`` = ``(width, height)`` frame."""
         raw = () if detections is None else _boxes(detections, class_names, size, track=False)
         return cls(time=time, width=size[0], height=size[1],
                    tracks=_boxes(tracked, class_names, size, track=True),
-                   detections=raw)  # fmt: skip
+                   detections=raw, decided=decided)  # fmt: skip
 
     def people(self) -> tuple[TrackBox, ...]:
         """Every box that may be a person: the person tracks and the person detections."""

@@ -38,6 +38,7 @@ from vigil.events.sinks import EventSink
 from vigil.ingest import Backoff, Source, SourceState, SourceStatus, StatusCallback, open_source
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
+from vigil.privacy.changes import thumbnail
 from vigil.record import Recorder
 from vigil.runtime.pipeline import CameraPipeline, FrameResult
 from vigil.runtime.view import CameraStatus, TrackSnapshot
@@ -201,6 +202,7 @@ class CameraWorker:
         self._open_events: set[str] = set()
         self._last_frame: Frame | None = None
         self._last_result: tuple[FrameResult, CameraPipeline] | None = None
+        self._thumb: tuple[Frame, ImageArray] | None = None  # see _decided_thumb
         self._last_frame_wall: float | None = None
         self._decode, self._detect = _Rate(), _Rate()
         self.state = "starting"
@@ -451,8 +453,10 @@ class CameraWorker:
     def latest_frame(self) -> ImageArray | None:
         """The newest frame as BGR, long side at most ``preview_side``; a fresh array."""
         frame = self._last_frame
-        if frame is None:
-            return None
+        return None if frame is None else self._preview(frame)
+
+    def _preview(self, frame: Frame) -> ImageArray:
+        """``frame`` as ``latest_frame`` gives it."""
         scale = min(1.0, self.preview_side / max(frame.width, frame.height))
         size = (max(2, round(frame.width * scale)), max(2, round(frame.height * scale)))
         if size == (frame.width, frame.height):
@@ -467,7 +471,21 @@ class CameraWorker:
         result, pipeline = last
         frame = result.frame
         return TrackSnapshot.of(result.tracked, pipeline.class_names, frame.wall_time,
-                                (frame.width, frame.height), result.detections)  # fmt: skip
+                                (frame.width, frame.height), result.detections,
+                                decided=self._decided_thumb(result.decided))  # fmt: skip
+
+    def _decided_thumb(self, decided: Frame | None) -> ImageArray | None:
+        """The ``vigil.privacy.changes`` thumbnail of the analysed frame behind the newest
+        tracks, made from it as ``latest_frame`` gives frames (so that live video compares
+        like with like); made once per analysed frame, whoever asks."""
+        if decided is None:
+            return None
+        cached = self._thumb
+        if cached is not None and cached[0] is decided:
+            return cached[1]
+        thumb = thumbnail(self._preview(decided))
+        self._thumb = (decided, thumb)  # one reference swap: callers may be many threads
+        return thumb
 
     def counts(self) -> dict[str, Any]:
         """``RuleEngine.counts()`` of the live pipeline; ``{}`` before the first frame."""
