@@ -304,3 +304,19 @@ def test_live_video_hides_a_person_who_comes_in_between_analysed_frames(
     assert len(live) > len(frames)  # the entry was shown at least once
     leaks = frames_with_people(person_detector, live)
     assert not leaks, f"people found in {len(leaks)} of {len(live)} live frames: {leaks[:20]}"
+
+
+def test_live_video_hides_people_while_the_cameras_detection_is_off(
+    api: Api, person_detector: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera whose tracks hold people, with its detection switched off: its worker hands
+    out empty tracks of no analysed frame (``TrackSnapshot()``), which say nothing about who
+    is in the picture. Live video then runs the person detector, as for a motion camera."""
+    frames = people_frames()[::2]
+    assert len(frames_with_people(person_detector, frames)) > len(frames) // 2
+    live = play_with_snapshots(api, monkeypatch, frames, [TrackSnapshot()] * len(frames))
+    assert len(live) > 30
+    leaks = frames_with_people(person_detector, live)
+    assert not leaks, f"people found in {len(leaks)} of {len(live)} live frames: {leaks[:20]}"
+    # The picture is not simply hidden whole: the person detector's boxes are.
+    assert np.mean([float(np.std(image)) for image in live[-10:]]) > 10

@@ -185,6 +185,26 @@ def test_a_preview_of_a_newer_frame_hides_who_came_in_since_the_analysed_one(
     assert black[1] > 0.9, black
 
 
+def test_a_preview_while_detection_is_off_hides_people(face_clip: Path, tmp_path: Path) -> None:
+    """Detection switched off: the camera's tracks come from no analysed frame
+    (``TrackSnapshot()``) and hold nobody; the preview's own person detector looks instead."""
+    from tests.unit.privacy.test_privacy_changes import frame, people
+    from vigil.privacy.redactor import build_person_detector
+
+    settings = config(tmp_path, face_clip).model_dump()
+    settings["redact"] = {"mode": "people", "style": "fill"}
+    settings["detect"] = {"model": "yolox-nano"}
+    detector = build_person_detector(VigilConfig.model_validate(settings).redact)
+    taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path)
+    image = frame(63)
+    (box,) = people(detector, image)[:1]
+    jpeg = taker.render("face", image, TrackSnapshot())
+    assert jpeg is not None
+    shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = (box * PREVIEW_WIDTH / 384).astype(int)
+    assert float((shown[y1:y2, x1:x2].max(axis=2) < 16).mean()) > 0.9
+
+
 def test_a_failed_redaction_makes_no_preview(face_clip: Path, tmp_path: Path) -> None:
     def broken(*_: Any) -> Callable[..., ImageArray]:
         raise RuntimeError("the face model cannot be loaded")

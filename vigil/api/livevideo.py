@@ -471,12 +471,13 @@ class LiveEncoder(LiveStream):
 
     def __init__(
         self, view: VideoView, runtime: RuntimeView, render: Callable[[ImageArray], ImageArray],
-        carried: list[CarriedFaces], fps: float,
+        carried: list[CarriedFaces], fps: float, *, on_stop: Callable[[], None] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(view)
         self.runtime = runtime
         self._render = render
         self._carried = carried
+        self._on_stop = on_stop
         self.fps = fps
         self._thread.start()
 
@@ -484,6 +485,8 @@ class LiveEncoder(LiveStream):
         super().stop()
         for carried in self._carried:
             carried.close()
+        if self._on_stop is not None:
+            self._on_stop()
 
     def _run(self) -> None:
         fragmenter: Fragmenter | None = None
@@ -648,7 +651,8 @@ class LiveVideo:
     face detector; ``face_detector(camera)`` is the real detector of that camera's settings
     (None when its mode needs no faces); ``people(camera)`` whether its mode hides people;
     ``person_detector(camera)`` the person detector to run on its live frames (None when its
-    mode hides no people or its tracks hold them).
+    mode hides no people or its tracks hold them); ``fallback_person(camera)`` the one to run
+    instead of the tracks while they come from no analysed frame (detection switched off).
     """
 
     def __init__(
@@ -656,9 +660,11 @@ class LiveVideo:
         face_detector: FaceSource, needs_people: Callable[[str], bool],
         face_hz: float = FACE_HZ, copy_source: CopySource | None = None,
         person_detector: PersonSource | None = None,
+        fallback_person: PersonSource | None = None,
     ) -> None:  # fmt: skip
         self.runtime = runtime
         self._person_detector = person_detector
+        self._fallback_person = fallback_person
         self._copy_source = copy_source
         self._redactor = redactor
         self._unredacted = unredacted
@@ -730,7 +736,7 @@ class LiveVideo:
                                                           "person")  # fmt: skip
         render = _Redacting(self, view.camera, faces, people)
         carried = [c for c in (faces, people) if c is not None]
-        return LiveEncoder(view, self.runtime, render, carried, fps)
+        return LiveEncoder(view, self.runtime, render, carried, fps, on_stop=render.close)
 
 
 class _Redacting:
@@ -745,6 +751,10 @@ class _Redacting:
         self._faces = faces
         self._people = people
         self._redactor: Redactor | None = None
+        #: The person detector carried while the tracks come from no analysed frame (the
+        #: camera's detection is off): started on the first such frame, ended once tracks
+        #: are back. ``_NO_FALLBACK``: none could be loaded, the whole picture is hidden.
+        self._fallback: CarriedFaces | object | None = None
 
     def __call__(self, frame: ImageArray) -> ImageArray:
         size = (int(frame.shape[1]), int(frame.shape[0]))
@@ -764,6 +774,11 @@ class _Redacting:
                                 np.zeros(len(boxes), np.int64))  # fmt: skip
         elif self._owner._needs_people(self._camera):
             snapshot = self._owner.runtime.latest_tracks(self._camera)
+            if snapshot.time is None:
+                # No analysed frame behind these (empty) tracks: detection is switched off
+                # or not running, so they say nothing about who is in the picture.
+                return self._without_tracks(frame, decided)
+            self.close()
             # The detections too: a person who just came in has no confirmed track yet.
             boxes, ids = _track_boxes(snapshot, size, detections=True)
             people = Detections(boxes, np.ones(len(boxes), np.float32),
@@ -771,6 +786,51 @@ class _Redacting:
             if snapshot.decided is not None:
                 decided.append(Decided(snapshot.decided))
         return self._redactor.process(frame, people=people, decided=decided)
+
+    def _without_tracks(self, frame: ImageArray, decided: list[Decided]) -> ImageArray:
+        """``frame`` redacted with the person detector carried in place of the tracks; the
+        whole picture hidden until its first detection, or for good when it cannot load."""
+        assert self._redactor is not None
+        fallback = self._fallback
+        if fallback is None:
+            fallback = self._fallback = self._start_fallback()
+        height, width = int(frame.shape[0]), int(frame.shape[1])
+        if isinstance(fallback, CarriedFaces):
+            fallback.observe(frame, (np.zeros((0, 4), np.float32), np.zeros(0, np.int64)))
+            if fallback.ready and fallback.failed is None:
+                boxes = fallback.detect(frame)[:, :4]
+                seen = fallback.decided()
+                if seen is not None:
+                    decided = [*decided, seen]
+                people = Detections(boxes, np.ones(len(boxes), np.float32),
+                                    np.zeros(len(boxes), np.int64))  # fmt: skip
+                return self._redactor.process(frame, people=people, decided=decided)
+        whole = np.array([[0, 0, width, height]], np.float32)
+        everything = Detections(whole, np.ones(1, np.float32), np.zeros(1, np.int64))
+        return self._redactor.process(frame, people=everything)
+
+    def _start_fallback(self) -> CarriedFaces | object:
+        source = self._owner._fallback_person
+        try:
+            detector = None if source is None else source(self._camera)
+        except Exception as exc:  # fail closed: the picture stays hidden
+            log.error("%s: live video hides the whole picture while detection is off: no "
+                      "person detector (%s)", self._camera, exc)  # fmt: skip
+            return _NO_FALLBACK
+        if detector is None:
+            return _NO_FALLBACK
+        log.info("%s: detection is off: live video runs the person detector", self._camera)
+        return CarriedFaces(PersonBoxes(detector), self._owner.face_hz, "person")
+
+    def close(self) -> None:
+        """End the fallback person detector, if one runs."""
+        fallback, self._fallback = self._fallback, None
+        if isinstance(fallback, CarriedFaces):
+            fallback.close()
+
+
+#: ``_Redacting._fallback`` when no person detector could be had.
+_NO_FALLBACK = object()
 
 
 def _camera_fps(runtime: RuntimeView, camera: str) -> float:

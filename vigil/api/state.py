@@ -149,6 +149,7 @@ class AppState:
                     face_detector=self.face_detector,
                     needs_people=lambda camera: mode_needs_people(self.redact_config(camera).mode),
                     copy_source=self.copy_source, person_detector=self.live_person_detector,
+                    fallback_person=self.fallback_person_detector,
                 )  # fmt: skip
             return self._video
 
@@ -190,8 +191,17 @@ class AppState:
         """The person detector ``camera``'s live video runs on its frames: when its mode hides
         people and its tracks cannot hold them (``ApiSettings.tracks_people``; the motion
         detector). None otherwise. ``PrivacyError`` when it cannot be loaded (fail closed)."""
+        if self.settings.tracks_people(camera):
+            return None
+        return self.fallback_person_detector(camera)
+
+    def fallback_person_detector(self, camera: str) -> Detector | None:
+        """The person detector of ``camera``'s redaction settings whatever its tracks hold
+        (None when its mode hides no people): what live video runs while the camera's tracks
+        come from no analysed frame (its detection switched off). ``PrivacyError`` when it
+        cannot be loaded."""
         config = self.redact_config(camera)
-        if not mode_needs_people(config.mode) or self.settings.tracks_people(camera):
+        if not mode_needs_people(config.mode):
             return None
         if self.redactor_override is not None:
             found = self.redactor_override(config, (16, 16)).person_detector

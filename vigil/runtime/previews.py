@@ -163,7 +163,9 @@ class PreviewTaker:
             redact = self._redactor(camera, config, (width, height))
             people = None  # None: the Redactor's own person detector runs on this frame
             extra: dict[str, Any] = {}
-            if _needs_people(config) and self._tracks_people(camera):
+            # Tracks from no analysed frame (detection switched off) hold nobody: then the
+            # Redactor's person detector looks, as for a camera whose tracks hold no people.
+            if _needs_people(config) and self._tracks_people(camera) and tracks.time is not None:
                 people = _people(tracks, (width, height))
                 # The newest frame, the boxes of the last analysed one: what changed since
                 # (someone coming in) is hidden too (vigil.privacy.changes).
