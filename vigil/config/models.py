@@ -800,13 +800,13 @@ class VigilConfig(_Model):
     zones: dict[str, ZoneConfig] = Field(
         default_factory=dict,
         description="Zones for `vigil analyze` (and cameras without any), by name. Zone and "
-        f"line names (here and in a camera's `zones`/`lines`) are at most {RULE_NAME_MAX} "
-        "characters: the database keeps counts by rule name.",
+        f"line names (here and in a camera's `zones`/`lines`) are 1 to {RULE_NAME_MAX} "
+        "characters, not blank: the database keeps counts by rule name.",
     )  # fmt: skip
     lines: dict[str, LineConfig] = Field(
         default_factory=dict,
-        description=f"Lines for `vigil analyze` (and cameras without any), by name (at most "
-        f"{RULE_NAME_MAX} characters).",
+        description=f"Lines for `vigil analyze` (and cameras without any), by name (1 to "
+        f"{RULE_NAME_MAX} characters, not blank).",
     )  # fmt: skip
     cameras: dict[str, CameraConfig] = Field(
         default_factory=dict,
@@ -895,11 +895,16 @@ def rule_names_problem(
     camera: str | None, zones: Mapping[str, object], lines: Mapping[str, object]
 ) -> str | None:
     """Why a zone or line name of ``camera`` (None: the top-level rules) cannot be kept, or
-    None: one longer than ``RULE_NAME_MAX`` (the database's rule columns are that wide, so
-    its counts could never be written)."""
+    None: an empty (or blank) one, which names no count, event or MQTT sensor anyone could
+    tell apart, or one longer than ``RULE_NAME_MAX`` (the database's rule columns are that
+    wide, so its counts could never be written)."""
     where = f"camera {camera!r}" if camera is not None else "the top-level rules"
     for kind, names in (("zone", zones), ("line", lines)):
         for name in names:
+            if not name.strip():
+                return (f"{where}: a {kind} has an empty name ({name!r}); give it a name of 1 "
+                        f"to {RULE_NAME_MAX} characters, not only spaces (events, counts and "
+                        f"MQTT sensors are named after it)")  # fmt: skip
             if len(name) > RULE_NAME_MAX:
                 shown = name if len(name) <= 80 else name[:80] + "..."
                 return (f"{where}: {kind} {shown!r} is {len(name)} characters long; "
