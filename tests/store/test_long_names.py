@@ -2,8 +2,8 @@
 (``<camera>-<start>-<track>``) of a 64-character camera is longer than 64 characters and
 must be stored, one by one and in batches; a longer camera name is refused at load. Zone and
 line names likewise: the longest one's counts are stored, a longer one is refused at load
-naming the camera, the rule and the limit, and so is an empty one. And the cameras' switches, kept for the next
-start."""
+naming the camera, the rule and the limit, and so is an empty one. And the cameras'
+switches, kept for the next start."""
 
 from __future__ import annotations
 
