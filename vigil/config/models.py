@@ -11,11 +11,12 @@ import os
 from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vigil.config.alerts import MqttConfig, WebhookConfig
+from vigil.config.merge import merge_camera_defaults
 from vigil.types import Anchor, Direction
 
 #: The longest camera name: the width of the store's ``camera`` columns (an event id,
@@ -820,6 +821,12 @@ class VigilConfig(_Model):
         "(WAL) at <data_dir>/vigil.db.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_camera_defaults(cls, data: Any) -> Any:
+        """The global sections under each camera's own, for a file and for code alike."""
+        return merge_camera_defaults(data) if isinstance(data, Mapping) else data
+
     @model_validator(mode="after")
     def _rule_names(self) -> VigilConfig:
         problem = rule_names_problem(None, self.zones, self.lines)
@@ -864,16 +871,13 @@ class VigilConfig(_Model):
         ``redact`` fields over it (the global one for a camera not configured, e.g. old
         recordings of a removed camera).
 
-        ``load_config`` already deep-merges files; this also merges a configuration built in
-        code (``model_validate``), where a camera that sets only ``mode`` would otherwise drop
-        the global masks. A camera's ``masks`` list replaces the global one (lists are not
-        merged): polygons are fractions of one camera's view.
+        The camera's section was merged over the global one at validation
+        (``vigil.config.merge``), whether the configuration came from a file or from code. A
+        camera's ``masks`` list replaces the global one (lists are not merged): polygons are
+        fractions of one camera's view.
         """
         cam = self.cameras.get(camera)
-        if cam is None or cam.redact is None:
-            return self.redact
-        own = cam.redact.model_dump(exclude_unset=True)
-        return RedactConfig.model_validate({**self.redact.model_dump(), **own})
+        return self.redact if cam is None or cam.redact is None else cam.redact
 
     def for_source(self, url: str, name: str = "camera") -> ResolvedCamera:
         """An ad-hoc camera for `vigil analyze`: the global sections plus top-level rules."""
