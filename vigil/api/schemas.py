@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.api.runtime import TrackBox
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
@@ -344,15 +345,25 @@ class TrackOut(BaseModel):
     score: float
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in 0..1.")
 
+    @classmethod
+    def of(cls, box: TrackBox) -> TrackOut:
+        return cls(id=box.id, label=box.label, score=box.score, box=box.box)
+
 
 class OverlayOut(BaseModel):
     """What the live view draws: the tracks of the newest analysed frame (``time`` its UNIX
-    time, None before the first), the rules in force and the live ``RuleEngine.counts()``."""
+    time, None before the first), the rules in force and the live ``RuleEngine.counts()``.
+    No box mostly under a static privacy mask is listed (``vigil.api.overlay``)."""
 
     time: float | None
     width: int
     height: int
     tracks: list[TrackOut]
+    people: list[TrackOut] = Field(
+        default_factory=list,
+        description="Person detections of the same frame that redaction hides although no "
+        "track holds them yet (a person just come in; people modes only), id -1.",
+    )
     zones: dict[str, ZoneConfig]
     lines: dict[str, LineConfig]
     counts: dict[str, Any]
