@@ -45,9 +45,10 @@ class Health(BaseModel):
     recording_failed: int = Field(description="How many cameras cannot record now.")
     segments_unindexed: int = Field(
         0,
-        description="Finished segments the database never took since the start (given up "
-        "after repeated failures), all cameras together: their files stay on disk, unknown to "
-        "retention; the log names them.",
+        description="Finished segments on disk the database did not take (given up after "
+        "repeated failures) and not indexed yet, all cameras together: unknown to retention "
+        "until a sweep (at start and at each retention pass) indexes them; the log names "
+        "them.",
     )
 
 
