@@ -90,6 +90,20 @@ def test_a_rule_name_over_the_limit_is_refused_by_the_api(api: Api) -> None:
     assert list(api.runtime.rules("front")[1]) == [longest]
 
 
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_rule_name_is_refused_by_the_api(api: Api, name: str) -> None:
+    admin = api.login("root", Role.ADMIN)
+    reply = admin.put("/api/config/cameras/front/rules", json={"zones": {name: ZONE}})
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid"
+    assert f"camera 'front': a zone has an empty name ({name!r})" in error["message"]
+    assert "give it a name of 1 to" in error["message"]
+    assert api.runtime.rules("front") == ({}, {}), "nothing applied"
+    with api.db.session() as session:
+        assert AuditRepo(session).records(action="rules.update") == []
+
+
 def test_switches_through_the_api_are_role_checked_and_audited(api: Api) -> None:
     viewer = api.login("val", Role.VIEWER)
     operator = api.login("opal", Role.OPERATOR)

@@ -3,6 +3,7 @@ renders, overlay JSON. Redaction is the real CenterFace, checked with YuNet."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from tests.api.test_http_server import _serve
 from vigil.api.live import LiveFrames, LiveView
 from vigil.api.runtime import CameraStatus, TrackBox, TrackSnapshot
 from vigil.api.state import AppState
-from vigil.config.models import LineConfig, ZoneConfig
+from vigil.config.models import LineConfig, RedactConfig, ZoneConfig
 from vigil.store import AuditRepo, Role
 from vigil.types import ImageArray
 
@@ -278,7 +279,8 @@ def overlay_runtime(api: Api) -> None:
 
 
 def test_renders_are_shared_between_viewers_and_frames(api: Api) -> None:
-    frames = LiveFrames(api.runtime, state_of(api).redactor, state_of(api).unredacted)
+    state = state_of(api)
+    frames = LiveFrames(api.runtime, state.redactor, state.unredacted, boxes=state.overlay_boxes)
     view = LiveView("front", 960, overlay=False, redacted=True)
     api.runtime.set_frame("front", np.full((64, 96, 3), 127, np.uint8), time=T0)
     first = frames.jpeg(view, T0)
@@ -301,7 +303,8 @@ def test_overlay_is_drawn_after_redaction(api: Api) -> None:
     overlay_runtime(api)
     frame = np.full((64, 96, 3), 127, np.uint8)
     api.runtime.set_frame("front", frame, time=T0)
-    frames = LiveFrames(api.runtime, state_of(api).redactor, state_of(api).unredacted)
+    state = state_of(api)
+    frames = LiveFrames(api.runtime, state.redactor, state.unredacted, boxes=state.overlay_boxes)
     plain = frames.jpeg(LiveView("front", 960, overlay=False, redacted=True), T0)
     drawn = frames.jpeg(LiveView("front", 960, overlay=True, redacted=True), T0)
     assert plain is not None
@@ -316,8 +319,8 @@ def test_overlay_is_drawn_after_redaction(api: Api) -> None:
 def test_overlay_json(api: Api) -> None:
     viewer = api.login("val", Role.VIEWER)
     empty = viewer.get("/api/cameras/front/overlay").json()
-    assert empty == {"time": None, "width": 0, "height": 0, "tracks": [], "zones": {},
-                     "lines": {}, "counts": {}}  # fmt: skip
+    assert empty == {"time": None, "width": 0, "height": 0, "tracks": [], "people": [],
+                     "zones": {}, "lines": {}, "counts": {}}  # fmt: skip
     overlay_runtime(api)
     body = viewer.get("/api/cameras/front/overlay").json()
     assert (body["time"], body["width"], body["height"]) == (T0, 96, 64)
@@ -325,8 +328,64 @@ def test_overlay_json(api: Api) -> None:
         {"id": 3, "label": "person", "score": 0.9, "box": [0.25, 0.25, 0.75, 0.75]},
         {"id": 5, "label": "car", "score": 0.6, "box": [0.0, 0.0, 0.2, 0.3]},
     ]
+    assert body["people"] == [], "faces mode: raw detections are neither hidden nor shown"
     assert body["zones"]["door"]["polygon"] == [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]
     assert body["lines"]["gate"]["points"] == [[0.0, 0.8], [1.0, 0.8]]
     assert body["counts"]["lines"]["gate"]["total"] == {"a_to_b": 2, "b_to_a": 1}
     with api.db.session() as session:
         assert AuditRepo(session).records(actor="val") == [], "overlay holds no pixels"
+
+
+#: The right half of the picture, masked: nothing there may show, overlay included.
+RIGHT_HALF = [(0.5, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 1.0)]
+NEWCOMER = (0.1, 0.65, 0.3, 0.95)
+
+
+def privacy_runtime(api: Api, mode: str) -> None:
+    """``front`` in ``mode`` with the right half masked; its tracks hold its people. The
+    analysed frame has a person track on the left and a car track under the mask; among its
+    raw detections the track's own person, a newcomer no track holds yet, a person and a car
+    under the mask."""
+    state = state_of(api)
+    redact = RedactConfig.model_validate({"mode": mode, "masks": [RIGHT_HALF]})
+    state.settings = dataclasses.replace(state.settings, camera_redact={"front": redact},
+                                         camera_tracks_people={"front": True})  # fmt: skip
+    api.runtime.set_tracks("front", TrackSnapshot(T0, 96, 64, tracks=(
+        TrackBox(3, "person", 0.9, (0.05, 0.1, 0.3, 0.6)),
+        TrackBox(5, "car", 0.6, (0.6, 0.2, 0.95, 0.5)),
+    ), detections=(
+        TrackBox(-1, "person", 0.88, (0.06, 0.1, 0.31, 0.62)),
+        TrackBox(-1, "person", 0.7, NEWCOMER),
+        TrackBox(-1, "person", 0.8, (0.7, 0.6, 0.9, 0.95)),
+        TrackBox(-1, "car", 0.6, (0.61, 0.2, 0.95, 0.5)),
+    )))  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "people"), [
+    ("people", [{"id": -1, "label": "person", "score": 0.7, "box": list(NEWCOMER)}]),
+    ("faces+people", [{"id": -1, "label": "person", "score": 0.7, "box": list(NEWCOMER)}]),
+    ("faces", []),
+])  # fmt: skip
+def test_overlay_json_shows_what_redaction_hides_and_nothing_under_a_mask(
+    api: Api, mode: str, people: list[dict[str, object]]
+) -> None:
+    privacy_runtime(api, mode)
+    body = api.login("val", Role.VIEWER).get("/api/cameras/front/overlay").json()
+    assert body["tracks"] == [
+        {"id": 3, "label": "person", "score": 0.9, "box": [0.05, 0.1, 0.3, 0.6]},
+    ], "the car under the mask is not shown"
+    assert body["people"] == people, "the newcomer is blurred without a track: it is listed"
+
+
+def test_mjpeg_overlay_draws_the_newcomer_and_nothing_under_the_mask(api: Api) -> None:
+    privacy_runtime(api, "faces+people")
+    state = state_of(api)
+    plain = state.live.jpeg(LiveView("front", 960, overlay=False, redacted=True), T0)
+    drawn = state.live.jpeg(LiveView("front", 960, overlay=True, redacted=True), T0)
+    assert plain is not None
+    assert drawn is not None
+    a, b = _decode(plain).astype(int), _decode(drawn).astype(int)
+    assert a[8:56, 60:90].max() < 16, "the mask blacks the right half out"
+    changed = np.abs(a - b).max(axis=2) > 40
+    assert changed[45:60, 9:12].any(), "the newcomer's left edge (x = 0.1 * 96) is drawn"
+    assert not changed[16:30, 88:94].any(), "the masked car's right edge is not drawn"

@@ -98,7 +98,7 @@ def test_segments_given_up_are_counted_in_metrics_and_health(api: Api) -> None:
     assert reply.status_code == 200
     families = _families(reply.text)
     assert families["vigil_camera_segments_unindexed"] == (
-        "counter",
+        "gauge",  # it goes down once a sweep indexes them
         {(("camera", "front"),): 3.0, (("camera", "back"),): 0.0},
     )
     assert promtool_complaints(reply.content) == ""

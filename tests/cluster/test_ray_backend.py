@@ -78,6 +78,8 @@ def running(
         head = Collector()
         supervisor = Supervisor(config, db=db, sinks=(head,), backoff=fast_backoff,
                                 stall_timeout=5.0, cluster_backend=RayBackend)  # fmt: skip
+        for node in cluster.nodes.values():  # UNINDEXED_CAMERA may land on either node
+            _given_up_segment(root / "clip.mp4", node.data_dir)
         supervisor.start()
         try:
             wait_for(lambda: all(s.online for s in supervisor.cameras()), 240,
@@ -87,6 +89,56 @@ def running(
             supervisor.stop()
             db.close()
             ray.shutdown()
+
+
+UNINDEXED_CAMERA = "cam1"
+
+
+def _given_up_segment(clip: Path, data_dir: Path) -> None:
+    """A segment of ``UNINDEXED_CAMERA`` left in ``data_dir`` by a run whose database was
+    down: its file and its journal entry, no row."""
+    from vigil.errors import StorageError
+    from vigil.record.segmenter import Segmenter
+
+    if not clip.exists():
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "testsrc=size=160x120:rate=10", "-t", "3", "-c:v", "libx264",
+                        "-g", "10", str(clip)], check=True)  # fmt: skip
+
+    def down(_info: Any) -> None:
+        raise StorageError("cannot reach the database server")
+
+    import av
+
+    segmenter = Segmenter(UNINDEXED_CAMERA, data_dir, on_segment=down,
+                          clock=lambda: 1_700_000_000.0)  # fmt: skip
+    with av.open(str(clip)) as inp:
+        video = inp.streams.video[0]
+        segmenter.set_streams(video, None)
+        for packet in inp.demux(video):
+            segmenter.write(packet)
+    segmenter.finish_segment()  # reported once, journaled; then the run stops
+    assert segmenter.journal.path.is_file()
+
+
+def test_a_segment_an_earlier_run_left_unindexed_is_indexed_with_its_node(
+    running: Running,
+) -> None:
+    """The camera actor reads its camera's journal on its node at start: the row gets the
+    node's name, and the file stays where it lies."""
+    node = _node_of(running, UNINDEXED_CAMERA)
+    data = running.cluster.nodes[node].data_dir
+    (left,) = (data / "recordings" / UNINDEXED_CAMERA / "2023-11-14").rglob("*.mp4")
+    path = left.relative_to(data).as_posix()
+
+    def row() -> Any:
+        with running.db.session() as session:
+            return next((r for r in SegmentRepo(session).list(UNINDEXED_CAMERA)
+                         if r.path == path), None)  # fmt: skip
+
+    wait_for(lambda: row() is not None, 60, "the left segment was not indexed")
+    assert row().node == node
+    assert not (data / "recordings" / UNINDEXED_CAMERA / ".unindexed.jsonl").exists()
 
 
 def test_cameras_are_spread_over_the_nodes_by_capacity(running: Running) -> None:

@@ -18,7 +18,7 @@ pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
 from tests.runtime.test_supervisor import fast_backoff, wait_for
 from vigil.commands.serve import check_cluster, with_cluster
-from vigil.config.loader import merge_camera_defaults, parse_config
+from vigil.config.loader import parse_config
 from vigil.config.models import VigilConfig
 from vigil.detect.onnx import OnnxDetector
 from vigil.errors import ConfigError
@@ -31,12 +31,12 @@ SCENE = "synthetic://?width=320&height=180&fps=5&duration=60"
 
 def config_of(tmp: Path, cameras: dict[str, Any]) -> VigilConfig:
     """The global model is the registry's YOLOX-nano (resolved from the shared folder); the
-    global sections are merged into the cameras' as the loader does."""
-    return VigilConfig.model_validate(merge_camera_defaults({
+    global sections are merged into the cameras' (by ``VigilConfig`` itself)."""
+    return VigilConfig.model_validate({
         "detect": {"model": "yolox-nano", "fps": 5, "threads": 1},
         "data_dir": str(tmp / "data"),
         "cameras": {name: {"sources": [{"url": SCENE}], **cam} for name, cam in cameras.items()},
-    }))  # fmt: skip
+    })  # fmt: skip
 
 
 @pytest.fixture

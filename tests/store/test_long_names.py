@@ -2,8 +2,8 @@
 (``<camera>-<start>-<track>``) of a 64-character camera is longer than 64 characters and
 must be stored, one by one and in batches; a longer camera name is refused at load. Zone and
 line names likewise: the longest one's counts are stored, a longer one is refused at load
-naming the camera, the rule and the limit. And the cameras' switches, kept for the next
-start."""
+naming the camera, the rule and the limit, and so is an empty one. And the cameras'
+switches, kept for the next start."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 
 from vigil.config.loader import parse_config
-from vigil.config.models import CAMERA_NAME_MAX, RULE_NAME_MAX
+from vigil.config.models import CAMERA_NAME_MAX, RULE_NAME_MAX, VigilConfig
 from vigil.errors import ConfigError
 from vigil.events.lifecycle import event_id
 from vigil.store import CameraRepo, Database, EventFilter, EventRepo
@@ -115,6 +115,28 @@ def test_a_rule_name_over_the_limit_is_refused_at_load(
     longest = "n" * RULE_NAME_MAX
     ok = parse_config(RULES.format(top=longest, zone=longest, line=longest))
     assert list(ok.camera("door").zones) == [longest]
+
+
+@pytest.mark.parametrize(("where", "kind", "names"), [
+    ("camera 'door'", "zone", {"zone": "''"}),
+    ("camera 'door'", "line", {"line": "'   '"}),
+    ("the top-level rules", "zone", {"top": "''"}),
+])  # fmt: skip
+def test_an_empty_rule_name_is_refused_at_load(
+    where: str, kind: str, names: dict[str, str]
+) -> None:
+    text = RULES.format(**{"top": "all", "zone": "porch", "line": "gate", **names})
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="cameras.yaml")
+    message = str(caught.value)
+    assert f"{where}: a {kind} has an empty name" in message
+    assert f"give it a name of 1 to {RULE_NAME_MAX} characters" in message
+
+
+def test_an_empty_rule_name_is_refused_in_code() -> None:
+    camera = {"sources": [{"url": "synthetic://"}], "lines": {"": {"points": [[0, 0], [1, 1]]}}}
+    with pytest.raises(ValueError, match="camera 'door': a line has an empty name"):
+        VigilConfig.model_validate({"cameras": {"door": camera}})
 
 
 def test_switches_are_kept(db: Database) -> None:

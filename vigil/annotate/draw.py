@@ -13,10 +13,14 @@ from vigil.types import Detections, ImageArray
 _ZONE = (0, 200, 255)
 _LINE = (255, 80, 255)
 _TEXT = (255, 255, 255)
+#: A box no track holds yet (id -1): one colour for all of them (red).
+_UNTRACKED = (40, 40, 255)
 
 
 def _colour(track_id: int) -> tuple[int, int, int]:
     # A fixed pseudo-random colour per id, so one object keeps its colour across frames.
+    if track_id < 0:
+        return _UNTRACKED
     rng = np.random.default_rng(track_id * 7919 + 17)
     b, g, r = (int(c) for c in rng.integers(64, 256, 3))
     return b, g, r
@@ -62,7 +66,8 @@ class Annotator:
             colour = _colour(int(tid))
             cv2.rectangle(out, (x1, y1), (x2, y2), colour, self._thick)
             label = self._names[int(cls)] if 0 <= int(cls) < len(self._names) else str(cls)
-            self._label(out, f"#{int(tid)} {label} {float(conf):.2f}", (x1, y1), colour)
+            ident = f"#{int(tid)} " if tid >= 0 else ""  # -1: a detection no track holds
+            self._label(out, f"{ident}{label} {float(conf):.2f}", (x1, y1), colour)
         return out
 
     def _draw_rules(self, out: ImageArray, counts: Mapping[str, tuple[int, int]]) -> None:

@@ -14,7 +14,8 @@ own size, before scaling (small faces are still found), with one stream ``Redact
 (built from that camera's redaction settings) so its temporal hold covers a face the detector
 misses for a frame or two. An unredacted view still gets the camera's static masks. The
 overlay is drawn after redaction, on the scaled image, so its text stays legible and is never
-blurred.
+blurred; its boxes are those of ``vigil.api.overlay`` (none under a static mask, and the
+person detections that redaction hides without a track), as in the overlay JSON.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import numpy as np
 
 from vigil.annotate import Annotator
 from vigil.api.media import encode_jpeg
-from vigil.api.runtime import RuntimeView, TrackSnapshot
+from vigil.api.overlay import OverlayBoxes
+from vigil.api.runtime import RuntimeView, TrackBox, TrackSnapshot
 from vigil.privacy import Redactor
 from vigil.types import Detections, ImageArray
 
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 RedactorFactory = Callable[[str, tuple[int, int]], Redactor]
 #: ``(camera, image)`` → the image as granted unredacted output shows it (static masks on).
 Unredacted = Callable[[str, ImageArray], ImageArray]
+#: ``(camera, snapshot)`` → the boxes its overlay shows (``AppState.overlay_boxes``).
+BoxesOf = Callable[[str, TrackSnapshot], OverlayBoxes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,9 +144,11 @@ class LiveFrames:
     """Shared, cached live renders (see the module docstring); thread-safe."""
 
     def __init__(
-        self, runtime: RuntimeView, redactor: RedactorFactory, unredacted: Unredacted
-    ) -> None:
+        self, runtime: RuntimeView, redactor: RedactorFactory, unredacted: Unredacted, *,
+        boxes: BoxesOf,
+    ) -> None:  # fmt: skip
         self.runtime = runtime
+        self._boxes = boxes
         self._redactor_factory = redactor
         self._unredacted = unredacted
         self._locks: dict[str, threading.Lock] = {}
@@ -208,8 +214,8 @@ class LiveFrames:
         except KeyError:
             return image
         size = (int(image.shape[1]), int(image.shape[0]))
-        snapshot = self.runtime.latest_tracks(camera)
-        names, tracked = _detections(snapshot, size)
+        shown = self._boxes(camera, self.runtime.latest_tracks(camera))
+        names, tracked = _detections(shown.tracks + shown.people, size)
         annotator = Annotator(size, names, zones, lines)
         return annotator.draw(image, tracked, _line_totals(counts))
 
@@ -222,14 +228,15 @@ def _scale(image: ImageArray, width: int) -> ImageArray:
     return np.ascontiguousarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
 
 
-def _detections(snapshot: TrackSnapshot, size: tuple[int, int]) -> tuple[list[str], Detections]:
-    """``TrackSnapshot`` (normalised) as pixel ``Detections`` of a ``size`` image, with the
-    class names the class ids index."""
-    names = sorted({t.label for t in snapshot.tracks})
-    if not snapshot.tracks:
+def _detections(
+    tracks: tuple[TrackBox, ...], size: tuple[int, int]
+) -> tuple[list[str], Detections]:
+    """Normalised boxes as pixel ``Detections`` of a ``size`` image, with the class names the
+    class ids index (an untracked box keeps its id -1)."""
+    names = sorted({t.label for t in tracks})
+    if not tracks:
         return names, Detections.empty()
     scale = np.array([size[0], size[1], size[0], size[1]], np.float32)
-    tracks = snapshot.tracks
     return names, Detections(
         np.array([t.box for t in tracks], np.float32) * scale,
         np.array([t.score for t in tracks], np.float32),

@@ -217,10 +217,12 @@ def _camera_families(statuses: list[CameraStatus]) -> Iterator[Metric]:
         if status.recording is not None:
             failing.add_metric([status.name], 1.0 if status.recording == "failed" else 0.0)
     yield failing
-    unindexed = CounterMetricFamily(
-        "vigil_camera_segments_unindexed", "finished segments the database never took (given "
-        "up after repeated failures): their files stay on disk, unknown to retention and the "
-        "API; absent for cameras that are not recorded", labels=["camera"],
+    # A gauge, not a counter: it goes down as the journal's sweep indexes them.
+    unindexed = GaugeMetricFamily(
+        "vigil_camera_segments_unindexed", "finished segments on disk that the database did "
+        "not take (given up after repeated failures) and that are not indexed yet: unknown "
+        "to retention and the API until the next sweep indexes them (at start and at each "
+        "retention pass); absent for cameras that are not recorded", labels=["camera"],
     )  # fmt: skip
     for status in statuses:
         if status.recording is not None:

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vigil.api.runtime import TrackBox
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import LineConfig, ZoneConfig
 from vigil.events.schema import EventPayload
@@ -44,9 +45,10 @@ class Health(BaseModel):
     recording_failed: int = Field(description="How many cameras cannot record now.")
     segments_unindexed: int = Field(
         0,
-        description="Finished segments the database never took since the start (given up "
-        "after repeated failures), all cameras together: their files stay on disk, unknown to "
-        "retention; the log names them.",
+        description="Finished segments on disk the database did not take (given up after "
+        "repeated failures) and not indexed yet, all cameras together: unknown to retention "
+        "until a sweep (at start and at each retention pass) indexes them; the log names "
+        "them.",
     )
 
 
@@ -344,15 +346,25 @@ class TrackOut(BaseModel):
     score: float
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in 0..1.")
 
+    @classmethod
+    def of(cls, box: TrackBox) -> TrackOut:
+        return cls(id=box.id, label=box.label, score=box.score, box=box.box)
+
 
 class OverlayOut(BaseModel):
     """What the live view draws: the tracks of the newest analysed frame (``time`` its UNIX
-    time, None before the first), the rules in force and the live ``RuleEngine.counts()``."""
+    time, None before the first), the rules in force and the live ``RuleEngine.counts()``.
+    No box mostly under a static privacy mask is listed (``vigil.api.overlay``)."""
 
     time: float | None
     width: int
     height: int
     tracks: list[TrackOut]
+    people: list[TrackOut] = Field(
+        default_factory=list,
+        description="Person detections of the same frame that redaction hides although no "
+        "track holds them yet (a person just come in; people modes only), id -1.",
+    )
     zones: dict[str, ZoneConfig]
     lines: dict[str, LineConfig]
     counts: dict[str, Any]

@@ -26,7 +26,8 @@ from vigil.api.jobs import JobLimits, JobRunner
 from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
 from vigil.api.media import LocalMedia, MediaResolver
-from vigil.api.runtime import PacketTaps, RuntimeView
+from vigil.api.overlay import OverlayBoxes, overlay_boxes
+from vigil.api.runtime import PacketTaps, RuntimeView, TrackSnapshot
 from vigil.api.settings import ApiSettings
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import RedactConfig
@@ -136,7 +137,8 @@ class AppState:
         """Shared renders of the cameras' live frames (one redaction per frame)."""
         with self._lock:
             if self._frames is None:
-                self._frames = LiveFrames(self.runtime, self.redactor, self.unredacted)
+                self._frames = LiveFrames(self.runtime, self.redactor, self.unredacted,
+                                          boxes=self.overlay_boxes)  # fmt: skip
             return self._frames
 
     @property
@@ -263,6 +265,13 @@ class AppState:
             return None
         hints = ((box[0], box[1], box[2], box[3]),) if box is not None and len(box) == 4 else ()
         return FaceSearch(every, hints)
+
+    def overlay_boxes(self, camera: str, snapshot: TrackSnapshot) -> OverlayBoxes:
+        """The boxes of ``snapshot`` that ``camera``'s live overlay shows: none under its
+        static masks, and the person detections its redaction hides too
+        (``vigil.api.overlay``)."""
+        return overlay_boxes(snapshot, self.redact_config(camera),
+                             self.settings.tracks_people(camera))  # fmt: skip
 
     def redact_config(self, camera: str) -> RedactConfig:
         """The redaction in force for ``camera`` (its own settings over the global ones)."""

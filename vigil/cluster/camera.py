@@ -272,6 +272,8 @@ class CameraActor:
             backoff=spec.backoff or Backoff, stall_timeout=spec.stall_timeout,
         ) if spec.recording else None  # fmt: skip
         self.recorder = recorder
+        if recorder is not None and recorder.segmenter.journal.count:
+            self._reindex(recorder)
         segments.motion = recorder.motion if recorder is not None else None
         detector = None if spec.detector is None else NodeDetector(spec.detector)
 
@@ -303,6 +305,22 @@ class CameraActor:
                                          self.root)  # fmt: skip
             segments.previews = self.previews.save
         return _Running(worker, recorder, store=store, segments=segments)
+
+    def _reindex(self, recorder: Recorder) -> None:
+        """The segments this camera's recorder gave up on in an earlier run (its journal),
+        indexed with this node's name before it records again; a failure is logged, and the
+        journal keeps them for the next start."""
+        from vigil.runtime.serve import reindex_with
+        from vigil.store import Database
+
+        try:
+            db = Database(self.spec.database_url)
+            try:
+                reindex_with(db, self.root, recorder.segmenter.journal, recorder, node=self.node)
+            finally:
+                db.close()
+        except Exception:
+            log.exception("%s: unindexed segments were not indexed", self.name)
 
     # -- what the head calls --------------------------------------------------------------------
 

@@ -2,13 +2,12 @@
 
 Errors name the file, the line, the key path and what is allowed, because a typo in a zone
 name at 3 a.m. should not need a debugger. Global sections are deep-merged into each camera
-*before* validation, so a camera that sets only ``detect: {fps: 2}`` keeps every other global
-detect setting.
+*before* validation (``vigil.config.merge``, run by ``VigilConfig`` itself), so a camera that
+sets only ``detect: {fps: 2}`` keeps every other global detect setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,6 @@ from pydantic import ValidationError
 
 from vigil.config.models import VigilConfig, model_is_path
 from vigil.errors import ConfigError
-
-_MERGED_SECTIONS = ("detect", "motion", "tracker", "events", "redact")
 
 
 def load_config(path: str | Path | None) -> VigilConfig:
@@ -47,9 +44,10 @@ def parse_config(text: str, source: str = "<config>") -> VigilConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the top level must be a mapping of sections")
-    merged = merge_camera_defaults(data)
     try:
-        config = VigilConfig.model_validate(merged)
+        # The global sections are merged into the cameras' by ``VigilConfig`` itself
+        # (``vigil.config.merge``), as for a configuration built in code.
+        config = VigilConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, root, source)) from exc
     check_model_files(config, root, source)
@@ -82,42 +80,6 @@ def check_model_files(
     if problems:
         raise ConfigError(f"{source}: invalid configuration ({len(problems)} problem(s)):\n"
                           + "\n".join(problems))  # fmt: skip
-
-
-def merge_camera_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge the global sections into each camera's raw mapping."""
-    out = dict(data)
-    cameras = data.get("cameras")
-    if not isinstance(cameras, dict):
-        return out
-    merged_cams: dict[str, Any] = {}
-    for name, raw in cameras.items():
-        if not isinstance(raw, dict):
-            merged_cams[name] = raw
-            continue
-        cam = dict(raw)
-        for section in _MERGED_SECTIONS:
-            base = data.get(section)
-            if isinstance(base, dict):
-                own = cam.get(section)
-                cam[section] = (
-                    _deep_merge(base, own)
-                    if isinstance(own, dict)
-                    else (own if section in cam else base)
-                )
-        merged_cams[name] = cam
-    out["cameras"] = merged_cams
-    return out
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _describe(exc: ValidationError, root: yaml.Node | None, source: str) -> str:

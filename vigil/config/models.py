@@ -11,11 +11,12 @@ import os
 from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vigil.config.alerts import MqttConfig, WebhookConfig
+from vigil.config.merge import merge_camera_defaults
 from vigil.types import Anchor, Direction
 
 #: The longest camera name: the width of the store's ``camera`` columns (an event id,
@@ -800,13 +801,13 @@ class VigilConfig(_Model):
     zones: dict[str, ZoneConfig] = Field(
         default_factory=dict,
         description="Zones for `vigil analyze` (and cameras without any), by name. Zone and "
-        f"line names (here and in a camera's `zones`/`lines`) are at most {RULE_NAME_MAX} "
-        "characters: the database keeps counts by rule name.",
+        f"line names (here and in a camera's `zones`/`lines`) are 1 to {RULE_NAME_MAX} "
+        "characters, not blank: the database keeps counts by rule name.",
     )  # fmt: skip
     lines: dict[str, LineConfig] = Field(
         default_factory=dict,
-        description=f"Lines for `vigil analyze` (and cameras without any), by name (at most "
-        f"{RULE_NAME_MAX} characters).",
+        description=f"Lines for `vigil analyze` (and cameras without any), by name (1 to "
+        f"{RULE_NAME_MAX} characters, not blank).",
     )  # fmt: skip
     cameras: dict[str, CameraConfig] = Field(
         default_factory=dict,
@@ -819,6 +820,12 @@ class VigilConfig(_Model):
         description="sqlite:///path or postgresql://user:pass@host/db; default is SQLite "
         "(WAL) at <data_dir>/vigil.db.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_camera_defaults(cls, data: Any) -> Any:
+        """The global sections under each camera's own, for a file and for code alike."""
+        return merge_camera_defaults(data) if isinstance(data, Mapping) else data
 
     @model_validator(mode="after")
     def _rule_names(self) -> VigilConfig:
@@ -864,16 +871,13 @@ class VigilConfig(_Model):
         ``redact`` fields over it (the global one for a camera not configured, e.g. old
         recordings of a removed camera).
 
-        ``load_config`` already deep-merges files; this also merges a configuration built in
-        code (``model_validate``), where a camera that sets only ``mode`` would otherwise drop
-        the global masks. A camera's ``masks`` list replaces the global one (lists are not
-        merged): polygons are fractions of one camera's view.
+        The camera's section was merged over the global one at validation
+        (``vigil.config.merge``), whether the configuration came from a file or from code. A
+        camera's ``masks`` list replaces the global one (lists are not merged): polygons are
+        fractions of one camera's view.
         """
         cam = self.cameras.get(camera)
-        if cam is None or cam.redact is None:
-            return self.redact
-        own = cam.redact.model_dump(exclude_unset=True)
-        return RedactConfig.model_validate({**self.redact.model_dump(), **own})
+        return self.redact if cam is None or cam.redact is None else cam.redact
 
     def for_source(self, url: str, name: str = "camera") -> ResolvedCamera:
         """An ad-hoc camera for `vigil analyze`: the global sections plus top-level rules."""
@@ -895,11 +899,16 @@ def rule_names_problem(
     camera: str | None, zones: Mapping[str, object], lines: Mapping[str, object]
 ) -> str | None:
     """Why a zone or line name of ``camera`` (None: the top-level rules) cannot be kept, or
-    None: one longer than ``RULE_NAME_MAX`` (the database's rule columns are that wide, so
-    its counts could never be written)."""
+    None: an empty (or blank) one, which names no count, event or MQTT sensor anyone could
+    tell apart, or one longer than ``RULE_NAME_MAX`` (the database's rule columns are that
+    wide, so its counts could never be written)."""
     where = f"camera {camera!r}" if camera is not None else "the top-level rules"
     for kind, names in (("zone", zones), ("line", lines)):
         for name in names:
+            if not name.strip():
+                return (f"{where}: a {kind} has an empty name ({name!r}); give it a name of 1 "
+                        f"to {RULE_NAME_MAX} characters, not only spaces (events, counts and "
+                        f"MQTT sensors are named after it)")  # fmt: skip
             if len(name) > RULE_NAME_MAX:
                 shown = name if len(name) <= 80 else name[:80] + "..."
                 return (f"{where}: {kind} {shown!r} is {len(name)} characters long; "

@@ -65,7 +65,8 @@ the line and the keys allowed there.
   one configuration survives a change of stream resolution.
 - Top-level `detect`, `motion`, `tracker`, `events` and `redact` are defaults for every camera;
   a camera's own section is deep-merged over them (a camera that sets only `detect: {fps: 2}`
-  keeps every other global detect setting).
+  keeps every other global detect setting), for a file and for a configuration built in code
+  (`VigilConfig.model_validate`) alike.
 - Top-level `zones` and `lines` are the rules of `vigil analyze` and of cameras without any.
 - Lines are directed: from `points[0]` (the A end) to `points[1]` (the B end). Side A is on
   the left when looking from A to B on the screen, side B on the right. A crossing from side A

@@ -54,7 +54,7 @@ def _hidden_files(root: Path, suffix: str) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _playable_span(path: Path) -> tuple[float, bool] | None:
+def playable_span(path: Path) -> tuple[float, bool] | None:
     """``(seconds, has_audio)`` of an MP4 whose every packet reads, else None."""
     try:
         with av.open(str(path)) as container:
@@ -81,7 +81,7 @@ def recover_partial(partial: Path) -> SegmentInfo | None:
     target = final_path(partial)
     if target.exists():
         return None  # the segment was completed under its name: this copy is a leftover
-    span = _playable_span(partial)
+    span = playable_span(partial)
     if span is None:
         return None
     camera, start = parse_segment_path(target)

@@ -189,10 +189,17 @@ class Segmenter:
         on_segment: Callable[[SegmentInfo], None] | None = None,
         clock: Callable[[], float] = clock.now,
     ) -> None:
+        # Here, not at the top: the journal's sweep reads files as recovery does, and
+        # recovery needs this module's names.
+        from vigil.record.unindexed import UnindexedJournal
+
         if segment_seconds <= 0 or pre_roll < 0:
             raise ValueError("segment_seconds must be > 0 and pre_roll >= 0 seconds")
         self.camera = check_camera_id(camera_id)
         self.recordings = root / "recordings"
+        #: The segments whose report failed, on disk (``vigil.record.unindexed``): a restart
+        #: keeps them, and ``reindex`` takes those given up on.
+        self.journal = UnindexedJournal(self.recordings / self.camera)
         self.segment_seconds = segment_seconds
         self.pre_roll = pre_roll
         self.on_segment = on_segment
@@ -213,10 +220,6 @@ class Segmenter:
         #: Why the last report failed while some are unreported (None when all were).
         self.report_error: str | None = None
         self._report_failures: dict[Path, int] = {}
-        #: Finished segments given up on after ``MAX_REPORT_ATTEMPTS`` failed reports since
-        #: start: their files stay on disk, unknown to the store, hence to retention and the
-        #: API (``vigil_camera_segments_unindexed_total``).
-        self.given_up = 0
         self._parameters: bytes | None = None  # SPS (and VPS) of the last video keyframe
 
     # -- input ------------------------------------------------------------------------------
@@ -299,6 +302,14 @@ class Segmenter:
         self._report()
         return info
 
+    @property
+    def given_up(self) -> int:
+        """Finished segments given up on after ``MAX_REPORT_ATTEMPTS`` failed reports (this
+        run's or an earlier one's) and not indexed since: their files are on disk, unknown
+        to the store, hence to retention and the API (``vigil_camera_segments_unindexed``);
+        it goes down as ``reindex`` indexes them."""
+        return self.journal.count
+
     def abort_segment(self) -> None:
         """Drop the open segment without reporting it (its file could not be written)."""
         out, self._out = self._out, None
@@ -326,6 +337,8 @@ class Segmenter:
                 tries = self._report_failures.get(info.path, 0) + 1
                 self._report_failures[info.path] = tries
                 self.report_error = f"segment {info.path.name} not indexed: {exc}"
+                if tries == 1:  # on disk at once: a stop while retrying must not lose it
+                    self.journal.add(info)
                 if tries < MAX_REPORT_ATTEMPTS:
                     kept.append(info)
                     # Once per segment: every retry of every waiting one would be n² lines.
@@ -333,12 +346,14 @@ class Segmenter:
                             "%s: %s; retrying with the next segment", self.camera,
                             self.report_error)  # fmt: skip
                 else:
-                    log.error("%s: %s; gave up after %d attempts (the file stays on disk)",
-                              self.camera, self.report_error, tries)  # fmt: skip
+                    log.error("%s: %s; gave up after %d attempts (the file stays on disk, "
+                              "journaled: indexed once the store takes it)", self.camera,
+                              self.report_error, tries)  # fmt: skip
                     self._report_failures.pop(info.path, None)
-                    self.given_up += 1
+                    self.journal.give_up(info.path)
             else:
-                self._report_failures.pop(info.path, None)
+                if self._report_failures.pop(info.path, None) is not None:
+                    self.journal.discard([info.path])
         self.unreported = kept
         if not kept:
             self.report_error = None

@@ -55,6 +55,7 @@ from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.record.tap import PacketTap
+from vigil.record.unindexed import UnindexedJournal, reindex
 from vigil.runtime.backend import (
     BackendHooks,
     CameraBackend,
@@ -540,6 +541,34 @@ class Supervisor:
             recover(self.root, self._segment_added if self.db is not None else None)
         except Exception:  # a clean-up must never keep the cameras from starting
             log.exception("start-up clean-up of %s failed", self.root)
+        self.reindex_unindexed()
+
+    def reindex_unindexed(self) -> int:
+        """Index the segments the recorders gave up on (``vigil.record.unindexed``: their
+        journals, not the archive), at start and at every retention pass; returns how many
+        were indexed. One camera's failure leaves the others' to run."""
+        if self.db is None:
+            return 0
+        done = 0
+        for name, recorder in self.recorders.items():
+            journal = recorder.segmenter.journal
+            if journal.count == 0:
+                continue  # the usual case: nothing read, nothing written
+            try:
+                done += len(reindex(journal, self.root, self._reindex_segment,
+                                    self._segment_stored).indexed)  # fmt: skip
+            except Exception:
+                log.exception("%s: unindexed segments were not indexed", name)
+        return done
+
+    def _reindex_segment(self, info: SegmentInfo) -> None:
+        assert self.db is not None
+        # No previews: they are taken while a segment records, and this one is long done.
+        index_segment(self.db, self.root, info, self.recorders.get(info.camera))
+
+    def _segment_stored(self, info: SegmentInfo) -> bool:
+        assert self.db is not None
+        return segment_stored(self.db, self.root, info)
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -757,6 +786,8 @@ class Supervisor:
         leaves an orphan file, never a row that points at nothing.
         """
         assert self.db is not None
+        # First the segments the recorders gave up on: indexed now, aged with the others.
+        self.reindex_unindexed()
         self.expire_snapshots(now)
         recordings = self.root / "recordings"
         derived = DerivedFolders(self.root / "exports", self.root / "clips")
@@ -982,6 +1013,28 @@ def index_segment(
             # segment was indexed may belong to it.
             for start, end in motion.overlapping(info.start - 60.0, info.start):
                 segments.mark_motion(info.camera, start, min(end, info.start))
+
+
+def segment_stored(db: Database, root: Path, info: SegmentInfo, node: str | None = None) -> bool:
+    """Whether ``info``'s file (under ``root``, of ``node`` in a cluster) has its row."""
+    from vigil.store.repo import SegmentRepo
+
+    path = info.path.resolve().relative_to(root.resolve()).as_posix()
+    with db.session() as session:
+        return SegmentRepo(session).stored_at(path, node)
+
+
+def reindex_with(
+    db: Database, root: Path, journal: UnindexedJournal, recorder: Recorder | None, *,
+    node: str | None = None,
+) -> int:  # fmt: skip
+    """``reindex`` of ``journal``'s given-up segments straight into ``db`` (a cluster camera
+    at its start: the node's writer answers later, the journal needs to know now); how many
+    were indexed."""
+    return len(reindex(
+        journal, root, lambda info: index_segment(db, root, info, recorder, node=node),
+        lambda info: segment_stored(db, root, info, node),
+    ).indexed)  # fmt: skip
 
 
 def _unlink_all(root: Path, paths: Sequence[str]) -> None:

@@ -64,9 +64,9 @@ class CameraStatus:
     ``node``: the name of the cluster node the camera runs on now (``server.backend: ray``);
     None on a single host.
     ``decode_errors``: corrupt packets skipped or frames decoded with errors (the camera
-    goes on). ``segments_unindexed``: finished segments the store never took (given up after
-    ``MAX_REPORT_ATTEMPTS`` tries; their files stay on disk, unknown to retention) since the
-    recorder started.
+    goes on). ``segments_unindexed``: finished segments the store did not take (given up after
+    ``MAX_REPORT_ATTEMPTS`` tries, in this run or an earlier one) and not indexed since
+    (``vigil.record.unindexed``): their files are on disk, unknown to retention.
     """
 
     name: str

@@ -775,6 +775,13 @@ class SegmentRepo:
     def get(self, segment_id: int) -> SegmentRow | None:
         return self.session.get(SegmentRow, segment_id)
 
+    def stored_at(self, path: str, node: str | None = None) -> bool:
+        """Whether a segment row holds ``path`` on ``node`` (None: a single host's), on the
+        unique index (node, path)."""
+        place = func.coalesce(SegmentRow.node, literal_column("''"))
+        query = select(SegmentRow.id).where(place == (node or ""), SegmentRow.path == path)
+        return self.session.execute(query.limit(1)).first() is not None
+
     def list(
         self, camera: str | None = None, since: float | None = None,
         until: float | None = None, *, limit: int | None = None, node: NodeFilter = ANY_NODE,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from vigil.config import DetectConfig, VigilConfig, load_config, parse_config
+from vigil.config.models import CameraConfig, MotionConfig
 from vigil.config.reference import render_reference
 from vigil.errors import ConfigError
 from vigil.rules.zone import ZoneRule
@@ -60,6 +62,46 @@ def test_camera_sections_deep_merge_over_globals() -> None:
     front, back = config.camera("front"), config.camera("back")
     assert (front.detect.fps, front.detect.confidence) == (3.0, 0.6)
     assert (back.detect.fps, back.detect.confidence) == (3.0, 0.4)
+
+
+GLOBAL_AND_OWN = {
+    "detect": {"fps": 3, "confidence": 0.4, "labels": ["person", "car"]},
+    "motion": {"threshold": 40},
+    "cameras": {
+        "front": {"sources": [{"url": "a.mp4"}], "detect": {"confidence": 0.6},
+                  "motion": {"min_area": 0.02}},
+        "back": {"sources": [{"url": "b.mp4"}]},
+    },
+}  # fmt: skip
+
+
+def _built(via: str) -> VigilConfig:
+    """``GLOBAL_AND_OWN`` read from YAML, validated from a mapping, or made of models."""
+    data = GLOBAL_AND_OWN
+    if via == "file":
+        return parse_config(yaml.safe_dump(data))
+    if via == "mapping":
+        return VigilConfig.model_validate(data)
+    cameras: Any = data["cameras"]
+    return VigilConfig(
+        detect=DetectConfig.model_validate(data["detect"]),
+        motion=MotionConfig.model_validate(data["motion"]),
+        cameras={name: CameraConfig.model_validate(cam) for name, cam in cameras.items()},
+    )
+
+
+@pytest.mark.parametrize("via", ["file", "mapping", "models"])
+def test_a_camera_keeps_the_global_settings_it_does_not_set(via: str) -> None:
+    """One merge for every way a configuration is made: a camera's own ``detect`` that sets
+    only the confidence keeps the global fps and labels, in code as from a file."""
+    config = _built(via)
+    front, back = config.camera("front"), config.camera("back")
+    assert (front.detect.fps, front.detect.confidence, front.detect.labels) == (
+        3.0, 0.6, ["person", "car"])  # fmt: skip
+    assert (back.detect.fps, back.detect.confidence) == (3.0, 0.4)
+    assert (front.motion.threshold, front.motion.min_area) == (40, 0.02)
+    assert back.motion == config.motion
+    assert config.camera("front") == _built("file").camera("front"), "every path agrees"
 
 
 MASK = [[0.0, 0.0], [0.5, 0.0], [0.5, 1.0]]

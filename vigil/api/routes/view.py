@@ -254,7 +254,9 @@ def end_unredacted_live(name: str, grant: str, who: Reader, state: StateDep) -> 
 
 @router.get("/api/cameras/{name}/overlay")
 def camera_overlay(name: str, who: Reader, state: StateDep) -> OverlayOut:
-    """Tracks of the newest analysed frame (boxes 0..1), rules in force and live counts."""
+    """Tracks of the newest analysed frame (boxes 0..1) and the person boxes redaction hides
+    without a track, none under a static mask (``vigil.api.overlay``), rules in force and
+    live counts."""
     _camera(state, who, name)
     try:
         zones, lines = state.runtime.rules(name)
@@ -262,6 +264,8 @@ def camera_overlay(name: str, who: Reader, state: StateDep) -> OverlayOut:
     except KeyError as exc:
         raise not_found(f"camera {name!r}") from exc
     snap = state.runtime.latest_tracks(name)
-    tracks = [TrackOut(id=t.id, label=t.label, score=t.score, box=t.box) for t in snap.tracks]
-    return OverlayOut(time=snap.time, width=snap.width, height=snap.height, tracks=tracks,
+    shown = state.overlay_boxes(name, snap)
+    return OverlayOut(time=snap.time, width=snap.width, height=snap.height,
+                      tracks=[TrackOut.of(t) for t in shown.tracks],
+                      people=[TrackOut.of(t) for t in shown.people],
                       zones=zones, lines=lines, counts=counts)  # fmt: skip
