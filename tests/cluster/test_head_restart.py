@@ -38,6 +38,11 @@ from vigil.paths import shared_data_dir
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
 CAMERAS = ("cam0", "cam1")
+#: The settings head-3 (and the replicas after it) run cam1 with: another group key.
+CHANGED = {"cam1": 4}
+#: Within how long a replica takes over from a head killed (the lock is tried every
+#: ``cluster.takeover_interval``, 2 s; the rest is the machine's load).
+TAKEOVER_S = 60
 
 
 def config_text(
@@ -233,6 +238,10 @@ def test_the_next_head_adopts_them_with_no_gap_and_no_event_closed(story: Story)
     for camera in CAMERAS:
         rows = [r for r in story.segments(camera) if r.end > story.killed_at - 2 * SEGMENT_S]
         gaps = [b.start - a.end for a, b in itertools.pairwise(rows)]
+        print(
+            f"\n{camera}: head down {story.up_at - story.killed_at:.1f} s (kill to cameras "
+            f"online in the new head), largest gap between segments {max(gaps):.2f} s"
+        )
         assert max(gaps) < SEGMENT_S, f"{camera}: a recording gap of {max(gaps):.1f} s"
         assert rows[0].start < story.killed_at < story.up_at < rows[-1].start
     # The events open when the head died were left to their cameras: none was closed by
@@ -243,6 +252,27 @@ def test_the_next_head_adopts_them_with_no_gap_and_no_event_closed(story: Story)
                  and row.end is not None and row.end < story.killed_at]  # fmt: skip
     assert ended == [], "events open at the kill were closed at their last update"
     assert "left open" not in serve.output
+
+
+def test_a_head_with_a_camera_s_settings_changed_replaces_that_camera_s_group_only(
+    story: Story,
+) -> None:
+    assert story.serve is not None
+    story.serve.process.kill()
+    story.serve.process.wait()
+    serve = story.serve = story.start("head-3", fps=CHANGED)
+    serve.wait_for(serve.api_up, 300, "the API did not come up")
+    serve.wait_for(lambda: _online(serve.base_url), 300, "the cameras did not come online")
+    now = camera_actors(story.cluster.address)
+    assert len(now) == 2, f"no duplicate actor: {now}"
+    kept = {n: i for n, i in story.actors.items() if n.endswith(":cam0")}
+    assert kept, story.actors
+    assert set(kept.items()) <= set(now.items()), "cam0's group adopted"
+    old_cam1 = next(n for n in story.actors if n.endswith(":cam1"))
+    new_cam1 = next(n for n in now if n.endswith(":cam1"))
+    assert new_cam1 != old_cam1, "cam1's group made with its new settings"
+    assert now[new_cam1] != story.actors[old_cam1]
+    story.actors = now
 
 
 def _peek(address: str, camera: str) -> Any:
@@ -257,8 +287,9 @@ def _peek(address: str, camera: str) -> Any:
 def test_an_api_replica_serves_the_head_s_cameras(story: Story) -> None:
     """``vigil serve --replica`` on another port, with a data dir of its own: it lists the
     cameras where they run, starting and ending none."""
+    # The head's configuration (head-3's), on another port: a replica that may take over.
     replica = story.replica = story.start("replica", "--replica", port=free_port(),
-                                          data="replica")  # fmt: skip
+                                          fps=CHANGED)  # fmt: skip
     replica.wait_for(replica.api_up, 300, "the replica's API did not come up")
     replica.wait_for(lambda: _online(replica.base_url), 120,
                      "the replica does not show the cameras online")  # fmt: skip
@@ -326,33 +357,53 @@ def test_a_segment_recorded_on_a_node_plays_through_the_replica(story: Story) ->
 
 
 def test_a_replica_s_clean_stop_leaves_the_cameras_running(story: Story) -> None:
-    assert story.replica is not None
+    actors = camera_actors(story.cluster.address)
+    other = story.start("replica-2", "--replica", port=free_port(), fps=CHANGED)
+    other.wait_for(other.api_up, 300, "the second replica's API did not come up")
     media = [n for n in all_actors(story.cluster.address) if n.startswith("vigil-media:")]
-    story.replica.process.send_signal(signal.SIGTERM)
-    story.replica.process.wait(120)
-    assert story.replica.process.returncode == 0, story.replica.output[-4000:]
-    assert camera_actors(story.cluster.address) == story.actors
+    other.process.send_signal(signal.SIGTERM)
+    other.process.wait(120)
+    assert other.process.returncode == 0, other.output[-4000:]
+    assert camera_actors(story.cluster.address) == actors
     assert [n for n in all_actors(story.cluster.address) if n.startswith("vigil-media:")] == media
 
 
-def test_a_head_with_a_camera_s_settings_changed_replaces_that_camera_s_group_only(
-    story: Story,
-) -> None:
+def test_a_replica_takes_over_from_a_head_killed_and_supervises(story: Story) -> None:
+    """The head is killed: the replica takes the supervision lock within the bound, adopts
+    the running actors (the same ones), and supervises: a camera group killed afterwards
+    comes back (Ray restarts it) and gets from the replica the rules in force (the line
+    edited through the replica, which the group's original spec lacks)."""
+    import ray
+
     assert story.serve is not None
+    assert story.replica is not None
+    replica = story.replica
+    actors = camera_actors(story.cluster.address)
+    killed = time.monotonic()
     story.serve.process.kill()
     story.serve.process.wait()
-    serve = story.serve = story.start("head-3", fps={"cam1": 4})
-    serve.wait_for(serve.api_up, 300, "the API did not come up")
-    serve.wait_for(lambda: _online(serve.base_url), 300, "the cameras did not come online")
-    now = camera_actors(story.cluster.address)
-    assert len(now) == 2, f"no duplicate actor: {now}"
-    kept = {n: i for n, i in story.actors.items() if n.endswith(":cam0")}
-    assert kept, story.actors
-    assert set(kept.items()) <= set(now.items()), "cam0's group adopted"
-    old_cam1 = next(n for n in story.actors if n.endswith(":cam1"))
-    new_cam1 = next(n for n in now if n.endswith(":cam1"))
-    assert new_cam1 != old_cam1, "cam1's group made with its new settings"
-    assert now[new_cam1] != story.actors[old_cam1]
+    replica.wait_for(lambda: "supervising the cluster's" in replica.output, TAKEOVER_S,
+                     "the replica did not take over")  # fmt: skip
+    took = time.monotonic() - killed
+    print(f"\ntake-over: {took:.1f} s after the kill")
+    assert camera_actors(story.cluster.address) == actors, "adopted, not started again"
+    replica.wait_for(lambda: _online(replica.base_url), 120, "cameras offline after take-over")
+    # A camera killed now is restarted, and this server hands it what is in force.
+    name = next(n for n in actors if n.endswith(":cam0"))
+    before = _peek(story.cluster.address, "cam0").incarnation
+    ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
+
+    def handed() -> bool:
+        try:
+            drained = _peek(story.cluster.address, "cam0")
+        except Exception:  # restarting
+            return False
+        return (drained.incarnation != before and drained.rules is not None
+                and "from-the-replica" in drained.rules[1])  # fmt: skip
+
+    replica.wait_for(handed, 180, "the restarted camera did not get the rules in force")
+    replica.wait_for(lambda: _online(replica.base_url), 120, "cam0 did not come back online")
+    story.serve = replica  # the server that supervises now
 
 
 def test_a_clean_stop_ends_every_actor_and_closes_the_events(story: Story) -> None:

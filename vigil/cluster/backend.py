@@ -458,7 +458,7 @@ class RayBackend:
         self.adopted: frozenset[str] = frozenset()
 
     #: Look at the outboxes without acknowledging (an API replica's backend).
-    PEEK = False
+    PEEK: bool = False
 
     @property
     def kind(self) -> BackendKind:
@@ -637,8 +637,11 @@ class ReplicaBackend(RayBackend):
     #: Seconds between looks for the cameras' actors by name.
     REBIND_S = 2.0
     _bound_at = 0.0
+    #: Set by ``promote``: this process supervises now, as a ``RayBackend``.
+    leading = False
 
     def start(self) -> None:
+        self._round = threading.Lock()
         self._connected = connect(self.cluster, len(self.cameras))
         for cam in self.cameras.values():
             cam.follow = True
@@ -647,9 +650,34 @@ class ReplicaBackend(RayBackend):
         self._poller.start()
 
     def poll(self, wait: float = 0.0) -> None:
-        if time.monotonic() - self._bound_at >= self.REBIND_S:
-            self._bind()
-        super().poll(wait)
+        with self._round:
+            if not self.leading and time.monotonic() - self._bound_at >= self.REBIND_S:
+                self._bind()
+            super().poll(wait)
+
+    def promote(self) -> None:
+        """Supervise from now on (this process took the supervision lock,
+        ``vigil.cluster.leader``): what ``RayBackend.start`` does after connecting. The
+        camera groups running are adopted (a head that died left them recording), the
+        others ended or started; each handle drains its actor from what this replica had
+        seen, and hands a restarted actor the settings it followed."""
+        with self._round:
+            self._end_stale()
+            specs = {n: c.spec for n, c in self.cameras.items()}
+            adoption = adopt_groups(specs)
+            self.adopted = frozenset(adoption.members)
+            self._close_left_open(adoption.unconfigured)
+            members = start_groups(specs, self.cluster.cameras_per_actor,
+                                   max_restarts=self.cluster.max_restarts,
+                                   adopted=adoption.members)  # fmt: skip
+            for cam in self.cameras.values():
+                cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
+                cam.follow, cam.synced = False, None
+                cam.adopt_rules = cam.name in self.adopted
+            self.PEEK = False
+            self.leading = True
+        log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
+                    len(self.adopted))  # fmt: skip
 
     def _bind(self) -> None:
         """Each camera's handle to the actor hosting it now (none yet: the head has not
@@ -668,11 +696,17 @@ class ReplicaBackend(RayBackend):
                 cam.actor, cam.actor_name, cam.pending = member, actor_name, None
 
     def stop(self) -> None:
+        if self.leading:
+            super().stop()
+            return
         self._stop.set()  # the cameras are the head's: nothing to ask them
 
     def close(self, timeout: float) -> None:
         import ray
 
+        if self.leading:
+            super().close(timeout)
+            return
         self._stop.set()
         if self._poller is not None:
             self._poller.join(max(0.5, timeout))

@@ -66,6 +66,13 @@ class ClusterHead:
         self._thread = threading.Thread(target=self._watch, name="cluster-nodes", daemon=True)
         self._thread.start()
 
+    def promote(self) -> None:
+        """This replica supervises now (``vigil.cluster.leader``): the media actors are its
+        to keep (those of the head that died are ended and made again, with this
+        process's retention)."""
+        self.replica = False
+        self.start()
+
     def status(self) -> ClusterStatus:
         return gather_status(timeout_s=self.config.cluster.call_timeout)
 

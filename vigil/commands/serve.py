@@ -120,7 +120,17 @@ def serve(
     from vigil.privacy.redactor import check_person_model
 
     check_person_model(config)
-    replica = config.server.backend == "ray" and config.cluster.replica
+    lock: Any = None
+    replica = False
+    if config.server.backend == "ray":
+        # Who supervises: whoever holds the lock (vigil.cluster.leader); the others stand by.
+        from vigil.cluster.leader import SupervisionLock
+
+        lock = SupervisionLock(database_url_for(config))
+        replica = config.cluster.replica or not lock.try_acquire()
+        if replica and not config.cluster.replica:
+            log.warning("another vigil serve supervises the cluster (it holds the supervision "
+                        "lock): serving as an API replica, standing by")  # fmt: skip
     if replica:
         config = as_replica(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -140,12 +150,14 @@ def serve(
                             cluster_backend=cluster)  # fmt: skip
     supervisor.start()
     head: Any = None
+    standby: Any = None
     if cluster is not None:
         # After the backend connected to the cluster: media actors on every node.
         from vigil.cluster.head import cluster_head
 
         head = cluster_head(config, db)
         head.start()
+        standby = _standby(config, lock, supervisor, head)
         stop.install()
     role = " (API replica: the cameras are the head's)" if replica else ""
     announce(f"vigil serve: {len(supervisor.workers)} camera(s){role}, data in "
@@ -168,6 +180,8 @@ def serve(
                 head=head,
             )
     finally:
+        if standby is not None:
+            standby.stop()  # first: no take-over while this process stops
         if head is not None:
             # First, while the backend still holds the cluster connection (its close ends it):
             # the media actors are detached and would outlive this head.
@@ -176,8 +190,25 @@ def serve(
             except Exception:  # the cameras must stop whatever happened to the media actors
                 log.exception("the cluster's media actors were not all stopped")
         supervisor.stop()
+        if lock is not None:
+            lock.release()  # after the stop: a standby must not adopt what is being ended
         db.close()
     return 0
+
+
+def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any) -> Any:
+    """The thread that, on a replica, tries the supervision lock until it gets it and then
+    takes over (``vigil.cluster.leader.Standby``); on the supervising process, that checks
+    the lock's connection."""
+    from vigil.cluster.leader import Standby
+
+    def take_over() -> None:
+        supervisor.backend.promote()
+        head.promote()
+
+    standby = Standby(lock, config.cluster.takeover_interval, take_over)
+    standby.start()
+    return standby
 
 
 def _setup_token(db: Any) -> str | None:

@@ -704,6 +704,12 @@ class ClusterConfig(_Model):
         "same PostgreSQL (logins, lockouts and live grants hold on every replica). Needs the "
         "head's cluster: not with address 'local'.",
     )  # fmt: skip
+    takeover_interval: float = Field(
+        2.0, gt=0, le=300,
+        description="Seconds between a replica's tries of the supervision lock (a PostgreSQL "
+        "advisory lock that the supervising `vigil serve` holds): how soon a replica takes "
+        "over from a head that died.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _replica_of_a_head(self) -> ClusterConfig:
