@@ -76,8 +76,11 @@ class SupervisionLock:
         return True
 
     def _drop(self) -> None:
+        """Close the lock's connection for good (never back into the pool, where it would
+        hold the lock on)."""
         if self._connection is not None:
             try:
+                self._connection.invalidate()
                 self._connection.close()
             except Exception:  # a broken connection: nothing left to close
                 log.debug("supervision lock connection not closed cleanly", exc_info=True)
@@ -85,7 +88,17 @@ class SupervisionLock:
         self.held = False
 
     def release(self) -> None:
-        """Let the lock go (closing its connection releases it)."""
+        """Let the lock go: unlocked first, so that another process can take it as soon as
+        this returns (a closed connection's lock goes only when the server has seen it
+        close)."""
+        from sqlalchemy import text
+
+        if self.held and self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                         {"key": SUPERVISION_LOCK})  # fmt: skip
+            except Exception:  # a broken connection: the server released it already
+                log.debug("supervision lock not unlocked", exc_info=True)
         self._drop()
         self._db.close()
 
