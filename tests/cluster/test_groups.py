@@ -116,11 +116,14 @@ def test_the_cluster_status_lists_each_camera_of_a_group_where_the_group_runs() 
         {"Name": group_actor_name(["cam0", "cam1"]), "State": "ALIVE",
          "Address": {"NodeID": "n1"}, "NumRestarts": 1},
         {"Name": "vigil-camera:cam2", "State": "RESTARTING", "NumRestarts": 2},
+        {"Name": group_actor_name(["cam3", "cam4"], "0123456789ab"), "State": "ALIVE",
+         "Address": {"NodeID": "n1"}, "NumRestarts": 0},
     ]  # fmt: skip
     placed = _cameras(actors, {"n1": "node-1"})
     assert [(c.camera, c.state, c.node, c.restarts) for c in placed] == [
         ("cam0", "ALIVE", "node-1", 1), ("cam1", "ALIVE", "node-1", 1),
-        ("cam2", "RESTARTING", None, 2),
+        ("cam2", "RESTARTING", None, 2), ("cam3", "ALIVE", "node-1", 0),
+        ("cam4", "ALIVE", "node-1", 0),
     ]  # fmt: skip
 
 
