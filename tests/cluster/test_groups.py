@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +15,16 @@ import pytest
 from tests.cluster.test_outbox import FakeActor
 from vigil.cluster.group import (
     _Member,
+    cameras_of,
     drained_for,
     group_actor_name,
+    group_key,
+    group_name_parts,
     plan_groups,
     start_drains,
 )
 from vigil.cluster.status import _cameras
-from vigil.config.models import ClusterConfig
+from vigil.config.models import ClusterConfig, VigilConfig
 
 CAMS = [f"cam{i}" for i in range(10)]
 
@@ -112,11 +116,14 @@ def test_the_cluster_status_lists_each_camera_of_a_group_where_the_group_runs() 
         {"Name": group_actor_name(["cam0", "cam1"]), "State": "ALIVE",
          "Address": {"NodeID": "n1"}, "NumRestarts": 1},
         {"Name": "vigil-camera:cam2", "State": "RESTARTING", "NumRestarts": 2},
+        {"Name": group_actor_name(["cam3", "cam4"], "0123456789ab"), "State": "ALIVE",
+         "Address": {"NodeID": "n1"}, "NumRestarts": 0},
     ]  # fmt: skip
     placed = _cameras(actors, {"n1": "node-1"})
     assert [(c.camera, c.state, c.node, c.restarts) for c in placed] == [
         ("cam0", "ALIVE", "node-1", 1), ("cam1", "ALIVE", "node-1", 1),
-        ("cam2", "RESTARTING", None, 2),
+        ("cam2", "RESTARTING", None, 2), ("cam3", "ALIVE", "node-1", 0),
+        ("cam4", "ALIVE", "node-1", 0),
     ]  # fmt: skip
 
 
@@ -165,3 +172,45 @@ def test_one_drain_a_poll_round_per_group_shared_by_its_cameras() -> None:
     # Each camera takes its own part of the group's answer.
     assert drained_for({"cam0": "d0", "cam1": "d1"}, "cam1") == "d1"
     assert drained_for("alone", "cam2") == "alone"
+
+
+def _specs(**changes: Any) -> dict[str, Any]:
+    """Two cameras' ``CameraSpec`` (as the head makes them), ``changes`` to cam1's entry."""
+    from tests.cluster.conftest import cluster_config
+    from vigil.cluster.camera import CameraSpec
+
+    config = cluster_config(Path("/srv/vigil"), "postgresql://db/vigil", "auto",
+                            {"cam0": "rtsp://a/0", "cam1": "rtsp://a/1"})  # fmt: skip
+    if changes:
+        entry = {**config.cameras["cam1"].model_dump(exclude_unset=True), **changes}
+        config = VigilConfig.model_validate({
+            **config.model_dump(exclude_unset=True),
+            "cameras": {**config.model_dump(exclude_unset=True)["cameras"], "cam1": entry},
+        })  # fmt: skip
+    return {name: CameraSpec(config, config.camera(name), str(config.database_url), None)
+            for name in ("cam0", "cam1")}  # fmt: skip
+
+
+def test_a_group_s_name_carries_its_cameras_and_the_key_of_their_settings() -> None:
+    specs = _specs()
+    key = group_key(list(specs.values()))
+    name = group_actor_name(["cam0", "cam1"], key)
+    assert name == f"vigil-camera:{key}:cam0,cam1"
+    assert group_name_parts(name.removeprefix("vigil-camera:")) == (key, ["cam0", "cam1"])
+    assert cameras_of(name.removeprefix("vigil-camera:")) == ["cam0", "cam1"]
+    # A name without a key (as heads before keyed groups named them) has the key "".
+    assert group_name_parts("cam0,cam1") == ("", ["cam0", "cam1"])
+    assert "db/vigil" not in name
+
+
+def test_a_group_s_key_follows_its_cameras_settings_but_not_their_rules() -> None:
+    """A head adopts a group only when its key is that of its cameras now: the same
+    configuration gives the same key; another source or fps another key; rules edited (the
+    head hands the actor those in force anyway) leave it."""
+    key = group_key(list(_specs().values()))
+    assert group_key(list(_specs().values())) == key
+    assert group_key(list(_specs(sources=[{"url": "rtsp://b/1"}]).values())) != key
+    assert group_key(list(_specs(detect={"model": "motion", "fps": 2}).values())) != key
+    assert group_key(list(_specs(lines={}).values())) == key
+    only_cam0 = group_key([_specs()["cam0"]])
+    assert only_cam0 != key, "the key is of the group's cameras, in order"

@@ -135,3 +135,66 @@ def test_a_restarted_actor_gets_the_rules_in_force() -> None:
     camera._zones = {"yard": zone}  # edited on the head while the actor was away
     camera.take(Drained("two", "node-2", "id2", _report(), (), 0, ({}, {})))
     assert actor.calls == [("update_rules", ({"yard": zone}, {}))]
+
+
+def _zone(name: str) -> dict[str, ZoneConfig]:
+    return {name: ZoneConfig.model_validate({"polygon": [[0, 0], [1, 0], [1, 1]]})}
+
+
+def test_once_an_actor_has_the_rules_in_force_the_head_follows_its_changes() -> None:
+    """An API replica edits a camera's rules in its actor: the head, whose rules the actor
+    had, takes the new ones at its next drain instead of handing its old ones back."""
+    camera, _, actor = _handle()
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, ({}, {})))
+    assert camera.synced == "one"
+    edited = _zone("from-a-replica")
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, (edited, {}), False))
+    assert actor.calls == [], "nothing handed back"
+    assert camera.rules() == (edited, {})
+    assert camera.detection is False, "the switch a replica turned off, followed"
+    # Restarted (a failover): the new incarnation gets what is in force, the edit included.
+    camera.take(Drained("two", "node-2", "id2", _report(), (), 0, ({}, {})))
+    assert actor.calls == [("update_rules", (edited, {})), ("set_detection", (False,))]
+    assert camera.synced == "one", "not yet in force in the new incarnation"
+
+
+def test_an_adopted_actor_keeps_the_rules_it_runs_with() -> None:
+    """A head that adopts an actor an earlier head left running takes its rules (edited at
+    run time) instead of handing it those of the configuration."""
+    camera, _, actor = _handle()
+    camera.adopt_rules = True
+    edited = _zone("edited-before-the-restart")
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, (edited, {})))
+    assert actor.calls == []
+    assert camera.rules() == (edited, {})
+    assert camera.synced == "one"
+
+
+def test_a_replica_s_handle_never_hands_the_actor_its_settings() -> None:
+    camera, _, actor = _handle()
+    camera.follow = True
+    camera.detection = False  # e.g. restored from the database before the actor answered
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, (_zone("z"), {}), True))
+    assert actor.calls == []
+    assert camera.rules() == (_zone("z"), {})
+    assert camera.detection is True
+
+
+def test_a_change_the_actor_did_not_get_is_handed_at_its_next_drain() -> None:
+    camera, _, actor = _handle()
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, ({}, {})))
+    camera.actor = None  # its call fails: no answer from the actor
+    camera.update_rules(_zone("late"), {})
+    assert camera.synced is None
+    camera.actor = actor
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, ({}, {})))
+    assert actor.calls == [("update_rules", (_zone("late"), {}))], "handed, not followed"
+
+
+def test_a_peek_leaves_the_outbox_to_the_head_s_drains() -> None:
+    box = _Outbox(10)
+    for online in (True, False):
+        box.put(OnlineOut(online))
+    assert [seq for seq, _ in box.since(0)] == [1, 2]
+    assert [seq for seq, _ in box.since(1)] == [2]
+    assert [seq for seq, _ in box.after(0)] == [1, 2], "nothing dropped by a peek"

@@ -327,34 +327,36 @@ def test_the_cameras_share_actor_processes_in_groups_of_a_node(running: Running)
         assert len({_node_of(running, c) for c in group}) == 1, "a group lives on one node"
 
 
-def test_camera_actors_an_earlier_head_left_are_killed_by_camera_not_by_name(
+def test_a_head_that_starts_adopts_its_groups_and_ends_every_other_camera_actor(
     running: Running,
 ) -> None:
-    """A head that died may have grouped its cameras otherwise: whatever group hosts one of
-    this head's cameras goes, other actors stay."""
+    """What a head that starts finds in the namespace (``adopt_groups``): the running groups
+    made with its cameras' settings are taken over as they are (the same actors); a camera
+    actor of cameras it does not configure (here one named as heads before keyed groups
+    named them) is ended."""
     import ray
 
-    from vigil.cluster.group import kill_overlapping
+    from vigil.cluster.group import adopt_groups
 
     @ray.remote(num_cpus=0)
     class Leftover:
         def ping(self) -> bool:
             return True
 
+    backend: Any = running.supervisor.backend
     old = Leftover.options(name="vigil-camera:camZ,cam9", namespace=NAMESPACE,
                            lifetime="detached").remote()  # fmt: skip
-    other = Leftover.options(name="vigil-camera:camY", namespace=NAMESPACE,
-                             lifetime="detached").remote()  # fmt: skip
-    try:
-        assert ray.get([old.ping.remote(), other.ping.remote()], timeout=120) == [True, True]
-        assert kill_overlapping({"cam9", "cam8"}) == ["vigil-camera:camZ,cam9"]
-        wait_for(lambda: "vigil-camera:camZ,cam9" not in
-                 {e["name"] for e in ray.util.list_named_actors(all_namespaces=True)}, 60,
-                 "the leftover group was not killed")  # fmt: skip
-        assert ray.get(other.ping.remote(), timeout=60) is True
-        assert sorted(map(len, _groups())) == [1, 2, 2], "this head's groups untouched"
-    finally:
-        ray.kill(other, no_restart=True)
+    assert ray.get(old.ping.remote(), timeout=120) is True
+    specs = {name: cam.spec for name, cam in backend.cameras.items()}
+    found = adopt_groups(specs)
+    assert sorted(found.members) == sorted(specs), "every running group adopted"
+    for name, member in found.members.items():
+        assert member.group._actor_id == backend.cameras[name].actor.group._actor_id
+    assert found.unconfigured == ["camZ", "cam9"]
+    wait_for(lambda: "vigil-camera:camZ,cam9" not in
+             {e["name"] for e in ray.util.list_named_actors(all_namespaces=True)}, 60,
+             "the leftover actor was not ended")  # fmt: skip
+    assert sorted(map(len, _groups())) == [2, 2], "this head's groups untouched"
 
 
 def test_a_group_s_process_dying_restarts_all_of_its_cameras(running: Running) -> None:

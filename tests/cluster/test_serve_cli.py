@@ -56,3 +56,26 @@ def test_a_bad_cluster_address_is_refused(
 def test_the_cluster_option_sets_the_backend_and_address() -> None:
     config = with_cluster(VigilConfig(), "10.0.0.5:6379")
     assert (config.server.backend, config.cluster.address) == ("ray", "10.0.0.5:6379")
+
+
+def test_the_replica_option_makes_an_api_replica_of_the_cluster() -> None:
+    config = with_cluster(VigilConfig(), "10.0.0.5:6379", replica=True)
+    assert (config.server.backend, config.cluster.replica) == ("ray", True)
+    assert with_cluster(VigilConfig(), "auto").cluster.replica is False
+
+
+def test_a_replica_without_a_cluster_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--config", str(_config(tmp_path)), "--replica"]) == 2
+    assert "--replica serves the API beside a cluster's head" in capsys.readouterr().err
+
+
+def test_a_replica_of_a_throwaway_local_cluster_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, "database_url: postgresql://u@127.0.0.1:1/vigil")
+    assert main(["serve", "--config", str(config), "--cluster", "local", "--replica"]) == 2
+    err = capsys.readouterr().err
+    assert "address 'local' starts a new, empty one" in err
+    assert not (tmp_path / "data").exists(), "refused before creating anything"

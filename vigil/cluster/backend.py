@@ -55,7 +55,14 @@ from vigil.cluster.camera import (
     OnlineOut,
 )
 from vigil.cluster.detector import DetectorSpec
-from vigil.cluster.group import drained_for, kill_group, start_drains, start_groups
+from vigil.cluster.group import (
+    adopt_groups,
+    drained_for,
+    find_groups,
+    kill_group,
+    start_drains,
+    start_groups,
+)
 from vigil.cluster.writer import writer_key
 from vigil.config.models import (
     ClusterConfig,
@@ -151,6 +158,17 @@ class RayCamera:
         self.latencies: deque[tuple[float, float, bool]] = deque(maxlen=4096)
         self.dropped = 0
         self.is_online = False
+        #: The incarnation whose rules and switches are those of this handle: handed to it,
+        #: or taken from it. From then on the actor's are followed (an API replica may
+        #: change them: ``_sync_settings``).
+        self.synced: str | None = None
+        #: Take the actor's rules at its first drain instead of handing it this handle's:
+        #: an actor an earlier head left running has the rules in force (edited at run time).
+        self.adopt_rules = False
+        #: An API replica's handle: it follows the actor's settings, never hands its own.
+        self.follow = False
+        #: The name of the actor this handle reaches (a replica rebinds when it changes).
+        self.actor_name: str | None = None
 
     # -- what the drains say ----------------------------------------------------------------
 
@@ -177,7 +195,7 @@ class RayCamera:
             except Exception:  # one failing sink must not stop the others' delivery
                 log.exception("%s: %s from the camera actor not delivered", self.name,
                               type(item).__name__)  # fmt: skip
-        self._sync_rules(drained)
+        self._sync_settings(drained)
 
     def _deliver(self, item: object, hooks: BackendHooks) -> None:
         match item:
@@ -227,14 +245,43 @@ class RayCamera:
             except Exception:
                 log.exception("%s: event %s could not be closed", self.name, event.id)
 
-    def _sync_rules(self, drained: Drained) -> None:
-        """A restarted actor has the rules of its spec: hand it those in force now."""
-        if drained.rules is not None and drained.rules != (self._zones, self._lines):
+    def _sync_settings(self, drained: Drained) -> None:
+        """A (re)started actor has the rules of its spec and its switches on: hand it those
+        in force here until it has them. After that the actor's are the truth, and this
+        handle follows them: an API replica may have changed them (as a replica's handle
+        always follows)."""
+        if drained.rules is None:
+            return  # its worker has not started: nothing to compare yet
+        if self.follow or self.synced == drained.incarnation:
+            self._follow(drained)
+            return
+        if self.adopt_rules:
+            self.adopt_rules = False
+            self._zones, self._lines = dict(drained.rules[0]), dict(drained.rules[1])
+        in_force = True
+        if drained.rules != (self._zones, self._lines):
+            in_force = False
             self._fire(lambda actor: actor.update_rules.remote(self._zones, self._lines))
-        if drained.rules is not None and drained.detection != self.detection:
+        if drained.detection != self.detection:
+            in_force = False
             self._fire(lambda actor: actor.set_detection.remote(self.detection))
         if drained.recording is not None and drained.recording != self.recording:
+            in_force = False
             self._fire(lambda actor: actor.set_recording.remote(self.recording))
+        if in_force:
+            self.synced = drained.incarnation
+
+    def _follow(self, drained: Drained) -> None:
+        assert drained.rules is not None
+        zones, lines = drained.rules
+        if (zones, lines) != (self._zones, self._lines):
+            if not self.follow:
+                log.info("%s: rules changed through another API server; following them",
+                         self.name)  # fmt: skip
+            self._zones, self._lines = dict(zones), dict(lines)
+        self.detection = drained.detection
+        if drained.recording is not None:
+            self.recording = drained.recording
 
     def _fire(self, call: Any) -> None:
         try:
@@ -345,6 +392,7 @@ class RayCamera:
             if type(exc) is not VigilError:  # ConfigError & co: the rules are wrong
                 raise
             log.warning("%s: rules kept for when its actor answers: %s", self.name, exc)
+            self.synced = None  # hand them at its next drain
         self._zones, self._lines = zones, lines
 
     def set_detection(self, on: bool) -> None:
@@ -354,6 +402,7 @@ class RayCamera:
         except VigilError as exc:
             log.warning("%s: detection switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
+            self.synced = None
 
     def set_recording(self, on: bool) -> None:
         """Home Assistant's recording switch, in the actor's recorder wherever it runs (an
@@ -364,6 +413,7 @@ class RayCamera:
         except VigilError as exc:
             log.warning("%s: recording switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
+            self.synced = None
 
 
 class RayBackend:
@@ -404,6 +454,11 @@ class RayBackend:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._stops: list[Any] = []
+        #: The cameras whose actors an earlier head left running and this one took over.
+        self.adopted: frozenset[str] = frozenset()
+
+    #: Look at the outboxes without acknowledging (an API replica's backend).
+    PEEK: bool = False
 
     @property
     def kind(self) -> BackendKind:
@@ -416,12 +471,18 @@ class RayBackend:
     def start(self) -> None:
         self._connected = connect(self.cluster, len(self.cameras))
         self._end_stale()
+        specs = {n: c.spec for n, c in self.cameras.items()}
+        # Groups an earlier head left running with these settings record on (no gap).
+        adoption = adopt_groups(specs)
+        self.adopted = frozenset(adoption.members)
+        self._close_left_open(adoption.unconfigured)
         # Several cameras per actor process (vigil.cluster.group), placed by node capacity.
-        members = start_groups({n: c.spec for n, c in self.cameras.items()},
-                               self.cluster.cameras_per_actor,
-                               max_restarts=self.cluster.max_restarts)  # fmt: skip
+        members = start_groups(specs, self.cluster.cameras_per_actor,
+                               max_restarts=self.cluster.max_restarts,
+                               adopted=adoption.members)  # fmt: skip
         for cam in self.cameras.values():
             cam.actor = members[cam.name]
+            cam.adopt_rules = cam.name in self.adopted
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
                                         daemon=True)  # fmt: skip
         self._poller.start()
@@ -456,7 +517,7 @@ class RayBackend:
         import ray
 
         now = time.monotonic()
-        start_drains(self.cameras.values(), now)  # one call per camera group
+        start_drains(self.cameras.values(), now, peek=self.PEEK)  # one call per camera group
         # A group's cameras share one answer: each ref once.
         pending = (c.pending for c in self.cameras.values() if c.pending is not None)
         refs = list(dict.fromkeys(pending))
@@ -558,6 +619,100 @@ class RayBackend:
 
     def pids(self) -> list[int]:
         return []
+
+
+class ReplicaBackend(RayBackend):
+    """An API replica's cameras (``vigil serve --replica``): the head's camera actors,
+    reached by name, placed, supervised and stopped by nobody here.
+
+    Its handles are ``RayCamera``\\ s that peek instead of drain (``CameraActor.peek``: the
+    head alone acknowledges the outboxes) and follow the actors' rules and switches; their
+    calls (live frames, tracks, counts, rule and switch changes) go to the actors as the
+    head's do. Every ``REBIND_S`` it looks the actors up again by camera name: a head that
+    started since may have replaced a group (new settings). ``close`` ends nothing on the
+    cluster, it disconnects.
+    """
+
+    PEEK = True
+    #: Seconds between looks for the cameras' actors by name.
+    REBIND_S = 2.0
+    _bound_at = 0.0
+    #: Set by ``promote``: this process supervises now, as a ``RayBackend``.
+    leading = False
+
+    def start(self) -> None:
+        self._round = threading.Lock()
+        self._connected = connect(self.cluster, len(self.cameras))
+        for cam in self.cameras.values():
+            cam.follow = True
+        self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-peek",
+                                        daemon=True)  # fmt: skip
+        self._poller.start()
+
+    def poll(self, wait: float = 0.0) -> None:
+        with self._round:
+            if not self.leading and time.monotonic() - self._bound_at >= self.REBIND_S:
+                self._bind()
+            super().poll(wait)
+
+    def promote(self) -> None:
+        """Supervise from now on (this process took the supervision lock,
+        ``vigil.cluster.leader``): what ``RayBackend.start`` does after connecting. The
+        camera groups running are adopted (a head that died left them recording), the
+        others ended or started; each handle drains its actor from what this replica had
+        seen, and hands a restarted actor the settings it followed."""
+        with self._round:
+            self._end_stale()
+            specs = {n: c.spec for n, c in self.cameras.items()}
+            adoption = adopt_groups(specs)
+            self.adopted = frozenset(adoption.members)
+            self._close_left_open(adoption.unconfigured)
+            members = start_groups(specs, self.cluster.cameras_per_actor,
+                                   max_restarts=self.cluster.max_restarts,
+                                   adopted=adoption.members)  # fmt: skip
+            for cam in self.cameras.values():
+                cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
+                cam.follow, cam.synced = False, None
+                cam.adopt_rules = cam.name in self.adopted
+            self.PEEK = False
+            self.leading = True
+        log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
+                    len(self.adopted))  # fmt: skip
+
+    def _bind(self) -> None:
+        """Each camera's handle to the actor hosting it now (none yet: the head has not
+        started it, and it shows as starting)."""
+        self._bound_at = time.monotonic()
+        try:
+            found = find_groups(self.cameras)
+        except Exception:  # the cluster's GCS unreachable for a moment: try again later
+            log.exception("the camera actors could not be listed")
+            return
+        for name, cam in self.cameras.items():
+            actor_name, member = found.get(name, (None, None))
+            if actor_name != cam.actor_name:
+                if actor_name is not None:
+                    log.info("%s: reached through %s", name, actor_name)
+                cam.actor, cam.actor_name, cam.pending = member, actor_name, None
+
+    def stop(self) -> None:
+        if self.leading:
+            super().stop()
+            return
+        self._stop.set()  # the cameras are the head's: nothing to ask them
+
+    def close(self, timeout: float) -> None:
+        import ray
+
+        if self.leading:
+            super().close(timeout)
+            return
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(max(0.5, timeout))
+        if self._connected:
+            ray.shutdown()
+            self._connected = False
 
 
 def _named_actors(prefix: str) -> list[Any]:

@@ -158,6 +158,12 @@ class _Outbox:
                 self._items.popleft()
             return tuple(self._items)
 
+    def since(self, seq: int) -> tuple[tuple[int, OutItem], ...]:
+        """The items after ``seq``, dropping nothing (an API replica's look: only the head
+        acknowledges)."""
+        with self._lock:
+            return tuple(item for item in self._items if item[0] > seq)
+
 
 class _ActorSink:
     """The camera's event sink in the actor: ``has_clip`` set as ``ClipFlags`` does on a
@@ -327,21 +333,29 @@ class CameraActor:
     def drain(self, after: int) -> Drained:
         """The report and the outbox items after sequence number ``after`` (acknowledging
         those up to it)."""
+        return self._drained(self.outbox.after(after), latencies=True)
+
+    def peek(self, after: int) -> Drained:
+        """``drain`` for an API replica (``vigil serve --replica``): the outbox items after
+        ``after`` with nothing acknowledged, and no latencies taken (the head's drains
+        acknowledge and gather those)."""
+        return self._drained(self.outbox.since(after), latencies=False)
+
+    def _drained(self, items: tuple[tuple[int, OutItem], ...], *, latencies: bool) -> Drained:
         running = self._running
         report = (
             CameraReport(self.status(), 0, 0, 0, 0, self._boot_error) if running is None
-            else self._report(running)
+            else self._report(running, latencies=latencies)
         )  # fmt: skip
         rules = None if running is None else running.worker.rules()
         detection = True if running is None else running.worker.detection
         recording = (
             None if running is None or running.recorder is None else running.recorder.enabled
         )  # fmt: skip
-        return Drained(self.incarnation, self.node, self.node_id, report,
-                       self.outbox.after(after), self.outbox.dropped, rules,
-                       detection, recording)  # fmt: skip
+        return Drained(self.incarnation, self.node, self.node_id, report, items,
+                       self.outbox.dropped, rules, detection, recording)  # fmt: skip
 
-    def _report(self, running: _Running) -> CameraReport:
+    def _report(self, running: _Running, *, latencies: bool = False) -> CameraReport:
         worker = running.worker
         status = dataclasses.replace(worker.status(), node=self.node)
         if running.recorder is not None:
@@ -354,11 +368,11 @@ class CameraActor:
                 recording_error=error,
                 segments_unindexed=running.recorder.segmenter.given_up,
             )
-        latencies: list[tuple[float, float, bool]] = []
-        while worker.latencies:
-            latencies.append(worker.latencies.popleft())
+        taken: list[tuple[float, float, bool]] = []
+        while latencies and worker.latencies:
+            taken.append(worker.latencies.popleft())
         return CameraReport(status, worker.frames, worker.analysed, worker.restarts,
-                            worker.sessions, worker.last_error, tuple(latencies))  # fmt: skip
+                            worker.sessions, worker.last_error, tuple(taken))  # fmt: skip
 
     def status(self) -> CameraStatus:
         running = self._running

@@ -30,15 +30,25 @@ first), so the groups need no more slots than the nodes have, and nodes left who
 for failover. The plan only sizes the groups; Ray places them. The cost of bigger groups: a
 group fails over only to a node with that many free slots at once, and a process crash takes
 all of its cameras down together (they come back together).
+
+A head that dies (``kill -9``, a crash) leaves its cameras recording: the groups are detached
+actors, named ``vigil-camera:<key>:<camera>,<camera>…``, the key a digest of what they were
+made with (``group_key``: database, data dir, each camera's settings but its rules, its
+detector). The next head adopts every group whose key is that of its own cameras' settings
+(``adopt_groups``), so those cameras neither stop nor close an event, and ends the others
+(settings changed, or cameras no longer configured) before it starts groups for the rest. A
+clean stop of the head ends its groups.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vigil.cluster import CAMERA_SLOTS, NAMESPACE, camera_actor_name
+from vigil.cluster import CAMERA_SLOTS, NAMESPACE, actor_key, camera_actor_name
 
 if TYPE_CHECKING:  # the camera's imports are the runtime's: only actors and the head need them
     from vigil.cluster.camera import CameraSpec
@@ -51,20 +61,47 @@ GROUP_SEPARATOR = ","
 
 #: The ``CameraActor`` methods the head may call through a group.
 CALLS = frozenset({
-    "drain", "status", "boot_error", "latest_frame", "latest_tracks", "counts",
+    "drain", "peek", "status", "boot_error", "latest_frame", "latest_tracks", "counts",
     "update_rules", "set_detection", "set_recording", "stop",
 })  # fmt: skip
 
 
-def group_actor_name(cameras: Sequence[str]) -> str:
-    """``vigil-camera:cam0,cam1``: the camera actors' prefix, so tools that list camera actors
-    (``vigil cluster status``) find groups too and can tell their cameras from the name."""
-    return camera_actor_name(GROUP_SEPARATOR.join(cameras))
+def group_actor_name(cameras: Sequence[str], key: str = "") -> str:
+    """``vigil-camera:<key>:cam0,cam1``: the camera actors' prefix, so tools that list camera
+    actors (``vigil cluster status``) find groups too and can tell their cameras from the
+    name; ``key`` (``group_key``) says what the group was made with, so that a head that
+    starts adopts only a group made with its own settings."""
+    tail = GROUP_SEPARATOR.join(cameras)
+    return camera_actor_name(f"{key}:{tail}" if key else tail)
+
+
+def group_name_parts(actor_name_tail: str) -> tuple[str, list[str]]:
+    """``(key, cameras)`` of a camera actor named ``vigil-camera:<tail>`` (key "" for a name
+    without one, as heads before keyed groups named them)."""
+    key, _sep, cameras = actor_name_tail.rpartition(":")
+    return key, [name for name in cameras.split(GROUP_SEPARATOR) if name]
 
 
 def cameras_of(actor_name_tail: str) -> list[str]:
     """The cameras of a camera actor named ``vigil-camera:<tail>`` (one, or a group's)."""
-    return [name for name in actor_name_tail.split(GROUP_SEPARATOR) if name]
+    return group_name_parts(actor_name_tail)[1]
+
+
+def camera_key(spec: CameraSpec) -> tuple[str, ...]:
+    """What a camera's actor runs with, for ``group_key``: the database and data dir, the
+    camera's resolved settings and its detector's. Its zones and lines are left out: the
+    head hands an actor the rules in force at its first drain (``RayCamera._sync_rules``),
+    so a rule edited at run time must not make the next head restart the camera."""
+    camera = spec.camera.model_dump_json(exclude={"zones", "lines"})
+    detector = spec.detector.key if spec.detector is not None else "motion"
+    return (spec.database_url, str(spec.config.data_dir), camera, detector,
+            repr(spec.stall_timeout), repr(spec.outbox_size))  # fmt: skip
+
+
+def group_key(specs: Sequence[CameraSpec]) -> str:
+    """The digest (``actor_key``) in a group actor's name: its cameras' ``camera_key`` in
+    order, and Vigil's version. The URL itself never shows in a name."""
+    return actor_key("camera-group", *(part for spec in specs for part in camera_key(spec)))
 
 
 def _chunks(names: Sequence[str], size: int) -> list[list[str]]:
@@ -140,6 +177,11 @@ class CameraGroup:
         number): one call a poll round for the whole group, not one per camera."""
         return {camera: self.cameras[camera].drain(after) for camera, after in acks.items()}
 
+    def peek_many(self, seen: Mapping[str, int]) -> dict[str, Any]:
+        """``peek(after)`` of each camera in ``seen``: ``drain_many`` for an API replica,
+        acknowledging nothing."""
+        return {camera: self.cameras[camera].peek(after) for camera, after in seen.items()}
+
     def names(self) -> list[str]:
         return list(self.cameras)
 
@@ -167,10 +209,11 @@ class _Member:
         return _Call(self.group, self.camera, method)
 
 
-def start_drains(cameras: Iterable[Any], now: float) -> None:
+def start_drains(cameras: Iterable[Any], now: float, *, peek: bool = False) -> None:
     """Start a drain for each ``RayCamera`` of ``cameras`` without one in flight: one
     ``drain_many`` per group for its cameras (they share its answer, ``drained_for`` picks
-    theirs), ``drain`` for a camera alone."""
+    theirs), ``drain`` for a camera alone; ``peek``: an API replica's look instead, which
+    acknowledges nothing (``CameraActor.peek``)."""
     groups: dict[int, tuple[Any, list[Any]]] = {}
     for cam in cameras:
         if cam.pending is not None or cam.actor is None:
@@ -178,9 +221,11 @@ def start_drains(cameras: Iterable[Any], now: float) -> None:
         if isinstance(cam.actor, _Member):
             groups.setdefault(id(cam.actor.group), (cam.actor.group, []))[1].append(cam)
         else:
-            cam.pending, cam.pending_since = cam.actor.drain.remote(cam.acked), now
+            call = cam.actor.peek if peek else cam.actor.drain
+            cam.pending, cam.pending_since = call.remote(cam.acked), now
     for group, members in groups.values():
-        ref = group.drain_many.remote({cam.name: cam.acked for cam in members})
+        many = group.peek_many if peek else group.drain_many
+        ref = many.remote({cam.name: cam.acked for cam in members})
         for cam in members:
             cam.pending, cam.pending_since = ref, now
 
@@ -191,29 +236,96 @@ def drained_for(answer: Any, camera: str) -> Any:
 
 
 def start_groups(
-    specs: Mapping[str, CameraSpec], per_actor: int, *, max_restarts: int
+    specs: Mapping[str, CameraSpec], per_actor: int, *, max_restarts: int,
+    adopted: Mapping[str, _Member] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Create the group actors of ``specs`` (camera -> spec) on the connected cluster; returns
-    each camera's ``_Member``. Camera actors left by a head that died are killed first
-    (``kill_overlapping``)."""
+    """The group actors of ``specs`` (camera -> spec) on the connected cluster; returns each
+    camera's ``_Member``. ``adopted``: the cameras whose groups an earlier head left running
+    with this head's settings (``adopt_groups``: they record on without a gap); the other
+    cameras get new groups, detached so that they, too, outlive a head that dies."""
     import ray
 
     from vigil.cluster.camera import CAMERA_CONCURRENCY
 
     actor_class: Any = ray.remote(CameraGroup)
-    members: dict[str, Any] = {}
-    kill_overlapping(set(specs))
-    for group in plan_groups(list(specs), per_actor, node_capacities()):
-        name = group_actor_name(group)
+    members: dict[str, Any] = dict(adopted or {})
+    rest = [camera for camera in specs if camera not in members]
+    for group in plan_groups(rest, per_actor, node_capacities()):
         handle = actor_class.options(
-            name=name, namespace=NAMESPACE, resources={CAMERA_SLOTS: len(group)},
+            name=group_actor_name(group, group_key([specs[c] for c in group])),
+            namespace=NAMESPACE, lifetime="detached", resources={CAMERA_SLOTS: len(group)},
             num_cpus=0, max_restarts=max_restarts, max_task_retries=0,
             max_concurrency=CAMERA_CONCURRENCY * len(group),
         ).remote([specs[camera] for camera in group])  # fmt: skip
         members.update({camera: _Member(handle, camera) for camera in group})
-    log.info("%d camera(s) in %d actor(s)", len(members),
-             len({id(m.group) for m in members.values()}))  # fmt: skip
+    log.info("%d camera(s) in %d actor(s), %d adopted", len(members),
+             len({id(m.group) for m in members.values()}), len(specs) - len(rest))  # fmt: skip
     return members
+
+
+@dataclass
+class Adoption:
+    """What ``adopt_groups`` found: the adopted cameras' ``_Member``, and the cameras not
+    configured here whose actors it ended (their open events are nobody's now)."""
+
+    members: dict[str, _Member] = field(default_factory=dict)
+    unconfigured: list[str] = field(default_factory=list)
+
+
+def adopt_groups(specs: Mapping[str, CameraSpec]) -> Adoption:
+    """The camera group actors running in the namespace (detached: a head killed with
+    ``-9`` leaves them recording) that this head takes over: those whose cameras are all
+    configured here and whose key (``group_key``) is that of their cameras' specs now.
+    Every other camera actor is ended: one made with other settings, or hosting a camera
+    no longer configured (the namespace is this Vigil's)."""
+    import ray
+
+    prefix = camera_actor_name("")
+    found = Adoption()
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = str(entry.get("name", ""))
+        if entry.get("namespace") != NAMESPACE or not name.startswith(prefix):
+            continue
+        key, cameras = group_name_parts(name.removeprefix(prefix))
+        try:
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:  # it ended meanwhile
+            continue
+        mine = bool(cameras) and all(c in specs and c not in found.members for c in cameras)
+        if mine and key == group_key([specs[c] for c in cameras]):
+            log.warning("adopting %s, left running by an earlier head", name)
+            found.members.update({camera: _Member(handle, camera) for camera in cameras})
+            continue
+        log.warning("ending %s, left by an earlier head (%s)", name,
+                    "other settings" if mine else "cameras not configured here")  # fmt: skip
+        with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+            ray.kill(handle, no_restart=True)
+        found.unconfigured += [camera for camera in cameras if camera not in specs]
+    return found
+
+
+def find_groups(cameras: Iterable[str]) -> dict[str, tuple[str, _Member]]:
+    """For an API replica: each camera's group actor running in the namespace (whatever its
+    key: the head decides which run), as ``(actor name, member)``. Nothing is started or
+    ended."""
+    import ray
+
+    wanted = set(cameras)
+    prefix = camera_actor_name("")
+    found: dict[str, tuple[str, _Member]] = {}
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        name = str(entry.get("name", ""))
+        if entry.get("namespace") != NAMESPACE or not name.startswith(prefix):
+            continue
+        hosted = [c for c in group_name_parts(name.removeprefix(prefix))[1] if c in wanted]
+        if not hosted:
+            continue
+        try:
+            handle = ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:  # it ended meanwhile
+            continue
+        found.update({camera: (name, _Member(handle, camera)) for camera in hosted})
+    return found
 
 
 def kill_group(actor: Any) -> None:
@@ -221,25 +333,3 @@ def kill_group(actor: Any) -> None:
     import ray
 
     ray.kill(actor.group if isinstance(actor, _Member) else actor, no_restart=True)
-
-
-def kill_overlapping(cameras: set[str]) -> list[str]:
-    """Kill every camera actor of the namespace hosting one of ``cameras`` (left by a head
-    that died, grouped as it was then): this head owns those cameras now. Returns the names
-    of the actors killed."""
-    import ray
-
-    prefix = camera_actor_name("")
-    killed: list[str] = []
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        name = str(entry.get("name", ""))
-        if entry.get("namespace") != NAMESPACE or not name.startswith(prefix):
-            continue
-        if not cameras & set(cameras_of(name.removeprefix(prefix))):
-            continue
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-        except ValueError:  # it ended meanwhile
-            continue
-        killed.append(name)
-    return killed

@@ -41,10 +41,15 @@ def node_retention(config: VigilConfig, database_url: str) -> NodeRetention:
 
 
 class ClusterHead:
-    """Media actors on every node while the head runs; ``media`` and ``status`` for the API."""
+    """Media actors on every node while the head runs; ``media`` and ``status`` for the API.
+
+    On an API replica (``cluster.replica``) only ``media`` and ``status``: the media actors
+    are the head's (found by name when a recording is asked for), never started or ended
+    here."""
 
     def __init__(self, config: VigilConfig, database_url: str) -> None:
         self.config = config
+        self.replica = config.cluster.replica
         self.retention = node_retention(config, database_url)
         self.data_dir = node_data_dir(Path(config.data_dir))
         self.media = ClusterMedia(self.data_dir, node_name(),
@@ -54,10 +59,19 @@ class ClusterHead:
 
     def start(self) -> None:
         """Media actors on the nodes there are now, and a watch for nodes that join."""
+        if self.replica:
+            return
         self._end_left()
         self._ensure()
         self._thread = threading.Thread(target=self._watch, name="cluster-nodes", daemon=True)
         self._thread.start()
+
+    def promote(self) -> None:
+        """This replica supervises now (``vigil.cluster.leader``): the media actors are its
+        to keep (those of the head that died are ended and made again, with this
+        process's retention)."""
+        self.replica = False
+        self.start()
 
     def status(self) -> ClusterStatus:
         return gather_status(timeout_s=self.config.cluster.call_timeout)
@@ -67,6 +81,8 @@ class ClusterHead:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.replica:
+            return  # the head's media actors serve the head and the other replicas on
         import ray
 
         if not ray.is_initialized():

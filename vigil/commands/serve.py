@@ -40,6 +40,11 @@ def register(subparsers: Any) -> None:
         "cluster `ray start` made here, or RAY_ADDRESS), 'local' (start a throw-away one on "
         "this machine), HOST:PORT or ray://HOST:PORT; needs a postgresql:// database_url",
     )  # fmt: skip
+    parser.add_argument(
+        "--replica", action="store_true",
+        help="with --cluster: serve the API only, beside the head (cluster.replica): reach "
+        "the head's camera actors, place and stop none of them",
+    )  # fmt: skip
     parser.set_defaults(handler=_serve)
 
 
@@ -48,26 +53,40 @@ def _serve(args: argparse.Namespace) -> int:
 
     stop = _StopSignal()  # before anything else: a signal during start-up stops cleanly too
     config = load_config(args.config)
-    if args.cluster is not None:
-        config = with_cluster(config, args.cluster)
+    if args.replica and args.cluster is None and config.server.backend != "ray":
+        from vigil.errors import ConfigError
+
+        raise ConfigError("--replica serves the API beside a cluster's head: give the head's "
+                          "cluster with --cluster ADDRESS (or server.backend: ray)")  # fmt: skip
+    if args.cluster is not None or args.replica:
+        config = with_cluster(config, args.cluster or config.cluster.address,
+                              replica=args.replica or config.cluster.replica)  # fmt: skip
     return serve(config, api=not args.no_api, stop=stop)
 
 
-def with_cluster(config: VigilConfig, address: str) -> VigilConfig:
-    """``config`` with ``server.backend: ray`` on the cluster at ``address`` (``--cluster``)."""
+def with_cluster(config: VigilConfig, address: str, *, replica: bool = False) -> VigilConfig:
+    """``config`` with ``server.backend: ray`` on the cluster at ``address`` (``--cluster``),
+    as an API replica when ``replica`` (``--replica``)."""
     from pydantic import ValidationError
 
     from vigil.config.models import ClusterConfig, ServerConfig
     from vigil.errors import ConfigError
 
     try:
-        cluster = ClusterConfig.model_validate({**config.cluster.model_dump(), "address": address})
+        cluster = ClusterConfig.model_validate({**config.cluster.model_dump(), "address": address,
+                                                "replica": replica})  # fmt: skip
         server = ServerConfig.model_validate({**config.server.model_dump(), "backend": "ray",
                                               "worker_processes": "auto"})  # fmt: skip
     except ValidationError as exc:
         messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         raise ConfigError(f"--cluster {address!r}: {messages}") from None
     return config.model_copy(update={"cluster": cluster, "server": server})
+
+
+def as_replica(config: VigilConfig) -> VigilConfig:
+    """An API replica's configuration: MQTT and webhooks left out, since the head publishes
+    every event there (a replica sees the events only as the head's drains leave them)."""
+    return config.model_copy(update={"mqtt": None, "webhooks": None})
 
 
 def check_cluster(config: VigilConfig) -> None:
@@ -101,31 +120,48 @@ def serve(
     from vigil.privacy.redactor import check_person_model
 
     check_person_model(config)
+    lock: Any = None
+    replica = False
+    if config.server.backend == "ray":
+        # Who supervises: whoever holds the lock (vigil.cluster.leader); the others stand by.
+        from vigil.cluster.leader import SupervisionLock
+
+        lock = SupervisionLock(database_url_for(config))
+        replica = config.cluster.replica or not lock.try_acquire()
+        if replica and not config.cluster.replica:
+            log.warning("another vigil serve supervises the cluster (it holds the supervision "
+                        "lock): serving as an API replica, standing by")  # fmt: skip
+    if replica:
+        config = as_replica(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(database_url_for(config))
     db.migrate()
     clips: Any = None
     if api:
         _load_api()
-        clips = clip_jobs(config, db)
+        # A replica sees no event end to queue a clip for: the head queues them all.
+        clips = None if replica else clip_jobs(config, db)
     cluster: Any = None
     if config.server.backend == "ray":
-        from vigil.cluster.backend import RayBackend
+        from vigil.cluster.backend import RayBackend, ReplicaBackend
 
-        cluster = RayBackend
+        cluster = ReplicaBackend if replica else RayBackend
     supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,),
                             cluster_backend=cluster)  # fmt: skip
     supervisor.start()
     head: Any = None
+    standby: Any = None
     if cluster is not None:
         # After the backend connected to the cluster: media actors on every node.
         from vigil.cluster.head import cluster_head
 
         head = cluster_head(config, db)
         head.start()
+        standby = _standby(config, lock, supervisor, head)
         stop.install()
-    announce(f"vigil serve: {len(supervisor.workers)} camera(s), data in {config.data_dir}, "
-             f"database {db.display_url}")  # fmt: skip
+    role = " (API replica: the cameras are the head's)" if replica else ""
+    announce(f"vigil serve: {len(supervisor.workers)} camera(s){role}, data in "
+             f"{config.data_dir}, database {db.display_url}")  # fmt: skip
     try:
         if not api:
             stop.wait(supervisor.wait)
@@ -144,6 +180,8 @@ def serve(
                 head=head,
             )
     finally:
+        if standby is not None:
+            standby.stop()  # first: no take-over while this process stops
         if head is not None:
             # First, while the backend still holds the cluster connection (its close ends it):
             # the media actors are detached and would outlive this head.
@@ -152,8 +190,25 @@ def serve(
             except Exception:  # the cameras must stop whatever happened to the media actors
                 log.exception("the cluster's media actors were not all stopped")
         supervisor.stop()
+        if lock is not None:
+            lock.release()  # after the stop: a standby must not adopt what is being ended
         db.close()
     return 0
+
+
+def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any) -> Any:
+    """The thread that, on a replica, tries the supervision lock until it gets it and then
+    takes over (``vigil.cluster.leader.Standby``); on the supervising process, that checks
+    the lock's connection."""
+    from vigil.cluster.leader import Standby
+
+    def take_over() -> None:
+        supervisor.backend.promote()
+        head.promote()
+
+    standby = Standby(lock, config.cluster.takeover_interval, take_over)
+    standby.start()
+    return standby
 
 
 def _setup_token(db: Any) -> str | None:

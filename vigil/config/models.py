@@ -698,6 +698,28 @@ class ClusterConfig(_Model):
         "one node, and fails over as a whole to a node with that many free. Groups are never "
         "bigger than the largest node's slots.",
     )  # fmt: skip
+    replica: bool = Field(
+        False,
+        description="Serve the API only, beside the head (`vigil serve --replica`): place, "
+        "supervise and stop no camera, reach the head's camera actors by name and read the "
+        "same PostgreSQL (logins, lockouts and live grants hold on every replica). Needs the "
+        "head's cluster: not with address 'local'.",
+    )  # fmt: skip
+    takeover_interval: float = Field(
+        2.0, gt=0, le=300,
+        description="Seconds between a replica's tries of the supervision lock (a PostgreSQL "
+        "advisory lock that the supervising `vigil serve` holds): how soon a replica takes "
+        "over from a head that died.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _replica_of_a_head(self) -> ClusterConfig:
+        if self.replica and self.address == "local":
+            raise ValueError(
+                "cluster.replica serves the cameras of a head's cluster, but address 'local' "
+                "starts a new, empty one: give the head's address (HOST:PORT or 'auto')"
+            )
+        return self
 
     @field_validator("address")
     @classmethod

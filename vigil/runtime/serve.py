@@ -585,6 +585,10 @@ class Supervisor:
                 for name in self.workers:
                     CameraRepo(session).ensure(name)
                     switches[name] = CameraRepo(session).switches(name)
+                    if self.clustered:
+                        # The camera's actor closes its own at each (re)start; one that a
+                        # head before this one left running has them open still.
+                        continue
                     # A crash (kill -9, power loss) left these open; nobody will end them.
                     closed = EventRepo(session).close_dangling(name, now)
                     if closed:
