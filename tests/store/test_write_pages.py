@@ -1,7 +1,6 @@
 """The write path's cost on PostgreSQL (``docs/cluster.md``, City-scale event path): an
 event's later states are written into its own page without touching the indexes (HOT:
-``fillfactor``, migration 0012), and a batch of segments is checked against the one unique
-index that can refuse it."""
+``fillfactor``, migration 0012)."""
 
 from __future__ import annotations
 
@@ -10,16 +9,14 @@ import importlib
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.store import Database
 from vigil.store.models import CountRow, EventRow, SegmentRow
-from vigil.store.repo import SegmentRepo, SegmentSpec
 from vigil.store.sink import StoreEventSink
 from vigil.types import Event, EventState
 
-SHA = "ab" * 32
 FILLFACTOR = importlib.import_module("vigil.store.migrations.versions.0012_write_fillfactor")
 
 
@@ -67,32 +64,3 @@ def test_an_events_end_is_written_in_its_own_page(pg: Database) -> None:
     stayed = sum(after[e.id] == before[e.id] for e in ends)
     # Measured: all of them with fillfactor 70; 0-5 % with the default (100).
     assert stayed >= 0.9 * len(ends), f"{stayed} of {len(ends)} ended events stayed in their page"
-
-
-def test_a_batch_of_segments_is_checked_against_their_places_only(pg: Database) -> None:
-    """``add_many``'s insert names the place's unique index (node, path) as its conflict
-    target: without one, PostgreSQL also probes the primary key before each row, whose ids
-    the sequence makes new."""
-    statements: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.startswith("INSERT INTO"):
-            statements.append((statement, params))
-
-    specs = [SegmentSpec(camera="cam", path=f"rec/cam/{i}.mp4", start=10.0 * i,
-                         end=10.0 * i + 10, size=1000, sha256=SHA) for i in range(3)]  # fmt: skip
-    event.listen(pg.engine, "before_cursor_execute", capture)
-    try:
-        with pg.session() as session:
-            assert SegmentRepo(session).add_many(specs) == []
-    finally:
-        event.remove(pg.engine, "before_cursor_execute", capture)
-    assert len(statements) == 1
-    statement, params = statements[0]
-    with pg.engine.connect() as conn:
-        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, params))
-    assert "Conflict Arbiter Indexes: uq_segments_node_path\n" in plan + "\n", plan
-    # ... and a retried batch is still skipped, not an error.
-    with pg.session() as session:
-        assert SegmentRepo(session).add_many(specs) == []
-        assert session.scalar(text("SELECT count(*) FROM segments")) == 3

@@ -239,12 +239,11 @@ class _Rows:
 
 def _bulk_write(
     session: Session, model: type[Any], rows: _Rows, *, key: Sequence[str], mode: WriteMode,
-    new_only: dict[str, Any] | None = None, returning: Sequence[str] = (), target: str = "",
+    new_only: dict[str, Any] | None = None, returning: Sequence[str] = (),
 ) -> builtins.list[tuple[Any, ...]] | None:  # fmt: skip
     """Insert ``rows`` into ``model``'s table; a row whose ``key`` exists already:
     ``replace`` overwrites the given columns, ``add`` adds ``count``, ``ignore`` leaves it
-    (an empty ``key`` with ``ignore``: any unique index, or the one whose columns
-    ``target``, SQL, names: ``ON CONFLICT <target>`` on PostgreSQL, for an expression).
+    (an empty ``key`` with ``ignore``: any unique index, e.g. one on an expression).
     ``new_only``: columns and the one value they get in new rows only (an update leaves them
     as they are). ``returning``: columns of the rows written, returned on PostgreSQL (None
     elsewhere: not known).
@@ -270,7 +269,7 @@ def _bulk_write(
     if session.get_bind().dialect.name == "postgresql":
         statement = _positional_upsert(session, table, rows.columns, rows.json_columns,
                                        tuple(extra), key=tuple(key), mode=mode,
-                                       returning=tuple(returning), target=target)  # fmt: skip
+                                       returning=tuple(returning))  # fmt: skip
         params = {"rows": json_dumps(rows.values),
                   **{f"new_{i}": v for i, v in enumerate(extra.values())}}  # fmt: skip
         if rows.json_columns:
@@ -300,7 +299,6 @@ def _bulk_write(
 def _positional_sql(
     table_name: str, types: tuple[tuple[str, str], ...], *, json_columns: tuple[str, ...],
     extra: tuple[str, ...], key: tuple[str, ...], mode: WriteMode, returning: tuple[str, ...],
-    target: str = "",
 ) -> Any:  # fmt: skip
     """The statement of ``_bulk_write`` on PostgreSQL (built once per shape, then cached):
     element ``i`` of a row's array is column ``i``, cast by the server; ``types``: (name, SQL
@@ -320,7 +318,6 @@ def _positional_sql(
         f"INSERT INTO {quote(table_name)} ({', '.join(quote(c) for c in names)}) "
         f"SELECT {', '.join(values)} FROM {source} "
         f"ON CONFLICT {'(' + ', '.join(quote(c) for c in key) + ') ' if key else ''}"
-        f"{target + ' ' if target and not key else ''}"
     )
     if mode == "ignore":
         sql += "DO NOTHING"
@@ -338,7 +335,7 @@ def _positional_sql(
 def _positional_upsert(
     session: Session, table: Any, columns: tuple[str, ...], json_columns: tuple[str, ...],
     extra: tuple[str, ...], *, key: tuple[str, ...], mode: WriteMode,
-    returning: tuple[str, ...] = (), target: str = "",
+    returning: tuple[str, ...] = (),
 ) -> Any:  # fmt: skip
     dialect = session.get_bind().dialect
     types = tuple((c, str(table.c[c].type.compile(dialect=dialect))) for c in columns)
@@ -350,7 +347,6 @@ def _positional_upsert(
         key=key,
         mode=mode,
         returning=returning,
-        target=target,
     )
 
 
@@ -688,9 +684,6 @@ _ENTRY_COLUMNS = SegmentEntry._fields
 
 
 #: The columns ``SegmentRepo.add_many`` writes, in the order of its rows.
-#: ``uq_segments_node_path``'s columns as ``ON CONFLICT`` names them (PostgreSQL infers the
-#: index from the expression as the index spells it).
-_SEGMENT_PLACE = '(coalesce("node", \'\'), "path")'
 _SEGMENT_COLUMNS = ("camera", "path", "start", "end", "size", "sha256", "has_motion",
                     "has_events", "node", "previews", "preview_bytes")  # fmt: skip
 
@@ -743,12 +736,10 @@ class SegmentRepo:
                          seg.previews, int(seg.preview_bytes)))  # fmt: skip
         if not rows:
             return []
-        # The conflict target is the place's unique index (an expression): with none, every
-        # unique index is checked before each insert, the primary key too, whose ids are new.
+        # No conflict target: the unique key is an expression (``uq_segments_node_path``).
         written = _bulk_write(self.session, SegmentRow, _Rows(_SEGMENT_COLUMNS, rows), key=[],
                               mode="ignore", new_only={"evidence_lock": False},
-                              returning=("node", "path"),
-                              target=_SEGMENT_PLACE)  # fmt: skip
+                              returning=("node", "path"))  # fmt: skip
         if written is not None:  # only the rows not written can be refused: look those up
             new = {(node or "", path) for node, path in written}
             left = []
