@@ -15,7 +15,12 @@ it: ``batched`` writes a tick in three transactions (``StoreEventSink.publish_ma
 ``StoreEventSink.count``, ``SegmentRepo.add_many``); ``per-event`` writes each change,
 each rule hit's tick and each segment in its own transaction, as ``vigil serve`` does on one
 host. A node that cannot keep up falls behind: its *lag* (the age of a tick's changes when
-they commit) grows. Queries are the route code's repository calls: ``EventRepo.list`` plus
+they commit) grows. The nodes make all their ticks before the clock starts (``--sim
+before``, the default: the same rows at the same rates through the same store calls, but the
+simulation, which stands in for the cameras' pipelines, no longer takes a core from the
+system it measures); ``--sim live`` makes each tick in its second. Each run reports what the
+server spent per statement (``pg_stat_statements``: time, buffers, WAL) and how many of each
+table's updates were HOT (in their page, no index touched). Queries are the route code's repository calls: ``EventRepo.list`` plus
 ``SegmentRepo.recorded`` per row (``GET /api/events?camera&start&end``), ``CountRepo.series``
 (``GET /api/counts?period=hour``, a week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a
 day).
