@@ -20,10 +20,10 @@ before``, the default: the same rows at the same rates through the same store ca
 simulation, which stands in for the cameras' pipelines, no longer takes a core from the
 system it measures); ``--sim live`` makes each tick in its second. Each run reports what the
 server spent per statement (``pg_stat_statements``: time, buffers, WAL) and how many of each
-table's updates were HOT (in their page, no index touched). Queries are the route code's repository calls: ``EventRepo.list`` plus
-``SegmentRepo.recorded`` per row (``GET /api/events?camera&start&end``), ``CountRepo.series``
-(``GET /api/counts?period=hour``, a week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a
-day).
+table's updates were HOT (in their page, no index touched). Queries are the route code's
+repository calls: ``EventRepo.list`` plus ``SegmentRepo.recorded`` per row (``GET
+/api/events?camera&start&end``), ``CountRepo.series`` (``GET /api/counts?period=hour``, a
+week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a day).
 
 The server is PostgreSQL 15 as ``tests/store/conftest.py`` starts it (its helper, imported),
 but durable (fsync and synchronous commit on, as in production), in ``--cache``: the 10^7
