@@ -15,10 +15,15 @@ it: ``batched`` writes a tick in three transactions (``StoreEventSink.publish_ma
 ``StoreEventSink.count``, ``SegmentRepo.add_many``); ``per-event`` writes each change,
 each rule hit's tick and each segment in its own transaction, as ``vigil serve`` does on one
 host. A node that cannot keep up falls behind: its *lag* (the age of a tick's changes when
-they commit) grows. Queries are the route code's repository calls: ``EventRepo.list`` plus
-``SegmentRepo.recorded`` per row (``GET /api/events?camera&start&end``), ``CountRepo.series``
-(``GET /api/counts?period=hour``, a week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a
-day).
+they commit) grows. The nodes make all their ticks before the clock starts (``--sim
+before``, the default: the same rows at the same rates through the same store calls, but the
+simulation, which stands in for the cameras' pipelines, no longer takes a core from the
+system it measures); ``--sim live`` makes each tick in its second. Each run reports what the
+server spent per statement (``pg_stat_statements``: time, buffers, WAL) and how many of each
+table's updates were HOT (in their page, no index touched). Queries are the route code's
+repository calls: ``EventRepo.list`` plus ``SegmentRepo.recorded`` per row (``GET
+/api/events?camera&start&end``), ``CountRepo.series`` (``GET /api/counts?period=hour``, a
+week), ``SegmentRepo.timeline`` (``GET /api/recordings``, a day).
 
 The server is PostgreSQL 15 as ``tests/store/conftest.py`` starts it (its helper, imported),
 but durable (fsync and synchronous commit on, as in production), in ``--cache``: the 10^7
@@ -30,6 +35,7 @@ starts over).
 from __future__ import annotations
 
 import argparse
+import gc
 import heapq
 import importlib.util
 import itertools
@@ -183,6 +189,9 @@ SERVER_SETTINGS = (
     "max_wal_size=4GB",
     "checkpoint_timeout=15min",
     "max_connections=200",
+    # Per-statement server time, buffers and WAL of each run (``statement_stats``): what the
+    # write path costs the database, statement by statement.
+    "shared_preload_libraries=pg_stat_statements",
 )
 
 
@@ -346,6 +355,7 @@ class NodeReport:
     transactions: int = 0
     elapsed: float = 0.0
     sim_cpu_s: float = 0.0  # the node's CPU making its cameras' changes (the simulation)
+    sim_before_cpu_s: float = 0.0  # ... spent before the clock started (``--sim before``)
     write_cpu_s: float = 0.0  # ... and writing them (the product's store code, client side)
     lags: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -472,11 +482,13 @@ class NodeJob:
     mode: str
     seconds: float
     run: int
+    sim: str = "before"  # "before": every tick made before the clock starts; "live": in it
 
 
-def node_main(job: NodeJob, out: Any) -> None:
+def node_main(job: NodeJob, out: Any, start: Any) -> None:
     """One node: simulate its cameras in real time and write each tick the way ``mode``
-    says; report to ``out`` (a queue) at the end."""
+    says; report to ``out`` (a queue) at the end. ``start`` (a barrier) is passed once the
+    node is ready: every node's clock starts together, after its ticks are made."""
     url, node, first, count = job.url, job.node, job.first, job.count
     rates, mode, seconds, run = job.rates, job.mode, job.seconds, job.run
     db = Database(url)
@@ -484,6 +496,10 @@ def node_main(job: NodeJob, out: Any) -> None:
     sim = CameraSim(first, count, rates, seed=run * 1000 + node)
     report = NodeReport(node)
     dt = 1.0
+    cpu = time.process_time()
+    made = _make_ticks(sim, seconds, dt) if job.sim == "before" else None
+    report.sim_before_cpu_s = time.process_time() - cpu
+    start.wait(timeout=600)
     began = time.monotonic()
     tick = 0
     while True:
@@ -496,7 +512,10 @@ def node_main(job: NodeJob, out: Any) -> None:
         if delay > 0:
             time.sleep(delay)
         cpu = time.process_time()
-        changes, hits, segments = sim.tick(HISTORY_END + tick * dt, dt)
+        if made is not None:
+            changes, hits, segments = made[tick]
+        else:
+            changes, hits, segments = sim.tick(HISTORY_END + tick * dt, dt)
         report.sim_cpu_s += time.process_time() - cpu
         cpu = time.process_time()
         try:
@@ -515,6 +534,21 @@ def node_main(job: NodeJob, out: Any) -> None:
     report.elapsed = time.monotonic() - began
     db.close()
     out.put(asdict(report))
+
+
+Tick = tuple[list[Event], list[RuleEvent], list[SegmentSpec]]
+
+
+def _make_ticks(sim: CameraSim, seconds: float, dt: float) -> list[Tick]:
+    """Every tick a run of ``seconds`` writes, made at once: the same rows, in the same
+    order, as making each in its second, but the simulation (which stands in for the
+    cameras' pipelines, elsewhere in a real cluster) no longer takes a core from the system
+    under test while it is measured. ~10 MB per tick of a 50,000-camera node."""
+    made = [sim.tick(HISTORY_END + k * dt, dt) for k in range(math.floor(seconds / dt + 1e-9))]
+    # ~10^6 long-lived objects: without this, every full collection during the run would walk
+    # them all, and the store code measured would pay for the bench's memory.
+    gc.freeze()
+    return made
 
 
 def _write(db: Database, sink: StoreEventSink, mode: str, *, changes: list[Event],
@@ -674,21 +708,25 @@ def pg_cpu_seconds(datadir: Path) -> float:
 
 def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
              seconds: float, nodes: int, query_rate: float, run: int,
-             datadir: Path) -> dict[str, Any]:  # fmt: skip
+             datadir: Path, sim: str = "before") -> dict[str, Any]:  # fmt: skip
     """``cameras`` on ``nodes`` processes for ``seconds``, queries running meanwhile."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     share = math.ceil(cameras / nodes)
     jobs = [NodeJob(url, n, n * share, min(share, cameras - n * share), plan.rates, mode,
-                    seconds, run) for n in range(nodes) if n * share < cameras]  # fmt: skip
-    procs = [ctx.Process(target=node_main, args=(job, out)) for job in jobs]
-    began = time.monotonic()
-    cpu_before = pg_cpu_seconds(datadir)
+                    seconds, run, sim) for n in range(nodes) if n * share < cameras]  # fmt: skip
+    start = ctx.Barrier(len(jobs) + 1)
+    procs = [ctx.Process(target=node_main, args=(job, out, start)) for job in jobs]
     for p in procs:
         p.start()
+    start.wait(timeout=600)  # the nodes have made their ticks: the measured window opens
+    began = time.monotonic()
+    cpu_before = pg_cpu_seconds(datadir)
+    stats_before = statement_stats(db, reset=True)
     with QueryLoad(db, plan, query_rate, seed=run) as queries:
         reports = [out.get(timeout=seconds * 20 + 600) for _ in procs]
     db_cpu = pg_cpu_seconds(datadir) - cpu_before
+    stats = statement_stats(db, since=stats_before)
     for p in procs:
         p.join()
     wall = time.monotonic() - began
@@ -714,6 +752,7 @@ def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
                               / max(1e-9, *(r["elapsed"] for r in reports)), 2),
         "sim_cores": round(sum(r["sim_cpu_s"] for r in reports)
                            / max(1e-9, *(r["elapsed"] for r in reports)), 2),
+        "sim": sim, "sim_before_cpu_s": round(sum(r["sim_before_cpu_s"] for r in reports), 1),
         "lag_p50_s": round(pct(lags, 0.5), 3), "lag_p95_s": round(pct(lags, 0.95), 3),
         "lag_end_s": round(last_lag, 3),
         "sustained": bool(last_lag < 2.0 and simulated >= seconds),
@@ -723,7 +762,53 @@ def load_run(url: str, db: Database, plan: Preload, *, cameras: int, mode: str,
         **{f"{q}_p50_ms": round(pct(queries.times[q], 0.5) * 1000, 1) for q in QUERIES},
         **{f"{q}_p95_ms": round(pct(queries.times[q], 0.95) * 1000, 1) for q in QUERIES},
         "queries": sum(len(v) for v in queries.times.values()),
+        **stats,
     }  # fmt: skip
+
+
+_TABLES = ("events", "segments", "counts")
+
+
+def statement_stats(db: Database, *, reset: bool = False,
+                    since: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """What the server spent per statement (``pg_stat_statements``: time, buffers, WAL; the
+    top 8 by time) and what the three tables saw (rows inserted, updated, of those HOT:
+    updated in their page, no index touched), as deltas from ``since``; ``reset`` clears the
+    statements first. Empty where the extension is missing (a server started elsewhere)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    tables = text("SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                  "WHERE relname IN ('events', 'segments', 'counts')")  # fmt: skip
+    top = text(
+        "SELECT regexp_replace(left(query, 110), '\\s+', ' ', 'g'), calls, rows, "
+        "total_exec_time, shared_blks_hit + shared_blks_read, shared_blks_dirtied, wal_bytes "
+        "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database()) ORDER BY total_exec_time DESC LIMIT 8"
+    )
+    try:
+        with db.session() as session:
+            if reset:
+                session.execute(text("SELECT pg_stat_statements_reset()"))
+            # Table counters reach the shared statistics within a second of a commit.
+            time.sleep(0 if since is None else 1.5)
+            session.execute(text("SELECT pg_stat_clear_snapshot()"))
+            counts = {
+                str(name): (int(i), int(u), int(h)) for name, i, u, h in session.execute(tables)
+            }
+            statements = [] if reset else [
+                {"query": q, "calls": int(c), "rows": int(r), "ms": round(float(ms)),
+                 "buffers": int(b), "dirtied": int(d), "wal_mb": round(int(w) / 1e6, 1)}
+                for q, c, r, ms, b, d, w in session.execute(top)]  # fmt: skip
+    except DBAPIError:
+        return {}
+    before = (since or {}).get("tables", {})
+    delta = {}
+    for name, (ins, upd, hot) in counts.items():
+        b_ins, b_upd, b_hot = before.get(name, {}).get("raw", (0, 0, 0))
+        delta[name] = {"inserted": ins - b_ins, "updated": upd - b_upd, "hot": hot - b_hot,
+                       "raw": (ins, upd, hot)}  # fmt: skip
+    return {"tables": delta, "statements": statements}
 
 
 def idle_queries(db: Database, plan: Preload, n: int) -> dict[str, Any]:
@@ -806,6 +891,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--modes", nargs="+", default=["per-event", "batched"], choices=["per-event", "batched"]
     )
+    parser.add_argument(
+        "--sim",
+        choices=["before", "live"],
+        default="before",
+        help="make the simulated cameras' ticks before the clock starts (default: the bench's "
+        "simulation does not compete with what it measures) or live, each in its second",
+    )
     parser.add_argument("--query-rate", type=float, default=6.0, help="API queries per second")
     parser.add_argument(
         "--cache",
@@ -862,6 +954,8 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
     url = server.url("vigil_city")
     db = Database(url)
     db.migrate()
+    with db.session() as session:
+        session.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
     if fresh:
         marker.unlink(missing_ok=True)
         print(f"preloading {plan.events:,} events of {plan.cameras} cameras over {plan.days} "
@@ -898,6 +992,7 @@ def _bench(args: argparse.Namespace, server: Any, plan: Preload) -> dict[str, An
                 query_rate=args.query_rate,
                 run=run,
                 datadir=server.datadir,
+                sim=args.sim,
             )
             result["runs"].append(outcome)
             print(json.dumps(outcome), flush=True)

@@ -52,9 +52,17 @@ def _check(cache: Path, tmp_path: Path) -> None:
         assert run["queries"] > 0
     assert all(v > 0 for v in first["bytes_per_camera_day"].values())
     assert set(first["explain"]) == {"events_day", "counts_week", "timeline_day"}
+    batched = first["runs"][1]
+    assert batched["sim"] == "before"
+    assert batched["sim_cores"] == 0.0
+    # The server's own account of the run: the statements, and the rows each table got.
+    assert any(s["query"].startswith('INSERT INTO "events"') for s in batched["statements"])
+    assert batched["tables"]["events"]["inserted"] > 0
     # The rerun skips the preload and drops what the first run's cameras wrote.
-    second = _bench(cache, tmp_path / "second.json", "--modes", "batched")
+    second = _bench(cache, tmp_path / "second.json", "--modes", "batched", "--sim", "live")
     assert second["events_stored"] == 3000
+    assert second["runs"][0]["sim"] == "live"
+    assert second["runs"][0]["writes"] > 0
     assert second["preload"] == first["preload"]
 
 
