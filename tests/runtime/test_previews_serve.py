@@ -69,13 +69,19 @@ def small(image: ImageArray) -> ImageArray:
 
 
 def config(tmp: Path, clip: Path, **record: Any) -> VigilConfig:
-    return VigilConfig.model_validate({
+    return VigilConfig.model_validate(raw_config(tmp, clip, **record))
+
+
+def raw_config(tmp: Path, clip: Path, **record: Any) -> dict[str, Any]:
+    """``config`` before validation, to change: a validated one has the global sections merged
+    into each camera's, so a changed global section would no longer reach the camera."""
+    return {
         "detect": {"model": "motion", "fps": 5},
         "record": {"mode": "continuous", "segment_seconds": 1, "preview_interval": 0.25,
                    "max_age": 3600, **record},
         "data_dir": str(tmp / "data"),
         "cameras": {"face": {"sources": [{"url": str(clip), "loop": True}]}},
-    })  # fmt: skip
+    }  # fmt: skip
 
 
 def wait_for(what: Callable[[], bool], timeout: float, message: str) -> None:
@@ -112,7 +118,7 @@ def test_a_preview_of_a_face_frame_shows_no_face(face_clip: Path, yunet_path: Pa
 def test_a_preview_has_the_camera_s_own_masks(face_clip: Path, tmp_path: Path) -> None:
     """``redact_for(camera)``: the camera's mask over its left half is black in the preview,
     the right half keeps the picture."""
-    settings = config(tmp_path, face_clip).model_dump()
+    settings = raw_config(tmp_path, face_clip)
     settings["cameras"]["face"]["redact"] = {"masks": [[[0, 0], [0.5, 0], [0.5, 1], [0, 1]]]}
     taker = PreviewTaker(VigilConfig.model_validate(settings), {}, {}, tmp_path)
     image = np.full((270, 480, 3), 200, np.uint8)
@@ -129,7 +135,7 @@ def test_people_modes_hide_the_tracked_people_or_detect_them(
 ) -> None:  # fmt: skip
     """People come from the camera's person tracks when its detector tracks people; a motion
     camera has none, so the Redactor's own person detector must run (``people=None``)."""
-    settings = config(tmp_path, face_clip).model_dump()
+    settings = raw_config(tmp_path, face_clip)
     settings["redact"] = {"mode": "people"}
     settings["detect"] = {"model": model}
     seen: list[Any] = []
@@ -165,7 +171,7 @@ def test_a_preview_of_a_newer_frame_hides_who_came_in_since_the_analysed_one(
     from vigil.privacy.changes import thumbnail
     from vigil.privacy.redactor import build_person_detector
 
-    settings = config(tmp_path, face_clip).model_dump()
+    settings = raw_config(tmp_path, face_clip)
     settings["redact"] = {"mode": "people", "style": "fill"}
     settings["detect"] = {"model": "yolox-nano"}
     detector = build_person_detector(VigilConfig.model_validate(settings).redact)
@@ -191,7 +197,7 @@ def test_a_preview_while_detection_is_off_hides_people(face_clip: Path, tmp_path
     from tests.unit.privacy.test_privacy_changes import frame, people
     from vigil.privacy.redactor import build_person_detector
 
-    settings = config(tmp_path, face_clip).model_dump()
+    settings = raw_config(tmp_path, face_clip)
     settings["redact"] = {"mode": "people", "style": "fill"}
     settings["detect"] = {"model": "yolox-nano"}
     detector = build_person_detector(VigilConfig.model_validate(settings).redact)
