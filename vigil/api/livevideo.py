@@ -54,6 +54,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -521,6 +522,7 @@ class StreamCopy(LiveStream):
     def __init__(self, view: VideoView, reader: CopyReader) -> None:
         super().__init__(view)
         self._reader = reader
+        self._id = uuid.uuid4().hex  # this view's reader id at the feed
         self._gop: list[bytes] = []
         self._gop_bytes = 0
         #: Init segments sent after the first: the camera's stream restarted under the copy.
@@ -544,7 +546,7 @@ class StreamCopy(LiveStream):
         try:
             while not self._stop.is_set():
                 try:
-                    batch = self._reader.read(after, COPY_POLL_S)
+                    batch = self._reader.read(after, COPY_POLL_S, self._id)
                 except Exception as exc:  # the camera's actor does not answer (now)
                     failing_since = failing_since or time.monotonic()
                     if time.monotonic() - failing_since > COPY_GIVE_UP_S:
@@ -569,6 +571,11 @@ class StreamCopy(LiveStream):
         except StreamRestartedError as exc:
             log.info("live stream copy of %s ends: %s", self.view.camera, exc)
             self.error = str(exc)
+        finally:
+            try:
+                self._reader.release(self._id)
+            except Exception:  # a remote feed that is gone: it stops when idle
+                log.warning("%s: the copy feed was not released", self.view.camera)
 
     def _publish_init(self, init: bytes) -> None:
         with self._lock:

@@ -389,12 +389,18 @@ class RemoteCopy:
             return f"{exc}: re-encoded"
         return problem
 
-    def read(self, after: int, timeout: float) -> CopyBatch:
+    def read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
         """The chunks after ``after``; ``VigilError`` when the actor does not answer."""
         batch: CopyBatch = self._camera._call(
-            lambda a: a.copy_read.remote(after, timeout), wait=timeout
+            lambda a: a.copy_read.remote(after, timeout, reader), wait=timeout
         )
         return batch
+
+    def release(self, reader: str) -> None:
+        """Tell the actor, without waiting for its answer (a lost one: the feed idles out)."""
+        actor = self._camera.actor
+        if actor is not None:
+            actor.copy_release.remote(reader)
 
 
 class RayBackend:

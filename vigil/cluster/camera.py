@@ -391,7 +391,7 @@ class CameraActor:
         feed, why = self._copy_feed()
         return why if feed is None else feed.problem()
 
-    def copy_read(self, after: int, timeout: float) -> CopyBatch:
+    def copy_read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
         """The copy feed's chunks after ``after``, waiting up to ``timeout`` s for one (the
         feed bounds it): the head's long poll, one call per frame or fewer."""
         from vigil.record.copyfeed import CopyBatch
@@ -399,7 +399,13 @@ class CameraActor:
         feed, why = self._copy_feed()
         if feed is None:
             return CopyBatch("", (), after, why)
-        return feed.read(after, timeout)
+        return feed.read(after, timeout, reader)
+
+    def copy_release(self, reader: str) -> None:
+        """The head's ``reader`` reads no more (the feed stops after its last reader)."""
+        feed = self._feed
+        if feed is not None:
+            feed.release(reader)
 
     def update_rules(
         self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]

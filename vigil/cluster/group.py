@@ -53,6 +53,7 @@ GROUP_SEPARATOR = ","
 CALLS = frozenset({
     "drain", "status", "boot_error", "latest_frame", "latest_tracks", "counts",
     "update_rules", "set_detection", "set_recording", "stop", "copy_problem", "copy_read",
+    "copy_release",
 })  # fmt: skip
 
 

@@ -24,8 +24,10 @@ not take (not H.264) ends the feed: ``problem`` says why, and the view is re-enc
 player reconnects.
 
 Nothing runs while nobody reads: the thread starts at the first ``read`` and stops (and
-unsubscribes) ``IDLE_S`` after the last one. A feed restarted after that is a new ``feed``
-id (its clock starts again), which ends a reader still holding the old one.
+unsubscribes) when its last reader ``release``s it, or ``IDLE_S`` after the last read (a
+reader that went away without a word, e.g. with its API process). A feed restarted after
+that is a new ``feed`` id (its clock starts again), which ends a reader still holding the
+old one.
 """
 
 from __future__ import annotations
@@ -84,8 +86,13 @@ class CopyReader(Protocol):
         """Why the camera's view cannot be stream-copied now (None: it can)."""
         ...
 
-    def read(self, after: int, timeout: float) -> CopyBatch:
-        """The chunks after ``after`` (waiting up to ``timeout`` s for one)."""
+    def read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
+        """The chunks after ``after`` (waiting up to ``timeout`` s for one), for ``reader``
+        (an id: the feed runs while one of its readers reads)."""
+        ...
+
+    def release(self, reader: str) -> None:
+        """``reader`` reads no more (the feed stops when it was the last)."""
         ...
 
 
@@ -170,7 +177,8 @@ class CopyFeed:
         self._init: CopyChunk | None = None
         self._seq = 0
         self._thread: threading.Thread | None = None
-        self._last_read = 0.0
+        #: Each reader's last read (monotonic s).
+        self._readers: dict[str, float] = {}
         self._failed: str | None = None
         self.id = uuid.uuid4().hex
         #: Streams muxed (1, then one more at each reconnect or parameter change).
@@ -181,11 +189,11 @@ class CopyFeed:
     def problem(self) -> str | None:
         return self._failed or tap_problem(self.tap.session)
 
-    def read(self, after: int, timeout: float) -> CopyBatch:
+    def read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
         """The chunks numbered above ``after`` (see the module docstring)."""
         deadline = time.monotonic() + max(0.0, min(timeout, MAX_WAIT_S))
         with self._ready:
-            self._wake_up()
+            self._wake_up(reader)
             while self._seq <= after and self._failed is None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -195,9 +203,18 @@ class CopyFeed:
                 return CopyBatch(self.id, (), self._seq, self._failed)
             return CopyBatch(self.id, self._after(after), self._seq)
 
-    def _wake_up(self) -> None:
+    def release(self, reader: str) -> None:
+        with self._ready:
+            self._readers.pop(reader, None)
+
+    @property
+    def running(self) -> bool:
+        with self._ready:
+            return self._thread is not None
+
+    def _wake_up(self, reader: str) -> None:
         """Note the read; start the thread when it is not running (under the lock)."""
-        self._last_read = time.monotonic()
+        self._readers[reader] = time.monotonic()
         if self._thread is not None:
             return
         if self._chunks or self._seq:  # a restart after idling: a new clock, a new feed
@@ -249,10 +266,15 @@ class CopyFeed:
                     self._thread = None
 
     def _idle(self) -> bool:
-        """Whether nobody read for ``idle_s``: the thread ends (decided under the lock, so a
-        read meanwhile starts a new one)."""
+        """Whether every reader released the feed or read nothing for ``idle_s`` (one that
+        went away without a word): the thread ends (decided under the lock, so a read
+        meanwhile starts a new one)."""
         with self._ready:
-            if time.monotonic() - self._last_read <= self.idle_s:
+            now = time.monotonic()
+            for reader, last in list(self._readers.items()):
+                if now - last > self.idle_s:
+                    del self._readers[reader]
+            if self._readers:
                 return False
             self._thread = None
             return True
