@@ -156,7 +156,7 @@ def test_the_copied_stream_survives_the_camera_reconnecting(served: Served) -> N
         served.mount.publish_checked()  # the relay may refuse a publisher once; retried
         watchdog.start()
         try:
-            received, code = messages(ws, after_restart(20))
+            received, code = messages(ws, after_restart(20, heads=1))
         finally:
             watchdog.cancel()
     assert code is None, f"the socket closed ({code}) when the camera reconnected"
