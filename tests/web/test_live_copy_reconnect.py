@@ -1,8 +1,9 @@
 """The copied unredacted live view in Chromium survives the camera reconnecting: a real
 ``vigil serve`` with its own RTSP camera (the test relay), whose publisher is stopped and
 started again while the camera page plays the granted view. The server goes on on the same
-WebSocket with a new head and init segment; ``mse.js`` appends them to the same
-``SourceBuffer`` and the video plays on, with no second socket (no reconnect).
+WebSocket (its clock continued; a new head and init segment only where the camera's
+parameters changed, which ``mse.js`` appends to the same ``SourceBuffer``) and the video
+plays on, with no second socket (no reconnect).
 """
 
 from __future__ import annotations
@@ -99,9 +100,7 @@ def test_the_copied_view_plays_on_over_a_camera_reconnect(
     relay.unpublish()
     time.sleep(1.0)
     relay.publish()
-    wait_until(lambda: len(heads) >= 2, 120, "the same socket announced the camera's new stream")
-    assert heads[1]["mode"] == "copy", heads
-    resumed = now()
-    wait_until(lambda: now() > resumed + 3, 60, "the video plays on after the reconnect")
+    away = now()  # what played before the camera came back (the player holds 0.5 s at most)
+    wait_until(lambda: now() > away + 3, 120, "the video plays on after the reconnect")
     assert len(sockets) == 1, f"the player opened {len(sockets)} unredacted sockets"
     assert not sockets[0].is_closed()
