@@ -83,6 +83,11 @@ def test_the_copied_view_plays_on_over_a_camera_reconnect(
                 lambda data: heads.append(json.loads(data)) if isinstance(data, str) else None,
             )
 
+    def recording() -> bool:  # the copy needs the recorder connected (else: re-encoded)
+        cameras = page.request.get("/api/cameras").json()
+        return bool(cameras) and cameras[0]["recording"] == "recording"
+
+    wait_until(recording, 60, "the camera records")
     page.on("websocket", on_socket)
     page.goto("/#/live/door")
     page.locator("#unredact").click()
@@ -93,7 +98,11 @@ def test_the_copied_view_plays_on_over_a_camera_reconnect(
     def now() -> float:
         return float(video.evaluate("v => v.currentTime"))
 
-    wait_until(lambda: bool(heads), 30, "the unredacted stream said what it sends")
+    def said() -> bool:
+        page.wait_for_timeout(200)  # the sync API delivers the socket's events only in a call
+        return bool(heads)
+
+    wait_until(said, 90, "the unredacted stream said what it sends")
     assert heads[0]["mode"] == "copy", heads
     start = now()
     wait_until(lambda: now() > start + 2, 30, "the copied stream plays")
