@@ -55,6 +55,8 @@ KEEP_BYTES = 8 * 1024 * 1024
 IDLE_S = 15.0
 #: The longest a ``read`` waits for a chunk (a remote reader's call stays short).
 MAX_WAIT_S = 2.0
+#: A feed that failed says so (``problem``) this long; then a copy is tried again.
+RETRY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,7 @@ class CopyFeed:
         #: Each reader's last read (monotonic s).
         self._readers: dict[str, float] = {}
         self._failed: str | None = None
+        self._failed_at = -RETRY_S
         self.id = uuid.uuid4().hex
         #: Streams muxed (1, then one more at each reconnect or parameter change).
         self.streams = 0
@@ -187,7 +190,11 @@ class CopyFeed:
     # -- readers (any thread) -------------------------------------------------------------------
 
     def problem(self) -> str | None:
-        return self._failed or tap_problem(self.tap.session)
+        # A failure holds for ``RETRY_S``: the next views are re-encoded, then a copy is
+        # tried again (the camera may send what can be copied by then).
+        with self._ready:
+            failed = self._failed if time.monotonic() - self._failed_at < RETRY_S else None
+        return failed or tap_problem(self.tap.session)
 
     def read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
         """The chunks numbered above ``after`` (see the module docstring)."""
@@ -206,11 +213,6 @@ class CopyFeed:
     def release(self, reader: str) -> None:
         with self._ready:
             self._readers.pop(reader, None)
-
-    @property
-    def running(self) -> bool:
-        with self._ready:
-            return self._thread is not None
 
     def _wake_up(self, reader: str) -> None:
         """Note the read; start the thread when it is not running (under the lock)."""
@@ -254,9 +256,7 @@ class CopyFeed:
             muxer = self._run(subscription)
         except Exception as exc:  # this feed ends; the recording goes on
             log.exception("live stream copy of %s failed", self.camera)
-            with self._ready:
-                self._failed = f"the stream copy failed ({type(exc).__name__}: {exc}): re-encoded"
-                self._ready.notify_all()
+            self._fail(f"the stream copy failed ({type(exc).__name__}: {exc}): re-encoded")
         finally:
             subscription.close()
             if muxer is not None:
@@ -297,9 +297,7 @@ class CopyFeed:
                     continue  # a stream starts at a keyframe
                 problem = tap_problem(packet.session)
                 if problem is not None:
-                    with self._ready:
-                        self._failed = problem
-                        self._ready.notify_all()
+                    self._fail(problem)
                     return None
                 muxer = _Muxer(packet, end)
                 self.streams += 1
@@ -317,6 +315,12 @@ class CopyFeed:
                 if fragments:
                     self._ready.notify_all()
         return muxer
+
+    def _fail(self, problem: str) -> None:
+        """End the feed's readers with ``problem`` (their views end; the next are re-encoded)."""
+        with self._ready:
+            self._failed, self._failed_at = problem, time.monotonic()
+            self._ready.notify_all()
 
     def _restarts(self, muxer: _Muxer, packet: TapPacket) -> bool:
         """Whether ``packet`` is of another stream than ``muxer``'s: the recorder reconnected
