@@ -3,8 +3,8 @@ real ``Supervisor`` (recorder in the main process, with the thread backend and w
 process) under the API; the received fMP4's pictures are the camera's own H.264 slices, byte
 for byte (no encoder ran), while a camera with static masks is still re-encoded with them
 painted; a subscriber that never reads does not stall the recording; ending the grant ends
-the copy; a joining viewer starts at once from the current GOP; new parameter sets end the
-copy (the player reconnects)."""
+the copy; a joining viewer starts at once from the current GOP; new parameter sets and a
+camera reconnect do not end the copy: the same socket gets a fresh init segment and goes on."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ Served = tuple[TestClient, Supervisor, AppState]
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, camera: RtspRelay, *, processes: int = 0,
-          masks: list[Any] | None = None) -> Iterator[Served]:  # fmt: skip
+          masks: list[Any] | None = None,
+          stall_timeout: float = 10.0) -> Iterator[Served]:  # fmt: skip
     from vigil.api.auth import hash_password
 
     door: dict[str, Any] = {"sources": [{"url": camera.url,
@@ -109,7 +110,10 @@ def serve(tmp_path: Path, camera: RtspRelay, *, processes: int = 0,
     with db.session() as session:
         UserRepo(session).add("op", Role.OPERATOR, hash_password(PASSWORD))
     supervisor = Supervisor(
-        config, db=db, backoff=lambda: Backoff(initial=0.2, factor=1.5, max=0.5, jitter=0)
+        config,
+        db=db,
+        backoff=lambda: Backoff(initial=0.2, factor=1.5, max=0.5, jitter=0),
+        stall_timeout=stall_timeout,
     )
     settings = ApiSettings(secure_cookies=False, job_workers=0, redact=config.redact,
                            camera_redact={"door": config.redact_for("door")})  # fmt: skip
@@ -354,11 +358,105 @@ def test_a_viewer_joining_a_copy_starts_at_once_with_the_current_gop(
     assert slices(bytes(packets[0]))[0][0] & 0x1F == 5  # an IDR picture
 
 
-def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
+Message = tuple[str, Any]  # ("text", head dict) or ("bytes", an init segment or fragment)
+
+
+def messages(ws: Any, enough: Callable[[list[Message]], bool],
+             times: list[float] | None = None) -> tuple[list[Message], int | None]:  # fmt: skip
+    """The socket's messages until ``enough(received)`` (or its close: the code, else None);
+    their arrival times (monotonic s) go to ``times``."""
+    received: list[Message] = []
+    while not enough(received):
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return received, int(message.get("code", 1000))
+        if times is not None:
+            times.append(time.monotonic())
+        if message.get("text") is not None:
+            received.append(("text", json.loads(message["text"])))
+        else:
+            received.append(("bytes", message["bytes"]))
+    return received, None
+
+
+def outage(times: list[float], gap: float = 2.0) -> int | None:
+    """The index of the first message after a pause of ``gap`` s (the camera was away)."""
+    return next((i for i in range(1, len(times)) if times[i] - times[i - 1] >= gap), None)
+
+
+def resumed(times: list[float], count: int) -> Callable[[list[Message]], bool]:
+    """Enough: ``count`` messages after the camera's outage (``outage``)."""
+
+    def enough(_received: list[Message]) -> bool:
+        at = outage(times)
+        return at is not None and len(times) - at >= count
+
+    return enough
+
+
+def check_resumed(before: list[Message], received: list[Message], times: list[float],
+                  source: list[bytes]) -> None:  # fmt: skip
+    """The fragments after the outage are the camera's own slices from a keyframe, decoded
+    with the init segment in force, and the copy's clock went on (never back to zero)."""
+    at = outage(times)
+    assert at is not None
+    inits = [p for kind, p in before + received if kind == "bytes" and p[4:8] == b"ftyp"]
+    after = [p for kind, p in received[at:] if kind == "bytes" and p[4:8] == b"moof"]
+    got = mp4_slices(inits[-1] + b"".join(after))
+    assert len(got) >= 15, len(got)
+    known = set(source)
+    assert all(unit in known for unit in got), "the copy after the reconnect is not the camera's"
+    assert got[0][0] & 0x1F == 5  # from an IDR picture
+    _, init, fragments = streams_of(before + received)[-1]
+    clock = decoded(init, fragments)[1]
+    assert clock == sorted(clock)
+
+
+def streams_of(received: list[Message]) -> list[tuple[dict[str, Any], bytes, list[bytes]]]:
+    """``(head, init, fragments)`` of each stream a socket carried, in order."""
+    out: list[tuple[dict[str, Any], bytes, list[bytes]]] = []
+    at = 0
+    while at < len(received):
+        kind, head = received[at]
+        assert kind == "text", f"message {at} is not a head: {kind}"
+        init = received[at + 1][1]
+        at += 2
+        fragments = []
+        while at < len(received) and received[at][0] == "bytes":
+            fragments.append(received[at][1])
+            at += 1
+        out.append((head, init, fragments))
+    return out
+
+
+def after_restart(count: int, heads: int = 2) -> Callable[[list[Message]], bool]:
+    """Enough: ``heads`` heads (the first stream's and the next one's; 1 when the first came
+    before) and ``count`` fragments after the last of them."""
+
+    def enough(received: list[Message]) -> bool:
+        at = [i for i, (kind, _) in enumerate(received) if kind == "text"]
+        return len(at) >= heads and len(received) - at[heads - 1] - 2 >= count
+
+    return enough
+
+
+def decoded(init: bytes, fragments: list[bytes]) -> tuple[list[np.ndarray], list[float]]:
+    """The pictures of one stream and its packets' decoding times (s)."""
+    with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
+        stream = box.streams.video[0]
+        packets = [p for p in box.demux(stream) if p.size]
+        times = [float(p.dts * p.time_base) for p in packets if p.dts is not None]
+    with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
+        frames = [f.to_ndarray(format="bgr24") for f in box.decode(video=0)]
+    return frames, times
+
+
+def test_a_copy_goes_on_with_a_fresh_init_when_the_camera_changes_its_parameter_sets(
     api: ApiFixture, tmp_path: Path
 ) -> None:
-    """The camera switches resolution mid-connection (new SPS in-band): the init segment no
-    longer describes the packets, so the copy ends (1011) and the player reconnects."""
+    """The camera switches resolution mid-connection (new SPS in band): the same socket gets a
+    new head and init segment holding the new SPS, then the new stream from its keyframe,
+    its timestamps going on after the old stream's (the player appends it to its buffer)."""
     import subprocess
     import threading
 
@@ -378,6 +476,9 @@ def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
     api.add_user("op", Role.OPERATOR)
     op = api.login("op")
     stop, forced = threading.Event(), threading.Event()
+    second_sps = b"".join(
+        u for u in annexb_units(streams[1].read_bytes()[:4096]) if u[0] & 0x1F == 7
+    )
 
     token = op.post("/api/cameras/cam/live/unredacted",
                     json={"reason": "incident 15"}).json()["grant"]  # fmt: skip
@@ -392,7 +493,7 @@ def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
                     break
                 packet.pts = packet.dts = n * 120_000  # 10 fps; the raw demuxer stamps none
                 tap.publish(packet)
-            # A copy that missed the change would wait for packets for ever: end it, and
+            # A copy that stopped at the change would leave the test waiting: end it, and
             # say so (the test must fail, not hang).
             if not stop.wait(10.0):
                 forced.set()
@@ -404,17 +505,56 @@ def test_a_copy_ends_when_the_camera_changes_its_parameter_sets(
             wait_for(lambda: tap.subscribers() > 0, 10, "the copy subscribes")
             feeder.start()
             try:
-                head = json.loads(ws.receive_text())
-                init = ws.receive_bytes()
-                code = closed_with(ws, 30.0)
+                received, code = messages(ws, after_restart(10))
             finally:
                 stop.set()
                 feeder.join(10)
-    assert not forced.is_set(), "the copy went on over the camera's new parameter sets"
-    assert head["mode"] == "copy"
-    assert head["codec"].startswith("avc1.")
-    assert init
-    assert code == 1011
+    assert not forced.is_set(), "the copy did not go on over the camera's new parameter sets"
+    assert code is None, f"the socket closed ({code}) at the change"
+    (head1, init1, fragments1), (head2, init2, fragments2) = streams_of(received)[:2]
+    assert head1["mode"] == head2["mode"] == "copy"
+    assert head2["codec"].startswith("avc1.")
+    assert second_sps
+    assert second_sps in init2  # in its avcC
+    assert init2 != init1
+    frames1, times1 = decoded(init1, fragments1)
+    frames2, times2 = decoded(init2, fragments2)
+    assert frames1[0].shape[:2] == (240, 320)
+    assert frames2[0].shape[:2] == (120, 160)  # the fresh init describes the new stream
+    assert len(frames2) >= 9
+    # The clock goes on: the new stream starts where the old one ended, not at zero again.
+    assert times2[0] >= times1[-1]
+
+
+def test_a_copied_stream_survives_the_camera_reconnecting(
+    tmp_path: Path, camera: RtspRelay, clips_dir: Path
+) -> None:
+    """The camera's publisher stops and starts again: the recorder reconnects, and the same
+    socket goes on with the camera's own slices (the same parameters: no new init segment is
+    needed; new ones would bring a new head and init, as the test above shows)."""
+    import threading
+
+    with serve(tmp_path, camera, stall_timeout=3.0) as (client, supervisor, state):
+        tap = supervisor.packet_tap("door")
+        assert tap is not None
+        token = client.post("/api/cameras/door/live/unredacted",
+                            json={"reason": "incident 17"}).json()["grant"]  # fmt: skip
+        watchdog = threading.Timer(150.0, state.video.stop_all)  # fail, never hang
+        times: list[float] = []
+        with client.websocket_connect(f"{URL}?grant={token}") as ws:
+            before, _ = messages(ws, lambda got: len(got) >= 12)
+            session = tap.session
+            camera.unpublish()
+            time.sleep(1.0)
+            camera.publish()
+            watchdog.start()
+            try:
+                received, code = messages(ws, resumed(times, 25), times)
+            finally:
+                watchdog.cancel()
+        assert tap.session is not session, "the recorder did not reconnect"
+    assert code is None, f"the socket closed ({code}) when the camera reconnected"
+    check_resumed(before, received, times, mp4_slices(clips_dir / CLIP))
 
 
 def test_an_h265_camera_is_re_encoded_and_says_why(api: ApiFixture, tmp_path: Path) -> None:

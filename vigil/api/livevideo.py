@@ -45,10 +45,11 @@ changed since the frame the people boxes were decided on (the analysed frame's t
 ``TrackSnapshot.decided``; the person detection's frame) is hidden too.
 
 An unredacted view (behind a live grant) is a ``StreamCopy`` of the camera's own H.264 when
-``copy_source`` (``AppState.copy_source``) gives the camera's ``PacketTap``: its recorder's
-packets muxed into fragmented MP4 as they are, no decoder and no encoder. Otherwise (static
-masks, which copied packets cannot carry; the camera not recorded in this process; not H.264)
-it is the camera's frame with the static masks applied, re-encoded like the redacted one, and
+``copy_source`` (``AppState.copy_source``) gives the camera's ``CopyFeed``: its recorder's
+packets muxed into fragmented MP4 as they are, no decoder and no encoder, in this process or
+on the cluster node that records the camera (``vigil.record.copyfeed``). Otherwise (static
+masks, which copied packets cannot carry; the camera not recorded; not H.264) it is the
+camera's frame with the static masks applied, re-encoded like the redacted one, and
 ``reason`` says why (see ``docs/privacy.md``).
 """
 
@@ -58,6 +59,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,18 +70,14 @@ import numpy as np
 from vigil.api.runtime import RuntimeView, TrackSnapshot
 from vigil.media.h264 import (
     CLOCK,
-    CopyFragmenter,
     Fragment,
     Fragmenter,
-    annexb_units,
     codec_string,
-    h264_parameter_sets,
 )
 from vigil.privacy import Redactor
 from vigil.privacy.changes import Decided, thumbnail
 from vigil.privacy.redactor import mode_needs_people
-from vigil.record.segmenter import MAX_JUMP_SECONDS, TimestampFixer
-from vigil.record.tap import PacketTap, TapSession
+from vigil.record.copyfeed import CopyReader
 from vigil.types import Detections, FloatArray, ImageArray
 
 log = logging.getLogger(__name__)
@@ -94,9 +92,9 @@ FaceSource = Callable[[str], Any]
 #: ``camera`` → the person detector its live frames need (None: its mode hides no people, or
 #: its tracks hold them).
 PersonSource = Callable[[str], Any]
-#: ``camera`` → its packet tap when its granted unredacted view may be stream-copied, else
+#: ``camera`` → its copy feed when its granted unredacted view may be stream-copied, else
 #: None and why not (``AppState.copy_source`` holds the rule).
-CopySource = Callable[[str], tuple[PacketTap | None, str | None]]
+CopySource = Callable[[str], tuple[CopyReader | None, str | None]]
 
 #: A frame that did not change is sent again after this many seconds: a still picture (a
 #: camera that stopped, a still scene without noise) still shows, and plays on in the browser.
@@ -117,6 +115,10 @@ FACE_HZ = 5.0
 POLL_RATIO = 1.5
 #: A stream copy keeps the fragments of the current GOP for joining viewers up to this size.
 COPY_GOP_BYTES = 8 * 1024 * 1024
+#: A stream copy's reads of its feed wait this long for a chunk (a long poll), and it ends
+#: after failing reads for this long (a camera actor that does not come back).
+COPY_POLL_S = 0.5
+COPY_GIVE_UP_S = 10.0
 #: Bounds of the encoder's polling rate when the camera does not report its own.
 DEFAULT_FPS = 15.0
 MAX_FPS = 30.0
@@ -377,11 +379,13 @@ class Viewer:
     started: bool = False  # got its first keyframe
     lagging: bool = False
 
-    def offer(self, data: bytes | None) -> None:
-        self.loop.call_soon_threadsafe(self._put, data)
+    def offer(self, data: bytes | None, *, must: bool = False) -> None:
+        """Queue ``data`` (None: the stream ended); ``must``: an init segment, which a full
+        queue makes room for (what it held is older than the new stream)."""
+        self.loop.call_soon_threadsafe(self._put, data, must)
 
-    def _put(self, data: bytes | None) -> None:
-        if data is None:  # the stream ended: make room for the goodbye
+    def _put(self, data: bytes | None, must: bool = False) -> None:
+        if data is None or (must and self.queue.full()):  # make room for the goodbye
             while not self.queue.empty():
                 self.queue.get_nowait()
         try:
@@ -448,11 +452,16 @@ class LiveStream:
         raise NotImplementedError
 
     def _publish_init(self, init: bytes) -> None:
+        """Send ``init`` to every viewer; a later one (a copy's camera restarted its stream)
+        must reach each, and its fragments start at its next keyframe."""
         with self._lock:
+            again = self.init is not None
             self.init = init
             self.codec = codec_string(init)
             for viewer in self._viewers:
-                viewer.offer(init)
+                if again:
+                    viewer.started = False
+                viewer.offer(init, must=True)
 
     def _send(self, fragment: Fragment) -> None:
         self.frames += 1
@@ -540,26 +549,33 @@ class LiveEncoder(LiveStream):
 
 
 class StreamRestartedError(Exception):
-    """The camera's recording stream reconnected or changed its parameters: a copy's init
-    segment no longer describes its packets, so the stream ends and viewers reconnect."""
+    """The camera's copy feed restarted (its actor failed over, or it idled): its clock
+    started again, so the stream ends and viewers reconnect."""
 
 
 class StreamCopy(LiveStream):
-    """A granted unredacted view as the camera's own H.264, copied packet for packet from its
-    recorder (``PacketTap``) into fragmented MP4 (``CopyFragmenter``): no decoding, no
-    encoding, the camera's resolution whatever the view's width (see ``docs/privacy.md`` for
-    when a view is copied). It starts at a keyframe; a viewer that joins gets the current GOP
-    (kept up to ``COPY_GOP_BYTES``) and so starts at once, a little behind the live edge that
-    the player jumps to. Its thread never blocks the recorder: it reads its own bounded
-    subscription, which skips to the next keyframe when this thread falls behind."""
+    """A granted unredacted view as the camera's own H.264, copied packet for packet: the
+    camera's ``CopyFeed`` (``vigil.record.copyfeed``) muxes its recorder's packets into
+    fragmented MP4 once, here or on the cluster node that records it, and this thread hands
+    its chunks to the viewers. No decoding, no encoding, the camera's resolution whatever the
+    view's width (see ``docs/privacy.md`` for when a view is copied). It starts at a
+    keyframe; a viewer that joins gets the current GOP (kept up to ``COPY_GOP_BYTES``) and so
+    starts at once, a little behind the live edge that the player jumps to. When the camera
+    reconnects or changes its parameters, the feed's next chunk is a new init segment: the
+    viewers get it (after a text head, ``vigil.api.routes.livevideo``) and go on from its
+    keyframe on the same socket. The recorder never waits for it: the feed reads its own
+    bounded subscription, which skips to the next keyframe when it falls behind."""
 
     mode = "copy"
 
-    def __init__(self, view: VideoView, tap: PacketTap) -> None:
+    def __init__(self, view: VideoView, reader: CopyReader) -> None:
         super().__init__(view)
-        self._subscription = tap.subscribe()
+        self._reader = reader
+        self._id = uuid.uuid4().hex  # this view's reader id at the feed
         self._gop: list[bytes] = []
         self._gop_bytes = 0
+        #: Init segments sent after the first: the camera's stream restarted under the copy.
+        self.restarts = 0
         self._thread.start()
 
     def add(self, viewer: Viewer) -> None:
@@ -574,48 +590,48 @@ class StreamCopy(LiveStream):
                     viewer.started = True
 
     def _run(self) -> None:
-        fragmenter: CopyFragmenter | None = None
-        session: TapSession | None = None
-        fixer: TimestampFixer | None = None
-        base: int | None = None
-        sps = b""
+        after, feed = -1, None
+        failing_since: float | None = None
         try:
             while not self._stop.is_set():
-                packet = self._subscription.get(0.25)
-                if packet is None:
+                try:
+                    batch = self._reader.read(after, COPY_POLL_S, self._id)
+                except Exception as exc:  # the camera's actor does not answer (now)
+                    failing_since = failing_since or time.monotonic()
+                    if time.monotonic() - failing_since > COPY_GIVE_UP_S:
+                        raise StreamRestartedError(f"the camera's copy feed does not answer: "
+                                                   f"{exc}") from exc  # fmt: skip
+                    self._stop.wait(0.5)
                     continue
-                if session is None:
-                    if not packet.key:
-                        continue  # a stream starts at a keyframe
-                    session = packet.session
-                    sps = _sps(packet.data)
-                    fragmenter = CopyFragmenter(
-                        session.template, extradata=h264_parameter_sets(packet.data)
-                    )
-                    fixer = TimestampFixer(max(1, int(MAX_JUMP_SECONDS / session.time_base)))
-                elif packet.session is not session:
-                    raise StreamRestartedError("the camera's recording stream reconnected")
-                elif packet.key and (now := _sps(packet.data)) and sps and now != sps:
-                    raise StreamRestartedError("the camera changed its stream's parameters")
-                assert fragmenter is not None
-                assert fixer is not None
-                dts, pts = fixer.fix(packet.dts, packet.pts, packet.duration)
-                if base is None:
-                    base = dts  # the copy's clock starts at its first keyframe
-                fragments = fragmenter.write(packet.data, pts - base, dts - base,
-                                             session.time_base, key=packet.key)  # fmt: skip
-                if self.init is None and fragmenter.init is not None:
-                    self._publish_init(fragmenter.init)
-                for fragment in fragments:
+                failing_since = None
+                if batch.problem is not None:
+                    raise StreamRestartedError(batch.problem)
+                if feed is not None and batch.feed != feed:
+                    raise StreamRestartedError("the camera's copy feed restarted")
+                feed, after = batch.feed, batch.last
+                for chunk in batch.chunks:
+                    if chunk.init:
+                        if chunk.data != self.init:
+                            self._publish_init(chunk.data)
+                        continue
+                    fragment = Fragment(chunk.data, chunk.key)
                     self._keep(fragment)
                     self._send(fragment)
         except StreamRestartedError as exc:
             log.info("live stream copy of %s ends: %s", self.view.camera, exc)
             self.error = str(exc)
         finally:
-            self._subscription.close()
-            if fragmenter is not None:
-                fragmenter.close()
+            try:
+                self._reader.release(self._id)
+            except Exception:  # a remote feed that is gone: it stops when idle
+                log.warning("%s: the copy feed was not released", self.view.camera)
+
+    def _publish_init(self, init: bytes) -> None:
+        with self._lock:
+            if self.init is not None:
+                self.restarts += 1
+            self._gop, self._gop_bytes = [], 0  # fragments of the old stream
+        super()._publish_init(init)
 
     def _keep(self, fragment: Fragment) -> None:
         with self._lock:
@@ -628,11 +644,6 @@ class StreamCopy(LiveStream):
                 return
             self._gop.append(fragment.data)
             self._gop_bytes += len(fragment.data)
-
-
-def _sps(data: bytes) -> bytes:
-    """The in-band SPS of an Annex B keyframe (b"" when none: its parameters are out of band)."""
-    return b"".join(u for u in annexb_units(data) if u[0] & 0x1F == 7)
 
 
 def _scale(image: ImageArray, width: int) -> ImageArray:
@@ -683,9 +694,20 @@ class LiveVideo:
         """Add ``viewer`` to ``view``'s encoder, starting it for the first viewer."""
         with self._lock:
             encoder = self._encoders.get(view)
+            if encoder is not None and encoder.error is None:
+                self._users[view] = self._users.get(view, 0) + 1
+                encoder.add(viewer)
+                return encoder
+        # Started outside the lock: deciding on a copy may ask a camera actor on a cluster
+        # node, and other views must not wait for that answer.
+        started = self._start(view)
+        with self._lock:
+            encoder = self._encoders.get(view)
             if encoder is None or encoder.error is not None:
-                encoder = self._encoders[view] = self._start(view)
+                encoder = self._encoders[view] = started
             self._users[view] = self._users.get(view, 0) + 1
+        if encoder is not started:  # another viewer's start won meanwhile
+            started.stop()
         encoder.add(viewer)
         return encoder
 
@@ -711,16 +733,16 @@ class LiveVideo:
     def _start(self, view: VideoView) -> LiveStream:
         fps = _camera_fps(self.runtime, view.camera)
         if not view.redacted:
-            tap: PacketTap | None
+            feed: CopyReader | None
             reason: str | None
             if view.encode:
-                tap, reason = None, "asked for (encode=1): the browser cannot play the copy"
+                feed, reason = None, "asked for (encode=1): the browser cannot play the copy"
             else:
-                tap, reason = (None, "no packet source") if self._copy_source is None else \
+                feed, reason = (None, "no packet source") if self._copy_source is None else \
                     self._copy_source(view.camera)  # fmt: skip
-            if tap is not None:
+            if feed is not None:
                 log.info("%s: unredacted live video is a stream copy", view.camera)
-                return StreamCopy(view, tap)
+                return StreamCopy(view, feed)
             log.info("%s: unredacted live video is re-encoded: %s", view.camera, reason)
             encoder = LiveEncoder(
                 view, self.runtime, lambda image: self._unredacted(view.camera, image), [], fps

@@ -18,6 +18,7 @@ from typing import Any
 from vigil.errors import VigilError
 from vigil.runtime.view import (
     CameraStatus,
+    CopyFeeds,
     Lines,
     PacketTaps,
     RuntimeView,
@@ -29,6 +30,7 @@ from vigil.types import ImageArray
 
 __all__ = [
     "CameraStatus",
+    "CopyFeeds",
     "Lines",
     "PacketTaps",
     "RuntimeView",

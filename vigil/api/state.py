@@ -27,13 +27,14 @@ from vigil.api.live import LiveFrames, LiveGrants
 from vigil.api.livevideo import LiveVideo
 from vigil.api.media import LocalMedia, MediaResolver
 from vigil.api.overlay import OverlayBoxes, overlay_boxes
-from vigil.api.runtime import PacketTaps, RuntimeView, TrackSnapshot
+from vigil.api.runtime import CopyFeeds, PacketTaps, RuntimeView, TrackSnapshot
 from vigil.api.settings import ApiSettings
 from vigil.cluster.status import ClusterStatus
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, UnredactedGrant
 from vigil.privacy.masks import masked
 from vigil.privacy.redactor import mode_needs_people
+from vigil.record.copyfeed import CopyFeed, CopyReader
 from vigil.record.export import FaceSearch
 from vigil.record.tap import PacketTap
 from vigil.store import AuditLog, AuditRow, Database, TokenRepo
@@ -82,6 +83,7 @@ class AppState:
     _principals: PrincipalCache | None = field(default=None, repr=False)
     _frames: LiveFrames | None = field(default=None, repr=False)
     _video: LiveVideo | None = field(default=None, repr=False)
+    _feeds: dict[str, CopyFeed] = field(default_factory=dict, repr=False)
     _clip_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)
     _faces: dict[tuple[float, tuple[float, ...], int], FaceDetector] = field(
         default_factory=dict, repr=False
@@ -155,34 +157,42 @@ class AppState:
                 )  # fmt: skip
             return self._video
 
-    def copy_source(self, camera: str) -> tuple[PacketTap | None, str | None]:
+    def copy_source(self, camera: str) -> tuple[CopyReader | None, str | None]:
         """Whether ``camera``'s granted unredacted live view is a stream copy of its own H.264:
-        its packet tap, or None and why it is re-encoded instead. The privacy rule first:
-        static masks apply to unredacted output too and cannot be painted on copied packets,
-        so a camera with masks is always re-encoded (``docs/privacy.md``)."""
+        its copy feed (``vigil.record.copyfeed``), or None and why it is re-encoded instead.
+        The privacy rule first: static masks apply to unredacted output too and cannot be
+        painted on copied packets, so a camera with masks is always re-encoded
+        (``docs/privacy.md``). The feed is the camera actor's on a cluster node
+        (``CopyFeeds``), or one made here around the tap of a recorder in this process."""
         config = self.redact_config(camera)
         if config.masks:
             return None, (
                 f"the camera has {len(config.masks)} static privacy mask(s), which "
                 "apply to unredacted output too: re-encoded with them painted"
             )
-        if not isinstance(self.runtime, PacketTaps):
+        feed: CopyReader | None = None
+        if isinstance(self.runtime, CopyFeeds):
+            feed = self.runtime.copy_feed(camera)
+        if feed is None and isinstance(self.runtime, PacketTaps):
+            tap = self.runtime.packet_tap(camera)
+            feed = None if tap is None else self._local_feed(tap)
+        elif feed is None:
             return None, "this runtime hands the API no packets: re-encoded"
-        tap = self.runtime.packet_tap(camera)
-        if tap is None:
+        if feed is None:
             return None, (
-                "the camera is not recorded in the API's process (recording off, "
-                "or recorded on a cluster node): re-encoded"
+                "the camera is not recorded (recording off), so it has no packets to "
+                "copy: re-encoded"
             )
-        session = tap.session
-        if session is None:
-            return None, "the camera's recording stream is not connected now: re-encoded"
-        if session.codec != "h264" or session.template is None:
-            return None, (
-                f"the camera sends {session.codec}, and live stream copy is for "
-                "H.264 (what browsers' Media Source Extensions play): re-encoded"
-            )
-        return tap, None
+        problem = feed.problem()
+        return (None, problem) if problem is not None else (feed, None)
+
+    def _local_feed(self, tap: PacketTap) -> CopyFeed:
+        """The one feed of a recorder's tap in this process, shared by its views."""
+        with self._lock:
+            feed = self._feeds.get(tap.camera)
+            if feed is None or feed.tap is not tap:
+                feed = self._feeds[tap.camera] = CopyFeed(tap)
+            return feed
 
     def _live_redactor(self, camera: str, size: tuple[int, int], faces: Any) -> Redactor:
         # The camera's settings, with the live stream's carried faces as its face detector

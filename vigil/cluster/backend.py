@@ -74,6 +74,7 @@ from vigil.config.models import (
 )
 from vigil.errors import VigilError
 from vigil.ingest import Backoff
+from vigil.record.copyfeed import CopyBatch
 from vigil.runtime.backend import BackendHooks, BackendKind
 from vigil.runtime.messages import CameraReport
 from vigil.runtime.view import CameraStatus, TrackSnapshot
@@ -341,14 +342,16 @@ class RayCamera:
                                 last_frame_time=self.last_frame_time)  # fmt: skip
         return dataclasses.replace(report.status, node=self.node)
 
-    def _call(self, call: Any) -> Any:
+    def _call(self, call: Any, wait: float = 0.0) -> Any:
+        """``call(actor)``'s answer, waited for ``cluster.call_timeout`` (plus ``wait``: the
+        time the call itself may wait)."""
         import ray
 
         actor = self.actor
         if actor is None:
             raise VigilError(f"camera {self.name!r}: its actor is not running")
         try:
-            return ray.get(call(actor), timeout=self._backend.cluster.call_timeout)
+            return ray.get(call(actor), timeout=self._backend.cluster.call_timeout + wait)
         except Exception as exc:
             cause = _unwrap(exc)
             if isinstance(cause, VigilError | KeyError):
@@ -376,6 +379,10 @@ class RayCamera:
         except VigilError:
             return {}
         return counts
+
+    def copy_feed(self) -> RemoteCopy:
+        """A reader of the camera's copy feed on its node (``Supervisor.copy_feed``)."""
+        return RemoteCopy(self)
 
     def rules(self) -> tuple[Zones, Lines]:
         return dict(self._zones), dict(self._lines)
@@ -414,6 +421,36 @@ class RayCamera:
             log.warning("%s: recording switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
             self.synced = None
+
+
+class RemoteCopy:
+    """The copy feed (``vigil.record.copyfeed``) of a camera recorded on a cluster node, read
+    from the head: each ``read`` is one call to the camera's actor, which waits there for
+    the next chunk (a long poll), so a copied view costs the head one call per frame or
+    fewer and the bytes of the camera's own stream, no decoding or muxing."""
+
+    def __init__(self, camera: RayCamera) -> None:
+        self._camera = camera
+
+    def problem(self) -> str | None:
+        try:
+            problem: str | None = self._camera._call(lambda a: a.copy_problem.remote())
+        except VigilError as exc:
+            return f"{exc}: re-encoded"
+        return problem
+
+    def read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
+        """The chunks after ``after``; ``VigilError`` when the actor does not answer."""
+        batch: CopyBatch = self._camera._call(
+            lambda a: a.copy_read.remote(after, timeout, reader), wait=timeout
+        )
+        return batch
+
+    def release(self, reader: str) -> None:
+        """Tell the actor, without waiting for its answer (a lost one: the feed idles out)."""
+        actor = self._camera.actor
+        if actor is not None:
+            actor.copy_release.remote(reader)
 
 
 class RayBackend:

@@ -41,7 +41,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vigil.cluster import node_data_dir, node_name
 from vigil.cluster.detector import DetectorSpec, NodeDetector
@@ -56,10 +56,14 @@ from vigil.runtime.view import CameraStatus, TrackSnapshot
 from vigil.runtime.worker import CameraWorker, SourceFactory, default_source, run_supervised
 from vigil.types import Event, EventState, ImageArray, RuleEvent
 
+if TYPE_CHECKING:  # loaded by the first copied view only
+    from vigil.record.copyfeed import CopyBatch, CopyFeed
+
 log = logging.getLogger(__name__)
 
-#: Calls one camera actor serves at once (a drain, a live frame and a rule change).
-CAMERA_CONCURRENCY = 4
+#: Calls one camera actor serves at once (a drain, a live frame, a rule change, and the
+#: long polls of its copied live views: two widths of it watched at once).
+CAMERA_CONCURRENCY = 6
 
 
 # -- what the outbox carries -------------------------------------------------------------------
@@ -216,6 +220,8 @@ class CameraActor:
         self._running: _Running | None = None
         self.recorder: Recorder | None = None
         self.previews: PreviewTaker | None = None
+        self._feed: CopyFeed | None = None
+        self._feed_lock = threading.Lock()
         self._boot_error: str | None = None
         self._boot = threading.Thread(target=self._start, name=f"boot-{self.name}", daemon=True)
         self._boot.start()
@@ -395,6 +401,43 @@ class CameraActor:
     def counts(self) -> dict[str, Any]:
         running = self._running
         return {} if running is None else running.worker.counts()
+
+    # -- stream-copied unredacted live video (the head's ``RemoteCopy`` reads these) ---------
+
+    def _copy_feed(self) -> tuple[CopyFeed | None, str | None]:
+        """The camera's copy feed (made at the first read), or None and why there is none."""
+        from vigil.record.copyfeed import CopyFeed
+
+        recorder = self.recorder
+        if recorder is None:
+            why = "still starting" if self._running is None else "recording off"
+            return None, (f"the camera is not recorded on node {self.node} ({why}), so it "
+                          "has no packets to copy: re-encoded")  # fmt: skip
+        with self._feed_lock:
+            if self._feed is None or self._feed.tap is not recorder.tap:
+                self._feed = CopyFeed(recorder.tap)
+            return self._feed, None
+
+    def copy_problem(self) -> str | None:
+        """Why the camera's granted unredacted view cannot be copied now (None: it can)."""
+        feed, why = self._copy_feed()
+        return why if feed is None else feed.problem()
+
+    def copy_read(self, after: int, timeout: float, reader: str = "") -> CopyBatch:
+        """The copy feed's chunks after ``after``, waiting up to ``timeout`` s for one (the
+        feed bounds it): the head's long poll, one call per frame or fewer."""
+        from vigil.record.copyfeed import CopyBatch
+
+        feed, why = self._copy_feed()
+        if feed is None:
+            return CopyBatch("", (), after, why)
+        return feed.read(after, timeout, reader)
+
+    def copy_release(self, reader: str) -> None:
+        """The head's ``reader`` reads no more (the feed stops after its last reader)."""
+        feed = self._feed
+        if feed is not None:
+            feed.release(reader)
 
     def update_rules(
         self, zones: Mapping[str, ZoneConfig], lines: Mapping[str, LineConfig]

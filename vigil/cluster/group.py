@@ -62,7 +62,8 @@ GROUP_SEPARATOR = ","
 #: The ``CameraActor`` methods the head may call through a group.
 CALLS = frozenset({
     "drain", "peek", "status", "boot_error", "latest_frame", "latest_tracks", "counts",
-    "update_rules", "set_detection", "set_recording", "stop",
+    "update_rules", "set_detection", "set_recording", "stop", "copy_problem", "copy_read",
+    "copy_release",
 })  # fmt: skip
 
 

@@ -485,25 +485,74 @@ def h264_parameter_sets(data: bytes) -> bytes:
     return b"".join(b"\x00\x00\x00\x01" + u for u in units)
 
 
+def _box(data: bytes, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    """The first box ``kind`` among the sibling boxes in ``data[start:end]``: its span."""
+    at = start
+    while at + 8 <= end:
+        size = int.from_bytes(data[at : at + 4], "big")
+        if size < 8:
+            return None
+        if data[at + 4 : at + 8] == kind:
+            return at, at + size
+        at += size
+    return None
+
+
+def track_timescale(init: bytes) -> int:
+    """The timescale (ticks per second) of an init segment's track (its ``mdhd``)."""
+    at = init.find(b"mdhd")
+    if at < 0:
+        raise ValueError("the init segment has no mdhd box")
+    field = at + 8 + (16 if init[at + 4] == 1 else 8)
+    return int.from_bytes(init[field : field + 4], "big")
+
+
+def shift_decode_time(fragment: bytes, ticks: int) -> bytes:
+    """``fragment`` (``moof`` + ``mdat``) decoded ``ticks`` later: its ``tfdt`` moved on (the
+    only absolute time in a fragment; the rest is durations and offsets)."""
+    moof = _box(fragment, 0, len(fragment), b"moof")
+    traf = None if moof is None else _box(fragment, moof[0] + 8, moof[1], b"traf")
+    tfdt = None if traf is None else _box(fragment, traf[0] + 8, traf[1], b"tfdt")
+    if tfdt is None:
+        raise ValueError("the fragment has no moof/traf/tfdt box")
+    at = tfdt[0] + 12  # after the size, the type, the version and the flags
+    width = 8 if fragment[tfdt[0] + 8] == 1 else 4
+    value = int.from_bytes(fragment[at : at + width], "big") + ticks
+    out = bytearray(fragment)
+    out[at : at + width] = value.to_bytes(width, "big")
+    return bytes(out)
+
+
 class CopyFragmenter:
     """Compressed H.264 packets into fragmented MP4 in memory, copied: no decoding, no
     encoding, the camera's own bytes (Annex B units are only length-prefixed, as MP4 wants).
 
     ``template``: a stream holding the codec parameters (``add_stream_from_template``);
     ``extradata``: Annex B SPS/PPS for a template that has none (``h264_parameter_sets`` of
-    the first keyframe). ``write`` the packets from a keyframe on, in decoding order, with
-    increasing ``dts``; each returns the fragments complete now (a packet's fragment is
-    written when the next packet comes: the muxer needs its duration). The first ``write``
-    also produces the init segment (``init``), whose ``codec_string`` is the camera's profile.
+    the first keyframe); with ``size`` (the pictures' width and height), they replace the
+    template's: the camera changed its parameters in band since the template was taken.
+    ``start``: the seconds the first packet is decoded at (the muxer starts every stream at
+    0; a stream that continues another, after a camera reconnect, starts where it ended).
+    ``write`` the packets from a keyframe on, in decoding order, with increasing ``dts``;
+    each returns the fragments complete now (a packet's fragment is written when the next
+    packet comes: the muxer needs its duration). The first ``write`` also produces the init
+    segment (``init``), whose ``codec_string`` is the camera's profile.
     """
 
-    def __init__(self, template: Any, *, extradata: bytes = b"",
-                 name: str = "live video copy") -> None:  # fmt: skip
+    def __init__(self, template: Any, *, extradata: bytes = b"", name: str = "live video copy",
+                 size: tuple[int, int] | None = None, start: float = 0.0) -> None:  # fmt: skip
+        self._start = start
+        self._ticks: int | None = None
         self._fragments = _Fragments()
         self._output = Mp4Output(self._fragments.file, fragmented=True, name=name)
         self._stream = self._output.add_copy(template)
-        if extradata and not self._stream.codec_context.extradata:
-            self._stream.codec_context.extradata = extradata
+        context = self._stream.codec_context
+        if size is not None:
+            # The stream changed its parameters in band: the template's are the old ones.
+            context.extradata = extradata
+            context.width, context.height = size
+        elif extradata and not context.extradata:
+            context.extradata = extradata
 
     @property
     def init(self) -> bytes | None:
@@ -518,7 +567,12 @@ class CopyFragmenter:
         packet.stream = self._stream
         self._fragments.pending_keys.append(key)
         self._output.mux(packet)
-        return self._fragments.collect()
+        fragments = self._fragments.collect()
+        if not self._start or not fragments or self.init is None:
+            return fragments
+        if self._ticks is None:
+            self._ticks = round(self._start * track_timescale(self.init))
+        return [Fragment(shift_decode_time(f.data, self._ticks), f.key) for f in fragments]
 
     def close(self) -> None:
         """End the stream (nobody watches any more: errors in finishing it do not matter)."""
@@ -550,7 +604,9 @@ __all__ = [
     "open_input",
     "partial_file",
     "probe",
+    "shift_decode_time",
     "split_boxes",
     "to_frame",
+    "track_timescale",
     "video_info",
 ]

@@ -49,6 +49,7 @@ from vigil.ingest import Backoff
 from vigil.ingest.base import is_network_url
 from vigil.ingest.pacing import loop_backoff
 from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo, SegmentMeta
+from vigil.record.copyfeed import CopyReader
 from vigil.record.derived import Span, delete_derived, plan_derived, scan_derived
 from vigil.record.previews import PreviewSet
 from vigil.record.recorder import RecorderState
@@ -881,6 +882,13 @@ class Supervisor:
         recorders run in this process with every backend but Ray (there, on the nodes)."""
         recorder = self.recorders.get(camera)
         return None if recorder is None else recorder.tap
+
+    def copy_feed(self, camera: str) -> CopyReader | None:
+        """The copy feed of a camera recorded on a cluster node (``CopyFeeds``): its actor's,
+        read through its handle (``RayCamera.copy_feed``). None with the other backends,
+        whose recorders are here (``packet_tap``)."""
+        make = getattr(self.workers.get(camera), "copy_feed", None)
+        return None if make is None else cast("CopyReader | None", make())
 
     def latest_frame(self, camera: str) -> ImageArray | None:
         worker = self.workers.get(camera)

@@ -21,7 +21,8 @@ The camera supervisor (``vigil/runtime/serve.py``, built separately) implements
 * ``counts(camera)``: the live pipeline's ``RuleEngine.counts()`` (``{"lines": {...},
   "zones": {...}}``), ``{}`` before the first frame; ``KeyError`` for an unknown camera.
 * optionally (``PacketTaps``) ``packet_tap(camera)``: the camera's recorded video packets,
-  for stream-copied unredacted live video.
+  for stream-copied unredacted live video; or (``CopyFeeds``) ``copy_feed(camera)``: those
+  packets already muxed where the camera is recorded (a cluster node).
 * ``subscribe()``: an async iterator of live events as ``vigil.events.sinks.event_to_dict``
   dicts, one iterator per WebSocket client, each seeing every event published after it
   subscribed; it ends when the runtime stops. A slow client may miss events (bounded queue)
@@ -45,6 +46,7 @@ from vigil.config.models import LineConfig, ZoneConfig
 from vigil.types import Detections, ImageArray
 
 if TYPE_CHECKING:  # a worker process imports this module: it needs no recording code
+    from vigil.record.copyfeed import CopyReader
     from vigil.record.tap import PacketTap
 
 Zones = dict[str, ZoneConfig]
@@ -186,3 +188,13 @@ class PacketTaps(Protocol):
     a cluster node). Optional: the API re-encodes when the runtime is not one."""
 
     def packet_tap(self, camera: str) -> PacketTap | None: ...
+
+
+@runtime_checkable
+class CopyFeeds(Protocol):
+    """A runtime whose cameras are recorded elsewhere (cluster nodes) can hand out a reader
+    of each camera's copy feed (``vigil.record.copyfeed``), muxed where it is recorded:
+    ``copy_feed(camera)`` is None when the runtime has none for that camera (then the API
+    asks ``PacketTaps``, if the runtime is one)."""
+
+    def copy_feed(self, camera: str) -> CopyReader | None: ...

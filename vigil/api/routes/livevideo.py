@@ -8,9 +8,14 @@ audit record per stream, as the MJPEG stream writes.
 Messages, server to client: one text message ``{"codec": "avc1.…", "mime": "video/mp4;
 codecs=\\"avc1.…\\"", "mode": "encode"|"copy"}`` (``reason`` besides: why a granted view is
 re-encoded, not copied), then binary ones: the init segment, then one media fragment per
-frame from a keyframe on (``vigil.api.livevideo``). A granted unredacted view is the
-camera's own H.264 stream-copied from its recorder, at the recording stream's size (``width``
-does not apply), unless the camera has static masks or cannot be copied (``reason``), or the
+frame from a keyframe on (``vigil.api.livevideo``). A copied stream whose camera reconnects
+or changes its parameters (a new resolution) goes on on the same socket: another text message
+(its ``codec`` may differ: the player calls ``SourceBuffer.changeType``), then the new init
+segment, then fragments from its keyframe on, their timestamps continuing the old ones.
+
+A granted unredacted view is the camera's own H.264 stream-copied from its recorder (on this
+host or the cluster node recording it), at the recording stream's size (``width`` does not
+apply), unless the camera has static masks or cannot be copied (``reason``), or the
 client asks with ``encode=1`` for the re-encoded stream (constrained baseline: the player
 does when its browser cannot play the copy's codec; ignored for redacted views, which are
 always re-encoded).
@@ -18,7 +23,8 @@ always re-encoded).
 The socket closes with 1008 when the caller may not watch (bad credential, unknown camera,
 invalid grant) and later, like the MJPEG stream, when the credential, the account or the
 grant stops being valid (checked every ``ACCOUNT_CHECK_S``), with 1011 when the encoder
-failed or a copied stream restarted (the camera reconnected), 1001 when the server stops.
+failed or a copied stream cannot go on (its camera now sends what cannot be copied, or its
+actor on a cluster node restarted), 1001 when the server stops.
 """
 
 from __future__ import annotations
@@ -153,19 +159,22 @@ async def live_video_socket(ws: WebSocket, name: str) -> None:
 
 async def _pump(ws: WebSocket, state: AppState, encoder: LiveStream, viewer: Viewer) -> int:
     """Send the viewer's queue until the encoder ends; the close code to end with."""
-    first = True
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             data = await viewer.queue.get()
             if data is None:
                 return WS_GOING_AWAY if state.stopping.is_set() else WS_INTERNAL
-            if first:  # the init segment: say first what it holds
+            if is_init(data):  # an init segment (the first, or a copy's next): say what it holds
                 codec = codec_string(data)
                 head: dict[str, Any] = {"codec": codec, "mime": f'video/mp4; codecs="{codec}"',
                                         "mode": encoder.mode}  # fmt: skip
                 if encoder.reason is not None:
                     head["reason"] = encoder.reason
                 await ws.send_text(json.dumps(head))
-                first = False
             await ws.send_bytes(data)
     return WS_GOING_AWAY
+
+
+def is_init(data: bytes) -> bool:
+    """Whether ``data`` is an init segment (it opens with ``ftyp``; a fragment with ``moof``)."""
+    return data[4:8] == b"ftyp"

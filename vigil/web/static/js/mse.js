@@ -4,6 +4,9 @@
 // playback jumps to the live edge when it falls behind (a hidden tab, a slow decoder), so the
 // picture is never more than MAX_LAG_S old. A closed socket reconnects after RETRY_MS.
 // Callers check `supported()` first and fall back to MJPEG without MSE.
+// A copied stream whose camera reconnected (or changed resolution) goes on on the same socket:
+// a new {"codec", "mime"} then a new init segment, appended to the same SourceBuffer
+// (`changeType` first when the codec string changed); the server keeps its timestamps going.
 // The stream's codec is checked too (`choose`): a granted unredacted view may be the camera's
 // own H.264 copied as it is (mode "copy"), in a Main/High profile this browser may not play;
 // the player then reconnects with ?encode=1, for the server's re-encoded (baseline) stream,
@@ -44,6 +47,7 @@ export function play(video, path, { onStatus = () => {} } = {}) {
     const source = new MediaSource();
     const queue = [];
     let buffer = null;
+    let mime = null;
     url = URL.createObjectURL(source);
     video.muted = true;
     video.playsInline = true;
@@ -60,7 +64,10 @@ export function play(video, path, { onStatus = () => {} } = {}) {
           return;
         }
       }
-      if (queue.length) buffer.appendBuffer(queue.shift());
+      if (!queue.length) return;
+      const next = queue.shift();
+      if (typeof next === 'string') { buffer.changeType(next); pump(); return; }
+      buffer.appendBuffer(next);
     };
     source.addEventListener('sourceopen', () => {
       const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -80,6 +87,19 @@ export function play(video, path, { onStatus = () => {} } = {}) {
             else { stopped = true; release(); }
             return;
           }
+          if (buffer) {
+            // A copied stream went on after its camera reconnected: its init segment comes
+            // next, on this buffer (its timestamps continue); a new codec string needs
+            // changeType first, in turn with the appends. Without changeType: reconnect.
+            if (head.mime !== mime) {
+              if (typeof buffer.changeType !== 'function') { ws.close(); return; }
+              queue.push(head.mime);
+              mime = head.mime;
+            }
+            onStatus('playing');
+            return;
+          }
+          mime = head.mime;
           buffer = source.addSourceBuffer(head.mime);
           buffer.mode = 'segments';
           buffer.addEventListener('updateend', pump);
