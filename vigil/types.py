@@ -9,7 +9,7 @@ picks the right one so later stages never have to ask.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,9 @@ ImageArray = npt.NDArray[np.uint8]
 
 #: Builds the BGR image of a frame, scaled to ``(width, height)`` when a size is given.
 BgrLoader = Callable[[tuple[int, int] | None], ImageArray]
+#: Builds the luma plane of a frame (full range), reduced to ``(width, height)`` by area
+#: averaging when a size is given.
+LumaLoader = Callable[[tuple[int, int] | None], ImageArray]
 #: Builds the BGR image of one region ``(x1, y1, x2, y2)`` (frame pixels, end-exclusive).
 RegionLoader = Callable[[tuple[int, int, int, int]], ImageArray]
 
@@ -29,19 +32,26 @@ RegionLoader = Callable[[tuple[int, int, int, int]], ImageArray]
 class Frame:
     """One decoded video frame.
 
-    The luma plane is always present because the motion gate needs nothing else; the BGR image
-    is built on demand (colour conversion of a full frame costs more than decoding it), and
-    cached for the full size only, since scaled copies are asked for once, by the detector.
+    The motion gate needs nothing but the luma, and that reduced (:meth:`luma_at`); the full
+    luma plane is built on first use from a source's ``luma_loader`` (or given), the BGR image
+    on demand (colour conversion of a full frame costs more than decoding it) and cached for
+    the full size only, since scaled copies are asked for once, by the detector.
+
+    A stage may keep an image it derives from the frame (:meth:`keep_derived`), so that the
+    work can be done ahead, in the thread that decodes (``vigil analyze``'s decode thread
+    reduces the luma for the motion gate while the detector runs on an earlier frame).
     """
 
     __slots__ = (
         "_bgr",
+        "_derived",
         "_loader",
+        "_luma",
+        "_luma_loader",
         "_region_loader",
         "camera_id",
         "height",
         "live",
-        "luma",
         "pts",
         "seq",
         "wall_time",
@@ -55,23 +65,31 @@ class Frame:
         seq: int,
         pts: float,
         wall_time: float,
-        luma: ImageArray,
+        luma: ImageArray | None = None,
         loader: BgrLoader,
         live: bool = False,
         region_loader: RegionLoader | None = None,
+        luma_loader: LumaLoader | None = None,
+        size: tuple[int, int] | None = None,
     ) -> None:
-        if luma.ndim != 2 or luma.dtype != np.uint8:
-            raise ValueError(f"luma must be a 2-D uint8 array, got {luma.dtype} {luma.shape}")
+        if luma is not None:
+            if luma.ndim != 2 or luma.dtype != np.uint8:
+                raise ValueError(f"luma must be a 2-D uint8 array, got {luma.dtype} {luma.shape}")
+            size = (int(luma.shape[1]), int(luma.shape[0]))
+        elif luma_loader is None or size is None:
+            raise ValueError("a Frame needs its luma, or a luma_loader and the frame's size")
         self.camera_id = camera_id
         self.seq = seq
         self.pts = pts
         self.wall_time = wall_time
-        self.luma = luma
-        self.height, self.width = int(luma.shape[0]), int(luma.shape[1])
+        self._luma = luma
+        self._luma_loader = luma_loader
+        self.width, self.height = size
         self.live = live
         self._loader = loader
         self._region_loader = region_loader
         self._bgr: ImageArray | None = None
+        self._derived: dict[Hashable, ImageArray] | None = None
 
     @classmethod
     def from_bgr(
@@ -109,6 +127,33 @@ class Frame:
         return frame
 
     @property
+    def luma(self) -> ImageArray:
+        """The luma plane, ``(height, width)`` uint8, full range (built on first use)."""
+        if self._luma is None:
+            assert self._luma_loader is not None
+            self._luma = self._luma_loader(None)
+        return self._luma
+
+    @luma.setter
+    def luma(self, value: ImageArray) -> None:
+        self._luma = value
+
+    def luma_at(self, size: tuple[int, int]) -> ImageArray:
+        """The luma reduced to ``size = (w, h)`` by area averaging (the motion gate's input).
+
+        A source's ``luma_loader`` reduces the decoded plane directly, without the full-size
+        copy (at 1080p that copy is a fifth of the decoding's cost); always through it when
+        there is one, so the result does not depend on whether :attr:`luma` was read first.
+        """
+        if size == self.size:
+            return self.luma
+        if self._luma_loader is not None:
+            return self._luma_loader(size)
+        import cv2
+
+        return np.asarray(cv2.resize(self.luma, size, interpolation=cv2.INTER_AREA), np.uint8)
+
+    @property
     def time(self) -> float:
         """Event time base: UTC seconds for live sources, media seconds for files."""
         return self.wall_time if self.live else self.pts
@@ -125,6 +170,19 @@ class Frame:
         if self._bgr is None:
             self._bgr = self._loader(None)
         return self._bgr
+
+    def keep_derived(self, key: Hashable, image: ImageArray) -> None:
+        """Keep ``image``, derived from this frame, under ``key`` (see :meth:`derived`).
+
+        ``key`` must name everything the image depends on besides the frame (sizes, kernel),
+        so that a stage with other settings never takes it for its own."""
+        if self._derived is None:
+            self._derived = {}
+        self._derived[key] = image
+
+    def derived(self, key: Hashable) -> ImageArray | None:
+        """The image kept under ``key`` by :meth:`keep_derived`, or None."""
+        return None if self._derived is None else self._derived.get(key)
 
     def bgr_region(self, region: tuple[int, int, int, int]) -> ImageArray:
         """BGR uint8 of ``region = (x1, y1, x2, y2)`` (frame pixels, end-exclusive), a copy.

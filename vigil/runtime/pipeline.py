@@ -139,6 +139,16 @@ class CameraPipeline:
         return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
                            moving=len(motion.boxes) > 0, detections=detections)  # fmt: skip
 
+    def prepare(self, frame: Frame, frame_interval: float) -> None:
+        """Work on ``frame`` that may be done ahead of :meth:`process`, in another thread.
+
+        For a decode thread running a few frames ahead: the motion gate's reduced luma of a
+        frame the sampler may take (``frame_interval``: the source's nominal one, see
+        ``FrameSampler.needed``). The results are those of :meth:`process` alone; only
+        where the work is done changes."""
+        if self.sampler.needed(frame.pts, frame_interval):
+            self.gate.prepare(frame)
+
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).
 
