@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import av
@@ -10,6 +11,8 @@ import pytest
 
 from vigil.cli import main
 from vigil.ingest.synthetic import DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS
+from vigil.motion import MotionGate
+from vigil.types import Frame
 
 SYNTHETIC = "synthetic://?width=640&height=360&fps=10&duration=20"
 
@@ -214,9 +217,18 @@ def test_moving_carry_keeps_its_bound_and_the_counts(
     assert results[2][2] < 0.8 * results[0][2]
 
 
-def test_a_decode_thread_changes_no_output(tmp_path: Path) -> None:
+def test_a_decode_thread_changes_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "rules.yaml"
     config.write_text(LINE_CONFIG)
+    # Where the motion gate's input is prepared: the decode thread does it ahead, if any.
+    threads: list[str] = []
+    prepare = MotionGate.prepare
+
+    def recorded(gate: MotionGate, frame: Frame) -> None:
+        threads.append(threading.current_thread().name)
+        prepare(gate, frame)
+
+    monkeypatch.setattr(MotionGate, "prepare", recorded)
     outs = []
     for extra in ([], ["--no-decode-thread"]):
         out = tmp_path / f"out{len(extra)}"
@@ -225,3 +237,4 @@ def test_a_decode_thread_changes_no_output(tmp_path: Path) -> None:
         outs.append(((out / "tracks.txt").read_text(), (out / "counts.json").read_text()))
     assert outs[0] == outs[1]
     assert outs[0][0]
+    assert set(threads) == {"vigil-decode"}  # with the thread only, and only there

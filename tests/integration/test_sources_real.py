@@ -173,7 +173,8 @@ def test_reduced_luma_comes_from_the_padded_plane_without_the_full_copy(
         if exact:  # full range: averaging is all there is
             np.testing.assert_array_equal(small, reference)
         else:  # limited range mapped after averaging instead of before: rounding only
-            assert int(diff.max()) <= 5 and float(diff.mean()) < 0.5
+            assert int(diff.max()) <= 5
+            assert float(diff.mean()) < 0.5
 
 
 # -- errors ---------------------------------------------------------------------------------
