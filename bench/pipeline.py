@@ -15,7 +15,7 @@ take both, so decoding cannot hide behind inference).
 Levers, each measured alone and all together against the old pipeline (``Levers``): carrying
 moving tracks without the detector (``motion.carry_frames``), leaving undecoded the frames the
 sampler drops and nothing refers to, converting only the regions to BGR, a decode thread (and
-that thread reducing the motion gate's luma ahead of the analysis, ``CameraPipeline.prepare``)
+that thread running the sampler and motion gate ahead of the analysis, ``CameraPipeline.prepare``)
 and ONNX Runtime's thread count (2, the old default, and `vigil analyze`'s default with its
 decode thread, one per core less one; one row where that comes to 2). Every row prints line
 counts and table visits: a lever that changes them is not a speed-up. ``--repeat N``
@@ -77,7 +77,7 @@ class Levers:
     skip: bool = False  # leave undecoded the frames the sampler drops and nothing refers to
     crops: bool = False  # convert only the regions to BGR (else slice the full conversion)
     thread: bool = False  # decode in a thread of its own
-    ahead: bool = False  # that thread also reduces the motion gate's luma (CameraPipeline.prepare)
+    ahead: bool = False  # that thread also runs sampler and motion gate (CameraPipeline.prepare)
     ort_threads: int = THREADS  # ONNX Runtime intra-op threads
 
     def label(self) -> str:
@@ -140,14 +140,14 @@ def full_frame_crops(off: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def gate_in_analysis_thread(on: bool) -> Iterator[None]:
-    """With ``on``, the decode thread prepares nothing: the motion gate reduces its luma in the
-    analysis thread, as before ``CameraPipeline.prepare``."""
+    """With ``on``, the decode thread prepares nothing: the sampler and the motion gate run in
+    the analysis thread, as before ``CameraPipeline.prepare``."""
     if not on:
         yield
         return
     original = CameraPipeline.prepare
 
-    def nothing(self: CameraPipeline, frame: Frame, frame_interval: float) -> None:
+    def nothing(self: CameraPipeline, frame: Frame) -> None:
         return None
 
     CameraPipeline.prepare = nothing  # type: ignore[method-assign]

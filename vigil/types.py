@@ -9,7 +9,7 @@ picks the right one so later stages never have to ask.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +36,10 @@ class Frame:
     luma plane is built on first use from a source's ``luma_loader`` (or given), the BGR image
     on demand (colour conversion of a full frame costs more than decoding it) and cached for
     the full size only, since scaled copies are asked for once, by the detector.
-
-    A stage may keep an image it derives from the frame (:meth:`keep_derived`), so that the
-    work can be done ahead, in the thread that decodes (``vigil analyze``'s decode thread
-    reduces the luma for the motion gate while the detector runs on an earlier frame).
     """
 
     __slots__ = (
         "_bgr",
-        "_derived",
         "_loader",
         "_luma",
         "_luma_loader",
@@ -89,7 +84,6 @@ class Frame:
         self._loader = loader
         self._region_loader = region_loader
         self._bgr: ImageArray | None = None
-        self._derived: dict[Hashable, ImageArray] | None = None
 
     @classmethod
     def from_bgr(
@@ -170,19 +164,6 @@ class Frame:
         if self._bgr is None:
             self._bgr = self._loader(None)
         return self._bgr
-
-    def keep_derived(self, key: Hashable, image: ImageArray) -> None:
-        """Keep ``image``, derived from this frame, under ``key`` (see :meth:`derived`).
-
-        ``key`` must name everything the image depends on besides the frame (sizes, kernel),
-        so that a stage with other settings never takes it for its own."""
-        if self._derived is None:
-            self._derived = {}
-        self._derived[key] = image
-
-    def derived(self, key: Hashable) -> ImageArray | None:
-        """The image kept under ``key`` by :meth:`keep_derived`, or None."""
-        return None if self._derived is None else self._derived.get(key)
 
     def bgr_region(self, region: tuple[int, int, int, int]) -> ImageArray:
         """BGR uint8 of ``region = (x1, y1, x2, y2)`` (frame pixels, end-exclusive), a copy.

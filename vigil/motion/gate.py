@@ -80,11 +80,6 @@ def rasterise_masks(
     return watched
 
 
-def _reduce(frame: Frame, size: tuple[int, int], blur: tuple[int, int]) -> ImageArray:
-    """``frame``'s luma reduced to ``size`` (area averaging), then blurred (``blur`` kernel)."""
-    return np.asarray(cv2.GaussianBlur(frame.luma_at(size), blur, 0), dtype=np.uint8)
-
-
 class MotionGate:
     """Finds moving regions in consecutive frames of one camera (stateful; one per camera).
 
@@ -117,14 +112,6 @@ class MotionGate:
         # Blur over ~1.5 % of the width: smooths sensor noise and compression blocks.
         k = max(3, (small_w // 64) | 1)
         self._blur = (k, k)
-        # What the reduced luma depends on besides the frame (see `prepare`); one tuple,
-        # replaced whole, so another thread never reads half of a change.
-        self._key: tuple[str, tuple[int, int], tuple[int, int], tuple[int, int]] = (
-            "motion-gate",
-            self.frame_size,
-            self.small_size,
-            self._blur,
-        )
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._background: npt.NDArray[np.float32] | None = None
 
@@ -136,9 +123,9 @@ class MotionGate:
         """Compare ``frame`` with the background, learn from it, and report the motion."""
         if frame.size != self.frame_size:
             self._setup(frame.size)
-            self._background = self._input(frame).astype(np.float32)
+            self._background = self._prepare(frame).astype(np.float32)
             return MotionResult(recalibrated=True, frame_size=self.frame_size)
-        current = self._input(frame)
+        current = self._prepare(frame)
         if self._background is None:
             self._background = current.astype(np.float32)
             return MotionResult(frame_size=self.frame_size)
@@ -154,23 +141,10 @@ class MotionGate:
         self._learn(current, blobs)
         return MotionResult(boxes, fraction, False, fill, self.frame_size)
 
-    def prepare(self, frame: Frame) -> None:
-        """Reduce and blur ``frame``'s luma ahead of :meth:`update`, keeping it on the frame.
-
-        Safe to call from another thread (a decode thread) on frames not yet given to
-        :meth:`update`: it reads only the working size, and the image is kept under a key
-        naming that size and the blur, so a gate whose size changed meanwhile recomputes it.
-        Costs the same as doing it in :meth:`update`, but can overlap the detector.
-        """
-        key = self._key
-        if frame.size == key[1] and frame.derived(key) is None:
-            frame.keep_derived(key, _reduce(frame, key[2], key[3]))
-
-    def _input(self, frame: Frame) -> ImageArray:
-        """The reduced, blurred luma: kept by :meth:`prepare`, or made now."""
-        key = self._key
-        kept = frame.derived(key)
-        return kept if kept is not None else _reduce(frame, key[2], key[3])
+    def _prepare(self, frame: Frame) -> ImageArray:
+        """The frame's luma reduced to the working size (area averaging), then blurred."""
+        small = frame.luma_at(self.small_size)
+        return np.asarray(cv2.GaussianBlur(small, self._blur, 0), dtype=np.uint8)
 
     def _changed(self, current: ImageArray, background: npt.NDArray[np.float32]) -> ImageArray:
         """255 where ``current`` differs from the background by >= threshold, 0 elsewhere."""

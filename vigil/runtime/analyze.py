@@ -104,16 +104,14 @@ def analyze(
         outputs = _Outputs(
             out, camera=camera, pipeline=pipeline, info=info, options=options, stack=stack
         )
-        interval = 1.0 / info.fps if info.fps else 0.0
         if options.skip_decode and not options.annotate and isinstance(source, AvSource):
+            interval = 1.0 / info.fps if info.fps else 0.0
             source.skip = lambda pts: not pipeline.sampler.needed(pts, interval)
         started = time.perf_counter()
         last_time = 0.0
         frames: Iterator[Frame] = source.frames()
         if options.decode_thread:
-            prefetch = stack.enter_context(
-                closing(_Prefetch(frames, lambda f: pipeline.prepare(f, interval)))
-            )
+            prefetch = stack.enter_context(closing(_Prefetch(frames, pipeline.prepare)))
             frames = iter(prefetch)
         for frame in _limited(frames, options.max_seconds):
             result = pipeline.process(frame)

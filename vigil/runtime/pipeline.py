@@ -16,6 +16,7 @@ the model-free motion-blob detector, so Vigil is useful before any model is pres
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from vigil.boxes import nms
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.motion import MotionBlobDetector
+from vigil.errors import VigilError
 from vigil.events.lifecycle import EventManager
 from vigil.ingest import FrameSampler
 from vigil.motion import MotionGate, MotionResult, detection_regions
@@ -116,16 +118,19 @@ class CameraPipeline:
         self._last_full_frame = -np.inf
         self._last = Detections.empty()
         self._last_detections = Detections.empty()
+        # Frames `prepare` ran the sampler and gate on (another thread appends), in order.
+        self._ahead: deque[tuple[Frame, MotionResult | None]] = deque()
+        self._ahead_used = False
 
     def process(self, frame: Frame) -> FrameResult:
         """Advance by one decoded frame (see the module docstring for the contract)."""
         self.stats.frames += 1
-        if not self.sampler.take(frame):
+        motion = self._front(frame)
+        if motion is None:
             return FrameResult(
                 frame, analysed=False, tracked=self._last, detections=self._last_detections
             )
         self.stats.analysed += 1
-        motion = self.gate.update(frame)
         detections, regions = self._detect(frame, motion)
         tracked = self.tracker.update(detections, frame.time)
         ended = list(self.tracker.ended_ids)
@@ -139,15 +144,28 @@ class CameraPipeline:
         return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
                            moving=len(motion.boxes) > 0, detections=detections)  # fmt: skip
 
-    def prepare(self, frame: Frame, frame_interval: float) -> None:
-        """Work on ``frame`` that may be done ahead of :meth:`process`, in another thread.
+    def prepare(self, frame: Frame) -> None:
+        """Run the sampler and the motion gate on ``frame`` ahead of :meth:`process`.
 
-        For a decode thread running a few frames ahead: the motion gate's reduced luma of a
-        frame the sampler may take (``frame_interval``: the source's nominal one, see
-        ``FrameSampler.needed``). The results are those of :meth:`process` alone; only
-        where the work is done changes."""
-        if self.sampler.needed(frame.pts, frame_interval):
-            self.gate.prepare(frame)
+        For a decode thread running a few frames ahead of the analysis: those two stages
+        depend on nothing but the frames, so they can run there, off the analysis thread (the
+        critical path while the detector runs on it). Once called, it must be called on every
+        frame, in order, each before :meth:`process` gets it: both stages are stateful and
+        from then on run here only. The results are those of :meth:`process` alone."""
+        self._ahead_used = True
+        motion = self.gate.update(frame) if self.sampler.take(frame) else None
+        self._ahead.append((frame, motion))
+
+    def _front(self, frame: Frame) -> MotionResult | None:
+        """The sampler's and the gate's verdict on ``frame``: None when it is not taken."""
+        if not self._ahead_used:
+            return self.gate.update(frame) if self.sampler.take(frame) else None
+        if not self._ahead or self._ahead[0][0] is not frame:
+            raise VigilError(
+                f"frame {frame.seq} reached CameraPipeline.process without prepare(); once "
+                "prepare() is used, call it on every frame, in order, before process()"
+            )
+        return self._ahead.popleft()[1]
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import cv2
 import numpy as np
 import pytest
@@ -154,45 +152,3 @@ def test_ghost_of_an_object_that_stood_still_fades() -> None:
     after = results[101:]
     assert after[0].has_motion, "a ghost right after leaving"
     assert not any(r.has_motion for r in after[-50:])
-
-
-def _moving(base: np.ndarray) -> list[Frame]:
-    return [_frame(base, 0)] + [_frame(base, 1 + s, square=(60 + 25 * s, 150)) for s in range(12)]
-
-
-def _same(a: list[MotionResult], b: list[MotionResult]) -> bool:
-    return all(
-        np.array_equal(x.boxes, y.boxes) and x.changed_fraction == y.changed_fraction
-        for x, y in zip(a, b, strict=True)
-    )
-
-
-def test_prepared_frames_give_the_same_motion_from_the_kept_image() -> None:
-    """`prepare` (run in a decode thread by `vigil analyze`) moves work, never changes it."""
-    base = _scene()
-    plain = _run(MotionGate(MotionConfig(), (W, H)), _moving(base))
-    assert any(r.has_motion for r in plain)
-    gate = MotionGate(MotionConfig(), (W, H))
-    frames = _moving(base)
-    worker = threading.Thread(target=lambda: [gate.prepare(f) for f in frames])
-    worker.start()
-    worker.join()
-    for frame in frames:
-        # Only the kept image can still show the square now.
-        frame.luma = np.zeros_like(frame.luma)
-    assert _same(_run(gate, frames), plain)
-
-
-def test_an_image_prepared_for_other_settings_is_not_taken() -> None:
-    base = _scene()
-    narrow = MotionConfig(width=160)
-    plain = _run(MotionGate(narrow, (W, H)), _moving(base))
-    frames = _moving(base)
-    wide = MotionGate(MotionConfig(), (W, H))
-    for frame in frames:
-        wide.prepare(frame)
-    assert _same(_run(MotionGate(narrow, (W, H)), frames), plain)
-    other_size = MotionGate(MotionConfig(), (W // 2, H // 2))
-    frame = _moving(base)[1]
-    other_size.prepare(frame)  # a frame of another size: nothing kept, update recalibrates
-    assert other_size.update(frame).recalibrated
