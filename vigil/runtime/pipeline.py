@@ -8,7 +8,9 @@ Contract: call :meth:`CameraPipeline.process` with **every** decoded frame of th
 order. Frames the sampler does not take (above the detect fps) cost nothing but a comparison;
 they come back with the last tracked boxes so annotators and redactors can still draw on every
 frame. Taken frames always reach the tracker, rules and events, with empty detections when
-the gate found nothing to look at, because the tracker's clock must advance.
+the gate found nothing to look at, because the tracker's clock must advance. A decode thread
+may run the sampler and the gate ahead with :meth:`CameraPipeline.prepare` (``vigil
+analyze`` does): then every frame goes through ``prepare`` first, in order.
 
 The detector is anything with ``detect_batch`` (``vigil.detect.Detector``); ``None`` selects
 the model-free motion-blob detector, so Vigil is useful before any model is present.
