@@ -14,12 +14,14 @@ take both, so decoding cannot hide behind inference).
 
 Levers, each measured alone and all together against the old pipeline (``Levers``): carrying
 moving tracks without the detector (``motion.carry_frames``), leaving undecoded the frames the
-sampler drops and nothing refers to, converting only the regions to BGR, a decode thread and
-ONNX Runtime's thread count (2, the old default, and `vigil analyze`'s default with its
+sampler drops and nothing refers to, converting only the regions to BGR, a decode thread (and
+that thread running the sampler and motion gate ahead of the analysis, ``CameraPipeline.prepare``)
+and ONNX Runtime's thread count (2, the old default, and `vigil analyze`'s default with its
 decode thread, one per core less one; one row where that comes to 2). Every row prints line
 counts and table visits: a lever that changes them is not a speed-up. ``--repeat N``
 interleaves N rounds of every lever (ABAB) and shows the median run; ``cpu s`` is this
-process's CPU time, steadier than wall time when other work shares the cores.
+process's CPU time, steadier than wall time when other work shares the cores; ``main s``
+the analysis thread's alone (the critical path when the decode thread has a core of its own).
 
 Run: ``python bench/pipeline.py [--quick] [--repeat N]``. Prints a table and ratios; writes
 ``bench/results/pipeline.png``. Needs the bench extra and ``ffmpeg`` for the 1080p copy.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import shutil
 import subprocess
@@ -48,6 +51,7 @@ from vigil.detect.threads import SHARED_MODEL_THREADS, detector_threads
 from vigil.ingest import open_source
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.runtime.analyze import AnalyzeOptions, analyze
+from vigil.runtime.pipeline import CameraPipeline
 from vigil.types import Frame, ImageArray
 
 T = TypeVar("T")
@@ -73,12 +77,13 @@ class Levers:
     skip: bool = False  # leave undecoded the frames the sampler drops and nothing refers to
     crops: bool = False  # convert only the regions to BGR (else slice the full conversion)
     thread: bool = False  # decode in a thread of its own
+    ahead: bool = False  # that thread also runs sampler and motion gate (CameraPipeline.prepare)
     ort_threads: int = THREADS  # ONNX Runtime intra-op threads
 
     def label(self) -> str:
         parts = [f"carry {self.carry}"] if self.carry else []
         parts += ["skip decode"] * self.skip + ["crops"] * self.crops
-        parts += ["decode thread"] * self.thread
+        parts += ["decode thread"] * self.thread + ["gate ahead"] * (self.thread and self.ahead)
         if self.ort_threads != THREADS:
             plural = "s" if self.ort_threads > 1 else ""
             parts.append(f"{self.ort_threads} ORT thread{plural}")
@@ -91,7 +96,9 @@ ALL = Levers(carry=2, skip=True, crops=True)
 #: What `vigil analyze` gives the detector here by default: a core less than this machine
 #: has, for the decode thread (vigil.detect.threads).
 ANALYZE_THREADS = detector_threads(None, decode_thread=True)
-ANALYZE_DEFAULT = Levers(carry=2, skip=True, crops=True, thread=True, ort_threads=ANALYZE_THREADS)
+ANALYZE_DEFAULT = Levers(
+    carry=2, skip=True, crops=True, thread=True, ahead=True, ort_threads=ANALYZE_THREADS
+)
 LEVERS = {
     "old": Levers(),
     "carry": Levers(carry=2),
@@ -100,8 +107,13 @@ LEVERS = {
     "thread": Levers(thread=True),
     "all": ALL,
     "all+thread": Levers(carry=2, skip=True, crops=True, thread=True),
-    # The `vigil analyze` default (the same row as the one above where it comes to 2).
+    "all+thread+ahead": Levers(carry=2, skip=True, crops=True, thread=True, ahead=True),
+    # The `vigil analyze` default (the same row as the one above where it comes to 2), and
+    # the default before the gate's work moved into the decode thread.
     "all+thread, analyze default": ANALYZE_DEFAULT,
+    "analyze default, gate in the analysis thread": dataclasses.replace(
+        ANALYZE_DEFAULT, ahead=False
+    ),
 }
 if ANALYZE_THREADS == THREADS:
     del LEVERS["all+thread, analyze default"]
@@ -126,6 +138,25 @@ def full_frame_crops(off: bool) -> Iterator[None]:
         Frame.bgr_region = original  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def gate_in_analysis_thread(on: bool) -> Iterator[None]:
+    """With ``on``, the decode thread prepares nothing: the sampler and the motion gate run in
+    the analysis thread, as before ``CameraPipeline.prepare``."""
+    if not on:
+        yield
+        return
+    original = CameraPipeline.prepare
+
+    def nothing(self: CameraPipeline, frame: Frame) -> None:
+        return None
+
+    CameraPipeline.prepare = nothing  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        CameraPipeline.prepare = original  # type: ignore[method-assign]
+
+
 @dataclass
 class Row:
     name: str
@@ -135,6 +166,9 @@ class Row:
     note: str = ""
     visits: int | None = None  # entries into the table zone (vigil only)
     cpu: float = 0.0  # CPU seconds of this process (all its threads): less load-sensitive
+    #: CPU seconds of the analysis thread alone: on a quiet machine with a core for the decode
+    #: thread, the analysis thread is the critical path.
+    main_cpu: float = 0.0
 
     @property
     def fps(self) -> float:
@@ -191,12 +225,17 @@ def run_vigil(
 ) -> tuple[Row, float]:
     cam = camera(clip, fps, levers.carry)
     det = detector(cam, levers.ort_threads)
-    with tempfile.TemporaryDirectory() as tmp, full_frame_crops(not levers.crops):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        full_frame_crops(not levers.crops),
+        gate_in_analysis_thread(not levers.ahead),
+    ):
         options = AnalyzeOptions(Path(tmp), max_seconds=limit, skip_decode=levers.skip,
                                  decode_thread=levers.thread)  # fmt: skip
-        start, cpu = time.perf_counter(), time.process_time()
+        start, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
         summary = analyze(str(clip), cam, det, options)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        main = time.thread_time() - main
     total = summary.counts["lines"]["exit"]["total"]
     frames_per_image = summary.frames / max(1, summary.images_inferred)
     row = Row(
@@ -208,6 +247,7 @@ def run_vigil(
         f"{summary.stationary_skips} still + {summary.moving_carries} moving carried",
         summary.counts["zones"]["table"]["entries"]["total"],
         cpu,
+        main,
     )
     return row, frames_per_image
 
@@ -275,7 +315,7 @@ def stage_decode(clip: Path, limit: float | None) -> Row:
     for frame in source.frames():
         if limit is not None and frame.pts > limit:
             break
-        frames += 1
+        frames += frame.luma.size > 0  # built on first use: the stage's own work
     seconds = time.perf_counter() - start
     source.close()
     return Row("stage: decode only (luma)", frames, seconds)
@@ -327,14 +367,15 @@ def bench_clip(clip: Path, limit: float | None, repeat: int) -> list[Row]:
     vigil_full.name = "vigil every frame, " + ALL.label()
     rows = [decode, infer, naive, *(r for r, _ in levered), vigil_full]
     print(f"{'pipeline':56} {'frames':>6} {'frames/s':>8} {'x naive':>7} {'cpu s':>6} "
-          f"{'A→B,B→A':>8} {'table':>5}  note")  # fmt: skip
+          f"{'main s':>6} {'A→B,B→A':>8} {'table':>5}  note")  # fmt: skip
     for r in rows:
         counts = f"{r.crossings[0]},{r.crossings[1]}" if r.crossings else ""
         ratio = f"{r.fps / naive.fps:.2f}" if r.crossings else ""
         visits = "" if r.visits is None else str(r.visits)
         cpu = f"{r.cpu:.1f}" if r.cpu else ""
-        print(f"{r.name:56} {r.frames:6d} {r.fps:8.1f} {ratio:>7} {cpu:>6} {counts:>8} "
-              f"{visits:>5}  {r.note}")  # fmt: skip
+        main = f"{r.main_cpu:.1f}" if r.main_cpu else ""
+        print(f"{r.name:56} {r.frames:6d} {r.fps:8.1f} {ratio:>7} {cpu:>6} {main:>6} "
+              f"{counts:>8} {visits:>5}  {r.note}")  # fmt: skip
     for row, frames_per_image in (*levered, (vigil_full, ratio_full)):
         # Slowest stage alone (stages perfectly overlapped), and the sum of the stages (one
         # after the other: on 2 cores the detector's two threads leave nothing to overlap).

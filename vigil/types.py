@@ -22,6 +22,9 @@ ImageArray = npt.NDArray[np.uint8]
 
 #: Builds the BGR image of a frame, scaled to ``(width, height)`` when a size is given.
 BgrLoader = Callable[[tuple[int, int] | None], ImageArray]
+#: Builds the luma plane of a frame (full range), reduced to ``(width, height)`` by area
+#: averaging when a size is given.
+LumaLoader = Callable[[tuple[int, int] | None], ImageArray]
 #: Builds the BGR image of one region ``(x1, y1, x2, y2)`` (frame pixels, end-exclusive).
 RegionLoader = Callable[[tuple[int, int, int, int]], ImageArray]
 
@@ -29,19 +32,21 @@ RegionLoader = Callable[[tuple[int, int, int, int]], ImageArray]
 class Frame:
     """One decoded video frame.
 
-    The luma plane is always present because the motion gate needs nothing else; the BGR image
-    is built on demand (colour conversion of a full frame costs more than decoding it), and
-    cached for the full size only, since scaled copies are asked for once, by the detector.
+    The motion gate needs nothing but the luma, and that reduced (:meth:`luma_at`); the full
+    luma plane is built on first use from a source's ``luma_loader`` (or given), the BGR image
+    on demand (colour conversion of a full frame costs more than decoding it) and cached for
+    the full size only, since scaled copies are asked for once, by the detector.
     """
 
     __slots__ = (
         "_bgr",
         "_loader",
+        "_luma",
+        "_luma_loader",
         "_region_loader",
         "camera_id",
         "height",
         "live",
-        "luma",
         "pts",
         "seq",
         "wall_time",
@@ -55,19 +60,26 @@ class Frame:
         seq: int,
         pts: float,
         wall_time: float,
-        luma: ImageArray,
+        luma: ImageArray | None = None,
         loader: BgrLoader,
         live: bool = False,
         region_loader: RegionLoader | None = None,
+        luma_loader: LumaLoader | None = None,
+        size: tuple[int, int] | None = None,
     ) -> None:
-        if luma.ndim != 2 or luma.dtype != np.uint8:
-            raise ValueError(f"luma must be a 2-D uint8 array, got {luma.dtype} {luma.shape}")
+        if luma is not None:
+            if luma.ndim != 2 or luma.dtype != np.uint8:
+                raise ValueError(f"luma must be a 2-D uint8 array, got {luma.dtype} {luma.shape}")
+            size = (int(luma.shape[1]), int(luma.shape[0]))
+        elif luma_loader is None or size is None:
+            raise ValueError("a Frame needs its luma, or a luma_loader and the frame's size")
         self.camera_id = camera_id
         self.seq = seq
         self.pts = pts
         self.wall_time = wall_time
-        self.luma = luma
-        self.height, self.width = int(luma.shape[0]), int(luma.shape[1])
+        self._luma = luma
+        self._luma_loader = luma_loader
+        self.width, self.height = size
         self.live = live
         self._loader = loader
         self._region_loader = region_loader
@@ -107,6 +119,33 @@ class Frame:
         )
         frame._bgr = image
         return frame
+
+    @property
+    def luma(self) -> ImageArray:
+        """The luma plane, ``(height, width)`` uint8, full range (built on first use)."""
+        if self._luma is None:
+            assert self._luma_loader is not None
+            self._luma = self._luma_loader(None)
+        return self._luma
+
+    @luma.setter
+    def luma(self, value: ImageArray) -> None:
+        self._luma = value
+
+    def luma_at(self, size: tuple[int, int]) -> ImageArray:
+        """The luma reduced to ``size = (w, h)`` by area averaging (the motion gate's input).
+
+        A source's ``luma_loader`` reduces the decoded plane directly, without the full-size
+        copy (at 1080p that copy is a fifth of the decoding's cost); always through it when
+        there is one, so the result does not depend on whether :attr:`luma` was read first.
+        """
+        if size == self.size:
+            return self.luma
+        if self._luma_loader is not None:
+            return self._luma_loader(size)
+        import cv2
+
+        return np.asarray(cv2.resize(self.luma, size, interpolation=cv2.INTER_AREA), np.uint8)
 
     @property
     def time(self) -> float:

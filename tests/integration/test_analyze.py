@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import av
@@ -10,6 +11,8 @@ import pytest
 
 from vigil.cli import main
 from vigil.ingest.synthetic import DEFAULT_DOWN_CROSSINGS, DEFAULT_UP_CROSSINGS
+from vigil.motion import MotionGate, MotionResult
+from vigil.types import Frame
 
 SYNTHETIC = "synthetic://?width=640&height=360&fps=10&duration=20"
 
@@ -214,17 +217,30 @@ def test_moving_carry_keeps_its_bound_and_the_counts(
     assert results[2][2] < 0.8 * results[0][2]
 
 
-def test_a_decode_thread_changes_no_output(tmp_path: Path) -> None:
+def test_a_decode_thread_changes_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "rules.yaml"
     config.write_text(LINE_CONFIG)
+    # Where the motion gate runs: in the decode thread, when there is one.
+    threads: list[str] = []
+    update = MotionGate.update
+
+    def recorded(gate: MotionGate, frame: Frame) -> MotionResult:
+        threads.append(threading.current_thread().name)
+        return update(gate, frame)
+
+    monkeypatch.setattr(MotionGate, "update", recorded)
+    ran_in = []
     outs = []
     for extra in ([], ["--no-decode-thread"]):
         out = tmp_path / f"out{len(extra)}"
         args = ["analyze", SYNTHETIC, "--config", str(config), "--out", str(out), "--quiet"]
         assert main(args + extra) == 0
         outs.append(((out / "tracks.txt").read_text(), (out / "counts.json").read_text()))
+        ran_in.append(set(threads))
+        threads.clear()
     assert outs[0] == outs[1]
     assert outs[0][0]
+    assert ran_in == [{"vigil-decode"}, {"MainThread"}]
 
 
 GAP = """

@@ -156,6 +156,27 @@ def test_luma_is_stride_aware_and_a_copy(
         np.testing.assert_array_equal(frame.bgr((250, 142)), before)
 
 
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "suffix", "exact"),
+    [("libx264", "yuv420p", "mp4", False), ("mjpeg", "yuvj420p", "avi", True)],
+)
+def test_reduced_luma_comes_from_the_padded_plane_without_the_full_copy(
+    tmp_path: Path, codec: str, pix_fmt: str, suffix: str, exact: bool
+) -> None:
+    path = tmp_path / f"odd.{suffix}"
+    _write_video(path, (250, 142), codec, pix_fmt)
+    for frame in AvSource(str(path)).frames():
+        small = frame.luma_at((125, 71))
+        assert frame._luma is None  # the motion gate's input costs no full-size copy
+        reference = cv2.resize(frame.luma, (125, 71), interpolation=cv2.INTER_AREA)
+        diff = np.abs(small.astype(np.int16) - reference)
+        if exact:  # full range: averaging is all there is
+            np.testing.assert_array_equal(small, reference)
+        else:  # limited range mapped after averaging instead of before: rounding only
+            assert int(diff.max()) <= 5
+            assert float(diff.mean()) < 0.5
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

@@ -48,7 +48,7 @@ from vigil.ingest.base import (
 from vigil.ingest.hwaccel import hwaccel_for, split_options
 from vigil.ingest.nal import avcc_length_size, h264_disposable
 from vigil.ingest.pacing import Pacer
-from vigil.types import BgrLoader, Frame, ImageArray, RegionLoader
+from vigil.types import BgrLoader, Frame, ImageArray, LumaLoader, RegionLoader
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,35 @@ def extract_luma(
         return luma.copy()
     # cv2.LUT reads the padded rows in place and writes a new contiguous array: one pass.
     return np.asarray(cv2.LUT(luma, _LUT), dtype=np.uint8)
+
+
+def luma_loader(
+    frame: VideoFrame, reformatter: ReformatterFactory = _fresh_reformatter
+) -> LumaLoader:
+    """A loader of ``frame``'s luma: full size (:func:`extract_luma`) or reduced to a size.
+
+    Reduced, the decoded plane is averaged down where it lies (no full-size copy) and only the
+    small result is mapped to full range: at 1080p that saves the full plane's lookup and copy,
+    a fifth of the decoding's cost. Mapping after averaging differs from mapping first by
+    rounding (mostly ±1 grey level, more only where limited-range luma under 16 is clipped).
+    """
+
+    def load(size: tuple[int, int] | None) -> ImageArray:
+        if size is None or frame.format.name not in _LUMA_FORMATS:
+            luma = extract_luma(frame, reformatter)
+            if size is None or size == (frame.width, frame.height):
+                return luma
+            return np.asarray(cv2.resize(luma, size, interpolation=cv2.INTER_AREA), np.uint8)
+        plane = frame.planes[0]
+        rows = np.frombuffer(memoryview(plane), np.uint8, count=plane.line_size * frame.height)
+        view = rows.reshape(frame.height, plane.line_size)[:, : frame.width]
+        small = np.asarray(cv2.resize(view, size, interpolation=cv2.INTER_AREA), np.uint8)
+        full_range = frame.format.name.startswith("yuvj") or frame.format.name == "gray"
+        if full_range or int(frame.color_range) == _FULL_RANGE:
+            return small
+        return np.asarray(cv2.LUT(small, _LUT), dtype=np.uint8)
+
+    return load
 
 
 def bgr_loader(
@@ -579,7 +608,8 @@ class AvSource:
             seq=self._seq,
             pts=pts,
             wall_time=now if self.live else self._start_wall + pts,
-            luma=extract_luma(av_frame, self._reformatter),
+            luma_loader=luma_loader(av_frame, self._reformatter),
+            size=(av_frame.width, av_frame.height),
             loader=bgr_loader(av_frame, self._reformatter),
             live=self.live,
             region_loader=region_loader(av_frame, self._crop_reformatter),

@@ -123,9 +123,9 @@ class MotionGate:
         """Compare ``frame`` with the background, learn from it, and report the motion."""
         if frame.size != self.frame_size:
             self._setup(frame.size)
-            self._background = self._prepare(frame.luma).astype(np.float32)
+            self._background = self._prepare(frame).astype(np.float32)
             return MotionResult(recalibrated=True, frame_size=self.frame_size)
-        current = self._prepare(frame.luma)
+        current = self._prepare(frame)
         if self._background is None:
             self._background = current.astype(np.float32)
             return MotionResult(frame_size=self.frame_size)
@@ -141,13 +141,9 @@ class MotionGate:
         self._learn(current, blobs)
         return MotionResult(boxes, fraction, False, fill, self.frame_size)
 
-    def _prepare(self, luma: ImageArray) -> ImageArray:
-        """Luma reduced to the working size (area averaging), then blurred."""
-        small = luma
-        if (luma.shape[1], luma.shape[0]) != self.small_size:
-            small = np.asarray(
-                cv2.resize(luma, self.small_size, interpolation=cv2.INTER_AREA), dtype=np.uint8
-            )
+    def _prepare(self, frame: Frame) -> ImageArray:
+        """The frame's luma reduced to the working size (area averaging), then blurred."""
+        small = frame.luma_at(self.small_size)
         return np.asarray(cv2.GaussianBlur(small, self._blur, 0), dtype=np.uint8)
 
     def _changed(self, current: ImageArray, background: npt.NDArray[np.float32]) -> ImageArray:

@@ -112,7 +112,7 @@ def analyze(
         last_time = 0.0
         frames: Iterator[Frame] = source.frames()
         if options.decode_thread:
-            prefetch = stack.enter_context(closing(_Prefetch(frames)))
+            prefetch = stack.enter_context(closing(_Prefetch(frames, pipeline.prepare)))
             frames = iter(prefetch)
         for frame in _limited(frames, options.max_seconds):
             result = pipeline.process(frame)
@@ -142,13 +142,23 @@ def analyze(
 class _Prefetch:
     """Iterates ``frames`` in a thread of its own, at most ``depth`` frames ahead.
 
-    Errors of the source are raised in the consumer, where they would have been; ``close``
-    stops the thread (the source must be closed too when it may be waiting for data)."""
+    ``prepare`` runs on each frame in that thread before it is handed over: the work the
+    pipeline can do ahead (``CameraPipeline.prepare``), which would otherwise wait in the
+    analysis thread while the decode thread waits for room in the queue. Errors of the
+    source and of ``prepare`` are raised in the consumer, where they would have been;
+    ``close`` stops the thread (the source must be closed too when it may be waiting for
+    data)."""
 
     _END = object()
 
-    def __init__(self, frames: Iterator[Frame], depth: int = 8) -> None:
+    def __init__(
+        self,
+        frames: Iterator[Frame],
+        prepare: Callable[[Frame], None] | None = None,
+        depth: int = 8,
+    ) -> None:
         self._frames = frames
+        self._prepare = prepare
         self._queue: queue.Queue[object] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vigil-decode", daemon=True)
@@ -166,6 +176,8 @@ class _Prefetch:
     def _run(self) -> None:
         try:
             for frame in self._frames:
+                if self._prepare is not None:
+                    self._prepare(frame)
                 if not self._put(frame):
                     return
         except BaseException as exc:  # handed to the consumer, raised there

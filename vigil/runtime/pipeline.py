@@ -8,7 +8,9 @@ Contract: call :meth:`CameraPipeline.process` with **every** decoded frame of th
 order. Frames the sampler does not take (above the detect fps) cost nothing but a comparison;
 they come back with the last tracked boxes so annotators and redactors can still draw on every
 frame. Taken frames always reach the tracker, rules and events, with empty detections when
-the gate found nothing to look at, because the tracker's clock must advance.
+the gate found nothing to look at, because the tracker's clock must advance. A decode thread
+may run the sampler and the gate ahead with :meth:`CameraPipeline.prepare` (``vigil
+analyze`` does): then every frame goes through ``prepare`` first, in order.
 
 The detector is anything with ``detect_batch`` (``vigil.detect.Detector``); ``None`` selects
 the model-free motion-blob detector, so Vigil is useful before any model is present.
@@ -16,6 +18,7 @@ the model-free motion-blob detector, so Vigil is useful before any model is pres
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +28,7 @@ from vigil.boxes import nms
 from vigil.config.models import LineConfig, ResolvedCamera, ZoneConfig
 from vigil.detect.base import Detector
 from vigil.detect.motion import MotionBlobDetector
+from vigil.errors import VigilError
 from vigil.events.lifecycle import EventManager
 from vigil.ingest import FrameSampler
 from vigil.motion import MotionGate, MotionResult, detection_regions
@@ -121,15 +125,18 @@ class CameraPipeline:
         self._last = Detections.empty()
         self._last_detections = Detections.empty()
         self._decided: Frame | None = None
+        # Frames `prepare` ran the sampler and gate on (another thread appends), in order.
+        self._ahead: deque[tuple[Frame, MotionResult | None]] = deque()
+        self._ahead_used = False
 
     def process(self, frame: Frame) -> FrameResult:
         """Advance by one decoded frame (see the module docstring for the contract)."""
         self.stats.frames += 1
-        if not self.sampler.take(frame):
+        motion = self._front(frame)
+        if motion is None:
             return FrameResult(frame, analysed=False, tracked=self._last,
                                detections=self._last_detections, decided=self._decided)  # fmt: skip
         self.stats.analysed += 1
-        motion = self.gate.update(frame)
         detections, regions = self._detect(frame, motion)
         tracked = self.tracker.update(detections, frame.time)
         ended = list(self.tracker.ended_ids)
@@ -143,6 +150,29 @@ class CameraPipeline:
         return FrameResult(frame, True, tracked, regions, rule_events, events, ended,
                            moving=len(motion.boxes) > 0, detections=detections,
                            decided=frame)  # fmt: skip
+
+    def prepare(self, frame: Frame) -> None:
+        """Run the sampler and the motion gate on ``frame`` ahead of :meth:`process`.
+
+        For a decode thread running a few frames ahead of the analysis: those two stages
+        depend on nothing but the frames, so they can run there, off the analysis thread (the
+        critical path while the detector runs on it). Once called, it must be called on every
+        frame, in order, each before :meth:`process` gets it: both stages are stateful and
+        from then on run here only. The results are those of :meth:`process` alone."""
+        self._ahead_used = True
+        motion = self.gate.update(frame) if self.sampler.take(frame) else None
+        self._ahead.append((frame, motion))
+
+    def _front(self, frame: Frame) -> MotionResult | None:
+        """The sampler's and the gate's verdict on ``frame``: None when it is not taken."""
+        if not self._ahead_used:
+            return self.gate.update(frame) if self.sampler.take(frame) else None
+        if not self._ahead or self._ahead[0][0] is not frame:
+            raise VigilError(
+                f"frame {frame.seq} reached CameraPipeline.process without prepare(); once "
+                "prepare() is used, call it on every frame, in order, before process()"
+            )
+        return self._ahead.popleft()[1]
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).
