@@ -182,13 +182,7 @@ class MotionConfig(_Model):
 class TrackerConfig(_Model):
     """The per-camera multi-object tracker."""
 
-    high_threshold: float = Field(
-        0.7,
-        gt=0,
-        lt=1,
-        description="First-stage detection score (weaker boxes only extend tracks they "
-        "overlap well, in the second stage).",
-    )
+    high_threshold: float = Field(0.5, gt=0, lt=1, description="First-stage detection score.")
     low_threshold: float = Field(0.1, ge=0, lt=1, description="Lowest score used at all.")
     new_track_threshold: float = Field(
         0.4,
@@ -213,7 +207,7 @@ class TrackerConfig(_Model):
         description="Minimum IoU of a second-stage match (low-score boxes keep tracks alive).",
     )
     direction_weight: float = Field(
-        0.2,
+        0.0,
         ge=0,
         le=2,
         description="Weight of the velocity-direction consistency bonus in the first stage.",
@@ -227,7 +221,7 @@ class TrackerConfig(_Model):
         "detector's recurring false boxes score high too (docs/tracking.md).",
     )
     coast_seconds: float = Field(
-        5.0,
+        1.0,
         gt=0,
         le=60,
         description="Time constant (s) of the velocity decay of a track while it is unseen.",
