@@ -138,12 +138,15 @@ class CameraPipeline:
                                detections=self._last_detections, decided=self._decided)  # fmt: skip
         self.stats.analysed += 1
         detections, regions = self._detect(frame, motion)
-        tracked = self.tracker.update(detections, frame.time)
+        tracked = self._inside_frame(self.tracker.update(detections, frame.time))
         ended = list(self.tracker.ended_ids)
         # A moving carry repeats boxes: no evidence that they stayed put.
         carried = self.moving.in_row > 0
         self.stationary.observe(Detections.empty() if carried else tracked, frame.time, ended)
-        self.moving.observe(tracked, frame.time, ended)
+        # The carry repeats what the detector saw, not the tracker's filtered box: a carried
+        # filtered box lags the person and, fed back, holds the track back (a lost line
+        # crossing on the people clip).
+        self.moving.observe(self.tracker.detected(), frame.time, ended)
         rule_events = self.rules.update(tracked, frame.time, ended)
         events = self.events.update(frame, tracked, rule_events, ended)
         self._last, self._last_detections, self._decided = tracked, detections, frame
@@ -173,6 +176,19 @@ class CameraPipeline:
                 "prepare() is used, call it on every frame, in order, before process()"
             )
         return self._ahead.popleft()[1]
+
+    def _inside_frame(self, tracked: Detections) -> Detections:
+        """``tracked`` with its boxes clipped to the picture.
+
+        The tracker reports each track's filtered box, which can reach a little past the
+        frame's edge where a person walks in or out; a zone drawn to the edge would then see
+        its anchor point (bottom centre) leave and re-enter (measured on the people clip: two
+        extra table visits). The detector's own boxes never leave the picture.
+        """
+        width, height = self.frame_size
+        np.clip(tracked.xyxy[:, 0::2], 0.0, float(width), out=tracked.xyxy[:, 0::2])
+        np.clip(tracked.xyxy[:, 1::2], 0.0, float(height), out=tracked.xyxy[:, 1::2])
+        return tracked
 
     def close(self, time: float) -> list[Event]:
         """End every open event (end of file, shutdown).

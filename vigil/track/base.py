@@ -8,8 +8,9 @@ Contract (see ``Tracker``):
   measured in seconds, not in calls.
 * Boxes are in frame pixels of the analysed stream; rescale before the tracker, never inside.
 * ``update`` returns only confirmed tracks matched in this frame, one row per matched detection,
-  with the detection's own box, confidence and class and ``tracker_id`` set. Rows keep the
-  order of the input detections, so nothing downstream must re-match by IoU.
+  with the detection's confidence and class, the track's box (its filtered estimate) and
+  ``tracker_id`` set. Rows keep the order of the input detections, so nothing downstream must
+  re-match by IoU. ``detected`` gives the same tracks' detected boxes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Tracker(Protocol):
     @property
     def ended_ids(self) -> list[int]:
         """Ids of confirmed tracks removed during the last ``update`` (forget their state)."""
+        ...
+
+    def detected(self) -> Detections:
+        """The detector's own boxes of the confirmed tracks matched at the last update."""
         ...
 
     def predicted(self) -> Detections:

@@ -220,10 +220,11 @@ class ByteTracker:
         left = left[track_of_det[left] < 0]
 
         self._apply_matches(tracks, detections, track_of_det, time)
+        boxes = self._filtered_boxes(tracks, detections, track_of_det)
         self._tracks, id_of_det = self._prune_and_birth(
             tracks, detections, track_of_det, left, time
         )
-        return self._output(detections, id_of_det)
+        return self._output(detections, id_of_det, boxes)
 
     # ------------------------------------------------------------------ steps
     def _advance(self, time: float) -> float:
@@ -462,13 +463,49 @@ class ByteTracker:
         self._next_id += n
         return ids
 
+    def _filtered_boxes(
+        self, tracks: _Tracks, detections: Detections, track_of_det: I64
+    ) -> npt.NDArray[np.float32]:
+        """(n, 4) box to report per detection: its track's filtered box where it matched one.
+
+        The filter weighs the new box against the track's motion, so a box a detector placed
+        badly (a person half hidden, a box cut by a neighbour) is pulled back towards where
+        the person is. Measured on the tuning sequences with real detections: +1.7 MOTA at
+        native rate and at 5 fps; the simulation, whose jitter is unbiased, is unchanged
+        (docs/tracking.md). A detection that starts a track is reported as detected.
+        """
+        boxes = detections.xyxy.astype(np.float32, copy=True)
+        det = np.flatnonzero(track_of_det >= 0)
+        if len(det):
+            boxes[det] = self.kalman.to_xyxy(tracks.mean[track_of_det[det]])
+        return boxes
+
     @staticmethod
-    def _output(detections: Detections, id_of_det: I64) -> Detections:
-        """Detections of confirmed tracks, with their ids, in input order."""
+    def _output(
+        detections: Detections, id_of_det: I64, boxes: npt.NDArray[np.float32]
+    ) -> Detections:
+        """Detections of confirmed tracks, with their ids and filtered boxes, in input order."""
         det = np.flatnonzero(id_of_det >= 0)
         out = detections[det]
+        out.xyxy = boxes[det].copy()
         out.tracker_id = id_of_det[det].copy()
         return out
+
+    def detected(self) -> Detections:
+        """The detected (raw) boxes of the confirmed tracks matched at the last update.
+
+        ``update`` reports each track's filtered box; a caller that must repeat only a
+        position the detector really saw (the pipeline's moving carry) takes these instead.
+        """
+        t = self._tracks
+        seen = t.confirmed & (t.last_seen == (self._time if self._time is not None else -1.0))
+        rows = t.take(seen)
+        return Detections(
+            rows.last_box().astype(np.float32),
+            rows.score.astype(np.float32),
+            rows.class_id,
+            rows.track_id,
+        )
 
     # ------------------------------------------------------------------ introspection
     def state_sizes(self) -> dict[str, int]:

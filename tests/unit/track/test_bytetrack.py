@@ -39,13 +39,36 @@ def test_birth_after_min_hits_then_steady_id() -> None:
     assert {int(o.tracker_id[0]) for o in outputs[2:]} == {1}
 
 
-def test_output_keeps_detection_box_score_and_input_order() -> None:
+def test_a_new_tracks_box_score_and_input_order_are_kept() -> None:
     tracker = ByteTracker(TrackerConfig(min_hits=1))
     frame = dets(box(300, 0.8), box(100, 0.95), box(500, 0.7))
     out = tracker.update(frame, 0.0)
     assert np.array_equal(out.xyxy, frame.xyxy)
     assert np.allclose(out.confidence, frame.confidence)
     assert out.tracker_id.tolist() == [1, 2, 3]
+
+
+def test_a_matched_box_is_reported_as_its_tracks_filtered_box() -> None:
+    """A person walks steadily at 50 px/s; one frame's box comes 12 px low (a detector's box
+    cut by a neighbour). The track reports its filtered box: on the path where the boxes
+    agree, pulled back towards the path where one box strays."""
+    tracker = ByteTracker()
+    for i in range(10):
+        out = tracker.update(dets(box(100 + 5 * i)), i * 0.1)
+    assert abs(float(out.xyxy[0, 0]) - 145.0) < 1.0
+    assert abs(float(out.xyxy[0, 1]) - 100.0) < 1.0
+    stray = tracker.update(dets(box(150, y=112.0)), 1.0)
+    assert stray.tracker_id.tolist() == out.tracker_id.tolist()
+    y1 = float(stray.xyxy[0, 1])
+    assert 100.0 < y1 < 110.0, y1  # the raw box says 112
+    assert abs(float(stray.xyxy[0, 0]) - 150.0) < 1.5
+    assert np.allclose(stray.confidence, [0.9])
+    # What the detector saw stays available (the moving carry repeats only that).
+    raw = tracker.detected()
+    assert raw.tracker_id.tolist() == stray.tracker_id.tolist()
+    assert np.allclose(raw.xyxy, [[150.0, 112.0, 190.0, 212.0]])
+    tracker.update(Detections.empty(), 1.1)
+    assert len(tracker.detected()) == 0  # unmatched now: nothing detected at this update
 
 
 def test_survives_short_gap_and_dies_after_lost_seconds() -> None:
