@@ -131,6 +131,9 @@ def test_car_in_real_footage(tmp_path: Path, clips_dir: Path, yolox_nano_path: P
     assert x2 < 200 / 480
     assert y2 < 150 / 270
     assert x2 - x1 > 60 / 480
+    # Without --snapshots no image is written, and no event says it has one.
+    assert cars[0]["has_snapshot"] is False
+    assert not (out / "snapshots").exists()
 
 
 def test_annotated_video_covers_every_frame(

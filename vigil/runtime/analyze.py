@@ -91,6 +91,11 @@ def analyze(
     out = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
     summary = AnalyzeSummary(source=url)
+    if not options.snapshots and camera.events.snapshots:
+        # No snapshot is written: keeping each event's best frame would only copy a full
+        # frame per better score, and events.jsonl would say has_snapshot for no file.
+        events = camera.events.model_copy(update={"snapshots": False})
+        camera = camera.model_copy(update={"events": events})
     source = open_source(url, camera.name)
     with ExitStack() as stack:
         stack.callback(source.close)
