@@ -26,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.alerts.alert_servers import free_port
+from tests.alerts.alert_servers import Broker, Subscriber, free_port
 from tests.cluster.conftest import SEGMENT_S, start_relay
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
@@ -46,10 +46,12 @@ TAKEOVER_S = 60
 
 
 def config_text(
-    data: Path, port: int, database_url: str, urls: list[str], *, fps: dict[str, int] | None = None
+    data: Path, port: int, database_url: str, urls: list[str], *, fps: dict[str, int] | None = None,
+    mqtt_port: int | None = None,
 ) -> str:  # fmt: skip
     """Two motion cameras recording in short segments; ``fps``: a camera's analysis rate
-    other than 5 (another setting: another group key)."""
+    other than 5 (another setting: another group key); ``mqtt_port``: the broker the
+    supervising server publishes to."""
     lines = {"across": {"points": [[0.05, 0.5], [0.95, 0.5]]}}
     cameras = {
         name: {"sources": [{"url": url, "options": {"rtsp_transport": "udp"}}],
@@ -64,6 +66,8 @@ def config_text(
         "server": {"host": "127.0.0.1", "port": port, "secure_cookies": False},
         "cluster": {"call_timeout": 20.0},
         "cameras": cameras,
+        **({} if mqtt_port is None else
+           {"mqtt": {"host": "127.0.0.1", "port": mqtt_port, "discovery": False}}),
     })  # fmt: skip
 
 
@@ -133,6 +137,7 @@ class Story:
     database_url: str
     urls: list[str]
     port: int
+    broker: Broker
     serve: ServeProcess | None = None
     others: list[ServeProcess] = field(default_factory=list)
     #: What the steps hand on to the next ones.
@@ -144,7 +149,7 @@ class Story:
     def start(self, name: str, *extra: str, fps: dict[str, int] | None = None,
               port: int | None = None, data: str = "head") -> ServeProcess:  # fmt: skip
         text = config_text(self.root / data / "data", port or self.port, self.database_url,
-                           self.urls, fps=fps)  # fmt: skip
+                           self.urls, fps=fps, mqtt_port=self.broker.port)  # fmt: skip
         serve = start_serve(self.root / name, text, port or self.port, self.cluster.address,
                             *extra)  # fmt: skip
         self.others.append(serve)
@@ -168,9 +173,11 @@ def story(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iter
     url = new_pg_database(pg_server)
     relay, mounts = start_relay(clips, len(CAMERAS))
     db = Database(url)
+    (root / "mosquitto").mkdir()
+    broker = Broker(root / "mosquitto")
     try:
         with local_cluster(root / "nodes", workers=2, slots=1) as cluster:
-            story = Story(root, cluster, db, url, [m.url for m in mounts], free_port())
+            story = Story(root, cluster, db, url, [m.url for m in mounts], free_port(), broker)
             try:
                 yield story
             finally:
@@ -181,6 +188,7 @@ def story(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iter
                 if ray.is_initialized():
                     ray.shutdown()
     finally:
+        broker.stop()
         db.close()
         for mount in mounts:
             mount.unpublish()
@@ -372,14 +380,26 @@ def test_a_replica_takes_over_from_a_head_killed_and_supervises(story: Story) ->
     assert story.replica is not None
     replica = story.replica
     actors = camera_actors(story.cluster.address)
-    killed = time.monotonic()
-    story.serve.process.kill()
-    story.serve.process.wait()
-    replica.wait_for(lambda: "supervising the cluster's" in replica.output, TAKEOVER_S,
-                     "the replica did not take over")  # fmt: skip
-    took = time.monotonic() - killed
-    print(f"\ntake-over: {took:.1f} s after the kill")
-    assert camera_actors(story.cluster.address) == actors, "adopted, not started again"
+    availability = Subscriber(story.broker.port, ["vigil/availability", "vigil/cam0/availability"])
+    try:
+        assert availability.take("vigil/availability", 30).payload == b"online"  # the head's
+        killed = time.monotonic()
+        story.serve.process.kill()
+        story.serve.process.wait()
+        # The head's Last Will; then the replica, which publishes in its place.
+        assert availability.take("vigil/availability", 30).payload == b"offline"
+        replica.wait_for(lambda: "supervising the cluster's" in replica.output, TAKEOVER_S,
+                         "the replica did not take over")  # fmt: skip
+        took = time.monotonic() - killed
+        print(f"\ntake-over: {took:.1f} s after the kill")
+        assert camera_actors(story.cluster.address) == actors, "adopted, not started again"
+        assert availability.take("vigil/availability", 60).payload == b"online"
+        # Announced offline first, then online as the camera is: the replica's own state.
+        deadline = time.monotonic() + 60
+        while availability.take("vigil/cam0/availability", 60).payload != b"online":
+            assert time.monotonic() < deadline, "cam0 was not announced online"
+    finally:
+        availability.close()
     replica.wait_for(lambda: _online(replica.base_url), 120, "cameras offline after take-over")
     # A camera killed now is restarted, and this server hands it what is in force.
     name = next(n for n in actors if n.endswith(":cam0"))

@@ -24,6 +24,12 @@ class FanoutSink:
         self.sinks = list(sinks)
         self.failures = [0] * len(self.sinks)
 
+    def add(self, sinks: Sequence[EventSink]) -> None:
+        """Publish to ``sinks`` too, from the next event on (from any thread)."""
+        # The counters first: a publish running meanwhile may already see the new sinks.
+        self.failures = [*self.failures, *([0] * len(sinks))]
+        self.sinks = [*self.sinks, *sinks]
+
     def publish(self, event: Event) -> None:
         for index, sink in enumerate(self.sinks):
             try:

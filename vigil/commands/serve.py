@@ -131,6 +131,7 @@ def serve(
         if replica and not config.cluster.replica:
             log.warning("another vigil serve supervises the cluster (it holds the supervision "
                         "lock): serving as an API replica, standing by")  # fmt: skip
+    supervising = config  # the head's configuration: what a standby takes over with
     if replica:
         config = as_replica(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,7 @@ def serve(
 
         head = cluster_head(config, db)
         head.start()
-        standby = _standby(config, lock, supervisor, head)
+        standby = _standby(supervising, lock, supervisor, head, db)
         stop.install()
     role = " (API replica: the cameras are the head's)" if replica else ""
     announce(f"vigil serve: {len(supervisor.workers)} camera(s){role}, data in "
@@ -196,15 +197,18 @@ def serve(
     return 0
 
 
-def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any) -> Any:
+def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any, db: Any) -> Any:
     """The thread that, on a replica, tries the supervision lock until it gets it and then
     takes over (``vigil.cluster.leader.Standby``); on the supervising process, that checks
-    the lock's connection."""
+    the lock's connection. ``config``: the head's (with MQTT and webhooks)."""
     from vigil.cluster.leader import Standby
 
     def take_over() -> None:
         supervisor.backend.promote()
         head.promote()
+        # What the head did with the events, this process does now: MQTT, webhooks and
+        # the ended events' clips (the API's job workers render them).
+        supervisor.start_alerts(config, [clip_jobs(config, db)])
 
     standby = Standby(lock, config.cluster.takeover_interval, take_over)
     standby.start()

@@ -493,6 +493,12 @@ class Supervisor:
 
             self.store = StoreEventSink(self.db, self.root)
             sinks.append(self.store)
+        sinks += self._alert_sinks()
+        return [*sinks, *extra, self.telemetry, self.hub]
+
+    def _alert_sinks(self) -> list[EventSink]:
+        """MQTT (with its snapshot publisher) and webhooks, as the configuration has them."""
+        sinks: list[EventSink] = []
         if self.config.mqtt is not None:
             from vigil.alerts.mqtt import MqttSink
 
@@ -504,7 +510,23 @@ class Supervisor:
 
             self.webhooks = WebhookSink(self.config.webhooks)
             sinks.append(self.webhooks)
-        return [*sinks, *extra, self.telemetry, self.hub]
+        return sinks
+
+    def start_alerts(self, config: VigilConfig, extra: Sequence[EventSink] = ()) -> None:
+        """Start publishing to ``config``'s MQTT and webhooks (and to ``extra`` sinks) from
+        now on: an API replica runs without them (the head publishes), and one that takes
+        over supervision (``vigil.cluster.leader``) must publish in the head's place. Home
+        Assistant then hears the cameras' discovery, switches and whether each is online."""
+        if self.mqtt is not None or self.webhooks is not None:
+            return  # already publishing
+        self.config = self.config.model_copy(
+            update={"mqtt": config.mqtt, "webhooks": config.webhooks}
+        )
+        self.sink.inner.add([*self._alert_sinks(), *extra])
+        self._announce()
+        if self.mqtt is not None:
+            for name, handle in self.workers.items():
+                self._online(name, handle.status().online)
 
     def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
         return build_recorder(camera, self.root, on_segment=self._segment_added,
