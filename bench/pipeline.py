@@ -51,7 +51,6 @@ from vigil.detect.threads import SHARED_MODEL_THREADS, detector_threads
 from vigil.ingest import open_source
 from vigil.paths import shared_data_dir, shared_models_dir
 from vigil.runtime.analyze import AnalyzeOptions, analyze
-from vigil.runtime.pipeline import CameraPipeline
 from vigil.types import Frame, ImageArray
 
 T = TypeVar("T")
@@ -77,13 +76,17 @@ class Levers:
     skip: bool = False  # leave undecoded the frames the sampler drops and nothing refers to
     crops: bool = False  # convert only the regions to BGR (else slice the full conversion)
     thread: bool = False  # decode in a thread of its own
-    ahead: bool = False  # that thread also runs sampler and motion gate (CameraPipeline.prepare)
+    #: That thread also runs sampler and motion gate (CameraPipeline.prepare); None: as
+    #: `vigil analyze` decides, by the frame size (vigil.runtime.analyze.gate_ahead).
+    ahead: bool | None = False
     ort_threads: int = THREADS  # ONNX Runtime intra-op threads
 
     def label(self) -> str:
         parts = [f"carry {self.carry}"] if self.carry else []
         parts += ["skip decode"] * self.skip + ["crops"] * self.crops
-        parts += ["decode thread"] * self.thread + ["gate ahead"] * (self.thread and self.ahead)
+        parts += ["decode thread"] * self.thread
+        if self.thread and self.ahead is not False:
+            parts.append("gate ahead" if self.ahead else "gate ahead up to 720p")
         if self.ort_threads != THREADS:
             plural = "s" if self.ort_threads > 1 else ""
             parts.append(f"{self.ort_threads} ORT thread{plural}")
@@ -97,7 +100,7 @@ ALL = Levers(carry=2, skip=True, crops=True)
 #: has, for the decode thread (vigil.detect.threads).
 ANALYZE_THREADS = detector_threads(None, decode_thread=True)
 ANALYZE_DEFAULT = Levers(
-    carry=2, skip=True, crops=True, thread=True, ahead=True, ort_threads=ANALYZE_THREADS
+    carry=2, skip=True, crops=True, thread=True, ahead=None, ort_threads=ANALYZE_THREADS
 )
 LEVERS = {
     "old": Levers(),
@@ -136,25 +139,6 @@ def full_frame_crops(off: bool) -> Iterator[None]:
         yield
     finally:
         Frame.bgr_region = original  # type: ignore[method-assign]
-
-
-@contextlib.contextmanager
-def gate_in_analysis_thread(on: bool) -> Iterator[None]:
-    """With ``on``, the decode thread prepares nothing: the sampler and the motion gate run in
-    the analysis thread, as before ``CameraPipeline.prepare``."""
-    if not on:
-        yield
-        return
-    original = CameraPipeline.prepare
-
-    def nothing(self: CameraPipeline, frame: Frame) -> None:
-        return None
-
-    CameraPipeline.prepare = nothing  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        CameraPipeline.prepare = original  # type: ignore[method-assign]
 
 
 @dataclass
@@ -225,13 +209,9 @@ def run_vigil(
 ) -> tuple[Row, float]:
     cam = camera(clip, fps, levers.carry)
     det = detector(cam, levers.ort_threads)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        full_frame_crops(not levers.crops),
-        gate_in_analysis_thread(not levers.ahead),
-    ):
+    with tempfile.TemporaryDirectory() as tmp, full_frame_crops(not levers.crops):
         options = AnalyzeOptions(Path(tmp), max_seconds=limit, skip_decode=levers.skip,
-                                 decode_thread=levers.thread)  # fmt: skip
+                                 decode_thread=levers.thread, gate_ahead=levers.ahead)  # fmt: skip
         start, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
         summary = analyze(str(clip), cam, det, options)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu

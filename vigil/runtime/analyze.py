@@ -54,6 +54,24 @@ class AnalyzeOptions:
     #: Decode in a thread of its own, a few frames ahead of the analysis, so that decoding
     #: overlaps the pipeline's Python and the detector's waits (bench/pipeline.py).
     decode_thread: bool = True
+    #: That thread also runs the sampler and the motion gate (``CameraPipeline.prepare``);
+    #: None: when the frames are at most ``GATE_AHEAD_MAX_PIXELS`` (``gate_ahead``).
+    gate_ahead: bool | None = None
+
+
+#: The largest frames whose motion gate runs in the decode thread by default. It helps where
+#: the analysis thread is the slower of the two and hurts where decoding is: on 2 cores
+#: (bench/pipeline.py, one quiet run) x4.04 -> (ahead) vs x3.73 at 768x432, but x2.98 vs
+#: x3.24 at 1080p, whose decoding alone (343 frames/s) is the wall. The gate's cost grows
+#: with the frame, the analysis thread's (the network's input) does not.
+GATE_AHEAD_MAX_PIXELS = 1280 * 720
+
+
+def gate_ahead(options: AnalyzeOptions, size: tuple[int, int]) -> bool:
+    """Whether the decode thread runs the sampler and the motion gate for ``size`` frames."""
+    if options.gate_ahead is not None:
+        return options.gate_ahead
+    return size[0] * size[1] <= GATE_AHEAD_MAX_PIXELS
 
 
 @dataclass(slots=True)
@@ -117,7 +135,8 @@ def analyze(
         last_time = 0.0
         frames: Iterator[Frame] = source.frames()
         if options.decode_thread:
-            prefetch = stack.enter_context(closing(_Prefetch(frames, pipeline.prepare)))
+            ahead = pipeline.prepare if gate_ahead(options, (info.width, info.height)) else None
+            prefetch = stack.enter_context(closing(_Prefetch(frames, ahead)))
             frames = iter(prefetch)
         for frame in _limited(frames, options.max_seconds):
             result = pipeline.process(frame)

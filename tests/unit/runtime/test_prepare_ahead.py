@@ -75,3 +75,18 @@ def test_a_frame_that_was_not_prepared_is_refused() -> None:
     pipe.process(todo[0])
     with pytest.raises(VigilError, match="prepare"):
         pipe.process(todo[1])
+
+
+def test_the_gate_runs_ahead_for_frames_up_to_720p_unless_told() -> None:
+    """Where decoding is the wall (1080p on this class of CPU: bench/pipeline.py) the gate
+    stays in the analysis thread; an explicit choice wins."""
+    from pathlib import Path
+
+    from vigil.runtime.analyze import AnalyzeOptions, gate_ahead
+
+    default = AnalyzeOptions(Path("out"))
+    assert gate_ahead(default, (768, 432))
+    assert gate_ahead(default, (1280, 720))
+    assert not gate_ahead(default, (1920, 1080))
+    assert gate_ahead(AnalyzeOptions(Path("out"), gate_ahead=True), (1920, 1080))
+    assert not gate_ahead(AnalyzeOptions(Path("out"), gate_ahead=False), (768, 432))
