@@ -505,18 +505,23 @@ class RayBackend:
     def handles(self) -> Mapping[str, RayCamera]:
         return self.cameras
 
-    def start(self) -> None:
-        self._connected = connect(self.cluster, len(self.cameras))
+    def _adopt_or_start(self) -> dict[str, Any]:
+        """Each camera's group actor: the groups running with these settings adopted (an
+        earlier head left them recording: no gap), stale camera actors ended, the others
+        started, several cameras per actor process (vigil.cluster.group) placed by node
+        capacity; the open events of cameras no longer configured closed."""
         self._end_stale()
         specs = {n: c.spec for n, c in self.cameras.items()}
-        # Groups an earlier head left running with these settings record on (no gap).
         adoption = adopt_groups(specs)
         self.adopted = frozenset(adoption.members)
         self._close_left_open(adoption.unconfigured)
-        # Several cameras per actor process (vigil.cluster.group), placed by node capacity.
-        members = start_groups(specs, self.cluster.cameras_per_actor,
-                               max_restarts=self.cluster.max_restarts,
-                               adopted=adoption.members)  # fmt: skip
+        return start_groups(specs, self.cluster.cameras_per_actor,
+                            max_restarts=self.cluster.max_restarts,
+                            adopted=adoption.members)  # fmt: skip
+
+    def start(self) -> None:
+        self._connected = connect(self.cluster, len(self.cameras))
+        members = self._adopt_or_start()
         for cam in self.cameras.values():
             cam.actor = members[cam.name]
             cam.adopt_rules = cam.name in self.adopted
@@ -699,14 +704,7 @@ class ReplicaBackend(RayBackend):
         others ended or started; each handle drains its actor from what this replica had
         seen, and hands a restarted actor the settings it followed."""
         with self._round:
-            self._end_stale()
-            specs = {n: c.spec for n, c in self.cameras.items()}
-            adoption = adopt_groups(specs)
-            self.adopted = frozenset(adoption.members)
-            self._close_left_open(adoption.unconfigured)
-            members = start_groups(specs, self.cluster.cameras_per_actor,
-                                   max_restarts=self.cluster.max_restarts,
-                                   adopted=adoption.members)  # fmt: skip
+            members = self._adopt_or_start()
             for cam in self.cameras.values():
                 cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
                 cam.follow, cam.synced = False, None
