@@ -10,6 +10,7 @@ deletes them with their segments.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -316,3 +317,29 @@ def test_serve_writes_redacted_previews_beside_segments_and_retention_deletes_th
     assert not any((data / preview_dir(r.path)).exists() for r in rows)
     assert not (data / "previews" / "face").exists(), "emptied folders are pruned"
     db.close()
+
+
+def test_closing_waits_for_a_preview_being_taken(face_clip: Path, tmp_path: Path) -> None:
+    """``close`` returns once the taking thread has ended: a preview being redacted runs
+    native code, and a process that exits under it can abort."""
+    inside, done = threading.Event(), threading.Event()
+
+    def slow(_config: Any, _size: Any) -> Callable[..., ImageArray]:
+        def redact(image: ImageArray, people: Any = None) -> ImageArray:
+            inside.set()
+            time.sleep(1.0)
+            done.set()
+            return image
+
+        return redact
+
+    recorder = Recorder(str(face_clip), "face", tmp_path)
+    recorder.state = "recording"
+    taker = PreviewTaker(config(tmp_path, face_clip), {"face": _Camera(online=True, age=0.0)},
+                         {"face": recorder}, tmp_path, redactor=slow)  # fmt: skip
+    thread = taker.start()
+    assert thread is not None
+    assert inside.wait(30), "no preview was taken"
+    taker.close()
+    assert done.is_set()
+    assert not thread.is_alive()

@@ -105,8 +105,16 @@ class PreviewTaker:
         self._thread.start()
         return self._thread
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking previews and wait for the loop to end: a preview being redacted runs
+        native code (the face detector, OpenCV), and a process exiting under a thread in it
+        can abort ("terminate called without an active exception")."""
         self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("previews: the taking thread did not stop within %.0f s", timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
