@@ -173,9 +173,10 @@ def story(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iter
     url = new_pg_database(pg_server)
     relay, mounts = start_relay(clips, len(CAMERAS))
     db = Database(url)
-    (root / "mosquitto").mkdir()
-    broker = Broker(root / "mosquitto")
+    broker: Broker | None = None
     try:
+        (root / "mosquitto").mkdir()
+        broker = Broker(root / "mosquitto")
         with local_cluster(root / "nodes", workers=2, slots=1) as cluster:
             story = Story(root, cluster, db, url, [m.url for m in mounts], free_port(), broker)
             try:
@@ -188,7 +189,8 @@ def story(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iter
                 if ray.is_initialized():
                     ray.shutdown()
     finally:
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         db.close()
         for mount in mounts:
             mount.unpublish()
