@@ -173,27 +173,40 @@ cameras:
 """
 
 
+def played(
+    config: str, first: int, last: int, *, decided: bool
+) -> tuple[list[ImageArray], list[TrackSnapshot]]:  # fmt: skip
+    """Frames ``first``..``last`` of the one-by-one clip at 384x216 and, for each, the
+    ``TrackSnapshot`` a camera worker of ``config``'s camera ``yolo`` hands out (a fresh
+    pipeline at 10 fps); with ``decided``, the thumbnail of its analysed frame too."""
+    path = require_file(shared_data_dir() / "clips" / "one-by-one-person-detection.mp4")
+    frames = []
+    with av.open(str(path)) as box:
+        for i, frame in enumerate(box.decode(video=0)):
+            if i > last:
+                break
+            if i >= first:
+                frames.append(frame.to_ndarray(format="bgr24", width=384, height=216))
+    camera = parse_config(config).camera("yolo")
+    pipeline = CameraPipeline(camera, build_detector(camera.detect), (384, 216), source_fps=10)
+    snaps = []
+    for i, image in enumerate(frames):
+        result = pipeline.process(Frame.from_bgr(image, seq=i, pts=i / 10, wall_time=i / 10))
+        thumb = None
+        if decided:
+            assert result.decided is not None
+            thumb = thumbnail(result.decided.bgr())
+        snaps.append(TrackSnapshot.of(result.tracked, pipeline.class_names, i / 10.0,
+                                      (384, 216), result.detections, decided=thumb))  # fmt: skip
+    return frames, snaps
+
+
 def entry_frames() -> tuple[list[ImageArray], list[TrackSnapshot]]:
     """Frames 61-80 of the one-by-one clip at 384x216, where the first person comes in
     (yolox-nano finds them first in frame 61), with the ``TrackSnapshot`` a camera worker
     hands out for each: a fresh pipeline on these frames, ``min_hits: 3``, so the person's
     first detections hold no confirmed track."""
-    path = require_file(shared_data_dir() / "clips" / "one-by-one-person-detection.mp4")
-    frames = []
-    with av.open(str(path)) as box:
-        for i, frame in enumerate(box.decode(video=0)):
-            if i > 80:
-                break
-            if i >= 61:
-                frames.append(frame.to_ndarray(format="bgr24", width=384, height=216))
-    camera = parse_config(ENTRY).camera("yolo")
-    pipeline = CameraPipeline(camera, build_detector(camera.detect), (384, 216), source_fps=10)
-    snaps = []
-    for i, image in enumerate(frames):
-        result = pipeline.process(Frame.from_bgr(image, seq=i, pts=i / 10, wall_time=i / 10))
-        snaps.append(TrackSnapshot.of(result.tracked, pipeline.class_names, i / 10.0,
-                                      (384, 216), result.detections))  # fmt: skip
-    return frames, snaps
+    return played(ENTRY, 61, 80, decided=False)
 
 
 def test_live_video_hides_people_before_their_track_is_confirmed(
@@ -227,24 +240,7 @@ def gap_frames() -> tuple[list[ImageArray], list[TrackSnapshot]]:
     56, 60, 64, 68. The person comes in after frame 60 (yolox-nano finds them in 61 and 63,
     which carry the empty boxes of frame 60); each snapshot has the thumbnail of its
     analysed frame (``decided``), as ``CameraWorker.latest_tracks`` makes it."""
-    path = require_file(shared_data_dir() / "clips" / "one-by-one-person-detection.mp4")
-    frames = []
-    with av.open(str(path)) as box:
-        for i, frame in enumerate(box.decode(video=0)):
-            if i > 70:
-                break
-            if i >= 56:
-                frames.append(frame.to_ndarray(format="bgr24", width=384, height=216))
-    camera = parse_config(GAP).camera("yolo")
-    pipeline = CameraPipeline(camera, build_detector(camera.detect), (384, 216), source_fps=10)
-    snaps = []
-    for i, image in enumerate(frames):
-        result = pipeline.process(Frame.from_bgr(image, seq=i, pts=i / 10, wall_time=i / 10))
-        assert result.decided is not None
-        snaps.append(TrackSnapshot.of(result.tracked, pipeline.class_names, i / 10.0,
-                                      (384, 216), result.detections,
-                                      decided=thumbnail(result.decided.bgr())))  # fmt: skip
-    return frames, snaps
+    return played(GAP, 56, 70, decided=True)
 
 
 def play_with_snapshots(
