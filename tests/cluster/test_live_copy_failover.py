@@ -137,7 +137,8 @@ def _follow(cluster: Any, supervisor: Supervisor, client: TestClient, state: Any
             killed = time.monotonic()
             cluster.remove(node)
             received, code = messages(ws, resumed(times, 25), times)
-            back = times[outage(times) or 0] - killed
+            at = outage(times)
+            back = float("nan") if at is None else times[at] - killed
             wait_for(lambda: redacted.code is not None
                      or sum(t > killed + 4.0 for t in redacted.times) >= 10,
                      120, "the redacted view did not go on")  # fmt: skip
