@@ -3,7 +3,9 @@
 started again while the camera page plays the granted view. The server goes on on the same
 WebSocket (its clock continued; a new head and init segment only where the camera's
 parameters changed, which ``mse.js`` appends to the same ``SourceBuffer``) and the video
-plays on, with no second socket (no reconnect).
+plays on, with no second socket (no reconnect). The camera may also come back with another
+stream (issue 10 §4: another profile and size): the new head's codec string differs, the
+player calls ``changeType``, and the video plays on at the new size.
 """
 
 from __future__ import annotations
@@ -138,6 +140,16 @@ def test_the_copied_view_plays_on_over_a_codec_and_resolution_change(
                     "-profile:v", "baseline", "-pix_fmt", "yuv420p", "-g", "10",
                     str(other)], check=True)  # fmt: skip
     page = own_pages.open()
+    # Which types the player switched its SourceBuffer to (Chromium plays some profile
+    # changes without changeType, so the pictures alone would not tell).
+    page.add_init_script("""
+        window.changedTypes = [];
+        const own = SourceBuffer.prototype.changeType;
+        SourceBuffer.prototype.changeType = function (type) {
+          window.changedTypes.push(type);
+          return own.call(this, type);
+        };
+    """)
     login(page, "ada")
     sockets, heads = watch_sockets(page)
     page.goto("/#/live/door")
@@ -170,6 +182,7 @@ def test_the_copied_view_plays_on_over_a_codec_and_resolution_change(
         changed = now()
         wait_until(lambda: now() > changed + 3, 60, "the video plays on at the new size")
         assert video.evaluate("v => v.error && v.error.message") is None
+        assert page.evaluate("window.changedTypes") == [heads[-1]["mime"]]
         assert video.get_attribute("title") in (None, ""), video.get_attribute("title")
     finally:
         relay.unpublish()
