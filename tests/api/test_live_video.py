@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -241,3 +242,37 @@ def test_granted_stream_without_packets_is_re_encoded_and_says_why(api: Api) -> 
     assert decode(init, fragments)
     assert plain["mode"] == "encode"
     assert "reason" not in plain  # a redacted view is always encoded: nothing to explain
+
+
+def close_of(ws: Any) -> tuple[int, str]:
+    """Read until the server closes the socket (within the test's own deadlines): its code
+    and reason."""
+    while True:
+        message = ws.receive()
+        if message["type"] == "websocket.close":
+            return int(message["code"]), str(message.get("reason") or "")
+
+
+def test_the_close_frame_says_why_the_stream_ended(api: Api) -> None:
+    """A revoked grant and a camera that is gone each close the socket with 1008 and a
+    reason in words (the player logs it); a reason too long for a close frame is cut."""
+    from vigil.api.routes.livevideo import MAX_REASON, close_reason
+
+    api.add_user("op", Role.OPERATOR)
+    op = api.login("op")
+    with Player(api, "cam", noise(5)):
+        token = op.post("/api/cameras/cam/live/unredacted",
+                        json={"reason": "incident 11"}).json()["grant"]  # fmt: skip
+        with op.websocket_connect(URL.format("cam") + f"?grant={token}&width=320") as ws:
+            ws.receive_text()
+            assert op.delete(f"/api/cameras/cam/live/unredacted/{token}").status_code < 300
+            revoked = close_of(ws)
+    with op.websocket_connect(URL.format("cam") + "?width=320") as ws:
+        api.runtime._statuses.clear()  # type: ignore[attr-defined]  # the camera is removed
+        gone = close_of(ws)
+    assert revoked == (1008, "the credential or the grant is not valid now")
+    assert gone == (1008, "camera 'cam' is not there any more")
+    long = "\u00e9" * 200
+    assert len(close_reason(long).encode()) <= MAX_REASON
+    assert close_reason(long).endswith("...")
+    assert close_reason("short") == "short"

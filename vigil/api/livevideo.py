@@ -62,6 +62,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import cv2
@@ -73,11 +74,14 @@ from vigil.media.h264 import (
     Fragment,
     Fragmenter,
     codec_string,
+    decode_time,
+    shift_decode_time,
+    track_timescale,
 )
 from vigil.privacy import Redactor
 from vigil.privacy.changes import Decided, thumbnail
 from vigil.privacy.redactor import mode_needs_people
-from vigil.record.copyfeed import CopyReader
+from vigil.record.copyfeed import CopyChunk, CopyReader
 from vigil.types import Detections, FloatArray, ImageArray
 
 log = logging.getLogger(__name__)
@@ -115,10 +119,15 @@ FACE_HZ = 5.0
 POLL_RATIO = 1.5
 #: A stream copy keeps the fragments of the current GOP for joining viewers up to this size.
 COPY_GOP_BYTES = 8 * 1024 * 1024
-#: A stream copy's reads of its feed wait this long for a chunk (a long poll), and it ends
-#: after failing reads for this long (a camera actor that does not come back).
+#: A stream copy's reads of its feed wait this long for a chunk (a long poll).
 COPY_POLL_S = 0.5
-COPY_GIVE_UP_S = 10.0
+#: A stream copy whose feed is away (its camera actor does not answer, or is starting again
+#: on another node after a failover) waits this long for it to come back, then ends: a
+#: failover takes Ray's node health check (15 s by default) plus the actor's start and the
+#: camera's connection, so this leaves room for about two.
+COPY_GIVE_UP_S = 60.0
+#: Retry pause of a stream copy while its feed is away.
+COPY_RETRY_S = 0.5
 #: Bounds of the encoder's polling rate when the camera does not report its own.
 DEFAULT_FPS = 15.0
 MAX_FPS = 30.0
@@ -414,11 +423,16 @@ class LiveStream:
         self.frames = 0
         self.error: str | None = None
         self.reason: str | None = None
+        #: The thread ended: a viewer added now is told at once (else it would wait for ever).
+        self._ended = False
         self._thread = threading.Thread(target=self._guarded, name=f"live-{view.camera}",
                                         daemon=True)  # fmt: skip
 
     def add(self, viewer: Viewer) -> None:
         with self._lock:
+            if self._ended:
+                viewer.offer(None)
+                return
             self._viewers.append(viewer)
             self._want_key = True
             if self.init is not None:
@@ -445,6 +459,7 @@ class LiveStream:
         finally:
             with self._lock:
                 viewers, self._viewers = list(self._viewers), []
+                self._ended = True
             for viewer in viewers:
                 viewer.offer(None)
 
@@ -549,8 +564,51 @@ class LiveEncoder(LiveStream):
 
 
 class StreamRestartedError(Exception):
-    """The camera's copy feed restarted (its actor failed over, or it idled): its clock
-    started again, so the stream ends and viewers reconnect."""
+    """The camera's copied stream cannot go on: its feed cannot copy (any more), or it was
+    away for longer than ``COPY_GIVE_UP_S``; the view ends and its viewers reconnect."""
+
+
+class _CopyClock:
+    """Keeps a copy's decode times going when its feed is replaced by another (the camera's
+    actor failed over to another node, or its feed idled and started again): a new feed's
+    clock starts again at zero, so its fragments are moved on to start where the last feed's
+    stream ended, and a player appends them to the same buffer, as after a reconnect (which
+    the feed itself keeps continuous)."""
+
+    def __init__(self) -> None:
+        self._timescale = 1
+        #: Seconds added to the current feed's decode times.
+        self._offset = Fraction(0)
+        #: Where the stream sent so far ends (s), and its last frame's length.
+        self._end = Fraction(0)
+        self._last: Fraction | None = None
+        self._step = Fraction(1, 10)
+        self._rebase = False
+
+    def init(self, init: bytes) -> None:
+        """An init segment of the feed: its timescale holds for the fragments after it."""
+        self._timescale = track_timescale(init)
+
+    def new_feed(self) -> None:
+        """Another feed from now on: its first fragment starts at the end so far."""
+        self._rebase, self._last = True, None
+
+    def place(self, fragment: Fragment) -> Fragment:
+        """``fragment`` with its decode time on the copy's clock."""
+        ticks = decode_time(fragment.data)
+        own = Fraction(ticks, self._timescale)
+        if self._rebase:
+            self._rebase = False
+            self._offset = self._end - own
+        when = own + self._offset
+        if self._last is not None and when > self._last:
+            self._step = when - self._last
+        self._last = when
+        self._end = max(self._end, when + self._step)
+        shift = round(self._offset * self._timescale)
+        if shift == 0:
+            return fragment
+        return Fragment(shift_decode_time(fragment.data, shift), fragment.key)
 
 
 class StreamCopy(LiveStream):
@@ -564,7 +622,14 @@ class StreamCopy(LiveStream):
     reconnects or changes its parameters, the feed's next chunk is a new init segment: the
     viewers get it (after a text head, ``vigil.api.routes.livevideo``) and go on from its
     keyframe on the same socket. The recorder never waits for it: the feed reads its own
-    bounded subscription, which skips to the next keyframe when it falls behind."""
+    bounded subscription, which skips to the next keyframe when it falls behind.
+
+    A feed that goes away and comes back as another (its camera actor failed over to another
+    node; ``CopyBatch.feed`` changed) is followed the same way: the copy waits for it (reads
+    that fail, a recorder still starting; ``COPY_GIVE_UP_S`` at most), then sends the new
+    feed's init segment and goes on from its keyframe, its decode times moved on to continue
+    the old ones (``_CopyClock``). Only a feed that cannot copy, or one away for longer than
+    that, ends the view (its ``error`` says why)."""
 
     mode = "copy"
 
@@ -574,12 +639,19 @@ class StreamCopy(LiveStream):
         self._id = uuid.uuid4().hex  # this view's reader id at the feed
         self._gop: list[bytes] = []
         self._gop_bytes = 0
+        self._clock = _CopyClock()
         #: Init segments sent after the first: the camera's stream restarted under the copy.
         self.restarts = 0
+        #: Feeds followed after the first (the camera's actor failed over, or its feed idled).
+        self.feeds = 0
+        self._fresh = False  # a new feed's first init segment is still to come
         self._thread.start()
 
     def add(self, viewer: Viewer) -> None:
         with self._lock:
+            if self._ended:
+                viewer.offer(None)
+                return
             self._viewers.append(viewer)
             if self.init is not None:
                 viewer.offer(self.init)
@@ -591,32 +663,33 @@ class StreamCopy(LiveStream):
 
     def _run(self) -> None:
         after, feed = -1, None
-        failing_since: float | None = None
+        away: float | None = None  # since when the feed is away (monotonic s)
         try:
             while not self._stop.is_set():
                 try:
                     batch = self._reader.read(after, COPY_POLL_S, self._id)
                 except Exception as exc:  # the camera's actor does not answer (now)
-                    failing_since = failing_since or time.monotonic()
-                    if time.monotonic() - failing_since > COPY_GIVE_UP_S:
-                        raise StreamRestartedError(f"the camera's copy feed does not answer: "
-                                                   f"{exc}") from exc  # fmt: skip
-                    self._stop.wait(0.5)
+                    away = self._wait(away, f"its copy feed does not answer: {exc}")
                     continue
-                failing_since = None
                 if batch.problem is not None:
-                    raise StreamRestartedError(batch.problem)
-                if feed is not None and batch.feed != feed:
-                    raise StreamRestartedError("the camera's copy feed restarted")
-                feed, after = batch.feed, batch.last
-                for chunk in batch.chunks:
-                    if chunk.init:
-                        if chunk.data != self.init:
-                            self._publish_init(chunk.data)
+                    if not batch.waiting:
+                        raise StreamRestartedError(batch.problem)
+                    away = self._wait(away, batch.problem)  # a recorder still starting
+                    continue
+                away = None
+                if batch.feed != feed:
+                    if feed is not None:
+                        log.info("live stream copy of %s follows the camera's new copy feed",
+                                 self.view.camera)  # fmt: skip
+                        self.feeds += 1
+                        self._clock.new_feed()
+                        self._fresh = True
+                    feed = batch.feed
+                    if after >= 0:
+                        after = -1  # numbers of the old feed: the new one's start instead
                         continue
-                    fragment = Fragment(chunk.data, chunk.key)
-                    self._keep(fragment)
-                    self._send(fragment)
+                after = batch.last
+                self._forward(batch.chunks)
         except StreamRestartedError as exc:
             log.info("live stream copy of %s ends: %s", self.view.camera, exc)
             self.error = str(exc)
@@ -625,6 +698,31 @@ class StreamCopy(LiveStream):
                 self._reader.release(self._id)
             except Exception:  # a remote feed that is gone: it stops when idle
                 log.warning("%s: the copy feed was not released", self.view.camera)
+
+    def _wait(self, away: float | None, why: str) -> float:
+        """Wait a little for the feed to come back (``away``: since when it is away; the
+        time returned); ``StreamRestartedError`` after ``COPY_GIVE_UP_S``."""
+        now = time.monotonic()
+        away = now if away is None else away
+        if now - away > COPY_GIVE_UP_S:
+            raise StreamRestartedError(f"the camera's live stream did not come back within "
+                                       f"{COPY_GIVE_UP_S:g} s ({why})")  # fmt: skip
+        self._stop.wait(COPY_RETRY_S)
+        return away
+
+    def _forward(self, chunks: tuple[CopyChunk, ...]) -> None:
+        for chunk in chunks:
+            if chunk.init:
+                self._clock.init(chunk.data)
+                # A new feed's init goes out even when it is the same: the player then
+                # starts its decoder again at the new feed's keyframe.
+                if chunk.data != self.init or self._fresh:
+                    self._fresh = False
+                    self._publish_init(chunk.data)
+                continue
+            fragment = self._clock.place(Fragment(chunk.data, chunk.key))
+            self._keep(fragment)
+            self._send(fragment)
 
     def _publish_init(self, init: bytes) -> None:
         with self._lock:

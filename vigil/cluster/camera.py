@@ -430,7 +430,9 @@ class CameraActor:
 
         feed, why = self._copy_feed()
         if feed is None:
-            return CopyBatch("", (), after, why)
+            # Still starting (a failover's new actor): the head's copy waits for the feed.
+            starting = self._running is None and not self._boot_error
+            return CopyBatch("", (), after, why, waiting=starting)
         return feed.read(after, timeout, reader)
 
     def copy_release(self, reader: str) -> None:

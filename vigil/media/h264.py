@@ -507,17 +507,31 @@ def track_timescale(init: bytes) -> int:
     return int.from_bytes(init[field : field + 4], "big")
 
 
-def shift_decode_time(fragment: bytes, ticks: int) -> bytes:
-    """``fragment`` (``moof`` + ``mdat``) decoded ``ticks`` later: its ``tfdt`` moved on (the
-    only absolute time in a fragment; the rest is durations and offsets)."""
+def _tfdt(fragment: bytes) -> tuple[int, int]:
+    """Where a fragment's decode time (its ``tfdt`` value) is, and its width in bytes."""
     moof = _box(fragment, 0, len(fragment), b"moof")
     traf = None if moof is None else _box(fragment, moof[0] + 8, moof[1], b"traf")
     tfdt = None if traf is None else _box(fragment, traf[0] + 8, traf[1], b"tfdt")
     if tfdt is None:
         raise ValueError("the fragment has no moof/traf/tfdt box")
-    at = tfdt[0] + 12  # after the size, the type, the version and the flags
-    width = 8 if fragment[tfdt[0] + 8] == 1 else 4
+    # After the size, the type, the version and the flags; version 1 is 64-bit.
+    return tfdt[0] + 12, 8 if fragment[tfdt[0] + 8] == 1 else 4
+
+
+def decode_time(fragment: bytes) -> int:
+    """When ``fragment`` (``moof`` + ``mdat``) is decoded: its ``tfdt``, in its track's
+    timescale (``track_timescale``)."""
+    at, width = _tfdt(fragment)
+    return int.from_bytes(fragment[at : at + width], "big")
+
+
+def shift_decode_time(fragment: bytes, ticks: int) -> bytes:
+    """``fragment`` (``moof`` + ``mdat``) decoded ``ticks`` later: its ``tfdt`` moved on (the
+    only absolute time in a fragment; the rest is durations and offsets)."""
+    at, width = _tfdt(fragment)
     value = int.from_bytes(fragment[at : at + width], "big") + ticks
+    if not 0 <= value < 1 << (8 * width):
+        raise ValueError(f"a decode time of {value} ticks does not fit the fragment's tfdt")
     out = bytearray(fragment)
     out[at : at + width] = value.to_bytes(width, "big")
     return bytes(out)
@@ -598,6 +612,7 @@ __all__ = [
     "as_rate",
     "codec_string",
     "decode",
+    "decode_time",
     "even_size",
     "h264_parameter_sets",
     "keyframe_gap",

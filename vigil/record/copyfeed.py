@@ -73,12 +73,15 @@ class CopyChunk:
 class CopyBatch:
     """One ``read``'s answer: the ``chunks`` in order, ``last`` (the ``after`` of the next
     read), the ``feed`` that made them, and ``problem`` when the feed cannot copy (any more):
-    why, in words (the view must be re-encoded)."""
+    why, in words (the view must be re-encoded). ``waiting``: the problem is that there is
+    no feed yet (its recorder is starting, e.g. on the node a camera actor failed over to):
+    read again."""
 
     feed: str
     chunks: tuple[CopyChunk, ...]
     last: int
     problem: str | None = None
+    waiting: bool = False
 
 
 class CopyReader(Protocol):

@@ -22,9 +22,11 @@ always re-encoded).
 
 The socket closes with 1008 when the caller may not watch (bad credential, unknown camera,
 invalid grant) and later, like the MJPEG stream, when the credential, the account or the
-grant stops being valid (checked every ``ACCOUNT_CHECK_S``), with 1011 when the encoder
-failed or a copied stream cannot go on (its camera now sends what cannot be copied, or its
-actor on a cluster node restarted), 1001 when the server stops.
+grant stops being valid (checked every ``ACCOUNT_CHECK_S``) or the camera is gone, with 1011
+when the encoder failed or a copied stream cannot go on (its camera now sends what cannot be
+copied, or its feed was away for longer than ``COPY_GIVE_UP_S``: a camera actor on a cluster
+node failing over to another node is followed on the same socket, as a reconnect is), 1001
+when the server stops. The close frame's reason says why, in words.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ WS_GOING_AWAY = 1001
 WS_INTERNAL = 1011
 #: Bounds of the ``width`` query parameter (as the MJPEG stream's).
 MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 16, 7680, 640
+#: The longest reason a close frame carries (bytes).
+MAX_REASON = 123
 
 
 def _width(ws: WebSocket) -> int | None:
@@ -118,25 +122,28 @@ async def live_video_socket(ws: WebSocket, name: str) -> None:
     encoder = await run_in_threadpool(state.video.join, view, viewer)
     state.live_streams += 1
     code: int | None = None
+    reason = ""
     try:
         async with anyio.create_task_group() as group:
 
             async def pump() -> None:
-                nonlocal code
-                code = await _pump(ws, state, encoder, viewer)
+                nonlocal code, reason
+                code, reason = await _pump(ws, state, encoder, viewer)
                 group.cancel_scope.cancel()
 
             async def guard() -> None:
-                nonlocal code
+                nonlocal code, reason
                 while not state.stopping.is_set():
                     await anyio.sleep(ACCOUNT_CHECK_S)
-                    gone = frame_time(state.runtime, name) is None
-                    if gone or not await anyio.to_thread.run_sync(
+                    if frame_time(state.runtime, name) is None:
+                        code, reason = WS_POLICY, f"camera {name!r} is not there any more"
+                        break
+                    if not await anyio.to_thread.run_sync(
                             _still_allowed, state, who, name, grant, credential):  # fmt: skip
-                        code = WS_POLICY
+                        code, reason = WS_POLICY, "the credential or the grant is not valid now"
                         break
                 else:
-                    code = WS_GOING_AWAY
+                    code, reason = WS_GOING_AWAY, "the server stops"
                 group.cancel_scope.cancel()
 
             async def watch() -> None:
@@ -154,16 +161,28 @@ async def live_video_socket(ws: WebSocket, name: str) -> None:
         state.video.leave(view, viewer)
     if code is not None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await ws.close(code=code)
+            await ws.close(code=code, reason=close_reason(reason))
 
 
-async def _pump(ws: WebSocket, state: AppState, encoder: LiveStream, viewer: Viewer) -> int:
-    """Send the viewer's queue until the encoder ends; the close code to end with."""
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame can carry (123 bytes of UTF-8, RFC 6455)."""
+    data = text.encode()
+    if len(data) <= MAX_REASON:
+        return text
+    return data[: MAX_REASON - 3].decode(errors="ignore") + "..."
+
+
+async def _pump(
+    ws: WebSocket, state: AppState, encoder: LiveStream, viewer: Viewer
+) -> tuple[int, str]:
+    """Send the viewer's queue until the encoder ends; the close code and reason to end with."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             data = await viewer.queue.get()
             if data is None:
-                return WS_GOING_AWAY if state.stopping.is_set() else WS_INTERNAL
+                if state.stopping.is_set():
+                    return WS_GOING_AWAY, "the server stops"
+                return WS_INTERNAL, encoder.error or "the live stream ended"
             if is_init(data):  # an init segment (the first, or a copy's next): say what it holds
                 codec = codec_string(data)
                 head: dict[str, Any] = {"codec": codec, "mime": f'video/mp4; codecs="{codec}"',
@@ -172,7 +191,7 @@ async def _pump(ws: WebSocket, state: AppState, encoder: LiveStream, viewer: Vie
                     head["reason"] = encoder.reason
                 await ws.send_text(json.dumps(head))
             await ws.send_bytes(data)
-    return WS_GOING_AWAY
+    return WS_GOING_AWAY, ""
 
 
 def is_init(data: bytes) -> bool:

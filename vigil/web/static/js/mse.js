@@ -4,9 +4,10 @@
 // playback jumps to the live edge when it falls behind (a hidden tab, a slow decoder), so the
 // picture is never more than MAX_LAG_S old. A closed socket reconnects after RETRY_MS.
 // Callers check `supported()` first and fall back to MJPEG without MSE.
-// A copied stream whose camera reconnected (or changed resolution) goes on on the same socket:
-// a new {"codec", "mime"} then a new init segment, appended to the same SourceBuffer
-// (`changeType` first when the codec string changed); the server keeps its timestamps going.
+// A copied stream whose camera reconnected (or changed resolution), or whose camera actor
+// failed over to another cluster node, goes on on the same socket: a new {"codec", "mime"}
+// then a new init segment, appended to the same SourceBuffer (`changeType` first when the
+// codec string changed); the server keeps its timestamps going.
 // The stream's codec is checked too (`choose`): a granted unredacted view may be the camera's
 // own H.264 copied as it is (mode "copy"), in a Main/High profile this browser may not play;
 // the player then reconnects with ?encode=1, for the server's re-encoded (baseline) stream,
@@ -112,8 +113,11 @@ export function play(video, path, { onStatus = () => {} } = {}) {
         pump();
         if (video.paused) video.play().catch(() => {});
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         if (stopped) return;
+        // The server says why it ended the stream (a copy whose camera stayed away, a grant
+        // that ended): worth a line for whoever looks, the player reconnects either way.
+        if (event.reason) console.warn(`live video ${path}: ${event.reason} (${event.code}); reconnecting`);
         onStatus('reconnecting');
         retry = setTimeout(() => { release(); connect(); }, RETRY_MS);
       };
