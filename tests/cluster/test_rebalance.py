@@ -85,12 +85,12 @@ class _Watch(threading.Thread):
         super().__init__(daemon=True)
         self.supervisor = supervisor
         self.seen: list[tuple[float, str, str | None, bool]] = []
+        self.done = threading.Event()
 
     def run(self) -> None:
-        while True:
+        while not self.done.wait(0.1):
             now = time.monotonic()
             self.seen += [(now, s.name, s.node, s.online) for s in self.supervisor.cameras()]
-            time.sleep(0.1)
 
     def offline(self, camera: str, before: str | None, after: str) -> float:
         """Seconds from the camera's last online look on ``before`` to its first on
@@ -138,10 +138,19 @@ def test_a_node_that_comes_back_gets_cameras_again(
 def _lose_and_rebalance(
     cluster: LocalCluster, supervisor: Supervisor, db: Database, tmp_path: Path
 ) -> None:  # fmt: skip
-    backend = supervisor.backend
-    assert isinstance(backend, RayBackend)
     watch = _Watch(supervisor)
     watch.start()
+    try:
+        _check(cluster, supervisor, db, tmp_path, watch)
+    finally:
+        watch.done.set()
+
+
+def _check(
+    cluster: LocalCluster, supervisor: Supervisor, db: Database, tmp_path: Path, watch: _Watch
+) -> None:  # fmt: skip
+    backend = supervisor.backend
+    assert isinstance(backend, RayBackend)
 
     def where() -> dict[str, str | None]:
         return {s.name: s.node for s in supervisor.cameras()}
