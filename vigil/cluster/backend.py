@@ -740,7 +740,9 @@ class RayBackend:
             landed = str(ray.get(new.ready.remote(), timeout=MOVE_READY_S))
         except Exception as exc:
             landed = f"not up ({type(_unwrap(exc)).__name__})"
-        if landed == source or not landed or landed.startswith("not up"):
+        if self._stop.is_set():
+            landed = "not needed: the head is stopping"
+        if landed == source or not landed or landed.startswith("not "):
             log.warning("rebalancing: %s not moved to node %s: its new group %s", name,
                         target, landed)  # fmt: skip
             with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
