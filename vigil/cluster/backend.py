@@ -25,6 +25,10 @@ seconds offline).
 The actors are camera groups (``vigil.cluster.group``): several cameras per actor process,
 each handle's ``actor`` a member of its group; a group fails over whole, each of its cameras
 as above.
+
+Rebalancing (``cluster.rebalance``): a thread of the supervising backend moves a group at a
+time onto a node with room (``vigil.cluster.rebalance.plan_moves``, ``move_group``); the
+handle counts a move (``rebalanced``), not a restart.
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ detector). The next head adopts every group whose key is that of its own cameras
 (``adopt_groups``), so those cameras neither stop nor close an event, and ends the others
 (settings changed, or cameras no longer configured) before it starts groups for the rest. A
 clean stop of the head ends its groups.
+
+Rebalancing (``vigil.cluster.rebalance``, ``RayBackend.move_group``) replaces a group by a new
+one of the same cameras on another node, started *standing by* (``CameraGroup(standby=True)``)
+and named with its move count (``<key>+<moves>``): adoption and API replicas prefer, of two
+groups of the same cameras, the one moved more often.
 """
 
 from __future__ import annotations
