@@ -35,6 +35,7 @@ from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster import NAMESPACE
 from vigil.cluster.backend import RayBackend
 from vigil.cluster.group import adopt_groups, group_moves
+from vigil.cluster.status import gather_status
 from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
@@ -202,6 +203,14 @@ def _check(
     assert len(actors) == 2, actors
     assert sorted(c for a in actors for c in a.rpartition(":")[2].split(",")) == cameras
     assert _moves(camera) == moved_before[camera] + 1
+    # What `vigil cluster status`, /api/cluster and /metrics show.
+    status = {c.camera: c for c in gather_status().cameras}
+    assert status[camera].node_id == cluster.nodes["node-3"].node_id
+    assert status[camera].moves == moved_before[camera] + 1
+    counted = supervisor.metrics().moves
+    assert counted is not None
+    assert counted[(camera, "rebalanced")] == sum(m.camera == camera for m in backend.rebalanced)
+    assert counted[(failed, "failover")] == 1
 
     # Recording resumes on the new node; the segments of old and new group do not overlap,
     # and the gap is within what a failover may cost.
