@@ -56,6 +56,7 @@ def test_runtime_counters_follow_the_callers_scope(api: Api) -> None:
                    ("back", "gate", "b_to_a", "car"): 1},
         reconnects={("front", "detect"): 1, ("front", "record"): 0, ("back", "detect"): 5},
         mqtt=DeliveryHealth(True, 10, 1, 0), webhooks=DeliveryHealth(None, 7, 2, 3),
+        moves={("front", "failover"): 1, ("front", "rebalanced"): 2, ("back", "failover"): 3},
     )  # fmt: skip
     api.runtime.metrics = lambda: counters  # type: ignore[attr-defined]
     reply = api.login("val", Role.VIEWER, cameras=["front"]).get("/metrics")
@@ -72,6 +73,11 @@ def test_runtime_counters_follow_the_callers_scope(api: Api) -> None:
         (("camera", "front"), ("role", "detect")): 1.0,
         (("camera", "front"), ("role", "record")): 0.0,
     }
+    assert families["vigil_cluster_camera_moves"] == (
+        "counter",
+        {(("camera", "front"), ("kind", "failover")): 1.0,
+         (("camera", "front"), ("kind", "rebalanced")): 2.0},
+    )  # fmt: skip
     assert families["vigil_mqtt_connected"][1] == {(): 1.0}
     assert families["vigil_mqtt_messages"] == (
         "counter",

@@ -312,6 +312,7 @@ def test_cluster_status_cli_and_api(cluster_env: ClusterEnv) -> None:  # noqa: F
         assert table.returncode == 0, table.stderr
         assert "node-1" in table.stdout
         assert "cam1" in table.stdout
+        assert "rebalanced: none" in table.stdout  # next to the failovers
     finally:
         ray.kill(camera)
         ray.kill(detector)
@@ -320,6 +321,7 @@ def test_cluster_status_cli_and_api(cluster_env: ClusterEnv) -> None:  # noqa: F
 def _check_status(status: dict[str, Any], where: str, node_id: str) -> None:
     nodes = {n["name"]: n for n in status["nodes"]}
     assert set(nodes) == {"head", "node-1", "node-2"}, nodes
+    assert status["rebalanced"] == []  # nothing moved; a moved camera: test_rebalance
     assert all(n["alive"] for n in nodes.values())
     assert nodes["head"]["camera_slots_total"] == 0
     assert nodes[where]["camera_slots_total"] == 2

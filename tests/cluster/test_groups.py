@@ -15,10 +15,13 @@ import pytest
 from tests.cluster.test_outbox import FakeActor
 from vigil.cluster.group import (
     _Member,
+    adopt_groups,
     cameras_of,
     drained_for,
+    find_groups,
     group_actor_name,
     group_key,
+    group_moves,
     group_name_parts,
     plan_groups,
     start_drains,
@@ -214,3 +217,57 @@ def test_a_group_s_key_follows_its_cameras_settings_but_not_their_rules() -> Non
     assert group_key(list(_specs(lines={}).values())) == key
     only_cam0 = group_key([_specs()["cam0"]])
     assert only_cam0 != key, "the key is of the group's cameras, in order"
+
+
+def test_a_moved_group_s_name_counts_its_moves_and_keeps_its_key() -> None:
+    key = group_key(list(_specs().values()))
+    name = group_actor_name(["cam0", "cam1"], key, moves=2)
+    assert name == f"vigil-camera:{key}+2:cam0,cam1"
+    tail = name.removeprefix("vigil-camera:")
+    assert group_name_parts(tail) == (key, ["cam0", "cam1"])
+    assert (group_moves(tail), group_moves(f"{key}:cam0,cam1"), group_moves("cam0")) == (2, 0, 0)
+    placed = _cameras([{"Name": name, "State": "ALIVE", "NumRestarts": 1,
+                        "Address": {"NodeID": "n1"}}], {"n1": "node-1"})  # fmt: skip
+    assert [(c.camera, c.node, c.restarts, c.moves) for c in placed] == [
+        ("cam0", "node-1", 1, 2), ("cam1", "node-1", 1, 2)]  # fmt: skip
+
+
+class _Registry:
+    """Ray's named actors as ``adopt_groups``/``find_groups`` see them (no cluster)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.alive = list(names)
+        self.killed: list[str] = []
+
+    def list_named_actors(self, all_namespaces: bool = False) -> list[dict[str, str]]:
+        return [{"name": name, "namespace": "vigil"} for name in self.alive]
+
+    def get_actor(self, name: str, namespace: str = "") -> str:
+        return name  # the handle: its name
+
+    def kill(self, handle: str, no_restart: bool = True) -> None:
+        self.alive.remove(handle)
+        self.killed.append(handle)
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_a_head_that_died_in_a_move_leaves_the_new_group_to_be_adopted(
+    monkeypatch: pytest.MonkeyPatch, order: int
+) -> None:
+    """Killed between starting a move's group and ending the old one: the next head adopts
+    the group moved more often (its first drain starts it if it still stands by) and ends the
+    old one; an API replica reaches the new one too."""
+    ray = pytest.importorskip("ray")
+    specs = _specs()
+    key = group_key(list(specs.values()))
+    old, new = group_actor_name(["cam0", "cam1"], key), group_actor_name(["cam0", "cam1"], key, 1)
+    registry = _Registry([old, new][::order])
+    monkeypatch.setattr(ray.util, "list_named_actors", registry.list_named_actors)
+    monkeypatch.setattr(ray, "get_actor", registry.get_actor)
+    monkeypatch.setattr(ray, "kill", registry.kill)
+    found = find_groups(["cam0", "cam1"])
+    assert {camera: name for camera, (name, _m) in found.items()} == {"cam0": new, "cam1": new}
+    adoption = adopt_groups(specs)
+    assert {c: m.name for c, m in adoption.members.items()} == {"cam0": new, "cam1": new}
+    assert registry.killed == [old]
+    assert adoption.unconfigured == []

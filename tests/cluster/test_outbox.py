@@ -71,6 +71,7 @@ class FakeBackend:
     hooks: BackendHooks
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     failovers: list[Any] = field(default_factory=list)
+    rebalanced: list[Any] = field(default_factory=list)
 
 
 def _handle() -> tuple[RayCamera, Heard, FakeActor]:
@@ -198,3 +199,33 @@ def test_a_peek_leaves_the_outbox_to_the_head_s_drains() -> None:
     assert [seq for seq, _ in box.since(0)] == [1, 2]
     assert [seq for seq, _ in box.since(1)] == [2]
     assert [seq for seq, _ in box.after(0)] == [1, 2], "nothing dropped by a peek"
+
+
+def test_a_moved_camera_counts_a_move_not_a_restart_and_starts_with_the_rules_in_force() -> None:
+    """What ``RayBackend.move_group`` leaves a handle with: the new group's first answer is a
+    move (``rebalanced``), no failover and no restart; the new group's spec carries the rules
+    and the recording switch in force on the head."""
+    camera, heard, _actor = _handle()
+    camera.take(Drained("one", "node-1", "id1", _report(), ((1, OnlineOut(True)),), 0,
+                        ({}, {})))  # fmt: skip
+    zone = _zone("yard")
+    camera._zones, camera.recording = zone, False  # edited on the head at run time
+    spec = camera.in_force()
+    assert (spec.camera.zones, spec.recording) == (zone, False)
+    assert spec.camera.sources == camera.spec.camera.sources
+    camera.moved_from, camera.move_started = "node-1", 0.0  # the move switched the handle
+    camera.take(Drained("two", "node-2", "id2", _report(), ((1, OnlineOut(True)),), 0,
+                        (zone, {}), recording=False))  # fmt: skip
+    backend = camera._backend
+    assert [(m.camera, m.before, m.after) for m in backend.rebalanced] == [
+        ("door", "node-1", "node-2")]  # fmt: skip
+    assert backend.failovers == []
+    assert (camera.restarts, camera.moves, camera.moved_from) == (0, 1, None)
+    assert camera.status().node == "node-2"
+    # A later loss of the new node is a failover again.
+    camera.lost("ActorDiedError")
+    camera.take(Drained("three", "node-3", "id3", _report(), (), 0, (zone, {}),
+                        recording=False))  # fmt: skip
+    assert [(f.before, f.after) for f in backend.failovers] == [("node-2", "node-3")]
+    assert camera.restarts == 1
+    assert heard.online[-1] is False

@@ -3,8 +3,9 @@
 The API runs in this process under uvicorn, once as a single host (no Cluster entry in the
 navigation, the page says so) and once with a cluster status behind ``GET /api/cluster``
 (fixed figures: where they come from on a real Ray cluster is ``tests/cluster``). The page
-must show the nodes with their slots, the cameras where they run, the detector load and the
-failovers, with no console error; its screenshot goes to ``artifacts/screenshots``.
+must show the nodes with their slots, the cameras where they run, the detector load, the
+failovers and the cameras rebalancing moved, with no console error; its screenshot goes to
+``artifacts/screenshots``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vigil.cluster.status import (
     DetectorLoad,
     Failover,
     NodeStatus,
+    Rebalanced,
 )
 from vigil.store import Database, Role, UserRepo
 
@@ -41,7 +43,7 @@ STATUS = ClusterStatus(
         NodeStatus("node-2", "c3" * 28, False, "10.0.0.3", 0, 4, 16, 1),
     ),
     cameras=(
-        CameraPlacement("door", "ALIVE", "node-1", "b2" * 28, 0),
+        CameraPlacement("door", "ALIVE", "node-1", "b2" * 28, 0, moves=1),
         CameraPlacement("yard", "ALIVE", "node-1", "b2" * 28, 1),
         CameraPlacement("gate", "RESTARTING", None, None, 2),
     ),
@@ -53,6 +55,7 @@ STATUS = ClusterStatus(
         DetectorLoad("node-1", "b2" * 28, 90, 90, 1.0, 0, 16, 20.0, "/models/own.onnx", (640, 640)),
     ),
     failovers=(Failover("yard", 1, "node-1"), Failover("gate", 2, None)),
+    rebalanced=(Rebalanced("door", 1, "node-1"),),
 )
 
 
@@ -123,6 +126,8 @@ def test_cluster_page_shows_nodes_cameras_load_failovers(
             assert "own.onnx 640×640" in detectors
             failovers = page.locator("#cluster-failovers").inner_text()
             assert "yard: restarted 1×, now on node-1" in failovers
+            moved = page.locator("#cluster-rebalanced").inner_text()
+            assert "door: moved 1×, now on node-1" in moved
             page.screenshot(path=shots / "cluster.png", full_page=True)
             assert not pages.errors, pages.errors
         finally:

@@ -161,6 +161,17 @@ class _Scrape(Collector):
             if sees(camera):
                 reconnects.add_metric([camera, role], count)
         yield reconnects
+        if metrics.moves is not None:
+            moves = CounterMetricFamily(
+                "vigil_cluster_camera_moves", "times a camera's actor went to another node of "
+                "the Ray cluster, by camera and kind (failover: its node or process was lost; "
+                "rebalanced: moved onto a node with room), since this head started",
+                labels=["camera", "kind"],
+            )  # fmt: skip
+            for (camera, kind), count in sorted(metrics.moves.items()):
+                if sees(camera):
+                    moves.add_metric([camera, kind], count)
+            yield moves
         if metrics.mqtt is not None:
             yield from _delivery(
                 "mqtt",

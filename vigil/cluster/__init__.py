@@ -12,7 +12,9 @@ Nothing here imports Ray: the single-host product never loads it. The parts:
 * one store writer actor per node (``writer_actor_name``), through which the node's cameras
   write their segments, events and counts in batches, over one database connection per node;
 * one media actor per node (``media_actor_name``), which reads the node's recordings for the
-  API served elsewhere.
+  API served elsewhere;
+* rebalancing (``vigil.cluster.rebalance``): the supervising head moves camera groups, one at
+  a time, onto a node that came back or joined.
 
 A node has two identities: the Ray node id (new each time the node's raylet starts; used to
 place actors on it) and its **node name**, stable across restarts: ``VIGIL_NODE_NAME`` from

@@ -25,6 +25,10 @@ seconds offline).
 The actors are camera groups (``vigil.cluster.group``): several cameras per actor process,
 each handle's ``actor`` a member of its group; a group fails over whole, each of its cameras
 as above.
+
+Rebalancing (``cluster.rebalance``): a thread of the supervising backend moves a group at a
+time onto a node with room (``vigil.cluster.rebalance.plan_moves``, ``move_group``); the
+handle counts a move (``rebalanced``), not a restart.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from vigil.cluster import (
     DETECTOR_PREFIX,
     NAMESPACE,
     WRITER_PREFIX,
+    camera_actor_name,
     keyed_actor_parts,
 )
 from vigil.cluster.camera import (
@@ -56,13 +61,19 @@ from vigil.cluster.camera import (
 )
 from vigil.cluster.detector import DetectorSpec
 from vigil.cluster.group import (
+    CameraGroup,
+    _Member,
     adopt_groups,
     drained_for,
     find_groups,
+    group_actor_name,
+    group_moves,
+    group_name_parts,
     kill_group,
     start_drains,
     start_groups,
 )
+from vigil.cluster.rebalance import Move, Placed, node_slots, plan_moves
 from vigil.cluster.writer import writer_key
 from vigil.config.models import (
     ClusterConfig,
@@ -98,6 +109,26 @@ class Failover:
     before: str
     after: str
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Rebalanced:
+    """A camera moved by rebalancing (``RayBackend.move_group``): ``seconds`` from its old
+    group's stop to the first drain of its new incarnation (the camera then connects to its
+    source: its recording gap is this plus a reconnection)."""
+
+    camera: str
+    before: str
+    after: str
+    seconds: float
+
+
+#: Seconds a move waits for its new group's process to be up on the target (else the move
+#: is given up, and the old group records on).
+MOVE_READY_S = 120.0
+#: Seconds a move waits for the old group's cameras to stop (close their events, finish
+#: their segment and hand it to the node's writer).
+MOVE_STOP_S = 15.0
 
 
 def connect(cluster: ClusterConfig, cameras: int) -> bool:
@@ -170,6 +201,13 @@ class RayCamera:
         self.follow = False
         #: The name of the actor this handle reaches (a replica rebinds when it changes).
         self.actor_name: str | None = None
+        #: Set while rebalancing moves the camera's group: the poll leaves it to the move.
+        self.moving = False
+        #: The node (name) a move took the camera from, until its new incarnation answers.
+        self.moved_from: str | None = None
+        self.move_started = 0.0
+        #: Times rebalancing moved the camera (not restarts: nothing failed).
+        self.moves = 0
 
     # -- what the drains say ----------------------------------------------------------------
 
@@ -227,7 +265,16 @@ class RayCamera:
         self.incarnations += 1
         self.incarnation = drained.incarnation
         self.acked = 0
-        if self.incarnations > 1:
+        if self.incarnations > 1 and self.moved_from is not None:
+            gone = time.monotonic() - self.move_started
+            self.moves += 1
+            self._backend.rebalanced.append(Rebalanced(self.name, self.moved_from,
+                                                       drained.node, gone))  # fmt: skip
+            log.warning("%s: camera moved to node %s from %s (rebalancing, %.1f s away)",
+                        self.name, drained.node, self.moved_from, gone)  # fmt: skip
+            self.moved_from = None
+            self.close_orphans()  # none: the old group's stop ended them, the move delivered
+        elif self.incarnations > 1:
             gone = time.monotonic() - self.last_ok
             self._backend.failovers.append(Failover(self.name, before or "?", drained.node, gone))
             log.warning("%s: camera actor restarted on node %s (was on %s, %.1f s away)",
@@ -290,6 +337,13 @@ class RayCamera:
         except Exception:
             log.exception("%s: could not hand the camera actor its settings", self.name)
 
+    def in_force(self) -> CameraSpec:
+        """The spec with the rules and recording switch in force here (a moved camera
+        starts with them; the detection switch follows at its first drain)."""
+        camera = self.spec.camera.model_copy(update={"zones": dict(self._zones),
+                                                     "lines": dict(self._lines)})  # fmt: skip
+        return dataclasses.replace(self.spec, camera=camera, recording=self.recording)
+
     def lost(self, why: str) -> None:
         """A drain failed (poll thread): the actor is down or restarting."""
         if not self.down:
@@ -314,7 +368,7 @@ class RayCamera:
     @property
     def restarts(self) -> int:
         own = self.report_.restarts if self.report_ else 0
-        return max(0, self.incarnations - 1) + own
+        return max(0, self.incarnations - 1 - self.moves) + own
 
     @property
     def last_error(self) -> str | None:
@@ -487,6 +541,12 @@ class RayBackend:
                               backoff=backoff)  # fmt: skip
             self.cameras[camera.name] = RayCamera(spec, self)
         self.failovers: list[Failover] = []
+        self.rebalanced: list[Rebalanced] = []
+        #: Held by a poll round, and by a move while it changes its cameras' handles.
+        self._round = threading.RLock()
+        #: A move's new group before its cameras' handles reach it (``close`` ends it).
+        self._standby: Any = None
+        self._rebalancer: threading.Thread | None = None
         self._connected = False
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
@@ -528,6 +588,13 @@ class RayBackend:
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-poll",
                                         daemon=True)  # fmt: skip
         self._poller.start()
+        self._start_rebalancing()
+
+    def _start_rebalancing(self) -> None:
+        if self.cluster.rebalance:
+            self._rebalancer = threading.Thread(target=self._rebalance_loop,
+                                                name="vigil-rebalance", daemon=True)  # fmt: skip
+            self._rebalancer.start()
 
     def _end_stale(self) -> None:
         """End the detectors and writers a head that died left (detached, they run on) when
@@ -556,6 +623,10 @@ class RayBackend:
     def poll(self, wait: float = 0.0) -> None:
         """One round: start a drain for every camera without one in flight, take the
         answers that are there (waiting up to ``wait`` s)."""
+        with self._round:
+            self._poll(wait)
+
+    def _poll(self, wait: float) -> None:
         import ray
 
         now = time.monotonic()
@@ -582,6 +653,138 @@ class RayBackend:
                 continue
             cam.take(drained)
 
+    # -- rebalancing (vigil.cluster.rebalance) --------------------------------------------------
+
+    def _rebalance_loop(self) -> None:
+        seen: dict[str, float] = {}
+        while not self._stop.wait(self.cluster.rebalance_interval):
+            try:
+                self.rebalance_step(seen)
+            except Exception:  # a node lost meanwhile, the GCS slow: try at the next step
+                log.exception("rebalancing step failed; trying again in %g s",
+                              self.cluster.rebalance_interval)  # fmt: skip
+
+    def rebalance_step(self, seen: dict[str, float]) -> list[Move]:
+        """Plan and make this step's moves (``plan_moves``). ``seen``: when each node was
+        first seen alive (kept between steps): a node moves onto only once it has been alive
+        a whole interval."""
+        now = time.monotonic()
+        nodes = node_slots()
+        for node in nodes:
+            seen.setdefault(node.node_id, now)
+        settled = [
+            n if now - seen[n.node_id] >= self.cluster.rebalance_interval else
+            dataclasses.replace(n, free=0)
+            for n in nodes
+        ]  # fmt: skip
+        moves = plan_moves(settled, self._placed())
+        for move in moves:
+            if self._stop.is_set():
+                break
+            self.move_group(move.group, move.target)
+        return moves
+
+    def _placed(self) -> list[Placed]:
+        """Each camera group whose cameras all answer, with the node it runs on."""
+        groups: dict[str, list[RayCamera]] = {}
+        for cam in self.cameras.values():
+            if isinstance(cam.actor, _Member) and cam.actor.name:
+                groups.setdefault(cam.actor.name, []).append(cam)
+        placed = []
+        for name, cams in groups.items():
+            nodes = {cam.node_id for cam in cams}
+            steady = all(not c.down and not c.moving and c.incarnation for c in cams)
+            if steady and len(nodes) == 1 and None not in nodes:
+                placed.append(Placed(name, str(cams[0].node_id), len(cams)))
+        return placed
+
+    def move_group(self, name: str, target: str) -> bool:
+        """Move the camera group ``name`` to node ``target`` (a Ray node id), at the cost of
+        a reconnection per camera, never two groups recording a camera at once:
+
+        1. a new group of the same cameras (their rules and switches in force) starts on the
+           target *standing by*: its process up and Vigil imported, nothing started;
+        2. the old group's cameras stop: each closes its open events (stored, and in its
+           outbox) and finishes its segment, handed to its node's writer;
+        3. the head drains the old group one last time (the ended events reach its sinks)
+           and ends it; the handles switch to the new group and activate it: each camera
+           starts there (no event left to close), connects and records.
+
+        The new group is named as the old one with its move count one higher
+        (``group_actor_name``), so that a head that starts adopts it. False when the move was
+        given up (the new group did not come up on a node other than the old one's); the old
+        group records on."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        from vigil.cluster.camera import CAMERA_CONCURRENCY
+
+        cams = [c for c in self.cameras.values()
+                if isinstance(c.actor, _Member) and c.actor.name == name]  # fmt: skip
+        if not cams:
+            return False
+        old = cams[0].actor.group
+        source = cams[0].node_id
+        prefix = camera_actor_name("")
+        key, _cameras = group_name_parts(name.removeprefix(prefix))
+        new_name = group_actor_name([c.name for c in cams], key,
+                                    group_moves(name.removeprefix(prefix)) + 1)  # fmt: skip
+        # Soft: a node that dies later lets Ray restart the group elsewhere (failover); not
+        # spilled: on a live target without room it waits, and the move is given up below.
+        actor_class: Any = ray.remote(CameraGroup)
+        new = actor_class.options(
+            name=new_name, namespace=NAMESPACE, lifetime="detached",
+            resources={CAMERA_SLOTS: len(cams)}, num_cpus=0,
+            max_restarts=self.cluster.max_restarts, max_task_retries=0,
+            max_concurrency=CAMERA_CONCURRENCY * len(cams),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=True),
+        ).remote([c.in_force() for c in cams], True)  # fmt: skip
+        self._standby = new
+        try:
+            landed = str(ray.get(new.ready.remote(), timeout=MOVE_READY_S))
+        except Exception as exc:
+            landed = f"not up ({type(_unwrap(exc)).__name__})"
+        if self._stop.is_set():
+            landed = "not needed: the head is stopping"
+        if landed == source or not landed or landed.startswith("not "):
+            log.warning("rebalancing: %s not moved to node %s: its new group %s", name,
+                        target, landed)  # fmt: skip
+            with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+                ray.kill(new, no_restart=True)
+            self._standby = None
+            return False
+        self._switch(cams, old, new, new_name)
+        return True
+
+    def _switch(self, cams: list[RayCamera], old: Any, new: Any, new_name: str) -> None:
+        """Steps 2 and 3 of ``move_group``."""
+        import ray
+
+        with self._round:
+            for cam in cams:
+                cam.moving, cam.pending = True, None
+        started = time.monotonic()
+        stops = [old.call.remote(c.name, "stop") for c in cams]
+        ray.wait(stops, num_returns=len(stops), timeout=MOVE_STOP_S)
+        try:
+            last = ray.get(old.drain_many.remote({c.name: c.acked for c in cams}),
+                           timeout=self.cluster.call_timeout)  # fmt: skip
+        except Exception as exc:  # its events are ended for the sinks by close_orphans
+            log.warning("rebalancing: the last drain of %s failed (%s)",
+                        [c.name for c in cams], type(_unwrap(exc)).__name__)  # fmt: skip
+            last = {}
+        with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+            ray.kill(old, no_restart=True)
+        with self._round:
+            for cam in cams:
+                if cam.name in last:
+                    cam.take(drained_for(last, cam.name))
+                cam.moved_from, cam.move_started = cam.node or "?", started
+                cam.actor = _Member(new, cam.name, new_name)
+                cam.pending, cam.moving, cam.synced = None, False, None
+            self._standby = None
+        new.activate.remote()
+
     # -- stop ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -601,6 +804,11 @@ class RayBackend:
         deadline = time.monotonic() + timeout
         if self._poller is not None:
             self._poller.join(max(0.5, deadline - time.monotonic()))
+        if self._rebalancer is not None:  # a move under way finishes (or gives up) first
+            self._rebalancer.join(max(0.5, deadline - time.monotonic()))
+        if self._standby is not None:
+            with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
+                ray.kill(self._standby, no_restart=True)
         if self._stops:
             ray.wait(self._stops, num_returns=len(self._stops),
                      timeout=max(0.5, deadline - time.monotonic()))  # fmt: skip
@@ -683,7 +891,6 @@ class ReplicaBackend(RayBackend):
     leading = False
 
     def start(self) -> None:
-        self._round = threading.Lock()
         self._connected = connect(self.cluster, len(self.cameras))
         for cam in self.cameras.values():
             cam.follow = True
@@ -711,6 +918,7 @@ class ReplicaBackend(RayBackend):
                 cam.adopt_rules = cam.name in self.adopted
             self.PEEK = False
             self.leading = True
+        self._start_rebalancing()
         log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
                     len(self.adopted))  # fmt: skip
 

@@ -38,12 +38,18 @@ detector). The next head adopts every group whose key is that of its own cameras
 (``adopt_groups``), so those cameras neither stop nor close an event, and ends the others
 (settings changed, or cameras no longer configured) before it starts groups for the rest. A
 clean stop of the head ends its groups.
+
+Rebalancing (``vigil.cluster.rebalance``, ``RayBackend.move_group``) replaces a group by a new
+one of the same cameras on another node, started *standing by* (``CameraGroup(standby=True)``)
+and named with its move count (``<key>+<moves>``): adoption and API replicas prefer, of two
+groups of the same cameras, the one moved more often.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -67,20 +73,37 @@ CALLS = frozenset({
 })  # fmt: skip
 
 
-def group_actor_name(cameras: Sequence[str], key: str = "") -> str:
+#: Between a group's key and its move count in its name (``<key>+<moves>``).
+MOVES_SEPARATOR = "+"
+
+
+def group_actor_name(cameras: Sequence[str], key: str = "", moves: int = 0) -> str:
     """``vigil-camera:<key>:cam0,cam1``: the camera actors' prefix, so tools that list camera
     actors (``vigil cluster status``) find groups too and can tell their cameras from the
     name; ``key`` (``group_key``) says what the group was made with, so that a head that
-    starts adopts only a group made with its own settings."""
+    starts adopts only a group made with its own settings. ``moves``: how often the group was
+    moved by rebalancing (``vigil.cluster.rebalance``), ``<key>+<moves>``: the group that
+    replaces a moved one needs a name of its own while the old one still runs, and the count
+    is what ``vigil cluster status`` shows."""
     tail = GROUP_SEPARATOR.join(cameras)
+    if moves:
+        key = f"{key}{MOVES_SEPARATOR}{moves}"
     return camera_actor_name(f"{key}:{tail}" if key else tail)
 
 
 def group_name_parts(actor_name_tail: str) -> tuple[str, list[str]]:
     """``(key, cameras)`` of a camera actor named ``vigil-camera:<tail>`` (key "" for a name
-    without one, as heads before keyed groups named them)."""
+    without one, as heads before keyed groups named them); the move count is not the key's."""
     key, _sep, cameras = actor_name_tail.rpartition(":")
+    key = key.partition(MOVES_SEPARATOR)[0]
     return key, [name for name in cameras.split(GROUP_SEPARATOR) if name]
+
+
+def group_moves(actor_name_tail: str) -> int:
+    """How often the group named ``vigil-camera:<tail>`` was moved (``group_actor_name``)."""
+    key = actor_name_tail.rpartition(":")[0]
+    count = key.partition(MOVES_SEPARATOR)[2]
+    return int(count) if count.isdigit() else 0
 
 
 def cameras_of(actor_name_tail: str) -> list[str]:
@@ -160,12 +183,38 @@ def node_capacities() -> list[float]:
 
 
 class CameraGroup:
-    """Several cameras in one actor process (a Ray actor; see the module docstring)."""
+    """Several cameras in one actor process (a Ray actor; see the module docstring).
 
-    def __init__(self, specs: Sequence[CameraSpec]) -> None:
+    ``standby``: the group of a move (``RayBackend.move_group``): its process starts and
+    imports what its cameras need, but they start only at ``activate`` (the head calls it
+    once the group it replaces stopped; a first ``drain_many`` does too, so a head that died
+    between the two leaves nothing idle for the next). A standby group that Ray restarts (its
+    node died) is failing over: it starts its cameras at once, as any group does."""
+
+    def __init__(self, specs: Sequence[CameraSpec], standby: bool = False) -> None:
+        import ray
+
+        self._specs = list(specs)
+        self._lock = threading.Lock()
+        self.cameras: dict[str, Any] = {}
+        if standby and not ray.get_runtime_context().was_current_actor_reconstructed:
+            _prepare(self._specs)
+            return
+        self.activate()
+
+    def activate(self) -> None:
+        """Start the cameras (once; a group not standing by started them at construction)."""
         from vigil.cluster.camera import CameraActor
 
-        self.cameras = {spec.camera.name: CameraActor(spec) for spec in specs}
+        with self._lock:
+            if not self.cameras:
+                self.cameras = {spec.camera.name: CameraActor(spec) for spec in self._specs}
+
+    def ready(self) -> str:
+        """The Ray node id this group runs on (an answer: its process is up)."""
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
 
     def call(self, camera: str, method: str, *args: Any) -> Any:
         """``method`` of ``camera``'s ``CameraActor`` (its errors reach the caller)."""
@@ -176,15 +225,40 @@ class CameraGroup:
     def drain_many(self, acks: Mapping[str, int]) -> dict[str, Any]:
         """``drain(after)`` of each camera in ``acks`` (camera -> acknowledged sequence
         number): one call a poll round for the whole group, not one per camera."""
+        self.activate()  # a move's group whose head died before activating it
         return {camera: self.cameras[camera].drain(after) for camera, after in acks.items()}
 
     def peek_many(self, seen: Mapping[str, int]) -> dict[str, Any]:
         """``peek(after)`` of each camera in ``seen``: ``drain_many`` for an API replica,
-        acknowledging nothing."""
-        return {camera: self.cameras[camera].peek(after) for camera, after in seen.items()}
+        acknowledging nothing (a standby group answers for none of them)."""
+        cameras = self.cameras
+        return {camera: cameras[camera].peek(after) for camera, after in seen.items()
+                if camera in cameras}  # fmt: skip
 
     def names(self) -> list[str]:
-        return list(self.cameras)
+        return [spec.camera.name for spec in self._specs]
+
+
+#: Seconds a standby group waits for its node's detector to load its model.
+PREPARE_LOAD_S = 90.0
+
+
+def _prepare(specs: Sequence[CameraSpec]) -> None:
+    """What a camera's start imports (its runtime, recorder and store) and the node's
+    detector of each model, loaded: a standby group spends that time before the move, not in
+    its cameras' recording gap. A detector that fails here is the cameras' to retry."""
+    import vigil.cluster.camera
+    import vigil.record.recovery
+    import vigil.runtime.serve
+    import vigil.store.repo  # noqa: F401
+    from vigil.cluster.detector import NodeDetector
+
+    detectors = {spec.detector.key: spec.detector for spec in specs if spec.detector}
+    for detector in detectors.values():
+        try:
+            NodeDetector(detector, load_timeout=PREPARE_LOAD_S)
+        except Exception:
+            log.exception("the node's detector did not load; the cameras retry at start")
 
 
 class _Call:
@@ -201,8 +275,10 @@ class _Member:
     """What a ``RayCamera`` holds as its ``actor`` when its camera lives in a group: the
     camera actor's calls, addressed to the group with the camera's name."""
 
-    def __init__(self, group: Any, camera: str) -> None:
+    def __init__(self, group: Any, camera: str, name: str = "") -> None:
         self.group, self.camera = group, camera
+        #: The group actor's name (``group_actor_name``; "" where it is not known).
+        self.name = name
 
     def __getattr__(self, method: str) -> _Call:
         if method not in CALLS:
@@ -217,8 +293,8 @@ def start_drains(cameras: Iterable[Any], now: float, *, peek: bool = False) -> N
     acknowledges nothing (``CameraActor.peek``)."""
     groups: dict[int, tuple[Any, list[Any]]] = {}
     for cam in cameras:
-        if cam.pending is not None or cam.actor is None:
-            continue
+        if cam.pending is not None or cam.actor is None or getattr(cam, "moving", False):
+            continue  # a moving camera is drained by its move
         if isinstance(cam.actor, _Member):
             groups.setdefault(id(cam.actor.group), (cam.actor.group, []))[1].append(cam)
         else:
@@ -252,13 +328,14 @@ def start_groups(
     members: dict[str, Any] = dict(adopted or {})
     rest = [camera for camera in specs if camera not in members]
     for group in plan_groups(rest, per_actor, node_capacities()):
+        name = group_actor_name(group, group_key([specs[c] for c in group]))
         handle = actor_class.options(
-            name=group_actor_name(group, group_key([specs[c] for c in group])),
+            name=name,
             namespace=NAMESPACE, lifetime="detached", resources={CAMERA_SLOTS: len(group)},
             num_cpus=0, max_restarts=max_restarts, max_task_retries=0,
             max_concurrency=CAMERA_CONCURRENCY * len(group),
         ).remote([specs[camera] for camera in group])  # fmt: skip
-        members.update({camera: _Member(handle, camera) for camera in group})
+        members.update({camera: _Member(handle, camera, name) for camera in group})
     log.info("%d camera(s) in %d actor(s), %d adopted", len(members),
              len({id(m.group) for m in members.values()}), len(specs) - len(rest))  # fmt: skip
     return members
@@ -278,27 +355,28 @@ def adopt_groups(specs: Mapping[str, CameraSpec]) -> Adoption:
     ``-9`` leaves them recording) that this head takes over: those whose cameras are all
     configured here and whose key (``group_key``) is that of their cameras' specs now.
     Every other camera actor is ended: one made with other settings, or hosting a camera
-    no longer configured (the namespace is this Vigil's)."""
+    no longer configured (the namespace is this Vigil's), or the group a move was replacing
+    when the head died (the group replacing it, moved more often, is adopted: its first drain
+    starts it if it was still standing by)."""
     import ray
 
     prefix = camera_actor_name("")
     found = Adoption()
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        name = str(entry.get("name", ""))
-        if entry.get("namespace") != NAMESPACE or not name.startswith(prefix):
-            continue
+    for name in _camera_actor_names(newest_first=True):
         key, cameras = group_name_parts(name.removeprefix(prefix))
         try:
             handle = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:  # it ended meanwhile
             continue
-        mine = bool(cameras) and all(c in specs and c not in found.members for c in cameras)
-        if mine and key == group_key([specs[c] for c in cameras]):
+        mine = bool(cameras) and all(c in specs for c in cameras)
+        taken = any(c in found.members for c in cameras)
+        if mine and not taken and key == group_key([specs[c] for c in cameras]):
             log.warning("adopting %s, left running by an earlier head", name)
-            found.members.update({camera: _Member(handle, camera) for camera in cameras})
+            found.members.update({camera: _Member(handle, camera, name) for camera in cameras})
             continue
-        log.warning("ending %s, left by an earlier head (%s)", name,
-                    "other settings" if mine else "cameras not configured here")  # fmt: skip
+        why = ("the group a move replaced" if mine and taken else
+               "other settings" if mine else "cameras not configured here")  # fmt: skip
+        log.warning("ending %s, left by an earlier head (%s)", name, why)
         with contextlib.suppress(Exception):  # Ray's boundary: ended meanwhile
             ray.kill(handle, no_restart=True)
         found.unconfigured += [camera for camera in cameras if camera not in specs]
@@ -314,10 +392,8 @@ def find_groups(cameras: Iterable[str]) -> dict[str, tuple[str, _Member]]:
     wanted = set(cameras)
     prefix = camera_actor_name("")
     found: dict[str, tuple[str, _Member]] = {}
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        name = str(entry.get("name", ""))
-        if entry.get("namespace") != NAMESPACE or not name.startswith(prefix):
-            continue
+    # Oldest first: during a move, the group that replaces the old one wins (later updates).
+    for name in _camera_actor_names(newest_first=False):
         hosted = [c for c in group_name_parts(name.removeprefix(prefix))[1] if c in wanted]
         if not hosted:
             continue
@@ -325,8 +401,21 @@ def find_groups(cameras: Iterable[str]) -> dict[str, tuple[str, _Member]]:
             handle = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:  # it ended meanwhile
             continue
-        found.update({camera: (name, _Member(handle, camera)) for camera in hosted})
+        found.update({camera: (name, _Member(handle, camera, name)) for camera in hosted})
     return found
+
+
+def _camera_actor_names(*, newest_first: bool) -> list[str]:
+    """The names of the namespace's camera actors, ordered by how often their group was
+    moved: during a move (and after a head died in one) two groups host the same cameras,
+    and the one that replaces the other has the higher count (``group_actor_name``)."""
+    import ray
+
+    prefix = camera_actor_name("")
+    names = [str(entry.get("name", "")) for entry in ray.util.list_named_actors(all_namespaces=True)
+             if entry.get("namespace") == NAMESPACE
+             and str(entry.get("name", "")).startswith(prefix)]  # fmt: skip
+    return sorted(names, key=lambda n: group_moves(n.removeprefix(prefix)), reverse=newest_first)
 
 
 def kill_group(actor: Any) -> None:

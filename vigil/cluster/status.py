@@ -2,9 +2,10 @@
 
 ``vigil cluster status``, ``GET /api/cluster`` and the web UI's cluster panel all show this
 one shape: the nodes (name, Ray node id, alive, camera slots used of total, CPUs, GPUs), the
-camera actors (``vigil-camera:*``: the node each runs on and how often Ray restarted it), the
-load of each node's batched detector (its ``stats()``), and the failovers (camera actors Ray
-restarted, on whichever node they came back).
+camera actors (``vigil-camera:*``: the node each runs on, how often Ray restarted it and how
+often rebalancing moved it), the load of each node's batched detector (its ``stats()``), the
+failovers (camera actors Ray restarted, on whichever node they came back) and the cameras
+rebalancing moved (the count is in the group's name, ``vigil.cluster.group.group_moves``).
 
 Nothing here imports Ray at module level, so the API can name the types on a single host.
 ``gather_status`` runs in a process connected to the cluster (``ray.init`` done). It reads
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vigil.cluster import CAMERA_SLOTS, DETECTOR_PREFIX, NAMESPACE, keyed_actor_parts
-from vigil.cluster.group import cameras_of
+from vigil.cluster.group import cameras_of, group_moves
 from vigil.errors import StorageError
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,15 @@ class NodeStatus:
 
 @dataclass(frozen=True, slots=True)
 class CameraPlacement:
-    """A camera actor: where it runs (None while Ray restarts it) and how often it did."""
+    """A camera actor: where it runs (None while Ray restarts it), how often Ray restarted
+    it and how often rebalancing moved its group (``moves``)."""
 
     camera: str
     state: str
     node: str | None
     node_id: str | None
     restarts: int
+    moves: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +89,22 @@ class Failover:
 
 
 @dataclass(frozen=True, slots=True)
+class Rebalanced:
+    """A camera whose group rebalancing moved ``moves`` times; ``node``: where it runs now."""
+
+    camera: str
+    moves: int
+    node: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterStatus:
     gathered_at: float
     nodes: tuple[NodeStatus, ...]
     cameras: tuple[CameraPlacement, ...]
     detectors: tuple[DetectorLoad, ...]
     failovers: tuple[Failover, ...]
+    rebalanced: tuple[Rebalanced, ...] = ()
 
 
 def gather_status(*, timeout_s: float = 5.0) -> ClusterStatus:
@@ -118,7 +131,8 @@ def gather_status(*, timeout_s: float = 5.0) -> ClusterStatus:
     node_rows = tuple(_node(n, names, available, cameras) for n in nodes)
     detectors = _detectors([n.node_id for n in node_rows if n.alive], names, timeout_s)
     failovers = tuple(Failover(c.camera, c.restarts, c.node) for c in cameras if c.restarts > 0)
-    return ClusterStatus(time.time(), node_rows, tuple(cameras), detectors, failovers)
+    moved = tuple(Rebalanced(c.camera, c.moves, c.node) for c in cameras if c.moves > 0)
+    return ClusterStatus(time.time(), node_rows, tuple(cameras), detectors, failovers, moved)
 
 
 def _node_id(actor: Mapping[str, Any]) -> str | None:
@@ -146,10 +160,13 @@ def _cameras(actors: list[Mapping[str, Any]], names: Mapping[str, str]) -> list[
             continue
         state = str(actor.get("State") or "UNKNOWN")
         node = _node_id(actor) if state == "ALIVE" else None
-        # A group actor (vigil.cluster.group) is named after all of its cameras.
-        for camera in cameras_of(name.removeprefix(_CAMERA_PREFIX)):
+        # A group actor (vigil.cluster.group) is named after all of its cameras, and after
+        # how often it was moved.
+        tail = name.removeprefix(_CAMERA_PREFIX)
+        for camera in cameras_of(tail):
             out.append(CameraPlacement(camera, state, names.get(node) if node else None, node,
-                                       int(actor.get("NumRestarts") or 0)))  # fmt: skip
+                                       int(actor.get("NumRestarts") or 0),
+                                       group_moves(tail)))  # fmt: skip
     return sorted(out, key=lambda c: c.camera)
 
 

@@ -26,7 +26,7 @@ CONNECT_TIMEOUT_S = 5.0
 def register(subparsers: Any) -> None:
     """Add ``cluster status`` to the ``vigil`` command line."""
     parser = subparsers.add_parser(
-        "cluster", help="a Vigil Ray cluster: nodes, cameras, detector load, failovers",
+        "cluster", help="a Vigil Ray cluster: nodes, cameras, detector load, failovers, moves",
         description="Inspect the Ray cluster that runs `vigil serve` with server.backend: ray.",
     )  # fmt: skip
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -104,9 +104,9 @@ def _print_tables(status: Any) -> None:
                       f"{n.camera_slots_used:g}/{n.camera_slots_total:g}", f"{n.cpus:g}",
                       f"{n.gpus:g}")  # fmt: skip
     console.print(nodes)
-    cameras = Table("camera", "node", "state", "restarts", title="Cameras")
+    cameras = Table("camera", "node", "state", "restarts", "moves", title="Cameras")
     for c in status.cameras:
-        cameras.add_row(c.camera, c.node or "-", c.state, str(c.restarts))
+        cameras.add_row(c.camera, c.node or "-", c.state, str(c.restarts), str(c.moves))
     console.print(cameras)
     load = Table("node", "model", "images", "batches", "mean batch", "queue", "max batch",
                  "max wait ms", title="Detectors")  # fmt: skip
@@ -131,3 +131,8 @@ def _print_tables(status: Any) -> None:
             console.print(f"failover: {f.camera} restarted {f.restarts}x, now on {f.node or '-'}")
     else:
         console.print("failovers: none")
+    if status.rebalanced:
+        for r in status.rebalanced:
+            console.print(f"rebalanced: {r.camera} moved {r.moves}x, now on {r.node or '-'}")
+    else:
+        console.print("rebalanced: none")

@@ -711,6 +711,19 @@ class ClusterConfig(_Model):
         "advisory lock that the supervising `vigil serve` holds): how soon a replica takes "
         "over from a head that died.",
     )  # fmt: skip
+    rebalance: bool = Field(
+        True,
+        description="Move camera groups onto a node that came back or joined, one group a "
+        "step, while a node runs at least a group's worth more per slot than another after "
+        "the move (docs/cluster.md, Rebalancing). A move costs each of the group's cameras a "
+        "recording gap of about a reconnection (the new group is started on the target "
+        "first); false: cameras stay where they were placed or failed over to.",
+    )  # fmt: skip
+    rebalance_interval: float = Field(
+        30.0, ge=1, le=86400,
+        description="Seconds between rebalancing steps (one group moved a step at most), and "
+        "how long a node must have been alive before it is moved onto.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _replica_of_a_head(self) -> ClusterConfig:

@@ -957,6 +957,19 @@ class Supervisor:
     def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         return self.hub.subscribe()
 
+    def _moves(self) -> dict[tuple[str, str], int] | None:
+        """On a Ray cluster, failovers and rebalancing moves by camera (the backend's
+        records since this head started); None for the other backends."""
+        failovers = getattr(self.backend, "failovers", None)
+        rebalanced = getattr(self.backend, "rebalanced", None)
+        if failovers is None or rebalanced is None:
+            return None
+        moves = {(name, kind): 0 for name in self.workers for kind in ("failover", "rebalanced")}
+        for kind, records in (("failover", list(failovers)), ("rebalanced", list(rebalanced))):
+            for record in records:
+                moves[(record.camera, kind)] = moves.get((record.camera, kind), 0) + 1
+        return moves
+
     def metrics(self) -> RuntimeMetrics:
         """Counters for ``/metrics`` (``vigil.api.metrics.MetricsView``); cheap, any thread."""
         mqtt = webhooks = None
@@ -971,6 +984,9 @@ class Supervisor:
         record = {name: max(0, r.connections - 1) for name, r in self.recorders.items()}
         snapshot = self.telemetry.snapshot(self.started_at, record_reconnects=record, mqtt=mqtt,
                                            webhooks=webhooks)  # fmt: skip
+        moves = self._moves()
+        if moves is not None:
+            snapshot = dataclasses.replace(snapshot, moves=moves)
         if self.store is None:
             return snapshot
         b = self.store.backlog.stats

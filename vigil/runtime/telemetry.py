@@ -25,6 +25,8 @@ EventKey = tuple[str, str]
 CrossingKey = tuple[str, str, str, str]
 #: ``(camera, role)``, role ``detect`` (the analysis stream) or ``record``.
 SourceKey = tuple[str, str]
+#: (camera, "failover" | "rebalanced")
+MoveKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,9 @@ class RuntimeMetrics:
     role. ``mqtt``/``webhooks``: None when not configured. ``store``: the database writes
     of events and counts that failed and were stored on a retry (``delivered``), lost for
     good (``failed``) and waiting now (``queued``); None without a database.
+    ``moves``: on a Ray cluster, the times each camera failed over (``failover``: its actor
+    lost and restarted elsewhere) or was moved by rebalancing (``rebalanced``), by camera and
+    kind, every camera from 0; None off a cluster.
     """
 
     started: float
@@ -58,6 +63,7 @@ class RuntimeMetrics:
     mqtt: DeliveryHealth | None = None
     webhooks: DeliveryHealth | None = None
     store: DeliveryHealth | None = None
+    moves: Mapping[MoveKey, int] | None = None
 
 
 class Telemetry:

@@ -1,6 +1,6 @@
 // Cluster (admins, only when the server runs on a Ray cluster): the nodes with their camera
-// slots, where each camera runs and how often Ray restarted it, each node's detector load
-// and batch sizes, and the failovers. Refreshed every 5 s from /api/cluster (`vigil cluster
+// slots, where each camera runs, how often Ray restarted it and rebalancing moved it, each
+// node's detector load and batch sizes, the failovers and the moves. Refreshed every 5 s from /api/cluster (`vigil cluster
 // status` shows the same). On a single host the server answers {"cluster": null} and the
 // navigation has no Cluster entry.
 
@@ -29,7 +29,7 @@ function cameraRows(cameras) {
   return cameras.map((c) => h('tr', { dataset: { camera: c.camera } },
     h('td', {}, c.camera), h('td', {}, c.node || '—'),
     h('td', {}, c.state === 'ALIVE' ? h('span', { class: 'state-ok' }, 'running') : h('span', { class: 'state-error' }, c.state.toLowerCase())),
-    num(c.restarts)));
+    num(c.restarts), num(c.moves || 0)));
 }
 
 // A node runs one detector per model: the model's file name and input size tell them apart.
@@ -61,15 +61,21 @@ export async function render(ctx) {
       ? h('ul', { id: 'cluster-failovers' }, cluster.failovers.map((f) =>
         h('li', {}, `${f.camera}: restarted ${f.restarts}×, now on ${f.node || 'no node yet'}`)))
       : h('p', { class: 'muted', id: 'cluster-failovers' }, 'No failovers.');
+    const moved = cluster.rebalanced || [];
+    const rebalanced = moved.length
+      ? h('ul', { id: 'cluster-rebalanced' }, moved.map((r) =>
+        h('li', {}, `${r.camera}: moved ${r.moves}×, now on ${r.node || 'no node yet'}`)))
+      : h('p', { class: 'muted', id: 'cluster-rebalanced' }, 'No cameras moved.');
     fill(body,
       h('h2', {}, 'Nodes'), table('cluster-nodes', ['Node', 'Ray node', 'State', 'Camera slots', 'CPUs', 'GPUs'], nodeRows(cluster.nodes)),
       h('h2', {}, 'Cameras'), cluster.cameras.length
-        ? table('cluster-cameras', ['Camera', 'Node', 'State', 'Restarts'], cameraRows(cluster.cameras))
+        ? table('cluster-cameras', ['Camera', 'Node', 'State', 'Restarts', 'Moves'], cameraRows(cluster.cameras))
         : empty('No camera actors run.'),
       h('h2', {}, 'Detectors'), cluster.detectors.length
         ? table('cluster-detectors', ['Node', 'Model', 'Images', 'Batches', 'Mean batch', 'Queue', 'Max batch', 'Max wait (ms)'], detectorRows(cluster.detectors))
         : empty('No detector actors answer.'),
-      h('h2', {}, 'Failovers'), failovers);
+      h('h2', {}, 'Failovers'), failovers,
+      h('h2', {}, 'Rebalanced'), rebalanced);
   };
   await load();
   return every(REFRESH_MS, load);
