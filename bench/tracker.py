@@ -14,9 +14,10 @@ Data and split (fixed before tuning; see docs/tracking.md):
   Tuning: MOT17-02, -05, -09, -11 (two static and two moving cameras, 14 and 30 fps).
   Held out: MOT17-04, -10, -13 (static crowd; moving camera at night; moving camera at 25 fps).
 * **MOT15 train, real public detections** (the Faster R-CNN boxes SORT's authors published).
-  Tuning: ETH-Sunnyday, KITTI-13, KITTI-17 (where the shared folder has them; the stock one
-  has only TUD). Held out: TUD-Campus and TUD-Stadtmitte, whose evaluation is first checked
-  against the published score of each one's ``reference-result.txt``. Ground-truth rows
+  Tuning: ETH-Sunnyday, KITTI-13, KITTI-17 (looked for in ``$VIGIL_MOT15_DIR``, then in the
+  shared folder, whose stock copy has only TUD; skipped with a note where absent).
+  Held out: TUD-Campus and TUD-Stadtmitte, whose evaluation is first checked against the
+  published score of each one's ``reference-result.txt``. Ground-truth rows
   flagged 0 (not scored by MOT15) are dropped.
 
 Everything is scored with py-motmetrics (CLEAR MOT at IoU 0.5, IDF1).
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 import time
 import warnings
@@ -64,6 +66,8 @@ MOT15 = {
     "TUD-Campus": (25.0, "held-out"),
     "TUD-Stadtmitte": (25.0, "held-out"),
 }
+#: A folder with more MOT15 sequences (``<name>/{det,gt}``), searched before the shared one.
+MOT15_ENV = "VIGIL_MOT15_DIR"
 PUBLISHED_REFERENCE_MOTA = {"TUD-Campus": 0.526, "TUD-Stadtmitte": 0.564}
 #: Display name → class in ``trackers``.
 PEERS = {
@@ -180,6 +184,17 @@ def subsampled(case: Case, rate: float) -> Case:
     return Case(case.name, case.role, [case.frames[i] for i in keep], gt, case.fps / k)
 
 
+def mot15_folders() -> list[Path]:
+    """Where MOT15 sequences are looked for: ``$VIGIL_MOT15_DIR`` first, then the shared one.
+
+    The stock shared folder has only TUD; the real-detection tuning sequences (ETH-Sunnyday,
+    KITTI-13, KITTI-17) can be laid out elsewhere as ``<dir>/<name>/{det,gt}/``.
+    """
+    shared = shared_data_dir() / "mot15"
+    extra = os.environ.get(MOT15_ENV)
+    return [Path(extra), shared] if extra else [shared]
+
+
 def mot15_case(name: str) -> Case | None:
     """A MOT15 sequence with its public detections; None (with a note) where it is missing.
 
@@ -188,9 +203,11 @@ def mot15_case(name: str) -> Case | None:
     published score exists, the evaluation must reproduce it first.
     """
     fps, role = MOT15[name]
-    seq_dir = shared_data_dir() / "mot15" / name
-    if not (seq_dir / "gt" / "gt.txt").exists():
-        print(f"{name}: not in {seq_dir.parent}, skipped", file=sys.stderr)
+    folders = mot15_folders()
+    seq_dir = next((f / name for f in folders if (f / name / "gt" / "gt.txt").exists()), None)
+    if seq_dir is None:
+        where = " or ".join(str(f) for f in folders)
+        print(f"{name}: not in {where} (set {MOT15_ENV}), skipped", file=sys.stderr)
         return None
     rows = np.loadtxt(seq_dir / "gt" / "gt.txt", delimiter=",", ndmin=2)
     gt = rows[rows[:, 6] != 0, :6]

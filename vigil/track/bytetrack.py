@@ -5,8 +5,9 @@ Per ``update`` (one processed frame at ``time`` seconds):
 1. Predict every track to ``time`` with the Kalman filter, over the real gap (frames may be
    skipped). A track already unseen at the previous update **coasts**: its velocity decays
    with time constant ``coast_seconds``, so a long occlusion does not carry the box away.
-2. **High stage**: detections scoring >= ``high_threshold`` against the confirmed tracks
-   (lost ones too), then the tentative tracks against the detections left. Cost is
+2. **High stage**: detections scoring >= ``high_threshold`` against the confirmed tracks seen
+   at the previous update, then the lost ones (a matching cascade), then the tentative tracks
+   against the detections left. Cost is
    ``1 - IoU`` minus OC-SORT's velocity-direction bonus (``direction_weight``, off by
    default); pairs below ``match_iou`` or of different classes are forbidden.
 3. **Low stage** (ByteTrack): detections between ``low_threshold`` and ``high_threshold``
@@ -192,11 +193,22 @@ class ByteTracker:
         # Confirmed tracks first, tentative ones on what is left (ByteTrack's order): a
         # tentative track is often a false detection that recurs (real detectors' clutter
         # does), and in one joint assignment it can take a person's box from their track.
-        confirmed = all_rows[tracks.confirmed]
-        rows, high_left = self._associate(
-            tracks, confirmed, pred, detections, high, cfg.match_iou, self._direction_bonus
-        )
-        self._record(track_of_det, rows)
+        # Among the confirmed, the tracks seen at the previous update go before the lost
+        # ones (DeepSORT's matching cascade): a lost track's box is a guess that grows staler
+        # while it coasts, and in one joint assignment it took the box of a person walking
+        # past it, whose own track then broke (docs/tracking.md, round 4).
+        high_left = high
+        for rows_of_group in self._cascade(tracks, dt, time):
+            rows, high_left = self._associate(
+                tracks,
+                rows_of_group,
+                pred,
+                detections,
+                high_left,
+                cfg.match_iou,
+                self._direction_bonus,
+            )
+            self._record(track_of_det, rows)
         rows, high_left = self._associate(
             tracks, all_rows[~tracks.confirmed], pred, detections, high_left, cfg.match_iou
         )
@@ -227,6 +239,20 @@ class ByteTracker:
         return self._output(detections, id_of_det, boxes)
 
     # ------------------------------------------------------------------ steps
+    @staticmethod
+    def _cascade(tracks: _Tracks, dt: float, time: float) -> tuple[I64, ...]:
+        """Confirmed track rows in matching order: seen at the previous update, then lost.
+
+        On the first update (``dt`` 0) every track is new, so there is one group.
+        """
+        rows = np.flatnonzero(tracks.confirmed).astype(np.int64)
+        if dt <= 0:
+            return (rows,)
+        # Seen at the previous update means last_seen == time - dt; the slack absorbs the
+        # float rounding of time - dt.
+        recent = tracks.last_seen[rows] >= time - dt - 1e-9
+        return rows[recent], rows[~recent]
+
     def _advance(self, time: float) -> float:
         """Seconds since the previous update (0 on the first and on a backwards clock)."""
         if not math.isfinite(time):

@@ -267,6 +267,23 @@ def test_a_tentative_track_cannot_take_a_confirmed_tracks_box() -> None:
     assert out.tracker_id.tolist() == [1]
 
 
+def test_a_lost_track_cannot_take_the_box_of_a_track_seen_a_moment_ago() -> None:
+    """Two people side by side (boxes at x 100 and 110); the one at 110 is hidden for three
+    frames, its lost track parked where it was. The visible person's next box (at 108)
+    overlaps the parked box more (IoU 0.92) than its own track's (0.72): tracks seen at the
+    previous update are matched first, so it stays with its own track."""
+    tracker = ByteTracker(TrackerConfig(min_hits=2), frame_rate=10.0)
+    for i in range(4):
+        out = tracker.update(dets(box(100), box(110)), i * 0.1)
+    visible, hidden = out.tracker_id.tolist()
+    for i in range(4, 7):
+        assert tracker.update(dets(box(100)), i * 0.1).tracker_id.tolist() == [visible]
+    assert tracker.update(dets(box(108)), 0.7).tracker_id.tolist() == [visible]
+    # The hidden person comes back beside it and takes up their own, lost track again.
+    out = tracker.update(dets(box(108), box(118)), 0.8)
+    assert out.tracker_id.tolist() == [visible, hidden]
+
+
 def test_a_person_seen_only_with_low_scores_becomes_a_track() -> None:
     """Half hidden from the start (0.45: below high_threshold, above new_track_threshold): the
     box starts a tentative track, which the low stage carries to confirmation."""
