@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from vigil.events.sinks import EventSink
 from vigil.types import Event
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Settling(Protocol):
+    """A sink that holds what it was handed before it is delivered (MQTT while the broker is
+    down): ``handed`` counts the messages handed so far, ``settled`` says how many of the
+    first ones are settled (delivered, or given up for good: a full queue's oldest)."""
+
+    def handed(self) -> int: ...
+
+    def settled(self) -> int: ...
+
+
+#: What the settling sinks had been handed at one moment (``FanoutSink.mark``).
+Mark = tuple[tuple[Settling, int], ...]
 
 
 class FanoutSink:
@@ -29,6 +45,16 @@ class FanoutSink:
         # The counters first: a publish running meanwhile may already see the new sinks.
         self.failures = [*self.failures, *([0] * len(sinks))]
         self.sinks = [*self.sinks, *sinks]
+
+    def mark(self) -> Mark:
+        """Where each settling sink stands now: ``is_settled(mark)`` says later whether all
+        it had been handed until now is settled (a cluster head acknowledges a camera's
+        outbox only that far: ``vigil.cluster.backend``)."""
+        return tuple((sink, sink.handed()) for sink in self.sinks if isinstance(sink, Settling))
+
+    @staticmethod
+    def is_settled(mark: Mark) -> bool:
+        return all(sink.settled() >= handed for sink, handed in mark)
 
     def publish(self, event: Event) -> None:
         for index, sink in enumerate(self.sinks):

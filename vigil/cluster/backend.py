@@ -148,7 +148,13 @@ class RayCamera:
         self.incarnations = 0
         self.node: str | None = None
         self.node_id: str | None = None
+        #: The outbox's sequence numbers: ``seen``, the last item delivered to the sinks;
+        #: ``acked``, the last one they have all settled (MQTT's broker confirmed it), which
+        #: the actor may drop. A head that dies leaves the items after ``acked`` to the next.
         self.acked = 0
+        self.seen = 0
+        #: ``(seq, mark)`` of the items delivered and not yet settled, in order.
+        self.unsettled: deque[tuple[int, Any]] = deque()
         self.pending: Any = None  # the drain in flight (an ObjectRef)
         self.pending_since = 0.0
         self.report_: CameraReport | None = None
@@ -187,16 +193,29 @@ class RayCamera:
             self.latencies.extend(drained.report.latencies)
             if drained.report.status.last_frame_time is not None:
                 self.last_frame_time = drained.report.status.last_frame_time
+        delivery = hooks.delivery
         for seq, item in drained.items:
-            if seq <= self.acked:
-                continue  # delivered already; the actor drops it at the next drain
-            self.acked = seq
+            if seq <= self.seen:
+                continue  # delivered already; the actor drops it once it is settled
+            self.seen = seq
             try:
                 self._deliver(item, hooks)
             except Exception:  # one failing sink must not stop the others' delivery
                 log.exception("%s: %s from the camera actor not delivered", self.name,
                               type(item).__name__)  # fmt: skip
+            if delivery is not None and not self.follow:
+                self.unsettled.append((seq, delivery.mark()))
+        self.settle()
         self._sync_settings(drained)
+
+    def settle(self) -> None:
+        """Move ``acked`` up to the last item the sinks have settled (in order: one that
+        is not stops the count, so a later drainer gets it and all after it again)."""
+        delivery = self._backend.hooks.delivery
+        while self.unsettled and (delivery is None or delivery.is_settled(self.unsettled[0][1])):
+            self.acked = self.unsettled.popleft()[0]
+        if not self.unsettled and not self.follow:
+            self.acked = self.seen
 
     def _deliver(self, item: object, hooks: BackendHooks) -> None:
         match item:
@@ -226,7 +245,8 @@ class RayCamera:
         before = self.node
         self.incarnations += 1
         self.incarnation = drained.incarnation
-        self.acked = 0
+        self.acked = self.seen = 0
+        self.unsettled.clear()
         if self.incarnations > 1:
             gone = time.monotonic() - self.last_ok
             self._backend.failovers.append(Failover(self.name, before or "?", drained.node, gone))

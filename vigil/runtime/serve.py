@@ -415,7 +415,7 @@ class Supervisor:
         hooks = BackendHooks(
             detectors=self.detectors, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
-            queue_depth=self._queue_depth,
+            queue_depth=self._queue_depth, delivery=self.sink.inner,
         )  # fmt: skip
         if kind == "ray":
             return self._ray_backend(cameras, hooks, source_factory, stall_timeout)
