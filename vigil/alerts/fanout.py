@@ -46,6 +46,13 @@ class FanoutSink:
         self.failures = [*self.failures, *([0] * len(sinks))]
         self.sinks = [*self.sinks, *sinks]
 
+    def remove(self, sinks: Sequence[EventSink]) -> None:
+        """Publish no more to ``sinks`` (from any thread; closing them is the caller's)."""
+        kept = [(sink, n) for sink, n in zip(self.sinks, self.failures, strict=True)
+                if all(sink is not gone for gone in sinks)]  # fmt: skip
+        self.sinks = [sink for sink, _n in kept]
+        self.failures = [n for _sink, n in kept]
+
     def mark(self) -> Mark:
         """Where each settling sink stands now: ``is_settled(mark)`` says later whether all
         it had been handed until now is settled (a cluster head acknowledges a camera's

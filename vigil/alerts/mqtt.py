@@ -500,14 +500,15 @@ class MqttSink:
                 for topic, payload in configs.items():
                     self._send(topic, payload, retain=True)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Mark Vigil and its cameras offline, wait up to ``timeout`` s for the broker to
-        acknowledge, disconnect and stop the network thread. Idempotent."""
+    def close(self, timeout: float = 5.0, *, offline: bool = True) -> None:
+        """Mark Vigil and its cameras offline (unless ``offline`` is False: another Vigil
+        publishes for them now), wait up to ``timeout`` s for the broker to acknowledge,
+        disconnect and stop the network thread. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             infos: list[mqtt.MQTTMessageInfo] = []
-            if self._connected:
+            if self._connected and offline:
                 for camera in self._online:
                     infos.append(
                         self._send(self._camera_availability(camera), b"offline", retain=True)

@@ -513,9 +513,17 @@ class RayBackend:
         self._stops: list[Any] = []
         #: The cameras whose actors an earlier head left running and this one took over.
         self.adopted: frozenset[str] = frozenset()
+        #: One poll round, a promotion or a step-down at a time.
+        self._round = threading.Lock()
 
     #: Look at the outboxes without acknowledging (an API replica's backend).
     PEEK: bool = False
+    #: This process supervises (drains, acknowledges, hands settings, stops the cameras);
+    #: False on an API replica, and on a head that lost the supervision lock (``demote``).
+    leading: bool = True
+    #: Seconds between looks for the cameras' actors by name while not leading.
+    REBIND_S = 2.0
+    _bound_at = 0.0
 
     @property
     def kind(self) -> BackendKind:
@@ -574,8 +582,14 @@ class RayBackend:
             self.poll()
 
     def poll(self, wait: float = 0.0) -> None:
-        """One round: start a drain for every camera without one in flight, take the
-        answers that are there (waiting up to ``wait`` s)."""
+        """One round: start a drain (a peek while not leading) for every camera without one
+        in flight, take the answers that are there (waiting up to ``wait`` s)."""
+        with self._round:
+            if not self.leading and time.monotonic() - self._bound_at >= self.REBIND_S:
+                self._bind()
+            self._poll(wait)
+
+    def _poll(self, wait: float) -> None:
         import ray
 
         now = time.monotonic()
@@ -605,8 +619,11 @@ class RayBackend:
     # -- stop ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask every actor to close its events and end its session; returns at once."""
+        """Ask every actor to close its events and end its session; returns at once. Not
+        leading: nothing (the cameras are the supervisor's)."""
         self._stop.set()
+        if not self.leading:
+            return
         for cam in self.cameras.values():
             if cam.actor is not None:
                 self._stops.append(cam.actor.stop.remote())
@@ -616,6 +633,9 @@ class RayBackend:
         closed), then kill the actors and the nodes' detectors."""
         import ray
 
+        if not self.leading:
+            self._disconnect(timeout)
+            return
         if not self._stop.is_set():
             self.stop()
         deadline = time.monotonic() + timeout
@@ -637,6 +657,72 @@ class RayBackend:
                     kill_group(cam.actor)
                 cam.actor = None
         self._kill_detectors()
+        if self._connected:
+            ray.shutdown()
+            self._connected = False
+
+    # -- who supervises ------------------------------------------------------------------------
+
+    def promote(self) -> None:
+        """Supervise from now on (this process took the supervision lock,
+        ``vigil.cluster.leader``): what ``RayBackend.start`` does after connecting. The
+        camera groups running are adopted (a head that died left them recording), the
+        others ended or started; each handle drains its actor from its last acknowledged
+        item, so what the previous supervisor had not settled reaches this one's sinks
+        (again, for the live feed of a replica that peeked it), and hands a restarted actor
+        the settings it followed."""
+        with self._round:
+            if self.leading:
+                return
+            members = self._adopt_or_start()
+            for cam in self.cameras.values():
+                cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
+                cam.follow, cam.synced = False, None
+                cam.adopt_rules = cam.name in self.adopted
+                cam.seen = cam.acked
+                cam.unsettled.clear()
+            self.PEEK = False
+            self.leading = True
+        log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
+                    len(self.adopted))  # fmt: skip
+
+    def demote(self) -> None:
+        """Stop supervising at once (the supervision lock was lost: another process may
+        supervise now) and go on as an API replica: peek instead of drain (acknowledge
+        nothing more), follow the actors' settings, look the actors up by name. Ends and
+        starts nothing: the camera actors are detached and run on."""
+        with self._round:
+            if not self.leading:
+                return
+            self.leading, self.PEEK, self._bound_at = False, True, 0.0
+            for cam in self.cameras.values():
+                cam.follow, cam.pending, cam.actor_name = True, None, None
+                cam.unsettled.clear()
+        log.warning("no longer supervising the cluster's cameras: serving as an API replica")
+
+    def _bind(self) -> None:
+        """Each camera's handle to the actor hosting it now (none yet: the head has not
+        started it, and it shows as starting)."""
+        self._bound_at = time.monotonic()
+        try:
+            found = find_groups(self.cameras)
+        except Exception:  # the cluster's GCS unreachable for a moment: try again later
+            log.exception("the camera actors could not be listed")
+            return
+        for name, cam in self.cameras.items():
+            actor_name, member = found.get(name, (None, None))
+            if actor_name != cam.actor_name:
+                if actor_name is not None:
+                    log.info("%s: reached through %s", name, actor_name)
+                cam.actor, cam.actor_name, cam.pending = member, actor_name, None
+
+    def _disconnect(self, timeout: float) -> None:
+        """A replica's close: the poll thread ends, the cluster connection too."""
+        import ray
+
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(max(0.5, timeout))
         if self._connected:
             ray.shutdown()
             self._connected = False
@@ -688,86 +774,23 @@ class ReplicaBackend(RayBackend):
     reached by name, placed, supervised and stopped by nobody here.
 
     Its handles are ``RayCamera``\\ s that peek instead of drain (``CameraActor.peek``: the
-    head alone acknowledges the outboxes) and follow the actors' rules and switches; their
-    calls (live frames, tracks, counts, rule and switch changes) go to the actors as the
-    head's do. Every ``REBIND_S`` it looks the actors up again by camera name: a head that
-    started since may have replaced a group (new settings). ``close`` ends nothing on the
-    cluster, it disconnects.
+    supervisor alone acknowledges the outboxes) and follow the actors' rules and switches;
+    their calls (live frames, tracks, counts, rule and switch changes) go to the actors as
+    the head's do. Every ``REBIND_S`` it looks the actors up again by camera name: a head
+    that started since may have replaced a group (new settings). ``close`` ends nothing on
+    the cluster, it disconnects. ``promote`` makes it supervise (``RayBackend.promote``).
     """
 
     PEEK = True
-    #: Seconds between looks for the cameras' actors by name.
-    REBIND_S = 2.0
-    _bound_at = 0.0
-    #: Set by ``promote``: this process supervises now, as a ``RayBackend``.
     leading = False
 
     def start(self) -> None:
-        self._round = threading.Lock()
         self._connected = connect(self.cluster, len(self.cameras))
         for cam in self.cameras.values():
             cam.follow = True
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-peek",
                                         daemon=True)  # fmt: skip
         self._poller.start()
-
-    def poll(self, wait: float = 0.0) -> None:
-        with self._round:
-            if not self.leading and time.monotonic() - self._bound_at >= self.REBIND_S:
-                self._bind()
-            super().poll(wait)
-
-    def promote(self) -> None:
-        """Supervise from now on (this process took the supervision lock,
-        ``vigil.cluster.leader``): what ``RayBackend.start`` does after connecting. The
-        camera groups running are adopted (a head that died left them recording), the
-        others ended or started; each handle drains its actor from what this replica had
-        seen, and hands a restarted actor the settings it followed."""
-        with self._round:
-            members = self._adopt_or_start()
-            for cam in self.cameras.values():
-                cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
-                cam.follow, cam.synced = False, None
-                cam.adopt_rules = cam.name in self.adopted
-            self.PEEK = False
-            self.leading = True
-        log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
-                    len(self.adopted))  # fmt: skip
-
-    def _bind(self) -> None:
-        """Each camera's handle to the actor hosting it now (none yet: the head has not
-        started it, and it shows as starting)."""
-        self._bound_at = time.monotonic()
-        try:
-            found = find_groups(self.cameras)
-        except Exception:  # the cluster's GCS unreachable for a moment: try again later
-            log.exception("the camera actors could not be listed")
-            return
-        for name, cam in self.cameras.items():
-            actor_name, member = found.get(name, (None, None))
-            if actor_name != cam.actor_name:
-                if actor_name is not None:
-                    log.info("%s: reached through %s", name, actor_name)
-                cam.actor, cam.actor_name, cam.pending = member, actor_name, None
-
-    def stop(self) -> None:
-        if self.leading:
-            super().stop()
-            return
-        self._stop.set()  # the cameras are the head's: nothing to ask them
-
-    def close(self, timeout: float) -> None:
-        import ray
-
-        if self.leading:
-            super().close(timeout)
-            return
-        self._stop.set()
-        if self._poller is not None:
-            self._poller.join(max(0.5, timeout))
-        if self._connected:
-            ray.shutdown()
-            self._connected = False
 
 
 def _named_actors(prefix: str) -> list[Any]:

@@ -9,6 +9,7 @@ here needs that connection.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -47,9 +48,10 @@ class ClusterHead:
     are the head's (found by name when a recording is asked for), never started or ended
     here."""
 
-    def __init__(self, config: VigilConfig, database_url: str) -> None:
+    def __init__(self, config: VigilConfig, database_url: str, *, replica: bool = False) -> None:
         self.config = config
-        self.replica = config.cluster.replica
+        #: Not supervising: a replica, or a head that found the supervision lock held.
+        self.replica = replica or config.cluster.replica
         self.retention = node_retention(config, database_url)
         self.data_dir = node_data_dir(Path(config.data_dir))
         self.media = ClusterMedia(self.data_dir, node_name(),
@@ -70,11 +72,27 @@ class ClusterHead:
         """This replica supervises now (``vigil.cluster.leader``): the media actors are its
         to keep (those of the head that died are ended and made again, with this
         process's retention)."""
+        if not self.replica:
+            return
         self.replica = False
+        self._stop = threading.Event()
         self.start()
 
+    def demote(self) -> None:
+        """This process no longer supervises (it lost the supervision lock): the watch for
+        new nodes ends; the media actors stay (they serve every API server, and the next
+        supervisor makes its own)."""
+        if self.replica:
+            return
+        self.replica = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
     def status(self) -> ClusterStatus:
-        return gather_status(timeout_s=self.config.cluster.call_timeout)
+        status = gather_status(timeout_s=self.config.cluster.call_timeout)
+        return dataclasses.replace(status, supervising=not self.replica)
 
     def stop(self) -> None:
         """End the watch and the media actors (detached: they would outlive the head)."""
@@ -128,5 +146,5 @@ class ClusterHead:
             self._ensure()
 
 
-def cluster_head(config: VigilConfig, db: Any) -> ClusterHead:
-    return ClusterHead(config, str(db.url))
+def cluster_head(config: VigilConfig, db: Any, *, replica: bool = False) -> ClusterHead:
+    return ClusterHead(config, str(db.url), replica=replica)

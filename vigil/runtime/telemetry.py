@@ -58,6 +58,9 @@ class RuntimeMetrics:
     mqtt: DeliveryHealth | None = None
     webhooks: DeliveryHealth | None = None
     store: DeliveryHealth | None = None
+    #: On a cluster: whether this server supervises (holds the supervision lock); None on
+    #: a single host.
+    supervising: bool | None = None
 
 
 class Telemetry:
