@@ -8,9 +8,10 @@ import sys
 import threading
 import time
 
-from tests.cluster.conftest import wait_for
+from tests.cluster.conftest import lock_holder, wait_for
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster.leader import Standby, SupervisionLock
+from vigil.store import Database
 
 _HOLDER = """
 import sys, time
@@ -99,8 +100,6 @@ def _terminate(url: str, pid: int) -> None:
     network cut does to the lock's connection): PostgreSQL releases its locks."""
     from sqlalchemy import text
 
-    from vigil.store import Database
-
     db = Database(url)
     try:
         with db.engine.connect() as connection:
@@ -122,6 +121,11 @@ def test_a_supervisor_whose_lock_connection_breaks_steps_down_then_takes_the_loc
         assert lock.try_acquire()  # the head: it supervises from the start
         first = lock.backend_pid
         assert first is not None
+        holder = Database(url)
+        try:
+            assert lock_holder(holder) == first, "pg_locks names the lock's backend"
+        finally:
+            holder.close()
         standby.start()
         time.sleep(0.5)
         assert calls == [], "the connection answers: nothing to do"
@@ -140,6 +144,7 @@ def test_a_supervisor_whose_lock_connection_breaks_steps_down_then_takes_the_loc
 _STANDBY = """
 import sys, time
 from vigil.cluster.leader import Standby, SupervisionLock
+from vigil.store import Database
 lock = SupervisionLock(sys.argv[1])
 standby = Standby(lock, 0.1, lambda: print("took", flush=True))
 standby.start()
