@@ -89,7 +89,9 @@ class FakeBackend:
     failovers: list[Any] = field(default_factory=list)
 
 
-def _handle(sinks: Sequence[EventSink] = ()) -> tuple[RayCamera, Heard, FakeActor]:
+def _handle(
+    sinks: Sequence[EventSink] = (), outbox_size: int = 2000
+) -> tuple[RayCamera, Heard, FakeActor]:
     """A head's handle of camera ``door``; with ``sinks``, its events go to them too, and
     their settling holds back its acknowledgements (as the ``Supervisor``'s FanoutSink)."""
     config = VigilConfig.model_validate({"detect": {"model": "motion"}, "cameras": {
@@ -106,7 +108,8 @@ def _handle(sinks: Sequence[EventSink] = ()) -> tuple[RayCamera, Heard, FakeActo
     hooks = BackendHooks(detectors={}, sink=fanout, counts=counts, on_counts=on_counts,
                          on_online=heard.on_online, recorders={},
                          queue_depth=lambda _camera: 0, delivery=fanout)  # fmt: skip
-    spec = CameraSpec(config, config.camera("door"), "postgresql://x@y/z", None)
+    spec = CameraSpec(config, config.camera("door"), "postgresql://x@y/z", None,
+                      outbox_size=outbox_size)  # fmt: skip
     camera = RayCamera(spec, FakeBackend(hooks))  # type: ignore[arg-type]
     actor = FakeActor()
     camera.actor = actor
@@ -242,3 +245,30 @@ def test_an_event_drained_but_not_published_goes_to_the_next_head() -> None:
     assert [e.id for e in heard_next.events] == ["e1"], "delivered again after the hand-over"
     assert following.acked == 1, "its sinks settle at once: acknowledged"
     assert box.after(following.acked) == ()
+
+
+@dataclass
+class Stuck:
+    """A settling sink that never settles (a broker down for good)."""
+
+    count: int = 0
+
+    def publish(self, event: Event) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+    def handed(self) -> int:
+        return self.count
+
+    def settled(self) -> int:
+        return 0
+
+
+def test_what_never_settles_is_held_back_no_further_than_the_outbox_keeps() -> None:
+    head, _, _ = _handle([Stuck()], outbox_size=2)
+    events = tuple((n, EventOut(_event(EventState.UPDATE))) for n in (1, 2, 3))
+    head.take(Drained("one", "node-1", "id1", _report(), events, 0))
+    assert (head.acked, head.seen) == (1, 3), "item 1 is gone from a 2-item outbox anyway"
+    assert len(head.unsettled) == 2

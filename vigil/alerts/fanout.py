@@ -64,11 +64,14 @@ class FanoutSink:
         return all(sink.settled() >= handed for sink, handed in mark)
 
     def publish(self, event: Event) -> None:
-        for index, sink in enumerate(self.sinks):
+        # The lists as they are now: ``add``/``remove`` replace them meanwhile.
+        sinks, failures = self.sinks, self.failures
+        for index, sink in enumerate(sinks):
             try:
                 sink.publish(event)
             except Exception:
-                self.failures[index] += 1
+                if index < len(failures):
+                    failures[index] += 1
                 log.exception(
                     "event sink %d (%s) failed on event %s; the other sinks still get it",
                     index,

@@ -349,6 +349,15 @@ class MqttSink:
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._inflight.append((ordinal, info))
         # Refused (paho's queue full): given up, so settled.
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget the confirmed messages at the front, and beyond paho's own bound the
+        oldest (given up): the list stays bounded where nobody asks ``settled``."""
+        while self._inflight and self._inflight[0][1].is_published():
+            self._inflight.popleft()
+        while len(self._inflight) > 2 * self.config.queue_size + 1000:
+            self._inflight.popleft()
 
     def _event_message(self, topic: str, payload: bytes) -> None:
         """Send one event message now, or queue it while disconnected (``self._lock`` held)."""
@@ -371,8 +380,7 @@ class MqttSink:
         with self._lock:
             if self._closed:
                 return self._ordinal  # nothing more will happen to them
-            while self._inflight and self._inflight[0][1].is_published():
-                self._inflight.popleft()
+            self._prune()
             waiting: list[int] = []
             if self._inflight:
                 waiting.append(self._inflight[0][0])

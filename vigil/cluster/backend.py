@@ -205,6 +205,10 @@ class RayCamera:
                               type(item).__name__)  # fmt: skip
             if delivery is not None and not self.follow:
                 self.unsettled.append((seq, delivery.mark()))
+        # Beyond the outbox's size, the oldest are gone from the actor anyway (it keeps the
+        # newest): held back no more, so that a sink down for good bounds this list.
+        while len(self.unsettled) > self.spec.outbox_size:
+            self.acked = self.unsettled.popleft()[0]
         self.settle()
         self._sync_settings(drained)
 
