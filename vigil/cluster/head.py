@@ -85,9 +85,15 @@ class ClusterHead:
         if self.replica:
             return
         self.replica = True
+        self._end_watch()
+
+    def _end_watch(self) -> None:
+        """Stop the watch and wait for a round in progress (it asks the nodes: it must be
+        over before this process disconnects from the cluster, or its Ray calls abort the
+        process); it ends at the next node."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5)
+            self._thread.join(2 * self.config.cluster.call_timeout + 5)
             self._thread = None
 
     def status(self) -> ClusterStatus:
@@ -96,9 +102,7 @@ class ClusterHead:
 
     def stop(self) -> None:
         """End the watch and the media actors (detached: they would outlive the head)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._end_watch()
         if self.replica:
             return  # the head's media actors serve the head and the other replicas on
         import ray
@@ -134,7 +138,8 @@ class ClusterHead:
 
     def _ensure(self) -> None:
         try:
-            handles = ensure_media_actors(self.config.data_dir, self.retention)
+            handles = ensure_media_actors(self.config.data_dir, self.retention,
+                                          stopped=self._stop.is_set)  # fmt: skip
         except Exception:  # a node lost meanwhile must not end the watch
             log.exception("media actors not (all) started; trying again in %.0f s",
                           NODE_WATCH_S)  # fmt: skip
