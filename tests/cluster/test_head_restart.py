@@ -432,15 +432,18 @@ def test_a_supervisor_whose_lock_connection_is_cut_steps_down_and_takes_over_aga
     actors; its metrics and cluster status say it supervises."""
     serve = story.serve
     assert serve is not None
+    serve.wait_for(lambda: "took over the cluster's supervision" in serve.output, TAKEOVER_S,
+                   "the take-over did not finish")  # fmt: skip
     actors = camera_actors(story.cluster.address)
     pid = lock_holder(story.db)
     assert pid is not None, "nobody holds the supervision lock"
-    took = serve.output.count("supervising the cluster's")
+    took = serve.output.count("took over the cluster's supervision")
     with story.db.engine.connect() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                  {"pid": pid}).scalar()  # fmt: skip
     serve.wait_for(lambda: "stepping down" in serve.output, 60, "the supervisor did not step down")
-    serve.wait_for(lambda: serve.output.count("supervising the cluster's") > took, TAKEOVER_S,
-                   "the lock was not taken again")  # fmt: skip
+    serve.wait_for(lambda: serve.output.count("took over the cluster's supervision") > took,
+                   TAKEOVER_S, "the lock was not taken again")  # fmt: skip
     assert lock_holder(story.db) not in (None, pid), "held again, on a new connection"
     assert camera_actors(story.cluster.address) == actors, "the same actors: none ended"
     serve.wait_for(lambda: _online(serve.base_url), 120, "cameras offline after the re-take")

@@ -59,13 +59,17 @@ class ClusterHead:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Media actors on the nodes there are now, and a watch for nodes that join."""
+    def start(self, *, wait: bool = True) -> None:
+        """Media actors on the nodes there are now, and a watch for nodes that join;
+        ``wait`` False: the first ones are started by the watch too (a take-over: the lock
+        watch must not wait for them)."""
         if self.replica:
             return
         self._end_left()
-        self._ensure()
-        self._thread = threading.Thread(target=self._watch, name="cluster-nodes", daemon=True)
+        if wait:
+            self._ensure()
+        self._thread = threading.Thread(target=self._watch, args=(not wait,),
+                                        name="cluster-nodes", daemon=True)  # fmt: skip
         self._thread.start()
 
     def promote(self) -> None:
@@ -76,7 +80,7 @@ class ClusterHead:
             return
         self.replica = False
         self._stop = threading.Event()
-        self.start()
+        self.start(wait=False)
 
     def demote(self) -> None:
         """This process no longer supervises (it lost the supervision lock): the watch for
@@ -146,7 +150,9 @@ class ClusterHead:
             return
         log.debug("media actors on %s", sorted(handles))
 
-    def _watch(self) -> None:
+    def _watch(self, now: bool = False) -> None:
+        if now:
+            self._ensure()
         while not self._stop.wait(NODE_WATCH_S):
             self._ensure()
 

@@ -158,7 +158,8 @@ class Standby:
         while not self._stop.wait(self.interval):
             if self.lock.try_acquire():
                 log.warning("took the supervision lock: this server supervises the cluster now")
-                _guarded(self.take_over, "taking over the cluster's supervision failed")
+                if _guarded(self.take_over, "taking over the cluster's supervision failed"):
+                    log.warning("took over the cluster's supervision; watching the lock")
                 return True
         return False
 
@@ -183,8 +184,11 @@ class Standby:
             self._thread.join(5)
 
 
-def _guarded(call: Callable[[], None], failed: str) -> None:
+def _guarded(call: Callable[[], None], failed: str) -> bool:
+    """``call()``; False when it raised (logged)."""
     try:
         call()
     except Exception:  # logged; the API serves on, and the standby keeps watching the lock
         log.exception(failed)
+        return False
+    return True
