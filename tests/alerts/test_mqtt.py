@@ -305,6 +305,36 @@ def test_reconnect_after_broker_restart_delivers_bounded_queue(
     sub.close()
 
 
+def _wait(check: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_settled_counts_only_what_the_broker_confirmed(restartable_broker: Broker) -> None:
+    """``handed``/``settled``: an event message waiting for the broker is not settled (a
+    cluster head does not acknowledge its camera's outbox item); confirmed, or dropped from
+    a full queue, it is."""
+    broker = restartable_broker
+    sink = sink_for(broker, prefix(), qos=1, queue_size=3)
+    try:
+        sink.publish(event(0))
+        assert sink.handed() == 2, "two topics"
+        _wait(lambda: sink.settled() == 2, "the broker's PUBACKs settle both")
+        broker.stop()
+        _wait(lambda: not sink.connected, "the sink sees the broker gone")
+        sink.publish(event(1))
+        sink.publish_counts("front door", COUNTS)  # a retained state: not counted
+        assert (sink.handed(), sink.settled()) == (4, 2)
+        sink.publish(event(2))  # five messages for a queue of three: the oldest two dropped
+        assert (sink.handed(), sink.settled()) == (6, 3), "a dropped one is given up"
+        broker.start()
+        _wait(lambda: sink.settled() == 6, "sent after the reconnection and confirmed")
+    finally:
+        sink.close()
+
+
 def test_unreachable_broker_never_blocks() -> None:
     cfg = MqttConfig(host="127.0.0.1", port=free_port(), queue_size=3)
     sink = MqttSink(cfg)

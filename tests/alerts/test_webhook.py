@@ -211,6 +211,38 @@ def test_publish_never_waits_and_queue_is_bounded(tmp_path: Path) -> None:
         sink.publish(event(9))
 
 
+def test_settled_counts_what_was_delivered_or_dead_lettered(tmp_path: Path) -> None:
+    """``handed``/``settled``: a delivery waiting, in flight or between retries is not
+    settled (a cluster head does not acknowledge its camera's outbox item); delivered, or
+    dead-lettered (replayable), it is."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def post(url: str, body: bytes, event_id: str, secret: str | bytes, timeout: float) -> Outcome:
+        calls.append(event_id)
+        if event_id == "cam-1":
+            release.wait(10)
+            return Outcome(ok=True)
+        return Outcome(ok=False, retry=False, error="410 gone")
+
+    sink = WebhookSink(config(["http://example.invalid/"], tmp_path), post=post)
+    try:
+        sink.publish(event(1))
+        sink.publish(event(2))
+        while not calls:  # the worker is on event 1
+            time.sleep(0.01)
+        assert (sink.handed(), sink.settled()) == (2, 0)
+        release.set()
+        deadline = time.monotonic() + 10
+        while sink.settled() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.settled() == 2, "one delivered, one dead-lettered"
+        assert [d["event_id"] for d in dead_letters(tmp_path)] == ["cam-2"]
+    finally:
+        release.set()
+        sink.close()
+
+
 def test_close_dead_letters_what_is_left(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/hook"
     cfg = config([url], tmp_path, backoff_initial_s=60, backoff_max_s=60, close_timeout_s=0.2)

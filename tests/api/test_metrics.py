@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import T0, Api
@@ -91,6 +92,22 @@ def test_runtime_counters_follow_the_callers_scope(api: Api) -> None:
     assert "vigil_webhook_connected" not in families  # webhooks have no standing connection
     assert families["vigil_uptime_seconds"][1][()] > 0
     assert promtool_complaints(reply.content) == ""
+
+
+@pytest.mark.parametrize("supervising", [True, False])
+def test_a_cluster_server_says_whether_it_supervises(api: Api, supervising: bool) -> None:
+    counters = RuntimeMetrics(started=T0, supervising=supervising)
+    api.runtime.metrics = lambda: counters  # type: ignore[attr-defined]
+    reply = api.login("val", Role.VIEWER, cameras=["front"]).get("/metrics")
+    families = _families(reply.text)
+    assert families["vigil_cluster_supervising"] == ("gauge", {(): float(supervising)})
+    assert promtool_complaints(reply.content) == ""
+
+
+def test_a_single_host_has_no_supervision_gauge(api: Api) -> None:
+    api.runtime.metrics = lambda: RuntimeMetrics(started=T0)  # type: ignore[attr-defined]
+    reply = api.login("val", Role.VIEWER, cameras=["front"]).get("/metrics")
+    assert "vigil_cluster_supervising" not in reply.text
 
 
 def test_segments_given_up_are_counted_in_metrics_and_health(api: Api) -> None:

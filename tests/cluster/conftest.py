@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 pytest.importorskip("sqlalchemy", reason="the server extra is not installed")
 
@@ -24,6 +25,7 @@ from tests.rtsp_relay import RtspRelay, require_tools
 from tests.store.conftest import (
     pg_server,  # noqa: F401  # the session's PostgreSQL server
 )
+from vigil.cluster.leader import SUPERVISION_LOCK
 from vigil.config.models import VigilConfig
 from vigil.ingest import Backoff
 from vigil.paths import shared_data_dir
@@ -167,3 +169,16 @@ def cluster_config(
         "cluster": {"address": address, "call_timeout": 20.0, **cluster},
         "cameras": entries,
     })  # fmt: skip
+
+
+def lock_holder(db: Any) -> int | None:
+    """The PostgreSQL backend holding the supervision lock in the story's database."""
+    query = text(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid)"
+    )
+    key = {"high": SUPERVISION_LOCK >> 32, "low": SUPERVISION_LOCK & 0xFFFF_FFFF}
+    with db.engine.connect() as connection:
+        pid = connection.execute(query, key).scalar()
+    return None if pid is None else int(pid)

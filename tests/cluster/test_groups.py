@@ -157,17 +157,23 @@ class _Cam:
     acked: int = 0
     pending: Any = None
     pending_since: float = 0.0
+    seen: int = -1
+
+    def __post_init__(self) -> None:
+        if self.seen < 0:
+            self.seen = self.acked
 
 
 def test_one_drain_a_poll_round_per_group_shared_by_its_cameras() -> None:
     group, alone = _Recorder("g"), _Recorder("a")
     cams = [_Cam("cam0", _Member(group, "cam0"), acked=3),
-            _Cam("cam1", _Member(group, "cam1"), acked=5),
+            _Cam("cam1", _Member(group, "cam1"), acked=5, seen=8),
             _Cam("cam2", alone, acked=1),
             _Cam("cam3", _Member(group, "cam3"), pending="in flight")]  # fmt: skip
     start_drains(cams, now=7.0)
     # cam3's drain is still in flight: not asked again; the others of its group are.
-    assert group.calls == [("drain_many", ({"cam0": 3, "cam1": 5},))]
+    # cam1's sinks have not taken all it has seen: acknowledged 5, sent from 8 on.
+    assert group.calls == [("drain_many", ({"cam0": 3, "cam1": (5, 8)},))]
     assert alone.calls == [("drain", (1,))]
     assert cams[0].pending == cams[1].pending == "g.drain_many#1"
     assert (cams[2].pending, cams[3].pending) == ("a.drain#1", "in flight")

@@ -12,6 +12,7 @@ The tests run in order on one cluster: each is a step of one story.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import subprocess
 import sys
@@ -25,9 +26,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from sqlalchemy import text
 
 from tests.alerts.alert_servers import Broker, Subscriber, free_port
-from tests.cluster.conftest import SEGMENT_S, start_relay
+from tests.cluster.conftest import SEGMENT_S, lock_holder, start_relay
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.rtsp_relay import require_tools
@@ -419,6 +421,74 @@ def test_a_replica_takes_over_from_a_head_killed_and_supervises(story: Story) ->
     replica.wait_for(handed, 180, "the restarted camera did not get the rules in force")
     replica.wait_for(lambda: _online(replica.base_url), 120, "cam0 did not come back online")
     story.serve = replica  # the server that supervises now
+
+
+def test_a_supervisor_whose_lock_connection_is_cut_steps_down_and_takes_over_again(
+    story: Story,
+) -> None:
+    """The supervision lock's connection cut on the server's side (``pg_terminate_backend``,
+    as a database restart does): the supervisor steps down at once, ending no camera, then
+    takes the lock again on a new connection (nobody else stands by) and adopts the same
+    actors; its metrics and cluster status say it supervises."""
+    serve = story.serve
+    assert serve is not None
+    serve.wait_for(lambda: "took over the cluster's supervision" in serve.output, TAKEOVER_S,
+                   "the take-over did not finish")  # fmt: skip
+    actors = camera_actors(story.cluster.address)
+    pid = lock_holder(story.db)
+    assert pid is not None, "nobody holds the supervision lock"
+    took = serve.output.count("took over the cluster's supervision")
+    with story.db.engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                  {"pid": pid}).scalar()  # fmt: skip
+    serve.wait_for(lambda: "stepping down" in serve.output, 60, "the supervisor did not step down")
+    serve.wait_for(lambda: serve.output.count("took over the cluster's supervision") > took,
+                   TAKEOVER_S, "the lock was not taken again")  # fmt: skip
+    assert lock_holder(story.db) not in (None, pid), "held again, on a new connection"
+    assert camera_actors(story.cluster.address) == actors, "the same actors: none ended"
+    serve.wait_for(lambda: _online(serve.base_url), 120, "cameras offline after the re-take")
+    with client(serve.base_url) as admin:
+        assert "vigil_cluster_supervising 1.0" in admin.get("/metrics").text
+        assert admin.get("/api/cluster").json()["cluster"]["supervising"] is True
+
+
+def _events_since(db: Database, since: float) -> list[str]:
+    with db.session() as session:
+        rows = EventRepo(session).list(EventFilter(), limit=10_000).items
+    return [r.id for r in rows if r.start > since]
+
+
+def test_an_event_drained_while_the_broker_is_down_reaches_it_through_the_next_head(
+    story: Story,
+) -> None:
+    """The broker down: the supervisor drains the cameras' events, and MQTT holds them. It
+    is killed (``-9``) before the broker comes back; the next head, with the broker up,
+    publishes them: the start of an event the dead one had drained arrives."""
+    serve = story.serve
+    assert serve is not None
+    story.broker.stop()
+    stopped = time.time()
+    serve.wait_for(lambda: bool(_events_since(story.db, stopped)), 300,
+                   "no event began while the broker was down")  # fmt: skip
+    time.sleep(3.0)  # a dozen drains: the supervisor has drained it
+    began = _events_since(story.db, stopped)
+    serve.process.kill()
+    serve.process.wait()
+    story.broker.start()
+    events = Subscriber(story.broker.port, ["vigil/events"])
+    try:
+        head = story.serve = story.start("head-4", fps=CHANGED)
+        head.wait_for(head.api_up, 300, "the API did not come up")
+        starts: set[str] = set()
+        deadline = time.monotonic() + 300
+        while not starts & set(began):
+            assert time.monotonic() < deadline, f"none of {began} started on MQTT: {starts}"
+            message = json.loads(events.take("vigil/events", 300).payload)
+            if message["state"] == "start":
+                starts.add(message["id"])
+    finally:
+        events.close()
+    print(f"\nstarted on MQTT after the hand-over: {sorted(starts & set(began))} of {began}")
 
 
 def test_a_clean_stop_ends_every_actor_and_closes_the_events(story: Story) -> None:

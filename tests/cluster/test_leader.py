@@ -8,9 +8,10 @@ import sys
 import threading
 import time
 
-from tests.cluster.conftest import wait_for
+from tests.cluster.conftest import lock_holder, wait_for
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster.leader import Standby, SupervisionLock
+from vigil.store import Database
 
 _HOLDER = """
 import sys, time
@@ -91,4 +92,99 @@ def test_a_take_over_that_fails_leaves_the_standby_running(pg_server: PgServer) 
         assert standby._thread.is_alive(), "it logs, and keeps watching the lock"
     finally:
         standby.stop()
+        lock.release()
+
+
+def _terminate(url: str, pid: int) -> None:
+    """Cut a backend's connection on the server's side (what a database restart or a
+    network cut does to the lock's connection): PostgreSQL releases its locks."""
+    from sqlalchemy import text
+
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_terminate_backend(:pid)"),
+                                      {"pid": pid}).scalar()  # fmt: skip
+    finally:
+        db.close()
+
+
+def test_a_supervisor_whose_lock_connection_breaks_steps_down_then_takes_the_lock_again(
+    pg_server: PgServer,
+) -> None:
+    url = new_pg_database(pg_server, migrated=False)
+    lock = SupervisionLock(url)
+    calls: list[str] = []
+    standby = Standby(lock, 0.2, lambda: calls.append("take over"),
+                      lambda: calls.append("step down"))  # fmt: skip
+    try:
+        assert lock.try_acquire()  # the head: it supervises from the start
+        first = lock.backend_pid
+        assert first is not None
+        holder = Database(url)
+        try:
+            assert lock_holder(holder) == first, "pg_locks names the lock's backend"
+        finally:
+            holder.close()
+        standby.start()
+        time.sleep(0.5)
+        assert calls == [], "the connection answers: nothing to do"
+        _terminate(url, first)
+        wait_for(lambda: calls == ["step down", "take over"], 60,
+                 "no step-down and re-take after the lock's connection broke")  # fmt: skip
+        assert lock.held
+        assert lock.backend_pid not in (None, first), "taken again on a new connection"
+        assert standby.step_downs == 1
+        assert standby._thread.is_alive()
+    finally:
+        standby.stop()
+        lock.release()
+
+
+_STANDBY = """
+import sys, time
+from vigil.cluster.leader import Standby, SupervisionLock
+from vigil.store import Database
+lock = SupervisionLock(sys.argv[1])
+standby = Standby(lock, 0.1, lambda: print("took", flush=True))
+standby.start()
+print("standing by", flush=True)
+time.sleep(600)
+"""
+
+
+def test_while_the_supervisor_is_down_another_process_takes_over_and_it_stays_a_replica(
+    pg_server: PgServer,
+) -> None:
+    url = new_pg_database(pg_server, migrated=False)
+    lock = SupervisionLock(url)
+    calls: list[str] = []
+    # This process looks at its lock every 1 s, the other tries every 0.1 s: the other
+    # gets the lock first once it is free.
+    standby = Standby(lock, 1.0, lambda: calls.append("take over"),
+                      lambda: calls.append("step down"))  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", _STANDBY, url], stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        assert other.stdout is not None
+        assert lock.try_acquire()
+        standby.start()
+        assert other.stdout.readline().strip() == "standing by"
+        pid = lock.backend_pid
+        assert pid is not None
+        _terminate(url, pid)
+        assert other.stdout.readline().strip() == "took", "the other process took over"
+        wait_for(lambda: calls == ["step down"], 60, "this process did not step down")
+        time.sleep(3.0)  # several of this standby's tries
+        assert calls == ["step down"], "the lock is the other's: this one stays a replica"
+        assert not lock.held
+        other.kill()  # the other one dies: this one takes over again
+        other.wait()
+        wait_for(lambda: calls == ["step down", "take over"], 60, "not taken back")
+        assert lock.held
+    finally:
+        standby.stop()
+        other.kill()
+        other.wait()
+        other.stdout.close()  # type: ignore[union-attr]
         lock.release()

@@ -3,13 +3,18 @@ bound, and what the handle does when an actor answers as a new incarnation."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.alerts.alert_servers import free_port
+from vigil.alerts.fanout import FanoutSink
+from vigil.alerts.mqtt import MqttSink
 from vigil.cluster.backend import RayCamera
 from vigil.cluster.camera import CameraSpec, Drained, EventOut, OnlineOut, _Outbox
+from vigil.config.alerts import MqttConfig
 from vigil.config.models import ClusterConfig, VigilConfig, ZoneConfig
+from vigil.events.sinks import EventSink
 from vigil.runtime.backend import BackendHooks
 from vigil.runtime.messages import CameraReport
 from vigil.runtime.view import CameraStatus
@@ -25,6 +30,17 @@ def test_the_outbox_keeps_what_was_not_acknowledged() -> None:
     assert [seq for seq, _ in box.after(0)] == [1, 2, 3], "an answer lost: sent again"
     assert [seq for seq, _ in box.after(2)] == [3]
     assert box.after(3) == ()
+
+
+def test_what_the_drainer_has_seen_is_kept_but_not_sent_again() -> None:
+    """A head whose sinks have not settled items 2 and 3 acknowledges 1 and has seen 3: the
+    actor keeps 2 and 3 (for the next head) and sends only what came after."""
+    box = _Outbox(10)
+    for online in (True, False, True, False):
+        box.put(OnlineOut(online))
+    assert [seq for seq, _ in box.after(1, 3)] == [4]
+    assert [seq for seq, _ in box.after(0)] == [2, 3, 4], "the next head gets them again"
+    assert [seq for seq, _ in box.after(3, 1)] == [4], "never below the acknowledgement"
 
 
 def test_a_full_outbox_drops_the_oldest_and_counts_them() -> None:
@@ -74,7 +90,11 @@ class FakeBackend:
     rebalanced: list[Any] = field(default_factory=list)
 
 
-def _handle() -> tuple[RayCamera, Heard, FakeActor]:
+def _handle(
+    sinks: Sequence[EventSink] = (), outbox_size: int = 2000
+) -> tuple[RayCamera, Heard, FakeActor]:
+    """A head's handle of camera ``door``; with ``sinks``, its events go to them too, and
+    their settling holds back its acknowledgements (as the ``Supervisor``'s FanoutSink)."""
     config = VigilConfig.model_validate({"detect": {"model": "motion"}, "cameras": {
         "door": {"sources": [{"url": "synthetic://?fps=10"}]}}})  # fmt: skip
     heard = Heard()
@@ -85,10 +105,12 @@ def _handle() -> tuple[RayCamera, Heard, FakeActor]:
     def on_counts(_camera: str, _counts: Mapping[str, Any]) -> None:
         pass
 
-    hooks = BackendHooks(detectors={}, sink=heard, counts=counts, on_counts=on_counts,
+    fanout = FanoutSink([heard, *sinks])
+    hooks = BackendHooks(detectors={}, sink=fanout, counts=counts, on_counts=on_counts,
                          on_online=heard.on_online, recorders={},
-                         queue_depth=lambda _camera: 0)  # fmt: skip
-    spec = CameraSpec(config, config.camera("door"), "postgresql://x@y/z", None)
+                         queue_depth=lambda _camera: 0, delivery=fanout)  # fmt: skip
+    spec = CameraSpec(config, config.camera("door"), "postgresql://x@y/z", None,
+                      outbox_size=outbox_size)  # fmt: skip
     camera = RayCamera(spec, FakeBackend(hooks))  # type: ignore[arg-type]
     actor = FakeActor()
     camera.actor = actor
@@ -229,3 +251,55 @@ def test_a_moved_camera_counts_a_move_not_a_restart_and_starts_with_the_rules_in
     assert [(f.before, f.after) for f in backend.failovers] == [("node-2", "node-3")]
     assert camera.restarts == 1
     assert heard.online[-1] is False
+
+
+def test_an_event_drained_but_not_published_goes_to_the_next_head() -> None:
+    """The head's MQTT broker is unreachable: the event waits in the sink's queue, so the
+    head does not acknowledge it; the head dies; the next one drains the outbox from the
+    start and gets the event again (and acknowledges it once its sinks have it)."""
+    box = _Outbox(10)
+    box.put(EventOut(_event(EventState.START)))
+    mqtt = MqttSink(MqttConfig(host="127.0.0.1", port=free_port()))
+    try:
+        head, heard, _ = _handle([mqtt])
+        head.take(Drained("one", "node-1", "id1", _report(), box.after(head.acked), 0))
+        assert [e.id for e in heard.events] == ["e1"]
+        assert mqtt.stats.queued == 2, "both topics' messages wait for the broker"
+        assert (head.acked, head.seen) == (0, 1), "seen, not acknowledged"
+        head.take(Drained("one", "node-1", "id1", _report(), box.after(head.acked, head.seen), 0))
+        assert [e.id for e in heard.events] == ["e1"], "not delivered twice to this head"
+        assert head.acked == 0
+    finally:
+        mqtt.close()  # the head dies: what its sink queued is gone with it
+    following, heard_next, _ = _handle()
+    following.take(Drained("one", "node-1", "id1", _report(), box.after(following.acked), 0))
+    assert [e.id for e in heard_next.events] == ["e1"], "delivered again after the hand-over"
+    assert following.acked == 1, "its sinks settle at once: acknowledged"
+    assert box.after(following.acked) == ()
+
+
+@dataclass
+class Stuck:
+    """A settling sink that never settles (a broker down for good)."""
+
+    count: int = 0
+
+    def publish(self, event: Event) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        pass
+
+    def handed(self) -> int:
+        return self.count
+
+    def settled(self) -> int:
+        return 0
+
+
+def test_what_never_settles_is_held_back_no_further_than_the_outbox_keeps() -> None:
+    head, _, _ = _handle([Stuck()], outbox_size=2)
+    events = tuple((n, EventOut(_event(EventState.UPDATE))) for n in (1, 2, 3))
+    head.take(Drained("one", "node-1", "id1", _report(), events, 0))
+    assert (head.acked, head.seen) == (1, 3), "item 1 is gone from a 2-item outbox anyway"
+    assert len(head.unsettled) == 2

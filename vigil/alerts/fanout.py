@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from vigil.events.sinks import EventSink
 from vigil.types import Event
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Settling(Protocol):
+    """A sink that holds what it was handed before it is delivered (MQTT while the broker is
+    down): ``handed`` counts the messages handed so far, ``settled`` says how many of the
+    first ones are settled (delivered, or given up for good: a full queue's oldest)."""
+
+    def handed(self) -> int: ...
+
+    def settled(self) -> int: ...
+
+
+#: What the settling sinks had been handed at one moment (``FanoutSink.mark``).
+Mark = tuple[tuple[Settling, int], ...]
 
 
 class FanoutSink:
@@ -30,12 +46,32 @@ class FanoutSink:
         self.failures = [*self.failures, *([0] * len(sinks))]
         self.sinks = [*self.sinks, *sinks]
 
+    def remove(self, sinks: Sequence[EventSink]) -> None:
+        """Publish no more to ``sinks`` (from any thread; closing them is the caller's)."""
+        kept = [(sink, n) for sink, n in zip(self.sinks, self.failures, strict=True)
+                if all(sink is not gone for gone in sinks)]  # fmt: skip
+        self.sinks = [sink for sink, _n in kept]
+        self.failures = [n for _sink, n in kept]
+
+    def mark(self) -> Mark:
+        """Where each settling sink stands now: ``is_settled(mark)`` says later whether all
+        it had been handed until now is settled (a cluster head acknowledges a camera's
+        outbox only that far: ``vigil.cluster.backend``)."""
+        return tuple((sink, sink.handed()) for sink in self.sinks if isinstance(sink, Settling))
+
+    @staticmethod
+    def is_settled(mark: Mark) -> bool:
+        return all(sink.settled() >= handed for sink, handed in mark)
+
     def publish(self, event: Event) -> None:
-        for index, sink in enumerate(self.sinks):
+        # The lists as they are now: ``add``/``remove`` replace them meanwhile.
+        sinks, failures = self.sinks, self.failures
+        for index, sink in enumerate(sinks):
             try:
                 sink.publish(event)
             except Exception:
-                self.failures[index] += 1
+                if index < len(failures):
+                    failures[index] += 1
                 log.exception(
                     "event sink %d (%s) failed on event %s; the other sinks still get it",
                     index,

@@ -177,7 +177,12 @@ class MqttSink:
         self._prefix = config.topic_prefix
         self._lock = threading.RLock()
         self._connected_event = threading.Event()
-        self._queue: deque[tuple[str, bytes]] = deque()
+        #: Event messages waiting for a connection: (topic, payload, ordinal).
+        self._queue: deque[tuple[str, bytes, int]] = deque()
+        #: Event messages handed so far (``handed``), and those sent and not yet confirmed
+        #: (``settled``): (ordinal, paho's message info), in the order sent.
+        self._ordinal = 0
+        self._inflight: deque[tuple[int, mqtt.MQTTMessageInfo]] = deque()
         self._online: dict[str, bool] = {}
         self._discovery: dict[str, bytes] = {}
         self._states: dict[str, bytes] = {}
@@ -336,8 +341,52 @@ class MqttSink:
         for topic, payload in self._states.items():
             self._send(topic, payload, retain=True)
         while self._queue and self._connected:
-            topic, payload = self._queue.popleft()
-            self._send(topic, payload, retain=False)
+            topic, payload, ordinal = self._queue.popleft()
+            self._send_event(topic, payload, ordinal)
+
+    def _send_event(self, topic: str, payload: bytes, ordinal: int) -> None:
+        info = self._send(topic, payload, retain=False)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._inflight.append((ordinal, info))
+        # Refused (paho's queue full): given up, so settled.
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget the confirmed messages at the front, and beyond paho's own bound the
+        oldest (given up): the list stays bounded where nobody asks ``settled``."""
+        while self._inflight and self._inflight[0][1].is_published():
+            self._inflight.popleft()
+        while len(self._inflight) > 2 * self.config.queue_size + 1000:
+            self._inflight.popleft()
+
+    def _event_message(self, topic: str, payload: bytes) -> None:
+        """Send one event message now, or queue it while disconnected (``self._lock`` held)."""
+        self._ordinal += 1
+        if self._connected:
+            self._send_event(topic, payload, self._ordinal)
+        else:
+            self._enqueue(topic, payload, self._ordinal)
+
+    def handed(self) -> int:
+        """Event messages (events, rule hits) handed to this sink so far."""
+        with self._lock:
+            return self._ordinal
+
+    def settled(self) -> int:
+        """How many of the first event messages handed are settled: confirmed by the broker
+        (QoS 1: its PUBACK; QoS 0: written to the connection), or given up (a full queue's
+        oldest, refused by paho). One waiting in the queue or unconfirmed stops the count,
+        however many after it are confirmed (``vigil.alerts.fanout.Settling``)."""
+        with self._lock:
+            if self._closed:
+                return self._ordinal  # nothing more will happen to them
+            self._prune()
+            waiting: list[int] = []
+            if self._inflight:
+                waiting.append(self._inflight[0][0])
+            if self._queue:
+                waiting.append(self._queue[0][2])
+            return min(waiting) - 1 if waiting else self._ordinal
 
     def _send(self, topic: str, payload: bytes, *, retain: bool) -> mqtt.MQTTMessageInfo:
         info = self._client.publish(topic, payload, qos=self.config.qos, retain=retain)
@@ -382,18 +431,15 @@ class MqttSink:
         with self._lock:
             self._check_open()
             for topic in topics:
-                if self._connected:
-                    self._send(topic, payload, retain=False)
-                else:
-                    self._enqueue(topic, payload)
+                self._event_message(topic, payload)
             self._track_open(event)
             self._set_states(self._activity_states(event.camera_id))
 
-    def _enqueue(self, topic: str, payload: bytes) -> None:
+    def _enqueue(self, topic: str, payload: bytes, ordinal: int) -> None:
         if len(self._queue) >= self.config.queue_size:
             self._queue.popleft()  # the oldest goes: recent events matter more to automations
             self._dropped += 1
-        self._queue.append((topic, payload))
+        self._queue.append((topic, payload, ordinal))
 
     def camera_online(self, camera: str, online: bool) -> None:
         """Set ``<prefix>/<camera>/availability`` (retained) to ``online`` or ``offline``."""
@@ -462,14 +508,15 @@ class MqttSink:
                 for topic, payload in configs.items():
                     self._send(topic, payload, retain=True)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Mark Vigil and its cameras offline, wait up to ``timeout`` s for the broker to
-        acknowledge, disconnect and stop the network thread. Idempotent."""
+    def close(self, timeout: float = 5.0, *, offline: bool = True) -> None:
+        """Mark Vigil and its cameras offline (unless ``offline`` is False: another Vigil
+        publishes for them now), wait up to ``timeout`` s for the broker to acknowledge,
+        disconnect and stop the network thread. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             infos: list[mqtt.MQTTMessageInfo] = []
-            if self._connected:
+            if self._connected and offline:
                 for camera in self._online:
                     infos.append(
                         self._send(self._camera_availability(camera), b"offline", retain=True)
@@ -520,10 +567,7 @@ class MqttSink:
         with self._lock:
             self._check_open()
             for topic, payload in messages:
-                if self._connected:
-                    self._send(topic, payload, retain=False)
-                else:
-                    self._enqueue(topic, payload)
+                self._event_message(topic, payload)
 
     def _hit_message(self, camera: str, hit: RuleEvent) -> tuple[str, bytes] | None:
         if hit.kind is RuleEventKind.CROSS and hit.direction is not None:

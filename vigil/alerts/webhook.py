@@ -210,6 +210,8 @@ class Delivery:
     body: bytes
     attempts: int = 0
     last_error: str = ""
+    #: Its place among the deliveries a sink was handed (``WebhookSink.settled``).
+    ordinal: int = 0
 
 
 class DeadLetterLog:
@@ -317,6 +319,10 @@ class WebhookSink:
         self._closing = False
         self._deadline = float("inf")
         self._stats = WebhookStats()
+        #: Deliveries handed so far, and the ordinals of those not yet settled (delivered or
+        #: dead-lettered): ``handed``/``settled``, ``vigil.alerts.fanout.Settling``.
+        self._handed = 0
+        self._open: set[int] = set()
         self._thread = threading.Thread(target=self._run, name="vigil-webhook", daemon=True)
         self._thread.start()
 
@@ -343,13 +349,38 @@ class WebhookSink:
                 raise VigilError("webhook sink is closed; publish events before close()")
             now = time.monotonic()
             for delivery in deliveries:
+                self._handed += 1
+                delivery.ordinal = self._handed
+                self._open.add(delivery.ordinal)
                 heapq.heappush(self._heap, _Scheduled(now, next(self._seq), delivery))
                 if len(self._heap) > self.config.queue_size:
                     dropped.append(self._drop_oldest())
             self._cond.notify()
         for delivery in dropped:
             delivery.last_error = "dropped: webhook queue full (receivers too slow or down)"
+            self._dead_letter(delivery)
+
+    def handed(self) -> int:
+        """Deliveries handed to this sink so far (one per URL and event)."""
+        with self._cond:
+            return self._handed
+
+    def settled(self) -> int:
+        """How many of the first deliveries handed are settled: delivered, or written to the
+        dead-letter log (from where they can be replayed). One waiting or being retried stops
+        the count."""
+        with self._cond:
+            return min(self._open) - 1 if self._open else self._handed
+
+    def _settle(self, delivery: Delivery) -> None:
+        with self._cond:
+            self._open.discard(delivery.ordinal)
+
+    def _dead_letter(self, delivery: Delivery) -> None:
+        try:
             self._dead.write(delivery)
+        finally:
+            self._settle(delivery)
 
     def _drop_oldest(self) -> Delivery:
         # The oldest by arrival (smallest seq), not the soonest due: it has waited longest.
@@ -386,10 +417,11 @@ class WebhookSink:
         if outcome.ok:
             with self._cond:
                 self._stats.delivered += 1
+                self._open.discard(delivery.ordinal)
             return
         delivery.last_error = outcome.error
         if not outcome.retry or delivery.attempts >= self.config.max_attempts:
-            self._dead.write(delivery)
+            self._dead_letter(delivery)
             return
         delay = _wait_for(self.config, outcome, delivery.attempts, self._rng)
         log.warning(
@@ -422,7 +454,7 @@ class WebhookSink:
             delivery.last_error = f"{delivery.last_error}; not delivered before shutdown".lstrip(
                 "; "
             )
-            self._dead.write(delivery)
+            self._dead_letter(delivery)
 
     def __enter__(self) -> WebhookSink:
         return self

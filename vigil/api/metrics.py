@@ -172,6 +172,12 @@ class _Scrape(Collector):
                 if sees(camera):
                     moves.add_metric([camera, kind], count)
             yield moves
+        if metrics.supervising is not None:
+            yield GaugeMetricFamily(
+                "vigil_cluster_supervising", "1 while this server supervises the cluster's "
+                "cameras (holds the supervision lock), 0 while it serves as an API replica",
+                value=1.0 if metrics.supervising else 0.0,
+            )  # fmt: skip
         if metrics.mqtt is not None:
             yield from _delivery(
                 "mqtt",

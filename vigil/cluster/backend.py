@@ -64,6 +64,7 @@ from vigil.cluster.group import (
     CameraGroup,
     _Member,
     adopt_groups,
+    drain_args,
     drained_for,
     find_groups,
     group_actor_name,
@@ -179,7 +180,13 @@ class RayCamera:
         self.incarnations = 0
         self.node: str | None = None
         self.node_id: str | None = None
+        #: The outbox's sequence numbers: ``seen``, the last item delivered to the sinks;
+        #: ``acked``, the last one they have all settled (MQTT's broker confirmed it), which
+        #: the actor may drop. A head that dies leaves the items after ``acked`` to the next.
         self.acked = 0
+        self.seen = 0
+        #: ``(seq, mark)`` of the items delivered and not yet settled, in order.
+        self.unsettled: deque[tuple[int, Any]] = deque()
         self.pending: Any = None  # the drain in flight (an ObjectRef)
         self.pending_since = 0.0
         self.report_: CameraReport | None = None
@@ -225,16 +232,33 @@ class RayCamera:
             self.latencies.extend(drained.report.latencies)
             if drained.report.status.last_frame_time is not None:
                 self.last_frame_time = drained.report.status.last_frame_time
+        delivery = hooks.delivery
         for seq, item in drained.items:
-            if seq <= self.acked:
-                continue  # delivered already; the actor drops it at the next drain
-            self.acked = seq
+            if seq <= self.seen:
+                continue  # delivered already; the actor drops it once it is settled
+            self.seen = seq
             try:
                 self._deliver(item, hooks)
             except Exception:  # one failing sink must not stop the others' delivery
                 log.exception("%s: %s from the camera actor not delivered", self.name,
                               type(item).__name__)  # fmt: skip
+            if delivery is not None and not self.follow:
+                self.unsettled.append((seq, delivery.mark()))
+        # Beyond the outbox's size, the oldest are gone from the actor anyway (it keeps the
+        # newest): held back no more, so that a sink down for good bounds this list.
+        while len(self.unsettled) > self.spec.outbox_size:
+            self.acked = self.unsettled.popleft()[0]
+        self.settle()
         self._sync_settings(drained)
+
+    def settle(self) -> None:
+        """Move ``acked`` up to the last item the sinks have settled (in order: one that
+        is not stops the count, so a later drainer gets it and all after it again)."""
+        delivery = self._backend.hooks.delivery
+        while self.unsettled and (delivery is None or delivery.is_settled(self.unsettled[0][1])):
+            self.acked = self.unsettled.popleft()[0]
+        if not self.unsettled and not self.follow:
+            self.acked = self.seen
 
     def _deliver(self, item: object, hooks: BackendHooks) -> None:
         match item:
@@ -264,7 +288,8 @@ class RayCamera:
         before = self.node
         self.incarnations += 1
         self.incarnation = drained.incarnation
-        self.acked = 0
+        self.acked = self.seen = 0
+        self.unsettled.clear()
         if self.incarnations > 1 and self.moved_from is not None:
             gone = time.monotonic() - self.move_started
             self.moves += 1
@@ -542,7 +567,8 @@ class RayBackend:
             self.cameras[camera.name] = RayCamera(spec, self)
         self.failovers: list[Failover] = []
         self.rebalanced: list[Rebalanced] = []
-        #: Held by a poll round, and by a move while it changes its cameras' handles.
+        #: Held by a poll round, a promotion or a step-down, and by a move while it changes
+        #: its cameras' handles (re-entrant: a move's last drain is taken inside it).
         self._round = threading.RLock()
         #: A move's new group before its cameras' handles reach it (``close`` ends it).
         self._standby: Any = None
@@ -556,6 +582,12 @@ class RayBackend:
 
     #: Look at the outboxes without acknowledging (an API replica's backend).
     PEEK: bool = False
+    #: This process supervises (drains, acknowledges, hands settings, stops the cameras);
+    #: False on an API replica, and on a head that lost the supervision lock (``demote``).
+    leading: bool = True
+    #: Seconds between looks for the cameras' actors by name while not leading.
+    REBIND_S = 2.0
+    _bound_at = 0.0
 
     @property
     def kind(self) -> BackendKind:
@@ -591,7 +623,10 @@ class RayBackend:
         self._start_rebalancing()
 
     def _start_rebalancing(self) -> None:
-        if self.cluster.rebalance:
+        """The rebalancing thread, once (a step-down leaves it idle; ``promote`` after a
+        step-down finds it running)."""
+        running = self._rebalancer is not None and self._rebalancer.is_alive()
+        if self.cluster.rebalance and not running:
             self._rebalancer = threading.Thread(target=self._rebalance_loop,
                                                 name="vigil-rebalance", daemon=True)  # fmt: skip
             self._rebalancer.start()
@@ -621,9 +656,11 @@ class RayBackend:
             self.poll()
 
     def poll(self, wait: float = 0.0) -> None:
-        """One round: start a drain for every camera without one in flight, take the
-        answers that are there (waiting up to ``wait`` s)."""
+        """One round: start a drain (a peek while not leading) for every camera without one
+        in flight, take the answers that are there (waiting up to ``wait`` s)."""
         with self._round:
+            if not self.leading and time.monotonic() - self._bound_at >= self.REBIND_S:
+                self._bind()
             self._poll(wait)
 
     def _poll(self, wait: float) -> None:
@@ -658,6 +695,8 @@ class RayBackend:
     def _rebalance_loop(self) -> None:
         seen: dict[str, float] = {}
         while not self._stop.wait(self.cluster.rebalance_interval):
+            if not self.leading:
+                continue  # stepped down (the supervision lock lost): moves are the supervisor's
             try:
                 self.rebalance_step(seen)
             except Exception:  # a node lost meanwhile, the GCS slow: try at the next step
@@ -767,7 +806,7 @@ class RayBackend:
         stops = [old.call.remote(c.name, "stop") for c in cams]
         ray.wait(stops, num_returns=len(stops), timeout=MOVE_STOP_S)
         try:
-            last = ray.get(old.drain_many.remote({c.name: c.acked for c in cams}),
+            last = ray.get(old.drain_many.remote({c.name: drain_args(c) for c in cams}),
                            timeout=self.cluster.call_timeout)  # fmt: skip
         except Exception as exc:  # its events are ended for the sinks by close_orphans
             log.warning("rebalancing: the last drain of %s failed (%s)",
@@ -788,8 +827,11 @@ class RayBackend:
     # -- stop ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask every actor to close its events and end its session; returns at once."""
+        """Ask every actor to close its events and end its session; returns at once. Not
+        leading: nothing (the cameras are the supervisor's)."""
         self._stop.set()
+        if not self.leading:
+            return
         for cam in self.cameras.values():
             if cam.actor is not None:
                 self._stops.append(cam.actor.stop.remote())
@@ -799,6 +841,9 @@ class RayBackend:
         closed), then kill the actors and the nodes' detectors."""
         import ray
 
+        if not self.leading:
+            self._disconnect(timeout)
+            return
         if not self._stop.is_set():
             self.stop()
         deadline = time.monotonic() + timeout
@@ -825,6 +870,73 @@ class RayBackend:
                     kill_group(cam.actor)
                 cam.actor = None
         self._kill_detectors()
+        if self._connected:
+            ray.shutdown()
+            self._connected = False
+
+    # -- who supervises ------------------------------------------------------------------------
+
+    def promote(self) -> None:
+        """Supervise from now on (this process took the supervision lock,
+        ``vigil.cluster.leader``): what ``RayBackend.start`` does after connecting. The
+        camera groups running are adopted (a head that died left them recording), the
+        others ended or started; each handle drains its actor from its last acknowledged
+        item, so what the previous supervisor had not settled reaches this one's sinks
+        (again, for the live feed of a replica that peeked it), and hands a restarted actor
+        the settings it followed."""
+        with self._round:
+            if self.leading:
+                return
+            members = self._adopt_or_start()
+            for cam in self.cameras.values():
+                cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
+                cam.follow, cam.synced = False, None
+                cam.adopt_rules = cam.name in self.adopted
+                cam.seen = cam.acked
+                cam.unsettled.clear()
+            self.PEEK = False
+            self.leading = True
+        self._start_rebalancing()
+        log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
+                    len(self.adopted))  # fmt: skip
+
+    def demote(self) -> None:
+        """Stop supervising at once (the supervision lock was lost: another process may
+        supervise now) and go on as an API replica: peek instead of drain (acknowledge
+        nothing more), follow the actors' settings, look the actors up by name. Ends and
+        starts nothing: the camera actors are detached and run on."""
+        with self._round:
+            if not self.leading:
+                return
+            self.leading, self.PEEK, self._bound_at = False, True, 0.0
+            for cam in self.cameras.values():
+                cam.follow, cam.pending, cam.actor_name = True, None, None
+                cam.unsettled.clear()
+        log.warning("no longer supervising the cluster's cameras: serving as an API replica")
+
+    def _bind(self) -> None:
+        """Each camera's handle to the actor hosting it now (none yet: the head has not
+        started it, and it shows as starting)."""
+        self._bound_at = time.monotonic()
+        try:
+            found = find_groups(self.cameras)
+        except Exception:  # the cluster's GCS unreachable for a moment: try again later
+            log.exception("the camera actors could not be listed")
+            return
+        for name, cam in self.cameras.items():
+            actor_name, member = found.get(name, (None, None))
+            if actor_name != cam.actor_name:
+                if actor_name is not None:
+                    log.info("%s: reached through %s", name, actor_name)
+                cam.actor, cam.actor_name, cam.pending = member, actor_name, None
+
+    def _disconnect(self, timeout: float) -> None:
+        """A replica's close: the poll thread ends, the cluster connection too."""
+        import ray
+
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(max(0.5, timeout))
         if self._connected:
             ray.shutdown()
             self._connected = False
@@ -876,18 +988,14 @@ class ReplicaBackend(RayBackend):
     reached by name, placed, supervised and stopped by nobody here.
 
     Its handles are ``RayCamera``\\ s that peek instead of drain (``CameraActor.peek``: the
-    head alone acknowledges the outboxes) and follow the actors' rules and switches; their
-    calls (live frames, tracks, counts, rule and switch changes) go to the actors as the
-    head's do. Every ``REBIND_S`` it looks the actors up again by camera name: a head that
-    started since may have replaced a group (new settings). ``close`` ends nothing on the
-    cluster, it disconnects.
+    supervisor alone acknowledges the outboxes) and follow the actors' rules and switches;
+    their calls (live frames, tracks, counts, rule and switch changes) go to the actors as
+    the head's do. Every ``REBIND_S`` it looks the actors up again by camera name: a head
+    that started since may have replaced a group (new settings). ``close`` ends nothing on
+    the cluster, it disconnects. ``promote`` makes it supervise (``RayBackend.promote``).
     """
 
     PEEK = True
-    #: Seconds between looks for the cameras' actors by name.
-    REBIND_S = 2.0
-    _bound_at = 0.0
-    #: Set by ``promote``: this process supervises now, as a ``RayBackend``.
     leading = False
 
     def start(self) -> None:
@@ -897,65 +1005,6 @@ class ReplicaBackend(RayBackend):
         self._poller = threading.Thread(target=self._poll_loop, name="vigil-ray-peek",
                                         daemon=True)  # fmt: skip
         self._poller.start()
-
-    def poll(self, wait: float = 0.0) -> None:
-        with self._round:
-            if not self.leading and time.monotonic() - self._bound_at >= self.REBIND_S:
-                self._bind()
-            super().poll(wait)
-
-    def promote(self) -> None:
-        """Supervise from now on (this process took the supervision lock,
-        ``vigil.cluster.leader``): what ``RayBackend.start`` does after connecting. The
-        camera groups running are adopted (a head that died left them recording), the
-        others ended or started; each handle drains its actor from what this replica had
-        seen, and hands a restarted actor the settings it followed."""
-        with self._round:
-            members = self._adopt_or_start()
-            for cam in self.cameras.values():
-                cam.actor, cam.actor_name, cam.pending = members[cam.name], None, None
-                cam.follow, cam.synced = False, None
-                cam.adopt_rules = cam.name in self.adopted
-            self.PEEK = False
-            self.leading = True
-        self._start_rebalancing()
-        log.warning("supervising the cluster's %d camera(s), %d adopted", len(self.cameras),
-                    len(self.adopted))  # fmt: skip
-
-    def _bind(self) -> None:
-        """Each camera's handle to the actor hosting it now (none yet: the head has not
-        started it, and it shows as starting)."""
-        self._bound_at = time.monotonic()
-        try:
-            found = find_groups(self.cameras)
-        except Exception:  # the cluster's GCS unreachable for a moment: try again later
-            log.exception("the camera actors could not be listed")
-            return
-        for name, cam in self.cameras.items():
-            actor_name, member = found.get(name, (None, None))
-            if actor_name != cam.actor_name:
-                if actor_name is not None:
-                    log.info("%s: reached through %s", name, actor_name)
-                cam.actor, cam.actor_name, cam.pending = member, actor_name, None
-
-    def stop(self) -> None:
-        if self.leading:
-            super().stop()
-            return
-        self._stop.set()  # the cameras are the head's: nothing to ask them
-
-    def close(self, timeout: float) -> None:
-        import ray
-
-        if self.leading:
-            super().close(timeout)
-            return
-        self._stop.set()
-        if self._poller is not None:
-            self._poller.join(max(0.5, timeout))
-        if self._connected:
-            ray.shutdown()
-            self._connected = False
 
 
 def _named_actors(prefix: str) -> list[Any]:

@@ -18,9 +18,12 @@ itself opens a database connection only at (re)start (to register its camera and
 events left open, below) and closes it at once. What the head still needs (events for MQTT,
 webhooks and the live WebSocket; rule hits for metrics and MQTT; availability and counts
 changes) waits in a bounded *outbox* that the head drains: each item
-has a sequence number, and ``drain(after)`` drops what the head acknowledged and returns the
-rest, so a drain whose answer got lost loses nothing. An outbox the head does not drain keeps
-only the newest items (``outbox_size``): everything that matters is in the database already.
+has a sequence number, and ``drain(after, seen)`` drops what the head acknowledged and returns
+what it has not had yet, so a drain whose answer got lost loses nothing. The head acknowledges
+an item only once its sinks have taken it for good (``Delivery``: MQTT's broker confirmed it),
+so a head that dies between a drain and the publish leaves the item for the next head. An
+outbox the head does not drain keeps only the newest items (``outbox_size``): everything
+that matters is in the database already.
 
 On every (re)start, which on a node failure happens on another node, the actor first closes
 the events its camera left open at their last update (``EventRepo.close_dangling``: the
@@ -155,12 +158,15 @@ class _Outbox:
             self._seq += 1
             self._items.append((self._seq, item))
 
-    def after(self, seq: int) -> tuple[tuple[int, OutItem], ...]:
-        """Drop what is acknowledged (``<= seq``) and return the rest."""
+    def after(self, seq: int, seen: int | None = None) -> tuple[tuple[int, OutItem], ...]:
+        """Drop what is acknowledged (``<= seq``) and return the rest after ``seen`` (the
+        drainer has had those up to it, but its sinks have not all taken them yet: kept, for
+        a drainer that follows it, unsent to this one)."""
+        start = seq if seen is None else max(seq, seen)
         with self._lock:
             while self._items and self._items[0][0] <= seq:
                 self._items.popleft()
-            return tuple(self._items)
+            return tuple(item for item in self._items if item[0] > start)
 
     def since(self, seq: int) -> tuple[tuple[int, OutItem], ...]:
         """The items after ``seq``, dropping nothing (an API replica's look: only the head
@@ -336,10 +342,10 @@ class CameraActor:
 
     # -- what the head calls --------------------------------------------------------------------
 
-    def drain(self, after: int) -> Drained:
-        """The report and the outbox items after sequence number ``after`` (acknowledging
-        those up to it)."""
-        return self._drained(self.outbox.after(after), latencies=True)
+    def drain(self, after: int, seen: int | None = None) -> Drained:
+        """The report and the outbox items after sequence number ``seen`` (default
+        ``after``), acknowledging those up to ``after``."""
+        return self._drained(self.outbox.after(after, seen), latencies=True)
 
     def peek(self, after: int) -> Drained:
         """``drain`` for an API replica (``vigil serve --replica``): the outbox items after

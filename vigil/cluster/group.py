@@ -222,11 +222,12 @@ class CameraGroup:
             raise ValueError(f"{method!r} is not a camera call; one of {sorted(CALLS)}")
         return getattr(self.cameras[camera], method)(*args)
 
-    def drain_many(self, acks: Mapping[str, int]) -> dict[str, Any]:
-        """``drain(after)`` of each camera in ``acks`` (camera -> acknowledged sequence
-        number): one call a poll round for the whole group, not one per camera."""
+    def drain_many(self, acks: Mapping[str, int | tuple[int, int]]) -> dict[str, Any]:
+        """``drain(after, seen)`` of each camera in ``acks`` (camera -> acknowledged sequence
+        number, or ``(acknowledged, seen)``): one call a poll round for the whole group, not
+        one per camera."""
         self.activate()  # a move's group whose head died before activating it
-        return {camera: self.cameras[camera].drain(after) for camera, after in acks.items()}
+        return {camera: self.cameras[camera].drain(*_pair(ack)) for camera, ack in acks.items()}
 
     def peek_many(self, seen: Mapping[str, int]) -> dict[str, Any]:
         """``peek(after)`` of each camera in ``seen``: ``drain_many`` for an API replica,
@@ -286,6 +287,16 @@ class _Member:
         return _Call(self.group, self.camera, method)
 
 
+def _pair(ack: int | tuple[int, int]) -> tuple[int, int]:
+    return (ack, ack) if isinstance(ack, int) else ack
+
+
+def drain_args(cam: Any) -> int | tuple[int, int]:
+    """What a drain of ``cam`` (a ``RayCamera``) sends: its acknowledged sequence number,
+    with the one it has seen when that is further (its sinks have not taken all yet)."""
+    return cam.acked if cam.seen == cam.acked else (cam.acked, cam.seen)
+
+
 def start_drains(cameras: Iterable[Any], now: float, *, peek: bool = False) -> None:
     """Start a drain for each ``RayCamera`` of ``cameras`` without one in flight: one
     ``drain_many`` per group for its cameras (they share its answer, ``drained_for`` picks
@@ -298,11 +309,15 @@ def start_drains(cameras: Iterable[Any], now: float, *, peek: bool = False) -> N
         if isinstance(cam.actor, _Member):
             groups.setdefault(id(cam.actor.group), (cam.actor.group, []))[1].append(cam)
         else:
+            ack = drain_args(cam)
+            args = (cam.seen,) if peek else (ack,) if isinstance(ack, int) else ack
             call = cam.actor.peek if peek else cam.actor.drain
-            cam.pending, cam.pending_since = call.remote(cam.acked), now
+            cam.pending, cam.pending_since = call.remote(*args), now
     for group, members in groups.values():
-        many = group.peek_many if peek else group.drain_many
-        ref = many.remote({cam.name: cam.acked for cam in members})
+        if peek:
+            ref = group.peek_many.remote({cam.name: cam.seen for cam in members})
+        else:
+            ref = group.drain_many.remote({cam.name: drain_args(cam) for cam in members})
         for cam in members:
             cam.pending, cam.pending_since = ref, now
 

@@ -9,6 +9,7 @@ here needs that connection.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -47,9 +48,10 @@ class ClusterHead:
     are the head's (found by name when a recording is asked for), never started or ended
     here."""
 
-    def __init__(self, config: VigilConfig, database_url: str) -> None:
+    def __init__(self, config: VigilConfig, database_url: str, *, replica: bool = False) -> None:
         self.config = config
-        self.replica = config.cluster.replica
+        #: Not supervising: a replica, or a head that found the supervision lock held.
+        self.replica = replica or config.cluster.replica
         self.retention = node_retention(config, database_url)
         self.data_dir = node_data_dir(Path(config.data_dir))
         self.media = ClusterMedia(self.data_dir, node_name(),
@@ -57,30 +59,54 @@ class ClusterHead:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Media actors on the nodes there are now, and a watch for nodes that join."""
+    def start(self, *, wait: bool = True) -> None:
+        """Media actors on the nodes there are now, and a watch for nodes that join;
+        ``wait`` False: the first ones are started by the watch too (a take-over: the lock
+        watch must not wait for them)."""
         if self.replica:
             return
         self._end_left()
-        self._ensure()
-        self._thread = threading.Thread(target=self._watch, name="cluster-nodes", daemon=True)
+        if wait:
+            self._ensure()
+        self._thread = threading.Thread(target=self._watch, args=(not wait,),
+                                        name="cluster-nodes", daemon=True)  # fmt: skip
         self._thread.start()
 
     def promote(self) -> None:
         """This replica supervises now (``vigil.cluster.leader``): the media actors are its
         to keep (those of the head that died are ended and made again, with this
         process's retention)."""
+        if not self.replica:
+            return
         self.replica = False
-        self.start()
+        self._stop = threading.Event()
+        self.start(wait=False)
+
+    def demote(self) -> None:
+        """This process no longer supervises (it lost the supervision lock): the watch for
+        new nodes ends; the media actors stay (they serve every API server, and the next
+        supervisor makes its own)."""
+        if self.replica:
+            return
+        self.replica = True
+        self._end_watch()
+
+    def _end_watch(self) -> None:
+        """Stop the watch and wait for a round in progress (it asks the nodes: it must be
+        over before this process disconnects from the cluster, or its Ray calls abort the
+        process); it ends at the next node."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2 * self.config.cluster.call_timeout + 5)
+            self._thread = None
 
     def status(self) -> ClusterStatus:
-        return gather_status(timeout_s=self.config.cluster.call_timeout)
+        status = gather_status(timeout_s=self.config.cluster.call_timeout)
+        return dataclasses.replace(status, supervising=not self.replica)
 
     def stop(self) -> None:
         """End the watch and the media actors (detached: they would outlive the head)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        self._end_watch()
         if self.replica:
             return  # the head's media actors serve the head and the other replicas on
         import ray
@@ -116,17 +142,20 @@ class ClusterHead:
 
     def _ensure(self) -> None:
         try:
-            handles = ensure_media_actors(self.config.data_dir, self.retention)
+            handles = ensure_media_actors(self.config.data_dir, self.retention,
+                                          stopped=self._stop.is_set)  # fmt: skip
         except Exception:  # a node lost meanwhile must not end the watch
             log.exception("media actors not (all) started; trying again in %.0f s",
                           NODE_WATCH_S)  # fmt: skip
             return
         log.debug("media actors on %s", sorted(handles))
 
-    def _watch(self) -> None:
+    def _watch(self, now: bool = False) -> None:
+        if now:
+            self._ensure()
         while not self._stop.wait(NODE_WATCH_S):
             self._ensure()
 
 
-def cluster_head(config: VigilConfig, db: Any) -> ClusterHead:
-    return ClusterHead(config, str(db.url))
+def cluster_head(config: VigilConfig, db: Any, *, replica: bool = False) -> ClusterHead:
+    return ClusterHead(config, str(db.url), replica=replica)

@@ -13,7 +13,14 @@ releases a session lock when its connection ends, which for a process killed (``
 crash, its machine lost) is when the server sees the connection close: at once for a
 process that died on a machine that still runs (its kernel closes the socket), after TCP
 keepalive gives up for a machine gone. The standby that gets it takes over
-(``ReplicaBackend.promote``: it adopts the running camera actors, as a head that starts does).
+(``RayBackend.promote``: it adopts the running camera actors, as a head that starts does).
+
+The lock's connection can also break under a process that lives on (the database restarted,
+a network cut, an administrator's ``pg_terminate_backend``): PostgreSQL has released the lock
+then, and another process may have taken it. The supervising process sees it within
+``takeover_interval`` (``SupervisionLock.alive``) and steps down (``RayBackend.demote``: it
+drains, acknowledges, publishes and places nothing more, and keeps serving the API as a
+replica; the camera actors run on), then stands by like any replica.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ class SupervisionLock:
         self._db = Database(database_url)
         self._connection: Any = None
         self.held = False
+        #: The PostgreSQL backend process of the lock's connection (``pg_backend_pid``),
+        #: while held: what ``pg_terminate_backend`` would end.
+        self.backend_pid: int | None = None
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; True when this process holds it (now or
@@ -52,14 +62,16 @@ class SupervisionLock:
                 self._connection = self._db.engine.connect().execution_options(
                     isolation_level="AUTOCOMMIT"
                 )
-            got = self._connection.execute(
-                text("SELECT pg_try_advisory_lock(:key)"), {"key": SUPERVISION_LOCK}
-            ).scalar()
+            got, pid = self._connection.execute(
+                text("SELECT pg_try_advisory_lock(:key), pg_backend_pid()"),
+                {"key": SUPERVISION_LOCK},
+            ).one()
         except Exception as exc:  # the database down: try again later, on a new connection
             log.warning("supervision lock not checked (%s: %s)", type(exc).__name__, exc)
             self._drop()
             return False
         self.held = bool(got)
+        self.backend_pid = int(pid) if self.held else None
         return self.held
 
     def alive(self) -> bool:
@@ -75,6 +87,11 @@ class SupervisionLock:
             return False
         return True
 
+    def lost(self) -> None:
+        """The lock's connection broke: it is closed, and the lock no longer held (the
+        next ``try_acquire`` opens a new connection)."""
+        self._drop()
+
     def _drop(self) -> None:
         """Close the lock's connection for good (never back into the pool, where it would
         hold the lock on)."""
@@ -86,6 +103,7 @@ class SupervisionLock:
                 log.debug("supervision lock connection not closed cleanly", exc_info=True)
         self._connection = None
         self.held = False
+        self.backend_pid = None
 
     def release(self) -> None:
         """Let the lock go: unlocked first, so that another process can take it as soon as
@@ -104,14 +122,21 @@ class SupervisionLock:
 
 
 class Standby:
-    """Tries the lock every ``interval`` s until it gets it, then calls ``take_over`` once
-    (in its thread); while this process supervises, checks that the lock's connection still
-    answers, and says so in the log when it does not (another process may supervise too
-    then: the database was restarted or unreachable)."""
+    """Tries the lock every ``interval`` s until it gets it, then calls ``take_over`` (in
+    its thread); while this process supervises, checks every ``interval`` s that the lock's
+    connection still answers. When it does not (the database restarted, the connection was
+    cut: PostgreSQL released the lock, and another process may take it), it calls
+    ``step_down`` at once, so that two processes never supervise for longer than that, and
+    stands by again: it re-takes the lock on a new connection when nobody else holds it,
+    and ``take_over`` runs again. A failing ``take_over`` or ``step_down`` is logged; the
+    watch goes on."""
 
-    def __init__(self, lock: SupervisionLock, interval: float,
-                 take_over: Callable[[], None]) -> None:  # fmt: skip
+    def __init__(self, lock: SupervisionLock, interval: float, take_over: Callable[[], None],
+                 step_down: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.lock, self.interval, self.take_over = lock, interval, take_over
+        self.step_down = step_down
+        #: Times this process stepped down (lost the lock while it supervised).
+        self.step_downs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vigil-standby", daemon=True)
 
@@ -119,21 +144,51 @@ class Standby:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self.lock.held and not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            if not self.lock.held and not self._acquire():
+                return  # stopped
+            self._watch()
+            if self._stop.is_set():
+                return
+            self._lost()
+
+    def _acquire(self) -> bool:
+        """Try the lock every ``interval`` s until it is taken (then take over: True) or
+        the standby stops (False)."""
+        while not self._stop.wait(self.interval):
             if self.lock.try_acquire():
                 log.warning("took the supervision lock: this server supervises the cluster now")
-                try:
-                    self.take_over()
-                except Exception:  # logged; the API serves on, as a replica would
-                    log.exception("taking over the cluster's supervision failed")
-        warned = False
+                if _guarded(self.take_over, "taking over the cluster's supervision failed"):
+                    log.warning("took over the cluster's supervision; watching the lock")
+                return True
+        return False
+
+    def _watch(self) -> None:
+        """Return when the lock's connection broke, or the standby stops."""
         while not self._stop.wait(self.interval):
-            if not self.lock.alive() and not warned:
-                warned = True
-                log.error("the supervision lock's database connection broke: another server "
-                          "may supervise the cluster too; restart this one")  # fmt: skip
+            if not self.lock.alive():
+                return
+
+    def _lost(self) -> None:
+        self.step_downs += 1
+        log.error("the supervision lock's database connection broke (PostgreSQL released "
+                  "the lock: another server may supervise now): stepping down, serving as an "
+                  "API replica; the lock is tried again every %g s", self.interval)  # fmt: skip
+        self.lock.lost()
+        if self.step_down is not None:
+            _guarded(self.step_down, "stepping down from the cluster's supervision failed")
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
+
+
+def _guarded(call: Callable[[], None], failed: str) -> bool:
+    """``call()``; False when it raised (logged)."""
+    try:
+        call()
+    except Exception:  # logged; the API serves on, and the standby keeps watching the lock
+        log.exception(failed)
+        return False
+    return True

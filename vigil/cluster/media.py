@@ -168,11 +168,13 @@ def _remote_classes() -> tuple[Any, Any]:
 
 
 def ensure_media_actors(data_dir: Path | str, retention: NodeRetention | None = None, *,
-                        timeout_s: float = 60.0) -> dict[str, Any]:  # fmt: skip
+                        timeout_s: float = 60.0,
+                        stopped: Callable[[], bool] | None = None) -> dict[str, Any]:  # fmt: skip
     """A media actor on every alive node of the connected cluster (one already running is
     kept: ``get_if_exists``); returns node name → actor handle. Safe to call again, e.g.
     when nodes join. A node that does not answer within ``timeout_s`` is logged and skipped
-    (the next call tries again)."""
+    (the next call tries again). ``stopped``: asked before each node; True ends the round
+    (the head is stopping, and will disconnect from the cluster)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -180,6 +182,8 @@ def ensure_media_actors(data_dir: Path | str, retention: NodeRetention | None = 
     handles: dict[str, Any] = {}
     nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
     for node in nodes:
+        if stopped is not None and stopped():
+            break
         if not node.get("Alive"):
             continue
         node_id = str(node["NodeID"])

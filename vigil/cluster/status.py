@@ -105,6 +105,9 @@ class ClusterStatus:
     detectors: tuple[DetectorLoad, ...]
     failovers: tuple[Failover, ...]
     rebalanced: tuple[Rebalanced, ...] = ()
+    #: Whether the API server that answers supervises the cluster (holds the supervision
+    #: lock, ``vigil.cluster.leader``) or serves as a replica; None: not said.
+    supervising: bool | None = None
 
 
 def gather_status(*, timeout_s: float = 5.0) -> ClusterStatus:

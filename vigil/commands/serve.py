@@ -147,8 +147,12 @@ def serve(
         from vigil.cluster.backend import RayBackend, ReplicaBackend
 
         cluster = ReplicaBackend if replica else RayBackend
-    supervisor = Supervisor(config, db=db, sinks=() if clips is None else (clips,),
-                            cluster_backend=cluster)  # fmt: skip
+    # On a cluster the clips are queued by whoever supervises: a sink that a step-down
+    # takes away with MQTT and webhooks (Supervisor.stop_alerts).
+    queued = () if clips is None or cluster is not None else (clips,)
+    supervisor = Supervisor(config, db=db, sinks=queued, cluster_backend=cluster)
+    if cluster is not None and clips is not None:
+        supervisor.start_alerts(config, [clips])
     supervisor.start()
     head: Any = None
     standby: Any = None
@@ -156,7 +160,7 @@ def serve(
         # After the backend connected to the cluster: media actors on every node.
         from vigil.cluster.head import cluster_head
 
-        head = cluster_head(config, db)
+        head = cluster_head(config, db, replica=replica)
         head.start()
         standby = _standby(supervising, lock, supervisor, head, db)
         stop.install()
@@ -200,17 +204,26 @@ def serve(
 def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any, db: Any) -> Any:
     """The thread that, on a replica, tries the supervision lock until it gets it and then
     takes over (``vigil.cluster.leader.Standby``); on the supervising process, that checks
-    the lock's connection. ``config``: the head's (with MQTT and webhooks)."""
+    the lock's connection and steps down when it broke (and stands by again). ``config``:
+    the head's (with MQTT and webhooks)."""
     from vigil.cluster.leader import Standby
 
     def take_over() -> None:
+        # What the head did with the events, this process does now: MQTT, webhooks and
+        # the ended events' clips (the API's job workers render them). Before the first
+        # drain: what the last supervisor left unacknowledged reaches them too.
+        supervisor.start_alerts(config, [clip_jobs(config, db)])
         supervisor.backend.promote()
         head.promote()
-        # What the head did with the events, this process does now: MQTT, webhooks and
-        # the ended events' clips (the API's job workers render them).
-        supervisor.start_alerts(config, [clip_jobs(config, db)])
 
-    standby = Standby(lock, config.cluster.takeover_interval, take_over)
+    def step_down() -> None:
+        # Drains and acknowledgements first (another process may drain now), then the
+        # publishing; the camera actors run on, and this process serves as a replica.
+        supervisor.backend.demote()
+        head.demote()
+        supervisor.stop_alerts()
+
+    standby = Standby(lock, config.cluster.takeover_interval, take_over, step_down)
     standby.start()
     return standby
 

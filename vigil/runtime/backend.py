@@ -157,6 +157,17 @@ class BackendHooks:
     on_online: Callable[[str, bool], None]
     recorders: Mapping[str, Recorder]
     queue_depth: Callable[[str], int]
+    #: Whether what ``sink`` was handed is settled (``FanoutSink``); None: at once.
+    delivery: Delivery | None = None
+
+
+class Delivery(Protocol):
+    """``mark()`` now, ``is_settled(mark)`` later: whether the sinks have settled what they
+    had been handed at the mark (``vigil.alerts.fanout.FanoutSink``)."""
+
+    def mark(self) -> Any: ...
+
+    def is_settled(self, mark: Any) -> bool: ...
 
 
 def resolve_backend(

@@ -379,6 +379,9 @@ class Supervisor:
         self.started_at = time.time()
         self.store: Any = None
         self.mqtt: Any = None
+        #: The sinks that publish for the cluster's supervisor (MQTT, its snapshots,
+        #: webhooks, ``start_alerts``' extras): what ``stop_alerts`` takes away.
+        self._alerting: list[EventSink] = []
         self.recorders: dict[str, Recorder] = {}
         self.webhooks: Any = None
         #: The cameras that record on the cluster's nodes (none but in cluster mode).
@@ -415,7 +418,7 @@ class Supervisor:
         hooks = BackendHooks(
             detectors=self.detectors, sink=self.sink, counts=self._count,
             on_counts=self._publish_counts, on_online=self._online, recorders=self.recorders,
-            queue_depth=self._queue_depth,
+            queue_depth=self._queue_depth, delivery=self.sink.inner,
         )  # fmt: skip
         if kind == "ray":
             return self._ray_backend(cameras, hooks, source_factory, stall_timeout)
@@ -510,6 +513,7 @@ class Supervisor:
 
             self.webhooks = WebhookSink(self.config.webhooks)
             sinks.append(self.webhooks)
+        self._alerting += sinks
         return sinks
 
     def start_alerts(self, config: VigilConfig, extra: Sequence[EventSink] = ()) -> None:
@@ -517,16 +521,45 @@ class Supervisor:
         now on: an API replica runs without them (the head publishes), and one that takes
         over supervision (``vigil.cluster.leader``) must publish in the head's place. Home
         Assistant then hears the cameras' discovery, switches and whether each is online."""
-        if self.mqtt is not None or self.webhooks is not None:
-            return  # already publishing
-        self.config = self.config.model_copy(
-            update={"mqtt": config.mqtt, "webhooks": config.webhooks}
-        )
-        self.sink.inner.add([*self._alert_sinks(), *extra])
-        self._announce()
-        if self.mqtt is not None:
+        added = [sink for sink in extra if sink not in self._alerting]
+        self._alerting += added
+        if self.mqtt is None and self.webhooks is None:
+            self.config = self.config.model_copy(
+                update={"mqtt": config.mqtt, "webhooks": config.webhooks}
+            )
+            added = [*self._alert_sinks(), *added]
+        else:
+            config = self.config  # publishing already
+        self.sink.inner.add(added)
+        if self.mqtt is not None and config.mqtt is not None and self.mqtt in added:
+            self._announce()
             for name, handle in self.workers.items():
                 self._online(name, handle.status().online)
+
+    def stop_alerts(self) -> None:
+        """Stop publishing (``start_alerts`` undone): this process no longer supervises the
+        cluster, another one publishes. MQTT disconnects without marking Vigil or the
+        cameras offline (they are not: the new supervisor says so); webhooks deliver what
+        they hold, within their close timeout (then dead-letter it)."""
+        sinks, self._alerting = self._alerting, []
+        mqtt, self.mqtt, self.webhooks = self.mqtt, None, None
+        self.sink.inner.remove(sinks)
+        for sink in sinks:
+            try:
+                if sink is not mqtt:
+                    sink.close()
+            except Exception:  # each one closed whatever happened to another
+                log.exception("%s not closed cleanly", type(sink).__name__)
+        if mqtt is not None:
+            mqtt.close(offline=False)
+
+    @property
+    def supervising(self) -> bool | None:
+        """On a cluster, whether this process supervises its cameras (the camera backend
+        leads: ``vigil.cluster.backend.RayBackend.leading``); None on a single host."""
+        if not self.clustered:
+            return None
+        return bool(getattr(self.backend, "leading", False))
 
     def _recorder(self, camera: ResolvedCamera, stall_timeout: float) -> Recorder | None:
         return build_recorder(camera, self.root, on_segment=self._segment_added,
@@ -742,9 +775,10 @@ class Supervisor:
 
     def _count(self, hits: list[RuleEvent]) -> None:
         self.telemetry.count_hits(hits)
-        if self.mqtt is not None:
+        mqtt = self.mqtt  # once: a step-down may take it away meanwhile
+        if mqtt is not None:
             try:
-                self.mqtt.publish_rule_hits(hits[0].camera_id, hits)
+                mqtt.publish_rule_hits(hits[0].camera_id, hits)
             except VigilError:
                 log.exception("%s: rule hits not published to MQTT", hits[0].camera_id)
         if self.store is None:
@@ -755,17 +789,19 @@ class Supervisor:
             log.exception("counts of %s were not stored", hits[0].camera_id)
 
     def _publish_counts(self, camera: str, counts: Mapping[str, Any]) -> None:
-        if self.mqtt is not None:
+        mqtt = self.mqtt  # once: a step-down may take it away meanwhile
+        if mqtt is not None:
             try:
-                self.mqtt.publish_counts(camera, counts)
+                mqtt.publish_counts(camera, counts)
             except VigilError:
                 log.exception("%s: counts not published to MQTT", camera)
 
     def _online(self, camera: str, online: bool) -> None:
         self.telemetry.online(camera, online)
-        if self.mqtt is not None:
+        mqtt = self.mqtt  # once: a step-down may take it away meanwhile
+        if mqtt is not None:
             try:
-                self.mqtt.camera_online(camera, online)
+                mqtt.camera_online(camera, online)
             except VigilError:
                 log.debug("%s: MQTT sink closed", camera)
 
@@ -774,9 +810,10 @@ class Supervisor:
         runs retention at once, so the free-space rule makes room without waiting."""
         if state == "failed" and self.db is not None:
             self._retention_now.set()
-        if self.mqtt is not None:
+        mqtt = self.mqtt  # once: a step-down may take it away meanwhile
+        if mqtt is not None:
             try:
-                self.mqtt.camera_recording(camera, state, error)
+                mqtt.camera_recording(camera, state, error)
             except VigilError:
                 log.debug("%s: MQTT sink closed", camera)
 
@@ -987,6 +1024,7 @@ class Supervisor:
         moves = self._moves()
         if moves is not None:
             snapshot = dataclasses.replace(snapshot, moves=moves)
+        snapshot = dataclasses.replace(snapshot, supervising=self.supervising)
         if self.store is None:
             return snapshot
         b = self.store.backlog.stats

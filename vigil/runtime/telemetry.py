@@ -64,6 +64,9 @@ class RuntimeMetrics:
     webhooks: DeliveryHealth | None = None
     store: DeliveryHealth | None = None
     moves: Mapping[MoveKey, int] | None = None
+    #: On a cluster: whether this server supervises (holds the supervision lock); None on
+    #: a single host.
+    supervising: bool | None = None
 
 
 class Telemetry:
