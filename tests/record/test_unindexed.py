@@ -64,11 +64,11 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
-def _supervisor(data: Path, db: Database) -> Supervisor:
+def _supervisor(data: Path, db: Database, camera: str = "cam1") -> Supervisor:
     config = VigilConfig.model_validate({
         "data_dir": str(data), "record": {"max_age": 3600},
         "server": {"free_space_reserve": 0},
-        "cameras": {"cam1": {"sources": [{"url": "rtsp://127.0.0.1:9/x"}],
+        "cameras": {camera: {"sources": [{"url": "rtsp://127.0.0.1:9/x"}],
                              "detect": {"model": "motion"}}},
     })  # fmt: skip
     return Supervisor(config, db=db)
@@ -105,6 +105,53 @@ def test_segments_given_up_in_a_run_are_indexed_at_the_next_start(
     assert not (data / "recordings" / "cam1" / JOURNAL).exists()
     assert sorted(supervisor.run_retention(time.time() + 86_400)) == sorted(rel)
     assert not first.path.exists(), "retention frees them like any other segment"
+
+
+def test_the_journal_of_a_camera_removed_from_the_configuration_is_swept_at_start(
+    stream35: Path, tmp_path: Path, db: Database
+) -> None:
+    """cam1 lost the database, then left the configuration: its journal has no recorder to
+    read it. The start indexes its segments all the same (as cam1's), so retention ages
+    them by the default limits like every stored segment of a removed camera; a journal
+    that lists nothing (only a damaged line) is deleted, one of the cameras recorded now is
+    left to its recorder."""
+    data = tmp_path / "data"
+    first, second = _outage(stream35, data)
+    empty = data / "recordings" / "cam3" / JOURNAL
+    empty.parent.mkdir(parents=True)
+    empty.write_text('{"camera": "cam3", "pa')
+    supervisor = _supervisor(data, db, camera="cam2")
+    assert "cam1" not in supervisor.recorders
+    supervisor.start()
+    supervisor.stop()
+    rel = [s.path.relative_to(data).as_posix() for s in (first, second)]
+    assert [(r[0], r[1], r[4], r[5]) for r in _rows(db)] == [
+        ("cam1", rel[0], first.size, first.sha256),
+        ("cam1", rel[1], second.size, second.sha256),
+    ]
+    assert not (data / "recordings" / "cam1" / JOURNAL).exists()
+    assert not empty.exists(), "an empty journal is deleted"
+    assert supervisor.run_retention(time.time() + 60) == [], "young: kept"
+    assert sorted(supervisor.run_retention(time.time() + 86_400)) == sorted(rel), (
+        "aged by the default record.max_age, as a removed camera's stored segments are"
+    )
+    assert not first.path.exists()
+    assert not second.path.exists()
+
+
+def test_a_removed_cameras_journal_waits_for_the_store_and_is_swept_by_a_retention_pass(
+    stream35: Path, tmp_path: Path, db: Database
+) -> None:
+    data = tmp_path / "data"
+    _outage(stream35, data)
+    supervisor = _supervisor(data, db, camera="cam2")
+    supervisor._reindex_segment = _down  # type: ignore[method-assign]
+    assert supervisor.reindex_unindexed() == 0
+    assert (data / "recordings" / "cam1" / JOURNAL).is_file(), "kept for the next sweep"
+    del supervisor._reindex_segment
+    assert supervisor.run_retention(time.time() + 60) == []
+    assert len(_rows(db)) == 2
+    assert not (data / "recordings" / "cam1" / JOURNAL).exists()
 
 
 def test_a_segment_given_up_while_running_is_indexed_by_the_next_retention_pass(
