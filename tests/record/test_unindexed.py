@@ -15,6 +15,7 @@ import pytest
 from tests.record.test_recorder_storage import _feed
 from vigil.errors import StorageError
 from vigil.record import Recorder
+from vigil.record.quarantine import quarantine_usage
 from vigil.record.segmenter import MAX_REPORT_ATTEMPTS, Segmenter, SegmentInfo
 from vigil.record.unindexed import JOURNAL, QUARANTINE, UnindexedJournal, reindex
 
@@ -202,6 +203,26 @@ def test_an_unreadable_segment_goes_to_quarantine_and_a_missing_one_is_dropped(
     assert report.missing == [second.path]
     assert journal.count == 0
     assert not journal.path.exists()
+
+
+def test_a_quarantined_segment_is_counted_and_aged_by_its_cameras_max_age(
+    stream35: Path, tmp_path: Path, db: Database
+) -> None:
+    """Unredacted footage does not outlive ``max_age`` because it stopped playing."""
+    data = tmp_path / "data"
+    first, _ = _outage(stream35, data)
+    first.path.write_bytes(b"\x00" * 4096)  # no longer an MP4
+    supervisor = _supervisor(data, db)
+    supervisor.start()
+    supervisor.stop()
+    target = data / QUARANTINE / first.path.relative_to(data / "recordings")
+    assert target.is_file(), "the start's sweep moved it"
+    assert quarantine_usage(data / QUARANTINE) == {"cam1": (1, 4096)}
+    supervisor.run_retention(time.time() + 60)
+    assert target.is_file(), "young: kept for the administrator to look at"
+    supervisor.run_retention(time.time() + 86_400)
+    assert not target.exists(), "past cam1's record.max_age (1 h)"
+    assert quarantine_usage(data / QUARANTINE) == {}
 
 
 def test_a_store_still_down_keeps_the_journal_for_the_next_sweep(

@@ -13,7 +13,8 @@ is hashed (SHA-256) and, when it is the file the recorder wrote (same size and d
 gets the recorder's own span; a file that changed gets the span PyAV reads (every packet, as
 start-up recovery reads a partial segment) and its new size and digest, from the start the
 journal gives (the file name has only the second). A file that cannot be read is moved to
-``quarantine/<camera>/…`` under the data dir (never served, never aged: look and delete), a
+``quarantine/<camera>/…`` under the data dir (never served; counted, and aged by the
+camera's ``max_age``: ``vigil.record.quarantine``), a
 file that is gone is dropped from the journal. It runs before the recorders start and with
 every retention pass (``Supervisor``), and at a cluster camera's start (``CameraActor``).
 The Supervisor also sweeps the journals of camera folders no recorder of its own owns (a
@@ -46,6 +47,7 @@ from typing import Any
 
 from vigil.paths import sha256_file
 from vigil.record.layout import parse_segment_path
+from vigil.record.quarantine import QUARANTINE
 from vigil.record.recovery import playable_span
 from vigil.record.segmenter import SegmentInfo
 
@@ -53,8 +55,6 @@ log = logging.getLogger(__name__)
 
 #: The journal's name in ``recordings/<camera>/`` (hidden: not a segment, not a day folder).
 JOURNAL = ".unindexed.jsonl"
-#: Where unreadable segment files go, under the data dir.
-QUARANTINE = "quarantine"
 
 
 def _line(info: SegmentInfo, folder: Path) -> str:
@@ -293,8 +293,9 @@ def _quarantine(root: Path, path: Path, report: ReindexReport) -> None:
     except OSError as exc:
         why += f"; it could not be moved ({exc}) and stays where it is"
     report.quarantined.append((path, why))
-    log.warning("unindexed segment %s cannot be indexed: %s; moved to %s (never served or aged: "
-                "look at it and delete it)", path, why, target)  # fmt: skip
+    log.warning("unindexed segment %s cannot be indexed: %s; moved to %s (never served; deleted "
+                "once older than the camera's record.max_age: look at it before)", path, why,
+                target)  # fmt: skip
 
 
 def _log(journal: UnindexedJournal, report: ReindexReport) -> None:

@@ -52,6 +52,7 @@ from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo
 from vigil.record.copyfeed import CopyReader
 from vigil.record.derived import Span, delete_derived, plan_derived, scan_derived
 from vigil.record.previews import PreviewSet
+from vigil.record.quarantine import QUARANTINE
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
@@ -824,7 +825,8 @@ class Supervisor:
         recordings = self.root / "recordings"
         derived = DerivedFolders(self.root / "exports", self.root / "clips")
         job = RetentionJob(StoreCatalog(self.db, self.root), retention_policy(self.config),
-                           recordings, derived=derived)  # fmt: skip
+                           recordings, derived=derived,
+                           quarantine=self.root / QUARANTINE)  # fmt: skip
         result = job.run(now)
         self.retention_warnings = result.warnings
         gone = set(result.deleted) | set(result.missing)
