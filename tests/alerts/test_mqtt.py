@@ -15,7 +15,7 @@ import pytest
 from alert_servers import Broker, Subscriber, free_port
 from pydantic import ValidationError
 
-from vigil.alerts.mqtt import CameraDiscovery, MqttSink
+from vigil.alerts.mqtt import SWITCHES, CameraDiscovery, MqttSink
 from vigil.config.alerts import MqttConfig
 from vigil.errors import ConfigError
 from vigil.events.sinks import event_to_dict
@@ -433,3 +433,99 @@ def test_delivered_counts_broker_acknowledgements(broker: Broker) -> None:
         assert (unreachable.stats.delivered, unreachable.stats.queued) == (0, 2)
     finally:
         unreachable.close()
+
+
+def test_default_client_ids_are_each_sinks_own_so_no_sink_drops_another(broker: Broker) -> None:
+    """A cluster's head and replica (one configuration, no ``client_id``) on one broker:
+    each connection gets an id of its own, so the broker drops neither (with one id it drops
+    the older connection at each connect, and the two then take turns)."""
+    p = prefix()
+    sub = Subscriber(broker.port, [f"{p}/events"])
+    head = sink_for(broker, p, client_id=None)
+    replica = sink_for(broker, p, client_id=None)
+    try:
+        assert head.client_id != replica.client_id
+        for sink in (head, replica):
+            assert sink.client_id.startswith(f"n{p}-"), "named after node_id, then the host"
+            assert f"-{os.getpid()}-" in sink.client_id
+        for n in range(1, 4):  # in turns: a drop of either shows before the last one arrives
+            (head if n % 2 else replica).publish(event(n))
+            assert json.loads(sub.take(f"{p}/events", timeout=10).payload)["id"] == f"e{n}"
+        assert (head.stats.connections, replica.stats.connections) == (1, 1), "never dropped"
+        assert head.connected
+        assert replica.connected
+    finally:
+        head.close()
+        replica.close()
+        sub.close()
+
+
+def test_a_client_id_set_in_the_configuration_is_used_as_given() -> None:
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=free_port(), client_id="vigil-hall"))
+    try:
+        assert sink.client_id == "vigil-hall"
+    finally:
+        sink.close()
+
+
+def test_the_last_will_of_the_process_before_is_answered_online(broker: Broker) -> None:
+    """The supervisor before a hand-over dies (kill -9) after its successor connected: the
+    broker publishes its Last Will (``offline``) on the availability both share, and the
+    successor, which is up, answers ``online`` again, so Home Assistant keeps its entities."""
+    p = prefix()
+    script = (
+        "import time\n"
+        "from vigil.alerts.mqtt import MqttSink\n"
+        "from vigil.config.alerts import MqttConfig\n"
+        f"s = MqttSink(MqttConfig(host='127.0.0.1', port={broker.port}, topic_prefix='{p}'))\n"
+        "assert s.wait_connected(10)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    sub: Subscriber | None = None
+    successor: MqttSink | None = None
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == b"ready"
+        successor = sink_for(broker, p, client_id=None)
+        sub = Subscriber(broker.port, [f"{p}/availability"])
+        assert sub.take(f"{p}/availability").payload == b"online"
+        os.kill(child.pid, signal.SIGKILL)  # no DISCONNECT: the broker sends the Will
+        assert sub.take(f"{p}/availability", timeout=10).payload == b"offline"
+        assert sub.take(f"{p}/availability", timeout=10).payload == b"online"
+        late = Subscriber(broker.port, [f"{p}/availability"])
+        assert late.take(f"{p}/availability").payload == b"online", "what stays retained"
+        late.close()
+        assert successor.stats.connections == 1
+    finally:
+        child.kill()
+        child.wait(10)
+        if child.stdout is not None:
+            child.stdout.close()
+        if successor is not None:
+            successor.close()
+        if sub is not None:
+            sub.close()
+
+
+def test_home_assistant_ids_do_not_depend_on_the_client_id(broker: Broker) -> None:
+    """Two processes (ids of their own) announce the same cameras: the same discovery topics
+    and the same configs (``unique_id`` from ``node_id``), so a hand-over or a restart makes
+    no new entities in Home Assistant."""
+    p = prefix()
+    sub = Subscriber(broker.port, [f"ha{p}/#"])
+    cameras = {"cam": CameraDiscovery(labels=["person"], activity=True, switches=SWITCHES)}
+    announced: list[dict[str, bytes]] = []
+    for _ in range(2):
+        sink = sink_for(broker, p, client_id=None)
+        try:
+            sink.announce(cameras)
+            got = {m.topic: m.payload for m in sub.drain()}
+        finally:
+            sink.close()
+        assert got, "discovery configs were published"
+        announced.append(got)
+    assert announced[0] == announced[1]
+    assert all(b'"unique_id":"n' + p.encode() + b"_" in v for v in announced[0].values())
+    sub.close()

@@ -85,7 +85,8 @@ def test_public_routes_are_only_these(api: Api) -> None:
     assert isinstance(health.pop("free_bytes"), int)
     assert health == {"status": "ok", "database": True, "setup_required": True,
                       "storage": "ok", "recording": "off", "recording_failed": 0,
-                      "segments_unindexed": 0}  # fmt: skip
+                      "segments_unindexed": 0, "quarantine_files": 0,
+                      "quarantine_bytes": 0}  # fmt: skip
     assert client.get("/api/openapi.json").status_code == 200
 
 

@@ -120,18 +120,91 @@ def test_fragmenter_writes_an_init_segment_and_one_fragment_per_frame() -> None:
     assert len(decode(frag.init, [f.data for f in out])) == len(out)
 
 
+class PolledCamera:
+    """A camera whose picture moves on at each poll of the live encoder (``latest_frame``):
+    the sweep's next frame (distinct pixels). No clock: the camera goes as fast as the
+    encoder takes its frames, so a busy machine slows both alike. Each frame given out
+    notes when (``shown``, UNIX time) and how many fragments the stream had sent by then
+    (``sent``). While a viewer has more than ``LEAD`` fragments waiting it gives no frame
+    (None: nothing new), so a starved test is never a lagging viewer (which skips to the
+    next keyframe, by design)."""
+
+    LEAD = 8
+
+    def __init__(self, api: Api, cam: str) -> None:
+        self.api, self.cam, self.frames = api, cam, sweep()
+        api.runtime.set_status(CameraStatus(cam, True, "running", decode_fps=FPS,
+                                            last_frame_time=time.time()))  # fmt: skip
+        self.shown: list[float] = []
+        self.sent: list[int] = []
+        self._inner = api.runtime.latest_frame
+        api.runtime.latest_frame = self._poll  # type: ignore[method-assign]
+
+    def _poll(self, camera: str) -> np.ndarray | None:
+        if camera != self.cam:
+            return self._inner(camera)
+        streams = list(self.api.app.state.vigil.video.encoders().values())
+        viewers = streams[0]._viewers if streams else []  # what fills up in a lagging viewer
+        if any(v.queue.qsize() > self.LEAD for v in viewers):
+            return None
+        n = len(self.shown)
+        frame = self.frames[n % len(self.frames)].copy()
+        frame[0, 0] = (n % 256, n // 256 % 256, 7)
+        self.sent.append(streams[0].frames if streams else 0)
+        self.shown.append(time.time())
+        return frame
+
+
+def sequence_number(fragment: bytes) -> int:
+    """A fragment's ``mfhd`` sequence number: the muxer counts its fragments with it."""
+    at = fragment.index(b"mfhd")
+    return int.from_bytes(fragment[at + 8 : at + 12], "big")
+
+
 def test_stream_is_decodable_at_the_source_rate(viewer: Api) -> None:
+    """No clock in the checks (a busy machine once failed a delivered-rate bound): the
+    camera moves on at each poll of the encoder (``PolledCamera``) and the test checks that
+
+    - the encoder took every frame the camera showed from its first on (the stream's sent
+      fragments grow by one per frame shown), so none was skipped;
+    - every fragment it sent reached the viewer (consecutive sequence numbers) and decodes;
+    - each frame's timestamp is the source's time: stamped while the camera showed it
+      (between the times its frame and the next one were given out, relative to the
+      stream's first frame), so a stream running slower or faster than its source fails."""
     client = viewer.login("viewer")
-    with Player(viewer, "cam", sweep()) as player, client.websocket_connect(
-            URL.format("cam") + "?width=160") as ws:  # fmt: skip
-        shown = player.shown
-        head, init, fragments = receive(ws, 10.0)
-        shown = player.shown - shown
+    camera = PolledCamera(viewer, "cam")
+    fragments: list[bytes] = []
+    with client.websocket_connect(URL.format("cam") + "?width=160") as ws:
+        head = json.loads(ws.receive_text())
+        init = ws.receive_bytes()
+        while len(fragments) < 45:
+            fragments.append(ws.receive_bytes())
     assert head["codec"].startswith("avc1.")
     assert head["mime"].startswith("video/mp4")
-    frames = decode(init, fragments)
-    assert frames[0].shape == (120, 160, 3)  # scaled to the asked width
-    assert len(frames) >= 0.9 * shown * 10 / 10.5, (len(frames), shown)
+    with av.open(io.BytesIO(init + b"".join(fragments)), format="mp4") as box:
+        decoded = [(f.pts * f.time_base, f.to_ndarray(format="bgr24"))
+                   for f in box.decode(video=0)]  # fmt: skip
+    assert len(decoded) == len(fragments), "every fragment decodes to one frame"
+    assert decoded[0][1].shape == (120, 160, 3)  # scaled to the asked width
+    numbers = [sequence_number(f) for f in fragments]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "none dropped"
+    # The stream's first frame F: its fragment goes out when F + 1 is encoded, so the
+    # count is 1 from the poll of F + 2 on; from F + 1 on, one more per frame shown.
+    sent = camera.sent
+    first = next(i for i, n in enumerate(sent) if n >= 1) - 2
+    assert first >= 0
+    last = first + numbers[-1] - 1  # the frame of the last fragment received
+    assert len(sent) > last + 1, "its fragment went out once the next frame was shown"
+    steps = np.diff(sent[first + 1 : last + 2]).tolist()
+    assert steps == [1] * len(steps), "the encoder took every frame the camera showed"
+    # Fragment m (from 1) holds frame first + m - 1, stamped at its encoding, after its
+    # frame was shown and before the next one was; pts count from the stream's first frame.
+    shown = camera.shown
+    tick = 1 / 90_000 + 1e-6  # pts are whole 90 kHz ticks
+    for m, (pts, _) in zip(numbers, decoded, strict=True):
+        frame = first + m - 1
+        low, high = shown[frame] - shown[first + 1], shown[frame + 1] - shown[first]
+        assert low - tick <= float(pts) <= high + tick, (m, float(pts), low, high)
     # the last viewer left: its encoder stops
     deadline = time.monotonic() + 10
     while viewer.app.state.vigil.video.encoders() and time.monotonic() < deadline:

@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.api.conftest import T0, Api
 from tests.promtool import promtool_complaints
 from vigil import __version__
+from vigil.record.layout import segment_path
+from vigil.record.quarantine import QUARANTINE
 from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics
 from vigil.store import Role
 
@@ -127,6 +129,30 @@ def test_segments_given_up_are_counted_in_metrics_and_health(api: Api) -> None:
     assert promtool_complaints(reply.content) == ""
     health = api.client().get("/api/health").json()
     assert health["segments_unindexed"] == 3
+
+
+def test_quarantined_files_are_counted_in_metrics_and_health(api: Api) -> None:
+    """Files that no longer play (``vigil.record.quarantine``), per camera and in the
+    caller's scope; ``/api/health`` gives the totals (no camera name)."""
+    for camera, start, size in (("front", T0, 100), ("front", T0 + 10, 50), ("back", T0, 7)):
+        path = segment_path(api.data_dir / QUARANTINE, camera, start)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x00" * size)
+    reply = api.login("val", Role.VIEWER).get("/metrics")
+    families = _families(reply.text)
+    assert families["vigil_quarantine_files"] == (
+        "gauge",
+        {(("camera", "back"),): 1.0, (("camera", "front"),): 2.0},
+    )
+    assert families["vigil_quarantine_bytes"] == (
+        "gauge",
+        {(("camera", "back"),): 7.0, (("camera", "front"),): 150.0},
+    )
+    assert promtool_complaints(reply.content) == ""
+    scoped = _families(api.login("op", Role.VIEWER, cameras=["front"]).get("/metrics").text)
+    assert scoped["vigil_quarantine_bytes"][1] == {(("camera", "front"),): 150.0}
+    health = api.client().get("/api/health").json()
+    assert (health["quarantine_files"], health["quarantine_bytes"]) == (3, 157)
 
 
 def test_promtool_check_catches_what_it_must() -> None:

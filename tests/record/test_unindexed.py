@@ -15,6 +15,7 @@ import pytest
 from tests.record.test_recorder_storage import _feed
 from vigil.errors import StorageError
 from vigil.record import Recorder
+from vigil.record.quarantine import quarantine_usage
 from vigil.record.segmenter import MAX_REPORT_ATTEMPTS, Segmenter, SegmentInfo
 from vigil.record.unindexed import JOURNAL, QUARANTINE, UnindexedJournal, reindex
 
@@ -64,11 +65,11 @@ def db(tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
-def _supervisor(data: Path, db: Database) -> Supervisor:
+def _supervisor(data: Path, db: Database, camera: str = "cam1") -> Supervisor:
     config = VigilConfig.model_validate({
         "data_dir": str(data), "record": {"max_age": 3600},
         "server": {"free_space_reserve": 0},
-        "cameras": {"cam1": {"sources": [{"url": "rtsp://127.0.0.1:9/x"}],
+        "cameras": {camera: {"sources": [{"url": "rtsp://127.0.0.1:9/x"}],
                              "detect": {"model": "motion"}}},
     })  # fmt: skip
     return Supervisor(config, db=db)
@@ -105,6 +106,53 @@ def test_segments_given_up_in_a_run_are_indexed_at_the_next_start(
     assert not (data / "recordings" / "cam1" / JOURNAL).exists()
     assert sorted(supervisor.run_retention(time.time() + 86_400)) == sorted(rel)
     assert not first.path.exists(), "retention frees them like any other segment"
+
+
+def test_the_journal_of_a_camera_removed_from_the_configuration_is_swept_at_start(
+    stream35: Path, tmp_path: Path, db: Database
+) -> None:
+    """cam1 lost the database, then left the configuration: its journal has no recorder to
+    read it. The start indexes its segments all the same (as cam1's), so retention ages
+    them by the default limits like every stored segment of a removed camera; a journal
+    that lists nothing (only a damaged line) is deleted, one of the cameras recorded now is
+    left to its recorder."""
+    data = tmp_path / "data"
+    first, second = _outage(stream35, data)
+    empty = data / "recordings" / "cam3" / JOURNAL
+    empty.parent.mkdir(parents=True)
+    empty.write_text('{"camera": "cam3", "pa')
+    supervisor = _supervisor(data, db, camera="cam2")
+    assert "cam1" not in supervisor.recorders
+    supervisor.start()
+    supervisor.stop()
+    rel = [s.path.relative_to(data).as_posix() for s in (first, second)]
+    assert [(r[0], r[1], r[4], r[5]) for r in _rows(db)] == [
+        ("cam1", rel[0], first.size, first.sha256),
+        ("cam1", rel[1], second.size, second.sha256),
+    ]
+    assert not (data / "recordings" / "cam1" / JOURNAL).exists()
+    assert not empty.exists(), "an empty journal is deleted"
+    assert supervisor.run_retention(time.time() + 60) == [], "young: kept"
+    assert sorted(supervisor.run_retention(time.time() + 86_400)) == sorted(rel), (
+        "aged by the default record.max_age, as a removed camera's stored segments are"
+    )
+    assert not first.path.exists()
+    assert not second.path.exists()
+
+
+def test_a_removed_cameras_journal_waits_for_the_store_and_is_swept_by_a_retention_pass(
+    stream35: Path, tmp_path: Path, db: Database
+) -> None:
+    data = tmp_path / "data"
+    _outage(stream35, data)
+    supervisor = _supervisor(data, db, camera="cam2")
+    supervisor._reindex_segment = _down  # type: ignore[method-assign]
+    assert supervisor.reindex_unindexed() == 0
+    assert (data / "recordings" / "cam1" / JOURNAL).is_file(), "kept for the next sweep"
+    del supervisor._reindex_segment
+    assert supervisor.run_retention(time.time() + 60) == []
+    assert len(_rows(db)) == 2
+    assert not (data / "recordings" / "cam1" / JOURNAL).exists()
 
 
 def test_a_segment_given_up_while_running_is_indexed_by_the_next_retention_pass(
@@ -155,6 +203,26 @@ def test_an_unreadable_segment_goes_to_quarantine_and_a_missing_one_is_dropped(
     assert report.missing == [second.path]
     assert journal.count == 0
     assert not journal.path.exists()
+
+
+def test_a_quarantined_segment_is_counted_and_aged_by_its_cameras_max_age(
+    stream35: Path, tmp_path: Path, db: Database
+) -> None:
+    """Unredacted footage does not outlive ``max_age`` because it stopped playing."""
+    data = tmp_path / "data"
+    first, _ = _outage(stream35, data)
+    first.path.write_bytes(b"\x00" * 4096)  # no longer an MP4
+    supervisor = _supervisor(data, db)
+    supervisor.start()
+    supervisor.stop()
+    target = data / QUARANTINE / first.path.relative_to(data / "recordings")
+    assert target.is_file(), "the start's sweep moved it"
+    assert quarantine_usage(data / QUARANTINE) == {"cam1": (1, 4096)}
+    supervisor.run_retention(time.time() + 60)
+    assert target.is_file(), "young: kept for the administrator to look at"
+    supervisor.run_retention(time.time() + 86_400)
+    assert not target.exists(), "past cam1's record.max_age (1 h)"
+    assert quarantine_usage(data / QUARANTINE) == {}
 
 
 def test_a_store_still_down_keeps_the_journal_for_the_next_sweep(

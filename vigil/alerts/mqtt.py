@@ -56,6 +56,12 @@ the state topic changes only when the owner reports the new state (`switch_state
 Assistant shows what is in force, not what was asked. Anyone who may publish there can stop
 analysis or recording: restrict ``<prefix>/+/+/set`` with the broker's ACL.
 
+The client id is ``mqtt.client_id`` or one of the process's own (`default_client_id`), so
+two Vigil processes on one broker (a cluster's head and replicas) never drop each other. The
+sink subscribes to its own availability topic: an ``offline`` there while it is up is the
+Last Will of a process before it (a supervisor before a hand-over, noticed dead by the broker
+late), and it answers ``online`` again.
+
 Connection: the network loop runs on paho's background thread, connects asynchronously and
 reconnects with exponential backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``).
 Nothing here waits on the network: while disconnected, events wait in a bounded queue (the
@@ -68,7 +74,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import secrets
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -126,6 +135,19 @@ def topic_level(name: str, what: str = "name") -> str:
             f"{what} {name!r} has no letters or digits to build an MQTT topic from; rename it"
         )
     return level
+
+
+def default_client_id(node_id: str) -> str:
+    """A client id of this process's own: ``<node_id>-<host>-<pid>-<4 hex>``.
+
+    A broker drops the older of two connections with one client id, so one fixed default
+    (the old ``vigil``) had a cluster's head and its replicas, or the supervisors before and
+    after a hand-over, drop each other. Host and pid name the process in the broker's log;
+    the random part keeps two sinks of one process (and pid 1 in two containers with one
+    host name) apart. Home Assistant's ids do not depend on it (they use ``node_id``).
+    """
+    host = _NOT_LEVEL.sub("-", socket.gethostname().split(".")[0]).strip("-")[:24] or "host"
+    return f"{node_id}-{host}-{os.getpid()}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +222,8 @@ class MqttSink:
         self._dropped = 0
         #: Why the last connection attempt failed, for status pages (None when connected).
         self.last_error: str | None = None
+        #: ``config.client_id``, or one of this sink's own (``default_client_id``).
+        self.client_id = config.client_id or default_client_id(config.node_id)
         self._client = self._make_client()
         self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s)
         self._client.loop_start()
@@ -242,7 +266,7 @@ class MqttSink:
     def _make_client(self) -> mqtt.Client:
         cfg = self.config
         client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=cfg.client_id, protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311
         )
         # Paho's own queue holds messages handed to it and not yet acknowledged. It is bounded
         # too, with room for one flush of our queue (events held while the connection was
@@ -298,6 +322,8 @@ class MqttSink:
             # Commands from Home Assistant's switches; subscribed on every connection
             # because a clean session forgets subscriptions.
             client.subscribe(self.command_filter, qos=1)
+            # And our own availability: see ``_reassert``.
+            client.subscribe(self.availability_topic, qos=1)
             self._resync()
         self._connected_event.set()
         log.info("MQTT connected to %s:%d", self.config.host, self.config.port)
@@ -602,9 +628,27 @@ class MqttSink:
             self._check_open()
             self._set_states({self.camera_topic(camera, switch): (ON if on else OFF).encode()})
 
+    def _reassert(self, payload: bytes | bytearray) -> None:
+        """``offline`` on our availability topic while we are up: the Last Will of a
+        process that published here before us (the supervisor before a hand-over, whose
+        connection the broker notices dead only now: with client ids of their own, the
+        broker no longer drops it when we connect). Send ``online`` again, or Home
+        Assistant shows every Vigil entity unavailable while we run."""
+        if payload.decode("utf-8", "replace").strip() != OFFLINE:
+            return
+        with self._lock:
+            if self._closed or not self._connected:
+                return  # our own close() says offline; a reconnection resyncs anyway
+            self._send(self.availability_topic, ONLINE.encode(), retain=True)
+        log.info("MQTT: %s said offline (another process's Last Will); online again",
+                 self.availability_topic)  # fmt: skip
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """A command from a switch: find the camera and call `on_command`. Anything else
         (unknown camera or switch, a payload other than ON/OFF) is logged and ignored."""
+        if msg.topic == self.availability_topic:
+            self._reassert(msg.payload)
+            return
         parts = msg.topic.split("/")
         if len(parts) != 4 or parts[0] != self._prefix or parts[3] != "set":
             return

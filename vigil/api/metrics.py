@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from vigil import __version__
 from vigil.errors import StorageError
+from vigil.record.quarantine import QUARANTINE, quarantine_usage
 from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics
 from vigil.store import SegmentRepo
 
@@ -122,6 +123,7 @@ class _Scrape(Collector):
             if self.who.sees(camera):
                 used.add_metric([camera], size)
         yield used
+        yield from self._quarantine()
         folder = self.state.data_dir / "recordings"
         try:
             disk = shutil.disk_usage(folder if folder.exists() else self.state.data_dir)
@@ -133,6 +135,23 @@ class _Scrape(Collector):
         yield GaugeMetricFamily("vigil_storage_total_bytes",
                                 "size of the file system of the recordings, bytes",
                                 value=disk.total)  # fmt: skip
+
+    def _quarantine(self) -> Iterator[Metric]:
+        """Files that no longer play, by camera (``vigil.record.quarantine``): counted so
+        that an administrator sees them before retention ages them out."""
+        files = GaugeMetricFamily("vigil_quarantine_files", "segment files in quarantine (they "
+                                  "do not play; deleted once older than the camera's "
+                                  "record.max_age)", labels=["camera"])  # fmt: skip
+        size = GaugeMetricFamily("vigil_quarantine_bytes", "bytes of the segment files in "
+                                 "quarantine", labels=["camera"])  # fmt: skip
+        for camera, (count, total) in sorted(
+            quarantine_usage(self.state.data_dir / QUARANTINE).items()
+        ):
+            if self.who.sees(camera):
+                files.add_metric([camera], count)
+                size.add_metric([camera], total)
+        yield files
+        yield size
 
     def _runtime(self, metrics: RuntimeMetrics) -> Iterator[Metric]:
         sees = self.who.sees

@@ -50,6 +50,14 @@ class Health(BaseModel):
         "until a sweep (at start and at each retention pass) indexes them; the log names "
         "them.",
     )
+    quarantine_files: int = Field(
+        0,
+        description="Segment files in the data directory's quarantine/ (they do not play), all "
+        "cameras together: never served; retention deletes each once its footage is older "
+        "than its camera's record.max_age, and first of all when the disk is below the "
+        "free-space reserve. The log names them.",
+    )
+    quarantine_bytes: int = Field(0, description="Their bytes.")
 
 
 class Credentials(_Body):

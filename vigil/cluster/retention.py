@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vigil.paths import RECORDINGS, SNAPSHOTS
+from vigil.record.quarantine import QUARANTINE
 from vigil.record.retention import (
     RetentionJob,
     RetentionPolicy,
@@ -77,7 +78,8 @@ def run_node_retention(db: Database, root: Path, node: str | None, spec: NodeRet
                        now: float) -> NodeRetentionResult:  # fmt: skip
     """Expire ``node``'s snapshots, then apply the retention policy to its segments."""
     snapshots = _expire_snapshots(db, root, node, spec.snapshot_max_age, now)
-    job = RetentionJob(NodeCatalog(db, root, node), spec.policy, root / RECORDINGS)
+    job = RetentionJob(NodeCatalog(db, root, node), spec.policy, root / RECORDINGS,
+                       quarantine=root / QUARANTINE)  # fmt: skip
     result = job.run(now)
     gone = set(result.deleted) | set(result.missing)
     segments = [f.path.relative_to(root).as_posix() for f in result.removed if f.meta.id in gone]

@@ -60,10 +60,13 @@ class MqttConfig(_Model):
 
     host: str = Field("localhost", min_length=1, description="Broker host name or address.")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual for TLS).")
-    client_id: str = Field(
-        "vigil",
+    client_id: str | None = Field(
+        None,
         min_length=1,
-        description="MQTT client id; must be unique per broker (two Vigils need two ids).",
+        description="MQTT client id; must be unique per broker connection (a broker drops the "
+        "older of two connections with one id). Unset: `<node_id>-<host>-<pid>-<random>`, new "
+        "for each connection's process, so a cluster's head and replicas never drop each "
+        "other; a set id is used as given.",
     )
     username: str | None = Field(None, description="User name, when the broker asks for one.")
     password: SecretStr | None = Field(None, description="Password for `username`.")
@@ -93,8 +96,8 @@ class MqttConfig(_Model):
 
     @field_validator("topic_prefix", "discovery_prefix", "node_id", "client_id")
     @classmethod
-    def _one_level(cls, value: str) -> str:
-        return check_topic_level(value, "value")
+    def _one_level(cls, value: str | None) -> str | None:
+        return None if value is None else check_topic_level(value, "value")
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttConfig:

@@ -22,7 +22,9 @@ catalog forgets the segments first (the store re-checks each lock in the same tr
 then the files go (with their preview thumbnails, ``vigil.record.previews``) and the
 hour/day folders left empty are pruned; then exports and cached
 clips go by their own rule (``vigil.record.derived``: exports after ``export_max_age``,
-clips with the footage they were cut from). A crash in between leaves
+clips with the footage they were cut from). Before the segments, the quarantine's files
+(``vigil.record.quarantine``) go by their own rule: past their camera's ``max_age``, and
+first of all below the free-space reserve. A crash in between leaves
 an orphan file, never a row that points at nothing. Only when the disk is below the reserve
 and the catalog cannot write (SQLite on that same full disk) do the files go first.
 """
@@ -40,6 +42,7 @@ from typing import Protocol
 from vigil.errors import StorageError
 from vigil.record.derived import delete_derived, plan_derived, scan_derived
 from vigil.record.previews import delete_previews
+from vigil.record.quarantine import delete_quarantined, plan_quarantine, scan_quarantine
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +242,8 @@ class RetentionResult:
     removed: list[SegmentFile] = field(default_factory=list)
     #: Exports and cached clips deleted (``vigil.record.derived``).
     derived: list[Path] = field(default_factory=list)
+    #: Quarantined files deleted (``vigil.record.quarantine``).
+    quarantined: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,15 +272,20 @@ class RetentionJob:
         *,
         free_bytes: Callable[[Path], int | None] | None = None,
         derived: DerivedFolders | None = None,
+        quarantine: Path | None = None,
     ) -> None:
         self.catalog, self.policy, self.recordings = catalog, policy, recordings
         self._free = free_bytes or disk_free_bytes
         self.derived = derived
+        #: ``<data_dir>/quarantine`` (``vigil.record.quarantine``), aged before the segments.
+        self.quarantine = quarantine
 
     def run(self, now: float) -> RetentionResult:
         files = {f.meta.id: f for f in self.catalog.segments()}
         metas = [f.meta for f in files.values()]
-        result = self._segments(files, metas, now)
+        # First: below the reserve a file that does not play goes before any that does.
+        quarantined = self._quarantined(metas, now)
+        result = dataclasses.replace(self._segments(files, metas, now), quarantined=quarantined)
         if self.derived is None:
             return result
         # After the segments: what they were cut from must not outlive them.
@@ -294,6 +304,24 @@ class RetentionJob:
             log.warning("retention: exports and clips not checked: %s", exc)
             deleted = []
         return dataclasses.replace(result, derived=deleted)
+
+    def _quarantined(self, metas: list[SegmentMeta], now: float) -> list[Path]:
+        """Apply ``plan_quarantine``; the segments' free space is measured after it."""
+        if self.quarantine is None:
+            return []
+        try:
+            found = scan_quarantine(self.quarantine)
+            if not found:
+                return []
+            free = self._free(self.recordings) if self.recordings.exists() else None
+            plan = plan_quarantine(
+                found, now, lambda camera: self.policy.for_camera(camera).max_age,
+                free_bytes=free, reserve=reserve_bytes(metas, now, self.policy),
+            )  # fmt: skip
+            return delete_quarantined(plan, self.quarantine)
+        except OSError as exc:  # a folder that cannot be read: the segments' run still counts
+            log.warning("retention: the quarantine was not checked: %s", exc)
+            return []
 
     def _segments(
         self, files: dict[Hashable, SegmentFile], metas: list[SegmentMeta], now: float

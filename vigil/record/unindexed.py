@@ -13,9 +13,14 @@ is hashed (SHA-256) and, when it is the file the recorder wrote (same size and d
 gets the recorder's own span; a file that changed gets the span PyAV reads (every packet, as
 start-up recovery reads a partial segment) and its new size and digest, from the start the
 journal gives (the file name has only the second). A file that cannot be read is moved to
-``quarantine/<camera>/…`` under the data dir (never served, never aged: look and delete), a
+``quarantine/<camera>/…`` under the data dir (never served; counted, and aged by the
+camera's ``max_age``: ``vigil.record.quarantine``), a
 file that is gone is dropped from the journal. It runs before the recorders start and with
 every retention pass (``Supervisor``), and at a cluster camera's start (``CameraActor``).
+The Supervisor also sweeps the journals of camera folders no recorder of its own owns (a
+camera removed from the configuration, or no longer recorded): ``orphan_journals``. Their
+segments get rows like any other, so retention ages them by the default ``record`` limits,
+as it does every stored segment of a removed camera; an empty journal is deleted.
 
 Why a journal and not a scan of the recordings: the given-up segments lie in the middle of
 the timeline once the database is back (the next segments are indexed), so a scan of only
@@ -35,13 +40,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vigil.paths import sha256_file
 from vigil.record.layout import parse_segment_path
+from vigil.record.quarantine import QUARANTINE
 from vigil.record.recovery import playable_span
 from vigil.record.segmenter import SegmentInfo
 
@@ -49,8 +55,6 @@ log = logging.getLogger(__name__)
 
 #: The journal's name in ``recordings/<camera>/`` (hidden: not a segment, not a day folder).
 JOURNAL = ".unindexed.jsonl"
-#: Where unreadable segment files go, under the data dir.
-QUARANTINE = "quarantine"
 
 
 def _line(info: SegmentInfo, folder: Path) -> str:
@@ -84,6 +88,8 @@ class UnindexedJournal:
         self._lock = threading.Lock()
         self._entries: dict[Path, SegmentInfo] = {}
         self._retrying: set[Path] = set()
+        #: False when the file is there but could not be read: never deleted as empty.
+        self._read = True
         self._load()
 
     def _load(self) -> None:
@@ -92,6 +98,7 @@ class UnindexedJournal:
         except FileNotFoundError:
             return
         except OSError as exc:
+            self._read = False
             log.error("cannot read %s (%s): its segments stay unindexed", self.path, exc)
             return
         for number, line in enumerate(text.splitlines(), 1):
@@ -149,6 +156,20 @@ class UnindexedJournal:
         except OSError as exc:  # the next discard writes it again; a stale line is harmless
             log.warning("cannot rewrite %s: %s", self.path, exc)
 
+    def drop_if_empty(self) -> bool:
+        """Delete the journal's file when it read but lists no segment (only damaged lines,
+        or emptied by hand); whether it did. Nothing else deletes such a file: ``discard``
+        rewrites a journal only when an entry leaves it."""
+        with self._lock:
+            if self._entries or not self._read or not self.path.is_file():
+                return False
+            try:
+                self.path.unlink()
+            except OSError as exc:
+                log.warning("cannot delete the empty journal %s: %s", self.path, exc)
+                return False
+            return True
+
     def given_up(self) -> list[SegmentInfo]:
         """The journaled segments nothing retries now, oldest first."""
         with self._lock:
@@ -177,6 +198,18 @@ class ReindexReport:
     quarantined: list[tuple[Path, str]] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
     stopped: str | None = None
+
+
+def orphan_journals(recordings: Path, owned: Container[str]) -> list[UnindexedJournal]:
+    """The journals under ``recordings`` (``<data_dir>/recordings``) of the camera folders
+    not in ``owned`` (the cameras this process records), by folder name: one directory
+    listing and one ``stat`` per camera folder, so it runs with every retention pass."""
+    try:
+        folders = sorted(p for p in recordings.iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []
+    return [UnindexedJournal(folder) for folder in folders
+            if folder.name not in owned and (folder / JOURNAL).is_file()]  # fmt: skip
 
 
 def quarantine_path(root: Path, segment: Path) -> Path:
@@ -260,8 +293,9 @@ def _quarantine(root: Path, path: Path, report: ReindexReport) -> None:
     except OSError as exc:
         why += f"; it could not be moved ({exc}) and stays where it is"
     report.quarantined.append((path, why))
-    log.warning("unindexed segment %s cannot be indexed: %s; moved to %s (never served or aged: "
-                "look at it and delete it)", path, why, target)  # fmt: skip
+    log.warning("unindexed segment %s cannot be indexed: %s; moved to %s (never served; deleted "
+                "once older than the camera's record.max_age: look at it before)", path, why,
+                target)  # fmt: skip
 
 
 def _log(journal: UnindexedJournal, report: ReindexReport) -> None:

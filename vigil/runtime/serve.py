@@ -52,11 +52,12 @@ from vigil.record import CameraRetention, Recorder, RetentionPolicy, SegmentInfo
 from vigil.record.copyfeed import CopyReader
 from vigil.record.derived import Span, delete_derived, plan_derived, scan_derived
 from vigil.record.previews import PreviewSet
+from vigil.record.quarantine import QUARANTINE
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
 from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
 from vigil.record.tap import PacketTap
-from vigil.record.unindexed import UnindexedJournal, reindex
+from vigil.record.unindexed import UnindexedJournal, orphan_journals, reindex
 from vigil.runtime.backend import (
     BackendHooks,
     CameraBackend,
@@ -601,20 +602,25 @@ class Supervisor:
 
     def reindex_unindexed(self) -> int:
         """Index the segments the recorders gave up on (``vigil.record.unindexed``: their
-        journals, not the archive), at start and at every retention pass; returns how many
-        were indexed. One camera's failure leaves the others' to run."""
+        journals, not the archive), at start and at every retention pass, also those of camera
+        folders that no recorder here owns (``orphan_journals``); returns how many were
+        indexed. One camera's failure leaves the others' to run."""
         if self.db is None:
             return 0
+        journals = [r.segmenter.journal for r in self.recorders.values()]
+        # And those of camera folders no recorder here owns (removed from the configuration,
+        # or no longer recorded): nothing else would ever index them.
+        journals += orphan_journals(self.root / "recordings", self.recorders)
         done = 0
-        for name, recorder in self.recorders.items():
-            journal = recorder.segmenter.journal
+        for journal in journals:
             if journal.count == 0:
+                journal.drop_if_empty()
                 continue  # the usual case: nothing read, nothing written
             try:
                 done += len(reindex(journal, self.root, self._reindex_segment,
                                     self._segment_stored).indexed)  # fmt: skip
             except Exception:
-                log.exception("%s: unindexed segments were not indexed", name)
+                log.exception("%s: unindexed segments were not indexed", journal.folder.name)
         return done
 
     def _reindex_segment(self, info: SegmentInfo) -> None:
@@ -856,7 +862,8 @@ class Supervisor:
         recordings = self.root / "recordings"
         derived = DerivedFolders(self.root / "exports", self.root / "clips")
         job = RetentionJob(StoreCatalog(self.db, self.root), retention_policy(self.config),
-                           recordings, derived=derived)  # fmt: skip
+                           recordings, derived=derived,
+                           quarantine=self.root / QUARANTINE)  # fmt: skip
         result = job.run(now)
         self.retention_warnings = result.warnings
         gone = set(result.deleted) | set(result.missing)

@@ -35,6 +35,7 @@ from vigil.api.schemas import (
     UserOut,
 )
 from vigil.errors import ConfigError, StorageError
+from vigil.record.quarantine import QUARANTINE, quarantine_usage
 from vigil.store import Role, TokenKind, TokenRepo, UserRepo, hash_token
 
 public = APIRouter(responses=ERRORS, tags=["auth"])
@@ -69,10 +70,13 @@ def health(state: StateDep) -> Health:
         "failed" if failing else "ok" if statuses else "off"
     )  # fmt: skip
     good = users is not None and storage in ("ok", "low") and not failing
+    quarantined = quarantine_usage(state.data_dir / QUARANTINE).values()
     return Health(status="ok" if good else "degraded", database=users is not None,
                   setup_required=users == 0, storage=storage, free_bytes=free,
                   recording=recording, recording_failed=len(failing),
-                  segments_unindexed=sum(s.segments_unindexed for s in statuses))  # fmt: skip
+                  segments_unindexed=sum(s.segments_unindexed for s in statuses),
+                  quarantine_files=sum(n for n, _ in quarantined),
+                  quarantine_bytes=sum(b for _, b in quarantined))  # fmt: skip
 
 
 def _free_bytes(folder: Path) -> int | None:
