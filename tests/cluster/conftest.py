@@ -8,6 +8,7 @@ publishes as that takes (``publish_checked``), so the asserts never have to allo
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -126,18 +127,26 @@ def start_relay(
     raise AssertionError("unreachable")
 
 
-@pytest.fixture(scope="module")
-def relays() -> Iterator[list[Mount]]:
-    """Four RTSP cameras on one relay, each serving a shared clip, checked readable."""
+@contextlib.contextmanager
+def relayed(cameras: int, names: tuple[str, ...] = CLIPS) -> Iterator[list[Mount]]:
+    """``cameras`` RTSP cameras of the shared clips ``names`` on one relay (``start_relay``),
+    unpublished and stopped at the end; skipped without the tools or the clips."""
     require_tools("rtsp-server-perl", "ffmpeg")
     clips = require_file(shared_data_dir() / "clips")
-    relay, mounts = start_relay(clips, 4)
+    relay, mounts = start_relay(clips, cameras, names)
     try:
         yield mounts
     finally:
         for mount in mounts:
             mount.unpublish()
         relay.stop()
+
+
+@pytest.fixture(scope="module")
+def relays() -> Iterator[list[Mount]]:
+    """Four RTSP cameras on one relay, each serving a shared clip, checked readable."""
+    with relayed(4) as mounts:
+        yield mounts
 
 
 def cluster_config(

@@ -22,16 +22,13 @@ from tests.cluster.conftest import (
     Mount,
     cluster_config,
     fast_backoff,
-    start_relay,
+    relayed,
     wait_for,
 )
-from tests.conftest import require_file
 from tests.ray_cluster import FAST_FAILURE_DETECTION, local_cluster
-from tests.rtsp_relay import require_tools
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster import NAMESPACE
 from vigil.cluster.backend import RayBackend
-from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
@@ -45,15 +42,8 @@ KEYFRAME_S = 1.0
 @pytest.fixture(scope="module")
 def people() -> Iterator[list[Mount]]:
     """Four cameras of the people clip (keyframes every second: tight recording gaps)."""
-    require_tools("rtsp-server-perl", "ffmpeg")
-    clips = require_file(shared_data_dir() / "clips")
-    relay, mounts = start_relay(clips, 4, ("one-by-one-person-detection.mp4",))
-    try:
+    with relayed(4, ("one-by-one-person-detection.mp4",)) as mounts:
         yield mounts
-    finally:
-        for mount in mounts:
-            mount.unpublish()
-        relay.stop()
 
 
 def _segments(db: Database) -> list[Any]:

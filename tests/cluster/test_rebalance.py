@@ -25,18 +25,15 @@ from tests.cluster.conftest import (
     Mount,
     cluster_config,
     fast_backoff,
-    start_relay,
+    relayed,
     wait_for,
 )
-from tests.conftest import require_file
 from tests.ray_cluster import FAST_FAILURE_DETECTION, LocalCluster, local_cluster
-from tests.rtsp_relay import require_tools
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster import NAMESPACE
 from vigil.cluster.backend import RayBackend
 from vigil.cluster.group import adopt_groups, group_moves
 from vigil.cluster.status import gather_status
-from vigil.paths import shared_data_dir
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
@@ -49,15 +46,9 @@ INTERVAL_S = 3.0
 
 @pytest.fixture(scope="module")
 def people() -> Iterator[list[Mount]]:
-    require_tools("rtsp-server-perl", "ffmpeg")
-    clips = require_file(shared_data_dir() / "clips")
-    relay, mounts = start_relay(clips, 2, ("one-by-one-person-detection.mp4",))
-    try:
+    """Two cameras of the people clip (keyframes every second: tight recording gaps)."""
+    with relayed(2, ("one-by-one-person-detection.mp4",)) as mounts:
         yield mounts
-    finally:
-        for mount in mounts:
-            mount.unpublish()
-        relay.stop()
 
 
 def _segments(db: Database, camera: str) -> list[Any]:
