@@ -3,6 +3,7 @@ bound, and what the handle does when an actor answers as a new incarnation."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,6 +180,27 @@ def test_once_an_actor_has_the_rules_in_force_the_head_follows_its_changes() -> 
     camera.take(Drained("two", "node-2", "id2", _report(), (), 0, ({}, {})))
     assert actor.calls == [("update_rules", (edited, {})), ("set_detection", (False,))]
     assert camera.synced == "one", "not yet in force in the new incarnation"
+
+
+def test_a_drain_asked_before_an_edit_does_not_undo_it() -> None:
+    """The head edits a camera's rules and switch while a drain is in flight: that drain
+    answers with the actor's settings from before the edit, which the handle does not
+    follow; a drain asked after the edit is followed again (another server's change)."""
+    camera, _, actor = _handle()
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, ({}, {})))
+    assert camera.synced == "one"
+    camera.pending_since = time.monotonic()  # a drain asked now ...
+    camera._call = lambda call, wait=0.0: call(actor)  # type: ignore[method-assign]
+    edited = _zone("yard")
+    camera.update_rules(edited, {})  # ... then the edit, applied by the actor
+    camera.set_detection(False)
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, ({}, {}), True))
+    assert camera.rules() == (edited, {}), "the edit undone by an answer from before it"
+    assert camera.detection is False
+    camera.pending_since = time.monotonic()  # asked after the edit: the actor's are the truth
+    camera.take(Drained("one", "node-1", "id1", _report(), (), 0, (_zone("other"), {}), True))
+    assert camera.rules() == (_zone("other"), {})
+    assert camera.detection is True
 
 
 def test_an_adopted_actor_keeps_the_rules_it_runs_with() -> None:

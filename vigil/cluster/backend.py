@@ -189,6 +189,11 @@ class RayCamera:
         self.unsettled: deque[tuple[int, Any]] = deque()
         self.pending: Any = None  # the drain in flight (an ObjectRef)
         self.pending_since = 0.0
+        #: When this handle's own last edit of the rules or switches returned (monotonic): a
+        #: drain asked before it may carry the actor's settings from before the edit.
+        self.edited_at = 0.0
+        #: Between an edit here (API thread) and following the actor's settings (poll thread).
+        self._settings = threading.Lock()
         self.report_: CameraReport | None = None
         self.down = False
         self.last_ok = time.monotonic()
@@ -346,15 +351,18 @@ class RayCamera:
 
     def _follow(self, drained: Drained) -> None:
         assert drained.rules is not None
-        zones, lines = drained.rules
-        if (zones, lines) != (self._zones, self._lines):
-            if not self.follow:
-                log.info("%s: rules changed through another API server; following them",
-                         self.name)  # fmt: skip
-            self._zones, self._lines = dict(zones), dict(lines)
-        self.detection = drained.detection
-        if drained.recording is not None:
-            self.recording = drained.recording
+        with self._settings:
+            if self.pending_since < self.edited_at:
+                return  # asked before this handle's own edit reached the actor: older ones
+            zones, lines = drained.rules
+            if (zones, lines) != (self._zones, self._lines):
+                if not self.follow:
+                    log.info("%s: rules changed through another API server; following them",
+                             self.name)  # fmt: skip
+                self._zones, self._lines = dict(zones), dict(lines)
+            self.detection = drained.detection
+            if drained.recording is not None:
+                self.recording = drained.recording
 
     def _fire(self, call: Any) -> None:
         try:
@@ -479,27 +487,33 @@ class RayCamera:
                 raise
             log.warning("%s: rules kept for when its actor answers: %s", self.name, exc)
             self.synced = None  # hand them at its next drain
-        self._zones, self._lines = zones, lines
+        with self._settings:
+            self._zones, self._lines = zones, lines
+            self.edited_at = time.monotonic()
 
     def set_detection(self, on: bool) -> None:
-        self.detection = bool(on)
+        on = bool(on)
         try:
-            self._call(lambda a: a.set_detection.remote(self.detection))
+            self._call(lambda a: a.set_detection.remote(on))
         except VigilError as exc:
             log.warning("%s: detection switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
             self.synced = None
+        with self._settings:
+            self.detection, self.edited_at = on, time.monotonic()
 
     def set_recording(self, on: bool) -> None:
         """Home Assistant's recording switch, in the actor's recorder wherever it runs (an
         actor that is down gets it when it is back)."""
-        self.recording = bool(on)
+        on = bool(on)
         try:
-            self._call(lambda a: a.set_recording.remote(self.recording))
+            self._call(lambda a: a.set_recording.remote(on))
         except VigilError as exc:
             log.warning("%s: recording switch kept for when its actor answers: %s",
                         self.name, exc)  # fmt: skip
             self.synced = None
+        with self._settings:
+            self.recording, self.edited_at = on, time.monotonic()
 
 
 class RemoteCopy:
