@@ -56,6 +56,7 @@ STATUS = ClusterStatus(
     ),
     failovers=(Failover("yard", 1, "node-1"), Failover("gate", 2, None)),
     rebalanced=(Rebalanced("door", 1, "node-1"),),
+    supervising=False,
 )
 
 
@@ -126,6 +127,8 @@ def test_cluster_page_shows_nodes_cameras_load_failovers(
             assert "own.onnx 640×640" in detectors
             failovers = page.locator("#cluster-failovers").inner_text()
             assert "yard: restarted 1×, now on node-1" in failovers
+            assert "gate: restarted 2×, waiting for a node" in failovers
+            assert "API replica" in page.locator("#cluster-time").inner_text()
             moved = page.locator("#cluster-rebalanced").inner_text()
             assert "door: moved 1×, now on node-1" in moved
             page.screenshot(path=shots / "cluster.png", full_page=True)

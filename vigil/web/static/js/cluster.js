@@ -56,15 +56,18 @@ export async function render(ctx) {
       fill(body, empty('Vigil runs on a single host.', 'The cluster view appears with server.backend: ray.'));
       return;
     }
-    fill(when, `As of ${fmtTime(cluster.gathered_at)}`);
+    // Which server answers: the one supervising the cameras, or an API replica standing by.
+    const role = cluster.supervising === true ? ' · this server supervises the cameras'
+      : cluster.supervising === false ? ' · this server is an API replica; another supervises the cameras' : '';
+    fill(when, `As of ${fmtTime(cluster.gathered_at)}${role}`);
     const failovers = cluster.failovers.length
       ? h('ul', { id: 'cluster-failovers' }, cluster.failovers.map((f) =>
-        h('li', {}, `${f.camera}: restarted ${f.restarts}×, now on ${f.node || 'no node yet'}`)))
+        h('li', {}, `${f.camera}: restarted ${f.restarts}×, ${f.node ? `now on ${f.node}` : 'waiting for a node'}`)))
       : h('p', { class: 'muted', id: 'cluster-failovers' }, 'No failovers.');
     const moved = cluster.rebalanced || [];
     const rebalanced = moved.length
       ? h('ul', { id: 'cluster-rebalanced' }, moved.map((r) =>
-        h('li', {}, `${r.camera}: moved ${r.moves}×, now on ${r.node || 'no node yet'}`)))
+        h('li', {}, `${r.camera}: moved ${r.moves}×, ${r.node ? `now on ${r.node}` : 'waiting for a node'}`)))
       : h('p', { class: 'muted', id: 'cluster-rebalanced' }, 'No cameras moved.');
     fill(body,
       h('h2', {}, 'Nodes'), table('cluster-nodes', ['Node', 'Ray node', 'State', 'Camera slots', 'CPUs', 'GPUs'], nodeRows(cluster.nodes)),
