@@ -170,11 +170,37 @@ def test_snapshot_expiry_filters_by_node(db: Database) -> None:  # noqa: F811
                         snapshot_path=f"snapshots/c/e{i}.jpg", snapshot_sha256="0" * 64,
                         node=node)  # fmt: skip
     with db.session() as session:
+        # The cameras a node has snapshots of, configured or not (its retention's list).
+        assert EventRepo(session).snapshot_cameras(node="node-1") == ["c"]
+        assert EventRepo(session).snapshot_cameras(node="node-2") == []
         assert EventRepo(session).expire_snapshots("c", T0 + 10, node="node-1") == [
             "snapshots/c/e1.jpg"
         ]
         assert EventRepo(session).expire_snapshots("c", T0 + 10, node="node-2") == []
         assert EventRepo(session).expire_snapshots("c", T0 + 10) == ["snapshots/c/e0.jpg"]
+
+
+def test_a_node_expires_the_snapshots_of_a_camera_no_longer_configured(
+    db: Database,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Camera ``c`` is in no camera's limit (removed from the configuration): its node's
+    retention expires its snapshots by the default ``max_age``, its file deleted."""
+    from vigil.cluster.retention import NodeRetention, run_node_retention
+    from vigil.record.retention import CameraRetention, RetentionPolicy
+
+    with db.session() as session:
+        EventRepo(session).upsert(
+            Event(id="e0", camera_id="c", label="car", class_id=2, track_id=0, start=T0,
+                  end=T0 + 1, state=EventState.END, live=True),
+            snapshot_path="snapshots/c/e0.jpg", snapshot_sha256="0" * 64, node="node-1",
+        )  # fmt: skip
+    (tmp_path / "snapshots" / "c").mkdir(parents=True)
+    (tmp_path / "snapshots" / "c" / "e0.jpg").write_bytes(b"jpeg")
+    spec = NodeRetention(str(db.engine.url), RetentionPolicy(CameraRetention(max_age=60.0)))
+    result = run_node_retention(db, tmp_path, "node-1", spec, T0 + 120)
+    assert result.snapshots == ["snapshots/c/e0.jpg"]
+    assert not (tmp_path / "snapshots" / "c" / "e0.jpg").exists()
 
 
 def test_cluster_status_without_a_cluster_is_a_clear_error() -> None:

@@ -146,6 +146,43 @@ def test_retention_deletes_old_snapshots_unless_locked(run: Run) -> None:
         assert (after[event_id].snapshot_sha256 is not None) is kept
 
 
+def _snapshot_row(camera: str, event_id: str, end: float) -> EventRow:
+    return EventRow(id=event_id, camera=camera, label="person", class_id=0, track_id=1,
+                    start=end - 5, end=end, state="end", live=True, zones=[], lines=[],
+                    counts={}, top_score=0.9, snapshot_path=f"snapshots/{camera}/{event_id}.jpg",
+                    snapshot_sha256="0" * 64, updated=end)  # fmt: skip
+
+
+def test_a_removed_cameras_snapshots_expire_by_the_default_limits(tmp_path: Path) -> None:
+    """Camera ``gone`` left the configuration with its event snapshots stored: they expire
+    by the top-level ``record.max_age``, as its segments do; a configured camera kept for
+    ever (no ``max_age`` of its own, none by default either) keeps its own."""
+    now = time.time()
+    config = make_config(tmp_path, {"b": {"sources": [{"url": SCENE}]}})
+    db = make_db(tmp_path)
+    root = Path(config.data_dir)
+    rows = [_snapshot_row("gone", "old", now - 7200), _snapshot_row("gone", "new", now - 60),
+            _snapshot_row("b", "b-old", now - 7200)]  # fmt: skip
+    with db.session() as session:
+        session.add_all(rows)
+    for row in rows:
+        assert row.snapshot_path is not None
+        (root / row.snapshot_path).parent.mkdir(parents=True, exist_ok=True)
+        (root / row.snapshot_path).write_bytes(b"jpeg")
+    try:
+        kept_for_ever = Supervisor(config, db=db)
+        assert kept_for_ever.expire_snapshots(now) == [], "no limit anywhere: all kept"
+        limited = config.model_copy(update={"record": config.record.model_copy(
+            update={"max_age": 3600.0})})  # fmt: skip
+        assert limited.camera("b").record.max_age == 3600.0, "b follows the default too"
+        deleted = Supervisor(limited, db=db).expire_snapshots(now)
+        assert sorted(deleted) == ["snapshots/b/b-old.jpg", "snapshots/gone/old.jpg"]
+        assert not (root / "snapshots/gone/old.jpg").exists()
+        assert (root / "snapshots/gone/new.jpg").is_file()
+    finally:
+        db.close()
+
+
 def test_an_unwritable_snapshot_folder_still_stores_the_event(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

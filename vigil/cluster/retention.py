@@ -25,6 +25,7 @@ from vigil.record.retention import (
     SegmentFile,
     SegmentMeta,
     prune_empty_dirs,
+    snapshot_ages,
 )
 from vigil.store import Database, SegmentRow
 from vigil.store.repo import EventRepo, NodeFilter, SegmentRepo
@@ -77,7 +78,7 @@ class NodeCatalog:
 def run_node_retention(db: Database, root: Path, node: str | None, spec: NodeRetention,
                        now: float) -> NodeRetentionResult:  # fmt: skip
     """Expire ``node``'s snapshots, then apply the retention policy to its segments."""
-    snapshots = _expire_snapshots(db, root, node, spec.snapshot_max_age, now)
+    snapshots = _expire_snapshots(db, root, node, spec, now)
     job = RetentionJob(NodeCatalog(db, root, node), spec.policy, root / RECORDINGS,
                        quarantine=root / QUARANTINE)  # fmt: skip
     result = job.run(now)
@@ -86,12 +87,16 @@ def run_node_retention(db: Database, root: Path, node: str | None, spec: NodeRet
     return NodeRetentionResult(segments, snapshots, list(result.warnings))
 
 
-def _expire_snapshots(db: Database, root: Path, node: str | None,
-                      max_age: Mapping[str, float], now: float) -> list[str]:  # fmt: skip
+def _expire_snapshots(db: Database, root: Path, node: str | None, spec: NodeRetention,
+                      now: float) -> list[str]:  # fmt: skip
+    """The node's snapshots older than their camera's limit, configured cameras' and those
+    of cameras no longer configured (by the default limits) alike."""
     paths: list[str] = []
     with db.session(immediate=True) as session:
         repo = EventRepo(session)
-        for camera, age in sorted(max_age.items()):
+        cameras = set(spec.snapshot_max_age) | set(repo.snapshot_cameras(node=node))
+        ages = snapshot_ages(spec.policy, cameras, spec.snapshot_max_age)
+        for camera, age in sorted(ages.items()):
             paths.extend(repo.expire_snapshots(camera, now - age, node=node))
     # Rows first (committed above), files after: a crash between leaves an orphan file.
     for rel in paths:

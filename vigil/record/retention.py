@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -83,6 +83,19 @@ class RetentionPolicy:
 
     def for_camera(self, camera: str) -> CameraRetention:
         return self.cameras.get(camera, self.default)
+
+
+def snapshot_ages(policy: RetentionPolicy, cameras: Iterable[str],
+                  given: Mapping[str, float] | None = None) -> dict[str, float]:  # fmt: skip
+    """Each of ``cameras``' event snapshot age limit: ``given``'s, else its ``max_age`` in
+    ``policy`` (the default limits for a camera no longer configured); cameras kept for ever
+    (no ``max_age``) are left out."""
+    ages: dict[str, float] = {}
+    for camera in cameras:
+        age = (given or {}).get(camera, policy.for_camera(camera).max_age)
+        if age is not None:
+            ages[camera] = age
+    return ages
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,13 @@ from vigil.record.previews import PreviewSet
 from vigil.record.quarantine import QUARANTINE
 from vigil.record.recorder import RecorderState
 from vigil.record.recovery import recover
-from vigil.record.retention import DerivedFolders, RetentionJob, SegmentFile, prune_empty_dirs
+from vigil.record.retention import (
+    DerivedFolders,
+    RetentionJob,
+    SegmentFile,
+    prune_empty_dirs,
+    snapshot_ages,
+)
 from vigil.record.tap import PacketTap
 from vigil.record.unindexed import UnindexedJournal, orphan_journals, reindex
 from vigil.runtime.backend import (
@@ -905,17 +911,20 @@ class Supervisor:
     def expire_snapshots(self, now: float) -> list[str]:
         """Delete the snapshots of events that ended longer than their camera's
         ``record.max_age`` ago, unless the event is locked; returns the relative paths.
-        Rows first, files after the commit, as for segments."""
+        Cameras no longer configured expire by the default ``record`` limits. Rows first,
+        files after the commit, as for segments."""
         from vigil.store.repo import EventRepo
 
         assert self.db is not None
         paths: list[str] = []
         with self.db.session(immediate=True) as session:
             repo = EventRepo(session)
-            for name in self.config.cameras:
-                max_age = self.config.camera(name).record.max_age
-                if max_age is not None:
-                    paths.extend(repo.expire_snapshots(name, now - max_age))
+            # A camera removed from the configuration keeps its snapshots: they expire by
+            # the default limits, as its segments do (``retention_policy``).
+            cameras = set(self.config.cameras) | set(repo.snapshot_cameras())
+            ages = snapshot_ages(retention_policy(self.config), cameras)
+            for name, max_age in sorted(ages.items()):
+                paths.extend(repo.expire_snapshots(name, now - max_age))
         _unlink_all(self.root, paths)
         for rel in paths:
             prune_empty_dirs((self.root / rel).parent, self.root / "snapshots")

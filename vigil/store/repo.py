@@ -537,6 +537,18 @@ class EventRepo:
         self.session.flush()
         return [i for i in dict.fromkeys(ids) if i in rows]
 
+    def snapshot_cameras(self, *, node: NodeFilter = ANY_NODE) -> builtins.list[str]:
+        """The cameras with a live event's snapshot stored (``node``: on that node), whether
+        configured or not: a camera removed from the configuration keeps its snapshots, which
+        expire by the default limits as its segments do."""
+        query = select(EventRow.camera).where(
+            EventRow.snapshot_path.is_not(None), EventRow.live.is_(True)
+        ).distinct()  # fmt: skip
+        on_node = _node_is(EventRow.node, node)
+        if on_node is not None:
+            query = query.where(on_node)
+        return sorted(self.session.scalars(query).all())
+
     def expire_snapshots(self, camera: str, before: float, *,
                          node: NodeFilter = ANY_NODE) -> builtins.list[str]:  # fmt: skip
         """Forget the snapshots of ``camera``'s ended, unlocked live events that ended before
