@@ -21,7 +21,9 @@ place actors on it) and its **node name**, stable across restarts: ``VIGIL_NODE_
 the environment the node was started with, else the host name. The name is what the store
 keeps (``segments.node``) and what media actors are named by. The node's data dir
 (recordings, snapshots) is ``VIGIL_NODE_DATA_DIR`` from that environment, else the configured
-``data_dir``. All actors live in the Ray namespace ``NAMESPACE``.
+``data_dir``. All actors live in the Ray namespace of the job that made them
+(``current_namespace``): ``cluster.namespace``, ``NAMESPACE`` unless configured, so two Vigil
+deployments on one Ray cluster never see, adopt or end each other's actors.
 
 The detector and writer actors are detached (they outlive the camera that made them, which
 may move) and found by name (``get_if_exists``), so a head that died without stopping them
@@ -41,12 +43,22 @@ from pathlib import Path
 
 from vigil import __version__
 
+#: The Ray namespace of a deployment that configures none (``cluster.namespace``).
 NAMESPACE = "vigil"
 # The custom resource an operator sets per node (``ray start --resources``) to say how many
 # cameras it takes; every camera actor asks for one unit.
 CAMERA_SLOTS = "vigil_camera_slots"
 NODE_DATA_DIR_ENV = "VIGIL_NODE_DATA_DIR"
 NODE_NAME_ENV = "VIGIL_NODE_NAME"
+
+
+def current_namespace() -> str:
+    """The Ray namespace this process's job runs in: the head's and every replica's
+    ``cluster.namespace``, inherited by the actors they make (and those actors' own), so each
+    part finds the actors of its own deployment by name and no other's."""
+    import ray  # only ever called where Ray is connected
+
+    return str(ray.get_runtime_context().namespace)
 
 
 def camera_actor_name(camera: str) -> str:

@@ -46,9 +46,9 @@ from typing import Any
 from vigil.cluster import (
     CAMERA_SLOTS,
     DETECTOR_PREFIX,
-    NAMESPACE,
     WRITER_PREFIX,
     camera_actor_name,
+    current_namespace,
     keyed_actor_parts,
 )
 from vigil.cluster.camera import (
@@ -84,7 +84,7 @@ from vigil.config.models import (
     VigilConfig,
     ZoneConfig,
 )
-from vigil.errors import VigilError
+from vigil.errors import ConfigError, VigilError
 from vigil.ingest import Backoff
 from vigil.record.copyfeed import CopyBatch
 from vigil.runtime.backend import BackendHooks, BackendKind
@@ -135,21 +135,29 @@ MOVE_STOP_S = 15.0
 def connect(cluster: ClusterConfig, cameras: int) -> bool:
     """Connect this process to the cluster (``ray.init``); True when this call did it
     (then ``RayBackend.close`` disconnects). ``local`` starts a one-machine cluster with a
-    camera slot per camera."""
+    camera slot per camera. Already connected (a test, a notebook): to the configured
+    namespace only, or the actors found by name would be another deployment's."""
     import ray
 
     if ray.is_initialized():
+        joined = current_namespace()
+        if joined != cluster.namespace:
+            raise ConfigError(
+                f"cluster.namespace is {cluster.namespace!r} but this process is already "
+                f"connected to Ray in namespace {joined!r}; connect with "
+                f"ray.init(namespace={cluster.namespace!r}) or set cluster.namespace: {joined}"
+            )
         return False
     if cluster.address == "local":
         from vigil.cluster.lean import LEAN_SYSTEM_CONFIG
 
         # address="local": a new cluster even where one runs already (ray.init() alone would
         # join that one, and refuse the camera slots).
-        ray.init(address="local", namespace=NAMESPACE,
+        ray.init(address="local", namespace=cluster.namespace,
                  resources={CAMERA_SLOTS: max(1, cameras)}, include_dashboard=False,
                  _system_config=LEAN_SYSTEM_CONFIG)  # fmt: skip
     else:
-        ray.init(address=cluster.address, namespace=NAMESPACE)
+        ray.init(address=cluster.address, namespace=cluster.namespace)
     return True
 
 
@@ -786,7 +794,7 @@ class RayBackend:
         # spilled: on a live target without room it waits, and the move is given up below.
         actor_class: Any = ray.remote(CameraGroup)
         new = actor_class.options(
-            name=new_name, namespace=NAMESPACE, lifetime="detached",
+            name=new_name, namespace=current_namespace(), lifetime="detached",
             resources={CAMERA_SLOTS: len(cams)}, num_cpus=0,
             max_restarts=self.cluster.max_restarts, max_task_retries=0,
             max_concurrency=CAMERA_CONCURRENCY * len(cams),
@@ -1033,7 +1041,7 @@ def named_actors(prefix: str) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     for entry in ray.util.list_named_actors(all_namespaces=True):
         name = str(entry.get("name", ""))
-        if entry.get("namespace") == NAMESPACE and name.startswith(prefix):
+        if entry.get("namespace") == current_namespace() and name.startswith(prefix):
             with contextlib.suppress(ValueError):  # it ended meanwhile
-                found.append((name, ray.get_actor(name, namespace=NAMESPACE)))
+                found.append((name, ray.get_actor(name, namespace=current_namespace())))
     return found

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cluster import NAMESPACE, actor_key, detector_actor_name, node_name
+from vigil.cluster import actor_key, current_namespace, detector_actor_name, node_name
 from vigil.config.models import DetectConfig
 from vigil.errors import ModelError
 from vigil.runtime.batcher import BatchingDetector
@@ -113,8 +113,8 @@ def node_detector_actor(spec: DetectorSpec) -> Any:
     node_id = ray.get_runtime_context().get_node_id()
     actor_class: Any = ray.remote(DetectorActor)
     return actor_class.options(
-        name=detector_actor_name(node_id, spec.key), namespace=NAMESPACE, get_if_exists=True,
-        lifetime="detached", max_concurrency=DETECTOR_CONCURRENCY, num_cpus=0,
+        name=detector_actor_name(node_id, spec.key), namespace=current_namespace(),
+        get_if_exists=True, lifetime="detached", max_concurrency=DETECTOR_CONCURRENCY, num_cpus=0,
         num_gpus=spec.num_gpus, max_restarts=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
     ).remote(spec, node_id)  # fmt: skip

@@ -54,7 +54,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vigil.cluster import CAMERA_SLOTS, NAMESPACE, actor_key, camera_actor_name
+from vigil.cluster import CAMERA_SLOTS, actor_key, camera_actor_name, current_namespace
 
 if TYPE_CHECKING:  # the camera's imports are the runtime's: only actors and the head need them
     from vigil.cluster.camera import CameraSpec
@@ -345,8 +345,8 @@ def start_groups(
     for group in plan_groups(rest, per_actor, node_capacities()):
         name = group_actor_name(group, group_key([specs[c] for c in group]))
         handle = actor_class.options(
-            name=name,
-            namespace=NAMESPACE, lifetime="detached", resources={CAMERA_SLOTS: len(group)},
+            name=name, namespace=current_namespace(), lifetime="detached",
+            resources={CAMERA_SLOTS: len(group)},
             num_cpus=0, max_restarts=max_restarts, max_task_retries=0,
             max_concurrency=CAMERA_CONCURRENCY * len(group),
         ).remote([specs[camera] for camera in group])  # fmt: skip
@@ -380,7 +380,7 @@ def adopt_groups(specs: Mapping[str, CameraSpec]) -> Adoption:
     for name in _camera_actor_names(newest_first=True):
         key, cameras = group_name_parts(name.removeprefix(prefix))
         try:
-            handle = ray.get_actor(name, namespace=NAMESPACE)
+            handle = ray.get_actor(name, namespace=current_namespace())
         except ValueError:  # it ended meanwhile
             continue
         mine = bool(cameras) and all(c in specs for c in cameras)
@@ -413,7 +413,7 @@ def find_groups(cameras: Iterable[str]) -> dict[str, tuple[str, _Member]]:
         if not hosted:
             continue
         try:
-            handle = ray.get_actor(name, namespace=NAMESPACE)
+            handle = ray.get_actor(name, namespace=current_namespace())
         except ValueError:  # it ended meanwhile
             continue
         found.update({camera: (name, _Member(handle, camera, name)) for camera in hosted})
@@ -428,7 +428,7 @@ def _camera_actor_names(*, newest_first: bool) -> list[str]:
 
     prefix = camera_actor_name("")
     names = [str(entry.get("name", "")) for entry in ray.util.list_named_actors(all_namespaces=True)
-             if entry.get("namespace") == NAMESPACE
+             if entry.get("namespace") == current_namespace()
              and str(entry.get("name", "")).startswith(prefix)]  # fmt: skip
     return sorted(names, key=lambda n: group_moves(n.removeprefix(prefix)), reverse=newest_first)
 

@@ -15,11 +15,12 @@ row's file through ``ClusterMedia`` (a ``vigil.api.media.MediaResolver``):
 API node (``<mount>/<node name>/``), it reads there with no copy. Routes never know which.
 
 A ``MediaActor`` is pinned to its node (``NodeAffinitySchedulingStrategy(soft=False)``),
-detached, named ``media_actor_name(node_name())`` in ``NAMESPACE``; it reads only files of its
-node's data dir, with the API's confinement rule (``vigil.paths.confined_media_path``: no
-path outside, no symlink escape), and runs that node's retention (``vigil.cluster.retention``)
-when given a ``NodeRetention``. ``ensure_media_actors()`` on the head starts one on every alive
-node that has none; call it again when nodes join.
+detached, named ``media_actor_name(node_name())`` in its deployment's namespace; it reads
+only files of its node's data dir, with the API's confinement rule
+(``vigil.paths.confined_media_path``: no path outside, no symlink escape), and runs that
+node's retention (``vigil.cluster.retention``) when given a ``NodeRetention``.
+``ensure_media_actors()`` on the head starts one on every alive node that has none; call it
+again when nodes join.
 
 How the head's ``vigil serve`` (``server.backend: ray``) wires it::
 
@@ -50,7 +51,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from vigil.cluster import NAMESPACE, media_actor_name, node_data_dir, node_name
+from vigil.cluster import current_namespace, media_actor_name, node_data_dir, node_name
 from vigil.cluster.retention import NodeRetention, NodeRetentionResult, run_node_retention
 from vigil.errors import MediaNotFoundError, NodeUnavailableError, StorageError
 from vigil.paths import check_relative, confined_media_path, sha256_file
@@ -193,7 +194,7 @@ def ensure_media_actors(data_dir: Path | str, retention: NodeRetention | None = 
             name = str(ray.get(identify.options(scheduling_strategy=pinned).remote(),
                                timeout=timeout_s))  # fmt: skip
             handle = actor_class.options(
-                name=media_actor_name(name), namespace=NAMESPACE, lifetime="detached",
+                name=media_actor_name(name), namespace=current_namespace(), lifetime="detached",
                 get_if_exists=True, scheduling_strategy=pinned,
             ).remote(str(data_dir), retention)  # fmt: skip
             where = ray.get(handle.identity.remote(), timeout=timeout_s)
@@ -366,7 +367,7 @@ class ClusterMedia(_LocalFirst):
         if handle is not None:
             return handle
         try:
-            handle = ray.get_actor(media_actor_name(node), namespace=NAMESPACE)
+            handle = ray.get_actor(media_actor_name(node), namespace=current_namespace())
         except ValueError:
             raise NodeUnavailableError(node, "no media actor runs there: the node is down or "
                                        "has not joined the cluster") from None  # fmt: skip

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cluster import CAMERA_SLOTS, DETECTOR_PREFIX, NAMESPACE, keyed_actor_parts
+from vigil.cluster import CAMERA_SLOTS, DETECTOR_PREFIX, current_namespace, keyed_actor_parts
 from vigil.cluster.group import cameras_of, group_moves
 from vigil.errors import StorageError
 
@@ -125,7 +125,7 @@ def gather_status(*, timeout_s: float = 5.0) -> ClusterStatus:
         available: Mapping[str, Any] = state.available_resources_per_node()  # type: ignore[no-untyped-call]
         # The GCS's actor table names no namespace: the named-actor list does.
         ours = {str(a["name"]) for a in ray.util.list_named_actors(all_namespaces=True)
-                if a.get("namespace") == NAMESPACE}  # fmt: skip
+                if a.get("namespace") == current_namespace()}  # fmt: skip
     except Exception as exc:  # Ray's boundary: connection errors come in many types
         raise StorageError(f"the Ray cluster cannot be asked for its status: {exc}") from exc
     alive = [a for a in actors.values() if a.get("Name") in ours and a.get("State") != "DEAD"]
@@ -203,7 +203,7 @@ def _detectors(node_ids: list[str], names: Mapping[str, str],
         if node_id not in wanted:
             continue
         try:
-            actor = ray.get_actor(name, namespace=NAMESPACE)
+            actor = ray.get_actor(name, namespace=current_namespace())
         except ValueError:  # it ended meanwhile
             continue
         calls.append((node_id, actor.stats.remote()))
@@ -225,7 +225,7 @@ def _detector_names() -> list[str]:
     import ray
 
     return sorted(str(a.get("name", "")) for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a.get("namespace") == NAMESPACE
+                  if a.get("namespace") == current_namespace()
                   and str(a.get("name", "")).startswith(DETECTOR_PREFIX))  # fmt: skip
 
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vigil.cluster import NAMESPACE, actor_key, node_data_dir, node_name, writer_actor_name
+from vigil.cluster import actor_key, current_namespace, node_data_dir, node_name, writer_actor_name
 from vigil.types import Event, RuleEvent
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def node_writer_actor(database_url: str, data_dir: str) -> Any:
     actor_class: Any = remote(concurrency_groups={SEGMENT_GROUP: SEGMENT_CALLS})(StoreWriter)
     return actor_class.options(
         name=writer_actor_name(node_id, writer_key(database_url, data_dir)),
-        namespace=NAMESPACE, get_if_exists=True,
+        namespace=current_namespace(), get_if_exists=True,
         lifetime="detached", max_concurrency=1, num_cpus=0, max_restarts=0,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
     ).remote(database_url, data_dir)  # fmt: skip

@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
         help="the head's HOST:PORT (GCS port, 6379 by default) or `auto`, the "
         "cluster this machine is part of (default: $RAY_ADDRESS or auto)",
     )
+    status.add_argument(
+        "--namespace",
+        default="vigil",
+        help="the deployment's Ray namespace, its cluster.namespace (default: vigil)",
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
     status.set_defaults(handler=_status)
 
@@ -45,13 +50,12 @@ def register(subparsers: Any) -> None:
 def _status(args: argparse.Namespace) -> int:
     import ray  # the cluster extra; missing: the CLI names it
 
-    from vigil.cluster import NAMESPACE
     from vigil.cluster.status import gather_status
 
     address = str(args.address)
     _check_reachable(address)
     try:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
+        ray.init(address=address, namespace=str(args.namespace), log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=False)  # fmt: skip
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise _unreachable(address, str(exc)) from exc

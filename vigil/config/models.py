@@ -711,6 +711,14 @@ class ClusterConfig(_Model):
         "advisory lock that the supervising `vigil serve` holds): how soon a replica takes "
         "over from a head that died.",
     )  # fmt: skip
+    namespace: str = Field(
+        "vigil", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="The Ray namespace this deployment's actors live in. Deployments that "
+        "share one Ray cluster need one each: a head adopts the camera, detector, writer and "
+        "media actors it finds in its namespace and ends those it did not configure, so two "
+        "with the same namespace end each other's cameras. Its replicas and `vigil cluster "
+        "status --namespace` name the same one.",
+    )  # fmt: skip
     rebalance: bool = Field(
         True,
         description="Move camera groups onto a node that came back or joined, one group a "
