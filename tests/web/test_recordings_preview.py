@@ -67,6 +67,16 @@ def previewed_segments(page: Any) -> int:
     return int(got)
 
 
+def previewed_span(page: Any) -> tuple[float, float]:
+    """First and last preview time (UNIX s) of the camera's recordings."""
+    got = page.evaluate("""async () => {
+      const r = await fetch('/api/recordings?camera=lobby');
+      const at = (await r.json()).flatMap((s) => s.preview_offsets.map((o) => s.start + o / 1000));
+      return [Math.min(...at), Math.max(...at)];
+    }""")
+    return float(got[0]), float(got[1])
+
+
 def test_hovering_the_timeline_shows_the_redacted_preview_and_its_time(
     lobby_pages: Pages, shots: Path
 ) -> None:
@@ -77,10 +87,15 @@ def test_hovering_the_timeline_shows_the_redacted_preview_and_its_time(
     page.get_by_text("segment(s)").wait_for()
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/preview?" in r.url else None)
-    box = page.locator("#timeline").bounding_box()
+    timeline = page.locator("#timeline")
+    box = timeline.bounding_box()
     assert box is not None
-    # The day opens zoomed on the recordings, centred: the middle is recorded.
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 20)
+    # The day opens zoomed on the recordings, centred unless that would start before
+    # midnight (a run just after midnight): point at the middle of the previewed span.
+    view = [float(v) for v in str(timeline.get_attribute("data-view")).split()]
+    span = previewed_span(page)
+    middle = box["x"] + box["width"] * ((span[0] + span[1]) / 2 - view[0]) / (view[1] - view[0])
+    page.mouse.move(middle, box["y"] + 20)
     tip = page.locator("#preview-tip")
     tip.wait_for(state="visible")
     image = tip.locator("img")
@@ -93,9 +108,9 @@ def test_hovering_the_timeline_shows_the_redacted_preview_and_its_time(
     asked.clear()
     moves = 60
     for k in range(moves):
-        page.mouse.move(box["x"] + box["width"] * (0.45 + 0.1 * k / moves), box["y"] + 20)
+        page.mouse.move(middle + box["width"] * 0.1 * (k / moves - 0.5), box["y"] + 20)
     page.wait_for_timeout(1000)
     assert asked, "the sweep showed no preview"
     assert len(asked) < moves / 2, f"{len(asked)} preview requests for {moves} moves"
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 200)  # off the timeline
+    page.mouse.move(middle, box["y"] + 200)  # off the timeline
     tip.wait_for(state="hidden")

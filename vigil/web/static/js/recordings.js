@@ -317,6 +317,8 @@ function draw(canvas, tl) {
   g.fillStyle = colors.bg;
   g.fillRect(0, 0, width, height);
   const [a, b] = tl.view;
+  // The span shown, in UNIX seconds: what a script (or a test) needs to point at a moment.
+  canvas.dataset.view = `${a} ${b}`;
   const x = (t) => ((t - a) / (b - a)) * width;
   const rows = { rec: [8, 26], motion: [40, 18], event: [64, 18] };
   // Recorded spans (segments merged when they touch), then motion, then events.
