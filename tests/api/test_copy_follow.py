@@ -194,6 +194,22 @@ def test_a_feed_away_for_longer_than_the_bound_ends_the_copy_and_says_why(
     assert script.released, "the feed was not released"
 
 
+def test_a_feed_that_answers_with_no_video_for_longer_than_the_bound_ends_the_copy(
+    stream: tuple[bytes, list[bytes]], copies: list[StreamCopy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A feed whose recorder gets no packets answers every read, with nothing: the view
+    ends (and its player reconnects) instead of waiting on a silent socket for ever."""
+    monkeypatch.setattr(livevideo, "COPY_GIVE_UP_S", 1.0)
+    init, fragments = stream
+    script = Script([CopyBatch("feed-a", chunks(init, fragments[:10]), 11)])  # then nothing
+    copy, viewer = watch(script, copies)
+    wait_for(lambda: viewer.got[-1:] == [None], 15, "the copy did not end")
+    assert copy.error == "no video from the camera's copy feed for 1 s"
+    assert len(script.asked) > 5, "it kept reading until the bound"
+    assert script.released, "the feed was not released"
+
+
 def test_a_feed_that_cannot_copy_ends_the_copy_at_once(
     stream: tuple[bytes, list[bytes]], copies: list[StreamCopy]
 ) -> None:

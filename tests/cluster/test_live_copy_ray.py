@@ -163,3 +163,20 @@ def test_the_copied_stream_survives_the_camera_reconnecting(served: Served) -> N
             watchdog.cancel()
     assert code is None, f"the socket closed ({code}) when the camera reconnected"
     check_resumed(before, received, times, mp4_slices(served.mount.clip))
+
+
+def test_a_copy_waits_for_an_actor_whose_start_failed_and_is_retried() -> None:
+    """A failed-over actor whose first start failed (the database or the node's detector
+    not reachable yet) retries it with backoff: a copied view waits for its feed, as for one
+    still starting, instead of ending at once (the head's copy gives up after a bound)."""
+    from vigil.cluster.camera import CameraActor
+
+    actor = CameraActor.__new__(CameraActor)  # the state of one whose start is retried
+    actor._running, actor.recorder, actor._feed = None, None, None
+    actor._feed_lock, actor.node = threading.Lock(), "node-2"
+    actor._boot_error = "OperationalError: connection refused"
+    batch = actor.copy_read(7, 0.1)
+    assert batch.waiting, batch
+    assert batch.last == 7
+    assert not batch.chunks
+    assert "its last start failed: OperationalError" in str(batch.problem)

@@ -628,8 +628,8 @@ class StreamCopy(LiveStream):
     node; ``CopyBatch.feed`` changed) is followed the same way: the copy waits for it (reads
     that fail, a recorder still starting; ``COPY_GIVE_UP_S`` at most), then sends the new
     feed's init segment and goes on from its keyframe, its decode times moved on to continue
-    the old ones (``_CopyClock``). Only a feed that cannot copy, or one away for longer than
-    that, ends the view (its ``error`` says why)."""
+    the old ones (``_CopyClock``). Only a feed that cannot copy, or one away or silent (it
+    answers with no chunk) for longer than that, ends the view (its ``error`` says why)."""
 
     mode = "copy"
 
@@ -664,6 +664,7 @@ class StreamCopy(LiveStream):
     def _run(self) -> None:
         after, feed = -1, None
         away: float | None = None  # since when the feed is away (monotonic s)
+        heard = time.monotonic()  # when the feed last gave a chunk
         try:
             while not self._stop.is_set():
                 try:
@@ -689,6 +690,7 @@ class StreamCopy(LiveStream):
                         after = -1  # numbers of the old feed: the new one's start instead
                         continue
                 after = batch.last
+                heard = self._heard(heard, bool(batch.chunks))
                 self._forward(batch.chunks)
         except StreamRestartedError as exc:
             log.info("live stream copy of %s ends: %s", self.view.camera, exc)
@@ -709,6 +711,19 @@ class StreamCopy(LiveStream):
                                        f"{COPY_GIVE_UP_S:g} s ({why})")  # fmt: skip
         self._stop.wait(COPY_RETRY_S)
         return away
+
+    def _heard(self, heard: float, chunks: bool) -> float:
+        """When the feed last gave a chunk, now that a read gave some or none; a feed that
+        answers but gives nothing for ``COPY_GIVE_UP_S`` (its recorder gets no packets) ends
+        the view as one that is away does, so that its player reconnects rather than wait on a
+        silent socket for ever."""
+        now = time.monotonic()
+        if chunks:
+            return now
+        if now - heard > COPY_GIVE_UP_S:
+            raise StreamRestartedError(f"no video from the camera's copy feed for "
+                                       f"{COPY_GIVE_UP_S:g} s")  # fmt: skip
+        return heard
 
     def _forward(self, chunks: tuple[CopyChunk, ...]) -> None:
         for chunk in chunks:

@@ -436,8 +436,12 @@ class CameraActor:
 
         feed, why = self._copy_feed()
         if feed is None:
-            # Still starting (a failover's new actor): the head's copy waits for the feed.
-            starting = self._running is None and not self._boot_error
+            # Still starting (a failover's new actor), even after a failed try (its start is
+            # retried with backoff): the head's copy waits for the feed, ``COPY_GIVE_UP_S``
+            # at most.
+            starting = self._running is None
+            if starting and self._boot_error:
+                why = f"{why}; its last start failed: {self._boot_error}"
             return CopyBatch("", (), after, why, waiting=starting)
         return feed.read(after, timeout, reader)
 
