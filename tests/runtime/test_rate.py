@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from vigil.runtime.worker import _Rate
 
 
 def test_reading_while_ticking_never_fails() -> None:
-    rate = _Rate(window=5.0)
+    rate = _Rate(window=5.0, min_span=0.0)  # ticked far faster than any camera
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -33,3 +35,15 @@ def test_reading_while_ticking_never_fails() -> None:
         t.join()
     assert errors == []
     assert rate.value(time.monotonic()) > 0
+
+
+def test_a_rate_is_said_once_its_frames_span_a_second() -> None:
+    """Just after a connection three frames 0.1 s apart are not a 20 fps camera."""
+    rate = _Rate(window=5.0)
+    for k in range(3):
+        rate.tick(100.0 + 0.1 * k)
+    assert rate.value(100.2) == 0.0
+    for k in range(3, 12):
+        rate.tick(100.0 + 0.1 * k)
+    assert rate.value(101.1) == pytest.approx(10.0)
+    assert rate.value(107.0) == 0.0  # none lately

@@ -78,10 +78,14 @@ def default_source(
 
 
 class _Rate:
-    """Events per second over the last ``window`` seconds (0 when none came lately)."""
+    """Events per second over the last ``window`` seconds (0 when none came lately, or when
+    those that came span less than ``min_span`` seconds: three frames 0.1 s apart just after
+    a connection read as 20 fps for a 10 fps camera, and the live encoder and the UI took it
+    for the camera's rate)."""
 
-    def __init__(self, window: float = 5.0) -> None:
+    def __init__(self, window: float = 5.0, min_span: float = 1.0) -> None:
         self.window = window
+        self.min_span = min_span
         self._times: deque[float] = deque(maxlen=512)
 
     def tick(self, now: float) -> None:
@@ -91,9 +95,9 @@ class _Rate:
         # Called from other threads (API status) while the camera thread ticks: copy the deque
         # in one C-level call (atomic under the GIL) before iterating in Python.
         times = [t for t in tuple(self._times) if now - t <= self.window]
-        if len(times) < 2:
+        if len(times) < 2 or times[-1] - times[0] < self.min_span:
             return 0.0
-        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+        return (len(times) - 1) / (times[-1] - times[0])
 
 
 class CameraDetector:
