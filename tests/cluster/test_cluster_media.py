@@ -339,6 +339,33 @@ def _check_status(status: dict[str, Any], where: str, node_id: str) -> None:
     assert status["failovers"] == []
 
 
+def test_the_api_counts_every_nodes_quarantine(
+    cluster_env: ClusterEnv, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:  # fmt: skip
+    """Files given up on a node sit in that node's quarantine: /api/health and /metrics on
+    the head count them with its own (before, only the head's data dir was counted)."""
+    from vigil.cluster import media
+
+    monkeypatch.setattr(media, "QUARANTINE_KEEP_S", 0.0)
+    env = cluster_env
+    made = []
+    for node, size in (("node-1", 1000), ("node-2", 2500), ("head", 300)):
+        path = env.root / node / "quarantine" / "cam-q" / "2026-12-01" / "10" / "00.00.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\0" * size)
+        made.append(path)
+    try:
+        assert env.media.quarantine()["cam-q"] == (3, 3800)
+        health = env.api.client().get("/api/health").json()
+        assert (health["quarantine_files"], health["quarantine_bytes"]) >= (3, 3800)
+        body = login_admin(env.api).get("/metrics").text
+        assert 'vigil_quarantine_files{camera="cam-q"} 3.0' in body
+        assert 'vigil_quarantine_bytes{camera="cam-q"} 3800.0' in body
+    finally:
+        for path in made:
+            path.unlink()
+
+
 def test_node_down_answers_503_naming_it_and_the_rest_goes_on(
     cluster_env: ClusterEnv, node1_segments: list[SegmentRow],  # noqa: F811
 ) -> None:  # fmt: skip

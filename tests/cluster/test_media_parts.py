@@ -105,6 +105,9 @@ class _Down:
     def check(self, node: str | None, relative: str, folder: str) -> None:
         """Nothing to check without the node."""
 
+    def quarantine(self) -> dict[str, tuple[int, int]]:
+        return {}
+
 
 def test_media_routes_answer_503_naming_the_node(api: Api) -> None:
     seg_id, _ = api.add_segment("front", T0)

@@ -25,6 +25,7 @@ from vigil.api.errors import ApiError, not_found
 from vigil.errors import MediaNotFoundError
 from vigil.paths import PREVIEWS, RECORDINGS, SNAPSHOTS, confined_media_path, confined_path
 from vigil.privacy import Redactor
+from vigil.record.quarantine import QUARANTINE, quarantine_usage
 from vigil.store import EventRow, SegmentRow
 from vigil.types import ImageArray
 
@@ -71,6 +72,11 @@ class MediaResolver(Protocol):
         work is queued for it; cheap (no fetch)."""
         ...
 
+    def quarantine(self) -> dict[str, tuple[int, int]]:
+        """Files and bytes in quarantine per camera (``vigil.record.quarantine``), in this
+        server's data dir and, on a cluster, every node's it can reach now."""
+        ...
+
 
 class LocalMedia:
     """The single host's resolver: every row's file is under ``data_dir``."""
@@ -83,6 +89,9 @@ class LocalMedia:
 
     def check(self, node: str | None, relative: str, folder: str) -> None:
         confined_media_path(self.data_dir, relative, folder)
+
+    def quarantine(self) -> dict[str, tuple[int, int]]:
+        return quarantine_usage(self.data_dir / QUARANTINE)
 
 
 def segment_source(media: MediaResolver, row: SegmentRow) -> Path:

@@ -35,7 +35,6 @@ from prometheus_client.registry import Collector
 
 from vigil import __version__
 from vigil.errors import StorageError
-from vigil.record.quarantine import QUARANTINE, quarantine_usage
 from vigil.runtime.telemetry import DeliveryHealth, RuntimeMetrics
 from vigil.store import SegmentRepo
 
@@ -144,9 +143,7 @@ class _Scrape(Collector):
                                   "record.max_age)", labels=["camera"])  # fmt: skip
         size = GaugeMetricFamily("vigil_quarantine_bytes", "bytes of the segment files in "
                                  "quarantine", labels=["camera"])  # fmt: skip
-        for camera, (count, total) in sorted(
-            quarantine_usage(self.state.data_dir / QUARANTINE).items()
-        ):
+        for camera, (count, total) in sorted(self.state.media.quarantine().items()):
             if self.who.sees(camera):
                 files.add_metric([camera], count)
                 size.add_metric([camera], total)

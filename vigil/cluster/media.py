@@ -37,6 +37,7 @@ Ray is imported only inside functions: the single-host product never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -55,6 +56,7 @@ from vigil.cluster import current_namespace, media_actor_name, node_data_dir, no
 from vigil.cluster.retention import NodeRetention, NodeRetentionResult, run_node_retention
 from vigil.errors import MediaNotFoundError, NodeUnavailableError, StorageError
 from vigil.paths import check_relative, confined_media_path, sha256_file
+from vigil.record.quarantine import QUARANTINE, merged_usage, quarantine_usage
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,10 @@ class MediaActor:
         with path.open("rb") as stream:
             stream.seek(max(0, offset))
             return stream.read(max(0, min(length, CHUNK_BYTES * 4)))
+
+    def quarantine(self) -> dict[str, tuple[int, int]]:
+        """Files and bytes in this node's quarantine, per camera."""
+        return quarantine_usage(self.root / QUARANTINE)
 
     def run_retention(self, now: float | None = None) -> NodeRetentionResult:
         """Apply retention to this node's rows and files now (also run every interval)."""
@@ -211,6 +217,22 @@ def ensure_media_actors(data_dir: Path | str, retention: NodeRetention | None = 
 
 
 # -- on the API node --------------------------------------------------------------------------
+
+#: How long the API waits for the nodes' quarantine figures (``ClusterMedia.quarantine``),
+#: and how long it keeps them: health checks and scrapes ask often, the figures change
+#: only when a segment is given up or retention runs.
+QUARANTINE_ASK_S = 3.0
+QUARANTINE_KEEP_S = 15.0
+
+
+def _media_actor_names() -> list[str]:
+    """The names of the deployment's media actors (one per node that has one)."""
+    import ray
+
+    prefix = media_actor_name("")
+    return sorted(str(a["name"]) for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a.get("namespace") == current_namespace()
+                  and str(a.get("name", "")).startswith(prefix))  # fmt: skip
 
 
 class MediaCache:
@@ -317,6 +339,7 @@ class ClusterMedia(_LocalFirst):
         self.cache, self.timeout_s = cache, timeout_s
         self._handles: dict[str, Any] = {}
         self._guard = threading.Lock()
+        self._quarantine: tuple[float, dict[str, tuple[int, int]]] | None = None
 
     def path(self, node: str | None, relative: str, folder: str, sha256: str | None) -> Path:
         if self.is_local(node):
@@ -375,6 +398,35 @@ class ClusterMedia(_LocalFirst):
             self._handles[node] = handle
         return handle
 
+    def quarantine(self) -> dict[str, tuple[int, int]]:
+        """This server's quarantine and every other node's, asked of their media actors at
+        once (``QUARANTINE_ASK_S`` at most: a node that does not answer is left out) and kept
+        ``QUARANTINE_KEEP_S``, since ``/api/health`` and each scrape ask."""
+        with self._guard:
+            kept = self._quarantine
+            if kept is not None and time.monotonic() - kept[0] < QUARANTINE_KEEP_S:
+                return kept[1]
+        import ray
+
+        local = quarantine_usage(self.data_dir / QUARANTINE)
+        refs: list[Any] = []
+        for name in _media_actor_names():
+            if name != media_actor_name(self.local_node):
+                with contextlib.suppress(ValueError):  # ended meanwhile
+                    actor = ray.get_actor(name, namespace=current_namespace())
+                    refs.append(actor.quarantine.remote())
+        ready = ray.wait(refs, num_returns=len(refs), timeout=QUARANTINE_ASK_S)[0] if refs else []
+        answers = [local]
+        for ref in ready:
+            try:
+                answers.append(ray.get(ref, timeout=0))
+            except Exception:  # its node went down meanwhile: left out, as one that is slow
+                continue
+        usage = merged_usage(*answers)
+        with self._guard:
+            self._quarantine = (time.monotonic(), usage)
+        return usage
+
     def _get(self, node: str, ref: Any) -> Any:
         import ray
         from ray.exceptions import GetTimeoutError, RayError
@@ -405,6 +457,13 @@ class SharedMountMedia(_LocalFirst):
     def __init__(self, data_dir: Path, local_node: str, mount: Path) -> None:
         super().__init__(data_dir, local_node)
         self.mount = mount
+
+    def quarantine(self) -> dict[str, tuple[int, int]]:
+        """This server's quarantine and each mounted node's (``<mount>/<node>/quarantine``)."""
+        nodes = [p for p in self.mount.iterdir() if p.is_dir() and p.name != self.local_node] \
+            if self.mount.is_dir() else []  # fmt: skip
+        return merged_usage(quarantine_usage(self.data_dir / QUARANTINE),
+                            *(quarantine_usage(n / QUARANTINE) for n in nodes))  # fmt: skip
 
     def path(self, node: str | None, relative: str, folder: str, sha256: str | None) -> Path:
         if self.is_local(node):

@@ -6,7 +6,8 @@ route). What happens to it then:
 
 - It is counted: ``vigil_quarantine_files`` and ``vigil_quarantine_bytes`` per camera in
   ``/metrics``, ``quarantine_files``/``quarantine_bytes`` in ``/api/health``
-  (``quarantine_usage``), so an administrator sees it without reading the log.
+  (``quarantine_usage``; on a cluster the API sums every node's, ``MediaResolver.quarantine``),
+  so an administrator sees it without reading the log.
 - It is aged as footage is: once the time its name gives (its start; the file's mtime when
   the name is not a segment's) is older than its camera's ``record.max_age``, retention
   deletes it and logs its name. Unredacted footage must not outlive ``max_age`` because it
@@ -80,6 +81,17 @@ def quarantine_usage(folder: Path) -> dict[str, tuple[int, int]]:
         files, size = usage.get(file.camera, (0, 0))
         usage[file.camera] = (files + 1, size + file.size)
     return usage
+
+
+def merged_usage(*usages: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """``quarantine_usage`` answers of several data dirs (a cluster's nodes: a camera that
+    failed over has quarantined files on more than one), summed per camera."""
+    total: dict[str, tuple[int, int]] = {}
+    for usage in usages:
+        for camera, (files, size) in usage.items():
+            had = total.get(camera, (0, 0))
+            total[camera] = (had[0] + files, had[1] + size)
+    return total
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,6 @@ from vigil.api.schemas import (
     UserOut,
 )
 from vigil.errors import ConfigError, StorageError
-from vigil.record.quarantine import QUARANTINE, quarantine_usage
 from vigil.store import Role, TokenKind, TokenRepo, UserRepo, hash_token
 
 public = APIRouter(responses=ERRORS, tags=["auth"])
@@ -70,7 +69,7 @@ def health(state: StateDep) -> Health:
         "failed" if failing else "ok" if statuses else "off"
     )  # fmt: skip
     good = users is not None and storage in ("ok", "low") and not failing
-    quarantined = quarantine_usage(state.data_dir / QUARANTINE).values()
+    quarantined = state.media.quarantine().values()  # every node's, on a cluster
     return Health(status="ok" if good else "degraded", database=users is not None,
                   setup_required=users == 0, storage=storage, free_bytes=free,
                   recording=recording, recording_failed=len(failing),
