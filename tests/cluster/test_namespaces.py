@@ -27,11 +27,22 @@ from tests.cluster.test_head_restart import start_serve
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.runtime.serve_process import ServeProcess
 from tests.store.conftest import PgServer, new_pg_database
+from vigil.cluster import NAMESPACE, current_namespace
 from vigil.cluster.backend import RayBackend, connect
 from vigil.config.models import ClusterConfig
 from vigil.errors import ConfigError
 from vigil.runtime.serve import Supervisor
 from vigil.store import Database, SegmentRepo
+
+
+def test_the_namespace_asked_before_connecting_connects_nothing() -> None:
+    """Ray's ``get_runtime_context`` connects a process that is not (a throw-away cluster,
+    a random namespace), after which the process's ``ray.init`` is refused: unit tests with
+    a stand-in registry ask before any connection. Runs before the module's cluster."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized(), "an earlier module left this process connected to Ray"
+    assert current_namespace() == NAMESPACE
+    assert not ray.is_initialized()
 
 
 def cameras_of(actors: dict[str, str]) -> list[str]:

@@ -56,8 +56,14 @@ def current_namespace() -> str:
     """The Ray namespace this process's job runs in: the head's and every replica's
     ``cluster.namespace``, inherited by the actors they make (and those actors' own), so each
     part finds the actors of its own deployment by name and no other's."""
-    import ray  # only ever called where Ray is connected
+    import ray
 
+    if not ray.is_initialized():
+        # Not connected (a unit test's stand-in registry): the default. Asking Ray here
+        # would not fail but start a throw-away local cluster in a random namespace
+        # (``get_runtime_context`` connects the process), and every later ``ray.init`` of
+        # this process would then be refused.
+        return NAMESPACE
     return str(ray.get_runtime_context().namespace)
 
 
