@@ -118,6 +118,9 @@ def sites(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Iter
             b_admin = b.admin()  # the first-run setup can be done once: one client
             b.wait_for(lambda: bool(b_admin.get("/api/cameras").json()[0]["online"]), 240,
                        "B's camera not online")  # fmt: skip
+            # A node's writer actor is made at its cameras' first write (a finished segment)
+            b.wait_for(lambda: any(n.startswith("vigil-writer:") for n in ours("site-b")), 120,
+                       "B's camera wrote nothing")  # fmt: skip
             yield Sites(cluster, a, a_db, a_actors, b, b_admin)
             b_admin.close()
         finally:
