@@ -14,6 +14,9 @@ import {
   modal, select, toLocalInput, toast,
 } from './ui.js';
 
+/** Times a clip is prepared again before it plays (see the event dialog). */
+const CLIP_ROUNDS = 8;
+
 export async function render(ctx) {
   document.title = 'Events — Vigil';
   const cameras = await api('/api/cameras');
@@ -147,13 +150,18 @@ export async function openEvent(id, me) {
   const stopped = new AbortController();
   // The server renders each clip when its event ends; one not ready yet is prepared first
   // (202 with the job's progress), then played from the server's cache.
+  // A clip asked for just after its event ended can be prepared again once its job is done:
+  // the post-roll's next segment landed meanwhile and the cached clip no longer covers the
+  // recordings as they are. So ask again until it is ready, rather than hand the player a
+  // URL that answers 202 (it would wait for ever).
   (async () => {
     try {
-      const job = await clipJob(clipUrl, stopped.signal);
-      if (job) {
+      let job = await clipJob(clipUrl, stopped.signal);
+      for (let round = 0; job && round < CLIP_ROUNDS; round += 1) {
         const line = progressLine('Preparing the redacted clip');
         fill(note, line.node);
         await followJob(job, line.set, stopped.signal);
+        job = await clipJob(clipUrl, stopped.signal);
       }
       video.src = clipUrl;
     } catch (err) {
