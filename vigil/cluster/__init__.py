@@ -67,6 +67,18 @@ def current_namespace() -> str:
     return str(ray.get_runtime_context().namespace)
 
 
+def actor_names(prefix: str = "") -> list[str]:
+    """The names of this deployment's named actors (``current_namespace``) that start with
+    ``prefix``, sorted: Ray lists every namespace's, so the namespace is asked once here
+    rather than for each entry of a list that holds a city's cameras."""
+    import ray
+
+    namespace = current_namespace()
+    return sorted(str(a.get("name", "")) for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a.get("namespace") == namespace
+                  and str(a.get("name", "")).startswith(prefix))  # fmt: skip
+
+
 def camera_actor_name(camera: str) -> str:
     return f"vigil-camera:{camera}"
 

@@ -47,6 +47,7 @@ from vigil.cluster import (
     CAMERA_SLOTS,
     DETECTOR_PREFIX,
     WRITER_PREFIX,
+    actor_names,
     camera_actor_name,
     current_namespace,
     keyed_actor_parts,
@@ -1038,10 +1039,9 @@ def named_actors(prefix: str) -> list[tuple[str, Any]]:
     """``(name, handle)`` of this namespace's named actors whose name starts with ``prefix``."""
     import ray
 
+    namespace = current_namespace()
     found: list[tuple[str, Any]] = []
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        name = str(entry.get("name", ""))
-        if entry.get("namespace") == current_namespace() and name.startswith(prefix):
-            with contextlib.suppress(ValueError):  # it ended meanwhile
-                found.append((name, ray.get_actor(name, namespace=current_namespace())))
+    for name in actor_names(prefix):
+        with contextlib.suppress(ValueError):  # it ended meanwhile
+            found.append((name, ray.get_actor(name, namespace=namespace)))
     return found

@@ -54,7 +54,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vigil.cluster import CAMERA_SLOTS, actor_key, camera_actor_name, current_namespace
+from vigil.cluster import (
+    CAMERA_SLOTS,
+    actor_key,
+    actor_names,
+    camera_actor_name,
+    current_namespace,
+)
 
 if TYPE_CHECKING:  # the camera's imports are the runtime's: only actors and the head need them
     from vigil.cluster.camera import CameraSpec
@@ -424,13 +430,9 @@ def _camera_actor_names(*, newest_first: bool) -> list[str]:
     """The names of the namespace's camera actors, ordered by how often their group was
     moved: during a move (and after a head died in one) two groups host the same cameras,
     and the one that replaces the other has the higher count (``group_actor_name``)."""
-    import ray
-
     prefix = camera_actor_name("")
-    names = [str(entry.get("name", "")) for entry in ray.util.list_named_actors(all_namespaces=True)
-             if entry.get("namespace") == current_namespace()
-             and str(entry.get("name", "")).startswith(prefix)]  # fmt: skip
-    return sorted(names, key=lambda n: group_moves(n.removeprefix(prefix)), reverse=newest_first)
+    return sorted(actor_names(prefix), key=lambda n: group_moves(n.removeprefix(prefix)),
+                  reverse=newest_first)  # fmt: skip
 
 
 def kill_group(actor: Any) -> None:

@@ -52,7 +52,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from vigil.cluster import current_namespace, media_actor_name, node_data_dir, node_name
+from vigil.cluster import actor_names, current_namespace, media_actor_name, node_data_dir, node_name
 from vigil.cluster.retention import NodeRetention, NodeRetentionResult, run_node_retention
 from vigil.errors import MediaNotFoundError, NodeUnavailableError, StorageError
 from vigil.paths import check_relative, confined_media_path, sha256_file
@@ -223,16 +223,6 @@ def ensure_media_actors(data_dir: Path | str, retention: NodeRetention | None = 
 #: only when a segment is given up or retention runs.
 QUARANTINE_ASK_S = 3.0
 QUARANTINE_KEEP_S = 15.0
-
-
-def _media_actor_names() -> list[str]:
-    """The names of the deployment's media actors (one per node that has one)."""
-    import ray
-
-    prefix = media_actor_name("")
-    return sorted(str(a["name"]) for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a.get("namespace") == current_namespace()
-                  and str(a.get("name", "")).startswith(prefix))  # fmt: skip
 
 
 class MediaCache:
@@ -410,7 +400,7 @@ class ClusterMedia(_LocalFirst):
 
         local = quarantine_usage(self.data_dir / QUARANTINE)
         refs: list[Any] = []
-        for name in _media_actor_names():
+        for name in actor_names(media_actor_name("")):
             if name != media_actor_name(self.local_node):
                 with contextlib.suppress(ValueError):  # ended meanwhile
                     actor = ray.get_actor(name, namespace=current_namespace())

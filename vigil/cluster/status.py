@@ -23,7 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vigil.cluster import CAMERA_SLOTS, DETECTOR_PREFIX, current_namespace, keyed_actor_parts
+from vigil.cluster import (
+    CAMERA_SLOTS,
+    DETECTOR_PREFIX,
+    actor_names,
+    current_namespace,
+    keyed_actor_parts,
+)
 from vigil.cluster.group import cameras_of, group_moves
 from vigil.errors import StorageError
 
@@ -124,8 +130,7 @@ def gather_status(*, timeout_s: float = 5.0) -> ClusterStatus:
         actors: Mapping[str, Any] = state.actors()
         available: Mapping[str, Any] = state.available_resources_per_node()  # type: ignore[no-untyped-call]
         # The GCS's actor table names no namespace: the named-actor list does.
-        ours = {str(a["name"]) for a in ray.util.list_named_actors(all_namespaces=True)
-                if a.get("namespace") == current_namespace()}  # fmt: skip
+        ours = set(actor_names())
     except Exception as exc:  # Ray's boundary: connection errors come in many types
         raise StorageError(f"the Ray cluster cannot be asked for its status: {exc}") from exc
     alive = [a for a in actors.values() if a.get("Name") in ours and a.get("State") != "DEAD"]
@@ -222,11 +227,7 @@ def _detectors(node_ids: list[str], names: Mapping[str, str],
 def _detector_names() -> list[str]:
     """The names of the namespace's detector actors (one per node and model; named with
     the model's key)."""
-    import ray
-
-    return sorted(str(a.get("name", "")) for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a.get("namespace") == current_namespace()
-                  and str(a.get("name", "")).startswith(DETECTOR_PREFIX))  # fmt: skip
+    return actor_names(DETECTOR_PREFIX)
 
 
 def _load(stats: Mapping[str, Any], name: str | None, node_id: str) -> DetectorLoad:

@@ -919,8 +919,6 @@ class Supervisor:
         paths: list[str] = []
         with self.db.session(immediate=True) as session:
             repo = EventRepo(session)
-            # A camera removed from the configuration keeps its snapshots: they expire by
-            # the default limits, as its segments do (``retention_policy``).
             cameras = set(self.config.cameras) | set(repo.snapshot_cameras())
             ages = snapshot_ages(retention_policy(self.config), cameras)
             for name, max_age in sorted(ages.items()):
