@@ -210,6 +210,32 @@ def test_a_feed_that_answers_with_no_video_for_longer_than_the_bound_ends_the_co
     assert script.released, "the feed was not released"
 
 
+def test_a_feed_that_comes_back_silent_counts_its_silence_from_its_return(
+    stream: tuple[bytes, list[bytes]], copies: list[StreamCopy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A failover's two waits, each within the bound, do not add up to end the view: the
+    feed away for 1.5 s (the node lost), then the new feed answering with nothing for 2 s
+    (its recorder connecting), then video. The silence counts from the feed's return (CI:
+    a failover slower than the bound in all ended the copied view with 1011)."""
+    monkeypatch.setattr(livevideo, "COPY_GIVE_UP_S", 3.0)
+    monkeypatch.setattr(livevideo, "COPY_RETRY_S", 0.05)
+    init, fragments = stream
+
+    def nothing_yet(after: int) -> CopyBatch:
+        time.sleep(0.1)  # the long poll of a feed whose recorder has no packet yet
+        return CopyBatch("feed-b", (), 0)
+
+    lost = [VigilError("camera 'door': no answer from its actor")] * 30  # 1.5 s and more
+    back = CopyBatch("feed-b", chunks(init, fragments), 21)
+    script = Script([CopyBatch("feed-a", chunks(init, fragments[:10]), 11), *lost,
+                     *[nothing_yet] * 21, back])  # fmt: skip
+    copy, viewer = watch(script, copies)
+    wait_for(lambda: len(viewer.got) >= 32 or None in viewer.got, 30, "the copy did not go on")
+    assert copy.error is None, copy.error
+    assert copy.feeds == 1
+
+
 def test_a_feed_that_cannot_copy_ends_the_copy_at_once(
     stream: tuple[bytes, list[bytes]], copies: list[StreamCopy]
 ) -> None:

@@ -677,7 +677,8 @@ class StreamCopy(LiveStream):
                         raise StreamRestartedError(batch.problem)
                     away = self._wait(away, batch.problem)  # a recorder still starting
                     continue
-                away = None
+                if away is not None:  # back: its silence counts from now, not from before
+                    heard, away = time.monotonic(), None
                 if batch.feed != feed:
                     if feed is not None:
                         log.info("live stream copy of %s follows the camera's new copy feed",
