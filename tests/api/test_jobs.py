@@ -18,12 +18,12 @@ from tests.api.test_clips import clips_dir as clips_dir  # noqa: PLC0414 (sessio
 from tests.api.test_events import add_event
 from vigil.api.app import JOB_HANDLERS
 from vigil.api.clips import ClipJobSink
-from vigil.api.jobs import JobRunner
+from vigil.api.jobs import PRIORITY_BACKGROUND, JobRunner
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, build_redactor
 from vigil.record.export import verify_export
 from vigil.record.signing import load_or_create_key
-from vigil.store import AuditRepo, Database, JobRepo, JobRow, Role
+from vigil.store import AuditRepo, Database, JobRepo, JobRow, Role, SegmentRepo
 from vigil.store.sink import StoreEventSink
 from vigil.types import Event, EventState
 
@@ -144,6 +144,46 @@ def test_background_clip_waits_for_its_post_roll(api: Api) -> None:
     assert done.state == "done", done.error
     assert done.result is not None
     assert done.result["end"] == pytest.approx(now - 5.5)
+
+
+def test_a_clip_asked_for_in_its_post_roll_is_served_while_the_complete_one_renders(
+    api: Api,
+) -> None:
+    """Asked for just after its event ended, a clip is cut from what is recorded then; when
+    the post-roll's next segment lands, that cut is served at once (``stale``, not 202 while
+    it is cut again in the request), the complete clip renders in the background and is
+    served once ready; a cut whose segment retention deleted is never served."""
+    now = time.time()
+    api.add_segment("front", now - 12)  # recorded until now - 10
+    StoreEventSink(api.db).publish(ended("roll", now - 11, now - 10.5))  # post-roll to now - 5.5
+    viewer = api.login("val", Role.VIEWER)
+    early = fetch_clip(viewer, "/api/events/roll/clip")
+    assert early.status_code == 200, early.text
+    second, _ = api.add_segment("front", now - 10)  # the post-roll's next segment lands
+    reply = viewer.get("/api/events/roll/clip")
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-vigil-clip-cache"] == "stale"
+    assert reply.content == early.content
+    queued = [j for j in jobs_of(api.db, "clip") if j.state != "done"]
+    assert [j.priority for j in queued] == [PRIORITY_BACKGROUND], "the complete clip is queued"
+    for start in (now - 8, now - 6):
+        api.add_segment("front", start)
+    done = wait_row(api.db, queued[0].id, ("done", "failed"))
+    assert done.state == "done", done.error
+    assert done.result is not None
+    assert len(done.result["segments"]) == 4
+    complete = viewer.get("/api/events/roll/clip")
+    assert complete.headers["x-vigil-clip-cache"] == "hit"
+    assert len(complete.content) > len(early.content)
+    with api.db.session() as session:  # retention takes a segment the clip was cut from
+        SegmentRepo(session).delete([second])
+    again = fetch_clip(viewer, "/api/events/roll/clip")
+    assert again.status_code == 200, again.text
+    assert again.headers["x-vigil-clip-cache"] == "miss", "a clip of deleted footage was served"
+    assert again.content != complete.content
+    with api.db.session() as session:
+        stale = [r.details["stale"] for r in AuditRepo(session).records(action="event.clip")]
+    assert stale.count(True) == 1
 
 
 def test_jobs_survive_a_restart(

@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,24 +47,31 @@ from vigil.privacy import UnredactedGrant, unredacted_access
 from vigil.record.export import export_range, manifest_path
 from vigil.record.layout import check_camera_id
 from vigil.record.signing import load_or_create_key
-from vigil.store import Database, EventRepo, EventRow, JobRow, SegmentRepo, SegmentRow
+from vigil.store import Database, EventRepo, EventRow, JobRepo, JobRow, SegmentRepo, SegmentRow
 from vigil.types import Event, EventState
 
 log = logging.getLogger(__name__)
 
 _FRAME_S = 0.25  # recordings that reach the clip's end but for a frame or so are complete
 _RECHECK_S = 2.0  # how often a deferred clip looks whether its post-roll is recorded
+#: An open event's clip grows with it: the last one rendered is served for this long.
+OPEN_CLIP_FRESH_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class Clip:
     """A clip file on disk; ``start``/``end`` the UNIX span asked for; ``cached``: served
-    from the cache rather than cut for this request."""
+    from the cache rather than cut for this request; ``segments`` and ``redaction``: what it
+    was cut from (segment ids; ``ClipPlan.redaction``); ``stale``: an earlier cut of an
+    ended event served while the complete one is rendered (``ready_clip``)."""
 
     path: Path
     start: float
     end: float
     cached: bool
+    segments: tuple[int, ...] = ()
+    redaction: str = ""
+    stale: bool = False
 
 
 def clip_span(state: AppState, row: EventRow, now: float | None = None) -> tuple[float, float]:
@@ -83,10 +90,16 @@ class ClipPlan:
     start: float
     end: float
     segments: list[SegmentRow]
+    #: A digest of the camera's redaction settings the clip is cut with.
+    redaction: str
 
     @property
     def recorded_until(self) -> float:
         return max((s.end for s in self.segments), default=self.start)
+
+    def clip(self, *, cached: bool) -> Clip:
+        return Clip(self.path, self.start, self.end, cached,
+                    tuple(s.id for s in self.segments), self.redaction)  # fmt: skip
 
 
 def plan_clip(state: AppState, row: EventRow, *, redacted: bool) -> ClipPlan:
@@ -106,18 +119,75 @@ def plan_clip(state: AppState, row: EventRow, *, redacted: bool) -> ClipPlan:
     redaction = state.redact_config(camera).model_dump_json()
     digest = _digest(row.id, redacted, redaction, (start, end), segments)
     path = folder / f"{prefix}-{digest}.mp4"
-    return ClipPlan(path, start, end, segments)
+    return ClipPlan(path, start, end, segments, hashlib.sha256(redaction.encode()).hexdigest())
 
 
 def cached_clip(state: AppState, row: EventRow) -> Clip | None:
     """The redacted clip of ``row`` when the cache holds it for the recordings as they are
     now (ready to serve), else None. 404 ``no_recording`` as ``plan_clip``."""
-    plan = plan_clip(state, row, redacted=True)
+    return _served(plan_clip(state, row, redacted=True))
+
+
+def _served(plan: ClipPlan) -> Clip | None:
     try:
         os.utime(plan.path)  # served: the newest in the cache's least-recently-served order
     except FileNotFoundError:
         return None
-    return Clip(plan.path, plan.start, plan.end, cached=True)
+    return plan.clip(cached=True)
+
+
+def ready_clip(state: AppState, row: EventRow) -> Clip | None:
+    """The redacted clip to serve now, or None when it must be rendered first.
+
+    - The cached clip of the recordings as they are.
+    - Else, for an event still open (its span grows with every request), the one its last
+      job rendered moments ago (``OPEN_CLIP_FRESH_S``).
+    - Else, for an ended event, the one its last job cut while the post-roll was still being
+      recorded (``stale``), as long as the recordings only grew since (every segment it was
+      cut from is still there, the span and the redaction settings are the same), and its
+      complete clip is queued in the background: asked during its post-roll, a clip would
+      otherwise be cut again at every request as each new segment lands, each answering 202.
+    """
+    plan = plan_clip(state, row, redacted=True)
+    clip = _served(plan)
+    if clip is not None:
+        return clip
+    earlier = _last_rendered(state, row)
+    if earlier is None:
+        return None
+    if row.end is None:
+        fresh = time.time() - earlier[1] <= OPEN_CLIP_FRESH_S
+        return earlier[0] if fresh else None
+    if not _grown_from(plan, earlier[0]):
+        return None
+    try:
+        queue_clip(state, row.id, row.camera, owner=None, priority=PRIORITY_BACKGROUND)
+    except ApiError as exc:  # the queue is full: the next request tries again
+        log.warning("event %s: complete clip not queued (%s)", row.id, exc)
+    return replace(earlier[0], stale=True)
+
+
+def _last_rendered(state: AppState, row: EventRow) -> tuple[Clip, float] | None:
+    """The clip the event's last finished job cut (and when it finished), if still on disk."""
+    with state.db.session() as session:
+        job = JobRepo(session).latest(clip_job_key(row.id))
+    if job is None or job.state != "done" or job.result is None or job.finished is None:
+        return None
+    result = job.result
+    path = state.clips_dir / row.camera / Path(str(result.get("file", ""))).name
+    if not path.name or not path.is_file():
+        return None
+    clip = Clip(path, float(result["start"]), float(result["end"]), cached=True,
+                segments=tuple(int(s) for s in result.get("segments", ())),
+                redaction=str(result.get("redaction", "")))  # fmt: skip
+    return clip, job.finished
+
+
+def _grown_from(plan: ClipPlan, clip: Clip) -> bool:
+    """Whether ``plan`` is ``clip``'s recordings grown (none deleted by retention since, the
+    same span and redaction): only then may ``clip`` stand in for it."""
+    same = (clip.start, clip.end, clip.redaction) == (plan.start, plan.end, plan.redaction)
+    return same and bool(clip.segments) and set(clip.segments) <= {s.id for s in plan.segments}
 
 
 def event_clip(
@@ -135,7 +205,7 @@ def event_clip(
     with state.clip_lock(path.name):
         if path.is_file():
             os.utime(path)
-            return Clip(path, plan.start, plan.end, cached=True)
+            return plan.clip(cached=True)
         _delete_clips(path.parent, _prefix(row.id, redacted=grant is None), keep=path)
         sources = [segment_source(state.media, s) for s in plan.segments]
         export_range(
@@ -146,7 +216,7 @@ def event_clip(
             face_search=state.face_search(row.box) if grant is None else None,
         )  # fmt: skip
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
-    return Clip(path, plan.start, plan.end, cached=False)
+    return plan.clip(cached=False)
 
 
 def clip_job_key(event_id: str) -> str:
@@ -189,6 +259,8 @@ def run_clip_job(state: AppState, job: JobRow, progress: Progress) -> dict[str, 
         "start": clip.start,
         "end": clip.end,
         "size": clip.path.stat().st_size,
+        "segments": list(clip.segments),
+        "redaction": clip.redaction,
     }
 
 

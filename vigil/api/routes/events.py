@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vigil.api.auth import Capability, Principal
-from vigil.api.clips import Clip, cached_clip, clip_job_key, event_clip, queue_clip
+from vigil.api.clips import event_clip, queue_clip, ready_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ForbiddenError, not_found
 from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
@@ -41,7 +41,6 @@ from vigil.store import (
     EventFilter,
     EventRepo,
     EventRow,
-    JobRepo,
     SegmentRepo,
 )
 
@@ -244,25 +243,6 @@ CLIP: dict[int | str, dict[str, Any]] = {
         "Too many clips being prepared for this user", Retry_After="seconds until the next try"
     ),
 }
-#: An open event's clip grows with it: the last one rendered is served for this long.
-_OPEN_CLIP_FRESH_S = 30.0
-
-
-def ready_clip(state: AppState, row: EventRow) -> Clip | None:
-    """The redacted clip to serve now, or None when it must be rendered first: the cached
-    clip of the recordings as they are, or, for an event still open (its span grows with
-    every request), the one its last job rendered moments ago."""
-    clip = cached_clip(state, row)
-    if clip is not None or row.end is not None:
-        return clip
-    with state.db.session() as session:
-        job = JobRepo(session).latest(clip_job_key(row.id))
-    if job is None or job.state != "done" or job.result is None or job.finished is None:
-        return None
-    path = state.clips_dir / row.camera / str(job.result.get("file", ""))
-    if time.time() - job.finished > _OPEN_CLIP_FRESH_S or not path.is_file():
-        return None
-    return Clip(path, float(job.result["start"]), float(job.result["end"]), cached=True)
 
 
 @router.get("/api/events/{event_id}/clip", responses=CLIP, response_class=FileResponse)
@@ -302,12 +282,14 @@ async def event_clip_media(
     await run_in_threadpool(
         state.audit, who, "event.clip", row.id, reason=None if grant is None else grant.reason,
         details={"redacted": grant is None, "cached": clip.cached and not waited,
+                 "stale": clip.stale,
                  "start": clip.start, "end": clip.end, "range": request.headers.get("range")},
     )  # fmt: skip
     check_range(request.headers.get("range"), clip.path.stat().st_size)
-    hit = clip.cached and not waited
+    # ``stale``: the clip cut while its post-roll was recorded, its complete one queued.
+    cache = "stale" if clip.stale else "hit" if clip.cached and not waited else "miss"
     return FileResponse(
         clip.path,
         media_type="video/mp4",
-        headers={"Cache-Control": "no-store", "X-Vigil-Clip-Cache": "hit" if hit else "miss"},
+        headers={"Cache-Control": "no-store", "X-Vigil-Clip-Cache": cache},
     )
