@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -99,3 +100,17 @@ def test_carried_faces_hide_who_came_in_since_but_not_the_objects_looked_at(
     redactor = Redactor(FACES, SIZE, face_detector=carried)
     out = redactor.process(image, decided=[decided])
     assert hidden_fraction(out, person) < 0.1
+
+
+def test_carried_detections_are_void_at_a_new_picture_size(face_detector: FaceDetector) -> None:
+    """The camera's resolution changes and the picture looks the same (no cut by its
+    content): the carried boxes are in the old size's pixels, so they are void (``ready``
+    False: the live encoder sends nothing) until a detection at the new size."""
+    image = frame(63)
+    carried = detected_once(CarriedFaces(face_detector, 50.0), image)
+    carried.observe(image, NONE)
+    assert carried.ready  # the same picture: the detection is carried
+    larger = cv2.resize(image, (2 * image.shape[1], 2 * image.shape[0]))
+    carried.observe(larger, NONE)
+    assert not carried.ready, "boxes of the old size carried to the new one"
+    assert carried.cuts == 1

@@ -349,3 +349,57 @@ def test_the_close_frame_says_why_the_stream_ended(api: Api) -> None:
     assert len(close_reason(long).encode()) <= MAX_REASON
     assert close_reason(long).endswith("...")
     assert close_reason("short") == "short"
+
+
+def streams(ws: Any, seconds: float) -> list[tuple[dict[str, str], bytes, list[bytes]]]:
+    """Each stream the socket carried within ``seconds``: its head, init and fragments (a
+    new head starts the next one)."""
+    out: list[tuple[dict[str, str], bytes, list[bytes]]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = ws.receive()
+        assert message["type"] != "websocket.close", message
+        if message.get("text") is not None:
+            out.append((json.loads(message["text"]), ws.receive_bytes(), []))
+        else:
+            out[-1][2].append(message["bytes"])
+    return out
+
+
+def test_a_camera_changing_its_resolution_stays_redacted_at_its_new_size(
+    api: Api, tmp_path: Path
+) -> None:
+    """The face clip at its size, then taller (another aspect ratio: the view's picture has
+    another size), then at its size, then twice as large (scaled to the same view size): each
+    new picture size starts a new stream on the socket (a head and an init segment of that
+    size, decodable), never a crop or a pad of the old one; and no face shows in any frame,
+    the faces carried from the old size being void at the new one (they were drawn at the
+    old size's coordinates)."""
+    model = require_file(shared_models_dir() / "yunet_face_640.onnx")
+    frames = gif_frames()
+    width, height = frames[0].shape[1], frames[0].shape[0]
+    taller = (width, height * 3 // 4 * 2)  # even: the encoder pads odd sides
+    sizes = [(width, height), taller, (width, height), (2 * width, 2 * height)]
+    played = [cv2.resize(f, size) if size != (width, height) else f
+              for size in sizes for f in frames]  # fmt: skip
+    api.add_user("viewer", Role.VIEWER)
+    client = api.login("viewer")
+    with Player(api, "cam", played), client.websocket_connect(
+            URL.format("cam") + f"?width={width}") as ws:  # fmt: skip
+        got = streams(ws, 25.0)
+    shapes = []
+    yunet = cv2.FaceDetectorYN.create(str(model), "", (width, height), 0.6)
+    leaks = []
+    for n, (head, init, fragments) in enumerate(got):
+        assert head["mode"] == "encode"
+        live = decode(init, fragments)
+        (tmp_path / f"live-{n}.mp4").write_bytes(init + b"".join(fragments))
+        shapes.append({image.shape[:2] for image in live})
+        for i, image in enumerate(live):
+            yunet.setInputSize((image.shape[1], image.shape[0]))
+            if yunet.detect(image)[1] is not None:
+                leaks.append((n, i))
+    assert len(got) >= 3, f"{len(got)} stream(s): the picture size changed under one"
+    assert {(height, width), (taller[1], width)} <= set().union(*shapes), shapes
+    assert all(len(s) == 1 for s in shapes), f"one size per stream: {shapes}"
+    assert not leaks, f"YuNet found faces in frames (stream, frame) {leaks[:20]}"

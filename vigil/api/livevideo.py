@@ -212,6 +212,7 @@ class CarriedFaces:
         self._decided: tuple[ImageArray, tuple[FloatArray, np.ndarray]] | None = None
         self._objects = _NO_BOXES
         self._small: np.ndarray | None = None
+        self._size: tuple[int, ...] = ()
         self._epoch = 0
         self.cuts = 0
         #: Last detection: time, face boxes, the track id each face was in (-1: none), the
@@ -237,13 +238,16 @@ class CarriedFaces:
         cut finished."""
         small = cv2.resize(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (64, 36),
                            interpolation=cv2.INTER_AREA).astype(np.int16)  # fmt: skip
+        size = image.shape[:2]
         with self._lock:
-            if self._small is not None and small.shape == self._small.shape and float(
-                    np.abs(small - self._small).mean()) > CUT_DIFF:  # fmt: skip
+            # A new picture size (the camera changed its resolution) is a cut too: the
+            # carried boxes are in the old size's pixels, whatever the picture looks like.
+            if self._small is not None and (size != self._size or float(
+                    np.abs(small - self._small).mean()) > CUT_DIFF):  # fmt: skip
                 self._epoch += 1
                 self._faces = None
                 self.cuts += 1
-            self._small = small
+            self._small, self._size = small, size
             self._frame = (image, tracks[0], tracks[1], self._epoch, objects)
             self._tracks, self._objects = tracks, objects
         self._wake.set()
@@ -503,6 +507,9 @@ class LiveEncoder(LiveStream):
         self._carried = carried
         self._on_stop = on_stop
         self.fps = fps
+        #: The picture size of the current fragmenter; whether its init segment went out.
+        self._size: tuple[int, int] = (0, 0)
+        self._announced = False
         self._thread.start()
 
     def stop(self) -> None:
@@ -529,8 +536,7 @@ class LiveEncoder(LiveStream):
                     image = self._prepare(frame)
                     if image is not None:
                         last, sent_at = frame, now
-                        if fragmenter is None:
-                            fragmenter = Fragmenter((image.shape[1], image.shape[0]), self.fps)
+                        fragmenter = self._fragmenter(fragmenter, image)
                         self._encode(fragmenter, image)
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         finally:
@@ -552,12 +558,29 @@ class LiveEncoder(LiveStream):
                 return None  # fail closed: nothing leaves before the first detections
         return _scale(self._render(frame), self.view.width)
 
+    def _fragmenter(self, fragmenter: Fragmenter | None, image: ImageArray) -> Fragmenter:
+        """The fragmenter for ``image``: a new one, whose init segment goes out as a new
+        stream on the same sockets (as a copy's camera reconnecting), when the picture's
+        size changed (the camera's resolution did) rather than a crop or pad of the old."""
+        size = (int(image.shape[1]), int(image.shape[0]))
+        if fragmenter is not None and size == self._size:
+            return fragmenter
+        if fragmenter is not None:
+            log.info("live video of %s: the picture is %dx%d now, was %dx%d: a new stream",
+                     self.view.camera, *size, *self._size)  # fmt: skip
+            fragmenter.close()
+            with self._lock:
+                self._want_key = True
+        self._size, self._announced = size, False
+        return Fragmenter(size, self.fps)
+
     def _encode(self, fragmenter: Fragmenter, image: ImageArray) -> None:
         with self._lock:
             key, self._want_key = self._want_key, False
         pts = int(time.time() * CLOCK.denominator)  # the wall-clock capture time
         fragments = fragmenter.encode(image, pts, keyframe=key)
-        if self.init is None and fragmenter.init is not None:
+        if not self._announced and fragmenter.init is not None:
+            self._announced = True
             self._publish_init(fragmenter.init)
         for fragment in fragments:
             self._send(fragment)

@@ -11,7 +11,9 @@ re-encoded, not copied), then binary ones: the init segment, then one media frag
 frame from a keyframe on (``vigil.api.livevideo``). A copied stream whose camera reconnects
 or changes its parameters (a new resolution) goes on on the same socket: another text message
 (its ``codec`` may differ: the player calls ``SourceBuffer.changeType``), then the new init
-segment, then fragments from its keyframe on, their timestamps continuing the old ones.
+segment, then fragments from its keyframe on, their timestamps continuing the old ones. A
+re-encoded view whose picture changes size (the camera's resolution did, to another aspect
+ratio) goes on the same way, with an init segment of the new size.
 
 A granted unredacted view is the camera's own H.264 stream-copied from its recorder (on this
 host or the cluster node recording it), at the recording stream's size (``width`` does not
