@@ -5,7 +5,8 @@
 // picture is never more than MAX_LAG_S old. A closed socket reconnects after RETRY_MS.
 // Callers check `supported()` first and fall back to MJPEG without MSE.
 // A copied stream whose camera reconnected (or changed resolution), or whose camera actor
-// failed over to another cluster node, goes on on the same socket: a new {"codec", "mime"}
+// failed over to another cluster node, or a re-encoded one whose picture changed size,
+// goes on on the same socket: a new {"codec", "mime"}
 // then a new init segment, appended to the same SourceBuffer (`changeType` first when the
 // codec string changed); the server keeps its timestamps going.
 // The stream's codec is checked too (`choose`): a granted unredacted view may be the camera's
