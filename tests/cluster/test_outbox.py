@@ -325,3 +325,29 @@ def test_what_never_settles_is_held_back_no_further_than_the_outbox_keeps() -> N
     head.take(Drained("one", "node-1", "id1", _report(), events, 0))
     assert (head.acked, head.seen) == (1, 3), "item 1 is gone from a 2-item outbox anyway"
     assert len(head.unsettled) == 2
+
+
+def test_a_camera_s_counters_go_on_across_its_actor_s_incarnations() -> None:
+    """A new actor (failover or move) counts from zero: the handle adds what the earlier
+    ones counted, so frames, restarts, skipped frames and decode errors never go back (a
+    moved group's reconnections were lost, and the Prometheus counters fell to zero)."""
+
+    def report(frames: int, restarts: int, skipped: int, errors: int) -> CameraReport:
+        status = CameraStatus(name="door", online=True, state="running", last_frame_time=50.0,
+                              skipped_frames=skipped, decode_errors=errors)  # fmt: skip
+        return CameraReport(status, frames, frames // 2, restarts, restarts + 1, None)
+
+    camera, _, _ = _handle()
+    camera.take(Drained("one", "node-1", "id1", report(100, 2, 3, 1), (), 0, ({}, {})))
+    camera.lost("ActorDiedError")
+    down = camera.status()
+    assert (down.skipped_frames, down.decode_errors) == (3, 1), "kept while it is away"
+    camera.take(Drained("two", "node-2", "id2", report(10, 0, 1, 0), (), 0, ({}, {})))
+    camera.moved_from, camera.move_started = "node-2", 0.0
+    camera.take(Drained("three", "node-3", "id3", report(5, 1, 0, 2), (), 0, ({}, {})))
+    assert (camera.frames, camera.analysed, camera.sessions) == (115, 57, 6)
+    # 2 + 0 + 1 reconnections of the three actors, and 1 failover (the move is none).
+    assert (camera.restarts, camera.moves) == (4, 1)
+    status = camera.status()
+    assert (status.skipped_frames, status.decode_errors) == (4, 3)
+    assert camera.skipped_frames == 4

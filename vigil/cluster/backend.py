@@ -171,6 +171,26 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    """A camera's counters (``CameraReport`` and its status' counters) summed over its
+    actor's earlier incarnations."""
+
+    frames: int = 0
+    analysed: int = 0
+    sessions: int = 0
+    restarts: int = 0
+    skipped_frames: int = 0
+    decode_errors: int = 0
+
+    def plus(self, report: CameraReport) -> _Counts:
+        status = report.status
+        return _Counts(self.frames + report.frames, self.analysed + report.analysed,
+                       self.sessions + report.sessions, self.restarts + report.restarts,
+                       self.skipped_frames + status.skipped_frames,
+                       self.decode_errors + status.decode_errors)  # fmt: skip
+
+
 class RayCamera:
     """The head's ``CameraHandle`` of one camera actor (see the module docstring)."""
 
@@ -229,6 +249,9 @@ class RayCamera:
         self.move_started = 0.0
         #: Times rebalancing moved the camera (not restarts: nothing failed).
         self.moves = 0
+        #: The counts of the camera's earlier incarnations (a new actor counts from zero):
+        #: added to the current one's, so that the camera's counters never go back.
+        self.earlier = _Counts()
 
     # -- what the drains say ----------------------------------------------------------------
 
@@ -300,6 +323,8 @@ class RayCamera:
     def _new_incarnation(self, drained: Drained) -> None:
         """The actor (re)started: a fresh outbox, and the events of the old one ended."""
         before = self.node
+        if self.report_ is not None:
+            self.earlier = self.earlier.plus(self.report_)
         self.incarnations += 1
         self.incarnation = drained.incarnation
         self.acked = self.seen = 0
@@ -397,19 +422,19 @@ class RayCamera:
 
     @property
     def frames(self) -> int:
-        return self.report_.frames if self.report_ else 0
+        return self.earlier.frames + (self.report_.frames if self.report_ else 0)
 
     @property
     def analysed(self) -> int:
-        return self.report_.analysed if self.report_ else 0
+        return self.earlier.analysed + (self.report_.analysed if self.report_ else 0)
 
     @property
     def sessions(self) -> int:
-        return self.report_.sessions if self.report_ else 0
+        return self.earlier.sessions + (self.report_.sessions if self.report_ else 0)
 
     @property
     def restarts(self) -> int:
-        own = self.report_.restarts if self.report_ else 0
+        own = self.earlier.restarts + (self.report_.restarts if self.report_ else 0)
         return max(0, self.incarnations - 1 - self.moves) + own
 
     @property
@@ -418,7 +443,8 @@ class RayCamera:
 
     @property
     def skipped_frames(self) -> int:
-        return self.report_.status.skipped_frames if self.report_ else 0
+        own = self.report_.status.skipped_frames if self.report_ else 0
+        return self.earlier.skipped_frames + own
 
     @property
     def state(self) -> str:
@@ -432,11 +458,19 @@ class RayCamera:
 
     def status(self) -> CameraStatus:
         """The last drain's status (cheap: no call), with the node it came from."""
-        report = self.report_
+        report, earlier = self.report_, self.earlier
         if report is None or self.down:
             return CameraStatus(name=self.name, online=False, state=self.state, node=self.node,
-                                last_frame_time=self.last_frame_time)  # fmt: skip
-        return dataclasses.replace(report.status, node=self.node)
+                                last_frame_time=self.last_frame_time,
+                                skipped_frames=self.skipped_frames,
+                                decode_errors=earlier.decode_errors + (
+                                    report.status.decode_errors if report else 0))  # fmt: skip
+        return dataclasses.replace(
+            report.status,
+            node=self.node,
+            skipped_frames=self.skipped_frames,
+            decode_errors=earlier.decode_errors + report.status.decode_errors,
+        )
 
     def _call(self, call: Any, wait: float = 0.0) -> Any:
         """``call(actor)``'s answer, waited for ``cluster.call_timeout`` (plus ``wait``: the
