@@ -174,8 +174,9 @@ def _last_rendered(state: AppState, row: EventRow) -> tuple[Clip, float] | None:
     if job is None or job.state != "done" or job.result is None or job.finished is None:
         return None
     result = job.result
-    path = state.clips_dir / row.camera / Path(str(result.get("file", ""))).name
-    if not path.name or not path.is_file():
+    name = Path(str(result.get("file", ""))).name
+    path = state.clips_dir / row.camera / name
+    if not name or not path.is_file():
         return None
     clip = Clip(path, float(result["start"]), float(result["end"]), cached=True,
                 segments=tuple(int(s) for s in result.get("segments", ())),
