@@ -254,7 +254,9 @@ async def event_clip_media(
     for operators and admins (audited); Range supported. The redacted clip is rendered in the
     background when the event ends; while it is not ready yet this asks for it at the top of
     the queue, waits up to ``clip_wait_s`` and then answers **202** with the job (poll again,
-    or follow the job's ``url``). 404 ``no_recording`` when no segment covers the event."""
+    or follow the job's ``url``). A clip cut while the post-roll was still being recorded is
+    served (``X-Vigil-Clip-Cache: stale``) while the complete one renders in the background
+    (``vigil.api.clips.ready_clip``). 404 ``no_recording`` when no segment covers the event."""
     row = await run_in_threadpool(_event, state, who, event_id)
     grant = None
     waited = False
