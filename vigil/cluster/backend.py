@@ -422,20 +422,19 @@ class RayCamera:
 
     @property
     def frames(self) -> int:
-        return self.earlier.frames + (self.report_.frames if self.report_ else 0)
+        return self._totals().frames
 
     @property
     def analysed(self) -> int:
-        return self.earlier.analysed + (self.report_.analysed if self.report_ else 0)
+        return self._totals().analysed
 
     @property
     def sessions(self) -> int:
-        return self.earlier.sessions + (self.report_.sessions if self.report_ else 0)
+        return self._totals().sessions
 
     @property
     def restarts(self) -> int:
-        own = self.earlier.restarts + (self.report_.restarts if self.report_ else 0)
-        return max(0, self.incarnations - 1 - self.moves) + own
+        return max(0, self.incarnations - 1 - self.moves) + self._totals().restarts
 
     @property
     def last_error(self) -> str | None:
@@ -443,8 +442,7 @@ class RayCamera:
 
     @property
     def skipped_frames(self) -> int:
-        own = self.report_.status.skipped_frames if self.report_ else 0
-        return self.earlier.skipped_frames + own
+        return self._totals().skipped_frames
 
     @property
     def state(self) -> str:
@@ -458,19 +456,19 @@ class RayCamera:
 
     def status(self) -> CameraStatus:
         """The last drain's status (cheap: no call), with the node it came from."""
-        report, earlier = self.report_, self.earlier
+        report, totals = self.report_, self._totals()
         if report is None or self.down:
             return CameraStatus(name=self.name, online=False, state=self.state, node=self.node,
                                 last_frame_time=self.last_frame_time,
-                                skipped_frames=self.skipped_frames,
-                                decode_errors=earlier.decode_errors + (
-                                    report.status.decode_errors if report else 0))  # fmt: skip
-        return dataclasses.replace(
-            report.status,
-            node=self.node,
-            skipped_frames=self.skipped_frames,
-            decode_errors=earlier.decode_errors + report.status.decode_errors,
-        )
+                                skipped_frames=totals.skipped_frames,
+                                decode_errors=totals.decode_errors)  # fmt: skip
+        return dataclasses.replace(report.status, node=self.node,
+                                   skipped_frames=totals.skipped_frames,
+                                   decode_errors=totals.decode_errors)  # fmt: skip
+
+    def _totals(self) -> _Counts:
+        """The counters of every incarnation so far, the current one's included."""
+        return self.earlier if self.report_ is None else self.earlier.plus(self.report_)
 
     def _call(self, call: Any, wait: float = 0.0) -> Any:
         """``call(actor)``'s answer, waited for ``cluster.call_timeout`` (plus ``wait``: the
