@@ -26,7 +26,7 @@ from tests.api.conftest import T0, Api, build_api
 from tests.api.test_events import _faces, add_event
 from tests.record.conftest import require_tool
 from tests.store.conftest import PgServer, new_pg_database
-from vigil.api.clips import prune_clip_cache
+from vigil.api.clips import SERVED_GRACE_S, prune_clip_cache
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, build_redactor
 from vigil.record.export import manifest_path
@@ -196,8 +196,17 @@ def test_clip_follows_new_segments_and_scope(rec: Api) -> None:
     again = viewer.get("/api/events/e1/clip")
     assert again.status_code == 202 or again.headers["x-vigil-clip-cache"] == "miss"
     assert fetch_clip(viewer, "/api/events/e1/clip").content != first.content
-    (recut,) = (rec.data_dir / "clips" / "front").glob("*.mp4")
-    assert recut != cut, "the old one was deleted"
+    clips = set((rec.data_dir / "clips" / "front").glob("*.mp4"))
+    assert clips > {cut}, "the old one, served moments ago, is spared (a player may read it)"
+    (recut,) = clips - {cut}
+    served = time.time() - SERVED_GRACE_S - 1
+    os.utime(cut, (served, served))
+    with rec.db.session() as session:  # and another segment goes: cut again
+        SegmentRepo(session).delete([SegmentRepo(session).list("front")[-1].id])
+    assert fetch_clip(viewer, "/api/events/e1/clip").status_code == 200
+    clips = set((rec.data_dir / "clips" / "front").glob("*.mp4"))
+    assert cut not in clips, "a superseded clip not served for a while is deleted"
+    assert recut in clips, "the one served moments ago is spared"
     scoped = rec.login("bob", Role.VIEWER, cameras=["back"])
     assert scoped.get("/api/events/e1/clip").status_code == 404
     assert viewer.get("/api/events/nope/clip").status_code == 404

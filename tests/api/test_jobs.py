@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -17,13 +18,14 @@ from tests.api.test_clips import ROLL, faces_mp4, fetch_clip, record_faces  # no
 from tests.api.test_clips import clips_dir as clips_dir  # noqa: PLC0414 (session fixture)
 from tests.api.test_events import add_event
 from vigil.api.app import JOB_HANDLERS
-from vigil.api.clips import ClipJobSink
+from vigil.api.clips import ClipJobSink, event_clip
 from vigil.api.jobs import PRIORITY_BACKGROUND, JobRunner
+from vigil.api.routes import events as events_routes
 from vigil.config.models import RedactConfig
 from vigil.privacy import FaceDetector, Redactor, build_redactor
 from vigil.record.export import verify_export
 from vigil.record.signing import load_or_create_key
-from vigil.store import AuditRepo, Database, JobRepo, JobRow, Role, SegmentRepo
+from vigil.store import AuditRepo, Database, EventRepo, JobRepo, JobRow, Role, SegmentRepo
 from vigil.store.sink import StoreEventSink
 from vigil.types import Event, EventState
 
@@ -166,6 +168,11 @@ def test_a_clip_asked_for_in_its_post_roll_is_served_while_the_complete_one_rend
     assert reply.content == early.content
     queued = [j for j in jobs_of(api.db, "clip") if j.state != "done"]
     assert [j.priority for j in queued] == [PRIORITY_BACKGROUND], "the complete clip is queued"
+    # A player's next range request, the complete clip still queued: the same earlier cut.
+    player = viewer.get("/api/events/roll/clip", headers={"Range": "bytes=100-"})
+    assert player.status_code == 206, player.text
+    assert player.headers["x-vigil-clip-cache"] == "stale"
+    assert player.content == early.content[100:]
     for start in (now - 8, now - 6):
         api.add_segment("front", start)
     done = wait_row(api.db, queued[0].id, ("done", "failed"))
@@ -183,7 +190,68 @@ def test_a_clip_asked_for_in_its_post_roll_is_served_while_the_complete_one_rend
     assert again.content != complete.content
     with api.db.session() as session:
         stale = [r.details["stale"] for r in AuditRepo(session).records(action="event.clip")]
-    assert stale.count(True) == 1
+    assert stale.count(True) == 2
+
+
+def test_the_earlier_cut_is_served_while_its_successor_renders(api: Api) -> None:
+    """The earlier cut of a clip stays on disk (and is served, ``stale``) while the clip
+    that replaces it is cut: deleted first, a request in that time waited and got 202, and a
+    player reading the earlier cut lost it under its feet."""
+    now = time.time()
+    api.add_segment("front", now - 12)
+    StoreEventSink(api.db).publish(ended("roll", now - 11, now - 10.5))
+    viewer = api.login("val", Role.VIEWER)
+    early = fetch_clip(viewer, "/api/events/roll/clip")
+    assert early.status_code == 200, early.text
+    api.add_segment("front", now - 10)
+    state = api.app.state.vigil
+    with api.db.session() as session:
+        row = EventRepo(session).get("roll")
+    assert row is not None
+    during: list[Any] = []
+
+    def ask(fraction: float) -> None:
+        if not during:  # the successor is being cut: ask for the clip meanwhile
+            during.append(viewer.get("/api/events/roll/clip"))
+
+    complete = event_clip(state, row, None, on_fraction=ask)
+    assert complete.cached is False
+    assert len(complete.segments) == 2
+    (reply,) = during
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-vigil-clip-cache"] == "stale"
+    assert reply.content == early.content
+    assert viewer.get("/api/events/roll/clip").headers["x-vigil-clip-cache"] == "hit"
+
+
+def test_a_clip_deleted_after_it_was_picked_is_picked_again(
+    apps: list[Api], recorded: tuple[Database, Path], factory: object,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A clip deleted between being picked and being sent (superseded, or retention took its
+    footage) is picked again: it was a 500."""
+    api = make_api(apps, recorded, factory, clip_wait_s=DEADLINE_S)
+    add_event(api, "gone", start=T0 + 0.5)
+    viewer = api.login("val", Role.VIEWER)
+    first = fetch_clip(viewer, "/api/events/gone/clip")
+    assert first.status_code == 200, first.text
+    picked = events_routes.ready_clip
+    lost: list[Path] = []
+
+    def pick_then_lose(state: Any, row: Any) -> Any:
+        clip = picked(state, row)
+        if clip is not None and not lost:
+            lost.append(clip.path)
+            clip.path.unlink()
+        return clip
+
+    monkeypatch.setattr(events_routes, "ready_clip", pick_then_lose)
+    reply = viewer.get("/api/events/gone/clip")
+    assert lost, "the clip was not picked from the cache"
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-vigil-clip-cache"] == "miss", "cut again"
+    assert lost[0].is_file()
+    assert reply.content
 
 
 def test_jobs_survive_a_restart(

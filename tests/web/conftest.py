@@ -144,7 +144,9 @@ class Pages:
 
     def _console(self, page: Any, msg: Any) -> None:
         if msg.type == "error":
-            self.errors.append(f"{page.url}: {msg.text}")
+            # A failed load names the page, not the resource: the location does.
+            where = (msg.location or {}).get("url") or ""
+            self.errors.append(f"{page.url}: {msg.text}" + (f" [{where}]" if where else ""))
 
     def close(self) -> None:
         for context, _ in self.opened:
@@ -193,7 +195,12 @@ def checked_pages(browser: Any, server: Server) -> Iterator[Pages]:
     opened = Pages(browser, server.url)
     try:
         yield opened
-        assert not opened.errors, "console errors:\n" + "\n".join(opened.errors)
+        assert not opened.errors, (
+            "console errors:\n"
+            + "\n".join(opened.errors)
+            + "\nthe server's log ends:\n"
+            + log_tail(server.log)
+        )
     finally:
         opened.close()
 
@@ -201,6 +208,13 @@ def checked_pages(browser: Any, server: Server) -> Iterator[Pages]:
 @pytest.fixture
 def pages(browser: Any, server: Server) -> Iterator[Pages]:
     yield from checked_pages(browser, server)
+
+
+def log_tail(log: Path, chars: int = 4000) -> str:
+    """The end of a server's log, from its last traceback when it has one."""
+    text = log.read_text(errors="replace") if log.is_file() else "(no log)"
+    last = text.rfind("Traceback")
+    return text[last:][:chars] if last >= 0 else text[-chars:]
 
 
 def login(page: Any, name: str, password: str = PASSWORD) -> None:
@@ -213,9 +227,13 @@ def login(page: Any, name: str, password: str = PASSWORD) -> None:
     page.locator("#whoami", has_text=f"{name} (").wait_for(state="attached")
 
 
-def wait_until(what: Callable[[], bool], timeout: float, message: str) -> None:
+def wait_until(what: Callable[[], bool], timeout: float,
+               message: str | Callable[[], str]) -> None:  # fmt: skip
+    """Wait for ``what``; past ``timeout`` fail with ``message`` (a callable: what the page
+    shows then)."""
     deadline = time.monotonic() + timeout
     while not what():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{message} within {timeout} s")
+            said = message if isinstance(message, str) else message()
+            raise AssertionError(f"{said} within {timeout} s")
         time.sleep(0.25)

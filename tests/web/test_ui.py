@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import DESKTOP, PASSWORD, PHONE, Pages, Server, login, wait_until
+from tests.web.conftest import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    Pages,
+    Server,
+    log_tail,
+    login,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -235,7 +244,7 @@ def test_editor_line_counts_people_crossing(pages: Pages, server: Server, shots:
     assert abs(points[1][0] - 0.75) < 0.01
 
 
-def test_event_clip_plays(pages: Pages, shots: Path) -> None:
+def test_event_clip_plays(pages: Pages, server: Server, shots: Path) -> None:
     page = pages.open()
     login(page, "admin")
     page.goto("/#/events")
@@ -246,8 +255,10 @@ def test_event_clip_plays(pages: Pages, shots: Path) -> None:
     video = page.locator("dialog video")
     video.wait_for()
     # The server renders the clip when the event ends (the dialog says "preparing" until then).
+    note = page.locator("dialog p[aria-live]")
     wait_until(lambda: video.evaluate("v => v.readyState >= 2 && v.duration > 0"), 150,
-               "the event clip did not play")  # fmt: skip
+               lambda: f"the event clip did not play (the dialog: {note.inner_text()!r}); "
+               f"the server's log ends:\n{log_tail(server.log)}")  # fmt: skip
     page.screenshot(path=shots / "event-clip.png")
     page.locator("dialog").get_by_role("button", name="Close").click()
     phone = pages.open(PHONE)
@@ -276,16 +287,51 @@ def test_review_workflow_marks_events_reviewed(pages: Pages, server: Server) -> 
     page.locator(f'.event-card.reviewed[data-event="{marked[0]}"]').wait_for()
     page.get_by_label("Review").select_option("false")  # new events may arrive meanwhile
     page.get_by_role("button", name="Filter").click()
-    page.wait_for_timeout(1500)
+    page.locator('#event-list[aria-busy="false"]').wait_for()
     still = page.locator(".event-card").evaluate_all("cards => cards.map(c => c.dataset.event)")
     assert not set(marked) & set(still)
 
 
+# The events list's answers held back: each answered ``ms`` after the server gave it.
+SLOW_LIST = """ms => {
+  const fetched = window.fetch;
+  window.fetch = async (url, options) => {
+    const reply = await fetched(url, options);
+    if (String(url).includes('/api/events?')) await new Promise((r) => setTimeout(r, ms));
+    return reply;
+  };
+}"""
+
+
+def test_marking_while_the_list_loads_marks_what_it_shows(pages: Pages, server: Server) -> None:
+    """Clicked while the list is loading, "mark shown as reviewed" marks the cards the load
+    shows: it marked the cards about to be replaced, and the load (answered before the marks)
+    showed the events unreviewed again."""
+    page = pages.open()
+    login(page, "admin")
+    page.goto("/#/events?reviewed=false")
+    unreviewed = page.locator('.event-card[data-reviewed="0"]')
+    wait_until(lambda: _reload_until(page, unreviewed.first), 90, "no unreviewed event")
+    page.evaluate(SLOW_LIST, 2000)
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_role("button", name="Mark shown as reviewed").click()
+    page.get_by_text("event(s) marked reviewed.").wait_for()
+    page.locator('#event-list[aria-busy="false"]').wait_for()
+    shown = page.locator(".event-card").evaluate_all("cards => cards.map(c => c.dataset.reviewed)")
+    assert shown, "the list shows no event"
+    assert set(shown) == {"1"}, shown
+
+
 def _reload_until(page: Any, locator: Any) -> bool:
+    """Whether the events list (once loaded: not the cards a load is about to replace)
+    shows ``locator``; if not, filter again and look once more."""
+    settled = page.locator('#event-list[aria-busy="false"]')
+    settled.wait_for()
     if locator.count():
         return True
+    page.wait_for_timeout(1000)
     page.get_by_role("button", name="Filter").click()
-    page.wait_for_timeout(1500)
+    settled.wait_for()
     return bool(locator.count())
 
 

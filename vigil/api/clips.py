@@ -14,7 +14,8 @@ redaction settings (a new mask or mode after a restart cuts the clip again), the
 each source segment's id, end and SHA-256. A clip cut while the post-roll was still being
 recorded (or before retention deleted a segment) is therefore cut again when the segments
 change, and an open event's clip (its span grows) is never served stale. Older clips of the
-same event and redaction are deleted when a new one is cut; when no segment covers the event
+same event and redaction are deleted once a new one is cut (but those served in the last
+``SERVED_GRACE_S``: a player may still be reading one); when no segment covers the event
 any more, its cached clips are deleted too, so the cache never outlives retention. The whole
 cache is held under ``ApiSettings.clip_cache_bytes``, least recently served first.
 """
@@ -56,6 +57,9 @@ _FRAME_S = 0.25  # recordings that reach the clip's end but for a frame or so ar
 _RECHECK_S = 2.0  # how often a deferred clip looks whether its post-roll is recorded
 #: An open event's clip grows with it: the last one rendered is served for this long.
 OPEN_CLIP_FRESH_S = 30.0
+#: A superseded clip served this recently is left to the cache's pruning, not deleted when
+#: its successor is cut: a response (or a player's next range request) may still read it.
+SERVED_GRACE_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +133,7 @@ def cached_clip(state: AppState, row: EventRow) -> Clip | None:
 
 
 def _served(plan: ClipPlan) -> Clip | None:
-    try:
-        os.utime(plan.path)  # served: the newest in the cache's least-recently-served order
-    except FileNotFoundError:
-        return None
-    return plan.clip(cached=True)
+    return _touched(plan.clip(cached=True))
 
 
 def ready_clip(state: AppState, row: EventRow) -> Clip | None:
@@ -157,21 +157,33 @@ def ready_clip(state: AppState, row: EventRow) -> Clip | None:
         return None
     if row.end is None:
         fresh = time.time() - earlier[1] <= OPEN_CLIP_FRESH_S
-        return earlier[0] if fresh else None
+        return _touched(earlier[0]) if fresh else None
     if not _grown_from(plan, earlier[0]):
         return None
     try:
         queue_clip(state, row.id, row.camera, owner=None, priority=PRIORITY_BACKGROUND)
     except ApiError as exc:  # the queue is full: the next request tries again
         log.warning("event %s: complete clip not queued (%s)", row.id, exc)
-    return replace(earlier[0], stale=True)
+    clip = _touched(earlier[0])
+    return None if clip is None else replace(clip, stale=True)
+
+
+def _touched(clip: Clip) -> Clip | None:
+    """``clip``, marked served now (so spared while its successor is cut, and newest in the
+    least-recently-served order), or None when it was deleted meanwhile."""
+    try:
+        os.utime(clip.path)
+    except FileNotFoundError:
+        return None
+    return clip
 
 
 def _last_rendered(state: AppState, row: EventRow) -> tuple[Clip, float] | None:
-    """The clip the event's last finished job cut (and when it finished), if still on disk."""
+    """The clip the event's last finished job cut (and when it finished), if still on disk.
+    (The last done, not the last: the successor it stands in for is queued or rendering.)"""
     with state.db.session() as session:
-        job = JobRepo(session).latest(clip_job_key(row.id))
-    if job is None or job.state != "done" or job.result is None or job.finished is None:
+        job = JobRepo(session).latest(clip_job_key(row.id), state="done")
+    if job is None or job.result is None or job.finished is None:
         return None
     result = job.result
     name = Path(str(result.get("file", ""))).name
@@ -207,7 +219,6 @@ def event_clip(
         if path.is_file():
             os.utime(path)
             return plan.clip(cached=True)
-        _delete_clips(path.parent, _prefix(row.id, redacted=grant is None), keep=path)
         sources = [segment_source(state.media, s) for s in plan.segments]
         export_range(
             sources, plan.start, plan.end, path,
@@ -216,6 +227,9 @@ def event_clip(
             starts=[s.start for s in plan.segments], on_fraction=on_fraction,
             face_search=state.face_search(row.box) if grant is None else None,
         )  # fmt: skip
+        # Only now: the earlier cut is served (``stale``) while this one renders.
+        _delete_clips(path.parent, _prefix(row.id, redacted=grant is None), keep=path,
+                      spare_served_s=SERVED_GRACE_S)  # fmt: skip
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
     return plan.clip(cached=False)
 
@@ -320,7 +334,6 @@ def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
         if path.is_file():
             os.utime(path)
             return path
-        _delete_clips(folder, f"segment-{row.id}", keep=path)
         grant = unredacted_access("segment playback (static masks applied)", actor,
                                   state.unredacted_file, f"segment {row.id}")  # fmt: skip
         export_range(
@@ -328,6 +341,7 @@ def segment_file(state: AppState, row: SegmentRow, actor: str) -> Path:
             redactor_factory=state.export_redactor(camera, grant), grant=grant, camera=camera,
             starts=[row.start],
         )  # fmt: skip
+        _delete_clips(folder, f"segment-{row.id}", keep=path, spare_served_s=SERVED_GRACE_S)
     prune_clip_cache(state.clips_dir, state.settings.clip_cache_bytes, keep=path)
     return path
 
@@ -372,13 +386,24 @@ def _digest(
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()[:16]
 
 
-def _delete_clips(folder: Path, prefix: str, keep: Path | None) -> None:
+def _delete_clips(folder: Path, prefix: str, keep: Path | None,
+                  spare_served_s: float = 0.0) -> None:  # fmt: skip
+    """Delete the clips of ``prefix`` but ``keep``, and but those served in the last
+    ``spare_served_s`` (a response may be sending one: ``prune_clip_cache`` takes them
+    later, least recently served first)."""
     if not folder.is_dir():
         return
+    served_after = time.time() - spare_served_s
     for old in folder.glob(f"{prefix}-*.mp4"):
-        if old != keep:
-            old.unlink(missing_ok=True)
-            manifest_path(old).unlink(missing_ok=True)
+        if old == keep:
+            continue
+        try:
+            if spare_served_s and old.stat().st_mtime > served_after:
+                continue
+        except FileNotFoundError:
+            continue
+        old.unlink(missing_ok=True)
+        manifest_path(old).unlink(missing_ok=True)
 
 
 def _iso(when: float) -> str:

@@ -1434,10 +1434,12 @@ class JobRepo:
         query = select(JobRow).where(JobRow.key == key, JobRow.state.in_(ACTIVE_JOB_STATES))
         return self.session.scalars(query.order_by(JobRow.created).limit(1)).first()
 
-    def latest(self, key: str) -> JobRow | None:
-        """The newest job that made (or makes) ``key``."""
-        query = select(JobRow).where(JobRow.key == key).order_by(JobRow.created.desc())
-        return self.session.scalars(query.limit(1)).first()
+    def latest(self, key: str, *, state: str | None = None) -> JobRow | None:
+        """The newest job that made (or makes) ``key``; with ``state``, the newest in it."""
+        query = select(JobRow).where(JobRow.key == key)
+        if state is not None:
+            query = query.where(JobRow.state == state)
+        return self.session.scalars(query.order_by(JobRow.created.desc()).limit(1)).first()
 
     def any_due(self, now: float | None = None) -> bool:
         """Whether a queued job is due (a read: the idle poll takes no write lock)."""

@@ -13,9 +13,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vigil.api.auth import Capability, Principal
-from vigil.api.clips import event_clip, queue_clip, ready_clip
+from vigil.api.clips import Clip, event_clip, queue_clip, ready_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
-from vigil.api.errors import ForbiddenError, not_found
+from vigil.api.errors import ApiError, ForbiddenError, not_found
 from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
 from vigil.api.media import check_range, outgoing_image, read_image, snapshot_source
 from vigil.api.params import Cursor, EventId
@@ -259,39 +259,66 @@ async def event_clip_media(
     (``vigil.api.clips.ready_clip``). 404 ``no_recording`` when no segment covers the event."""
     row = await run_in_threadpool(_event, state, who, event_id)
     grant = None
-    waited = False
     if unredacted:
         grant = await run_in_threadpool(unredacted_grant, state, who, f"clip {row.id}", reason)
-        clip = await run_in_threadpool(event_clip, state, row, grant)  # a copy: quick
+    for _ in range(_CLIP_PICKS):
+        picked: tuple[Clip, bool] | JSONResponse
+        if grant is not None:  # a stream copy (or masks only): quick, cut in the request
+            picked = await run_in_threadpool(event_clip, state, row, grant), False
+        else:
+            picked = await _redacted_clip(state, row, who)
+        if isinstance(picked, JSONResponse):
+            return picked
+        clip, waited = picked
+        try:
+            info = await run_in_threadpool(clip.path.stat)
+            break
+        except FileNotFoundError:  # superseded (or retention took its footage) since: again
+            continue
     else:
-        found = await run_in_threadpool(ready_clip, state, row)
-        if found is None:
-            waited = True
-            job = await run_in_threadpool(partial(
-                queue_clip, state, row.id, row.camera, owner=who.name,
-                priority=PRIORITY_CLIP_WAITED))  # fmt: skip
-            done = await run_in_threadpool(wait_for, state.db, job.id, state.settings.clip_wait_s)
-            if done is not None and done.state == "failed":
-                raise failure_of(done)
-            if done is not None and done.state == "done":
-                found = await run_in_threadpool(ready_clip, state, row)
-            if found is None:
-                body = JobOut.of(done or job).model_dump()
-                return JSONResponse(
-                    body, status_code=202, headers={"Retry-After": "1", "Cache-Control": "no-store"}
-                )
-        clip = found
+        raise ApiError(503, "clip_busy", f"the clip of event {row.id!r} was replaced while "
+                       "it was being sent; ask again", headers={"Retry-After": "1"})  # fmt: skip
     await run_in_threadpool(
         state.audit, who, "event.clip", row.id, reason=None if grant is None else grant.reason,
         details={"redacted": grant is None, "cached": clip.cached and not waited,
                  "stale": clip.stale,
                  "start": clip.start, "end": clip.end, "range": request.headers.get("range")},
     )  # fmt: skip
-    check_range(request.headers.get("range"), clip.path.stat().st_size)
+    check_range(request.headers.get("range"), info.st_size)
     # ``stale``: the clip cut while its post-roll was recorded, its complete one queued.
     cache = "stale" if clip.stale else "hit" if clip.cached and not waited else "miss"
     return FileResponse(
         clip.path,
         media_type="video/mp4",
+        stat_result=info,
         headers={"Cache-Control": "no-store", "X-Vigil-Clip-Cache": cache},
     )
+
+
+#: Times the clip route picks a clip again when the one it picked was deleted before it could
+#: be sent (a complete clip replacing its earlier cut).
+_CLIP_PICKS = 3
+
+
+async def _redacted_clip(
+    state: AppState, row: EventRow, who: Principal
+) -> tuple[Clip, bool] | JSONResponse:
+    """The redacted clip to send and whether the request waited for it to be rendered, or
+    the 202 with its job when it is still not ready after ``clip_wait_s``."""
+    found = await run_in_threadpool(ready_clip, state, row)
+    if found is not None:
+        return found, False
+    job = await run_in_threadpool(partial(
+        queue_clip, state, row.id, row.camera, owner=who.name,
+        priority=PRIORITY_CLIP_WAITED))  # fmt: skip
+    done = await run_in_threadpool(wait_for, state.db, job.id, state.settings.clip_wait_s)
+    if done is not None and done.state == "failed":
+        raise failure_of(done)
+    if done is not None and done.state == "done":
+        found = await run_in_threadpool(ready_clip, state, row)
+    if found is None:
+        body = JobOut.of(done or job).model_dump()
+        return JSONResponse(
+            body, status_code=202, headers={"Retry-After": "1", "Cache-Control": "no-store"}
+        )
+    return found, True

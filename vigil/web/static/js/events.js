@@ -35,8 +35,11 @@ export async function render(ctx) {
   const fresh = h('button', { type: 'button', class: 'notice', hidden: true });
   const list = h('div', { class: 'event-list', id: 'event-list' });
   const more = h('button', { type: 'button', hidden: true }, 'Load more');
+  // The list being loaded: "mark shown" marks what the load shows, not the cards it is about
+  // to replace (a load answered after the marks would show them unreviewed again).
+  let loading = Promise.resolve();
   const markAll = can(ctx.me, 'operate')
-    ? h('button', { type: 'button', id: 'events-mark-reviewed', onclick: () => markShown(list) }, 'Mark shown as reviewed')
+    ? h('button', { type: 'button', id: 'events-mark-reviewed', onclick: async () => { await loading; await markShown(list); } }, 'Mark shown as reviewed')
     : null;
   ctx.root.append(header('Events', markAll), form, fresh, list, more);
 
@@ -45,12 +48,24 @@ export async function render(ctx) {
     camera: camera.value, label: label.value, zone: zone.value.trim(), line: line.value.trim(),
     start: fromLocalInput(start.value), end: fromLocalInput(end.value), reviewed: reviewed.value,
   });
-  const load = async (append) => {
+  const load = (append) => {
+    loading = loadPage(append);
+    return loading;
+  };
+  let loads = 0; // only the newest load fills the list: an older one may answer after it
+  const loadPage = async (append) => {
+    const mine = ++loads;
     let page;
+    list.setAttribute('aria-busy', 'true');
     try {
       page = await api('/api/events', { query: { ...filters(), cursor: append ? cursor : null, limit: 48 } });
     } catch (err) {
-      fill(list, errorBox(err));
+      page = err;
+    }
+    if (mine !== loads) return;
+    list.setAttribute('aria-busy', 'false');
+    if (page instanceof Error) {
+      fill(list, errorBox(page));
       return;
     }
     cursor = page.next_cursor;
