@@ -149,11 +149,12 @@ def run(cameras: int, seconds: float, width: int, root: Path, cuts: bool) -> dic
     time.sleep(3)
     video = app.state.vigil.video
     tids = [e._thread.native_id for e in video.encoders().values()]
-    tids += [e._faces._thread.native_id for e in video.encoders().values() if e._faces]
+    carried = [c for e in video.encoders().values() for c in e._carried]
+    tids += [c._thread.native_id for c in carried]
     cpu0, proc0, wall0 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
     time.sleep(max(1.0, seconds - 4))
     cpu1, proc1, wall1 = sum(thread_cpu(t) for t in tids if t), time.process_time(), time.time()
-    detections = sum(e._faces.detections for e in video.encoders().values() if e._faces)
+    detections = sum(c.detections for c in carried if c.what == "face")
     for c in clients:
         c.join()
     stop.set()
