@@ -216,9 +216,9 @@ def event_clip(
     plan = plan_clip(state, row, redacted=grant is None)
     path, camera = plan.path, row.camera
     with state.clip_lock(path.name):
-        if path.is_file():
-            os.utime(path)
-            return plan.clip(cached=True)
+        cached = _served(plan)
+        if cached is not None:
+            return cached
         sources = [segment_source(state.media, s) for s in plan.segments]
         export_range(
             sources, plan.start, plan.end, path,
