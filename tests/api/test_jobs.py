@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +223,51 @@ def test_the_earlier_cut_is_served_while_its_successor_renders(api: Api) -> None
     assert reply.headers["x-vigil-clip-cache"] == "stale"
     assert reply.content == early.content
     assert viewer.get("/api/events/roll/clip").headers["x-vigil-clip-cache"] == "hit"
+
+
+def test_a_player_pinned_to_a_cut_reads_it_while_a_newer_cut_replaces_it(api: Api) -> None:
+    """A player's range requests name the cut its first answer named (``cut``), and read that
+    file to the end while the complete clip replaces it: without, the bytes after 100 came
+    from the new file. A cut is refused (410) once gone, or when the camera's redaction
+    settings changed since it was cut (an old URL never bypasses a new mask)."""
+    now = time.time()
+    api.add_segment("front", now - 12)
+    StoreEventSink(api.db).publish(ended("pin", now - 11, now - 10.5))
+    viewer = api.login("val", Role.VIEWER)
+    early = fetch_clip(viewer, "/api/events/pin/clip")
+    assert early.status_code == 200, early.text
+    cut = early.headers["x-vigil-clip-cut"]
+    api.add_segment("front", now - 10)
+    assert viewer.get("/api/events/pin/clip").headers["x-vigil-clip-cache"] == "stale"
+    (queued,) = [j for j in jobs_of(api.db, "clip") if j.state != "done"]
+    for start in (now - 8, now - 6):
+        api.add_segment("front", start)
+    assert wait_row(api.db, queued.id, ("done", "failed")).state == "done"
+    complete = viewer.get("/api/events/pin/clip")
+    assert complete.headers["x-vigil-clip-cache"] == "hit"
+    assert complete.headers["x-vigil-clip-cut"] != cut
+    pinned = viewer.get(f"/api/events/pin/clip?cut={cut}", headers={"Range": "bytes=100-"})
+    assert pinned.status_code == 206, pinned.text
+    assert pinned.headers["x-vigil-clip-cut"] == cut
+    assert pinned.content == early.content[100:], "the player got bytes of another cut"
+    latest = complete.headers["x-vigil-clip-cut"]
+    assert viewer.get(f"/api/events/pin/clip?cut={latest}").content == complete.content
+    state = api.app.state.vigil
+    masked = RedactConfig(masks=[[(0, 0), (1, 0), (1, 1), (0, 1)]])
+    unmasked = state.settings
+    state.settings = replace(unmasked, camera_redact={"front": masked})
+    for old in (cut, latest):
+        refused = viewer.get(f"/api/events/pin/clip?cut={old}")
+        assert refused.status_code == 410, "a cut without the new mask was served"
+        assert refused.json()["error"]["code"] == "clip_replaced"
+    state.settings = unmasked
+    (early_file,) = [p for p in state.clips_dir.glob("front/*.mp4") if p.stem.endswith(cut)]
+    early_file.unlink()
+    assert viewer.get(f"/api/events/pin/clip?cut={cut}").status_code == 410
+    assert viewer.get("/api/events/pin/clip?cut=zz").status_code == 422
+    operator = api.login("op", Role.OPERATOR)
+    both = operator.get(f"/api/events/pin/clip?unredacted=true&reason=x&cut={latest}")
+    assert both.status_code == 422
 
 
 def test_a_clip_deleted_after_it_was_picked_is_picked_again(

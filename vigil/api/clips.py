@@ -183,17 +183,57 @@ def _last_rendered(state: AppState, row: EventRow) -> tuple[Clip, float] | None:
     (The last done, not the last: the successor it stands in for is queued or rendering.)"""
     with state.db.session() as session:
         job = JobRepo(session).latest(clip_job_key(row.id), state="done")
-    if job is None or job.result is None or job.finished is None:
+    clip = None if job is None else _job_clip(state, row, job)
+    if clip is None or job is None or job.finished is None:
         return None
-    result = job.result
+    return clip, job.finished
+
+
+def _job_clip(state: AppState, row: EventRow, job: JobRow) -> Clip | None:
+    """The clip a finished ``clip`` job of ``row`` cut, if still on disk."""
+    result = job.result or {}
     name = Path(str(result.get("file", ""))).name
     path = state.clips_dir / row.camera / name
     if not name or not path.is_file():
         return None
-    clip = Clip(path, float(result["start"]), float(result["end"]), cached=True,
+    return Clip(path, float(result["start"]), float(result["end"]), cached=True,
                 segments=tuple(int(s) for s in result.get("segments", ())),
                 redaction=str(result.get("redaction", "")))  # fmt: skip
-    return clip, job.finished
+
+
+def clip_cut(clip: Clip) -> str:
+    """The name of ``clip``'s cut (its file's digest), for ``pinned_clip``: a player's range
+    requests name it, so that each reads the file its first one did."""
+    return clip.path.stem.rsplit("-", 1)[-1]
+
+
+def pinned_clip(state: AppState, row: EventRow, cut: str) -> Clip:
+    """The redacted cut ``cut`` (``clip_cut``) of ``row``'s clip, while it is on disk.
+
+    A player reads a clip in range requests; between two of them the clip may be replaced
+    (the complete cut after one made during the post-roll), and bytes of the new file after
+    those of the old one break its decoding. So a player names the cut its first answer
+    named. Only the cut the recordings make now, or one a clip job cut with the camera's
+    redaction settings as they are now (a new mask is never bypassed by an old URL), is
+    served; 410 ``clip_replaced`` once it is gone (open the clip again, without ``cut``).
+    """
+    plan = plan_clip(state, row, redacted=True)
+    clip: Clip | None = None
+    if clip_cut(plan.clip(cached=True)) == cut:
+        clip = _served(plan)
+    else:
+        with state.db.session() as session:
+            jobs = JobRepo(session).of_key(clip_job_key(row.id), state="done")
+        for job in jobs:
+            made = _job_clip(state, row, job)
+            if made is not None and clip_cut(made) == cut and made.redaction == plan.redaction:
+                clip = _touched(made)
+                break
+    if clip is None:
+        raise ApiError(410, "clip_replaced", f"cut {cut!r} of the clip of event {row.id!r} "
+                       "is no longer served (replaced, or the redaction settings changed): "
+                       "open the clip again without 'cut'")  # fmt: skip
+    return clip
 
 
 def _grown_from(plan: ClipPlan, clip: Clip) -> bool:

@@ -51,3 +51,14 @@ JobId = Annotated[
 
 #: The ``event_id`` path parameter: at most as long as the database column (64).
 EventId = Annotated[str, Path(min_length=1, max_length=64)]
+
+#: A redacted event clip's cut, as its ``X-Vigil-Clip-Cut`` header named it
+#: (``vigil.api.clips.clip_cut``: 16 hex digits of its digest).
+ClipCut = Annotated[
+    str | None,
+    Query(
+        pattern="^[0-9a-f]{16}$",
+        description="The X-Vigil-Clip-Cut of an earlier answer: serve that cut (a player's "
+        "range requests keep reading one file while a newer cut replaces it).",
+    ),
+]

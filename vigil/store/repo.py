@@ -1436,10 +1436,16 @@ class JobRepo:
 
     def latest(self, key: str, *, state: str | None = None) -> JobRow | None:
         """The newest job that made (or makes) ``key``; with ``state``, the newest in it."""
+        found = self.of_key(key, state=state, limit=1)
+        return found[0] if found else None
+
+    def of_key(self, key: str, *, state: str | None = None, limit: int = 20) -> list[JobRow]:
+        """The newest ``limit`` jobs that made (or make) ``key``, newest first; with
+        ``state``, only those in it."""
         query = select(JobRow).where(JobRow.key == key)
         if state is not None:
             query = query.where(JobRow.state == state)
-        return self.session.scalars(query.order_by(JobRow.created.desc()).limit(1)).first()
+        return list(self.session.scalars(query.order_by(JobRow.created.desc()).limit(limit)))
 
     def any_due(self, now: float | None = None) -> bool:
         """Whether a queued job is due (a read: the idle poll takes no write lock)."""

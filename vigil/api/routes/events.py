@@ -13,12 +13,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from vigil.api.auth import Capability, Principal
-from vigil.api.clips import Clip, event_clip, queue_clip, ready_clip
+from vigil.api.clips import Clip, clip_cut, event_clip, pinned_clip, queue_clip, ready_clip
 from vigil.api.deps import Operator, Reader, StateDep, check_camera
 from vigil.api.errors import ApiError, ForbiddenError, not_found
 from vigil.api.jobs import PRIORITY_CLIP_WAITED, failure_of, wait_for
 from vigil.api.media import check_range, outgoing_image, read_image, snapshot_source
-from vigil.api.params import Cursor, EventId
+from vigil.api.params import ClipCut, Cursor, EventId
 from vigil.api.routes import error, protected
 from vigil.api.schemas import (
     BulkReviewRequest,
@@ -238,6 +238,7 @@ CLIP: dict[int | str, dict[str, Any]] = {
         "progress (``Retry-After`` says when to ask again; or follow ``url``).",
     },
     206: {"description": "Partial content"},
+    410: error("The cut named by ``cut`` is no longer served: open the clip again"),
     416: error("Range not satisfiable", Content_Range="bytes */<file size>"),
     429: error(
         "Too many clips being prepared for this user", Retry_After="seconds until the next try"
@@ -248,7 +249,7 @@ CLIP: dict[int | str, dict[str, Any]] = {
 @router.get("/api/events/{event_id}/clip", responses=CLIP, response_class=FileResponse)
 async def event_clip_media(
     event_id: EventId, request: Request, who: Reader, state: StateDep, *, unredacted: bool = False,
-    reason: str | None = None,
+    reason: str | None = None, cut: ClipCut = None,
 ) -> Response:  # fmt: skip
     """The event as MP4 with the camera's pre/post-roll, redacted; ``unredacted=true&reason=``
     for operators and admins (audited); Range supported. The redacted clip is rendered in the
@@ -256,14 +257,23 @@ async def event_clip_media(
     the queue, waits up to ``clip_wait_s`` and then answers **202** with the job (poll again,
     or follow the job's ``url``). A clip cut while the post-roll was still being recorded is
     served (``X-Vigil-Clip-Cache: stale``) while the complete one renders in the background
-    (``vigil.api.clips.ready_clip``). 404 ``no_recording`` when no segment covers the event."""
+    (``vigil.api.clips.ready_clip``). 404 ``no_recording`` when no segment covers the event.
+
+    A redacted clip's answer names its cut (``X-Vigil-Clip-Cut``); a player's range requests
+    pass it as ``cut`` and so keep reading that file when a newer cut replaces it (410
+    ``clip_replaced`` once it is gone, or when the redaction settings changed since)."""
     row = await run_in_threadpool(_event, state, who, event_id)
     grant = None
+    if unredacted and cut is not None:
+        raise ApiError(422, "invalid_params", "'cut' names a redacted clip's cut: ask for "
+                       "an unredacted clip without it")  # fmt: skip
     if unredacted:
         grant = await run_in_threadpool(unredacted_grant, state, who, f"clip {row.id}", reason)
     for _ in range(_CLIP_PICKS):
         picked: tuple[Clip, bool] | JSONResponse
-        if grant is not None:  # a stream copy (or masks only): quick, cut in the request
+        if cut is not None:
+            picked = await run_in_threadpool(pinned_clip, state, row, cut), False
+        elif grant is not None:  # a stream copy (or masks only): quick, cut in the request
             picked = await run_in_threadpool(event_clip, state, row, grant), False
         else:
             picked = await _redacted_clip(state, row, who)
@@ -281,18 +291,16 @@ async def event_clip_media(
     await run_in_threadpool(
         state.audit, who, "event.clip", row.id, reason=None if grant is None else grant.reason,
         details={"redacted": grant is None, "cached": clip.cached and not waited,
-                 "stale": clip.stale,
+                 "stale": clip.stale, "cut": cut,
                  "start": clip.start, "end": clip.end, "range": request.headers.get("range")},
     )  # fmt: skip
     check_range(request.headers.get("range"), info.st_size)
     # ``stale``: the clip cut while its post-roll was recorded, its complete one queued.
     cache = "stale" if clip.stale else "hit" if clip.cached and not waited else "miss"
-    return FileResponse(
-        clip.path,
-        media_type="video/mp4",
-        stat_result=info,
-        headers={"Cache-Control": "no-store", "X-Vigil-Clip-Cache": cache},
-    )
+    headers = {"Cache-Control": "no-store", "X-Vigil-Clip-Cache": cache}
+    if grant is None:
+        headers["X-Vigil-Clip-Cut"] = clip_cut(clip)
+    return FileResponse(clip.path, media_type="video/mp4", stat_result=info, headers=headers)
 
 
 #: Times the clip route picks a clip again when the one it picked was deleted before it could

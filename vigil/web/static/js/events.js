@@ -7,7 +7,7 @@
 // unreviewed events; operators mark one (in its dialog) or every event shown as reviewed.
 
 import { api, can, qs, seg } from './api.js';
-import { clipJob, followJob, progressLine } from './jobs.js';
+import { clipJob, followJob, pinnedClip, progressLine } from './jobs.js';
 import { setQuery } from './router.js';
 import {
   KNOWN_CLASSES, empty, errorBox, every, field, fill, fmtTime, fromLocalInput, h, header, message,
@@ -16,6 +16,8 @@ import {
 
 /** Times a clip is prepared again before it plays (see the event dialog). */
 const CLIP_ROUNDS = 8;
+/** Times a clip whose cut was replaced under the player is opened again where it was. */
+const CLIP_REPLACED_TRIES = 3;
 
 export async function render(ctx) {
   document.title = 'Events — Vigil';
@@ -159,31 +161,46 @@ export async function openEvent(id, me) {
   const note = h('p', { class: 'muted', 'aria-live': 'polite' }, 'Loading the clip (redacted)…');
   const noClip = (text) => { fill(note, text); note.className = 'state-error'; };
   video.addEventListener('loadeddata', () => { fill(note, 'Redacted clip with pre- and post-roll.'); });
-  video.addEventListener('error', () => {
-    if (video.getAttribute('src')) noClip('No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).');
-  });
   const stopped = new AbortController();
+  let replaced = 0;
+  video.addEventListener('error', () => {
+    if (!video.getAttribute('src')) return;
+    // The cut it played was replaced by a newer one and is gone (410): go on with the new
+    // cut where the player was, a few times at most.
+    if (replaced < CLIP_REPLACED_TRIES) {
+      replaced += 1;
+      const at = video.currentTime;
+      video.addEventListener('loadedmetadata', () => { video.currentTime = at; }, { once: true });
+      play();
+      return;
+    }
+    noClip('No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).');
+  });
   // The server renders each clip when its event ends; one not ready yet is prepared first
   // (202 with the job's progress), then played from the server's cache.
   // A clip asked for just after its event ended can be prepared again once its job is done:
   // the post-roll's next segment landed meanwhile and the cached clip no longer covers the
   // recordings as they are. So ask again until it is ready, rather than hand the player a
   // URL that answers 202 (it would wait for ever).
-  (async () => {
+  // The player's range requests name the cut the answer did: a newer cut that replaces it
+  // meanwhile (the complete clip after one cut during the post-roll) would otherwise hand it
+  // bytes of another file.
+  const play = async () => {
     try {
-      let job = await clipJob(clipUrl, stopped.signal);
-      for (let round = 0; job && round < CLIP_ROUNDS; round += 1) {
+      let ready = await clipJob(clipUrl, stopped.signal);
+      for (let round = 0; ready.job && round < CLIP_ROUNDS; round += 1) {
         const line = progressLine('Preparing the redacted clip');
         fill(note, line.node);
-        await followJob(job, line.set, stopped.signal);
-        job = await clipJob(clipUrl, stopped.signal);
+        await followJob(ready.job, line.set, stopped.signal);
+        ready = await clipJob(clipUrl, stopped.signal);
       }
-      video.src = clipUrl;
+      video.src = pinnedClip(clipUrl, ready.cut);
     } catch (err) {
       if (err && err.name === 'AbortError') return;
       noClip(err.code === 'no_recording' ? 'No clip: no recording covers this event (the camera may record on events or motion only, or the segments were deleted).' : `No clip: ${message(err)}`);
     }
-  })();
+  };
+  play();
   const rows = [['Camera', ev.camera], ['Label', ev.label], ['Track', ev.track_id],
     ['Start', fmtTime(ev.start)], ['End', ev.end ? fmtTime(ev.end) : 'ongoing'],
     ['Zones', ev.zones.join(', ') || '—'], ['Lines', ev.lines.join(', ') || '—'],

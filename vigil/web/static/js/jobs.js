@@ -39,11 +39,18 @@ export async function followJob(job, onProgress = () => {}, signal = null) {
 }
 
 /**
- * Whether the clip at `url` can play now: resolves null when it is ready, or the job that is
- * preparing it (202). Asks for one byte only; errors (404 no_recording...) throw ApiError.
+ * Whether the clip at `url` can play now: resolves `{ job: null, cut }` when it is ready
+ * (`cut`: the X-Vigil-Clip-Cut it is served as), or `{ job }` with the job that is preparing
+ * it (202). Asks for one byte only; errors (404 no_recording...) throw ApiError.
  */
 export async function clipJob(url, signal = null) {
   const reply = await api(url, { raw: true, signal, headers: { Range: 'bytes=0-0' } });
-  if (reply.status !== 202) return null;
-  return reply.json();
+  if (reply.status !== 202) return { job: null, cut: reply.headers.get('X-Vigil-Clip-Cut') };
+  return { job: await reply.json(), cut: null };
+}
+
+/** `url` pinned to `cut` (every range request of the player then reads that one file). */
+export function pinnedClip(url, cut) {
+  if (!cut) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}cut=${encodeURIComponent(cut)}`;
 }
