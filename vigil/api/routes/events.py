@@ -265,7 +265,7 @@ async def event_clip_media(
     row = await run_in_threadpool(_event, state, who, event_id)
     grant = None
     if unredacted and cut is not None:
-        raise ApiError(422, "invalid_params", "'cut' names a redacted clip's cut: ask for "
+        raise ApiError(422, "validation_error", "'cut' names a redacted clip's cut: ask for "
                        "an unredacted clip without it")  # fmt: skip
     if unredacted:
         grant = await run_in_threadpool(unredacted_grant, state, who, f"clip {row.id}", reason)
