@@ -182,12 +182,17 @@ def cluster_config(
 
 def lock_holder(db: Any) -> int | None:
     """The PostgreSQL backend holding the supervision lock in the story's database."""
+    holders = lock_holders(db, SUPERVISION_LOCK)
+    return holders[0] if holders else None
+
+
+def lock_holders(db: Any, key: int) -> list[int]:
+    """The PostgreSQL backends holding advisory lock ``key`` in the story's database."""
     query = text(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid)"
+        " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) ORDER BY pid"
     )
-    key = {"high": SUPERVISION_LOCK >> 32, "low": SUPERVISION_LOCK & 0xFFFF_FFFF}
     with db.engine.connect() as connection:
-        pid = connection.execute(query, key).scalar()
-    return None if pid is None else int(pid)
+        found = connection.execute(query, {"high": key >> 32, "low": key & 0xFFFF_FFFF})
+        return [int(pid) for pid in found.scalars()]

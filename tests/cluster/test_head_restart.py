@@ -29,13 +29,14 @@ import yaml
 from sqlalchemy import text
 
 from tests.alerts.alert_servers import Broker, Subscriber, free_port
-from tests.cluster.conftest import SEGMENT_S, lock_holder, start_relay
+from tests.cluster.conftest import SEGMENT_S, lock_holder, lock_holders, start_relay
 from tests.conftest import require_file
 from tests.ray_cluster import LocalCluster, local_cluster
 from tests.rtsp_relay import require_tools
 from tests.runtime.serve_process import PASSWORD, ServeProcess
 from tests.store.conftest import PgServer, new_pg_database
 from vigil.cluster import NAMESPACE
+from vigil.cluster.leader import STANDBY_LOCK
 from vigil.paths import shared_data_dir
 from vigil.store import Database, EventFilter, EventRepo, SegmentRepo
 
@@ -450,6 +451,39 @@ def test_a_supervisor_whose_lock_connection_is_cut_steps_down_and_takes_over_aga
     with client(serve.base_url) as admin:
         assert "vigil_cluster_supervising 1.0" in admin.get("/metrics").text
         assert admin.get("/api/cluster").json()["cluster"]["supervising"] is True
+
+
+def test_a_supervisor_s_clean_stop_hands_the_cameras_to_a_replica_standing_by(
+    story: Story,
+) -> None:
+    """SIGTERM to the supervisor while a replica stands by: it hands the supervision over
+    (``cluster.hand_over``) instead of ending the cameras, which record on with the same
+    actors; the replica takes over and closes no event. Before, the stop ended every camera
+    (offline, events closed) and the replica started them again."""
+    serve = story.serve
+    assert serve is not None
+    actors = camera_actors(story.cluster.address)
+    replica = story.start("replica-3", "--replica", port=free_port(), fps=CHANGED)
+    replica.wait_for(replica.api_up, 300, "the replica's API did not come up")
+    replica.wait_for(lambda: bool(lock_holders(story.db, STANDBY_LOCK)), 60,
+                     "the replica does not stand by")  # fmt: skip
+    stopped = time.time()
+    serve.process.send_signal(signal.SIGTERM)
+    serve.process.wait(120)
+    assert serve.process.returncode == 0, serve.output[-4000:]
+    assert "handing the cluster's supervision over" in serve.output, serve.output[-4000:]
+    replica.wait_for(lambda: "took over the cluster's supervision" in replica.output, TAKEOVER_S,
+                     "the replica did not take over")  # fmt: skip
+    assert camera_actors(story.cluster.address) == actors, "the cameras were ended"
+    replica.wait_for(lambda: _online(replica.base_url), 120, "cameras offline after hand-over")
+    recorded = lambda: all(story.segments(c)[-1].start > stopped + SEGMENT_S for c in CAMERAS)  # noqa: E731
+    replica.wait_for(recorded, 120, "no segment after the hand-over")
+    for camera in CAMERAS:
+        rows = [r for r in story.segments(camera) if r.end > stopped - 2 * SEGMENT_S]
+        gaps = [b.start - a.end for a, b in itertools.pairwise(rows)]
+        print(f"\n{camera}: largest gap between segments across the hand-over {max(gaps):.2f} s")
+        assert max(gaps) < SEGMENT_S, f"{camera}: a recording gap of {max(gaps):.1f} s"
+    story.serve = replica  # the server that supervises now
 
 
 def _events_since(db: Database, since: float) -> list[str]:

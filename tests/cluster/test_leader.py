@@ -43,6 +43,33 @@ def test_one_process_holds_the_lock_of_a_database_until_it_lets_it_go(
             lock.release()
 
 
+def test_the_supervisor_counts_the_replicas_standing_by_in_its_database(
+    pg_server: PgServer,
+) -> None:
+    """``standbys()``: the other processes standing by on this database (what a clean stop
+    hands over to), not those of another database, nor a standby that went, nor itself."""
+    url = new_pg_database(pg_server, migrated=False)
+    supervisor, one, two = SupervisionLock(url), SupervisionLock(url), SupervisionLock(url)
+    elsewhere = SupervisionLock(new_pg_database(pg_server, migrated=False))
+    try:
+        assert supervisor.try_acquire()
+        assert supervisor.standbys() == 0
+        elsewhere.stand_by()
+        assert supervisor.standbys() == 0, "a standby of another database counted"
+        one.stand_by()
+        one.stand_by()  # again each round: still one
+        two.stand_by()
+        assert supervisor.standbys() == 2
+        supervisor.stand_by()
+        assert supervisor.standbys() == 2, "the supervisor counted itself"
+        one.lost()  # its connection closed: as for a process that died
+        wait_for(lambda: supervisor.standbys() == 1, 30, "a standby that went still counts")
+        assert not one.try_acquire(), "standing by takes nothing"
+    finally:
+        for lock in (supervisor, one, two, elsewhere):
+            lock.release()
+
+
 def test_a_holder_killed_frees_the_lock_and_the_standby_takes_over_once(
     pg_server: PgServer,
 ) -> None:

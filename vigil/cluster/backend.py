@@ -832,7 +832,7 @@ class RayBackend:
             max_restarts=self.cluster.max_restarts, max_task_retries=0,
             max_concurrency=CAMERA_CONCURRENCY * len(cams),
             scheduling_strategy=NodeAffinitySchedulingStrategy(target, soft=True),
-        ).remote([c.in_force() for c in cams], True)  # fmt: skip
+        ).remote([c.in_force() for c in cams], True, name)  # fmt: skip
         self._standby = new
         try:
             landed = str(ray.get(new.ready.remote(), timeout=MOVE_READY_S))

@@ -194,16 +194,21 @@ class CameraGroup:
     ``standby``: the group of a move (``RayBackend.move_group``): its process starts and
     imports what its cameras need, but they start only at ``activate`` (the head calls it
     once the group it replaces stopped; a first ``drain_many`` does too, so a head that died
-    between the two leaves nothing idle for the next). A standby group that Ray restarts (its
-    node died) is failing over: it starts its cameras at once, as any group does."""
+    between the two leaves nothing idle for the next). ``replaces``: the name of the group it
+    replaces. A standby group that Ray restarts (its node died) stands by again while that
+    group lives (the move goes on, or is given up, as before; started at once, it recorded
+    the cameras beside the old group until the move ended), and starts its cameras at once
+    when it is gone (it is failing over then, as any group does)."""
 
-    def __init__(self, specs: Sequence[CameraSpec], standby: bool = False) -> None:
+    def __init__(self, specs: Sequence[CameraSpec], standby: bool = False,
+                 replaces: str | None = None) -> None:  # fmt: skip
         import ray
 
         self._specs = list(specs)
         self._lock = threading.Lock()
         self.cameras: dict[str, Any] = {}
-        if standby and not ray.get_runtime_context().was_current_actor_reconstructed:
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if standby and (not restarted or _alive(replaces)):
             _prepare(self._specs)
             return
         self.activate()
@@ -244,6 +249,19 @@ class CameraGroup:
 
     def names(self) -> list[str]:
         return [spec.camera.name for spec in self._specs]
+
+
+def _alive(name: str | None) -> bool:
+    """Whether this deployment's actor ``name`` exists (alive, or being restarted by Ray)."""
+    import ray
+
+    if name is None:
+        return False
+    try:
+        ray.get_actor(name, namespace=current_namespace())
+    except ValueError:  # ended for good (killed with no restart, or out of restarts)
+        return False
+    return True
 
 
 #: Seconds a standby group waits for its node's detector to load its model.

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: The advisory lock's key (64 bits, the same in every process): "VIGIL" and a 9, issue 9.
 SUPERVISION_LOCK = 0x5649_4749_4C00_0009
+#: The advisory lock each standing-by replica holds shared (``SupervisionLock.stand_by``):
+#: how a supervisor that stops cleanly sees whom it can hand the cameras over to.
+STANDBY_LOCK = 0x5649_4749_4C00_0019
 
 
 class SupervisionLock:
@@ -49,6 +52,8 @@ class SupervisionLock:
         #: The PostgreSQL backend process of the lock's connection (``pg_backend_pid``),
         #: while held: what ``pg_terminate_backend`` would end.
         self.backend_pid: int | None = None
+        #: Whether this connection holds ``STANDBY_LOCK`` (shared locks count: taken once).
+        self.standing_by = False
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; True when this process holds it (now or
@@ -73,6 +78,50 @@ class SupervisionLock:
         self.held = bool(got)
         self.backend_pid = int(pid) if self.held else None
         return self.held
+
+    def stand_by(self) -> None:
+        """Say that this process stands by to take over (``STANDBY_LOCK``, shared, on the
+        lock's connection: it goes when the connection does, a process killed included).
+        A database that does not answer is logged; the next try says it again."""
+        from sqlalchemy import text
+
+        if self.standing_by:
+            return
+        try:
+            if self._connection is None:
+                self._connection = self._db.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            self._connection.execute(text("SELECT pg_advisory_lock_shared(:key)"),
+                                     {"key": STANDBY_LOCK})  # fmt: skip
+        except Exception as exc:  # the database down: try_acquire finds out too
+            log.warning("standby not registered (%s: %s)", type(exc).__name__, exc)
+            self._drop()
+            return
+        self.standing_by = True
+
+    def standbys(self) -> int:
+        """How many other processes stand by (hold ``STANDBY_LOCK``); 0 when the database
+        does not answer. A bigint advisory key is ``classid`` (high 32 bits) and ``objid``
+        (low 32) in ``pg_locks``, which lists every database's locks: this one's only."""
+        from sqlalchemy import text
+
+        if self._connection is None:
+            return 0
+        query = text(
+            "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid) AND objsubid = 1"
+            " AND pid <> pg_backend_pid()"
+        )
+        try:
+            found = self._connection.execute(
+                query, {"high": STANDBY_LOCK >> 32, "low": STANDBY_LOCK & 0xFFFF_FFFF}
+            ).scalar_one()
+        except Exception as exc:  # nobody known to hand over to: end the cameras
+            log.warning("standbys not counted (%s: %s)", type(exc).__name__, exc)
+            return 0
+        return int(found)
 
     def alive(self) -> bool:
         """Whether the connection that holds the lock still answers (if it broke, the
@@ -104,6 +153,7 @@ class SupervisionLock:
         self._connection = None
         self.held = False
         self.backend_pid = None
+        self.standing_by = False
 
     def release(self) -> None:
         """Let the lock go: unlocked first, so that another process can take it as soon as
@@ -156,6 +206,7 @@ class Standby:
         """Try the lock every ``interval`` s until it is taken (then take over: True) or
         the standby stops (False)."""
         while not self._stop.wait(self.interval):
+            self.lock.stand_by()
             if self.lock.try_acquire():
                 log.warning("took the supervision lock: this server supervises the cluster now")
                 if _guarded(self.take_over, "taking over the cluster's supervision failed"):

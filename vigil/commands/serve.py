@@ -187,6 +187,8 @@ def serve(
     finally:
         if standby is not None:
             standby.stop()  # first: no take-over while this process stops
+        if head is not None and _hand_over(supervising, lock, supervisor, head):
+            lock = None  # released: a standby supervises the cameras from now on
         if head is not None:
             # First, while the backend still holds the cluster connection (its close ends it):
             # the media actors are detached and would outlive this head.
@@ -199,6 +201,34 @@ def serve(
             lock.release()  # after the stop: a standby must not adopt what is being ended
         db.close()
     return 0
+
+
+def _hand_over(config: VigilConfig, lock: Any, supervisor: Any, head: Any) -> bool:
+    """On the clean stop of the supervising process, when an API replica stands by
+    (``cluster.hand_over``): step down and let the lock go, so that the replica adopts the
+    camera actors, which record on, rather than end them (each camera would be offline and
+    then restarted). True when handed over (the lock released); else the stop ends them."""
+    if not config.cluster.hand_over or lock is None or not lock.held:
+        return False
+    if not supervisor.supervising:
+        return False
+    waiting = lock.standbys()
+    if not waiting:
+        return False
+    log.warning("handing the cluster's supervision over to the %d API replica(s) standing "
+                "by: the cameras record on", waiting)  # fmt: skip
+    _step_down(supervisor, head)
+    lock.release()
+    return True
+
+
+def _step_down(supervisor: Any, head: Any) -> None:
+    """Supervise no more: drains and acknowledgements first (another process may drain
+    now), then the publishing; the camera actors run on, and this process serves as a
+    replica."""
+    supervisor.backend.demote()
+    head.demote()
+    supervisor.stop_alerts()
 
 
 def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any, db: Any) -> Any:
@@ -216,14 +246,8 @@ def _standby(config: VigilConfig, lock: Any, supervisor: Any, head: Any, db: Any
         supervisor.backend.promote()
         head.promote()
 
-    def step_down() -> None:
-        # Drains and acknowledgements first (another process may drain now), then the
-        # publishing; the camera actors run on, and this process serves as a replica.
-        supervisor.backend.demote()
-        head.demote()
-        supervisor.stop_alerts()
-
-    standby = Standby(lock, config.cluster.takeover_interval, take_over, step_down)
+    standby = Standby(lock, config.cluster.takeover_interval, take_over,
+                      lambda: _step_down(supervisor, head))  # fmt: skip
     standby.start()
     return standby
 

@@ -711,6 +711,13 @@ class ClusterConfig(_Model):
         "advisory lock that the supervising `vigil serve` holds): how soon a replica takes "
         "over from a head that died.",
     )  # fmt: skip
+    hand_over: bool = Field(
+        True,
+        description="On a clean stop (SIGTERM, Ctrl-C) of the supervising `vigil serve`, "
+        "hand the supervision to an API replica that stands by, if one does: the camera "
+        "actors record on and are adopted, instead of being ended and started again. To stop "
+        "the cameras, stop the replicas first (or set this false).",
+    )  # fmt: skip
     namespace: str = Field(
         "vigil", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
         description="The Ray namespace this deployment's actors live in. Deployments that "
