@@ -194,17 +194,25 @@ def test_a_clip_asked_for_in_its_post_roll_is_served_while_the_complete_one_rend
     assert stale.count(True) == 2
 
 
+def cut_in_post_roll(api: Api, event_id: str) -> tuple[Any, Any, float]:
+    """An event that ended just now, its clip cut (by a viewer's request) while the
+    post-roll was recorded, then the post-roll's next segment landed: ``(viewer, the
+    earlier cut's answer, now)``."""
+    now = time.time()
+    api.add_segment("front", now - 12)
+    StoreEventSink(api.db).publish(ended(event_id, now - 11, now - 10.5))
+    viewer = api.login("val", Role.VIEWER)
+    early = fetch_clip(viewer, f"/api/events/{event_id}/clip")
+    assert early.status_code == 200, early.text
+    api.add_segment("front", now - 10)
+    return viewer, early, now
+
+
 def test_the_earlier_cut_is_served_while_its_successor_renders(api: Api) -> None:
     """The earlier cut of a clip stays on disk (and is served, ``stale``) while the clip
     that replaces it is cut: deleted first, a request in that time waited and got 202, and a
     player reading the earlier cut lost it under its feet."""
-    now = time.time()
-    api.add_segment("front", now - 12)
-    StoreEventSink(api.db).publish(ended("roll", now - 11, now - 10.5))
-    viewer = api.login("val", Role.VIEWER)
-    early = fetch_clip(viewer, "/api/events/roll/clip")
-    assert early.status_code == 200, early.text
-    api.add_segment("front", now - 10)
+    viewer, early, _now = cut_in_post_roll(api, "roll")
     state = api.app.state.vigil
     with api.db.session() as session:
         row = EventRepo(session).get("roll")
@@ -230,14 +238,8 @@ def test_a_player_pinned_to_a_cut_reads_it_while_a_newer_cut_replaces_it(api: Ap
     file to the end while the complete clip replaces it: without, the bytes after 100 came
     from the new file. A cut is refused (410) once gone, or when the camera's redaction
     settings changed since it was cut (an old URL never bypasses a new mask)."""
-    now = time.time()
-    api.add_segment("front", now - 12)
-    StoreEventSink(api.db).publish(ended("pin", now - 11, now - 10.5))
-    viewer = api.login("val", Role.VIEWER)
-    early = fetch_clip(viewer, "/api/events/pin/clip")
-    assert early.status_code == 200, early.text
+    viewer, early, now = cut_in_post_roll(api, "pin")
     cut = early.headers["x-vigil-clip-cut"]
-    api.add_segment("front", now - 10)
     assert viewer.get("/api/events/pin/clip").headers["x-vigil-clip-cache"] == "stale"
     (queued,) = [j for j in jobs_of(api.db, "clip") if j.state != "done"]
     for start in (now - 8, now - 6):
