@@ -65,8 +65,28 @@ def test_the_supervisor_counts_the_replicas_standing_by_in_its_database(
         one.lost()  # its connection closed: as for a process that died
         wait_for(lambda: supervisor.standbys() == 1, 30, "a standby that went still counts")
         assert not one.try_acquire(), "standing by takes nothing"
+        two.leave_standby()  # it stops: nobody to hand over to
+        assert supervisor.standbys() == 0
     finally:
         for lock in (supervisor, one, two, elsewhere):
+            lock.release()
+
+
+def test_a_standby_that_stops_stands_by_no_more(pg_server: PgServer) -> None:
+    """A replica that stops says so at once: a supervisor stopping at the same time (a
+    whole deployment stopped) ends its cameras instead of handing them to nobody."""
+    url = new_pg_database(pg_server, migrated=False)
+    supervisor, replica = SupervisionLock(url), SupervisionLock(url)
+    standby = Standby(replica, 0.1, lambda: None)
+    try:
+        assert supervisor.try_acquire()
+        standby.start()
+        wait_for(lambda: supervisor.standbys() == 1, 30, "the replica does not stand by")
+        standby.stop()
+        assert supervisor.standbys() == 0, "a stopped replica still stands by"
+    finally:
+        standby.stop()
+        for lock in (supervisor, replica):
             lock.release()
 
 

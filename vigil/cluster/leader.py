@@ -100,6 +100,20 @@ class SupervisionLock:
             return
         self.standing_by = True
 
+    def leave_standby(self) -> None:
+        """No longer stand by (this process stops): a supervisor stopping meanwhile must not
+        hand its cameras to a process that will not take them."""
+        from sqlalchemy import text
+
+        if not self.standing_by or self._connection is None:
+            return
+        try:
+            self._connection.execute(text("SELECT pg_advisory_unlock_shared(:key)"),
+                                     {"key": STANDBY_LOCK})  # fmt: skip
+        except Exception:  # a broken connection: the server released it already
+            log.debug("standby lock not unlocked", exc_info=True)
+        self.standing_by = False
+
     def standbys(self) -> int:
         """How many other processes stand by (hold ``STANDBY_LOCK``); 0 when the database
         does not answer. A bigint advisory key is ``classid`` (high 32 bits) and ``objid``
@@ -230,9 +244,13 @@ class Standby:
             _guarded(self.step_down, "stepping down from the cluster's supervision failed")
 
     def stop(self) -> None:
+        """Stop trying and watching; stand by no more (once the thread no longer uses the
+        lock's connection)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
+        if not self._thread.is_alive():
+            self.lock.leave_standby()
 
 
 def _guarded(call: Callable[[], None], failed: str) -> bool:
