@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import require_file
 from tests.unit.privacy.test_privacy_changes import frame, people
+from tests.unit.privacy.test_regions import H, SquareFinder, W
+from tests.unit.privacy.test_regions import frame as square_frame
 from vigil.api.livevideo import CarriedFaces, PersonBoxes
 from vigil.config.models import RedactConfig
 from vigil.paths import shared_models_dir
@@ -114,3 +116,56 @@ def test_carried_detections_are_void_at_a_new_picture_size(face_detector: FaceDe
     carried.observe(larger, NONE)
     assert not carried.ready, "boxes of the old size carried to the new one"
     assert carried.cuts == 1
+
+
+def detections_of(carried: CarriedFaces, image: ImageArray, count: int,
+                  objects: tuple[FloatArray, np.ndarray] = NONE) -> FloatArray:  # fmt: skip
+    """The carried faces once ``count`` detections in all finished, ``image`` observed."""
+    carried.observe(image, NONE, objects)
+    deadline = time.monotonic() + 30
+    while carried.detections < count and carried.failed is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert carried.detections == count, carried.failed
+    return carried.detect(image)[:, :4]
+
+
+def test_live_faces_are_searched_by_regions_between_whole_frame_passes() -> None:
+    """Live video's face detector (``full_every_s``): the first detection, the first after a
+    cut and one at least every ``full_every_s`` search the whole frame; in between only what
+    moved, the faces found and the tracked objects (``RegionFaceDetector``)."""
+    inner = SquareFinder()
+    carried = CarriedFaces(inner, 200.0, full_every_s=3600.0)
+    try:
+        still = square_frame((200, 100))
+        np.testing.assert_allclose(detections_of(carried, still, 1), [[200, 100, 220, 120]],
+                                   atol=1)  # fmt: skip
+        assert inner.calls == [(W, H)], "the first detection searches the whole frame"
+        found = detections_of(carried, still.copy(), 2)
+        np.testing.assert_allclose(found, [[200, 100, 220, 120]], atol=1)
+        assert inner.calls[-1][0] < W / 2, "a still face: only around it was searched"
+        # A face the detector missed, that does not move: found because an object tracked
+        # there is searched, not at the next whole-frame pass.
+        assert carried._regions is not None
+        carried._regions._faces = np.zeros((0, 4), np.float32)
+        sign = (np.array([[190, 90, 230, 130]], np.float32), np.array([3]))
+        found = detections_of(carried, still.copy(), 3, sign)
+        np.testing.assert_allclose(found, [[200, 100, 220, 120]], atol=1)
+        assert inner.calls[-1][0] < W / 2
+        # A cut (the picture changed at once) that moves no pixel past the region search's
+        # motion threshold: the region search alone would look only where the face was.
+        cut = (still + 10).astype(np.uint8)
+        detections_of(carried, cut, 4)
+        assert carried.cuts == 1
+        assert inner.calls[-1] == (W, H), "the first detection after a cut searches it all"
+    finally:
+        carried.close()
+    timed = CarriedFaces(inner := SquareFinder(), 200.0, full_every_s=0.3)
+    try:
+        detections_of(timed, still, 1)
+        detections_of(timed, still.copy(), 2)
+        assert inner.calls[-1][0] < W / 2
+        time.sleep(0.4)
+        detections_of(timed, still.copy(), 3)
+        assert inner.calls[-1] == (W, H), "the whole frame again after full_every_s"
+    finally:
+        timed.close()

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -81,6 +82,7 @@ from vigil.media.h264 import (
 from vigil.privacy import Redactor
 from vigil.privacy.changes import Decided, thumbnail
 from vigil.privacy.redactor import mode_needs_people
+from vigil.privacy.regions import RegionFaceDetector
 from vigil.record.copyfeed import CopyChunk, CopyReader
 from vigil.types import Detections, FloatArray, ImageArray
 
@@ -115,6 +117,13 @@ CARRY_SPEED = 0.1
 CUT_DIFF = 6.0
 #: How often the real face detector runs at most, per camera (it is the CPU's big cost).
 FACE_HZ = 5.0
+#: Between whole-frame face searches at least this often, a live detection searches only
+#: where a face can be new: what moved since the last detection's frame, the faces it
+#: found and the camera's tracked objects (``vigil.privacy.regions``).
+FACE_FULL_EVERY_S = 1.0
+#: The live detectors' threads run at this nice: under load the encoders keep the camera's
+#: rate and the detections come less often (what changed since one is hidden meanwhile).
+DETECTOR_NICE = 10
 #: The encoder polls the camera's newest frame this many times its frame rate.
 POLL_RATIO = 1.5
 #: A stream copy keeps the fragments of the current GOP for joining viewers up to this size.
@@ -198,8 +207,14 @@ class CarriedFaces:
     ``observe``: the detector searched them, and a face among them is carried with them);
     for people, without (a person is in a person box or is someone new)."""
 
-    def __init__(self, detector: Any, face_hz: float = FACE_HZ, what: str = "face") -> None:
-        self._detector = detector
+    def __init__(self, detector: Any, face_hz: float = FACE_HZ, what: str = "face",
+                 full_every_s: float = 0.0) -> None:  # fmt: skip
+        #: ``full_every_s`` > 0: a face detector searched by regions between whole-frame
+        #: passes that often (the tracked objects always searched).
+        self._regions = (RegionFaceDetector(detector, full_every=1 << 30,
+                                            full_every_s=full_every_s)
+                         if full_every_s > 0 else None)  # fmt: skip
+        self._detector = detector if self._regions is None else self._regions
         self.what = what
         self._objects_known = what == "face"
         self._period = 1.0 / face_hz
@@ -214,6 +229,7 @@ class CarriedFaces:
         self._small: np.ndarray | None = None
         self._size: tuple[int, ...] = ()
         self._epoch = 0
+        self._searched_epoch = 0
         self.cuts = 0
         #: Last detection: time, face boxes, the track id each face was in (-1: none), the
         #: face's box relative to that track's box, and its velocity (px/s, from the
@@ -286,6 +302,7 @@ class CarriedFaces:
         self._wake.set()
 
     def _run(self) -> None:
+        yield_cpu()
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
@@ -295,6 +312,7 @@ class CarriedFaces:
                 continue
             started = time.monotonic()
             image, track_boxes, track_ids, epoch, objects = taken
+            self._search_at(epoch, track_boxes, objects)
             try:
                 found = np.asarray(self._detector.detect(image), np.float32)
             except Exception as exc:  # fail closed: the encoder stops sending
@@ -312,6 +330,26 @@ class CarriedFaces:
                 self._decided = (thumb, objects)
             self.detections += 1
             self._stop.wait(max(0.0, self._period - (time.monotonic() - started)))
+
+    def _search_at(self, epoch: int, tracks: FloatArray,
+                   objects: tuple[FloatArray, np.ndarray]) -> None:  # fmt: skip
+        """Where the region search looks besides what moved: the tracked objects of the
+        frame; after a cut, the whole frame (what moved is measured against the frame
+        before it, of another picture)."""
+        if self._regions is None:
+            return
+        if epoch != self._searched_epoch:
+            self._regions.reset()
+            self._searched_epoch = epoch
+        self._regions.hints = np.concatenate([tracks, objects[0]]).astype(np.float32)
+
+
+def yield_cpu() -> None:
+    """Give the calling thread a lower priority than the encoders (Linux: per-thread nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DETECTOR_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux: every thread shares one nice
+        log.debug("live detector thread keeps its priority: %s", exc)
 
 
 #: A detection as ``CarriedFaces`` keeps it (see ``CarriedFaces._faces``).
@@ -890,7 +928,11 @@ class LiveVideo:
         # Loaded before any thread starts: a person model that cannot load refuses the
         # stream (PrivacyError) rather than showing people.
         person = None if self._person_detector is None else self._person_detector(view.camera)
-        faces = None if detector is None else CarriedFaces(detector, self.face_hz)
+        faces = (
+            None
+            if detector is None
+            else CarriedFaces(detector, self.face_hz, full_every_s=FACE_FULL_EVERY_S)
+        )
         people = None if person is None else CarriedFaces(PersonBoxes(person), self.face_hz,
                                                           "person")  # fmt: skip
         render = _Redacting(self, view.camera, faces, people)

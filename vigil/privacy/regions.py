@@ -18,6 +18,9 @@ still person turning round without moving) is found at the next full pass, at mo
 
 from __future__ import annotations
 
+import math
+import time
+
 import cv2
 import numpy as np
 
@@ -34,18 +37,23 @@ class RegionFaceDetector:
     """A ``FaceDetector`` for the frames of one video, in order (it keeps the last frame).
 
     ``inner``: the real detector. ``full_every``: frames between full passes (1: every
-    frame is searched whole, as without this class). ``hints``: ``(n, 4)`` xyxy pixel boxes
+    frame is searched whole, as without this class). ``full_every_s``: seconds between full
+    passes as well (0: frames only), for frames that come at no fixed rate (live video's
+    detector takes the newest frame when it is free). ``hints``: ``(n, 4)`` xyxy pixel boxes
     always searched. ``motion_threshold``: grey-level change (0-255) that counts as movement.
     ``pad``: pixels added around every region. ``max_area``: fraction of the frame above
     which the whole frame is searched.
     """
 
     def __init__(
-        self, inner: FaceDetector, *, full_every: int, hints: FloatArray | None = None,
-        motion_threshold: int = 16, pad: int = 24, max_area: float = 0.6,
+        self, inner: FaceDetector, *, full_every: int, full_every_s: float = 0.0,
+        hints: FloatArray | None = None, motion_threshold: int = 16, pad: int = 24,
+        max_area: float = 0.6,
     ) -> None:  # fmt: skip
         self.inner = inner
         self.full_every = max(1, int(full_every))
+        self.full_every_s = full_every_s
+        self._full_at = -math.inf
         self.hints = empty_faces()[:, :4] if hints is None else np.asarray(hints, np.float32)
         self.motion_threshold = motion_threshold
         self.pad = pad
@@ -65,15 +73,18 @@ class RegionFaceDetector:
         h, w = image.shape[:2]
         small = _grey_small(image)
         regions = None
+        now = time.monotonic()
         if (
             self._previous is not None
             and self._previous.shape == small.shape
             and (self.frames % self.full_every)
+            and (self.full_every_s <= 0 or now - self._full_at < self.full_every_s)
         ):
             regions = self._regions(small, (w, h))
         self._previous = small
         self.frames += 1
         if regions is None:
+            self._full_at = now
             self.full_passes += 1
             self.searched_area += 1.0
             found = self.inner.detect(image)
